@@ -1,0 +1,42 @@
+// Lint rules that keep layers apart and promises handled (see STYLE.md).
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', '.stack/**', '.tap/**', 'docker/kafka/target/**', 'bench/out/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommendedTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: { allowDefaultProject: ['*.js', 'scripts/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': ['error', { checksVoidReturn: { arguments: false } }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      'no-restricted-syntax': [
+        'error',
+        { selector: "MemberExpression[object.name='process'][property.name='env']", message: 'Only src/config.ts reads process.env.' },
+      ],
+    },
+  },
+  {
+    // Storage drivers are imported only by the storage adapters; actors see storage through interfaces.
+    files: ['src/**/*.ts', 'actors/**/*.ts'],
+    ignores: ['src/storage/**'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        { paths: ['mysql2', 'mysql2/promise', 'ioredis', 'kafkajs'].map((name) => ({ name, message: 'Import storage drivers only in src/storage/.', allowTypeImports: true })) },
+      ],
+    },
+  },
+  {
+    files: ['src/config.ts', 'scripts/**', 'test/**', 'bench/**', '*.js'],
+    rules: { 'no-restricted-syntax': 'off' },
+  },
+  {
+    files: ['scripts/**/*.mjs', '*.js'],
+    ...tseslint.configs.disableTypeChecked,
+  },
+);
