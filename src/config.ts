@@ -1,0 +1,227 @@
+import { hostname } from 'node:os';
+
+/**
+ * The only reader of process.env. `loadConfig` validates every setting, reports all problems in one
+ * error, and returns a frozen, typed Config. Defaults point at the local stack (`npm run stack -- up`).
+ */
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export interface MysqlEndpoint {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
+export interface Config {
+  /** Identifies this app node in logs, leases and node registration. Default `<hostname>:<PORT>`. */
+  readonly nodeId: string;
+  /** Interface the HTTP server binds. Default 127.0.0.1. */
+  readonly host: string;
+  /** HTTP port. Default 8080; 0 picks a free port. */
+  readonly port: number;
+  readonly logLevel: LogLevel;
+  readonly mysql: {
+    readonly primary: Readonly<MysqlEndpoint>;
+    readonly replica: Readonly<MysqlEndpoint>;
+    /** Connections per pool (primary and replica each). Default 32. */
+    readonly poolSize: number;
+  };
+  readonly redis: {
+    /** Single-node Redis URL; ignored when sentinels are set. Default redis://127.0.0.1:16379. */
+    readonly url: string;
+    /** Sentinel addresses `host:port`; empty for a single node. */
+    readonly sentinels: readonly { host: string; port: number }[];
+    /** Sentinel master name. Default `flashsale`. */
+    readonly sentinelName: string;
+    /** Prefix of every key the service writes. Default `fs:`. */
+    readonly keyPrefix: string;
+  };
+  readonly kafka: {
+    readonly brokers: readonly string[];
+    readonly clientId: string;
+  };
+  /** Time a dependency check may take before /ready calls it down, ms. Default 1000. */
+  readonly readyCheckTimeoutMs: number;
+  /** Time SIGTERM waits for in-flight requests before closing clients, ms. Default 10000. */
+  readonly shutdownGraceMs: number;
+}
+
+/** Every environment variable the service reads (docker-compose.yml is checked against this list). */
+export const CONFIG_ENV_NAMES = [
+  'NODE_ID',
+  'HOST',
+  'PORT',
+  'LOG_LEVEL',
+  'MYSQL_PRIMARY_URL',
+  'MYSQL_REPLICA_URL',
+  'MYSQL_POOL_SIZE',
+  'REDIS_URL',
+  'REDIS_SENTINELS',
+  'REDIS_SENTINEL_NAME',
+  'REDIS_KEY_PREFIX',
+  'KAFKA_BROKERS',
+  'KAFKA_CLIENT_ID',
+  'READY_CHECK_TIMEOUT_MS',
+  'SHUTDOWN_GRACE_MS',
+] as const;
+
+export type ConfigEnvName = (typeof CONFIG_ENV_NAMES)[number];
+export type Env = Partial<Record<string, string>>;
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration (${problems.length} problem(s)):\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export const defaults = {
+  host: '127.0.0.1',
+  port: 8080,
+  logLevel: 'info',
+  mysqlPrimaryUrl: 'mysql://flashsale:flashsale@127.0.0.1:13306/flashsale',
+  mysqlReplicaUrl: 'mysql://flashsale:flashsale@127.0.0.1:13307/flashsale',
+  mysqlPoolSize: 32,
+  redisUrl: 'redis://127.0.0.1:16379',
+  redisSentinelName: 'flashsale',
+  redisKeyPrefix: 'fs:',
+  kafkaBrokers: '127.0.0.1:19092',
+  kafkaClientId: 'flash-sale',
+  readyCheckTimeoutMs: 1_000, // 1 s
+  shutdownGraceMs: 10_000, // 10 s
+} as const;
+
+/** Reads env values one by one, recording every problem instead of stopping at the first. */
+class EnvReader {
+  readonly problems: string[] = [];
+  constructor(private readonly env: Env) {}
+
+  raw(name: ConfigEnvName): string | undefined {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? undefined : value.trim();
+  }
+
+  string(name: ConfigEnvName, fallback: string): string {
+    return this.raw(name) ?? fallback;
+  }
+
+  int(name: ConfigEnvName, fallback: number, min: number, max: number): number {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value) || !Number.isSafeInteger(n) || n < min || n > max) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected an integer from ${min} to ${max}`);
+      return fallback;
+    }
+    return n;
+  }
+
+  oneOf<T extends string>(name: ConfigEnvName, fallback: T, allowed: readonly T[]): T {
+    const value = this.raw(name);
+    if (value === undefined) return fallback;
+    if (!(allowed as readonly string[]).includes(value)) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected one of ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return value as T;
+  }
+
+  mysqlUrl(name: ConfigEnvName, fallback: string): MysqlEndpoint {
+    const value = this.raw(name) ?? fallback;
+    const url = parseUrl(value);
+    if (url === undefined || url.protocol !== 'mysql:' || url.hostname === '' || url.pathname.length < 2) {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected mysql://user:password@host:port/database`);
+      return { host: '127.0.0.1', port: 3306, user: '', password: '', database: '' };
+    }
+    return {
+      host: url.hostname,
+      port: url.port === '' ? 3306 : Number(url.port),
+      user: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+      database: decodeURIComponent(url.pathname.slice(1)),
+    };
+  }
+
+  redisUrl(name: ConfigEnvName, fallback: string): string {
+    const value = this.raw(name) ?? fallback;
+    const url = parseUrl(value);
+    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected redis://[:password@]host:port[/db]`);
+      return fallback;
+    }
+    return value;
+  }
+
+  hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {
+    const value = this.raw(name) ?? fallback;
+    if (value === '') return [];
+    const out: { host: string; port: number }[] = [];
+    for (const item of value.split(',').map((s) => s.trim())) {
+      const match = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(item);
+      const port = match ? Number(match[2]) : 0;
+      if (!match || port < 1 || port > 65535) {
+        this.problems.push(`${name}: ${JSON.stringify(item)} is not host:port (comma-separated list expected)`);
+        continue;
+      }
+      out.push({ host: match[1]!, port });
+    }
+    return out;
+  }
+}
+
+function parseUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/** Builds the Config from an environment; throws one ConfigError naming every bad setting. */
+export function loadConfig(env: Env = process.env): Config {
+  const read = new EnvReader(env);
+  const port = read.int('PORT', defaults.port, 0, 65535);
+  const brokers = read.hostPorts('KAFKA_BROKERS', defaults.kafkaBrokers);
+  if (brokers.length === 0 && read.problems.every((p) => !p.startsWith('KAFKA_BROKERS'))) {
+    read.problems.push('KAFKA_BROKERS: at least one broker host:port is required');
+  }
+  const config: Config = {
+    nodeId: read.string('NODE_ID', `${hostname()}:${port}`),
+    host: read.string('HOST', defaults.host),
+    port,
+    logLevel: read.oneOf('LOG_LEVEL', defaults.logLevel, LOG_LEVELS),
+    mysql: {
+      primary: read.mysqlUrl('MYSQL_PRIMARY_URL', defaults.mysqlPrimaryUrl),
+      replica: read.mysqlUrl('MYSQL_REPLICA_URL', defaults.mysqlReplicaUrl),
+      poolSize: read.int('MYSQL_POOL_SIZE', defaults.mysqlPoolSize, 1, 1000),
+    },
+    redis: {
+      url: read.redisUrl('REDIS_URL', defaults.redisUrl),
+      sentinels: read.hostPorts('REDIS_SENTINELS', ''),
+      sentinelName: read.string('REDIS_SENTINEL_NAME', defaults.redisSentinelName),
+      keyPrefix: read.string('REDIS_KEY_PREFIX', defaults.redisKeyPrefix),
+    },
+    kafka: {
+      brokers: brokers.map((b) => `${b.host}:${b.port}`),
+      clientId: read.string('KAFKA_CLIENT_ID', defaults.kafkaClientId),
+    },
+    readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
+    shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
+  };
+  if (read.problems.length > 0) throw new ConfigError(read.problems);
+  return deepFreeze(config);
+}

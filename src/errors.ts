@@ -1,0 +1,71 @@
+/**
+ * One registry of error codes: each code carries its HTTP status and whether a client may retry.
+ * Expected outcomes (out of stock, duplicate request) are reply values; AppError is for bad input,
+ * overload and infrastructure faults.
+ */
+export const ERROR_CODES = {
+  VALIDATION_FAILED: { status: 400, retryable: false },
+  MALFORMED_JSON: { status: 400, retryable: false },
+  IDEMPOTENCY_KEY_REQUIRED: { status: 400, retryable: false },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, retryable: false },
+  UNAUTHENTICATED: { status: 401, retryable: false },
+  PAYMENT_DECLINED: { status: 402, retryable: false },
+  NOT_FOUND: { status: 404, retryable: false },
+  PRODUCT_NOT_FOUND: { status: 404, retryable: false },
+  ORDER_NOT_FOUND: { status: 404, retryable: false },
+  METHOD_NOT_ALLOWED: { status: 405, retryable: false },
+  OUT_OF_STOCK: { status: 409, retryable: false },
+  PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
+  RATE_LIMITED: { status: 429, retryable: true },
+  INTERNAL: { status: 500, retryable: false },
+  OVERLOADED: { status: 503, retryable: true },
+  DEPENDENCY_UNAVAILABLE: { status: 503, retryable: true },
+  SHUTTING_DOWN: { status: 503, retryable: true },
+  DEADLINE_EXCEEDED: { status: 504, retryable: true },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface AppErrorOptions {
+  /** The request field the error is about, e.g. `quantity` or `body.productId`. */
+  field?: string;
+  /** Seconds a client should wait before retrying (sent as `Retry-After`). */
+  retryAfterSeconds?: number;
+  cause?: unknown;
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly retryable: boolean;
+  readonly field: string | undefined;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+    this.retryable = ERROR_CODES[code].retryable;
+    this.field = options.field;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+
+  /** The JSON body clients receive: `{ error: { code, message, field?, retryable } }`. */
+  toBody(): { error: { code: ErrorCode; message: string; field?: string; retryable: boolean } } {
+    const error: { code: ErrorCode; message: string; field?: string; retryable: boolean } = {
+      code: this.code,
+      message: this.message,
+      retryable: this.retryable,
+    };
+    if (this.field !== undefined) error.field = this.field;
+    return { error };
+  }
+}
+
+/** Any thrown value as an AppError; unknown faults become INTERNAL without leaking their message. */
+export function toAppError(err: unknown): AppError {
+  if (err instanceof AppError) return err;
+  return new AppError('INTERNAL', 'internal error', { cause: err });
+}

@@ -1,0 +1,36 @@
+import { AppError } from '../errors.js';
+import { checkReadiness, type Dependency, type DependencyCheck } from '../readiness.js';
+import { json } from './reply.js';
+import type { Route } from './server.js';
+
+export interface HealthDeps {
+  nodeId: string;
+  checks: Readonly<Record<Dependency, DependencyCheck>>;
+  checkTimeoutMs: number;
+  startedAt: number;
+}
+
+/** `GET /health`: the process answers (liveness). `GET /ready`: every dependency answers (readiness). */
+export function healthRoutes(deps: HealthDeps): Route[] {
+  return [
+    {
+      method: 'get',
+      pattern: '/health',
+      handler: () => json(200, { status: 'ok', node: deps.nodeId, uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000) }),
+    },
+    {
+      method: 'get',
+      pattern: '/ready',
+      handler: async () => {
+        const readiness = await checkReadiness(deps.checks, deps.checkTimeoutMs);
+        if (readiness.ready) return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
+        const error = new AppError('DEPENDENCY_UNAVAILABLE', `not ready: ${readiness.down.join(', ')} down`);
+        return json(
+          503,
+          { ...error.toBody(), status: 'not_ready', node: deps.nodeId, down: readiness.down, dependencies: readiness.dependencies },
+          { 'Retry-After': '1' },
+        );
+      },
+    },
+  ];
+}

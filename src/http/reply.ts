@@ -1,0 +1,40 @@
+import { STATUS_CODES } from 'node:http';
+import type { HttpResponse } from 'uWebSockets.js';
+import { AppError } from '../errors.js';
+
+/** What a route handler returns: a status, an optional JSON body, extra headers. */
+export interface Reply {
+  status: number;
+  body?: unknown;
+  headers?: Readonly<Record<string, string>>;
+}
+
+export const json = (status: number, body: unknown, headers?: Record<string, string>): Reply =>
+  headers === undefined ? { status, body } : { status, body, headers };
+
+export function errorReply(err: AppError): Reply {
+  const headers: Record<string, string> = {};
+  if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
+  return { status: err.status, body: err.toBody(), headers };
+}
+
+const statusLines = new Map<number, string>();
+function statusLine(status: number): string {
+  let line = statusLines.get(status);
+  if (line === undefined) {
+    line = `${status} ${STATUS_CODES[status] ?? 'Unknown'}`;
+    statusLines.set(status, line);
+  }
+  return line;
+}
+
+/** Writes a reply in one corked write; the caller guarantees the response is not aborted. */
+export function writeReply(res: HttpResponse, reply: Reply, closeConnection = false): void {
+  const payload = reply.body === undefined ? undefined : JSON.stringify(reply.body);
+  res.cork(() => {
+    res.writeStatus(statusLine(reply.status));
+    if (payload !== undefined) res.writeHeader('Content-Type', 'application/json');
+    if (reply.headers) for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
+    res.end(payload, closeConnection);
+  });
+}

@@ -1,0 +1,33 @@
+import { createRequire } from 'node:module';
+import type * as UWS from 'uWebSockets.js';
+
+/**
+ * Loads the native uWebSockets.js binary directly. The package's own entry point silently falls back
+ * to a slow pure-Node implementation when the binary does not load; a flash-sale front must refuse to
+ * start instead.
+ */
+export type Uws = typeof UWS;
+
+export class NativeUwsUnavailableError extends Error {
+  override readonly name = 'NativeUwsUnavailableError';
+}
+
+export function loadNativeUws(env: { UWS_USE_FALLBACK?: string | undefined }): Uws {
+  if (env.UWS_USE_FALLBACK !== undefined && env.UWS_USE_FALLBACK !== '' && env.UWS_USE_FALLBACK !== '0') {
+    throw new NativeUwsUnavailableError(
+      'UWS_USE_FALLBACK is set: refusing to run on the pure-Node uWebSockets.js fallback; unset UWS_USE_FALLBACK',
+    );
+  }
+  const require = createRequire(import.meta.url);
+  const binary = `uWebSockets.js/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
+  try {
+    return require(binary) as Uws;
+  } catch (cause) {
+    throw new NativeUwsUnavailableError(
+      `the native uWebSockets.js binary ${binary} does not load on this machine (Node ${process.version}, ` +
+        `${process.platform}/${process.arch}); refusing to start on the slow fallback. ` +
+        `Use Node 20 on glibc <= 2.36, as package.json's engines field says.`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,56 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { loadNativeUws } from './http/uws.js';
+import { openInfrastructure } from './infrastructure.js';
+import { createLogger } from './logger.js';
+import { migrate } from './storage/migrate.js';
+
+/** Composition root: config → logger → clients → migrations → HTTP; SIGTERM/SIGINT drain and close. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger(config);
+  const uws = loadNativeUws(process.env);
+
+  const migrations = await migrate(config.mysql.primary);
+  logger.info(
+    { applied: migrations.applied.map((m) => `${m.version}_${m.name}`), alreadyApplied: migrations.alreadyApplied },
+    'schema migrations checked',
+  );
+
+  const infra = openInfrastructure(config, logger);
+  const server = buildApp({ config, logger, uws, infra });
+  const port = await server.listen(config.host, config.port);
+  logger.info({ url: `http://${config.host}:${port}` }, 'listening');
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal, inFlight: server.inFlight() }, 'shutting down: draining in-flight requests');
+    void (async () => {
+      const { drained, abandoned } = await server.close(config.shutdownGraceMs);
+      await infra.close();
+      logger.info({ drained, abandoned }, 'stopped');
+      process.exit(drained ? 0 : 1);
+    })();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`fatal: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

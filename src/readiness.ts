@@ -1,0 +1,42 @@
+import { withTimeout } from './timeouts.js';
+
+/** The dependencies `/ready` reports on, in the order it lists them. */
+export const DEPENDENCIES = ['primary', 'replica', 'redis', 'kafka'] as const;
+export type Dependency = (typeof DEPENDENCIES)[number];
+
+export type DependencyCheck = () => Promise<void>;
+
+export type DependencyState =
+  | { status: 'up'; latencyMs: number }
+  | { status: 'down'; latencyMs: number; error: string };
+
+export interface Readiness {
+  ready: boolean;
+  down: Dependency[];
+  dependencies: Record<Dependency, DependencyState>;
+}
+
+/** Runs every check at once, each bounded by `timeoutMs`; one slow dependency cannot hide another. */
+export async function checkReadiness(
+  checks: Readonly<Record<Dependency, DependencyCheck>>,
+  timeoutMs: number,
+): Promise<Readiness> {
+  const states = await Promise.all(
+    DEPENDENCIES.map(async (name): Promise<DependencyState> => {
+      const started = performance.now();
+      try {
+        await withTimeout(checks[name](), timeoutMs, `${name} check`);
+        return { status: 'up', latencyMs: Math.round(performance.now() - started) };
+      } catch (err) {
+        const error = err instanceof Error ? err.message || err.name : String(err);
+        return { status: 'down', latencyMs: Math.round(performance.now() - started), error };
+      }
+    }),
+  );
+  const dependencies = Object.fromEntries(DEPENDENCIES.map((name, i) => [name, states[i]!])) as Record<
+    Dependency,
+    DependencyState
+  >;
+  const down = DEPENDENCIES.filter((name) => dependencies[name].status === 'down');
+  return { ready: down.length === 0, down, dependencies };
+}

@@ -1,0 +1,61 @@
+import kafkajs, { type Admin, type Kafka, type logCreator } from 'kafkajs';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+
+const { Kafka: KafkaClient, logLevel: KafkaLogLevel } = kafkajs;
+export type { Admin, Kafka };
+
+/** KafkaJS log lines go through pino, tagged `component: kafkajs`. */
+function pinoLogCreator(logger: Logger): logCreator {
+  const child = logger.child({ component: 'kafkajs' });
+  return () =>
+    ({ level, log }) => {
+      const { message, ...extra } = log;
+      if (level === KafkaLogLevel.ERROR) child.error(extra, message);
+      else if (level === KafkaLogLevel.WARN) child.warn(extra, message);
+      else if (level === KafkaLogLevel.INFO) child.debug(extra, message);
+      else child.trace(extra, message);
+    };
+}
+
+export function createKafka(config: Pick<Config, 'kafka'>, logger: Logger): Kafka {
+  return new KafkaClient({
+    clientId: config.kafka.clientId,
+    brokers: [...config.kafka.brokers],
+    connectionTimeout: 2_000, // 2 s
+    requestTimeout: 5_000, // 5 s
+    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 2_000 },
+    logLevel: KafkaLogLevel.INFO,
+    logCreator: pinoLogCreator(logger),
+  });
+}
+
+/**
+ * Health probe through a long-lived admin client: describeCluster answers only when a broker does.
+ * The admin reconnects on the next call after a broker comes back.
+ */
+export class KafkaProbe {
+  private readonly admin: Admin;
+  private connected = false;
+
+  constructor(kafka: Kafka) {
+    this.admin = kafka.admin({ retry: { retries: 0 } });
+    this.admin.on(this.admin.events.DISCONNECT, () => {
+      this.connected = false;
+    });
+  }
+
+  async ping(): Promise<void> {
+    if (!this.connected) {
+      await this.admin.connect();
+      this.connected = true;
+    }
+    const cluster = await this.admin.describeCluster();
+    if (cluster.brokers.length === 0) throw new Error('no Kafka broker in the cluster metadata');
+  }
+
+  async close(): Promise<void> {
+    this.connected = false;
+    await this.admin.disconnect();
+  }
+}

@@ -1,0 +1,98 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
+import type { MysqlEndpoint } from '../config.js';
+import { poolOptions } from './mysql.js';
+
+/** Folder of `NNN_name.sql` files, applied in version order; kept beside the compiled code too. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../src/storage/migrations/', import.meta.url));
+const SOURCE_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+  checksum: string;
+}
+
+export interface MigrationResult {
+  applied: Migration[];
+  alreadyApplied: number;
+}
+
+export async function readMigrations(dir?: string): Promise<Migration[]> {
+  const folder = dir ?? (await firstExisting([SOURCE_MIGRATIONS_DIR, MIGRATIONS_DIR]));
+  const files = (await readdir(folder)).filter((f) => f.endsWith('.sql')).sort();
+  const migrations: Migration[] = [];
+  for (const file of files) {
+    const match = /^(\d+)_([a-z0-9_]+)\.sql$/.exec(file);
+    if (!match) throw new Error(`migration file ${file} is not named NNN_name.sql`);
+    const sql = await readFile(`${folder}/${file}`, 'utf8');
+    migrations.push({
+      version: Number(match[1]),
+      name: match[2]!,
+      sql,
+      checksum: createHash('sha256').update(sql).digest('hex'),
+    });
+  }
+  const versions = new Set(migrations.map((m) => m.version));
+  if (versions.size !== migrations.length) throw new Error(`duplicate migration version in ${folder}`);
+  return migrations;
+}
+
+async function firstExisting(dirs: string[]): Promise<string> {
+  for (const dir of dirs) {
+    try {
+      await readdir(dir);
+      return dir;
+    } catch {
+      // try the next location
+    }
+  }
+  throw new Error(`no migrations folder found (looked in ${dirs.join(', ')})`);
+}
+
+/**
+ * Applies pending migrations to the primary, holding a named lock so nodes starting together do not
+ * race. A changed checksum of an applied migration is an error: migrations are append-only.
+ */
+export async function migrate(primary: MysqlEndpoint, migrations?: Migration[]): Promise<MigrationResult> {
+  const all = migrations ?? (await readMigrations());
+  const conn = await mysql.createConnection({ ...poolOptions(primary, 1), multipleStatements: true });
+  try {
+    const [[lock]] = await conn.query<RowDataPacket[]>("SELECT GET_LOCK('flashsale.migrations', 60) AS got");
+    if (lock?.['got'] !== 1) throw new Error('could not take the migrations lock within 60 s');
+    await conn.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version INT UNSIGNED NOT NULL PRIMARY KEY,
+      name VARCHAR(200) NOT NULL,
+      checksum CHAR(64) CHARACTER SET ascii NOT NULL,
+      applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+    ) ENGINE=InnoDB`);
+    const [rows] = await conn.query<RowDataPacket[]>('SELECT version, name, checksum FROM schema_migrations');
+    const done = new Map(rows.map((r) => [Number(r['version']), String(r['checksum'])]));
+    const applied: Migration[] = [];
+    for (const migration of all) {
+      const checksum = done.get(migration.version);
+      if (checksum !== undefined) {
+        if (checksum !== migration.checksum) {
+          throw new Error(`migration ${migration.version}_${migration.name} changed after it was applied`);
+        }
+        continue;
+      }
+      // DDL commits implicitly in MySQL, so a failed migration is reported, not rolled back.
+      await conn.query(migration.sql);
+      await conn.query('INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)', [
+        migration.version,
+        migration.name,
+        migration.checksum,
+      ]);
+      applied.push(migration);
+    }
+    return { applied, alreadyApplied: all.length - applied.length };
+  } finally {
+    await conn.query("SELECT RELEASE_LOCK('flashsale.migrations')").catch(() => undefined);
+    await conn.end();
+  }
+}

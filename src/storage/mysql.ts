@@ -1,0 +1,48 @@
+import mysql, { type Pool, type PoolOptions } from 'mysql2/promise';
+import type { Config, MysqlEndpoint } from '../config.js';
+
+export type { Pool, PoolConnection, RowDataPacket, ResultSetHeader } from 'mysql2/promise';
+
+/** The primary takes every write; the replica serves cache-miss reads. */
+export interface MysqlPools {
+  readonly primary: Pool;
+  readonly replica: Pool;
+  close(): Promise<void>;
+}
+
+export function poolOptions(endpoint: MysqlEndpoint, connectionLimit: number): PoolOptions {
+  return {
+    host: endpoint.host,
+    port: endpoint.port,
+    user: endpoint.user,
+    password: endpoint.password,
+    database: endpoint.database,
+    connectionLimit,
+    maxIdle: Math.min(10, connectionLimit),
+    idleTimeout: 60_000, // 1 min
+    connectTimeout: 2_000, // 2 s: a dead server must not hold requests for the driver's 10 s default
+    enableKeepAlive: true,
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+    dateStrings: false,
+    timezone: 'Z',
+    charset: 'utf8mb4',
+  };
+}
+
+export function createMysqlPools(config: Pick<Config, 'mysql'>): MysqlPools {
+  const primary = mysql.createPool(poolOptions(config.mysql.primary, config.mysql.poolSize));
+  const replica = mysql.createPool(poolOptions(config.mysql.replica, config.mysql.poolSize));
+  return {
+    primary,
+    replica,
+    async close() {
+      await Promise.allSettled([primary.end(), replica.end()]);
+    },
+  };
+}
+
+/** Answers when the server runs a query; rejects otherwise. */
+export async function pingMysql(pool: Pool): Promise<void> {
+  await pool.query('SELECT 1');
+}

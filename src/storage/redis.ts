@@ -1,0 +1,33 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Config } from '../config.js';
+
+export type { Redis };
+
+/**
+ * A Redis client that fails fast while disconnected (no offline queue): a flash sale prefers an
+ * immediate 503 over requests piling up behind a dead connection. It reconnects in the background.
+ */
+export function createRedis(config: Pick<Config, 'redis'>, overrides: RedisOptions = {}): Redis {
+  const common: RedisOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000, // 2 s
+    retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 2_000), // back off to 2 s between reconnects
+    ...overrides,
+  };
+  if (config.redis.sentinels.length > 0) {
+    return new Redis({ ...common, sentinels: [...config.redis.sentinels], name: config.redis.sentinelName });
+  }
+  return new Redis(config.redis.url, common);
+}
+
+/** Connects a lazily created client; rejects if the first connection fails. */
+export async function connectRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'wait') await redis.connect();
+}
+
+export async function pingRedis(redis: Redis): Promise<void> {
+  const reply = await redis.ping();
+  if (reply !== 'PONG') throw new Error(`unexpected PING reply ${reply}`);
+}

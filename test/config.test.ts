@@ -1,0 +1,68 @@
+import t from 'tap';
+import { CONFIG_ENV_NAMES, ConfigError, loadConfig } from '../src/config.js';
+
+t.test('defaults point at the local stack and are frozen', async (t) => {
+  const config = loadConfig({});
+  t.equal(config.port, 8080);
+  t.equal(config.host, '127.0.0.1');
+  t.same(config.mysql.primary, { host: '127.0.0.1', port: 13306, user: 'flashsale', password: 'flashsale', database: 'flashsale' });
+  t.equal(config.mysql.replica.port, 13307);
+  t.equal(config.redis.url, 'redis://127.0.0.1:16379');
+  t.same(config.kafka.brokers, ['127.0.0.1:19092']);
+  t.ok(Object.isFrozen(config));
+  t.ok(Object.isFrozen(config.mysql.primary));
+  t.throws(() => {
+    (config as { port: number }).port = 1;
+  }, TypeError);
+});
+
+t.test('values from the environment are parsed', async (t) => {
+  const config = loadConfig({
+    PORT: '9000',
+    NODE_ID: 'node-a',
+    MYSQL_PRIMARY_URL: 'mysql://app:p%40ss@db1:3307/shop',
+    REDIS_SENTINELS: 's1:26379, s2:26379,s3:26379',
+    KAFKA_BROKERS: 'k1:9092,k2:9092',
+    LOG_LEVEL: 'debug',
+  });
+  t.equal(config.port, 9000);
+  t.equal(config.nodeId, 'node-a');
+  t.same(config.mysql.primary, { host: 'db1', port: 3307, user: 'app', password: 'p@ss', database: 'shop' });
+  t.same(config.redis.sentinels, [
+    { host: 's1', port: 26379 },
+    { host: 's2', port: 26379 },
+    { host: 's3', port: 26379 },
+  ]);
+  t.same(config.kafka.brokers, ['k1:9092', 'k2:9092']);
+  t.equal(config.logLevel, 'debug');
+});
+
+t.test('one error lists every bad setting, each by name', async (t) => {
+  const err = t.throws(() =>
+    loadConfig({
+      PORT: 'eighty',
+      MYSQL_POOL_SIZE: '0',
+      MYSQL_REPLICA_URL: 'postgres://x@y/z',
+      REDIS_URL: 'http://localhost',
+      KAFKA_BROKERS: 'nohostport',
+      LOG_LEVEL: 'loud',
+      SHUTDOWN_GRACE_MS: '1.5',
+    }),
+  ) as ConfigError;
+  t.type(err, ConfigError);
+  const names = ['PORT', 'MYSQL_POOL_SIZE', 'MYSQL_REPLICA_URL', 'REDIS_URL', 'KAFKA_BROKERS', 'LOG_LEVEL', 'SHUTDOWN_GRACE_MS'];
+  t.equal(err.problems.length, names.length, err.message);
+  for (const name of names) t.match(err.message, name, `message names ${name}`);
+});
+
+t.test('every variable read is listed in CONFIG_ENV_NAMES', async (t) => {
+  const read = new Set<string>();
+  const env = new Proxy({} as Record<string, string | undefined>, {
+    get(_target, name) {
+      if (typeof name === 'string') read.add(name);
+      return undefined;
+    },
+  });
+  loadConfig(env);
+  t.same([...read].sort(), [...CONFIG_ENV_NAMES].sort());
+});

@@ -1,0 +1,24 @@
+import t from 'tap';
+import { AppError, ERROR_CODES, toAppError } from '../src/errors.js';
+
+t.test('an AppError takes status and retryability from the registry', async (t) => {
+  const err = new AppError('OVERLOADED', 'mailbox full', { retryAfterSeconds: 1 });
+  t.equal(err.status, 503);
+  t.equal(err.retryable, true);
+  t.same(err.toBody(), { error: { code: 'OVERLOADED', message: 'mailbox full', retryable: true } });
+  const bad = new AppError('VALIDATION_FAILED', 'quantity must be an integer', { field: 'quantity' });
+  t.same(bad.toBody(), {
+    error: { code: 'VALIDATION_FAILED', message: 'quantity must be an integer', field: 'quantity', retryable: false },
+  });
+});
+
+t.test('unknown faults become INTERNAL without leaking their message', async (t) => {
+  const err = toAppError(new Error('ER_ACCESS_DENIED for user root'));
+  t.equal(err.code, 'INTERNAL');
+  t.equal(err.status, 500);
+  t.notMatch(err.message, 'root');
+});
+
+t.test('every status in the registry is an HTTP error status', async (t) => {
+  for (const [code, { status }] of Object.entries(ERROR_CODES)) t.ok(status >= 400 && status < 600, code);
+});
