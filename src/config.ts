@@ -44,6 +44,30 @@ export interface Config {
     readonly brokers: readonly string[];
     readonly clientId: string;
   };
+  readonly http: {
+    /** Largest request body accepted, bytes. Default 16384 (16 KiB). */
+    readonly maxBodyBytes: number;
+  };
+  readonly purchase: {
+    /** Longest a purchase may wait before it reaches the stock; after that it is dropped untouched, ms. Default 2000. */
+    readonly deadlineMs: number;
+    /** Longest the HTTP answer waits for the purchase's outcome before answering 504, ms. Default 5000. */
+    readonly timeoutMs: number;
+    /** Most units one order may buy. Default 10. */
+    readonly maxQuantity: number;
+    /** Requests one product actor may hold (queued, reserved, being written) before it answers 503. Default 5000. */
+    readonly mailboxLimit: number;
+    /** Idle time after which a product actor is passivated, ms. Default 60000. */
+    readonly passivateAfterMs: number;
+    /** Lifetime of the baseline path's per-product Redis lock, ms. Default 5000. */
+    readonly baselineLockTtlMs: number;
+  };
+  readonly cache: {
+    /** Lifetime of cached product details, s. Default 300. */
+    readonly detailsTtlSeconds: number;
+    /** Lifetime of a cached stock (a safety net: every commit writes it through), ms. Default 5000. */
+    readonly stockTtlMs: number;
+  };
   /** Time a dependency check may take before /ready calls it down, ms. Default 1000. */
   readonly readyCheckTimeoutMs: number;
   /** Time SIGTERM waits for in-flight requests before closing clients, ms. Default 10000. */
@@ -65,6 +89,15 @@ export const CONFIG_ENV_NAMES = [
   'REDIS_KEY_PREFIX',
   'KAFKA_BROKERS',
   'KAFKA_CLIENT_ID',
+  'MAX_BODY_BYTES',
+  'PURCHASE_DEADLINE_MS',
+  'PURCHASE_TIMEOUT_MS',
+  'MAX_QUANTITY_PER_ORDER',
+  'MAILBOX_LIMIT',
+  'ACTOR_PASSIVATE_AFTER_MS',
+  'BASELINE_LOCK_TTL_MS',
+  'CACHE_DETAILS_TTL_S',
+  'CACHE_STOCK_TTL_MS',
   'READY_CHECK_TIMEOUT_MS',
   'SHUTDOWN_GRACE_MS',
 ] as const;
@@ -93,6 +126,15 @@ export const defaults = {
   redisKeyPrefix: 'fs:',
   kafkaBrokers: '127.0.0.1:19092',
   kafkaClientId: 'flash-sale',
+  maxBodyBytes: 16 * 1024, // 16 KiB
+  purchaseDeadlineMs: 2_000, // 2 s
+  purchaseTimeoutMs: 5_000, // 5 s
+  maxQuantityPerOrder: 10,
+  mailboxLimit: 5_000, // about 250 ms of work at 20,000 commits/s on one product
+  passivateAfterMs: 60_000, // 1 min
+  baselineLockTtlMs: 5_000, // 5 s
+  cacheDetailsTtlSeconds: 300, // 5 min
+  cacheStockTtlMs: 5_000, // 5 s
   readyCheckTimeoutMs: 1_000, // 1 s
   shutdownGraceMs: 10_000, // 10 s
 } as const;
@@ -219,9 +261,27 @@ export function loadConfig(env: Env = process.env): Config {
       brokers: brokers.map((b) => `${b.host}:${b.port}`),
       clientId: read.string('KAFKA_CLIENT_ID', defaults.kafkaClientId),
     },
+    http: { maxBodyBytes: read.int('MAX_BODY_BYTES', defaults.maxBodyBytes, 256, 16 * 1024 * 1024) },
+    purchase: {
+      deadlineMs: read.int('PURCHASE_DEADLINE_MS', defaults.purchaseDeadlineMs, 10, 60_000),
+      timeoutMs: read.int('PURCHASE_TIMEOUT_MS', defaults.purchaseTimeoutMs, 10, 120_000),
+      maxQuantity: read.int('MAX_QUANTITY_PER_ORDER', defaults.maxQuantityPerOrder, 1, 1_000_000),
+      mailboxLimit: read.int('MAILBOX_LIMIT', defaults.mailboxLimit, 1, 10_000_000),
+      passivateAfterMs: read.int('ACTOR_PASSIVATE_AFTER_MS', defaults.passivateAfterMs, 10, 86_400_000),
+      baselineLockTtlMs: read.int('BASELINE_LOCK_TTL_MS', defaults.baselineLockTtlMs, 100, 600_000),
+    },
+    cache: {
+      detailsTtlSeconds: read.int('CACHE_DETAILS_TTL_S', defaults.cacheDetailsTtlSeconds, 1, 86_400),
+      stockTtlMs: read.int('CACHE_STOCK_TTL_MS', defaults.cacheStockTtlMs, 100, 3_600_000),
+    },
     readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
   };
+  if (config.purchase.timeoutMs < config.purchase.deadlineMs) {
+    read.problems.push(
+      `PURCHASE_TIMEOUT_MS=${config.purchase.timeoutMs} must be at least PURCHASE_DEADLINE_MS=${config.purchase.deadlineMs}`,
+    );
+  }
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return deepFreeze(config);
 }

@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, retryable: true },
   INTERNAL: { status: 500, retryable: false },
   OVERLOADED: { status: 503, retryable: true },
+  OWNERSHIP_LOST: { status: 503, retryable: true },
   DEPENDENCY_UNAVAILABLE: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
   DEADLINE_EXCEEDED: { status: 504, retryable: true },

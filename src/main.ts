@@ -27,8 +27,8 @@ async function main(): Promise<void> {
   );
 
   const infra = openInfrastructure(config, logger);
-  const server = buildApp({ config, logger, uws, infra });
-  const port = await server.listen(config.host, config.port);
+  const app = buildApp({ config, logger, uws, infra });
+  const port = await app.server.listen(config.host, config.port);
   logger.info({ url: `http://${config.host}:${port}` }, 'listening');
 
   let stopping = false;
@@ -38,9 +38,9 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info({ signal, inFlight: server.inFlight() }, 'shutting down: draining in-flight requests');
+    logger.info({ signal, inFlight: app.server.inFlight() }, 'shutting down: draining in-flight requests');
     void (async () => {
-      const { drained, abandoned } = await server.close(config.shutdownGraceMs);
+      const { drained, abandoned } = await app.stop(config.shutdownGraceMs);
       await infra.close();
       logger.info({ drained, abandoned }, 'stopped');
       process.exit(drained ? 0 : 1);

@@ -2,10 +2,12 @@ import { STATUS_CODES } from 'node:http';
 import type { HttpResponse } from 'uWebSockets.js';
 import { AppError } from '../errors.js';
 
-/** What a route handler returns: a status, an optional JSON body, extra headers. */
+/** What a route handler returns: a status, a JSON body or a text body, extra headers. */
 export interface Reply {
   status: number;
   body?: unknown;
+  /** Sent as is instead of JSON, with `contentType`. */
+  text?: { body: string; contentType: string };
   headers?: Readonly<Record<string, string>>;
 }
 
@@ -30,10 +32,11 @@ function statusLine(status: number): string {
 
 /** Writes a reply in one corked write; the caller guarantees the response is not aborted. */
 export function writeReply(res: HttpResponse, reply: Reply, closeConnection = false): void {
-  const payload = reply.body === undefined ? undefined : JSON.stringify(reply.body);
+  const payload = reply.text?.body ?? (reply.body === undefined ? undefined : JSON.stringify(reply.body));
+  const contentType = reply.text?.contentType ?? 'application/json';
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
-    if (payload !== undefined) res.writeHeader('Content-Type', 'application/json');
+    if (payload !== undefined) res.writeHeader('Content-Type', contentType);
     if (reply.headers) for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
     res.end(payload, closeConnection);
   });

@@ -44,6 +44,8 @@ export interface HttpServerOptions {
   routes: readonly Route[];
   /** Largest request body accepted, bytes. Default 16 KiB. */
   maxBodyBytes?: number;
+  /** Called once per answered request (metrics). */
+  onResponse?: (info: { method: string; route: string; status: number; seconds: number }) => void;
 }
 
 export interface HttpServer {
@@ -79,6 +81,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return;
     }
     inFlight += 1;
+    const started = performance.now();
     let aborted = false;
     let done = false;
     res.onAborted(() => {
@@ -107,6 +110,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       done = true;
       writeReply(res, reply);
       finished();
+      options.onResponse?.({ method: route.method, route: route.pattern, status: reply.status, seconds: (performance.now() - started) / 1000 });
     };
     const run = async (): Promise<Reply> => {
       const body = hasBody ? await readBody(res, declared, maxBodyBytes) : Buffer.alloc(0);

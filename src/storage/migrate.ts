@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { MysqlEndpoint } from '../config.js';
+import { storageAsset } from './assets.js';
 import { poolOptions } from './mysql.js';
 
-/** Folder of `NNN_name.sql` files, applied in version order; kept beside the compiled code too. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../../src/storage/migrations/', import.meta.url));
-const SOURCE_MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
+/** Folder of `NNN_name.sql` files, applied in version order. */
+export const MIGRATIONS_DIR = storageAsset('migrations');
 
 export interface Migration {
   version: number;
@@ -23,7 +22,7 @@ export interface MigrationResult {
 }
 
 export async function readMigrations(dir?: string): Promise<Migration[]> {
-  const folder = dir ?? (await firstExisting([SOURCE_MIGRATIONS_DIR, MIGRATIONS_DIR]));
+  const folder = dir ?? MIGRATIONS_DIR;
   const files = (await readdir(folder)).filter((f) => f.endsWith('.sql')).sort();
   const migrations: Migration[] = [];
   for (const file of files) {
@@ -40,18 +39,6 @@ export async function readMigrations(dir?: string): Promise<Migration[]> {
   const versions = new Set(migrations.map((m) => m.version));
   if (versions.size !== migrations.length) throw new Error(`duplicate migration version in ${folder}`);
   return migrations;
-}
-
-async function firstExisting(dirs: string[]): Promise<string> {
-  for (const dir of dirs) {
-    try {
-      await readdir(dir);
-      return dir;
-    } catch {
-      // try the next location
-    }
-  }
-  throw new Error(`no migrations folder found (looked in ${dirs.join(', ')})`);
 }
 
 /**

@@ -8,6 +8,8 @@ CREATE TABLE products (
   price_cents BIGINT UNSIGNED NOT NULL,
   stock INT UNSIGNED NOT NULL,
   version BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  -- 'actor' (one owner per product, group commit) or 'baseline' (the specification's lock per request).
+  purchase_strategy VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT 'actor',
   owner_epoch BIGINT UNSIGNED NOT NULL DEFAULT 0,
   created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
   updated_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
@@ -15,7 +17,8 @@ CREATE TABLE products (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Orders: ids are UUIDv7 made by the app node (time-ordered, so inserts append to the primary key).
--- (user_id, idempotency_key) is unique: a retried purchase can never create a second order.
+-- (user_id, idempotency_key) is unique: a retried purchase can never create a second order, and the
+-- order itself is the first answer replayed to a retry (out-of-stock answers live in the actor's memory).
 CREATE TABLE orders (
   id CHAR(36) CHARACTER SET ascii NOT NULL,
   product_id BIGINT UNSIGNED NOT NULL,
@@ -32,21 +35,6 @@ CREATE TABLE orders (
   UNIQUE KEY uq_orders_idempotency (user_id, idempotency_key),
   KEY idx_orders_product (product_id, status),
   KEY idx_orders_created (created_at)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
-
--- The first answer given to (user, idempotency key), replayed to every retry. `request_hash` detects
--- a key reused with a different body.
-CREATE TABLE idempotency_keys (
-  user_id VARCHAR(64) NOT NULL,
-  idempotency_key VARCHAR(128) NOT NULL,
-  request_hash CHAR(64) CHARACTER SET ascii NOT NULL,
-  status_code SMALLINT UNSIGNED NOT NULL,
-  response_body BLOB NOT NULL,
-  order_id CHAR(36) CHARACTER SET ascii NULL,
-  created_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-  expires_at DATETIME(3) NOT NULL,
-  PRIMARY KEY (user_id, idempotency_key),
-  KEY idx_idempotency_expires (expires_at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 -- Saga state, one row per order, updated with `WHERE order_id = ? AND version = ?`.

@@ -1,0 +1,246 @@
+import nact from 'nact';
+import type { ActorSystemRef } from 'nact';
+import type { Logger } from '../../src/logger.js';
+import { withTimeout } from '../../src/timeouts.js';
+import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
+import type { FlushResult } from './product-core.js';
+import type {
+  BatchWrite,
+  PendingPurchase,
+  ProductId,
+  ProductStore,
+  PurchaseOutcome,
+  PurchaseRefusal,
+  PurchaseRequest,
+  RestockOutcome,
+  StockCache,
+} from './types.js';
+
+const { dispatch } = nact;
+
+export interface ProductActorsOptions {
+  system: ActorSystemRef;
+  store: ProductStore;
+  cache: StockCache;
+  logger: Logger;
+  /** Purchases and restocks one product may hold (queued + reserved + being written) before new ones get 503. */
+  mailboxLimit: number;
+  /** An actor with nothing to do for this long is passivated, ms. */
+  passivateAfterMs: number;
+  /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
+  cacheWriteTimeoutMs: number;
+  /** Called after every batch write with its size and duration. */
+  onBatch?: (info: { productId: ProductId; size: number; seconds: number; outcome: FlushResult['kind'] }) => void;
+  now?: () => number;
+}
+
+interface Queued {
+  request: PurchaseRequest;
+  resolve: (outcome: PurchaseOutcome) => void;
+}
+
+interface Entry {
+  productId: ProductId;
+  handle: ProductActorHandle;
+  /** Requests accepted for this actor and not yet answered. */
+  outstanding: number;
+  /** Purchases that arrived in this event-loop turn; dispatched to the actor as one message. */
+  ingress: Queued[];
+  scheduled: boolean;
+  lastActive: number;
+  retired: boolean;
+}
+
+/**
+ * Routes purchases to product actors: a plain map from product id to actor, activation on first use,
+ * one coalesced message per actor per event-loop turn (nact handles one message per turn), a bound per
+ * actor, passivation of idle actors, and the detached batch writes.
+ *
+ * Retirement order (nact loses messages sent to a stopped actor): remove from routing, let the mailbox
+ * drain, then the actor stops itself on the `stop` message that is sent last.
+ */
+export class ProductActors {
+  private readonly entries = new Map<ProductId, Entry>();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+  private admitting = true;
+  private outstanding = 0;
+  private drained: (() => void) | undefined;
+
+  constructor(private readonly options: ProductActorsOptions) {
+    this.now = options.now ?? Date.now;
+    this.sweeper = setInterval(() => this.passivateIdle(), Math.max(10, Math.floor(options.passivateAfterMs / 2)));
+    this.sweeper.unref();
+  }
+
+  /** Reserves and commits a purchase through the product's actor; resolves with its outcome. */
+  purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
+    return new Promise((resolve) => this.submit({ request, resolve }));
+  }
+
+  restock(productId: ProductId, quantity: number): Promise<RestockOutcome> {
+    return new Promise((resolve) => {
+      const refusal = this.admission(productId);
+      if (refusal) {
+        resolve(refusal);
+        return;
+      }
+      const entry = this.entryFor(productId);
+      this.track(entry);
+      dispatch(entry.handle.ref, { kind: 'restock', quantity, reply: this.answerOnce(entry, resolve) });
+    });
+  }
+
+  /** Active actors and requests in progress. */
+  stats(): { actors: number; outstanding: number } {
+    return { actors: this.entries.size, outstanding: this.outstanding };
+  }
+
+  /** Stops admitting, waits for every accepted request to be answered (up to `timeoutMs`), then stops all actors. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.admitting = false;
+    let complete = this.outstanding === 0;
+    if (!complete) {
+      complete = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), timeoutMs);
+        this.drained = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+    }
+    for (const entry of [...this.entries.values()]) this.retire(entry, 'SHUTTING_DOWN', 'this node is shutting down; retry');
+    clearInterval(this.sweeper);
+    return complete;
+  }
+
+  private submit(queued: Queued): void {
+    const refusal = this.admission(queued.request.productId);
+    if (refusal) {
+      queued.resolve(refusal);
+      return;
+    }
+    const entry = this.entryFor(queued.request.productId);
+    if (entry.outstanding >= this.options.mailboxLimit) {
+      queued.resolve({
+        kind: 'refused',
+        reason: 'OVERLOADED',
+        message: `product ${entry.productId} has ${entry.outstanding} requests queued (limit ${this.options.mailboxLimit}); retry`,
+      });
+      return;
+    }
+    this.track(entry);
+    entry.ingress.push(queued);
+    if (!entry.scheduled) {
+      entry.scheduled = true;
+      setImmediate(() => this.deliver(entry));
+    }
+  }
+
+  private admission(productId: ProductId): RestockOutcome & { kind: 'refused' } | undefined {
+    if (this.admitting) return undefined;
+    return { kind: 'refused', reason: 'SHUTTING_DOWN', message: `this node is shutting down; product ${productId} not taken` };
+  }
+
+  private deliver(entry: Entry): void {
+    entry.scheduled = false;
+    const queued = entry.ingress;
+    entry.ingress = [];
+    if (entry.retired) {
+      // The actor retired after these were accepted: hand them to its successor.
+      for (const item of queued) {
+        this.untrack(entry);
+        this.submit(item);
+      }
+      return;
+    }
+    const items: PendingPurchase[] = queued.map((q) => ({ request: q.request, reply: this.answerOnce(entry, q.resolve) }));
+    dispatch(entry.handle.ref, { kind: 'purchases', items });
+  }
+
+  private entryFor(productId: ProductId): Entry {
+    const existing = this.entries.get(productId);
+    if (existing !== undefined) return existing;
+    // The callbacks below run only after `entry` is assigned (the actor starts on a later turn).
+    let entry!: Entry;
+    const handle = spawnProductActor(this.options.system, productId, {
+      startFlush: (batch) => this.flush(entry, batch),
+      committed: () => undefined,
+      now: this.now,
+      retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
+      crashed: (id, error) => this.options.logger.error({ productId: id, err: error }, 'product actor crashed'),
+    });
+    entry = { productId, handle, outstanding: 0, ingress: [], scheduled: false, lastActive: this.now(), retired: false };
+    this.entries.set(productId, entry);
+    this.options.store.load(productId).then(
+      (record) => dispatch(entry.handle.ref, { kind: 'loaded', record }),
+      (err: unknown) => dispatch(entry.handle.ref, { kind: 'load_failed', error: errorText(err) }),
+    );
+    return entry;
+  }
+
+  /** Writes a batch outside the actor and reports back with a `flushed` message. */
+  private flush(entry: Entry, batch: BatchWrite): void {
+    const started = performance.now();
+    const { store, cache, logger, cacheWriteTimeoutMs, onBatch } = this.options;
+    void (async () => {
+      let result: FlushResult;
+      try {
+        result = await store.commitBatch(batch);
+        if (result.kind === 'committed') {
+          // Write-through before any reply: a client never reads a stock older than its own purchase.
+          await withTimeout(cache.setStock(batch.productId, batch.newStock, result.version), cacheWriteTimeoutMs, 'stock write-through').catch(
+            (err: unknown) => logger.warn({ productId: batch.productId, err: errorText(err) }, 'stock write-through failed; the cached stock expires within its TTL'),
+          );
+        }
+      } catch (err) {
+        logger.error({ productId: batch.productId, err: errorText(err) }, 'batch write failed');
+        result = { kind: 'failed', error: errorText(err) };
+      }
+      onBatch?.({ productId: batch.productId, size: batch.orders.length, seconds: (performance.now() - started) / 1000, outcome: result.kind });
+      dispatch(entry.handle.ref, { kind: 'flushed', result });
+    })();
+  }
+
+  private retire(entry: Entry, reason: PurchaseRefusal, message: string): void {
+    if (entry.retired) return;
+    entry.retired = true;
+    if (this.entries.get(entry.productId) === entry) this.entries.delete(entry.productId);
+    dispatch(entry.handle.ref, { kind: 'stop', reason, message });
+  }
+
+  private passivateIdle(): void {
+    const cutoff = this.now() - this.options.passivateAfterMs;
+    for (const entry of this.entries.values()) {
+      if (entry.outstanding === 0 && !entry.scheduled && entry.handle.core.isIdle && entry.lastActive <= cutoff) {
+        this.retire(entry, 'OWNERSHIP_LOST', `product ${entry.productId} actor passivated; retry`);
+      }
+    }
+  }
+
+  private track(entry: Entry): void {
+    entry.outstanding += 1;
+    this.outstanding += 1;
+  }
+
+  private untrack(entry: Entry): void {
+    entry.outstanding -= 1;
+    entry.lastActive = this.now();
+    this.outstanding -= 1;
+    if (this.outstanding === 0 && this.drained) this.drained();
+  }
+
+  private answerOnce<T>(entry: Entry, resolve: (outcome: T) => void): (outcome: T) => void {
+    let answered = false;
+    return (outcome) => {
+      if (answered) return;
+      answered = true;
+      this.untrack(entry);
+      resolve(outcome);
+    };
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,143 @@
+import type { Logger } from '../logger.js';
+import type { Pool, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
+import type { CachedProduct, PurchaseStrategy, RedisProductCache } from '../storage/product-cache.js';
+
+export type { PurchaseStrategy };
+
+/** A product as the API shows it. */
+export interface Product extends CachedProduct {
+  stock: number;
+  version: number;
+}
+
+export interface NewProduct {
+  name: string;
+  priceCents: number;
+  stock: number;
+  strategy: PurchaseStrategy;
+}
+
+export interface CatalogDeps {
+  primary: Pool;
+  replica: Pool;
+  cache: RedisProductCache;
+  logger: Logger;
+}
+
+const PRODUCT_COLUMNS = 'id, name, price_cents, stock, version, purchase_strategy, created_at';
+
+function toProduct(row: RowDataPacket): Product {
+  return {
+    id: Number(row['id']),
+    name: String(row['name']),
+    priceCents: Number(row['price_cents']),
+    stock: Number(row['stock']),
+    version: Number(row['version']),
+    strategy: row['purchase_strategy'] === 'baseline' ? 'baseline' : 'actor',
+    createdAt: (row['created_at'] as Date).toISOString(),
+  };
+}
+
+/**
+ * Product reads: Redis first, then the replica, with concurrent misses for one id sharing one query.
+ * Reads never wait on a product actor. Creation writes the primary and fills the cache.
+ */
+export class Catalog {
+  private readonly loading = new Map<number, Promise<Product | undefined>>();
+  /** A product's strategy never changes, so each node remembers it after the first lookup. */
+  private readonly strategies = new Map<number, PurchaseStrategy>();
+
+  constructor(private readonly deps: CatalogDeps) {}
+
+  /** Products in the order asked (undefined where none exists); `hit` is true when Redis answered all. */
+  async getProducts(ids: readonly number[]): Promise<{ products: (Product | undefined)[]; hit: boolean }> {
+    const cached = await this.deps.cache.getMany(ids).catch((err: unknown) => {
+      this.deps.logger.warn({ err: (err as Error).message }, 'product cache unavailable; reading the replica');
+      return new Map<number, { details?: CachedProduct; stock?: { stock: number; version: number } }>();
+    });
+    const products: (Product | undefined)[] = new Array<Product | undefined>(ids.length);
+    const missed: number[] = [];
+    ids.forEach((id, i) => {
+      const entry = cached.get(id);
+      if (entry?.details && entry.stock) {
+        products[i] = { ...entry.details, stock: entry.stock.stock, version: entry.stock.version };
+        this.strategies.set(id, entry.details.strategy);
+      } else {
+        missed.push(i);
+      }
+    });
+    if (missed.length > 0) {
+      const loaded = await this.loadShared(missed.map((i) => ids[i]!));
+      missed.forEach((i, k) => {
+        products[i] = loaded[k];
+      });
+    }
+    return { products, hit: missed.length === 0 };
+  }
+
+  async strategyOf(id: number): Promise<PurchaseStrategy | undefined> {
+    const known = this.strategies.get(id);
+    if (known !== undefined) return known;
+    const { products } = await this.getProducts([id]);
+    return products[0]?.strategy;
+  }
+
+  async create(input: NewProduct): Promise<Product> {
+    const [result] = await this.deps.primary.query<ResultSetHeader>(
+      'INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES (?, ?, ?, ?)',
+      [input.name, input.priceCents, input.stock, input.strategy],
+    );
+    const product = await this.readPrimary([result.insertId]);
+    const created = product[0];
+    if (created === undefined) throw new Error(`product ${result.insertId} vanished after insert`);
+    this.strategies.set(created.id, created.strategy);
+    await this.fill(created);
+    return created;
+  }
+
+  /** One replica query for the ids nobody is loading yet; callers of an id already in flight share its promise. */
+  private async loadShared(ids: readonly number[]): Promise<(Product | undefined)[]> {
+    const fresh = [...new Set(ids.filter((id) => !this.loading.has(id)))];
+    if (fresh.length > 0) {
+      const query = this.readReplica(fresh);
+      fresh.forEach((id, k) => {
+        const one = query.then((rows) => rows[k]);
+        this.loading.set(id, one);
+        void one.finally(() => this.loading.delete(id)).catch(() => undefined);
+      });
+    }
+    return Promise.all(ids.map((id) => this.loading.get(id)!));
+  }
+
+  private async readReplica(ids: readonly number[]): Promise<(Product | undefined)[]> {
+    const rows = await this.select(this.deps.replica, ids);
+    const missing = ids.filter((_, k) => rows[k] === undefined);
+    if (missing.length > 0) {
+      // Not on the replica yet may mean created a moment ago: the primary has the last word.
+      const fromPrimary = await this.select(this.deps.primary, missing);
+      missing.forEach((id, k) => {
+        rows[ids.indexOf(id)] = fromPrimary[k];
+      });
+    }
+    await Promise.all(rows.map((p) => (p ? this.fill(p) : undefined)));
+    for (const p of rows) if (p) this.strategies.set(p.id, p.strategy);
+    return rows;
+  }
+
+  private readPrimary(ids: readonly number[]): Promise<(Product | undefined)[]> {
+    return this.select(this.deps.primary, ids);
+  }
+
+  private async select(pool: Pool, ids: readonly number[]): Promise<(Product | undefined)[]> {
+    const [rows] = await pool.query<RowDataPacket[]>(`SELECT ${PRODUCT_COLUMNS} FROM products WHERE id IN (?)`, [ids]);
+    const byId = new Map(rows.map((r) => [Number(r['id']), toProduct(r)]));
+    return ids.map((id) => byId.get(id));
+  }
+
+  private async fill(product: Product): Promise<void> {
+    const { stock, version, ...details } = product;
+    await Promise.all([this.deps.cache.setDetails(details), this.deps.cache.setStock(product.id, stock, version)]).catch(
+      (err: unknown) => this.deps.logger.warn({ productId: product.id, err: (err as Error).message }, 'cache fill failed'),
+    );
+  }
+}

@@ -1,0 +1,97 @@
+import type { Catalog, Product } from '../catalog/catalog.js';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { Metrics } from '../metrics.js';
+import type { Purchases } from '../purchase/purchases.js';
+import { parseJsonObject } from './body.js';
+import { refusalError } from './purchases.js';
+import { errorReply, json } from './reply.js';
+import type { Route } from './server.js';
+import { idParam, integerField, onlyFields, optionalEnumField, stringField } from './validate.js';
+
+export interface ProductRoutesDeps {
+  catalog: Catalog;
+  purchases: Purchases;
+  metrics?: Metrics;
+  limits: Pick<Config['purchase'], 'maxQuantity'>;
+}
+
+/** Most ids one `GET /products?ids=` may ask for. */
+export const MAX_IDS_PER_READ = 100;
+const MAX_STOCK = 1_000_000_000;
+const MAX_PRICE_CENTS = 100_000_000_00;
+
+const view = (p: Product) => ({
+  id: p.id,
+  name: p.name,
+  priceCents: p.priceCents,
+  stock: p.stock,
+  version: p.version,
+  strategy: p.strategy,
+  createdAt: p.createdAt,
+});
+
+/** Catalog API: reads from the cache or the replica (X-Cache says which), admin create and restock. */
+export function productRoutes(deps: ProductRoutesDeps): Route[] {
+  const cacheHeader = (hit: boolean) => {
+    deps.metrics?.cacheReads.inc({ result: hit ? 'hit' : 'miss' });
+    return { 'X-Cache': hit ? 'HIT' : 'MISS' };
+  };
+  return [
+    {
+      method: 'get',
+      pattern: '/products/:id',
+      handler: async (ctx) => {
+        const id = idParam(ctx.params[0]!, 'id');
+        const { products, hit } = await deps.catalog.getProducts([id]);
+        const product = products[0];
+        if (product === undefined) return errorReply(new AppError('PRODUCT_NOT_FOUND', `product ${id} does not exist`, { field: 'id' }));
+        return json(200, view(product), cacheHeader(hit));
+      },
+    },
+    {
+      method: 'get',
+      pattern: '/products',
+      handler: async (ctx) => {
+        const raw = new URLSearchParams(ctx.query).get('ids');
+        if (raw === null || raw === '') throw new AppError('VALIDATION_FAILED', 'query parameter ids=1,2,3 is required', { field: 'ids' });
+        const ids = [...new Set(raw.split(',').map((part) => idParam(part.trim(), 'ids')))];
+        if (ids.length > MAX_IDS_PER_READ) {
+          throw new AppError('VALIDATION_FAILED', `ids may list at most ${MAX_IDS_PER_READ} products`, { field: 'ids' });
+        }
+        const { products, hit } = await deps.catalog.getProducts(ids);
+        const found = products.filter((p): p is Product => p !== undefined).map(view);
+        const missing = ids.filter((_, i) => products[i] === undefined);
+        return json(200, { products: found, missing }, cacheHeader(hit));
+      },
+    },
+    {
+      method: 'post',
+      pattern: '/products',
+      handler: async (ctx) => {
+        const body = parseJsonObject(ctx.body);
+        onlyFields(body, ['name', 'priceCents', 'stock', 'strategy']);
+        const product = await deps.catalog.create({
+          name: stringField(body, 'name', 200),
+          priceCents: integerField(body, 'priceCents', 0, MAX_PRICE_CENTS),
+          stock: integerField(body, 'stock', 0, MAX_STOCK),
+          strategy: optionalEnumField(body, 'strategy', ['actor', 'baseline'], 'actor'),
+        });
+        return json(201, view(product), { Location: `/products/${product.id}` });
+      },
+    },
+    {
+      method: 'post',
+      pattern: '/products/:id/restock',
+      handler: async (ctx) => {
+        const id = idParam(ctx.params[0]!, 'id');
+        const body = parseJsonObject(ctx.body);
+        onlyFields(body, ['quantity']);
+        const quantity = integerField(body, 'quantity', 1, MAX_STOCK);
+        const outcome = await deps.purchases.restock(id, quantity);
+        if (outcome.kind === 'refused') return errorReply(refusalError(outcome));
+        return json(200, { id, stock: outcome.stock, version: outcome.version });
+      },
+    },
+  ];
+}

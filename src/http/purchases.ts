@@ -1,0 +1,70 @@
+import type { OrderView, Refusal } from '../../actors/product/types.js';
+import type { Config } from '../config.js';
+import { AppError } from '../errors.js';
+import type { Purchases } from '../purchase/purchases.js';
+import { parseJsonObject } from './body.js';
+import { errorReply, json } from './reply.js';
+import type { Route } from './server.js';
+import { integerField, onlyFields, tokenHeader } from './validate.js';
+
+export interface PurchaseRoutesDeps {
+  purchases: Purchases;
+  limits: Pick<Config['purchase'], 'maxQuantity'>;
+}
+
+const orderBody = (order: OrderView) => ({
+  orderId: order.orderId,
+  status: order.status,
+  productId: order.productId,
+  quantity: order.quantity,
+  unitPriceCents: order.unitPriceCents,
+  totalCents: order.unitPriceCents * order.quantity,
+  createdAt: order.createdAt,
+});
+
+/** Refusals become errors with their code; retryable ones carry Retry-After. */
+export function refusalError(refusal: Refusal): AppError {
+  const retryAfterSeconds = ['OVERLOADED', 'OWNERSHIP_LOST', 'SHUTTING_DOWN', 'DEPENDENCY_UNAVAILABLE'].includes(refusal.reason)
+    ? 1
+    : undefined;
+  return new AppError(refusal.reason, refusal.message, {
+    ...(refusal.reason === 'PRODUCT_NOT_FOUND' ? { field: 'productId' } : {}),
+    ...(refusal.reason === 'IDEMPOTENCY_KEY_REUSED' ? { field: 'Idempotency-Key' } : {}),
+    ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+  });
+}
+
+/** `POST /purchases {productId, quantity}` with `Idempotency-Key` and `X-User-Id` headers. */
+export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
+  return [
+    {
+      method: 'post',
+      pattern: '/purchases',
+      handler: async (ctx) => {
+        const userId = tokenHeader(ctx.headers, 'X-User-Id', 64, 'UNAUTHENTICATED');
+        const idempotencyKey = tokenHeader(ctx.headers, 'Idempotency-Key', 128, 'IDEMPOTENCY_KEY_REQUIRED');
+        const body = parseJsonObject(ctx.body);
+        onlyFields(body, ['productId', 'quantity']);
+        const productId = integerField(body, 'productId', 1, Number.MAX_SAFE_INTEGER);
+        const quantity = integerField(body, 'quantity', 1, deps.limits.maxQuantity);
+        const outcome = await deps.purchases.purchase({ productId, quantity, userId, idempotencyKey });
+        switch (outcome.kind) {
+          case 'created':
+            return json(201, orderBody(outcome.order));
+          case 'replayed':
+            return json(201, orderBody(outcome.order), { 'Idempotent-Replayed': 'true' });
+          case 'out_of_stock': {
+            const error = new AppError(
+              'OUT_OF_STOCK',
+              `product ${outcome.productId} has ${outcome.available} left; ${outcome.requested} requested`,
+              { field: 'quantity' },
+            );
+            return json(409, { ...error.toBody(), available: outcome.available });
+          }
+          case 'refused':
+            return errorReply(refusalError(outcome));
+        }
+      },
+    },
+  ];
+}

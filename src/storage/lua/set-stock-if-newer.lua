@@ -1,0 +1,10 @@
+-- Sets the cached stock "version:stock" unless the cache already holds a newer version (an equal
+-- version is rewritten: it can only correct a value, never roll it back).
+-- KEYS[1] stock key; ARGV[1] version; ARGV[2] stock; ARGV[3] TTL ms. Returns 1 if written, 0 if older.
+local current = redis.call('GET', KEYS[1])
+if current then
+  local cached = tonumber(string.match(current, '^(%d+):'))
+  if cached and cached > tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'PX', ARGV[3])
+return 1

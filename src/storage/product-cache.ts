@@ -1,0 +1,107 @@
+import { readFileSync } from 'node:fs';
+import { decode, encode } from '@msgpack/msgpack';
+import type { StockCache } from '../../actors/product/types.js';
+import { storageAsset } from './assets.js';
+import type { Redis } from './redis.js';
+
+/** Product details as cached (everything but the stock, which has its own short-lived key). */
+export interface CachedProduct {
+  id: number;
+  name: string;
+  priceCents: number;
+  strategy: PurchaseStrategy;
+  createdAt: string;
+}
+
+export type PurchaseStrategy = 'actor' | 'baseline';
+
+export interface CachedStock {
+  stock: number;
+  version: number;
+}
+
+export interface ProductCacheOptions {
+  /** Key prefix, e.g. `fs:`. */
+  prefix: string;
+  /** Lifetime of cached product details, seconds. Default 300. */
+  detailsTtlSeconds?: number;
+  /** Lifetime of a cached stock: a safety net, since every committed batch writes it through, ms. Default 5000. */
+  stockTtlMs?: number;
+}
+
+const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua`), 'utf8');
+
+interface StockScripts {
+  setStockIfNewer(key: string, version: number, stock: number, ttlMs: number): Promise<number>;
+  decrementStock(key: string, quantity: number, version: number, ttlMs: number): Promise<number>;
+}
+
+/**
+ * Redis cache of the catalog: details as msgpack (TTL 300 s), stock as `version:stock` (TTL 5 s) set
+ * only by newer versions, so a late cache fill from a lagging replica cannot overwrite a fresher stock.
+ */
+export class RedisProductCache implements StockCache {
+  private readonly scripts: StockScripts;
+  private readonly detailsTtlSeconds: number;
+  private readonly stockTtlMs: number;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly options: ProductCacheOptions,
+  ) {
+    this.detailsTtlSeconds = options.detailsTtlSeconds ?? 300;
+    this.stockTtlMs = options.stockTtlMs ?? 5_000;
+    if (!('setStockIfNewer' in redis)) {
+      redis.defineCommand('setStockIfNewer', { numberOfKeys: 1, lua: lua('set-stock-if-newer') });
+      redis.defineCommand('decrementStock', { numberOfKeys: 1, lua: lua('decrement-stock') });
+    }
+    this.scripts = redis as unknown as StockScripts;
+  }
+
+  detailsKey(id: number): string {
+    return `${this.options.prefix}product:${id}`;
+  }
+
+  stockKey(id: number): string {
+    return `${this.options.prefix}stock:${id}`;
+  }
+
+  async setStock(productId: number, stock: number, version: number): Promise<void> {
+    await this.scripts.setStockIfNewer(this.stockKey(productId), version, stock, this.stockTtlMs);
+  }
+
+  /** Layer 4 of the baseline: atomic check-and-decrement; -1 short, -2 nothing cached. */
+  decrementStock(productId: number, quantity: number, newVersion: number): Promise<number> {
+    return this.scripts.decrementStock(this.stockKey(productId), quantity, newVersion, this.stockTtlMs);
+  }
+
+  async setDetails(product: CachedProduct): Promise<void> {
+    await this.redis.set(this.detailsKey(product.id), Buffer.from(encode(product)), 'EX', this.detailsTtlSeconds);
+  }
+
+  /** Details and stock of each id in one round trip; absent entries are cache misses. */
+  async getMany(ids: readonly number[]): Promise<Map<number, { details?: CachedProduct; stock?: CachedStock }>> {
+    const keys = ids.flatMap((id) => [this.detailsKey(id), this.stockKey(id)]);
+    const values = await this.redis.mgetBuffer(...keys);
+    const out = new Map<number, { details?: CachedProduct; stock?: CachedStock }>();
+    ids.forEach((id, i) => {
+      const entry: { details?: CachedProduct; stock?: CachedStock } = {};
+      const details = values[2 * i];
+      const stock = values[2 * i + 1];
+      if (details) entry.details = decode(details) as CachedProduct;
+      if (stock) entry.stock = parseStock(stock.toString());
+      out.set(id, entry);
+    });
+    return out;
+  }
+
+  async getStock(productId: number): Promise<CachedStock | undefined> {
+    const value = await this.redis.get(this.stockKey(productId));
+    return value === null ? undefined : parseStock(value);
+  }
+}
+
+function parseStock(value: string): CachedStock {
+  const [version, stock] = value.split(':');
+  return { version: Number(version), stock: Number(stock) };
+}
