@@ -1,0 +1,59 @@
+// Where the local stack lives: its ports, folders and the docker/ configs it starts from.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** Everything the stack writes: one folder per server, logs/ and run/ (pid files, sockets). Git-ignored. */
+export const STACK_DIR = path.join(REPO_ROOT, '.stack');
+export const LOG_DIR = path.join(STACK_DIR, 'logs');
+export const RUN_DIR = path.join(STACK_DIR, 'run');
+export const DOCKER_DIR = path.join(REPO_ROOT, 'docker');
+
+/** Every server listens on loopback only. */
+export const STACK_HOST = '127.0.0.1';
+
+/** Ports of the local stack: none is a system default, so the machine's own servers never collide. */
+export const STACK_PORTS = Object.freeze({
+  primary: 13306,
+  replica: 13307,
+  redis: 16379,
+  kafka: 19092,
+  kafkaController: 19093,
+});
+
+/** Accounts the stack creates on the primary (they replicate to the replica). */
+export const STACK_MYSQL = Object.freeze({
+  database: 'flashsale',
+  user: 'flashsale',
+  password: 'flashsale',
+  replicationUser: 'repl',
+  replicationPassword: 'repl',
+});
+
+/** Kafka bootstrap address of the local broker, as `host:port`. */
+export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze([`${STACK_HOST}:${STACK_PORTS.kafka}`]);
+
+/** Names of the servers the stack runs, in no particular order. */
+export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka';
+
+export interface ServerPaths {
+  /** The server's own data folder. */
+  readonly dataDir: string;
+  /** stdout and stderr of the process (and the server's own log where it has one). */
+  readonly logFile: string;
+  /** Pid of the process this stack started. */
+  readonly pidFile: string;
+}
+
+export function serverPaths(name: ServerName): ServerPaths {
+  return {
+    dataDir: path.join(STACK_DIR, name),
+    logFile: path.join(LOG_DIR, `${name}.log`),
+    pidFile: path.join(RUN_DIR, `${name}.pid`),
+  };
+}
+
+/** Shows a path relative to the repository root, for tables and messages. */
+export function relativeToRepo(file: string): string {
+  return path.relative(REPO_ROOT, file) || '.';
+}

@@ -1,0 +1,131 @@
+// One server of the stack: what each module describes, and the start/stop/status every server shares.
+import fs from 'node:fs';
+import { STACK_DIR, STACK_HOST, type ServerName, type ServerPaths } from './layout.js';
+import {
+  assertPortsFree,
+  commandLine,
+  findProcesses,
+  isAlive,
+  readPid,
+  spawnDetached,
+  stopProcess,
+  waitUntil,
+  writePid,
+  type DetachedCommand,
+} from './process.js';
+
+/** What a server module provides; `ensureRunning` and friends do the rest. */
+export interface ServerSpec extends ServerPaths {
+  readonly name: ServerName;
+  /** The port clients use. */
+  readonly port: number;
+  /** Every port the process binds, checked for foreign owners before a start. */
+  readonly ports: readonly number[];
+  /** Servers that must be up before this one is configured. */
+  readonly dependsOn: readonly ServerName[];
+  /** Milliseconds from spawn until `probe` answers; the stop timeout before SIGKILL. */
+  readonly startTimeoutMs: number;
+  readonly stopTimeoutMs: number;
+  /** Basename of the executable, used with `dataDir` to recognise our process. */
+  readonly executable: string;
+  /** First-run work before a spawn (init a datadir, write configs); must be idempotent. */
+  prepare(): Promise<void>;
+  command(): DetachedCommand;
+  /** Cheap liveness check: the server answers on its port. */
+  probe(): Promise<boolean>;
+  /** After a fresh start only: deeper readiness (e.g. a real produce and fetch) of process `pid`. */
+  ready?(pid: number): Promise<void>;
+  /** After every start or adoption: idempotent setup (users, replication); dependencies are up. */
+  configure?(): Promise<void>;
+  /** Extra fields for `status` while the server is up. */
+  details?(): Promise<Record<string, unknown>>;
+}
+
+export interface ServerStatus {
+  readonly state: 'up' | 'down';
+  readonly pid: number | null;
+  readonly address: string;
+  readonly port: number;
+  readonly dataDir: string;
+  readonly logFile: string;
+  readonly [detail: string]: unknown;
+}
+
+export interface StartResult {
+  readonly pid: number;
+  /** False when the server was already running and was left alone. */
+  readonly started: boolean;
+}
+
+function isOurs(spec: ServerSpec, argv: readonly string[]): boolean {
+  const executable = argv[0]?.split('/').pop() ?? '';
+  return executable === spec.executable && argv.some((arg) => arg.includes(spec.dataDir));
+}
+
+/** The pid of this server if it runs from this stack: by pid file, else by a scan of /proc (pid file lost). */
+export function runningPid(spec: ServerSpec): number | undefined {
+  const pid = readPid(spec.pidFile);
+  if (pid !== undefined && isAlive(pid) && isOurs(spec, commandLine(pid) ?? [])) return pid;
+  const [found] = findProcesses((argv) => isOurs(spec, argv));
+  if (found !== undefined) {
+    writePid(spec.pidFile, found);
+    return found;
+  }
+  fs.rmSync(spec.pidFile, { force: true });
+  return undefined;
+}
+
+export async function ensureRunning(spec: ServerSpec): Promise<StartResult> {
+  const running = runningPid(spec);
+  if (running !== undefined) {
+    // Left alone; a start still in progress elsewhere gets the usual time to answer.
+    await waitUntil(() => spec.probe(), {
+      what: spec.name,
+      timeoutMs: spec.startTimeoutMs,
+      pid: running,
+      logFile: spec.logFile,
+    });
+    await spec.configure?.();
+    return { pid: running, started: false };
+  }
+  await assertPortsFree(spec.name, spec.ports);
+  fs.mkdirSync(STACK_DIR, { recursive: true });
+  await spec.prepare();
+  const pid = await spawnDetached(spec.command(), spec.logFile);
+  writePid(spec.pidFile, pid);
+  await waitUntil(() => spec.probe(), {
+    what: `${spec.name} start`,
+    timeoutMs: spec.startTimeoutMs,
+    pid,
+    logFile: spec.logFile,
+  });
+  await spec.ready?.(pid);
+  await spec.configure?.();
+  return { pid, started: true };
+}
+
+/** Stops the server if this stack runs it; returns the pid it stopped. */
+export async function ensureStopped(spec: ServerSpec): Promise<number | undefined> {
+  const pid = runningPid(spec);
+  if (pid !== undefined) await stopProcess(pid, spec.stopTimeoutMs);
+  fs.rmSync(spec.pidFile, { force: true });
+  return pid;
+}
+
+export async function describeServer(spec: ServerSpec): Promise<ServerStatus> {
+  const pid = runningPid(spec) ?? null;
+  const up = pid !== null && (await spec.probe().catch(() => false));
+  const details =
+    up && spec.details !== undefined
+      ? await spec.details().catch((error: Error) => ({ error: error.message }))
+      : {};
+  return {
+    state: up ? 'up' : 'down',
+    pid,
+    address: `${STACK_HOST}:${spec.port}`,
+    port: spec.port,
+    dataDir: spec.dataDir,
+    logFile: spec.logFile,
+    ...details,
+  };
+}

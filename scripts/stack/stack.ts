@@ -1,0 +1,126 @@
+// The local stack as a whole: which servers it runs, in what order, and the API tests and the CLI use.
+import fs from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { kafka } from './kafka.js';
+import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
+import { primary, replica } from './mariadb.js';
+import { StackError, isAlive, readPid } from './process.js';
+import { redis } from './redis.js';
+import {
+  describeServer,
+  ensureRunning,
+  ensureStopped,
+  type ServerSpec,
+  type ServerStatus,
+  type StartResult,
+} from './server.js';
+
+export { STACK_HOST, STACK_KAFKA_BROKERS, STACK_MYSQL, STACK_PORTS, type ServerName } from './layout.js';
+export type { ServerStatus, StartResult } from './server.js';
+
+/** Every server of the stack. Adding one = one module exporting a ServerSpec, listed here. */
+export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka];
+
+export type StackStatus = Record<ServerName, ServerStatus>;
+export type StackStartResults = Record<ServerName, StartResult>;
+
+const LOCK_FILE = path.join(RUN_DIR, 'up.lock');
+const LOCK_WAIT_MS = 5 * 60_000;
+
+export function serverSpec(name: ServerName): ServerSpec {
+  const spec = SERVERS.find((server) => server.name === name);
+  if (spec === undefined)
+    throw new StackError(`unknown server '${name}'; the stack runs ${SERVERS.map((s) => s.name).join(', ')}`);
+  return spec;
+}
+
+/** Serializes `up` across processes (two `npm test` at once): the second waits for the first. */
+async function withUpLock<T>(work: () => Promise<T>): Promise<T> {
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      fs.writeFileSync(LOCK_FILE, `${process.pid}\n`, { flag: 'wx' });
+      break;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const holder = readPid(LOCK_FILE);
+      if (holder === undefined || !isAlive(holder)) fs.rmSync(LOCK_FILE, { force: true });
+      else if (Date.now() > deadline)
+        throw new StackError(`another \`stack up\` (pid ${holder}) holds ${LOCK_FILE}`);
+      else await sleep(250);
+    }
+  }
+  try {
+    return await work();
+  } finally {
+    fs.rmSync(LOCK_FILE, { force: true });
+  }
+}
+
+/** Starts `names` (and what they depend on) concurrently, each after its dependencies; all errors are reported. */
+async function startAll(names: readonly ServerName[]): Promise<Partial<StackStartResults>> {
+  const starts = new Map<ServerName, Promise<StartResult>>();
+  const start = (name: ServerName): Promise<StartResult> => {
+    let started = starts.get(name);
+    if (started === undefined) {
+      const spec = serverSpec(name);
+      started = Promise.all(spec.dependsOn.map(start)).then(
+        () => ensureRunning(spec),
+        () =>
+          Promise.reject(new StackError(`${name}: not started because ${spec.dependsOn.join(', ')} failed`)),
+      );
+      starts.set(name, started);
+    }
+    return started;
+  };
+  names.forEach((name) => void start(name).catch(() => undefined));
+  const settled = await Promise.allSettled(
+    [...starts.entries()].map(async ([name, started]) => [name, await started] as const),
+  );
+  const failures = settled.flatMap((result) =>
+    result.status === 'rejected' ? [(result.reason as Error).message] : [],
+  );
+  if (failures.length > 0) throw new StackError(`stack up failed:\n${failures.join('\n\n')}`);
+  return Object.fromEntries(
+    settled.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : [])),
+  );
+}
+
+/** Starts every server that is not running; ones already running from this stack are left alone. */
+export async function stackUp(): Promise<StackStartResults> {
+  return (await withUpLock(() => startAll(SERVERS.map((server) => server.name)))) as StackStartResults;
+}
+
+/** Stops every server this stack started (by pid: SIGTERM, then SIGKILL after its timeout). */
+export async function stackDown(): Promise<Record<ServerName, number | undefined>> {
+  const stopped = await Promise.all(
+    SERVERS.map(async (server) => [server.name, await ensureStopped(server)] as const),
+  );
+  return Object.fromEntries(stopped) as Record<ServerName, number | undefined>;
+}
+
+/** Stops the stack, then deletes `.stack/` (all data, logs and pid files). */
+export async function stackReset(): Promise<void> {
+  await stackDown();
+  fs.rmSync(STACK_DIR, { recursive: true, force: true });
+}
+
+export async function stackStatus(): Promise<StackStatus> {
+  const statuses = await Promise.all(
+    SERVERS.map(async (server) => [server.name, await describeServer(server)] as const),
+  );
+  return Object.fromEntries(statuses) as StackStatus;
+}
+
+/** Starts one server (and any server it depends on that is down). */
+export async function startServer(name: ServerName): Promise<StartResult> {
+  const results = await withUpLock(() => startAll([name]));
+  return results[name] as StartResult;
+}
+
+/** Stops one server; returns the pid it stopped, or undefined when it was not running. */
+export function stopServer(name: ServerName): Promise<number | undefined> {
+  return ensureStopped(serverSpec(name));
+}

@@ -1,0 +1,595 @@
+// Validates the production layout (docker-compose.yml) and the files it builds from and mounts, without a
+// Docker engine: structure, mounted paths, interpolated variables, the app's env names, the quorum fix,
+// healthchecks and ports; plus `docker compose config` and `nginx -t` when those tools are installed.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+
+type Dict = Record<string, unknown>;
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const composePath = join(root, 'docker-compose.yml');
+const envExamplePath = join(root, 'docker', '.env.example');
+
+function isDict(value: unknown): value is Dict {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+function dict(value: unknown): Dict {
+  return isDict(value) ? value : {};
+}
+function list(value: unknown): unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+/** A scalar as text (YAML numbers included); anything else is the fallback. */
+function str(value: unknown, fallback = ''): string {
+  return typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean'
+    ? String(value)
+    : fallback;
+}
+function strings(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  return list(value).filter((v): v is string => typeof v === 'string');
+}
+
+/**
+ * The parsed file with YAML merge keys (`<<: *anchor`) applied, as Compose applies them. The alias limit
+ * guards against hostile documents ("billion laughs"); this one is ours and uses anchors on purpose.
+ */
+const compose = dict(parse(readFileSync(composePath, 'utf8'), { merge: true, maxAliasCount: -1 }));
+const services = dict(compose.services);
+const service = (name: string): Dict => dict(services[name]);
+
+/** `environment:` as a map, whether written as a map or as a `KEY=value` list. */
+function environment(svc: Dict): Record<string, string> {
+  const env = svc.environment;
+  const out: Record<string, string> = {};
+  if (Array.isArray(env)) {
+    for (const item of strings(env)) {
+      const eq = item.indexOf('=');
+      if (eq < 0) out[item] = '';
+      else out[item.slice(0, eq)] = item.slice(eq + 1);
+    }
+  } else {
+    for (const [key, value] of Object.entries(dict(env))) out[key] = str(value);
+  }
+  return out;
+}
+
+/** Compose interpolation with the given variables: ${X}, ${X:-d}, ${X-d}, ${X:?msg}, ${X?msg}, $X; `$$` is `$`. */
+function interpolate(text: string, vars: Record<string, string>): string {
+  return text.replace(
+    /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+    (match: string, braced?: string, op?: string, arg?: string, bare?: string) => {
+      if (match === '$$') return '$';
+      const name = braced ?? bare ?? '';
+      const value = vars[name];
+      const empty = value === undefined || (op?.startsWith(':') === true && value === '');
+      if (op?.endsWith('-') && empty) return arg ?? '';
+      if (op?.endsWith('?') && empty) throw new Error(`${name}: ${arg ?? 'required'}`);
+      return value ?? '';
+    },
+  );
+}
+
+/** Names of the variables a string interpolates (`$$` escapes excluded). */
+function interpolatedNames(text: string): string[] {
+  const names: string[] = [];
+  for (const m of text
+    .replace(/\$\$/g, '')
+    .matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)|\$([A-Za-z_][A-Za-z0-9_]*)/g)) {
+    names.push(m[1] ?? m[2] ?? '');
+  }
+  return names;
+}
+
+/** Every string in the document, keys included (x- fields too: that is where anchors live). */
+function allStrings(value: unknown, out: string[] = []): string[] {
+  if (typeof value === 'string') out.push(value);
+  else if (Array.isArray(value)) for (const v of value) allStrings(v, out);
+  else if (isDict(value))
+    for (const [k, v] of Object.entries(value)) {
+      out.push(k);
+      allStrings(v, out);
+    }
+  return out;
+}
+
+/** `KEY=value` lines of docker/.env.example. */
+function envExample(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of readFileSync(envExamplePath, 'utf8').split('\n')) {
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
+    if (m) out[m[1]] = m[2].trim();
+  }
+  return out;
+}
+
+/** Every variable the file interpolates, set to a dummy value (secrets) or its example value. */
+function dummyEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(envExample()))
+    env[name] = value === '' ? `dummy-${name.toLowerCase()}` : value;
+  return env;
+}
+
+/** Java-style `.properties` (the subset our files use: `key=value`, # comments). */
+function properties(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    const m = /^\s*([^#!\s][^=:\s]*)\s*[=:]\s*(.*?)\s*$/.exec(line);
+    if (m) out[m[1]] = m[2]!;
+  }
+  return out;
+}
+
+const serverOf = (name: string): string => str(dict(service(name).labels)['flashsale.server']);
+
+/** True when the voters that remain after losing any one server are still a majority of all voters. */
+function survivesAnyServerLoss(voterServers: string[], needed: number): { ok: boolean; worst: string } {
+  let worst = '';
+  for (const server of new Set(voterServers)) {
+    const left = voterServers.filter((s) => s !== server).length;
+    if (left < needed)
+      return { ok: false, worst: `losing server ${server} leaves ${left} of ${voterServers.length}` };
+    worst = `losing any one server leaves at least ${left}`;
+  }
+  return { ok: true, worst };
+}
+
+const REQUIRED_SERVICES = [
+  'app1',
+  'app2',
+  'db-primary',
+  'db-replica',
+  'redis-1',
+  'redis-2',
+  'sentinel-1',
+  'sentinel-2',
+  'sentinel-3',
+  'kafka-1',
+  'kafka-2',
+  'kafka-3',
+  'nginx',
+];
+const APP_SERVICES = ['app1', 'app2'];
+const SECRETS = ['MYSQL_PASSWORD', 'MYSQL_ROOT_PASSWORD', 'REDIS_PASSWORD'];
+/** The local stack's config files: production must mount these very files. */
+const SHARED_CONFIGS = [
+  'docker/mariadb/primary.cnf',
+  'docker/mariadb/replica.cnf',
+  'docker/redis/redis.conf',
+  'docker/kafka/server.properties',
+  'docker/kafka/log4j.properties',
+  'docker/nginx/nginx.conf',
+];
+
+void t.test('the production services are all there, each placed on one of servers 1-6', (t) => {
+  for (const name of REQUIRED_SERVICES) t.ok(isDict(services[name]), `service ${name}`);
+  for (const name of Object.keys(services)) {
+    if (name === 'nginx') continue;
+    t.match(serverOf(name), /^[1-6]$/, `${name} carries label flashsale.server (1-6)`);
+  }
+  t.same(APP_SERVICES.map(serverOf), ['1', '2'], 'app nodes on servers 1-2');
+  t.same(['db-primary', 'db-replica'].map(serverOf), ['3', '4'], 'databases on servers 3-4');
+  t.same(
+    ['redis-1', 'redis-2', 'kafka-1', 'kafka-2'].map(serverOf),
+    ['5', '6', '5', '6'],
+    'Redis and Kafka brokers on servers 5-6',
+  );
+  for (const name of APP_SERVICES) {
+    t.same(
+      dict(service(name).build),
+      { context: '.', dockerfile: 'docker/Dockerfile' },
+      `${name} builds from docker/Dockerfile`,
+    );
+  }
+  for (const name of ['db-primary', 'db-replica'])
+    t.equal(service(name).image, 'mariadb:10.11', `${name} runs mariadb:10.11`);
+  t.end();
+});
+
+void t.test(
+  'every file or folder a service builds from or mounts exists, and the local configs are the ones mounted',
+  (t) => {
+    const declaredVolumes = new Set(Object.keys(dict(compose.volumes)));
+    const mounted = new Set<string>();
+    for (const [name, raw] of Object.entries(services)) {
+      const svc = dict(raw);
+      const build = svc.build;
+      if (build !== undefined) {
+        const context = typeof build === 'string' ? build : str(dict(build).context, '.');
+        const contextPath = resolve(root, context);
+        t.ok(existsSync(contextPath), `${name}: build context ${context} exists`);
+        const dockerfile =
+          typeof build === 'string' ? 'Dockerfile' : str(dict(build).dockerfile, 'Dockerfile');
+        t.ok(existsSync(resolve(contextPath, dockerfile)), `${name}: ${dockerfile} exists`);
+      }
+      for (const volume of list(svc.volumes)) {
+        let source: string;
+        if (typeof volume === 'string') source = volume.split(':')[0]!;
+        else source = str(dict(volume).source);
+        if (source.startsWith('.') || source.startsWith('/') || source.startsWith('~')) {
+          const path = isAbsolute(source) ? source : resolve(root, source);
+          const relative = path.startsWith(root + '/') ? path.slice(root.length + 1) : path;
+          mounted.add(relative);
+          t.ok(existsSync(path), `${name}: mounted ${source} exists`);
+          t.notOk(path.includes('${'), `${name}: mount source ${source} is a fixed path`);
+        } else {
+          t.ok(declaredVolumes.has(source), `${name}: named volume ${source} is declared`);
+        }
+      }
+      for (const file of strings(svc.env_file))
+        t.ok(existsSync(resolve(root, file)), `${name}: env_file ${file} exists`);
+    }
+    for (const config of SHARED_CONFIGS) {
+      t.ok(mounted.has(config), `${config} (shared with the local stack) is mounted`);
+      t.ok(existsSync(join(root, config)), `${config} exists`);
+    }
+    t.ok(existsSync(join(root, '.dockerignore')), '.dockerignore exists');
+    t.end();
+  },
+);
+
+void t.test(
+  'every interpolated variable is listed in docker/.env.example, and secrets are required, never literal',
+  (t) => {
+    const listed = envExample();
+    const used = new Set(allStrings(compose).flatMap(interpolatedNames));
+    t.ok(used.size > 0, 'the file interpolates variables');
+    for (const name of used) t.ok(name in listed, `\${${name}} is listed in docker/.env.example`);
+    for (const name of Object.keys(listed))
+      t.ok(used.has(name), `${name} in docker/.env.example is used by docker-compose.yml`);
+
+    const text = allStrings(compose).join('\n');
+    for (const secret of SECRETS) {
+      t.ok(used.has(secret), `${secret} is interpolated`);
+      t.equal(listed[secret], '', `${secret} has no value in docker/.env.example`);
+      const occurrences = [
+        ...text.replace(/\$\$/g, '').matchAll(new RegExp(`\\$\\{?${secret}\\b[^}]*\\}?`, 'g')),
+      ].map((m) => m[0]);
+      for (const occurrence of occurrences)
+        t.match(occurrence, new RegExp(`^\\$\\{${secret}:\\?.+\\}$`), `${occurrence} uses :? (required)`);
+    }
+    for (const [name, raw] of Object.entries(services)) {
+      for (const [key, value] of Object.entries(environment(dict(raw)))) {
+        if (/PASSWORD|SECRET/.test(key))
+          t.match(value, /^\$\{[A-Z_]+:\?/, `${name}: ${key} comes from the environment`);
+      }
+    }
+    t.throws(
+      () => interpolate(text, {}),
+      /MYSQL_PASSWORD|MYSQL_ROOT_PASSWORD|REDIS_PASSWORD|MYSQL_REPLICATION_PASSWORD/,
+      'an unset secret stops interpolation',
+    );
+    t.end();
+  },
+);
+
+void t.test('the app nodes get only variables the app reads, and values it accepts', async (t) => {
+  let configModule: Dict | undefined;
+  try {
+    configModule = dict(await import('../src/config.js'));
+  } catch (error) {
+    t.comment(`src/config.js could not be imported: ${String(error)}`);
+  }
+  const names = strings(configModule?.CONFIG_ENV_NAMES);
+  const required = [
+    'NODE_ID',
+    'PORT',
+    'HOST',
+    'MYSQL_PRIMARY_URL',
+    'MYSQL_REPLICA_URL',
+    'MYSQL_POOL_SIZE',
+    'REDIS_URL',
+    'REDIS_SENTINELS',
+    'REDIS_SENTINEL_NAME',
+    'KAFKA_BROKERS',
+    'LOG_LEVEL',
+  ];
+  const vars = dummyEnv();
+  const nodeIds = new Set<string>();
+  for (const app of APP_SERVICES) {
+    const env = environment(service(app));
+    for (const name of required) t.ok(name in env, `${app} sets ${name}`);
+    if (names.length === 0) {
+      t.pass(`${app}: env names checked against the app`, {
+        skip: 'src/config.ts does not export CONFIG_ENV_NAMES (yet)',
+      });
+    } else {
+      for (const name of Object.keys(env))
+        t.ok(names.includes(name), `${app}: ${name} is read by src/config.ts`);
+    }
+    t.equal(env.HOST, '0.0.0.0', `${app} listens on all interfaces of its container`);
+    t.equal(env.PORT, '8080', `${app} listens on 8080`);
+    nodeIds.add(env.NODE_ID ?? '');
+
+    const resolved = Object.fromEntries(Object.entries(env).map(([k, v]) => [k, interpolate(v, vars)]));
+    t.equal(
+      resolved.MYSQL_PRIMARY_URL,
+      `mysql://flashsale:${vars.MYSQL_PASSWORD}@db-primary:3306/flashsale`,
+      `${app}: MYSQL_PRIMARY_URL`,
+    );
+    const hostsOf = (value: string | undefined): string[] =>
+      (value ?? '').split(',').map((hp) => hp.trim().split(':')[0]);
+    for (const host of hostsOf(resolved.REDIS_SENTINELS))
+      t.ok(isDict(services[host]), `${app}: sentinel ${host} is a service`);
+    for (const host of hostsOf(resolved.KAFKA_BROKERS))
+      t.ok(isDict(services[host]), `${app}: broker ${host} is a service`);
+    t.equal(hostsOf(resolved.REDIS_SENTINELS).length, 3, `${app}: three sentinels`);
+
+    const loadConfig = configModule?.loadConfig;
+    if (typeof loadConfig === 'function') {
+      t.doesNotThrow(
+        () => (loadConfig as (env: Record<string, string>) => unknown)(resolved),
+        `${app}: loadConfig accepts the environment`,
+      );
+    } else {
+      t.pass(`${app}: loadConfig accepts the environment`, {
+        skip: 'src/config.ts does not export loadConfig',
+      });
+    }
+  }
+  t.equal(nodeIds.size, APP_SERVICES.length, 'each app node has its own NODE_ID');
+});
+
+void t.test(
+  'Kafka KRaft: an odd number (>= 3) of controller voters, a majority left after losing any one server',
+  (t) => {
+    const base = properties(readFileSync(join(root, 'docker/kafka/server.properties'), 'utf8'));
+    const nodes = Object.keys(services).filter((name) => str(service(name).image).startsWith('apache/kafka'));
+    t.ok(nodes.length >= 3, `${nodes.length} Kafka nodes`);
+    const effective = new Map<string, Record<string, string>>();
+    for (const name of nodes) {
+      const props = { ...base };
+      const command = strings(service(name).command);
+      command.forEach((arg, i) => {
+        if (arg === '--override') {
+          const kv = command[i + 1] ?? '';
+          props[kv.slice(0, kv.indexOf('='))] = kv.slice(kv.indexOf('=') + 1);
+        }
+      });
+      const envVoters = environment(service(name)).KAFKA_CONTROLLER_QUORUM_VOTERS;
+      if (envVoters !== undefined) props['controller.quorum.voters'] = envVoters;
+      effective.set(name, props);
+    }
+    const voterStrings = new Set([...effective.values()].map((p) => p['controller.quorum.voters'] ?? ''));
+    t.equal(voterStrings.size, 1, 'every node has the same controller.quorum.voters');
+    const voters = [...voterStrings][0]
+      .split(',')
+      .filter(Boolean)
+      .map((v) => {
+        const m = /^(\d+)@([^:]+):(\d+)$/.exec(v.trim());
+        return { id: m?.[1] ?? '', host: m?.[2] ?? '', port: m?.[3] ?? '' };
+      });
+    t.ok(voters.length >= 3 && voters.length % 2 === 1, `${voters.length} voters: odd and >= 3`);
+    for (const voter of voters) {
+      const props = effective.get(voter.host);
+      t.ok(props, `voter ${voter.host} is a Kafka service`);
+      t.equal(props?.['node.id'], voter.id, `${voter.host} has node.id ${voter.id}`);
+      t.match(props?.['process.roles'] ?? '', /controller/, `${voter.host} is a controller`);
+    }
+    const brokers = nodes.filter((name) => (effective.get(name)?.['process.roles'] ?? '').includes('broker'));
+    t.same(brokers, ['kafka-1', 'kafka-2'], 'brokers kafka-1 and kafka-2 (servers 5-6)');
+    for (const name of brokers) {
+      t.equal(
+        effective.get(name)?.['process.roles'],
+        'broker,controller',
+        `${name}: process.roles=broker,controller`,
+      );
+      t.match(
+        effective.get(name)?.['advertised.listeners'] ?? '',
+        new RegExp(`//${name}:`),
+        `${name} advertises its own name`,
+      );
+    }
+    const controllerOnly = nodes.filter((name) => effective.get(name)?.['process.roles'] === 'controller');
+    t.ok(controllerOnly.length >= 1, 'a controller-only voter');
+    for (const name of controllerOnly)
+      t.ok(['1', '2'].includes(serverOf(name)), `${name} is co-located with an app server`);
+    const ids = new Set([...effective.values()].map((p) => p['node.id']));
+    t.equal(ids.size, nodes.length, 'node ids are unique');
+    const survival = survivesAnyServerLoss(
+      voters.map((v) => serverOf(v.host)),
+      Math.floor(voters.length / 2) + 1,
+    );
+    t.ok(survival.ok, `KRaft quorum: ${survival.worst}`);
+    t.end();
+  },
+);
+
+void t.test('Redis Sentinel: >= 3 sentinels, quorum 2, a majority left after losing any one server', (t) => {
+  const sentinels = Object.keys(services).filter((name) =>
+    allStrings([service(name).entrypoint, service(name).command]).some((s) =>
+      /--sentinel|redis-sentinel/.test(s),
+    ),
+  );
+  t.ok(sentinels.length >= 3, `${sentinels.length} sentinels`);
+  for (const name of sentinels) {
+    const env = environment(service(name));
+    const script = allStrings([service(name).entrypoint, service(name).command]).join('\n');
+    const monitor = /sentinel monitor (\S+) (\S+) (\d+) (\S+)/.exec(script);
+    t.ok(monitor, `${name} monitors a primary`);
+    const quorum = monitor?.[4]?.startsWith('$') ? env[monitor[4].replace(/^\$+\{?|\}$/g, '')] : monitor?.[4];
+    t.equal(quorum, '2', `${name}: quorum 2`);
+    const master = monitor?.[2] ?? '';
+    t.ok(isDict(services[master]), `${name} monitors service ${master}`);
+    const masterName = monitor?.[1]?.startsWith('$')
+      ? env[monitor[1].replace(/^\$+\{?|\}$/g, '')]
+      : monitor?.[1];
+    t.equal(masterName, 'flashsale', `${name}: master name matches REDIS_SENTINEL_NAME`);
+  }
+  t.equal(new Set(sentinels.map(serverOf)).size, sentinels.length, 'sentinels on distinct servers');
+  t.ok(
+    sentinels.some((name) => ['1', '2'].includes(serverOf(name))),
+    'a sentinel on an app server',
+  );
+  const survival = survivesAnyServerLoss(
+    sentinels.map(serverOf),
+    Math.max(2, Math.floor(sentinels.length / 2) + 1),
+  );
+  t.ok(survival.ok, `Sentinel majority: ${survival.worst}`);
+  const replicaCommand = strings(service('redis-2').command);
+  t.equal(
+    replicaCommand[replicaCommand.indexOf('--replicaof') + 1],
+    'redis-1',
+    'redis-2 starts as a replica of redis-1',
+  );
+  t.end();
+});
+
+void t.test('every service has a healthcheck', (t) => {
+  for (const [name, raw] of Object.entries(services)) {
+    const healthcheck = dict(dict(raw).healthcheck);
+    t.notOk(healthcheck.disable, `${name}: healthcheck not disabled`);
+    t.ok(strings(healthcheck.test).length > 0, `${name}: healthcheck test`);
+  }
+  t.end();
+});
+
+void t.test('no two services publish the same host port', (t) => {
+  const vars = dummyEnv();
+  const seen = new Map<string, string>();
+  for (const [name, raw] of Object.entries(services)) {
+    for (const port of list(dict(raw).ports)) {
+      let key: string;
+      if (typeof port === 'string' || typeof port === 'number') {
+        const spec = interpolate(String(port), vars);
+        const [mapping, protocol = 'tcp'] = spec.split('/');
+        const parts = mapping.split(':');
+        if (parts.length < 2) continue; // container port only: the host picks a free one
+        const hostIp = parts.length === 3 ? parts[0] : '0.0.0.0';
+        key = `${hostIp}:${parts[parts.length - 2]}/${protocol}`;
+      } else {
+        const p = dict(port);
+        if (p.published === undefined) continue;
+        key = `${str(p.host_ip, '0.0.0.0')}:${interpolate(str(p.published), vars)}/${str(p.protocol, 'tcp')}`;
+      }
+      t.notOk(
+        seen.has(key),
+        `${name}: ${key} not already published by ${seen.get(key) ?? 'another service'}`,
+      );
+      seen.set(key, name);
+    }
+  }
+  t.ok(seen.size >= 1, 'the load balancer publishes a port');
+  t.end();
+});
+
+void t.test('nginx: upstreams are the app nodes; nginx.conf passes nginx -t when nginx is installed', (t) => {
+  const upstreams = readFileSync(join(root, 'docker/nginx/upstreams.conf'), 'utf8');
+  const servers = [...upstreams.matchAll(/^\s*server\s+([^\s;]+)([^;]*);/gm)];
+  t.same(
+    servers.map((m) => m[1]),
+    APP_SERVICES.map((app) => `${app}:8080`),
+    'upstreams.conf lists app1:8080 and app2:8080',
+  );
+  for (const m of servers)
+    t.match(m[2] ?? '', /max_fails=\d+.*fail_timeout=\d+s/, `${m[1]} has passive health checks`);
+  const conf = readFileSync(join(root, 'docker/nginx/nginx.conf'), 'utf8');
+  t.match(
+    conf,
+    /proxy_next_upstream\s+error timeout http_503 non_idempotent;/,
+    'idempotent retries, POST included',
+  );
+  t.match(conf, /include upstreams\.conf;/, 'upstream servers come from the included file');
+  t.notMatch(conf, /^\s*pid\s/m, 'pid is left to the command line');
+
+  if (spawnSync('nginx', ['-v']).error) {
+    t.pass('nginx -t', { skip: 'nginx is not installed (apt-get install nginx)' });
+    t.end();
+    return;
+  }
+  // The local layout: a folder with a symlink to the same nginx.conf, its own upstreams and listen files.
+  const dir = mkdtempSync(join(tmpdir(), 'nginx-conf-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'logs'));
+  symlinkSync(join(root, 'docker/nginx/nginx.conf'), join(dir, 'nginx.conf'));
+  writeFileSync(
+    join(dir, 'upstreams.conf'),
+    'server 127.0.0.1:18081 max_fails=3 fail_timeout=5s;\nserver 127.0.0.1:18082 max_fails=3 fail_timeout=5s;\n',
+  );
+  writeFileSync(join(dir, 'listen.conf'), 'listen 127.0.0.1:18080;\n');
+  const result = spawnSync(
+    'nginx',
+    ['-t', '-p', `${dir}/`, '-c', join(dir, 'nginx.conf'), '-e', 'stderr', '-g', `pid ${dir}/nginx.pid;`],
+    {
+      encoding: 'utf8',
+    },
+  );
+  t.equal(result.status, 0, `nginx -t: ${result.stderr.trim()}`);
+  t.end();
+});
+
+void t.test('the app image: bookworm base, build and runtime stages, non-root, healthcheck', (t) => {
+  const dockerfile = readFileSync(join(root, 'docker/Dockerfile'), 'utf8');
+  t.match(dockerfile, /node:20-bookworm-slim/, 'node:20-bookworm-slim');
+  t.match(dockerfile, /npm ci --no-audit/, 'npm ci in the build stage');
+  t.match(dockerfile, /npm run build/, 'npm run build');
+  t.match(dockerfile, /npm ci --omit=dev/, 'production dependencies only at run time');
+  t.match(dockerfile, /^USER node$/m, 'runs as a non-root user');
+  t.match(dockerfile, /^HEALTHCHECK .*\n.*\/health/m, 'HEALTHCHECK on /health');
+  t.match(dockerfile, /^EXPOSE 8080$/m, 'EXPOSE 8080');
+  t.match(dockerfile, /^CMD \["node", "dist\/src\/main\.js"\]$/m, 'CMD node dist/src/main.js');
+  const ignore = readFileSync(join(root, '.dockerignore'), 'utf8');
+  t.match(ignore, /^\*$/m, '.dockerignore is an allowlist');
+  for (const needed of [
+    'package.json',
+    'package-lock.json',
+    'tsconfig.json',
+    'tsconfig.build.json',
+    'src/',
+  ]) {
+    t.match(
+      ignore,
+      new RegExp(`^!${needed.replace(/\./g, '\\.')}$`, 'm'),
+      `build context includes ${needed}`,
+    );
+  }
+  t.end();
+});
+
+void t.test('docker compose config accepts the file (when the compose plugin is installed)', (t) => {
+  const docker = spawnSync('docker', ['--version'], { encoding: 'utf8' });
+  if (docker.error) {
+    t.pass('docker compose config', { skip: 'the docker CLI is not installed' });
+    t.end();
+    return;
+  }
+  const plugin = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' });
+  if (plugin.status !== 0) {
+    t.pass('docker compose config', {
+      skip: `the docker compose plugin is not installed (${(plugin.stderr || plugin.stdout).trim().split('\n')[0]})`,
+    });
+    t.end();
+    return;
+  }
+  const result = spawnSync(
+    'docker',
+    ['compose', '--project-directory', root, '-f', composePath, 'config', '-q'],
+    {
+      encoding: 'utf8',
+      env: { ...process.env, ...dummyEnv() },
+    },
+  );
+  if (result.status !== 0 && /Cannot connect to the Docker daemon|docker daemon/i.test(result.stderr)) {
+    t.pass('docker compose config', {
+      skip: `docker compose config needs a daemon here: ${result.stderr.trim()}`,
+    });
+    t.end();
+    return;
+  }
+  t.equal(result.status, 0, `docker compose config -q: ${result.stderr.trim() || 'ok'}`);
+  t.end();
+});
