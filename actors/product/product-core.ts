@@ -97,7 +97,11 @@ export class ProductCore {
     const restocks = this.waitingRestocks;
     this.waiting = [];
     this.waitingRestocks = [];
-    for (const restock of restocks) this.restock(restock.quantity, restock.reply);
+    // Restocks first, so purchases that waited can use them; one batch carries both.
+    for (const restock of restocks) {
+      this.available += restock.quantity;
+      this.pendingRestocks.push(restock);
+    }
     this.purchases(waiting);
   }
 

@@ -65,6 +65,7 @@ export class ProductActors {
   private readonly now: () => number;
   private admitting = true;
   private outstanding = 0;
+  private activations = 0;
   private drained: (() => void) | undefined;
 
   constructor(private readonly options: ProductActorsOptions) {
@@ -91,9 +92,9 @@ export class ProductActors {
     });
   }
 
-  /** Active actors and requests in progress. */
-  stats(): { actors: number; outstanding: number } {
-    return { actors: this.entries.size, outstanding: this.outstanding };
+  /** Active actors, requests in progress, and actors activated since start. */
+  stats(): { actors: number; outstanding: number; activations: number } {
+    return { actors: this.entries.size, outstanding: this.outstanding, activations: this.activations };
   }
 
   /** Stops admitting, waits for every accepted request to be answered (up to `timeoutMs`), then stops all actors. */
@@ -172,6 +173,7 @@ export class ProductActors {
     });
     entry = { productId, handle, outstanding: 0, ingress: [], scheduled: false, lastActive: this.now(), retired: false };
     this.entries.set(productId, entry);
+    this.activations += 1;
     this.options.store.load(productId).then(
       (record) => dispatch(entry.handle.ref, { kind: 'loaded', record }),
       (err: unknown) => dispatch(entry.handle.ref, { kind: 'load_failed', error: errorText(err) }),

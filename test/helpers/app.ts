@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import type { Test } from 'tap';
+import { Agent, request } from 'undici';
+import { buildApp, type App } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { openInfrastructure, type Infrastructure } from '../../src/infrastructure.js';
+import { createLogger } from '../../src/logger.js';
+import { migrate } from '../../src/storage/migrate.js';
+import type { RowDataPacket } from '../../src/storage/mysql.js';
+import { uws } from './http.js';
+
+let migrated: Promise<unknown> | undefined;
+
+/** A unique prefix for ids and keys, so test files can share the stack and run in parallel. */
+export const uniq = (label = 't'): string => `${label}${randomBytes(4).toString('hex')}`;
+
+export interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: any;
+}
+
+export interface RunningApp {
+  app: App;
+  infra: Infrastructure;
+  config: Config;
+  base: string;
+  get(path: string): Promise<Answer>;
+  post(path: string, body: unknown, headers?: Record<string, string>): Promise<Answer>;
+  /** POST /purchases as `userId` with `key`. */
+  purchase(productId: number, quantity: number, userId: string, key: string): Promise<Answer>;
+  createProduct(input: { name?: string; priceCents?: number; stock: number; strategy?: 'actor' | 'baseline' }): Promise<number>;
+}
+
+/**
+ * Builds the whole service in this process against the real stack, on a free port, with its own Redis
+ * key prefix; it is stopped when the test ends. `env` overrides settings as environment variables would.
+ */
+export async function startApp(t: Test, env: Record<string, string> = {}): Promise<RunningApp> {
+  const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', REDIS_KEY_PREFIX: `${uniq('test')}:`, ...env });
+  migrated ??= migrate(config.mysql.primary);
+  await migrated;
+  const logger = createLogger(config);
+  const infra = openInfrastructure(config, logger);
+  const app = buildApp({ config, logger, uws, infra });
+  const port = await app.server.listen('127.0.0.1', 0);
+  const base = `http://127.0.0.1:${port}`;
+  const agent = new Agent({ connections: 512, pipelining: 1 });
+  t.teardown(async () => {
+    await app.stop(2_000);
+    await infra.close();
+    await agent.close();
+  });
+  const call = async (method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}) => {
+    const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
+    const res = await request(`${base}${path}`, {
+      method,
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(payload === undefined ? {} : { body: payload }),
+    });
+    const text = await res.body.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: res.statusCode, headers: res.headers, body: parsed };
+  };
+  const running: RunningApp = {
+    app,
+    infra,
+    config,
+    base,
+    get: (path) => call('GET', path),
+    post: (path, body, headers) => call('POST', path, body, headers),
+    purchase: (productId, quantity, userId, key) =>
+      call('POST', '/purchases', { productId, quantity }, { 'x-user-id': userId, 'idempotency-key': key }),
+    async createProduct(input) {
+      const answer = await call('POST', '/products', {
+        name: input.name ?? uniq('product-'),
+        priceCents: input.priceCents ?? 1_000,
+        stock: input.stock,
+        ...(input.strategy ? { strategy: input.strategy } : {}),
+      });
+      if (answer.status !== 201) throw new Error(`create product failed: ${answer.status} ${JSON.stringify(answer.body)}`);
+      return (answer.body as { id: number }).id;
+    },
+  };
+  return running;
+}
+
+export interface Totals {
+  stock: number;
+  version: number;
+  sold: number;
+  orders: number;
+}
+
+/** Stock, version and the orders of one product as a server (primary or replica) has them. */
+export async function totals(pool: Infrastructure['mysql']['primary'], productId: number): Promise<Totals> {
+  const [[row]] = await pool.query<RowDataPacket[]>(
+    `SELECT p.stock, p.version,
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id) AS sold,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id) AS orders
+       FROM products p WHERE p.id = ?`,
+    [productId],
+  );
+  if (row === undefined) throw new Error(`product ${productId} not found`);
+  return { stock: Number(row['stock']), version: Number(row['version']), sold: Number(row['sold']), orders: Number(row['orders']) };
+}
+
+/** Waits until the replica shows at least `version` of the product, then returns its totals. */
+export async function replicaTotals(infra: Infrastructure, productId: number, version: number, timeoutMs = 10_000): Promise<Totals> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await totals(infra.mysql.replica, productId).catch(() => undefined);
+    if (seen !== undefined && seen.version >= version) return seen;
+    if (Date.now() > until) throw new Error(`replica did not reach version ${version} of product ${productId} in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -1,0 +1,57 @@
+import t, { type Test } from 'tap';
+import { replicaTotals, startApp, totals, uniq, type RunningApp } from '../helpers/app.js';
+
+const INITIAL = 100;
+const REQUESTS = 2_000;
+
+/** 2,000 concurrent purchases of 1–5 units against stock 100: exactly the stock is sold, never more. */
+async function sellOut(t: Test, running: RunningApp, strategy: 'actor' | 'baseline') {
+  const productId = await running.createProduct({ stock: INITIAL, strategy });
+  const run = uniq('u');
+  const quantities = Array.from({ length: REQUESTS }, (_, i) => 1 + (i % 5));
+  const answers = await Promise.all(
+    quantities.map((quantity, i) => running.purchase(productId, quantity, `${run}-${i % 400}`, `${run}-k${i}`)),
+  );
+  const byStatus = new Map<number, number>();
+  for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
+  const created = answers.filter((a) => a.status === 201);
+  const soldByAnswers = created.reduce((sum, a) => sum + (a.body as { quantity: number }).quantity, 0);
+  t.same(
+    [...byStatus.keys()].filter((s) => s !== 201 && s !== 409),
+    [],
+    `only 201 and 409 answers (${JSON.stringify(Object.fromEntries(byStatus))})`,
+  );
+  t.ok(soldByAnswers <= INITIAL, `never more than the stock sold (${soldByAnswers})`);
+  t.ok(soldByAnswers > INITIAL - 5, `the stock sold out (${soldByAnswers} of ${INITIAL})`);
+  const codes409 = new Set(answers.filter((x) => x.status === 409).map((a) => (a.body as { error: { code: string } }).error.code));
+  t.same([...codes409], ['OUT_OF_STOCK'], 'every 409 says OUT_OF_STOCK');
+
+  const primary = await totals(running.infra.mysql.primary, productId);
+  t.equal(primary.stock + primary.sold, INITIAL, 'primary: stock + sold = initial');
+  t.equal(primary.sold, soldByAnswers, 'primary: every 201 is an order, and nothing else is');
+  t.equal(primary.orders, created.length);
+
+  const replica = await replicaTotals(running.infra, productId, primary.version);
+  t.same(replica, primary, 'the replica has the same stock and orders');
+
+  const cached = await running.get(`/products/${productId}`);
+  t.equal(cached.headers['x-cache'], 'HIT', 'the stock was written through to the cache');
+  t.equal((cached.body as { stock: number }).stock, primary.stock, 'the cache shows the committed stock');
+  return { productId, created: created.length };
+}
+
+t.test('actor path', async (t) => {
+  const running = await startApp(t);
+  await sellOut(t, running, 'actor');
+});
+
+t.test('baseline path', async (t) => {
+  // The baseline serializes on a lock: give 2,000 waiters time to take turns, and keep the cached stock
+  // (written by the last sale, seconds before the last waiter is answered) long enough to compare it.
+  const running = await startApp(t, {
+    PURCHASE_DEADLINE_MS: '60000',
+    PURCHASE_TIMEOUT_MS: '90000',
+    CACHE_STOCK_TTL_MS: '300000',
+  });
+  await sellOut(t, running, 'baseline');
+});

@@ -1,0 +1,98 @@
+// The Redis adapter against the stack's Redis, and its fail-fast behaviour when no server answers.
+import { decode, encode } from '@msgpack/msgpack';
+import t, { type Test } from 'tap';
+import { loadConfig } from '../../src/config.js';
+import { connectRedis, createRedis, pingRedis, type Redis } from '../../src/storage/redis.js';
+import { uniq } from '../helpers/app.js';
+
+// Nothing listens on port 1; the connect timeout is 2 s, so fast means well under it.
+const UNREACHABLE_URL = 'redis://127.0.0.1:1';
+const FAIL_FAST_MS = 3_000;
+
+/** A client of nothing, disconnected at teardown; reconnect errors are collected instead of thrown. */
+function unreachableClient(t: Test, lazyConnect = true): { redis: Redis; errors: NodeJS.ErrnoException[] } {
+  const redis = createRedis(loadConfig({ REDIS_URL: UNREACHABLE_URL }), { lazyConnect });
+  const errors: NodeJS.ErrnoException[] = [];
+  redis.on('error', (err: NodeJS.ErrnoException) => errors.push(err));
+  t.teardown(() => redis.disconnect());
+  return { redis, errors };
+}
+
+async function elapsed(work: () => Promise<unknown>): Promise<number> {
+  const started = performance.now();
+  await work();
+  return Math.round(performance.now() - started);
+}
+
+t.test('a msgpack value round-trips through SET and GET', async (t) => {
+  const redis = createRedis(loadConfig({}));
+  t.teardown(() => redis.disconnect());
+  t.equal(redis.status, 'wait', 'the client connects lazily');
+  await connectRedis(redis);
+  t.equal(redis.status, 'ready');
+  await connectRedis(redis);
+  t.equal(redis.status, 'ready', 'connecting a connected client is a no-op');
+  await pingRedis(redis);
+
+  const key = `${uniq('test-redis')}:value`;
+  t.teardown(async () => {
+    await redis.del(key);
+  });
+  const value = { id: 42, name: 'Flash sale ✓', priceCents: 1999, tags: ['a', 'b'], nested: { at: 1.5, none: null } };
+  t.equal(await redis.set(key, Buffer.from(encode(value)), 'EX', 60), 'OK');
+  const stored = await redis.getBuffer(key);
+  t.ok(Buffer.isBuffer(stored), 'GET returns the bytes');
+  t.same(decode(stored!), value, 'decoded back equal');
+  t.equal(await redis.getBuffer(`${key}:absent`), null, 'a missing key reads as null');
+});
+
+t.test('with no server, connecting and then commands fail fast instead of queueing', async (t) => {
+  const { redis, errors } = unreachableClient(t);
+  // ioredis rejects connect() with "Connection is closed."; the cause arrives as an 'error' event.
+  const connectMs = await elapsed(() => t.rejects(connectRedis(redis), 'the first connection fails'));
+  t.ok(connectMs < FAIL_FAST_MS, `connect failed in ${connectMs} ms`);
+  t.equal(errors[0]?.code, 'ECONNREFUSED', 'the error event names the cause');
+
+  const pingMs = await elapsed(() => t.rejects(pingRedis(redis), 'PING fails while the client reconnects'));
+  t.ok(pingMs < FAIL_FAST_MS, `PING failed in ${pingMs} ms`);
+  const getMs = await elapsed(() =>
+    t.rejects(redis.get('any'), { message: /enableOfflineQueue/ }, 'GET is refused, not queued for a reconnect'),
+  );
+  t.ok(getMs < FAIL_FAST_MS, `GET failed in ${getMs} ms`);
+});
+
+t.test('a command before the lazy connection is up is refused at once', async (t) => {
+  const { redis } = unreachableClient(t);
+  const getMs = await elapsed(() => t.rejects(redis.get('any'), { message: /enableOfflineQueue/ }));
+  t.ok(getMs < FAIL_FAST_MS, `refused in ${getMs} ms`);
+});
+
+t.test('an eagerly connecting client refuses a burst of commands while the server is unreachable', async (t) => {
+  const { redis } = unreachableClient(t, false);
+  let results: PromiseSettledResult<unknown>[] = [];
+  const burstMs = await elapsed(async () => {
+    results = await Promise.allSettled(Array.from({ length: 20 }, (_, i) => redis.set(`k${i}`, 'v')));
+  });
+  t.ok(
+    results.every((r) => r.status === 'rejected'),
+    'every command is rejected',
+  );
+  t.ok(burstMs < FAIL_FAST_MS, `20 commands rejected in ${burstMs} ms`);
+});
+
+// connectRedis only acts on status 'wait': once a command has started the lazy connect (status
+// 'connecting'), it resolves before the connection is ready. The two assertions stay `todo` until
+// src/storage/redis.ts waits for 'ready' in that case (reported, not fixed here).
+t.test('connectRedis waits for a connection that a command already started', async (t) => {
+  const todo = 'connectRedis returns early unless status is wait';
+  const redis = createRedis(loadConfig({}));
+  t.teardown(() => redis.disconnect());
+  await redis.get('any').catch(() => undefined); // starts connecting, refused (no offline queue)
+  await connectRedis(redis);
+  t.equal(redis.status, 'ready', 'connected when connectRedis resolves', { todo });
+  const served = await pingRedis(redis).then(
+    () => true,
+    () => false,
+  );
+  t.ok(served, 'the next command is served', { todo });
+});
