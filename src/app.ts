@@ -70,9 +70,15 @@ export function buildApp(deps: AppDeps): App {
     uws: deps.uws,
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
-    onResponse: ({ method, route, status, seconds }) => metrics.httpDuration.observe({ method, route, status }, seconds),
+    onResponse: ({ method, route, status, seconds }) =>
+      metrics.httpDuration.observe({ method, route, status }, seconds),
     routes: [
-      ...healthRoutes({ nodeId: config.nodeId, checks: infra.checks, checkTimeoutMs: config.readyCheckTimeoutMs, startedAt }),
+      ...healthRoutes({
+        nodeId: config.nodeId,
+        checks: infra.checks,
+        checkTimeoutMs: config.readyCheckTimeoutMs,
+        startedAt,
+      }),
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
       ...purchaseRoutes({ purchases, limits: config.purchase }),
       {

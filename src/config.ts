@@ -70,6 +70,8 @@ export interface Config {
   };
   /** Time a dependency check may take before /ready calls it down, ms. Default 1000. */
   readonly readyCheckTimeoutMs: number;
+  /** UWS_USE_FALLBACK asks uWebSockets.js for its slow pure-Node fallback; the service refuses to start then. */
+  readonly uwsFallbackRequested: boolean;
   /** Time SIGTERM waits for in-flight requests before closing clients, ms. Default 10000. */
   readonly shutdownGraceMs: number;
 }
@@ -100,6 +102,7 @@ export const CONFIG_ENV_NAMES = [
   'CACHE_STOCK_TTL_MS',
   'READY_CHECK_TIMEOUT_MS',
   'SHUTDOWN_GRACE_MS',
+  'UWS_USE_FALLBACK',
 ] as const;
 
 export type ConfigEnvName = (typeof CONFIG_ENV_NAMES)[number];
@@ -178,7 +181,9 @@ class EnvReader {
     const value = this.raw(name) ?? fallback;
     const url = parseUrl(value);
     if (url === undefined || url.protocol !== 'mysql:' || url.hostname === '' || url.pathname.length < 2) {
-      this.problems.push(`${name}=${JSON.stringify(value)}: expected mysql://user:password@host:port/database`);
+      this.problems.push(
+        `${name}=${JSON.stringify(value)}: expected mysql://user:password@host:port/database`,
+      );
       return { host: '127.0.0.1', port: 3306, user: '', password: '', database: '' };
     }
     return {
@@ -193,7 +198,11 @@ class EnvReader {
   redisUrl(name: ConfigEnvName, fallback: string): string {
     const value = this.raw(name) ?? fallback;
     const url = parseUrl(value);
-    if (url === undefined || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') {
+    if (
+      url === undefined ||
+      (url.protocol !== 'redis:' && url.protocol !== 'rediss:') ||
+      url.hostname === ''
+    ) {
       this.problems.push(`${name}=${JSON.stringify(value)}: expected redis://[:password@]host:port[/db]`);
       return fallback;
     }
@@ -208,7 +217,9 @@ class EnvReader {
       const match = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(item);
       const port = match ? Number(match[2]) : 0;
       if (!match || port < 1 || port > 65535) {
-        this.problems.push(`${name}: ${JSON.stringify(item)} is not host:port (comma-separated list expected)`);
+        this.problems.push(
+          `${name}: ${JSON.stringify(item)} is not host:port (comma-separated list expected)`,
+        );
         continue;
       }
       out.push({ host: match[1]!, port });
@@ -276,6 +287,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
+    uwsFallbackRequested: !['', '0', 'false'].includes((read.raw('UWS_USE_FALLBACK') ?? '').toLowerCase()),
   };
   if (config.purchase.timeoutMs < config.purchase.deadlineMs) {
     read.problems.push(

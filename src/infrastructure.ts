@@ -21,7 +21,9 @@ export interface Infrastructure {
 export function openInfrastructure(config: Config, logger: Logger): Infrastructure {
   const mysql = createMysqlPools(config);
   const redis = createRedis(config, { lazyConnect: false });
-  redis.on('error', (err: Error) => logger.warn({ component: 'redis', err: err.message }, 'redis connection error'));
+  redis.on('error', (err: Error) =>
+    logger.warn({ component: 'redis', err: err.message }, 'redis connection error'),
+  );
   const kafka = createKafka(config, logger);
   const kafkaProbe = new KafkaProbe(kafka);
   return {
@@ -35,7 +37,11 @@ export function openInfrastructure(config: Config, logger: Logger): Infrastructu
       kafka: () => kafkaProbe.ping(),
     },
     async close() {
-      await Promise.allSettled([mysql.close(), redis.quit().catch(() => redis.disconnect()), kafkaProbe.close()]);
+      await Promise.allSettled([
+        mysql.close(),
+        redis.quit().catch(() => redis.disconnect()),
+        kafkaProbe.close(),
+      ]);
     },
   };
 }

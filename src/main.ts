@@ -9,7 +9,7 @@ import { migrate } from './storage/migrate.js';
 async function main(): Promise<void> {
   let config;
   try {
-    config = loadConfig(process.env);
+    config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`${err.message}\n`);
@@ -18,11 +18,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger(config);
-  const uws = loadNativeUws(process.env);
+  const uws = loadNativeUws({ fallbackRequested: config.uwsFallbackRequested });
 
   const migrations = await migrate(config.mysql.primary);
   logger.info(
-    { applied: migrations.applied.map((m) => `${m.version}_${m.name}`), alreadyApplied: migrations.alreadyApplied },
+    {
+      applied: migrations.applied.map((m) => `${m.version}_${m.name}`),
+      alreadyApplied: migrations.alreadyApplied,
+    },
     'schema migrations checked',
   );
 

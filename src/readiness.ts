@@ -7,8 +7,7 @@ export type Dependency = (typeof DEPENDENCIES)[number];
 export type DependencyCheck = () => Promise<void>;
 
 export type DependencyState =
-  | { status: 'up'; latencyMs: number }
-  | { status: 'down'; latencyMs: number; error: string };
+  { status: 'up'; latencyMs: number } | { status: 'down'; latencyMs: number; error: string };
 
 export interface Readiness {
   ready: boolean;

@@ -4,7 +4,10 @@ import { AppError } from './errors.js';
 export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new AppError('DEADLINE_EXCEEDED', `${what} took longer than ${ms} ms`)), ms);
+    timer = setTimeout(
+      () => reject(new AppError('DEADLINE_EXCEEDED', `${what} took longer than ${ms} ms`)),
+      ms,
+    );
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

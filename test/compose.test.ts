@@ -111,7 +111,7 @@ function envExample(): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of readFileSync(envExamplePath, 'utf8').split('\n')) {
     const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (m) out[m[1]] = m[2].trim();
+    if (m) out[m[1]!] = m[2]!.trim();
   }
   return out;
 }
@@ -129,7 +129,7 @@ function properties(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split('\n')) {
     const m = /^\s*([^#!\s][^=:\s]*)\s*[=:]\s*(.*?)\s*$/.exec(line);
-    if (m) out[m[1]] = m[2]!;
+    if (m) out[m[1]!] = m[2]!;
   }
   return out;
 }
@@ -322,7 +322,7 @@ void t.test('the app nodes get only variables the app reads, and values it accep
       `${app}: MYSQL_PRIMARY_URL`,
     );
     const hostsOf = (value: string | undefined): string[] =>
-      (value ?? '').split(',').map((hp) => hp.trim().split(':')[0]);
+      (value ?? '').split(',').map((hp) => hp.trim().split(':')[0]!);
     for (const host of hostsOf(resolved.REDIS_SENTINELS))
       t.ok(isDict(services[host]), `${app}: sentinel ${host} is a service`);
     for (const host of hostsOf(resolved.KAFKA_BROKERS))
@@ -366,7 +366,7 @@ void t.test(
     }
     const voterStrings = new Set([...effective.values()].map((p) => p['controller.quorum.voters'] ?? ''));
     t.equal(voterStrings.size, 1, 'every node has the same controller.quorum.voters');
-    const voters = [...voterStrings][0]
+    const voters = [...voterStrings][0]!
       .split(',')
       .filter(Boolean)
       .map((v) => {
@@ -467,7 +467,7 @@ void t.test('no two services publish the same host port', (t) => {
       if (typeof port === 'string' || typeof port === 'number') {
         const spec = interpolate(String(port), vars);
         const [mapping, protocol = 'tcp'] = spec.split('/');
-        const parts = mapping.split(':');
+        const parts = mapping!.split(':');
         if (parts.length < 2) continue; // container port only: the host picks a free one
         const hostIp = parts.length === 3 ? parts[0] : '0.0.0.0';
         key = `${hostIp}:${parts[parts.length - 2]}/${protocol}`;

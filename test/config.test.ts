@@ -5,7 +5,13 @@ t.test('defaults point at the local stack and are frozen', async (t) => {
   const config = loadConfig({});
   t.equal(config.port, 8080);
   t.equal(config.host, '127.0.0.1');
-  t.same(config.mysql.primary, { host: '127.0.0.1', port: 13306, user: 'flashsale', password: 'flashsale', database: 'flashsale' });
+  t.same(config.mysql.primary, {
+    host: '127.0.0.1',
+    port: 13306,
+    user: 'flashsale',
+    password: 'flashsale',
+    database: 'flashsale',
+  });
   t.equal(config.mysql.replica.port, 13307);
   t.equal(config.redis.url, 'redis://127.0.0.1:16379');
   t.same(config.kafka.brokers, ['127.0.0.1:19092']);
@@ -50,19 +56,30 @@ t.test('one error lists every bad setting, each by name', async (t) => {
     }),
   ) as ConfigError;
   t.type(err, ConfigError);
-  const names = ['PORT', 'MYSQL_POOL_SIZE', 'MYSQL_REPLICA_URL', 'REDIS_URL', 'KAFKA_BROKERS', 'LOG_LEVEL', 'SHUTDOWN_GRACE_MS'];
+  const names = [
+    'PORT',
+    'MYSQL_POOL_SIZE',
+    'MYSQL_REPLICA_URL',
+    'REDIS_URL',
+    'KAFKA_BROKERS',
+    'LOG_LEVEL',
+    'SHUTDOWN_GRACE_MS',
+  ];
   t.equal(err.problems.length, names.length, err.message);
   for (const name of names) t.match(err.message, name, `message names ${name}`);
 });
 
 t.test('every variable read is listed in CONFIG_ENV_NAMES', async (t) => {
   const read = new Set<string>();
-  const env = new Proxy({} as Record<string, string | undefined>, {
-    get(_target, name) {
-      if (typeof name === 'string') read.add(name);
-      return undefined;
+  const env = new Proxy(
+    {},
+    {
+      get(_target, name) {
+        if (typeof name === 'string') read.add(name);
+        return undefined;
+      },
     },
-  });
+  );
   loadConfig(env);
   t.same([...read].sort(), [...CONFIG_ENV_NAMES].sort());
 });

@@ -8,7 +8,12 @@ t.test('an AppError takes status and retryability from the registry', async (t) 
   t.same(err.toBody(), { error: { code: 'OVERLOADED', message: 'mailbox full', retryable: true } });
   const bad = new AppError('VALIDATION_FAILED', 'quantity must be an integer', { field: 'quantity' });
   t.same(bad.toBody(), {
-    error: { code: 'VALIDATION_FAILED', message: 'quantity must be an integer', field: 'quantity', retryable: false },
+    error: {
+      code: 'VALIDATION_FAILED',
+      message: 'quantity must be an integer',
+      field: 'quantity',
+      retryable: false,
+    },
   });
 });
 

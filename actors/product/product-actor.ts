@@ -28,7 +28,11 @@ export interface ProductActorHandle {
  * The handler stays synchronous: reserve in memory, start a flush if none runs. The flush itself is a
  * detached promise owned by the registry, which dispatches `flushed` back when the batch is written.
  */
-export function spawnProductActor(system: ActorSystemRef, productId: ProductId, effects: ActorEffects): ProductActorHandle {
+export function spawnProductActor(
+  system: ActorSystemRef,
+  productId: ProductId,
+  effects: ActorEffects,
+): ProductActorHandle {
   const core = new ProductCore(productId, {
     startFlush: (batch) => effects.startFlush(batch),
     committed: (info) => effects.committed(info),

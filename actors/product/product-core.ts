@@ -68,7 +68,10 @@ export class ProductCore {
   private pendingRestocks: Restock[] = [];
   private inFlight: Batch | undefined;
   private readonly open = new Map<string, Reservation>();
-  private readonly recent = new Map<string, { productId: ProductId; quantity: number; outcome: PurchaseOutcome }>();
+  private readonly recent = new Map<
+    string,
+    { productId: ProductId; quantity: number; outcome: PurchaseOutcome }
+  >();
 
   constructor(
     readonly productId: ProductId,
@@ -124,7 +127,11 @@ export class ProductCore {
       return;
     }
     if (this.phase === 'retired') {
-      reply({ kind: 'refused', reason: 'OWNERSHIP_LOST', message: `product ${this.productId} actor was retired; retry` });
+      reply({
+        kind: 'refused',
+        reason: 'OWNERSHIP_LOST',
+        message: `product ${this.productId} actor was retired; retry`,
+      });
       return;
     }
     this.available += quantity;
@@ -147,7 +154,11 @@ export class ProductCore {
         this.retire('OWNERSHIP_LOST', `product ${this.productId} was written by another owner; retry`, batch);
         return;
       case 'failed':
-        this.retire('DEPENDENCY_UNAVAILABLE', `the batch write failed (${result.error}); retry with the same key`, batch);
+        this.retire(
+          'DEPENDENCY_UNAVAILABLE',
+          `the batch write failed (${result.error}); retry with the same key`,
+          batch,
+        );
         return;
     }
     this.maybeFlush();
@@ -173,11 +184,19 @@ export class ProductCore {
       return;
     }
     if (this.phase === 'retired') {
-      reply({ kind: 'refused', reason: 'OWNERSHIP_LOST', message: `product ${this.productId} actor was retired; retry` });
+      reply({
+        kind: 'refused',
+        reason: 'OWNERSHIP_LOST',
+        message: `product ${this.productId} actor was retired; retry`,
+      });
       return;
     }
     if (request.deadline <= this.effects.now()) {
-      reply({ kind: 'refused', reason: 'DEADLINE_EXCEEDED', message: 'the request expired before it reached the product' });
+      reply({
+        kind: 'refused',
+        reason: 'DEADLINE_EXCEEDED',
+        message: 'the request expired before it reached the product',
+      });
       return;
     }
     if (request.quantity > this.available) {
@@ -267,7 +286,9 @@ export class ProductCore {
       const { idempotencyKey: _key, ...order } = match;
       const same = order.productId === this.productId && order.quantity === reservation.order.quantity;
       if (same) this.remember(reservation.key, order.quantity, { kind: 'created', order });
-      const outcome: PurchaseOutcome = same ? { kind: 'replayed', order } : keyReused(reservation.order.idempotencyKey);
+      const outcome: PurchaseOutcome = same
+        ? { kind: 'replayed', order }
+        : keyReused(reservation.order.idempotencyKey);
       for (const reply of reservation.replies) reply(outcome);
     }
     this.pending = [...keep, ...this.pending];
@@ -299,7 +320,10 @@ export class ProductCore {
     this.recent.set(key, { productId: this.productId, quantity, outcome });
   }
 
-  private sameRequest(seen: { productId: ProductId; quantity: number }, request: PendingPurchase['request']): boolean {
+  private sameRequest(
+    seen: { productId: ProductId; quantity: number },
+    request: PendingPurchase['request'],
+  ): boolean {
     return seen.productId === request.productId && seen.quantity === request.quantity;
   }
 }

@@ -30,7 +30,12 @@ export interface ProductActorsOptions {
   /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
   cacheWriteTimeoutMs: number;
   /** Called after every batch write with its size and duration. */
-  onBatch?: (info: { productId: ProductId; size: number; seconds: number; outcome: FlushResult['kind'] }) => void;
+  onBatch?: (info: {
+    productId: ProductId;
+    size: number;
+    seconds: number;
+    outcome: FlushResult['kind'];
+  }) => void;
   now?: () => number;
 }
 
@@ -39,16 +44,19 @@ interface Queued {
   resolve: (outcome: PurchaseOutcome) => void;
 }
 
-interface Entry {
-  productId: ProductId;
-  handle: ProductActorHandle;
+class Entry {
+  /** Set right after construction: the actor's callbacks need the entry first. */
+  handle!: ProductActorHandle;
   /** Requests accepted for this actor and not yet answered. */
-  outstanding: number;
+  outstanding = 0;
   /** Purchases that arrived in this event-loop turn; dispatched to the actor as one message. */
-  ingress: Queued[];
-  scheduled: boolean;
-  lastActive: number;
-  retired: boolean;
+  ingress: Queued[] = [];
+  scheduled = false;
+  retired = false;
+  constructor(
+    readonly productId: ProductId,
+    public lastActive: number,
+  ) {}
 }
 
 /**
@@ -70,7 +78,10 @@ export class ProductActors {
 
   constructor(private readonly options: ProductActorsOptions) {
     this.now = options.now ?? Date.now;
-    this.sweeper = setInterval(() => this.passivateIdle(), Math.max(10, Math.floor(options.passivateAfterMs / 2)));
+    this.sweeper = setInterval(
+      () => this.passivateIdle(),
+      Math.max(10, Math.floor(options.passivateAfterMs / 2)),
+    );
     this.sweeper.unref();
   }
 
@@ -110,7 +121,8 @@ export class ProductActors {
         };
       });
     }
-    for (const entry of [...this.entries.values()]) this.retire(entry, 'SHUTTING_DOWN', 'this node is shutting down; retry');
+    for (const entry of [...this.entries.values()])
+      this.retire(entry, 'SHUTTING_DOWN', 'this node is shutting down; retry');
     clearInterval(this.sweeper);
     return complete;
   }
@@ -138,9 +150,13 @@ export class ProductActors {
     }
   }
 
-  private admission(productId: ProductId): RestockOutcome & { kind: 'refused' } | undefined {
+  private admission(productId: ProductId): (RestockOutcome & { kind: 'refused' }) | undefined {
     if (this.admitting) return undefined;
-    return { kind: 'refused', reason: 'SHUTTING_DOWN', message: `this node is shutting down; product ${productId} not taken` };
+    return {
+      kind: 'refused',
+      reason: 'SHUTTING_DOWN',
+      message: `this node is shutting down; product ${productId} not taken`,
+    };
   }
 
   private deliver(entry: Entry): void {
@@ -155,23 +171,25 @@ export class ProductActors {
       }
       return;
     }
-    const items: PendingPurchase[] = queued.map((q) => ({ request: q.request, reply: this.answerOnce(entry, q.resolve) }));
+    const items: PendingPurchase[] = queued.map((q) => ({
+      request: q.request,
+      reply: this.answerOnce(entry, q.resolve),
+    }));
     dispatch(entry.handle.ref, { kind: 'purchases', items });
   }
 
   private entryFor(productId: ProductId): Entry {
     const existing = this.entries.get(productId);
     if (existing !== undefined) return existing;
-    // The callbacks below run only after `entry` is assigned (the actor starts on a later turn).
-    let entry!: Entry;
-    const handle = spawnProductActor(this.options.system, productId, {
+    const entry = new Entry(productId, this.now());
+    entry.handle = spawnProductActor(this.options.system, productId, {
       startFlush: (batch) => this.flush(entry, batch),
       committed: () => undefined,
       now: this.now,
       retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
-      crashed: (id, error) => this.options.logger.error({ productId: id, err: error }, 'product actor crashed'),
+      crashed: (id, error) =>
+        this.options.logger.error({ productId: id, err: error }, 'product actor crashed'),
     });
-    entry = { productId, handle, outstanding: 0, ingress: [], scheduled: false, lastActive: this.now(), retired: false };
     this.entries.set(productId, entry);
     this.activations += 1;
     this.options.store.load(productId).then(
@@ -191,15 +209,27 @@ export class ProductActors {
         result = await store.commitBatch(batch);
         if (result.kind === 'committed') {
           // Write-through before any reply: a client never reads a stock older than its own purchase.
-          await withTimeout(cache.setStock(batch.productId, batch.newStock, result.version), cacheWriteTimeoutMs, 'stock write-through').catch(
-            (err: unknown) => logger.warn({ productId: batch.productId, err: errorText(err) }, 'stock write-through failed; the cached stock expires within its TTL'),
+          await withTimeout(
+            cache.setStock(batch.productId, batch.newStock, result.version),
+            cacheWriteTimeoutMs,
+            'stock write-through',
+          ).catch((err: unknown) =>
+            logger.warn(
+              { productId: batch.productId, err: errorText(err) },
+              'stock write-through failed; the cached stock expires within its TTL',
+            ),
           );
         }
       } catch (err) {
         logger.error({ productId: batch.productId, err: errorText(err) }, 'batch write failed');
         result = { kind: 'failed', error: errorText(err) };
       }
-      onBatch?.({ productId: batch.productId, size: batch.orders.length, seconds: (performance.now() - started) / 1000, outcome: result.kind });
+      onBatch?.({
+        productId: batch.productId,
+        size: batch.orders.length,
+        seconds: (performance.now() - started) / 1000,
+        outcome: result.kind,
+      });
       dispatch(entry.handle.ref, { kind: 'flushed', result });
     })();
   }
@@ -214,7 +244,12 @@ export class ProductActors {
   private passivateIdle(): void {
     const cutoff = this.now() - this.options.passivateAfterMs;
     for (const entry of this.entries.values()) {
-      if (entry.outstanding === 0 && !entry.scheduled && entry.handle.core.isIdle && entry.lastActive <= cutoff) {
+      if (
+        entry.outstanding === 0 &&
+        !entry.scheduled &&
+        entry.handle.core.isIdle &&
+        entry.lastActive <= cutoff
+      ) {
         this.retire(entry, 'OWNERSHIP_LOST', `product ${entry.productId} actor passivated; retry`);
       }
     }

@@ -98,8 +98,7 @@ export interface PurchaseRequest {
 }
 
 export type RestockOutcome =
-  | { kind: 'restocked'; productId: ProductId; stock: number; version: number }
-  | Refusal;
+  { kind: 'restocked'; productId: ProductId; stock: number; version: number } | Refusal;
 
 /** The messages a product actor handles. Replies travel as callbacks in the message, never via nact query. */
 export type ProductMessage =

@@ -52,7 +52,10 @@ export class Catalog {
   /** Products in the order asked (undefined where none exists); `hit` is true when Redis answered all. */
   async getProducts(ids: readonly number[]): Promise<{ products: (Product | undefined)[]; hit: boolean }> {
     const cached = await this.deps.cache.getMany(ids).catch((err: unknown) => {
-      this.deps.logger.warn({ err: (err as Error).message }, 'product cache unavailable; reading the replica');
+      this.deps.logger.warn(
+        { err: (err as Error).message },
+        'product cache unavailable; reading the replica',
+      );
       return new Map<number, { details?: CachedProduct; stock?: { stock: number; version: number } }>();
     });
     const products: (Product | undefined)[] = new Array<Product | undefined>(ids.length);
@@ -119,8 +122,9 @@ export class Catalog {
         rows[ids.indexOf(id)] = fromPrimary[k];
       });
     }
-    await Promise.all(rows.map((p) => (p ? this.fill(p) : undefined)));
-    for (const p of rows) if (p) this.strategies.set(p.id, p.strategy);
+    const found = rows.filter((p): p is Product => p !== undefined);
+    await Promise.all(found.map((p) => this.fill(p)));
+    for (const p of found) this.strategies.set(p.id, p.strategy);
     return rows;
   }
 
@@ -129,15 +133,21 @@ export class Catalog {
   }
 
   private async select(pool: Pool, ids: readonly number[]): Promise<(Product | undefined)[]> {
-    const [rows] = await pool.query<RowDataPacket[]>(`SELECT ${PRODUCT_COLUMNS} FROM products WHERE id IN (?)`, [ids]);
+    const [rows] = await pool.query<RowDataPacket[]>(
+      `SELECT ${PRODUCT_COLUMNS} FROM products WHERE id IN (?)`,
+      [ids],
+    );
     const byId = new Map(rows.map((r) => [Number(r['id']), toProduct(r)]));
     return ids.map((id) => byId.get(id));
   }
 
   private async fill(product: Product): Promise<void> {
     const { stock, version, ...details } = product;
-    await Promise.all([this.deps.cache.setDetails(details), this.deps.cache.setStock(product.id, stock, version)]).catch(
-      (err: unknown) => this.deps.logger.warn({ productId: product.id, err: (err as Error).message }, 'cache fill failed'),
+    await Promise.all([
+      this.deps.cache.setDetails(details),
+      this.deps.cache.setStock(product.id, stock, version),
+    ]).catch((err: unknown) =>
+      this.deps.logger.warn({ productId: product.id, err: (err as Error).message }, 'cache fill failed'),
     );
   }
 }

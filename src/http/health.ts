@@ -16,18 +16,30 @@ export function healthRoutes(deps: HealthDeps): Route[] {
     {
       method: 'get',
       pattern: '/health',
-      handler: () => json(200, { status: 'ok', node: deps.nodeId, uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000) }),
+      handler: () =>
+        json(200, {
+          status: 'ok',
+          node: deps.nodeId,
+          uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+        }),
     },
     {
       method: 'get',
       pattern: '/ready',
       handler: async () => {
         const readiness = await checkReadiness(deps.checks, deps.checkTimeoutMs);
-        if (readiness.ready) return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
+        if (readiness.ready)
+          return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
         const error = new AppError('DEPENDENCY_UNAVAILABLE', `not ready: ${readiness.down.join(', ')} down`);
         return json(
           503,
-          { ...error.toBody(), status: 'not_ready', node: deps.nodeId, down: readiness.down, dependencies: readiness.dependencies },
+          {
+            ...error.toBody(),
+            status: 'not_ready',
+            node: deps.nodeId,
+            down: readiness.down,
+            dependencies: readiness.dependencies,
+          },
           { 'Retry-After': '1' },
         );
       },

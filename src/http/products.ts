@@ -45,7 +45,10 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
         const id = idParam(ctx.params[0]!, 'id');
         const { products, hit } = await deps.catalog.getProducts([id]);
         const product = products[0];
-        if (product === undefined) return errorReply(new AppError('PRODUCT_NOT_FOUND', `product ${id} does not exist`, { field: 'id' }));
+        if (product === undefined)
+          return errorReply(
+            new AppError('PRODUCT_NOT_FOUND', `product ${id} does not exist`, { field: 'id' }),
+          );
         return json(200, view(product), cacheHeader(hit));
       },
     },
@@ -54,10 +57,13 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
       pattern: '/products',
       handler: async (ctx) => {
         const raw = new URLSearchParams(ctx.query).get('ids');
-        if (raw === null || raw === '') throw new AppError('VALIDATION_FAILED', 'query parameter ids=1,2,3 is required', { field: 'ids' });
+        if (raw === null || raw === '')
+          throw new AppError('VALIDATION_FAILED', 'query parameter ids=1,2,3 is required', { field: 'ids' });
         const ids = [...new Set(raw.split(',').map((part) => idParam(part.trim(), 'ids')))];
         if (ids.length > MAX_IDS_PER_READ) {
-          throw new AppError('VALIDATION_FAILED', `ids may list at most ${MAX_IDS_PER_READ} products`, { field: 'ids' });
+          throw new AppError('VALIDATION_FAILED', `ids may list at most ${MAX_IDS_PER_READ} products`, {
+            field: 'ids',
+          });
         }
         const { products, hit } = await deps.catalog.getProducts(ids);
         const found = products.filter((p): p is Product => p !== undefined).map(view);

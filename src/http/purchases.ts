@@ -24,7 +24,12 @@ const orderBody = (order: OrderView) => ({
 
 /** Refusals become errors with their code; retryable ones carry Retry-After. */
 export function refusalError(refusal: Refusal): AppError {
-  const retryAfterSeconds = ['OVERLOADED', 'OWNERSHIP_LOST', 'SHUTTING_DOWN', 'DEPENDENCY_UNAVAILABLE'].includes(refusal.reason)
+  const retryAfterSeconds = [
+    'OVERLOADED',
+    'OWNERSHIP_LOST',
+    'SHUTTING_DOWN',
+    'DEPENDENCY_UNAVAILABLE',
+  ].includes(refusal.reason)
     ? 1
     : undefined;
   return new AppError(refusal.reason, refusal.message, {

@@ -37,7 +37,8 @@ export function writeReply(res: HttpResponse, reply: Reply, closeConnection = fa
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
     if (payload !== undefined) res.writeHeader('Content-Type', contentType);
-    if (reply.headers) for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
+    if (reply.headers)
+      for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
     res.end(payload, closeConnection);
   });
 }

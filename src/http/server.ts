@@ -58,7 +58,8 @@ export interface HttpServer {
   close(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
 
-const paramCount = (pattern: string): number => pattern.split('/').filter((part) => part.startsWith(':')).length;
+const paramCount = (pattern: string): number =>
+  pattern.split('/').filter((part) => part.startsWith(':')).length;
 
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { uws, logger } = options;
@@ -77,7 +78,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const serve = (route: Route, res: HttpResponse, req: HttpRequest): void => {
     if (draining) {
-      writeReply(res, errorReply(new AppError('SHUTTING_DOWN', 'this node is shutting down; retry', { retryAfterSeconds: 1 })), true);
+      writeReply(
+        res,
+        errorReply(
+          new AppError('SHUTTING_DOWN', 'this node is shutting down; retry', { retryAfterSeconds: 1 }),
+        ),
+        true,
+      );
       return;
     }
     inFlight += 1;
@@ -96,11 +103,13 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       headers[name] = value;
     });
     const params: string[] = [];
-    for (let i = 0; i < paramCount(route.pattern); i += 1) params.push(decodeURIComponent(req.getParameter(i)));
+    for (let i = 0; i < paramCount(route.pattern); i += 1)
+      params.push(decodeURIComponent(req.getParameter(i)));
     const method = req.getMethod();
     const url = req.getUrl();
     const query = req.getQuery() ?? '';
-    const requestId = headers['x-request-id'] || `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`;
+    const requestId =
+      headers['x-request-id'] || `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`;
     const log = logger.child({ reqId: requestId });
     const hasBody = route.method !== 'get' && route.method !== 'del';
     const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
@@ -110,7 +119,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       done = true;
       writeReply(res, reply);
       finished();
-      options.onResponse?.({ method: route.method, route: route.pattern, status: reply.status, seconds: (performance.now() - started) / 1000 });
+      options.onResponse?.({
+        method: route.method,
+        route: route.pattern,
+        status: reply.status,
+        seconds: (performance.now() - started) / 1000,
+      });
     };
     const run = async (): Promise<Reply> => {
       const body = hasBody ? await readBody(res, declared, maxBodyBytes) : Buffer.alloc(0);
@@ -127,7 +141,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     app[route.method](route.pattern, (res, req) => serve(route, res, req));
   }
   app.any('/*', (res, req) => {
-    const reply = errorReply(new AppError('NOT_FOUND', `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`));
+    const reply = errorReply(
+      new AppError('NOT_FOUND', `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`),
+    );
     writeReply(res, reply);
   });
 

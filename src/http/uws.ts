@@ -12,8 +12,8 @@ export class NativeUwsUnavailableError extends Error {
   override readonly name = 'NativeUwsUnavailableError';
 }
 
-export function loadNativeUws(env: { UWS_USE_FALLBACK?: string | undefined }): Uws {
-  if (env.UWS_USE_FALLBACK !== undefined && env.UWS_USE_FALLBACK !== '' && env.UWS_USE_FALLBACK !== '0') {
+export function loadNativeUws(options: { fallbackRequested: boolean }): Uws {
+  if (options.fallbackRequested) {
     throw new NativeUwsUnavailableError(
       'UWS_USE_FALLBACK is set: refusing to run on the pure-Node uWebSockets.js fallback; unset UWS_USE_FALLBACK',
     );

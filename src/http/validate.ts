@@ -4,7 +4,11 @@ import { AppError } from '../errors.js';
 export function onlyFields(body: Record<string, unknown>, allowed: readonly string[]): void {
   for (const field of Object.keys(body)) {
     if (!allowed.includes(field)) {
-      throw new AppError('VALIDATION_FAILED', `unknown field ${JSON.stringify(field)}; allowed: ${allowed.join(', ')}`, { field });
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `unknown field ${JSON.stringify(field)}; allowed: ${allowed.join(', ')}`,
+        { field },
+      );
     }
   }
 }
@@ -13,10 +17,14 @@ export function integerField(body: Record<string, unknown>, field: string, min: 
   const value = body[field];
   if (value === undefined) throw new AppError('VALIDATION_FAILED', `${field} is required`, { field });
   if (typeof value !== 'number' || !Number.isSafeInteger(value)) {
-    throw new AppError('VALIDATION_FAILED', `${field} must be an integer, got ${JSON.stringify(value)}`, { field });
+    throw new AppError('VALIDATION_FAILED', `${field} must be an integer, got ${JSON.stringify(value)}`, {
+      field,
+    });
   }
   if (value < min || value > max) {
-    throw new AppError('VALIDATION_FAILED', `${field} must be from ${min} to ${max}, got ${value}`, { field });
+    throw new AppError('VALIDATION_FAILED', `${field} must be from ${min} to ${max}, got ${value}`, {
+      field,
+    });
   }
   return value;
 }
@@ -25,12 +33,21 @@ export function stringField(body: Record<string, unknown>, field: string, maxLen
   const value = body[field];
   if (value === undefined) throw new AppError('VALIDATION_FAILED', `${field} is required`, { field });
   if (typeof value !== 'string' || value.trim().length === 0 || value.length > maxLength) {
-    throw new AppError('VALIDATION_FAILED', `${field} must be a non-empty string of at most ${maxLength} characters`, { field });
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `${field} must be a non-empty string of at most ${maxLength} characters`,
+      { field },
+    );
   }
   return value;
 }
 
-export function optionalEnumField<T extends string>(body: Record<string, unknown>, field: string, allowed: readonly T[], fallback: T): T {
+export function optionalEnumField<T extends string>(
+  body: Record<string, unknown>,
+  field: string,
+  allowed: readonly T[],
+  fallback: T,
+): T {
   const value = body[field];
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
@@ -43,12 +60,16 @@ export function optionalEnumField<T extends string>(body: Record<string, unknown
 export function idParam(raw: string, field: string): number {
   const n = Number(raw);
   if (!/^[1-9]\d{0,15}$/.test(raw) || !Number.isSafeInteger(n)) {
-    throw new AppError('VALIDATION_FAILED', `${field} must be a positive integer, got ${JSON.stringify(raw)}`, { field });
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `${field} must be a positive integer, got ${JSON.stringify(raw)}`,
+      { field },
+    );
   }
   return n;
 }
 
-const TOKEN = /^[A-Za-z0-9._:@\-]+$/;
+const TOKEN = /^[A-Za-z0-9._:@-]+$/;
 
 /** A required header made of token characters, at most `maxLength` long. */
 export function tokenHeader(
@@ -58,7 +79,8 @@ export function tokenHeader(
   missingCode: 'IDEMPOTENCY_KEY_REQUIRED' | 'UNAUTHENTICATED' | 'VALIDATION_FAILED' = 'VALIDATION_FAILED',
 ): string {
   const value = headers[name.toLowerCase()];
-  if (value === undefined || value === '') throw new AppError(missingCode, `the ${name} header is required`, { field: name });
+  if (value === undefined || value === '')
+    throw new AppError(missingCode, `the ${name} header is required`, { field: name });
   if (value.length > maxLength || !TOKEN.test(value)) {
     throw new AppError(
       'VALIDATION_FAILED',

@@ -1,4 +1,11 @@
-import type { OrderView, PurchaseOutcome, PurchaseRefusal, PurchaseRequest, Refusal, RestockOutcome } from '../../actors/product/types.js';
+import type {
+  OrderView,
+  PurchaseOutcome,
+  PurchaseRefusal,
+  PurchaseRequest,
+  Refusal,
+  RestockOutcome,
+} from '../../actors/product/types.js';
 import { uuidv7 } from '../ids.js';
 import type { Logger } from '../logger.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
@@ -29,10 +36,16 @@ export class BaselinePurchases {
   async purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
     return this.underLock(request.productId, request.deadline, async (conn) => {
       const row = await this.lockRow(conn, request.productId);
-      if (row === undefined) return refused('PRODUCT_NOT_FOUND', `product ${request.productId} does not exist`);
+      if (row === undefined)
+        return refused('PRODUCT_NOT_FOUND', `product ${request.productId} does not exist`);
       if (row.stock < request.quantity) {
         await conn.query('ROLLBACK');
-        return { kind: 'out_of_stock', productId: request.productId, requested: request.quantity, available: row.stock };
+        return {
+          kind: 'out_of_stock',
+          productId: request.productId,
+          requested: request.quantity,
+          available: row.stock,
+        };
       }
       const [update] = await conn.query<ResultSetHeader>(
         'UPDATE products SET stock = stock - ?, version = version + 1 WHERE id = ? AND version = ? AND stock >= ?',
@@ -55,7 +68,12 @@ export class BaselinePurchases {
         return this.replay(request);
       }
       await conn.query('COMMIT');
-      await this.decrementCachedStock(request.productId, request.quantity, row.version + 1, row.stock - request.quantity);
+      await this.decrementCachedStock(
+        request.productId,
+        request.quantity,
+        row.version + 1,
+        row.stock - request.quantity,
+      );
       const order: OrderView = {
         orderId: id,
         productId: request.productId,
@@ -73,7 +91,10 @@ export class BaselinePurchases {
     return this.underLock(productId, deadline, async (conn): Promise<RestockOutcome> => {
       const row = await this.lockRow(conn, productId);
       if (row === undefined) return refused('PRODUCT_NOT_FOUND', `product ${productId} does not exist`);
-      await conn.query('UPDATE products SET stock = stock + ?, version = version + 1 WHERE id = ?', [quantity, productId]);
+      await conn.query('UPDATE products SET stock = stock + ?, version = version + 1 WHERE id = ?', [
+        quantity,
+        productId,
+      ]);
       await conn.query('COMMIT');
       const stock = row.stock + quantity;
       await this.deps.cache.setStock(productId, stock, row.version + 1).catch(() => undefined);
@@ -81,10 +102,15 @@ export class BaselinePurchases {
     });
   }
 
-  private async underLock<T>(productId: number, deadline: number, work: (conn: PoolConnection) => Promise<T | Refusal>): Promise<T | Refusal> {
+  private async underLock<T>(
+    productId: number,
+    deadline: number,
+    work: (conn: PoolConnection) => Promise<T | Refusal>,
+  ): Promise<T | Refusal> {
     const key = `${this.deps.keyPrefix}lock:product:${productId}`;
     const token = await this.deps.lock.acquire(key, this.deps.lockTtlMs ?? 5_000, deadline);
-    if (token === undefined) return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
+    if (token === undefined)
+      return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
     const conn = await this.deps.primary.getConnection();
     try {
       await conn.query('START TRANSACTION');
@@ -94,9 +120,14 @@ export class BaselinePurchases {
       throw err;
     } finally {
       conn.release();
-      await this.deps.lock.release(key, token).catch((err: unknown) =>
-        this.deps.logger.warn({ productId, err: (err as Error).message }, 'lock release failed; it expires with its TTL'),
-      );
+      await this.deps.lock
+        .release(key, token)
+        .catch((err: unknown) =>
+          this.deps.logger.warn(
+            { productId, err: (err as Error).message },
+            'lock release failed; it expires with its TTL',
+          ),
+        );
     }
   }
 
@@ -110,10 +141,19 @@ export class BaselinePurchases {
       await conn.query('ROLLBACK');
       return undefined;
     }
-    return { stock: Number(row['stock']), version: Number(row['version']), priceCents: Number(row['price_cents']) };
+    return {
+      stock: Number(row['stock']),
+      version: Number(row['version']),
+      priceCents: Number(row['price_cents']),
+    };
   }
 
-  private async decrementCachedStock(productId: number, quantity: number, version: number, stock: number): Promise<void> {
+  private async decrementCachedStock(
+    productId: number,
+    quantity: number,
+    version: number,
+    stock: number,
+  ): Promise<void> {
     try {
       const left = await this.deps.cache.decrementStock(productId, quantity, version);
       // Nothing cached, or a cache that disagrees with the row we just locked: the row wins.
@@ -128,7 +168,10 @@ export class BaselinePurchases {
     if (existing === undefined) throw new Error('duplicate order key but no order found');
     const { idempotencyKey: _key, ...order } = existing;
     if (order.productId !== request.productId || order.quantity !== request.quantity) {
-      return refused('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`);
+      return refused(
+        'IDEMPOTENCY_KEY_REUSED',
+        `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`,
+      );
     }
     return { kind: 'replayed', order };
   }

@@ -1,4 +1,9 @@
-import type { PurchaseOutcome, PurchaseRequest, Refusal, RestockOutcome } from '../../actors/product/types.js';
+import type {
+  PurchaseOutcome,
+  PurchaseRequest,
+  Refusal,
+  RestockOutcome,
+} from '../../actors/product/types.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
@@ -37,9 +42,13 @@ export class Purchases {
     const strategy = await this.deps.catalog.strategyOf(input.productId);
     if (strategy === undefined) return notFound(input.productId);
     const request: PurchaseRequest = { ...input, deadline: Date.now() + this.deps.config.deadlineMs };
-    const pending = strategy === 'actor' ? this.deps.actors.purchase(request) : this.deps.baseline.purchase(request);
+    const pending =
+      strategy === 'actor' ? this.deps.actors.purchase(request) : this.deps.baseline.purchase(request);
     const outcome = await this.bounded(pending);
-    this.deps.metrics?.purchases.inc({ strategy, outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind });
+    this.deps.metrics?.purchases.inc({
+      strategy,
+      outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
+    });
     return outcome;
   }
 

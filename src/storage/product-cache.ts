@@ -76,11 +76,18 @@ export class RedisProductCache implements StockCache {
   }
 
   async setDetails(product: CachedProduct): Promise<void> {
-    await this.redis.set(this.detailsKey(product.id), Buffer.from(encode(product)), 'EX', this.detailsTtlSeconds);
+    await this.redis.set(
+      this.detailsKey(product.id),
+      Buffer.from(encode(product)),
+      'EX',
+      this.detailsTtlSeconds,
+    );
   }
 
   /** Details and stock of each id in one round trip; absent entries are cache misses. */
-  async getMany(ids: readonly number[]): Promise<Map<number, { details?: CachedProduct; stock?: CachedStock }>> {
+  async getMany(
+    ids: readonly number[],
+  ): Promise<Map<number, { details?: CachedProduct; stock?: CachedStock }>> {
     const keys = ids.flatMap((id) => [this.detailsKey(id), this.stockKey(id)]);
     const values = await this.redis.mgetBuffer(...keys);
     const out = new Map<number, { details?: CachedProduct; stock?: CachedStock }>();

@@ -1,4 +1,10 @@
-import type { BatchResult, BatchWrite, ExistingOrder, ProductRecord, ProductStore } from '../../actors/product/types.js';
+import type {
+  BatchResult,
+  BatchWrite,
+  ExistingOrder,
+  ProductRecord,
+  ProductStore,
+} from '../../actors/product/types.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from './mysql.js';
 
 /** MySQL error number for a duplicate unique key. */

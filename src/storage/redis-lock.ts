@@ -18,7 +18,10 @@ export class RedisLock {
     private readonly retry: LockRetry = { initialDelayMs: 1, maxDelayMs: 16 },
   ) {
     if (!('releaseLock' in redis)) {
-      redis.defineCommand('releaseLock', { numberOfKeys: 1, lua: readFileSync(storageAsset('lua/release-lock.lua'), 'utf8') });
+      redis.defineCommand('releaseLock', {
+        numberOfKeys: 1,
+        lua: readFileSync(storageAsset('lua/release-lock.lua'), 'utf8'),
+      });
     }
   }
 
@@ -40,7 +43,9 @@ export class RedisLock {
   }
 
   async release(key: string, token: string): Promise<boolean> {
-    const released = await (this.redis as unknown as { releaseLock(k: string, t: string): Promise<number> }).releaseLock(key, token);
+    const released = await (
+      this.redis as unknown as { releaseLock(k: string, t: string): Promise<number> }
+    ).releaseLock(key, token);
     return released === 1;
   }
 }

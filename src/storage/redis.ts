@@ -28,6 +28,6 @@ export async function connectRedis(redis: Redis): Promise<void> {
 }
 
 export async function pingRedis(redis: Redis): Promise<void> {
-  const reply = await redis.ping();
+  const reply: string = await redis.ping();
   if (reply !== 'PONG') throw new Error(`unexpected PING reply ${reply}`);
 }

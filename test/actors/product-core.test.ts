@@ -16,7 +16,14 @@ function harness(stock = 10, now = 1_000) {
   core.loaded({ id: 7, name: 'x', priceCents: 100, stock, version: 3 });
   const outcomes: PurchaseOutcome[] = [];
   const buy = (quantity: number, key: string, extra: Partial<PurchaseRequest> = {}) => {
-    const request: PurchaseRequest = { productId: 7, userId: 'u', idempotencyKey: key, quantity, deadline: now + 100, ...extra };
+    const request: PurchaseRequest = {
+      productId: 7,
+      userId: 'u',
+      idempotencyKey: key,
+      quantity,
+      deadline: now + 100,
+      ...extra,
+    };
     core.purchases([{ request, reply: (o) => outcomes.push(o) }]);
   };
   return { core, flushes, retired, committed, outcomes, buy };
@@ -29,12 +36,19 @@ t.test('reserves in memory, answers out-of-stock without I/O, and replies only a
   h.buy(2, 'b');
   h.buy(1, 'c');
   t.equal(h.flushes.length, 1, 'while one batch is written, others accumulate');
-  t.same(h.outcomes.map((o) => o.kind), ['out_of_stock'], 'only the one that does not fit is answered, at once');
+  t.same(
+    h.outcomes.map((o) => o.kind),
+    ['out_of_stock'],
+    'only the one that does not fit is answered, at once',
+  );
   t.match(h.outcomes[0], { kind: 'out_of_stock', requested: 1, available: 0 });
   t.match(h.flushes[0], { productId: 7, expectedVersion: 3, newStock: 2 });
 
   h.core.flushed({ kind: 'committed', version: 4, committedAt: 'now' });
-  t.match(h.outcomes[1], { kind: 'created', order: { quantity: 3, unitPriceCents: 100, status: 'CONFIRMED' } });
+  t.match(h.outcomes[1], {
+    kind: 'created',
+    order: { quantity: 3, unitPriceCents: 100, status: 'CONFIRMED' },
+  });
   t.equal(h.flushes.length, 2, 'the accumulated purchases form the next batch');
   t.match(h.flushes[1], { expectedVersion: 4, newStock: 0 });
   t.equal(h.flushes[1]!.orders.length, 1);
@@ -56,13 +70,20 @@ t.test('a duplicate racing the original waits for and shares its answer', async 
   h.buy(2, 'same');
   h.buy(2, 'same');
   h.buy(3, 'same');
-  t.match(h.outcomes, [{ kind: 'refused', reason: 'IDEMPOTENCY_KEY_REUSED' }], 'a different quantity under the key is refused');
+  t.match(
+    h.outcomes,
+    [{ kind: 'refused', reason: 'IDEMPOTENCY_KEY_REUSED' }],
+    'a different quantity under the key is refused',
+  );
   t.equal(h.core.availableStock, 3, 'reserved once');
   h.core.flushed({ kind: 'committed', version: 4, committedAt: 'now' });
   const [, first, second] = h.outcomes;
   t.equal(first?.kind, 'created');
   t.equal(second?.kind, 'replayed');
-  t.equal(first?.kind === 'created' && second?.kind === 'replayed' && first.order.orderId === second.order.orderId, true);
+  t.equal(
+    first?.kind === 'created' && second?.kind === 'replayed' && first.order.orderId === second.order.orderId,
+    true,
+  );
   h.buy(2, 'same');
   t.equal(h.outcomes[3]?.kind, 'replayed', 'a later retry is answered from memory');
   t.equal(h.flushes.length, 1);
@@ -73,10 +94,17 @@ t.test('a version conflict answers nobody with success and retires the actor', a
   h.buy(1, 'a');
   h.buy(1, 'b');
   h.core.flushed({ kind: 'version_conflict' });
-  t.same(h.outcomes.map((o) => (o.kind === 'refused' ? o.reason : o.kind)), ['OWNERSHIP_LOST', 'OWNERSHIP_LOST']);
+  t.same(
+    h.outcomes.map((o) => (o.kind === 'refused' ? o.reason : o.kind)),
+    ['OWNERSHIP_LOST', 'OWNERSHIP_LOST'],
+  );
   t.same(h.retired, ['OWNERSHIP_LOST']);
   h.buy(1, 'c');
-  t.match(h.outcomes[2], { kind: 'refused', reason: 'OWNERSHIP_LOST' }, 'a message reaching the retired actor is refused');
+  t.match(
+    h.outcomes[2],
+    { kind: 'refused', reason: 'OWNERSHIP_LOST' },
+    'a message reaching the retired actor is refused',
+  );
   t.equal(h.flushes.length, 1, 'nothing more is written');
 });
 
@@ -95,7 +123,16 @@ t.test('orders found already in the database are replayed, the rest retried', as
   h.core.flushed({
     kind: 'duplicates',
     existing: [
-      { orderId: 'o-1', productId: 7, userId: 'u', idempotencyKey: 'old', quantity: 2, unitPriceCents: 100, status: 'CONFIRMED', createdAt: 'x' },
+      {
+        orderId: 'o-1',
+        productId: 7,
+        userId: 'u',
+        idempotencyKey: 'old',
+        quantity: 2,
+        unitPriceCents: 100,
+        status: 'CONFIRMED',
+        createdAt: 'x',
+      },
     ],
   });
   t.match(h.outcomes[0], { kind: 'replayed', order: { orderId: 'o-1' } });
@@ -105,9 +142,19 @@ t.test('orders found already in the database are replayed, the rest retried', as
 
 t.test('purchases and restocks that arrive while loading wait for the row', async (t) => {
   const flushes: BatchWrite[] = [];
-  const core = new ProductCore(1, { startFlush: (b) => flushes.push(b), retire: () => undefined, committed: () => undefined, now: () => 0 });
+  const core = new ProductCore(1, {
+    startFlush: (b) => flushes.push(b),
+    retire: () => undefined,
+    committed: () => undefined,
+    now: () => 0,
+  });
   const outcomes: PurchaseOutcome[] = [];
-  core.purchases([{ request: { productId: 1, userId: 'u', idempotencyKey: 'k', quantity: 4, deadline: 10 }, reply: (o) => outcomes.push(o) }]);
+  core.purchases([
+    {
+      request: { productId: 1, userId: 'u', idempotencyKey: 'k', quantity: 4, deadline: 10 },
+      reply: (o) => outcomes.push(o),
+    },
+  ]);
   core.restock(5, () => undefined);
   t.equal(flushes.length, 0);
   core.loaded({ id: 1, name: 'x', priceCents: 1, stock: 0, version: 0 });
@@ -118,9 +165,19 @@ t.test('purchases and restocks that arrive while loading wait for the row', asyn
 
 t.test('an unknown product answers not found', async (t) => {
   const retired: string[] = [];
-  const core = new ProductCore(1, { startFlush: () => undefined, retire: (r) => retired.push(r), committed: () => undefined, now: () => 0 });
+  const core = new ProductCore(1, {
+    startFlush: () => undefined,
+    retire: (r) => retired.push(r),
+    committed: () => undefined,
+    now: () => 0,
+  });
   const outcomes: PurchaseOutcome[] = [];
-  core.purchases([{ request: { productId: 1, userId: 'u', idempotencyKey: 'k', quantity: 1, deadline: 10 }, reply: (o) => outcomes.push(o) }]);
+  core.purchases([
+    {
+      request: { productId: 1, userId: 'u', idempotencyKey: 'k', quantity: 1, deadline: 10 },
+      reply: (o) => outcomes.push(o),
+    },
+  ]);
   core.loaded(undefined);
   t.match(outcomes, [{ kind: 'refused', reason: 'PRODUCT_NOT_FOUND' }]);
   t.same(retired, ['PRODUCT_NOT_FOUND']);

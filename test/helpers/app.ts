@@ -29,7 +29,12 @@ export interface RunningApp {
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<Answer>;
   /** POST /purchases as `userId` with `key`. */
   purchase(productId: number, quantity: number, userId: string, key: string): Promise<Answer>;
-  createProduct(input: { name?: string; priceCents?: number; stock: number; strategy?: 'actor' | 'baseline' }): Promise<number>;
+  createProduct(input: {
+    name?: string;
+    priceCents?: number;
+    stock: number;
+    strategy?: 'actor' | 'baseline';
+  }): Promise<number>;
 }
 
 /**
@@ -51,7 +56,12 @@ export async function startApp(t: Test, env: Record<string, string> = {}): Promi
     await infra.close();
     await agent.close();
   });
-  const call = async (method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}) => {
+  const call = async (
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ) => {
     const payload = body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body);
     const res = await request(`${base}${path}`, {
       method,
@@ -84,7 +94,8 @@ export async function startApp(t: Test, env: Record<string, string> = {}): Promi
         stock: input.stock,
         ...(input.strategy ? { strategy: input.strategy } : {}),
       });
-      if (answer.status !== 201) throw new Error(`create product failed: ${answer.status} ${JSON.stringify(answer.body)}`);
+      if (answer.status !== 201)
+        throw new Error(`create product failed: ${answer.status} ${JSON.stringify(answer.body)}`);
       return (answer.body as { id: number }).id;
     },
   };
@@ -108,16 +119,27 @@ export async function totals(pool: Infrastructure['mysql']['primary'], productId
     [productId],
   );
   if (row === undefined) throw new Error(`product ${productId} not found`);
-  return { stock: Number(row['stock']), version: Number(row['version']), sold: Number(row['sold']), orders: Number(row['orders']) };
+  return {
+    stock: Number(row['stock']),
+    version: Number(row['version']),
+    sold: Number(row['sold']),
+    orders: Number(row['orders']),
+  };
 }
 
 /** Waits until the replica shows at least `version` of the product, then returns its totals. */
-export async function replicaTotals(infra: Infrastructure, productId: number, version: number, timeoutMs = 10_000): Promise<Totals> {
+export async function replicaTotals(
+  infra: Infrastructure,
+  productId: number,
+  version: number,
+  timeoutMs = 10_000,
+): Promise<Totals> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const seen = await totals(infra.mysql.replica, productId).catch(() => undefined);
     if (seen !== undefined && seen.version >= version) return seen;
-    if (Date.now() > until) throw new Error(`replica did not reach version ${version} of product ${productId} in ${timeoutMs} ms`);
+    if (Date.now() > until)
+      throw new Error(`replica did not reach version ${version} of product ${productId} in ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -4,11 +4,16 @@ import { createHttpServer, type Route } from '../../src/http/server.js';
 import { loadNativeUws } from '../../src/http/uws.js';
 
 export const silentLogger = pino({ level: 'silent' });
-export const uws = loadNativeUws({});
+export const uws = loadNativeUws({ fallbackRequested: false });
 
 /** Starts a uWS server with `routes` on a free port and closes it when the test ends. */
 export async function startServer(t: Test, routes: Route[], maxBodyBytes?: number) {
-  const server = createHttpServer({ uws, logger: silentLogger, routes, ...(maxBodyBytes ? { maxBodyBytes } : {}) });
+  const server = createHttpServer({
+    uws,
+    logger: silentLogger,
+    routes,
+    ...(maxBodyBytes ? { maxBodyBytes } : {}),
+  });
   const port = await server.listen('127.0.0.1', 0);
   let closed = false;
   t.teardown(async () => {

@@ -5,20 +5,29 @@ import { AppError } from '../../src/errors.js';
 import { loadNativeUws, NativeUwsUnavailableError } from '../../src/http/uws.js';
 import { startServer } from '../helpers/http.js';
 import { sleep } from '../../src/timeouts.js';
+import { loadConfig } from '../../src/config.js';
 
 t.test('routes get decoded params, query, headers and a JSON body', async (t) => {
   let calls = 0;
-  const { base } = await startServer(t, [
-    { method: 'get', pattern: '/items/:id', handler: (ctx) => json(200, { id: ctx.params[0], query: ctx.query, user: ctx.headers['x-user-id'] }) },
-    {
-      method: 'post',
-      pattern: '/echo',
-      handler: (ctx) => {
-        calls += 1;
-        return json(201, parseJsonObject(ctx.body), { 'X-Extra': 'yes' });
+  const { base } = await startServer(
+    t,
+    [
+      {
+        method: 'get',
+        pattern: '/items/:id',
+        handler: (ctx) => json(200, { id: ctx.params[0], query: ctx.query, user: ctx.headers['x-user-id'] }),
       },
-    },
-  ], 64);
+      {
+        method: 'post',
+        pattern: '/echo',
+        handler: (ctx) => {
+          calls += 1;
+          return json(201, parseJsonObject(ctx.body), { 'X-Extra': 'yes' });
+        },
+      },
+    ],
+    64,
+  );
   const got = await fetch(`${base}/items/a%20b?x=1`, { headers: { 'X-User-Id': 'u1' } });
   t.equal(got.status, 200);
   t.same(await got.json(), { id: 'a b', query: 'x=1', user: 'u1' });
@@ -32,7 +41,10 @@ t.test('routes get decoded params, query, headers and a JSON body', async (t) =>
   t.equal(malformed.status, 400);
   t.match(await malformed.json(), { error: { code: 'MALFORMED_JSON', field: 'body' } });
 
-  const tooLarge = await fetch(`${base}/echo`, { method: 'POST', body: JSON.stringify({ a: 'x'.repeat(100) }) });
+  const tooLarge = await fetch(`${base}/echo`, {
+    method: 'POST',
+    body: JSON.stringify({ a: 'x'.repeat(100) }),
+  });
   t.equal(tooLarge.status, 413);
   t.match(await tooLarge.json(), { error: { code: 'PAYLOAD_TOO_LARGE', field: 'body' } });
   t.equal(calls, 2, 'the handler never saw the oversized body');
@@ -44,8 +56,18 @@ t.test('routes get decoded params, query, headers and a JSON body', async (t) =>
 
 t.test('errors become their status; unknown faults a 500 that hides the message', async (t) => {
   const { base } = await startServer(t, [
-    { method: 'get', pattern: '/busy', handler: () => Promise.reject(new AppError('OVERLOADED', 'queue full', { retryAfterSeconds: 2 })) },
-    { method: 'get', pattern: '/bug', handler: () => { throw new Error('secret detail'); } },
+    {
+      method: 'get',
+      pattern: '/busy',
+      handler: () => Promise.reject(new AppError('OVERLOADED', 'queue full', { retryAfterSeconds: 2 })),
+    },
+    {
+      method: 'get',
+      pattern: '/bug',
+      handler: () => {
+        throw new Error('secret detail');
+      },
+    },
   ]);
   const busy = await fetch(`${base}/busy`);
   t.equal(busy.status, 503);
@@ -60,7 +82,14 @@ t.test('errors become their status; unknown faults a 500 that hides the message'
 
 t.test('close drains in-flight requests, then refuses new connections', async (t) => {
   const { base, server, close } = await startServer(t, [
-    { method: 'get', pattern: '/slow', handler: async () => { await sleep(300); return json(200, { done: true }); } },
+    {
+      method: 'get',
+      pattern: '/slow',
+      handler: async () => {
+        await sleep(300);
+        return json(200, { done: true });
+      },
+    },
   ]);
   const slow = fetch(`${base}/slow`);
   await sleep(50);
@@ -83,6 +112,8 @@ t.test('close gives up after the grace period and reports what it abandoned', as
 });
 
 t.test('refuses the pure-Node fallback', async (t) => {
-  t.throws(() => loadNativeUws({ UWS_USE_FALLBACK: '1' }), NativeUwsUnavailableError);
-  t.type(loadNativeUws({}).App, 'function');
+  t.throws(() => loadNativeUws({ fallbackRequested: true }), NativeUwsUnavailableError);
+  t.type(loadNativeUws({ fallbackRequested: false }).App, 'function');
+  t.equal(loadConfig({ UWS_USE_FALLBACK: '1' }).uwsFallbackRequested, true);
+  t.equal(loadConfig({}).uwsFallbackRequested, false);
 });

@@ -10,7 +10,9 @@ async function sellOut(t: Test, running: RunningApp, strategy: 'actor' | 'baseli
   const run = uniq('u');
   const quantities = Array.from({ length: REQUESTS }, (_, i) => 1 + (i % 5));
   const answers = await Promise.all(
-    quantities.map((quantity, i) => running.purchase(productId, quantity, `${run}-${i % 400}`, `${run}-k${i}`)),
+    quantities.map((quantity, i) =>
+      running.purchase(productId, quantity, `${run}-${i % 400}`, `${run}-k${i}`),
+    ),
   );
   const byStatus = new Map<number, number>();
   for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
@@ -23,7 +25,9 @@ async function sellOut(t: Test, running: RunningApp, strategy: 'actor' | 'baseli
   );
   t.ok(soldByAnswers <= INITIAL, `never more than the stock sold (${soldByAnswers})`);
   t.ok(soldByAnswers > INITIAL - 5, `the stock sold out (${soldByAnswers} of ${INITIAL})`);
-  const codes409 = new Set(answers.filter((x) => x.status === 409).map((a) => (a.body as { error: { code: string } }).error.code));
+  const codes409 = new Set(
+    answers.filter((x) => x.status === 409).map((a) => (a.body as { error: { code: string } }).error.code),
+  );
   t.same([...codes409], ['OUT_OF_STOCK'], 'every 409 says OUT_OF_STOCK');
 
   const primary = await totals(running.infra.mysql.primary, productId);

@@ -14,7 +14,9 @@ t.test('messages arriving while actors passivate are all answered, and totals st
       Array.from({ length: 5 }, () => {
         const quantity = 1 + (sent % 3);
         const key = `k${(sent += 1)}`;
-        return running.purchase(productId, quantity, user, key).then((a) => answers.push({ status: a.status, productId, quantity }));
+        return running
+          .purchase(productId, quantity, user, key)
+          .then((a) => answers.push({ status: a.status, productId, quantity }));
       }),
     );
     await Promise.all(batch);
@@ -22,10 +24,19 @@ t.test('messages arriving while actors passivate are all answered, and totals st
   }
   t.equal(answers.length, sent, 'every purchase was answered');
   const { activations } = running.app.actors.stats();
-  t.ok(activations > products.length * 5, `actors passivated and came back between waves (${activations} activations)`);
-  t.same([...new Set(answers.map((a) => a.status))].filter((s) => s !== 201 && s !== 409), [], 'only 201 and 409');
+  t.ok(
+    activations > products.length * 5,
+    `actors passivated and came back between waves (${activations} activations)`,
+  );
+  t.same(
+    [...new Set(answers.map((a) => a.status))].filter((s) => s !== 201 && s !== 409),
+    [],
+    'only 201 and 409',
+  );
   for (const productId of products) {
-    const sold = answers.filter((a) => a.productId === productId && a.status === 201).reduce((s, a) => s + a.quantity, 0);
+    const sold = answers
+      .filter((a) => a.productId === productId && a.status === 201)
+      .reduce((s, a) => s + a.quantity, 0);
     const db = await totals(running.infra.mysql.primary, productId);
     t.equal(db.sold, sold, `product ${productId}: every 201 is an order`);
     t.equal(db.stock + db.sold, 300, `product ${productId}: stock + sold = initial`);

@@ -1,0 +1,112 @@
+// The Kafka adapter against the stack's broker: a produce/consume round trip on a topic of its own,
+// and the readiness probe against the live broker and against a port nothing listens on.
+import { createServer } from 'node:net';
+import { decode, encode } from '@msgpack/msgpack';
+import t from 'tap';
+import { loadConfig } from '../../src/config.js';
+import { createKafka, KafkaProbe } from '../../src/storage/kafka.js';
+import { silentLogger } from '../helpers/http.js';
+import { uniq } from '../helpers/app.js';
+
+const CONSUME_TIMEOUT_MS = 30_000;
+const FAIL_FAST_MS = 3_000;
+
+/** A loopback port that was free a moment ago: bound on 0, then released. */
+async function unusedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+void t.test('a keyed msgpack message produced to a new topic is consumed back', async (t) => {
+  const kafka = createKafka(loadConfig({ KAFKA_CLIENT_ID: uniq('test-kafka-') }), silentLogger);
+  const topic = uniq('test-kafka-topic-');
+  const groupId = uniq('test-kafka-group-');
+
+  const admin = kafka.admin();
+  const producer = kafka.producer();
+  const consumer = kafka.consumer({ groupId });
+  // Cleanup if the test fails midway, in order: clients leave before their topic and group are deleted.
+  t.teardown(async () => {
+    await Promise.allSettled([consumer.disconnect(), producer.disconnect()]);
+    await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await admin.disconnect();
+  });
+  await admin.connect();
+  const created = await admin.createTopics({
+    topics: [{ topic, numPartitions: 1, replicationFactor: 1 }],
+    waitForLeaders: true,
+  });
+  t.equal(created, true, 'the topic is new');
+  const [metadata] = (await admin.fetchTopicMetadata({ topics: [topic] })).topics;
+  t.equal(metadata?.partitions.length, 1, 'one partition');
+  t.equal(metadata?.partitions[0]?.replicas.length, 1, 'replication factor 1');
+
+  const key = uniq('product-');
+  const value = {
+    type: 'PurchaseConfirmed',
+    productId: 7,
+    quantity: 2,
+    at: '2024-01-01T00:00:00.000Z',
+    note: 'ü',
+  };
+  await producer.connect();
+  const [sent] = await producer.send({
+    topic,
+    acks: -1,
+    messages: [{ key, value: Buffer.from(encode(value)) }],
+  });
+  t.equal(sent?.errorCode, 0, 'the broker acknowledged the message');
+
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const received = new Promise<{ key: string | undefined; value: unknown; partition: number }>(
+    (resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no message on ${topic} within ${CONSUME_TIMEOUT_MS} ms`)),
+        CONSUME_TIMEOUT_MS,
+      );
+      consumer
+        .run({
+          eachMessage: ({ message, partition }) => {
+            clearTimeout(timer);
+            resolve({
+              key: message.key?.toString(),
+              value: message.value === null ? null : decode(message.value),
+              partition,
+            });
+            return Promise.resolve();
+          },
+        })
+        .catch(reject);
+    },
+  );
+  const message = await received;
+  t.equal(message.key, key, 'key equal');
+  t.same(message.value, value, 'msgpack value decoded back equal');
+  t.equal(message.partition, 0);
+
+  await Promise.all([consumer.disconnect(), producer.disconnect()]);
+  await admin.deleteTopics({ topics: [topic] });
+  t.notOk((await admin.listTopics()).includes(topic), 'the topic is deleted');
+});
+
+void t.test('KafkaProbe answers against the live broker', async (t) => {
+  const probe = new KafkaProbe(createKafka(loadConfig({}), silentLogger));
+  t.teardown(() => probe.close());
+  await t.resolves(probe.ping(), 'first ping connects and describes the cluster');
+  await t.resolves(probe.ping(), 'second ping reuses the connection');
+});
+
+void t.test('KafkaProbe rejects quickly when no broker listens', async (t) => {
+  const port = await unusedPort();
+  const probe = new KafkaProbe(createKafka(loadConfig({ KAFKA_BROKERS: `127.0.0.1:${port}` }), silentLogger));
+  t.teardown(() => probe.close().catch(() => undefined));
+  const started = performance.now();
+  await t.rejects(probe.ping(), `ping rejects for 127.0.0.1:${port}`);
+  const pingMs = Math.round(performance.now() - started);
+  t.ok(pingMs < FAIL_FAST_MS, `rejected in ${pingMs} ms`);
+});
