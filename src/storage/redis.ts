@@ -17,7 +17,16 @@ export function createRedis(config: Pick<Config, 'redis'>, overrides: RedisOptio
     ...overrides,
   };
   if (config.redis.sentinels.length > 0) {
-    return new Redis({ ...common, sentinels: [...config.redis.sentinels], name: config.redis.sentinelName });
+    // With Sentinel, REDIS_URL still carries the data nodes' credentials and database.
+    const url = new URL(config.redis.url);
+    return new Redis({
+      ...common,
+      sentinels: [...config.redis.sentinels],
+      name: config.redis.sentinelName,
+      ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
+      ...(url.password ? { password: decodeURIComponent(url.password) } : {}),
+      db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : 0,
+    });
   }
   return new Redis(config.redis.url, common);
 }
