@@ -43,6 +43,32 @@ export interface Config {
   readonly kafka: {
     readonly brokers: readonly string[];
     readonly clientId: string;
+    /** Topic names by event domain; created at start if missing. */
+    readonly topics: { readonly inventory: string; readonly orders: string; readonly payments: string };
+    /** Partitions of each topic when created. Default 6. */
+    readonly partitions: number;
+    /** Replication factor of each topic when created. Default 1 (the local single broker; production: 2). */
+    readonly replicationFactor: number;
+  };
+  readonly outbox: {
+    /** Pause between outbox polls when nothing is waiting, ms. Default 20. */
+    readonly pollMs: number;
+    /** Most outbox rows published in one Kafka send. Default 500. */
+    readonly batchSize: number;
+  };
+  readonly payment: {
+    /** Base URL of the payment provider. Default http://127.0.0.1:18090 (the local stack's simulator). */
+    readonly url: string;
+    /** Per-call timeout, ms. Default 1000. */
+    readonly timeoutMs: number;
+    /** Retries after a retryable failure (5xx, timeout, connection error), with backoff. Default 3. */
+    readonly retries: number;
+  };
+  readonly saga: {
+    /** A saga not terminal by then is compensated (payment voided, stock released), ms. Default 30000. */
+    readonly deadlineMs: number;
+    /** How long POST /purchases waits for a terminal saga before answering 202, ms. Default 2000. */
+    readonly waitBudgetMs: number;
   };
   readonly http: {
     /** Largest request body accepted, bytes. Default 16384 (16 KiB). */
@@ -91,6 +117,18 @@ export const CONFIG_ENV_NAMES = [
   'REDIS_KEY_PREFIX',
   'KAFKA_BROKERS',
   'KAFKA_CLIENT_ID',
+  'KAFKA_TOPIC_INVENTORY',
+  'KAFKA_TOPIC_ORDERS',
+  'KAFKA_TOPIC_PAYMENTS',
+  'KAFKA_TOPIC_PARTITIONS',
+  'KAFKA_REPLICATION_FACTOR',
+  'OUTBOX_POLL_MS',
+  'OUTBOX_BATCH_SIZE',
+  'PAYMENT_URL',
+  'PAYMENT_TIMEOUT_MS',
+  'PAYMENT_RETRIES',
+  'SAGA_DEADLINE_MS',
+  'PURCHASE_WAIT_BUDGET_MS',
   'MAX_BODY_BYTES',
   'PURCHASE_DEADLINE_MS',
   'PURCHASE_TIMEOUT_MS',
@@ -129,6 +167,18 @@ export const defaults = {
   redisKeyPrefix: 'fs:',
   kafkaBrokers: '127.0.0.1:19092',
   kafkaClientId: 'flash-sale',
+  kafkaTopicInventory: 'flashsale.inventory',
+  kafkaTopicOrders: 'flashsale.orders',
+  kafkaTopicPayments: 'flashsale.payments',
+  kafkaTopicPartitions: 6,
+  kafkaReplicationFactor: 1,
+  outboxPollMs: 20,
+  outboxBatchSize: 500,
+  paymentUrl: 'http://127.0.0.1:18090',
+  paymentTimeoutMs: 1_000, // 1 s
+  paymentRetries: 3,
+  sagaDeadlineMs: 30_000, // 30 s
+  purchaseWaitBudgetMs: 2_000, // 2 s
   maxBodyBytes: 16 * 1024, // 16 KiB
   purchaseDeadlineMs: 2_000, // 2 s
   purchaseTimeoutMs: 5_000, // 5 s
@@ -209,6 +259,16 @@ class EnvReader {
     return value;
   }
 
+  httpUrl(name: ConfigEnvName, fallback: string): string {
+    const value = this.raw(name) ?? fallback;
+    const url = parseUrl(value);
+    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') {
+      this.problems.push(`${name}=${JSON.stringify(value)}: expected http://host:port`);
+      return fallback;
+    }
+    return value.replace(/\/+$/, '');
+  }
+
   hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {
     const value = this.raw(name) ?? fallback;
     if (value === '') return [];
@@ -271,6 +331,26 @@ export function loadConfig(env: Env = process.env): Config {
     kafka: {
       brokers: brokers.map((b) => `${b.host}:${b.port}`),
       clientId: read.string('KAFKA_CLIENT_ID', defaults.kafkaClientId),
+      topics: {
+        inventory: read.string('KAFKA_TOPIC_INVENTORY', defaults.kafkaTopicInventory),
+        orders: read.string('KAFKA_TOPIC_ORDERS', defaults.kafkaTopicOrders),
+        payments: read.string('KAFKA_TOPIC_PAYMENTS', defaults.kafkaTopicPayments),
+      },
+      partitions: read.int('KAFKA_TOPIC_PARTITIONS', defaults.kafkaTopicPartitions, 1, 10_000),
+      replicationFactor: read.int('KAFKA_REPLICATION_FACTOR', defaults.kafkaReplicationFactor, 1, 10),
+    },
+    outbox: {
+      pollMs: read.int('OUTBOX_POLL_MS', defaults.outboxPollMs, 1, 60_000),
+      batchSize: read.int('OUTBOX_BATCH_SIZE', defaults.outboxBatchSize, 1, 100_000),
+    },
+    payment: {
+      url: read.httpUrl('PAYMENT_URL', defaults.paymentUrl),
+      timeoutMs: read.int('PAYMENT_TIMEOUT_MS', defaults.paymentTimeoutMs, 10, 120_000),
+      retries: read.int('PAYMENT_RETRIES', defaults.paymentRetries, 0, 100),
+    },
+    saga: {
+      deadlineMs: read.int('SAGA_DEADLINE_MS', defaults.sagaDeadlineMs, 100, 86_400_000),
+      waitBudgetMs: read.int('PURCHASE_WAIT_BUDGET_MS', defaults.purchaseWaitBudgetMs, 0, 120_000),
     },
     http: { maxBodyBytes: read.int('MAX_BODY_BYTES', defaults.maxBodyBytes, 256, 16 * 1024 * 1024) },
     purchase: {
