@@ -1,8 +1,11 @@
 import nact from 'nact';
 import { ProductActors } from '../actors/product/registry.js';
+import { SagaRecovery } from '../actors/saga/recovery.js';
+import { SagaCoordinators } from '../actors/saga/registry.js';
 import { Catalog } from './catalog/catalog.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
+import { orderRoutes } from './http/orders.js';
 import { productRoutes } from './http/products.js';
 import { purchaseRoutes } from './http/purchases.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
@@ -12,7 +15,9 @@ import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
+import { PaymentClient } from './payment/index.js';
 import { RedisProductCache } from './storage/product-cache.js';
+import { SagaStore } from './storage/saga-store.js';
 import { MysqlProductStore } from './storage/product-store.js';
 import { RedisLock } from './storage/redis-lock.js';
 
@@ -26,6 +31,9 @@ export interface AppDeps {
 export interface App {
   readonly server: HttpServer;
   readonly actors: ProductActors;
+  readonly sagas: SagaCoordinators;
+  /** Resumes unfinished sagas and starts the periodic recovery sweep. */
+  start(): Promise<void>;
   readonly catalog: Catalog;
   readonly metrics: Metrics;
   /** Stop taking requests, answer the accepted ones, stop the actors. Clients are the caller's to close. */
@@ -44,14 +52,37 @@ export function buildApp(deps: AppDeps): App {
   });
   const catalog = new Catalog({ primary: infra.mysql.primary, replica: infra.mysql.replica, cache, logger });
   const system = nact.start();
+  const sagaStore = new SagaStore(infra.mysql.primary);
+  const payments = new PaymentClient({
+    url: config.payment.url,
+    timeoutMs: config.payment.timeoutMs,
+    retries: config.payment.retries,
+    onBreakerStateChange: (state) => {
+      metrics.paymentBreaker.set(state === 'closed' ? 0 : 1);
+      logger.warn({ component: 'payments', state }, 'payment circuit changed state');
+    },
+  });
+  // Sagas settle through the product's writer; `purchases` is built below, after the actors it routes to.
+  let purchases!: Purchases;
+  const sagas = new SagaCoordinators({
+    system,
+    payments,
+    settle: (settlement) => purchases.settle(settlement),
+    logger: logger.child({ component: 'sagas' }),
+    onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
+  });
+  const writer = { topics: config.kafka.topics, sagaDeadlineMs: config.saga.deadlineMs };
   const actors = new ProductActors({
     system,
-    store: new MysqlProductStore(infra.mysql.primary),
+    store: new MysqlProductStore(infra.mysql.primary, writer),
     cache,
     logger: logger.child({ component: 'product-actors' }),
     mailboxLimit: config.purchase.mailboxLimit,
     passivateAfterMs: config.purchase.passivateAfterMs,
     cacheWriteTimeoutMs: 500,
+    onCommitted: ({ orders }) => {
+      for (const order of orders) sagas.start(purchases.sagaOf(order));
+    },
     onBatch: ({ size, seconds, outcome }) => {
       if (outcome === 'committed') metrics.batchSize.observe(size);
       metrics.batchDuration.observe({ outcome }, seconds);
@@ -63,9 +94,26 @@ export function buildApp(deps: AppDeps): App {
     lock: new RedisLock(infra.redis),
     logger,
     keyPrefix: config.redis.keyPrefix,
+    writer,
     lockTtlMs: config.purchase.baselineLockTtlMs,
   });
-  const purchases = new Purchases({ catalog, actors, baseline, config: config.purchase, metrics });
+  purchases = new Purchases({
+    catalog,
+    actors,
+    baseline,
+    sagas,
+    sagaStore,
+    config: { purchase: config.purchase, saga: config.saga },
+    metrics,
+  });
+  const recovery = new SagaRecovery({
+    sagas,
+    pending: (options) => sagaStore.pending(options),
+    logger: logger.child({ component: 'saga-recovery' }),
+    intervalMs: 5_000,
+    // A live saga is touched by nothing until it settles: leave it this long before assuming it died.
+    idleForMs: Math.max(10_000, config.payment.timeoutMs * (config.payment.retries + 2)),
+  });
   const server = createHttpServer({
     uws: deps.uws,
     logger,
@@ -81,6 +129,7 @@ export function buildApp(deps: AppDeps): App {
       }),
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
       ...purchaseRoutes({ purchases, limits: config.purchase }),
+      ...orderRoutes({ sagaStore }),
       {
         method: 'get',
         pattern: '/metrics',
@@ -97,14 +146,23 @@ export function buildApp(deps: AppDeps): App {
   return {
     server,
     actors,
+    sagas,
     catalog,
     metrics,
+    async start() {
+      await recovery.resumeAll();
+      recovery.start();
+    },
     async stop(graceMs) {
+      recovery.stop();
       const closing = server.close(graceMs);
+      // Sagas first: they may still settle through the actors; the ones left off resume on the next start.
+      const sagasDone = await sagas.drain(graceMs);
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
+      await payments.close();
       nact.stop(system);
-      return { drained: result.drained && actorsDrained, abandoned: result.abandoned };
+      return { drained: result.drained && actorsDrained && sagasDone, abandoned: result.abandoned };
     },
   };
 }

@@ -25,7 +25,7 @@ export function openInfrastructure(config: Config, logger: Logger): Infrastructu
     logger.warn({ component: 'redis', err: err.message }, 'redis connection error'),
   );
   const kafka = createKafka(config, logger);
-  const kafkaProbe = new KafkaProbe(kafka);
+  const kafkaProbe = new KafkaProbe(config, logger);
   return {
     mysql,
     redis,

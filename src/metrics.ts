@@ -38,6 +38,18 @@ export function createMetrics() {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    sagaDuration: new Histogram({
+      name: 'saga_duration_seconds',
+      help: 'Time from a saga start to its end, by how it ended',
+      labelNames: ['status'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    paymentBreaker: new Gauge({
+      name: 'payment_circuit_open',
+      help: '1 while the payment provider circuit is open or half-open',
+      registers: [registry],
+    }),
     actors: new Gauge({ name: 'product_actors', help: 'Active product actors', registers: [registry] }),
   };
 }

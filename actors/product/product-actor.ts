@@ -53,6 +53,9 @@ export function spawnProductActor(
       case 'restock':
         core.restock(msg.quantity, msg.reply);
         break;
+      case 'settle':
+        core.settle(msg.settlement, msg.reply);
+        break;
       case 'flushed':
         core.flushed(msg.result);
         break;

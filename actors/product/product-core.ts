@@ -3,23 +3,28 @@ import type {
   BatchResult,
   BatchWrite,
   ExistingOrder,
+  OrderStatus,
   OrderView,
   PendingPurchase,
   ProductId,
   ProductRecord,
   PurchaseOutcome,
   PurchaseRefusal,
+  Refusal,
   RestockOutcome,
+  SettleOutcome,
+  Settlement,
 } from './types.js';
 
 /**
  * The product actor's state machine, free of nact so it can be tested alone. Every method runs inside
  * one actor message, so nothing here needs a lock: the mailbox serializes purchases of one product.
  *
- * Stock accounting: `available` = committed stock − reserved (pending + in flight) + pending restocks.
- * A purchase that fits is reserved at once; one that does not is answered out-of-stock without I/O.
- * Reserved purchases are written in batches (group commit): while one batch is in flight, new ones
- * accumulate in `pending`, and no reply is sent before its batch commits.
+ * Stock accounting: `available` = committed stock − reserved (pending + in flight) + pending restocks
+ * and releases. A purchase that fits is reserved at once; one that does not is answered out-of-stock
+ * without I/O. The actor is its product's only writer: reservations, restocks and the sagas' settlements
+ * (confirm, or cancel and release) are written in batches (group commit). While one batch is in flight,
+ * new work accumulates, and no reply is sent before its batch commits.
  */
 
 interface Reservation {
@@ -34,9 +39,15 @@ interface Restock {
   reply: (outcome: RestockOutcome) => void;
 }
 
+interface PendingSettlement {
+  settlement: Settlement;
+  replies: ((outcome: SettleOutcome) => void)[];
+}
+
 interface Batch {
   reservations: Reservation[];
   restocks: Restock[];
+  settlements: PendingSettlement[];
   write: BatchWrite;
 }
 
@@ -46,8 +57,8 @@ export interface CoreEffects {
   startFlush(batch: BatchWrite): void;
   /** The actor answered everything and must be taken out of routing and stopped. */
   retire(reason: PurchaseRefusal, message: string): void;
-  /** A batch committed (metrics, later: stock-change publication). */
-  committed(info: { productId: ProductId; size: number; stock: number; version: number }): void;
+  /** A batch committed; runs before any of its replies. `orders` are the new (PENDING) orders. */
+  committed(info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }): void;
   now(): number;
 }
 
@@ -62,16 +73,20 @@ export class ProductCore {
   private phase: 'loading' | 'ready' | 'retired' = 'loading';
   private record: ProductRecord | undefined;
   private available = 0;
+  /** Work that arrived before the row was loaded. */
   private waiting: PendingPurchase[] = [];
   private waitingRestocks: Restock[] = [];
+  private waitingSettlements: PendingSettlement[] = [];
+  /** Accepted work for the next batch. */
   private pending: Reservation[] = [];
   private pendingRestocks: Restock[] = [];
+  private pendingSettlements: PendingSettlement[] = [];
   private inFlight: Batch | undefined;
+  /** Reservations not yet answered, by idempotency key (a racing duplicate joins the first). */
   private readonly open = new Map<string, Reservation>();
-  private readonly recent = new Map<
-    string,
-    { productId: ProductId; quantity: number; outcome: PurchaseOutcome }
-  >();
+  /** Settlements not yet answered, by order id (a repeated settle joins the first). */
+  private readonly openSettlements = new Map<string, PendingSettlement>();
+  private readonly recent = new Map<string, { productId: ProductId; quantity: number; outcome: PurchaseOutcome }>();
 
   constructor(
     readonly productId: ProductId,
@@ -79,7 +94,7 @@ export class ProductCore {
   ) {}
 
   get isIdle(): boolean {
-    return this.inFlight === undefined && this.pending.length === 0 && this.waiting.length === 0;
+    return this.inFlight === undefined && this.open.size === 0 && this.openSettlements.size === 0 && this.waiting.length === 0;
   }
 
   /** Stock not yet reserved (what a purchase can still take). */
@@ -96,15 +111,13 @@ export class ProductCore {
     this.record = { ...record };
     this.available = record.stock;
     this.phase = 'ready';
-    const waiting = this.waiting;
-    const restocks = this.waitingRestocks;
+    const { waiting, waitingRestocks, waitingSettlements } = this;
     this.waiting = [];
     this.waitingRestocks = [];
-    // Restocks first, so purchases that waited can use them; one batch carries both.
-    for (const restock of restocks) {
-      this.available += restock.quantity;
-      this.pendingRestocks.push(restock);
-    }
+    this.waitingSettlements = [];
+    // Restocks and releases first, so purchases that waited can use them; one batch carries all.
+    for (const restock of waitingRestocks) this.acceptRestock(restock);
+    for (const pending of waitingSettlements) this.acceptSettlement(pending);
     this.purchases(waiting);
   }
 
@@ -122,21 +135,32 @@ export class ProductCore {
   }
 
   restock(quantity: number, reply: Restock['reply']): void {
-    if (this.phase === 'loading') {
-      this.waitingRestocks.push({ quantity, reply });
+    if (this.phase === 'loading') this.waitingRestocks.push({ quantity, reply });
+    else if (this.phase === 'retired') reply(this.retiredRefusal());
+    else {
+      this.acceptRestock({ quantity, reply });
+      this.maybeFlush();
+    }
+  }
+
+  /** A saga's decision: confirm the order, or cancel it and release its stock (available at once). */
+  settle(settlement: Settlement, reply: (outcome: SettleOutcome) => void): void {
+    const joined = this.openSettlements.get(settlement.orderId);
+    if (joined !== undefined) {
+      joined.replies.push(reply);
       return;
     }
     if (this.phase === 'retired') {
-      reply({
-        kind: 'refused',
-        reason: 'OWNERSHIP_LOST',
-        message: `product ${this.productId} actor was retired; retry`,
-      });
+      reply(this.retiredRefusal());
       return;
     }
-    this.available += quantity;
-    this.pendingRestocks.push({ quantity, reply });
-    this.maybeFlush();
+    const pending: PendingSettlement = { settlement, replies: [reply] };
+    this.openSettlements.set(settlement.orderId, pending);
+    if (this.phase === 'loading') this.waitingSettlements.push(pending);
+    else {
+      this.acceptSettlement(pending);
+      this.maybeFlush();
+    }
   }
 
   flushed(result: FlushResult): void {
@@ -150,15 +174,14 @@ export class ProductCore {
       case 'duplicates':
         this.dropDuplicates(batch, result.existing);
         break;
+      case 'settled_elsewhere':
+        this.dropSettled(batch, result.sagas);
+        break;
       case 'version_conflict':
         this.retire('OWNERSHIP_LOST', `product ${this.productId} was written by another owner; retry`, batch);
         return;
       case 'failed':
-        this.retire(
-          'DEPENDENCY_UNAVAILABLE',
-          `the batch write failed (${result.error}); retry with the same key`,
-          batch,
-        );
+        this.retire('DEPENDENCY_UNAVAILABLE', `the batch write failed (${result.error}); retry with the same key`, batch);
         return;
     }
     this.maybeFlush();
@@ -184,19 +207,11 @@ export class ProductCore {
       return;
     }
     if (this.phase === 'retired') {
-      reply({
-        kind: 'refused',
-        reason: 'OWNERSHIP_LOST',
-        message: `product ${this.productId} actor was retired; retry`,
-      });
+      reply(this.retiredRefusal());
       return;
     }
     if (request.deadline <= this.effects.now()) {
-      reply({
-        kind: 'refused',
-        reason: 'DEADLINE_EXCEEDED',
-        message: 'the request expired before it reached the product',
-      });
+      reply({ kind: 'refused', reason: 'DEADLINE_EXCEEDED', message: 'the request expired before it reached the product' });
       return;
     }
     if (request.quantity > this.available) {
@@ -227,23 +242,40 @@ export class ProductCore {
     this.pending.push(reservation);
   }
 
+  private acceptRestock(restock: Restock): void {
+    this.available += restock.quantity;
+    this.pendingRestocks.push(restock);
+  }
+
+  private acceptSettlement(pending: PendingSettlement): void {
+    this.available += releasedBy(pending.settlement);
+    this.pendingSettlements.push(pending);
+  }
+
   private maybeFlush(): void {
     if (this.phase !== 'ready' || this.inFlight !== undefined) return;
-    if (this.pending.length === 0 && this.pendingRestocks.length === 0) return;
+    if (this.pending.length === 0 && this.pendingRestocks.length === 0 && this.pendingSettlements.length === 0) return;
     const record = this.record!;
-    const reservations = this.pending;
-    const restocks = this.pendingRestocks;
+    const batch: Omit<Batch, 'write'> = {
+      reservations: this.pending,
+      restocks: this.pendingRestocks,
+      settlements: this.pendingSettlements,
+    };
     this.pending = [];
     this.pendingRestocks = [];
-    const sold = reservations.reduce((sum, r) => sum + r.order.quantity, 0);
-    const restocked = restocks.reduce((sum, r) => sum + r.quantity, 0);
+    this.pendingSettlements = [];
+    const sold = sum(batch.reservations.map((r) => r.order.quantity));
+    const restocked = sum(batch.restocks.map((r) => r.quantity));
+    const released = sum(batch.settlements.map((p) => releasedBy(p.settlement)));
     const write: BatchWrite = {
       productId: this.productId,
       expectedVersion: record.version,
-      newStock: record.stock - sold + restocked,
-      orders: reservations.map((r) => r.order),
+      previousStock: record.stock,
+      newStock: record.stock - sold + restocked + released,
+      orders: batch.reservations.map((r) => r.order),
+      settlements: batch.settlements.map((p) => p.settlement),
     };
-    this.inFlight = { reservations, restocks, write };
+    this.inFlight = { ...batch, write };
     this.effects.startFlush(write);
   }
 
@@ -251,24 +283,26 @@ export class ProductCore {
     const record = this.record!;
     record.stock = batch.write.newStock;
     record.version = version;
-    for (const reservation of batch.reservations) {
-      const order = orderView(reservation.order, committedAt);
+    const orders = batch.reservations.map((r) => orderView(r.order, committedAt));
+    // Before any reply: whoever continues the purchase (its saga) must already know the new orders.
+    this.effects.committed({ productId: this.productId, orders, stock: record.stock, version });
+    batch.reservations.forEach((reservation, i) => {
+      const order = orders[i]!;
       const [first, ...racing] = reservation.replies;
       const created: PurchaseOutcome = { kind: 'created', order };
       this.open.delete(reservation.key);
       this.remember(reservation.key, reservation.order.quantity, created);
       first?.(created);
       for (const reply of racing) reply({ kind: 'replayed', order });
-    }
+    });
     for (const restock of batch.restocks) {
       restock.reply({ kind: 'restocked', productId: this.productId, stock: record.stock, version });
     }
-    this.effects.committed({
-      productId: this.productId,
-      size: batch.reservations.length,
-      stock: record.stock,
-      version,
-    });
+    for (const pending of batch.settlements) {
+      this.openSettlements.delete(pending.settlement.orderId);
+      const status = pending.settlement.outcome === 'confirm' ? 'CONFIRMED' : 'CANCELLED';
+      for (const reply of pending.replies) reply({ kind: 'settled', status });
+    }
   }
 
   /** Orders that already exist (keys forgotten by a previous activation): answer them, retry the rest. */
@@ -286,30 +320,60 @@ export class ProductCore {
       const { idempotencyKey: _key, ...order } = match;
       const same = order.productId === this.productId && order.quantity === reservation.order.quantity;
       if (same) this.remember(reservation.key, order.quantity, { kind: 'created', order });
-      const outcome: PurchaseOutcome = same
-        ? { kind: 'replayed', order }
-        : keyReused(reservation.order.idempotencyKey);
+      const outcome: PurchaseOutcome = same ? { kind: 'replayed', order } : keyReused(reservation.order.idempotencyKey);
       for (const reply of reservation.replies) reply(outcome);
     }
-    this.pending = [...keep, ...this.pending];
+    this.requeue({ ...batch, reservations: keep });
+  }
+
+  /** Sagas settled by an earlier attempt: answer with their state, undo their release, retry the rest. */
+  private dropSettled(batch: Batch, sagas: readonly { orderId: string; status: OrderStatus }[]): void {
+    const states = new Map(sagas.map((s) => [s.orderId, s.status]));
+    const keep: PendingSettlement[] = [];
+    for (const pending of batch.settlements) {
+      const status = states.get(pending.settlement.orderId);
+      if (status === undefined) {
+        keep.push(pending);
+        continue;
+      }
+      this.available -= releasedBy(pending.settlement);
+      this.openSettlements.delete(pending.settlement.orderId);
+      for (const reply of pending.replies) reply({ kind: 'already', status });
+    }
+    this.requeue({ ...batch, settlements: keep });
+  }
+
+  /** Puts an unwritten batch back in front of what accumulated meanwhile. */
+  private requeue(batch: Batch): void {
+    this.pending = [...batch.reservations, ...this.pending];
     this.pendingRestocks = [...batch.restocks, ...this.pendingRestocks];
+    this.pendingSettlements = [...batch.settlements, ...this.pendingSettlements];
   }
 
   private retire(reason: PurchaseRefusal, message: string, batch?: Batch): void {
     this.phase = 'retired';
-    const refusal: PurchaseOutcome = { kind: 'refused', reason, message };
+    const refusal: Refusal = { kind: 'refused', reason, message };
     const reservations = [...(batch?.reservations ?? []), ...this.pending];
     const restocks = [...(batch?.restocks ?? []), ...this.pendingRestocks, ...this.waitingRestocks];
+    const settlements = [...this.openSettlements.values()];
     const waiting = this.waiting;
     this.pending = [];
     this.pendingRestocks = [];
+    this.pendingSettlements = [];
     this.waitingRestocks = [];
+    this.waitingSettlements = [];
     this.waiting = [];
     this.open.clear();
+    this.openSettlements.clear();
     for (const reservation of reservations) for (const reply of reservation.replies) reply(refusal);
     for (const item of waiting) item.reply(refusal);
-    for (const restock of restocks) restock.reply({ kind: 'refused', reason, message });
+    for (const restock of restocks) restock.reply(refusal);
+    for (const pending of settlements) for (const reply of pending.replies) reply(refusal);
     this.effects.retire(reason, message);
+  }
+
+  private retiredRefusal(): Refusal {
+    return { kind: 'refused', reason: 'OWNERSHIP_LOST', message: `product ${this.productId} actor was retired; retry` };
   }
 
   private remember(key: string, quantity: number, outcome: PurchaseOutcome): void {
@@ -320,13 +384,14 @@ export class ProductCore {
     this.recent.set(key, { productId: this.productId, quantity, outcome });
   }
 
-  private sameRequest(
-    seen: { productId: ProductId; quantity: number },
-    request: PendingPurchase['request'],
-  ): boolean {
+  private sameRequest(seen: { productId: ProductId; quantity: number }, request: PendingPurchase['request']): boolean {
     return seen.productId === request.productId && seen.quantity === request.quantity;
   }
 }
+
+const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
+
+const releasedBy = (settlement: Settlement): number => (settlement.outcome === 'cancel' ? settlement.quantity : 0);
 
 function replayOf(outcome: PurchaseOutcome): PurchaseOutcome {
   return outcome.kind === 'created' ? { kind: 'replayed', order: outcome.order } : outcome;
@@ -347,7 +412,7 @@ export function orderView(order: BatchWrite['orders'][number], createdAt: string
     userId: order.userId,
     quantity: order.quantity,
     unitPriceCents: order.unitPriceCents,
-    status: 'CONFIRMED',
+    status: 'PENDING',
     createdAt,
   };
 }

@@ -6,13 +6,18 @@ import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type { FlushResult } from './product-core.js';
 import type {
   BatchWrite,
+  OrderView,
   PendingPurchase,
+  ProductMessage,
   ProductId,
   ProductStore,
   PurchaseOutcome,
   PurchaseRefusal,
   PurchaseRequest,
+  Refusal,
   RestockOutcome,
+  SettleOutcome,
+  Settlement,
   StockCache,
 } from './types.js';
 
@@ -29,6 +34,8 @@ export interface ProductActorsOptions {
   passivateAfterMs: number;
   /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
   cacheWriteTimeoutMs: number;
+  /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
+  onCommitted?: (info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }) => void;
   /** Called after every batch write with its size and duration. */
   onBatch?: (info: {
     productId: ProductId;
@@ -91,15 +98,28 @@ export class ProductActors {
   }
 
   restock(productId: ProductId, quantity: number): Promise<RestockOutcome> {
+    return this.direct(productId, (reply) => ({ kind: 'restock', quantity, reply }));
+  }
+
+  /** Persists a saga's decision through the product's actor. Never turned away by the mailbox bound. */
+  settle(settlement: Settlement): Promise<SettleOutcome> {
+    return this.direct(settlement.productId, (reply) => ({ kind: 'settle', settlement, reply }));
+  }
+
+  /** Sends one message straight to the actor (no coalescing), counted as outstanding until answered. */
+  private direct<T extends RestockOutcome | SettleOutcome>(
+    productId: ProductId,
+    message: (reply: (outcome: T) => void) => ProductMessage,
+  ): Promise<T> {
     return new Promise((resolve) => {
       const refusal = this.admission(productId);
       if (refusal) {
-        resolve(refusal);
+        resolve(refusal as T); // both outcome types include Refusal
         return;
       }
       const entry = this.entryFor(productId);
       this.track(entry);
-      dispatch(entry.handle.ref, { kind: 'restock', quantity, reply: this.answerOnce(entry, resolve) });
+      dispatch(entry.handle.ref, message(this.answerOnce(entry, resolve)));
     });
   }
 
@@ -150,7 +170,7 @@ export class ProductActors {
     }
   }
 
-  private admission(productId: ProductId): (RestockOutcome & { kind: 'refused' }) | undefined {
+  private admission(productId: ProductId): Refusal | undefined {
     if (this.admitting) return undefined;
     return {
       kind: 'refused',
@@ -184,7 +204,7 @@ export class ProductActors {
     const entry = new Entry(productId, this.now());
     entry.handle = spawnProductActor(this.options.system, productId, {
       startFlush: (batch) => this.flush(entry, batch),
-      committed: () => undefined,
+      committed: (info) => this.options.onCommitted?.(info),
       now: this.now,
       retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
       crashed: (id, error) =>

@@ -31,20 +31,56 @@ export interface OrderView {
   userId: string;
   quantity: number;
   unitPriceCents: number;
-  status: string;
+  status: OrderStatus;
   createdAt: string;
 }
 
 /** An order found by its (user, idempotency key), with the key it was bought under. */
 export type ExistingOrder = OrderView & { idempotencyKey: string };
 
+/** How a saga's payment step ended. */
+export interface PaymentOutcome {
+  key: string;
+  status: 'succeeded' | 'declined' | 'voided' | 'refunded';
+  amountCents: number;
+  reason?: string;
+  /** When the payment step ended (ISO-8601); recorded as the step's time. */
+  at: string;
+}
+
+/** A saga's final decision for one order, persisted by the product's single writer. */
+export interface Settlement {
+  orderId: string;
+  productId: ProductId;
+  outcome: 'confirm' | 'cancel';
+  quantity: number;
+  unitPriceCents: number;
+  /** The saga row's version the decision was made from; the write checks it. */
+  sagaVersion: number;
+  payment: PaymentOutcome;
+  /** Why the order is cancelled (declined, timed out, deadline). */
+  reason?: string;
+}
+
+export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'CANCELLED';
+
+export type SettleOutcome =
+  | { kind: 'settled'; status: Exclude<OrderStatus, 'PENDING'> }
+  /** The saga row had moved on already (a retried settlement whose first attempt committed). */
+  | { kind: 'already'; status: OrderStatus }
+  | Refusal;
+
 export interface BatchWrite {
   productId: ProductId;
   /** The version the actor loaded or last committed; the write applies only if the row still has it. */
   expectedVersion: number;
-  /** The row's stock after this batch (absolute: exact because the version check fences the write). */
+  /** The row's stock before and after this batch (absolute: exact because the version check fences the write). */
+  previousStock: number;
   newStock: number;
+  /** New orders: each is inserted PENDING with its saga row, steps and events. */
   orders: NewOrder[];
+  /** Sagas' decisions: confirm, or cancel and release the stock. */
+  settlements: Settlement[];
 }
 
 export type BatchResult =
@@ -52,7 +88,9 @@ export type BatchResult =
   /** Some (user, idempotency key) pairs already have orders: nothing was written; these are they. */
   | { kind: 'duplicates'; existing: ExistingOrder[] }
   /** The row's version moved: another writer owns this product now. Nothing was written. */
-  | { kind: 'version_conflict' };
+  | { kind: 'version_conflict' }
+  /** These sagas were no longer at the settlement's version. Nothing was written. */
+  | { kind: 'settled_elsewhere'; sagas: { orderId: string; status: OrderStatus }[] };
 
 export interface ProductStore {
   load(productId: ProductId): Promise<ProductRecord | undefined>;
@@ -106,6 +144,7 @@ export type ProductMessage =
   | { kind: 'load_failed'; error: string }
   | { kind: 'purchases'; items: PendingPurchase[] }
   | { kind: 'restock'; quantity: number; reply: (outcome: RestockOutcome) => void }
+  | { kind: 'settle'; settlement: Settlement; reply: (outcome: SettleOutcome) => void }
   | { kind: 'flushed'; result: BatchResult | { kind: 'failed'; error: string } }
   | { kind: 'stop'; reason: PurchaseRefusal; message: string };
 

@@ -19,6 +19,7 @@ export const STACK_PORTS = Object.freeze({
   redis: 16379,
   kafka: 19092,
   kafkaController: 19093,
+  payment: 18090,
 });
 
 /** Accounts the stack creates on the primary (they replicate to the replica). */
@@ -34,7 +35,7 @@ export const STACK_MYSQL = Object.freeze({
 export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze([`${STACK_HOST}:${STACK_PORTS.kafka}`]);
 
 /** Names of the servers the stack runs, in no particular order. */
-export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka';
+export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka' | 'payment';
 
 export interface ServerPaths {
   /** The server's own data folder. */

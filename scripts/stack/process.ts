@@ -71,6 +71,8 @@ export interface DetachedCommand {
   readonly file: string;
   readonly args: readonly string[];
   readonly cwd?: string;
+  /** Variables set for the process on top of this one's environment. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** Starts a process in its own session (it outlives this one), stdout and stderr appended to `logFile`. */
@@ -80,6 +82,7 @@ export async function spawnDetached(command: DetachedCommand, logFile: string): 
   try {
     const child = spawn(command.file, command.args, {
       cwd: command.cwd,
+      env: command.env === undefined ? undefined : { ...process.env, ...command.env },
       detached: true,
       stdio: ['ignore', log, log],
     });

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { kafka } from './kafka.js';
 import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
+import { payment } from './payment.js';
 import { StackError, isAlive, readPid } from './process.js';
 import { redis } from './redis.js';
 import {
@@ -20,7 +21,7 @@ export { STACK_HOST, STACK_KAFKA_BROKERS, STACK_MYSQL, STACK_PORTS, type ServerN
 export type { ServerStatus, StartResult } from './server.js';
 
 /** Every server of the stack. Adding one = one module exporting a ServerSpec, listed here. */
-export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka];
+export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka, payment];
 
 export type StackStatus = Record<ServerName, ServerStatus>;
 export type StackStartResults = Record<ServerName, StartResult>;

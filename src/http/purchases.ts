@@ -3,7 +3,7 @@ import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Purchases } from '../purchase/purchases.js';
 import { parseJsonObject } from './body.js';
-import { errorReply, json } from './reply.js';
+import { errorReply, json, type Reply } from './reply.js';
 import type { Route } from './server.js';
 import { integerField, onlyFields, tokenHeader } from './validate.js';
 
@@ -39,6 +39,19 @@ export function refusalError(refusal: Refusal): AppError {
   });
 }
 
+/**
+ * Where the order's saga stands when the answer goes out: 201 confirmed, 402 cancelled after its
+ * compensation, 202 still running (the Location says where to look).
+ */
+function orderReply(order: OrderView, replayed: boolean, reason: string | undefined): Reply {
+  const headers: Record<string, string> = { Location: `/orders/${order.orderId}` };
+  if (replayed) headers['Idempotent-Replayed'] = 'true';
+  if (order.status === 'CONFIRMED') return json(201, orderBody(order), headers);
+  if (order.status === 'PENDING') return json(202, orderBody(order), headers);
+  const error = new AppError('PAYMENT_DECLINED', `order ${order.orderId} was cancelled: ${reason ?? 'payment failed'}`);
+  return json(402, { ...error.toBody(), ...orderBody(order), reason: reason ?? null }, headers);
+}
+
 /** `POST /purchases {productId, quantity}` with `Idempotency-Key` and `X-User-Id` headers. */
 export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
   return [
@@ -54,10 +67,8 @@ export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
         const quantity = integerField(body, 'quantity', 1, deps.limits.maxQuantity);
         const outcome = await deps.purchases.purchase({ productId, quantity, userId, idempotencyKey });
         switch (outcome.kind) {
-          case 'created':
-            return json(201, orderBody(outcome.order));
-          case 'replayed':
-            return json(201, orderBody(outcome.order), { 'Idempotent-Replayed': 'true' });
+          case 'order':
+            return orderReply(outcome.order, outcome.replayed, outcome.reason);
           case 'out_of_stock': {
             const error = new AppError(
               'OUT_OF_STOCK',

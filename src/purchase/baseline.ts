@@ -1,19 +1,20 @@
 import type {
-  OrderView,
+  BatchWrite,
   PurchaseOutcome,
   PurchaseRefusal,
   PurchaseRequest,
   Refusal,
   RestockOutcome,
+  SettleOutcome,
+  Settlement,
 } from '../../actors/product/types.js';
+import { orderView } from '../../actors/product/product-core.js';
 import { uuidv7 } from '../ids.js';
 import type { Logger } from '../logger.js';
-import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
+import { writeBatch, type BatchWriterOptions } from '../storage/batch-writer.js';
+import type { Pool, PoolConnection, RowDataPacket } from '../storage/mysql.js';
 import type { RedisProductCache } from '../storage/product-cache.js';
-import { findOrdersByIdempotency } from '../storage/product-store.js';
 import type { RedisLock } from '../storage/redis-lock.js';
-
-const ER_DUP_ENTRY = 1062;
 
 export interface BaselineDeps {
   primary: Pool;
@@ -21,139 +22,127 @@ export interface BaselineDeps {
   lock: RedisLock;
   logger: Logger;
   keyPrefix: string;
+  writer: Omit<BatchWriterOptions, 'ownerEpoch' | 'strategy'>;
   /** Lock lifetime, ms: longer than any transaction, short enough to recover from a crashed holder. Default 5000. */
   lockTtlMs?: number;
+}
+
+interface LockedRow {
+  stock: number;
+  version: number;
+  priceCents: number;
 }
 
 /**
  * The specification's lock-per-request purchase path, kept so benchmarks can compare it with the actor
  * path on the same stack: (1) Redis lock per product, (2) SELECT ... FOR UPDATE, (3) optimistic
- * version check in the UPDATE, (4) Lua check-and-decrement of the cached stock.
+ * version check in the UPDATE, (4) Lua check-and-decrement of the cached stock. It writes the same rows
+ * and events as the actor path (one request per transaction instead of one batch), and its sagas settle
+ * under the same lock.
  */
 export class BaselinePurchases {
   constructor(private readonly deps: BaselineDeps) {}
 
   async purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
-    return this.underLock(request.productId, request.deadline, async (conn) => {
-      const row = await this.lockRow(conn, request.productId);
-      if (row === undefined)
-        return refused('PRODUCT_NOT_FOUND', `product ${request.productId} does not exist`);
+    return this.underLock(request.productId, request.deadline, async (conn, row) => {
       if (row.stock < request.quantity) {
-        await conn.query('ROLLBACK');
-        return {
-          kind: 'out_of_stock',
-          productId: request.productId,
-          requested: request.quantity,
-          available: row.stock,
-        };
+        return { kind: 'out_of_stock', productId: request.productId, requested: request.quantity, available: row.stock };
       }
-      const [update] = await conn.query<ResultSetHeader>(
-        'UPDATE products SET stock = stock - ?, version = version + 1 WHERE id = ? AND version = ? AND stock >= ?',
-        [request.quantity, request.productId, row.version, request.quantity],
-      );
-      if (update.affectedRows !== 1) {
-        await conn.query('ROLLBACK');
-        return refused('OWNERSHIP_LOST', `product ${request.productId} changed during the purchase; retry`);
-      }
-      const id = uuidv7();
-      try {
-        await conn.query(
-          `INSERT INTO orders (id, product_id, user_id, idempotency_key, quantity, unit_price_cents, status, strategy)
-           VALUES (?, ?, ?, ?, ?, ?, 'CONFIRMED', 'baseline')`,
-          [id, request.productId, request.userId, request.idempotencyKey, request.quantity, row.priceCents],
-        );
-      } catch (err) {
-        if ((err as { errno?: number }).errno !== ER_DUP_ENTRY) throw err;
-        await conn.query('ROLLBACK');
-        return this.replay(request);
-      }
-      await conn.query('COMMIT');
-      await this.decrementCachedStock(
-        request.productId,
-        request.quantity,
-        row.version + 1,
-        row.stock - request.quantity,
-      );
-      const order: OrderView = {
-        orderId: id,
+      const order = {
+        id: uuidv7(),
         productId: request.productId,
         userId: request.userId,
+        idempotencyKey: request.idempotencyKey,
         quantity: request.quantity,
         unitPriceCents: row.priceCents,
-        status: 'CONFIRMED',
-        createdAt: new Date().toISOString(),
       };
-      return { kind: 'created', order };
+      const result = await this.write(conn, row, request.productId, { orders: [order], newStock: row.stock - request.quantity });
+      switch (result.kind) {
+        case 'committed':
+          await this.decrementCachedStock(request.productId, request.quantity, result.version, row.stock - request.quantity);
+          return { kind: 'created', order: orderView(order, result.committedAt) };
+        case 'duplicates': {
+          const { idempotencyKey: _key, ...existing } = result.existing[0]!;
+          if (existing.productId !== request.productId || existing.quantity !== request.quantity) {
+            return refused('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`);
+          }
+          return { kind: 'replayed', order: existing };
+        }
+        default:
+          return refused('OWNERSHIP_LOST', `product ${request.productId} changed during the purchase; retry`);
+      }
+    });
+  }
+
+  /** A saga's decision, written under the product's lock like any other change of the product. */
+  async settle(settlement: Settlement, deadline: number): Promise<SettleOutcome> {
+    return this.underLock(settlement.productId, deadline, async (conn, row): Promise<SettleOutcome> => {
+      const released = settlement.outcome === 'cancel' ? settlement.quantity : 0;
+      const result = await this.write(conn, row, settlement.productId, { settlements: [settlement], newStock: row.stock + released });
+      if (result.kind === 'committed') {
+        if (released > 0) await this.setCachedStock(settlement.productId, row.stock + released, result.version);
+        return { kind: 'settled', status: settlement.outcome === 'confirm' ? 'CONFIRMED' : 'CANCELLED' };
+      }
+      if (result.kind === 'settled_elsewhere') return { kind: 'already', status: result.sagas[0]?.status ?? 'PENDING' };
+      return refused('OWNERSHIP_LOST', `product ${settlement.productId} changed during the settlement; retry`);
     });
   }
 
   async restock(productId: number, quantity: number, deadline: number): Promise<RestockOutcome> {
-    return this.underLock(productId, deadline, async (conn): Promise<RestockOutcome> => {
-      const row = await this.lockRow(conn, productId);
-      if (row === undefined) return refused('PRODUCT_NOT_FOUND', `product ${productId} does not exist`);
-      await conn.query('UPDATE products SET stock = stock + ?, version = version + 1 WHERE id = ?', [
-        quantity,
-        productId,
-      ]);
-      await conn.query('COMMIT');
-      const stock = row.stock + quantity;
-      await this.deps.cache.setStock(productId, stock, row.version + 1).catch(() => undefined);
-      return { kind: 'restocked', productId, stock, version: row.version + 1 };
+    return this.underLock(productId, deadline, async (conn, row): Promise<RestockOutcome> => {
+      const result = await this.write(conn, row, productId, { newStock: row.stock + quantity });
+      if (result.kind !== 'committed') return refused('OWNERSHIP_LOST', `product ${productId} changed during the restock; retry`);
+      await this.setCachedStock(productId, row.stock + quantity, result.version);
+      return { kind: 'restocked', productId, stock: row.stock + quantity, version: result.version };
     });
   }
 
-  private async underLock<T>(
+  /** One version-checked write of the locked row; commits only when it went through. */
+  private async write(
+    conn: PoolConnection,
+    row: LockedRow,
     productId: number,
-    deadline: number,
-    work: (conn: PoolConnection) => Promise<T | Refusal>,
-  ): Promise<T | Refusal> {
+    change: Partial<Pick<BatchWrite, 'orders' | 'settlements'>> & { newStock: number },
+  ) {
+    const batch: BatchWrite = {
+      productId,
+      expectedVersion: row.version,
+      previousStock: row.stock,
+      newStock: change.newStock,
+      orders: change.orders ?? [],
+      settlements: change.settlements ?? [],
+    };
+    const result = await writeBatch(conn, batch, { ...this.deps.writer, ownerEpoch: 0, strategy: 'baseline' });
+    await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
+    return result;
+  }
+
+  /** Takes the Redis lock, opens a transaction and locks the row; PRODUCT_NOT_FOUND if there is none. */
+  private async underLock<T>(productId: number, deadline: number, work: (conn: PoolConnection, row: LockedRow) => Promise<T | Refusal>): Promise<T | Refusal> {
     const key = `${this.deps.keyPrefix}lock:product:${productId}`;
     const token = await this.deps.lock.acquire(key, this.deps.lockTtlMs ?? 5_000, deadline);
-    if (token === undefined)
-      return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
+    if (token === undefined) return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
     const conn = await this.deps.primary.getConnection();
     try {
       await conn.query('START TRANSACTION');
-      return await work(conn);
+      const [rows] = await conn.query<RowDataPacket[]>('SELECT stock, version, price_cents FROM products WHERE id = ? FOR UPDATE', [productId]);
+      const found = rows[0];
+      if (found === undefined) return refused('PRODUCT_NOT_FOUND', `product ${productId} does not exist`);
+      const outcome = await work(conn, { stock: Number(found['stock']), version: Number(found['version']), priceCents: Number(found['price_cents']) });
+      await conn.query('ROLLBACK'); // no-op after COMMIT; ends a transaction the work left open (out of stock)
+      return outcome;
     } catch (err) {
       await conn.query('ROLLBACK').catch(() => undefined);
       throw err;
     } finally {
       conn.release();
-      await this.deps.lock
-        .release(key, token)
-        .catch((err: unknown) =>
-          this.deps.logger.warn(
-            { productId, err: (err as Error).message },
-            'lock release failed; it expires with its TTL',
-          ),
-        );
+      await this.deps.lock.release(key, token).catch((err: unknown) =>
+        this.deps.logger.warn({ productId, err: (err as Error).message }, 'lock release failed; it expires with its TTL'),
+      );
     }
   }
 
-  private async lockRow(conn: PoolConnection, productId: number) {
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT stock, version, price_cents FROM products WHERE id = ? FOR UPDATE',
-      [productId],
-    );
-    const row = rows[0];
-    if (row === undefined) {
-      await conn.query('ROLLBACK');
-      return undefined;
-    }
-    return {
-      stock: Number(row['stock']),
-      version: Number(row['version']),
-      priceCents: Number(row['price_cents']),
-    };
-  }
-
-  private async decrementCachedStock(
-    productId: number,
-    quantity: number,
-    version: number,
-    stock: number,
-  ): Promise<void> {
+  private async decrementCachedStock(productId: number, quantity: number, version: number, stock: number): Promise<void> {
     try {
       const left = await this.deps.cache.decrementStock(productId, quantity, version);
       // Nothing cached, or a cache that disagrees with the row we just locked: the row wins.
@@ -163,20 +152,14 @@ export class BaselinePurchases {
     }
   }
 
-  private async replay(request: PurchaseRequest): Promise<PurchaseOutcome> {
-    const [existing] = await findOrdersByIdempotency(this.deps.primary, [request]);
-    if (existing === undefined) throw new Error('duplicate order key but no order found');
-    const { idempotencyKey: _key, ...order } = existing;
-    if (order.productId !== request.productId || order.quantity !== request.quantity) {
-      return refused(
-        'IDEMPOTENCY_KEY_REUSED',
-        `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`,
-      );
-    }
-    return { kind: 'replayed', order };
+  private async setCachedStock(productId: number, stock: number, version: number): Promise<void> {
+    await this.deps.cache.setStock(productId, stock, version).catch((err: unknown) =>
+      this.deps.logger.warn({ productId, err: (err as Error).message }, 'stock write-through failed'),
+    );
   }
 }
 
 function refused(reason: PurchaseRefusal, message: string): Refusal {
   return { kind: 'refused', reason, message };
 }
+

@@ -1,29 +1,39 @@
 import type {
+  OrderStatus,
+  OrderView,
   PurchaseOutcome,
   PurchaseRequest,
   Refusal,
   RestockOutcome,
+  SettleOutcome,
+  Settlement,
 } from '../../actors/product/types.js';
+import type { SagaCoordinators } from '../../actors/saga/registry.js';
+import type { SagaOrder } from '../../actors/saga/types.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import type { SagaStore } from '../storage/saga-store.js';
 import { withTimeout } from '../timeouts.js';
 import type { BaselinePurchases } from './baseline.js';
 
 /**
- * Where a product's purchases go. Today the local actors; with several nodes, the product's owner,
- * which may be another process (the ownership issue plugs a forwarding router in here).
+ * Where a product's work goes. Today the local actors; with several nodes, the product's owner, which
+ * may be another process (the ownership issue plugs a forwarding router in here).
  */
 export interface PurchaseRouter {
   purchase(request: PurchaseRequest): Promise<PurchaseOutcome>;
   restock(productId: number, quantity: number): Promise<RestockOutcome>;
+  settle(settlement: Settlement): Promise<SettleOutcome>;
 }
 
 export interface PurchasesDeps {
   catalog: Catalog;
   actors: PurchaseRouter;
   baseline: BaselinePurchases;
-  config: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>;
+  sagas: SagaCoordinators;
+  sagaStore: SagaStore;
+  config: { purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>; saga: Pick<Config['saga'], 'deadlineMs' | 'waitBudgetMs'> };
   metrics?: Metrics;
 }
 
@@ -34,22 +44,39 @@ export interface PurchaseInput {
   idempotencyKey: string;
 }
 
-/** Picks the product's purchase strategy and bounds every purchase by its deadline and timeout. */
+/** A purchase's answer: the order where its saga stands (confirmed, cancelled or pending), or no order. */
+export type PurchaseAnswer =
+  | { kind: 'order'; order: OrderView; replayed: boolean; reason?: string }
+  | Extract<PurchaseOutcome, { kind: 'out_of_stock' }>
+  | Refusal;
+
+/** Picks the product's purchase strategy, bounds every purchase by its deadline, and waits for the saga. */
 export class Purchases {
   constructor(private readonly deps: PurchasesDeps) {}
 
-  async purchase(input: PurchaseInput): Promise<PurchaseOutcome> {
+  async purchase(input: PurchaseInput): Promise<PurchaseAnswer> {
+    const started = Date.now();
     const strategy = await this.deps.catalog.strategyOf(input.productId);
     if (strategy === undefined) return notFound(input.productId);
-    const request: PurchaseRequest = { ...input, deadline: Date.now() + this.deps.config.deadlineMs };
+    const request: PurchaseRequest = { ...input, deadline: started + this.deps.config.purchase.deadlineMs };
     const pending =
-      strategy === 'actor' ? this.deps.actors.purchase(request) : this.deps.baseline.purchase(request);
+      strategy === 'actor'
+        ? this.deps.actors.purchase(request) // its sagas start when the batch commits
+        : this.deps.baseline.purchase(request).then((outcome) => {
+            if (outcome.kind === 'created') this.deps.sagas.start(this.sagaOf(outcome.order));
+            return outcome;
+          });
     const outcome = await this.bounded(pending);
-    this.deps.metrics?.purchases.inc({
-      strategy,
-      outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
-    });
-    return outcome;
+    this.deps.metrics?.purchases.inc({ strategy, outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind });
+    if (outcome.kind !== 'created' && outcome.kind !== 'replayed') return outcome;
+    const budget = this.deps.config.saga.waitBudgetMs - (Date.now() - started);
+    const settled = await this.settledStatus(outcome.order.orderId, budget);
+    return {
+      kind: 'order',
+      order: { ...outcome.order, status: settled.status },
+      replayed: outcome.kind === 'replayed',
+      ...(settled.reason === undefined ? {} : { reason: settled.reason }),
+    };
   }
 
   async restock(productId: number, quantity: number): Promise<RestockOutcome> {
@@ -58,12 +85,46 @@ export class Purchases {
     const pending =
       strategy === 'actor'
         ? this.deps.actors.restock(productId, quantity)
-        : this.deps.baseline.restock(productId, quantity, Date.now() + this.deps.config.deadlineMs);
+        : this.deps.baseline.restock(productId, quantity, Date.now() + this.deps.config.purchase.deadlineMs);
     return this.bounded(pending);
   }
 
+  /** Persists a saga's decision with the product's writer (its actor, or the baseline under its lock). */
+  async settle(settlement: Settlement): Promise<SettleOutcome> {
+    const strategy = await this.deps.catalog.strategyOf(settlement.productId);
+    if (strategy === undefined) return notFound(settlement.productId);
+    const pending =
+      strategy === 'actor'
+        ? this.deps.actors.settle(settlement)
+        : this.deps.baseline.settle(settlement, Date.now() + this.deps.config.purchase.deadlineMs);
+    return this.bounded(pending);
+  }
+
+  /** The saga of a new order, as the order's reservation committed it. */
+  sagaOf(order: OrderView): SagaOrder {
+    return {
+      orderId: order.orderId,
+      productId: order.productId,
+      userId: order.userId,
+      quantity: order.quantity,
+      unitPriceCents: order.unitPriceCents,
+      version: 0,
+      paymentKey: order.orderId,
+      deadline: Date.parse(order.createdAt) + this.deps.config.saga.deadlineMs,
+    };
+  }
+
+  /** Waits for a live saga within the budget; otherwise the database says where the order stands. */
+  private async settledStatus(orderId: string, budgetMs: number): Promise<{ status: OrderStatus; reason?: string }> {
+    const live = await this.deps.sagas.waitFor(orderId, budgetMs);
+    if (live !== undefined) return live;
+    const stored = await this.deps.sagaStore.order(orderId);
+    if (stored === undefined) return { status: 'PENDING' };
+    return { status: stored.status, ...(stored.saga?.reason ? { reason: stored.saga.reason } : {}) };
+  }
+
   private bounded<T>(pending: Promise<T>): Promise<T | Refusal> {
-    const { timeoutMs } = this.deps.config;
+    const { timeoutMs } = this.deps.config.purchase;
     return withTimeout(pending, timeoutMs, 'purchase').catch((err: unknown) => {
       if ((err as { code?: string }).code !== 'DEADLINE_EXCEEDED') throw err;
       return {

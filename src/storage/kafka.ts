@@ -18,13 +18,17 @@ function pinoLogCreator(logger: Logger): logCreator {
     };
 }
 
-export function createKafka(config: Pick<Config, 'kafka'>, logger: Logger): Kafka {
+export function createKafka(
+  config: Pick<Config, 'kafka'>,
+  logger: Logger,
+  retry: { retries: number } = { retries: 3 },
+): Kafka {
   return new KafkaClient({
     clientId: config.kafka.clientId,
     brokers: [...config.kafka.brokers],
     connectionTimeout: 2_000, // 2 s
     requestTimeout: 5_000, // 5 s
-    retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 2_000 },
+    retry: { retries: retry.retries, initialRetryTime: 100, maxRetryTime: 2_000 },
     logLevel: KafkaLogLevel.INFO,
     logCreator: pinoLogCreator(logger),
   });
@@ -38,8 +42,9 @@ export class KafkaProbe {
   private readonly admin: Admin;
   private connected = false;
 
-  constructor(kafka: Kafka) {
-    this.admin = kafka.admin({ retry: { retries: 0 } });
+  /** `config` builds a client of the probe's own that never retries, so a dead broker fails fast and says why. */
+  constructor(config: Pick<Config, 'kafka'>, logger: Logger) {
+    this.admin = createKafka(config, logger, { retries: 0 }).admin({ retry: { retries: 0 } });
     this.admin.on(this.admin.events.DISCONNECT, () => {
       this.connected = false;
     });

@@ -36,6 +36,7 @@ export async function readMigrations(dir?: string): Promise<Migration[]> {
       checksum: createHash('sha256').update(sql).digest('hex'),
     });
   }
+  migrations.sort((a, b) => a.version - b.version);
   const versions = new Set(migrations.map((m) => m.version));
   if (versions.size !== migrations.length) throw new Error(`duplicate migration version in ${folder}`);
   return migrations;

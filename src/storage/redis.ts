@@ -31,9 +31,24 @@ export function createRedis(config: Pick<Config, 'redis'>, overrides: RedisOptio
   return new Redis(config.redis.url, common);
 }
 
-/** Connects a lazily created client; rejects if the first connection fails. */
+/** Resolves once the client is ready; rejects with the connection's own error (e.g. ECONNREFUSED). */
 export async function connectRedis(redis: Redis): Promise<void> {
-  if (redis.status === 'wait') await redis.connect();
+  if (redis.status === 'ready') return;
+  const ready = new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      redis.off('ready', onReady);
+      redis.off('error', onError);
+      redis.off('end', onEnd);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onReady = (): void => done();
+    const onError = (err: Error): void => done(err);
+    const onEnd = (): void => done(new Error('redis connection ended before it was ready'));
+    redis.once('ready', onReady).once('error', onError).once('end', onEnd);
+  });
+  if (redis.status === 'wait') redis.connect().catch(() => undefined); // the error event carries the cause
+  await ready;
 }
 
 export async function pingRedis(redis: Redis): Promise<void> {

@@ -9,7 +9,7 @@ function harness(stock = 10, now = 1_000) {
   const effects: CoreEffects = {
     startFlush: (batch) => flushes.push(batch),
     retire: (reason) => retired.push(reason),
-    committed: (info) => committed.push(info.size),
+    committed: (info) => committed.push(info.orders.length),
     now: () => now,
   };
   const core = new ProductCore(7, effects);
@@ -47,7 +47,7 @@ t.test('reserves in memory, answers out-of-stock without I/O, and replies only a
   h.core.flushed({ kind: 'committed', version: 4, committedAt: 'now' });
   t.match(h.outcomes[1], {
     kind: 'created',
-    order: { quantity: 3, unitPriceCents: 100, status: 'CONFIRMED' },
+    order: { quantity: 3, unitPriceCents: 100, status: 'PENDING' },
   });
   t.equal(h.flushes.length, 2, 'the accumulated purchases form the next batch');
   t.match(h.flushes[1], { expectedVersion: 4, newStock: 0 });

@@ -7,6 +7,7 @@ import { openInfrastructure, type Infrastructure } from '../../src/infrastructur
 import { createLogger } from '../../src/logger.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
+import { createPaymentProvider, type PaymentProvider, type PaymentProviderOptions } from '../../src/payment-provider/server.js';
 import { uws } from './http.js';
 
 let migrated: Promise<unknown> | undefined;
@@ -22,6 +23,7 @@ export interface Answer {
 
 export interface RunningApp {
   app: App;
+  provider: PaymentProvider;
   infra: Infrastructure;
   config: Config;
   base: string;
@@ -41,14 +43,30 @@ export interface RunningApp {
  * Builds the whole service in this process against the real stack, on a free port, with its own Redis
  * key prefix; it is stopped when the test ends. `env` overrides settings as environment variables would.
  */
-export async function startApp(t: Test, env: Record<string, string> = {}): Promise<RunningApp> {
-  const config = loadConfig({ LOG_LEVEL: 'silent', PORT: '0', REDIS_KEY_PREFIX: `${uniq('test')}:`, ...env });
+export async function startApp(
+  t: Test,
+  env: Record<string, string> = {},
+  options: { recover?: boolean; payment?: Partial<PaymentProviderOptions> } = {},
+): Promise<RunningApp> {
+  // Each app gets a payment provider of its own (1 ms latency unless told otherwise), so rates set by
+  // one test never reach another.
+  const provider = createPaymentProvider({ latencyMs: 1, ...options.payment });
+  const providerPort = await provider.listen(0);
+  t.teardown(() => provider.close());
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    PORT: '0',
+    REDIS_KEY_PREFIX: `${uniq('test')}:`,
+    PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
+    ...env,
+  });
   migrated ??= migrate(config.mysql.primary);
   await migrated;
   const logger = createLogger(config);
   const infra = openInfrastructure(config, logger);
   const app = buildApp({ config, logger, uws, infra });
   const port = await app.server.listen('127.0.0.1', 0);
+  if (options.recover) await app.start();
   const base = `http://127.0.0.1:${port}`;
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {
@@ -80,6 +98,7 @@ export async function startApp(t: Test, env: Record<string, string> = {}): Promi
   };
   const running: RunningApp = {
     app,
+    provider,
     infra,
     config,
     base,
@@ -105,16 +124,24 @@ export async function startApp(t: Test, env: Record<string, string> = {}): Promi
 export interface Totals {
   stock: number;
   version: number;
+  /** Units of orders not cancelled (confirmed or still pending). */
   sold: number;
+  /** Orders not cancelled. */
   orders: number;
+  confirmed: number;
+  pending: number;
+  cancelledQuantity: number;
 }
 
 /** Stock, version and the orders of one product as a server (primary or replica) has them. */
 export async function totals(pool: Infrastructure['mysql']['primary'], productId: number): Promise<Totals> {
   const [[row]] = await pool.query<RowDataPacket[]>(
     `SELECT p.stock, p.version,
-            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id) AS sold,
-            (SELECT COUNT(*) FROM orders WHERE product_id = p.id) AS orders
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS sold,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS orders,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'CONFIRMED') AS confirmed,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'PENDING') AS pending,
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status = 'CANCELLED') AS cancelled_quantity
        FROM products p WHERE p.id = ?`,
     [productId],
   );
@@ -124,6 +151,9 @@ export async function totals(pool: Infrastructure['mysql']['primary'], productId
     version: Number(row['version']),
     sold: Number(row['sold']),
     orders: Number(row['orders']),
+    confirmed: Number(row['confirmed']),
+    pending: Number(row['pending']),
+    cancelledQuantity: Number(row['cancelled_quantity']),
   };
 }
 

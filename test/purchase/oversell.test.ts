@@ -55,6 +55,9 @@ t.test('baseline path', async (t) => {
   const running = await startApp(t, {
     PURCHASE_DEADLINE_MS: '60000',
     PURCHASE_TIMEOUT_MS: '90000',
+    // Its sagas settle under the same lock, queued behind the purchases: wait for them too.
+    PURCHASE_WAIT_BUDGET_MS: '90000',
+    SAGA_DEADLINE_MS: '120000',
     CACHE_STOCK_TTL_MS: '300000',
   });
   await sellOut(t, running, 'baseline');

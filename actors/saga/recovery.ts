@@ -1,0 +1,63 @@
+import type { Logger } from '../../src/logger.js';
+import type { SagaCoordinators } from './registry.js';
+import type { SagaOrder } from './types.js';
+
+export interface SagaRecoveryOptions {
+  sagas: SagaCoordinators;
+  /** Unfinished sagas this node should run (its products), oldest first. */
+  pending: (options: { limit: number; idleForMs?: number }) => Promise<SagaOrder[]>;
+  logger: Logger;
+  /** Pause between sweeps, ms. */
+  intervalMs: number;
+  /** Sagas touched more recently than this are left to their live coordinator, ms. */
+  idleForMs: number;
+}
+
+/**
+ * Resumes unfinished sagas: all of them once at start (after a crash, nothing runs them), then every
+ * interval those left idle (a coordinator that failed or was interrupted). A resumed saga first asks the
+ * payment provider what happened to its key, then confirms or compensates; no order stays pending.
+ */
+export class SagaRecovery {
+  private timer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<number> | undefined;
+
+  constructor(private readonly options: SagaRecoveryOptions) {}
+
+  /** Resumes every unfinished saga now; resolves with how many were started. */
+  async resumeAll(): Promise<number> {
+    return this.sweep();
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.sweep(this.options.idleForMs), this.options.intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private sweep(idleForMs?: number): Promise<number> {
+    this.sweeping ??= this.resume(idleForMs).finally(() => {
+      this.sweeping = undefined;
+    });
+    return this.sweeping;
+  }
+
+  private async resume(idleForMs: number | undefined): Promise<number> {
+    let started = 0;
+    try {
+      const pending = await this.options.pending({ limit: 10_000, ...(idleForMs === undefined ? {} : { idleForMs }) });
+      for (const order of pending) {
+        if (this.options.sagas.isRunning(order.orderId)) continue;
+        this.options.sagas.start(order, true);
+        started += 1;
+      }
+      if (started > 0) this.options.logger.info({ resumed: started }, 'resumed unfinished sagas');
+    } catch (err) {
+      this.options.logger.warn({ err: (err as Error).message }, 'saga recovery sweep failed; next sweep retries');
+    }
+    return started;
+  }
+}

@@ -1,0 +1,125 @@
+import nact from 'nact';
+import type { ActorSystemRef } from 'nact';
+import type { Logger } from '../../src/logger.js';
+import { sleep } from '../../src/timeouts.js';
+import { runSaga, SagaInterrupted } from './run-saga.js';
+import type { PaymentPort, SagaEnd, SagaOrder, SagaResult, SettlePort } from './types.js';
+
+const { spawn, dispatch, stop } = nact;
+
+export interface SagaCoordinatorsOptions {
+  system: ActorSystemRef;
+  payments: PaymentPort;
+  settle: SettlePort;
+  logger: Logger;
+  /** Called when a saga ends (metrics). */
+  onEnd?: (status: SagaEnd | 'INTERRUPTED', seconds: number) => void;
+  now?: () => number;
+}
+
+interface Running {
+  done: Promise<SagaResult | undefined>;
+  started: number;
+}
+
+type SagaMessage = { kind: 'run'; order: SagaOrder; resumed: boolean; finish: (end: SagaResult | undefined) => void };
+
+let spawned = 0;
+
+/**
+ * Saga coordinators: one nact actor per order, spawned when the order's reservation commits (or when a
+ * node resumes unfinished sagas), stopped when its saga ends. Callers can wait for a saga's end.
+ */
+export class SagaCoordinators {
+  private readonly running = new Map<string, Running>();
+  private stopping = false;
+  private readonly now: () => number;
+
+  constructor(private readonly options: SagaCoordinatorsOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Starts the saga of `order` unless it runs already. */
+  start(order: SagaOrder, resumed = false): void {
+    if (this.stopping || this.running.has(order.orderId)) return;
+    let finish!: (end: SagaResult | undefined) => void;
+    const done = new Promise<SagaResult | undefined>((resolve) => {
+      finish = resolve;
+    });
+    this.running.set(order.orderId, { done, started: this.now() });
+    const ref = spawn(
+      this.options.system,
+      async (_state: undefined, msg: SagaMessage, ctx: { self: nact.Ref<SagaMessage> }) => {
+        msg.finish(await this.run(msg.order, msg.resumed));
+        stop(ctx.self);
+        return undefined;
+      },
+      `saga-${order.orderId}-${(spawned += 1)}`,
+      {
+        onCrash: (_msg, error, ctx) => {
+          this.options.logger.error({ orderId: order.orderId, err: error }, 'saga actor crashed; recovery will resume it');
+          finish(undefined);
+          return ctx.stop;
+        },
+      },
+    );
+    dispatch(ref, { kind: 'run', order, resumed, finish });
+  }
+
+  /** Is the saga of this order running on this node? */
+  isRunning(orderId: string): boolean {
+    return this.running.has(orderId);
+  }
+
+  /**
+   * The saga's end if it comes within `budgetMs`; `PENDING` if it is still running then; undefined if
+   * it does not run here (or left off), and the database has the answer.
+   */
+  async waitFor(orderId: string, budgetMs: number): Promise<SagaResult | { status: 'PENDING' } | undefined> {
+    const running = this.running.get(orderId);
+    if (running === undefined) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const budget = new Promise<{ status: 'PENDING' }>((resolve) => {
+      timer = setTimeout(() => resolve({ status: 'PENDING' }), Math.max(0, budgetMs));
+    });
+    return Promise.race([running.done, budget]).finally(() => clearTimeout(timer));
+  }
+
+  stats(): { running: number } {
+    return { running: this.running.size };
+  }
+
+  /** Stops starting sagas; waits up to `timeoutMs` for running ones; the rest leave off and are resumed later. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.stopping = true;
+    const all = Promise.all([...this.running.values()].map((r) => r.done));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    });
+    return Promise.race([all.then(() => true), timedOut]).finally(() => clearTimeout(timer));
+  }
+
+  private async run(order: SagaOrder, resumed: boolean): Promise<SagaResult | undefined> {
+    const log = this.options.logger;
+    const started = this.running.get(order.orderId)?.started ?? this.now();
+    try {
+      const end = await runSaga(order, resumed, {
+        payments: this.options.payments,
+        settle: this.options.settle,
+        now: this.now,
+        sleep,
+        stopping: () => this.stopping,
+        log: (event, detail) => log.warn(detail, event),
+      });
+      this.options.onEnd?.(end.status, (this.now() - started) / 1000);
+      return end;
+    } catch (err) {
+      if (!(err instanceof SagaInterrupted)) log.error({ orderId: order.orderId, err }, 'saga failed; recovery will resume it');
+      this.options.onEnd?.('INTERRUPTED', (this.now() - started) / 1000);
+      return undefined;
+    } finally {
+      this.running.delete(order.orderId);
+    }
+  }
+}

@@ -1,0 +1,233 @@
+import CircuitBreaker from 'opossum';
+import { Pool } from 'undici';
+import { sleep } from '../timeouts.js';
+import { PaymentError } from './errors.js';
+import type {
+  BreakerState,
+  ChargeRequest,
+  PaymentClientOptions,
+  PaymentResult,
+  PaymentStatus,
+} from './types.js';
+
+export const defaults = {
+  timeoutMs: 1_000, // 1 s per attempt
+  retries: 3,
+  retryBaseDelayMs: 20,
+  retryMaxDelayMs: 500,
+  connections: 64,
+  breakerErrorThresholdPercentage: 50,
+  breakerVolumeThreshold: 20,
+  breakerWindowMs: 10_000, // 10 s
+  breakerResetTimeoutMs: 5_000, // 5 s
+} as const;
+
+type Settings = { -readonly [K in keyof typeof defaults]: number };
+
+interface ProviderCall {
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly body?: string;
+}
+
+/** An answer the provider gave on purpose: a payment record (200) or a refusal (4xx). */
+type ProviderAnswer =
+  | { readonly status: 200; readonly result: PaymentResult }
+  | { readonly status: number; readonly code: string | undefined; readonly message: string | undefined };
+
+const STATUSES: ReadonlySet<string> = new Set<PaymentStatus>(['succeeded', 'declined', 'voided', 'refunded']);
+
+function parseResult(body: unknown): PaymentResult | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  const { status, key, amountCents, declineReason } = body as Record<string, unknown>;
+  if (typeof key !== 'string' || typeof status !== 'string' || !STATUSES.has(status)) return undefined;
+  return {
+    status: status as PaymentStatus,
+    key,
+    ...(typeof amountCents === 'number' ? { amountCents } : {}),
+    ...(typeof declineReason === 'string' ? { declineReason } : {}),
+  };
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function settingsFrom(options: PaymentClientOptions): Settings {
+  const settings: Settings = { ...defaults };
+  for (const name of Object.keys(defaults) as (keyof Settings)[]) {
+    const value = options[name];
+    if (value === undefined) continue;
+    const least = name === 'retries' || name === 'breakerVolumeThreshold' ? 0 : 1;
+    if (!Number.isInteger(value) || value < least)
+      throw new RangeError(`PaymentClient option ${name} must be an integer of at least ${least}`);
+    settings[name] = value;
+  }
+  return settings;
+}
+
+/**
+ * The service's client of the payment provider. Every attempt has its own timeout, retryable failures are
+ * retried with jittered exponential backoff under the same idempotency key, and a circuit breaker fails
+ * fast while the provider keeps failing. A decline is a result, never an error.
+ */
+export class PaymentClient {
+  private readonly settings: Settings;
+  private readonly basePath: string;
+  private readonly pool: Pool;
+  private readonly breaker: CircuitBreaker<[ProviderCall], ProviderAnswer>;
+
+  constructor(private readonly options: PaymentClientOptions) {
+    this.settings = settingsFrom(options);
+    const url = new URL(options.url);
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.pool = new Pool(url.origin, { connections: this.settings.connections });
+    this.breaker = new CircuitBreaker((call: ProviderCall) => this.attempt(call), {
+      timeout: false, // each attempt aborts itself after timeoutMs
+      errorThresholdPercentage: this.settings.breakerErrorThresholdPercentage,
+      volumeThreshold: this.settings.breakerVolumeThreshold,
+      rollingCountTimeout: this.settings.breakerWindowMs,
+      rollingCountBuckets: 10,
+      resetTimeout: this.settings.breakerResetTimeoutMs,
+    });
+    const notify = options.onBreakerStateChange;
+    if (notify !== undefined) {
+      this.breaker.on('open', () => notify('open'));
+      this.breaker.on('halfOpen', () => notify('half-open'));
+      this.breaker.on('close', () => notify('closed'));
+    }
+  }
+
+  /** Charges once per key; `declined` is returned, not thrown. */
+  async charge(request: ChargeRequest): Promise<PaymentResult> {
+    const { key, amountCents, orderId } = request;
+    const body = JSON.stringify({ key, amountCents, orderId });
+    return this.expectResult(await this.call({ method: 'POST', path: '/payments', body }), `charge ${key}`);
+  }
+
+  /** The provider's record of `key`, or undefined when it never saw the key. */
+  async lookup(key: string): Promise<PaymentResult | undefined> {
+    const answer = await this.call({ method: 'GET', path: `/payments/${encodeURIComponent(key)}` });
+    if (answer.status === 404 && 'code' in answer && answer.code === 'PAYMENT_NOT_FOUND') return undefined;
+    return this.expectResult(answer, `lookup ${key}`);
+  }
+
+  /** Voids `key`: refunds a charge, or blocks a charge that has not arrived yet. Idempotent. */
+  async void(key: string): Promise<PaymentResult> {
+    const answer = await this.call({ method: 'POST', path: `/payments/${encodeURIComponent(key)}/void` });
+    return this.expectResult(answer, `void ${key}`);
+  }
+
+  breakerState(): BreakerState {
+    if (this.breaker.closed) return 'closed';
+    return this.breaker.halfOpen ? 'half-open' : 'open';
+  }
+
+  async close(): Promise<void> {
+    this.breaker.shutdown();
+    await this.pool.close();
+  }
+
+  private expectResult(answer: ProviderAnswer, what: string): PaymentResult {
+    if ('result' in answer) return answer.result;
+    throw new PaymentError(
+      'PAYMENT_REJECTED',
+      `payment provider refused ${what}: ${answer.status} ${answer.code ?? '?'} ${answer.message ?? ''}`.trim(),
+      { status: answer.status },
+    );
+  }
+
+  /** One logical call: attempts through the breaker, retried while the failure is retryable. */
+  private async call(call: ProviderCall): Promise<ProviderAnswer> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.breaker.fire(call);
+      } catch (error) {
+        const failure = this.toPaymentError(error);
+        failure.attempts = attempt;
+        const again = failure.code === 'PAYMENT_UNAVAILABLE' || failure.code === 'PAYMENT_TIMEOUT';
+        if (!again || attempt > this.settings.retries || this.breaker.isShutdown) throw failure;
+        await sleep(this.backoffMs(attempt));
+      }
+    }
+  }
+
+  /** Full jitter: uniform in [0, min(max, base · 2^(attempt-1))). */
+  private backoffMs(attempt: number): number {
+    const ceiling = Math.min(
+      this.settings.retryMaxDelayMs,
+      this.settings.retryBaseDelayMs * 2 ** (attempt - 1),
+    );
+    return Math.random() * ceiling;
+  }
+
+  private toPaymentError(error: unknown): PaymentError {
+    if (error instanceof PaymentError) return error;
+    const code = (error as { code?: unknown } | undefined)?.code;
+    if (code === 'EOPENBREAKER')
+      return new PaymentError(
+        'PAYMENT_CIRCUIT_OPEN',
+        `payment provider circuit is open after repeated failures; next trial within ${this.settings.breakerResetTimeoutMs} ms`,
+      );
+    const what = code === 'ESHUTDOWN' ? 'the payment client is closed' : String(error);
+    return new PaymentError('PAYMENT_UNAVAILABLE', what, { cause: error });
+  }
+
+  /** One HTTP exchange, the breaker's action: 5xx, timeouts and transport errors throw (and count as failures). */
+  private async attempt(call: ProviderCall): Promise<ProviderAnswer> {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), this.settings.timeoutMs);
+    const what = `${call.method} ${call.path}`;
+    try {
+      const response = await this.pool.request({
+        method: call.method,
+        path: this.basePath + call.path,
+        headers: call.body === undefined ? {} : { 'content-type': 'application/json' },
+        body: call.body ?? null,
+        signal: controller.signal,
+      });
+      const body = parseJson(await response.body.text());
+      const status = response.statusCode;
+      if (status >= 500)
+        throw new PaymentError('PAYMENT_UNAVAILABLE', `payment provider answered ${status} to ${what}`, {
+          status,
+        });
+      if (status === 200) {
+        const result = parseResult(body);
+        if (result !== undefined) return { status, result };
+        throw new PaymentError(
+          'PAYMENT_UNAVAILABLE',
+          `payment provider answered ${what} with no payment record`,
+          {
+            status,
+          },
+        );
+      }
+      const error = (body as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+      return {
+        status,
+        code: typeof error?.code === 'string' ? error.code : undefined,
+        message: typeof error?.message === 'string' ? error.message : undefined,
+      };
+    } catch (error) {
+      if (error instanceof PaymentError) throw error;
+      if (controller.signal.aborted)
+        throw new PaymentError(
+          'PAYMENT_TIMEOUT',
+          `payment provider did not answer ${what} within ${this.settings.timeoutMs} ms (PAYMENT_TIMEOUT_MS)`,
+          { cause: error },
+        );
+      throw new PaymentError(
+        'PAYMENT_UNAVAILABLE',
+        `cannot reach the payment provider at ${this.options.url} (PAYMENT_URL): ${(error as Error).message}`,
+        { cause: error },
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}

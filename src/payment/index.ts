@@ -1,0 +1,9 @@
+export { PaymentClient, defaults } from './client.js';
+export { PAYMENT_ERROR_CODES, PaymentError, type PaymentErrorCode } from './errors.js';
+export type {
+  BreakerState,
+  ChargeRequest,
+  PaymentClientOptions,
+  PaymentResult,
+  PaymentStatus,
+} from './types.js';
