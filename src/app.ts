@@ -5,7 +5,9 @@ import { SagaCoordinators } from '../actors/saga/registry.js';
 import { Catalog } from './catalog/catalog.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
+import { OutboxRelay } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
+import { statsRoutes } from './http/stats.js';
 import { productRoutes } from './http/products.js';
 import { purchaseRoutes } from './http/purchases.js';
 import { createHttpServer, type HttpServer } from './http/server.js';
@@ -16,6 +18,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
 import { PaymentClient } from './payment/index.js';
+import { SalesProjection } from './projection/sales-projection.js';
 import { RedisProductCache } from './storage/product-cache.js';
 import { SagaStore } from './storage/saga-store.js';
 import { MysqlProductStore } from './storage/product-store.js';
@@ -26,6 +29,10 @@ export interface AppDeps {
   logger: Logger;
   uws: Uws;
   infra: Infrastructure;
+  /** Event consumers of this process. Default: the sales projection in its production consumer group. */
+  projection?: { groupId?: string } | false;
+  /** Name of the MySQL lock that elects the one outbox relay. Default `flashsale.outbox-relay`. */
+  relayLockName?: string;
 }
 
 export interface App {
@@ -36,6 +43,8 @@ export interface App {
   start(): Promise<void>;
   readonly catalog: Catalog;
   readonly metrics: Metrics;
+  readonly relay: OutboxRelay;
+  readonly projection: SalesProjection | undefined;
   /** Stop taking requests, answer the accepted ones, stop the actors. Clients are the caller's to close. */
   stop(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
@@ -72,6 +81,25 @@ export function buildApp(deps: AppDeps): App {
     onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
   });
   const writer = { topics: config.kafka.topics, sagaDeadlineMs: config.saga.deadlineMs };
+  const relay = new OutboxRelay({
+    primary: infra.mysql.primary,
+    kafka: infra.kafka,
+    topics: config.kafka,
+    batchSize: config.outbox.batchSize,
+    pollMs: config.outbox.pollMs,
+    logger,
+    ...(deps.relayLockName === undefined ? {} : { lockName: deps.relayLockName }),
+  });
+  const projection =
+    deps.projection === false
+      ? undefined
+      : new SalesProjection({
+          kafka: infra.kafka,
+          primary: infra.mysql.primary,
+          topics: config.kafka,
+          logger,
+          ...(deps.projection?.groupId === undefined ? {} : { groupId: deps.projection.groupId }),
+        });
   const actors = new ProductActors({
     system,
     store: new MysqlProductStore(infra.mysql.primary, writer),
@@ -84,7 +112,10 @@ export function buildApp(deps: AppDeps): App {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },
     onBatch: ({ size, seconds, outcome }) => {
-      if (outcome === 'committed') metrics.batchSize.observe(size);
+      if (outcome === 'committed') {
+        metrics.batchSize.observe(size);
+        relay.nudge();
+      }
       metrics.batchDuration.observe({ outcome }, seconds);
     },
   });
@@ -96,6 +127,7 @@ export function buildApp(deps: AppDeps): App {
     keyPrefix: config.redis.keyPrefix,
     writer,
     lockTtlMs: config.purchase.baselineLockTtlMs,
+    onCommit: () => relay.nudge(),
   });
   purchases = new Purchases({
     catalog,
@@ -130,6 +162,7 @@ export function buildApp(deps: AppDeps): App {
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
       ...purchaseRoutes({ purchases, limits: config.purchase }),
       ...orderRoutes({ sagaStore }),
+      ...statsRoutes({ pool: infra.mysql.replica }),
       {
         method: 'get',
         pattern: '/metrics',
@@ -149,7 +182,11 @@ export function buildApp(deps: AppDeps): App {
     sagas,
     catalog,
     metrics,
+    relay,
+    projection,
     async start() {
+      relay.start();
+      projection?.start();
       await recovery.resumeAll();
       recovery.start();
     },
@@ -160,7 +197,7 @@ export function buildApp(deps: AppDeps): App {
       const sagasDone = await sagas.drain(graceMs);
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
-      await payments.close();
+      await Promise.all([relay.stop(), projection?.stop(), payments.close()]);
       nact.stop(system);
       return { drained: result.drained && actorsDrained && sagasDone, abandoned: result.abandoned };
     },

@@ -20,7 +20,7 @@ async function connect(t: Test, port: number): Promise<mysql.Connection> {
 
 void t.test('status reports every server up and replication running', async (t) => {
   const status = await stackStatus();
-  for (const name of ['primary', 'replica', 'redis', 'kafka'] as const) {
+  for (const name of ['primary', 'replica', 'redis', 'kafka', 'payment'] as const) {
     t.equal(status[name].state, 'up', `${name} is up`);
     t.equal(status[name].port, STACK_PORTS[name], `${name} listens on its stack port`);
   }

@@ -25,6 +25,8 @@ export interface BaselineDeps {
   writer: Omit<BatchWriterOptions, 'ownerEpoch' | 'strategy'>;
   /** Lock lifetime, ms: longer than any transaction, short enough to recover from a crashed holder. Default 5000. */
   lockTtlMs?: number;
+  /** Called after each commit (wakes the outbox relay). */
+  onCommit?: () => void;
 }
 
 interface LockedRow {
@@ -114,6 +116,7 @@ export class BaselinePurchases {
     };
     const result = await writeBatch(conn, batch, { ...this.deps.writer, ownerEpoch: 0, strategy: 'baseline' });
     await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
+    if (result.kind === 'committed') this.deps.onCommit?.();
     return result;
   }
 

@@ -46,31 +46,55 @@ export interface RunningApp {
 export async function startApp(
   t: Test,
   env: Record<string, string> = {},
-  options: { recover?: boolean; payment?: Partial<PaymentProviderOptions> } = {},
+  options: {
+    /** Resume unfinished sagas at start, as `npm start` does. */
+    recover?: boolean;
+    payment?: Partial<PaymentProviderOptions>;
+    /** Run the sales projection in a consumer group of this app's own. */
+    projection?: boolean;
+  } = {},
 ): Promise<RunningApp> {
   // Each app gets a payment provider of its own (1 ms latency unless told otherwise), so rates set by
   // one test never reach another.
   const provider = createPaymentProvider({ latencyMs: 1, ...options.payment });
   const providerPort = await provider.listen(0);
   t.teardown(() => provider.close());
+  // Topics and the relay's lock of its own too: each test app publishes exactly its own events.
+  const id = uniq('test');
   const config = loadConfig({
     LOG_LEVEL: 'silent',
     PORT: '0',
-    REDIS_KEY_PREFIX: `${uniq('test')}:`,
+    REDIS_KEY_PREFIX: `${id}:`,
     PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
+    KAFKA_TOPIC_INVENTORY: `${id}.inventory`,
+    KAFKA_TOPIC_ORDERS: `${id}.orders`,
+    KAFKA_TOPIC_PAYMENTS: `${id}.payments`,
+    KAFKA_TOPIC_PARTITIONS: '1',
     ...env,
   });
   migrated ??= migrate(config.mysql.primary);
   await migrated;
   const logger = createLogger(config);
   const infra = openInfrastructure(config, logger);
-  const app = buildApp({ config, logger, uws, infra });
+  const app = buildApp({
+    config,
+    logger,
+    uws,
+    infra,
+    relayLockName: `flashsale.outbox-relay.${id}`,
+    projection: options.projection ? { groupId: `${id}-projection` } : false,
+  });
   const port = await app.server.listen('127.0.0.1', 0);
   if (options.recover) await app.start();
+  else {
+    app.relay.start();
+    app.projection?.start();
+  }
   const base = `http://127.0.0.1:${port}`;
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {
     await app.stop(2_000);
+    await dropTopics(infra, Object.values(config.kafka.topics));
     await infra.close();
     await agent.close();
   });
@@ -119,6 +143,44 @@ export async function startApp(
     },
   };
   return running;
+}
+
+/** Deletes a test app's topics (best effort: a broker outage must not fail the teardown). */
+async function dropTopics(infra: Infrastructure, topics: string[]): Promise<void> {
+  const admin = infra.kafka.admin();
+  try {
+    await admin.connect();
+    const existing = new Set(await admin.listTopics());
+    const mine = topics.filter((name) => existing.has(name));
+    if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 5_000 });
+  } catch {
+    // left for the stack's reset
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
+/** Polls GET /stats/products/:id until it equals MySQL's figures for the product (or gives up). */
+export async function projectionMatches(running: RunningApp, productId: number, timeoutMs = 20_000) {
+  const [[expected]] = await running.infra.mysql.primary.query<RowDataPacket[]>(
+    `SELECT SUM(status = 'CONFIRMED') AS confirmedOrders,
+            COALESCE(SUM(IF(status = 'CONFIRMED', quantity, 0)), 0) AS soldQuantity,
+            COALESCE(SUM(IF(status = 'CONFIRMED', quantity * unit_price_cents, 0)), 0) AS revenueCents,
+            SUM(status = 'CANCELLED') AS cancelledOrders,
+            COALESCE(SUM(IF(status = 'CANCELLED', quantity, 0)), 0) AS cancelledQuantity
+       FROM orders WHERE product_id = ?`,
+    [productId],
+  );
+  const want = Object.fromEntries(Object.entries(expected ?? {}).map(([k, v]) => [k, Number(v ?? 0)]));
+  const until = Date.now() + timeoutMs;
+  let got: Record<string, number> = {};
+  while (Date.now() < until) {
+    const stats = await running.get(`/stats/products/${productId}`);
+    got = Object.fromEntries(Object.keys(want).map((k) => [k, Number(stats.body[k])]));
+    if (Object.keys(want).every((k) => got[k] === want[k])) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  return { want, got };
 }
 
 export interface Totals {

@@ -1,11 +1,11 @@
 import t from 'tap';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
 
 const INITIAL = 800;
 
 t.test('30% declines over 1,000 purchases: every order ends, every cancelled reservation is released', async (t) => {
-  const running = await startApp(t, {}, { payment: { declineRate: 0.3, latencyMs: 2 } });
+  const running = await startApp(t, {}, { payment: { declineRate: 0.3, latencyMs: 2 }, projection: true });
   const productId = await running.createProduct({ stock: INITIAL, priceCents: 250 });
   const user = uniq('u');
   const statuses: Record<number, number> = {};
@@ -46,6 +46,9 @@ t.test('30% declines over 1,000 purchases: every order ends, every cancelled res
   // The actor's memory agrees with MySQL: exactly the remaining stock can still be bought.
   const product = await running.get(`/products/${productId}`);
   t.equal(product.body.stock, db.stock, 'the cache shows the stock MySQL has');
+
+  const { want, got } = await projectionMatches(running, productId);
+  t.same(got, want, 'the sales projection (from Kafka) equals MySQL');
 });
 
 t.test('GET /orders/:id shows the saga steps with their times', async (t) => {

@@ -1,0 +1,378 @@
+import type { Message, Producer } from 'kafkajs';
+import type { Logger } from '../logger.js';
+import type { Kafka } from '../storage/kafka.js';
+import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
+import { AppError } from '../errors.js';
+import { withTimeout } from '../timeouts.js';
+import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
+
+/** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
+export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h
+
+export const relayDefaults = {
+  /** MySQL named lock: the one relay holding it publishes, cluster-wide. */
+  lockName: 'flashsale.outbox-relay',
+  lockRetryMs: 1_000, // 1 s: how often a node without the lock tries to take it
+  firstBackoffMs: 50,
+  maxBackoffMs: 1_000, // 1 s: retry cap while Kafka or MySQL is down
+  sendTimeoutMs: 30_000, // 30 s: a send hung longer than this is abandoned with its producer
+  stopWaitMs: 5_000, // 5 s: stop() waits this long for the batch in hand
+  backlogRefreshMs: 1_000, // 1 s
+  cleanupEveryMs: 10 * 60_000, // 10 min
+  cleanupChunk: 1_000, // rows per DELETE, so no cleanup holds locks for long
+  cleanupChunkPauseMs: 100,
+} as const;
+
+/** KafkaJS protocol errors after which the idempotent producer's id or sequences are unusable. */
+const PRODUCER_STATE_ERRORS = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'DUPLICATE_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+  'INVALID_PRODUCER_ID_MAPPING',
+  'PRODUCER_FENCED',
+]);
+
+export interface OutboxRelayOptions {
+  /** The primary: the relay takes one connection of it for the lock and all its queries. */
+  primary: Pool;
+  kafka: Kafka;
+  /** `config.kafka`: the relay creates these topics if missing and publishes only rows of these topics. */
+  topics: TopicSettings;
+  /** Most rows per Kafka send (config.outbox.batchSize). */
+  batchSize: number;
+  /** Pause between polls when the outbox is empty, ms (config.outbox.pollMs); `nudge()` cuts it short. */
+  pollMs: number;
+  logger: Logger;
+  /** MySQL lock name. Default `flashsale.outbox-relay`; tests use their own. */
+  lockName?: string;
+  /** Sent rows older than this are deleted, ms. Default OUTBOX_RETENTION_MS (24 h). */
+  retentionMs?: number;
+  /** Pause between cleanups, ms. Default 10 min. */
+  cleanupEveryMs?: number;
+}
+
+export interface OutboxRelayStats {
+  /** True while this node holds the relay lock, so it is the one publishing. */
+  holdsLock: boolean;
+  /** Rows this node published since start. */
+  published: number;
+  /** Unsent outbox rows (all topics), estimated from the id span, refreshed about once a second. */
+  backlog: number | undefined;
+  /** Sent rows deleted by the retention cleanup since start. */
+  deleted: number;
+  lastError: { message: string; at: string } | undefined;
+  /** Since when Kafka or MySQL has been failing; undefined while healthy. */
+  failingSince: string | undefined;
+}
+
+interface OutboxRow {
+  id: number;
+  topic: string;
+  key: string;
+  payload: Buffer;
+}
+
+type Stage = 'kafka' | 'mysql';
+
+const describe = (err: unknown): string => (err instanceof Error ? err.message || err.name : String(err));
+
+/** True when `err` or one of its causes says the producer's id or sequences are broken. */
+function producerStateError(err: unknown): boolean {
+  for (let e = err as { type?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    if (typeof e.type === 'string' && PRODUCER_STATE_ERRORS.has(e.type)) return true;
+  }
+  return false;
+}
+
+/**
+ * Publishes outbox rows to Kafka in id order, then stamps them sent. One relay publishes at a time
+ * cluster-wide (MySQL GET_LOCK on a connection of its own: a crashed node's lock goes with its
+ * connection). One serialized idempotent producer; rows wait in the outbox while Kafka is down.
+ * At-least-once: a crash between send and stamp sends again, and consumers dedupe by event id.
+ */
+export class OutboxRelay {
+  private readonly log: Logger;
+  private readonly lockName: string;
+  private readonly retentionMs: number;
+  private readonly cleanupEveryMs: number;
+  private readonly topicNames: string[];
+  private lock: PoolConnection | undefined;
+  private producer: Producer | undefined;
+  private topicsEnsured = false;
+  private loop: Promise<void> | undefined;
+  private stopping = false;
+  private nudged = false;
+  private sleeper: { wake: () => void; wakeable: boolean } | undefined;
+  private backoffMs: number = relayDefaults.firstBackoffMs;
+  private outage: { stage: Stage; since: number; attempts: number } | undefined;
+  private lastError: OutboxRelayStats['lastError'];
+  private published = 0;
+  private deleted = 0;
+  private backlog: number | undefined;
+  private backlogAt = 0;
+  private cleanupAt = 0;
+
+  constructor(private readonly options: OutboxRelayOptions) {
+    this.log = options.logger.child({ component: 'outbox-relay' });
+    this.lockName = options.lockName ?? relayDefaults.lockName;
+    this.retentionMs = options.retentionMs ?? OUTBOX_RETENTION_MS;
+    this.cleanupEveryMs = options.cleanupEveryMs ?? relayDefaults.cleanupEveryMs;
+    this.topicNames = [...new Set(Object.values(options.topics.topics))];
+  }
+
+  /** Starts the loop: take the lock (or retry every second), then publish until stopped. */
+  start(): void {
+    if (this.loop) return;
+    this.stopping = false;
+    this.loop = this.run().catch((err: unknown) => {
+      this.log.error({ err: describe(err) }, 'outbox relay loop stopped by a bug');
+    });
+  }
+
+  /**
+   * Finishes the batch in hand (waiting at most 5 s: a send may be retrying against a dead broker),
+   * closes the producer and releases the lock. Rows of an abandoned send are sent again by the next holder.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.sleeper?.wake();
+    const finished =
+      this.loop === undefined ||
+      (await withTimeout(this.loop, relayDefaults.stopWaitMs, 'outbox relay stop').then(
+        () => true,
+        () => false,
+      ));
+    this.loop = undefined;
+    const producer = this.producer;
+    this.producer = undefined;
+    await producer?.disconnect().catch(() => undefined);
+    const lock = this.lock;
+    this.lock = undefined;
+    if (lock === undefined) return;
+    if (!finished) {
+      lock.destroy(); // the loop may still use it: close it rather than hand it back to the pool
+      return;
+    }
+    await lock.query('DO RELEASE_LOCK(?)', [this.lockName]).then(
+      () => lock.release(),
+      () => lock.destroy(),
+    );
+  }
+
+  /** Writers call this after committing outbox rows, so they are published without waiting a poll. */
+  nudge(): void {
+    this.nudged = true;
+    if (this.sleeper?.wakeable) this.sleeper.wake();
+  }
+
+  stats(): OutboxRelayStats {
+    return {
+      holdsLock: this.lock !== undefined,
+      published: this.published,
+      backlog: this.backlog,
+      deleted: this.deleted,
+      lastError: this.lastError,
+      failingSince: this.outage ? new Date(this.outage.since).toISOString() : undefined,
+    };
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      const lock = this.lock ?? (await this.tryTakeLock());
+      if (lock === undefined) {
+        await this.pause(relayDefaults.lockRetryMs, false);
+        continue;
+      }
+      const outcome = await this.publishBatch(lock);
+      if (outcome === 'failed') {
+        await this.pause(this.backoffMs, false);
+        this.backoffMs = Math.min(this.backoffMs * 2, relayDefaults.maxBackoffMs);
+      } else if (outcome === 'idle') {
+        await this.pause(this.options.pollMs, true);
+      }
+    }
+  }
+
+  private async tryTakeLock(): Promise<PoolConnection | undefined> {
+    let conn: PoolConnection | undefined;
+    try {
+      conn = await this.options.primary.getConnection();
+      const [rows] = await conn.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS got', [this.lockName]);
+      if (Number(rows[0]?.['got']) === 1) {
+        this.lock = conn;
+        conn = undefined;
+        this.cleanupAt = Date.now() + Math.min(this.cleanupEveryMs, 60_000);
+        this.log.info({ lock: this.lockName }, 'took the outbox relay lock; publishing from this node');
+        this.recovered();
+        return this.lock;
+      }
+      await this.refreshBacklog(conn);
+      this.recovered();
+    } catch (err) {
+      conn?.destroy();
+      conn = undefined;
+      this.failed('mysql', err);
+    } finally {
+      conn?.release();
+    }
+    return undefined;
+  }
+
+  /** Drops the lock connection; the server releases the lock with it. */
+  private dropLock(): void {
+    this.lock?.destroy();
+    this.lock = undefined;
+    this.log.warn({ lock: this.lockName }, 'gave up the outbox relay lock after a MySQL error');
+  }
+
+  /** One round: read unsent rows, send them, stamp them sent; 'full' means more may be waiting. */
+  private async publishBatch(lock: PoolConnection): Promise<'full' | 'idle' | 'failed'> {
+    let stage: Stage = 'mysql';
+    try {
+      await this.refreshBacklog(lock);
+      this.nudged = false; // rows committed before this read are in it; a later nudge wakes the next poll
+      const rows = await this.readUnsent(lock);
+      if (rows.length > 0) {
+        stage = 'kafka';
+        await this.send(rows);
+        this.published += rows.length;
+        stage = 'mysql';
+        await lock.query('UPDATE outbox SET sent_at = NOW(3) WHERE id IN (?)', [rows.map((r) => r.id)]);
+      }
+      const full = rows.length >= this.options.batchSize;
+      await this.cleanup(lock);
+      this.recovered();
+      return full ? 'full' : 'idle';
+    } catch (err) {
+      this.failed(stage, err);
+      if (stage === 'mysql') this.dropLock();
+      return 'failed';
+    }
+  }
+
+  private async readUnsent(conn: PoolConnection): Promise<OutboxRow[]> {
+    const [rows] = await conn.query<RowDataPacket[]>(
+      // Forced: for ORDER BY id LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
+      `SELECT id, topic, event_key, payload FROM outbox FORCE INDEX (idx_outbox_unsent)
+        WHERE sent_at IS NULL AND topic IN (?) ORDER BY id LIMIT ?`,
+      [this.topicNames, this.options.batchSize],
+    );
+    return rows.map((r) => ({
+      id: Number(r['id']),
+      topic: String(r['topic']),
+      key: String(r['event_key']),
+      payload: r['payload'] as Buffer,
+    }));
+  }
+
+  /** One sendBatch at a time on one producer: KafkaJS's idempotent producer breaks with concurrent sends. */
+  private async send(rows: readonly OutboxRow[]): Promise<void> {
+    if (!this.topicsEnsured) {
+      await ensureTopicsWithNewAdmin(this.options.kafka, this.options.topics);
+      this.topicsEnsured = true;
+    }
+    const producer = await this.connectedProducer();
+    const byTopic = new Map<string, Message[]>();
+    for (const row of rows) {
+      let messages = byTopic.get(row.topic);
+      if (messages === undefined) byTopic.set(row.topic, (messages = []));
+      messages.push({ key: row.key, value: row.payload }); // key = product id: its events share a partition
+    }
+    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    try {
+      await withTimeout(
+        producer.sendBatch({ acks: -1, topicMessages }),
+        relayDefaults.sendTimeoutMs,
+        'outbox send',
+      );
+    } catch (err) {
+      // A hung send or a broken producer id: the next attempt starts a fresh producer (new id, sequences).
+      const hung = err instanceof AppError && err.code === 'DEADLINE_EXCEEDED';
+      if (!hung && !producerStateError(err)) throw err;
+      this.producer = undefined;
+      void producer.disconnect().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async connectedProducer(): Promise<Producer> {
+    if (this.producer) return this.producer;
+    const producer = this.options.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+    });
+    try {
+      await producer.connect();
+    } catch (err) {
+      void producer.disconnect().catch(() => undefined);
+      throw err;
+    }
+    this.producer = producer;
+    return producer;
+  }
+
+  /** Cheap: MIN and MAX of the unsent range come straight from the (sent_at, id) index. */
+  private async refreshBacklog(conn: PoolConnection): Promise<void> {
+    if (Date.now() - this.backlogAt < relayDefaults.backlogRefreshMs) return;
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT MIN(id) AS lo, MAX(id) AS hi FROM outbox WHERE sent_at IS NULL',
+    );
+    const lo = rows[0]?.['lo'] as number | null | undefined;
+    const hi = rows[0]?.['hi'] as number | null | undefined;
+    this.backlog = lo === null || lo === undefined ? 0 : Number(hi) - Number(lo) + 1;
+    this.backlogAt = Date.now();
+  }
+
+  /** Deletes one chunk of rows sent before the retention; full chunks continue shortly after. */
+  private async cleanup(conn: PoolConnection): Promise<void> {
+    if (Date.now() < this.cleanupAt) return;
+    const [result] = await conn.query<ResultSetHeader>(
+      `DELETE FROM outbox WHERE sent_at < NOW(3) - INTERVAL ? MICROSECOND AND topic IN (?) LIMIT ?`,
+      [this.retentionMs * 1000, this.topicNames, relayDefaults.cleanupChunk],
+    );
+    this.deleted += result.affectedRows;
+    const more = result.affectedRows >= relayDefaults.cleanupChunk;
+    this.cleanupAt = Date.now() + (more ? relayDefaults.cleanupChunkPauseMs : this.cleanupEveryMs);
+  }
+
+  /** Logs the first failure of an outage only; later attempts just update lastError. */
+  private failed(stage: Stage, err: unknown): void {
+    const message = describe(err);
+    this.lastError = { message, at: new Date().toISOString() };
+    if (this.outage?.stage === stage) {
+      this.outage.attempts += 1;
+      return;
+    }
+    this.outage = { stage, since: Date.now(), attempts: 1 };
+    this.log.warn(
+      { err: message, stage },
+      stage === 'kafka'
+        ? 'outbox relay cannot publish to Kafka; rows wait in the outbox, retrying'
+        : 'outbox relay cannot use MySQL; retrying',
+    );
+  }
+
+  private recovered(): void {
+    this.backoffMs = relayDefaults.firstBackoffMs;
+    if (this.outage === undefined) return;
+    const { stage, since, attempts } = this.outage;
+    this.outage = undefined;
+    this.log.info({ stage, downMs: Date.now() - since, attempts }, 'outbox relay recovered');
+  }
+
+  /** Sleeps `ms`; stop() always wakes it, nudge() only when `wakeable` (not during backoff). */
+  private pause(ms: number, wakeable: boolean): Promise<void> {
+    if (this.stopping || (wakeable && this.nudged)) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.sleeper = undefined;
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.sleeper = { wake, wakeable };
+    });
+  }
+}

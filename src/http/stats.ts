@@ -1,0 +1,31 @@
+import { AppError } from '../errors.js';
+import { readProductSales } from '../projection/sales-store.js';
+import type { Pool } from '../storage/mysql.js';
+import { json } from './reply.js';
+import type { Route } from './server.js';
+import { idParam } from './validate.js';
+
+export interface StatsRoutesDeps {
+  /** Where product_sales is read; the replica is fine (the projection trails the events anyway). */
+  pool: Pool;
+}
+
+/** `GET /stats/products/:id`: the sales projection's totals for one product (zeros before any sale). */
+export function statsRoutes(deps: StatsRoutesDeps): Route[] {
+  return [
+    {
+      method: 'get',
+      pattern: '/stats/products/:id',
+      handler: async (ctx) => {
+        const id = idParam(ctx.params[0]!, 'id');
+        const sales = await readProductSales(deps.pool, id).catch((err: unknown) => {
+          throw new AppError('DEPENDENCY_UNAVAILABLE', 'sales statistics are unavailable; retry', {
+            retryAfterSeconds: 1,
+            cause: err,
+          });
+        });
+        return json(200, sales);
+      },
+    },
+  ];
+}

@@ -1,0 +1,29 @@
+// ensureTopics against the stack's broker: creates the three topics with the configured partitions,
+// then finds them there; two nodes racing to create them both succeed.
+import t from 'tap';
+import { ensureTopics } from '../../src/events/topics.js';
+import { eventsStack } from '../helpers/events.js';
+
+void t.test('creates missing topics once; a second call and a concurrent call are harmless', async (t) => {
+  const stack = await eventsStack(t);
+  const admins = [stack.kafka.admin(), stack.kafka.admin()];
+  t.teardown(() => Promise.all(admins.map((admin) => admin.disconnect())));
+  await Promise.all(admins.map((admin) => admin.connect()));
+  const [first, second] = admins as [(typeof admins)[0], (typeof admins)[0]];
+
+  const raced = await Promise.all([
+    ensureTopics(first, stack.config.kafka),
+    ensureTopics(second, stack.config.kafka),
+  ]);
+  const wanted = Object.values(stack.topics).sort();
+  // A racing node sees them missing (and loses the creation race quietly) or already there.
+  t.same(raced[0].sort(), wanted, 'the first node saw all three missing');
+  t.ok([0, 3].includes(raced[1].length), `the racing node did not fail (saw ${raced[1].length} missing)`);
+
+  const metadata = await first.fetchTopicMetadata({ topics: wanted });
+  for (const topic of metadata.topics) {
+    t.equal(topic.partitions.length, 3, `${topic.name} has KAFKA_TOPIC_PARTITIONS partitions`);
+    t.equal(topic.partitions[0]?.replicas.length, 1, `${topic.name} has replication factor 1`);
+  }
+  t.same(await ensureTopics(first, stack.config.kafka), [], 'nothing is missing the second time');
+});

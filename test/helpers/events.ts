@@ -1,0 +1,146 @@
+// Shared by the event tests: a config with topics of its own, outbox rows inserted like a writer does,
+// a collector that reads topics back with a fresh consumer group, and cleanup of all of it.
+import { randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino, type Logger } from 'pino';
+import type { Test } from 'tap';
+import { loadConfig, type Config } from '../../src/config.js';
+import {
+  decodeEvent,
+  OUTBOX_INSERT,
+  outboxRows,
+  type EventEnvelope,
+  type Topics,
+} from '../../src/events/envelope.js';
+import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
+import { createKafka, type Kafka } from '../../src/storage/kafka.js';
+import { migrate } from '../../src/storage/migrate.js';
+import { createMysqlPools, type MysqlPools, type RowDataPacket } from '../../src/storage/mysql.js';
+import { uniq } from './app.js';
+import { silentLogger } from './http.js';
+
+let migrated: Promise<unknown> | undefined;
+
+export interface EventsStack {
+  config: Config;
+  topics: Topics;
+  mysql: MysqlPools;
+  kafka: Kafka;
+}
+
+/**
+ * A config with three topics of this test's own (3 partitions each), MySQL pools and a Kafka client.
+ * At teardown the topics are deleted, with this test's outbox rows (the outbox table is shared).
+ */
+export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): Promise<EventsStack> {
+  const label = uniq('test-');
+  const config = loadConfig({
+    LOG_LEVEL: 'silent',
+    KAFKA_CLIENT_ID: label,
+    KAFKA_TOPIC_INVENTORY: `${label}-inventory`,
+    KAFKA_TOPIC_ORDERS: `${label}-orders`,
+    KAFKA_TOPIC_PAYMENTS: `${label}-payments`,
+    KAFKA_TOPIC_PARTITIONS: '3',
+    MYSQL_POOL_SIZE: '8',
+  });
+  migrated ??= migrate(config.mysql.primary);
+  await migrated;
+  const mysql = createMysqlPools(config);
+  const kafka = createKafka(config, kafkaLogger);
+  const topics = config.kafka.topics;
+  t.teardown(async () => {
+    await mysql.primary.query('DELETE FROM outbox WHERE topic IN (?)', [Object.values(topics)]);
+    await mysql.close();
+    const admin = kafka.admin();
+    await admin.connect().catch(() => undefined);
+    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
+    await admin.disconnect().catch(() => undefined);
+  });
+  return { config, topics, mysql, kafka };
+}
+
+/** A product id no other test uses (the projection tables are shared too). */
+export const uniqueProductId = (): number => randomInt(1_000_000_000, 2 ** 47);
+
+/** Inserts the events' outbox rows in one transaction, as a writer does; returns outbox id by event id. */
+export async function insertOutbox(
+  stack: EventsStack,
+  events: readonly EventEnvelope[],
+): Promise<Map<string, number>> {
+  const conn = await stack.mysql.primary.getConnection();
+  try {
+    await conn.beginTransaction();
+    await conn.query(OUTBOX_INSERT, [outboxRows(events, stack.topics, 0)]);
+    await conn.commit();
+  } finally {
+    conn.release();
+  }
+  const [rows] = await stack.mysql.primary.query<RowDataPacket[]>(
+    'SELECT id, event_id FROM outbox WHERE event_id IN (?)',
+    [events.map((e) => e.eventId)],
+  );
+  return new Map(rows.map((r) => [String(r['event_id']), Number(r['id'])]));
+}
+
+/** Outbox rows of these events still unsent. */
+export async function unsentCount(stack: EventsStack, eventIds: readonly string[]): Promise<number> {
+  const [rows] = await stack.mysql.primary.query<RowDataPacket[]>(
+    'SELECT COUNT(*) AS n FROM outbox WHERE event_id IN (?) AND sent_at IS NULL',
+    [eventIds],
+  );
+  return Number(rows[0]?.['n']);
+}
+
+export interface Received {
+  topic: string;
+  partition: number;
+  key: string;
+  event: EventEnvelope;
+}
+
+/** Reads this test's topics from the beginning with a fresh consumer group, until `stop()`. */
+export async function collect(t: Test, stack: EventsStack) {
+  await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
+  const groupId = uniq('test-collector-');
+  const consumer = stack.kafka.consumer({ groupId, maxWaitTimeInMs: 500 }); // a short long-poll: quick disconnect
+  const received: Received[] = [];
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await consumer.disconnect();
+    const admin = stack.kafka.admin();
+    await admin.connect();
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+    await admin.disconnect();
+  };
+  t.teardown(stop);
+  await consumer.connect();
+  await consumer.subscribe({ topics: Object.values(stack.topics), fromBeginning: true });
+  await consumer.run({
+    eachMessage: async ({ topic, partition, message }) => {
+      if (message.value === null) return;
+      received.push({ topic, partition, key: String(message.key), event: decodeEvent(message.value) });
+    },
+  });
+  return { received, stop };
+}
+
+/** Polls `done` every 50 ms until it is true; fails after `timeoutMs` naming `what`. */
+export async function waitFor(what: string, done: () => boolean | Promise<boolean>, timeoutMs = 30_000) {
+  const until = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+/** A pino logger whose lines are kept in `lines` (parsed JSON), to assert on what was logged. */
+export function capturingLogger(): { logger: Logger; lines: { msg: string; [k: string]: unknown }[] } {
+  const lines: { msg: string; [k: string]: unknown }[] = [];
+  const logger = pino(
+    { level: 'info' },
+    { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) },
+  );
+  return { logger, lines };
+}
