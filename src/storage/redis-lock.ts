@@ -5,9 +5,9 @@ import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
 
 export interface LockRetry {
-  /** First wait after a failed attempt, ms. Default 1. */
+  /** First wait after a failed attempt, ms. Default 2. */
   initialDelayMs: number;
-  /** Longest wait between attempts, ms. Default 16. */
+  /** Longest wait between attempts, ms. Default 64. */
   maxDelayMs: number;
 }
 
@@ -15,7 +15,7 @@ export interface LockRetry {
 export class RedisLock {
   constructor(
     private readonly redis: Redis,
-    private readonly retry: LockRetry = { initialDelayMs: 1, maxDelayMs: 16 },
+    private readonly retry: LockRetry = { initialDelayMs: 2, maxDelayMs: 64 },
   ) {
     if (!('releaseLock' in redis)) {
       redis.defineCommand('releaseLock', {
