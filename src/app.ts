@@ -5,6 +5,7 @@ import { SagaCoordinators } from '../actors/saga/registry.js';
 import { Catalog } from './catalog/catalog.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
+import { createCluster, type Cluster } from './cluster/cluster.js';
 import { OutboxRelay } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
 import { statsRoutes } from './http/stats.js';
@@ -39,8 +40,12 @@ export interface App {
   readonly server: HttpServer;
   readonly actors: ProductActors;
   readonly sagas: SagaCoordinators;
-  /** Resumes unfinished sagas and starts the periodic recovery sweep. */
-  start(): Promise<void>;
+  readonly cluster: Cluster;
+  /**
+   * Joins the cluster (`port`: the bound HTTP port), starts the outbox relay and the projection, resumes
+   * unfinished sagas of its shards and starts the periodic recovery sweep (unless `recover` is false).
+   */
+  start(port: number, options?: { recover?: boolean }): Promise<void>;
   readonly catalog: Catalog;
   readonly metrics: Metrics;
   readonly relay: OutboxRelay;
@@ -100,9 +105,12 @@ export function buildApp(deps: AppDeps): App {
           logger,
           ...(deps.projection?.groupId === undefined ? {} : { groupId: deps.projection.groupId }),
         });
+  // The cluster is built below, once the HTTP server exists; the actors ask it who may write.
+  let cluster!: Cluster;
   const actors = new ProductActors({
     system,
-    store: new MysqlProductStore(infra.mysql.primary, writer),
+    store: new MysqlProductStore(infra.mysql.primary, writer, (productId) => cluster.epochOf(productId)),
+    mayWrite: (productId) => cluster.owns(productId),
     cache,
     logger: logger.child({ component: 'product-actors' }),
     mailboxLimit: config.purchase.mailboxLimit,
@@ -131,7 +139,11 @@ export function buildApp(deps: AppDeps): App {
   });
   purchases = new Purchases({
     catalog,
-    actors,
+    actors: {
+      purchase: (r) => cluster.router.purchase(r),
+      restock: (p, q) => cluster.router.restock(p, q),
+      settle: (s) => cluster.router.settle(s),
+    },
     baseline,
     sagas,
     sagaStore,
@@ -145,6 +157,7 @@ export function buildApp(deps: AppDeps): App {
     intervalMs: 5_000,
     // A live saga is touched by nothing until it settles: leave it this long before assuming it died.
     idleForMs: Math.max(10_000, config.payment.timeoutMs * (config.payment.retries + 2)),
+    owns: (productId) => cluster.owns(productId),
   });
   const server = createHttpServer({
     uws: deps.uws,
@@ -176,6 +189,10 @@ export function buildApp(deps: AppDeps): App {
       },
     ],
   });
+  cluster = createCluster(
+    { config, logger, redis: infra.redis, app: server.app, actors, recovery: () => recovery },
+    config.shutdownGraceMs,
+  );
   return {
     server,
     actors,
@@ -183,16 +200,21 @@ export function buildApp(deps: AppDeps): App {
     catalog,
     metrics,
     relay,
+    cluster,
     projection,
-    async start() {
+    async start(port, options = {}) {
+      await cluster.start(port);
       relay.start();
       projection?.start();
+      if (options.recover === false) return;
       await recovery.resumeAll();
       recovery.start();
     },
     async stop(graceMs) {
       recovery.stop();
       const closing = server.close(graceMs);
+      // Hand every shard off first (each drained), so the other nodes take over at once.
+      await cluster.stop();
       // Sagas first: they may still settle through the actors; the ones left off resume on the next start.
       const sagasDone = await sagas.drain(graceMs);
       const actorsDrained = await actors.drain(graceMs);

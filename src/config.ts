@@ -64,6 +64,18 @@ export interface Config {
     /** Retries after a retryable failure (5xx, timeout, connection error), with backoff. Default 3. */
     readonly retries: number;
   };
+  readonly cluster: {
+    /** Shards products hash into; every node of a cluster must use the same number. Default 256. */
+    readonly shardCount: number;
+    /** Lifetime of a shard lease: a dead node's shards move after about this long, ms. Default 3000. */
+    readonly leaseTtlMs: number;
+    /** Pause between lease renewals and rebalances, ms. Default 500. */
+    readonly leaseRenewMs: number;
+    /** Host other nodes use to reach this one. Default HOST (127.0.0.1 when HOST is 0.0.0.0). */
+    readonly advertiseHost: string;
+    /** Shared secret of the node-to-node channel. Default a fixed local value: set it in production. */
+    readonly peerSecret: string;
+  };
   readonly saga: {
     /** A saga not terminal by then is compensated (payment voided, stock released), ms. Default 30000. */
     readonly deadlineMs: number;
@@ -127,6 +139,11 @@ export const CONFIG_ENV_NAMES = [
   'PAYMENT_URL',
   'PAYMENT_TIMEOUT_MS',
   'PAYMENT_RETRIES',
+  'SHARD_COUNT',
+  'LEASE_TTL_MS',
+  'LEASE_RENEW_MS',
+  'ADVERTISE_HOST',
+  'PEER_SECRET',
   'SAGA_DEADLINE_MS',
   'PURCHASE_WAIT_BUDGET_MS',
   'MAX_BODY_BYTES',
@@ -177,6 +194,10 @@ export const defaults = {
   paymentUrl: 'http://127.0.0.1:18090',
   paymentTimeoutMs: 1_000, // 1 s
   paymentRetries: 3,
+  shardCount: 256,
+  leaseTtlMs: 3_000, // 3 s: with 500 ms renewals a dead node's shards move within about 3.5 s
+  leaseRenewMs: 500,
+  peerSecret: 'flashsale-local-peer-secret',
   sagaDeadlineMs: 30_000, // 30 s
   purchaseWaitBudgetMs: 2_000, // 2 s
   maxBodyBytes: 16 * 1024, // 16 KiB
@@ -348,6 +369,13 @@ export function loadConfig(env: Env = process.env): Config {
       timeoutMs: read.int('PAYMENT_TIMEOUT_MS', defaults.paymentTimeoutMs, 10, 120_000),
       retries: read.int('PAYMENT_RETRIES', defaults.paymentRetries, 0, 100),
     },
+    cluster: {
+      shardCount: read.int('SHARD_COUNT', defaults.shardCount, 1, 65_536),
+      leaseTtlMs: read.int('LEASE_TTL_MS', defaults.leaseTtlMs, 200, 600_000),
+      leaseRenewMs: read.int('LEASE_RENEW_MS', defaults.leaseRenewMs, 50, 600_000),
+      advertiseHost: '',
+      peerSecret: read.string('PEER_SECRET', defaults.peerSecret),
+    },
     saga: {
       deadlineMs: read.int('SAGA_DEADLINE_MS', defaults.sagaDeadlineMs, 100, 86_400_000),
       waitBudgetMs: read.int('PURCHASE_WAIT_BUDGET_MS', defaults.purchaseWaitBudgetMs, 0, 120_000),
@@ -369,6 +397,13 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
     uwsFallbackRequested: !['', '0', 'false'].includes((read.raw('UWS_USE_FALLBACK') ?? '').toLowerCase()),
   };
+  const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;
+  (config.cluster as { advertiseHost: string }).advertiseHost = read.string('ADVERTISE_HOST', host);
+  if (config.cluster.leaseRenewMs * 2 > config.cluster.leaseTtlMs) {
+    read.problems.push(
+      `LEASE_RENEW_MS=${config.cluster.leaseRenewMs} must be at most half of LEASE_TTL_MS=${config.cluster.leaseTtlMs}, or leases lapse between renewals`,
+    );
+  }
   if (config.purchase.timeoutMs < config.purchase.deadlineMs) {
     read.problems.push(
       `PURCHASE_TIMEOUT_MS=${config.purchase.timeoutMs} must be at least PURCHASE_DEADLINE_MS=${config.purchase.deadlineMs}`,

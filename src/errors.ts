@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   INTERNAL: { status: 500, retryable: false },
   OVERLOADED: { status: 503, retryable: true },
   OWNERSHIP_LOST: { status: 503, retryable: true },
+  PEER_UNAVAILABLE: { status: 503, retryable: true },
   DEPENDENCY_UNAVAILABLE: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
   DEADLINE_EXCEEDED: { status: 504, retryable: true },

@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const app = buildApp({ config, logger, uws, infra });
   const port = await app.server.listen(config.host, config.port);
   logger.info({ url: `http://${config.host}:${port}` }, 'listening');
-  await app.start();
+  await app.start(port);
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {

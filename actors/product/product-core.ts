@@ -86,7 +86,10 @@ export class ProductCore {
   private readonly open = new Map<string, Reservation>();
   /** Settlements not yet answered, by order id (a repeated settle joins the first). */
   private readonly openSettlements = new Map<string, PendingSettlement>();
-  private readonly recent = new Map<string, { productId: ProductId; quantity: number; outcome: PurchaseOutcome }>();
+  private readonly recent = new Map<
+    string,
+    { productId: ProductId; quantity: number; outcome: PurchaseOutcome }
+  >();
 
   constructor(
     readonly productId: ProductId,
@@ -94,7 +97,12 @@ export class ProductCore {
   ) {}
 
   get isIdle(): boolean {
-    return this.inFlight === undefined && this.open.size === 0 && this.openSettlements.size === 0 && this.waiting.length === 0;
+    return (
+      this.inFlight === undefined &&
+      this.open.size === 0 &&
+      this.openSettlements.size === 0 &&
+      this.waiting.length === 0
+    );
   }
 
   /** Stock not yet reserved (what a purchase can still take). */
@@ -181,7 +189,11 @@ export class ProductCore {
         this.retire('OWNERSHIP_LOST', `product ${this.productId} was written by another owner; retry`, batch);
         return;
       case 'failed':
-        this.retire('DEPENDENCY_UNAVAILABLE', `the batch write failed (${result.error}); retry with the same key`, batch);
+        this.retire(
+          'DEPENDENCY_UNAVAILABLE',
+          `the batch write failed (${result.error}); retry with the same key`,
+          batch,
+        );
         return;
     }
     this.maybeFlush();
@@ -211,7 +223,11 @@ export class ProductCore {
       return;
     }
     if (request.deadline <= this.effects.now()) {
-      reply({ kind: 'refused', reason: 'DEADLINE_EXCEEDED', message: 'the request expired before it reached the product' });
+      reply({
+        kind: 'refused',
+        reason: 'DEADLINE_EXCEEDED',
+        message: 'the request expired before it reached the product',
+      });
       return;
     }
     if (request.quantity > this.available) {
@@ -254,7 +270,12 @@ export class ProductCore {
 
   private maybeFlush(): void {
     if (this.phase !== 'ready' || this.inFlight !== undefined) return;
-    if (this.pending.length === 0 && this.pendingRestocks.length === 0 && this.pendingSettlements.length === 0) return;
+    if (
+      this.pending.length === 0 &&
+      this.pendingRestocks.length === 0 &&
+      this.pendingSettlements.length === 0
+    )
+      return;
     const record = this.record!;
     const batch: Omit<Batch, 'write'> = {
       reservations: this.pending,
@@ -320,7 +341,9 @@ export class ProductCore {
       const { idempotencyKey: _key, ...order } = match;
       const same = order.productId === this.productId && order.quantity === reservation.order.quantity;
       if (same) this.remember(reservation.key, order.quantity, { kind: 'created', order });
-      const outcome: PurchaseOutcome = same ? { kind: 'replayed', order } : keyReused(reservation.order.idempotencyKey);
+      const outcome: PurchaseOutcome = same
+        ? { kind: 'replayed', order }
+        : keyReused(reservation.order.idempotencyKey);
       for (const reply of reservation.replies) reply(outcome);
     }
     this.requeue({ ...batch, reservations: keep });
@@ -373,7 +396,11 @@ export class ProductCore {
   }
 
   private retiredRefusal(): Refusal {
-    return { kind: 'refused', reason: 'OWNERSHIP_LOST', message: `product ${this.productId} actor was retired; retry` };
+    return {
+      kind: 'refused',
+      reason: 'OWNERSHIP_LOST',
+      message: `product ${this.productId} actor was retired; retry`,
+    };
   }
 
   private remember(key: string, quantity: number, outcome: PurchaseOutcome): void {
@@ -384,14 +411,18 @@ export class ProductCore {
     this.recent.set(key, { productId: this.productId, quantity, outcome });
   }
 
-  private sameRequest(seen: { productId: ProductId; quantity: number }, request: PendingPurchase['request']): boolean {
+  private sameRequest(
+    seen: { productId: ProductId; quantity: number },
+    request: PendingPurchase['request'],
+  ): boolean {
     return seen.productId === request.productId && seen.quantity === request.quantity;
   }
 }
 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 
-const releasedBy = (settlement: Settlement): number => (settlement.outcome === 'cancel' ? settlement.quantity : 0);
+const releasedBy = (settlement: Settlement): number =>
+  settlement.outcome === 'cancel' ? settlement.quantity : 0;
 
 function replayOf(outcome: PurchaseOutcome): PurchaseOutcome {
   return outcome.kind === 'created' ? { kind: 'replayed', order: outcome.order } : outcome;

@@ -1,7 +1,7 @@
 import nact from 'nact';
 import type { ActorSystemRef } from 'nact';
 import type { Logger } from '../../src/logger.js';
-import { withTimeout } from '../../src/timeouts.js';
+import { sleep, withTimeout } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type { FlushResult } from './product-core.js';
 import type {
@@ -36,6 +36,8 @@ export interface ProductActorsOptions {
   cacheWriteTimeoutMs: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
   onCommitted?: (info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }) => void;
+  /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
+  mayWrite?: (productId: ProductId) => boolean;
   /** Called after every batch write with its size and duration. */
   onBatch?: (info: {
     productId: ProductId;
@@ -76,6 +78,8 @@ class Entry {
  */
 export class ProductActors {
   private readonly entries = new Map<ProductId, Entry>();
+  /** Actors being handed off: no new work; they retire once what they hold is answered. */
+  private readonly closing = new Set<Entry>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private admitting = true;
@@ -128,6 +132,29 @@ export class ProductActors {
     return { actors: this.entries.size, outstanding: this.outstanding, activations: this.activations };
   }
 
+  /**
+   * Hands off the products matching `which` (their shard moves to another node): refuses their new work
+   * (the router sends it to the next owner), waits up to `timeoutMs` for what they hold, then retires them.
+   */
+  async release(which: (productId: ProductId) => boolean, timeoutMs: number): Promise<void> {
+    const leaving = [...this.entries.values()].filter((e) => which(e.productId));
+    for (const entry of leaving) this.closing.add(entry);
+    const until = Date.now() + timeoutMs;
+    while (leaving.some((e) => e.outstanding > 0) && Date.now() < until) await sleep(5);
+    for (const entry of leaving) {
+      this.closing.delete(entry);
+      this.retire(entry, 'OWNERSHIP_LOST', `product ${entry.productId} moved to another node; retry`);
+    }
+  }
+
+  /** Retires the products matching `which` at once (their shard's lease was lost): whatever they hold is refused. */
+  retireWhere(which: (productId: ProductId) => boolean): void {
+    for (const entry of [...this.entries.values()]) {
+      if (which(entry.productId))
+        this.retire(entry, 'OWNERSHIP_LOST', `product ${entry.productId} is no longer owned here; retry`);
+    }
+  }
+
   /** Stops admitting, waits for every accepted request to be answered (up to `timeoutMs`), then stops all actors. */
   async drain(timeoutMs: number): Promise<boolean> {
     this.admitting = false;
@@ -171,11 +198,20 @@ export class ProductActors {
   }
 
   private admission(productId: ProductId): Refusal | undefined {
-    if (this.admitting) return undefined;
+    if (!this.admitting) {
+      return {
+        kind: 'refused',
+        reason: 'SHUTTING_DOWN',
+        message: `this node is shutting down; product ${productId} not taken`,
+      };
+    }
+    const entry = this.entries.get(productId);
+    const mayWrite = this.options.mayWrite?.(productId) ?? true;
+    if (mayWrite && (entry === undefined || !this.closing.has(entry))) return undefined;
     return {
       kind: 'refused',
-      reason: 'SHUTTING_DOWN',
-      message: `this node is shutting down; product ${productId} not taken`,
+      reason: 'OWNERSHIP_LOST',
+      message: `product ${productId} is not owned here now; retry`,
     };
   }
 
@@ -226,7 +262,11 @@ export class ProductActors {
     void (async () => {
       let result: FlushResult;
       try {
-        result = await store.commitBatch(batch);
+        // A node whose lease ran out does not even try (the version check would refuse it anyway).
+        result =
+          (this.options.mayWrite?.(batch.productId) ?? true)
+            ? await store.commitBatch(batch)
+            : { kind: 'version_conflict' };
         if (result.kind === 'committed') {
           // Write-through before any reply: a client never reads a stock older than its own purchase.
           await withTimeout(

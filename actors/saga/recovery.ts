@@ -11,6 +11,8 @@ export interface SagaRecoveryOptions {
   intervalMs: number;
   /** Sagas touched more recently than this are left to their live coordinator, ms. */
   idleForMs: number;
+  /** Whether this node runs the sagas of a product (it owns the product's shard). Default: all. */
+  owns?: (productId: number) => boolean;
 }
 
 /**
@@ -24,9 +26,14 @@ export class SagaRecovery {
 
   constructor(private readonly options: SagaRecoveryOptions) {}
 
-  /** Resumes every unfinished saga now; resolves with how many were started. */
+  /** Resumes every unfinished saga of this node's products now; resolves with how many were started. */
   async resumeAll(): Promise<number> {
     return this.sweep();
+  }
+
+  /** Resumes the unfinished sagas of the products matching `which` (shards just taken over). */
+  async resumeWhere(which: (productId: number) => boolean): Promise<number> {
+    return this.resume(undefined, which);
   }
 
   start(): void {
@@ -45,18 +52,29 @@ export class SagaRecovery {
     return this.sweeping;
   }
 
-  private async resume(idleForMs: number | undefined): Promise<number> {
+  private async resume(
+    idleForMs: number | undefined,
+    which?: (productId: number) => boolean,
+  ): Promise<number> {
     let started = 0;
+    const owns = this.options.owns ?? (() => true);
     try {
-      const pending = await this.options.pending({ limit: 10_000, ...(idleForMs === undefined ? {} : { idleForMs }) });
+      const pending = await this.options.pending({
+        limit: 10_000,
+        ...(idleForMs === undefined ? {} : { idleForMs }),
+      });
       for (const order of pending) {
-        if (this.options.sagas.isRunning(order.orderId)) continue;
+        if (this.options.sagas.isRunning(order.orderId) || !owns(order.productId)) continue;
+        if (which !== undefined && !which(order.productId)) continue;
         this.options.sagas.start(order, true);
         started += 1;
       }
       if (started > 0) this.options.logger.info({ resumed: started }, 'resumed unfinished sagas');
     } catch (err) {
-      this.options.logger.warn({ err: (err as Error).message }, 'saga recovery sweep failed; next sweep retries');
+      this.options.logger.warn(
+        { err: (err as Error).message },
+        'saga recovery sweep failed; next sweep retries',
+      );
     }
     return started;
   }

@@ -22,7 +22,12 @@ interface Running {
   started: number;
 }
 
-type SagaMessage = { kind: 'run'; order: SagaOrder; resumed: boolean; finish: (end: SagaResult | undefined) => void };
+type SagaMessage = {
+  kind: 'run';
+  order: SagaOrder;
+  resumed: boolean;
+  finish: (end: SagaResult | undefined) => void;
+};
 
 let spawned = 0;
 
@@ -57,7 +62,10 @@ export class SagaCoordinators {
       `saga-${order.orderId}-${(spawned += 1)}`,
       {
         onCrash: (_msg, error, ctx) => {
-          this.options.logger.error({ orderId: order.orderId, err: error }, 'saga actor crashed; recovery will resume it');
+          this.options.logger.error(
+            { orderId: order.orderId, err: error },
+            'saga actor crashed; recovery will resume it',
+          );
           finish(undefined);
           return ctx.stop;
         },
@@ -115,7 +123,8 @@ export class SagaCoordinators {
       this.options.onEnd?.(end.status, (this.now() - started) / 1000);
       return end;
     } catch (err) {
-      if (!(err instanceof SagaInterrupted)) log.error({ orderId: order.orderId, err }, 'saga failed; recovery will resume it');
+      if (!(err instanceof SagaInterrupted))
+        log.error({ orderId: order.orderId, err }, 'saga failed; recovery will resume it');
       this.options.onEnd?.('INTERRUPTED', (this.now() - started) / 1000);
       return undefined;
     } finally {

@@ -51,7 +51,8 @@ export async function runSaga(order: SagaOrder, resumed: boolean, deps: SagaDeps
 const amountOf = (order: SagaOrder): number => order.quantity * order.unitPriceCents;
 
 function cancelReason(payment: PaymentResult): string {
-  if (payment.status === 'declined') return `payment declined${payment.declineReason ? `: ${payment.declineReason}` : ''}`;
+  if (payment.status === 'declined')
+    return `payment declined${payment.declineReason ? `: ${payment.declineReason}` : ''}`;
   if (payment.status === 'refunded') return 'payment refunded: the saga passed its deadline';
   return 'payment voided: the saga passed its deadline';
 }
@@ -69,12 +70,22 @@ async function decidePayment(order: SagaOrder, resumed: boolean, deps: SagaDeps)
         if (known !== undefined) return known;
       }
       if (deps.now() >= order.deadline) return await deps.payments.void(order.paymentKey);
-      return await deps.payments.charge({ key: order.paymentKey, amountCents: amountOf(order), orderId: order.orderId });
+      return await deps.payments.charge({
+        key: order.paymentKey,
+        amountCents: amountOf(order),
+        orderId: order.orderId,
+      });
     } catch (err) {
       const retryable = (err as { retryable?: boolean }).retryable !== false;
-      deps.log('payment step failed', { orderId: order.orderId, attempt, retryable, err: (err as Error).message });
+      deps.log('payment step failed', {
+        orderId: order.orderId,
+        attempt,
+        retryable,
+        err: (err as Error).message,
+      });
       // A non-retryable refusal (the key reused with another amount) can only be settled by cancelling.
-      if (!retryable) return { key: order.paymentKey, status: 'declined', declineReason: (err as Error).message };
+      if (!retryable)
+        return { key: order.paymentKey, status: 'declined', declineReason: (err as Error).message };
       await deps.sleep(Math.min(delay, Math.max(0, order.deadline - deps.now()) || delay));
       delay = Math.min(delay * 2, BACKOFF_CAP_MS);
     }
@@ -93,7 +104,8 @@ async function settle(settlement: Settlement, deps: SagaDeps): Promise<SagaResul
       // The saga row moved on while the order stayed pending: not ours to fix here; recovery will.
       throw new SagaInterrupted(`saga ${settlement.orderId} row changed without settling`);
     }
-    if (deps.stopping()) throw new SagaInterrupted(`saga ${settlement.orderId} left off before settling: node stopping`);
+    if (deps.stopping())
+      throw new SagaInterrupted(`saga ${settlement.orderId} left off before settling: node stopping`);
     deps.log('settlement not taken; retrying', { orderId: settlement.orderId, outcome });
     await deps.sleep(delay);
     delay = Math.min(delay * 2, BACKOFF_CAP_MS);

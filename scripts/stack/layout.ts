@@ -12,7 +12,11 @@ export const DOCKER_DIR = path.join(REPO_ROOT, 'docker');
 /** Every server listens on loopback only. */
 export const STACK_HOST = '127.0.0.1';
 
-/** Ports of the local stack: none is a system default, so the machine's own servers never collide. */
+/**
+ * Ports of the local stack: none is a system default, so the machine's own servers never collide. The
+ * exception is on purpose: nginx listens on 8080, the service's documented port, so clients of `npm start`
+ * talk to the load balancer; the app nodes behind it (`npm start`, scripts/start.mjs) listen on `appNodes`.
+ */
 export const STACK_PORTS = Object.freeze({
   primary: 13306,
   replica: 13307,
@@ -20,7 +24,14 @@ export const STACK_PORTS = Object.freeze({
   kafka: 19092,
   kafkaController: 19093,
   payment: 18090,
+  nginx: 8080,
+  appNodes: Object.freeze([8081, 8082] as const),
 });
+
+/** The app nodes nginx balances over, as `npm start` runs them: `NODE_ID=node-<n>`, `PORT=<port>`. */
+export const APP_NODES: readonly { readonly id: string; readonly port: number }[] = Object.freeze(
+  STACK_PORTS.appNodes.map((port, index) => Object.freeze({ id: `node-${index + 1}`, port })),
+);
 
 /** Accounts the stack creates on the primary (they replicate to the replica). */
 export const STACK_MYSQL = Object.freeze({
@@ -35,7 +46,7 @@ export const STACK_MYSQL = Object.freeze({
 export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze([`${STACK_HOST}:${STACK_PORTS.kafka}`]);
 
 /** Names of the servers the stack runs, in no particular order. */
-export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka' | 'payment';
+export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka' | 'payment' | 'nginx';
 
 export interface ServerPaths {
   /** The server's own data folder. */

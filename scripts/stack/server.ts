@@ -28,6 +28,11 @@ export interface ServerSpec extends ServerPaths {
   readonly stopTimeoutMs: number;
   /** Basename of the executable, used with `dataDir` to recognise our process. */
   readonly executable: string;
+  /**
+   * Recognises this server's process by its argv, for servers that rewrite their process title (nginx);
+   * default: argv[0] is `executable` and an argument contains `dataDir`.
+   */
+  owns?(argv: readonly string[]): boolean;
   /** First-run work before a spawn (init a datadir, write configs); must be idempotent. */
   prepare(): Promise<void>;
   command(): DetachedCommand;
@@ -58,6 +63,7 @@ export interface StartResult {
 }
 
 function isOurs(spec: ServerSpec, argv: readonly string[]): boolean {
+  if (spec.owns !== undefined) return spec.owns(argv);
   const executable = argv[0]?.split('/').pop() ?? '';
   return executable === spec.executable && argv.some((arg) => arg.includes(spec.dataDir));
 }

@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { kafka } from './kafka.js';
 import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
+import { nginx } from './nginx.js';
 import { payment } from './payment.js';
 import { StackError, isAlive, readPid } from './process.js';
 import { redis } from './redis.js';
@@ -17,11 +18,18 @@ import {
   type StartResult,
 } from './server.js';
 
-export { STACK_HOST, STACK_KAFKA_BROKERS, STACK_MYSQL, STACK_PORTS, type ServerName } from './layout.js';
+export {
+  APP_NODES,
+  STACK_HOST,
+  STACK_KAFKA_BROKERS,
+  STACK_MYSQL,
+  STACK_PORTS,
+  type ServerName,
+} from './layout.js';
 export type { ServerStatus, StartResult } from './server.js';
 
 /** Every server of the stack. Adding one = one module exporting a ServerSpec, listed here. */
-export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka, payment];
+export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka, payment, nginx];
 
 export type StackStatus = Record<ServerName, ServerStatus>;
 export type StackStartResults = Record<ServerName, StartResult>;

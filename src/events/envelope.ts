@@ -60,7 +60,15 @@ export function newEvent<K extends EventType>(
   data: EventData[K],
   occurredAt: string = new Date().toISOString(),
 ): EventEnvelope<K> {
-  return { eventId: uuidv7(), type, schemaVersion: EVENT_SCHEMA_VERSION, productId, orderId, occurredAt, data } as EventEnvelope<K>;
+  return {
+    eventId: uuidv7(),
+    type,
+    schemaVersion: EVENT_SCHEMA_VERSION,
+    productId,
+    orderId,
+    occurredAt,
+    data,
+  };
 }
 
 export function encodeEvent(event: EventEnvelope): Buffer {
@@ -69,15 +77,31 @@ export function encodeEvent(event: EventEnvelope): Buffer {
 
 export function decodeEvent(value: Uint8Array): EventEnvelope {
   const event = decode(value) as EventEnvelope;
-  if (typeof event !== 'object' || event === null || typeof event.eventId !== 'string' || !EVENT_TYPES.includes(event.type)) {
+  if (
+    typeof event !== 'object' ||
+    event === null ||
+    typeof event.eventId !== 'string' ||
+    !EVENT_TYPES.includes(event.type)
+  ) {
     throw new Error('not a flash-sale event');
   }
   return event;
 }
 
 /** Rows for `INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch) VALUES ?`. */
-export function outboxRows(events: readonly EventEnvelope[], topics: Topics, ownerEpoch: number): unknown[][] {
-  return events.map((e) => [e.eventId, topicOf(e.type, topics), String(e.productId), e.type, encodeEvent(e), ownerEpoch]);
+export function outboxRows(
+  events: readonly EventEnvelope[],
+  topics: Topics,
+  ownerEpoch: number,
+): unknown[][] {
+  return events.map((e) => [
+    e.eventId,
+    topicOf(e.type, topics),
+    String(e.productId),
+    e.type,
+    encodeEvent(e),
+    ownerEpoch,
+  ]);
 }
 
 export const OUTBOX_INSERT =

@@ -13,9 +13,13 @@ export function orderRoutes(deps: { sagaStore: SagaStore }): Route[] {
       pattern: '/orders/:id',
       handler: async (ctx) => {
         const id = ctx.params[0]!;
-        if (!ORDER_ID.test(id)) throw new AppError('VALIDATION_FAILED', `order id must be a UUID, got ${JSON.stringify(id)}`, { field: 'id' });
+        if (!ORDER_ID.test(id))
+          throw new AppError('VALIDATION_FAILED', `order id must be a UUID, got ${JSON.stringify(id)}`, {
+            field: 'id',
+          });
         const order = await deps.sagaStore.order(id);
-        if (order === undefined) return errorReply(new AppError('ORDER_NOT_FOUND', `order ${id} does not exist`, { field: 'id' }));
+        if (order === undefined)
+          return errorReply(new AppError('ORDER_NOT_FOUND', `order ${id} does not exist`, { field: 'id' }));
         return json(200, order);
       },
     },

@@ -48,7 +48,10 @@ function orderReply(order: OrderView, replayed: boolean, reason: string | undefi
   if (replayed) headers['Idempotent-Replayed'] = 'true';
   if (order.status === 'CONFIRMED') return json(201, orderBody(order), headers);
   if (order.status === 'PENDING') return json(202, orderBody(order), headers);
-  const error = new AppError('PAYMENT_DECLINED', `order ${order.orderId} was cancelled: ${reason ?? 'payment failed'}`);
+  const error = new AppError(
+    'PAYMENT_DECLINED',
+    `order ${order.orderId} was cancelled: ${reason ?? 'payment failed'}`,
+  );
   return json(402, { ...error.toBody(), ...orderBody(order), reason: reason ?? null }, headers);
 }
 

@@ -48,7 +48,12 @@ export class BaselinePurchases {
   async purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
     return this.underLock(request.productId, request.deadline, async (conn, row) => {
       if (row.stock < request.quantity) {
-        return { kind: 'out_of_stock', productId: request.productId, requested: request.quantity, available: row.stock };
+        return {
+          kind: 'out_of_stock',
+          productId: request.productId,
+          requested: request.quantity,
+          available: row.stock,
+        };
       }
       const order = {
         id: uuidv7(),
@@ -58,15 +63,26 @@ export class BaselinePurchases {
         quantity: request.quantity,
         unitPriceCents: row.priceCents,
       };
-      const result = await this.write(conn, row, request.productId, { orders: [order], newStock: row.stock - request.quantity });
+      const result = await this.write(conn, row, request.productId, {
+        orders: [order],
+        newStock: row.stock - request.quantity,
+      });
       switch (result.kind) {
         case 'committed':
-          await this.decrementCachedStock(request.productId, request.quantity, result.version, row.stock - request.quantity);
+          await this.decrementCachedStock(
+            request.productId,
+            request.quantity,
+            result.version,
+            row.stock - request.quantity,
+          );
           return { kind: 'created', order: orderView(order, result.committedAt) };
         case 'duplicates': {
           const { idempotencyKey: _key, ...existing } = result.existing[0]!;
           if (existing.productId !== request.productId || existing.quantity !== request.quantity) {
-            return refused('IDEMPOTENCY_KEY_REUSED', `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`);
+            return refused(
+              'IDEMPOTENCY_KEY_REUSED',
+              `Idempotency-Key ${JSON.stringify(request.idempotencyKey)} was already used for a different purchase`,
+            );
           }
           return { kind: 'replayed', order: existing };
         }
@@ -80,20 +96,29 @@ export class BaselinePurchases {
   async settle(settlement: Settlement, deadline: number): Promise<SettleOutcome> {
     return this.underLock(settlement.productId, deadline, async (conn, row): Promise<SettleOutcome> => {
       const released = settlement.outcome === 'cancel' ? settlement.quantity : 0;
-      const result = await this.write(conn, row, settlement.productId, { settlements: [settlement], newStock: row.stock + released });
+      const result = await this.write(conn, row, settlement.productId, {
+        settlements: [settlement],
+        newStock: row.stock + released,
+      });
       if (result.kind === 'committed') {
-        if (released > 0) await this.setCachedStock(settlement.productId, row.stock + released, result.version);
+        if (released > 0)
+          await this.setCachedStock(settlement.productId, row.stock + released, result.version);
         return { kind: 'settled', status: settlement.outcome === 'confirm' ? 'CONFIRMED' : 'CANCELLED' };
       }
-      if (result.kind === 'settled_elsewhere') return { kind: 'already', status: result.sagas[0]?.status ?? 'PENDING' };
-      return refused('OWNERSHIP_LOST', `product ${settlement.productId} changed during the settlement; retry`);
+      if (result.kind === 'settled_elsewhere')
+        return { kind: 'already', status: result.sagas[0]?.status ?? 'PENDING' };
+      return refused(
+        'OWNERSHIP_LOST',
+        `product ${settlement.productId} changed during the settlement; retry`,
+      );
     });
   }
 
   async restock(productId: number, quantity: number, deadline: number): Promise<RestockOutcome> {
     return this.underLock(productId, deadline, async (conn, row): Promise<RestockOutcome> => {
       const result = await this.write(conn, row, productId, { newStock: row.stock + quantity });
-      if (result.kind !== 'committed') return refused('OWNERSHIP_LOST', `product ${productId} changed during the restock; retry`);
+      if (result.kind !== 'committed')
+        return refused('OWNERSHIP_LOST', `product ${productId} changed during the restock; retry`);
       await this.setCachedStock(productId, row.stock + quantity, result.version);
       return { kind: 'restocked', productId, stock: row.stock + quantity, version: result.version };
     });
@@ -114,24 +139,40 @@ export class BaselinePurchases {
       orders: change.orders ?? [],
       settlements: change.settlements ?? [],
     };
-    const result = await writeBatch(conn, batch, { ...this.deps.writer, ownerEpoch: 0, strategy: 'baseline' });
+    const result = await writeBatch(conn, batch, {
+      ...this.deps.writer,
+      ownerEpoch: 0,
+      strategy: 'baseline',
+    });
     await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
     if (result.kind === 'committed') this.deps.onCommit?.();
     return result;
   }
 
   /** Takes the Redis lock, opens a transaction and locks the row; PRODUCT_NOT_FOUND if there is none. */
-  private async underLock<T>(productId: number, deadline: number, work: (conn: PoolConnection, row: LockedRow) => Promise<T | Refusal>): Promise<T | Refusal> {
+  private async underLock<T>(
+    productId: number,
+    deadline: number,
+    work: (conn: PoolConnection, row: LockedRow) => Promise<T | Refusal>,
+  ): Promise<T | Refusal> {
     const key = `${this.deps.keyPrefix}lock:product:${productId}`;
     const token = await this.deps.lock.acquire(key, this.deps.lockTtlMs ?? 5_000, deadline);
-    if (token === undefined) return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
+    if (token === undefined)
+      return refused('DEADLINE_EXCEEDED', `could not lock product ${productId} before the deadline`);
     const conn = await this.deps.primary.getConnection();
     try {
       await conn.query('START TRANSACTION');
-      const [rows] = await conn.query<RowDataPacket[]>('SELECT stock, version, price_cents FROM products WHERE id = ? FOR UPDATE', [productId]);
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT stock, version, price_cents FROM products WHERE id = ? FOR UPDATE',
+        [productId],
+      );
       const found = rows[0];
       if (found === undefined) return refused('PRODUCT_NOT_FOUND', `product ${productId} does not exist`);
-      const outcome = await work(conn, { stock: Number(found['stock']), version: Number(found['version']), priceCents: Number(found['price_cents']) });
+      const outcome = await work(conn, {
+        stock: Number(found['stock']),
+        version: Number(found['version']),
+        priceCents: Number(found['price_cents']),
+      });
       await conn.query('ROLLBACK'); // no-op after COMMIT; ends a transaction the work left open (out of stock)
       return outcome;
     } catch (err) {
@@ -139,13 +180,23 @@ export class BaselinePurchases {
       throw err;
     } finally {
       conn.release();
-      await this.deps.lock.release(key, token).catch((err: unknown) =>
-        this.deps.logger.warn({ productId, err: (err as Error).message }, 'lock release failed; it expires with its TTL'),
-      );
+      await this.deps.lock
+        .release(key, token)
+        .catch((err: unknown) =>
+          this.deps.logger.warn(
+            { productId, err: (err as Error).message },
+            'lock release failed; it expires with its TTL',
+          ),
+        );
     }
   }
 
-  private async decrementCachedStock(productId: number, quantity: number, version: number, stock: number): Promise<void> {
+  private async decrementCachedStock(
+    productId: number,
+    quantity: number,
+    version: number,
+    stock: number,
+  ): Promise<void> {
     try {
       const left = await this.deps.cache.decrementStock(productId, quantity, version);
       // Nothing cached, or a cache that disagrees with the row we just locked: the row wins.
@@ -156,13 +207,14 @@ export class BaselinePurchases {
   }
 
   private async setCachedStock(productId: number, stock: number, version: number): Promise<void> {
-    await this.deps.cache.setStock(productId, stock, version).catch((err: unknown) =>
-      this.deps.logger.warn({ productId, err: (err as Error).message }, 'stock write-through failed'),
-    );
+    await this.deps.cache
+      .setStock(productId, stock, version)
+      .catch((err: unknown) =>
+        this.deps.logger.warn({ productId, err: (err as Error).message }, 'stock write-through failed'),
+      );
   }
 }
 
 function refused(reason: PurchaseRefusal, message: string): Refusal {
   return { kind: 'refused', reason, message };
 }
-

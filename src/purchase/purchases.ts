@@ -33,7 +33,10 @@ export interface PurchasesDeps {
   baseline: BaselinePurchases;
   sagas: SagaCoordinators;
   sagaStore: SagaStore;
-  config: { purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>; saga: Pick<Config['saga'], 'deadlineMs' | 'waitBudgetMs'> };
+  config: {
+    purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>;
+    saga: Pick<Config['saga'], 'deadlineMs' | 'waitBudgetMs'>;
+  };
   metrics?: Metrics;
 }
 
@@ -67,7 +70,10 @@ export class Purchases {
             return outcome;
           });
     const outcome = await this.bounded(pending);
-    this.deps.metrics?.purchases.inc({ strategy, outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind });
+    this.deps.metrics?.purchases.inc({
+      strategy,
+      outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
+    });
     if (outcome.kind !== 'created' && outcome.kind !== 'replayed') return outcome;
     const budget = this.deps.config.saga.waitBudgetMs - (Date.now() - started);
     const settled = await this.settledStatus(outcome.order.orderId, budget);
@@ -115,7 +121,10 @@ export class Purchases {
   }
 
   /** Waits for a live saga within the budget; otherwise the database says where the order stands. */
-  private async settledStatus(orderId: string, budgetMs: number): Promise<{ status: OrderStatus; reason?: string }> {
+  private async settledStatus(
+    orderId: string,
+    budgetMs: number,
+  ): Promise<{ status: OrderStatus; reason?: string }> {
     const live = await this.deps.sagas.waitFor(orderId, budgetMs);
     if (live !== undefined) return live;
     const stored = await this.deps.sagaStore.order(orderId);

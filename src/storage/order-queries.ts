@@ -32,4 +32,3 @@ export async function findOrdersByIdempotency(
   const wanted = new Set(keys.map((k) => `${k.userId}\u0000${k.idempotencyKey}`));
   return rows.map(toExistingOrder).filter((o) => wanted.has(`${o.userId}\u0000${o.idempotencyKey}`));
 }
-

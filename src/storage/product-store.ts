@@ -10,7 +10,7 @@ export class MysqlProductStore implements ProductStore {
   constructor(
     private readonly primary: Pool,
     private readonly options: Omit<BatchWriterOptions, 'ownerEpoch' | 'strategy'>,
-    private readonly ownerEpoch: () => number = () => 0,
+    private readonly ownerEpoch: (productId: number) => number = () => 0,
   ) {}
 
   async load(productId: number): Promise<ProductRecord | undefined> {
@@ -33,7 +33,11 @@ export class MysqlProductStore implements ProductStore {
     const conn = await this.primary.getConnection();
     try {
       await conn.query('START TRANSACTION');
-      const result = await writeBatch(conn, batch, { ...this.options, ownerEpoch: this.ownerEpoch(), strategy: 'actor' });
+      const result = await writeBatch(conn, batch, {
+        ...this.options,
+        ownerEpoch: this.ownerEpoch(batch.productId),
+        strategy: 'actor',
+      });
       await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
       return result;
     } catch (err) {

@@ -32,7 +32,11 @@ export class SagaStore {
    * Sagas not yet terminal, oldest first. `idleForMs` skips those touched more recently (a live
    * coordinator is probably still on them); `productIds` limits to products this node owns.
    */
-  async pending(options: { limit: number; idleForMs?: number; productIds?: readonly number[] }): Promise<SagaOrder[]> {
+  async pending(options: {
+    limit: number;
+    idleForMs?: number;
+    productIds?: readonly number[];
+  }): Promise<SagaOrder[]> {
     if (options.productIds !== undefined && options.productIds.length === 0) return [];
     const where = ["s.state = 'PAYMENT_PENDING'"];
     const params: unknown[] = [];

@@ -50,7 +50,12 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   const user = uniq('u');
   const acknowledged: { status: number; orderId?: string }[] = [];
   const inFlight = Array.from({ length: 200 }, (_, i) =>
-    post(first.base, '/purchases', { productId, quantity: 1 }, { 'x-user-id': user, 'idempotency-key': `c${i}` }).then(
+    post(
+      first.base,
+      '/purchases',
+      { productId, quantity: 1 },
+      { 'x-user-id': user, 'idempotency-key': `c${i}` },
+    ).then(
       (a) => acknowledged.push({ status: a.status, orderId: a.body.orderId }),
       () => undefined, // the connection died with the node: not acknowledged
     ),
@@ -70,15 +75,26 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   }
   t.equal(after.pending, 0, 'every order is terminal after the restart');
   t.equal(after.stock + after.sold, INITIAL, 'stock + confirmed = initial');
-  t.ok(after.confirmed > 0 && after.cancelledQuantity > 0, `confirmed ${after.confirmed}, cancelled ${after.cancelledQuantity}`);
+  t.ok(
+    after.confirmed > 0 && after.cancelledQuantity > 0,
+    `confirmed ${after.confirmed}, cancelled ${after.cancelledQuantity}`,
+  );
   const stats = provider.stats();
-  t.equal(stats.charges - stats.refunded, after.confirmed, 'every confirmed order charged once; cancelled ones not (or refunded)');
+  t.equal(
+    stats.charges - stats.refunded,
+    after.confirmed,
+    'every confirmed order charged once; cancelled ones not (or refunded)',
+  );
   const withOrders = acknowledged.filter((a) => a.orderId !== undefined);
-  t.ok(withOrders.length > 0, `${withOrders.length} purchases were acknowledged with an order before the kill`);
+  t.ok(
+    withOrders.length > 0,
+    `${withOrders.length} purchases were acknowledged with an order before the kill`,
+  );
   for (const a of withOrders) {
     const [[row]] = (await mysql.primary.query('SELECT status FROM orders WHERE id = ?', [a.orderId])) as any;
     if (row === undefined) t.fail(`acknowledged order ${a.orderId} was lost`);
-    else if (a.status === 201 && row.status !== 'CONFIRMED') t.fail(`confirmed order ${a.orderId} is now ${row.status}`);
+    else if (a.status === 201 && row.status !== 'CONFIRMED')
+      t.fail(`confirmed order ${a.orderId} is now ${row.status}`);
     else if (row.status === 'PENDING') t.fail(`acknowledged order ${a.orderId} is still pending`);
   }
 
@@ -89,13 +105,23 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   let left = after.stock;
   for (let i = 0; left > 0; i += 1) {
     const quantity = Math.min(10, left);
-    const a = await post(second.base, '/purchases', { productId, quantity }, { 'x-user-id': user, 'idempotency-key': `rest-${i}` });
+    const a = await post(
+      second.base,
+      '/purchases',
+      { productId, quantity },
+      { 'x-user-id': user, 'idempotency-key': `rest-${i}` },
+    );
     if (a.status !== 201 && a.status !== 202) {
       t.fail(`buying the rest: ${a.status} ${JSON.stringify(a.body)}`);
       break;
     }
     left -= quantity;
   }
-  const oneMore = await post(second.base, '/purchases', { productId, quantity: 1 }, { 'x-user-id': user, 'idempotency-key': 'one-more' });
+  const oneMore = await post(
+    second.base,
+    '/purchases',
+    { productId, quantity: 1 },
+    { 'x-user-id': user, 'idempotency-key': 'one-more' },
+  );
   t.equal(oneMore.status, 409, 'then it is sold out');
 });

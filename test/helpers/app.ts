@@ -7,7 +7,11 @@ import { openInfrastructure, type Infrastructure } from '../../src/infrastructur
 import { createLogger } from '../../src/logger.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { createPaymentProvider, type PaymentProvider, type PaymentProviderOptions } from '../../src/payment-provider/server.js';
+import {
+  createPaymentProvider,
+  type PaymentProvider,
+  type PaymentProviderOptions,
+} from '../../src/payment-provider/server.js';
 import { uws } from './http.js';
 
 let migrated: Promise<unknown> | undefined;
@@ -70,6 +74,9 @@ export async function startApp(
     KAFKA_TOPIC_ORDERS: `${id}.orders`,
     KAFKA_TOPIC_PAYMENTS: `${id}.payments`,
     KAFKA_TOPIC_PARTITIONS: '1',
+    // A one-node cluster under heavy load in one process: long leases, so event-loop lag cannot expire them.
+    LEASE_TTL_MS: '10000',
+    LEASE_RENEW_MS: '1000',
     ...env,
   });
   migrated ??= migrate(config.mysql.primary);
@@ -85,11 +92,9 @@ export async function startApp(
     projection: options.projection ? { groupId: `${id}-projection` } : false,
   });
   const port = await app.server.listen('127.0.0.1', 0);
-  if (options.recover) await app.start();
-  else {
-    app.relay.start();
-    app.projection?.start();
-  }
+  // Each test app is a one-node cluster of its own (its key prefix): it owns every shard. Recovery stays
+  // off unless asked: the database is shared, and another test's unfinished sagas are not this app's.
+  await app.start(port, { recover: options.recover === true });
   const base = `http://127.0.0.1:${port}`;
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {

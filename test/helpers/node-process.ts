@@ -29,7 +29,11 @@ export interface AppNode {
  * Runs the service as a real child process (`node --import tsx src/main.ts`) with `env` on a free port,
  * and waits until /ready answers 200. It is killed when the test ends if still running.
  */
-export async function startNode(t: Test, env: Record<string, string>, readyTimeoutMs = 60_000): Promise<AppNode> {
+export async function startNode(
+  t: Test,
+  env: Record<string, string>,
+  readyTimeoutMs = 60_000,
+): Promise<AppNode> {
   const port = env['PORT'] === undefined ? await freePort() : Number(env['PORT']);
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
@@ -49,7 +53,8 @@ export async function startNode(t: Test, env: Record<string, string>, readyTimeo
   const base = `http://127.0.0.1:${port}`;
   const until = Date.now() + readyTimeoutMs;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`app node exited with ${child.exitCode} before it was ready:\n${output}`);
+    if (child.exitCode !== null)
+      throw new Error(`app node exited with ${child.exitCode} before it was ready:\n${output}`);
     const status = await request(`${base}/ready`)
       .then(async (res) => {
         await res.body.dump();

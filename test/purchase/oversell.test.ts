@@ -14,6 +14,8 @@ async function sellOut(t: Test, running: RunningApp, strategy: 'actor' | 'baseli
       running.purchase(productId, quantity, `${run}-${i % 400}`, `${run}-k${i}`),
     ),
   );
+  const odd = answers.find((a) => a.status === 402 || a.status === 202);
+  if (odd) t.comment(`unexpected: ${odd.status} ${JSON.stringify(odd.body)}`);
   const byStatus = new Map<number, number>();
   for (const a of answers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
   const created = answers.filter((a) => a.status === 201);
@@ -45,7 +47,8 @@ async function sellOut(t: Test, running: RunningApp, strategy: 'actor' | 'baseli
 }
 
 t.test('actor path', async (t) => {
-  const running = await startApp(t);
+  // 2,000 requests flood this one process (client and server): let the sagas finish within the answer.
+  const running = await startApp(t, { PURCHASE_WAIT_BUDGET_MS: '15000' });
   await sellOut(t, running, 'actor');
 });
 

@@ -1,0 +1,172 @@
+/**
+ * Closed-loop purchase load: `connections` workers, each sends `POST /purchases` and waits for the answer
+ * before sending the next, until the phase ends. Latencies go into Node's built-in HDR histogram
+ * (perf_hooks.createHistogram, 3 significant digits, recorded in µs). Closed loop means the generator
+ * slows down with the service, so latencies omit the waiting a fixed arrival rate would have caused
+ * (coordinated omission); rates and latencies are those of C requests always in flight.
+ */
+import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
+import type { Dispatcher } from 'undici';
+import { errorCode } from './api.js';
+import { num } from './report.js';
+import type { BenchIO } from './types.js';
+
+/** Distinct X-User-Id values a phase spreads its purchases over. */
+const USERS = 100_000;
+const HISTOGRAM_MAX_US = 120_000_000; // 2 min
+
+export interface PurchaseAttempt {
+  readonly productId: number;
+  readonly userId: string;
+  readonly key: string;
+  /** What was answered: `503 OVERLOADED`, `transport UND_ERR_SOCKET`, ... */
+  readonly answer: string;
+}
+
+export interface PhaseResult {
+  readonly label: string;
+  readonly productId: number;
+  readonly connections: number;
+  /** Length of the measuring window, s (answers after it still count for correctness, not for the rate). */
+  readonly windowS: number;
+  readonly sent: number;
+  /** 201 answers without Idempotent-Replayed: confirmed orders this phase created (the rate counts these). */
+  readonly created: number;
+  readonly createdInWindow: number;
+  /** 402 answers: an order was made and cancelled (payment declined; its stock released). */
+  readonly declined: number;
+  /** Keys answered 202: the order exists, its saga had not ended when the answer went out. */
+  readonly pendingKeys: readonly string[];
+  /** 201 answers with Idempotent-Replayed (keys are unique, so these should be 0). */
+  readonly replayed: number;
+  /** Answers other than a fresh 201, by `status CODE` (or `transport ERR_CODE`). */
+  readonly failures: Readonly<Record<string, number>>;
+  readonly failed: number;
+  /** 5xx and transport errors: the outcome is unknown until the key is retried. */
+  readonly ambiguous: readonly PurchaseAttempt[];
+  /** Latency of the 201 answers. */
+  readonly latency: RecordableHistogram;
+  readonly perS: number;
+  /** The measuring window on the monotonic clock, µs (the clock of V8 .cpuprofile timestamps on Linux). */
+  readonly monotonicUs: { readonly start: number; readonly end: number };
+}
+
+export interface PurchasePhase {
+  readonly http: Dispatcher;
+  readonly productId: number;
+  readonly connections: number;
+  readonly durationS: number;
+  readonly label: string;
+  /** Prefix of every Idempotency-Key of the phase; must be unique per run and phase. */
+  readonly keyPrefix: string;
+  readonly io: BenchIO;
+}
+
+const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+export function newLatencyHistogram(): RecordableHistogram {
+  return createHistogram({ lowest: 1, highest: HISTOGRAM_MAX_US, figures: 3 });
+}
+
+export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResult> {
+  const { http, productId, connections, io } = phase;
+  const body = JSON.stringify({ productId, quantity: 1 });
+  const latency = newLatencyHistogram();
+  const failures: Record<string, number> = {};
+  const ambiguous: PurchaseAttempt[] = [];
+  let sent = 0;
+  let created = 0;
+  let createdInWindow = 0;
+  let replayed = 0;
+  let failed = 0;
+  let declined = 0;
+  const pendingKeys: string[] = [];
+  const startedAt = performance.now();
+  const monotonicStart = monotonicUs();
+  const endAt = startedAt + phase.durationS * 1000;
+  let open = true;
+
+  const fail = (answer: string, attempt: Omit<PurchaseAttempt, 'answer'>, isAmbiguous: boolean): void => {
+    failed += 1;
+    failures[answer] = (failures[answer] ?? 0) + 1;
+    if (isAmbiguous) ambiguous.push({ ...attempt, answer });
+  };
+
+  const worker = async (w: number): Promise<void> => {
+    for (let seq = 0; open && !io.signal.aborted; seq += 1) {
+      const userId = `bench-u${(w * 7_919 + seq * 104_729) % USERS}`;
+      const key = `${phase.keyPrefix}-${w}-${seq}`;
+      const started = performance.now();
+      sent += 1;
+      try {
+        const res = await http.request({
+          path: '/purchases',
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-user-id': userId, 'idempotency-key': key },
+          body,
+        });
+        if (res.statusCode === 201) {
+          await res.body.dump();
+          const finished = performance.now();
+          latency.record(Math.max(1, Math.round((finished - started) * 1000)));
+          if (res.headers['idempotent-replayed'] === 'true') replayed += 1;
+          else {
+            created += 1;
+            if (finished <= endAt) createdInWindow += 1;
+          }
+        } else {
+          const text = await res.body.text();
+          if (res.statusCode === 202) pendingKeys.push(key);
+          else if (res.statusCode === 402) declined += 1;
+          fail(
+            `${res.statusCode} ${res.statusCode === 202 ? 'PENDING' : errorCode(text)}`,
+            { productId, userId, key },
+            res.statusCode >= 500,
+          );
+        }
+      } catch (err) {
+        fail(
+          `transport ${(err as { code?: string }).code ?? (err as Error).name}`,
+          { productId, userId, key },
+          true,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 10)); // no hot loop against a dead socket
+      }
+    }
+  };
+
+  let lastCreated = 0;
+  const ticker = setInterval(() => {
+    const elapsed = (performance.now() - startedAt) / 1000;
+    const rate = created - lastCreated;
+    lastCreated = created;
+    io.progress(
+      `[${phase.label}] ${elapsed.toFixed(0).padStart(3)}s  ${num(rate).padStart(7)}/s  (mean ${num(created / elapsed)}/s)  ok ${num(created)}  errors ${num(failed)}`,
+    );
+  }, 1000);
+  const closer = setTimeout(() => (open = false), phase.durationS * 1000);
+  try {
+    await Promise.all(Array.from({ length: connections }, (_, w) => worker(w)));
+  } finally {
+    clearInterval(ticker);
+    clearTimeout(closer);
+  }
+  return {
+    label: phase.label,
+    productId,
+    connections,
+    windowS: phase.durationS,
+    sent,
+    created,
+    createdInWindow,
+    replayed,
+    declined,
+    pendingKeys,
+    failures,
+    failed,
+    ambiguous,
+    latency,
+    perS: createdInWindow / phase.durationS,
+    monotonicUs: { start: monotonicStart, end: monotonicStart + phase.durationS * 1e6 },
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * Summarises a V8 .cpuprofile (from `npm run bench -- <scenario> --cpu-prof`): self time by package or
+ * project folder, and the hottest functions. With a bench result file, only the samples inside the
+ * phases whose label contains <text> count (phase windows are on the same monotonic clock as V8's).
+ *   npx tsx bench/profile-summary.ts <file.cpuprofile> [--result <bench/out/x.json> --phase <text>] [--top n]
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+}
+
+interface Profile {
+  nodes: ProfileNode[];
+  startTime: number;
+  endTime: number;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+type Window = { start: number; end: number };
+
+/** The package (node_modules/<pkg>), project folder (src/http, actors/product) or V8 bucket of a frame. */
+function areaOf(url: string, functionName: string): string {
+  if (url === '') return functionName.startsWith('(') ? functionName : '(native)';
+  if (url.startsWith('node:')) return url;
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return pkg[1]!;
+  const own = /\/(?:dist\/)?((?:src|actors)\/[^/]+)(?:\/|\.js)/.exec(url);
+  return own ? own[1]! : url;
+}
+
+function summarise(profile: Profile, windows: readonly Window[] | undefined, top: number): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const selfUs = new Map<number, number>();
+  let at = profile.startTime;
+  let wallUs = 0;
+  profile.samples.forEach((id, i) => {
+    const dt = profile.timeDeltas[i] ?? 0;
+    at += dt;
+    if (windows !== undefined && !windows.some((w) => at >= w.start && at < w.end)) return;
+    wallUs += dt;
+    selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
+  });
+  const isIdle = (id: number) => byId.get(id)?.callFrame.functionName === '(idle)';
+  const busyUs = [...selfUs].filter(([id]) => !isIdle(id)).reduce((sum, [, us]) => sum + us, 0);
+  const areas = new Map<string, number>();
+  const functions = new Map<string, number>();
+  for (const [id, us] of selfUs) {
+    if (isIdle(id)) continue;
+    const frame = byId.get(id)!.callFrame;
+    const area = areaOf(frame.url, frame.functionName);
+    areas.set(area, (areas.get(area) ?? 0) + us);
+    const fn = `${frame.functionName || '(anonymous)'} ${area}:${frame.lineNumber + 1}`;
+    functions.set(fn, (functions.get(fn) ?? 0) + us);
+  }
+  const share = (us: number) => `${((us / busyUs) * 100).toFixed(1).padStart(5)}%`;
+  return [
+    `${(wallUs / 1e6).toFixed(1)} s of samples, ${(busyUs / 1e6).toFixed(1)} s busy (${((busyUs / wallUs) * 100).toFixed(0)}% of one core); shares below are of busy time`,
+    '',
+    'self time by area:',
+    ...[...areas]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([area, us]) => `  ${share(us)}  ${area}`),
+    '',
+    'hottest functions (self time):',
+    ...[...functions]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([fn, us]) => `  ${share(us)}  ${fn}`),
+  ].join('\n');
+}
+
+function phaseWindows(resultFile: string, text: string): Window[] {
+  const result = JSON.parse(readFileSync(resultFile, 'utf8')) as {
+    details?: { phases?: { label: string; monotonicUs?: Window }[] };
+  };
+  const windows = (result.details?.phases ?? [])
+    .filter((p) => p.label.includes(text) && p.monotonicUs !== undefined)
+    .map((p) => p.monotonicUs!);
+  if (windows.length === 0)
+    throw new Error(`no phase of ${resultFile} has a label containing ${JSON.stringify(text)}`);
+  return windows;
+}
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { result: { type: 'string' }, phase: { type: 'string' }, top: { type: 'string', default: '25' } },
+});
+if (positionals.length !== 1 || (values.result === undefined) !== (values.phase === undefined)) {
+  process.stderr.write(
+    'usage: npx tsx bench/profile-summary.ts <file.cpuprofile> [--result <bench result .json> --phase <label text>] [--top n]\n',
+  );
+  process.exit(2);
+}
+const windows = values.result === undefined ? undefined : phaseWindows(values.result, values.phase!);
+const profile = JSON.parse(readFileSync(positionals[0]!, 'utf8')) as Profile;
+process.stdout.write(`${summarise(profile, windows, Number(values.top))}\n`);

@@ -1,0 +1,54 @@
+/** Reads the service's `GET /metrics` (Prometheus text) into a map for before/after deltas. */
+import { request } from 'undici';
+
+/** Sample name with its label set as printed (`name{a="b"}`) → value. */
+export type Samples = ReadonlyMap<string, number>;
+
+export async function scrape(url: string): Promise<Samples> {
+  const res = await request(`${url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
+  const text = await res.body.text();
+  if (res.statusCode !== 200)
+    throw new Error(`GET /metrics answered ${res.statusCode}: ${text.slice(0, 200)}`);
+  return parseSamples(text);
+}
+
+export function parseSamples(text: string): Samples {
+  const samples = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([A-Za-z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
+    if (match) samples.set(match[1]!, Number(match[2]));
+  }
+  return samples;
+}
+
+/** after − before for one sample (a missing sample counts as 0). */
+export function delta(before: Samples, after: Samples, sample: string): number {
+  return (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
+}
+
+/** after − before summed over every label set of one sample name (`name` and `name{...}`). */
+export function familyDelta(before: Samples, after: Samples, name: string): number {
+  let sum = 0;
+  for (const [sample, value] of after) {
+    if (sample === name || sample.startsWith(`${name}{`)) sum += value - (before.get(sample) ?? 0);
+  }
+  return sum;
+}
+
+/** Mean of a histogram over an interval, all label sets together; undefined when nothing was observed. */
+export function familyMean(before: Samples, after: Samples, name: string): number | undefined {
+  const count = familyDelta(before, after, `${name}_count`);
+  return count > 0 ? familyDelta(before, after, `${name}_sum`) / count : undefined;
+}
+
+/** Mean of a histogram over an interval: Δ_sum / Δ_count; undefined when nothing was observed. */
+export function histogramMean(
+  before: Samples,
+  after: Samples,
+  name: string,
+  labels = '',
+): number | undefined {
+  const count = delta(before, after, `${name}_count${labels}`);
+  return count > 0 ? delta(before, after, `${name}_sum${labels}`) / count : undefined;
+}

@@ -1,0 +1,178 @@
+/**
+ * The service under test: either the one at --url, or a child process this module builds and starts
+ * (`node dist/src/main.js` on a free port) and stops with SIGTERM at the end or on Ctrl-C.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+import type { BenchIO, BenchOptions } from './types.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface ServiceSettings {
+  /** Extra env of the child (strings, as env is), on top of the bench defaults below. */
+  env?: Record<string, string>;
+  /** Longest wait for `/ready` 200, ms. Default 60000. */
+  readyTimeoutMs?: number;
+}
+
+export interface Service {
+  readonly url: string;
+  /** The child's pid; undefined for --url. */
+  readonly pid: number | undefined;
+  /** Where the child's stdout/stderr go; undefined for --url. */
+  readonly logFile: string | undefined;
+  stop(): Promise<void>;
+}
+
+/** Env the bench gives its own service: quiet logs, deadlines and a saga wait a closed loop will not hit, a mailbox bound above the load. */
+export function benchServiceEnv(connections: number): Record<string, string> {
+  return {
+    LOG_LEVEL: 'warn',
+    PURCHASE_DEADLINE_MS: '10000', // 10 s
+    PURCHASE_TIMEOUT_MS: '15000', // 15 s
+    MAILBOX_LIMIT: String(Math.max(5_000, connections * 4)),
+    PURCHASE_WAIT_BUDGET_MS: '10000', // 10 s: how long a purchase waits for its saga before answering 202
+  };
+}
+
+let built = false;
+
+/** `tsc -p tsconfig.build.json`, once per bench process. */
+export async function buildService(io: BenchIO): Promise<void> {
+  if (built) return;
+  io.progress('bench: building the service (tsc -p tsconfig.build.json)');
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const { code, output } = await run(process.execPath, [tsc, '-p', 'tsconfig.build.json']);
+  if (code !== 0) throw new Error(`the service does not build (tsc exited ${code}):\n${output.slice(-4000)}`);
+  built = true;
+}
+
+/** The service at options.url, or a fresh child process; registers its stop with io.onCleanup. */
+export async function startService(
+  options: BenchOptions,
+  io: BenchIO,
+  settings: ServiceSettings = {},
+): Promise<Service> {
+  if (options.url !== undefined) {
+    await waitReady(options.url, settings.readyTimeoutMs ?? 60_000, undefined);
+    return { url: options.url, pid: undefined, logFile: undefined, stop: () => Promise.resolve() };
+  }
+  await buildService(io);
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  await mkdir(options.outDir, { recursive: true });
+  const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
+  const log = createWriteStream(logFile);
+  const nodeArgs: string[] = [];
+  if (options.cpuProf) {
+    const dir = path.join(options.outDir, 'profiles');
+    await mkdir(dir, { recursive: true });
+    nodeArgs.push(
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`,
+    );
+  }
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist', 'src', 'main.js')], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      ...benchServiceEnv(options.connections),
+      ...settings.env,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    // Own process group: Ctrl-C reaches only the bench, which then stops the service with one SIGTERM.
+    detached: true,
+  });
+  const lastResort = (): void => void child.kill('SIGTERM');
+  process.once('exit', lastResort);
+  child.stdout.pipe(log, { end: false });
+  child.stderr.pipe(log, { end: false });
+  const exited = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
+  );
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= terminate(child, exited).finally(() => {
+      process.removeListener('exit', lastResort);
+      log.end();
+    }));
+  io.onCleanup(stop);
+  io.progress(
+    `bench: starting the service on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`,
+  );
+  try {
+    await waitReady(url, settings.readyTimeoutMs ?? 60_000, exited);
+  } catch (err) {
+    await stop();
+    const tail = await readFile(logFile, 'utf8').catch(() => '');
+    throw new Error(
+      `${(err as Error).message}\nservice log (last lines):\n${tail.split('\n').slice(-30).join('\n')}`,
+      { cause: err },
+    );
+  }
+  return { url, pid: child.pid, logFile, stop };
+}
+
+/** SIGTERM, then SIGKILL if the service has not exited after its drain grace (10 s) plus margin. */
+async function terminate(child: ChildProcess, exited: Promise<number | string>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function waitReady(
+  url: string,
+  timeoutMs: number,
+  exited: Promise<number | string> | undefined,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let childExit: number | string | undefined;
+  void exited?.then((code) => (childExit = code));
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    if (childExit !== undefined) throw new Error(`the service exited (${childExit}) before it was ready`);
+    try {
+      const res = await request(`${url}/ready`, { headersTimeout: 2_000, bodyTimeout: 2_000 });
+      const body = await res.body.text();
+      if (res.statusCode === 200) return;
+      last = `${res.statusCode} ${body.slice(0, 300)}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`${url}/ready did not answer 200 within ${timeoutMs} ms (last: ${last})`);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function run(file: string, args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code: code ?? 1, output }));
+  });
+}

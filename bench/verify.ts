@@ -1,0 +1,147 @@
+/**
+ * Correctness after a run, read from the MySQL primary itself (not through the service). Per product:
+ * - stock: initial − stock = SUM(quantity) of the orders that hold stock (PENDING or CONFIRMED; a
+ *   CANCELLED order's units were released in the same transaction that cancelled it);
+ * - orders: every 201 answer is one CONFIRMED order, every 402 one CANCELLED order, every 202 one order in
+ *   any state, a 5xx/transport answer at most one order, and there is no other order.
+ */
+import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+
+/** The service's own setting when present, else the local stack's primary. */
+const PRIMARY_URL =
+  process.env['MYSQL_PRIMARY_URL'] ?? 'mysql://flashsale:flashsale@127.0.0.1:13306/flashsale';
+
+export interface ExpectedProduct {
+  readonly productId: number;
+  readonly label: string;
+  readonly initialStock: number;
+  /** Fresh 201 answers (confirmed orders). */
+  readonly confirmed: number;
+  /** 402 answers (orders cancelled after a declined payment). */
+  readonly declined: number;
+  /** Keys answered 202: their order exists; its saga may still be running. */
+  readonly pendingKeys: readonly string[];
+  /** Keys answered 5xx or lost in transport: each may or may not have its order. */
+  readonly ambiguousKeys: readonly string[];
+}
+
+type StatusCounts = Record<'PENDING' | 'CONFIRMED' | 'CANCELLED' | 'other', number>;
+
+export interface ProductCheck extends Omit<ExpectedProduct, 'pendingKeys' | 'ambiguousKeys'> {
+  readonly stock: number;
+  /** SUM(quantity) of PENDING and CONFIRMED orders. */
+  readonly sold: number;
+  readonly orders: StatusCounts;
+  readonly answered202: number;
+  readonly ambiguous: number;
+  /** Orders in each state among the keys answered 202 or 5xx/transport. */
+  readonly unsure: StatusCounts;
+  readonly oversold: number;
+  readonly stockMatches: boolean;
+  readonly ordersMatch: boolean;
+  /** Orders still PENDING when the check ran (sagas not finished within the wait). */
+  readonly stillPending: number;
+  readonly ok: boolean;
+}
+
+const emptyCounts = (): StatusCounts => ({ PENDING: 0, CONFIRMED: 0, CANCELLED: 0, other: 0 });
+
+function addCounts(into: StatusCounts, rows: RowDataPacket[]): void {
+  for (const row of rows) {
+    const status = String(row['status']);
+    const key = status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other';
+    into[key] += Number(row['n']);
+  }
+}
+
+async function connect(): Promise<Connection> {
+  const url = new URL(PRIMARY_URL);
+  return mysql.createConnection({
+    host: url.hostname,
+    port: Number(url.port || 3306),
+    user: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    database: decodeURIComponent(url.pathname.slice(1)),
+    supportBigNumbers: true,
+    bigNumberStrings: false,
+  });
+}
+
+/** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
+export async function waitForSagas(productIds: readonly number[], timeoutMs: number): Promise<number> {
+  const conn = await connect();
+  try {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
+        [productIds],
+      );
+      const pending = Number(rows[0]?.['n'] ?? 0);
+      if (pending === 0 || Date.now() >= deadline) return pending;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  } finally {
+    await conn.end();
+  }
+}
+
+export async function verifyProducts(expected: readonly ExpectedProduct[]): Promise<ProductCheck[]> {
+  const conn = await connect();
+  try {
+    const checks: ProductCheck[] = [];
+    for (const product of expected) {
+      const [productRows] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
+        product.productId,
+      ]);
+      if (productRows[0] === undefined)
+        throw new Error(`product ${product.productId} (${product.label}) is not in MySQL`);
+      const stock = Number(productRows[0]['stock']);
+      const [statusRows] = await conn.query<RowDataPacket[]>(
+        'SELECT status, COUNT(*) AS n, COALESCE(SUM(quantity), 0) AS q FROM orders WHERE product_id = ? GROUP BY status',
+        [product.productId],
+      );
+      const orders = emptyCounts();
+      addCounts(orders, statusRows);
+      const sold = statusRows
+        .filter((r) => r['status'] !== 'CANCELLED')
+        .reduce((sum, r) => sum + Number(r['q']), 0);
+      const unsure = emptyCounts();
+      const keys = [...product.pendingKeys, ...product.ambiguousKeys];
+      for (let i = 0; i < keys.length; i += 1000) {
+        const [rows] = await conn.query<RowDataPacket[]>(
+          'SELECT status, COUNT(*) AS n FROM orders WHERE product_id = ? AND idempotency_key IN (?) GROUP BY status',
+          [product.productId, keys.slice(i, i + 1000)],
+        );
+        addCounts(unsure, rows);
+      }
+      const unsureTotal = unsure.PENDING + unsure.CONFIRMED + unsure.CANCELLED + unsure.other;
+      const stockMatches = product.initialStock - stock === sold;
+      const ordersMatch =
+        orders.CONFIRMED === product.confirmed + unsure.CONFIRMED &&
+        orders.CANCELLED === product.declined + unsure.CANCELLED &&
+        orders.PENDING === unsure.PENDING &&
+        orders.other === 0 &&
+        unsureTotal >= product.pendingKeys.length;
+      const oversold = Math.max(0, sold - product.initialStock);
+      const { pendingKeys, ambiguousKeys, ...rest } = product;
+      checks.push({
+        ...rest,
+        stock,
+        sold,
+        orders,
+        answered202: pendingKeys.length,
+        ambiguous: ambiguousKeys.length,
+        unsure,
+        oversold,
+        stockMatches,
+        ordersMatch,
+        stillPending: orders.PENDING,
+        ok: stockMatches && ordersMatch && oversold === 0,
+      });
+    }
+    return checks;
+  } finally {
+    await conn.end();
+  }
+}

@@ -1,0 +1,97 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { ProductActors } from '../../actors/product/registry.js';
+import type { SagaRecovery } from '../../actors/saga/recovery.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import { connectRedis, type Redis } from '../storage/redis.js';
+import { RedisShardLeases } from '../storage/shard-leases.js';
+import { attachPeerServer } from './channel/server.js';
+import { PeerClient } from './channel/client.js';
+import { Ownership } from './ownership.js';
+import { ClusterRouter } from './router.js';
+import { shardOf } from './shards.js';
+
+export interface ClusterDeps {
+  config: Config;
+  logger: Logger;
+  redis: Redis;
+  /** The uWS app the peer channel is served on (the HTTP port). */
+  app: TemplatedApp;
+  actors: ProductActors;
+  /** Resumes the sagas of shards this node takes over. */
+  recovery: () => SagaRecovery;
+}
+
+export interface Cluster {
+  readonly router: ClusterRouter;
+  readonly ownership: Ownership;
+  /** True when this node may write for the product now. */
+  owns(productId: number): boolean;
+  epochOf(productId: number): number;
+  /** Joins: heartbeats, takes this node's share of the shards. `port` is the bound HTTP port. */
+  start(port: number): Promise<void>;
+  /** Leaves gracefully: hands every shard off (drained), then closes the peer connections. */
+  stop(): Promise<void>;
+}
+
+/** Shard ownership, forwarding to owners and the peer channel, put together for one node. */
+export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Cluster {
+  const { config, logger } = deps;
+  const { shardCount } = config.cluster;
+  const shard = (productId: number) => shardOf(productId, shardCount);
+  const inShards = (shards: number[]) => {
+    const set = new Set(shards);
+    return (productId: number) => set.has(shard(productId));
+  };
+  let address = `${config.cluster.advertiseHost}:${config.port}`;
+  const ownership = new Ownership({
+    leases: new RedisShardLeases(deps.redis, config.redis.keyPrefix),
+    nodeId: config.nodeId,
+    address: () => address,
+    shardCount,
+    ttlMs: config.cluster.leaseTtlMs,
+    renewMs: config.cluster.leaseRenewMs,
+    logger: logger.child({ component: 'ownership' }),
+    onReleasing: (shards) => deps.actors.release(inShards(shards), handOffTimeoutMs),
+    onLost: (shards) => deps.actors.retireWhere(inShards(shards)),
+    onAcquired: (shards) => void deps.recovery().resumeWhere(inShards(shards)),
+  });
+  const peers = new PeerClient({
+    secret: config.cluster.peerSecret,
+    logger: logger.child({ component: 'peer-client' }),
+  });
+  const router = new ClusterRouter({
+    ownership,
+    shardCount,
+    local: deps.actors,
+    peers,
+    timeoutMs: config.purchase.timeoutMs,
+  });
+  const peerServer = attachPeerServer(deps.app, {
+    secret: config.cluster.peerSecret,
+    handle: (op, body) => router.handlePeer(op, body),
+    logger: logger.child({ component: 'peer-server' }),
+  });
+  return {
+    router,
+    ownership,
+    owns: (productId) => ownership.holds(shard(productId)),
+    epochOf: (productId) => ownership.epochOf(shard(productId)),
+    async start(port) {
+      address = `${config.cluster.advertiseHost}:${port}`;
+      // The first rebalance must reach Redis: a node that starts without shards would forward everything.
+      await connectRedis(deps.redis).catch((err: unknown) =>
+        logger.warn(
+          { err: (err as Error).message },
+          'Redis unreachable at start; shards are taken once it answers',
+        ),
+      );
+      await ownership.start();
+    },
+    async stop() {
+      await ownership.stop();
+      peerServer.close();
+      await peers.close();
+    },
+  };
+}

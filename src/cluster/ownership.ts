@@ -1,0 +1,192 @@
+import type { Logger } from '../logger.js';
+import type { Membership, RedisShardLeases, ShardOwner } from '../storage/shard-leases.js';
+import { desiredShards } from './shards.js';
+
+export interface OwnershipOptions {
+  leases: RedisShardLeases;
+  nodeId: string;
+  /** Where other nodes reach this one (`host:port`; known once the server listens). */
+  address: () => string;
+  shardCount: number;
+  /** Lease lifetime, ms. */
+  ttlMs: number;
+  /** Pause between renewals (and rebalances), ms. */
+  renewMs: number;
+  logger: Logger;
+  /** Before a shard is handed off: stop admitting its requests and finish its in-flight work. */
+  onReleasing(shards: number[]): Promise<void>;
+  /** Shards lost without a handoff (lease expired, Redis lost it, this process was paused): stop them now. */
+  onLost(shards: number[]): void;
+  /** Shards just taken over: load their state, resume their sagas. */
+  onAcquired(shards: number[]): void;
+}
+
+interface Held {
+  epoch: number;
+  /** performance.now() after which this node must not write for the shard (a margin before the lease ends). */
+  validUntil: number;
+}
+
+/** Share of the TTL a node trusts its lease for after the renewal that started at `t`. */
+const TRUSTED_SHARE = 0.8;
+
+/**
+ * This node's shard ownership: heartbeats into the membership, renews all its leases in one round trip,
+ * takes the shards rendezvous hashing gives it when they are free, hands off the ones it should no
+ * longer own (draining them first), and keeps a view of every shard's owner for forwarding.
+ *
+ * A lease is trusted locally only until a margin before it could have expired in Redis (monotonic
+ * clock), so a paused process that wakes up stops writing before it has even talked to Redis. Safety
+ * does not rest on this: the product row's version fences every write.
+ */
+export class Ownership {
+  private readonly held = new Map<number, Held>();
+  private readonly releasing = new Set<number>();
+  private owners: (ShardOwner | undefined)[] = [];
+  private membership: Membership = { nodes: [], addresses: new Map() };
+  private timer: NodeJS.Timeout | undefined;
+  private ticking: Promise<void> | undefined;
+  private again = false;
+  private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(private readonly options: OwnershipOptions) {}
+
+  get nodeId(): string {
+    return this.options.nodeId;
+  }
+
+  /** Joins the cluster: the first rebalance completes before this resolves. */
+  async start(): Promise<void> {
+    await this.tick();
+    this.unsubscribe = await this.options.leases
+      .subscribe((message) => {
+        if (!message.endsWith(` ${this.options.nodeId}`)) this.poke();
+      })
+      .catch(() => undefined); // without it, rebalances still happen every renewal
+    await this.options.leases.announce(`joined ${this.options.nodeId}`).catch(() => undefined);
+    this.timer = setInterval(() => void this.tick(), this.options.renewMs);
+  }
+
+  /** Rebalances now (another node joined, left or released shards). */
+  poke(): void {
+    void this.tick();
+  }
+
+  /** True while this node may write for the shard. */
+  holds(shard: number): boolean {
+    const held = this.held.get(shard);
+    return held !== undefined && !this.releasing.has(shard) && performance.now() < held.validUntil;
+  }
+
+  epochOf(shard: number): number {
+    return this.held.get(shard)?.epoch ?? 0;
+  }
+
+  /** The shard's current owner as last seen in Redis, with its address; undefined while none holds it. */
+  ownerOf(shard: number): { node: string; address: string | undefined } | undefined {
+    if (this.holds(shard)) return { node: this.options.nodeId, address: this.options.address() };
+    const owner = this.owners[shard];
+    if (owner === undefined) return undefined;
+    return { node: owner.node, address: this.membership.addresses.get(owner.node) };
+  }
+
+  stats(): { held: number; releasing: number; nodes: string[] } {
+    return { held: this.held.size, releasing: this.releasing.size, nodes: this.membership.nodes };
+  }
+
+  /** Graceful leave: out of the membership, every shard drained and released, the others told at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.ticking;
+    const { leases, nodeId } = this.options;
+    await leases.leave(nodeId).catch(() => undefined);
+    await leases.announce(`leaving ${nodeId}`).catch(() => undefined);
+    await this.handOff([...this.held.keys()]);
+    this.unsubscribe?.();
+  }
+
+  /** One rebalance at a time; a request during one runs another right after. */
+  private tick(): Promise<void> {
+    if (this.ticking) {
+      this.again = true;
+      return this.ticking;
+    }
+    this.ticking = this.rebalance()
+      .catch((err: unknown) =>
+        this.options.logger.warn({ err: (err as Error).message }, 'ownership rebalance failed'),
+      )
+      .finally(() => {
+        this.ticking = undefined;
+        if (this.again && !this.stopped) {
+          this.again = false;
+          void this.tick();
+        }
+      });
+    return this.ticking;
+  }
+
+  private async rebalance(): Promise<void> {
+    if (this.stopped) return;
+    const { leases, nodeId, ttlMs, shardCount, logger } = this.options;
+    const started = performance.now();
+    this.dropExpired();
+    this.membership = await leases.heartbeat(nodeId, this.options.address(), ttlMs);
+    const steady = new Map(
+      [...this.held].filter(([shard]) => !this.releasing.has(shard)).map(([s, h]) => [s, h.epoch]),
+    );
+    const lost = await leases.renew(nodeId, ttlMs, steady);
+    const renewedUntil = started + ttlMs * TRUSTED_SHARE;
+    for (const [shard, held] of this.held) if (steady.has(shard)) held.validUntil = renewedUntil;
+    if (lost.length > 0) this.lose(lost, 'lease no longer ours in Redis');
+
+    const desired = new Set(desiredShards(nodeId, this.membership.nodes, shardCount));
+    const surplus = [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
+    if (surplus.length > 0) void this.handOff(surplus);
+    const wanted = [...desired].filter((s) => !this.held.has(s));
+    const granted = await leases.acquire(nodeId, ttlMs, wanted);
+    if (granted.size > 0) {
+      for (const [shard, epoch] of granted) this.held.set(shard, { epoch, validUntil: renewedUntil });
+      logger.info({ shards: granted.size, held: this.held.size }, 'acquired shards');
+      this.options.onAcquired([...granted.keys()]);
+    }
+    this.owners = await leases.owners(shardCount);
+  }
+
+  /** Leases whose local trust ran out (this process was paused or Redis unreachable): stop writing now. */
+  private dropExpired(): void {
+    const now = performance.now();
+    const expired = [...this.held]
+      .filter(([shard, h]) => h.validUntil <= now && !this.releasing.has(shard))
+      .map(([s]) => s);
+    if (expired.length > 0) this.lose(expired, 'lease not renewed in time');
+  }
+
+  private lose(shards: number[], why: string): void {
+    for (const shard of shards) this.held.delete(shard);
+    this.options.logger.warn({ shards: shards.length, why }, 'lost shards');
+    this.options.onLost(shards);
+  }
+
+  private async handOff(shards: number[]): Promise<void> {
+    const { leases, nodeId, logger } = this.options;
+    for (const shard of shards) this.releasing.add(shard);
+    try {
+      await this.options.onReleasing(shards);
+      const owned = new Map(
+        shards.flatMap((s) => (this.held.has(s) ? [[s, this.held.get(s)!.epoch] as const] : [])),
+      );
+      await leases.release(nodeId, owned);
+      logger.info({ shards: owned.size }, 'handed off shards');
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'handoff incomplete; the leases will expire instead');
+    } finally {
+      for (const shard of shards) {
+        this.held.delete(shard);
+        this.releasing.delete(shard);
+      }
+    }
+    await leases.announce(`released by ${nodeId}`).catch(() => undefined);
+  }
+}

@@ -1,0 +1,129 @@
+import type {
+  PurchaseOutcome,
+  PurchaseRequest,
+  Refusal,
+  RestockOutcome,
+  SettleOutcome,
+  Settlement,
+} from '../../actors/product/types.js';
+import type { PurchaseRouter } from '../purchase/purchases.js';
+import { sleep } from '../timeouts.js';
+import type { Ownership } from './ownership.js';
+import { shardOf } from './shards.js';
+
+/** Calls an operation on another node (the multiplexed peer channel). Throws with `retryable` on failure. */
+export interface PeerCaller {
+  call(address: string, op: string, body: unknown, deadline: number): Promise<unknown>;
+}
+
+export type PeerOp = 'purchase' | 'restock' | 'settle';
+
+export interface ClusterRouterOptions {
+  ownership: Ownership;
+  shardCount: number;
+  /** This node's product actors. */
+  local: PurchaseRouter;
+  peers: PeerCaller;
+  /** Deadline of restocks and settlements, which carry none of their own, ms. */
+  timeoutMs: number;
+}
+
+type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
+
+const movedAway = (outcome: Outcome | undefined): boolean =>
+  outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
+
+/**
+ * Sends each product's work to its shard's owner: this node's actors when it holds the lease, else the
+ * owner over the peer channel. When ownership moves during a request (a refusal, a dead peer, no owner
+ * yet), it retries against whoever owns the shard next, until the request's deadline. Retrying never
+ * applies a purchase twice: the idempotency key holds on every node (memory, then the orders table).
+ */
+export class ClusterRouter implements PurchaseRouter {
+  constructor(private readonly options: ClusterRouterOptions) {}
+
+  purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
+    return this.route(request.productId, 'purchase', request, request.deadline, () =>
+      this.options.local.purchase(request),
+    );
+  }
+
+  restock(productId: number, quantity: number): Promise<RestockOutcome> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    return this.route(productId, 'restock', { productId, quantity }, deadline, () =>
+      this.options.local.restock(productId, quantity),
+    );
+  }
+
+  settle(settlement: Settlement): Promise<SettleOutcome> {
+    const deadline = Date.now() + this.options.timeoutMs;
+    return this.route(settlement.productId, 'settle', settlement, deadline, () =>
+      this.options.local.settle(settlement),
+    );
+  }
+
+  /** Serves a request forwarded by another node: only for shards held here, and never forwarded again. */
+  async handlePeer(op: string, body: unknown): Promise<Outcome> {
+    const productId = productOf(op, body);
+    if (!this.options.ownership.holds(shardOf(productId, this.options.shardCount))) {
+      return notOwner(productId);
+    }
+    switch (op as PeerOp) {
+      case 'purchase':
+        return this.options.local.purchase(body as PurchaseRequest);
+      case 'restock': {
+        const { quantity } = body as { productId: number; quantity: number };
+        return this.options.local.restock(productId, quantity);
+      }
+      case 'settle':
+        return this.options.local.settle(body as Settlement);
+    }
+  }
+
+  private async route<T extends Outcome>(
+    productId: number,
+    op: PeerOp,
+    body: unknown,
+    deadline: number,
+    local: () => Promise<T>,
+  ): Promise<T> {
+    const { ownership, shardCount, peers } = this.options;
+    const shard = shardOf(productId, shardCount);
+    let delay = 10;
+    for (;;) {
+      let outcome: T | undefined;
+      if (ownership.holds(shard)) {
+        outcome = await local();
+      } else {
+        const owner = ownership.ownerOf(shard);
+        if (owner?.address !== undefined && owner.node !== ownership.nodeId) {
+          outcome = (await peers.call(owner.address, op, body, deadline).catch((err: unknown) => {
+            if ((err as { retryable?: boolean }).retryable === false) throw err;
+            return undefined; // the peer is gone or slow: look again
+          })) as T | undefined;
+        }
+      }
+      if (!movedAway(outcome)) return outcome!;
+      if (Date.now() + delay >= deadline) return (outcome ?? notOwner(productId)) as T;
+      await sleep(delay);
+      delay = Math.min(delay * 2, 200);
+      ownership.poke();
+    }
+  }
+}
+
+function productOf(op: string, body: unknown): number {
+  const productId = (body as { productId?: unknown } | null)?.productId;
+  if (!['purchase', 'restock', 'settle'].includes(op) || typeof productId !== 'number') {
+    throw new Error(`unknown peer operation ${op}`);
+  }
+  return productId;
+}
+
+function notOwner(productId: number): Refusal {
+  return {
+    kind: 'refused',
+    reason: 'OWNERSHIP_LOST',
+    message: `no node owns product ${productId} right now; retry`,
+  };
+}

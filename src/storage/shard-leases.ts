@@ -1,0 +1,125 @@
+import { readFileSync } from 'node:fs';
+import { storageAsset } from './assets.js';
+import type { Redis } from './redis.js';
+
+export interface ShardOwner {
+  node: string;
+  epoch: number;
+}
+
+export interface Membership {
+  /** Live node ids (heartbeat within the TTL), sorted. */
+  nodes: string[];
+  /** Internal address (`host:port`) of each live node. */
+  addresses: Map<string, string>;
+}
+
+interface LeaseScripts {
+  acquireShards(...args: (string | number)[]): Promise<number[]>;
+  renewShards(...args: (string | number)[]): Promise<number[]>;
+  releaseShards(...args: (string | number)[]): Promise<number>;
+}
+
+const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua`), 'utf8');
+
+/**
+ * Shard leases and node membership in Redis: `shard:{n}` = `node|epoch` with a TTL, epochs from a per-shard
+ * counter; `nodes` a sorted set of heartbeats; `node-addr` the nodes' internal addresses; a pub/sub
+ * channel that tells every node to rebalance now. Redis only says who *should* own a shard: MySQL row
+ * versions fence every write.
+ */
+export class RedisShardLeases {
+  private readonly scripts: LeaseScripts;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {
+    if (!('acquireShards' in redis)) {
+      redis.defineCommand('acquireShards', { numberOfKeys: 0, lua: lua('acquire-shards') });
+      redis.defineCommand('renewShards', { numberOfKeys: 0, lua: lua('renew-shards') });
+      redis.defineCommand('releaseShards', { numberOfKeys: 0, lua: lua('release-shards') });
+    }
+    this.scripts = redis as unknown as LeaseScripts;
+  }
+
+  get channel(): string {
+    return `${this.prefix}cluster-events`;
+  }
+
+  /** Tries to take free shards; resolves with the granted (or already held) ones and their epochs. */
+  async acquire(node: string, ttlMs: number, shards: readonly number[]): Promise<Map<number, number>> {
+    if (shards.length === 0) return new Map();
+    const epochs = await this.scripts.acquireShards(this.prefix, node, ttlMs, Date.now(), ...shards);
+    const granted = new Map<number, number>();
+    shards.forEach((shard, i) => {
+      const epoch = Number(epochs[i]);
+      if (epoch > 0) granted.set(shard, epoch);
+    });
+    return granted;
+  }
+
+  /** Extends every lease still held at its epoch; resolves with the shards that were lost. */
+  async renew(node: string, ttlMs: number, owned: ReadonlyMap<number, number>): Promise<number[]> {
+    if (owned.size === 0) return [];
+    const pairs = [...owned].flatMap(([shard, epoch]) => [shard, epoch]);
+    return (await this.scripts.renewShards(this.prefix, node, ttlMs, ...pairs)).map(Number);
+  }
+
+  async release(node: string, owned: ReadonlyMap<number, number>): Promise<number> {
+    if (owned.size === 0) return 0;
+    const pairs = [...owned].flatMap(([shard, epoch]) => [shard, epoch]);
+    return Number(await this.scripts.releaseShards(this.prefix, node, ...pairs));
+  }
+
+  /** Who holds each shard now (one MGET). */
+  async owners(shardCount: number): Promise<(ShardOwner | undefined)[]> {
+    const keys = Array.from({ length: shardCount }, (_, shard) => `${this.prefix}shard:${shard}`);
+    const values = await this.redis.mget(...keys);
+    return values.map((value) => {
+      if (value === null) return undefined;
+      const bar = value.lastIndexOf('|');
+      return { node: value.slice(0, bar), epoch: Number(value.slice(bar + 1)) };
+    });
+  }
+
+  /** Records this node as alive and returns who is alive (heartbeats within `ttlMs`). */
+  async heartbeat(node: string, address: string, ttlMs: number): Promise<Membership> {
+    const now = Date.now();
+    const nodesKey = `${this.prefix}nodes`;
+    const addrKey = `${this.prefix}node-addr`;
+    const results = await this.redis
+      .multi()
+      .zadd(nodesKey, now, node)
+      .hset(addrKey, node, address)
+      .zremrangebyscore(nodesKey, '-inf', now - 10 * ttlMs)
+      .zrangebyscore(nodesKey, now - ttlMs, '+inf')
+      .hgetall(addrKey)
+      .exec();
+    if (results === null) throw new Error('membership transaction aborted');
+    const failed = results.find(([err]) => err !== null);
+    if (failed) throw failed[0] as Error;
+    const nodes = (results[3]![1] as string[]).slice().sort();
+    const addresses = new Map(Object.entries(results[4]![1] as Record<string, string>));
+    return { nodes, addresses };
+  }
+
+  /** Takes a node out of the membership at once (a graceful leave). */
+  async leave(node: string): Promise<void> {
+    await this.redis.multi().zrem(`${this.prefix}nodes`, node).hdel(`${this.prefix}node-addr`, node).exec();
+  }
+
+  /** Calls `onMessage` for every announcement, on a connection of its own; resolves with an unsubscribe. */
+  async subscribe(onMessage: (message: string) => void): Promise<() => void> {
+    const subscriber = this.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    subscriber.on('error', () => undefined); // reconnects by itself; the renewal loop reports Redis trouble
+    subscriber.on('message', (_channel: string, message: string) => onMessage(message));
+    await subscriber.subscribe(this.channel);
+    return () => subscriber.disconnect();
+  }
+
+  /** Tells every node to rebalance now (after a join, a leave or a release). */
+  async announce(reason: string): Promise<void> {
+    await this.redis.publish(this.channel, reason);
+  }
+}
