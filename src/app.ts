@@ -147,6 +147,7 @@ export function buildApp(deps: AppDeps): App {
     baseline,
     sagas,
     sagaStore,
+    sagaWait: (productId, orderId, budgetMs) => cluster.router.sagaWait(productId, orderId, budgetMs),
     config: { purchase: config.purchase, saga: config.saga },
     metrics,
   });
@@ -171,6 +172,7 @@ export function buildApp(deps: AppDeps): App {
         checks: infra.checks,
         checkTimeoutMs: config.readyCheckTimeoutMs,
         startedAt,
+        details: () => ({ cluster: cluster.ownership.stats() }),
       }),
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
       ...purchaseRoutes({ purchases, limits: config.purchase }),
@@ -190,7 +192,7 @@ export function buildApp(deps: AppDeps): App {
     ],
   });
   cluster = createCluster(
-    { config, logger, redis: infra.redis, app: server.app, actors, recovery: () => recovery },
+    { config, logger, redis: infra.redis, app: server.app, actors, sagas, recovery: () => recovery },
     config.shutdownGraceMs,
   );
   return {

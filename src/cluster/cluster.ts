@@ -1,6 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ProductActors } from '../../actors/product/registry.js';
 import type { SagaRecovery } from '../../actors/saga/recovery.js';
+import type { SagaCoordinators } from '../../actors/saga/registry.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { connectRedis, type Redis } from '../storage/redis.js';
@@ -20,6 +21,7 @@ export interface ClusterDeps {
   actors: ProductActors;
   /** Resumes the sagas of shards this node takes over. */
   recovery: () => SagaRecovery;
+  sagas: SagaCoordinators;
 }
 
 export interface Cluster {
@@ -65,6 +67,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     shardCount,
     local: deps.actors,
     peers,
+    localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
   });
   const peerServer = attachPeerServer(deps.app, {

@@ -6,6 +6,7 @@ import type {
   SettleOutcome,
   Settlement,
 } from '../../actors/product/types.js';
+import type { SagaResult } from '../../actors/saga/types.js';
 import type { PurchaseRouter } from '../purchase/purchases.js';
 import { sleep } from '../timeouts.js';
 import type { Ownership } from './ownership.js';
@@ -16,7 +17,10 @@ export interface PeerCaller {
   call(address: string, op: string, body: unknown, deadline: number): Promise<unknown>;
 }
 
-export type PeerOp = 'purchase' | 'restock' | 'settle';
+export type PeerOp = 'purchase' | 'restock' | 'settle' | 'saga-wait';
+
+/** Where a saga stands after waiting for it: its end, still pending, or not running on that node. */
+export type SagaWait = SagaResult | { status: 'PENDING' } | undefined;
 
 export interface ClusterRouterOptions {
   ownership: Ownership;
@@ -24,6 +28,8 @@ export interface ClusterRouterOptions {
   /** This node's product actors. */
   local: PurchaseRouter;
   peers: PeerCaller;
+  /** Waits for a saga running on this node (the owner of its product runs it). */
+  localSagaWait: (orderId: string, budgetMs: number) => Promise<SagaWait>;
   /** Deadline of restocks and settlements, which carry none of their own, ms. */
   timeoutMs: number;
 }
@@ -62,13 +68,35 @@ export class ClusterRouter implements PurchaseRouter {
     );
   }
 
+  /**
+   * Waits up to `budgetMs` for the saga of an order, on the node that runs it (its product's owner);
+   * undefined when no node runs it (the database then has the answer).
+   */
+  async sagaWait(productId: number, orderId: string, budgetMs: number): Promise<SagaWait> {
+    const { ownership, shardCount, peers } = this.options;
+    const shard = shardOf(productId, shardCount);
+    if (ownership.holds(shard)) return this.options.localSagaWait(orderId, budgetMs);
+    const local = await this.options.localSagaWait(orderId, 0);
+    if (local !== undefined && local.status !== 'PENDING') return local;
+    const owner = ownership.ownerOf(shard);
+    if (owner?.address === undefined || owner.node === ownership.nodeId) return local;
+    const body = { productId, orderId, budgetMs };
+    return (await peers
+      .call(owner.address, 'saga-wait', body, Date.now() + budgetMs + 1_000)
+      .catch(() => local)) as SagaWait;
+  }
+
   /** Serves a request forwarded by another node: only for shards held here, and never forwarded again. */
-  async handlePeer(op: string, body: unknown): Promise<Outcome> {
+  async handlePeer(op: string, body: unknown): Promise<Outcome | SagaWait> {
+    if (op === 'saga-wait') {
+      const { orderId, budgetMs } = body as { orderId: string; budgetMs: number };
+      return this.options.localSagaWait(orderId, budgetMs);
+    }
     const productId = productOf(op, body);
     if (!this.options.ownership.holds(shardOf(productId, this.options.shardCount))) {
       return notOwner(productId);
     }
-    switch (op as PeerOp) {
+    switch (op as Exclude<PeerOp, 'saga-wait'>) {
       case 'purchase':
         return this.options.local.purchase(body as PurchaseRequest);
       case 'restock': {

@@ -8,6 +8,8 @@ export interface HealthDeps {
   checks: Readonly<Record<Dependency, DependencyCheck>>;
   checkTimeoutMs: number;
   startedAt: number;
+  /** Extra facts for /health (this node's shards). */
+  details?: () => Record<string, unknown>;
 }
 
 /** `GET /health`: the process answers (liveness). `GET /ready`: every dependency answers (readiness). */
@@ -21,6 +23,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
           status: 'ok',
           node: deps.nodeId,
           uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+          ...deps.details?.(),
         }),
     },
     {

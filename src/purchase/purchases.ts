@@ -13,6 +13,7 @@ import type { SagaOrder } from '../../actors/saga/types.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
+import type { SagaWait } from '../cluster/router.js';
 import type { SagaStore } from '../storage/saga-store.js';
 import { withTimeout } from '../timeouts.js';
 import type { BaselinePurchases } from './baseline.js';
@@ -33,6 +34,8 @@ export interface PurchasesDeps {
   baseline: BaselinePurchases;
   sagas: SagaCoordinators;
   sagaStore: SagaStore;
+  /** Waits for an actor product's saga wherever it runs (its product's owner). Default: this node only. */
+  sagaWait?: (productId: number, orderId: string, budgetMs: number) => Promise<SagaWait>;
   config: {
     purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>;
     saga: Pick<Config['saga'], 'deadlineMs' | 'waitBudgetMs'>;
@@ -76,7 +79,7 @@ export class Purchases {
     });
     if (outcome.kind !== 'created' && outcome.kind !== 'replayed') return outcome;
     const budget = this.deps.config.saga.waitBudgetMs - (Date.now() - started);
-    const settled = await this.settledStatus(outcome.order.orderId, budget);
+    const settled = await this.settledStatus(strategy, outcome.order, budget);
     return {
       kind: 'order',
       order: { ...outcome.order, status: settled.status },
@@ -122,10 +125,16 @@ export class Purchases {
 
   /** Waits for a live saga within the budget; otherwise the database says where the order stands. */
   private async settledStatus(
-    orderId: string,
+    strategy: 'actor' | 'baseline',
+    order: OrderView,
     budgetMs: number,
   ): Promise<{ status: OrderStatus; reason?: string }> {
-    const live = await this.deps.sagas.waitFor(orderId, budgetMs);
+    const { orderId, productId } = order;
+    // An actor product's saga runs on its owner (maybe another node); a baseline saga where it started.
+    const live =
+      strategy === 'actor' && this.deps.sagaWait !== undefined
+        ? await this.deps.sagaWait(productId, orderId, budgetMs)
+        : await this.deps.sagas.waitFor(orderId, budgetMs);
     if (live !== undefined) return live;
     const stored = await this.deps.sagaStore.order(orderId);
     if (stored === undefined) return { status: 'PENDING' };

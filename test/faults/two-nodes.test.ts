@@ -1,0 +1,201 @@
+// Two (or three) app nodes as real processes sharing the stack, each cluster under a key prefix of its
+// own. Heavy: runs serially with the other fault tests.
+import t, { type Test } from 'tap';
+import { Agent, request } from 'undici';
+import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
+import { loadConfig } from '../../src/config.js';
+import { createPaymentProvider } from '../../src/payment-provider/server.js';
+import { createMysqlPools } from '../../src/storage/mysql.js';
+import { totals, uniq } from '../helpers/app.js';
+import { startNode, type AppNode } from '../helpers/node-process.js';
+
+const SHARDS = 256;
+
+async function cluster(t: Test, names: string[], extraEnv: Record<string, string> = {}) {
+  const provider = createPaymentProvider({ latencyMs: 2 });
+  const providerPort = await provider.listen(0);
+  t.teardown(() => provider.close());
+  const prefix = `${uniq('cl')}:`;
+  const env = {
+    PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
+    REDIS_KEY_PREFIX: prefix,
+    PEER_SECRET: uniq('secret'),
+    PURCHASE_WAIT_BUDGET_MS: '20000',
+    PURCHASE_DEADLINE_MS: '10000',
+    PURCHASE_TIMEOUT_MS: '15000',
+    ...extraEnv,
+  };
+  const nodes = new Map<string, AppNode>();
+  for (const name of names) nodes.set(name, await startNode(t, { ...env, NODE_ID: name }));
+  const agent = new Agent({ connections: 512 });
+  t.teardown(() => agent.close());
+  const call = async (
+    node: AppNode,
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ) => {
+    const res = await request(`${node.base}${path}`, {
+      method,
+      dispatcher: agent,
+      headers: { 'content-type': 'application/json', ...headers },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.body.text();
+    return { status: res.statusCode, body: text ? (JSON.parse(text) as any) : undefined };
+  };
+  /** Waits until the live nodes hold all shards between them. */
+  const balanced = async (live: string[], timeoutMs = 15_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const held = await Promise.all(
+        live.map(async (n) => (await call(nodes.get(n)!, 'GET', '/health')).body.cluster.held as number),
+      );
+      if (held.reduce((a, b) => a + b, 0) === SHARDS && held.every((h) => h > 0)) return held;
+      if (Date.now() > until)
+        throw new Error(`shards not balanced over ${live.join(', ')}: ${held.join(', ')}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const config = loadConfig({ LOG_LEVEL: 'silent' });
+  const mysql = createMysqlPools(config);
+  t.teardown(() => mysql.close());
+  return { nodes, call, balanced, mysql, provider, env };
+}
+
+t.test(
+  '4,000 concurrent purchases over both nodes: exactly the stock is sold, every success is in MySQL',
+  async (t) => {
+    const { nodes, call, balanced, mysql } = await cluster(t, ['node-a', 'node-b']);
+    const held = await balanced(['node-a', 'node-b']);
+    t.comment(`shards held: ${held.join(' / ')}`);
+    const [a, b] = [nodes.get('node-a')!, nodes.get('node-b')!];
+    const hot = (await call(a, 'POST', '/products', { name: 'hot', priceCents: 100, stock: 500 })).body
+      .id as number;
+    const others: number[] = [];
+    for (let i = 0; i < 20; i += 1)
+      others.push(
+        (await call(b, 'POST', '/products', { name: `p${i}`, priceCents: 100, stock: 50 })).body.id,
+      );
+    const owners = new Set(
+      [hot, ...others].map((p) => desiredOwner(shardOf(p, SHARDS), ['node-a', 'node-b'])),
+    );
+    t.same([...owners].sort(), ['node-a', 'node-b'], 'the products are owned by both nodes');
+
+    const user = uniq('u');
+    const answers = await Promise.all(
+      Array.from({ length: 4_000 }, (_, i) => {
+        const productId = i % 2 === 0 ? hot : others[i % 20]!;
+        return call(
+          i % 4 < 2 ? a : b,
+          'POST',
+          '/purchases',
+          { productId, quantity: 1 + (i % 2) },
+          {
+            'x-user-id': `${user}-${i % 500}`,
+            'idempotency-key': `k${i}`,
+          },
+        ).then((x) => ({ ...x, productId, quantity: 1 + (i % 2) }));
+      }),
+    );
+    const statuses: Record<number, number> = {};
+    for (const x of answers) statuses[x.status] = (statuses[x.status] ?? 0) + 1;
+    t.same(
+      Object.keys(statuses).filter((s) => s !== '201' && s !== '409'),
+      [],
+      `answers ${JSON.stringify(statuses)}`,
+    );
+    for (const [productId, initial] of [[hot, 500], ...others.map((p) => [p, 50])] as [number, number][]) {
+      const sold = answers
+        .filter((x) => x.productId === productId && x.status === 201)
+        .reduce((s, x) => s + x.quantity, 0);
+      const db = await totals(mysql.primary, productId);
+      if (sold > initial || db.stock + db.sold !== initial || db.sold !== sold || db.pending !== 0) {
+        t.fail(
+          `product ${productId}: sold ${sold} of ${initial}; MySQL stock ${db.stock}, sold ${db.sold}, pending ${db.pending}`,
+        );
+      }
+    }
+    const hotDb = await totals(mysql.primary, hot);
+    t.ok(hotDb.stock <= 1, `the hot product sold out (${hotDb.stock} left)`);
+    t.pass('every product: sold ≤ stock, MySQL stock + sold = initial, every 201 is a confirmed order');
+  },
+);
+
+t.test('kill -9 the owner of a hot product under load: the survivor takes over within 5 s', async (t) => {
+  const { nodes, call, balanced, mysql } = await cluster(t, ['node-a', 'node-b']);
+  await balanced(['node-a', 'node-b']);
+  const survivorName = 'node-a';
+  // A product whose shard node-b owns.
+  let hot = 0;
+  for (;;) {
+    const id = (
+      await call(nodes.get(survivorName)!, 'POST', '/products', {
+        name: 'hot',
+        priceCents: 100,
+        stock: 100_000,
+      })
+    ).body.id as number;
+    if (desiredOwner(shardOf(id, SHARDS), ['node-a', 'node-b']) === 'node-b') {
+      hot = id;
+      break;
+    }
+  }
+  const survivor = nodes.get(survivorName)!;
+  const user = uniq('u');
+  let seq = 0;
+  const acknowledged: { status: number; orderId?: string; sentAt: number; at: number }[] = [];
+  let killedAt = 0;
+  let stop = false;
+  const worker = async () => {
+    while (!stop) {
+      const key = `k${(seq += 1)}`;
+      const sentAt = Date.now();
+      const x = await call(
+        survivor,
+        'POST',
+        '/purchases',
+        { productId: hot, quantity: 1 },
+        { 'x-user-id': user, 'idempotency-key': key },
+      ).catch(() => undefined);
+      if (x) acknowledged.push({ status: x.status, orderId: x.body?.orderId, sentAt, at: Date.now() });
+    }
+  };
+  const workers = Array.from({ length: 50 }, () => worker());
+  await new Promise((r) => setTimeout(r, 1_500));
+  killedAt = Date.now();
+  await nodes.get('node-b')!.kill9();
+  // Purchases resume when a purchase sent after the kill succeeds; the takeover time is when it answered.
+  const until = killedAt + 15_000;
+  let resumedAt = 0;
+  while (Date.now() < until && resumedAt === 0) {
+    resumedAt = acknowledged.find((x) => x.sentAt > killedAt && x.status === 201)?.at ?? 0;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 1_000));
+  stop = true;
+  await Promise.all(workers);
+  const takeoverMs = resumedAt - killedAt;
+  t.comment(`takeover: purchases succeed again ${takeoverMs} ms after the kill`);
+  t.ok(resumedAt > 0 && takeoverMs < 5_000, `purchases resumed within 5 s (${takeoverMs} ms)`);
+
+  // Every acknowledged order exists; stock is consistent once the survivor finished the dead node's sagas.
+  const waitUntil = Date.now() + 30_000;
+  let db = await totals(mysql.primary, hot);
+  while (db.pending > 0 && Date.now() < waitUntil) {
+    await new Promise((r) => setTimeout(r, 200));
+    db = await totals(mysql.primary, hot);
+  }
+  t.equal(db.pending, 0, 'no order left pending');
+  t.equal(db.stock + db.sold, 100_000, 'stock + sold = initial');
+  const confirmed = acknowledged.filter((x) => x.status === 201);
+  t.ok(
+    db.confirmed >= confirmed.length,
+    `every acknowledged success is confirmed in MySQL (${confirmed.length} ≤ ${db.confirmed})`,
+  );
+  for (const x of confirmed) {
+    const [[row]] = (await mysql.primary.query('SELECT status FROM orders WHERE id = ?', [x.orderId])) as any;
+    if (row?.status !== 'CONFIRMED') t.fail(`acknowledged order ${x.orderId} is ${row?.status}`);
+  }
+});
