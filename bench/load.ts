@@ -1,6 +1,7 @@
 /**
- * Closed-loop purchase load: `connections` workers, each sends `POST /purchases` and waits for the answer
- * before sending the next, until the phase ends. Latencies go into Node's built-in HDR histogram
+ * Closed-loop purchase load: `connections` workers, each sends `POST /purchases` (to one product, or to one
+ * of several picked uniformly at random per request) and waits for the answer before sending the next,
+ * until the phase ends. Latencies go into Node's built-in HDR histogram
  * (perf_hooks.createHistogram, 3 significant digits, recorded in µs). Closed loop means the generator
  * slows down with the service, so latencies omit the waiting a fixed arrival rate would have caused
  * (coordinated omission); rates and latencies are those of C requests always in flight.
@@ -23,9 +24,21 @@ export interface PurchaseAttempt {
   readonly answer: string;
 }
 
+/** What one product of a phase was answered (the verifier's expectations come from these). */
+export interface ProductTally {
+  /** Fresh 201 answers: confirmed orders. */
+  created: number;
+  /** 402 answers: orders made and cancelled. */
+  declined: number;
+  /** Keys answered 202: the order exists, its saga had not ended when the answer went out. */
+  readonly pendingKeys: string[];
+}
+
 export interface PhaseResult {
   readonly label: string;
-  readonly productId: number;
+  /** The products the phase spread its purchases over (one for a hot-product phase). */
+  readonly productIds: readonly number[];
+  readonly perProduct: ReadonlyMap<number, ProductTally>;
   readonly connections: number;
   /** Length of the measuring window, s (answers after it still count for correctness, not for the rate). */
   readonly windowS: number;
@@ -35,8 +48,6 @@ export interface PhaseResult {
   readonly createdInWindow: number;
   /** 402 answers: an order was made and cancelled (payment declined; its stock released). */
   readonly declined: number;
-  /** Keys answered 202: the order exists, its saga had not ended when the answer went out. */
-  readonly pendingKeys: readonly string[];
   /** 201 answers with Idempotent-Replayed (keys are unique, so these should be 0). */
   readonly replayed: number;
   /** Answers other than a fresh 201, by `status CODE` (or `transport ERR_CODE`). */
@@ -46,6 +57,10 @@ export interface PhaseResult {
   readonly ambiguous: readonly PurchaseAttempt[];
   /** Latency of the 201 answers. */
   readonly latency: RecordableHistogram;
+  /** Latency of every answered request (any HTTP status; transport errors are not answers). */
+  readonly answeredLatency: RecordableHistogram;
+  /** Answers by HTTP status (`201`, `202`, `402`, `503`, ...), replays included. */
+  readonly statuses: Readonly<Record<string, number>>;
   readonly perS: number;
   /** The measuring window on the monotonic clock, µs (the clock of V8 .cpuprofile timestamps on Linux). */
   readonly monotonicUs: { readonly start: number; readonly end: number };
@@ -53,7 +68,8 @@ export interface PhaseResult {
 
 export interface PurchasePhase {
   readonly http: Dispatcher;
-  readonly productId: number;
+  /** One product, or several: each request picks one uniformly at random. */
+  readonly productIds: readonly number[];
   readonly connections: number;
   readonly durationS: number;
   readonly label: string;
@@ -69,9 +85,15 @@ export function newLatencyHistogram(): RecordableHistogram {
 }
 
 export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResult> {
-  const { http, productId, connections, io } = phase;
-  const body = JSON.stringify({ productId, quantity: 1 });
+  const { http, productIds, connections, io } = phase;
+  if (productIds.length === 0) throw new Error(`${phase.label}: no product to buy`);
+  const bodies = productIds.map((productId) => JSON.stringify({ productId, quantity: 1 }));
+  const perProduct = new Map<number, ProductTally>(
+    productIds.map((id) => [id, { created: 0, declined: 0, pendingKeys: [] }]),
+  );
   const latency = newLatencyHistogram();
+  const answeredLatency = newLatencyHistogram();
+  const statuses: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const ambiguous: PurchaseAttempt[] = [];
   let sent = 0;
@@ -80,7 +102,6 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
   let replayed = 0;
   let failed = 0;
   let declined = 0;
-  const pendingKeys: string[] = [];
   const startedAt = performance.now();
   const monotonicStart = monotonicUs();
   const endAt = startedAt + phase.durationS * 1000;
@@ -96,6 +117,9 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
     for (let seq = 0; open && !io.signal.aborted; seq += 1) {
       const userId = `bench-u${(w * 7_919 + seq * 104_729) % USERS}`;
       const key = `${phase.keyPrefix}-${w}-${seq}`;
+      const pick = productIds.length === 1 ? 0 : Math.floor(Math.random() * productIds.length);
+      const productId = productIds[pick]!;
+      const tally = perProduct.get(productId)!;
       const started = performance.now();
       sent += 1;
       try {
@@ -103,21 +127,27 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
           path: '/purchases',
           method: 'POST',
           headers: { 'content-type': 'application/json', 'x-user-id': userId, 'idempotency-key': key },
-          body,
+          body: bodies[pick]!,
         });
+        const text = res.statusCode === 201 ? (await res.body.dump(), '') : await res.body.text();
+        const finished = performance.now();
+        const us = Math.max(1, Math.round((finished - started) * 1000));
+        answeredLatency.record(us);
+        statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         if (res.statusCode === 201) {
-          await res.body.dump();
-          const finished = performance.now();
-          latency.record(Math.max(1, Math.round((finished - started) * 1000)));
+          latency.record(us);
           if (res.headers['idempotent-replayed'] === 'true') replayed += 1;
           else {
             created += 1;
+            tally.created += 1;
             if (finished <= endAt) createdInWindow += 1;
           }
         } else {
-          const text = await res.body.text();
-          if (res.statusCode === 202) pendingKeys.push(key);
-          else if (res.statusCode === 402) declined += 1;
+          if (res.statusCode === 202) tally.pendingKeys.push(key);
+          else if (res.statusCode === 402) {
+            declined += 1;
+            tally.declined += 1;
+          }
           fail(
             `${res.statusCode} ${res.statusCode === 202 ? 'PENDING' : errorCode(text)}`,
             { productId, userId, key },
@@ -153,7 +183,8 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
   }
   return {
     label: phase.label,
-    productId,
+    productIds,
+    perProduct,
     connections,
     windowS: phase.durationS,
     sent,
@@ -161,11 +192,12 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
     createdInWindow,
     replayed,
     declined,
-    pendingKeys,
     failures,
     failed,
     ambiguous,
     latency,
+    answeredLatency,
+    statuses,
     perS: createdInWindow / phase.durationS,
     monotonicUs: { start: monotonicStart, end: monotonicStart + phase.durationS * 1e6 },
   };

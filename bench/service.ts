@@ -8,6 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { request } from 'undici';
 import type { BenchIO, BenchOptions } from './types.js';
 
@@ -26,7 +27,11 @@ export interface Service {
   readonly pid: number | undefined;
   /** Where the child's stdout/stderr go; undefined for --url. */
   readonly logFile: string | undefined;
+  /** The child's REDIS_KEY_PREFIX (a cluster of its own); undefined for --url. */
+  readonly redisPrefix: string | undefined;
   stop(): Promise<void>;
+  /** Log lines (pino JSON) whose `msg` is one of these, counted by msg; {} for --url. */
+  countLogMessages(messages: readonly string[]): Promise<Record<string, number>>;
 }
 
 /** Env the bench gives its own service: quiet logs, deadlines and a saga wait a closed loop will not hit, a mailbox bound above the load. */
@@ -60,11 +65,21 @@ export async function startService(
 ): Promise<Service> {
   if (options.url !== undefined) {
     await waitReady(options.url, settings.readyTimeoutMs ?? 60_000, undefined);
-    return { url: options.url, pid: undefined, logFile: undefined, stop: () => Promise.resolve() };
+    return {
+      url: options.url,
+      pid: undefined,
+      logFile: undefined,
+      redisPrefix: undefined,
+      stop: () => Promise.resolve(),
+      countLogMessages: () => Promise.resolve({}),
+    };
   }
   await buildService(io);
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
+  // A Redis key prefix and node id of its own: the child forms a one-node cluster that owns every shard,
+  // whatever other nodes (npm start, tests) run against the same Redis. Its keys are deleted afterwards.
+  const redisPrefix = `bench-${options.runTag}-${port}:`;
   await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
   const log = createWriteStream(logFile);
@@ -86,6 +101,8 @@ export async function startService(
       ...settings.env,
       HOST: '127.0.0.1',
       PORT: String(port),
+      REDIS_KEY_PREFIX: redisPrefix,
+      NODE_ID: `bench-${options.runTag}-${port}`,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Own process group: Ctrl-C reaches only the bench, which then stops the service with one SIGTERM.
@@ -100,10 +117,12 @@ export async function startService(
   );
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
-    (stopped ??= terminate(child, exited).finally(() => {
-      process.removeListener('exit', lastResort);
-      log.end();
-    }));
+    (stopped ??= terminate(child, exited)
+      .finally(() => {
+        process.removeListener('exit', lastResort);
+        log.end();
+      })
+      .then(() => deleteRedisKeys(redisPrefix)));
   io.onCleanup(stop);
   io.progress(
     `bench: starting the service on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`,
@@ -118,7 +137,53 @@ export async function startService(
       { cause: err },
     );
   }
-  return { url, pid: child.pid, logFile, stop };
+  return {
+    url,
+    pid: child.pid,
+    logFile,
+    redisPrefix,
+    stop,
+    countLogMessages: (messages) => countLogMessages(logFile, messages),
+  };
+}
+
+async function countLogMessages(
+  logFile: string,
+  messages: readonly string[],
+): Promise<Record<string, number>> {
+  const counts: Record<string, number> = Object.fromEntries(messages.map((m) => [m, 0]));
+  const text = await readFile(logFile, 'utf8').catch(() => '');
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      const msg = (JSON.parse(line) as { msg?: unknown }).msg;
+      if (typeof msg === 'string' && msg in counts) counts[msg]! += 1;
+    } catch {
+      // not a log record
+    }
+  }
+  return counts;
+}
+
+/** Deletes the keys the child left under its prefix (shard epochs, membership, catalog cache, locks). */
+async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = new Redis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:16379', {
+    lazyConnect: true,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 2_000,
+  });
+  try {
+    await redis.connect();
+    const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
 }
 
 /** SIGTERM, then SIGKILL if the service has not exited after its drain grace (10 s) plus margin. */

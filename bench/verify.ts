@@ -6,6 +6,7 @@
  *   any state, a 5xx/transport answer at most one order, and there is no other order.
  */
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+import type { PhaseResult } from './load.js';
 
 /** The service's own setting when present, else the local stack's primary. */
 const PRIMARY_URL =
@@ -23,6 +24,30 @@ export interface ExpectedProduct {
   readonly pendingKeys: readonly string[];
   /** Keys answered 5xx or lost in transport: each may or may not have its order. */
   readonly ambiguousKeys: readonly string[];
+}
+
+/** What the phases' answers say each product's orders must be. */
+export function expectedFrom(
+  phases: readonly PhaseResult[],
+  products: readonly { productId: number; label: string; initialStock: number }[],
+): ExpectedProduct[] {
+  return products.map(({ productId, label, initialStock }) => {
+    const tallies = phases.flatMap((p) => {
+      const tally = p.perProduct.get(productId);
+      return tally === undefined ? [] : [tally];
+    });
+    return {
+      productId,
+      label,
+      initialStock,
+      confirmed: tallies.reduce((sum, t) => sum + t.created, 0),
+      declined: tallies.reduce((sum, t) => sum + t.declined, 0),
+      pendingKeys: tallies.flatMap((t) => t.pendingKeys),
+      ambiguousKeys: phases.flatMap((p) =>
+        p.ambiguous.filter((a) => a.productId === productId).map((a) => a.key),
+      ),
+    };
+  });
 }
 
 type StatusCounts = Record<'PENDING' | 'CONFIRMED' | 'CANCELLED' | 'other', number>;

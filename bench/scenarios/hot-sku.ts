@@ -21,7 +21,7 @@ import { delta, familyDelta, familyMean, histogramMean, scrape, type Samples } f
 import { num } from '../report.js';
 import { startService } from '../service.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
+import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
 
 export const name = 'hot-sku';
 export const describe =
@@ -37,6 +37,12 @@ const SAGA_WAIT_MS = 45_000;
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 const DISTURBED_OTHER_CORES = 0.25;
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
+/** Service log messages that mean the node lost (or failed to keep) shard leases during the run. */
+export const OWNERSHIP_WARNINGS = [
+  'lost shards',
+  'ownership rebalance failed',
+  'handoff incomplete; the leases will expire instead',
+] as const;
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
 interface Measured {
@@ -141,7 +147,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const phaseOf = (path: Strategy, label: string, durationS: number, keyPrefix: string) =>
     runPurchasePhase({
       http: pool,
-      productId: products[path].id,
+      productIds: [products[path].id],
       connections: options.connections,
       durationS,
       label,
@@ -180,18 +186,18 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     SAGA_WAIT_MS,
   );
   const ambiguous = all.flatMap((r) => r.ambiguous);
-  const ofPath = (path: Strategy) => all.filter((r) => r.productId === products[path].id);
   const checks: ProductCheck[] = await verifyProducts(
-    PATHS.map((path) => ({
-      productId: products[path].id,
-      label: path,
-      initialStock: INITIAL_STOCK[path],
-      confirmed: ofPath(path).reduce((sum, r) => sum + r.created, 0),
-      declined: ofPath(path).reduce((sum, r) => sum + r.declined, 0),
-      pendingKeys: ofPath(path).flatMap((r) => r.pendingKeys),
-      ambiguousKeys: ambiguous.filter((a) => a.productId === products[path].id).map((a) => a.key),
-    })),
+    expectedFrom(
+      all,
+      PATHS.map((path) => ({
+        productId: products[path].id,
+        label: path,
+        initialStock: INITIAL_STOCK[path],
+      })),
+    ),
   );
+  const ownership = await service.countLogMessages(OWNERSHIP_WARNINGS);
+  const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
   const restarted = Object.entries(pids)
     .filter(([name, pid]) => stackPids()[name] !== pid)
     .map(([name]) => name);
@@ -246,6 +252,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         ]
       : []),
     ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    ...(shardLosses > 0
+      ? [
+          `WARNING: the service logged shard-lease trouble during the run (${JSON.stringify(ownership)}): requests may have been refused or forwarded meanwhile.`,
+        ]
+      : []),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
@@ -271,6 +282,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       load_generator_cores_actor: round(actor.benchCores, 2),
       background_busy: background === undefined ? null : round(background, 2),
       stack_restarted: restarted.length > 0,
+      shard_losses: shardLosses,
       connections: options.connections,
       duration_s: options.durationS,
     },
@@ -301,10 +313,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       products,
       checks,
       stackRestarted: restarted,
+      ownershipWarnings: ownership,
       ambiguousSample: ambiguous.slice(0, 100),
       phases: all.map((r) => ({
         label: r.label,
-        productId: r.productId,
+        productId: r.productIds[0],
         windowS: r.windowS,
         sent: r.sent,
         created: r.created,

@@ -43,7 +43,7 @@ async function cluster(t: Test, names: string[], extraEnv: Record<string, string
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();
-    return { status: res.statusCode, body: text ? (JSON.parse(text) as any) : undefined };
+    return { status: res.statusCode, body: text ? (JSON.parse(text)) : undefined };
   };
   /** Waits until the live nodes hold all shards between them. */
   const balanced = async (live: string[], timeoutMs = 15_000) => {
