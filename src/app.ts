@@ -216,14 +216,17 @@ export function buildApp(deps: AppDeps): App {
       recovery.stop();
       const closing = server.close(graceMs);
       // Hand every shard off first (each drained), so the other nodes take over at once.
-      await cluster.stop();
-      // Sagas first: they may still settle through the actors; the ones left off resume on the next start.
+      await cluster.leave();
+      // Sagas may still settle, forwarded to the new owners; those left off are resumed by them.
       const sagasDone = await sagas.drain(graceMs);
+      if (!sagasDone)
+        logger.warn({ running: sagas.stats().running }, 'sagas left off; their new owners resume them');
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
+      await cluster.close();
       await Promise.all([relay.stop(), projection?.stop(), payments.close()]);
       nact.stop(system);
-      return { drained: result.drained && actorsDrained && sagasDone, abandoned: result.abandoned };
+      return { drained: result.drained && actorsDrained, abandoned: result.abandoned };
     },
   };
 }

@@ -32,8 +32,10 @@ export interface Cluster {
   epochOf(productId: number): number;
   /** Joins: heartbeats, takes this node's share of the shards. `port` is the bound HTTP port. */
   start(port: number): Promise<void>;
-  /** Leaves gracefully: hands every shard off (drained), then closes the peer connections. */
-  stop(): Promise<void>;
+  /** Leaves gracefully: out of the membership, every shard handed off (drained). Forwarding still works. */
+  leave(): Promise<void>;
+  /** Closes the peer channel (after the node's last request). */
+  close(): Promise<void>;
 }
 
 /** Shard ownership, forwarding to owners and the peer channel, put together for one node. */
@@ -91,8 +93,10 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
       );
       await ownership.start();
     },
-    async stop() {
+    async leave() {
       await ownership.stop();
+    },
+    async close() {
       peerServer.close();
       await peers.close();
     },

@@ -36,6 +36,9 @@ export interface ClusterRouterOptions {
 
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
 
+/** Longest one forwarding attempt waits for the owner's answer before looking again, ms. */
+const FORWARD_ATTEMPT_MS = 2_000;
+
 const movedAway = (outcome: Outcome | undefined): boolean =>
   outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
 
@@ -81,9 +84,10 @@ export class ClusterRouter implements PurchaseRouter {
     const owner = ownership.ownerOf(shard);
     if (owner?.address === undefined || owner.node === ownership.nodeId) return local;
     const body = { productId, orderId, budgetMs };
-    return (await peers
+    const remote = await peers
       .call(owner.address, 'saga-wait', body, Date.now() + budgetMs + 1_000)
-      .catch(() => local)) as SagaWait;
+      .catch(() => local);
+    return (remote ?? undefined) as SagaWait; // msgpack carries undefined as null
   }
 
   /** Serves a request forwarded by another node: only for shards held here, and never forwarded again. */
@@ -125,7 +129,10 @@ export class ClusterRouter implements PurchaseRouter {
       } else {
         const owner = ownership.ownerOf(shard);
         if (owner?.address !== undefined && owner.node !== ownership.nodeId) {
-          outcome = (await peers.call(owner.address, op, body, deadline).catch((err: unknown) => {
+          // One attempt waits at most FORWARD_ATTEMPT_MS: a paused or partitioned owner must not hold the
+          // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
+          const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
+          outcome = (await peers.call(owner.address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;

@@ -1,68 +1,9 @@
 // Two (or three) app nodes as real processes sharing the stack, each cluster under a key prefix of its
 // own. Heavy: runs serially with the other fault tests.
-import t, { type Test } from 'tap';
-import { Agent, request } from 'undici';
+import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
-import { loadConfig } from '../../src/config.js';
-import { createPaymentProvider } from '../../src/payment-provider/server.js';
-import { createMysqlPools } from '../../src/storage/mysql.js';
 import { totals, uniq } from '../helpers/app.js';
-import { startNode, type AppNode } from '../helpers/node-process.js';
-
-const SHARDS = 256;
-
-async function cluster(t: Test, names: string[], extraEnv: Record<string, string> = {}) {
-  const provider = createPaymentProvider({ latencyMs: 2 });
-  const providerPort = await provider.listen(0);
-  t.teardown(() => provider.close());
-  const prefix = `${uniq('cl')}:`;
-  const env = {
-    PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
-    REDIS_KEY_PREFIX: prefix,
-    PEER_SECRET: uniq('secret'),
-    PURCHASE_WAIT_BUDGET_MS: '20000',
-    PURCHASE_DEADLINE_MS: '10000',
-    PURCHASE_TIMEOUT_MS: '15000',
-    ...extraEnv,
-  };
-  const nodes = new Map<string, AppNode>();
-  for (const name of names) nodes.set(name, await startNode(t, { ...env, NODE_ID: name }));
-  const agent = new Agent({ connections: 512 });
-  t.teardown(() => agent.close());
-  const call = async (
-    node: AppNode,
-    method: 'GET' | 'POST',
-    path: string,
-    body?: unknown,
-    headers: Record<string, string> = {},
-  ) => {
-    const res = await request(`${node.base}${path}`, {
-      method,
-      dispatcher: agent,
-      headers: { 'content-type': 'application/json', ...headers },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.body.text();
-    return { status: res.statusCode, body: text ? (JSON.parse(text)) : undefined };
-  };
-  /** Waits until the live nodes hold all shards between them. */
-  const balanced = async (live: string[], timeoutMs = 15_000) => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const held = await Promise.all(
-        live.map(async (n) => (await call(nodes.get(n)!, 'GET', '/health')).body.cluster.held as number),
-      );
-      if (held.reduce((a, b) => a + b, 0) === SHARDS && held.every((h) => h > 0)) return held;
-      if (Date.now() > until)
-        throw new Error(`shards not balanced over ${live.join(', ')}: ${held.join(', ')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
-  const config = loadConfig({ LOG_LEVEL: 'silent' });
-  const mysql = createMysqlPools(config);
-  t.teardown(() => mysql.close());
-  return { nodes, call, balanced, mysql, provider, env };
-}
+import { cluster, SHARDS } from '../helpers/cluster.js';
 
 t.test(
   '4,000 concurrent purchases over both nodes: exactly the stock is sold, every success is in MySQL',

@@ -1,0 +1,201 @@
+// Ownership faults with real app processes: a paused (zombie) owner, a graceful leave and a join, and
+// every lease lost at once. Runs serially with the other fault tests (it restarts the stack's Redis).
+import t from 'tap';
+import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
+import { loadConfig } from '../../src/config.js';
+import { connectRedis, createRedis } from '../../src/storage/redis.js';
+import type { RowDataPacket } from '../../src/storage/mysql.js';
+import { totals, uniq } from '../helpers/app.js';
+import { cluster, SHARDS } from '../helpers/cluster.js';
+import type { AppNode } from '../helpers/node-process.js';
+
+type Cluster = Awaited<ReturnType<typeof cluster>>;
+
+/** A product whose shard `owner` should own among `nodes`. */
+async function productOwnedBy(
+  c: Cluster,
+  via: AppNode,
+  owner: string,
+  nodes: string[],
+  stock: number,
+): Promise<number> {
+  for (;;) {
+    const id = (await c.call(via, 'POST', '/products', { name: 'p', priceCents: 100, stock })).body
+      .id as number;
+    if (desiredOwner(shardOf(id, SHARDS), nodes) === owner) return id;
+  }
+}
+
+/** Purchases of one unit from `workers` loops until stopped; records every answer. */
+function load(c: Cluster, targets: () => AppNode[], productIds: number[], workers = 30) {
+  const user = uniq('u');
+  const answers: { status: number; code?: string; at: number }[] = [];
+  let seq = 0;
+  let running = true;
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    while (running) {
+      const nodes = targets();
+      const node = nodes[seq % nodes.length]!;
+      const productId = productIds[seq % productIds.length]!;
+      const key = `k${(seq += 1)}`;
+      const x = await c
+        .call(
+          node,
+          'POST',
+          '/purchases',
+          { productId, quantity: 1 },
+          { 'x-user-id': `${user}-${w}`, 'idempotency-key': key },
+        )
+        .catch(() => ({ status: 0, body: undefined }));
+      answers.push({ status: x.status, code: x.body?.error?.code, at: Date.now() });
+    }
+  });
+  return {
+    answers,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+async function settled(c: Cluster, productId: number, initial: number) {
+  const until = Date.now() + 30_000;
+  let db = await totals(c.mysql.primary, productId);
+  while (db.pending > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    db = await totals(c.mysql.primary, productId);
+  }
+  return { db, exact: db.pending === 0 && db.stock + db.sold === initial };
+}
+
+t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards it lost', async (t) => {
+  const c = await cluster(t, ['node-a', 'node-b']);
+  await c.balanced(['node-a', 'node-b']);
+  const a = c.nodes.get('node-a')!;
+  const b = c.nodes.get('node-b')!;
+  const hot = await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000);
+  // All traffic enters through node-a (as nginx would once node-b stops answering): node-a forwards to
+  // the owner, then takes the shard over when node-b's lease runs out.
+  const traffic = load(c, () => [a], [hot]);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const [[before]] = await c.mysql.primary.query<RowDataPacket[]>(
+    'SELECT owner_epoch FROM products WHERE id = ?',
+    [hot],
+  );
+  const zombieEpoch = Number(before?.['owner_epoch']);
+  b.child.kill('SIGSTOP');
+  await new Promise((r) => setTimeout(r, 6_000)); // past the 3 s lease: node-a takes the shard and sells
+  const [[during]] = await c.mysql.primary.query<RowDataPacket[]>(
+    'SELECT owner_epoch FROM products WHERE id = ?',
+    [hot],
+  );
+  t.ok(
+    Number(during?.['owner_epoch']) > zombieEpoch,
+    `node-a took over at a newer epoch (${zombieEpoch} → ${during?.['owner_epoch']})`,
+  );
+  const resumedAt = new Date();
+  b.child.kill('SIGCONT');
+  await new Promise((r) => setTimeout(r, 3_000));
+  await traffic.stop();
+  const [[late]] = await c.mysql.primary.query<RowDataPacket[]>(
+    'SELECT COUNT(*) AS n FROM orders WHERE product_id = ? AND owner_epoch = ? AND created_at >= ?',
+    [hot, zombieEpoch, resumedAt],
+  );
+  t.equal(Number(late?.['n']), 0, 'no order was written under the lost epoch after the zombie woke up');
+  const { db, exact } = await settled(c, hot, 100_000);
+  t.ok(
+    exact,
+    `stock + sold = initial, nothing pending (stock ${db.stock}, sold ${db.sold}, pending ${db.pending})`,
+  );
+  t.ok(traffic.answers.filter((x) => x.status === 201).length > 0);
+});
+
+t.test(
+  'graceful leave under load fails nothing but retryably; a third node joins and takes shards',
+  async (t) => {
+    const c = await cluster(t, ['node-a', 'node-b']);
+    await c.balanced(['node-a', 'node-b']);
+    const a = c.nodes.get('node-a')!;
+    const b = c.nodes.get('node-b')!;
+    const products = [
+      await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000),
+      await productOwnedBy(c, a, 'node-a', ['node-a', 'node-b'], 100_000),
+    ];
+    let targets = [a, b];
+    const traffic = load(c, () => targets, products);
+    await new Promise((r) => setTimeout(r, 1_000));
+    targets = [a]; // the balancer stops sending to a node that is leaving; requests already there must finish
+    const exit = await b.stop(); // SIGTERM: hand off shards, drain, exit
+    t.equal(exit, 0, 'node-b drained and exited cleanly');
+    if (exit !== 0) (await import('node:fs')).writeFileSync('/tmp/node-b.log', b.output());
+    await c.balanced(['node-a']);
+    const c3 = await c.add('node-c');
+    const held = await c.balanced(['node-a', 'node-c']);
+    t.ok(held[1]! > 0, `node-c took ${held[1]} shards`);
+    targets = [a, c3];
+    await new Promise((r) => setTimeout(r, 1_500));
+    await traffic.stop();
+    // 202: accepted, its saga still running (it left off on node-b and its new owner finishes it).
+    const failed = traffic.answers.filter((x) => ![201, 202, 503, 504].includes(x.status));
+    t.same(
+      failed.map((x) => `${x.status} ${x.code ?? ''}`).slice(0, 5),
+      [],
+      'only successes or retryable statuses',
+    );
+    if (failed.length > 0) (await import('node:fs')).writeFileSync('/tmp/node-a.log', a.output());
+    const afterJoin = traffic.answers.filter((x) => x.status === 201 && x.at > Date.now() - 1_500).length;
+    t.ok(afterJoin > 0, `traffic flows after the join (${afterJoin} purchases in the last 1.5 s)`);
+    for (const productId of products) {
+      const { db, exact } = await settled(c, productId, 100_000);
+      t.ok(exact, `product ${productId}: stock + sold = initial (${db.stock} + ${db.sold}), nothing pending`);
+    }
+  },
+);
+
+t.test(
+  'every lease lost at once (Redis emptied and restarted): ownership comes back, totals exact',
+  async (t) => {
+    const c = await cluster(t, ['node-a', 'node-b']);
+    await c.balanced(['node-a', 'node-b']);
+    const a = c.nodes.get('node-a')!;
+    const b = c.nodes.get('node-b')!;
+    const products = [
+      await productOwnedBy(c, a, 'node-a', ['node-a', 'node-b'], 100_000),
+      await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000),
+    ];
+    const traffic = load(c, () => [a, b], products);
+    await new Promise((r) => setTimeout(r, 1_000));
+    // Lose every key of this cluster (leases, epochs, membership), then restart the server itself.
+    const redis = createRedis(loadConfig({ LOG_LEVEL: 'silent' }));
+    await connectRedis(redis);
+    const keys = await redis.keys(`${c.prefix}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+    t.teardown(() => startServer('redis'));
+    await stopServer('redis');
+    await new Promise((r) => setTimeout(r, 500));
+    await startServer('redis');
+    await c.balanced(['node-a', 'node-b'], 20_000);
+    const back = Date.now();
+    await new Promise((r) => setTimeout(r, 1_500));
+    await traffic.stop();
+    t.ok(
+      traffic.answers.some((x) => x.status === 201 && x.at > back),
+      'purchases succeed again after ownership is back',
+    );
+    for (const productId of products) {
+      const { db, exact } = await settled(c, productId, 100_000);
+      t.ok(exact, `product ${productId}: stock + sold = initial (${db.stock} + ${db.sold}), nothing pending`);
+    }
+    const [rows] = await c.mysql.primary.query<RowDataPacket[]>(
+      'SELECT product_id, COUNT(DISTINCT owner_epoch) AS epochs FROM orders WHERE product_id IN (?) GROUP BY product_id',
+      [products],
+    );
+    t.ok(
+      rows.every((r) => Number(r['epochs']) >= 2),
+      'writes continued under new epochs after the loss',
+    );
+  },
+);
