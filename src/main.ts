@@ -31,10 +31,7 @@ async function main(): Promise<void> {
 
   const infra = openInfrastructure(config, logger);
   const app = buildApp({ config, logger, uws, infra });
-  const port = await app.server.listen(config.host, config.port);
-  logger.info({ url: `http://${config.host}:${port}` }, 'listening');
-  await app.start(port);
-
+  // Signals are handled from here on: a SIGTERM during start still drains and exits cleanly.
   let stopping = false;
   const stop = (signal: NodeJS.Signals): void => {
     if (stopping) {
@@ -52,6 +49,9 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  const port = await app.server.listen(config.host, config.port);
+  logger.info({ url: `http://${config.host}:${port}` }, 'listening');
+  await app.start(port);
 }
 
 main().catch((err: unknown) => {

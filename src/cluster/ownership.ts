@@ -56,6 +56,11 @@ export class Ownership {
     return this.options.nodeId;
   }
 
+  /** True once this node has begun leaving the cluster. */
+  get leaving(): boolean {
+    return this.stopped;
+  }
+
   /** Joins the cluster: the first rebalance completes before this resolves. */
   async start(): Promise<void> {
     await this.tick();

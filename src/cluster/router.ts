@@ -139,7 +139,9 @@ export class ClusterRouter implements PurchaseRouter {
         }
       }
       if (!movedAway(outcome)) return outcome!;
-      if (Date.now() + delay >= deadline) return (outcome ?? notOwner(productId)) as T;
+      // A leaving node that finds no other owner gives up at once: nothing will take the shard while it waits.
+      const giveUp = ownership.leaving && ownership.ownerOf(shard) === undefined;
+      if (giveUp || Date.now() + delay >= deadline) return (outcome ?? notOwner(productId)) as T;
       await sleep(delay);
       delay = Math.min(delay * 2, 200);
       ownership.poke();

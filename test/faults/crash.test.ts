@@ -79,12 +79,22 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
     after.confirmed > 0 && after.cancelledQuantity > 0,
     `confirmed ${after.confirmed}, cancelled ${after.cancelledQuantity}`,
   );
-  const stats = provider.stats();
-  t.equal(
-    stats.charges - stats.refunded,
-    after.confirmed,
-    'every confirmed order charged once; cancelled ones not (or refunded)',
-  );
+  // Per order of this product (the provider may also have served other sagas of the shared database):
+  // a confirmed order is charged at its key, a cancelled one is not charged (declined, voided or refunded).
+  const [orders] = (await mysql.primary.query('SELECT id, status FROM orders WHERE product_id = ?', [
+    productId,
+  ])) as any;
+  let mismatched = 0;
+  for (const order of orders as { id: string; status: string }[]) {
+    const res = await request(`http://127.0.0.1:${providerPort}/payments/${order.id}`);
+    const record =
+      res.statusCode === 200
+        ? ((await res.body.json()) as { status: string })
+        : (await res.body.dump(), undefined);
+    const charged = record?.status === 'succeeded';
+    if (charged !== (order.status === 'CONFIRMED')) mismatched += 1;
+  }
+  t.equal(mismatched, 0, 'every confirmed order is charged at the provider, no cancelled one is');
   const withOrders = acknowledged.filter((a) => a.orderId !== undefined);
   t.ok(
     withOrders.length > 0,
@@ -99,7 +109,12 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   }
 
   const cache = new RedisProductCache(redis, { prefix });
-  t.equal((await cache.getStock(productId))?.stock, after.stock, 'the cache has the final stock');
+  // The last write-through set it; the 5 s safety-net TTL may have removed it since (then nothing is stale).
+  const cached = await cache.getStock(productId);
+  t.ok(
+    cached === undefined || cached.stock === after.stock,
+    `the cache has the final stock (${cached?.stock ?? 'expired'})`,
+  );
   // The restarted actor holds exactly the remaining stock: it can sell all of it, and not one more.
   provider.configure({ declineRate: 0, latencyMs: 1 });
   let left = after.stock;
