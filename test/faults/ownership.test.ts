@@ -30,7 +30,7 @@ async function productOwnedBy(
 /** Purchases of one unit from `workers` loops until stopped; records every answer. */
 function load(c: Cluster, targets: () => AppNode[], productIds: number[], workers = 30) {
   const user = uniq('u');
-  const answers: { status: number; code?: string; at: number }[] = [];
+  const answers: { status: number; code?: string; sentAt: number; at: number }[] = [];
   let seq = 0;
   let running = true;
   const loops = Array.from({ length: workers }, async (_, w) => {
@@ -39,6 +39,7 @@ function load(c: Cluster, targets: () => AppNode[], productIds: number[], worker
       const node = nodes[seq % nodes.length]!;
       const productId = productIds[seq % productIds.length]!;
       const key = `k${(seq += 1)}`;
+      const sentAt = Date.now();
       const x = await c
         .call(
           node,
@@ -48,7 +49,7 @@ function load(c: Cluster, targets: () => AppNode[], productIds: number[], worker
           { 'x-user-id': `${user}-${w}`, 'idempotency-key': key },
         )
         .catch(() => ({ status: 0, body: undefined }));
-      answers.push({ status: x.status, code: x.body?.error?.code, at: Date.now() });
+      answers.push({ status: x.status, code: x.body?.error?.code, sentAt, at: Date.now() });
     }
   });
   return {
@@ -85,6 +86,7 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
     [hot],
   );
   const zombieEpoch = Number(before?.['owner_epoch']);
+  const pausedAt = Date.now();
   b.child.kill('SIGSTOP');
   await new Promise((r) => setTimeout(r, 6_000)); // past the 3 s lease: node-a takes the shard and sells
   const [[during]] = await c.mysql.primary.query<RowDataPacket[]>(
@@ -94,6 +96,14 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
   t.ok(
     Number(during?.['owner_epoch']) > zombieEpoch,
     `node-a took over at a newer epoch (${zombieEpoch} → ${during?.['owner_epoch']})`,
+  );
+  const firstAfter = traffic.answers.find((x) => x.sentAt > pausedAt && x.status === 201);
+  t.comment(
+    `takeover: a purchase sent after the pause succeeded ${firstAfter ? firstAfter.at - pausedAt : 'never'} ms after it`,
+  );
+  t.ok(
+    firstAfter !== undefined && firstAfter.at - pausedAt < 5_000,
+    "node-a sold the paused node's product within 5 s",
   );
   const resumedAt = new Date();
   b.child.kill('SIGCONT');
@@ -127,10 +137,12 @@ t.test(
     const traffic = load(c, () => targets, products);
     await new Promise((r) => setTimeout(r, 1_000));
     targets = [a]; // the balancer stops sending to a node that is leaving; requests already there must finish
+    const leftAt = Date.now();
     const exit = await b.stop(); // SIGTERM: hand off shards, drain, exit
     t.equal(exit, 0, 'node-b drained and exited cleanly');
-    if (exit !== 0) (await import('node:fs')).writeFileSync('/tmp/node-b.log', b.output());
+    if (exit !== 0) t.comment(b.output().split('\n').slice(-10).join('\n'));
     await c.balanced(['node-a']);
+    t.comment(`handoff: node-a held every shard ${Date.now() - leftAt} ms after node-b's SIGTERM`);
     const c3 = await c.add('node-c');
     const held = await c.balanced(['node-a', 'node-c']);
     t.ok(held[1]! > 0, `node-c took ${held[1]} shards`);
@@ -177,8 +189,10 @@ t.test(
     await stopServer('redis');
     await new Promise((r) => setTimeout(r, 500));
     await startServer('redis');
+    const restartedAt = Date.now();
     await c.balanced(['node-a', 'node-b'], 20_000);
     const back = Date.now();
+    t.comment(`takeover: every shard owned again ${back - restartedAt} ms after Redis came back`);
     await new Promise((r) => setTimeout(r, 1_500));
     await traffic.stop();
     t.ok(
