@@ -16,6 +16,7 @@ import type { Uws } from './http/uws.js';
 import type { Infrastructure } from './infrastructure.js';
 import type { Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
 import { PaymentClient } from './payment/index.js';
@@ -224,7 +225,16 @@ export function buildApp(deps: AppDeps): App {
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
       await cluster.close();
-      await Promise.all([relay.stop(), projection?.stop(), payments.close()]);
+      // Event clients get a bounded moment: offsets and outbox rows are safe to abandon (at-least-once).
+      const timed = (what: string, stopping: Promise<unknown> | undefined) =>
+        withTimeout(Promise.resolve(stopping), 2_000, what).catch((err: unknown) =>
+          logger.warn({ err: (err as Error).message }, 'left unfinished at shutdown'),
+        );
+      await Promise.all([
+        timed('outbox relay stop', relay.stop()),
+        timed('projection stop', projection?.stop()),
+        payments.close(),
+      ]);
       nact.stop(system);
       return { drained: result.drained && actorsDrained, abandoned: result.abandoned };
     },

@@ -8,6 +8,7 @@ import { createRedis } from '../../src/storage/redis.js';
 import { RedisProductCache } from '../../src/storage/product-cache.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { totals, uniq } from '../helpers/app.js';
+import { throwawayDatabase } from '../helpers/database.js';
 import { startNode } from '../helpers/node-process.js';
 
 const INITIAL = 300;
@@ -18,14 +19,16 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   const providerPort = await provider.listen(0);
   t.teardown(() => provider.close());
   const prefix = `${uniq('crash')}:`;
+  const db = await throwawayDatabase(t, 'crash');
   const env = {
+    ...db.env,
     PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
     REDIS_KEY_PREFIX: prefix,
     SAGA_DEADLINE_MS: String(SAGA_DEADLINE_MS),
     // Answer 202 quickly, so some purchases are acknowledged before the kill.
     PURCHASE_WAIT_BUDGET_MS: '100',
   };
-  const config = loadConfig({ LOG_LEVEL: 'silent', REDIS_KEY_PREFIX: prefix });
+  const config = loadConfig({ LOG_LEVEL: 'silent', REDIS_KEY_PREFIX: prefix, ...db.env });
   const mysql = createMysqlPools(config);
   const redis = createRedis(config, { lazyConnect: false });
   t.teardown(async () => {

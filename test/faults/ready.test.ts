@@ -12,6 +12,7 @@ import { REPO_ROOT } from '../../scripts/stack/layout.js';
 import { startServer, stopServer } from '../../scripts/stack/stack.js';
 import { DEPENDENCIES } from '../../src/readiness.js';
 import { startApp, uniq, type Answer, type RunningApp } from '../helpers/app.js';
+import { throwawayDatabase } from '../helpers/database.js';
 
 // A Redis-down /ready answers within the check timeout; the slack covers the other checks and HTTP.
 const READY_SLACK_MS = 750;
@@ -129,7 +130,8 @@ function spawnService(t: Test, env: Record<string, string>) {
 
 void t.test('process: main.ts becomes ready, and SIGTERM stops it with exit code 0', async (t) => {
   const port = await freePort();
-  const service = spawnService(t, { PORT: String(port), LOG_LEVEL: 'warn' });
+  const db = await throwawayDatabase(t, 'ready');
+  const service = spawnService(t, { PORT: String(port), LOG_LEVEL: 'warn', ...db.env });
   const getReady = async () => {
     const res = await request(`http://127.0.0.1:${port}/ready`, {
       headersTimeout: 5_000,

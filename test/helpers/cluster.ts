@@ -4,6 +4,7 @@ import { loadConfig } from '../../src/config.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
 import { uniq } from './app.js';
+import { throwawayDatabase } from './database.js';
 import { startNode, type AppNode } from './node-process.js';
 
 export const SHARDS = 256;
@@ -17,7 +18,9 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
   const providerPort = await provider.listen(0);
   t.teardown(() => provider.close());
   const prefix = `${uniq('cl')}:`;
+  const db = await throwawayDatabase(t, 'cluster');
   const env = {
+    ...db.env,
     PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
     REDIS_KEY_PREFIX: prefix,
     PEER_SECRET: uniq('secret'),
@@ -64,7 +67,7 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  const config = loadConfig({ LOG_LEVEL: 'silent' });
+  const config = loadConfig({ LOG_LEVEL: 'silent', ...db.env });
   const mysql = createMysqlPools(config);
   t.teardown(() => mysql.close());
   return { nodes, add, call, balanced, mysql, provider, env, prefix };

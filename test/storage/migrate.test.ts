@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mysql, { type RowDataPacket } from 'mysql2/promise';
 import t, { type Test } from 'tap';
-import { socketPath } from '../../scripts/stack/mariadb.js';
+import { throwawayDatabase as sharedThrowawayDatabase } from '../helpers/database.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { MIGRATIONS_DIR, migrate, readMigrations } from '../../src/storage/migrate.js';
 import { uniq } from '../helpers/app.js';
@@ -22,23 +22,8 @@ async function migrationsFolder(t: Test, files: Record<string, string>): Promise
   return dir;
 }
 
-/**
- * A database of its own on the primary, for the app user: the app user may not create databases,
- * so root (unix-socket auth over the stack's socket) creates it, grants it, and drops it at teardown.
- */
 async function throwawayDatabase(t: Test): Promise<MysqlEndpoint> {
-  const database = `flashsale_mig_${uniq('')}`;
-  const root = await mysql.createConnection({ socketPath: socketPath('primary'), user: 'root' });
-  const grantees = ['127.0.0.1', 'localhost'].map((host) => `'${config.mysql.primary.user}'@'${host}'`);
-  t.teardown(async () => {
-    await root.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    for (const grantee of grantees)
-      await root.query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`).catch(() => undefined);
-    await root.end();
-  });
-  await root.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-  for (const grantee of grantees) await root.query(`GRANT ALL PRIVILEGES ON \`${database}\`.* TO ${grantee}`);
-  return { ...config.mysql.primary, database };
+  return (await sharedThrowawayDatabase(t, 'mig')).endpoint;
 }
 
 async function appConnection(t: Test, endpoint: MysqlEndpoint): Promise<mysql.Connection> {
