@@ -108,6 +108,8 @@ export function buildApp(deps: AppDeps): App {
         });
   // The cluster is built below, once the HTTP server exists; the actors ask it who may write.
   let cluster!: Cluster;
+  /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
+  let recovering = false;
   const actors = new ProductActors({
     system,
     store: new MysqlProductStore(infra.mysql.primary, writer, (productId) => cluster.epochOf(productId)),
@@ -193,7 +195,15 @@ export function buildApp(deps: AppDeps): App {
     ],
   });
   cluster = createCluster(
-    { config, logger, redis: infra.redis, app: server.app, actors, sagas, recovery: () => recovery },
+    {
+      config,
+      logger,
+      redis: infra.redis,
+      app: server.app,
+      actors,
+      sagas,
+      onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
+    },
     config.shutdownGraceMs,
   );
   return {
@@ -206,10 +216,11 @@ export function buildApp(deps: AppDeps): App {
     cluster,
     projection,
     async start(port, options = {}) {
+      recovering = options.recover !== false;
       await cluster.start(port);
       relay.start();
       projection?.start();
-      if (options.recover === false) return;
+      if (!recovering) return;
       await recovery.resumeAll();
       recovery.start();
     },

@@ -1,6 +1,5 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ProductActors } from '../../actors/product/registry.js';
-import type { SagaRecovery } from '../../actors/saga/recovery.js';
 import type { SagaCoordinators } from '../../actors/saga/registry.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -19,8 +18,8 @@ export interface ClusterDeps {
   /** The uWS app the peer channel is served on (the HTTP port). */
   app: TemplatedApp;
   actors: ProductActors;
-  /** Resumes the sagas of shards this node takes over. */
-  recovery: () => SagaRecovery;
+  /** Resumes the unfinished sagas of the products of shards this node takes over. */
+  onTakeover: (which: (productId: number) => boolean) => void;
   sagas: SagaCoordinators;
 }
 
@@ -58,7 +57,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     logger: logger.child({ component: 'ownership' }),
     onReleasing: (shards) => deps.actors.release(inShards(shards), handOffTimeoutMs),
     onLost: (shards) => deps.actors.retireWhere(inShards(shards)),
-    onAcquired: (shards) => void deps.recovery().resumeWhere(inShards(shards)),
+    onAcquired: (shards) => deps.onTakeover(inShards(shards)),
   });
   const peers = new PeerClient({
     secret: config.cluster.peerSecret,

@@ -37,7 +37,7 @@ export interface ClusterRouterOptions {
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
 
 /** Longest one forwarding attempt waits for the owner's answer before looking again, ms. */
-const FORWARD_ATTEMPT_MS = 2_000;
+const FORWARD_ATTEMPT_MS = 1_000;
 
 const movedAway = (outcome: Outcome | undefined): boolean =>
   outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
