@@ -31,7 +31,12 @@ t.test(
       [],
       `answers ${JSON.stringify(statuses)}`,
     );
-    t.ok((statuses[402] ?? 0) > 150, 'about 30% declined');
+    // Declines are random draws: 30% of the purchases that reached payment, give or take the dice.
+    const declinedShare = (statuses[402] ?? 0) / ((statuses[402] ?? 0) + (statuses[201] ?? 0));
+    t.ok(
+      declinedShare > 0.2 && declinedShare < 0.4,
+      `about 30% declined (${Math.round(declinedShare * 100)}%)`,
+    );
 
     const db = await totals(running.infra.mysql.primary, productId);
     t.equal(db.pending, 0, 'no order is left pending');
