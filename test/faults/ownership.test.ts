@@ -88,7 +88,7 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
   const zombieEpoch = Number(before?.['owner_epoch']);
   const pausedAt = Date.now();
   b.child.kill('SIGSTOP');
-  await new Promise((r) => setTimeout(r, 6_000)); // past the 3 s lease: node-a takes the shard and sells
+  await new Promise((r) => setTimeout(r, 10_000)); // well past the 3 s lease: node-a takes the shard and sells
   const [[during]] = await c.mysql.primary.query<RowDataPacket[]>(
     'SELECT owner_epoch FROM products WHERE id = ?',
     [hot],
@@ -102,7 +102,7 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
     `takeover: a purchase sent after the pause succeeded ${firstAfter ? firstAfter.at - pausedAt : 'never'} ms after it`,
   );
   t.ok(
-    firstAfter !== undefined && firstAfter.at - pausedAt < 6_000,
+    firstAfter !== undefined && firstAfter.at - pausedAt < 10_000,
     "node-a sold the paused node's product while it was paused",
   );
   const resumedAt = new Date();

@@ -26,6 +26,26 @@ export async function throwawayDatabase(
   });
   await root.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
   for (const grantee of grantees) await root.query(`GRANT ALL PRIVILEGES ON \`${database}\`.* TO ${grantee}`);
+  // The database and its grants reach the replica by replication: wait until the app user can use it there.
+  const replica = { ...config.mysql.replica, database };
+  for (const until = Date.now() + 15_000; ;) {
+    const ok = await mysql
+      .createConnection({
+        host: replica.host,
+        port: replica.port,
+        user: replica.user,
+        password: replica.password,
+        database,
+      })
+      .then(async (conn) => {
+        await conn.end();
+        return true;
+      })
+      .catch(() => false);
+    if (ok) break;
+    if (Date.now() > until) throw new Error(`database ${database} did not reach the replica within 15 s`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   const url = (e: MysqlEndpoint) => `mysql://${e.user}:${e.password}@${e.host}:${e.port}/${database}`;
   return {
     endpoint: { ...config.mysql.primary, database },
