@@ -3,6 +3,7 @@
  * Scenarios are the modules in bench/scenarios/; each returns a result that is printed as a table, saved
  * as JSON, and summarised as one JSON object on the LAST stdout line. Progress goes to stderr.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
@@ -36,13 +37,14 @@ async function loadScenario(name: string): Promise<Scenario> {
 
 async function usage(): Promise<string> {
   const lines = [
-    'usage: npm run bench -- <scenario> [--duration s] [--connections c] [--out dir] [--url http://host:port] [--cpu-prof]',
+    'usage: npm run bench -- <scenario> [--duration s] [--connections c] [--out dir] [--url http://host:port] [--cpu-prof] [--service-env KEY=VALUE ...]',
     '',
     '  --duration s      load time in seconds (scenario default, usually 10)',
     '  --connections c   concurrent connections / requests in flight (scenario default, usually 200)',
     '  --out dir         folder for the result JSON (default bench/out)',
     '  --url u           benchmark a running service instead of starting one',
     '  --cpu-prof        start the service under node --cpu-prof (profiles in <out>/profiles)',
+    '  --service-env K=V extra environment of the service the bench starts (repeatable), e.g. MYSQL_POOL_SIZE=64',
     '',
     'scenarios:',
   ];
@@ -86,6 +88,21 @@ function httpUrl(raw: string | undefined): string | undefined {
   return url.origin;
 }
 
+/** `KEY=VALUE` pairs of --service-env; HOST, PORT, REDIS_KEY_PREFIX and NODE_ID stay the bench's. */
+function serviceEnv(pairs: readonly string[], external: boolean): Record<string, string> {
+  if (pairs.length > 0 && external)
+    throw new UsageError('--service-env applies to the service the bench starts, not to --url');
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(pair);
+    if (!match) throw new UsageError(`--service-env ${JSON.stringify(pair)}: expected KEY=VALUE`);
+    if (['HOST', 'PORT', 'REDIS_KEY_PREFIX', 'NODE_ID'].includes(match[1]!))
+      throw new UsageError(`--service-env: ${match[1]} is set by the bench`);
+    env[match[1]!] = match[2]!;
+  }
+  return env;
+}
+
 function timestamp(date: Date): string {
   return date
     .toISOString()
@@ -106,6 +123,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
         out: { type: 'string' },
         url: { type: 'string' },
         'cpu-prof': { type: 'boolean', default: false },
+        'service-env': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -138,6 +156,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
     url: httpUrl(values.url),
     cpuProf: values['cpu-prof'],
+    serviceEnv: serviceEnv(values['service-env'] ?? [], values.url !== undefined),
     runTag: timestamp(new Date()),
   };
   return { scenario, options };
@@ -151,6 +170,22 @@ function machine() {
     node: process.version,
     platform: `${process.platform}-${process.arch}`,
     loadAverage1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
+  };
+}
+
+/** The commit and the files that differed from it when the run started (the build is of the working tree). */
+function source(): { head: string | null; changed: string[] } {
+  const git = (...args: string[]): string | null => {
+    try {
+      return execFileSync('git', args, { cwd: path.dirname(BENCH_DIR), encoding: 'utf8' }).trimEnd();
+    } catch {
+      return null;
+    }
+  };
+  const status = git('status', '--porcelain', '--untracked-files=all', '--', '.', ':!bench/out');
+  return {
+    head: git('rev-parse', '--short', 'HEAD'),
+    changed: status === null || status === '' ? [] : status.split('\n'),
   };
 }
 
@@ -193,6 +228,7 @@ async function main(): Promise<number> {
 
   const startedAt = new Date();
   const host = machine();
+  const tree = source();
   let result: ScenarioResult;
   try {
     result = await scenario.run(options, io);
@@ -225,6 +261,7 @@ async function main(): Promise<number> {
     argv: process.argv.slice(2),
     options,
     machine: host,
+    source: tree,
     summary,
     table: result.table,
     notes: result.notes,
@@ -234,6 +271,9 @@ async function main(): Promise<number> {
 
   process.stdout.write(`\n${scenario.name}: ${scenario.describe}\n\n${formatTable(result.table)}\n\n`);
   for (const note of result.notes) process.stdout.write(`${note}\n`);
+  process.stdout.write(
+    `source: ${tree.head ?? 'unknown commit'}${tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)'}\n`,
+  );
   process.stdout.write(`result file: ${summary.result_file}\n`);
   process.stdout.write(`${JSON.stringify(summary)}\n`);
   return result.ok ? 0 : 1;

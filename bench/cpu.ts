@@ -3,12 +3,9 @@
  * and the load generator itself (process.cpuUsage). Linux only; elsewhere the /proc figures are absent.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { STACK_PORTS } from '../scripts/stack/layout.js';
 
 const CLOCK_TICKS = (() => {
   try {
@@ -37,24 +34,85 @@ export interface CpuShares {
   readonly processCores: Readonly<Record<string, number | undefined>>;
 }
 
-/** Pids of the local stack's servers, read from `.stack/run/*.pid` when they exist. */
+/** The local stack's servers by port (scripts/stack/layout.ts): whoever listens there is the stack the bench uses. */
+const STACK_SERVERS = {
+  mariadb_primary: STACK_PORTS.primary,
+  mariadb_replica: STACK_PORTS.replica,
+  redis: STACK_PORTS.redis,
+  kafka: STACK_PORTS.kafka,
+} as const;
+
+/**
+ * Pids of the stack's servers: the processes listening on the stack's ports (found through /proc/net/tcp
+ * and each process's fds), so the figures follow whichever stack answers there, even one started from
+ * another checkout. Servers not found are left out.
+ */
 export function stackPids(): Record<string, number> {
-  const files = {
-    mariadb_primary: 'primary.mariadbd.pid',
-    mariadb_replica: 'replica.mariadbd.pid',
-    redis: 'redis.server.pid',
-    kafka: 'kafka.pid',
-  };
+  const inodes = listeningInodes(new Set(Object.values(STACK_SERVERS)));
+  const owners = socketOwners(new Set(inodes.values()));
   const pids: Record<string, number> = {};
-  for (const [name, file] of Object.entries(files)) {
-    try {
-      const pid = Number(readFileSync(path.join(ROOT, '.stack', 'run', file), 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && processJiffies(pid) !== undefined) pids[name] = pid;
-    } catch {
-      // not started by the local stack script, or not on this machine
-    }
+  for (const [name, port] of Object.entries(STACK_SERVERS)) {
+    const inode = inodes.get(port);
+    const pid = inode === undefined ? undefined : owners.get(inode);
+    if (pid !== undefined) pids[name] = pid;
   }
   return pids;
+}
+
+/** Listening TCP sockets on these ports: port → socket inode (IPv4 and IPv6 tables). */
+function listeningInodes(ports: ReadonlySet<number>): Map<number, string> {
+  const found = new Map<number, string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      // sl local_address rem_address st ... inode (field 9); state 0A = LISTEN
+      if (fields.length < 10 || fields[3] !== '0A') continue;
+      const port = parseInt(fields[1]!.split(':')[1] ?? '', 16);
+      if (ports.has(port) && !found.has(port)) found.set(port, fields[9]!);
+    }
+  }
+  return found;
+}
+
+/** socket inode → the pid (lowest, i.e. the parent of pre-forked workers) holding it. */
+function socketOwners(inodes: ReadonlySet<string>): Map<string, number> {
+  const owners = new Map<string, number>();
+  if (inodes.size === 0) return owners;
+  let pids: number[];
+  try {
+    pids = readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .sort((a, b) => a - b);
+  } catch {
+    return owners;
+  }
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or not ours to read
+    }
+    for (const fd of fds) {
+      let target: string;
+      try {
+        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
+      if (inode !== undefined && inodes.has(inode) && !owners.has(inode)) owners.set(inode, pid);
+    }
+    if (owners.size === inodes.size) break;
+  }
+  return owners;
 }
 
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>): CpuSnapshot {

@@ -45,6 +45,13 @@ export function benchServiceEnv(connections: number): Record<string, string> {
   };
 }
 
+/** Service log messages that mean the node lost (or failed to keep) shard leases during the run. */
+export const OWNERSHIP_WARNINGS = [
+  'lost shards',
+  'ownership rebalance failed',
+  'handoff incomplete; the leases will expire instead',
+] as const;
+
 let built = false;
 
 /** `tsc -p tsconfig.build.json`, once per bench process. */
@@ -99,6 +106,7 @@ export async function startService(
       ...process.env,
       ...benchServiceEnv(options.connections),
       ...settings.env,
+      ...options.serviceEnv,
       HOST: '127.0.0.1',
       PORT: String(port),
       REDIS_KEY_PREFIX: redisPrefix,

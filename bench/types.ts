@@ -11,6 +11,8 @@ export interface BenchOptions {
   readonly url: string | undefined;
   /** Start the service under `node --cpu-prof` (profiles land in `<outDir>/profiles`). */
   readonly cpuProf: boolean;
+  /** Extra environment of the service the bench starts (`--service-env KEY=VALUE`), over the bench's own. */
+  readonly serviceEnv: Readonly<Record<string, string>>;
   /** Timestamp tag shared by every file of this run. */
   readonly runTag: string;
 }

@@ -92,6 +92,35 @@ async function connect(): Promise<Connection> {
   });
 }
 
+/** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
+const SERVER_COUNTERS = [
+  'Com_commit',
+  'Binlog_commits',
+  'Binlog_group_commits',
+  'Binlog_bytes_written',
+  'Binlog_cache_disk_use',
+  'Innodb_data_fsyncs',
+  'Innodb_row_lock_waits',
+  'Innodb_row_lock_time',
+  'Questions',
+] as const;
+
+/** The primary's global counters now (absent ones are left out; undefined when it cannot be reached). */
+export async function serverCounters(): Promise<Record<string, number> | undefined> {
+  let conn: Connection | undefined;
+  try {
+    conn = await connect();
+    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
+      SERVER_COUNTERS,
+    ]);
+    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
+  } catch {
+    return undefined;
+  } finally {
+    await conn?.end().catch(() => undefined);
+  }
+}
+
 /** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
 export async function waitForSagas(productIds: readonly number[], timeoutMs: number): Promise<number> {
   const conn = await connect();

@@ -4,22 +4,21 @@
  * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
  */
 import { randomBytes } from 'node:crypto';
-import type { RecordableHistogram } from 'node:perf_hooks';
 import { Pool } from 'undici';
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
-import {
-  backgroundBusy,
-  cores,
-  cpuShares,
-  cpuSnapshot,
-  otherCores,
-  stackPids,
-  type CpuShares,
-} from '../cpu.js';
+import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
-import { delta, familyDelta, familyMean, histogramMean, scrape, type Samples } from '../prom.js';
+import {
+  DISTURBED_OTHER_CORES,
+  maxMs,
+  measurePhase,
+  percentileMs,
+  round,
+  type MeasuredPhase,
+} from '../measure.js';
+import { delta, familyDelta, familyMean, histogramMean } from '../prom.js';
 import { num } from '../report.js';
-import { startService } from '../service.js';
+import { OWNERSHIP_WARNINGS, startService } from '../service.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
 
@@ -34,29 +33,15 @@ const WARMUP_S = 1;
 const SETTLE_MS = 2_000;
 /** Sagas still open after the load (202 answers) end within the service's saga deadline (30 s by default). */
 const SAGA_WAIT_MS = 45_000;
-/** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
-const DISTURBED_OTHER_CORES = 0.25;
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
-/** Service log messages that mean the node lost (or failed to keep) shard leases during the run. */
-export const OWNERSHIP_WARNINGS = [
-  'lost shards',
-  'ownership rebalance failed',
-  'handoff incomplete; the leases will expire instead',
-] as const;
+
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
-interface Measured {
+interface Measured extends MeasuredPhase<PhaseResult> {
   readonly path: Strategy;
-  readonly result: PhaseResult;
-  readonly cpu: CpuShares;
-  readonly serviceCores: number;
-  readonly metrics: { before: Samples; after: Samples };
 }
 
-const ms = (h: RecordableHistogram, percentile: number): number =>
-  h.count === 0 ? NaN : round(h.percentile(percentile) / 1000, 2);
-const maxMs = (h: RecordableHistogram): number => (h.count === 0 ? NaN : round(h.max / 1000, 1));
-const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
+const ms = percentileMs;
 const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
 const coresText = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(2));
 
@@ -161,19 +146,16 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const measured: Measured[] = [];
   for (const [i, path] of ORDER.entries()) {
     if (io.signal.aborted) throw new Error('interrupted');
-    const before = await scrape(service.url);
-    const cpuBefore = cpuSnapshot(pids);
-    const result = await phaseOf(
-      path,
-      `${path} #${Math.floor(i / 2) + 1} closed-loop c=${options.connections}`,
-      options.durationS / 2,
-      `${tag}-${i}`,
+    const phase = await measurePhase(service.url, pids, () =>
+      phaseOf(
+        path,
+        `${path} #${Math.floor(i / 2) + 1} closed-loop c=${options.connections}`,
+        options.durationS / 2,
+        `${tag}-${i}`,
+      ),
     );
-    const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
-    const after = await scrape(service.url);
-    const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
-    measured.push({ path, result, cpu, serviceCores, metrics: { before, after } });
-    all.push(result);
+    measured.push({ path, ...phase });
+    all.push(phase.result);
   }
 
   // Requests past their deadline are dropped untouched; a batch already being written lands within ms.
@@ -351,6 +333,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         meanSagaMs: (familyMean(m.metrics.before, m.metrics.after, 'saga_duration_seconds') ?? NaN) * 1000,
         sagasEnded: familyDelta(m.metrics.before, m.metrics.after, 'saga_duration_seconds_count'),
         eventLoopLagP99S: m.metrics.after.get('nodejs_eventloop_lag_p99_seconds'),
+        dbPerS: m.dbPerS,
       })),
     },
   };

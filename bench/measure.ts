@@ -1,0 +1,98 @@
+/**
+ * One measured phase: `/metrics` and CPU (/proc) before and after, around whatever load the phase runs.
+ * Shared by the scenarios so every phase is judged the same way (disturbed or not).
+ */
+import type { RecordableHistogram } from 'node:perf_hooks';
+import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
+import { delta, familyDelta, familyMean, histogramMean, scrape, type Samples } from './prom.js';
+import { serverCounters } from './verify.js';
+
+/** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
+export const DISTURBED_OTHER_CORES = 0.25;
+
+export interface MeasuredPhase<T> {
+  readonly result: T;
+  readonly cpu: CpuShares;
+  /** The service's `process_cpu_seconds_total` delta ÷ wall time, cores. */
+  readonly serviceCores: number;
+  /** Cores busy outside the service, the stack's servers and the bench (other users of the machine). */
+  readonly otherCores: number | undefined;
+  readonly metrics: { readonly before: Samples; readonly after: Samples };
+  /** The MySQL primary's global counters over the phase, per second (whole server); undefined if unreadable. */
+  readonly dbPerS: Readonly<Record<string, number>> | undefined;
+}
+
+export async function measurePhase<T>(
+  serviceUrl: string,
+  pids: Readonly<Record<string, number>>,
+  run: () => Promise<T>,
+): Promise<MeasuredPhase<T>> {
+  const dbBefore = await serverCounters();
+  const before = await scrape(serviceUrl);
+  const cpuBefore = cpuSnapshot(pids);
+  const result = await run();
+  const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
+  const after = await scrape(serviceUrl);
+  const dbAfter = await serverCounters();
+  const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
+  return {
+    result,
+    cpu,
+    serviceCores,
+    otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
+    metrics: { before, after },
+    dbPerS:
+      dbBefore === undefined || dbAfter === undefined
+        ? undefined
+        : Object.fromEntries(
+            Object.entries(dbAfter).map(([k, v]) => [k, round((v - (dbBefore[k] ?? 0)) / cpu.wallS, 1)]),
+          ),
+  };
+}
+
+/** The product writer's and the sagas' figures over one phase, from `/metrics` deltas. */
+export function writerFigures(metrics: { readonly before: Samples; readonly after: Samples }, wallS: number) {
+  const { before, after } = metrics;
+  const batches = delta(before, after, 'product_batch_size_count');
+  const sagasEnded = familyDelta(before, after, 'saga_duration_seconds_count');
+  return {
+    /** Committed batches (all products). */
+    batches,
+    batchesPerS: batches / wallS,
+    /** New orders per batch (settlements ride in the same batches and are not counted). */
+    meanBatchSize: histogramMean(before, after, 'product_batch_size'),
+    meanBatchWriteMs: ms(
+      histogramMean(before, after, 'product_batch_duration_seconds', '{outcome="committed"}'),
+    ),
+    /** Share of wall time some product's writer had a batch in flight: Σ write time ÷ wall (may exceed 1 across products). */
+    writerBusy: delta(before, after, 'product_batch_duration_seconds_sum{outcome="committed"}') / wallS,
+    sagasEnded,
+    meanSagaMs: ms(familyMean(before, after, 'saga_duration_seconds')),
+    eventLoopLagP99Ms: ms(after.get('nodejs_eventloop_lag_p99_seconds')),
+  };
+}
+
+const ms = (seconds: number | undefined): number | undefined =>
+  seconds === undefined || Number.isNaN(seconds) ? undefined : Math.round(seconds * 1e5) / 100;
+
+export const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** A percentile of a µs histogram in ms (NaN when empty). */
+export const percentileMs = (h: RecordableHistogram, percentile: number): number =>
+  h.count === 0 ? NaN : round(h.percentile(percentile) / 1000, 2);
+
+export const maxMs = (h: RecordableHistogram): number => (h.count === 0 ? NaN : round(h.max / 1000, 1));
+
+/** p50/p90/p95/p99/p99.9/max/mean of a µs histogram, ms. */
+export function latencySummary(h: RecordableHistogram) {
+  return {
+    count: h.count,
+    p50: percentileMs(h, 50),
+    p90: percentileMs(h, 90),
+    p95: percentileMs(h, 95),
+    p99: percentileMs(h, 99),
+    p999: percentileMs(h, 99.9),
+    max: maxMs(h),
+    mean: h.count === 0 ? NaN : round(h.mean / 1000, 2),
+  };
+}

@@ -1,0 +1,387 @@
+/**
+ * Saga: confirmed purchases per second through the whole purchase saga (reserve batch → payment at a
+ * provider answering after 5 ms → settlement batch), and the latency of the purchase request, first on one
+ * hot product, then spread uniformly over 100 products. Actor strategy only; closed loop.
+ * The specification's target: p95 of the purchase request < 100 ms.
+ */
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'undici';
+import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
+import { createProduct, type CreatedProduct } from '../api.js';
+import { backgroundBusy, cores, stackPids } from '../cpu.js';
+import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
+import {
+  DISTURBED_OTHER_CORES,
+  latencySummary,
+  maxMs,
+  measurePhase,
+  percentileMs,
+  round,
+  writerFigures,
+  type MeasuredPhase,
+} from '../measure.js';
+import { num } from '../report.js';
+import { OWNERSHIP_WARNINGS, startService } from '../service.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
+
+export const name = 'saga';
+export const describe =
+  'confirmed purchases/s and purchase p50/p95/p99 through the full saga (provider at 5 ms), 1 hot product then 100 products, actor, closed loop';
+export const defaults = { durationS: 10, connections: 200 };
+
+const PAYMENT_LATENCY_MS = 5;
+const P95_TARGET_MS = 100;
+const SPREAD_PRODUCTS = 100;
+/** Far more than a phase sells, so no purchase meets OUT_OF_STOCK. */
+const HOT_STOCK = 10_000_000;
+const SPREAD_STOCK = 1_000_000;
+const WARMUP_S = 1;
+const SETTLE_MS = 2_000;
+/** Sagas still open after the load (202 answers) end within the service's saga deadline (30 s by default). */
+const SAGA_WAIT_MS = 45_000;
+
+type PhaseName = 'hot' | 'spread';
+
+interface Phase {
+  readonly phase: PhaseName;
+  readonly measured: MeasuredPhase<PhaseResult>;
+  readonly provider: { readonly charges: number; readonly requests: number };
+}
+
+/** 201 / 202 / 402 / other answers (other = every other status and transport errors; replays are 201s). */
+function answers(r: PhaseResult) {
+  const fresh201 = r.created;
+  const n202 = r.statuses['202'] ?? 0;
+  const n402 = r.statuses['402'] ?? 0;
+  return { n201: fresh201, n202, n402, other: r.failed - n202 - n402 };
+}
+
+function phaseFigures(p: Phase) {
+  const r = p.measured.result;
+  const lat = r.answeredLatency;
+  const writer = writerFigures(p.measured.metrics, p.measured.cpu.wallS);
+  return {
+    label: r.label,
+    products: r.productIds.length,
+    windowS: r.windowS,
+    confirmedPerS: r.perS,
+    p50: percentileMs(lat, 50),
+    p95: percentileMs(lat, 95),
+    p99: percentileMs(lat, 99),
+    max: maxMs(lat),
+    ...answers(r),
+    writer,
+    providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,
+    db: p.measured.dbPerS,
+    disturbed: (p.measured.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+  };
+}
+
+const fixed = (n: number | undefined, digits: number): string => (n === undefined ? '-' : n.toFixed(digits));
+const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  // The bench's own provider (not the stack's shared one), registered first so it closes after the service.
+  let provider: ReturnType<typeof createPaymentProvider> | undefined;
+  let paymentUrl: string | undefined;
+  if (options.url === undefined) {
+    provider = createPaymentProvider({ latencyMs: PAYMENT_LATENCY_MS });
+    const port = await provider.listen(0, '127.0.0.1');
+    const running = provider;
+    io.onCleanup(() => running.close());
+    paymentUrl = `http://127.0.0.1:${port}`;
+    io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
+  }
+  const service = await startService(
+    options,
+    io,
+    paymentUrl === undefined ? {} : { env: { PAYMENT_URL: paymentUrl } },
+  );
+  const pool = new Pool(service.url, {
+    connections: options.connections,
+    pipelining: 1,
+    headersTimeout: 60_000, // 1 min: above the service's own 15 s purchase timeout
+    bodyTimeout: 60_000,
+    keepAliveTimeout: 60_000,
+  });
+  io.onCleanup(() => pool.close());
+
+  const tag = `sg${options.runTag}${randomBytes(3).toString('hex')}`;
+  const product = (label: string, stock: number): Promise<CreatedProduct> =>
+    createProduct(pool, { name: `bench ${tag} ${label}`, priceCents: 1999, stock, strategy: 'actor' });
+  const hot = await product('hot', HOT_STOCK);
+  const spread: CreatedProduct[] = [];
+  for (let i = 0; i < SPREAD_PRODUCTS; i += 1) spread.push(await product(`spread ${i}`, SPREAD_STOCK));
+  const productsOf: Record<PhaseName, number[]> = { hot: [hot.id], spread: spread.map((p) => p.id) };
+
+  const pids = stackPids();
+  const background = await backgroundBusy(2_000);
+  io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
+  const zeroStats: Pick<ProviderStats, 'charges' | 'requests'> = { charges: 0, requests: 0 };
+  const providerStats = () => provider?.stats() ?? zeroStats;
+
+  const all: PhaseResult[] = [];
+  const load = (phase: PhaseName, label: string, durationS: number, keyPrefix: string) =>
+    runPurchasePhase({
+      http: pool,
+      productIds: productsOf[phase],
+      connections: options.connections,
+      durationS,
+      label,
+      keyPrefix,
+      io,
+    });
+  for (const phase of ['hot', 'spread'] as const)
+    all.push(await load(phase, `warm-up ${phase}`, WARMUP_S, `${tag}-w-${phase}`));
+
+  const phases: Phase[] = [];
+  for (const phase of ['hot', 'spread'] as const) {
+    if (io.signal.aborted) throw new Error('interrupted');
+    const statsBefore = providerStats();
+    const measured = await measurePhase(service.url, pids, () =>
+      load(
+        phase,
+        `${phase} (${productsOf[phase].length} product${productsOf[phase].length > 1 ? 's' : ''}) closed-loop c=${options.connections}`,
+        options.durationS / 2,
+        `${tag}-${phase}`,
+      ),
+    );
+    const statsAfter = providerStats();
+    phases.push({
+      phase,
+      measured,
+      provider: {
+        charges: statsAfter.charges - statsBefore.charges,
+        requests: statsAfter.requests - statsBefore.requests,
+      },
+    });
+    all.push(measured.result);
+  }
+
+  io.progress(
+    `bench: waiting ${SETTLE_MS} ms for in-flight writes and up to ${SAGA_WAIT_MS} ms for open sagas, then checking MySQL`,
+  );
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  const everyProduct = [hot, ...spread];
+  await waitForSagas(
+    everyProduct.map((p) => p.id),
+    SAGA_WAIT_MS,
+  );
+  const checks: ProductCheck[] = await verifyProducts(
+    expectedFrom(all, [
+      { productId: hot.id, label: 'hot', initialStock: HOT_STOCK },
+      ...spread.map((p, i) => ({ productId: p.id, label: `spread ${i}`, initialStock: SPREAD_STOCK })),
+    ]),
+  );
+  const ownership = await service.countLogMessages(OWNERSHIP_WARNINGS);
+  const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
+  const restarted = Object.entries(pids)
+    .filter(([name, pid]) => stackPids()[name] !== pid)
+    .map(([name]) => name);
+  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
+  const ok = checks.every((c) => c.ok) && replayed === 0;
+
+  const figures = phases.map(phaseFigures);
+  const [hotF, spreadF] = figures as [ReturnType<typeof phaseFigures>, ReturnType<typeof phaseFigures>];
+  const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
+  const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
+  const stillPending = checks.reduce((sum, c) => sum + c.stillPending, 0);
+  const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
+  const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
+  const chargesTotal = providerStats().charges;
+  const benchCores =
+    phases.reduce((sum, p) => sum + p.measured.cpu.benchCores * p.measured.cpu.wallS, 0) /
+    phases.reduce((sum, p) => sum + p.measured.cpu.wallS, 0);
+
+  const hotCheck = checks[0]!;
+  const spreadChecks = checks.slice(1);
+  const sumOf = (list: readonly ProductCheck[], get: (c: ProductCheck) => number): number =>
+    list.reduce((sum, c) => sum + get(c), 0);
+  const checkLine = (label: string, list: readonly ProductCheck[]): string => {
+    const bad = list.filter((c) => !c.ok);
+    return (
+      `check ${label}: initial − stock = ${num(sumOf(list, (c) => c.initialStock - c.stock))}, SUM(quantity) of pending+confirmed orders ${num(sumOf(list, (c) => c.sold))} ` +
+      `(${list.every((c) => c.stockMatches) ? 'OK per product' : 'MISMATCH'}); orders confirmed ${num(sumOf(list, (c) => c.orders.CONFIRMED))} / cancelled ${num(sumOf(list, (c) => c.orders.CANCELLED))} / pending ${num(sumOf(list, (c) => c.orders.PENDING))} ` +
+      `vs answers 201 ${num(sumOf(list, (c) => c.confirmed))} / 402 ${num(sumOf(list, (c) => c.declined))} + ${num(sumOf(list, (c) => c.answered202))} 202 and ${num(sumOf(list, (c) => c.ambiguous))} 5xx/transport ` +
+      `(${list.every((c) => c.ordersMatch) ? 'OK per product' : 'MISMATCH'}); oversold ${sumOf(list, (c) => c.oversold)}` +
+      (bad.length > 0 ? `; FAILED: ${bad.map((c) => `product ${c.productId} (${c.label})`).join(', ')}` : '')
+    );
+  };
+
+  const notes = [
+    `mode: CLOSED LOOP: ${options.connections} connections, each sends its next purchase only after the previous answer; latencies are not corrected for coordinated omission, so p95 is that of ${options.connections} purchases always in flight, not of a fixed arrival rate.`,
+    provider === undefined
+      ? "payment provider: the running service's own (PAYMENT_URL of the --url service); its latency is not set by the bench."
+      : `payment provider: in the bench process, ${PAYMENT_LATENCY_MS} ms per answer, no declines or faults; its CPU counts in 'bench cores'.`,
+    `p95 of every answered purchase: hot ${fixed(hotF.p95, 1)} ms, spread ${fixed(spreadF.p95, 1)} ms; target < ${P95_TARGET_MS} ms: ${p95Met ? 'MET' : 'NOT MET'}`,
+    ...figures.map(
+      (f) =>
+        `${f.label}: ${num(f.writer.batches)} batches (${fixed(f.writer.batchesPerS, 1)}/s), mean ${fixed(f.writer.meanBatchSize, 1)} new orders and ${fixed(f.writer.meanBatchWriteMs, 1)} ms per batch, ` +
+        `writers busy ${fixed(f.writer.writerBusy, 2)} (Σ batch time ÷ wall), mean saga ${fixed(f.writer.meanSagaMs, 1)} ms, provider charges ${num(f.providerChargesPerS)}/s, event-loop lag p99 ${fixed(f.writer.eventLoopLagP99Ms, 1)} ms` +
+        (f.db === undefined
+          ? ''
+          : `; MySQL server (all clients): ${num(f.db['Binlog_commits'] ?? NaN)} commits/s in ${num(f.db['Binlog_group_commits'] ?? NaN)} group commits/s, ${num(f.db['Innodb_row_lock_waits'] ?? NaN, 1)} row-lock waits/s`),
+    ),
+    ...(disturbed.length > 0
+      ? [
+          `WARNING: ${disturbed.length} of ${phases.length} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? ', or a stack process restarted' : ''}): ${disturbed.join(', ')}`,
+        ]
+      : []),
+    ...(background !== undefined && background > 0.1
+      ? [
+          `WARNING: the machine was ${pct(background)} busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
+        ]
+      : []),
+    `errors hot: ${JSON.stringify(phases[0]!.measured.result.failures)}  spread: ${JSON.stringify(phases[1]!.measured.result.failures)}`,
+    checkLine(`hot (product ${hotCheck.productId})`, [hotCheck]),
+    checkLine(`spread (${spreadChecks.length} products)`, spreadChecks),
+    ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after ${SAGA_WAIT_MS / 1000} s`] : []),
+    ...(provider === undefined
+      ? []
+      : [
+          `provider: ${num(chargesTotal)} successful charges over the run for ${num(confirmedOrders)} confirmed orders of these products${chargesTotal < confirmedOrders ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
+        ]),
+    ...(restarted.length > 0
+      ? [
+          `WARNING: stack process(es) ${restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
+        ]
+      : []),
+    ...(shardLosses > 0
+      ? [
+          `WARNING: the service logged shard-lease trouble during the run (${JSON.stringify(ownership)}): requests may have been refused or forwarded meanwhile.`,
+        ]
+      : []),
+    ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    `correctness: ${ok ? 'OK' : 'FAILED'}`,
+  ];
+
+  const key = (prefix: PhaseName, f: ReturnType<typeof phaseFigures>) => ({
+    [`${prefix}_confirmed_per_s`]: Math.round(f.confirmedPerS),
+    [`${prefix}_p50_ms`]: f.p50,
+    [`${prefix}_p95_ms`]: f.p95,
+    [`${prefix}_p99_ms`]: f.p99,
+    [`${prefix}_max_ms`]: f.max,
+    [`${prefix}_201`]: f.n201,
+    [`${prefix}_202`]: f.n202,
+    [`${prefix}_402`]: f.n402,
+    [`${prefix}_other`]: f.other,
+    [`${prefix}_mean_batch_size`]:
+      f.writer.meanBatchSize === undefined ? null : round(f.writer.meanBatchSize, 1),
+    [`${prefix}_mean_batch_ms`]: f.writer.meanBatchWriteMs ?? null,
+  });
+
+  return {
+    ok,
+    summary: {
+      mode: 'closed-loop',
+      strategy: 'actor',
+      payment_latency_ms: provider === undefined ? null : PAYMENT_LATENCY_MS,
+      ...key('hot', hotF),
+      ...key('spread', spreadF),
+      p95_target_ms: P95_TARGET_MS,
+      p95_target_met: p95Met,
+      still_pending: stillPending,
+      oversold,
+      disturbed_phases: disturbed.length,
+      background_busy: background === undefined ? null : round(background, 2),
+      stack_restarted: restarted.length > 0,
+      shard_losses: shardLosses,
+      load_generator_cores: round(benchCores, 2),
+      connections: options.connections,
+      duration_s: options.durationS,
+      spread_products: SPREAD_PRODUCTS,
+    },
+    table: {
+      columns: [
+        'phase (closed loop)',
+        's',
+        'confirmed/s',
+        'p50 ms',
+        'p95 ms',
+        'p99 ms',
+        'max ms',
+        '201',
+        '202',
+        '402',
+        'other',
+        'mean batch',
+        'batch ms',
+        'saga ms',
+        'svc cores',
+        'db cores',
+        'bench cores',
+        'other cores',
+        'machine busy',
+      ],
+      rows: phases.map((p, i) => {
+        const f = figures[i]!;
+        const { cpu } = p.measured;
+        return [
+          f.label,
+          round(f.windowS, 1),
+          Math.round(f.confirmedPerS),
+          f.p50,
+          f.p95,
+          f.p99,
+          f.max,
+          f.n201,
+          f.n202,
+          f.n402,
+          f.other,
+          fixed(f.writer.meanBatchSize, 1),
+          fixed(f.writer.meanBatchWriteMs, 1),
+          fixed(f.writer.meanSagaMs, 1),
+          fixed(p.measured.serviceCores, 2),
+          fixed(cpu.processCores['mariadb_primary'], 2),
+          fixed(cpu.benchCores, 2),
+          fixed(p.measured.otherCores, 2),
+          pct(cpu.machineBusy),
+        ];
+      }),
+    },
+    notes,
+    details: {
+      hot,
+      spread: spread.map((p) => p.id),
+      paymentUrl: paymentUrl ?? null,
+      checks,
+      stackRestarted: restarted,
+      ownershipWarnings: ownership,
+      provider: provider?.stats() ?? null,
+      ambiguousSample: all.flatMap((r) => r.ambiguous).slice(0, 100),
+      phases: all.map((r) => ({
+        label: r.label,
+        products: r.productIds.length,
+        windowS: r.windowS,
+        sent: r.sent,
+        created: r.created,
+        createdInWindow: r.createdInWindow,
+        replayed: r.replayed,
+        statuses: r.statuses,
+        failures: r.failures,
+        perS: round(r.perS, 1),
+        monotonicUs: r.monotonicUs,
+        answeredLatencyMs: latencySummary(r.answeredLatency),
+        confirmedLatencyMs: latencySummary(r.latency),
+      })),
+      measured: phases.map((p, i) => ({
+        label: p.measured.result.label,
+        cpu: p.measured.cpu,
+        serviceCores: p.measured.serviceCores,
+        otherCores: p.measured.otherCores,
+        provider: p.provider,
+        dbPerS: p.measured.dbPerS,
+        ...figures[i]!.writer,
+      })),
+      machineCores: cores(),
+      // All answered requests of both measured phases together, for reference.
+      answeredLatencyMsBoth: latencySummary(
+        phases.reduce((h, p) => {
+          h.add(p.measured.result.answeredLatency);
+          return h;
+        }, newLatencyHistogram()),
+      ),
+    },
+  };
+}
