@@ -19,7 +19,7 @@ export interface CpuSnapshot {
   readonly atMs: number;
   readonly self: NodeJS.CpuUsage;
   /** Busy and total jiffies of all cores; undefined without /proc. */
-  readonly machine: { busy: number; total: number } | undefined;
+  readonly machine: { busy: number; irq: number; total: number } | undefined;
   /** utime + stime jiffies per named process (undefined when it cannot be read). */
   readonly processes: Readonly<Record<string, number | undefined>>;
 }
@@ -30,6 +30,11 @@ export interface CpuShares {
   readonly benchCores: number;
   /** Share of all cores busy, 0..1. */
   readonly machineBusy: number | undefined;
+  /**
+   * Cores spent in hard and soft interrupts (mostly loopback networking between the bench, the service and
+   * the stack): busy time no process is charged for. undefined without /proc.
+   */
+  readonly irqCores: number | undefined;
   /** CPU per named process, cores. */
   readonly processCores: Readonly<Record<string, number | undefined>>;
 }
@@ -40,6 +45,8 @@ const STACK_SERVERS = {
   mariadb_replica: STACK_PORTS.replica,
   redis: STACK_PORTS.redis,
   kafka: STACK_PORTS.kafka,
+  // The stack's simulated payment provider: the service calls it on every purchase unless PAYMENT_URL says otherwise.
+  payment_provider: STACK_PORTS.payment,
 } as const;
 
 /**
@@ -131,11 +138,14 @@ export function cpuShares(from: CpuSnapshot, to: CpuSnapshot): CpuShares {
     processCores[name] =
       after === undefined || before === undefined ? undefined : (after - before) / CLOCK_TICKS / wallS;
   }
+  const span = from.machine && to.machine ? to.machine.total - from.machine.total : 0;
   const machineBusy =
-    from.machine && to.machine && to.machine.total > from.machine.total
-      ? (to.machine.busy - from.machine.busy) / (to.machine.total - from.machine.total)
+    from.machine && to.machine && span > 0 ? (to.machine.busy - from.machine.busy) / span : undefined;
+  const irqCores =
+    from.machine && to.machine && span > 0
+      ? ((to.machine.irq - from.machine.irq) / span) * cores()
       : undefined;
-  return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, processCores };
+  return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, irqCores, processCores };
 }
 
 export const cores = availableParallelism;
@@ -147,12 +157,18 @@ export async function backgroundBusy(ms: number): Promise<number | undefined> {
   return cpuShares(before, cpuSnapshot({})).machineBusy;
 }
 
-/** Cores busy with processes outside the given ones (other users of the machine), when /proc is readable. */
+/**
+ * Cores busy with processes outside the given ones and the bench (other users of the machine), when /proc
+ * is readable. Interrupt time is left out: it is mostly the benchmark's own loopback traffic.
+ */
 export function otherCores(shares: CpuShares, known: readonly (number | undefined)[]): number | undefined {
   if (shares.machineBusy === undefined) return undefined;
   return Math.max(
     0,
-    shares.machineBusy * cores() - known.reduce<number>((sum, n) => sum + (n ?? 0), 0) - shares.benchCores,
+    shares.machineBusy * cores() -
+      (shares.irqCores ?? 0) -
+      known.reduce<number>((sum, n) => sum + (n ?? 0), 0) -
+      shares.benchCores,
   );
 }
 
@@ -167,14 +183,15 @@ function processJiffies(pid: number): number | undefined {
   }
 }
 
-function machineJiffies(): { busy: number; total: number } | undefined {
+function machineJiffies(): { busy: number; irq: number; total: number } | undefined {
   try {
     const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
     const values = line.trim().split(/\s+/).slice(1).map(Number);
     // user nice system idle iowait irq softirq steal (guest time is already inside user)
     const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
     const idle = (values[3] ?? 0) + (values[4] ?? 0);
-    return { busy: total - idle, total };
+    const irq = (values[5] ?? 0) + (values[6] ?? 0);
+    return { busy: total - idle, irq, total };
   } catch {
     return undefined;
   }

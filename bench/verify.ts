@@ -79,9 +79,15 @@ function addCounts(into: StatusCounts, rows: RowDataPacket[]): void {
   }
 }
 
-async function connect(): Promise<Connection> {
+/** A connection to the primary the checks read (extra mysql2 options, e.g. multipleStatements). */
+export function connectPrimary(extra: { multipleStatements?: boolean } = {}): Promise<Connection> {
+  return connect(extra);
+}
+
+async function connect(extra: { multipleStatements?: boolean } = {}): Promise<Connection> {
   const url = new URL(PRIMARY_URL);
   return mysql.createConnection({
+    ...extra,
     host: url.hostname,
     port: Number(url.port || 3306),
     user: decodeURIComponent(url.username),
