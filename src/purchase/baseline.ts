@@ -124,7 +124,7 @@ export class BaselinePurchases {
     });
   }
 
-  /** One version-checked write of the locked row; commits only when it went through. */
+  /** One version-checked write of the locked row, committed in the same round trip when it goes through. */
   private async write(
     conn: PoolConnection,
     row: LockedRow,
@@ -143,8 +143,8 @@ export class BaselinePurchases {
       ...this.deps.writer,
       ownerEpoch: 0,
       strategy: 'baseline',
+      begin: false, // underLock opened it with the row lock
     });
-    await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
     if (result.kind === 'committed') this.deps.onCommit?.();
     return result;
   }

@@ -1,6 +1,6 @@
 import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../../actors/product/types.js';
 import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope, type Topics } from '../events/envelope.js';
-import type { PoolConnection, ResultSetHeader, RowDataPacket } from './mysql.js';
+import type { PoolConnection, RowDataPacket } from './mysql.js';
 import { findOrdersByIdempotency } from './order-queries.js';
 
 /** MySQL error number for a duplicate unique key. */
@@ -16,55 +16,91 @@ export interface BatchWriterOptions {
   strategy: 'actor' | 'baseline';
 }
 
+/**
+ * MySQL error number for "Subquery returns more than 1 row": what a guard raises (see `GUARD`).
+ */
+export const ER_GUARD = 1242;
+
 interface Statement {
   sql: string;
   params: unknown[];
-  /** Checked after execution: this statement must have changed exactly these rows. */
+  /** Checked by a guard right after it: this statement must have changed exactly these rows. */
   mustChange?: { kind: 'product' } | { kind: 'sagas'; orderIds: string[] };
 }
 
 /**
- * Everything one write of a product does, as one multi-statement round trip inside a transaction the
- * caller opened: the version-checked stock update, new orders with their sagas, the sagas' settlements,
- * every saga step, and every event into the outbox. Nothing is committed here: the caller commits on
- * `committed` and rolls back otherwise.
+ * A guard: fails the multi-statement (ER_GUARD) unless the statement before it changed exactly `?` rows,
+ * so a refused batch stops before its COMMIT. Plain SQL that MySQL 8 and MariaDB both run (SIGNAL is
+ * only allowed in stored programs on MySQL); the subquery is evaluated only when the count is wrong.
+ */
+const GUARD = 'SELECT IF(ROW_COUNT() = ?, 0, (SELECT 1 UNION ALL SELECT 2)) AS guard';
+
+export interface WriteBatchOptions extends BatchWriterOptions {
+  /**
+   * True (the product actor): the transaction is opened in the same round trip. False (the baseline):
+   * the caller opened it and holds the row lock already.
+   */
+  begin: boolean;
+}
+
+/**
+ * Everything one write of a product does, as ONE multi-statement round trip that ends in its COMMIT:
+ * the version-checked stock update, new orders with their sagas, the sagas' settlements, every saga
+ * step, and every event into the outbox. A guard after each checked statement aborts the round trip
+ * before the COMMIT when a check fails; the batch is then rolled back here.
+ *
+ * Nothing waits on this process between statements, so a process paused (SIGSTOP, a long GC, a frozen
+ * VM) never sits on the product's row lock with a transaction open: the next owner's write is not
+ * blocked by a zombie. Only when the round trip fails does a ROLLBACK follow in a second one.
  */
 export async function writeBatch(
   conn: PoolConnection,
   batch: BatchWrite,
-  options: BatchWriterOptions,
+  options: WriteBatchOptions,
 ): Promise<BatchResult> {
   const now = new Date();
   const statements = batchStatements(batch, options, now);
-  let results: ResultSetHeader[];
-  try {
-    const [rows] = await conn.query<ResultSetHeader[]>(
-      statements.map((s) => s.sql).join(';\n'),
-      statements.flatMap((s) => s.params),
-    );
-    results = statements.length === 1 ? [rows as unknown as ResultSetHeader] : rows;
-  } catch (err) {
-    if ((err as { errno?: number }).errno !== ER_DUP_ENTRY || batch.orders.length === 0) throw err;
-    await conn.query('ROLLBACK');
-    const existing = await findOrdersByIdempotency(conn, batch.orders);
-    if (existing.length === 0) throw err;
-    return { kind: 'duplicates', existing };
+  const sql: string[] = options.begin ? ['START TRANSACTION'] : [];
+  const params: unknown[] = [];
+  for (const s of statements) {
+    sql.push(s.sql);
+    params.push(...s.params);
+    if (s.mustChange !== undefined) {
+      sql.push(GUARD);
+      params.push(s.mustChange.kind === 'sagas' ? s.mustChange.orderIds.length : 1);
+    }
   }
-  const expected = (s: Statement): number =>
-    s.mustChange?.kind === 'sagas' ? s.mustChange.orderIds.length : 1;
-  const unchanged = statements.filter(
-    (s, i) => s.mustChange !== undefined && results[i]?.affectedRows !== expected(s),
-  );
-  if (unchanged.some((s) => s.mustChange?.kind === 'product')) return { kind: 'version_conflict' };
-  const suspects = unchanged.flatMap((s) => (s.mustChange?.kind === 'sagas' ? s.mustChange.orderIds : []));
-  if (suspects.length > 0) {
-    // Some sagas of a group had moved on; after the rollback, the orders say which (they are no longer PENDING).
+  sql.push('COMMIT');
+  try {
+    await conn.query(sql.join(';\n'), params);
+  } catch (err) {
+    const errno = (err as { errno?: number }).errno;
+    if (errno !== ER_DUP_ENTRY && errno !== ER_GUARD) throw err;
     await conn.query('ROLLBACK');
-    const settled = (await sagaStatuses(conn, suspects)).filter((s) => s.status !== 'PENDING');
-    if (settled.length === 0) throw new Error('a saga row changed without its order: refusing the batch');
-    return { kind: 'settled_elsewhere', sagas: settled };
+    if (errno === ER_DUP_ENTRY) {
+      const existing = batch.orders.length > 0 ? await findOrdersByIdempotency(conn, batch.orders) : [];
+      if (existing.length === 0) throw err;
+      return { kind: 'duplicates', existing };
+    }
+    return refusal(conn, batch, statements);
   }
   return { kind: 'committed', version: batch.expectedVersion + 1, committedAt: now.toISOString() };
+}
+
+/** Why a guard refused the batch (after its rollback): the product moved on, or some of its sagas did. */
+async function refusal(
+  conn: PoolConnection,
+  batch: BatchWrite,
+  statements: readonly Statement[],
+): Promise<BatchResult> {
+  const [rows] = await conn.query<RowDataPacket[]>('SELECT version FROM products WHERE id = ?', [
+    batch.productId,
+  ]);
+  if (Number(rows[0]?.['version']) !== batch.expectedVersion) return { kind: 'version_conflict' };
+  const suspects = statements.flatMap((s) => (s.mustChange?.kind === 'sagas' ? s.mustChange.orderIds : []));
+  const settled = (await sagaStatuses(conn, suspects)).filter((s) => s.status !== 'PENDING');
+  if (settled.length === 0) throw new Error('a saga row changed without its order: refusing the batch');
+  return { kind: 'settled_elsewhere', sagas: settled };
 }
 
 async function sagaStatuses(

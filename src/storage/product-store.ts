@@ -3,8 +3,8 @@ import { writeBatch, type BatchWriterOptions } from './batch-writer.js';
 import type { Pool, RowDataPacket } from './mysql.js';
 
 /**
- * The product actor's storage: one transaction per batch, written by `writeBatch` in one round trip
- * after START TRANSACTION, then COMMIT or ROLLBACK.
+ * The product actor's storage: one transaction per batch, opened, written and committed by `writeBatch`
+ * in one round trip.
  */
 export class MysqlProductStore implements ProductStore {
   constructor(
@@ -32,14 +32,12 @@ export class MysqlProductStore implements ProductStore {
   async commitBatch(batch: BatchWrite): Promise<BatchResult> {
     const conn = await this.primary.getConnection();
     try {
-      await conn.query('START TRANSACTION');
-      const result = await writeBatch(conn, batch, {
+      return await writeBatch(conn, batch, {
         ...this.options,
         ownerEpoch: this.ownerEpoch(batch.productId),
         strategy: 'actor',
+        begin: true,
       });
-      await conn.query(result.kind === 'committed' ? 'COMMIT' : 'ROLLBACK');
-      return result;
     } catch (err) {
       await conn.query('ROLLBACK').catch(() => undefined);
       throw err;

@@ -1,0 +1,209 @@
+// The product's batch write against a real MariaDB: one round trip that ends in its COMMIT, guards that
+// refuse a stale or half-settled batch before the COMMIT, and no transaction left open on any path.
+import { once } from 'node:events';
+import net from 'node:net';
+import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+import t, { type Test } from 'tap';
+import type { BatchWrite, NewOrder } from '../../actors/product/types.js';
+import { writeBatch, type WriteBatchOptions } from '../../src/storage/batch-writer.js';
+import { poolOptions, type PoolConnection } from '../../src/storage/mysql.js';
+import { migrate } from '../../src/storage/migrate.js';
+import type { MysqlEndpoint } from '../../src/config.js';
+import { uniq } from '../helpers/app.js';
+import { throwawayDatabase } from '../helpers/database.js';
+
+const OPTIONS: WriteBatchOptions = {
+  topics: { inventory: 't.inventory', orders: 't.orders', payments: 't.payments' },
+  sagaDeadlineMs: 30_000,
+  ownerEpoch: 7,
+  strategy: 'actor',
+  begin: true,
+};
+
+/** A TCP relay to MySQL whose server-to-client direction can be frozen: the client "pauses" (SIGSTOP). */
+async function freezableRelay(t: Test, target: MysqlEndpoint) {
+  let frozen = false;
+  const held: Buffer[] = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => (frozen ? held.push(chunk) : client.write(chunk)));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    freeze: () => (frozen = true),
+    heldBytes: () => held.reduce((n, b) => n + b.length, 0),
+  };
+}
+
+async function connect(t: Test, endpoint: MysqlEndpoint, port = endpoint.port): Promise<Connection> {
+  const conn = await mysql.createConnection({ ...poolOptions({ ...endpoint, port }, 1) });
+  t.teardown(() => conn.destroy());
+  return conn;
+}
+
+async function setup(t: Test) {
+  const { endpoint } = await throwawayDatabase(t, 'batch');
+  await migrate(endpoint);
+  const observer = await connect(t, endpoint);
+  const [created] = await observer.query<mysql.ResultSetHeader>(
+    'INSERT INTO products (name, price_cents, stock) VALUES (?, ?, ?)',
+    ['p', 500, 10],
+  );
+  return { endpoint, observer, productId: created.insertId };
+}
+
+const order = (productId: number, key = uniq('k')): NewOrder => ({
+  id: uniq('order-'),
+  productId,
+  userId: 'u1',
+  idempotencyKey: key,
+  quantity: 1,
+  unitPriceCents: 500,
+});
+
+const batchOf = (productId: number, version: number, stock: number, orders: NewOrder[]): BatchWrite => ({
+  productId,
+  expectedVersion: version,
+  previousStock: stock,
+  newStock: stock - orders.length,
+  orders,
+  settlements: [],
+});
+
+async function row(conn: Connection, productId: number) {
+  const [[r]] = await conn.query<RowDataPacket[]>('SELECT stock, version FROM products WHERE id = ?', [
+    productId,
+  ]);
+  return { stock: Number(r?.['stock']), version: Number(r?.['version']) };
+}
+
+async function inTransaction(conn: Connection): Promise<number> {
+  const [[r]] = await conn.query<RowDataPacket[]>('SELECT @@in_transaction AS open');
+  return Number(r?.['open']);
+}
+
+const asPool = (conn: Connection) => conn as unknown as PoolConnection;
+
+t.test(
+  'a writer that freezes after sending its batch holds no lock: the batch commits without it',
+  async (t) => {
+    const { endpoint, observer, productId } = await setup(t);
+    const relay = await freezableRelay(t, endpoint);
+    const writer = await connect(t, endpoint, relay.port);
+    relay.freeze(); // from here the writer never hears back, as a process paused right after sending
+    const pending = writeBatch(asPool(writer), batchOf(productId, 0, 10, [order(productId)]), OPTIONS);
+    pending.catch(() => undefined);
+
+    const until = Date.now() + 5_000;
+    while ((await row(observer, productId)).version === 0 && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    t.same(await row(observer, productId), { stock: 9, version: 1 }, 'the batch committed on the server');
+    t.ok(relay.heldBytes() > 0, 'while its reply is still undelivered to the frozen writer');
+    // The next owner's write is not blocked by the frozen writer: the row lock is free.
+    const [locked] = await observer.query<RowDataPacket[]>(
+      'SELECT version FROM products WHERE id = ? FOR UPDATE NOWAIT',
+      [productId],
+    );
+    t.equal(Number(locked[0]?.['version']), 1, 'the row locks at once (NOWAIT) for someone else');
+    await observer.query('ROLLBACK');
+  },
+);
+
+t.test(
+  'a stale version is refused before the COMMIT and leaves nothing, not even an open transaction',
+  async (t) => {
+    const { endpoint, observer, productId } = await setup(t);
+    const writer = await connect(t, endpoint);
+    const result = await writeBatch(asPool(writer), batchOf(productId, 3, 10, [order(productId)]), OPTIONS);
+    t.same(result, { kind: 'version_conflict' });
+    t.same(await row(observer, productId), { stock: 10, version: 0 }, 'the row is untouched');
+    const [[orders]] = await observer.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM orders');
+    const [[outbox]] = await observer.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM outbox');
+    t.equal(Number(orders?.['n']), 0, 'no order');
+    t.equal(Number(outbox?.['n']), 0, 'no event');
+    t.equal(await inTransaction(writer), 0, 'the writer has no transaction open');
+  },
+);
+
+t.test('a committed batch writes orders, sagas, steps and events under the owner epoch', async (t) => {
+  const { endpoint, observer, productId } = await setup(t);
+  const writer = await connect(t, endpoint);
+  const orders = [order(productId), order(productId)];
+  const result = await writeBatch(asPool(writer), batchOf(productId, 0, 10, orders), OPTIONS);
+  t.equal(result.kind, 'committed');
+  t.same(await row(observer, productId), { stock: 8, version: 1 });
+  t.equal(await inTransaction(writer), 0, 'committed in the same round trip');
+  const count = async (sql: string) =>
+    Number((await observer.query<RowDataPacket[]>(sql, [productId]))[0][0]?.['n']);
+  t.equal(await count('SELECT COUNT(*) AS n FROM orders WHERE product_id = ? AND owner_epoch = 7'), 2);
+  t.equal(await count('SELECT COUNT(*) AS n FROM sagas WHERE product_id = ? AND owner_epoch = 7'), 2);
+  t.equal(
+    await count(
+      'SELECT COUNT(*) AS n FROM saga_steps WHERE order_id IN (SELECT id FROM orders WHERE product_id = ?)',
+    ),
+    4,
+    'reserve_inventory and create_order for each',
+  );
+  t.equal(await count('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ?'), 5, '2 × 2 events + stock');
+});
+
+t.test('a repeated idempotency key rolls the whole batch back and returns the existing order', async (t) => {
+  const { endpoint, observer, productId } = await setup(t);
+  const writer = await connect(t, endpoint);
+  const first = order(productId, 'same-key');
+  t.equal((await writeBatch(asPool(writer), batchOf(productId, 0, 10, [first]), OPTIONS)).kind, 'committed');
+  const again = { ...order(productId, 'same-key') };
+  const result = await writeBatch(
+    asPool(writer),
+    batchOf(productId, 1, 9, [order(productId), again]),
+    OPTIONS,
+  );
+  t.equal(result.kind, 'duplicates');
+  if (result.kind === 'duplicates')
+    t.same(
+      result.existing.map((o) => o.orderId),
+      [first.id],
+    );
+  t.same(await row(observer, productId), { stock: 9, version: 1 }, 'the other order of the batch is not in');
+  t.equal(await inTransaction(writer), 0);
+});
+
+t.test('a settlement of a saga that already moved on is refused as settled elsewhere', async (t) => {
+  const { endpoint, observer, productId } = await setup(t);
+  const writer = await connect(t, endpoint);
+  const o = order(productId);
+  t.equal((await writeBatch(asPool(writer), batchOf(productId, 0, 10, [o]), OPTIONS)).kind, 'committed');
+  // Someone else (a recovering node) cancelled it first.
+  await observer.query("UPDATE sagas SET state = 'CANCELLED', version = version + 1 WHERE order_id = ?", [
+    o.id,
+  ]);
+  await observer.query("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", [o.id]);
+  const settle: BatchWrite = {
+    ...batchOf(productId, 1, 9, []),
+    settlements: [
+      {
+        orderId: o.id,
+        productId,
+        outcome: 'confirm',
+        quantity: 1,
+        unitPriceCents: 500,
+        sagaVersion: 0,
+        payment: { key: o.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
+      },
+    ],
+  };
+  const result = await writeBatch(asPool(writer), settle, OPTIONS);
+  t.same(result, { kind: 'settled_elsewhere', sagas: [{ orderId: o.id, status: 'CANCELLED' }] });
+  t.same(await row(observer, productId), { stock: 9, version: 1 }, 'the product row is untouched');
+  t.equal(await inTransaction(writer), 0);
+});
