@@ -25,6 +25,7 @@ import { RedisProductCache } from './storage/product-cache.js';
 import { SagaStore } from './storage/saga-store.js';
 import { MysqlProductStore } from './storage/product-store.js';
 import { RedisLock } from './storage/redis-lock.js';
+import { createStockSubscriptions, type StockSubscriptions } from './ws/index.js';
 
 export interface AppDeps {
   config: Config;
@@ -42,6 +43,8 @@ export interface App {
   readonly actors: ProductActors;
   readonly sagas: SagaCoordinators;
   readonly cluster: Cluster;
+  /** WebSocket stock subscribers on `/ws`. */
+  readonly subscriptions: StockSubscriptions;
   /**
    * Joins the cluster (`port`: the bound HTTP port), starts the outbox relay and the projection, resumes
    * unfinished sagas of its shards and starts the periodic recovery sweep (unless `recover` is false).
@@ -110,6 +113,8 @@ export function buildApp(deps: AppDeps): App {
   let cluster!: Cluster;
   /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
   let recovering = false;
+  // Built with the HTTP server below; committed stock changes go to its subscribers.
+  let subscriptions!: StockSubscriptions;
   const actors = new ProductActors({
     system,
     store: new MysqlProductStore(infra.mysql.primary, writer, (productId) => cluster.epochOf(productId)),
@@ -119,6 +124,7 @@ export function buildApp(deps: AppDeps): App {
     mailboxLimit: config.purchase.mailboxLimit,
     passivateAfterMs: config.purchase.passivateAfterMs,
     cacheWriteTimeoutMs: 500,
+    onStockChanged: (productId, stock, version) => subscriptions.committed(productId, stock, version),
     onCommitted: ({ orders }) => {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },
@@ -175,7 +181,7 @@ export function buildApp(deps: AppDeps): App {
         checks: infra.checks,
         checkTimeoutMs: config.readyCheckTimeoutMs,
         startedAt,
-        details: () => ({ cluster: cluster.ownership.stats() }),
+        details: () => ({ cluster: cluster.ownership.stats(), ws: subscriptions.stats() }),
       }),
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
       ...purchaseRoutes({ purchases, limits: config.purchase }),
@@ -193,6 +199,17 @@ export function buildApp(deps: AppDeps): App {
         },
       },
     ],
+  });
+  subscriptions = createStockSubscriptions({
+    app: server.app,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    readStocks: async (ids) =>
+      (await catalog.getProducts(ids)).products.map(
+        (p) => p && { productId: p.id, stock: p.stock, version: p.version },
+      ),
+    limits: config.ws,
+    logger,
   });
   cluster = createCluster(
     {
@@ -215,9 +232,11 @@ export function buildApp(deps: AppDeps): App {
     relay,
     cluster,
     projection,
+    subscriptions,
     async start(port, options = {}) {
       recovering = options.recover !== false;
       await cluster.start(port);
+      await subscriptions.start();
       relay.start();
       projection?.start();
       if (!recovering) return;
@@ -226,6 +245,8 @@ export function buildApp(deps: AppDeps): App {
     },
     async stop(graceMs) {
       recovery.stop();
+      // Subscribers reconnect at once (through nginx, to another node).
+      subscriptions.close();
       const closing = server.close(graceMs);
       // Hand every shard off first (each drained), so the other nodes take over at once.
       await cluster.leave();

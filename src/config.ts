@@ -106,6 +106,19 @@ export interface Config {
     /** Lifetime of a cached stock (a safety net: every commit writes it through), ms. Default 5000. */
     readonly stockTtlMs: number;
   };
+  /** WebSocket stock subscribers on `/ws` (README "WebSocket stock subscribers"). */
+  readonly ws: {
+    /** Products one connection may subscribe to. Default 100. */
+    readonly maxSubscriptions: number;
+    /** Largest client frame; a larger one closes the connection with 1009, bytes. Default 4096. */
+    readonly maxFrameBytes: number;
+    /** A connection silent this long is closed; the server pings it before that, s. Default 60. */
+    readonly idleTimeoutSeconds: number;
+    /** Unsent bytes a connection may hold before live changes skip it, bytes. Default 65536 (64 KiB). */
+    readonly maxBackpressureBytes: number;
+    /** A connection over the backpressure limit this long is closed with 4001, ms. Default 5000. */
+    readonly slowConsumerMs: number;
+  };
   /** Time a dependency check may take before /ready calls it down, ms. Default 1000. */
   readonly readyCheckTimeoutMs: number;
   /** UWS_USE_FALLBACK asks uWebSockets.js for its slow pure-Node fallback; the service refuses to start then. */
@@ -157,6 +170,11 @@ export const CONFIG_ENV_NAMES = [
   'CACHE_STOCK_TTL_MS',
   'READY_CHECK_TIMEOUT_MS',
   'SHUTDOWN_GRACE_MS',
+  'WS_MAX_SUBSCRIPTIONS',
+  'WS_MAX_FRAME_BYTES',
+  'WS_IDLE_TIMEOUT_S',
+  'WS_MAX_BACKPRESSURE_BYTES',
+  'WS_SLOW_CONSUMER_MS',
   'UWS_USE_FALLBACK',
 ] as const;
 
@@ -211,6 +229,11 @@ export const defaults = {
   cacheStockTtlMs: 5_000, // 5 s
   readyCheckTimeoutMs: 1_000, // 1 s
   shutdownGraceMs: 10_000, // 10 s
+  wsMaxSubscriptions: 100,
+  wsMaxFrameBytes: 4 * 1024, // 4 KiB
+  wsIdleTimeoutSeconds: 60, // 1 min
+  wsMaxBackpressureBytes: 64 * 1024, // 64 KiB
+  wsSlowConsumerMs: 5_000, // 5 s
 } as const;
 
 /** Reads env values one by one, recording every problem instead of stopping at the first. */
@@ -392,6 +415,19 @@ export function loadConfig(env: Env = process.env): Config {
     cache: {
       detailsTtlSeconds: read.int('CACHE_DETAILS_TTL_S', defaults.cacheDetailsTtlSeconds, 1, 86_400),
       stockTtlMs: read.int('CACHE_STOCK_TTL_MS', defaults.cacheStockTtlMs, 100, 3_600_000),
+    },
+    ws: {
+      maxSubscriptions: read.int('WS_MAX_SUBSCRIPTIONS', defaults.wsMaxSubscriptions, 1, 10_000),
+      maxFrameBytes: read.int('WS_MAX_FRAME_BYTES', defaults.wsMaxFrameBytes, 256, 1024 * 1024),
+      // uWS checks timeouts every 4 s: below 8 s a connection could be closed before its ping is answered.
+      idleTimeoutSeconds: read.int('WS_IDLE_TIMEOUT_S', defaults.wsIdleTimeoutSeconds, 8, 3_600),
+      maxBackpressureBytes: read.int(
+        'WS_MAX_BACKPRESSURE_BYTES',
+        defaults.wsMaxBackpressureBytes,
+        1024,
+        64 * 1024 * 1024,
+      ),
+      slowConsumerMs: read.int('WS_SLOW_CONSUMER_MS', defaults.wsSlowConsumerMs, 100, 600_000),
     },
     readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),

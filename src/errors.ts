@@ -6,6 +6,10 @@
 export const ERROR_CODES = {
   VALIDATION_FAILED: { status: 400, retryable: false },
   MALFORMED_JSON: { status: 400, retryable: false },
+  /** A WebSocket frame that is not JSON (or msgpack, with that subprotocol). */
+  MALFORMED_FRAME: { status: 400, retryable: false },
+  /** A WebSocket subscription past the per-connection cap (WS_MAX_SUBSCRIPTIONS). */
+  TOO_MANY_SUBSCRIPTIONS: { status: 400, retryable: false },
   IDEMPOTENCY_KEY_REQUIRED: { status: 400, retryable: false },
   IDEMPOTENCY_KEY_REUSED: { status: 422, retryable: false },
   UNAUTHENTICATED: { status: 401, retryable: false },

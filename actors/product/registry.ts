@@ -36,6 +36,8 @@ export interface ProductActorsOptions {
   cacheWriteTimeoutMs: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
   onCommitted?: (info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }) => void;
+  /** Called after the write-through of a committed batch that changed the stock (subscribers' feed). Must not throw. */
+  onStockChanged?: (productId: ProductId, stock: number, version: number) => void;
   /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
   mayWrite?: (productId: ProductId) => boolean;
   /** Called after every batch write with its size and duration. */
@@ -279,6 +281,8 @@ export class ProductActors {
               'stock write-through failed; the cached stock expires within its TTL',
             ),
           );
+          if (batch.newStock !== batch.previousStock)
+            this.options.onStockChanged?.(batch.productId, batch.newStock, result.version);
         }
       } catch (err) {
         logger.error({ productId: batch.productId, err: errorText(err) }, 'batch write failed');

@@ -1,0 +1,308 @@
+import type { HttpResponse, TemplatedApp, WebSocket } from 'uWebSockets.js';
+import { AppError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { decodeRequest, encodeFrame, errorFrame, refOfError, stockFrame } from './frames.js';
+import { topicOf, type StockFeed } from './stock-feed.js';
+import {
+  SUBPROTOCOLS,
+  WS_CLOSE,
+  wsDefaults,
+  type ClientRequest,
+  type ServerFrame,
+  type StockSubscriptionLimits,
+  type WireFormat,
+} from './types.js';
+
+/**
+ * The `/ws` endpoint: subscribe / unsubscribe, snapshots, slow consumers. uWS rules kept here: the
+ * upgrade handler reads headers synchronously; after an await the socket may be closed (check `closed`)
+ * and writes are corked; live changes reach sockets only through topics (StockFeed).
+ *
+ * Slow consumers: uWS skips a socket over `maxBackpressure` when publishing (it never buffers past it).
+ * When such a socket drains to empty it gets the latest state of each of its products, so it ends on
+ * the latest even if it skipped values. One that stays over the limit for `slowConsumerMs` loses its
+ * subscriptions and is closed with 4001 once its buffer is under the limit again (or cut if it never reads).
+ */
+
+interface Subscriber {
+  format: WireFormat;
+  closed: boolean;
+  /** Products subscribed to. */
+  count: number;
+  badInARow: number;
+  /** Since when the socket is over the backpressure limit (epoch ms). */
+  overSince: number | undefined;
+  /** Set when it was found too slow: no more data, closed with 4001 once under the limit. */
+  droppingSince: number | undefined;
+}
+
+type Socket = WebSocket<Subscriber>;
+
+const SEND_DROPPED = 2; // uWS send(): 0 = buffered, 1 = sent, 2 = dropped over maxBackpressure
+
+export interface StockEndpointOptions {
+  app: TemplatedApp;
+  feed: StockFeed;
+  limits: StockSubscriptionLimits;
+  logger: Logger;
+}
+
+export interface StockEndpoint {
+  stats(): {
+    connections: number;
+    subscriptions: number;
+    slowConsumersDropped: number;
+    badFrames: number;
+    rejectedUpgrades: number;
+  };
+  /** Refuses new connections and closes every open one with 1001. */
+  close(): void;
+}
+
+export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoint {
+  const { app, feed, limits } = options;
+  const log = options.logger.child({ component: 'ws' });
+  const sockets = new Set<Socket>();
+  const counts = { slowConsumersDropped: 0, badFrames: 0, rejectedUpgrades: 0 };
+  let subscriptions = 0;
+  let closing = false;
+
+  const send = (ws: Socket, frame: ServerFrame): void => {
+    const data = ws.getUserData();
+    if (data.closed || data.droppingSince !== undefined) return;
+    if (ws.send(encodeFrame(data.format, frame), data.format === 'msgpack') === SEND_DROPPED)
+      data.overSince ??= Date.now();
+  };
+
+  const fail = (ws: Socket, err: AppError, extra: { productIds?: number[]; ref?: string | number } = {}) =>
+    ws.cork(() => send(ws, errorFrame(err, extra)));
+
+  const unsubscribe = (ws: Socket, productId: number): boolean => {
+    const data = ws.getUserData();
+    if (!ws.unsubscribe(topicOf(data.format, productId))) return false;
+    data.count -= 1;
+    subscriptions -= 1;
+    return true;
+  };
+
+  const subscribe = (ws: Socket, ids: number[], ref: string | number | undefined): void => {
+    const data = ws.getUserData();
+    const fresh = ids.filter((id) => !ws.isSubscribed(topicOf(data.format, id)));
+    if (data.count + fresh.length > limits.maxSubscriptions) {
+      const message = `subscribing to ${fresh.length} more would exceed ${limits.maxSubscriptions} products per connection (${data.count} now); unsubscribe first`;
+      fail(ws, new AppError('TOO_MANY_SUBSCRIPTIONS', message, { field: 'ids' }), { ref });
+      return;
+    }
+    // Subscribe before reading: a change committed meanwhile is published to this socket too.
+    for (const id of fresh) ws.subscribe(topicOf(data.format, id));
+    data.count += fresh.length;
+    subscriptions += fresh.length;
+    feed.readStocks(ids).then(
+      (states) => {
+        if (data.closed) return;
+        const missing = ids.filter((_, i) => states[i] === undefined);
+        for (const id of missing) unsubscribe(ws, id);
+        ws.cork(() => {
+          if (missing.length > 0) {
+            const err = new AppError('PRODUCT_NOT_FOUND', `no product with id ${missing.join(', ')}`, {
+              field: 'ids',
+            });
+            send(ws, errorFrame(err, { productIds: missing, ref }));
+          }
+          const found = ids.filter((_, i) => states[i] !== undefined);
+          if (found.length > 0)
+            send(ws, { type: 'subscribed', ids: found, ...(ref === undefined ? {} : { ref }) });
+          for (const state of states) {
+            if (state === undefined || !ws.isSubscribed(topicOf(data.format, state.productId))) continue;
+            send(ws, stockFrame(feed.remember(state)));
+          }
+        });
+      },
+      (err: unknown) => {
+        if (data.closed) return;
+        for (const id of fresh) unsubscribe(ws, id);
+        log.warn({ err: (err as Error).message }, 'snapshot read failed');
+        const unavailable = new AppError(
+          'DEPENDENCY_UNAVAILABLE',
+          'could not read the current stock; retry',
+          {
+            retryAfterSeconds: 1,
+          },
+        );
+        fail(ws, unavailable, { productIds: ids, ref });
+      },
+    );
+  };
+
+  const handle = (ws: Socket, request: ClientRequest): void => {
+    switch (request.op) {
+      case 'subscribe':
+        subscribe(ws, request.ids, request.ref);
+        return;
+      case 'unsubscribe': {
+        const ids = request.ids.filter((id) => unsubscribe(ws, id));
+        ws.cork(() =>
+          send(ws, { type: 'unsubscribed', ids, ...(request.ref === undefined ? {} : { ref: request.ref }) }),
+        );
+        return;
+      }
+      case 'ping':
+        ws.cork(() => send(ws, { type: 'pong', ...(request.ref === undefined ? {} : { ref: request.ref }) }));
+    }
+  };
+
+  /** Sends the latest state of each subscribed product (after the socket skipped values). */
+  const catchUp = (ws: Socket): void => {
+    const data = ws.getUserData();
+    ws.cork(() => {
+      for (const topic of ws.getTopics()) {
+        const state = feed.latestOf(Number(topic.slice(2)));
+        if (state !== undefined) send(ws, stockFrame(state));
+      }
+    });
+    data.overSince = undefined;
+  };
+
+  const dropSlow = (ws: Socket, now: number): void => {
+    const data = ws.getUserData();
+    counts.slowConsumersDropped += 1;
+    data.droppingSince = now;
+    for (const topic of ws.getTopics()) unsubscribe(ws, Number(topic.slice(2)));
+    log.info({ buffered: ws.getBufferedAmount() }, 'slow subscriber dropped');
+    // The close frame is sent only under the limit (uWS drops frames over it): now, or when it drains.
+    if (ws.getBufferedAmount() < limits.maxBackpressureBytes) ws.end(WS_CLOSE.slowConsumer, 'slow consumer');
+  };
+
+  const sweep = setInterval(
+    () => {
+      const now = Date.now();
+      for (const ws of sockets) {
+        const data = ws.getUserData();
+        if (data.droppingSince !== undefined) {
+          // It has not read even the close frame's worth: cut it.
+          if (now - data.droppingSince >= limits.slowConsumerMs) ws.close();
+          continue;
+        }
+        if (ws.getBufferedAmount() < limits.maxBackpressureBytes) {
+          data.overSince = undefined;
+          continue;
+        }
+        data.overSince ??= now;
+        if (now - data.overSince >= limits.slowConsumerMs) dropSlow(ws, now);
+      }
+    },
+    Math.min(1_000, Math.max(25, Math.floor(limits.slowConsumerMs / 4))),
+  );
+  sweep.unref();
+
+  app.ws<Subscriber>(wsDefaults.path, {
+    maxPayloadLength: Math.max(wsDefaults.hardFrameLimitBytes, 4 * limits.maxFrameBytes),
+    idleTimeout: limits.idleTimeoutSeconds,
+    sendPingsAutomatically: true,
+    maxBackpressure: limits.maxBackpressureBytes,
+    closeOnBackpressureLimit: 0, // a slow consumer is closed by the sweep, with a code that says so
+    upgrade: (res, req, context) => {
+      // HttpRequest is stack-allocated: read every header before anything else.
+      const key = req.getHeader('sec-websocket-key');
+      const offered = req.getHeader('sec-websocket-protocol');
+      const extensions = req.getHeader('sec-websocket-extensions');
+      if (closing) {
+        counts.rejectedUpgrades += 1;
+        reject(
+          res,
+          new AppError('SHUTTING_DOWN', 'this node is shutting down; connect again', {
+            retryAfterSeconds: 1,
+          }),
+        );
+        return;
+      }
+      const names = offered
+        .split(',')
+        .map((p) => p.trim())
+        .filter((p) => p !== '');
+      const chosen = names.find((p): p is WireFormat => (SUBPROTOCOLS as readonly string[]).includes(p));
+      if (names.length > 0 && chosen === undefined) {
+        counts.rejectedUpgrades += 1;
+        const message = `unsupported subprotocol ${JSON.stringify(offered)}: offer "json" or "msgpack"`;
+        reject(res, new AppError('VALIDATION_FAILED', message, { field: 'sec-websocket-protocol' }));
+        return;
+      }
+      const data: Subscriber = {
+        format: chosen ?? 'json',
+        closed: false,
+        count: 0,
+        badInARow: 0,
+        overSince: undefined,
+        droppingSince: undefined,
+      };
+      res.upgrade<Subscriber>(data, key, chosen ?? '', extensions, context);
+    },
+    open: (ws) => {
+      sockets.add(ws);
+    },
+    message: (ws, message) => {
+      const data = ws.getUserData();
+      if (data.droppingSince !== undefined) return;
+      if (message.byteLength > limits.maxFrameBytes) {
+        counts.badFrames += 1;
+        ws.end(WS_CLOSE.frameTooLarge, `frame over ${limits.maxFrameBytes} bytes`);
+        return;
+      }
+      let request: ClientRequest;
+      try {
+        request = decodeRequest(data.format, message, limits.maxSubscriptions);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        counts.badFrames += 1;
+        data.badInARow += 1;
+        if (data.badInARow >= wsDefaults.maxBadFramesInARow) {
+          ws.end(WS_CLOSE.tooManyBadFrames, `${data.badInARow} bad frames in a row`);
+          return;
+        }
+        const ref = refOfError(err);
+        fail(ws, err, ref === undefined ? {} : { ref });
+        return;
+      }
+      data.badInARow = 0;
+      handle(ws, request);
+    },
+    drain: (ws) => {
+      const data = ws.getUserData();
+      const buffered = ws.getBufferedAmount();
+      if (data.droppingSince !== undefined) {
+        if (buffered < limits.maxBackpressureBytes) ws.end(WS_CLOSE.slowConsumer, 'slow consumer');
+        return;
+      }
+      // Backpressure is over: whatever uWS skipped meanwhile is replaced by the latest state.
+      if (buffered === 0 && data.count > 0) catchUp(ws);
+    },
+    subscription: (_ws, topic, newCount) => {
+      if (newCount === 0) feed.forget(Number(Buffer.from(topic).toString().slice(2)));
+    },
+    close: (ws) => {
+      const data = ws.getUserData();
+      data.closed = true;
+      subscriptions -= data.count;
+      data.count = 0;
+      sockets.delete(ws);
+    },
+  });
+
+  return {
+    stats: () => ({ connections: sockets.size, subscriptions, ...counts }),
+    close() {
+      closing = true;
+      clearInterval(sweep);
+      for (const ws of [...sockets]) ws.end(WS_CLOSE.goingAway, 'node shutting down');
+    },
+  };
+}
+
+function reject(res: HttpResponse, err: AppError): void {
+  res.cork(() => {
+    res.writeStatus(`${err.status} ${err.status === 400 ? 'Bad Request' : 'Service Unavailable'}`);
+    res.writeHeader('Content-Type', 'application/json');
+    if (err.retryAfterSeconds !== undefined) res.writeHeader('Retry-After', String(err.retryAfterSeconds));
+    res.end(JSON.stringify(err.toBody()), true);
+  });
+}

@@ -1,0 +1,50 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from '../logger.js';
+import type { Redis } from '../storage/redis.js';
+import { attachStockEndpoint, type StockEndpoint } from './endpoint.js';
+import { StockFeed, type ReadStocks } from './stock-feed.js';
+import type { StockSubscriptionLimits } from './types.js';
+
+export { WS_CLOSE, wsDefaults, type ServerFrame, type StockState } from './types.js';
+
+export interface StockSubscriptionsDeps {
+  app: TemplatedApp;
+  redis: Redis;
+  /** Redis key prefix of the cluster; the pub/sub channel is `<prefix>stock-changes`. */
+  keyPrefix: string;
+  readStocks: ReadStocks;
+  limits: StockSubscriptionLimits;
+  logger: Logger;
+}
+
+export interface StockSubscriptions {
+  /** A change committed on this node (called by the product actors after the write-through). */
+  committed(productId: number, stock: number, version: number): void;
+  /** Subscribes to the other nodes' changes. */
+  start(): Promise<void>;
+  /** Closes every subscriber with 1001 and leaves the channel. */
+  close(): void;
+  stats(): ReturnType<StockEndpoint['stats']> & ReturnType<StockFeed['stats']>;
+}
+
+/** WebSocket stock subscribers on `/ws`, fed by this node's commits and, through Redis, every other node's. */
+export function createStockSubscriptions(deps: StockSubscriptionsDeps): StockSubscriptions {
+  const logger = deps.logger.child({ component: 'stock-subscriptions' });
+  const feed = new StockFeed({
+    app: deps.app,
+    redis: deps.redis,
+    channel: `${deps.keyPrefix}stock-changes`,
+    readStocks: deps.readStocks,
+    logger,
+  });
+  const endpoint = attachStockEndpoint({ app: deps.app, feed, limits: deps.limits, logger });
+  return {
+    committed: (productId, stock, version) => feed.committed(productId, stock, version),
+    start: () => feed.start(),
+    close() {
+      endpoint.close();
+      feed.stop();
+    },
+    stats: () => ({ ...endpoint.stats(), ...feed.stats() }),
+  };
+}

@@ -1,0 +1,167 @@
+import type { TemplatedApp } from 'uWebSockets.js';
+import type { Logger } from '../logger.js';
+import type { Redis } from '../storage/redis.js';
+import { encodeFrame, stockFrame } from './frames.js';
+import type { StockState, WireFormat } from './types.js';
+
+/** Reads the current stock of products (the catalog: Redis, then the replica); undefined = no such product. */
+export type ReadStocks = (ids: readonly number[]) => Promise<(StockState | undefined)[]>;
+
+export interface StockFeedOptions {
+  app: TemplatedApp;
+  /** The shared client (publishes); the feed subscribes on a duplicate of it. */
+  redis: Redis;
+  /** Redis pub/sub channel every node publishes its committed changes to. */
+  channel: string;
+  readStocks: ReadStocks;
+  logger: Logger;
+  /** Products with local subscribers are re-read this often, healing a lost pub/sub message, ms. Default 5000. */
+  resyncMs?: number;
+}
+
+/** The uWS topic of a product's changes in one wire format. */
+export const topicOf = (format: WireFormat, productId: number): string =>
+  `${format === 'json' ? 'j' : 'm'}:${productId}`;
+
+const FORMATS: readonly WireFormat[] = ['json', 'msgpack'];
+
+/** Fractional epoch ms, comparable between processes of one machine (commit → subscriber latency). */
+export const nowMs = (): number => Math.round((performance.timeOrigin + performance.now()) * 100) / 100;
+
+/**
+ * The newest committed stock of every product this node's subscribers follow, and its fan-out.
+ * A change committed on its owner is published to the node's own subscribers at once and to Redis
+ * pub/sub for the other nodes; each node publishes to its subscribers through uWS topics (one
+ * `app.publish` per format, never a loop over sockets). Versions decide: an update not newer than the
+ * one already published (the owner's own echo, a late message from a previous owner) is dropped.
+ */
+export class StockFeed {
+  /** Latest state per product with at least one local subscriber. */
+  private readonly latest = new Map<number, StockState>();
+  /** Changes committed on this node in this event-loop turn; published together, off the commit path. */
+  private queued: StockState[] = [];
+  private subscriber: Redis | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readonly counts = { committed: 0, received: 0, published: 0, stale: 0, publishFailures: 0 };
+
+  constructor(private readonly options: StockFeedOptions) {}
+
+  /** Subscribes to the channel (on a connection of its own); a reconnect re-reads every followed product. */
+  async start(): Promise<void> {
+    const { redis, channel, logger } = this.options;
+    const subscriber = redis.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    this.subscriber = subscriber;
+    subscriber.on('error', () => undefined); // reconnects by itself; the shared client reports Redis trouble
+    subscriber.on('message', (_channel: string, message: string) => this.received(message));
+    let connectedBefore = false;
+    subscriber.on('ready', () => {
+      // Messages published while the connection was down are lost: read what they would have said.
+      if (connectedBefore) void this.resync();
+      connectedBefore = true;
+    });
+    await subscriber
+      .subscribe(channel)
+      .catch((err: unknown) =>
+        logger.warn({ err: (err as Error).message }, 'stock channel subscribe failed; retried on reconnect'),
+      );
+    const resyncMs = this.options.resyncMs ?? 5_000;
+    this.resyncTimer = setInterval(() => void this.resync(), resyncMs);
+    this.resyncTimer.unref();
+  }
+
+  stop(): void {
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.subscriber?.disconnect();
+    this.subscriber = undefined;
+  }
+
+  /** A committed change on this node (the product's owner). Cheap: the publishing happens on the next turn. */
+  committed(productId: number, stock: number, version: number): void {
+    this.counts.committed += 1;
+    if (this.queued.length === 0) setImmediate(() => this.flushQueued());
+    this.queued.push({ productId, stock, version, at: nowMs() });
+  }
+
+  /** Reads the current stock of products for snapshots (the catalog). */
+  readStocks(ids: readonly number[]): Promise<(StockState | undefined)[]> {
+    return this.options.readStocks(ids);
+  }
+
+  /** The newest state this node knows of a product it has subscribers for. */
+  latestOf(productId: number): StockState | undefined {
+    return this.latest.get(productId);
+  }
+
+  /** Records a state read for a new subscriber (a snapshot); returns the newest known, which it sends. */
+  remember(state: StockState): StockState {
+    const known = this.latest.get(state.productId);
+    if (known !== undefined && known.version >= state.version) return known;
+    this.latest.set(state.productId, state);
+    return state;
+  }
+
+  /** The last local subscriber of a product left. */
+  forget(productId: number): void {
+    const { app } = this.options;
+    if (FORMATS.every((f) => app.numSubscribers(topicOf(f, productId)) === 0)) this.latest.delete(productId);
+  }
+
+  stats() {
+    return { followedProducts: this.latest.size, ...this.counts };
+  }
+
+  private flushQueued(): void {
+    const changes = this.queued;
+    this.queued = [];
+    const { redis, channel, logger } = this.options;
+    for (const change of changes) {
+      const message = `${change.productId}:${change.stock}:${change.version}:${change.at}`;
+      redis.publish(channel, message).catch((err: unknown) => {
+        this.counts.publishFailures += 1;
+        if (this.counts.publishFailures % 100 === 1)
+          logger.warn({ err: (err as Error).message }, 'stock change not published to Redis');
+      });
+      this.publishLocal(change);
+    }
+  }
+
+  private received(message: string): void {
+    this.counts.received += 1;
+    const [productId, stock, version, at] = message.split(':').map(Number);
+    if (productId === undefined || stock === undefined || version === undefined) return;
+    this.publishLocal({ productId, stock, version, ...(at === undefined ? {} : { at }) });
+  }
+
+  /** Publishes a state newer than the last one to this node's subscribers of the product. */
+  private publishLocal(state: StockState): void {
+    const { app } = this.options;
+    const known = this.latest.get(state.productId);
+    if (known === undefined) {
+      // Nobody here follows it (a subscription in progress records its snapshot itself).
+      const followed = FORMATS.some((f) => app.numSubscribers(topicOf(f, state.productId)) > 0);
+      if (!followed) return;
+    } else if (known.version >= state.version) {
+      this.counts.stale += 1;
+      return;
+    }
+    this.latest.set(state.productId, state);
+    for (const format of FORMATS) {
+      const topic = topicOf(format, state.productId);
+      if (app.numSubscribers(topic) === 0) continue;
+      app.publish(topic, encodeFrame(format, stockFrame(state)), format === 'msgpack');
+      this.counts.published += 1;
+    }
+  }
+
+  /** Re-reads every followed product and publishes what is newer than the last published state. */
+  private async resync(): Promise<void> {
+    const ids = [...this.latest.keys()];
+    if (ids.length === 0) return;
+    try {
+      const states = await this.options.readStocks(ids);
+      for (const state of states) if (state !== undefined) this.publishLocal(state);
+    } catch (err) {
+      this.options.logger.warn({ err: (err as Error).message }, 'stock resync failed; retried later');
+    }
+  }
+}

@@ -1,0 +1,74 @@
+import type { ErrorCode } from '../errors.js';
+
+/** Wire formats a subscriber can pick with `Sec-WebSocket-Protocol`; JSON when it names none. */
+export type WireFormat = 'json' | 'msgpack';
+export const SUBPROTOCOLS: readonly WireFormat[] = ['json', 'msgpack'];
+
+/**
+ * Close codes the stock endpoint sends (README "WebSocket stock subscribers"). 4000-range codes are the
+ * application's own; the others are RFC 6455's.
+ */
+export const WS_CLOSE = {
+  /** The node is shutting down: reconnect (nginx sends the new connection to another node). */
+  goingAway: 1001,
+  /** A frame larger than WS_MAX_FRAME_BYTES. */
+  frameTooLarge: 1009,
+  /** Over WS_MAX_BACKPRESSURE_BYTES of unsent data for longer than WS_SLOW_CONSUMER_MS. */
+  slowConsumer: 4001,
+  /** MAX_BAD_FRAMES_IN_A_ROW frames answered with an error frame, without a good one in between. */
+  tooManyBadFrames: 4002,
+} as const;
+
+/** A product's committed stock and the row version it was committed at (versions only grow). */
+export interface StockState {
+  productId: number;
+  stock: number;
+  version: number;
+  /** When the owner published the change (epoch ms, fractional); absent in snapshots read from the cache. */
+  at?: number;
+}
+
+/** What a client may send. */
+export type ClientRequest =
+  | { op: 'subscribe'; ids: number[]; ref?: string | number }
+  | { op: 'unsubscribe'; ids: number[]; ref?: string | number }
+  | { op: 'ping'; ref?: string | number };
+
+/** What the server sends. `stock` frames are both snapshots and live changes: keep the highest version. */
+export type ServerFrame =
+  | ({ type: 'stock' } & StockState)
+  | { type: 'subscribed'; ids: number[]; ref?: string | number }
+  | { type: 'unsubscribed'; ids: number[]; ref?: string | number }
+  | { type: 'pong'; ref?: string | number }
+  | {
+      type: 'error';
+      error: { code: ErrorCode; message: string; field?: string; retryable: boolean };
+      productIds?: number[];
+      ref?: string | number;
+    };
+
+export interface StockSubscriptionLimits {
+  /** Products one connection may subscribe to. Default 100. */
+  maxSubscriptions: number;
+  /** Largest client frame; a larger one closes the connection with 1009, bytes. Default 4096. */
+  maxFrameBytes: number;
+  /** A connection with no traffic for this long is closed; the server pings before that, s. Default 60. */
+  idleTimeoutSeconds: number;
+  /** Unsent bytes a connection may hold; past it live changes skip it until it drains, bytes. Default 64 KiB. */
+  maxBackpressureBytes: number;
+  /** How long a connection may stay over the backpressure limit before it is closed with 4001, ms. Default 5000. */
+  slowConsumerMs: number;
+}
+
+export const wsDefaults = {
+  path: '/ws',
+  maxSubscriptions: 100,
+  maxFrameBytes: 4 * 1024, // 4 KiB: a subscribe frame with the full cap of ids fits easily
+  idleTimeoutSeconds: 60,
+  maxBackpressureBytes: 64 * 1024, // 64 KiB: about 800 stock frames
+  slowConsumerMs: 5_000, // 5 s
+  /** Consecutive frames answered with an error before the connection is closed with 4002. */
+  maxBadFramesInARow: 10,
+  /** uWS cuts (no close frame) anything past this; up to it the endpoint closes with 1009 itself, bytes. */
+  hardFrameLimitBytes: 64 * 1024,
+} as const;
