@@ -32,10 +32,8 @@ export interface AppDeps {
   logger: Logger;
   uws: Uws;
   infra: Infrastructure;
-  /** Event consumers of this process. Default: the sales projection in its production consumer group. */
-  projection?: { groupId?: string } | false;
-  /** Name of the MySQL lock that elects the one outbox relay. Default `flashsale.outbox-relay`. */
-  relayLockName?: string;
+  /** False: no event consumers in this process. Default: the sales projection (group from config). */
+  projection?: false;
 }
 
 export interface App {
@@ -97,7 +95,7 @@ export function buildApp(deps: AppDeps): App {
     batchSize: config.outbox.batchSize,
     pollMs: config.outbox.pollMs,
     logger,
-    ...(deps.relayLockName === undefined ? {} : { lockName: deps.relayLockName }),
+    lockName: config.outbox.relayLock,
   });
   const projection =
     deps.projection === false
@@ -107,7 +105,7 @@ export function buildApp(deps: AppDeps): App {
           primary: infra.mysql.primary,
           topics: config.kafka,
           logger,
-          ...(deps.projection?.groupId === undefined ? {} : { groupId: deps.projection.groupId }),
+          groupId: config.projection.groupId,
         });
   // The cluster is built below, once the HTTP server exists; the actors ask it who may write.
   let cluster!: Cluster;

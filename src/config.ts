@@ -55,6 +55,16 @@ export interface Config {
     readonly pollMs: number;
     /** Most outbox rows published in one Kafka send. Default 500. */
     readonly batchSize: number;
+    /**
+     * MySQL named lock (GET_LOCK) that elects the one relay of the primary's database. Named locks are
+     * server-wide, so the default names the database: two services on one server each get a relay.
+     * Default `flashsale.outbox-relay.<database>` (at most 64 characters).
+     */
+    readonly relayLock: string;
+  };
+  readonly projection: {
+    /** Kafka consumer group of the sales projection. Default `flashsale-sales-projection`. */
+    readonly groupId: string;
   };
   readonly payment: {
     /** Base URL of the payment provider. Default http://127.0.0.1:18090 (the local stack's simulator). */
@@ -149,6 +159,8 @@ export const CONFIG_ENV_NAMES = [
   'KAFKA_REPLICATION_FACTOR',
   'OUTBOX_POLL_MS',
   'OUTBOX_BATCH_SIZE',
+  'OUTBOX_RELAY_LOCK',
+  'PROJECTION_GROUP_ID',
   'PAYMENT_URL',
   'PAYMENT_TIMEOUT_MS',
   'PAYMENT_RETRIES',
@@ -209,6 +221,7 @@ export const defaults = {
   kafkaReplicationFactor: 1,
   outboxPollMs: 20,
   outboxBatchSize: 500,
+  projectionGroupId: 'flashsale-sales-projection',
   paymentUrl: 'http://127.0.0.1:18090',
   paymentTimeoutMs: 1_000, // 1 s
   paymentRetries: 3,
@@ -356,13 +369,14 @@ export function loadConfig(env: Env = process.env): Config {
   if (brokers.length === 0 && read.problems.every((p) => !p.startsWith('KAFKA_BROKERS'))) {
     read.problems.push('KAFKA_BROKERS: at least one broker host:port is required');
   }
+  const primary = read.mysqlUrl('MYSQL_PRIMARY_URL', defaults.mysqlPrimaryUrl);
   const config: Config = {
     nodeId: read.string('NODE_ID', `${hostname()}:${port}`),
     host: read.string('HOST', defaults.host),
     port,
     logLevel: read.oneOf('LOG_LEVEL', defaults.logLevel, LOG_LEVELS),
     mysql: {
-      primary: read.mysqlUrl('MYSQL_PRIMARY_URL', defaults.mysqlPrimaryUrl),
+      primary,
       replica: read.mysqlUrl('MYSQL_REPLICA_URL', defaults.mysqlReplicaUrl),
       poolSize: read.int('MYSQL_POOL_SIZE', defaults.mysqlPoolSize, 1, 1000),
     },
@@ -386,6 +400,10 @@ export function loadConfig(env: Env = process.env): Config {
     outbox: {
       pollMs: read.int('OUTBOX_POLL_MS', defaults.outboxPollMs, 1, 60_000),
       batchSize: read.int('OUTBOX_BATCH_SIZE', defaults.outboxBatchSize, 1, 100_000),
+      relayLock: read.string('OUTBOX_RELAY_LOCK', `flashsale.outbox-relay.${primary.database}`.slice(0, 64)),
+    },
+    projection: {
+      groupId: read.string('PROJECTION_GROUP_ID', defaults.projectionGroupId),
     },
     payment: {
       url: read.httpUrl('PAYMENT_URL', defaults.paymentUrl),
@@ -444,6 +462,10 @@ export function loadConfig(env: Env = process.env): Config {
     read.problems.push(
       `PURCHASE_TIMEOUT_MS=${config.purchase.timeoutMs} must be at least PURCHASE_DEADLINE_MS=${config.purchase.deadlineMs}`,
     );
+  }
+  const lock = config.outbox.relayLock;
+  if (lock === '' || lock.length > 64) {
+    read.problems.push(`OUTBOX_RELAY_LOCK=${JSON.stringify(lock)}: a MySQL lock name of 1 to 64 characters`);
   }
   if (read.problems.length > 0) throw new ConfigError(read.problems);
   return deepFreeze(config);

@@ -41,6 +41,14 @@ t.test('values from the environment are parsed', async (t) => {
   ]);
   t.same(config.kafka.brokers, ['k1:9092', 'k2:9092']);
   t.equal(config.logLevel, 'debug');
+  t.equal(config.outbox.relayLock, 'flashsale.outbox-relay.shop', 'the relay lock names the database');
+});
+
+t.test('the relay lock must be a MySQL lock name (1 to 64 characters)', async (t) => {
+  t.equal(loadConfig({ OUTBOX_RELAY_LOCK: 'mine' }).outbox.relayLock, 'mine');
+  const err = t.throws(() => loadConfig({ OUTBOX_RELAY_LOCK: 'x'.repeat(65) })) as ConfigError;
+  t.match(err.message, 'OUTBOX_RELAY_LOCK');
+  t.equal(loadConfig({ PROJECTION_GROUP_ID: 'g1' }).projection.groupId, 'g1');
 });
 
 t.test('one error lists every bad setting, each by name', async (t) => {

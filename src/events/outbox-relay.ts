@@ -10,8 +10,6 @@ import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
 export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h
 
 export const relayDefaults = {
-  /** MySQL named lock: the one relay holding it publishes, cluster-wide. */
-  lockName: 'flashsale.outbox-relay',
   lockRetryMs: 1_000, // 1 s: how often a node without the lock tries to take it
   firstBackoffMs: 50,
   maxBackoffMs: 1_000, // 1 s: retry cap while Kafka or MySQL is down
@@ -44,8 +42,8 @@ export interface OutboxRelayOptions {
   /** Pause between polls when the outbox is empty, ms (config.outbox.pollMs); `nudge()` cuts it short. */
   pollMs: number;
   logger: Logger;
-  /** MySQL lock name. Default `flashsale.outbox-relay`; tests use their own. */
-  lockName?: string;
+  /** MySQL named lock (config.outbox.relayLock): the one relay holding it publishes, cluster-wide. */
+  lockName: string;
   /** Sent rows older than this are deleted, ms. Default OUTBOX_RETENTION_MS (24 h). */
   retentionMs?: number;
   /** Pause between cleanups, ms. Default 10 min. */
@@ -115,7 +113,7 @@ export class OutboxRelay {
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.log = options.logger.child({ component: 'outbox-relay' });
-    this.lockName = options.lockName ?? relayDefaults.lockName;
+    this.lockName = options.lockName;
     this.retentionMs = options.retentionMs ?? OUTBOX_RETENTION_MS;
     this.cleanupEveryMs = options.cleanupEveryMs ?? relayDefaults.cleanupEveryMs;
     this.topicNames = [...new Set(Object.values(options.topics.topics))];

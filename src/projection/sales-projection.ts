@@ -7,10 +7,7 @@ import type { Pool } from '../storage/mysql.js';
 import { ORDER_EVENT_TYPES, toOrderEvent, type OrderEvent } from './sales-rules.js';
 import { applyOrderEvents } from './sales-store.js';
 
-export const SALES_PROJECTION_GROUP = 'flashsale-sales-projection';
-
 export const projectionDefaults = {
-  groupId: SALES_PROJECTION_GROUP,
   chunkSize: 200, // events per MySQL transaction
   firstBackoffMs: 100,
   maxBackoffMs: 1_000, // 1 s: retry cap while MySQL or Kafka is down
@@ -23,8 +20,8 @@ export interface SalesProjectionOptions {
   /** `config.kafka`: the orders and payments topics are consumed (all three are created if missing). */
   topics: TopicSettings;
   logger: Logger;
-  /** Kafka consumer group. Default `flashsale-sales-projection`; tests use their own. */
-  groupId?: string;
+  /** Kafka consumer group (config.projection.groupId). */
+  groupId: string;
   /** Events applied per MySQL transaction. Default 200. */
   chunkSize?: number;
 }
@@ -67,7 +64,7 @@ export class SalesProjection {
   private lastError: SalesProjectionStats['lastError'];
 
   constructor(private readonly options: SalesProjectionOptions) {
-    this.groupId = options.groupId ?? projectionDefaults.groupId;
+    this.groupId = options.groupId;
     this.chunkSize = options.chunkSize ?? projectionDefaults.chunkSize;
     this.log = options.logger.child({ component: 'sales-projection', groupId: this.groupId });
   }

@@ -12,7 +12,8 @@ import {
   type PaymentProvider,
   type PaymentProviderOptions,
 } from '../../src/payment-provider/server.js';
-import { uws } from './http.js';
+import { createKafka } from '../../src/storage/kafka.js';
+import { silentLogger, uws } from './http.js';
 
 let migrated: Promise<unknown> | undefined;
 
@@ -70,10 +71,7 @@ export async function startApp(
     PORT: '0',
     REDIS_KEY_PREFIX: `${id}:`,
     PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
-    KAFKA_TOPIC_INVENTORY: `${id}.inventory`,
-    KAFKA_TOPIC_ORDERS: `${id}.orders`,
-    KAFKA_TOPIC_PAYMENTS: `${id}.payments`,
-    KAFKA_TOPIC_PARTITIONS: '1',
+    ...ownEvents(t, id),
     // A one-node cluster under heavy load in one process: long leases, so event-loop lag cannot expire them.
     LEASE_TTL_MS: '10000',
     LEASE_RENEW_MS: '1000',
@@ -90,8 +88,7 @@ export async function startApp(
     logger,
     uws,
     infra,
-    relayLockName: `flashsale.outbox-relay.${id}`,
-    projection: options.projection ? { groupId: `${id}-projection` } : false,
+    ...(options.projection ? {} : { projection: false as const }),
   });
   const port = await app.server.listen('127.0.0.1', 0);
   // Each test app is a one-node cluster of its own (its key prefix): it owns every shard. Recovery stays
@@ -101,7 +98,6 @@ export async function startApp(
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {
     await app.stop(2_000);
-    await dropTopics(infra, Object.values(config.kafka.topics));
     await infra.close();
     await agent.close();
   });
@@ -152,24 +148,50 @@ export async function startApp(
   return running;
 }
 
-/** Deletes a test app's topics (best effort: a broker outage must not fail the teardown). */
-async function dropTopics(infra: Infrastructure, topics: string[]): Promise<void> {
-  const admin = infra.kafka.admin();
-  try {
-    await admin.connect();
-    const existing = new Set(await admin.listTopics());
-    const mine = topics.filter((name) => existing.has(name));
-    if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 5_000 });
-  } catch {
-    // left for the stack's reset
-  } finally {
-    await admin.disconnect().catch(() => undefined);
-  }
+/**
+ * Environment giving an app (in-process or a node process) Kafka topics, a projection consumer group and
+ * an outbox relay lock of its own, so it publishes and projects exactly its own events. At teardown the
+ * topics and the group are deleted (best effort: a broker outage must not fail the teardown).
+ */
+export function ownEvents(t: Test, id: string): Record<string, string> {
+  const env = {
+    KAFKA_TOPIC_INVENTORY: `${id}.inventory`,
+    KAFKA_TOPIC_ORDERS: `${id}.orders`,
+    KAFKA_TOPIC_PAYMENTS: `${id}.payments`,
+    KAFKA_TOPIC_PARTITIONS: '1',
+    OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${id}`,
+    PROJECTION_GROUP_ID: `${id}-projection`,
+  };
+  t.teardown(async () => {
+    const config = loadConfig({ LOG_LEVEL: 'silent', ...env });
+    const admin = createKafka(config, silentLogger, { retries: 0 }).admin();
+    try {
+      await admin.connect();
+      await admin.deleteGroups([env.PROJECTION_GROUP_ID]).catch(() => undefined);
+      const existing = new Set(await admin.listTopics());
+      const mine = Object.values(config.kafka.topics).filter((name) => existing.has(name));
+      if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 5_000 });
+    } catch {
+      // left for the stack's reset
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  });
+  return env;
 }
 
-/** Polls GET /stats/products/:id until it equals MySQL's figures for the product (or gives up). */
-export async function projectionMatches(running: RunningApp, productId: number, timeoutMs = 20_000) {
-  const [[expected]] = await running.infra.mysql.primary.query<RowDataPacket[]>(
+/**
+ * Polls GET /stats/products/:id until it equals MySQL's figures for the product (or gives up). `running`
+ * is an in-process app, or any node: its primary pool and a GET of its HTTP API.
+ */
+export async function projectionMatches(
+  running:
+    RunningApp | { primary: Infrastructure['mysql']['primary']; get(path: string): Promise<{ body: any }> },
+  productId: number,
+  timeoutMs = 20_000,
+) {
+  const primary = 'infra' in running ? running.infra.mysql.primary : running.primary;
+  const [[expected]] = await primary.query<RowDataPacket[]>(
     `SELECT SUM(status = 'CONFIRMED') AS confirmedOrders,
             COALESCE(SUM(IF(status = 'CONFIRMED', quantity, 0)), 0) AS soldQuantity,
             COALESCE(SUM(IF(status = 'CONFIRMED', quantity * unit_price_cents, 0)), 0) AS revenueCents,

@@ -3,7 +3,7 @@ import { Agent, request } from 'undici';
 import { loadConfig } from '../../src/config.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
-import { uniq } from './app.js';
+import { ownEvents, uniq } from './app.js';
 import { throwawayDatabase } from './database.js';
 import { startNode, type AppNode } from './node-process.js';
 
@@ -17,10 +17,12 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
   const provider = createPaymentProvider({ latencyMs: 2 });
   const providerPort = await provider.listen(0);
   t.teardown(() => provider.close());
-  const prefix = `${uniq('cl')}:`;
+  const id = uniq('cl');
+  const prefix = `${id}:`;
   const db = await throwawayDatabase(t, 'cluster');
   const env = {
     ...db.env,
+    ...ownEvents(t, id),
     PAYMENT_URL: `http://127.0.0.1:${providerPort}`,
     REDIS_KEY_PREFIX: prefix,
     PEER_SECRET: uniq('secret'),
