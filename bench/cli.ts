@@ -1,7 +1,7 @@
 /**
- * Benchmark runner: `npm run bench -- <scenario> [--duration s] [--connections c] [--out dir] [--url u] [--cpu-prof]`.
+ * Benchmark runner: `npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--out dir] ...`.
  * Scenarios are the modules in bench/scenarios/; each returns a result that is printed as a table, saved
- * as JSON, and summarised as one JSON object on the LAST stdout line. Progress goes to stderr.
+ * as JSON (and SVG charts), and summarised as one JSON object on the LAST stdout line. Progress goes to stderr.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -9,7 +9,9 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { renderCharts } from './chart.js';
 import { formatTable } from './report.js';
+import { combineRepeats } from './repeat.js';
 import type { BenchIO, BenchOptions, Scenario, ScenarioResult } from './types.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -37,13 +39,19 @@ async function loadScenario(name: string): Promise<Scenario> {
 
 async function usage(): Promise<string> {
   const lines = [
-    'usage: npm run bench -- <scenario> [--duration s] [--connections c] [--out dir] [--url http://host:port] [--cpu-prof] [--service-env KEY=VALUE ...]',
+    'usage: npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--mode open|closed] [--repeat n]',
+    '                    [--param key=value ...] [--out dir] [--url http://host:port] [--cpu-prof] [--service-env KEY=VALUE ...]',
     '',
-    '  --duration s      load time in seconds (scenario default, usually 10)',
-    '  --connections c   concurrent connections / requests in flight (scenario default, usually 200)',
+    '  --duration s      load time in seconds (per step for step-up scenarios; scenario default)',
+    '  --rate r          offered rate, requests/s (open loop; the first step of a step-up; scenario default)',
+    '  --connections c   connections the generator holds (closed loop: requests in flight; scenario default)',
+    '  --mode m          open (default: arrivals at the offered rate, latency from the intended send time) or closed',
+    '  --repeat n        run the scenario n times; the summary gives the median and <key>_min/<key>_max',
+    '  --param k=v       a scenario knob (repeatable; see bench/README.md), e.g. --param stock=200',
     '  --out dir         folder for the result JSON (default bench/out)',
     '  --url u           benchmark a running service instead of starting one',
     '  --cpu-prof        start the service under node --cpu-prof (profiles in <out>/profiles)',
+    '  --no-build        use dist/ as it is (default: tsc -p tsconfig.build.json first)',
     '  --service-env K=V extra environment of the service the bench starts (repeatable), e.g. MYSQL_POOL_SIZE=64',
     '',
     'scenarios:',
@@ -110,7 +118,7 @@ function timestamp(date: Date): string {
     .replace(/\.\d+Z$/, 'Z');
 }
 
-async function parse(argv: string[]): Promise<{ scenario: Scenario; options: BenchOptions }> {
+async function parse(argv: string[]): Promise<{ scenario: Scenario; options: BenchOptions; repeat: number }> {
   let parsed;
   try {
     parsed = parseArgs({
@@ -119,10 +127,15 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
       strict: true,
       options: {
         duration: { type: 'string' },
+        rate: { type: 'string' },
         connections: { type: 'string' },
+        mode: { type: 'string' },
+        repeat: { type: 'string' },
+        param: { type: 'string', multiple: true },
         out: { type: 'string' },
         url: { type: 'string' },
         'cpu-prof': { type: 'boolean', default: false },
+        'no-build': { type: 'boolean', default: false },
         'service-env': { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -144,6 +157,19 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
   if (!(await scenarioNames()).includes(name))
     throw new UsageError(`unknown scenario ${JSON.stringify(name)}`);
   const scenario = await loadScenario(name);
+  const modes = scenario.modes ?? ['open'];
+  const mode = values.mode ?? modes[0]!;
+  if (mode !== 'open' && mode !== 'closed')
+    throw new UsageError(`--mode ${JSON.stringify(mode)}: open or closed`);
+  if (!modes.includes(mode))
+    throw new UsageError(`${name} has no ${mode}-loop mode (it has: ${modes.join(', ')})`);
+  const params: Record<string, string> = {};
+  for (const pair of values.param ?? []) {
+    const match = /^([a-z][a-z0-9-]*)=(.+)$/s.exec(pair);
+    if (!match) throw new UsageError(`--param ${JSON.stringify(pair)}: expected key=value`);
+    params[match[1]!] = match[2]!;
+  }
+  const repeat = positiveNumber(values.repeat, '--repeat', true, 100) ?? 1;
   const options: BenchOptions = {
     durationS:
       positiveNumber(values.duration, '--duration', false, 24 * 3600) ??
@@ -153,13 +179,17 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
       positiveNumber(values.connections, '--connections', true, 20_000) ??
       scenario.defaults?.connections ??
       DEFAULT_CONNECTIONS,
+    rate: positiveNumber(values.rate, '--rate', false, 1_000_000) ?? scenario.defaults?.rate,
+    mode,
+    params,
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
     url: httpUrl(values.url),
     cpuProf: values['cpu-prof'],
+    build: !values['no-build'],
     serviceEnv: serviceEnv(values['service-env'] ?? [], values.url !== undefined),
     runTag: timestamp(new Date()),
   };
-  return { scenario, options };
+  return { scenario, options, repeat };
 }
 
 function machine() {
@@ -192,8 +222,9 @@ function source(): { head: string | null; changed: string[] } {
 async function main(): Promise<number> {
   let scenario: Scenario;
   let options: BenchOptions;
+  let repeat: number;
   try {
-    ({ scenario, options } = await parse(process.argv.slice(2)));
+    ({ scenario, options, repeat } = await parse(process.argv.slice(2)));
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bench: ${err.message}\n\n${await usage()}\n`);
@@ -226,6 +257,41 @@ async function main(): Promise<number> {
     signal: abort.signal,
   };
 
+  const summaries: Record<string, unknown>[] = [];
+  for (let run = 1; run <= repeat; run += 1) {
+    const runOptions: BenchOptions =
+      repeat === 1 ? options : { ...options, runTag: `${options.runTag}-r${run}` };
+    if (repeat > 1) io.progress(`bench: run ${run} of ${repeat}`);
+    const summary = await runOnce(scenario, runOptions, io, runCleanups, () => interrupted);
+    if (summary === 'interrupted') return 130;
+    summaries.push(summary);
+    if (summary['ok'] !== true) break; // a broken invariant ends the series: it is the finding
+  }
+  let last = summaries[summaries.length - 1]!;
+  if (repeat > 1) {
+    last = combineRepeats(scenario.name, summaries, repeat);
+    const file = path.join(options.outDir, `${scenario.name}-${options.runTag}-repeat.json`);
+    await writeFile(
+      file,
+      `${JSON.stringify({ argv: process.argv.slice(2), runs: summaries, summary: last }, null, 2)}\n`,
+    );
+    last = { ...last, result_file: path.relative(process.cwd(), file) };
+    process.stdout.write(
+      `\n${scenario.name}: ${summaries.length} runs; median (min-max) of each figure in ${last['result_file'] as string}\n`,
+    );
+  }
+  process.stdout.write(`${JSON.stringify(last)}\n`);
+  return last['ok'] === true ? 0 : 1;
+}
+
+/** One run of the scenario: table, notes, JSON file and charts; returns its summary (printed last by main). */
+async function runOnce(
+  scenario: Scenario,
+  options: BenchOptions,
+  io: BenchIO,
+  runCleanups: () => Promise<void>,
+  interrupted: () => boolean,
+): Promise<Record<string, unknown> | 'interrupted'> {
   const startedAt = new Date();
   const host = machine();
   const tree = source();
@@ -234,25 +300,31 @@ async function main(): Promise<number> {
     result = await scenario.run(options, io);
   } catch (err) {
     await runCleanups();
-    if (interrupted) return 130;
+    if (interrupted()) return 'interrupted';
     process.stderr.write(
       `bench: ${scenario.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
     );
-    process.stdout.write(
-      `${JSON.stringify({ scenario: scenario.name, ok: false, error: err instanceof Error ? err.message : String(err) })}\n`,
-    );
-    return 1;
+    return { scenario: scenario.name, ok: false, error: err instanceof Error ? err.message : String(err) };
   }
   await runCleanups();
-  if (interrupted) return 130;
+  if (interrupted()) return 'interrupted';
 
   await mkdir(options.outDir, { recursive: true });
   const file = path.join(options.outDir, `${scenario.name}-${options.runTag}.json`);
+  const charts = await renderCharts(
+    result.charts ?? [],
+    path.join(options.outDir, `${scenario.name}-${options.runTag}`),
+  ).catch((err: unknown) => {
+    process.stderr.write(`bench: charts not written: ${String(err)}\n`);
+    return [] as string[];
+  });
   const summary = {
     scenario: scenario.name,
     ok: result.ok,
     ...result.summary,
+    machine: `${host.nproc} x ${host.cpuModel}, ${host.memoryGiB} GiB`,
     result_file: path.relative(process.cwd(), file),
+    ...(charts.length > 0 ? { charts: charts.map((c) => path.relative(process.cwd(), c)) } : {}),
   };
   const record = {
     scenario: scenario.name,
@@ -275,8 +347,10 @@ async function main(): Promise<number> {
     `source: ${tree.head ?? 'unknown commit'}${tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)'}\n`,
   );
   process.stdout.write(`result file: ${summary.result_file}\n`);
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  return result.ok ? 0 : 1;
+  for (const chart of charts) process.stdout.write(`chart: ${path.relative(process.cwd(), chart)}\n`);
+  if (!result.ok)
+    process.stdout.write(`FAILED: ${scenario.name}: an invariant is broken (see the notes above)\n`);
+  return summary;
 }
 
 main().then(

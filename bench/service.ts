@@ -55,8 +55,8 @@ export const OWNERSHIP_WARNINGS = [
 let built = false;
 
 /** `tsc -p tsconfig.build.json`, once per bench process. */
-export async function buildService(io: BenchIO): Promise<void> {
-  if (built) return;
+export async function buildService(io: BenchIO, options?: Pick<BenchOptions, 'build'>): Promise<void> {
+  if (built || options?.build === false) return;
   io.progress('bench: building the service (tsc -p tsconfig.build.json)');
   const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const { code, output } = await run(process.execPath, [tsc, '-p', 'tsconfig.build.json']);
@@ -81,12 +81,53 @@ export async function startService(
       countLogMessages: () => Promise.resolve({}),
     };
   }
-  await buildService(io);
+  await buildService(io, options);
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   // A Redis key prefix and node id of its own: the child forms a one-node cluster that owns every shard,
   // whatever other nodes (npm start, tests) run against the same Redis. Its keys are deleted afterwards.
   const redisPrefix = `bench-${options.runTag}-${port}:`;
+  const node = await startNode(options, io, {
+    ...settings,
+    port,
+    redisPrefix,
+    nodeId: `bench-${options.runTag}-${port}`,
+    deleteKeysOnStop: true,
+  });
+  return node;
+}
+
+export interface NodeSettings extends ServiceSettings {
+  readonly port: number;
+  /** REDIS_KEY_PREFIX: nodes sharing one form one cluster. */
+  readonly redisPrefix: string;
+  readonly nodeId: string;
+  /** Delete the Redis keys under the prefix once stopped (a one-node cluster's own prefix). */
+  readonly deleteKeysOnStop: boolean;
+  /** Do not wait for /ready (the caller waits for the whole cluster). */
+  readonly noWait?: boolean;
+}
+
+export interface NodeProcess extends Service {
+  readonly id: string;
+  readonly port: number;
+  readonly pid: number;
+  /** Resolves with the exit code or signal when the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** Sends a signal now (failover: SIGKILL); `stop` still waits for the exit. */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when /ready answers 200 (rejects if the process exits first). */
+  ready(timeoutMs?: number): Promise<void>;
+}
+
+/** Builds (once) and starts one app node `node dist/src/main.js` with the bench env; registers its stop. */
+export async function startNode(
+  options: BenchOptions,
+  io: BenchIO,
+  settings: NodeSettings,
+): Promise<NodeProcess> {
+  await buildService(io, options);
+  const { port, redisPrefix } = settings;
+  const url = `http://127.0.0.1:${port}`;
   await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
   const log = createWriteStream(logFile);
@@ -110,7 +151,7 @@ export async function startService(
       HOST: '127.0.0.1',
       PORT: String(port),
       REDIS_KEY_PREFIX: redisPrefix,
-      NODE_ID: `bench-${options.runTag}-${port}`,
+      NODE_ID: settings.nodeId,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
     // Own process group: Ctrl-C reaches only the bench, which then stops the service with one SIGTERM.
@@ -130,26 +171,34 @@ export async function startService(
         process.removeListener('exit', lastResort);
         log.end();
       })
-      .then(() => deleteRedisKeys(redisPrefix)));
+      .then(() => (settings.deleteKeysOnStop ? deleteRedisKeys(redisPrefix) : undefined)));
   io.onCleanup(stop);
   io.progress(
-    `bench: starting the service on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`,
+    `bench: starting ${settings.nodeId} on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`,
   );
-  try {
-    await waitReady(url, settings.readyTimeoutMs ?? 60_000, exited);
-  } catch (err) {
-    await stop();
-    const tail = await readFile(logFile, 'utf8').catch(() => '');
-    throw new Error(
-      `${(err as Error).message}\nservice log (last lines):\n${tail.split('\n').slice(-30).join('\n')}`,
-      { cause: err },
-    );
-  }
+  const ready = async (timeoutMs = settings.readyTimeoutMs ?? 60_000): Promise<void> => {
+    try {
+      await waitReady(url, timeoutMs, exited);
+    } catch (err) {
+      await stop();
+      const tail = await readFile(logFile, 'utf8').catch(() => '');
+      throw new Error(
+        `${(err as Error).message}\nservice log (last lines):\n${tail.split('\n').slice(-30).join('\n')}`,
+        { cause: err },
+      );
+    }
+  };
+  if (settings.noWait !== true) await ready();
   return {
+    id: settings.nodeId,
     url,
-    pid: child.pid,
+    port,
+    pid: child.pid!,
     logFile,
     redisPrefix,
+    exited,
+    kill: (signal) => void child.kill(signal),
+    ready,
     stop,
     countLogMessages: (messages) => countLogMessages(logFile, messages),
   };
@@ -174,7 +223,7 @@ async function countLogMessages(
 }
 
 /** Deletes the keys the child left under its prefix (shard epochs, membership, catalog cache, locks). */
-async function deleteRedisKeys(prefix: string): Promise<void> {
+export async function deleteRedisKeys(prefix: string): Promise<void> {
   const redis = new Redis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:16379', {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
@@ -227,7 +276,7 @@ async function waitReady(
   throw new Error(`${url}/ready did not answer 200 within ${timeoutMs} ms (last: ${last})`);
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

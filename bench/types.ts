@@ -3,8 +3,14 @@
 export interface BenchOptions {
   /** Load time of the scenario, s (a scenario may split it across phases). */
   readonly durationS: number;
-  /** Concurrent connections (closed-loop: requests in flight). */
+  /** Concurrent connections (closed-loop: requests in flight; open-loop: sockets the generator holds). */
   readonly connections: number;
+  /** Offered rate, requests/s (open loop: the first step of a step-up); undefined = the scenario's default. */
+  readonly rate: number | undefined;
+  /** `open` (default): arrivals at the offered rate, latency from each intended send time; `closed`: C workers. */
+  readonly mode: 'open' | 'closed';
+  /** Scenario knobs (`--param key=value`, repeatable), e.g. `stock=200`; each scenario documents its own. */
+  readonly params: Readonly<Record<string, string>>;
   /** Folder the result JSON (and service logs, profiles) is written to. */
   readonly outDir: string;
   /** A running service to target; undefined = the bench starts its own (bench/service.ts). */
@@ -13,6 +19,8 @@ export interface BenchOptions {
   readonly cpuProf: boolean;
   /** Extra environment of the service the bench starts (`--service-env KEY=VALUE`), over the bench's own. */
   readonly serviceEnv: Readonly<Record<string, string>>;
+  /** Build the service (tsc) before starting it; false with `--no-build` (dist/ is used as it is). */
+  readonly build: boolean;
   /** Timestamp tag shared by every file of this run. */
   readonly runTag: string;
 }
@@ -41,13 +49,24 @@ export interface ScenarioResult {
   readonly notes: readonly string[];
   /** Everything else worth keeping in the result file. */
   readonly details: unknown;
+  /** Vega-Lite specs the runner renders to `<out>/<scenario>-<tag>-<name>.svg`. */
+  readonly charts?: readonly ChartSpec[];
+}
+
+export interface ChartSpec {
+  /** File name part: `latency`, `throughput`, `curve`. */
+  readonly name: string;
+  /** A Vega-Lite (v6) specification with its data inline. */
+  readonly spec: Readonly<Record<string, unknown>>;
 }
 
 export interface Scenario {
   readonly name: string;
   /** One line for the usage text. */
   readonly describe: string;
-  /** Per-scenario defaults of --duration and --connections. */
-  readonly defaults?: { durationS?: number; connections?: number };
+  /** Per-scenario defaults of --duration, --connections and --rate. */
+  readonly defaults?: { durationS?: number; connections?: number; rate?: number };
+  /** Modes the scenario supports; default `['open']`. */
+  readonly modes?: readonly ('open' | 'closed')[];
   run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult>;
 }

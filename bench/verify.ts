@@ -28,7 +28,7 @@ export interface ExpectedProduct {
 
 /** What the phases' answers say each product's orders must be. */
 export function expectedFrom(
-  phases: readonly PhaseResult[],
+  phases: readonly Pick<PhaseResult, 'perProduct' | 'ambiguous'>[],
   products: readonly { productId: number; label: string; initialStock: number }[],
 ): ExpectedProduct[] {
   return products.map(({ productId, label, initialStock }) => {

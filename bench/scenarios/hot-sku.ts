@@ -1,340 +1,340 @@
 /**
- * Hot SKU: every purchase goes to one product. The same closed-loop load runs against an actor product
- * (group commit) and a baseline product (Redis lock + SELECT FOR UPDATE per request), alternating
- * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
+ * Hot SKU: every purchase goes to one product. Open loop (default): the offered rate steps up (×`step`)
+ * alternating actor and baseline at each rate, until a path's step breaks the SLO (p99 > 100 ms or
+ * errors > 1%); each path's capacity is its highest step that met it. `--mode closed` runs the scenario's
+ * first, closed-loop version (bench/hot-sku-closed.ts). MySQL is checked for oversell and lost orders after.
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
-import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
-import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
-import {
-  DISTURBED_OTHER_CORES,
-  maxMs,
-  measurePhase,
-  percentileMs,
-  round,
-  type MeasuredPhase,
-} from '../measure.js';
-import { delta, familyDelta, familyMean, histogramMean } from '../prom.js';
+import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
+import { startCluster } from '../cluster.js';
+import { ConnectionSet } from '../connections.js';
+import { backgroundBusy, cores, stackPids } from '../cpu.js';
+import { runClosedLoop } from '../hot-sku-closed.js';
+import { DISTURBED_OTHER_CORES, measurePhase, percentileMs, round } from '../measure.js';
+import { runOpenLoop, type OpenLoopResult } from '../open-loop.js';
+import { numberParam } from '../params.js';
+import { PurchaseLedger } from '../purchase-ledger.js';
+import { histogramMean } from '../prom.js';
 import { num } from '../report.js';
-import { OWNERSHIP_WARNINGS, startService } from '../service.js';
+import { OWNERSHIP_WARNINGS } from '../service.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
+import { expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
 
 export const name = 'hot-sku';
 export const describe =
-  'one hot product per path, actor vs baseline, closed loop, phases A B A B (each half of --duration)';
-export const defaults = { durationS: 10, connections: 200 };
+  'one hot product, actor vs baseline: open-loop step-up of the offered rate until p99 > 100 ms or errors > 1% (--mode closed: the closed-loop A B A B version)';
+export const defaults = { durationS: 5, connections: 500, rate: 200 };
+export const modes = ['open', 'closed'] as const;
 
-/** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
 const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
-const WARMUP_S = 1;
-const SETTLE_MS = 2_000;
-/** Sagas still open after the load (202 answers) end within the service's saga deadline (30 s by default). */
+const SLO_P99_MS = 100;
+const SLO_ERROR_SHARE = 0.01;
 const SAGA_WAIT_MS = 45_000;
+const USERS = 100_000;
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
-const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
-
-interface Measured extends MeasuredPhase<PhaseResult> {
+interface Step {
   readonly path: Strategy;
-}
-
-const ms = percentileMs;
-const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
-const coresText = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(2));
-
-function merge(phases: readonly Measured[]) {
-  const latency = newLatencyHistogram();
-  const failures: Record<string, number> = {};
-  let created = 0;
-  let windowS = 0;
-  for (const { result } of phases) {
-    latency.add(result.latency);
-    created += result.createdInWindow;
-    windowS += result.windowS;
-    for (const [answer, n] of Object.entries(result.failures)) failures[answer] = (failures[answer] ?? 0) + n;
-  }
-  const batches = phases.reduce(
-    (sum, p) => sum + delta(p.metrics.before, p.metrics.after, 'product_batch_size_count'),
-    0,
-  );
-  const batched = phases.reduce(
-    (sum, p) => sum + delta(p.metrics.before, p.metrics.after, 'product_batch_size_sum'),
-    0,
-  );
-  const wall = phases.reduce((sum, p) => sum + p.cpu.wallS, 0);
-  const weighted = (get: (p: Measured) => number | undefined): number | undefined =>
-    phases.every((p) => get(p) !== undefined)
-      ? phases.reduce((sum, p) => sum + get(p)! * p.cpu.wallS, 0) / wall
-      : undefined;
-  return {
-    perS: created / windowS,
-    latency,
-    failures,
-    errors: Object.values(failures).reduce((a, b) => a + b, 0),
-    meanBatch: batches > 0 ? batched / batches : undefined,
-    benchCores: weighted((p) => p.cpu.benchCores)!,
-    serviceCores: weighted((p) => p.serviceCores),
-    dbCores: weighted((p) => p.cpu.processCores['mariadb_primary']),
-    machineBusy: weighted((p) => p.cpu.machineBusy),
-    otherCores: weighted((p) => otherCores(p.cpu, [p.serviceCores, ...Object.values(p.cpu.processCores)])),
-  };
-}
-
-function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
-  return [
-    label,
-    round(seconds, 1),
-    Math.round(m.perS),
-    ms(m.latency, 50),
-    ms(m.latency, 99),
-    maxMs(m.latency),
-    m.errors,
-    m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1),
-    coresText(m.serviceCores),
-    coresText(m.dbCores),
-    coresText(m.benchCores),
-    coresText(m.otherCores),
-    pct(m.machineBusy),
-  ];
+  readonly offered: number;
+  readonly result: OpenLoopResult;
+  readonly p50: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly errorShare: number;
+  readonly pass: boolean;
+  readonly serviceCores: number;
+  readonly otherCores: number | undefined;
+  readonly meanBatch: number | undefined;
+  readonly startS: number;
 }
 
 export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
-  const service = await startService(options, io);
-  const pool = new Pool(service.url, {
-    connections: options.connections,
-    pipelining: 1,
-    headersTimeout: 60_000, // 1 min: above the service's own 15 s purchase timeout
-    bodyTimeout: 60_000,
-    keepAliveTimeout: 60_000,
-  });
-  io.onCleanup(() => pool.close());
+  if (options.mode === 'closed') return runClosedLoop(options, io);
+  const factor = numberParam(options, 'step', 1.5, 1.05, 10);
+  const maxSteps = numberParam(options, 'max-steps', 14, 1, 50);
+  const pause = numberParam(options, 'pause', 1, 0, 60);
+  const firstRate = options.rate ?? defaults.rate;
+  const cluster = await startCluster(options, io, { nodes: 1, paymentLatencyMs: 5 });
+  const node = cluster.nodes[0];
+  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
+  io.onCleanup(() => connections.close());
+  const admin = new Pool(cluster.url, { connections: 4 });
+  io.onCleanup(() => admin.close());
   const tag = `hs${options.runTag}${randomBytes(3).toString('hex')}`;
-  const products: Record<Strategy, CreatedProduct> = {
-    actor: await createProduct(pool, {
-      name: `bench ${tag} actor`,
+  const products = {} as Record<Strategy, CreatedProduct>;
+  for (const path of PATHS)
+    products[path] = await createProduct(admin, {
+      name: `bench ${tag} ${path}`,
       priceCents: 1999,
-      stock: INITIAL_STOCK.actor,
-      strategy: 'actor',
-    }),
-    baseline: await createProduct(pool, {
-      name: `bench ${tag} baseline`,
-      priceCents: 1999,
-      stock: INITIAL_STOCK.baseline,
-      strategy: 'baseline',
-    }),
-  };
+      stock: INITIAL_STOCK[path],
+      strategy: path,
+    });
+  const opened = await connections.open('/health');
+  io.progress(`bench: ${num(opened)} of ${num(options.connections)} connections open`);
   const pids = stackPids();
   const background = await backgroundBusy(2_000);
-  io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
-  const phaseOf = (path: Strategy, label: string, durationS: number, keyPrefix: string) =>
-    runPurchasePhase({
-      http: pool,
-      productIds: [products[path].id],
-      connections: options.connections,
-      durationS,
-      label,
-      keyPrefix,
+  const ledger = new PurchaseLedger(PATHS.map((p) => products[p].id));
+
+  let seq = 0;
+  const purchase = (productId: number) => () => {
+    seq += 1;
+    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, `bench-u${(seq * 7_919) % USERS}`);
+  };
+  // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
+  for (const path of PATHS)
+    await runOpenLoop({
+      connections,
+      rate: firstRate,
+      durationS: 1,
+      label: `warm-up ${path}`,
       io,
+      next: purchase(products[path].id),
     });
 
-  const all: PhaseResult[] = [];
-  for (const path of PATHS) all.push(await phaseOf(path, `warm-up ${path}`, WARMUP_S, `${tag}-w-${path}`));
-
-  const measured: Measured[] = [];
-  for (const [i, path] of ORDER.entries()) {
-    if (io.signal.aborted) throw new Error('interrupted');
-    const phase = await measurePhase(service.url, pids, () =>
-      phaseOf(
+  const steps: Step[] = [];
+  const active = new Set<Strategy>(PATHS);
+  let rate = firstRate;
+  let clock = 0;
+  for (let i = 0; i < maxSteps && active.size > 0 && !io.signal.aborted; i += 1) {
+    for (const path of PATHS) {
+      if (!active.has(path)) continue;
+      const productId = products[path].id;
+      const measured = await measurePhase(cluster.url, pids, () =>
+        runOpenLoop({
+          connections,
+          rate,
+          durationS: options.durationS,
+          label: `${path} @ ${num(rate)}/s`,
+          io,
+          next: purchase(productId),
+        }),
+      );
+      const r = measured.result;
+      const h = r.ops.get('purchase')?.latency;
+      const p99 = h === undefined ? NaN : percentileMs(h, 99);
+      const errorShare = r.scheduled > 0 ? r.errors / r.scheduled : 0;
+      const pass = Number.isFinite(p99) && p99 <= SLO_P99_MS && errorShare <= SLO_ERROR_SHARE;
+      steps.push({
         path,
-        `${path} #${Math.floor(i / 2) + 1} closed-loop c=${options.connections}`,
-        options.durationS / 2,
-        `${tag}-${i}`,
-      ),
-    );
-    measured.push({ path, ...phase });
-    all.push(phase.result);
+        offered: rate,
+        result: r,
+        p50: h === undefined ? NaN : percentileMs(h, 50),
+        p99,
+        p999: h === undefined ? NaN : percentileMs(h, 99.9),
+        max: h === undefined ? NaN : round(h.max / 1000, 1),
+        errorShare,
+        pass,
+        serviceCores: measured.serviceCores,
+        otherCores: measured.otherCores,
+        meanBatch: histogramMean(measured.metrics.before, measured.metrics.after, 'product_batch_size'),
+        startS: clock,
+      });
+      clock += r.wallS + pause;
+      io.progress(
+        `bench: ${path} @ ${num(rate)}/s: p99 ${p99} ms, errors ${(errorShare * 100).toFixed(2)}% → ${pass ? 'meets' : 'BREAKS'} the SLO`,
+      );
+      if (!pass) active.delete(path);
+      await new Promise((resolve) => setTimeout(resolve, pause * 1000));
+    }
+    rate = Math.round(rate * factor);
   }
 
-  // Requests past their deadline are dropped untouched; a batch already being written lands within ms.
-  io.progress(
-    `bench: waiting ${SETTLE_MS} ms for in-flight writes and up to ${SAGA_WAIT_MS} ms for open sagas, then checking MySQL`,
-  );
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  io.progress(`bench: waiting up to ${SAGA_WAIT_MS / 1000} s for open sagas, then checking MySQL`);
+  await new Promise((resolve) => setTimeout(resolve, 2_000));
   await waitForSagas(
-    PATHS.map((path) => products[path].id),
+    PATHS.map((p) => products[p].id),
     SAGA_WAIT_MS,
   );
-  const ambiguous = all.flatMap((r) => r.ambiguous);
-  const checks: ProductCheck[] = await verifyProducts(
+  const checks = await verifyProducts(
     expectedFrom(
-      all,
-      PATHS.map((path) => ({
-        productId: products[path].id,
-        label: path,
-        initialStock: INITIAL_STOCK[path],
-      })),
+      [ledger],
+      PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: INITIAL_STOCK[p] })),
     ),
   );
-  const ownership = await service.countLogMessages(OWNERSHIP_WARNINGS);
+  const ownership = (await node?.countLogMessages(OWNERSHIP_WARNINGS)) ?? {};
   const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
   const restarted = Object.entries(pids)
-    .filter(([name, pid]) => stackPids()[name] !== pid)
-    .map(([name]) => name);
-  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
-  const ok = checks.every((c) => c.ok) && replayed === 0;
+    .filter(([n, pid]) => stackPids()[n] !== pid)
+    .map(([n]) => n);
+  const ok = checks.every((c) => c.ok) && ledger.replayed === 0;
 
-  const actor = merge(measured.filter((m) => m.path === 'actor'));
-  const baseline = merge(measured.filter((m) => m.path === 'baseline'));
-  const ratio = baseline.perS > 0 ? actor.perS / baseline.perS : Infinity;
-  // Other users of the machine come and go: a ratio from the undisturbed phases only, when both paths have one.
-  const undisturbed = measured.filter(
-    (m) => restarted.length === 0 && (merge([m]).otherCores ?? 0) <= DISTURBED_OTHER_CORES,
-  );
-  const cleanActor = undisturbed.filter((m) => m.path === 'actor');
-  const cleanBaseline = undisturbed.filter((m) => m.path === 'baseline');
-  const ratioUndisturbed =
-    cleanActor.length > 0 && cleanBaseline.length > 0
-      ? merge(cleanActor).perS / merge(cleanBaseline).perS
-      : undefined;
-  const disturbed = measured.filter((m) => !undisturbed.includes(m)).map((m) => m.result.label);
-  const loadCores = merge(measured).benchCores;
-  const halfS = options.durationS / 2;
+  const capacity = (path: Strategy) => {
+    const mine = steps.filter((s) => s.path === path);
+    const firstFail = mine.findIndex((s) => !s.pass);
+    const passing = firstFail === -1 ? mine : mine.slice(0, firstFail);
+    const best = passing[passing.length - 1];
+    return {
+      best,
+      capped: firstFail === -1 && mine.length > 0,
+      broke: firstFail === -1 ? undefined : mine[firstFail],
+    };
+  };
+  const actor = capacity('actor');
+  const baseline = capacity('baseline');
+  const actorPerS = actor.best?.result.okPerS ?? 0;
+  const baselinePerS = baseline.best?.result.okPerS ?? 0;
+  const ratio = baselinePerS > 0 ? actorPerS / baselinePerS : null;
+  const disturbed = steps.filter((s) => restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES);
+  const genCores = Math.max(...steps.map((s) => s.result.generatorCores));
+  const warnings = steps.flatMap((s) => s.result.warnings);
+  const capText = (c: ReturnType<typeof capacity>) =>
+    c.best === undefined
+      ? 'none (the first step already broke the SLO: lower --rate)'
+      : `${num(c.best.result.okPerS)}/s (offered ${num(c.best.offered)}/s, p99 ${c.best.p99} ms)${c.capped ? ' or more: never broke the SLO within --param max-steps' : `; broke at ${num(c.broke!.offered)}/s (p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`;
 
   const notes = [
-    `mode: CLOSED LOOP: ${options.connections} connections, each sends its next purchase only after the previous answer; latencies are not corrected for coordinated omission (an open-loop mode is issue 7).`,
-    `ratio actor/baseline: ${ratio.toFixed(1)}x (${num(actor.perS)}/s vs ${num(baseline.perS)}/s)${ratio < 30 ? '  BELOW the 30x target' : ''}; mean actor batch ${actor.meanBatch?.toFixed(1) ?? '-'}`,
-    `WARNING: the load generator used ${loadCores.toFixed(2)} cores over the run, ${actor.benchCores.toFixed(2)} during the actor phases (${Math.round((actor.benchCores / cores()) * 100)}% of this machine's ${cores()} cores), ` +
-      'sharing them with the service, MariaDB, Redis and Kafka: the figures are for this whole box, not the service alone.',
+    `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(firstRate)}/s, ${options.durationS} s per step and path, actor then baseline at each rate; latency from each request's intended send time (coordinated omission corrected); ${num(options.connections)} connections.`,
+    `SLO: p99 ≤ ${SLO_P99_MS} ms and errors ≤ ${SLO_ERROR_SHARE * 100}% (an error = any answer but a fresh 201, or no answer). Capacity = confirmed purchases/s at the highest step meeting it (resolution: one step, ×${factor}).`,
+    `actor capacity: ${capText(actor)}`,
+    `baseline capacity: ${capText(baseline)}`,
+    `ratio actor/baseline: ${ratio === null ? 'n/a' : `${ratio.toFixed(1)}x`}`,
+    `load generator: up to ${genCores.toFixed(2)} cores in a step (${Math.round((genCores / cores()) * 100)}% of this machine's ${cores()} cores), sharing them with the service, MariaDB, Redis, Kafka and the payment provider.`,
+    ...warnings.map((w) => `WARNING: ${w}`),
     ...(disturbed.length > 0
       ? [
-          `WARNING: ${disturbed.length} of ${measured.length} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores): ${disturbed.join(', ')}; ` +
-            `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
+          `WARNING: ${disturbed.length} of ${steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : ''}): ${disturbed.map((s) => s.result.label).join(', ')}`,
         ]
       : []),
     ...(background !== undefined && background > 0.1
-      ? [
-          `WARNING: the machine was ${pct(background)} busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
-        ]
+      ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before the load`]
       : []),
-    `errors actor: ${JSON.stringify(actor.failures)}  baseline: ${JSON.stringify(baseline.failures)}`,
+    ...(shardLosses > 0
+      ? [`WARNING: shard-lease trouble in the service log: ${JSON.stringify(ownership)}`]
+      : []),
     ...checks.map(
       (c) =>
-        `check ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} = ${num(c.initialStock - c.stock)}, ` +
-        `SUM(quantity) of pending+confirmed orders ${num(c.sold)} ${c.stockMatches ? 'OK' : 'MISMATCH'}; ` +
-        `orders confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs answers 201 ${num(c.confirmed)} / 402 ${num(c.declined)}` +
-        `${c.answered202 + c.ambiguous > 0 ? ` + ${num(c.answered202)} 202 and ${num(c.ambiguous)} 5xx/transport (${num(c.unsure.CONFIRMED)} confirmed, ${num(c.unsure.CANCELLED)} cancelled, ${num(c.unsure.PENDING)} pending among them)` : ''} ` +
-        `${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}${c.stillPending > 0 ? `; ${num(c.stillPending)} sagas still open after ${SAGA_WAIT_MS / 1000} s` : ''}`,
+        `check ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} = ${num(c.initialStock - c.stock)} vs SUM(quantity) ${num(c.sold)} ${c.stockMatches ? 'OK' : 'MISMATCH'}; ` +
+        `orders confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs 201 ${num(c.confirmed)} / 402 ${num(c.declined)} + ${num(c.answered202)} 202 + ${num(c.ambiguous)} 5xx/transport ${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}`,
     ),
-    ...(restarted.length > 0
-      ? [
-          `WARNING: stack process(es) ${restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
-        ]
-      : []),
-    ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
-    ...(shardLosses > 0
-      ? [
-          `WARNING: the service logged shard-lease trouble during the run (${JSON.stringify(ownership)}): requests may have been refused or forwarded meanwhile.`,
-        ]
-      : []),
+    ...(ledger.replayed > 0 ? [`FAIL: ${ledger.replayed} fresh keys answered as replays`] : []),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
+
+  const timeline: RatePoint[] = steps.flatMap((s) =>
+    s.result.timeline.flatMap((b) => [
+      { t: round(s.startS + b.t, 1), series: `${s.path} offered`, perS: b.offered },
+      { t: round(s.startS + b.t, 1), series: `${s.path} answered`, perS: b.completed },
+      { t: round(s.startS + b.t, 1), series: `${s.path} errors`, perS: b.errors },
+    ]),
+  );
+  const curve: CurvePoint[] = steps.flatMap((s) => [
+    { series: s.path, offered: s.offered, ms: s.p50, percentile: 'p50' },
+    { series: s.path, offered: s.offered, ms: s.p99, percentile: 'p99' },
+  ]);
+  const latencyRows = steps
+    .filter((s) => s === actor.best || s === baseline.best || s === actor.broke || s === baseline.broke)
+    .map((s) => {
+      const h = s.result.ops.get('purchase')!.latency;
+      return {
+        op: `${s.path} @ ${num(s.offered)}/s`,
+        p50: s.p50,
+        p95: percentileMs(h, 95),
+        p99: s.p99,
+        p999: s.p999,
+        max: s.max,
+      };
+    });
 
   return {
     ok,
     summary: {
-      mode: 'closed-loop',
-      actor_per_s: Math.round(actor.perS),
-      baseline_per_s: Math.round(baseline.perS),
-      ratio: round(ratio, 2),
-      ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 2),
-      disturbed_phases: disturbed.length,
-      actor_p50_ms: ms(actor.latency, 50),
-      actor_p99_ms: ms(actor.latency, 99),
-      baseline_p50_ms: ms(baseline.latency, 50),
-      baseline_p99_ms: ms(baseline.latency, 99),
-      actor_errors: actor.errors,
-      baseline_errors: baseline.errors,
+      mode: 'open-loop',
+      actor_per_s: Math.round(actorPerS),
+      baseline_per_s: Math.round(baselinePerS),
+      ratio: ratio === null ? null : round(ratio, 2),
       oversold: checks.reduce((sum, c) => sum + c.oversold, 0),
-      mean_batch_size: actor.meanBatch === undefined ? null : round(actor.meanBatch, 1),
-      load_generator_cores: round(loadCores, 2),
-      load_generator_machine_share: round(loadCores / cores(), 2),
-      load_generator_cores_actor: round(actor.benchCores, 2),
+      actor_offered_per_s: actor.best?.offered ?? 0,
+      baseline_offered_per_s: baseline.best?.offered ?? 0,
+      actor_capped: actor.capped,
+      baseline_capped: baseline.capped,
+      actor_p99_ms: actor.best?.p99 ?? null,
+      baseline_p99_ms: baseline.best?.p99 ?? null,
+      actor_broke_at_per_s: actor.broke?.offered ?? null,
+      baseline_broke_at_per_s: baseline.broke?.offered ?? null,
+      slo_p99_ms: SLO_P99_MS,
+      slo_error_pct: SLO_ERROR_SHARE * 100,
+      step_factor: factor,
+      steps: steps.length,
+      disturbed_steps: disturbed.length,
+      load_generator_cores: round(genCores, 2),
+      load_generator_machine_share: round(genCores / cores(), 2),
+      generator_warnings: warnings.length,
       background_busy: background === undefined ? null : round(background, 2),
       stack_restarted: restarted.length > 0,
       shard_losses: shardLosses,
       connections: options.connections,
-      duration_s: options.durationS,
+      step_s: options.durationS,
     },
     table: {
       columns: [
-        'phase (closed loop)',
-        's',
-        'purchases/s',
+        'path @ offered/s',
+        'achieved/s',
+        'ok/s',
         'p50 ms',
         'p99 ms',
+        'p99.9 ms',
         'max ms',
-        'errors',
-        'mean batch',
+        'errors %',
+        'SLO',
+        'batch',
         'svc cores',
-        'db cores',
-        'bench cores',
+        'gen cores',
         'other cores',
-        'machine busy',
       ],
-      rows: [
-        ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-        row('actor (both phases)', halfS * 2, actor),
-        row('baseline (both phases)', halfS * 2, baseline),
-      ],
+      rows: steps.map((s) => [
+        s.result.label,
+        Math.round(s.result.achievedPerS),
+        Math.round(s.result.okPerS),
+        s.p50,
+        s.p99,
+        s.p999,
+        s.max,
+        round(s.errorShare * 100, 2),
+        s.pass ? 'met' : 'BROKEN',
+        s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1),
+        s.serviceCores.toFixed(2),
+        s.result.generatorCores.toFixed(2),
+        s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
+      ]),
     },
     notes,
     details: {
       products,
       checks,
-      stackRestarted: restarted,
       ownershipWarnings: ownership,
-      ambiguousSample: ambiguous.slice(0, 100),
-      phases: all.map((r) => ({
-        label: r.label,
-        productId: r.productIds[0],
-        windowS: r.windowS,
-        sent: r.sent,
-        created: r.created,
-        createdInWindow: r.createdInWindow,
-        replayed: r.replayed,
-        failures: r.failures,
-        perS: round(r.perS, 1),
-        monotonicUs: r.monotonicUs,
-        latencyMs: {
-          p50: ms(r.latency, 50),
-          p90: ms(r.latency, 90),
-          p99: ms(r.latency, 99),
-          p999: ms(r.latency, 99.9),
-          max: maxMs(r.latency),
-          mean: round(r.latency.mean / 1000, 2),
-        },
-      })),
-      measured: measured.map((m) => ({
-        label: m.result.label,
-        cpu: m.cpu,
-        serviceCores: m.serviceCores,
-        batches: delta(m.metrics.before, m.metrics.after, 'product_batch_size_count'),
-        meanBatchSize: histogramMean(m.metrics.before, m.metrics.after, 'product_batch_size'),
-        meanBatchWriteMs:
-          (histogramMean(
-            m.metrics.before,
-            m.metrics.after,
-            'product_batch_duration_seconds',
-            '{outcome="committed"}',
-          ) ?? NaN) * 1000,
-        meanSagaMs: (familyMean(m.metrics.before, m.metrics.after, 'saga_duration_seconds') ?? NaN) * 1000,
-        sagasEnded: familyDelta(m.metrics.before, m.metrics.after, 'saga_duration_seconds_count'),
-        eventLoopLagP99S: m.metrics.after.get('nodejs_eventloop_lag_p99_seconds'),
-        dbPerS: m.dbPerS,
+      stackRestarted: restarted,
+      ambiguousSample: ledger.ambiguous.slice(0, 100),
+      steps: steps.map((s) => ({
+        path: s.path,
+        offered: s.offered,
+        achievedPerS: round(s.result.achievedPerS, 1),
+        okPerS: round(s.result.okPerS, 1),
+        p50: s.p50,
+        p99: s.p99,
+        p999: s.p999,
+        max: s.max,
+        errorShare: s.errorShare,
+        statuses: s.result.ops.get('purchase')?.statuses,
+        pass: s.pass,
+        schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
+        generatorCores: s.result.generatorCores,
+        serviceCores: s.serviceCores,
+        otherCores: s.otherCores,
+        meanBatch: s.meanBatch,
+        timeline: s.result.timeline,
       })),
     },
+    charts: [
+      curveChart(
+        `hot-sku: purchase latency vs offered rate (open loop, SLO p99 ${SLO_P99_MS} ms)`,
+        curve,
+        SLO_P99_MS,
+      ),
+      latencyChart('hot-sku: purchase latency at capacity and at the first broken step', latencyRows),
+      throughputChart('hot-sku: offered vs answered per second, steps in order', timeline),
+    ],
   };
 }

@@ -29,6 +29,7 @@ export const name = 'saga';
 export const describe =
   'confirmed purchases/s and purchase p50/p95/p99 through the full saga (provider at 5 ms), 1 hot product then 100 products, actor, closed loop';
 export const defaults = { durationS: 10, connections: 200 };
+export const modes = ['closed'] as const;
 
 const PAYMENT_LATENCY_MS = 5;
 const P95_TARGET_MS = 100;

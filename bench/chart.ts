@@ -1,0 +1,135 @@
+/**
+ * Charts of a run as SVG, rendered headlessly with Vega-Lite → Vega (`View.toSVG`, no browser or canvas):
+ * latency percentiles per operation, throughput over time, latency against offered rate.
+ */
+import { writeFile } from 'node:fs/promises';
+import * as vega from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
+import type { ChartSpec } from './types.js';
+
+const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+
+/** Writes `<base>-<name>.svg` for each chart; returns the files written. */
+export async function renderCharts(charts: readonly ChartSpec[], base: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const chart of charts) {
+    const compiled = compile(chart.spec as unknown as TopLevelSpec).spec;
+    const view = new vega.View(vega.parse(compiled), { renderer: 'none' });
+    const svg = await view.toSVG();
+    view.finalize();
+    const file = `${base}-${chart.name}.svg`;
+    await writeFile(file, svg);
+    files.push(file);
+  }
+  return files;
+}
+
+export interface LatencyRow {
+  /** Operation (and phase or step), e.g. `purchase @ 2000/s`. */
+  readonly op: string;
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+}
+
+/** Grouped bars: p50/p95/p99/p99.9/max per operation, ms on a log scale; an optional target line. */
+export function latencyChart(title: string, rows: readonly LatencyRow[]): ChartSpec {
+  const values = rows.flatMap((r) =>
+    (['p50', 'p95', 'p99', 'p999', 'max'] as const)
+      .filter((k) => Number.isFinite(r[k]) && r[k] > 0)
+      .map((k) => ({ op: r.op, percentile: k === 'p999' ? 'p99.9' : k, ms: r[k] })),
+  );
+  return {
+    name: 'latency',
+    spec: {
+      $schema: SCHEMA,
+      title,
+      data: { values },
+      mark: 'bar',
+      width: { step: 14 },
+      height: 260,
+      encoding: {
+        column: {
+          field: 'op',
+          type: 'nominal',
+          title: null,
+          header: { labelAngle: -20, labelAlign: 'right' },
+        },
+        x: { field: 'percentile', type: 'ordinal', sort: ['p50', 'p95', 'p99', 'p99.9', 'max'], title: null },
+        y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency, ms (log)' },
+        color: { field: 'percentile', type: 'ordinal', sort: ['p50', 'p95', 'p99', 'p99.9', 'max'] },
+      },
+    },
+  };
+}
+
+export interface RatePoint {
+  /** Seconds since the start of the run (or of the phase series). */
+  readonly t: number;
+  readonly series: string;
+  readonly perS: number;
+}
+
+/** Lines: requests/s per second of the run, one line per series (offered, achieved, errors, ...). */
+export function throughputChart(title: string, points: readonly RatePoint[]): ChartSpec {
+  return {
+    name: 'throughput',
+    spec: {
+      $schema: SCHEMA,
+      title,
+      data: { values: points },
+      mark: { type: 'line', interpolate: 'step-after' },
+      width: 720,
+      height: 260,
+      encoding: {
+        x: { field: 't', type: 'quantitative', title: 'time, s' },
+        y: { field: 'perS', type: 'quantitative', title: 'requests/s' },
+        color: { field: 'series', type: 'nominal', title: null },
+      },
+    },
+  };
+}
+
+export interface CurvePoint {
+  readonly series: string;
+  readonly offered: number;
+  readonly ms: number;
+  readonly percentile: string;
+}
+
+/** Latency against offered rate (one line per series and percentile), with the SLO as a rule. */
+export function curveChart(title: string, points: readonly CurvePoint[], sloMs: number): ChartSpec {
+  return {
+    name: 'curve',
+    spec: {
+      $schema: SCHEMA,
+      title,
+      width: 720,
+      height: 300,
+      layer: [
+        {
+          data: { values: points.filter((p) => Number.isFinite(p.ms) && p.ms > 0) },
+          mark: { type: 'line', point: true },
+          encoding: {
+            x: {
+              field: 'offered',
+              type: 'quantitative',
+              scale: { type: 'log' },
+              title: 'offered rate, requests/s (log)',
+            },
+            y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency, ms (log)' },
+            color: { field: 'series', type: 'nominal', title: null },
+            strokeDash: { field: 'percentile', type: 'nominal' },
+          },
+        },
+        {
+          data: { values: [{ slo: sloMs }] },
+          mark: { type: 'rule', color: 'red' },
+          encoding: { y: { field: 'slo', type: 'quantitative' } },
+        },
+      ],
+    },
+  };
+}

@@ -1,0 +1,131 @@
+/**
+ * A fixed set of keep-alive HTTP/1.1 connections used in rotation: each request takes the connection idle
+ * longest (FIFO), so all `size` sockets stay open and carry traffic, as `size` distinct clients would.
+ * (undici's Pool reuses its first free connection, leaving the rest idle until they time out.)
+ * A request that finds every connection busy waits for one; that wait counts in its open-loop latency.
+ */
+import { Client, type Dispatcher } from 'undici';
+
+export interface ConnectionSetOptions {
+  /** Longest wait for response headers and between body chunks, ms. Default 30000. */
+  readonly timeoutMs?: number;
+}
+
+export class ConnectionSet {
+  readonly size: number;
+  private readonly clients: Client[];
+  private readonly idle: Client[];
+  private idleHead = 0;
+  private readonly waiting: ((client: Client) => void)[] = [];
+  private waitingHead = 0;
+  /** Sockets open now (undici `connect` minus `disconnect` events). */
+  connected = 0;
+  /** Connections (re)opened since creation. */
+  connects = 0;
+  disconnects = 0;
+  /** Most requests waiting for a free connection at once. */
+  maxWaiting = 0;
+
+  constructor(
+    readonly origin: string,
+    size: number,
+    options: ConnectionSetOptions = {},
+  ) {
+    this.size = size;
+    const timeout = options.timeoutMs ?? 30_000;
+    this.clients = Array.from({ length: size }, () => {
+      const client = new Client(origin, {
+        pipelining: 1,
+        headersTimeout: timeout,
+        bodyTimeout: timeout,
+        keepAliveTimeout: 120_000, // 2 min: used every size/rate seconds, they must outlive the gap
+        keepAliveMaxTimeout: 120_000,
+        connect: { timeout: 10_000 },
+      });
+      client.on('connect', () => {
+        this.connected += 1;
+        this.connects += 1;
+      });
+      client.on('disconnect', () => {
+        this.connected -= 1;
+        this.disconnects += 1;
+      });
+      return client;
+    });
+    this.idle = [...this.clients];
+  }
+
+  /** Requests waiting for a free connection now. */
+  get queued(): number {
+    return this.waiting.length - this.waitingHead;
+  }
+
+  /** Opens every connection (a GET on each, `concurrency` at a time); returns the sockets open after. */
+  async open(path: string, concurrency = 500): Promise<number> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < this.clients.length) {
+        const client = this.clients[next++]!;
+        try {
+          const res = await client.request({ path, method: 'GET' });
+          await res.body.dump();
+        } catch {
+          // counted by `connected` below
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, this.size) }, worker));
+    return this.connected;
+  }
+
+  /** One request on the connection idle longest; `read` consumes the body before the connection is reused. */
+  async send<T>(
+    options: Omit<Dispatcher.RequestOptions, 'origin'>,
+    read: (res: Dispatcher.ResponseData) => Promise<T>,
+  ): Promise<T> {
+    const client = await this.acquire();
+    try {
+      const res = await client.request(options);
+      return await read(res);
+    } finally {
+      this.release(client);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.clients.map((c) => c.destroy().catch(() => undefined)));
+  }
+
+  private acquire(): Promise<Client> {
+    if (this.idleHead < this.idle.length) {
+      const client = this.idle[this.idleHead++]!;
+      this.compact();
+      return Promise.resolve(client);
+    }
+    return new Promise((resolve) => {
+      this.waiting.push(resolve);
+      this.maxWaiting = Math.max(this.maxWaiting, this.queued);
+    });
+  }
+
+  private release(client: Client): void {
+    if (this.waitingHead < this.waiting.length) {
+      const resolve = this.waiting[this.waitingHead++]!;
+      this.compact();
+      resolve(client);
+      return;
+    }
+    this.idle.push(client);
+  }
+
+  private compact(): void {
+    if (this.idleHead > 4096 && this.idleHead * 2 > this.idle.length) {
+      this.idle.splice(0, this.idleHead);
+      this.idleHead = 0;
+    }
+    if (this.waitingHead > 4096 && this.waitingHead * 2 > this.waiting.length) {
+      this.waiting.splice(0, this.waitingHead);
+      this.waitingHead = 0;
+    }
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * Open-loop load: requests are scheduled at a fixed offered rate (uniform spacing, as wrk2 does), whatever
+ * the service answers, and each latency is measured from the request's INTENDED send time, so time spent
+ * queued behind a slow answer (in the service, in nginx, or waiting for a free connection here) is counted:
+ * coordinated-omission corrected. Latencies go into Node's built-in HdrHistogram
+ * (perf_hooks.createHistogram, 3 significant digits, µs), one per operation.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { RecordableHistogram } from 'node:perf_hooks';
+import type { ConnectionSet } from './connections.js';
+import { newLatencyHistogram } from './load.js';
+import { num } from './report.js';
+import type { BenchIO } from './types.js';
+
+export interface AnswerClass {
+  /** Operation to file the answer under (e.g. `read` split into `read-hit` / `read-miss`); default the request's. */
+  readonly op?: string;
+  /** Counts as an error; default: status ≥ 400. */
+  readonly error?: boolean;
+  /** Label in the by-status counts; default the status. */
+  readonly label?: string;
+}
+
+export interface OpenLoopRequest {
+  readonly op: string;
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+  /** Reads the answer (body as text); may reclassify it. */
+  answer?(status: number, headers: IncomingHttpHeaders, body: string): AnswerClass | undefined;
+  /** No HTTP answer (connection refused or reset, timeout). */
+  transportError?(code: string): void;
+}
+
+export interface OpenLoopPhase {
+  readonly connections: ConnectionSet;
+  /** Offered rate, requests/s (an array returned by `next` counts as that many requests). */
+  readonly rate: number;
+  readonly durationS: number;
+  readonly label: string;
+  readonly io: BenchIO;
+  /** The request(s) of arrival `seq`; several share the arrival's intended time (duplicate clicks). */
+  next(seq: number): OpenLoopRequest | readonly OpenLoopRequest[] | undefined;
+  /** Stop after this many arrivals even if time remains (a fixed workload). */
+  readonly maxArrivals?: number;
+  /** Called once per second with the phase's progress (after the progress line). */
+  onSecond?(second: number): void;
+}
+
+export interface OpStats {
+  /** Every HTTP answer of the operation, µs from the intended send time. */
+  readonly latency: RecordableHistogram;
+  answers: number;
+  errors: number;
+  transportErrors: number;
+  /** By status (or label, e.g. `409 OUT_OF_STOCK`); transport errors as `transport CODE`. */
+  readonly statuses: Record<string, number>;
+}
+
+export interface SecondStats {
+  /** Seconds since the phase's start. */
+  readonly t: number;
+  /** Requests whose intended time fell in this second. */
+  offered: number;
+  /** Answers (or transport errors) completed in this second. */
+  completed: number;
+  errors: number;
+}
+
+export interface OpenLoopResult {
+  readonly label: string;
+  readonly offeredPerS: number;
+  readonly windowS: number;
+  readonly scheduled: number;
+  readonly answered: number;
+  readonly errors: number;
+  /** Answers completed inside the window ÷ window. */
+  readonly achievedPerS: number;
+  /** Non-error answers completed inside the window ÷ window. */
+  readonly okPerS: number;
+  readonly ops: ReadonlyMap<string, OpStats>;
+  readonly timeline: readonly SecondStats[];
+  /** How late the generator itself dispatched requests (its event loop), µs. */
+  readonly schedulerLag: RecordableHistogram;
+  /** Most requests waiting for a free connection at once. */
+  readonly maxQueued: number;
+  /** The generator's CPU over the phase ÷ wall, cores. */
+  readonly generatorCores: number;
+  /** Wall time of the phase including the drain of in-flight requests, s. */
+  readonly wallS: number;
+  /** Warnings about the generator itself (falling behind, connections short). */
+  readonly warnings: readonly string[];
+}
+
+function opStats(ops: Map<string, OpStats>, op: string): OpStats {
+  let stats = ops.get(op);
+  if (stats === undefined) {
+    stats = { latency: newLatencyHistogram(), answers: 0, errors: 0, transportErrors: 0, statuses: {} };
+    ops.set(op, stats);
+  }
+  return stats;
+}
+
+export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult> {
+  const { connections, rate, io } = phase;
+  const intervalMs = 1000 / rate;
+  const maxArrivals = Math.min(phase.maxArrivals ?? Infinity, Math.floor(rate * phase.durationS));
+  const ops = new Map<string, OpStats>();
+  const timeline: SecondStats[] = [];
+  const second = (t: number): SecondStats => {
+    const i = Math.max(0, Math.floor(t / 1000));
+    while (timeline.length <= i) timeline.push({ t: timeline.length, offered: 0, completed: 0, errors: 0 });
+    return timeline[i]!;
+  };
+  const schedulerLag = newLatencyHistogram();
+  const windowMs = phase.durationS * 1000;
+  let scheduled = 0;
+  let answered = 0;
+  let errors = 0;
+  let inWindow = 0;
+  let okInWindow = 0;
+  let inFlight = 0;
+  let drained: (() => void) | undefined;
+  connections.maxWaiting = 0;
+  const cpuBefore = process.cpuUsage();
+  const start = performance.now() + 5;
+
+  const fire = (request: OpenLoopRequest, intended: number): void => {
+    scheduled += 1;
+    inFlight += 1;
+    second(intended - start).offered += 1;
+    const finish = (op: string, isError: boolean, label: string, transport: boolean): void => {
+      const done = performance.now();
+      const stats = opStats(ops, op);
+      stats.statuses[label] = (stats.statuses[label] ?? 0) + 1;
+      if (transport) stats.transportErrors += 1;
+      else {
+        stats.answers += 1;
+        answered += 1;
+        stats.latency.record(Math.max(1, Math.round((done - intended) * 1000)));
+      }
+      const bucket = second(done - start);
+      bucket.completed += 1;
+      if (isError) {
+        stats.errors += 1;
+        errors += 1;
+        bucket.errors += 1;
+      }
+      if (done - start <= windowMs && !transport) {
+        inWindow += 1;
+        if (!isError) okInWindow += 1;
+      }
+    };
+    connections
+      .send(
+        {
+          path: request.path,
+          method: request.method,
+          headers:
+            request.body === undefined
+              ? request.headers
+              : { 'content-type': 'application/json', ...request.headers },
+          body: request.body,
+        },
+        async (res) => {
+          const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
+          const cls = request.answer?.(res.statusCode, res.headers, text);
+          finish(
+            cls?.op ?? request.op,
+            cls?.error ?? res.statusCode >= 400,
+            cls?.label ?? String(res.statusCode),
+            false,
+          );
+        },
+      )
+      .catch((err: unknown) => {
+        const code = (err as { code?: string }).code ?? (err as Error).name;
+        request.transportError?.(code);
+        finish(request.op, true, `transport ${code}`, true);
+      })
+      .finally(() => {
+        inFlight -= 1;
+        if (inFlight === 0) drained?.();
+      });
+  };
+
+  let seq = 0;
+  let lastLine = { t: 0, completed: 0, errors: 0, offered: 0 };
+  const ticker = setInterval(() => {
+    const t = (performance.now() - start) / 1000;
+    const completed = timeline.reduce((s, b) => s + b.completed, 0);
+    const dt = Math.max(0.001, t - lastLine.t);
+    const achieved = (completed - lastLine.completed) / dt;
+    const offered = (seq - lastLine.offered) / dt;
+    const cpu = process.cpuUsage(cpuBefore);
+    const cores = (cpu.user + cpu.system) / 1e6 / Math.max(0.001, t);
+    io.progress(
+      `[${phase.label}] ${t.toFixed(0).padStart(3)}s  offered ${num(offered).padStart(6)}/s  achieved ${num(achieved).padStart(6)}/s  ` +
+        `errors ${num(errors)} (${scheduled > 0 ? ((errors / scheduled) * 100).toFixed(1) : '0.0'}%)  in flight ${num(inFlight)}  ` +
+        `sockets ${num(connections.connected)}  gen cpu ${cores.toFixed(2)}${achieved < offered * 0.9 && t > 1.5 ? '  ACHIEVED < OFFERED' : ''}`,
+    );
+    lastLine = { t, completed, errors, offered: seq };
+    phase.onSecond?.(Math.round(t));
+  }, 1000);
+
+  let stopped = false;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = performance.now();
+      while (!stopped && seq < maxArrivals) {
+        const intended = start + seq * intervalMs;
+        if (intended > now) break;
+        const requests = phase.next(seq);
+        seq += 1;
+        if (requests === undefined) {
+          stopped = true;
+          break;
+        }
+        schedulerLag.record(Math.max(1, Math.round((now - intended) * 1000)));
+        for (const request of Array.isArray(requests)
+          ? (requests as readonly OpenLoopRequest[])
+          : [requests as OpenLoopRequest])
+          fire(request, intended);
+      }
+      if (stopped || seq >= maxArrivals || io.signal.aborted) resolve();
+      else setTimeout(tick, Math.min(1, Math.max(0, start + seq * intervalMs - performance.now())));
+    };
+    setTimeout(tick, 5);
+  });
+  if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
+  clearInterval(ticker);
+  const wallS = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  const generatorCores = (cpu.user + cpu.system) / 1e6 / wallS;
+  const windowS = Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS;
+  const achievedPerS = inWindow / windowS;
+  const warnings: string[] = [];
+  const offeredPerS = scheduled / windowS;
+  if (achievedPerS < offeredPerS * 0.95)
+    warnings.push(
+      `${phase.label}: achieved ${num(achievedPerS)}/s < offered ${num(offeredPerS)}/s (answers inside the window): the service (or the generator) fell behind`,
+    );
+  if (schedulerLag.count > 0 && schedulerLag.percentile(99) > 10_000)
+    warnings.push(
+      `${phase.label}: the generator sent late (scheduler lag p99 ${(schedulerLag.percentile(99) / 1000).toFixed(1)} ms, generator ${generatorCores.toFixed(2)} cores): it is short of CPU, latencies include its delay`,
+    );
+  if (connections.maxWaiting > 0 && connections.maxWaiting >= connections.size)
+    warnings.push(
+      `${phase.label}: up to ${num(connections.maxWaiting)} requests waited for one of the ${num(connections.size)} connections (counted in their latency)`,
+    );
+  return {
+    label: phase.label,
+    offeredPerS,
+    windowS,
+    scheduled,
+    answered,
+    errors,
+    achievedPerS,
+    okPerS: okInWindow / windowS,
+    ops,
+    timeline,
+    schedulerLag,
+    maxQueued: connections.maxWaiting,
+    generatorCores,
+    wallS,
+    warnings,
+  };
+}

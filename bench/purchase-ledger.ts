@@ -1,0 +1,71 @@
+/**
+ * What the open-loop purchases were answered, per product, in the shape the MySQL checks expect
+ * (bench/verify.ts `expectedFrom`): fresh 201 = a confirmed order, 402 = a cancelled one, 202 = an order in
+ * any state, 5xx or no answer = at most one order (looked up by its key afterwards).
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { errorCode } from './api.js';
+import type { ProductTally, PurchaseAttempt } from './load.js';
+import type { AnswerClass, OpenLoopRequest } from './open-loop.js';
+
+export class PurchaseLedger {
+  readonly perProduct = new Map<number, ProductTally>();
+  readonly ambiguous: PurchaseAttempt[] = [];
+  /** Fresh keys answered as replays (must stay 0 when every key is sent once). */
+  replayed = 0;
+
+  constructor(productIds: readonly number[] = []) {
+    for (const id of productIds) this.tally(id);
+  }
+
+  tally(productId: number): ProductTally {
+    let tally = this.perProduct.get(productId);
+    if (tally === undefined) {
+      tally = { created: 0, declined: 0, pendingKeys: [] };
+      this.perProduct.set(productId, tally);
+    }
+    return tally;
+  }
+
+  /** `POST /purchases` for one unique key; only a fresh 201 is not an error. */
+  purchase(op: string, productId: number, quantity: number, key: string, userId: string): OpenLoopRequest {
+    return {
+      op,
+      method: 'POST',
+      path: '/purchases',
+      headers: { 'x-user-id': userId, 'idempotency-key': key },
+      body: JSON.stringify({ productId, quantity }),
+      answer: (status, headers, body) => this.answer(productId, key, userId, status, headers, body),
+      transportError: (code) => {
+        this.ambiguous.push({ productId, userId, key, answer: `transport ${code}` });
+      },
+    };
+  }
+
+  private answer(
+    productId: number,
+    key: string,
+    userId: string,
+    status: number,
+    headers: IncomingHttpHeaders,
+    body: string,
+  ): AnswerClass {
+    const tally = this.tally(productId);
+    if (status === 201) {
+      if (headers['idempotent-replayed'] === 'true') {
+        this.replayed += 1;
+        return { error: true, label: '201 REPLAYED' };
+      }
+      tally.created += 1;
+      return { error: false, label: '201' };
+    }
+    if (status === 202) {
+      tally.pendingKeys.push(key);
+      return { error: true, label: '202 PENDING' };
+    }
+    const label = `${status} ${errorCode(body)}`;
+    if (status === 402) tally.declined += 1;
+    if (status >= 500) this.ambiguous.push({ productId, userId, key, answer: label });
+    return { error: true, label };
+  }
+}

@@ -1,0 +1,100 @@
+// Smoke test of the benchmark harness: every scenario runs for a few seconds at a low rate against real
+// servers, and its correctness checks (the summary's `ok` and invariants) are asserted. No timing is.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const OUT = mkdtempSync(path.join(tmpdir(), 'bench-smoke-'));
+t.teardown(() => rmSync(OUT, { recursive: true, force: true }));
+
+interface BenchRun {
+  readonly code: number | null;
+  readonly summary: Record<string, unknown>;
+  readonly output: string;
+}
+
+/** `tsx bench/cli.ts <args> --no-build --out <tmp>`; the summary is the last stdout line. */
+function bench(args: readonly string[]): Promise<BenchRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build', '--out', OUT],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      const last = stdout.trimEnd().split('\n').pop() ?? '';
+      let summary: Record<string, unknown> = {};
+      try {
+        summary = JSON.parse(last) as Record<string, unknown>;
+      } catch {
+        // asserted below
+      }
+      resolve({
+        code,
+        summary,
+        output: `${stdout}\n--- stderr ---\n${stderr.split('\n').slice(-40).join('\n')}`,
+      });
+    });
+  });
+}
+
+t.before(() => {
+  const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  if (tsc.status !== 0) throw new Error(`the service does not build:\n${tsc.stdout}${tsc.stderr}`);
+});
+
+async function expectOk(t: Test, run: BenchRun, scenario: string, keys: readonly string[]): Promise<void> {
+  t.equal(run.code, 0, `${scenario} exits 0`, { output: run.output.slice(-6000) });
+  t.equal(run.summary['scenario'], scenario, 'the last stdout line is the JSON summary');
+  t.equal(run.summary['ok'], true, 'every invariant held');
+  for (const key of keys) t.ok(key in run.summary, `summary has ${key}`);
+  const file = run.summary['result_file'];
+  t.ok(typeof file === 'string' && existsSync(path.resolve(ROOT, file)), 'result JSON written');
+  const charts = run.summary['charts'];
+  if (charts !== undefined)
+    t.ok(
+      Array.isArray(charts) && charts.every((c) => existsSync(path.resolve(ROOT, String(c)))),
+      'charts written',
+    );
+}
+
+t.test('hot-sku: open-loop step-up, both paths, no oversell', async (t) => {
+  const run = await bench([
+    'hot-sku',
+    '--duration',
+    '1',
+    '--rate',
+    '20',
+    '--connections',
+    '10',
+    '--param',
+    'max-steps=2',
+    '--param',
+    'pause=0',
+  ]);
+  await expectOk(t, run, 'hot-sku', ['actor_per_s', 'baseline_per_s', 'ratio', 'oversold', 'mode']);
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['mode'], 'open-loop');
+  t.ok(
+    Array.isArray(run.summary['charts']) && (run.summary['charts'] as unknown[]).length === 3,
+    'three charts',
+  );
+});
+
+t.test('saga: closed loop, still runs under the new runner', async (t) => {
+  const run = await bench(['saga', '--duration', '1', '--connections', '4']);
+  await expectOk(t, run, 'saga', ['hot_confirmed_per_s', 'oversold']);
+  t.equal(run.summary['oversold'], 0);
+});
