@@ -20,8 +20,9 @@ import {
  *
  * Slow consumers: uWS skips a socket over `maxBackpressure` when publishing (it never buffers past it).
  * When such a socket drains to empty it gets the latest state of each of its products, so it ends on
- * the latest even if it skipped values. One that stays over the limit for `slowConsumerMs` loses its
- * subscriptions and is closed with 4001 once its buffer is under the limit again (or cut if it never reads).
+ * the latest even if it skipped values. One that went over the limit and has not drained to empty
+ * within `slowConsumerMs` loses its subscriptions and is closed with 4001 once its buffer is under the
+ * limit again (or cut if it does not read that far within the close grace).
  */
 
 interface Subscriber {
@@ -51,6 +52,8 @@ export interface StockEndpoint {
   stats(): {
     connections: number;
     subscriptions: number;
+    /** Connections over the backpressure limit at the last sweep (skipping live changes). */
+    lagging: number;
     slowConsumersDropped: number;
     badFrames: number;
     rejectedUpgrades: number;
@@ -65,6 +68,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
   const sockets = new Set<Socket>();
   const counts = { slowConsumersDropped: 0, badFrames: 0, rejectedUpgrades: 0 };
   let subscriptions = 0;
+  let lagging = 0;
   let closing = false;
 
   const send = (ws: Socket, frame: ServerFrame): void => {
@@ -173,21 +177,25 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
     if (ws.getBufferedAmount() < limits.maxBackpressureBytes) ws.end(WS_CLOSE.slowConsumer, 'slow consumer');
   };
 
+  // A dropped subscriber gets this long to read down to its close frame before the connection is cut.
+  const closeGraceMs = Math.max(limits.slowConsumerMs, wsDefaults.slowCloseGraceMs);
   const sweep = setInterval(
     () => {
       const now = Date.now();
+      lagging = 0;
       for (const ws of sockets) {
         const data = ws.getUserData();
         if (data.droppingSince !== undefined) {
-          // It has not read even the close frame's worth: cut it.
-          if (now - data.droppingSince >= limits.slowConsumerMs) ws.close();
+          // It has not read down to the close frame: cut it (what it holds is bounded and freed).
+          if (now - data.droppingSince >= closeGraceMs) ws.close();
           continue;
         }
-        if (ws.getBufferedAmount() < limits.maxBackpressureBytes) {
-          data.overSince = undefined;
-          continue;
-        }
-        data.overSince ??= now;
+        // Behind = it went over the limit (uWS skipped it) and has not read everything since.
+        const buffered = ws.getBufferedAmount();
+        if (buffered === 0) data.overSince = undefined;
+        else if (buffered >= limits.maxBackpressureBytes) data.overSince ??= now;
+        if (data.overSince === undefined) continue;
+        lagging += 1;
         if (now - data.overSince >= limits.slowConsumerMs) dropSlow(ws, now);
       }
     },
@@ -289,7 +297,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
   });
 
   return {
-    stats: () => ({ connections: sockets.size, subscriptions, ...counts }),
+    stats: () => ({ connections: sockets.size, subscriptions, lagging, ...counts }),
     close() {
       closing = true;
       clearInterval(sweep);

@@ -69,6 +69,8 @@ export const wsDefaults = {
   slowConsumerMs: 5_000, // 5 s
   /** Consecutive frames answered with an error before the connection is closed with 4002. */
   maxBadFramesInARow: 10,
+  /** A dropped slow subscriber's close frame waits behind its unread data at least this long, ms. */
+  slowCloseGraceMs: 5_000,
   /** uWS cuts (no close frame) anything past this; up to it the endpoint closes with 1009 itself, bytes. */
   hardFrameLimitBytes: 64 * 1024,
 } as const;
