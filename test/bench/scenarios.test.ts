@@ -98,3 +98,28 @@ t.test('saga: closed loop, still runs under the new runner', async (t) => {
   await expectOk(t, run, 'saga', ['hot_confirmed_per_s', 'oversold']);
   t.equal(run.summary['oversold'], 0);
 });
+
+t.test('mix: through the bench nginx to two nodes, purchases checked', async (t) => {
+  const run = await bench([
+    'mix',
+    '--duration',
+    '2',
+    '--rate',
+    '30',
+    '--connections',
+    '200',
+    '--param',
+    'max-steps=1',
+  ]);
+  await expectOk(t, run, 'mix', [
+    'rate_meeting_targets_per_s',
+    'hit_p95_ms',
+    'miss_p95_ms',
+    'purchase_p95_ms',
+    'hit_rate',
+  ]);
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['via_nginx'], true);
+  t.equal(run.summary['nodes'], 2);
+  t.equal(run.summary['connections_open'], 200, 'every connection opened');
+});

@@ -1,0 +1,88 @@
+/**
+ * A catalog for the mix: many actor products inserted straight into the primary (thousands of POSTs
+ * would take longer than the run), and the Zipf popularity the mix draws reads and purchases from.
+ */
+import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { connectPrimary } from './verify.js';
+
+/** Inserts `count` products named `<prefix> <i>` and returns their ids in insertion order (rank 1 first). */
+export async function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
+  const conn = await connectPrimary();
+  try {
+    for (let i = 0; i < count; i += 1000) {
+      const rows = Array.from({ length: Math.min(1000, count - i) }, (_, k) => [
+        `${prefix} ${i + k + 1}`,
+        1999,
+        stock,
+        'actor',
+      ]);
+      await conn.query<ResultSetHeader>(
+        'INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES ?',
+        [rows],
+      );
+    }
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT id FROM products WHERE name LIKE ? ORDER BY id',
+      [`${prefix.replace(/[%_\\]/g, '\\$&')} %`],
+    );
+    return rows.map((r) => Number(r['id']));
+  } finally {
+    await conn.end();
+  }
+}
+
+/** Zipf(s = 1) ranks over a prefix of the catalog: rank i has weight 1/i. */
+export class Zipf {
+  private readonly cdf: Float64Array;
+
+  constructor(size: number) {
+    this.cdf = new Float64Array(size);
+    let sum = 0;
+    for (let i = 0; i < size; i += 1) this.cdf[i] = sum += 1 / (i + 1);
+  }
+
+  /** A rank from 0 (most popular) to n − 1, over the first n products. */
+  sample(n: number): number {
+    const u = Math.random() * this.cdf[n - 1]!;
+    let lo = 0;
+    let hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.cdf[mid]! < u) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Share of the first n products' requests that rank 0 takes. */
+  topShare(n: number): number {
+    return 1 / this.cdf[n - 1]!;
+  }
+}
+
+/**
+ * Expected cache-miss share of Zipf(1) reads over n products at `readsPerS`, when an entry lives `ttlS`
+ * after the miss that filled it: per product, one miss then ttl·rate hits, so p/(1 + ttl·R·p) summed.
+ */
+export function expectedMissShare(n: number, readsPerS: number, ttlS: number): number {
+  let h = 0;
+  for (let i = 1; i <= n; i += 1) h += 1 / i;
+  let miss = 0;
+  for (let i = 1; i <= n; i += 1) {
+    const p = 1 / i / h;
+    miss += p / (1 + ttlS * readsPerS * p);
+  }
+  return miss;
+}
+
+/** The catalog size (≤ max) whose expected miss share is closest to `missShare` at this read rate. */
+export function catalogSizeFor(missShare: number, readsPerS: number, ttlS: number, max: number): number {
+  let lo = 1;
+  let hi = max;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (expectedMissShare(mid, readsPerS, ttlS) < missShare) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
