@@ -21,6 +21,13 @@ export interface AnswerClass {
   readonly label?: string;
 }
 
+/** performance.now() times of one request: the phase's start, its intended send time, its answer. */
+export interface AnswerTiming {
+  readonly startMs: number;
+  readonly intendedMs: number;
+  readonly doneMs: number;
+}
+
 export interface OpenLoopRequest {
   readonly op: string;
   readonly method: 'GET' | 'POST';
@@ -28,7 +35,12 @@ export interface OpenLoopRequest {
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: string;
   /** Reads the answer (body as text); may reclassify it. */
-  answer?(status: number, headers: IncomingHttpHeaders, body: string): AnswerClass | undefined;
+  answer?(
+    status: number,
+    headers: IncomingHttpHeaders,
+    body: string,
+    timing: AnswerTiming,
+  ): AnswerClass | undefined;
   /** No HTTP answer (connection refused or reset, timeout). */
   transportError?(code: string): void;
 }
@@ -165,7 +177,11 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
         },
         async (res) => {
           const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
-          const cls = request.answer?.(res.statusCode, res.headers, text);
+          const cls = request.answer?.(res.statusCode, res.headers, text, {
+            startMs: start,
+            intendedMs: intended,
+            doneMs: performance.now(),
+          });
           finish(
             cls?.op ?? request.op,
             cls?.error ?? res.statusCode >= 400,

@@ -123,3 +123,26 @@ t.test('mix: through the bench nginx to two nodes, purchases checked', async (t)
   t.equal(run.summary['nodes'], 2);
   t.equal(run.summary['connections_open'], 200, 'every connection opened');
 });
+
+t.test('sellout: no oversell or undersell, every store agrees', async (t) => {
+  const run = await bench([
+    'sellout',
+    '--rate',
+    '150',
+    '--connections',
+    '50',
+    '--param',
+    'stock=60',
+    '--param',
+    'attempts=300',
+    '--param',
+    'users=80',
+  ]);
+  await expectOk(t, run, 'sellout', ['time_to_sell_out_s', 'selling_p99_ms']);
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['undersold'], 0);
+  t.equal(run.summary['answer_mismatches'], 0);
+  for (const store of ['replica', 'actor', 'kafka', 'projection'])
+    t.equal(run.summary[`${store}_agrees`], true, `${store} agrees`);
+  t.not(run.summary['cache_agrees'], false, 'the cache agrees (or had expired)');
+});

@@ -1,0 +1,345 @@
+/**
+ * Sell-out: one product with `stock` units (default 10,000), `attempts` purchase attempts (default 100,000)
+ * from `users` users (default 20,000), some clicked twice (the same Idempotency-Key sent twice at once),
+ * quantities 1/2/3/5, open loop at --rate through nginx to two nodes. Afterwards: oversold = undersold = 0
+ * (confirmed quantity = initial − final stock), every answer matches its order, and the primary, the
+ * replica, the cache, the product actor, the Kafka events (deduplicated) and the sales projection agree.
+ */
+import { randomBytes } from 'node:crypto';
+import type { RowDataPacket } from 'mysql2/promise';
+import { Pool } from 'undici';
+import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
+import { createProduct, errorCode } from '../api.js';
+import { latencyChart, throughputChart } from '../chart.js';
+import { startCluster } from '../cluster.js';
+import { ConnectionSet } from '../connections.js';
+import { cores } from '../cpu.js';
+import { newLatencyHistogram } from '../load.js';
+import { latencySummary, round } from '../measure.js';
+import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import { numberParam } from '../params.js';
+import { num } from '../report.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { connectPrimary, waitForSagas } from '../verify.js';
+
+export const name = 'sellout';
+export const describe =
+  'sell out one product (10,000 units) with 100,000 attempts from 20,000 users, duplicate clicks and mixed quantities; oversold = undersold = 0 and every store agrees';
+export const defaults = { durationS: 30, connections: 2000, rate: 4000 };
+
+const QUANTITIES: readonly [number, number][] = [
+  [1, 0.6],
+  [2, 0.25],
+  [3, 0.1],
+  [5, 0.05],
+];
+const SAGA_WAIT_MS = 45_000;
+const AGREE_WAIT_MS = 30_000;
+
+interface Attempt {
+  readonly quantity: number;
+  readonly answers: string[];
+}
+
+function quantity(): number {
+  let u = Math.random();
+  for (const [q, p] of QUANTITIES) if ((u -= p) < 0) return q;
+  return 1;
+}
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  const stock = numberParam(options, 'stock', 10_000, 1, 10_000_000);
+  const attemptsWanted = numberParam(options, 'attempts', 100_000, 1, 10_000_000);
+  const users = numberParam(options, 'users', 20_000, 1, 10_000_000);
+  const dupShare = numberParam(options, 'duplicates', 0.2, 0, 1);
+  const rate = options.rate ?? defaults.rate;
+  const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
+  const admin = new Pool(cluster.url, { connections: 4 });
+  io.onCleanup(() => admin.close());
+  const tag = `so${options.runTag}${randomBytes(3).toString('hex')}`;
+  const product = await createProduct(admin, {
+    name: `bench ${tag} sellout`,
+    priceCents: 1999,
+    stock,
+    strategy: 'actor',
+  });
+  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
+  io.onCleanup(() => connections.close());
+  const opened = await connections.open(cluster.nginx === undefined ? '/health' : '/nginx-health');
+  io.progress(`bench: product ${product.id} with ${num(stock)} units; ${num(opened)} connections open`);
+
+  const attempts = new Map<string, Attempt>();
+  const selling = newLatencyHistogram();
+  const all = newLatencyHistogram();
+  let lastConfirmedMs = 0;
+  let firstOutOfStockMs: number | undefined;
+  let duplicatesSent = 0;
+  const startedAtMs = Date.now();
+  const sends: { intendedMs: number; latencyMs: number }[] = [];
+  const request = (key: string, userId: string, attempt: Attempt): OpenLoopRequest => ({
+    op: 'purchase',
+    method: 'POST',
+    path: '/purchases',
+    headers: { 'x-user-id': userId, 'idempotency-key': key },
+    body: JSON.stringify({ productId: product.id, quantity: attempt.quantity }),
+    answer: (status, headers, body, timing) => {
+      const code = status === 201 || status === 202 ? '' : ` ${errorCode(body)}`;
+      const label = `${status}${headers['idempotent-replayed'] === 'true' ? ' replay' : ''}${code}`;
+      attempt.answers.push(label);
+      const at = timing.doneMs - timing.startMs;
+      sends.push({
+        intendedMs: timing.intendedMs - timing.startMs,
+        latencyMs: timing.doneMs - timing.intendedMs,
+      });
+      if (status === 201) lastConfirmedMs = Math.max(lastConfirmedMs, at);
+      if (status === 409 && code === ' OUT_OF_STOCK')
+        firstOutOfStockMs = Math.min(firstOutOfStockMs ?? Infinity, at);
+      const expected = status === 201 || status === 202 || (status === 409 && code === ' OUT_OF_STOCK');
+      return {
+        op: status === 201 ? 'confirmed' : status === 409 ? 'refused (409)' : 'other',
+        error: !expected,
+        label,
+      };
+    },
+    transportError: (code) => attempt.answers.push(`transport ${code}`),
+  });
+  const arrivals = Math.ceil(attemptsWanted / (1 + dupShare));
+  let made = 0;
+  const result = await runOpenLoop({
+    connections,
+    rate,
+    durationS: Math.max(1, attemptsWanted / rate),
+    label: `sellout @ ${num(rate)}/s`,
+    io,
+    maxArrivals: arrivals,
+    next: (seq) => {
+      if (made >= attemptsWanted) return undefined;
+      const key = `${tag}-${seq}`;
+      const attempt: Attempt = { quantity: quantity(), answers: [] };
+      attempts.set(key, attempt);
+      const userId = `bench-so-u${(seq * 7_919) % users}`;
+      const first = request(key, userId, attempt);
+      made += 1;
+      if (made < attemptsWanted && Math.random() < dupShare) {
+        made += 1;
+        duplicatesSent += 1;
+        return [first, request(key, userId, attempt)];
+      }
+      return first;
+    },
+  });
+  const soldOutAtMs = lastConfirmedMs;
+  for (const s of sends) {
+    all.record(Math.max(1, Math.round(s.latencyMs * 1000)));
+    if (s.intendedMs <= soldOutAtMs) selling.record(Math.max(1, Math.round(s.latencyMs * 1000)));
+  }
+  // Right after the load: the cache entry may expire (5 s) while the checks wait for sagas.
+  const cacheNow =
+    cluster.redisPrefix === undefined ? undefined : await cachedStock(cluster.redisPrefix, product.id);
+
+  io.progress('bench: waiting for open sagas, then checking every store');
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const stillPending = await waitForSagas([product.id], SAGA_WAIT_MS);
+  const conn = await connectPrimary();
+  let primary: {
+    stock: number;
+    confirmedQty: number;
+    confirmedOrders: number;
+    cancelled: number;
+    pendingQty: number;
+  };
+  let orders: Map<string, { status: string; quantity: number; n: number }>;
+  let foreign = 0;
+  try {
+    const [p] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [product.id]);
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT idempotency_key AS k, status, quantity FROM orders WHERE product_id = ?',
+      [product.id],
+    );
+    orders = new Map();
+    for (const row of rows) {
+      const k = String(row['k']);
+      const seen = orders.get(k);
+      orders.set(k, {
+        status: String(row['status']),
+        quantity: Number(row['quantity']),
+        n: (seen?.n ?? 0) + 1,
+      });
+      if (!attempts.has(k)) foreign += 1;
+    }
+    const sum = (status: string) =>
+      [...orders.values()].filter((o) => o.status === status).reduce((s, o) => s + o.quantity, 0);
+    primary = {
+      stock: Number(p[0]?.['stock']),
+      confirmedQty: sum('CONFIRMED'),
+      confirmedOrders: [...orders.values()].filter((o) => o.status === 'CONFIRMED').length,
+      cancelled: [...orders.values()].filter((o) => o.status === 'CANCELLED').length,
+      pendingQty: sum('PENDING'),
+    };
+  } finally {
+    await conn.end();
+  }
+
+  // Every key's answers against its order.
+  const mismatches: string[] = [];
+  let answered201 = 0;
+  for (const [key, attempt] of attempts) {
+    const order = orders.get(key);
+    const labels = new Set(attempt.answers.map((a) => a.split(' ')[0]!));
+    if (order !== undefined && order.n > 1) mismatches.push(`${key}: ${order.n} orders`);
+    if (labels.has('201')) {
+      answered201 += 1;
+      if (order?.status !== 'CONFIRMED' || order.quantity !== attempt.quantity)
+        mismatches.push(
+          `${key}: answered 201, order ${order === undefined ? 'missing' : `${order.status} ×${order.quantity}`}`,
+        );
+    }
+    if (
+      attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')) &&
+      order !== undefined &&
+      order.status !== 'CANCELLED'
+    )
+      mismatches.push(`${key}: answered OUT_OF_STOCK, order ${order.status}`);
+    if (labels.has('201') && attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')))
+      mismatches.push(`${key}: one click confirmed, its duplicate refused`);
+  }
+  if (foreign > 0) mismatches.push(`${foreign} orders with keys the bench never sent`);
+
+  const oversold = Math.max(0, primary.confirmedQty + primary.pendingQty - stock);
+  const undersold = Math.max(0, stock - primary.stock - primary.confirmedQty - primary.pendingQty);
+  const accounting = stock - primary.stock === primary.confirmedQty + primary.pendingQty;
+
+  // The actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1.
+  const restock = await admin.request({
+    path: `/products/${product.id}/restock`,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ quantity: 1 }),
+  });
+  const restockBody = (await restock.body.json()) as { stock?: number };
+  const actorStock = restock.statusCode === 200 ? (restockBody.stock ?? NaN) - 1 : NaN;
+  const finalStock = primary.stock; // before the probe
+
+  const replica = await until(
+    () => replicaTotals(product.id),
+    (r) => r !== undefined && r.stock === finalStock + 1 && r.confirmedQuantity === primary.confirmedQty,
+    AGREE_WAIT_MS,
+  );
+  const kafka = await until(
+    () => kafkaTotals(product.id, startedAtMs - 60_000),
+    (k) =>
+      k.confirmedQuantity === primary.confirmedQty &&
+      k.confirmedOrders === primary.confirmedOrders &&
+      k.lastStock === finalStock + 1,
+    AGREE_WAIT_MS,
+  );
+  const projection = await until(
+    () => projectionTotals(admin, product.id),
+    (p) =>
+      p !== undefined &&
+      p.soldQuantity === primary.confirmedQty &&
+      p.confirmedOrders === primary.confirmedOrders,
+    AGREE_WAIT_MS,
+  );
+  const cacheAgrees = cacheNow === undefined ? null : cacheNow.stock === finalStock;
+  const agree = {
+    replica: replica.agreed,
+    cache: cacheAgrees,
+    actor: actorStock === finalStock,
+    kafka: kafka.agreed,
+    projection: projection.agreed,
+  };
+  const ok =
+    oversold === 0 &&
+    undersold === 0 &&
+    accounting &&
+    stillPending === 0 &&
+    mismatches.length === 0 &&
+    Object.values(agree).every((v) => v !== false);
+
+  const sellingSummary = latencySummary(selling);
+  const allSummary = latencySummary(all);
+  const statuses = Object.fromEntries(
+    [...result.ops.entries()].flatMap(([, s]) => Object.entries(s.statuses)),
+  );
+  const notes = [
+    `mode: OPEN LOOP at ${num(rate)}/s offered through ${cluster.nginx === undefined ? cluster.url : 'the bench nginx to 2 nodes'}, ${num(opened)} connections; ${num(attempts.size)} keys, ${num(duplicatesSent)} sent twice at once (same key), quantities 1/2/3/5 (60/25/10/5%), ${num(users)} users.`,
+    `sold out after ${(soldOutAtMs / 1000).toFixed(2)} s (last 201 answered); first OUT_OF_STOCK at ${firstOutOfStockMs === undefined ? '-' : `${(firstOutOfStockMs / 1000).toFixed(2)} s`}; final stock ${num(finalStock)}.`,
+    `primary: initial ${num(stock)} − final ${num(finalStock)} = ${num(stock - finalStock)}; confirmed quantity ${num(primary.confirmedQty)} in ${num(primary.confirmedOrders)} orders; pending ${num(primary.pendingQty)}; cancelled orders ${num(primary.cancelled)} → ${accounting ? 'OK' : 'MISMATCH'} (oversold ${oversold}, undersold ${undersold})`,
+    `answers vs orders: ${num(answered201)} keys answered 201; ${mismatches.length === 0 ? 'every key matches its order' : `${mismatches.length} MISMATCHES: ${mismatches.slice(0, 5).join('; ')}`}`,
+    `replica: ${replica.agreed ? 'agrees' : 'DISAGREES'} (${JSON.stringify(replica.value)}, waited ${replica.waitedMs} ms)`,
+    `cache: ${cacheNow === undefined ? 'no entry right after the load (expired or --url)' : `stock ${cacheNow.stock} v${cacheNow.version} right after the load → ${cacheAgrees ? 'agrees' : 'DISAGREES'}`}`,
+    `actor: restock of 1 answered stock ${restockBody.stock ?? `(status ${restock.statusCode})`} → the actor held ${actorStock} ${agree.actor ? 'agrees' : 'DISAGREES'} (the probe's unit is counted in the replica/Kafka checks)`,
+    `kafka (deduplicated by event id): ${kafka.agreed ? 'agrees' : 'DISAGREES'}: ${num(kafka.value.confirmedOrders)} orders confirmed, quantity ${num(kafka.value.confirmedQuantity)}, last stock.changed ${kafka.value.lastStock ?? '-'}; ${num(kafka.value.events)} events, ${kafka.value.duplicates} duplicates dropped`,
+    `projection (GET /stats): ${projection.agreed ? 'agrees' : 'DISAGREES'} (${JSON.stringify(projection.value)})`,
+    `load generator ${result.generatorCores.toFixed(2)} cores (${Math.round((result.generatorCores / cores()) * 100)}% of ${cores()}).`,
+    ...result.warnings.map((w) => `WARNING: ${w}`),
+    `correctness: ${ok ? 'OK' : 'FAILED'}`,
+  ];
+  return {
+    ok,
+    summary: {
+      mode: 'open-loop',
+      oversold,
+      undersold,
+      initial_stock: stock,
+      final_stock: finalStock,
+      confirmed_quantity: primary.confirmedQty,
+      confirmed_orders: primary.confirmedOrders,
+      sold_out: finalStock === 0,
+      time_to_sell_out_s: round(soldOutAtMs / 1000, 2),
+      selling_p50_ms: sellingSummary.p50,
+      selling_p95_ms: sellingSummary.p95,
+      selling_p99_ms: sellingSummary.p99,
+      selling_max_ms: sellingSummary.max,
+      all_p99_ms: allSummary.p99,
+      attempts: attempts.size + duplicatesSent,
+      keys: attempts.size,
+      duplicate_clicks: duplicatesSent,
+      errors: result.errors,
+      answer_mismatches: mismatches.length,
+      replica_agrees: agree.replica,
+      cache_agrees: agree.cache,
+      actor_agrees: agree.actor,
+      kafka_agrees: agree.kafka,
+      projection_agrees: agree.projection,
+      offered_per_s: Math.round(result.offeredPerS),
+      achieved_per_s: Math.round(result.achievedPerS),
+      load_generator_cores: round(result.generatorCores, 2),
+      connections: options.connections,
+    },
+    table: {
+      columns: ['answers', 'count', 'p50 ms', 'p95 ms', 'p99 ms', 'p99.9 ms', 'max ms'],
+      rows: [...result.ops.entries()].map(([op, s]) => {
+        const l = latencySummary(s.latency);
+        return [op, s.answers + s.transportErrors, l.p50, l.p95, l.p99, l.p999, l.max];
+      }),
+    },
+    notes,
+    details: {
+      product,
+      statuses,
+      mismatches: mismatches.slice(0, 100),
+      primary,
+      replica,
+      kafka,
+      projection,
+      cacheNow,
+      timeline: result.timeline,
+    },
+    charts: [
+      latencyChart('sellout: latency by answer, and of every request sent before the sell-out', [
+        { op: 'while selling (all answers)', ...sellingSummary },
+        ...[...result.ops.entries()].map(([op, s]) => ({ op, ...latencySummary(s.latency) })),
+      ]),
+      throughputChart(
+        'sellout: offered vs answered per second',
+        result.timeline.flatMap((b) => [
+          { t: b.t, series: 'offered', perS: b.offered },
+          { t: b.t, series: 'answered', perS: b.completed },
+          { t: b.t, series: 'errors', perS: b.errors },
+        ]),
+      ),
+    ],
+  };
+}
