@@ -100,11 +100,11 @@ t.test('a subscriber that falls behind skips values but ends on the latest', asy
   const { running, hot, ids, fast, slow } = await setUp(t, { WS_SLOW_CONSUMER_MS: '120000' });
   await fallBehind(running, slow, ids);
   const final = await buy(running, hot);
-  await fast[0]!.waitForStock(hot, final);
+  await fast[0].waitForStock(hot, final);
   slow.ws.resume();
   const seen = await slow.waitForStock(hot, final);
   t.equal(seen.stock, final, `the lagging subscriber ends on the final stock ${final}`);
-  const skipped = fast[0]!.applied.get(hot)!.length - slow.applied.get(hot)!.length;
+  const skipped = fast[0].applied.get(hot)!.length - slow.applied.get(hot)!.length;
   t.comment(`the lagging subscriber skipped ${skipped} intermediate values`);
   t.ok(skipped > 0, 'intermediate values were skipped, not buffered');
   t.equal(running.app.subscriptions.stats().slowConsumersDropped, 0, 'nobody was dropped');
