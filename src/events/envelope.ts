@@ -106,3 +106,53 @@ export function outboxRows(
 
 export const OUTBOX_INSERT =
   'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch) VALUES ?';
+
+/**
+ * Rows for `OUTBOX_PACKED_INSERT`: the events packed into one row per (topic, product), in order of
+ * first appearance, each row's events in their order. A row of one event holds it as is; a row of more
+ * holds a msgpack array of the encoded events (`unpackOutbox`). The row's event id is its first event's.
+ * Order per topic and product is kept: within a row by position, across rows by outbox id.
+ */
+export function packedOutboxRows(
+  events: readonly EventEnvelope[],
+  topics: Topics,
+  ownerEpoch: number,
+): unknown[][] {
+  const groups = new Map<string, { topic: string; events: EventEnvelope[] }>();
+  for (const event of events) {
+    const topic = topicOf(event.type, topics);
+    const group = `${topic}\u0000${event.productId}`;
+    let packed = groups.get(group);
+    if (packed === undefined) groups.set(group, (packed = { topic, events: [] }));
+    packed.events.push(event);
+  }
+  return [...groups.values()].map(({ topic, events: packed }) => {
+    const first = packed[0]!;
+    const single = packed.length === 1;
+    return [
+      first.eventId,
+      topic,
+      String(first.productId),
+      single ? first.type : PACKED_TYPE,
+      single ? encodeEvent(first) : Buffer.from(encode(packed.map((e) => encode(e)))),
+      ownerEpoch,
+      packed.length,
+    ];
+  });
+}
+
+/** `event_type` of an outbox row holding several events. */
+export const PACKED_TYPE = 'packed';
+
+export const OUTBOX_PACKED_INSERT =
+  'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count) VALUES ?';
+
+/** The encoded events of an outbox row, in order: the payload itself, or its packed array. */
+export function unpackOutbox(payload: Buffer, eventCount: number): Uint8Array[] {
+  if (eventCount <= 1) return [payload];
+  const list = decode(payload);
+  if (!Array.isArray(list) || list.length !== eventCount || !list.every((v) => v instanceof Uint8Array)) {
+    throw new Error(`outbox row: expected a packed array of ${eventCount} encoded events`);
+  }
+  return list;
+}

@@ -4,6 +4,7 @@ import type { Kafka } from '../storage/kafka.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
+import { unpackOutbox } from './envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
 
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
@@ -37,7 +38,7 @@ export interface OutboxRelayOptions {
   kafka: Kafka;
   /** `config.kafka`: the relay creates these topics if missing and publishes only rows of these topics. */
   topics: TopicSettings;
-  /** Most rows per Kafka send (config.outbox.batchSize). */
+  /** Most events per Kafka send, but at least one row (config.outbox.batchSize). */
   batchSize: number;
   /** Pause between polls when the outbox is empty, ms (config.outbox.pollMs); `nudge()` cuts it short. */
   pollMs: number;
@@ -53,7 +54,7 @@ export interface OutboxRelayOptions {
 export interface OutboxRelayStats {
   /** True while this node holds the relay lock, so it is the one publishing. */
   holdsLock: boolean;
-  /** Rows this node published since start. */
+  /** Events this node published since start. */
   published: number;
   /** Unsent outbox rows (all topics), estimated from the id span, refreshed about once a second. */
   backlog: number | undefined;
@@ -68,7 +69,8 @@ interface OutboxRow {
   id: number;
   topic: string;
   key: string;
-  payload: Buffer;
+  /** The row's encoded events in order (one, or a product batch's packed events). */
+  events: Uint8Array[];
 }
 
 type Stage = 'kafka' | 'mysql';
@@ -234,7 +236,7 @@ export class OutboxRelay {
       if (rows.length > 0) {
         stage = 'kafka';
         await this.send(rows);
-        this.published += rows.length;
+        this.published += rows.reduce((n, r) => n + r.events.length, 0);
         stage = 'mysql';
         await lock.query('UPDATE outbox SET sent_at = NOW(3) WHERE id IN (?)', [rows.map((r) => r.id)]);
       }
@@ -249,19 +251,29 @@ export class OutboxRelay {
     }
   }
 
+  /** The oldest unsent rows, in id order, up to batchSize events (at least one row, however packed). */
   private async readUnsent(conn: PoolConnection): Promise<OutboxRow[]> {
+    const { batchSize } = this.options;
     const [rows] = await conn.query<RowDataPacket[]>(
       // Forced: for ORDER BY id LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
-      `SELECT id, topic, event_key, payload FROM outbox FORCE INDEX (idx_outbox_unsent)
+      `SELECT id, topic, event_key, payload, event_count FROM outbox FORCE INDEX (idx_outbox_unsent)
         WHERE sent_at IS NULL AND topic IN (?) ORDER BY id LIMIT ?`,
-      [this.topicNames, this.options.batchSize],
+      [this.topicNames, batchSize],
     );
-    return rows.map((r) => ({
-      id: Number(r['id']),
-      topic: String(r['topic']),
-      key: String(r['event_key']),
-      payload: r['payload'] as Buffer,
-    }));
+    const taken: OutboxRow[] = [];
+    let events = 0;
+    for (const r of rows) {
+      const count = Number(r['event_count']);
+      if (taken.length > 0 && events + count > batchSize) break;
+      events += count;
+      taken.push({
+        id: Number(r['id']),
+        topic: String(r['topic']),
+        key: String(r['event_key']),
+        events: unpackOutbox(r['payload'] as Buffer, count),
+      });
+    }
+    return taken;
   }
 
   /** One sendBatch at a time on one producer: KafkaJS's idempotent producer breaks with concurrent sends. */
@@ -275,7 +287,9 @@ export class OutboxRelay {
     for (const row of rows) {
       let messages = byTopic.get(row.topic);
       if (messages === undefined) byTopic.set(row.topic, (messages = []));
-      messages.push({ key: row.key, value: row.payload }); // key = product id: its events share a partition
+      // key = product id: its events share a partition
+      for (const e of row.events)
+        messages.push({ key: row.key, value: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
     }
     const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     try {

@@ -1,5 +1,11 @@
 import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../../actors/product/types.js';
-import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope, type Topics } from '../events/envelope.js';
+import {
+  newEvent,
+  OUTBOX_PACKED_INSERT,
+  packedOutboxRows,
+  type EventEnvelope,
+  type Topics,
+} from '../events/envelope.js';
 import type { PoolConnection, RowDataPacket } from './mysql.js';
 import { findOrdersByIdempotency } from './order-queries.js';
 
@@ -217,7 +223,10 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
     });
   }
   if (events.length > 0)
-    statements.push({ sql: OUTBOX_INSERT, params: [outboxRows(events, options.topics, ownerEpoch)] });
+    statements.push({
+      sql: OUTBOX_PACKED_INSERT,
+      params: [packedOutboxRows(events, options.topics, ownerEpoch)],
+    });
   return statements;
 }
 

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { startServer, stopServer } from '../../scripts/stack/stack.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { collect, waitFor } from '../helpers/events.js';
+import { collect, outboxEvents, waitFor } from '../helpers/events.js';
 import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
 
 t.test(
@@ -36,9 +36,10 @@ t.test(
     );
     await burst(40);
 
-    const [expected] = await running.infra.mysql.primary.query<RowDataPacket[]>(
-      'SELECT id, event_id, event_key FROM outbox WHERE topic IN (?) ORDER BY id',
-      [Object.values(running.config.kafka.topics)],
+    // Batches write their events packed, a row per topic and product: unpacked, in outbox order.
+    const expected = await outboxEvents(
+      running.infra.mysql.primary,
+      Object.values(running.config.kafka.topics),
     );
     t.ok(expected.length > 300, `${expected.length} events written by the purchases`);
     const stack = {
@@ -55,7 +56,7 @@ t.test(
     );
     await stop();
 
-    const outboxId = new Map(expected.map((r) => [String(r['event_id']), Number(r['id'])]));
+    const outboxId = new Map(expected.map((r) => [r.eventId, r.place]));
     const unique = new Map(received.map((r) => [r.event.eventId, r]));
     t.equal(unique.size, expected.length, 'every event arrived');
     t.ok(

@@ -125,6 +125,36 @@ void t.test('publishes every row once, in order per product, and stamps them sen
   t.comment(`a nudged row reached the consumer in ${Math.round(performance.now() - before)} ms`);
 });
 
+void t.test(
+  'packed rows (product batches) go out as their events, in order, batches counted in events',
+  async (t) => {
+    const stack = await eventsStack(t);
+    const products = [uniqueProductId(), uniqueProductId(), uniqueProductId()];
+    const places = new Map<string, number>();
+    for (let i = 0; i < 3; i += 1) {
+      for (const [id, place] of await insertOutbox(stack, makeEvents(products, 100), { packed: true }))
+        places.set(id, place);
+    }
+    const [[rows]] = await stack.mysql.primary.query<RowDataPacket[]>(
+      'SELECT COUNT(*) AS n, SUM(event_count) AS events FROM outbox WHERE topic IN (?)',
+      [Object.values(stack.topics)],
+    );
+    t.equal(Number(rows?.['events']), 300, '300 events');
+    t.ok(
+      Number(rows?.['n']) <= 27,
+      `packed into ${rows?.['n']} rows (a row per topic and product per batch)`,
+    );
+    const collector = await collect(t, stack);
+    const relay = startRelay(t, stack, { batchSize: 25 }); // smaller than a packed row: one row per send then
+    await waitFor('300 events', () => collector.received.length >= 300);
+    await sleep(500);
+    t.equal(assertOrderPerProduct(t, collector.received, places), 0, 'none arrived twice');
+    t.equal(collector.received.length, 300);
+    await waitFor('rows stamped', async () => (await unsentCount(stack, [...places.keys()])) === 0);
+    t.match(relay.stats(), { published: 300, lastError: undefined });
+  },
+);
+
 void t.test('two relays with one lock name: one publishes; the other takes over when it stops', async (t) => {
   const stack = await eventsStack(t);
   const products = [uniqueProductId(), uniqueProductId()];

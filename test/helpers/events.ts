@@ -8,14 +8,17 @@ import { loadConfig, type Config } from '../../src/config.js';
 import {
   decodeEvent,
   OUTBOX_INSERT,
+  OUTBOX_PACKED_INSERT,
   outboxRows,
+  packedOutboxRows,
+  unpackOutbox,
   type EventEnvelope,
   type Topics,
 } from '../../src/events/envelope.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka, type Kafka } from '../../src/storage/kafka.js';
 import { migrate } from '../../src/storage/migrate.js';
-import { createMysqlPools, type MysqlPools, type RowDataPacket } from '../../src/storage/mysql.js';
+import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
 import { uniq } from './app.js';
 import { silentLogger } from './http.js';
 
@@ -62,24 +65,47 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
 /** A product id no other test uses (the projection tables are shared too). */
 export const uniqueProductId = (): number => randomInt(1_000_000_000, 2 ** 47);
 
-/** Inserts the events' outbox rows in one transaction, as a writer does; returns outbox id by event id. */
+/**
+ * Inserts the events' outbox rows in one transaction, as a writer does: one row per event, or packed as a
+ * product batch writes them (`packed`). Returns each event's place in the outbox by event id: its row's id,
+ * and its position in a packed row after the decimal point, so per-stream order compares as numbers.
+ */
 export async function insertOutbox(
   stack: EventsStack,
   events: readonly EventEnvelope[],
+  options: { packed?: boolean } = {},
 ): Promise<Map<string, number>> {
   const conn = await stack.mysql.primary.getConnection();
   try {
     await conn.beginTransaction();
-    await conn.query(OUTBOX_INSERT, [outboxRows(events, stack.topics, 0)]);
+    if (options.packed) await conn.query(OUTBOX_PACKED_INSERT, [packedOutboxRows(events, stack.topics, 0)]);
+    else await conn.query(OUTBOX_INSERT, [outboxRows(events, stack.topics, 0)]);
     await conn.commit();
   } finally {
     conn.release();
   }
-  const [rows] = await stack.mysql.primary.query<RowDataPacket[]>(
-    'SELECT id, event_id FROM outbox WHERE event_id IN (?)',
-    [events.map((e) => e.eventId)],
+  const rows = await outboxEvents(stack.mysql.primary, Object.values(stack.topics));
+  const mine = new Set(events.map((e) => e.eventId));
+  return new Map(rows.filter((r) => mine.has(r.eventId)).map((r) => [r.eventId, r.place]));
+}
+
+/** Every event in the outbox rows of these topics, unpacked, in outbox order. */
+export async function outboxEvents(
+  primary: Pool,
+  topics: readonly string[],
+): Promise<{ eventId: string; key: string; rowId: number; place: number }[]> {
+  const [rows] = await primary.query<RowDataPacket[]>(
+    'SELECT id, event_key, payload, event_count FROM outbox WHERE topic IN (?) ORDER BY id',
+    [topics],
   );
-  return new Map(rows.map((r) => [String(r['event_id']), Number(r['id'])]));
+  return rows.flatMap((r) =>
+    unpackOutbox(r['payload'] as Buffer, Number(r['event_count'])).map((encoded, i) => ({
+      eventId: decodeEvent(encoded).eventId,
+      key: String(r['event_key']),
+      rowId: Number(r['id']),
+      place: Number(r['id']) + i / 100_000,
+    })),
+  );
 }
 
 /** Outbox rows of these events still unsent. */

