@@ -2,7 +2,7 @@
 // loopback's socket buffers first (about 4 MB here) before uWS holds anything back, so the clients below
 // stop reading and ask for snapshots of 50 products again and again (about 5 MB) to get there quickly;
 // the purchases made meanwhile are then skipped for them by uWS, exactly as under a burst of changes.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startApp, totals, uniq, type RunningApp } from '../helpers/app.js';
 import { connectSubscriber, wsUrl, type Subscriber } from '../helpers/ws-client.js';
 
@@ -47,7 +47,7 @@ async function buy(running: RunningApp, productId: number): Promise<number> {
   return (await totals(running.infra.mysql.primary, productId)).stock;
 }
 
-async function setUp(t: Parameters<Parameters<typeof t.test>[1]>[0], env: Record<string, string>) {
+async function setUp(t: Test, env: Record<string, string>) {
   const running = await startApp(t, { WS_MAX_BACKPRESSURE_BYTES: '16384', ...env });
   const url = wsUrl(running.base);
   const hot = await running.createProduct({ stock: 1_000 });
