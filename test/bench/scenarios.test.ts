@@ -146,3 +146,19 @@ t.test('sellout: no oversell or undersell, every store agrees', async (t) => {
     t.equal(run.summary[`${store}_agrees`], true, `${store} agrees`);
   t.not(run.summary['cache_agrees'], false, 'the cache agrees (or had expired)');
 });
+
+t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) => {
+  const run = await bench(['cost', '--duration', '1', '--rate', '20', '--connections', '10']);
+  await expectOk(t, run, 'cost', [
+    'actor_mysql_commits',
+    'baseline_mysql_commits',
+    'actor_redis_commands',
+    'actor_kafka_produce_requests',
+    'actor_app_cpu_ms',
+  ]);
+  t.equal(run.summary['oversold'], 0);
+  t.ok(
+    Number(run.summary['actor_confirmed']) > 0 && Number(run.summary['baseline_confirmed']) > 0,
+    'both paths confirmed purchases',
+  );
+});
