@@ -162,3 +162,31 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
     'both paths confirmed purchases',
   );
 });
+
+t.test('failover: kill -9 of one node, no acknowledged order lost', async (t) => {
+  const run = await bench([
+    'failover',
+    '--duration',
+    '8',
+    '--rate',
+    '30',
+    '--connections',
+    '30',
+    '--param',
+    'products=8',
+    '--param',
+    'kill-at=2',
+  ]);
+  await expectOk(t, run, 'failover', ['recovery_s', 'errors_after_kill']);
+  t.equal(run.summary['acknowledged_lost'], 0, 'every 201 has its CONFIRMED order');
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['still_pending'], 0);
+});
+
+t.test('--repeat: median and spread of each figure', async (t) => {
+  const run = await bench(['cost', '--duration', '1', '--rate', '10', '--connections', '5', '--repeat', '2']);
+  t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-4000) });
+  t.equal(run.summary['ok'], true);
+  t.equal(run.summary['repeat'], 2);
+  t.ok('actor_app_cpu_ms_min' in run.summary && 'actor_app_cpu_ms_max' in run.summary, 'spread keys');
+});

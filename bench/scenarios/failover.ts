@@ -1,0 +1,209 @@
+/**
+ * Failover: a purchase stream (open loop) through nginx to two nodes; one node is killed with SIGKILL
+ * mid-stream. Reports the time until purchases succeed again, the errors meanwhile, and proves that no
+ * acknowledged (201) order was lost: every key answered 201 has a CONFIRMED order once the survivor has
+ * taken the dead node's shards and resumed its sagas.
+ */
+import { randomBytes } from 'node:crypto';
+import type { RowDataPacket } from 'mysql2/promise';
+import { Pool } from 'undici';
+import { createProduct, type CreatedProduct } from '../api.js';
+import { latencyChart, throughputChart } from '../chart.js';
+import { startCluster } from '../cluster.js';
+import { ConnectionSet } from '../connections.js';
+import { cores } from '../cpu.js';
+import { latencySummary, round } from '../measure.js';
+import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import { numberParam } from '../params.js';
+import { PurchaseLedger } from '../purchase-ledger.js';
+import { num } from '../report.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
+
+export const name = 'failover';
+export const describe =
+  'kill -9 one of two nodes during a purchase stream through nginx: time to recover, errors, no acknowledged order lost';
+export const defaults = { durationS: 20, connections: 500, rate: 200 };
+
+const STOCK = 1_000_000;
+const USERS = 100_000;
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  if (options.url !== undefined)
+    throw new Error('failover kills a node it started: it cannot run with --url');
+  const rate = options.rate ?? defaults.rate;
+  const productCount = numberParam(options, 'products', 16, 1, 10_000);
+  const slowMs = numberParam(options, 'slow-ms', 1000, 1, 60_000);
+  const killAtS = numberParam(options, 'kill-at', options.durationS / 3, 0, options.durationS);
+  const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
+  const admin = new Pool(cluster.url, { connections: 4 });
+  io.onCleanup(() => admin.close());
+  const tag = `fo${options.runTag}${randomBytes(3).toString('hex')}`;
+  const products: CreatedProduct[] = [];
+  for (let i = 0; i < productCount; i += 1)
+    products.push(
+      await createProduct(admin, {
+        name: `bench ${tag} ${i}`,
+        priceCents: 1999,
+        stock: STOCK,
+        strategy: 'actor',
+      }),
+    );
+  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
+  io.onCleanup(() => connections.close());
+  await connections.open('/nginx-health');
+  const ledger = new PurchaseLedger(products.map((p) => p.id));
+  const confirmedKeys: string[] = [];
+  const victim = cluster.nodes[1]!;
+  let killedAtMs: number | undefined;
+  let lastErrorMs: number | undefined;
+  let firstErrorMs: number | undefined;
+  let errorsAfterKill = 0;
+  let seq = 0;
+  const next = (): OpenLoopRequest => {
+    seq += 1;
+    const productId = products[seq % products.length]!.id;
+    const key = `${tag}-${seq}`;
+    const inner = ledger.purchase('purchase', productId, 1, key, `bench-u${(seq * 7_919) % USERS}`);
+    return {
+      ...inner,
+      answer: (status, headers, body, timing) => {
+        const cls = inner.answer!(status, headers, body, timing);
+        if (cls?.error === false) confirmedKeys.push(key);
+        const intended = timing.intendedMs - timing.startMs;
+        const bad = cls?.error !== false || timing.doneMs - timing.intendedMs > slowMs;
+        if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
+          if (cls?.error !== false) errorsAfterKill += 1;
+          lastErrorMs = Math.max(lastErrorMs ?? 0, intended);
+          firstErrorMs = Math.min(firstErrorMs ?? Infinity, intended);
+        }
+        return cls;
+      },
+    };
+  };
+  let phaseStart = 0;
+  const killTimer = setTimeout(() => {
+    killedAtMs = performance.now() - phaseStart;
+    io.progress(`bench: kill -9 ${victim.id} (pid ${victim.pid}) at ${(killedAtMs / 1000).toFixed(1)} s`);
+    victim.kill('SIGKILL');
+  }, killAtS * 1000);
+  io.onCleanup(() => clearTimeout(killTimer));
+  phaseStart = performance.now();
+  const result = await runOpenLoop({
+    connections,
+    rate,
+    durationS: options.durationS,
+    label: `failover @ ${num(rate)}/s`,
+    io,
+    next,
+  });
+  clearTimeout(killTimer);
+
+  io.progress('bench: waiting for the survivor to resume open sagas, then checking MySQL');
+  const stillPending = await waitForSagas(
+    products.map((p) => p.id),
+    60_000,
+  );
+  const checks = await verifyProducts(
+    expectedFrom(
+      [ledger],
+      products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    ),
+  );
+  const conn = await connectPrimary();
+  let lost: string[];
+  try {
+    const found = new Map<string, string>();
+    for (let i = 0; i < confirmedKeys.length; i += 1000) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
+        [confirmedKeys.slice(i, i + 1000), products.map((p) => p.id)],
+      );
+      for (const row of rows) found.set(String(row['k']), String(row['status']));
+    }
+    lost = confirmedKeys.filter((k) => found.get(k) !== 'CONFIRMED');
+  } finally {
+    await conn.end();
+  }
+  const killed = killedAtMs !== undefined;
+  const recoveryS = !killed
+    ? null
+    : lastErrorMs === undefined
+      ? 0
+      : round((lastErrorMs - killedAtMs!) / 1000, 2);
+  const after = result.timeline.filter((b) => killedAtMs !== undefined && b.t * 1000 >= killedAtMs);
+  // Replays are allowed here: nginx retries a POST whose node died after committing (the answer is still that order).
+  const ok = killed && lost.length === 0 && checks.every((c) => c.ok);
+  const statuses = result.ops.get('purchase')?.statuses ?? {};
+  const lat = latencySummary(result.ops.get('purchase')!.latency);
+  return {
+    ok,
+    summary: {
+      mode: 'open-loop',
+      recovery_s: recoveryS,
+      acknowledged_lost: lost.length,
+      nginx_retried_replays: ledger.replayed,
+      confirmed: confirmedKeys.length,
+      errors: result.errors,
+      errors_after_kill: errorsAfterKill,
+      oversold: checks.reduce((s, c) => s + c.oversold, 0),
+      still_pending: stillPending,
+      killed_at_s: killed ? round(killedAtMs! / 1000, 2) : null,
+      p50_ms: lat.p50,
+      p99_ms: lat.p99,
+      max_ms: lat.max,
+      offered_per_s: Math.round(result.offeredPerS),
+      achieved_per_s: Math.round(result.achievedPerS),
+      products: productCount,
+      load_generator_cores: round(result.generatorCores, 2),
+      connections: options.connections,
+      duration_s: options.durationS,
+    },
+    table: {
+      columns: ['second', 'offered', 'answered', 'errors'],
+      rows: result.timeline.map((b) => [
+        `${b.t}${killedAtMs !== undefined && Math.floor(killedAtMs / 1000) === b.t ? ' (kill)' : ''}`,
+        b.offered,
+        b.completed,
+        b.errors,
+      ]),
+    },
+    notes: [
+      `mode: OPEN LOOP at ${num(rate)}/s through the bench nginx to 2 nodes (${num(options.connections)} connections), ${productCount} products (shards on both nodes); ${victim.id} killed with SIGKILL at ${killed ? `${(killedAtMs! / 1000).toFixed(1)} s` : 'NEVER (the run ended first)'}.`,
+      `recovery: ${recoveryS === null ? '-' : `${recoveryS} s from the kill to the intended send time of the last purchase that failed or took > ${slowMs} ms (after it, every purchase succeeded within ${slowMs} ms)`}; ${num(errorsAfterKill)} failed purchases around/after the kill; answers by status: ${JSON.stringify(statuses)}`,
+      `acknowledged orders: ${num(confirmedKeys.length)} keys answered 201; ${lost.length === 0 ? 'every one is CONFIRMED in MySQL' : `${lost.length} LOST or not CONFIRMED: ${lost.slice(0, 5).join(', ')}`}`,
+      `${num(ledger.replayed)} purchases answered 201 Idempotent-Replayed: nginx retried them on the survivor after the dead node had committed them (proxy_next_upstream … non_idempotent); each is that key's one order.`,
+      `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${checks.reduce((s, c) => s + c.oversold, 0)}`,
+      `seconds after the kill with errors: ${
+        after
+          .filter((b) => b.errors > 0)
+          .map((b) => b.t)
+          .join(', ') || 'none'
+      }`,
+      `load generator ${result.generatorCores.toFixed(2)} cores (${Math.round((result.generatorCores / cores()) * 100)}% of ${cores()}).`,
+      ...result.warnings.map((w) => `WARNING: ${w}`),
+      `correctness: ${ok ? 'OK' : 'FAILED'}`,
+    ],
+    details: {
+      victim: { id: victim.id, pid: victim.pid },
+      statuses,
+      lost: lost.slice(0, 100),
+      checks,
+      timeline: result.timeline,
+      firstErrorMs,
+      lastErrorMs,
+      killedAtMs,
+    },
+    charts: [
+      latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
+      throughputChart(
+        `failover: offered vs answered per second (kill at ${killed ? (killedAtMs! / 1000).toFixed(1) : '-'} s)`,
+        result.timeline.flatMap((b) => [
+          { t: b.t, series: 'offered', perS: b.offered },
+          { t: b.t, series: 'answered', perS: b.completed },
+          { t: b.t, series: 'errors', perS: b.errors },
+        ]),
+      ),
+    ],
+  };
+}
