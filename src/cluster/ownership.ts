@@ -124,7 +124,7 @@ export class Ownership {
       )
       .finally(() => {
         this.ticking = undefined;
-        if (this.again && !this.stopped) {
+        if (this.again) {
           this.again = false;
           void this.tick();
         }
@@ -133,7 +133,12 @@ export class Ownership {
   }
 
   private async rebalance(): Promise<void> {
-    if (this.stopped) return;
+    // A leaving node holds nothing and takes nothing, but its view of the owners must follow the handoff:
+    // its sagas still settle, forwarded to whoever took their products' shards.
+    if (this.stopped) {
+      this.owners = await this.options.leases.owners(this.options.shardCount);
+      return;
+    }
     const { leases, nodeId, ttlMs, shardCount, logger } = this.options;
     const started = performance.now();
     this.dropExpired();

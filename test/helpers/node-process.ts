@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pathToFileURL } from 'node:url';
 import type { Test } from 'tap';
 import { request } from 'undici';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
@@ -27,7 +29,8 @@ export interface AppNode {
 
 /**
  * Runs the service as a real child process (`node --import tsx src/main.ts`) with `env` on a free port,
- * and waits until /ready answers 200. It is killed when the test ends if still running.
+ * and waits until /ready answers 200. It is killed when the test ends if still running, and stops itself
+ * if the test process dies first (test/helpers/orphan-guard.ts).
  */
 export async function startNode(
   t: Test,
@@ -35,7 +38,8 @@ export async function startNode(
   readyTimeoutMs = 60_000,
 ): Promise<AppNode> {
   const port = env['PORT'] === undefined ? await freePort() : Number(env['PORT']);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const guard = pathToFileURL(join(REPO_ROOT, 'test/helpers/orphan-guard.ts')).href;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--import', guard, 'src/main.ts'], {
     cwd: REPO_ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
