@@ -109,7 +109,7 @@ export const OUTBOX_INSERT =
 
 /**
  * Rows for `OUTBOX_PACKED_INSERT`: the events packed into one row per (topic, product), in order of
- * first appearance, each row's events in their order. A row of one event holds it as is; a row of more
+ * first appearance, each row's events in their order (a row per MAX_PACKED_EVENTS beyond that). A row of one event holds it as is; a row of more
  * holds a msgpack array of the encoded events (`unpackOutbox`). The row's event id is its first event's.
  * Order per topic and product is kept: within a row by position, across rows by outbox id.
  */
@@ -118,15 +118,18 @@ export function packedOutboxRows(
   topics: Topics,
   ownerEpoch: number,
 ): unknown[][] {
-  const groups = new Map<string, { topic: string; events: EventEnvelope[] }>();
+  const groups = new Map<string, { topic: string; events: EventEnvelope[] }[]>();
   for (const event of events) {
     const topic = topicOf(event.type, topics);
     const group = `${topic}\u0000${event.productId}`;
-    let packed = groups.get(group);
-    if (packed === undefined) groups.set(group, (packed = { topic, events: [] }));
+    let chunks = groups.get(group);
+    if (chunks === undefined) groups.set(group, (chunks = []));
+    let packed = chunks[chunks.length - 1];
+    if (packed === undefined || packed.events.length >= MAX_PACKED_EVENTS)
+      chunks.push((packed = { topic, events: [] }));
     packed.events.push(event);
   }
-  return [...groups.values()].map(({ topic, events: packed }) => {
+  return [...groups.values()].flat().map(({ topic, events: packed }) => {
     const first = packed[0]!;
     const single = packed.length === 1;
     return [
@@ -140,6 +143,9 @@ export function packedOutboxRows(
     ];
   });
 }
+
+/** Most events in one outbox row (~230 bytes each: ~115 KB, well inside the MEDIUMBLOB payload). */
+export const MAX_PACKED_EVENTS = 500;
 
 /** `event_type` of an outbox row holding several events. */
 export const PACKED_TYPE = 'packed';

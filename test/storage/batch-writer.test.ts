@@ -166,6 +166,39 @@ t.test('a committed batch writes orders, sagas, steps and events under the owner
   );
 });
 
+t.test('a hot batch of 1,100 orders commits: its events are packed into rows of at most 500', async (t) => {
+  const { endpoint, observer } = await setup(t);
+  const [created] = await observer.query<mysql.ResultSetHeader>(
+    'INSERT INTO products (name, price_cents, stock) VALUES (?, ?, ?)',
+    ['hot', 500, 5_000],
+  );
+  const productId = created.insertId;
+  const writer = await connect(t, endpoint);
+  const orders = Array.from({ length: 1_100 }, () => order(productId));
+  const result = await writeBatch(asPool(writer), batchOf(productId, 0, 5_000, orders), OPTIONS);
+  t.equal(result.kind, 'committed');
+  const [rows] = await observer.query<RowDataPacket[]>(
+    'SELECT topic, event_count, LENGTH(payload) AS bytes FROM outbox WHERE event_key = ? ORDER BY id',
+    [String(productId)],
+  );
+  t.same(
+    rows.map((r) => [r['topic'], Number(r['event_count'])]),
+    [
+      ['t.inventory', 500],
+      ['t.inventory', 500],
+      ['t.inventory', 101],
+      ['t.orders', 500],
+      ['t.orders', 500],
+      ['t.orders', 100],
+    ],
+    '1,100 inventory.reserved + the stock change; 1,100 order.created',
+  );
+  t.ok(
+    rows.some((r) => Number(r['bytes']) > 65_535),
+    'a row is larger than a BLOB could hold',
+  );
+});
+
 t.test('a repeated idempotency key rolls the whole batch back and returns the existing order', async (t) => {
   const { endpoint, observer, productId } = await setup(t);
   const writer = await connect(t, endpoint);
