@@ -113,6 +113,9 @@ export function buildApp(deps: AppDeps): App {
   let recovering = false;
   // Built with the HTTP server below; committed stock changes go to its subscribers.
   let subscriptions!: StockSubscriptions;
+  /** Both purchase paths report committed stock changes to the WebSocket subscribers. */
+  const stockChanged = (productId: number, stock: number, version: number): void =>
+    subscriptions.committed(productId, stock, version);
   const actors = new ProductActors({
     system,
     store: new MysqlProductStore(infra.mysql.primary, writer, (productId) => cluster.epochOf(productId)),
@@ -122,7 +125,7 @@ export function buildApp(deps: AppDeps): App {
     mailboxLimit: config.purchase.mailboxLimit,
     passivateAfterMs: config.purchase.passivateAfterMs,
     cacheWriteTimeoutMs: 500,
-    onStockChanged: (productId, stock, version) => subscriptions.committed(productId, stock, version),
+    onStockChanged: stockChanged,
     onCommitted: ({ orders }) => {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },
@@ -143,6 +146,7 @@ export function buildApp(deps: AppDeps): App {
     writer,
     lockTtlMs: config.purchase.baselineLockTtlMs,
     onCommit: () => relay.nudge(),
+    onStockChanged: stockChanged,
   });
   purchases = new Purchases({
     catalog,

@@ -27,6 +27,8 @@ export interface BaselineDeps {
   lockTtlMs?: number;
   /** Called after each commit (wakes the outbox relay). */
   onCommit?: () => void;
+  /** Called after a commit that changed the stock (WebSocket subscribers), like the actor path's hook. */
+  onStockChanged?: (productId: number, stock: number, version: number) => void;
 }
 
 interface LockedRow {
@@ -145,7 +147,11 @@ export class BaselinePurchases {
       strategy: 'baseline',
       begin: false, // underLock opened it with the row lock
     });
-    if (result.kind === 'committed') this.deps.onCommit?.();
+    if (result.kind === 'committed') {
+      this.deps.onCommit?.();
+      if (change.newStock !== row.stock)
+        this.deps.onStockChanged?.(productId, change.newStock, result.version);
+    }
     return result;
   }
 

@@ -71,6 +71,24 @@ t.test(
   },
 );
 
+t.test('a baseline-strategy product publishes its changes too', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 10, strategy: 'baseline' });
+  const s = await connectSubscriber(t, wsUrl(running.base));
+  s.send({ op: 'subscribe', ids: [productId] });
+  await s.waitForStock(productId, 10);
+  const user = uniq('u');
+  for (let i = 0; i < 2; i += 1) t.equal((await running.purchase(productId, 3, user, `b${i}`)).status, 201);
+  const restock = await running.post(`/products/${productId}/restock`, { quantity: 1 });
+  t.equal(restock.status, 200);
+  await s.waitForStock(productId, 5);
+  t.same(
+    s.applied.get(productId)!.map((x) => x.stock),
+    [10, 7, 4, 5],
+    'every change of the lock-per-request path, in order',
+  );
+});
+
 t.test('bad input: error frames or documented close codes; others keep being served', async (t) => {
   const running = await startApp(t, { WS_MAX_SUBSCRIPTIONS: '3', WS_MAX_FRAME_BYTES: '512' });
   const url = wsUrl(running.base);
