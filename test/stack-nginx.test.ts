@@ -5,6 +5,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import WebSocket, { WebSocketServer } from 'ws';
 import { describePortOwner, portAnswers } from '../scripts/stack/process.js';
 import { APP_NODES, STACK_HOST, STACK_PORTS, stackStatus } from '../scripts/stack/stack.js';
 
@@ -28,6 +29,7 @@ interface StandIn {
 }
 
 async function startStandIn(id: string, port: number): Promise<StandIn> {
+  let sockets: WebSocketServer | undefined;
   const standIn: StandIn = {
     id,
     port,
@@ -35,6 +37,8 @@ async function startStandIn(id: string, port: number): Promise<StandIn> {
     hits: [],
     stop: () =>
       new Promise((resolve) => {
+        for (const ws of sockets?.clients ?? []) ws.terminate();
+        sockets?.close();
         server.close(() => resolve());
         // nginx keeps idle keep-alive connections to its upstreams: close them too, as a dying node would.
         server.closeAllConnections();
@@ -68,6 +72,16 @@ async function startStandIn(id: string, port: number): Promise<StandIn> {
     server.listen(port, STACK_HOST, () => resolve());
   });
   if ((server.address() as AddressInfo).port !== port) throw new Error(`${id}: not listening on ${port}`);
+  // WebSocket upgrades on /ws (as the app's stock endpoint): echoes each message with the node's id and
+  // the subprotocol it was offered, so a client sees that the upgrade, the protocol and frames pass nginx.
+  sockets = new WebSocketServer({
+    server,
+    path: '/ws',
+    handleProtocols: (offered) => [...offered][0] ?? false,
+  });
+  sockets.on('connection', (ws) =>
+    ws.on('message', (data) => ws.send(`${id}:${ws.protocol}:${(data as Buffer).toString()}`)),
+  );
   return standIn;
 }
 
@@ -202,6 +216,21 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
       );
     },
   );
+
+  t.test('a WebSocket on /ws passes nginx: the upgrade, the subprotocol, frames both ways', async (t) => {
+    const ws = new WebSocket(`ws://${STACK_HOST}:${STACK_PORTS.nginx}/ws`, ['msgpack']);
+    t.teardown(() => ws.terminate());
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    t.equal(ws.protocol, 'msgpack', 'the subprotocol the node chose reached the client');
+    const echoed = new Promise<string>((resolve) =>
+      ws.once('message', (data) => resolve((data as Buffer).toString())),
+    );
+    ws.send('hello');
+    t.match(await echoed, /^node-[12]:msgpack:hello$/, 'a frame went to a node and its answer came back');
+  });
 
   t.test('a stopped node: every request is answered by the other', async (t) => {
     await two.stop();
