@@ -140,7 +140,10 @@ export function buildApp(deps: AppDeps): App {
   const baseline = new BaselinePurchases({
     primary: infra.mysql.primary,
     cache,
-    lock: new RedisLock(infra.redis),
+    lock: new RedisLock(infra.redis, {
+      initialDelayMs: 2,
+      maxDelayMs: config.purchase.baselineLockRetryMaxMs,
+    }),
     logger,
     keyPrefix: config.redis.keyPrefix,
     writer,

@@ -109,6 +109,12 @@ export interface Config {
     readonly passivateAfterMs: number;
     /** Lifetime of the baseline path's per-product Redis lock, ms. Default 5000. */
     readonly baselineLockTtlMs: number;
+    /**
+     * Longest pause between two tries of the baseline's lock, ms (jittered exponential backoff from 2 ms).
+     * Default 64: waiters re-try often, so the lock is taken again soon after it is released; more waiters
+     * poll Redis (and the node) harder. Benchmarks tune it.
+     */
+    readonly baselineLockRetryMaxMs: number;
   };
   readonly cache: {
     /** Lifetime of cached product details, s. Default 300. */
@@ -178,6 +184,7 @@ export const CONFIG_ENV_NAMES = [
   'MAILBOX_LIMIT',
   'ACTOR_PASSIVATE_AFTER_MS',
   'BASELINE_LOCK_TTL_MS',
+  'BASELINE_LOCK_RETRY_MAX_MS',
   'CACHE_DETAILS_TTL_S',
   'CACHE_STOCK_TTL_MS',
   'READY_CHECK_TIMEOUT_MS',
@@ -238,6 +245,7 @@ export const defaults = {
   mailboxLimit: 5_000, // about 250 ms of work at 20,000 commits/s on one product
   passivateAfterMs: 60_000, // 1 min
   baselineLockTtlMs: 5_000, // 5 s
+  baselineLockRetryMaxMs: 64,
   cacheDetailsTtlSeconds: 300, // 5 min
   cacheStockTtlMs: 5_000, // 5 s
   readyCheckTimeoutMs: 1_000, // 1 s
@@ -429,6 +437,12 @@ export function loadConfig(env: Env = process.env): Config {
       mailboxLimit: read.int('MAILBOX_LIMIT', defaults.mailboxLimit, 1, 10_000_000),
       passivateAfterMs: read.int('ACTOR_PASSIVATE_AFTER_MS', defaults.passivateAfterMs, 10, 86_400_000),
       baselineLockTtlMs: read.int('BASELINE_LOCK_TTL_MS', defaults.baselineLockTtlMs, 100, 600_000),
+      baselineLockRetryMaxMs: read.int(
+        'BASELINE_LOCK_RETRY_MAX_MS',
+        defaults.baselineLockRetryMaxMs,
+        2,
+        10_000,
+      ),
     },
     cache: {
       detailsTtlSeconds: read.int('CACHE_DETAILS_TTL_S', defaults.cacheDetailsTtlSeconds, 1, 86_400),
