@@ -225,6 +225,7 @@ export function buildApp(deps: AppDeps): App {
       actors,
       sagas,
       onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
+      onRouted: (op, where) => metrics.routed.inc({ op, where }),
     },
     config.shutdownGraceMs,
   );

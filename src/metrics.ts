@@ -50,6 +50,12 @@ export function createMetrics() {
       help: '1 while the payment provider circuit is open or half-open',
       registers: [registry],
     }),
+    routed: new Counter({
+      name: 'cluster_routed_total',
+      help: "Routing attempts of product work (purchase, restock, settle): served by this node's actors or forwarded to the owner",
+      labelNames: ['op', 'where'] as const,
+      registers: [registry],
+    }),
     actors: new Gauge({ name: 'product_actors', help: 'Active product actors', registers: [registry] }),
   };
 }

@@ -8,7 +8,7 @@ import { RedisShardLeases } from '../storage/shard-leases.js';
 import { attachPeerServer } from './channel/server.js';
 import { PeerClient } from './channel/client.js';
 import { Ownership } from './ownership.js';
-import { ClusterRouter } from './router.js';
+import { ClusterRouter, type PeerOp } from './router.js';
 import { shardOf } from './shards.js';
 
 export interface ClusterDeps {
@@ -21,6 +21,8 @@ export interface ClusterDeps {
   /** Resumes the unfinished sagas of the products of shards this node takes over. */
   onTakeover: (which: (productId: number) => boolean) => void;
   sagas: SagaCoordinators;
+  /** Each routing attempt: served here or forwarded to the owner (metrics). */
+  onRouted?: (op: PeerOp, where: 'local' | 'forwarded') => void;
 }
 
 export interface Cluster {
@@ -70,6 +72,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     peers,
     localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
+    ...(deps.onRouted === undefined ? {} : { onAttempt: deps.onRouted }),
   });
   const peerServer = attachPeerServer(deps.app, {
     secret: config.cluster.peerSecret,

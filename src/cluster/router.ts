@@ -32,6 +32,8 @@ export interface ClusterRouterOptions {
   localSagaWait: (orderId: string, budgetMs: number) => Promise<SagaWait>;
   /** Deadline of restocks and settlements, which carry none of their own, ms. */
   timeoutMs: number;
+  /** Called once per attempt: served by this node's actors, or forwarded to the owner (metrics). */
+  onAttempt?: (op: PeerOp, where: 'local' | 'forwarded') => void;
 }
 
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
@@ -125,6 +127,7 @@ export class ClusterRouter implements PurchaseRouter {
     for (;;) {
       let outcome: T | undefined;
       if (ownership.holds(shard)) {
+        this.options.onAttempt?.(op, 'local');
         outcome = await local();
       } else {
         const owner = ownership.ownerOf(shard);
@@ -132,6 +135,7 @@ export class ClusterRouter implements PurchaseRouter {
           // One attempt waits at most FORWARD_ATTEMPT_MS: a paused or partitioned owner must not hold the
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
+          this.options.onAttempt?.(op, 'forwarded');
           outcome = (await peers.call(owner.address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
             return undefined; // the peer is gone or slow: look again

@@ -58,6 +58,19 @@ t.test(
         );
       }
     }
+    // Each node served its own products' purchases and forwarded the rest to their owner.
+    const routed = { local: 0, forwarded: 0 };
+    for (const node of [a, b]) {
+      const text = await (await fetch(`${node.base}/metrics`)).text();
+      for (const m of text.matchAll(
+        /^cluster_routed_total\{op="purchase",where="(local|forwarded)"\} (\d+)/gm,
+      ))
+        routed[m[1] as 'local' | 'forwarded'] += Number(m[2]);
+    }
+    t.ok(
+      routed.local > 0 && routed.forwarded > 0,
+      `purchases served where they landed: ${routed.local}, forwarded to the owner: ${routed.forwarded}`,
+    );
     const hotDb = await totals(mysql.primary, hot);
     t.ok(hotDb.stock <= 1, `the hot product sold out (${hotDb.stock} left)`);
     t.pass('every product: sold ≤ stock, MySQL stock + sold = initial, every 201 is a confirmed order');
