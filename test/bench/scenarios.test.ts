@@ -183,6 +183,39 @@ t.test('failover: kill -9 of one node, no acknowledged order lost', async (t) =>
   t.equal(run.summary['still_pending'], 0);
 });
 
+t.test('scale: one node then two behind nginx, purchases checked, forwarded share', async (t) => {
+  const run = await bench([
+    'scale',
+    '--duration',
+    '1',
+    '--rate',
+    '20',
+    '--connections',
+    '20',
+    '--param',
+    'products=4',
+    '--param',
+    'max-steps=1',
+    '--param',
+    'warm-up=1',
+    '--param',
+    'pause=0',
+  ]);
+  await expectOk(t, run, 'scale', [
+    'one_node_per_s',
+    'two_nodes_per_s',
+    'ratio',
+    'forwarded_share',
+    'one_node_p99_ms',
+    'two_nodes_p99_ms',
+  ]);
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['still_pending'], 0);
+  t.equal(run.summary['via_nginx'], true);
+  const oneNodeForwarded = run.summary['forwarded_share_one_node'];
+  t.ok(oneNodeForwarded === 0 || oneNodeForwarded === null, 'one node forwards nothing (null: no metric)');
+});
+
 t.test('--repeat: median and spread of each figure', async (t) => {
   const run = await bench(['cost', '--duration', '1', '--rate', '10', '--connections', '5', '--repeat', '2']);
   t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-4000) });
