@@ -26,6 +26,27 @@ export async function createProduct(
   return { id: body.id, stock: body.stock, strategy: body.strategy };
 }
 
+/** `count` actor products named `bench <tag> <i>`, created one after another. */
+export async function createProducts(
+  http: Dispatcher,
+  tag: string,
+  count: number,
+  stock: number,
+): Promise<CreatedProduct[]> {
+  const products: CreatedProduct[] = [];
+  for (let i = 0; i < count; i += 1)
+    products.push(
+      await createProduct(http, { name: `bench ${tag} ${i}`, priceCents: 1999, stock, strategy: 'actor' }),
+    );
+  return products;
+}
+
+/** Distinct buyers the scenarios spread purchases over. */
+export const BENCH_USERS = 100_000;
+
+/** The buyer of a scenario's `seq`-th purchase: spread over BENCH_USERS, the same for the same seq. */
+export const benchUser = (seq: number): string => `bench-u${(seq * 7_919) % BENCH_USERS}`;
+
 /** The error code of an error body (`{ error: { code } }`), or `?` when it has none. */
 export function errorCode(text: string): string {
   try {

@@ -8,12 +8,11 @@
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import { errorCode } from './api.js';
+import { BENCH_USERS, errorCode } from './api.js';
 import { num } from './report.js';
 import type { BenchIO } from './types.js';
 
 /** Distinct X-User-Id values a phase spreads its purchases over. */
-const USERS = 100_000;
 const HISTOGRAM_MAX_US = 120_000_000; // 2 min
 
 export interface PurchaseAttempt {
@@ -115,7 +114,7 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
 
   const worker = async (w: number): Promise<void> => {
     for (let seq = 0; open && !io.signal.aborted; seq += 1) {
-      const userId = `bench-u${(w * 7_919 + seq * 104_729) % USERS}`;
+      const userId = `bench-u${(w * 7_919 + seq * 104_729) % BENCH_USERS}`;
       const key = `${phase.keyPrefix}-${w}-${seq}`;
       const pick = productIds.length === 1 ? 0 : Math.floor(Math.random() * productIds.length);
       const productId = productIds[pick]!;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { benchUser, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, stackPids } from '../cpu.js';
@@ -28,7 +28,6 @@ export const defaults = { durationS: 10, connections: 200, rate: 100 };
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
-const USERS = 100_000;
 const MYSQL_COUNTERS = [
   'Com_commit',
   'Handler_commit',
@@ -95,7 +94,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   let seq = 0;
   const next = (productId: number) => () => {
     seq += 1;
-    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, `bench-u${(seq * 7_919) % USERS}`);
+    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
   };
   for (const path of PATHS)
     await runOpenLoop({

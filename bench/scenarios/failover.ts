@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct } from '../api.js';
+import { benchUser, createProducts } from '../api.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -26,7 +26,6 @@ export const describe =
 export const defaults = { durationS: 20, connections: 500, rate: 200 };
 
 const STOCK = 1_000_000;
-const USERS = 100_000;
 
 export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
   if (options.url !== undefined)
@@ -39,16 +38,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const admin = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => admin.close());
   const tag = `fo${options.runTag}${randomBytes(3).toString('hex')}`;
-  const products: CreatedProduct[] = [];
-  for (let i = 0; i < productCount; i += 1)
-    products.push(
-      await createProduct(admin, {
-        name: `bench ${tag} ${i}`,
-        priceCents: 1999,
-        stock: STOCK,
-        strategy: 'actor',
-      }),
-    );
+  const products = await createProducts(admin, tag, productCount, STOCK);
   const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
   io.onCleanup(() => connections.close());
   await connections.open('/nginx-health');
@@ -64,7 +54,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     seq += 1;
     const productId = products[seq % products.length]!.id;
     const key = `${tag}-${seq}`;
-    const inner = ledger.purchase('purchase', productId, 1, key, `bench-u${(seq * 7_919) % USERS}`);
+    const inner = ledger.purchase('purchase', productId, 1, key, benchUser(seq));
     return {
       ...inner,
       answer: (status, headers, body, timing) => {

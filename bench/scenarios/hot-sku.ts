@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { benchUser, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -32,7 +32,6 @@ const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1
 const SLO_P99_MS = 100;
 const SLO_ERROR_SHARE = 0.01;
 const SAGA_WAIT_MS = 45_000;
-const USERS = 100_000;
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 interface Step {
@@ -81,7 +80,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   let seq = 0;
   const purchase = (productId: number) => () => {
     seq += 1;
-    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, `bench-u${(seq * 7_919) % USERS}`);
+    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
   };
   // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
   for (const path of PATHS)

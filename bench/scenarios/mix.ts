@@ -6,6 +6,7 @@
  * purchase < 100 ms; errors ≤ 1%); the verdict is given at the highest offered rate that met them.
  */
 import { randomBytes } from 'node:crypto';
+import { benchUser } from '../api.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
@@ -31,7 +32,6 @@ const ERROR_SHARE = 0.01;
 const READ_SHARE = 0.8;
 const HOT_PURCHASE_SHARE = 0.3;
 const PRODUCT_STOCK = 1_000_000;
-const USERS = 100_000;
 /** The service's CACHE_STOCK_TTL_MS default: a cached product is a hit only while its stock entry lives. */
 const STOCK_TTL_S = 5;
 const SAGA_WAIT_MS = 45_000;
@@ -102,7 +102,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     const rank = Math.random() < HOT_PURCHASE_SHARE ? 0 : zipf.sample(n);
     purchases += 1;
     if (rank === 0) hot += 1;
-    return ledger.purchase('purchase', ids[rank]!, 1, `${tag}-${seq}`, `bench-u${(seq * 7_919) % USERS}`);
+    return ledger.purchase('purchase', ids[rank]!, 1, `${tag}-${seq}`, benchUser(seq));
   };
 
   // Unmeasured: fills the cache of the first step's catalog and warms both nodes.

@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct } from '../api.js';
+import { benchUser, createProducts } from '../api.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
 import { startCluster, type Cluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -37,7 +37,6 @@ const SLO_ERROR_SHARE = 0.01;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
 const SUSTAINED_SHARE = 0.95;
 const SAGA_WAIT_MS = 45_000;
-const USERS = 100_000;
 
 interface Step {
   readonly offered: number;
@@ -136,16 +135,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       const admin = new Pool(cluster.url, { connections: 4 });
       sub.onCleanup(() => admin.close());
       const tag = `sc${nodes}n${options.runTag}${randomBytes(3).toString('hex')}`;
-      const products: CreatedProduct[] = [];
-      for (let i = 0; i < productCount; i += 1)
-        products.push(
-          await createProduct(admin, {
-            name: `bench ${tag} ${i}`,
-            priceCents: 1999,
-            stock: STOCK,
-            strategy: 'actor',
-          }),
-        );
+      const products = await createProducts(admin, tag, productCount, STOCK);
       const ids = products.map((p) => p.id);
       const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
       sub.onCleanup(() => connections.close());
@@ -162,7 +152,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
           ids[Math.floor(Math.random() * ids.length)]!,
           1,
           `${tag}-${seq}`,
-          `bench-u${(seq * 7_919) % USERS}`,
+          benchUser(seq),
         );
       };
       if (warmupS > 0)

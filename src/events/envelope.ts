@@ -99,34 +99,15 @@ export function decodeEvent(value: Uint8Array): EventEnvelope {
   return event;
 }
 
-/** Rows for `INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch) VALUES ?`. */
-export function outboxRows(
-  events: readonly EventEnvelope[],
-  topics: Topics,
-  ownerEpoch: number,
-): unknown[][] {
-  return events.map((e) => [
-    e.eventId,
-    topicOf(e.type, topics),
-    String(e.productId),
-    e.type,
-    encodeEvent(e),
-    ownerEpoch,
-  ]);
-}
-
-export const OUTBOX_INSERT =
-  'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch) VALUES ?';
-
 /**
- * Rows for `OUTBOX_PACKED_INSERT`: the events packed into one row per (topic, product), in order of first
+ * Rows for `OUTBOX_INSERT`: the events packed into one row per (topic, product), in order of first
  * appearance, each row's events in their order (a new row after MAX_PACKED_EVENTS). A row of one event
  * holds it as is; a row of more holds a msgpack array of the encoded events, raw-DEFLATE compressed
  * (`unpackOutbox`): about 4× smaller, and the batch's SQL text, the binlog and the replica all carry it
  * (compressing 80 events takes about 0.1 ms). The row's event id is its first event's. Order per topic
  * and product is kept: within a row by position, across rows by outbox id.
  */
-export function packedOutboxRows(
+export function outboxRows(
   events: readonly EventEnvelope[],
   topics: Topics,
   ownerEpoch: number,
@@ -163,7 +144,7 @@ export const MAX_PACKED_EVENTS = 500;
 /** `event_type` of an outbox row holding several events. */
 export const PACKED_TYPE = 'packed';
 
-export const OUTBOX_PACKED_INSERT =
+export const OUTBOX_INSERT =
   'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count) VALUES ?';
 
 /** The encoded events of an outbox row, in order: the payload itself, or its packed (compressed) array. */

@@ -1,8 +1,8 @@
 import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../../actors/product/types.js';
 import {
   newEvent,
-  OUTBOX_PACKED_INSERT,
-  packedOutboxRows,
+  OUTBOX_INSERT,
+  outboxRows,
   type EventEnvelope,
   type Topics,
 } from '../events/envelope.js';
@@ -224,8 +224,8 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
   }
   if (events.length > 0)
     statements.push({
-      sql: OUTBOX_PACKED_INSERT,
-      params: [packedOutboxRows(events, options.topics, ownerEpoch)],
+      sql: OUTBOX_INSERT,
+      params: [outboxRows(events, options.topics, ownerEpoch)],
     });
   return statements;
 }

@@ -5,9 +5,9 @@ import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
 
 export interface LockRetry {
-  /** First wait after a failed attempt, ms. Default 2. */
+  /** First wait after a failed attempt, ms. */
   initialDelayMs: number;
-  /** Longest wait between attempts, ms. Default 64. */
+  /** Longest wait between attempts, ms (config.purchase.baselineLockRetryMaxMs). */
   maxDelayMs: number;
 }
 
@@ -15,7 +15,7 @@ export interface LockRetry {
 export class RedisLock {
   constructor(
     private readonly redis: Redis,
-    private readonly retry: LockRetry = { initialDelayMs: 2, maxDelayMs: 64 },
+    private readonly retry: LockRetry,
   ) {
     if (!('releaseLock' in redis)) {
       redis.defineCommand('releaseLock', {

@@ -1,6 +1,6 @@
 // Ownership faults with real app processes: a paused (zombie) owner, a graceful leave and a join, and
 // every lease lost at once. Runs serially with the other fault tests (it restarts the stack's Redis).
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startServer, stopServer } from '../../scripts/stack/stack.js';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { loadConfig } from '../../src/config.js';
@@ -11,6 +11,13 @@ import { cluster, SHARDS } from '../helpers/cluster.js';
 import type { AppNode } from '../helpers/node-process.js';
 
 type Cluster = Awaited<ReturnType<typeof cluster>>;
+
+/** node-a and node-b as real processes, once they hold every shard between them. */
+async function balancedPair(t: Test) {
+  const c = await cluster(t, ['node-a', 'node-b']);
+  await c.balanced(['node-a', 'node-b']);
+  return { c, a: c.nodes.get('node-a')!, b: c.nodes.get('node-b')! };
+}
 
 /** A product whose shard `owner` should own among `nodes`. */
 async function productOwnedBy(
@@ -72,10 +79,7 @@ async function settled(c: Cluster, productId: number, initial: number) {
 }
 
 t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards it lost', async (t) => {
-  const c = await cluster(t, ['node-a', 'node-b']);
-  await c.balanced(['node-a', 'node-b']);
-  const a = c.nodes.get('node-a')!;
-  const b = c.nodes.get('node-b')!;
+  const { c, a, b } = await balancedPair(t);
   const hot = await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000);
   // All traffic enters through node-a (as nginx would once node-b stops answering): node-a forwards to
   // the owner, then takes the shard over when node-b's lease runs out.
@@ -125,10 +129,7 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
 t.test(
   'graceful leave under load fails nothing but retryably; a third node joins and takes shards',
   async (t) => {
-    const c = await cluster(t, ['node-a', 'node-b']);
-    await c.balanced(['node-a', 'node-b']);
-    const a = c.nodes.get('node-a')!;
-    const b = c.nodes.get('node-b')!;
+    const { c, a, b } = await balancedPair(t);
     const products = [
       await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000),
       await productOwnedBy(c, a, 'node-a', ['node-a', 'node-b'], 100_000),
@@ -173,10 +174,7 @@ t.test(
 t.test(
   'every lease lost at once (Redis emptied and restarted): ownership comes back, totals exact',
   async (t) => {
-    const c = await cluster(t, ['node-a', 'node-b']);
-    await c.balanced(['node-a', 'node-b']);
-    const a = c.nodes.get('node-a')!;
-    const b = c.nodes.get('node-b')!;
+    const { c, a, b } = await balancedPair(t);
     const products = [
       await productOwnedBy(c, a, 'node-a', ['node-a', 'node-b'], 100_000),
       await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100_000),

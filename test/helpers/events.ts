@@ -8,9 +8,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import {
   decodeEvent,
   OUTBOX_INSERT,
-  OUTBOX_PACKED_INSERT,
   outboxRows,
-  packedOutboxRows,
   unpackOutbox,
   type EventEnvelope,
   type Topics,
@@ -78,8 +76,11 @@ export async function insertOutbox(
   const conn = await stack.mysql.primary.getConnection();
   try {
     await conn.beginTransaction();
-    if (options.packed) await conn.query(OUTBOX_PACKED_INSERT, [packedOutboxRows(events, stack.topics, 0)]);
-    else await conn.query(OUTBOX_INSERT, [outboxRows(events, stack.topics, 0)]);
+    // Unpacked: a row of one event each, as a batch writes a lone event of a topic.
+    const rows = options.packed
+      ? outboxRows(events, stack.topics, 0)
+      : events.flatMap((e) => outboxRows([e], stack.topics, 0));
+    await conn.query(OUTBOX_INSERT, [rows]);
     await conn.commit();
   } finally {
     conn.release();
