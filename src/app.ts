@@ -94,6 +94,7 @@ export function buildApp(deps: AppDeps): App {
     topics: config.kafka,
     batchSize: config.outbox.batchSize,
     pollMs: config.outbox.pollMs,
+    lingerMs: config.outbox.lingerMs,
     logger,
     lockName: config.outbox.relayLock,
   });

@@ -56,6 +56,11 @@ export interface Config {
     /** Most outbox rows published in one Kafka send. Default 500. */
     readonly batchSize: number;
     /**
+     * Least time between the starts of two relay rounds woken by commits, ms. Default 10: under load,
+     * the commits of 10 ms go out in one Kafka send and one `sent_at` stamp (one MySQL commit).
+     */
+    readonly lingerMs: number;
+    /**
      * MySQL named lock (GET_LOCK) that elects the one relay of the primary's database. Named locks are
      * server-wide, so the default names the database: two services on one server each get a relay.
      * Default `flashsale.outbox-relay.<database>` (at most 64 characters).
@@ -166,6 +171,7 @@ export const CONFIG_ENV_NAMES = [
   'KAFKA_REPLICATION_FACTOR',
   'OUTBOX_POLL_MS',
   'OUTBOX_BATCH_SIZE',
+  'OUTBOX_LINGER_MS',
   'OUTBOX_RELAY_LOCK',
   'PROJECTION_GROUP_ID',
   'PAYMENT_URL',
@@ -229,6 +235,7 @@ export const defaults = {
   kafkaReplicationFactor: 1,
   outboxPollMs: 20,
   outboxBatchSize: 500,
+  outboxLingerMs: 10,
   projectionGroupId: 'flashsale-sales-projection',
   paymentUrl: 'http://127.0.0.1:18090',
   paymentTimeoutMs: 1_000, // 1 s
@@ -409,6 +416,7 @@ export function loadConfig(env: Env = process.env): Config {
     outbox: {
       pollMs: read.int('OUTBOX_POLL_MS', defaults.outboxPollMs, 1, 60_000),
       batchSize: read.int('OUTBOX_BATCH_SIZE', defaults.outboxBatchSize, 1, 100_000),
+      lingerMs: read.int('OUTBOX_LINGER_MS', defaults.outboxLingerMs, 0, 1_000),
       relayLock: read.string('OUTBOX_RELAY_LOCK', `flashsale.outbox-relay.${primary.database}`.slice(0, 64)),
     },
     projection: {

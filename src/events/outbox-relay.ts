@@ -45,6 +45,11 @@ export interface OutboxRelayOptions {
   logger: Logger;
   /** MySQL named lock (config.outbox.relayLock): the one relay holding it publishes, cluster-wide. */
   lockName: string;
+  /**
+   * Least time between the starts of two rounds woken by `nudge()`, ms (config.outbox.lingerMs; default 0):
+   * under load, commits arriving within it are published and stamped sent in one round.
+   */
+  lingerMs?: number;
   /** Sent rows older than this are deleted, ms. Default OUTBOX_RETENTION_MS (24 h). */
   retentionMs?: number;
   /** Pause between cleanups, ms. Default 10 min. */
@@ -112,12 +117,15 @@ export class OutboxRelay {
   private backlog: number | undefined;
   private backlogAt = 0;
   private cleanupAt = 0;
+  private roundStartedAt = 0;
+  private readonly lingerMs: number;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.log = options.logger.child({ component: 'outbox-relay' });
     this.lockName = options.lockName;
     this.retentionMs = options.retentionMs ?? OUTBOX_RETENTION_MS;
     this.cleanupEveryMs = options.cleanupEveryMs ?? relayDefaults.cleanupEveryMs;
+    this.lingerMs = options.lingerMs ?? 0;
     this.topicNames = [...new Set(Object.values(options.topics.topics))];
   }
 
@@ -189,7 +197,11 @@ export class OutboxRelay {
         await this.pause(this.backoffMs, false);
         this.backoffMs = Math.min(this.backoffMs * 2, relayDefaults.maxBackoffMs);
       } else if (outcome === 'idle') {
+        const roundStartedAt = this.roundStartedAt;
         await this.pause(this.options.pollMs, true);
+        // Woken early by a commit: let the next few commits join this round (fewer, fuller sends and stamps).
+        const linger = roundStartedAt + this.lingerMs - Date.now();
+        if (linger > 0) await this.pause(linger, false);
       }
     }
   }
@@ -228,6 +240,7 @@ export class OutboxRelay {
 
   /** One round: read unsent rows, send them, stamp them sent; 'full' means more may be waiting. */
   private async publishBatch(lock: PoolConnection): Promise<'full' | 'idle' | 'failed'> {
+    this.roundStartedAt = Date.now();
     let stage: Stage = 'mysql';
     try {
       await this.refreshBacklog(lock);
