@@ -1,4 +1,5 @@
 import type {
+  BatchResult,
   BatchWrite,
   PurchaseOutcome,
   PurchaseRefusal,
@@ -41,8 +42,8 @@ interface LockedRow {
  * The specification's lock-per-request purchase path, kept so benchmarks can compare it with the actor
  * path on the same stack: (1) Redis lock per product, (2) SELECT ... FOR UPDATE, (3) optimistic
  * version check in the UPDATE, (4) Lua check-and-decrement of the cached stock. It writes the same rows
- * and events as the actor path (one request per transaction instead of one batch), and its sagas settle
- * under the same lock.
+ * and events as the actor path (one request per transaction instead of one batch). Its sagas' cancellations
+ * (which release stock) take the same lock; confirmations take none (see `settle`).
  */
 export class BaselinePurchases {
   constructor(private readonly deps: BaselineDeps) {}
@@ -94,26 +95,59 @@ export class BaselinePurchases {
     });
   }
 
-  /** A saga's decision, written under the product's lock like any other change of the product. */
+  /**
+   * A saga's decision. A cancellation releases stock, so it is written under the product's lock like any
+   * other stock change; a confirmation changes no stock and takes no lock: the saga row's version check
+   * alone makes it happen once (the lock would only make every purchase queue for it twice).
+   */
   async settle(settlement: Settlement, deadline: number): Promise<SettleOutcome> {
+    if (settlement.outcome === 'confirm') return this.confirm(settlement);
     return this.underLock(settlement.productId, deadline, async (conn, row): Promise<SettleOutcome> => {
-      const released = settlement.outcome === 'cancel' ? settlement.quantity : 0;
       const result = await this.write(conn, row, settlement.productId, {
         settlements: [settlement],
-        newStock: row.stock + released,
+        newStock: row.stock + settlement.quantity,
       });
       if (result.kind === 'committed') {
-        if (released > 0)
-          await this.setCachedStock(settlement.productId, row.stock + released, result.version);
-        return { kind: 'settled', status: settlement.outcome === 'confirm' ? 'CONFIRMED' : 'CANCELLED' };
+        await this.setCachedStock(settlement.productId, row.stock + settlement.quantity, result.version);
+        return { kind: 'settled', status: 'CANCELLED' };
       }
-      if (result.kind === 'settled_elsewhere')
-        return { kind: 'already', status: result.sagas[0]?.status ?? 'PENDING' };
-      return refused(
-        'OWNERSHIP_LOST',
-        `product ${settlement.productId} changed during the settlement; retry`,
-      );
+      return this.settleRefused(settlement, result);
     });
+  }
+
+  private async confirm(settlement: Settlement): Promise<SettleOutcome> {
+    const conn = await this.deps.primary.getConnection();
+    try {
+      const batch: BatchWrite = {
+        productId: settlement.productId,
+        expectedVersion: 0, // not checked: the product row is not touched
+        previousStock: 0,
+        newStock: 0,
+        orders: [],
+        settlements: [settlement],
+      };
+      const result = await writeBatch(conn, batch, {
+        ...this.deps.writer,
+        ownerEpoch: 0,
+        strategy: 'baseline',
+        begin: true,
+        touchProduct: false,
+      });
+      if (result.kind !== 'committed') return this.settleRefused(settlement, result);
+      this.deps.onCommit?.();
+      return { kind: 'settled', status: 'CONFIRMED' };
+    } catch (err) {
+      await conn.query('ROLLBACK').catch(() => undefined); // a failed statement may leave it open
+      throw err;
+    } finally {
+      conn.release();
+    }
+  }
+
+  private settleRefused(settlement: Settlement, result: BatchResult): SettleOutcome {
+    if (result.kind === 'settled_elsewhere')
+      return { kind: 'already', status: result.sagas[0]?.status ?? 'PENDING' };
+    return refused('OWNERSHIP_LOST', `product ${settlement.productId} changed during the settlement; retry`);
   }
 
   async restock(productId: number, quantity: number, deadline: number): Promise<RestockOutcome> {

@@ -14,6 +14,12 @@ export interface BatchWriterOptions {
   ownerEpoch: number;
   /** Recorded on new orders: which purchase path made them. */
   strategy: 'actor' | 'baseline';
+  /**
+   * False: the product row is neither updated nor version-checked (the baseline's confirmations, which
+   * change no stock; each saga's own version check fences them). Only for batches without orders or a
+   * stock change. Default true.
+   */
+  touchProduct?: boolean;
 }
 
 /**
@@ -82,9 +88,10 @@ export async function writeBatch(
       if (existing.length === 0) throw err;
       return { kind: 'duplicates', existing };
     }
-    return refusal(conn, batch, statements);
+    return refusal(conn, batch, statements, options);
   }
-  return { kind: 'committed', version: batch.expectedVersion + 1, committedAt: now.toISOString() };
+  const version = options.touchProduct === false ? batch.expectedVersion : batch.expectedVersion + 1;
+  return { kind: 'committed', version, committedAt: now.toISOString() };
 }
 
 /** Why a guard refused the batch (after its rollback): the product moved on, or some of its sagas did. */
@@ -92,11 +99,14 @@ async function refusal(
   conn: PoolConnection,
   batch: BatchWrite,
   statements: readonly Statement[],
+  options: BatchWriterOptions,
 ): Promise<BatchResult> {
-  const [rows] = await conn.query<RowDataPacket[]>('SELECT version FROM products WHERE id = ?', [
-    batch.productId,
-  ]);
-  if (Number(rows[0]?.['version']) !== batch.expectedVersion) return { kind: 'version_conflict' };
+  if (options.touchProduct !== false) {
+    const [rows] = await conn.query<RowDataPacket[]>('SELECT version FROM products WHERE id = ?', [
+      batch.productId,
+    ]);
+    if (Number(rows[0]?.['version']) !== batch.expectedVersion) return { kind: 'version_conflict' };
+  }
   const suspects = statements.flatMap((s) => (s.mustChange?.kind === 'sagas' ? s.mustChange.orderIds : []));
   const settled = (await sagaStatuses(conn, suspects)).filter((s) => s.status !== 'PENDING');
   if (settled.length === 0) throw new Error('a saga row changed without its order: refusing the batch');
@@ -116,13 +126,16 @@ async function sagaStatuses(
 /** The statements of one batch (exported for tests). */
 export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, now: Date): Statement[] {
   const { ownerEpoch } = options;
-  const statements: Statement[] = [
-    {
+  const statements: Statement[] = [];
+  if (options.touchProduct !== false) {
+    statements.push({
       sql: 'UPDATE products SET stock = ?, version = version + 1, owner_epoch = ? WHERE id = ? AND version = ?',
       params: [batch.newStock, ownerEpoch, batch.productId, batch.expectedVersion],
       mustChange: { kind: 'product' },
-    },
-  ];
+    });
+  } else if (batch.orders.length > 0 || batch.newStock !== batch.previousStock) {
+    throw new Error('a batch with orders or a stock change must update the product row');
+  }
   const events: EventEnvelope[] = [];
   const steps: unknown[][] = [];
   const at = now.toISOString();

@@ -1,0 +1,78 @@
+// The lock-per-request baseline settles sagas the cheapest correct way: a confirmation changes no stock,
+// so it takes neither the product's Redis lock nor its row; a cancellation releases stock, so it does.
+import type { RowDataPacket } from 'mysql2/promise';
+import t from 'tap';
+import { startApp, totals, uniq } from '../helpers/app.js';
+
+async function orderStatus(pool: import('mysql2/promise').Pool, productId: number): Promise<string[]> {
+  const [rows] = await pool.query<RowDataPacket[]>('SELECT status FROM orders WHERE product_id = ?', [
+    productId,
+  ]);
+  return rows.map((r) => String(r['status']));
+}
+
+async function until(what: string, done: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+t.test('a confirmation commits while another holder has the product lock and row', async (t) => {
+  // A slow provider leaves time to take the lock between the reservation and the confirmation.
+  const running = await startApp(t, {}, { payment: { latencyMs: 600 } });
+  const primary = running.infra.mysql.primary;
+  const productId = await running.createProduct({ stock: 10, strategy: 'baseline' });
+  const answer = running.purchase(productId, 3, uniq('u'), 'k1');
+  await until('the reservation', async () => (await orderStatus(primary, productId)).length === 1);
+  const reserved = await totals(primary, productId);
+  t.same({ stock: reserved.stock, pending: reserved.pending }, { stock: 7, pending: 1 });
+
+  const lockKey = `${running.config.redis.keyPrefix}lock:product:${productId}`;
+  t.equal(await running.infra.redis.set(lockKey, 'someone-else', 'PX', 20_000, 'NX'), 'OK', 'lock taken');
+  const holder = await primary.getConnection();
+  await holder.query('START TRANSACTION');
+  await holder.query('SELECT stock FROM products WHERE id = ? FOR UPDATE', [productId]);
+  try {
+    const confirmed = await answer;
+    t.equal(confirmed.status, 201, 'confirmed while the lock and the row lock were held elsewhere');
+    t.equal(confirmed.body.status, 'CONFIRMED');
+  } finally {
+    await holder.query('ROLLBACK');
+    holder.release();
+    await running.infra.redis.del(lockKey);
+  }
+  const after = await totals(primary, productId);
+  t.same(
+    { stock: after.stock, confirmed: after.confirmed, pending: after.pending, version: after.version },
+    { stock: 7, confirmed: 1, pending: 0, version: reserved.version },
+    'the confirmation left the product row alone',
+  );
+});
+
+t.test('a cancellation releases the stock under the lock, and waits for it', async (t) => {
+  const running = await startApp(t, {}, { payment: { latencyMs: 600, declineRate: 1 } });
+  const primary = running.infra.mysql.primary;
+  const productId = await running.createProduct({ stock: 10, strategy: 'baseline' });
+  const answer = running.purchase(productId, 4, uniq('u'), 'k1');
+  await until('the reservation', async () => (await orderStatus(primary, productId)).length === 1);
+  const lockKey = `${running.config.redis.keyPrefix}lock:product:${productId}`;
+  t.equal(await running.infra.redis.set(lockKey, 'someone-else', 'PX', 20_000, 'NX'), 'OK', 'lock taken');
+  // Past the payment: the cancellation must be waiting for the lock, with the stock still reserved.
+  await new Promise((r) => setTimeout(r, 1_500));
+  t.same(await orderStatus(primary, productId), ['PENDING'], 'not cancelled while the lock is held');
+  t.equal((await totals(primary, productId)).stock, 6);
+  await running.infra.redis.del(lockKey);
+  const declined = await answer;
+  t.equal(declined.status, 402, 'declined once the lock was free');
+  const after = await totals(primary, productId);
+  t.same(
+    { stock: after.stock, pending: after.pending, cancelledQuantity: after.cancelledQuantity },
+    {
+      stock: 10,
+      pending: 0,
+      cancelledQuantity: 4,
+    },
+  );
+});
