@@ -116,9 +116,10 @@ export interface Config {
     readonly baselineLockTtlMs: number;
     /**
      * Longest pause between two tries of the baseline's lock, ms (jittered exponential backoff from 2 ms).
-     * Default 256: measured best for the baseline's throughput on one hot product at 200 concurrent
-     * requests (51/s against 41/s with 64, bench/RESULTS.md): fewer retries leave Redis and the node to
-     * the lock holder; with 200 waiters one still retries within about a millisecond of a release.
+     * Default 32. On one hot product at 200 concurrent requests (bench/RESULTS.md, 25 Nov, since the
+     * baseline's confirmations stopped taking the lock) caps of 32, 256 and 1024 ms gave the same
+     * throughput (195, 192, 195/s): the lock-held write is the limit. 32 had the shortest tail (p99 4.7 s
+     * against 6.2 and 8.3 s) and no request past its deadline (against 2 and 38).
      */
     readonly baselineLockRetryMaxMs: number;
   };
@@ -253,7 +254,7 @@ export const defaults = {
   mailboxLimit: 5_000, // about 250 ms of work at 20,000 commits/s on one product
   passivateAfterMs: 60_000, // 1 min
   baselineLockTtlMs: 5_000, // 5 s
-  baselineLockRetryMaxMs: 256,
+  baselineLockRetryMaxMs: 32,
   cacheDetailsTtlSeconds: 300, // 5 min
   cacheStockTtlMs: 5_000, // 5 s
   readyCheckTimeoutMs: 1_000, // 1 s
