@@ -500,8 +500,13 @@ void t.test('nginx: upstreams are the app nodes; nginx.conf passes nginx -t when
   const conf = readFileSync(join(root, 'docker/nginx/nginx.conf'), 'utf8');
   t.match(
     conf,
-    /proxy_next_upstream\s+error timeout http_503 non_idempotent;/,
-    'idempotent retries, POST included',
+    /\n {8}proxy_next_upstream\s+error timeout http_503;/,
+    'server-wide retries: a POST only if it was never sent (admin POSTs carry no key)',
+  );
+  t.match(
+    conf,
+    /location = \/purchases \{[^}]*proxy_next_upstream\s+error timeout http_503 non_idempotent;[^}]*\}/,
+    'keyed purchases are retried even after they were sent',
   );
   t.match(conf, /include upstreams\.conf;/, 'upstream servers come from the included file');
   t.notMatch(conf, /^\s*pid\s/m, 'pid is left to the command line');

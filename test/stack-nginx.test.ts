@@ -1,6 +1,7 @@
 // The stack's nginx (production docker/nginx/nginx.conf) in front of two stand-in app nodes on the ports
 // `npm start` uses: round robin, a 503 (a node not ready or draining) retried on the other node for GET and
-// for a keyed POST (`proxy_next_upstream error timeout http_503 non_idempotent`), and a stopped node passed
+// for a keyed POST (`proxy_next_upstream error timeout http_503 non_idempotent` on /purchases) but not for an
+// unkeyed admin POST, and a stopped node passed
 // over. Skipped when 8081/8082 are taken (an `npm start` on this machine): nginx would send to real nodes.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -216,6 +217,34 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
       );
     },
   );
+
+  // Node two answers 503 here (node one already took two failures above; max_fails is per node).
+  t.test('a 503 from one node: an admin POST (no key) is not sent again to the other', async (t) => {
+    two.mode = 'unavailable';
+    t.teardown(() => {
+      two.mode = 'ok';
+    });
+    const triedBefore = two.hits.length;
+    for (let i = 0; i < 4 && two.hits.length === triedBefore; i += 1) {
+      const body = JSON.stringify({ quantity: 1, nonce: `nginx-admin-${process.pid}-${i}` });
+      const answer = await viaNginx(
+        'POST',
+        '/products/1/restock',
+        { 'content-type': 'application/json' },
+        body,
+      );
+      if (two.hits.length === triedBefore) {
+        t.match(answer, { status: 200, json: { node: one.id } }, `answered by ${one.id}`);
+        continue;
+      }
+      t.equal(answer.status, 503, 'the client gets the 503 and decides itself');
+      t.notOk(
+        one.hits.some((hit) => hit.body === body),
+        `the restock was not sent again to ${one.id}: a restock sent twice adds its stock twice`,
+      );
+    }
+    t.equal(two.hits.length, triedBefore + 1, `nginx sent it to ${two.id} once`);
+  });
 
   t.test('a WebSocket on /ws passes nginx: the upgrade, the subprotocol, frames both ways', async (t) => {
     const ws = new WebSocket(`ws://${STACK_HOST}:${STACK_PORTS.nginx}/ws`, ['msgpack']);
