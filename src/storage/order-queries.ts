@@ -1,20 +1,24 @@
-import type { ExistingOrder, OrderStatus } from '../../actors/product/types.js';
+import type { ExistingOrder, OrderStatus, OrderView } from '../../actors/product/types.js';
 import type { Pool, PoolConnection, RowDataPacket } from './mysql.js';
 
 const ORDER_COLUMNS =
   'id, product_id, user_id, idempotency_key, quantity, unit_price_cents, status, created_at';
 
-export function toExistingOrder(row: RowDataPacket): ExistingOrder {
+/** An order row's common fields (GET /orders/:id, idempotent replays); the row has the orders table's column names. */
+export function orderFromRow(row: RowDataPacket): OrderView {
   return {
     orderId: String(row['id']),
     productId: Number(row['product_id']),
     userId: String(row['user_id']),
-    idempotencyKey: String(row['idempotency_key']),
     quantity: Number(row['quantity']),
     unitPriceCents: Number(row['unit_price_cents']),
     status: String(row['status']) as OrderStatus,
     createdAt: (row['created_at'] as Date).toISOString(),
   };
+}
+
+export function toExistingOrder(row: RowDataPacket): ExistingOrder {
+  return { ...orderFromRow(row), idempotencyKey: String(row['idempotency_key']) };
 }
 
 /** Orders already bought under any of these (user, idempotency key) pairs. */

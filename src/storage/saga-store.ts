@@ -1,6 +1,7 @@
 import type { OrderStatus } from '../../actors/product/types.js';
 import type { SagaOrder } from '../../actors/saga/types.js';
 import type { Pool, RowDataPacket } from './mysql.js';
+import { orderFromRow } from './order-queries.js';
 
 export interface OrderDetails {
   orderId: string;
@@ -81,14 +82,8 @@ export class SagaStore {
       [orderId],
     );
     return {
-      orderId: String(order['id']),
-      productId: Number(order['product_id']),
-      userId: String(order['user_id']),
-      quantity: Number(order['quantity']),
-      unitPriceCents: Number(order['unit_price_cents']),
-      status: String(order['status']) as OrderStatus,
+      ...orderFromRow(order),
       strategy: String(order['strategy']),
-      createdAt: iso(order['created_at']),
       updatedAt: iso(order['updated_at']),
       saga:
         order['state'] === null
