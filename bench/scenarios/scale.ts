@@ -287,11 +287,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   };
   const c1 = capacity(one);
   const c2 = capacity(two);
-  const perS1 = c1.best?.steadyOkPerS ?? 0;
-  const perS2 = c2.best?.steadyOkPerS ?? 0;
-  const ratio = perS1 > 0 && two !== undefined ? perS2 / perS1 : null;
-  const sloPerS1 = c1.slo.best?.result.okPerS ?? 0;
-  const sloRatio = sloPerS1 > 0 && two !== undefined ? (c2.slo.best?.result.okPerS ?? 0) / sloPerS1 : null;
+  // A setup with no qualifying step has no figure (null), and then neither has the ratio.
+  const over = (a: number | undefined, b: number | undefined): number | null =>
+    a === undefined || b === undefined || b <= 0 ? null : a / b;
+  const ratio = over(c2.best?.steadyOkPerS, c1.best?.steadyOkPerS);
+  const sloRatio = over(c2.slo.best?.result.okPerS, c1.slo.best?.result.okPerS);
   const peakRatio = c1.peak > 0 && two !== undefined ? c2.peak / c1.peak : null;
   const share = (steps: readonly Step[]) => {
     const total = steps.reduce((s, x) => s + x.local + x.forwarded, 0);
@@ -360,13 +360,13 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   ] as const) {
     if (s === undefined) continue;
     const k = key(s);
-    perSetup[`${k}_per_s`] = Math.round(c.best?.steadyOkPerS ?? 0);
-    perSetup[`${k}_offered_per_s`] = c.best?.offered ?? 0;
+    perSetup[`${k}_per_s`] = c.best === undefined ? null : Math.round(c.best.steadyOkPerS);
+    perSetup[`${k}_offered_per_s`] = c.best?.offered ?? null;
     perSetup[`${k}_p50_ms`] = c.best?.p50 ?? null;
     perSetup[`${k}_p99_ms`] = c.best?.p99 ?? null;
     perSetup[`${k}_capped`] = c.capped;
     perSetup[`${k}_fell_behind_at_per_s`] = c.broke?.offered ?? null;
-    perSetup[`${k}_slo_per_s`] = Math.round(c.slo.best?.result.okPerS ?? 0);
+    perSetup[`${k}_slo_per_s`] = c.slo.best === undefined ? null : Math.round(c.slo.best.result.okPerS);
     perSetup[`${k}_slo_broke_at_per_s`] = c.slo.broke?.offered ?? null;
     perSetup[`${k}_first_step_p50_ms`] = c.first?.p50 ?? null;
     perSetup[`${k}_first_step_p99_ms`] = c.first?.p99 ?? null;

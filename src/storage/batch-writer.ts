@@ -182,7 +182,9 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
   const groups = new Map<string, Settlement[]>();
   for (const s of batch.settlements) {
     const group = `${s.outcome}\u0000${s.sagaVersion}\u0000${s.reason ?? ''}`;
-    groups.set(group, [...(groups.get(group) ?? []), s]);
+    const members = groups.get(group);
+    if (members === undefined) groups.set(group, [s]);
+    else members.push(s);
     steps.push(...settlementSteps(s, ownerEpoch, now));
     events.push(...settlementEvents(s, at));
   }
