@@ -11,6 +11,7 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { childPids } from './cpu.js';
 import { buildService, deleteRedisKeys, freePort, startNode, type NodeProcess } from './service.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
@@ -39,6 +40,11 @@ export interface Cluster {
   readonly redisPrefix: string | undefined;
   /** PAYMENT_URL given to the nodes, when the bench started its own provider. */
   readonly paymentUrl: string | undefined;
+  /**
+   * Every process the bench started for this cluster, by name, for CPU accounting: `node-<i>`, the
+   * provider, nginx's master and each of its workers (read now: workers are found by parent pid).
+   */
+  pids(): Record<string, number>;
   /** Restarts a node that was killed (same port, id and prefix); resolves when it is ready. */
   restart(node: NodeProcess): Promise<NodeProcess>;
 }
@@ -61,6 +67,7 @@ export async function startCluster(
       nginx: undefined,
       redisPrefix: undefined,
       paymentUrl: undefined,
+      pids: () => ({}),
       restart: () => Promise.reject(new Error('cannot restart a node of a --url service')),
     };
   }
@@ -68,10 +75,11 @@ export async function startCluster(
   const count = settings.nodes ?? 2;
   const redisPrefix = `bench-${options.runTag}-${process.pid}:`;
   io.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs last: after every node stopped
-  const paymentUrl =
+  const provider =
     settings.paymentLatencyMs === undefined
       ? undefined
       : await startProvider(options, io, settings.paymentLatencyMs);
+  const paymentUrl = provider?.url;
   const env = { ...settings.env, ...(paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl }) };
   const ports: number[] = [];
   for (let i = 0; i < count; i += 1) ports.push(await freePort());
@@ -93,6 +101,16 @@ export async function startCluster(
     nginx,
     redisPrefix,
     paymentUrl,
+    pids: () => {
+      const pids: Record<string, number> = {};
+      nodes.forEach((node, i) => (pids[`node-${i + 1}`] = node.pid));
+      if (provider !== undefined) pids['bench-payment'] = provider.pid;
+      if (nginx !== undefined) {
+        pids['bench-nginx'] = nginx.pid;
+        for (const worker of childPids(nginx.pid)) pids[`bench-nginx-${worker}`] = worker;
+      }
+      return pids;
+    },
     restart: async (node) => {
       const i = nodes.indexOf(node);
       const again = await startNode(options, io, { ...nodeSettings(node.port, i), noWait: false });
@@ -107,7 +125,11 @@ async function waitShardsSpread(nodes: readonly NodeProcess[], io: BenchIO): Pro
   await new Promise((resolve) => setTimeout(resolve, 2_000));
 }
 
-async function startProvider(options: BenchOptions, io: BenchIO, latencyMs: number): Promise<string> {
+async function startProvider(
+  options: BenchOptions,
+  io: BenchIO,
+  latencyMs: number,
+): Promise<{ url: string; pid: number }> {
   const port = await freePort();
   const logFile = path.join(options.outDir, `payment-${options.runTag}-${port}.log`);
   await mkdir(options.outDir, { recursive: true });
@@ -136,7 +158,7 @@ async function startProvider(options: BenchOptions, io: BenchIO, latencyMs: numb
   const url = `http://127.0.0.1:${port}`;
   await waitListening(url, '/', 10_000, exited);
   io.progress(`bench: payment provider on ${url} (pid ${child.pid}, ${latencyMs} ms, no declines)`);
-  return url;
+  return { url, pid: child.pid! };
 }
 
 async function startNginx(

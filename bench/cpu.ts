@@ -122,6 +122,28 @@ function socketOwners(inodes: ReadonlySet<string>): Map<string, number> {
   return owners;
 }
 
+/** Pids of the live processes whose parent is `parent` (nginx's workers), from /proc. */
+export function childPids(parent: number): number[] {
+  const children: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return children;
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === parent) children.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children;
+}
+
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>): CpuSnapshot {
   const processes: Record<string, number | undefined> = {};
   for (const [name, pid] of Object.entries(pids))

@@ -11,7 +11,7 @@ import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
-import { backgroundBusy, cores, stackPids } from '../cpu.js';
+import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
 import { DISTURBED_OTHER_CORES, latencySummary, measurePhase, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
@@ -122,7 +122,9 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     const catalog = sizeFor(rate);
     hot = 0;
     purchases = 0;
-    const measured = await measurePhase(cluster.url, pids, () =>
+    // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
+    const known = { ...pids, ...cluster.pids() };
+    const measured = await measurePhase(cluster.url, known, () =>
       runOpenLoop({
         connections,
         rate,
@@ -160,8 +162,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       errorShare,
       met: misses.length === 0,
       misses,
-      serviceCores: measured.serviceCores,
-      otherCores: measured.otherCores,
+      ...cpuOf(measured, cluster.nodes.length),
       startS: clock,
     });
     clock += r.wallS;
@@ -362,4 +363,19 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       throughputChart('mix: offered vs answered per second, steps in order', timeline),
     ],
   };
+}
+
+/**
+ * Service cores = Σ of the nodes' own CPU (/proc: GET /metrics through nginx would reach one node of two);
+ * other = what no known process took. With --url (no nodes of ours) the scrape is all there is.
+ */
+function cpuOf(
+  measured: Awaited<ReturnType<typeof measurePhase>>,
+  nodes: number,
+): { serviceCores: number; otherCores: number | undefined } {
+  if (nodes === 0) return { serviceCores: measured.serviceCores, otherCores: measured.otherCores };
+  const processCores = measured.cpu.processCores;
+  let serviceCores = 0;
+  for (let i = 1; i <= nodes; i += 1) serviceCores += processCores[`node-${i}`] ?? 0;
+  return { serviceCores, otherCores: otherCores(measured.cpu, Object.values(processCores)) };
 }
