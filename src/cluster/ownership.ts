@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type { Logger } from '../logger.js';
 import type { Membership, RedisShardLeases, ShardOwner } from '../storage/shard-leases.js';
 import { desiredShards } from './shards.js';
@@ -19,6 +20,11 @@ export interface OwnershipOptions {
   onLost(shards: number[]): void;
   /** Shards just taken over: load their state, resume their sagas. */
   onAcquired(shards: number[]): void;
+  /**
+   * True when nothing listens at `address` (`host:port`: the connection is refused), so the node there
+   * is dead. Default: a TCP connect with a 500 ms timeout.
+   */
+  refusesConnections?: (address: string) => Promise<boolean>;
 }
 
 interface Held {
@@ -43,7 +49,7 @@ export class Ownership {
   private readonly held = new Map<number, Held>();
   private readonly releasing = new Set<number>();
   private owners: (ShardOwner | undefined)[] = [];
-  private membership: Membership = { nodes: [], addresses: new Map() };
+  private membership: Membership = { nodes: [], lastSeen: new Map(), addresses: new Map() };
   private timer: NodeJS.Timeout | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
@@ -150,6 +156,7 @@ export class Ownership {
     const renewedUntil = started + ttlMs * TRUSTED_SHARE;
     for (const [shard, held] of this.held) if (steady.has(shard)) held.validUntil = renewedUntil;
     if (lost.length > 0) this.lose(lost, 'lease no longer ours in Redis');
+    await this.evictDead(); // after our own renewal: a slow probe must not delay it
 
     const desired = new Set(desiredShards(nodeId, this.membership.nodes, shardCount));
     const surplus = [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
@@ -162,6 +169,36 @@ export class Ownership {
       this.options.onAcquired([...granted.keys()]);
     }
     this.owners = await leases.owners(shardCount);
+  }
+
+  /**
+   * A node silent for two renewals whose port refuses connections is dead (a killed process: a paused
+   * or overloaded one still accepts connections): its leases are freed now instead of after their TTL,
+   * so this rebalance can take its shards. Safety does not depend on it (MySQL versions fence writes).
+   */
+  private async evictDead(): Promise<void> {
+    const { leases, nodeId, renewMs, shardCount, logger } = this.options;
+    const silenceMs = 2 * renewMs;
+    const now = Date.now();
+    const refuses = this.options.refusesConnections ?? refusesConnections;
+    for (const node of this.membership.nodes) {
+      const seen = this.membership.lastSeen.get(node);
+      const address = this.membership.addresses.get(node);
+      if (node === nodeId || seen === undefined || now - seen < silenceMs || address === undefined) continue;
+      if (!(await refuses(address))) continue;
+      const freed = await leases.evict(node, silenceMs, shardCount);
+      if (freed === undefined) continue;
+      logger.warn(
+        { node, address, silentMs: now - seen, freed },
+        'evicted a dead node: silent and its port refuses connections',
+      );
+      this.membership = {
+        nodes: this.membership.nodes.filter((n) => n !== node),
+        lastSeen: new Map([...this.membership.lastSeen].filter(([n]) => n !== node)),
+        addresses: new Map([...this.membership.addresses].filter(([n]) => n !== node)),
+      };
+      await leases.announce(`evicted ${node}`).catch(() => undefined);
+    }
   }
 
   /** Leases whose local trust ran out (this process was paused or Redis unreachable): stop writing now. */
@@ -199,4 +236,21 @@ export class Ownership {
     }
     await leases.announce(`released by ${nodeId}`).catch(() => undefined);
   }
+}
+
+/** True when a TCP connect to `address` is refused: no process listens there. */
+export function refusesConnections(address: string, timeoutMs = 500): Promise<boolean> {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(colon + 1));
+  return new Promise((resolve) => {
+    const socket = net.connect({ host, port });
+    const done = (refused: boolean): void => {
+      socket.destroy();
+      resolve(refused);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(false));
+    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
 }

@@ -10,6 +10,8 @@ export interface ShardOwner {
 export interface Membership {
   /** Live node ids (heartbeat within the TTL), sorted. */
   nodes: string[];
+  /** Each live node's last heartbeat (epoch ms, its own clock). */
+  lastSeen: Map<string, number>;
   /** Internal address (`host:port`) of each live node. */
   addresses: Map<string, string>;
 }
@@ -18,6 +20,7 @@ interface LeaseScripts {
   acquireShards(...args: (string | number)[]): Promise<number[]>;
   renewShards(...args: (string | number)[]): Promise<number[]>;
   releaseShards(...args: (string | number)[]): Promise<number>;
+  evictNode(...args: (string | number)[]): Promise<number>;
 }
 
 const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua`), 'utf8');
@@ -39,6 +42,7 @@ export class RedisShardLeases {
       redis.defineCommand('acquireShards', { numberOfKeys: 0, lua: lua('acquire-shards') });
       redis.defineCommand('renewShards', { numberOfKeys: 0, lua: lua('renew-shards') });
       redis.defineCommand('releaseShards', { numberOfKeys: 0, lua: lua('release-shards') });
+      redis.defineCommand('evictNode', { numberOfKeys: 0, lua: lua('evict-node') });
     }
     this.scripts = redis as unknown as LeaseScripts;
   }
@@ -93,15 +97,28 @@ export class RedisShardLeases {
       .zadd(nodesKey, now, node)
       .hset(addrKey, node, address)
       .zremrangebyscore(nodesKey, '-inf', now - 10 * ttlMs)
-      .zrangebyscore(nodesKey, now - ttlMs, '+inf')
+      .zrangebyscore(nodesKey, now - ttlMs, '+inf', 'WITHSCORES')
       .hgetall(addrKey)
       .exec();
     if (results === null) throw new Error('membership transaction aborted');
     const failed = results.find(([err]) => err !== null);
     if (failed) throw failed[0] as Error;
-    const nodes = (results[3]![1] as string[]).slice().sort();
+    const flat = results[3]![1] as string[];
+    const lastSeen = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) lastSeen.set(flat[i]!, Number(flat[i + 1]));
+    const nodes = [...lastSeen.keys()].sort();
     const addresses = new Map(Object.entries(results[4]![1] as Record<string, string>));
-    return { nodes, addresses };
+    return { nodes, lastSeen, addresses };
+  }
+
+  /**
+   * Takes a dead node out at once: its membership and address, and frees every shard lease it holds.
+   * Only when its last heartbeat is at least `silenceMs` old (the caller has seen its port refuse
+   * connections). Resolves with the leases freed, or undefined when the node was not evictable.
+   */
+  async evict(node: string, silenceMs: number, shardCount: number): Promise<number | undefined> {
+    const freed = Number(await this.scripts.evictNode(this.prefix, node, silenceMs, Date.now(), shardCount));
+    return freed < 0 ? undefined : freed;
   }
 
   /** Takes a node out of the membership at once (a graceful leave). */

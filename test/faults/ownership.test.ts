@@ -1,5 +1,5 @@
-// Ownership faults with real app processes: a paused (zombie) owner, a graceful leave and a join, and
-// every lease lost at once. Runs serially with the other fault tests (it restarts the stack's Redis).
+// Ownership faults with real app processes: a paused (zombie) owner, a killed owner evicted before its
+// leases expire, a graceful leave and a join, and every lease lost at once. Runs serially with the other fault tests (it restarts the stack's Redis).
 import t, { type Test } from 'tap';
 import { startServer, stopServer } from '../../scripts/stack/stack.js';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
@@ -124,6 +124,49 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
     `stock + sold = initial, nothing pending (stock ${db.stock}, sold ${db.sold}, pending ${db.pending})`,
   );
   t.ok(traffic.answers.filter((x) => x.status === 201).length > 0);
+});
+
+t.test('a killed node is evicted before its leases expire; a paused one keeps them', async (t) => {
+  // Leases of 30 s: within this test only an eviction can move a shard.
+  const c = await cluster(t, ['node-a', 'node-b'], { LEASE_TTL_MS: '30000', LEASE_RENEW_MS: '500' });
+  await c.balanced(['node-a', 'node-b']);
+  const a = c.nodes.get('node-a')!;
+  const b = c.nodes.get('node-b')!;
+  const heldBy = async (node: AppNode) => (await c.call(node, 'GET', '/health')).body.cluster.held as number;
+  const evictions = () => a.output().match(/evicted a dead node/g)?.length ?? 0;
+
+  // Paused: silent, but the kernel still accepts connections on its port, so it is not taken for dead.
+  const heldByA = await heldBy(a);
+  b.child.kill('SIGSTOP');
+  await new Promise((r) => setTimeout(r, 4_000)); // eight renewals, four times the eviction's silence
+  t.equal(await heldBy(a), heldByA, 'node-a took none of the paused node-b shards');
+  t.equal(evictions(), 0, 'node-a evicted nobody');
+  b.child.kill('SIGCONT');
+  await c.balanced(['node-a', 'node-b']);
+
+  // Killed: silent and its port refuses connections.
+  const product = await productOwnedBy(c, a, 'node-b', ['node-a', 'node-b'], 100);
+  const killedAt = Date.now();
+  await b.kill9();
+  let all = 0;
+  while (all !== SHARDS && Date.now() - killedAt < 15_000) {
+    all = await heldBy(a);
+    if (all !== SHARDS) await new Promise((r) => setTimeout(r, 50));
+  }
+  t.comment(`takeover by eviction: node-a held every shard ${Date.now() - killedAt} ms after the kill`);
+  t.equal(all, SHARDS, 'node-a holds every shard long before the 30 s leases would have expired');
+  t.equal(evictions(), 1, 'node-a evicted node-b once');
+  const bought = await c.call(
+    a,
+    'POST',
+    '/purchases',
+    { productId: product, quantity: 1 },
+    {
+      'x-user-id': uniq('u'),
+      'idempotency-key': 'after-eviction',
+    },
+  );
+  t.equal(bought.status, 201, "node-a sells the dead node's product");
 });
 
 t.test(
