@@ -227,6 +227,10 @@ export function buildApp(deps: AppDeps): App {
       sagas,
       onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
       onRouted: (op, where) => metrics.routed.inc({ op, where }),
+      onEvicted: (_node, freed) => {
+        metrics.evictions.inc({ what: 'nodes' });
+        metrics.evictions.inc({ what: 'leases' }, freed);
+      },
     },
     config.shutdownGraceMs,
   );

@@ -56,6 +56,12 @@ export function createMetrics() {
       labelNames: ['op', 'where'] as const,
       registers: [registry],
     }),
+    evictions: new Counter({
+      name: 'cluster_node_evictions_total',
+      help: 'Dead peers this node evicted (silent, port refusing connections) and the shard leases it freed',
+      labelNames: ['what'] as const,
+      registers: [registry],
+    }),
     actors: new Gauge({ name: 'product_actors', help: 'Active product actors', registers: [registry] }),
   };
 }

@@ -23,6 +23,8 @@ export interface ClusterDeps {
   sagas: SagaCoordinators;
   /** Each routing attempt: served here or forwarded to the owner (metrics). */
   onRouted?: (op: PeerOp, where: 'local' | 'forwarded') => void;
+  /** A dead peer evicted by this node (metrics). */
+  onEvicted?: (node: string, freed: number) => void;
 }
 
 export interface Cluster {
@@ -60,6 +62,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     onReleasing: (shards) => deps.actors.release(inShards(shards), handOffTimeoutMs),
     onLost: (shards) => deps.actors.retireWhere(inShards(shards)),
     onAcquired: (shards) => deps.onTakeover(inShards(shards)),
+    ...(deps.onEvicted === undefined ? {} : { onEvicted: deps.onEvicted }),
   });
   const peers = new PeerClient({
     secret: config.cluster.peerSecret,

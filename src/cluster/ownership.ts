@@ -25,6 +25,8 @@ export interface OwnershipOptions {
    * is dead. Default: a TCP connect with a 500 ms timeout.
    */
   refusesConnections?: (address: string) => Promise<boolean>;
+  /** A dead peer was evicted by this node, freeing `freed` shard leases (metrics). */
+  onEvicted?: (node: string, freed: number) => void;
 }
 
 interface Held {
@@ -192,6 +194,7 @@ export class Ownership {
         { node, address, silentMs: now - seen, freed },
         'evicted a dead node: silent and its port refuses connections',
       );
+      this.options.onEvicted?.(node, freed);
       this.membership = {
         nodes: this.membership.nodes.filter((n) => n !== node),
         lastSeen: new Map([...this.membership.lastSeen].filter(([n]) => n !== node)),

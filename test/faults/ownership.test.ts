@@ -156,6 +156,10 @@ t.test('a killed node is evicted before its leases expire; a paused one keeps th
   t.comment(`takeover by eviction: node-a held every shard ${Date.now() - killedAt} ms after the kill`);
   t.equal(all, SHARDS, 'node-a holds every shard long before the 30 s leases would have expired');
   t.equal(evictions(), 1, 'node-a evicted node-b once');
+  const metrics = await (await fetch(`${a.base}/metrics`)).text();
+  t.match(metrics, /cluster_node_evictions_total\{what="nodes"\} 1\n/, 'counted in the metrics');
+  const leases = Number(/cluster_node_evictions_total\{what="leases"\} (\d+)/.exec(metrics)?.[1]);
+  t.equal(leases, SHARDS - heldByA, `the ${SHARDS - heldByA} leases node-b held were freed`);
   const bought = await c.call(
     a,
     'POST',
