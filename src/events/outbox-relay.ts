@@ -1,6 +1,6 @@
 import type { Message, Producer } from 'kafkajs';
 import type { Logger } from '../logger.js';
-import type { Kafka } from '../storage/kafka.js';
+import { keyPartitioner, type Kafka } from '../storage/kafka.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
@@ -327,6 +327,7 @@ export class OutboxRelay {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      createPartitioner: keyPartitioner,
     });
     try {
       await producer.connect();

@@ -2,8 +2,14 @@ import kafkajs, { type Admin, type Kafka, type logCreator } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 
-const { Kafka: KafkaClient, logLevel: KafkaLogLevel } = kafkajs;
+const { Kafka: KafkaClient, logLevel: KafkaLogLevel, Partitioners } = kafkajs;
 export type { Admin, Kafka };
+
+/**
+ * KafkaJS 2's default (Java-compatible murmur2) partitioner, named explicitly: producers that leave it
+ * implicit log a warning at every start. Same key, same partition as the Java client.
+ */
+export const keyPartitioner = Partitioners.DefaultPartitioner;
 
 /** KafkaJS log lines go through pino, tagged `component: kafkajs`. */
 function pinoLogCreator(logger: Logger): logCreator {
