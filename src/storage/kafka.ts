@@ -11,13 +11,23 @@ export type { Admin, Kafka };
  */
 export const keyPartitioner = Partitioners.DefaultPartitioner;
 
+/**
+ * Group-coordination errors KafkaJS logs at ERROR although it retries them itself and they are expected
+ * whenever a node joins or leaves the consumer group (or the broker starts): logged at info.
+ */
+const ROUTINE_GROUP_ERRORS =
+  /^(The group is rebalancing|The coordinator is loading|The coordinator is not available)/;
+
 /** KafkaJS log lines go through pino, tagged `component: kafkajs`. */
-function pinoLogCreator(logger: Logger): logCreator {
+export function pinoLogCreator(logger: Logger): logCreator {
   const child = logger.child({ component: 'kafkajs' });
   return () =>
     ({ level, log }) => {
       const { message, ...extra } = log;
-      if (level === KafkaLogLevel.ERROR) child.error(extra, message);
+      const error = (extra as { error?: unknown }).error;
+      const routine = typeof error === 'string' && ROUTINE_GROUP_ERRORS.test(error);
+      if (level === KafkaLogLevel.ERROR && routine) child.info(extra, message);
+      else if (level === KafkaLogLevel.ERROR) child.error(extra, message);
       else if (level === KafkaLogLevel.WARN) child.warn(extra, message);
       else if (level === KafkaLogLevel.INFO) child.debug(extra, message);
       else child.trace(extra, message);

@@ -4,7 +4,8 @@ import { createServer } from 'node:net';
 import { decode, encode } from '@msgpack/msgpack';
 import t from 'tap';
 import { loadConfig } from '../../src/config.js';
-import { createKafka, KafkaProbe } from '../../src/storage/kafka.js';
+import { createKafka, KafkaProbe, pinoLogCreator } from '../../src/storage/kafka.js';
+import { capturingLogger } from '../helpers/events.js';
 import { silentLogger } from '../helpers/http.js';
 import { uniq } from '../helpers/app.js';
 
@@ -109,4 +110,29 @@ void t.test('KafkaProbe rejects quickly when no broker listens', async (t) => {
   await t.rejects(probe.ping(), `ping rejects for 127.0.0.1:${port}`);
   const pingMs = Math.round(performance.now() - started);
   t.ok(pingMs < FAIL_FAST_MS, `rejected in ${pingMs} ms`);
+});
+
+void t.test('KafkaJS log levels: routine group rebalances are info, other errors stay errors', (t) => {
+  const { logger, lines } = capturingLogger();
+  const log = pinoLogCreator(logger)(4);
+  const entry = (level: number, error: string) => ({
+    namespace: 'Runner',
+    level,
+    label: 'ERROR',
+    log: { timestamp: 'now', logger: 'kafkajs', message: 'Error', error },
+  });
+  log(entry(1, 'The group is rebalancing, so a rejoin is needed'));
+  log(entry(1, "The coordinator is loading and hence can't process requests for this group"));
+  log(entry(1, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'));
+  log(entry(2, 'The group is rebalancing, so a rejoin is needed'));
+  t.same(
+    lines.map((l) => [l['level'], l['error']]),
+    [
+      [30, 'The group is rebalancing, so a rejoin is needed'],
+      [30, "The coordinator is loading and hence can't process requests for this group"],
+      [50, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'],
+      [40, 'The group is rebalancing, so a rejoin is needed'],
+    ],
+  );
+  t.end();
 });
