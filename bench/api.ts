@@ -1,5 +1,6 @@
 /** The few service calls scenarios make outside their load loops. */
-import type { Dispatcher } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
+import type { BenchIO } from './types.js';
 
 export type Strategy = 'actor' | 'baseline';
 
@@ -55,4 +56,20 @@ export function errorCode(text: string): string {
   } catch {
     return '?';
   }
+}
+
+/**
+ * The closed-loop scenarios' client: `connections` keep-alive connections to `url`, closed at cleanup.
+ * Timeouts of 1 min: above the service's own 15 s purchase timeout.
+ */
+export function closedLoopPool(url: string, connections: number, io: BenchIO): Pool {
+  const pool = new Pool(url, {
+    connections,
+    pipelining: 1,
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
+    keepAliveTimeout: 60_000,
+  });
+  io.onCleanup(() => pool.close());
+  return pool;
 }

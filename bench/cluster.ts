@@ -5,7 +5,7 @@
  * payment provider of the bench's own (`dist/src/payment-provider/main.js`, its own process). With --url the
  * scenario uses that service instead and none of this starts.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -148,13 +148,7 @@ async function startProvider(
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  io.onCleanup(async () => {
-    child.kill('SIGTERM');
-    await exited;
-  });
+  const exited = supervise(child, log, io);
   const url = `http://127.0.0.1:${port}`;
   await waitListening(url, '/', 10_000, exited);
   io.progress(`bench: payment provider on ${url} (pid ${child.pid}, ${latencyMs} ms, no declines)`);
@@ -194,19 +188,24 @@ async function startNginx(
     ],
     { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
-  const log = createWriteStream(path.join(dir, 'logs', 'startup.log'));
-  child.stdout.pipe(log);
-  child.stderr.pipe(log);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  io.onCleanup(async () => {
-    child.kill('SIGTERM');
-    await exited;
-  });
+  const exited = supervise(child, createWriteStream(path.join(dir, 'logs', 'startup.log')), io);
   await waitListening(`http://127.0.0.1:${port}`, '/nginx-health', 10_000, exited);
   io.progress(
     `bench: nginx on 127.0.0.1:${port} (pid ${child.pid}) → ${upstreamPorts.map((p) => `:${p}`).join(', ')}`,
   );
   return { pid: child.pid!, port, accessLog: path.join(dir, 'logs', 'access.log') };
+}
+
+/** Sends the child's output to `log` and stops it (SIGTERM, then waits for its exit) at cleanup. */
+function supervise(child: ChildProcess, log: NodeJS.WritableStream, io: BenchIO): Promise<void> {
+  child.stdout?.pipe(log);
+  child.stderr?.pipe(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  io.onCleanup(async () => {
+    child.kill('SIGTERM');
+    await exited;
+  });
+  return exited;
 }
 
 async function waitListening(

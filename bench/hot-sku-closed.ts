@@ -4,8 +4,7 @@
  * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
  */
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'undici';
-import { createProduct, type CreatedProduct, type Strategy } from './api.js';
+import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from './api.js';
 import { backgroundBusy, cores, otherCores, stackPids } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -99,14 +98,7 @@ function row(label: string, seconds: number, m: ReturnType<typeof merge>): (stri
 /** `hot-sku --mode closed`: the scenario's first version, kept as a labelled closed-loop mode. */
 export async function runClosedLoop(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
   const service = await startService(options, io);
-  const pool = new Pool(service.url, {
-    connections: options.connections,
-    pipelining: 1,
-    headersTimeout: 60_000, // 1 min: above the service's own 15 s purchase timeout
-    bodyTimeout: 60_000,
-    keepAliveTimeout: 60_000,
-  });
-  io.onCleanup(() => pool.close());
+  const pool = closedLoopPool(service.url, options.connections, io);
   const tag = `hs${options.runTag}${randomBytes(3).toString('hex')}`;
   const products: Record<Strategy, CreatedProduct> = {
     actor: await createProduct(pool, {

@@ -12,7 +12,7 @@ import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, stackPids } from '../cpu.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { DISTURBED_OTHER_CORES, measurePhase, percentileMs, round } from '../measure.js';
+import { DISTURBED_OTHER_CORES, measurePhase, percentileMs, round, runHealth } from '../measure.js';
 import { runOpenLoop, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -257,13 +257,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       slo_error_pct: SLO_ERROR_SHARE * 100,
       step_factor: factor,
       steps: steps.length,
-      disturbed_steps: disturbed.length,
-      load_generator_cores: round(genCores, 2),
-      load_generator_machine_share: round(genCores / cores(), 2),
-      generator_warnings: warnings.length,
-      background_busy: background === undefined ? null : round(background, 2),
-      stack_restarted: restarted.length > 0,
-      shard_losses: shardLosses,
+      ...runHealth({
+        disturbedSteps: disturbed.length,
+        generatorCores: genCores,
+        generatorWarnings: warnings.length,
+        background,
+        stackRestarted: restarted.length > 0,
+        shardLosses,
+      }),
       connections: options.connections,
       step_s: options.durationS,
     },

@@ -12,7 +12,7 @@ import { latencyChart, throughputChart, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
-import { DISTURBED_OTHER_CORES, latencySummary, measurePhase, round } from '../measure.js';
+import { DISTURBED_OTHER_CORES, latencySummary, measurePhase, round, runHealth } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -293,13 +293,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       nodes: cluster.nodes.length,
       via_nginx: cluster.nginx !== undefined,
       steps: steps.length,
-      disturbed_steps: disturbed.length,
-      load_generator_cores: round(genCores, 2),
-      load_generator_machine_share: round(genCores / cores(), 2),
-      generator_warnings: warnings.length,
-      background_busy: background === undefined ? null : round(background, 2),
-      stack_restarted: restarted.length > 0,
-      shard_losses: shardLosses,
+      ...runHealth({
+        disturbedSteps: disturbed.length,
+        generatorCores: genCores,
+        generatorWarnings: warnings.length,
+        background,
+        stackRestarted: restarted.length > 0,
+        shardLosses,
+      }),
       step_s: options.durationS,
     },
     table: {

@@ -5,9 +5,8 @@
  * The specification's target: p95 of the purchase request < 100 ms.
  */
 import { randomBytes } from 'node:crypto';
-import { Pool } from 'undici';
 import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
-import { createProduct, type CreatedProduct } from '../api.js';
+import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
 import { backgroundBusy, cores, stackPids } from '../cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
 import {
@@ -99,14 +98,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     io,
     paymentUrl === undefined ? {} : { env: { PAYMENT_URL: paymentUrl } },
   );
-  const pool = new Pool(service.url, {
-    connections: options.connections,
-    pipelining: 1,
-    headersTimeout: 60_000, // 1 min: above the service's own 15 s purchase timeout
-    bodyTimeout: 60_000,
-    keepAliveTimeout: 60_000,
-  });
-  io.onCleanup(() => pool.close());
+  const pool = closedLoopPool(service.url, options.connections, io);
 
   const tag = `sg${options.runTag}${randomBytes(3).toString('hex')}`;
   const product = (label: string, stock: number): Promise<CreatedProduct> =>
