@@ -1,4 +1,7 @@
 import nact from 'nact';
+import { clientIp } from './auth/client-ip.js';
+import { RateLimits } from './auth/rate-limits.js';
+import { TokenVerifier } from './auth/tokens.js';
 import { ProductActors } from '../actors/product/registry.js';
 import { SagaRecovery } from '../actors/saga/recovery.js';
 import { SagaCoordinators } from '../actors/saga/registry.js';
@@ -175,10 +178,29 @@ export function buildApp(deps: AppDeps): App {
     idleForMs: Math.max(10_000, config.payment.timeoutMs * (config.payment.retries + 2)),
     owns: (productId) => cluster.owns(productId),
   });
+  const tokens = new TokenVerifier({
+    auth: config.auth,
+    onVerify: (result) => metrics.tokens.inc({ result }),
+  });
+  const rateLimits = new RateLimits({
+    limits: config.rateLimit,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    onLimited: (limit) => metrics.rateLimited.inc({ limit }),
+    onInsurance: () => metrics.rateLimitInsurance.inc(),
+  });
+  const trustedProxies = new Set(config.rateLimit.trustedProxies);
   const server = createHttpServer({
     uws: deps.uws,
     logger,
     maxBodyBytes: config.http.maxBodyBytes,
+    maxHeaderBytes: config.http.maxHeaderBytes,
+    access: {
+      tokens,
+      limits: rateLimits,
+      trustedProxies: config.rateLimit.trustedProxies,
+      internalAllowFrom: config.metricsAllowFrom,
+    },
     onResponse: ({ method, route, status, seconds }) =>
       metrics.httpDuration.observe({ method, route, status }, seconds),
     routes: [
@@ -190,12 +212,14 @@ export function buildApp(deps: AppDeps): App {
         details: () => ({ cluster: cluster.ownership.stats(), ws: subscriptions.stats() }),
       }),
       ...productRoutes({ catalog, purchases, metrics, limits: config.purchase }),
-      ...purchaseRoutes({ purchases, limits: config.purchase }),
+      ...purchaseRoutes({ purchases, limits: config.purchase, rateLimits }),
       ...orderRoutes({ sagaStore }),
       ...statsRoutes({ pool: infra.mysql.replica }),
       {
         method: 'get',
         pattern: '/metrics',
+        // For the scraper only: METRICS_ALLOW_FROM socket addresses, never through the balancer.
+        internal: true,
         handler: async () => {
           metrics.actors.set(actors.stats().actors);
           return {
@@ -216,6 +240,7 @@ export function buildApp(deps: AppDeps): App {
       ),
     limits: config.ws,
     logger,
+    admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
   });
   cluster = createCluster(
     {

@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
+import { normalizeIp } from './auth/client-ip.js';
 
 /**
  * The only reader of process.env. `loadConfig` validates every setting, reports all problems in one
@@ -100,6 +102,8 @@ export interface Config {
   readonly http: {
     /** Largest request body accepted, bytes. Default 16384 (16 KiB). */
     readonly maxBodyBytes: number;
+    /** Largest sum of a request's header names and values, bytes; past it 431. Default 8192 (8 KiB). */
+    readonly maxHeaderBytes: number;
   };
   readonly purchase: {
     /** Longest a purchase may wait before it reaches the stock; after that it is dropped untouched, ms. Default 2000. */
@@ -142,6 +146,38 @@ export interface Config {
     /** A connection over the backpressure limit this long is closed with 4001, ms. Default 5000. */
     readonly slowConsumerMs: number;
   };
+  /** Who callers are (README "Security"): JWT bearer tokens. */
+  readonly auth: {
+    /** JWKS URL of the identity provider (production); when set, AUTH_JWKS_FILE is ignored. */
+    readonly jwksUrl: string | undefined;
+    /** Local JWKS file (public keys). Default `.stack/auth/jwks.json`, written by `npm run stack -- up`. */
+    readonly jwksFile: string;
+    /** Accepted signature algorithms (never taken from the token). Default `EdDSA`. */
+    readonly algorithms: readonly string[];
+    /** Required `iss` claim. Default `flash-sale-local`. */
+    readonly issuer: string;
+    /** Required `aud` claim. Default `flash-sale`. */
+    readonly audience: string;
+    /** Tolerated clock difference for `exp` and `nbf`, s. Default 30. */
+    readonly clockSkewSeconds: number;
+    /** Verified tokens each node remembers until their `exp`. Default 100000. */
+    readonly tokenCacheSize: number;
+  };
+  /** Rate limits (README "Rate limits"). Every limit is requests per second; 0 turns it off. */
+  readonly rateLimit: {
+    /** Purchases one user may make per second, shared by all nodes through Redis. Default 10. */
+    readonly userPurchasesPerSecond: number;
+    /** Requests one client IP may make per second to one node (every route and WebSocket upgrade). Default 200. */
+    readonly ipRequestsPerSecond: number;
+    /** Nodes sharing the user limit: while Redis is down each node allows 1/N of it. Default 2. */
+    readonly nodes: number;
+    /** Addresses whose `X-Forwarded-For` is believed (the balancer). Default `127.0.0.1,::1`. */
+    readonly trustedProxies: readonly string[];
+  };
+  /** Socket addresses allowed to read `/metrics` directly (never through a proxy). Default `127.0.0.1,::1`. */
+  readonly metricsAllowFrom: readonly string[];
+  /** `production` makes unsafe local defaults (the built-in PEER_SECRET) an error. From NODE_ENV. */
+  readonly production: boolean;
   /** Time a dependency check may take before /ready calls it down, ms. Default 1000. */
   readonly readyCheckTimeoutMs: number;
   /** UWS_USE_FALLBACK asks uWebSockets.js for its slow pure-Node fallback; the service refuses to start then. */
@@ -149,6 +185,9 @@ export interface Config {
   /** Time SIGTERM waits for in-flight requests before closing clients, ms. Default 10000. */
   readonly shutdownGraceMs: number;
 }
+
+/** Signature algorithms AUTH_ALGORITHMS may name (asymmetric only: a shared HMAC secret could mint tokens). */
+export const JWT_ALGORITHMS = ['EdDSA', 'Ed25519', 'ES256', 'ES384', 'RS256', 'PS256'] as const;
 
 /** Every environment variable the service reads (docker-compose.yml is checked against this list). */
 export const CONFIG_ENV_NAMES = [
@@ -186,6 +225,7 @@ export const CONFIG_ENV_NAMES = [
   'SAGA_DEADLINE_MS',
   'PURCHASE_WAIT_BUDGET_MS',
   'MAX_BODY_BYTES',
+  'MAX_HEADER_BYTES',
   'PURCHASE_DEADLINE_MS',
   'PURCHASE_TIMEOUT_MS',
   'MAX_QUANTITY_PER_ORDER',
@@ -195,6 +235,19 @@ export const CONFIG_ENV_NAMES = [
   'BASELINE_LOCK_RETRY_MAX_MS',
   'CACHE_DETAILS_TTL_S',
   'CACHE_STOCK_TTL_MS',
+  'AUTH_JWKS_URL',
+  'AUTH_JWKS_FILE',
+  'AUTH_ALGORITHMS',
+  'AUTH_ISSUER',
+  'AUTH_AUDIENCE',
+  'AUTH_CLOCK_SKEW_S',
+  'AUTH_TOKEN_CACHE_SIZE',
+  'RATE_LIMIT_USER_PURCHASES_PER_S',
+  'RATE_LIMIT_IP_PER_S',
+  'RATE_LIMIT_NODES',
+  'TRUSTED_PROXIES',
+  'METRICS_ALLOW_FROM',
+  'NODE_ENV',
   'READY_CHECK_TIMEOUT_MS',
   'SHUTDOWN_GRACE_MS',
   'WS_MAX_SUBSCRIPTIONS',
@@ -248,6 +301,7 @@ export const defaults = {
   sagaDeadlineMs: 30_000, // 30 s
   purchaseWaitBudgetMs: 2_000, // 2 s
   maxBodyBytes: 16 * 1024, // 16 KiB
+  maxHeaderBytes: 8 * 1024, // 8 KiB, as nginx's large_client_header_buffers
   purchaseDeadlineMs: 2_000, // 2 s
   purchaseTimeoutMs: 5_000, // 5 s
   maxQuantityPerOrder: 10,
@@ -257,6 +311,17 @@ export const defaults = {
   baselineLockRetryMaxMs: 32,
   cacheDetailsTtlSeconds: 300, // 5 min
   cacheStockTtlMs: 5_000, // 5 s
+  authJwksFile: '.stack/auth/jwks.json',
+  authAlgorithms: 'EdDSA',
+  authIssuer: 'flash-sale-local',
+  authAudience: 'flash-sale',
+  authClockSkewSeconds: 30,
+  authTokenCacheSize: 100_000,
+  rateLimitUserPurchasesPerSecond: 10,
+  rateLimitIpPerSecond: 200,
+  rateLimitNodes: 2,
+  trustedProxies: '127.0.0.1,::1',
+  metricsAllowFrom: '127.0.0.1,::1',
   readyCheckTimeoutMs: 1_000, // 1 s
   shutdownGraceMs: 10_000, // 10 s
   wsMaxSubscriptions: 100,
@@ -341,6 +406,37 @@ class EnvReader {
       return fallback;
     }
     return value.replace(/\/+$/, '');
+  }
+
+  /** A comma-separated list, each item one of `allowed`. */
+  list(name: ConfigEnvName, fallback: string, allowed: readonly string[]): string[] {
+    const items = (this.raw(name) ?? fallback)
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    const bad = items.filter((item) => !allowed.includes(item));
+    if (bad.length > 0 || items.length === 0) {
+      this.problems.push(
+        `${name}=${JSON.stringify(this.raw(name))}: expected a list of ${allowed.join(', ')}`,
+      );
+      return fallback.split(',');
+    }
+    return items;
+  }
+
+  /** A comma-separated list of IP addresses (no ranges). */
+  addresses(name: ConfigEnvName, fallback: string): string[] {
+    const value = this.raw(name) ?? (this.env[name] === undefined ? fallback : '');
+    const items = value
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    const bad = items.filter((item) => isIP(item) === 0);
+    if (bad.length > 0) {
+      this.problems.push(`${name}: ${bad.map((b) => JSON.stringify(b)).join(', ')} not an IP address`);
+      return [];
+    }
+    return items.map(normalizeIp);
   }
 
   hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {
@@ -439,7 +535,10 @@ export function loadConfig(env: Env = process.env): Config {
       deadlineMs: read.int('SAGA_DEADLINE_MS', defaults.sagaDeadlineMs, 100, 86_400_000),
       waitBudgetMs: read.int('PURCHASE_WAIT_BUDGET_MS', defaults.purchaseWaitBudgetMs, 0, 120_000),
     },
-    http: { maxBodyBytes: read.int('MAX_BODY_BYTES', defaults.maxBodyBytes, 256, 16 * 1024 * 1024) },
+    http: {
+      maxBodyBytes: read.int('MAX_BODY_BYTES', defaults.maxBodyBytes, 256, 16 * 1024 * 1024),
+      maxHeaderBytes: read.int('MAX_HEADER_BYTES', defaults.maxHeaderBytes, 1024, 1024 * 1024),
+    },
     purchase: {
       deadlineMs: read.int('PURCHASE_DEADLINE_MS', defaults.purchaseDeadlineMs, 10, 60_000),
       timeoutMs: read.int('PURCHASE_TIMEOUT_MS', defaults.purchaseTimeoutMs, 10, 120_000),
@@ -471,6 +570,28 @@ export function loadConfig(env: Env = process.env): Config {
       ),
       slowConsumerMs: read.int('WS_SLOW_CONSUMER_MS', defaults.wsSlowConsumerMs, 100, 600_000),
     },
+    auth: {
+      jwksUrl: read.raw('AUTH_JWKS_URL') === undefined ? undefined : read.httpUrl('AUTH_JWKS_URL', ''),
+      jwksFile: read.string('AUTH_JWKS_FILE', defaults.authJwksFile),
+      algorithms: read.list('AUTH_ALGORITHMS', defaults.authAlgorithms, JWT_ALGORITHMS),
+      issuer: read.string('AUTH_ISSUER', defaults.authIssuer),
+      audience: read.string('AUTH_AUDIENCE', defaults.authAudience),
+      clockSkewSeconds: read.int('AUTH_CLOCK_SKEW_S', defaults.authClockSkewSeconds, 0, 300),
+      tokenCacheSize: read.int('AUTH_TOKEN_CACHE_SIZE', defaults.authTokenCacheSize, 0, 10_000_000),
+    },
+    rateLimit: {
+      userPurchasesPerSecond: read.int(
+        'RATE_LIMIT_USER_PURCHASES_PER_S',
+        defaults.rateLimitUserPurchasesPerSecond,
+        0,
+        1_000_000,
+      ),
+      ipRequestsPerSecond: read.int('RATE_LIMIT_IP_PER_S', defaults.rateLimitIpPerSecond, 0, 100_000_000),
+      nodes: read.int('RATE_LIMIT_NODES', defaults.rateLimitNodes, 1, 1_000),
+      trustedProxies: read.addresses('TRUSTED_PROXIES', defaults.trustedProxies),
+    },
+    metricsAllowFrom: read.addresses('METRICS_ALLOW_FROM', defaults.metricsAllowFrom),
+    production: read.raw('NODE_ENV') === 'production',
     readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
     uwsFallbackRequested: !['', '0', 'false'].includes((read.raw('UWS_USE_FALLBACK') ?? '').toLowerCase()),
@@ -486,6 +607,14 @@ export function loadConfig(env: Env = process.env): Config {
     read.problems.push(
       `PURCHASE_TIMEOUT_MS=${config.purchase.timeoutMs} must be at least PURCHASE_DEADLINE_MS=${config.purchase.deadlineMs}`,
     );
+  }
+  if (config.production && config.cluster.peerSecret === defaults.peerSecret) {
+    read.problems.push(
+      'PEER_SECRET is the built-in local value, which NODE_ENV=production refuses: set a secret of your own (at least 16 characters)',
+    );
+  }
+  if (config.production && config.cluster.peerSecret.length < 16) {
+    read.problems.push('PEER_SECRET must be at least 16 characters when NODE_ENV=production');
   }
   const lock = config.outbox.relayLock;
   if (lock === '' || lock.length > 64) {

@@ -12,7 +12,10 @@ export const ERROR_CODES = {
   TOO_MANY_SUBSCRIPTIONS: { status: 400, retryable: false },
   IDEMPOTENCY_KEY_REQUIRED: { status: 400, retryable: false },
   IDEMPOTENCY_KEY_REUSED: { status: 422, retryable: false },
+  /** No token, or one that does not verify (with `WWW-Authenticate: Bearer`). */
   UNAUTHENTICATED: { status: 401, retryable: false },
+  /** A verified caller whose role may not use the route. */
+  FORBIDDEN: { status: 403, retryable: false },
   PAYMENT_DECLINED: { status: 402, retryable: false },
   NOT_FOUND: { status: 404, retryable: false },
   PRODUCT_NOT_FOUND: { status: 404, retryable: false },
@@ -22,6 +25,8 @@ export const ERROR_CODES = {
   PAYLOAD_TOO_LARGE: { status: 413, retryable: false },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, retryable: false },
   RATE_LIMITED: { status: 429, retryable: true },
+  /** The request's headers together exceed the node's cap (MAX_HEADER_BYTES). */
+  REQUEST_HEADERS_TOO_LARGE: { status: 431, retryable: false },
   INTERNAL: { status: 500, retryable: false },
   OVERLOADED: { status: 503, retryable: true },
   OWNERSHIP_LOST: { status: 503, retryable: true },
@@ -38,6 +43,8 @@ export interface AppErrorOptions {
   field?: string;
   /** Seconds a client should wait before retrying (sent as `Retry-After`). */
   retryAfterSeconds?: number;
+  /** Extra response headers the error carries (`WWW-Authenticate`, rate-limit headers). */
+  headers?: Readonly<Record<string, string>>;
   cause?: unknown;
 }
 
@@ -47,6 +54,7 @@ export class AppError extends Error {
   readonly retryable: boolean;
   readonly field: string | undefined;
   readonly retryAfterSeconds: number | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(code: ErrorCode, message: string, options: AppErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -56,6 +64,7 @@ export class AppError extends Error {
     this.retryable = ERROR_CODES[code].retryable;
     this.field = options.field;
     this.retryAfterSeconds = options.retryAfterSeconds;
+    this.headers = options.headers;
   }
 
   /** The JSON body clients receive: `{ error: { code, message, field?, retryable } }`. */

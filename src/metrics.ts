@@ -50,6 +50,23 @@ export function createMetrics() {
       help: '1 while the payment provider circuit is open or half-open',
       registers: [registry],
     }),
+    tokens: new Counter({
+      name: 'auth_tokens_total',
+      help: 'Bearer tokens checked: answered from the per-node cache, signature verified, or refused',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'rate_limited_requests_total',
+      help: 'Requests refused with 429 by limit (ip: per node; user: purchases, shared through Redis)',
+      labelNames: ['limit'] as const,
+      registers: [registry],
+    }),
+    rateLimitInsurance: new Counter({
+      name: 'rate_limit_insurance_total',
+      help: "User-limit checks answered by the node's in-memory insurance limiter because Redis failed",
+      registers: [registry],
+    }),
     routed: new Counter({
       name: 'cluster_routed_total',
       help: "Routing attempts of product work (purchase, restock, settle): served by this node's actors or forwarded to the owner",

@@ -7,6 +7,8 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 export const STACK_DIR = path.join(REPO_ROOT, '.stack');
 export const LOG_DIR = path.join(STACK_DIR, 'logs');
 export const RUN_DIR = path.join(STACK_DIR, 'run');
+/** The local CA and the certificates the stack issues with it (scripts/stack/tls.ts); never committed. */
+export const TLS_DIR = path.join(STACK_DIR, 'tls');
 export const DOCKER_DIR = path.join(REPO_ROOT, 'docker');
 
 /** Every server listens on loopback only. */
@@ -33,13 +35,36 @@ export const APP_NODES: readonly { readonly id: string; readonly port: number }[
   STACK_PORTS.appNodes.map((port, index) => Object.freeze({ id: `node-${index + 1}`, port })),
 );
 
-/** Accounts the stack creates on the primary (they replicate to the replica). */
+/**
+ * Accounts the stack creates on the primary (they replicate to the replica). `user` is the app's: data
+ * only (SELECT, INSERT, UPDATE, DELETE), no DDL; `migrationUser` owns the schema (migrations, tests that
+ * create tables); `replicationUser` is the replica's. Every TCP connection must use TLS; root connects
+ * over the unix socket only.
+ */
 export const STACK_MYSQL = Object.freeze({
   database: 'flashsale',
   user: 'flashsale',
   password: 'flashsale',
+  migrationUser: 'flashsale_migrate',
+  migrationPassword: 'flashsale_migrate',
   replicationUser: 'repl',
   replicationPassword: 'repl',
+});
+
+/** The app's Redis ACL user (the `default` user is disabled); Redis speaks TLS only. */
+export const STACK_REDIS = Object.freeze({
+  user: 'flashsale',
+  password: 'flashsale',
+});
+
+/** Files of the local CA (scripts/stack/tls.ts): its certificate, and the server certificate it signs. */
+export const STACK_TLS = Object.freeze({
+  /** CA certificate: what clients verify the servers against (MYSQL_TLS_CA_FILE, REDIS_TLS_CA_FILE). */
+  ca: path.join(TLS_DIR, 'ca.pem'),
+  caKey: path.join(TLS_DIR, 'ca-key.pem'),
+  /** Server certificate for 127.0.0.1 and localhost (MariaDB primary and replica, Redis). */
+  cert: path.join(TLS_DIR, 'server.pem'),
+  key: path.join(TLS_DIR, 'server-key.pem'),
 });
 
 /** Kafka bootstrap address of the local broker, as `host:port`. */

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { ensureSigningKey } from './auth-key.js';
 import { kafka } from './kafka.js';
 import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
@@ -99,7 +100,10 @@ async function startAll(names: readonly ServerName[]): Promise<Partial<StackStar
 
 /** Starts every server that is not running; ones already running from this stack are left alone. */
 export async function stackUp(): Promise<StackStartResults> {
-  return (await withUpLock(() => startAll(SERVERS.map((server) => server.name)))) as StackStartResults;
+  return (await withUpLock(async () => {
+    await ensureSigningKey();
+    return startAll(SERVERS.map((server) => server.name));
+  })) as StackStartResults;
 }
 
 /** Stops every server this stack started (by pid: SIGTERM, then SIGKILL after its timeout). */

@@ -7,7 +7,7 @@ import { parseJsonObject } from './body.js';
 import { refusalError } from './purchases.js';
 import { errorReply, json } from './reply.js';
 import type { Route } from './server.js';
-import { idParam, integerField, onlyFields, optionalEnumField, stringField } from './validate.js';
+import { idParam, integerField, nameField, onlyFields, optionalEnumField } from './validate.js';
 
 export interface ProductRoutesDeps {
   catalog: Catalog;
@@ -19,6 +19,8 @@ export interface ProductRoutesDeps {
 /** Most ids one `GET /products?ids=` may ask for. */
 export const MAX_IDS_PER_READ = 100;
 const MAX_STOCK = 1_000_000_000;
+/** Characters of a product name (the column is VARCHAR(200)). */
+const MAX_NAME_LENGTH = 200;
 const MAX_PRICE_CENTS = 100_000_000_00;
 
 const view = (p: Product) => ({
@@ -31,7 +33,7 @@ const view = (p: Product) => ({
   createdAt: p.createdAt,
 });
 
-/** Catalog API: reads from the cache or the replica (X-Cache says which), admin create and restock. */
+/** Catalog API: anonymous reads from the cache or the replica (X-Cache says which), admin create and restock. */
 export function productRoutes(deps: ProductRoutesDeps): Route[] {
   const cacheHeader = (hit: boolean) => {
     deps.metrics?.cacheReads.inc({ result: hit ? 'hit' : 'miss' });
@@ -74,11 +76,12 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
     {
       method: 'post',
       pattern: '/products',
+      roles: ['admin'],
       handler: async (ctx) => {
         const body = parseJsonObject(ctx.body);
         onlyFields(body, ['name', 'priceCents', 'stock', 'strategy']);
         const product = await deps.catalog.create({
-          name: stringField(body, 'name', 200),
+          name: nameField(body, 'name', MAX_NAME_LENGTH),
           priceCents: integerField(body, 'priceCents', 0, MAX_PRICE_CENTS),
           stock: integerField(body, 'stock', 0, MAX_STOCK),
           strategy: optionalEnumField(body, 'strategy', ['actor', 'baseline'], 'actor'),
@@ -89,6 +92,7 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
     {
       method: 'post',
       pattern: '/products/:id/restock',
+      roles: ['admin'],
       handler: async (ctx) => {
         const id = idParam(ctx.params[0]!, 'id');
         const body = parseJsonObject(ctx.body);

@@ -1,15 +1,18 @@
 import type { OrderView, Refusal } from '../../actors/product/types.js';
+import type { RateLimits } from '../auth/rate-limits.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Purchases } from '../purchase/purchases.js';
 import { parseJsonObject } from './body.js';
-import { errorReply, json, type Reply } from './reply.js';
+import { errorReply, json, withHeaders, type Reply } from './reply.js';
 import type { Route } from './server.js';
 import { integerField, onlyFields, tokenHeader } from './validate.js';
 
 export interface PurchaseRoutesDeps {
   purchases: Purchases;
   limits: Pick<Config['purchase'], 'maxQuantity'>;
+  /** The per-user purchase limit; absent: unlimited. */
+  rateLimits?: Pick<RateLimits, 'admitPurchase'>;
 }
 
 const orderBody = (order: OrderView) => ({
@@ -55,35 +58,44 @@ function orderReply(order: OrderView, replayed: boolean, reason: string | undefi
   return json(402, { ...error.toBody(), ...orderBody(order), reason: reason ?? null }, headers);
 }
 
-/** `POST /purchases {productId, quantity}` with `Idempotency-Key` and `X-User-Id` headers. */
+/**
+ * `POST /purchases {productId, quantity}` by a customer (bearer token) with an `Idempotency-Key`
+ * (unique per user). The user's purchase limit is counted before anything else happens.
+ */
 export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
   return [
     {
       method: 'post',
       pattern: '/purchases',
+      roles: ['customer'],
       handler: async (ctx) => {
-        const userId = tokenHeader(ctx.headers, 'X-User-Id', 64, 'UNAUTHENTICATED');
+        const { userId } = ctx.identity!;
         const idempotencyKey = tokenHeader(ctx.headers, 'Idempotency-Key', 128, 'IDEMPOTENCY_KEY_REQUIRED');
         const body = parseJsonObject(ctx.body);
         onlyFields(body, ['productId', 'quantity']);
         const productId = integerField(body, 'productId', 1, Number.MAX_SAFE_INTEGER);
         const quantity = integerField(body, 'quantity', 1, deps.limits.maxQuantity);
+        const limitHeaders = (await deps.rateLimits?.admitPurchase(userId)) ?? {};
         const outcome = await deps.purchases.purchase({ productId, quantity, userId, idempotencyKey });
-        switch (outcome.kind) {
-          case 'order':
-            return orderReply(outcome.order, outcome.replayed, outcome.reason);
-          case 'out_of_stock': {
-            const error = new AppError(
-              'OUT_OF_STOCK',
-              `product ${outcome.productId} has ${outcome.available} left; ${outcome.requested} requested`,
-              { field: 'quantity' },
-            );
-            return json(409, { ...error.toBody(), available: outcome.available });
-          }
-          case 'refused':
-            return errorReply(refusalError(outcome));
-        }
+        return withHeaders(limitHeaders, purchaseReply(outcome));
       },
     },
   ];
+}
+
+function purchaseReply(outcome: Awaited<ReturnType<Purchases['purchase']>>): Reply {
+  switch (outcome.kind) {
+    case 'order':
+      return orderReply(outcome.order, outcome.replayed, outcome.reason);
+    case 'out_of_stock': {
+      const error = new AppError(
+        'OUT_OF_STOCK',
+        `product ${outcome.productId} has ${outcome.available} left; ${outcome.requested} requested`,
+        { field: 'quantity' },
+      );
+      return json(409, { ...error.toBody(), available: outcome.available });
+    }
+    case 'refused':
+      return errorReply(refusalError(outcome));
+  }
 }

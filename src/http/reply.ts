@@ -14,8 +14,12 @@ export interface Reply {
 export const json = (status: number, body: unknown, headers?: Record<string, string>): Reply =>
   headers === undefined ? { status, body } : { status, body, headers };
 
+/** `reply` with `headers` added (the reply's own win on a clash). */
+export const withHeaders = (headers: Readonly<Record<string, string>>, reply: Reply): Reply =>
+  Object.keys(headers).length === 0 ? reply : { ...reply, headers: { ...headers, ...reply.headers } };
+
 export function errorReply(err: AppError): Reply {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...err.headers };
   if (err.retryAfterSeconds !== undefined) headers['Retry-After'] = String(err.retryAfterSeconds);
   return { status: err.status, body: err.toBody(), headers };
 }
@@ -36,7 +40,10 @@ export function writeReply(res: HttpResponse, reply: Reply, closeConnection = fa
   const contentType = reply.text?.contentType ?? 'application/json';
   res.cork(() => {
     res.writeStatus(statusLine(reply.status));
-    if (payload !== undefined) res.writeHeader('Content-Type', contentType);
+    if (payload !== undefined) {
+      res.writeHeader('Content-Type', contentType);
+      res.writeHeader('X-Content-Type-Options', 'nosniff');
+    }
     if (reply.headers)
       for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
     res.end(payload, closeConnection);

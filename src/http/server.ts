@@ -1,4 +1,7 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { clientIp } from '../auth/client-ip.js';
+import type { RateLimits } from '../auth/rate-limits.js';
+import { requireRole, type Identity, type Role, type TokenVerifier } from '../auth/tokens.js';
 import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { readBody } from './body.js';
@@ -25,6 +28,10 @@ export interface RequestContext {
   readonly headers: Readonly<Record<string, string>>;
   /** The request body; empty for methods without one. */
   readonly body: Buffer;
+  /** The verified caller of a route with `roles`; undefined on anonymous routes. */
+  readonly identity: Identity | undefined;
+  /** The client's address (from `X-Forwarded-For` only behind a trusted proxy). */
+  readonly clientIp: string;
   readonly log: Logger;
   /** True once the client went away; a handler may stop early. */
   readonly aborted: () => boolean;
@@ -36,6 +43,25 @@ export interface Route {
   method: Method;
   pattern: string;
   handler: Handler;
+  /** Roles that may call the route (a verified bearer token is required); absent: anonymous. */
+  roles?: readonly Role[];
+  /**
+   * Served only to a socket address in `internalAllowFrom` that did not come through a proxy
+   * (`/metrics` for the scraper); anyone else gets 404 as for an unknown route.
+   */
+  internal?: boolean;
+}
+
+/** Who may call what: the server applies these to every route before its handler runs. */
+export interface AccessControl {
+  /** Verifies bearer tokens; without it, routes with `roles` refuse every request. */
+  tokens?: TokenVerifier;
+  /** The per-IP limit of every request. */
+  limits?: Pick<RateLimits, 'admitIp'>;
+  /** Proxies whose `X-Forwarded-For` is believed. */
+  trustedProxies?: readonly string[];
+  /** Socket addresses that may call `internal` routes. Default: none. */
+  internalAllowFrom?: readonly string[];
 }
 
 export interface HttpServerOptions {
@@ -44,6 +70,9 @@ export interface HttpServerOptions {
   routes: readonly Route[];
   /** Largest request body accepted, bytes. Default 16 KiB. */
   maxBodyBytes?: number;
+  /** Largest sum of header names and values accepted, bytes. Default 8 KiB. */
+  maxHeaderBytes?: number;
+  access?: AccessControl;
   /** Called once per answered request (metrics). */
   onResponse?: (info: { method: string; route: string; status: number; seconds: number }) => void;
 }
@@ -58,12 +87,21 @@ export interface HttpServer {
   close(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
 
+const EMPTY_BODY = Buffer.alloc(0);
+
+const notFound = (method: string, url: string): AppError =>
+  new AppError('NOT_FOUND', `no route for ${method.toUpperCase()} ${url}`);
+
 const paramCount = (pattern: string): number =>
   pattern.split('/').filter((part) => part.startsWith(':')).length;
 
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { uws, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024; // 16 KiB
+  const maxHeaderBytes = options.maxHeaderBytes ?? 8 * 1024; // 8 KiB
+  const access = options.access ?? {};
+  const trustedProxies = new Set(access.trustedProxies ?? []);
+  const internalAllowFrom = new Set(access.internalAllowFrom ?? []);
   const app = uws.App();
   let listenSocket: us_listen_socket | undefined;
   let draining = false;
@@ -99,9 +137,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       }
     });
     const headers: Record<string, string> = {};
+    let headerBytes = 0;
     req.forEach((name, value) => {
       headers[name] = value;
+      headerBytes += name.length + value.length;
     });
+    const socketIp = Buffer.from(res.getRemoteAddressAsText()).toString();
     const params: string[] = [];
     for (let i = 0; i < paramCount(route.pattern); i += 1)
       params.push(decodeURIComponent(req.getParameter(i)));
@@ -126,9 +167,39 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         seconds: (performance.now() - started) / 1000,
       });
     };
+    const ip = clientIp(socketIp, headers['x-forwarded-for'], trustedProxies);
+    // uWS hands the body over only to an onData attached now, before any await.
+    const reading = hasBody ? readBody(res, declared, maxBodyBytes) : undefined;
+    reading?.catch(() => undefined); // a refusal below answers first; this rejection is then moot
     const run = async (): Promise<Reply> => {
-      const body = hasBody ? await readBody(res, declared, maxBodyBytes) : Buffer.alloc(0);
-      return route.handler({ method, url, params, query, headers, body, log, aborted: () => aborted });
+      if (headerBytes > maxHeaderBytes)
+        throw new AppError(
+          'REQUEST_HEADERS_TOO_LARGE',
+          `request headers total ${headerBytes} bytes; at most ${maxHeaderBytes} are accepted`,
+        );
+      if (route.internal === true && (!internalAllowFrom.has(ip) || headers['x-forwarded-for'] !== undefined))
+        throw notFound(method, url);
+      access.limits?.admitIp(ip);
+      let identity: Identity | undefined;
+      if (route.roles !== undefined) {
+        if (access.tokens === undefined)
+          throw new AppError('UNAUTHENTICATED', 'this node verifies no tokens', { field: 'Authorization' });
+        identity = await access.tokens.authenticate(headers['authorization']);
+        requireRole(identity, route.roles);
+      }
+      const body = reading === undefined ? EMPTY_BODY : await reading;
+      return route.handler({
+        method,
+        url,
+        params,
+        query,
+        headers,
+        body,
+        log,
+        aborted: () => aborted,
+        identity,
+        clientIp: ip,
+      });
     };
     run().then(respond, (err: unknown) => {
       const appError = toAppError(err);
@@ -140,12 +211,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   for (const route of options.routes) {
     app[route.method](route.pattern, (res, req) => serve(route, res, req));
   }
-  app.any('/*', (res, req) => {
-    const reply = errorReply(
-      new AppError('NOT_FOUND', `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}`),
-    );
-    writeReply(res, reply);
-  });
+  app.any('/*', (res, req) => writeReply(res, errorReply(notFound(req.getMethod(), req.getUrl()))));
 
   return {
     app,

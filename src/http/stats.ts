@@ -10,12 +10,13 @@ export interface StatsRoutesDeps {
   pool: Pool;
 }
 
-/** `GET /stats/products/:id`: the sales projection's totals for one product (zeros before any sale). */
+/** `GET /stats/products/:id` (admin): the sales projection's totals for one product (zeros before any sale). */
 export function statsRoutes(deps: StatsRoutesDeps): Route[] {
   return [
     {
       method: 'get',
       pattern: '/stats/products/:id',
+      roles: ['admin'],
       handler: async (ctx) => {
         const id = idParam(ctx.params[0]!, 'id');
         const sales = await readProductSales(deps.pool, id).catch((err: unknown) => {

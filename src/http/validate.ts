@@ -42,6 +42,22 @@ export function stringField(body: Record<string, unknown>, field: string, maxLen
   return value;
 }
 
+/** Control characters and bidirectional overrides: they can hide or reorder what an operator reads. */
+const UNSAFE_TEXT = /[\p{Cc}\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
+/** A display name: non-empty, at most `maxLength` characters, no control or bidi-override characters. */
+export function nameField(body: Record<string, unknown>, field: string, maxLength: number): string {
+  const value = stringField(body, field, maxLength);
+  if (UNSAFE_TEXT.test(value) || value !== value.trim()) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `${field} must not contain control characters or bidi overrides, nor start or end with spaces`,
+      { field },
+    );
+  }
+  return value;
+}
+
 export function optionalEnumField<T extends string>(
   body: Record<string, unknown>,
   field: string,
@@ -76,7 +92,7 @@ export function tokenHeader(
   headers: Readonly<Record<string, string>>,
   name: string,
   maxLength: number,
-  missingCode: 'IDEMPOTENCY_KEY_REQUIRED' | 'UNAUTHENTICATED' | 'VALIDATION_FAILED' = 'VALIDATION_FAILED',
+  missingCode: 'IDEMPOTENCY_KEY_REQUIRED' | 'VALIDATION_FAILED' = 'VALIDATION_FAILED',
 ): string {
   const value = headers[name.toLowerCase()];
   if (value === undefined || value === '')

@@ -1,5 +1,6 @@
 import type { HttpResponse, TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { AppError } from '../errors.js';
+import { errorReply, writeReply } from '../http/reply.js';
 import type { Logger } from '../logger.js';
 import { decodeRequest, encodeFrame, errorFrame, refOfError, stockFrame } from './frames.js';
 import { topicOf, type StockFeed } from './stock-feed.js';
@@ -46,6 +47,8 @@ export interface StockEndpointOptions {
   feed: StockFeed;
   limits: StockSubscriptionLimits;
   logger: Logger;
+  /** Admission of an upgrade by its socket address and `X-Forwarded-For` (the per-IP limit); throws AppError. */
+  admit?: (socketIp: string, forwardedFor: string | undefined) => void;
 }
 
 export interface StockEndpoint {
@@ -214,6 +217,15 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
       const key = req.getHeader('sec-websocket-key');
       const offered = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
+      const forwardedFor = req.getHeader('x-forwarded-for');
+      try {
+        options.admit?.(Buffer.from(res.getRemoteAddressAsText()).toString(), forwardedFor || undefined);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        counts.rejectedUpgrades += 1;
+        reject(res, err);
+        return;
+      }
       if (closing) {
         counts.rejectedUpgrades += 1;
         reject(
@@ -307,10 +319,5 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
 }
 
 function reject(res: HttpResponse, err: AppError): void {
-  res.cork(() => {
-    res.writeStatus(`${err.status} ${err.status === 400 ? 'Bad Request' : 'Service Unavailable'}`);
-    res.writeHeader('Content-Type', 'application/json');
-    if (err.retryAfterSeconds !== undefined) res.writeHeader('Retry-After', String(err.retryAfterSeconds));
-    res.end(JSON.stringify(err.toBody()), true);
-  });
+  writeReply(res, errorReply(err), true);
 }

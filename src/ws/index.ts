@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import type { Redis } from '../storage/redis.js';
-import { attachStockEndpoint, type StockEndpoint } from './endpoint.js';
+import { attachStockEndpoint, type StockEndpoint, type StockEndpointOptions } from './endpoint.js';
 import { StockFeed, type ReadStocks } from './stock-feed.js';
 import type { StockSubscriptionLimits } from './types.js';
 
@@ -15,6 +15,8 @@ export interface StockSubscriptionsDeps {
   readStocks: ReadStocks;
   limits: StockSubscriptionLimits;
   logger: Logger;
+  /** Admission of each upgrade (the per-IP limit); throws AppError to refuse it. */
+  admit?: StockEndpointOptions['admit'];
 }
 
 export interface StockSubscriptions {
@@ -37,7 +39,13 @@ export function createStockSubscriptions(deps: StockSubscriptionsDeps): StockSub
     readStocks: deps.readStocks,
     logger,
   });
-  const endpoint = attachStockEndpoint({ app: deps.app, feed, limits: deps.limits, logger });
+  const endpoint = attachStockEndpoint({
+    app: deps.app,
+    feed,
+    limits: deps.limits,
+    logger,
+    ...(deps.admit ? { admit: deps.admit } : {}),
+  });
   return {
     committed: (productId, stock, version) => feed.committed(productId, stock, version),
     start: () => feed.start(),

@@ -14,6 +14,7 @@ import {
 } from '../../src/payment-provider/server.js';
 import { createKafka } from '../../src/storage/kafka.js';
 import { silentLogger, uws } from './http.js';
+import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
 let migrated: Promise<unknown> | undefined;
 
@@ -32,9 +33,13 @@ export interface RunningApp {
   infra: Infrastructure;
   config: Config;
   base: string;
-  get(path: string): Promise<Answer>;
+  get(path: string, headers?: Record<string, string>): Promise<Answer>;
   post(path: string, body: unknown, headers?: Record<string, string>): Promise<Answer>;
-  /** POST /purchases as `userId` with `key`. */
+  /** GET as the tests' admin (a bearer token with role admin). */
+  adminGet(path: string): Promise<Answer>;
+  /** POST as the tests' admin. */
+  adminPost(path: string, body: unknown): Promise<Answer>;
+  /** POST /purchases as customer `userId` (a bearer token for that sub) with `key`. */
   purchase(productId: number, quantity: number, userId: string, key: string): Promise<Answer>;
   createProduct(input: {
     name?: string;
@@ -77,6 +82,7 @@ export async function startApp(
     LEASE_RENEW_MS: '1000',
     // Tests assert where sagas end: on a loaded CI machine a saga may outlast the 2 s production budget.
     PURCHASE_WAIT_BUDGET_MS: '15000',
+    ...UNLIMITED_ENV,
     ...env,
   });
   migrated ??= migrate(config.mysql.primary);
@@ -129,12 +135,19 @@ export async function startApp(
     infra,
     config,
     base,
-    get: (path) => call('GET', path),
+    get: (path, headers) => call('GET', path, undefined, headers),
     post: (path, body, headers) => call('POST', path, body, headers),
-    purchase: (productId, quantity, userId, key) =>
-      call('POST', '/purchases', { productId, quantity }, { 'x-user-id': userId, 'idempotency-key': key }),
+    adminGet: async (path) => call('GET', path, undefined, await asAdmin()),
+    adminPost: async (path, body) => call('POST', path, body, await asAdmin()),
+    purchase: async (productId, quantity, userId, key) =>
+      call(
+        'POST',
+        '/purchases',
+        { productId, quantity },
+        { ...(await asUser(userId)), 'idempotency-key': key },
+      ),
     async createProduct(input) {
-      const answer = await call('POST', '/products', {
+      const answer = await running.adminPost('/products', {
         name: input.name ?? uniq('product-'),
         priceCents: input.priceCents ?? 1_000,
         stock: input.stock,
@@ -186,7 +199,11 @@ export function ownEvents(t: Test, id: string): Record<string, string> {
  */
 export async function projectionMatches(
   running:
-    RunningApp | { primary: Infrastructure['mysql']['primary']; get(path: string): Promise<{ body: any }> },
+    | RunningApp
+    | {
+        primary: Infrastructure['mysql']['primary'];
+        get(path: string, headers?: Record<string, string>): Promise<{ body: any }>;
+      },
   productId: number,
   timeoutMs = 20_000,
 ) {
@@ -204,7 +221,7 @@ export async function projectionMatches(
   const until = Date.now() + timeoutMs;
   let got: Record<string, number> = {};
   while (Date.now() < until) {
-    const stats = await running.get(`/stats/products/${productId}`);
+    const stats = await running.get(`/stats/products/${productId}`, await asAdmin());
     got = Object.fromEntries(Object.keys(want).map((k) => [k, Number(stats.body[k])]));
     if (Object.keys(want).every((k) => got[k] === want[k])) break;
     await new Promise((resolve) => setTimeout(resolve, 200));

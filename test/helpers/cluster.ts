@@ -6,6 +6,7 @@ import { createMysqlPools } from '../../src/storage/mysql.js';
 import { ownEvents, uniq } from './app.js';
 import { throwawayDatabase } from './database.js';
 import { startNode, type AppNode } from './node-process.js';
+import { UNLIMITED_ENV } from './tokens.js';
 
 export const SHARDS = 256;
 
@@ -29,6 +30,7 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
     PURCHASE_WAIT_BUDGET_MS: '20000',
     PURCHASE_DEADLINE_MS: '10000',
     PURCHASE_TIMEOUT_MS: '15000',
+    ...UNLIMITED_ENV,
     ...extraEnv,
   };
   const nodes = new Map<string, AppNode>();
