@@ -11,9 +11,17 @@ t.test('defaults point at the local stack and are frozen', async (t) => {
     user: 'flashsale',
     password: 'flashsale',
     database: 'flashsale',
+    tls: { caFile: '.stack/tls/ca.pem' },
   });
   t.equal(config.mysql.replica.port, 13307);
-  t.equal(config.redis.url, 'redis://127.0.0.1:16379');
+  t.same(config.mysql.replica.tls, { caFile: '.stack/tls/ca.pem' }, 'TLS to the replica too');
+  t.same(
+    config.mysql.migration,
+    { ...config.mysql.primary, user: 'flashsale_migrate', password: 'flashsale_migrate' },
+    "migrations run as the stack's schema owner, on the primary's database",
+  );
+  t.equal(config.redis.url, 'rediss://flashsale:flashsale@127.0.0.1:16379');
+  t.same(config.redis.tls, { caFile: '.stack/tls/ca.pem' });
   t.same(config.kafka.brokers, ['127.0.0.1:19092']);
   t.ok(Object.isFrozen(config));
   t.ok(Object.isFrozen(config.mysql.primary));
@@ -33,7 +41,15 @@ t.test('values from the environment are parsed', async (t) => {
   });
   t.equal(config.port, 9000);
   t.equal(config.nodeId, 'node-a');
-  t.same(config.mysql.primary, { host: 'db1', port: 3307, user: 'app', password: 'p@ss', database: 'shop' });
+  t.same(config.mysql.primary, {
+    host: 'db1',
+    port: 3307,
+    user: 'app',
+    password: 'p@ss',
+    database: 'shop',
+    tls: { caFile: '.stack/tls/ca.pem' },
+  });
+  t.match(config.mysql.migration, { host: 'db1', port: 3307, user: 'flashsale_migrate', database: 'shop' });
   t.same(config.redis.sentinels, [
     { host: 's1', port: 26379 },
     { host: 's2', port: 26379 },
@@ -42,6 +58,38 @@ t.test('values from the environment are parsed', async (t) => {
   t.same(config.kafka.brokers, ['k1:9092', 'k2:9092']);
   t.equal(config.logLevel, 'debug');
   t.equal(config.outbox.relayLock, 'flashsale.outbox-relay.shop', 'the relay lock names the database');
+});
+
+t.test('TLS and the migration user: settings, plaintext switches, and their checks', async (t) => {
+  const config = loadConfig({
+    MYSQL_PRIMARY_URL: 'mysql://app:pw@db1:3306/shop',
+    MYSQL_MIGRATION_URL: 'mysql://owner:s%40cret@db1-direct:3306/shop',
+    MYSQL_TLS_CA_FILE: '/run/secrets/ca.pem',
+    REDIS_URL: 'rediss://app:pw@redis-1:6379/0',
+    REDIS_TLS_CA_FILE: '/run/secrets/redis-ca.pem',
+  });
+  t.same(config.mysql.migration, {
+    host: 'db1-direct',
+    port: 3306,
+    user: 'owner',
+    password: 's@cret',
+    database: 'shop',
+    tls: { caFile: '/run/secrets/ca.pem' },
+  });
+  t.same(config.mysql.replica.tls, { caFile: '/run/secrets/ca.pem' });
+  t.same(config.redis.tls, { caFile: '/run/secrets/redis-ca.pem' });
+
+  const plaintext = loadConfig({ MYSQL_TLS: 'off', REDIS_URL: 'redis://:pw@127.0.0.1:6379' });
+  t.equal(plaintext.mysql.primary.tls, null, 'MYSQL_TLS=off: plaintext to MySQL');
+  t.equal(plaintext.mysql.replica.tls, null);
+  t.equal(plaintext.mysql.migration.tls, null);
+  t.equal(plaintext.redis.tls, null, 'a redis:// URL: plaintext to Redis');
+
+  const err = t.throws(() =>
+    loadConfig({ MYSQL_TLS: 'maybe', MYSQL_MIGRATION_URL: 'mysql://owner:pw@127.0.0.1:13306/other' }),
+  ) as ConfigError;
+  t.match(err.message, /MYSQL_TLS="maybe": expected one of on, off/);
+  t.match(err.message, /MYSQL_MIGRATION_URL names database "other"/, 'migrations go to the app database');
 });
 
 t.test('the relay lock must be a MySQL lock name (1 to 64 characters)', async (t) => {

@@ -1,18 +1,22 @@
 // The local stack that `npm test` starts: all servers up, and the replica follows the primary.
 import mysql, { type RowDataPacket } from 'mysql2/promise';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
+import { STACK_TLS } from '../scripts/stack/layout.js';
 import { STACK_HOST, STACK_MYSQL, STACK_PORTS, stackStatus } from '../scripts/stack/stack.js';
 
 const REPLICATION_WAIT_MS = 5000;
 
-async function connect(t: Test, port: number): Promise<mysql.Connection> {
+/** Over TLS (the servers refuse anything else), as the app's user or the schema owner. */
+async function connect(t: Test, port: number, as: 'app' | 'migration' = 'app'): Promise<mysql.Connection> {
   const connection = await mysql.createConnection({
     host: STACK_HOST,
     port,
-    user: STACK_MYSQL.user,
-    password: STACK_MYSQL.password,
+    user: as === 'app' ? STACK_MYSQL.user : STACK_MYSQL.migrationUser,
+    password: as === 'app' ? STACK_MYSQL.password : STACK_MYSQL.migrationPassword,
     database: STACK_MYSQL.database,
+    ssl: { ca: readFileSync(STACK_TLS.ca), rejectUnauthorized: true },
   });
   t.teardown(() => connection.end());
   return connection;
@@ -24,13 +28,16 @@ void t.test('status reports every server up and replication running', async (t) 
     t.equal(status[name].state, 'up', `${name} is up`);
     t.equal(status[name].port, STACK_PORTS[name], `${name} listens on its stack port`);
   }
-  t.match(status.replica, { replication: { ioThread: 'Yes', sqlThread: 'Yes', lastError: null } });
+  t.match(status.replica, {
+    replication: { ioThread: 'Yes', sqlThread: 'Yes', lastError: null, ssl: true, sslCa: STACK_TLS.ca },
+  });
 });
 
 void t.test('a row written on the primary is read back from the replica', async (t) => {
   const table = `stack_probe_${process.pid}_${Date.now()}`;
   const token = `token-${Math.random().toString(36).slice(2)}`;
-  const primary = await connect(t, STACK_PORTS.primary);
+  // The app's user may not make tables: the schema owner does.
+  const primary = await connect(t, STACK_PORTS.primary, 'migration');
   const replica = await connect(t, STACK_PORTS.replica);
   await primary.query(`CREATE TABLE ${table} (id INT PRIMARY KEY, note VARCHAR(64) NOT NULL)`);
   t.teardown(async () => {

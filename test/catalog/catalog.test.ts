@@ -40,7 +40,7 @@ t.test(
     t.equal(afterPurchase.headers['x-cache'], 'HIT');
     t.equal(afterPurchase.body.stock, 5, 'the buyer reads its own purchase at once');
 
-    const restocked = await running.post(`/products/${productId}/restock`, { quantity: 10 });
+    const restocked = await running.adminPost(`/products/${productId}/restock`, { quantity: 10 });
     // Versions: 1 the reservation, 2 the saga's confirmation, 3 the restock.
     t.same(restocked.body, { id: productId, stock: 15, version: 3 });
     t.equal((await running.get(`/products/${productId}`)).body.stock, 15);

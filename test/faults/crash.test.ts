@@ -10,6 +10,7 @@ import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { ownEvents, projectionMatches, totals, uniq } from '../helpers/app.js';
 import { throwawayDatabase } from '../helpers/database.js';
 import { startNode } from '../helpers/node-process.js';
+import { asAdmin, asUser } from '../helpers/tokens.js';
 
 const INITIAL = 300;
 const SAGA_DEADLINE_MS = 15_000;
@@ -43,7 +44,8 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
     const res = await request(`${base}${path}`, {
       method: 'POST',
       dispatcher: agent,
-      headers: { 'content-type': 'application/json', ...headers },
+      // As the tests' admin unless a customer's token is given (purchases).
+      headers: { 'content-type': 'application/json', ...(await asAdmin()), ...headers },
       body: JSON.stringify(body),
     });
     return { status: res.statusCode, body: (await res.body.json()) as any };
@@ -53,13 +55,14 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   const created = await post(first.base, '/products', { name: 'crash', priceCents: 100, stock: INITIAL });
   const productId = created.body.id as number;
   const user = uniq('u');
+  const customer = await asUser(user);
   const acknowledged: { status: number; orderId?: string }[] = [];
   const inFlight = Array.from({ length: 200 }, (_, i) =>
     post(
       first.base,
       '/purchases',
       { productId, quantity: 1 },
-      { 'x-user-id': user, 'idempotency-key': `c${i}` },
+      { ...customer, 'idempotency-key': `c${i}` },
     ).then(
       (a) => acknowledged.push({ status: a.status, orderId: a.body.orderId }),
       () => undefined, // the connection died with the node: not acknowledged
@@ -130,7 +133,7 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
       second.base,
       '/purchases',
       { productId, quantity },
-      { 'x-user-id': user, 'idempotency-key': `rest-${i}` },
+      { ...customer, 'idempotency-key': `rest-${i}` },
     );
     if (a.status !== 201 && a.status !== 202) {
       t.fail(`buying the rest: ${a.status} ${JSON.stringify(a.body)}`);
@@ -142,7 +145,7 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
     second.base,
     '/purchases',
     { productId, quantity: 1 },
-    { 'x-user-id': user, 'idempotency-key': 'one-more' },
+    { ...customer, 'idempotency-key': 'one-more' },
   );
   t.equal(oneMore.status, 409, 'then it is sold out');
 
@@ -151,8 +154,8 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
   const { want, got } = await projectionMatches(
     {
       primary: mysql.primary,
-      get: async (path) => {
-        const res = await request(`${second.base}${path}`, { dispatcher: agent });
+      get: async (path, headers) => {
+        const res = await request(`${second.base}${path}`, { dispatcher: agent, headers: headers ?? {} });
         return { body: await res.body.json() };
       },
     },

@@ -9,6 +9,7 @@ import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { totals, uniq } from '../helpers/app.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
 import type { AppNode } from '../helpers/node-process.js';
+import { asUser } from '../helpers/tokens.js';
 
 type Cluster = Awaited<ReturnType<typeof cluster>>;
 
@@ -53,7 +54,7 @@ function load(c: Cluster, targets: () => AppNode[], productIds: number[], worker
           'POST',
           '/purchases',
           { productId, quantity: 1 },
-          { 'x-user-id': `${user}-${w}`, 'idempotency-key': key },
+          { ...(await asUser(`${user}-${w}`)), 'idempotency-key': key },
         )
         .catch(() => ({ status: 0, body: undefined }));
       answers.push({ status: x.status, code: x.body?.error?.code, sentAt, at: Date.now() });
@@ -166,7 +167,7 @@ t.test('a killed node is evicted before its leases expire; a paused one keeps th
     '/purchases',
     { productId: product, quantity: 1 },
     {
-      'x-user-id': uniq('u'),
+      ...(await asUser(uniq('u'))),
       'idempotency-key': 'after-eviction',
     },
   );

@@ -4,6 +4,7 @@ import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { totals, uniq } from '../helpers/app.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
+import { asUser } from '../helpers/tokens.js';
 
 t.test(
   '4,000 concurrent purchases over both nodes: exactly the stock is sold, every success is in MySQL',
@@ -26,7 +27,7 @@ t.test(
 
     const user = uniq('u');
     const answers = await Promise.all(
-      Array.from({ length: 4_000 }, (_, i) => {
+      Array.from({ length: 4_000 }, async (_, i) => {
         const productId = i % 2 === 0 ? hot : others[i % 20]!;
         return call(
           i % 4 < 2 ? a : b,
@@ -34,7 +35,7 @@ t.test(
           '/purchases',
           { productId, quantity: 1 + (i % 2) },
           {
-            'x-user-id': `${user}-${i % 500}`,
+            ...(await asUser(`${user}-${i % 500}`)),
             'idempotency-key': `k${i}`,
           },
         ).then((x) => ({ ...x, productId, quantity: 1 + (i % 2) }));
@@ -111,7 +112,7 @@ t.test('kill -9 the owner of a hot product under load: the survivor takes over w
         'POST',
         '/purchases',
         { productId: hot, quantity: 1 },
-        { 'x-user-id': user, 'idempotency-key': key },
+        { ...(await asUser(user)), 'idempotency-key': key },
       ).catch(() => undefined);
       if (x) acknowledged.push({ status: x.status, orderId: x.body?.orderId, sentAt, at: Date.now() });
     }

@@ -85,7 +85,7 @@ export async function startApp(
     ...UNLIMITED_ENV,
     ...env,
   });
-  migrated ??= migrate(config.mysql.primary);
+  migrated ??= migrate(config.mysql.migration);
   await migrated;
   const logger = createLogger(config);
   const infra = openInfrastructure(config, logger);

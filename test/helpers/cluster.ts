@@ -6,7 +6,7 @@ import { createMysqlPools } from '../../src/storage/mysql.js';
 import { ownEvents, uniq } from './app.js';
 import { throwawayDatabase } from './database.js';
 import { startNode, type AppNode } from './node-process.js';
-import { UNLIMITED_ENV } from './tokens.js';
+import { asAdmin, UNLIMITED_ENV } from './tokens.js';
 
 export const SHARDS = 256;
 
@@ -52,7 +52,8 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
     const res = await request(`${node.base}${path}`, {
       method,
       dispatcher: agent,
-      headers: { 'content-type': 'application/json', ...headers },
+      // As the tests' admin unless the caller brings its own token (a customer's, for purchases).
+      headers: { 'content-type': 'application/json', ...(await asAdmin()), ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();

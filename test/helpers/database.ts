@@ -2,30 +2,49 @@ import mysql from 'mysql2/promise';
 import type { Test } from 'tap';
 import { socketPath } from '../../scripts/stack/mariadb.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
+import { migrate } from '../../src/storage/migrate.js';
+import { mysqlSsl } from '../../src/storage/mysql.js';
 import { uniq } from './app.js';
 
+export interface ThrowawayDatabase {
+  /** The app's user on it: data only (SELECT, INSERT, UPDATE, DELETE), as on the service's database. */
+  readonly endpoint: MysqlEndpoint;
+  /** The migration user on it: every right on this database (DDL: tables, migrations). */
+  readonly migration: MysqlEndpoint;
+  /** MYSQL_PRIMARY_URL, MYSQL_REPLICA_URL and MYSQL_MIGRATION_URL of it, for app processes. */
+  readonly env: Record<string, string>;
+}
+
 /**
- * A database of its own on the primary (the replica follows by replication), for the app user: the app
- * user may not create databases, so root (unix-socket auth over the stack's socket) creates it, grants
- * it, and drops it at teardown. App processes that resume sagas need one: a node resumes every unfinished
- * saga of the database it owns shards of, and other tests' sagas are not its to finish.
+ * A database of its own on the primary (the replica follows by replication), with the service's schema
+ * applied (unless `schema: false`). Neither the app user nor the migration user may create databases, so
+ * root (unix-socket auth over the stack's socket) creates it, grants the app user data rights and the
+ * migration user all rights on it, and drops it at teardown. App processes that resume sagas need one: a
+ * node resumes every unfinished saga of the database it owns shards of, and other tests' sagas are not
+ * its to finish.
  */
 export async function throwawayDatabase(
   t: Test,
   label = 'db',
-): Promise<{ endpoint: MysqlEndpoint; env: Record<string, string> }> {
+  { schema = true }: { schema?: boolean } = {},
+): Promise<ThrowawayDatabase> {
   const config = loadConfig({ LOG_LEVEL: 'silent' });
   const database = `flashsale_${label}_${uniq('')}`;
   const root = await mysql.createConnection({ socketPath: socketPath('primary'), user: 'root' });
-  const grantees = ['127.0.0.1', 'localhost'].map((host) => `'${config.mysql.primary.user}'@'${host}'`);
+  const appGrantees = ['127.0.0.1', 'localhost'].map((host) => `'${config.mysql.primary.user}'@'${host}'`);
+  const migrationGrantee = `'${config.mysql.migration.user}'@'${config.mysql.migration.host}'`;
   t.teardown(async () => {
     await root.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    for (const grantee of grantees)
+    for (const grantee of [...appGrantees, migrationGrantee])
       await root.query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`).catch(() => undefined);
     await root.end();
   });
   await root.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
-  for (const grantee of grantees) await root.query(`GRANT ALL PRIVILEGES ON \`${database}\`.* TO ${grantee}`);
+  for (const grantee of appGrantees)
+    await root.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.* TO ${grantee}`);
+  await root.query(`GRANT ALL PRIVILEGES ON \`${database}\`.* TO ${migrationGrantee}`);
+  const migration = { ...config.mysql.migration, database };
+  if (schema) await migrate(migration);
   // The database and its grants reach the replica by replication: wait until the app user can use it there.
   const replica = { ...config.mysql.replica, database };
   for (const until = Date.now() + 15_000; ;) {
@@ -36,6 +55,7 @@ export async function throwawayDatabase(
         user: replica.user,
         password: replica.password,
         database,
+        ssl: mysqlSsl(replica),
       })
       .then(async (conn) => {
         await conn.end();
@@ -49,6 +69,11 @@ export async function throwawayDatabase(
   const url = (e: MysqlEndpoint) => `mysql://${e.user}:${e.password}@${e.host}:${e.port}/${database}`;
   return {
     endpoint: { ...config.mysql.primary, database },
-    env: { MYSQL_PRIMARY_URL: url(config.mysql.primary), MYSQL_REPLICA_URL: url(config.mysql.replica) },
+    migration,
+    env: {
+      MYSQL_PRIMARY_URL: url(config.mysql.primary),
+      MYSQL_REPLICA_URL: url(config.mysql.replica),
+      MYSQL_MIGRATION_URL: url(config.mysql.migration),
+    },
   };
 }

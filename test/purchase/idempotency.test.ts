@@ -68,7 +68,7 @@ t.test('an out-of-stock answer is replayed to a retry even after a restock', asy
   const productId = await running.createProduct({ stock: 1 });
   const user = uniq('u');
   t.equal((await running.purchase(productId, 2, user, 'big')).status, 409);
-  t.equal((await running.post(`/products/${productId}/restock`, { quantity: 5 })).status, 200);
+  t.equal((await running.adminPost(`/products/${productId}/restock`, { quantity: 5 })).status, 200);
   const retry = await running.purchase(productId, 2, user, 'big');
   t.equal(retry.status, 409, 'the first answer, not a new purchase');
   t.equal(

@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
+import { asUser } from '../helpers/tokens.js';
 
 const INITIAL = 800;
 
@@ -87,9 +88,10 @@ t.test(
 t.test('GET /orders/:id shows the saga steps with their times', async (t) => {
   const running = await startApp(t, {}, { payment: { declineRate: 1 } });
   const productId = await running.createProduct({ stock: 5 });
-  const answer = await running.purchase(productId, 2, uniq('u'), 'k');
+  const buyer = uniq('u');
+  const answer = await running.purchase(productId, 2, buyer, 'k');
   t.equal(answer.status, 402);
-  const order = await running.get(`/orders/${answer.body.orderId}`);
+  const order = await running.get(`/orders/${answer.body.orderId}`, await asUser(buyer));
   t.equal(order.status, 200);
   t.match(order.body, {
     status: 'CANCELLED',
@@ -111,8 +113,11 @@ t.test('GET /orders/:id shows the saga steps with their times', async (t) => {
     'every step has a time',
   );
   t.equal((await running.get(`/products/${productId}`)).body.stock, 5, 'the stock came back');
-  t.equal((await running.get('/orders/not-a-uuid')).status, 400);
-  t.equal((await running.get('/orders/01a20000-0000-7000-8000-000000000000')).status, 404);
+  t.equal((await running.get('/orders/not-a-uuid', await asUser(buyer))).status, 400);
+  t.equal(
+    (await running.get('/orders/01a20000-0000-7000-8000-000000000000', await asUser(buyer))).status,
+    404,
+  );
 });
 
 t.test(

@@ -1,5 +1,6 @@
 // The migration runner: file naming and order, idempotence on the real schema, and a throwaway
-// database (made as root over the stack's socket) for applying, checksums and replication.
+// database (made as root over the stack's socket) for applying, checksums and replication. Migrations
+// run as the migration user (MYSQL_MIGRATION_URL); the app's user may not change the schema.
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,7 @@ import t, { type Test } from 'tap';
 import { throwawayDatabase as sharedThrowawayDatabase } from '../helpers/database.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { MIGRATIONS_DIR, migrate, readMigrations } from '../../src/storage/migrate.js';
+import { mysqlSsl } from '../../src/storage/mysql.js';
 import { uniq } from '../helpers/app.js';
 
 const REPLICATION_WAIT_MS = 5_000;
@@ -22,13 +24,21 @@ async function migrationsFolder(t: Test, files: Record<string, string>): Promise
   return dir;
 }
 
-async function throwawayDatabase(t: Test): Promise<MysqlEndpoint> {
-  return (await sharedThrowawayDatabase(t, 'mig')).endpoint;
+/** An empty database: `endpoint` is the app's user on it, `migration` the schema owner. */
+async function throwawayDatabase(t: Test): Promise<{ endpoint: MysqlEndpoint; migration: MysqlEndpoint }> {
+  return sharedThrowawayDatabase(t, 'mig', { schema: false });
 }
 
 async function appConnection(t: Test, endpoint: MysqlEndpoint): Promise<mysql.Connection> {
   const { host, port, user, password, database } = endpoint;
-  const conn = await mysql.createConnection({ host, port, user, password, database });
+  const conn = await mysql.createConnection({
+    host,
+    port,
+    user,
+    password,
+    database,
+    ssl: mysqlSsl(endpoint),
+  });
   t.teardown(() => conn.end());
   return conn;
 }
@@ -81,22 +91,33 @@ void t.test('readMigrations', async (t) => {
 void t.test('migrate() on the service schema is idempotent', async (t) => {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql'));
   t.ok(files.length > 0, 'the service has migrations');
-  await migrate(config.mysql.primary); // brings a fresh stack up to date; other files may have done it already
-  const again = await migrate(config.mysql.primary);
+  await migrate(config.mysql.migration); // brings a fresh stack up to date; other files may have done it already
+  const again = await migrate(config.mysql.migration);
   t.same(again.applied, [], 'the second run applies nothing');
   t.equal(again.alreadyApplied, files.length, 'every migration file counts as already applied');
+  const asApp = await migrate(config.mysql.primary);
+  t.same(
+    asApp,
+    { applied: [], alreadyApplied: files.length },
+    'an up-to-date schema needs no DDL right: the app user may check it',
+  );
 });
 
 void t.test('migrate() into a throwaway database', async (t) => {
-  const endpoint = await throwawayDatabase(t);
+  const { endpoint: appEndpoint, migration: endpoint } = await throwawayDatabase(t);
   const table = uniq('widgets_');
   const first = {
     '001_create_widgets.sql': `CREATE TABLE ${table} (id INT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(64) NOT NULL) ENGINE=InnoDB;`,
     '002_seed_widgets.sql': `INSERT INTO ${table} (id, name) VALUES (1, 'one');\nINSERT INTO ${table} (id, name) VALUES (2, 'two');`,
   };
   const dir = await migrationsFolder(t, first);
-  const app = await appConnection(t, endpoint);
+  const app = await appConnection(t, appEndpoint);
 
+  await t.rejects(
+    migrate(appEndpoint, await readMigrations(dir)),
+    { code: 'ER_TABLEACCESS_DENIED_ERROR', message: /MYSQL_MIGRATION_URL/ },
+    "the app's user may not apply migrations; the error names the setting of the one who may",
+  );
   const applied = await migrate(endpoint, await readMigrations(dir));
   t.same(
     applied.applied.map((m) => `${m.version}_${m.name}`),

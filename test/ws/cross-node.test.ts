@@ -5,6 +5,7 @@ import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { totals, uniq } from '../helpers/app.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
+import { asUser } from '../helpers/tokens.js';
 import { connectSubscriber, wsUrl, type Subscriber } from '../helpers/ws-client.js';
 
 /** The distinct stock values a subscriber applied, in order (a newer version may repeat a stock). */
@@ -44,7 +45,7 @@ t.test('node B sees every change of a product owned by node A, also after A dies
           'POST',
           '/purchases',
           { productId, quantity: 1 },
-          { 'x-user-id': `${user}-${w}`, 'idempotency-key': `k${i}` },
+          { ...(await asUser(`${user}-${w}`)), 'idempotency-key': `k${i}` },
         );
         const key = `${x.status} ${x.body?.error?.code ?? ''}`.trim();
         statuses[key] = (statuses[key] ?? 0) + 1;
@@ -67,6 +68,7 @@ t.test('node B sees every change of a product owned by node A, also after A dies
 
   // Failover: node A dies; node B takes its shards; the subscription on B keeps delivering.
   await a.kill9();
+  const lateBuyer = await asUser(`${user}-after`);
   const more = await Promise.all(
     Array.from({ length: 50 }, (_, i) =>
       c.call(
@@ -74,7 +76,7 @@ t.test('node B sees every change of a product owned by node A, also after A dies
         'POST',
         '/purchases',
         { productId, quantity: 2 },
-        { 'x-user-id': `${user}-after`, 'idempotency-key': `after${i}` },
+        { ...lateBuyer, 'idempotency-key': `after${i}` },
       ),
     ),
   );

@@ -31,7 +31,7 @@ t.test(
       const answer = await running.purchase(productId, 2, user, `k${i}`);
       t.equal(answer.status, 201);
     }
-    const restock = await running.post(`/products/${productId}/restock`, { quantity: 5 });
+    const restock = await running.adminPost(`/products/${productId}/restock`, { quantity: 5 });
     t.equal(restock.status, 200);
     for (const s of [json, packed]) {
       const last = await s.waitForStock(productId, 20 - 6 + 5);
@@ -54,7 +54,7 @@ t.test(
       ref: 2,
     });
     const before = json.frames.length;
-    await running.post(`/products/${productId}/restock`, { quantity: 1 });
+    await running.adminPost(`/products/${productId}/restock`, { quantity: 1 });
     await packed.waitForStock(productId, 20);
     t.equal(json.frames.length, before, 'no change reaches a connection after it unsubscribed');
 
@@ -79,7 +79,7 @@ t.test('a baseline-strategy product publishes its changes too', async (t) => {
   await s.waitForStock(productId, 10);
   const user = uniq('u');
   for (let i = 0; i < 2; i += 1) t.equal((await running.purchase(productId, 3, user, `b${i}`)).status, 201);
-  const restock = await running.post(`/products/${productId}/restock`, { quantity: 1 });
+  const restock = await running.adminPost(`/products/${productId}/restock`, { quantity: 1 });
   t.equal(restock.status, 200);
   await s.waitForStock(productId, 5);
   t.same(
