@@ -22,6 +22,8 @@ const SYSTEM_PACKAGES = [
   { pkg: 'nginx', file: '/usr/sbin/nginx' },
   { pkg: 'openjdk-17-jre-headless', file: '/usr/bin/java' },
   { pkg: 'maven', file: '/usr/bin/mvn' },
+  // The stack's local CA and server certificates (scripts/stack/tls.ts).
+  { pkg: 'openssl', file: '/usr/bin/openssl' },
 ];
 
 function fail(message) {

@@ -10,12 +10,24 @@ import { normalizeIp } from './auth/client-ip.js';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
-export interface MysqlEndpoint {
+/** Where a MySQL server is and who connects: a `mysql://user:password@host:port/database` URL. */
+export interface MysqlAddress {
   host: string;
   port: number;
   user: string;
   password: string;
   database: string;
+}
+
+/** TLS to a MySQL server: the server's certificate is verified against this CA (MYSQL_TLS_CA_FILE). */
+export interface MysqlTls {
+  /** PEM file; relative paths are resolved against the working directory when a client is created. */
+  caFile: string;
+}
+
+export interface MysqlEndpoint extends MysqlAddress {
+  /** null: plaintext (MYSQL_TLS=off, for a server without TLS). */
+  tls: Readonly<MysqlTls> | null;
 }
 
 export interface Config {
@@ -29,12 +41,24 @@ export interface Config {
   readonly mysql: {
     readonly primary: Readonly<MysqlEndpoint>;
     readonly replica: Readonly<MysqlEndpoint>;
+    /**
+     * The schema owner that applies migrations (DDL); the app's own user has data rights only. Same
+     * database as the primary. Default: the local stack's `flashsale_migrate` on the primary's host, port
+     * and database.
+     */
+    readonly migration: Readonly<MysqlEndpoint>;
     /** Connections per pool (primary and replica each). Default 32. */
     readonly poolSize: number;
   };
   readonly redis: {
-    /** Single-node Redis URL; ignored when sentinels are set. Default redis://127.0.0.1:16379. */
+    /**
+     * Single-node Redis URL; ignored when sentinels are set, except for its user, password, database and
+     * scheme: `rediss://` is TLS (to sentinels too), `redis://` plaintext. Default
+     * rediss://flashsale:flashsale@127.0.0.1:16379 (the local stack).
+     */
     readonly url: string;
+    /** TLS (a `rediss://` URL): servers are verified against this CA (REDIS_TLS_CA_FILE); null: plaintext. */
+    readonly tls: { readonly caFile: string } | null;
     /** Sentinel addresses `host:port`; empty for a single node. */
     readonly sentinels: readonly { host: string; port: number }[];
     /** Sentinel master name. Default `flashsale`. */
@@ -198,10 +222,14 @@ export const CONFIG_ENV_NAMES = [
   'MYSQL_PRIMARY_URL',
   'MYSQL_REPLICA_URL',
   'MYSQL_POOL_SIZE',
+  'MYSQL_MIGRATION_URL',
+  'MYSQL_TLS',
+  'MYSQL_TLS_CA_FILE',
   'REDIS_URL',
   'REDIS_SENTINELS',
   'REDIS_SENTINEL_NAME',
   'REDIS_KEY_PREFIX',
+  'REDIS_TLS_CA_FILE',
   'KAFKA_BROKERS',
   'KAFKA_CLIENT_ID',
   'KAFKA_TOPIC_INVENTORY',
@@ -277,7 +305,12 @@ export const defaults = {
   mysqlPrimaryUrl: 'mysql://flashsale:flashsale@127.0.0.1:13306/flashsale',
   mysqlReplicaUrl: 'mysql://flashsale:flashsale@127.0.0.1:13307/flashsale',
   mysqlPoolSize: 32,
-  redisUrl: 'redis://127.0.0.1:16379',
+  mysqlMigrationUser: 'flashsale_migrate',
+  mysqlMigrationPassword: 'flashsale_migrate',
+  mysqlTls: 'on',
+  mysqlTlsCaFile: '.stack/tls/ca.pem', // the local stack's CA (scripts/stack/tls.ts)
+  redisUrl: 'rediss://flashsale:flashsale@127.0.0.1:16379',
+  redisTlsCaFile: '.stack/tls/ca.pem',
   redisSentinelName: 'flashsale',
   redisKeyPrefix: 'fs:',
   kafkaBrokers: '127.0.0.1:19092',
@@ -366,7 +399,7 @@ class EnvReader {
     return value as T;
   }
 
-  mysqlUrl(name: ConfigEnvName, fallback: string): MysqlEndpoint {
+  mysqlUrl(name: ConfigEnvName, fallback: string): MysqlAddress {
     const value = this.raw(name) ?? fallback;
     const url = parseUrl(value);
     if (url === undefined || url.protocol !== 'mysql:' || url.hostname === '' || url.pathname.length < 2) {
@@ -474,6 +507,19 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
+/** MYSQL_MIGRATION_URL, by default the local migration user on the primary's server and database. */
+function mysqlMigration(read: EnvReader, primary: MysqlEndpoint): MysqlEndpoint {
+  if (read.raw('MYSQL_MIGRATION_URL') === undefined)
+    return { ...primary, user: defaults.mysqlMigrationUser, password: defaults.mysqlMigrationPassword };
+  const migration = { ...read.mysqlUrl('MYSQL_MIGRATION_URL', ''), tls: primary.tls };
+  if (migration.user !== '' && migration.database !== primary.database) {
+    read.problems.push(
+      `MYSQL_MIGRATION_URL names database ${JSON.stringify(migration.database)}, MYSQL_PRIMARY_URL ${JSON.stringify(primary.database)}: migrations must apply to the app's database`,
+    );
+  }
+  return migration;
+}
+
 /** Builds the Config from an environment; throws one ConfigError naming every bad setting. */
 export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env);
@@ -482,7 +528,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (brokers.length === 0 && read.problems.every((p) => !p.startsWith('KAFKA_BROKERS'))) {
     read.problems.push('KAFKA_BROKERS: at least one broker host:port is required');
   }
-  const primary = read.mysqlUrl('MYSQL_PRIMARY_URL', defaults.mysqlPrimaryUrl);
+  const mysqlTls =
+    read.oneOf('MYSQL_TLS', defaults.mysqlTls, ['on', 'off'] as const) === 'on'
+      ? { caFile: read.string('MYSQL_TLS_CA_FILE', defaults.mysqlTlsCaFile) }
+      : null;
+  const primary = { ...read.mysqlUrl('MYSQL_PRIMARY_URL', defaults.mysqlPrimaryUrl), tls: mysqlTls };
+  const redisUrl = read.redisUrl('REDIS_URL', defaults.redisUrl);
   const config: Config = {
     nodeId: read.string('NODE_ID', `${hostname()}:${port}`),
     host: read.string('HOST', defaults.host),
@@ -490,11 +541,15 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: read.oneOf('LOG_LEVEL', defaults.logLevel, LOG_LEVELS),
     mysql: {
       primary,
-      replica: read.mysqlUrl('MYSQL_REPLICA_URL', defaults.mysqlReplicaUrl),
+      replica: { ...read.mysqlUrl('MYSQL_REPLICA_URL', defaults.mysqlReplicaUrl), tls: mysqlTls },
+      migration: mysqlMigration(read, primary),
       poolSize: read.int('MYSQL_POOL_SIZE', defaults.mysqlPoolSize, 1, 1000),
     },
     redis: {
-      url: read.redisUrl('REDIS_URL', defaults.redisUrl),
+      url: redisUrl,
+      tls: redisUrl.startsWith('rediss:')
+        ? { caFile: read.string('REDIS_TLS_CA_FILE', defaults.redisTlsCaFile) }
+        : null,
       sentinels: read.hostPorts('REDIS_SENTINELS', ''),
       sentinelName: read.string('REDIS_SENTINEL_NAME', defaults.redisSentinelName),
       keyPrefix: read.string('REDIS_KEY_PREFIX', defaults.redisKeyPrefix),

@@ -20,7 +20,8 @@ async function main(): Promise<void> {
   const logger = createLogger(config);
   const uws = loadNativeUws({ fallbackRequested: config.uwsFallbackRequested });
 
-  const migrations = await migrate(config.mysql.primary);
+  // As the schema owner (MYSQL_MIGRATION_URL): the app's own user may not change the schema.
+  const migrations = await migrate(config.mysql.migration);
   logger.info(
     {
       applied: migrations.applied.map((m) => `${m.version}_${m.name}`),

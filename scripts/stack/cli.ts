@@ -40,6 +40,10 @@ async function up(quiet: boolean): Promise<void> {
   const results = await stackUp();
   const started = new Set(SERVERS.map((server) => server.name).filter((name) => results[name].started));
   const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
+  for (const { name } of SERVERS) {
+    const why = results[name].restarted;
+    if (why !== undefined) console.log(`stack: restarted ${name}: ${why}`);
+  }
   if (quiet) {
     const what = started.size === 0 ? 'already running' : `started ${[...started].join(', ')}`;
     console.log(`stack: up (${what}) in ${seconds} s`);

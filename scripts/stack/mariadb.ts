@@ -1,11 +1,25 @@
-// MariaDB primary and replica: datadir init, start from docker/mariadb/*.cnf, users, GTID replication.
+// MariaDB primary and replica: datadir init, start from docker/mariadb/*.cnf with TLS required, users
+// (least privilege), the schema, GTID replication over TLS.
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DOCKER_DIR, LOG_DIR, RUN_DIR, STACK_HOST, STACK_MYSQL, STACK_PORTS, serverPaths } from './layout.js';
+import type { MysqlEndpoint } from '../../src/config.js';
+import { migrate } from '../../src/storage/migrate.js';
+import {
+  DOCKER_DIR,
+  LOG_DIR,
+  RUN_DIR,
+  STACK_HOST,
+  STACK_MYSQL,
+  STACK_PORTS,
+  STACK_TLS,
+  serverPaths,
+} from './layout.js';
 import { StackError, waitUntil } from './process.js';
-import type { ServerSpec } from './server.js';
+import { argumentsChanged, type ServerSpec } from './server.js';
+import { ensureTls, olderThanCertificate } from './tls.js';
 
 const execFileAsync = promisify(execFile);
 const REPLICATION_TIMEOUT_MS = 30_000;
@@ -73,24 +87,68 @@ async function initDatadir(role: Role, dataDir: string, logFile: string): Promis
   fs.renameSync(staging, dataDir);
 }
 
-// CREATE DATABASE last: when the schema exists, every statement before it has run.
+const TCP_HOST = STACK_HOST;
+const APP_ACCOUNTS = [`'${STACK_MYSQL.user}'@'${TCP_HOST}'`, `'${STACK_MYSQL.user}'@'localhost'`];
+const MIGRATION_ACCOUNT = `'${STACK_MYSQL.migrationUser}'@'${TCP_HOST}'`;
+const REPLICATION_ACCOUNT = `'${STACK_MYSQL.replicationUser}'@'${TCP_HOST}'`;
+
+/**
+ * Users and grants, idempotent, and an upgrade of what older stacks made (the app user had ALL on the
+ * database): every grant is revoked and given again. The app may read and write data, nothing else (no
+ * DDL: migrations run as the migration user); TCP accounts must use TLS (`REQUIRE SSL`, besides the
+ * server's require_secure_transport); `localhost` (the unix socket) is the app user's only other door.
+ * CREATE DATABASE last: when the schema exists, every statement before it has run.
+ */
 const PRIMARY_BOOTSTRAP = [
-  ...['127.0.0.1', 'localhost'].flatMap((host) => [
-    `CREATE USER IF NOT EXISTS '${STACK_MYSQL.user}'@'${host}' IDENTIFIED BY '${STACK_MYSQL.password}'`,
-    `GRANT ALL ON ${STACK_MYSQL.database}.* TO '${STACK_MYSQL.user}'@'${host}'`,
-    `GRANT REPLICATION CLIENT, SLAVE MONITOR ON *.* TO '${STACK_MYSQL.user}'@'${host}'`,
-  ]),
-  `CREATE USER IF NOT EXISTS '${STACK_MYSQL.replicationUser}'@'${STACK_HOST}' IDENTIFIED BY '${STACK_MYSQL.replicationPassword}'`,
-  `GRANT REPLICATION SLAVE ON *.* TO '${STACK_MYSQL.replicationUser}'@'${STACK_HOST}'`,
+  ...APP_ACCOUNTS.map(
+    (account) => `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY '${STACK_MYSQL.password}'`,
+  ),
+  `CREATE USER IF NOT EXISTS ${MIGRATION_ACCOUNT} IDENTIFIED BY '${STACK_MYSQL.migrationPassword}'`,
+  `CREATE USER IF NOT EXISTS ${REPLICATION_ACCOUNT} IDENTIFIED BY '${STACK_MYSQL.replicationPassword}'`,
+  `REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${[...APP_ACCOUNTS, MIGRATION_ACCOUNT, REPLICATION_ACCOUNT].join(', ')}`,
+  ...[APP_ACCOUNTS[0], MIGRATION_ACCOUNT, REPLICATION_ACCOUNT].map(
+    (account) => `ALTER USER ${account} REQUIRE SSL`,
+  ),
+  `GRANT SELECT, INSERT, UPDATE, DELETE ON ${STACK_MYSQL.database}.* TO ${APP_ACCOUNTS.join(', ')}`,
+  `GRANT ALL PRIVILEGES ON ${STACK_MYSQL.database}.* TO ${MIGRATION_ACCOUNT}`,
+  `GRANT REPLICATION SLAVE ON *.* TO ${REPLICATION_ACCOUNT}`,
   `CREATE DATABASE IF NOT EXISTS ${STACK_MYSQL.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`,
 ].join(';\n');
+/** The bootstrap a datadir last ran, by checksum: a changed bootstrap runs again on the next `up`. */
+const BOOTSTRAP_MARKER = path.join(serverPaths('primary').dataDir, 'stack-bootstrap.sha256');
+const BOOTSTRAP_SHA256 = createHash('sha256').update(PRIMARY_BOOTSTRAP).digest('hex');
+
+/** The local stack's schema owner, over TLS: how the stack (and tests that make tables) reach the primary. */
+export const STACK_MIGRATION_ENDPOINT: Readonly<MysqlEndpoint> = Object.freeze({
+  host: TCP_HOST,
+  port: STACK_PORTS.primary,
+  user: STACK_MYSQL.migrationUser,
+  password: STACK_MYSQL.migrationPassword,
+  database: STACK_MYSQL.database,
+  tls: Object.freeze({ caFile: STACK_TLS.ca }),
+});
 
 async function bootstrapPrimary(): Promise<void> {
   const [row] = await rootQuery(
     'primary',
     `SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '${STACK_MYSQL.database}'`,
   );
-  if (row?.n !== '1') await rootQuery('primary', PRIMARY_BOOTSTRAP);
+  const ranBefore = fs.existsSync(BOOTSTRAP_MARKER) && fs.readFileSync(BOOTSTRAP_MARKER, 'utf8').trim();
+  if (row?.n !== '1' || ranBefore !== BOOTSTRAP_SHA256) {
+    await rootQuery('primary', PRIMARY_BOOTSTRAP);
+    fs.writeFileSync(BOOTSTRAP_MARKER, `${BOOTSTRAP_SHA256}\n`);
+  }
+  // The schema too, as the app nodes apply it at start (src/storage/migrate.ts, as the migration user):
+  // test files that only read it find it, whichever runs first. A broken migration is reported, not fatal.
+  try {
+    const result = await migrate(STACK_MIGRATION_ENDPOINT);
+    if (result.applied.length > 0)
+      console.log(`stack: primary: applied migrations ${result.applied.map((m) => m.version).join(', ')}`);
+  } catch (error) {
+    console.error(
+      `stack: primary: schema migrations failed (the app will fail the same way): ${String(error)}`,
+    );
+  }
 }
 
 export interface ReplicationStatus {
@@ -100,6 +158,9 @@ export interface ReplicationStatus {
   /** GTID position the replica has applied (`@@gtid_slave_pos`). */
   readonly gtid: string;
   readonly lastError: string | null;
+  /** The replica connects over TLS and verifies the primary's certificate against `sslCa`. */
+  readonly ssl: boolean;
+  readonly sslCa: string;
 }
 
 export async function replicationStatus(): Promise<ReplicationStatus | null> {
@@ -116,19 +177,27 @@ export async function replicationStatus(): Promise<ReplicationStatus | null> {
     secondsBehind: behind === undefined || behind === 'NULL' ? null : Number(behind),
     gtid: gtid?.gtid ?? '',
     lastError: lastError === '' ? null : lastError,
+    ssl: status.Master_SSL_Allowed === 'Yes' && status.Master_SSL_Verify_Server_Cert === 'Yes',
+    sslCa: status.Master_SSL_CA_File ?? '',
   };
 }
 
+const REPLICATION_TLS = `MASTER_SSL=1, MASTER_SSL_CA='${STACK_TLS.ca}', MASTER_SSL_VERIFY_SERVER_CERT=1`;
+
 async function startReplication(): Promise<void> {
   const current = await replicationStatus();
-  if (current?.ioThread === 'Yes' && current.sqlThread === 'Yes') return;
+  const tlsCurrent = current?.ssl === true && current.sslCa === STACK_TLS.ca;
+  if (current?.ioThread === 'Yes' && current.sqlThread === 'Yes' && tlsCurrent) return;
   if (current === null) {
     await rootQuery(
       'replica',
       `CHANGE MASTER TO MASTER_HOST='${STACK_HOST}', MASTER_PORT=${STACK_PORTS.primary}, ` +
         `MASTER_USER='${STACK_MYSQL.replicationUser}', MASTER_PASSWORD='${STACK_MYSQL.replicationPassword}', ` +
-        'MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1',
+        `MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, ${REPLICATION_TLS}`,
     );
+  } else if (!tlsCurrent) {
+    // Set up by an older stack without TLS: the primary now refuses it. Same position (GTID), now over TLS.
+    await rootQuery('replica', `STOP SLAVE; CHANGE MASTER TO ${REPLICATION_TLS}`);
   }
   await rootQuery('replica', 'START SLAVE');
   let last: ReplicationStatus | null = null;
@@ -148,7 +217,7 @@ async function startReplication(): Promise<void> {
 function mariadbServer(role: Role): ServerSpec {
   const paths = serverPaths(role);
   const port = STACK_PORTS[role];
-  return {
+  const spec: ServerSpec = {
     name: role,
     ...paths,
     port,
@@ -157,7 +226,14 @@ function mariadbServer(role: Role): ServerSpec {
     startTimeoutMs: 60_000,
     stopTimeoutMs: 60_000,
     executable: 'mariadbd',
-    prepare: () => initDatadir(role, paths.dataDir, paths.logFile),
+    prepare: async () => {
+      await ensureTls();
+      await initDatadir(role, paths.dataDir, paths.logFile);
+    },
+    stale: async (pid, argv) => {
+      await ensureTls();
+      return argumentsChanged(spec, argv) ?? olderThanCertificate(pid);
+    },
     command: () => ({
       file: 'mariadbd',
       // --defaults-file must come first; everything local (paths, port, address) is given here, not in the file.
@@ -169,6 +245,11 @@ function mariadbServer(role: Role): ServerSpec {
         `--pid-file=${path.join(RUN_DIR, `${role}.mariadbd.pid`)}`,
         `--log-error=${paths.logFile}`,
         `--bind-address=${STACK_HOST}`,
+        // TLS on every TCP connection (the unix socket counts as secure: the stack's root uses it).
+        `--ssl-ca=${STACK_TLS.ca}`,
+        `--ssl-cert=${STACK_TLS.cert}`,
+        `--ssl-key=${STACK_TLS.key}`,
+        '--require-secure-transport=ON',
         '--user=root',
       ],
     }),
@@ -180,6 +261,7 @@ function mariadbServer(role: Role): ServerSpec {
       return { gtid: row?.gtid ?? '' };
     },
   };
+  return spec;
 }
 
 export const primary = mariadbServer('primary');

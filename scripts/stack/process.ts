@@ -55,6 +55,22 @@ export function commandLine(pid: number): string[] | undefined {
   }
 }
 
+/** When a live process started (ms since the epoch), from /proc: boot time plus its start in clock ticks. */
+export function processStartedAt(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, starttime field 22.
+    const startTicks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const bootTime = Number(/^btime (\d+)$/m.exec(fs.readFileSync('/proc/stat', 'utf8'))?.[1]);
+    // USER_HZ is 100 on every Linux build that matters here (getconf CLK_TCK).
+    return Number.isFinite(startTicks) && Number.isFinite(bootTime)
+      ? bootTime * 1000 + startTicks * 10
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Live pids whose argv satisfies `matches` (used to find stack processes whose pid file was lost). */
 export function findProcesses(matches: (argv: string[]) => boolean): number[] {
   const pids: number[] = [];

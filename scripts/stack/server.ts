@@ -33,6 +33,11 @@ export interface ServerSpec extends ServerPaths {
    * default: argv[0] is `executable` and an argument contains `dataDir`.
    */
   owns?(argv: readonly string[]): boolean;
+  /**
+   * Why the running process (adopted, not started by this `up`) must be restarted, e.g. it was started by
+   * an older stack with other arguments, or before its certificate was reissued; undefined to keep it.
+   */
+  stale?(pid: number, argv: readonly string[]): Promise<string | undefined>;
   /** First-run work before a spawn (init a datadir, write configs); must be idempotent. */
   prepare(): Promise<void>;
   command(): DetachedCommand;
@@ -60,12 +65,25 @@ export interface StartResult {
   readonly pid: number;
   /** False when the server was already running and was left alone. */
   readonly started: boolean;
+  /** Set when a running server was stale and restarted: why. */
+  readonly restarted?: string;
 }
 
 function isOurs(spec: ServerSpec, argv: readonly string[]): boolean {
   if (spec.owns !== undefined) return spec.owns(argv);
   const executable = argv[0]?.split('/').pop() ?? '';
   return executable === spec.executable && argv.some((arg) => arg.includes(spec.dataDir));
+}
+
+/** Why a running process's arguments are not the ones `spec.command()` gives now, or undefined when they are. */
+export function argumentsChanged(spec: ServerSpec, argv: readonly string[]): string | undefined {
+  const wanted = spec.command().args;
+  const actual = argv.slice(1);
+  if (wanted.length === actual.length && wanted.every((arg, i) => arg === actual[i])) return undefined;
+  const added = wanted.filter((arg) => !actual.includes(arg));
+  const removed = actual.filter((arg) => !wanted.includes(arg));
+  const show = (args: string[]) => args.map((arg) => arg.replace(/^>.*/, '>***')).join(' ');
+  return `started with other arguments (now also: ${show(added) || '-'}; no longer: ${show(removed) || '-'})`;
 }
 
 /** The pid of this server if it runs from this stack: by pid file, else by a scan of /proc (pid file lost). */
@@ -82,7 +100,16 @@ export function runningPid(spec: ServerSpec): number | undefined {
 }
 
 export async function ensureRunning(spec: ServerSpec): Promise<StartResult> {
-  const running = runningPid(spec);
+  let running = runningPid(spec);
+  let restarted: string | undefined;
+  if (running !== undefined && spec.stale !== undefined) {
+    restarted = await spec.stale(running, commandLine(running) ?? []);
+    if (restarted !== undefined) {
+      await stopProcess(running, spec.stopTimeoutMs);
+      fs.rmSync(spec.pidFile, { force: true });
+      running = undefined;
+    }
+  }
   if (running !== undefined) {
     // Left alone; a start still in progress elsewhere gets the usual time to answer.
     await waitUntil(() => spec.probe(), {
@@ -107,7 +134,7 @@ export async function ensureRunning(spec: ServerSpec): Promise<StartResult> {
   });
   await spec.ready?.(pid);
   await spec.configure?.();
-  return { pid, started: true };
+  return restarted === undefined ? { pid, started: true } : { pid, started: true, restarted };
 }
 
 /** Stops the server if this stack runs it; returns the pid it stopped. */

@@ -42,22 +42,54 @@ export async function readMigrations(dir?: string): Promise<Migration[]> {
   return migrations;
 }
 
+/** A DDL right refused: says which user tried and which setting names the one that may. */
+function explainDenied(endpoint: MysqlEndpoint): (err: Error & { code?: string }) => never {
+  return (err) => {
+    if (err.code === 'ER_TABLEACCESS_DENIED_ERROR' || err.code === 'ER_DBACCESS_DENIED_ERROR')
+      err.message += ` (user ${endpoint.user} may not change the schema: migrations run as MYSQL_MIGRATION_URL's user)`;
+    throw err;
+  };
+}
+
+/** True when every migration is recorded with its checksum: nothing to do, and no DDL right needed. */
+async function upToDate(conn: mysql.Connection, all: readonly Migration[]): Promise<boolean> {
+  const rows = await conn
+    .query<RowDataPacket[]>('SELECT version, checksum FROM schema_migrations')
+    .then(([result]) => result)
+    .catch((err: { code?: string }) => {
+      if (err.code === 'ER_NO_SUCH_TABLE') return [];
+      throw err;
+    });
+  const done = new Map(rows.map((r) => [Number(r['version']), String(r['checksum'])]));
+  return all.every((migration) => done.get(migration.version) === migration.checksum);
+}
+
 /**
  * Applies pending migrations to the primary, holding a named lock so nodes starting together do not
- * race. A changed checksum of an applied migration is an error: migrations are append-only.
+ * race. A changed checksum of an applied migration is an error: migrations are append-only. `endpoint`
+ * must be allowed DDL on its database (config.mysql.migration, MYSQL_MIGRATION_URL) unless the schema is
+ * already up to date: then nothing but a read of schema_migrations happens, as the app's own user may do.
  */
-export async function migrate(primary: MysqlEndpoint, migrations?: Migration[]): Promise<MigrationResult> {
+export async function migrate(endpoint: MysqlEndpoint, migrations?: Migration[]): Promise<MigrationResult> {
   const all = migrations ?? (await readMigrations());
-  const conn = await mysql.createConnection({ ...poolOptions(primary, 1), multipleStatements: true });
+  const conn = await mysql.createConnection({ ...poolOptions(endpoint, 1), multipleStatements: true });
+  if (await upToDate(conn, all).catch(() => false)) {
+    await conn.end();
+    return { applied: [], alreadyApplied: all.length };
+  }
   try {
     const [[lock]] = await conn.query<RowDataPacket[]>("SELECT GET_LOCK('flashsale.migrations', 60) AS got");
     if (lock?.['got'] !== 1) throw new Error('could not take the migrations lock within 60 s');
-    await conn.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    await conn
+      .query(
+        `CREATE TABLE IF NOT EXISTS schema_migrations (
       version INT UNSIGNED NOT NULL PRIMARY KEY,
       name VARCHAR(200) NOT NULL,
       checksum CHAR(64) CHARACTER SET ascii NOT NULL,
       applied_at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
-    ) ENGINE=InnoDB`);
+    ) ENGINE=InnoDB`,
+      )
+      .catch(explainDenied(endpoint));
     const [rows] = await conn.query<RowDataPacket[]>('SELECT version, name, checksum FROM schema_migrations');
     const done = new Map(rows.map((r) => [Number(r['version']), String(r['checksum'])]));
     const applied: Migration[] = [];
@@ -70,7 +102,7 @@ export async function migrate(primary: MysqlEndpoint, migrations?: Migration[]):
         continue;
       }
       // DDL commits implicitly in MySQL, so a failed migration is reported, not rolled back.
-      await conn.query(migration.sql);
+      await conn.query(migration.sql).catch(explainDenied(endpoint));
       await conn.query('INSERT INTO schema_migrations (version, name, checksum) VALUES (?, ?, ?)', [
         migration.version,
         migration.name,

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import mysql, { type Pool, type PoolOptions } from 'mysql2/promise';
 import type { Config, MysqlEndpoint } from '../config.js';
 
@@ -8,6 +10,28 @@ export interface MysqlPools {
   readonly primary: Pool;
   readonly replica: Pool;
   close(): Promise<void>;
+}
+
+/**
+ * mysql2's TLS options for an endpoint: the CA read now (once per client), the server's certificate
+ * verified against it (chain and host name or IP); undefined when the endpoint is plaintext (MYSQL_TLS=off).
+ */
+export function mysqlSsl(endpoint: MysqlEndpoint): PoolOptions['ssl'] {
+  if (endpoint.tls === null) return undefined;
+  const file = resolve(endpoint.tls.caFile);
+  let ca: Buffer;
+  try {
+    ca = readFileSync(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new Error(
+      `MYSQL_TLS_CA_FILE=${endpoint.tls.caFile} (${file}): ${why}. Point it at the CA that signed the MySQL ` +
+        "servers' certificates (the local stack writes .stack/tls/ca.pem: npm run stack -- up), or set " +
+        'MYSQL_TLS=off for a server without TLS',
+      { cause: err },
+    );
+  }
+  return { ca, rejectUnauthorized: true, verifyIdentity: true };
 }
 
 export function poolOptions(endpoint: MysqlEndpoint, connectionLimit: number): PoolOptions {
@@ -30,6 +54,7 @@ export function poolOptions(endpoint: MysqlEndpoint, connectionLimit: number): P
     // A product's batch is one multi-statement round trip (src/storage/batch-writer.ts). Every query
     // in this codebase uses placeholders, so this widens no injection path.
     multipleStatements: true,
+    ssl: mysqlSsl(endpoint),
   };
 }
 

@@ -1,7 +1,33 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 
 export type { Redis };
+
+/**
+ * ioredis's TLS options for the configured Redis (a `rediss://` URL): the CA read now (once per client),
+ * the server's certificate verified against it, to the data nodes and the sentinels alike. Empty for
+ * plaintext (`redis://`). Also for clients made outside createRedis: `new Redis(url, {...redisTls(config.redis)})`.
+ */
+export function redisTls(redis: Config['redis']): RedisOptions {
+  if (redis.tls === null) return {};
+  const file = resolve(redis.tls.caFile);
+  let ca: Buffer;
+  try {
+    ca = readFileSync(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
+    throw new Error(
+      `REDIS_TLS_CA_FILE=${redis.tls.caFile} (${file}): ${why}. Point it at the CA that signed the Redis ` +
+        "servers' certificates (the local stack writes .stack/tls/ca.pem: npm run stack -- up), or use a " +
+        'redis:// REDIS_URL for a server without TLS',
+      { cause: err },
+    );
+  }
+  const tls = { ca, rejectUnauthorized: true };
+  return redis.sentinels.length > 0 ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : { tls };
+}
 
 /**
  * A Redis client that fails fast while disconnected (no offline queue): a flash sale prefers an
@@ -9,6 +35,7 @@ export type { Redis };
  */
 export function createRedis(config: Pick<Config, 'redis'>, overrides: RedisOptions = {}): Redis {
   const common: RedisOptions = {
+    ...redisTls(config.redis),
     lazyConnect: true,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
