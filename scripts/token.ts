@@ -12,9 +12,20 @@ function fail(message: string): never {
   process.exit(2);
 }
 
+// `--ttl-s -120` (a negative number after its option) would read as an option of its own: join them.
+const args = process.argv
+  .slice(2)
+  .flatMap((arg, i, all) =>
+    arg === '--ttl-s' && /^-\d+$/.test(all[i + 1] ?? '')
+      ? []
+      : all[i - 1] === '--ttl-s' && /^-\d+$/.test(arg)
+        ? [`--ttl-s=${arg}`]
+        : [arg],
+  );
 let values;
 try {
   ({ values } = parseArgs({
+    args,
     options: { sub: { type: 'string' }, role: { type: 'string' }, 'ttl-s': { type: 'string' } },
     strict: true,
   }));
@@ -36,4 +47,6 @@ try {
   if (err instanceof ConfigError) fail(err.message);
   throw err;
 }
-process.stdout.write(`${await mintToken({ sub, role, issuer: auth.issuer, audience: auth.audience, ttlSeconds: ttl })}\n`);
+process.stdout.write(
+  `${await mintToken({ sub, role, issuer: auth.issuer, audience: auth.audience, ttlSeconds: ttl })}\n`,
+);

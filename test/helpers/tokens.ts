@@ -8,7 +8,7 @@ const minted = new Map<string, Promise<string>>();
  * A token of the local stack's key for `sub` with `role`, issuer and audience as the service's defaults;
  * one per (sub, role) per test process. `claims` overrides make a one-off (expired, wrong audience, ...).
  */
-export function tokenFor(sub: string, role: Role | string = 'customer', claims: Partial<TokenClaims> = {}) {
+export function tokenFor(sub: string, role: Role = 'customer', claims: Partial<TokenClaims> = {}) {
   const make = () =>
     mintToken({ sub, role, issuer: defaults.authIssuer, audience: defaults.authAudience, ...claims });
   if (Object.keys(claims).length > 0) return make();
