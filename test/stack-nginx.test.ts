@@ -171,6 +171,25 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
     t.same(Object.fromEntries(counts), { [one.id]: 5, [two.id]: 5 }, 'ten requests alternate: 5 each');
   });
 
+  t.test(
+    'internal surfaces are not passed: /metrics and /internal/* answer a JSON 404 of nginx',
+    async (t) => {
+      const before = one.hits.length + two.hits.length;
+      for (const [method, path] of [
+        ['GET', '/metrics'],
+        ['GET', '/%6Detrics'],
+        ['GET', '/metrics?format=text'],
+        ['GET', '/internal/peer'],
+        ['POST', '/internal/anything'],
+      ] as const) {
+        const answer = await viaNginx(method, path, { 'x-forwarded-for': '127.0.0.1' });
+        t.equal(answer.status, 404, `${method} ${path}: 404`);
+        t.match(answer.json, { error: { code: 'NOT_FOUND', retryable: false } }, 'a JSON error body');
+      }
+      t.equal(one.hits.length + two.hits.length, before, 'no app node saw any of them');
+    },
+  );
+
   // Each retry below costs node one a failure toward max_fails=3 (http_503 counts): two in all, so it is
   // never marked down here and each case really tries it first.
   t.test('a 503 from one node (not ready, draining): a GET is answered by the other', async (t) => {
