@@ -1,5 +1,5 @@
 import nact from 'nact';
-import { clientIp } from './auth/client-ip.js';
+import { addressSet, clientIp } from './auth/client-ip.js';
 import { RateLimits } from './auth/rate-limits.js';
 import { TokenVerifier } from './auth/tokens.js';
 import { ProductActors } from '../actors/product/registry.js';
@@ -189,7 +189,7 @@ export function buildApp(deps: AppDeps): App {
     onLimited: (limit) => metrics.rateLimited.inc({ limit }),
     onInsurance: () => metrics.rateLimitInsurance.inc(),
   });
-  const trustedProxies = new Set(config.rateLimit.trustedProxies);
+  const trustedProxies = addressSet(config.rateLimit.trustedProxies);
   const server = createHttpServer({
     uws: deps.uws,
     logger,

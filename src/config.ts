@@ -1,6 +1,5 @@
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
-import { normalizeIp } from './auth/client-ip.js';
+import { isAddressOrRange } from './auth/client-ip.js';
 
 /**
  * The only reader of process.env. `loadConfig` validates every setting, reports all problems in one
@@ -195,10 +194,10 @@ export interface Config {
     readonly ipRequestsPerSecond: number;
     /** Nodes sharing the user limit: while Redis is down each node allows 1/N of it. Default 2. */
     readonly nodes: number;
-    /** Addresses whose `X-Forwarded-For` is believed (the balancer). Default `127.0.0.1,::1`. */
+    /** Addresses and CIDR ranges whose `X-Forwarded-For` is believed (the balancer). Default `127.0.0.1,::1`. */
     readonly trustedProxies: readonly string[];
   };
-  /** Socket addresses allowed to read `/metrics` directly (never through a proxy). Default `127.0.0.1,::1`. */
+  /** Socket addresses and CIDR ranges that may read `/metrics` directly (never through a proxy). Default `127.0.0.1,::1`. */
   readonly metricsAllowFrom: readonly string[];
   /** `production` makes unsafe local defaults (the built-in PEER_SECRET) an error. From NODE_ENV. */
   readonly production: boolean;
@@ -457,19 +456,21 @@ class EnvReader {
     return items;
   }
 
-  /** A comma-separated list of IP addresses (no ranges). */
+  /** A comma-separated list of IP addresses and CIDR ranges; set but empty is an empty list. */
   addresses(name: ConfigEnvName, fallback: string): string[] {
     const value = this.raw(name) ?? (this.env[name] === undefined ? fallback : '');
     const items = value
       .split(',')
       .map((s) => s.trim())
       .filter((s) => s !== '');
-    const bad = items.filter((item) => isIP(item) === 0);
+    const bad = items.filter((item) => !isAddressOrRange(item));
     if (bad.length > 0) {
-      this.problems.push(`${name}: ${bad.map((b) => JSON.stringify(b)).join(', ')} not an IP address`);
+      this.problems.push(
+        `${name}: ${bad.map((b) => JSON.stringify(b)).join(', ')}: expected IP addresses or CIDR ranges (10.0.0.0/8)`,
+      );
       return [];
     }
-    return items.map(normalizeIp);
+    return items;
   }
 
   hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {

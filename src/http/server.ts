@@ -1,5 +1,5 @@
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { clientIp } from '../auth/client-ip.js';
+import { addressSet, clientIp } from '../auth/client-ip.js';
 import type { RateLimits } from '../auth/rate-limits.js';
 import { requireRole, type Identity, type Role, type TokenVerifier } from '../auth/tokens.js';
 import { AppError, toAppError } from '../errors.js';
@@ -58,9 +58,9 @@ export interface AccessControl {
   tokens?: TokenVerifier;
   /** The per-IP limit of every request. */
   limits?: Pick<RateLimits, 'admitIp'>;
-  /** Proxies whose `X-Forwarded-For` is believed. */
+  /** Proxies (addresses, CIDR ranges) whose `X-Forwarded-For` is believed. */
   trustedProxies?: readonly string[];
-  /** Socket addresses that may call `internal` routes. Default: none. */
+  /** Socket addresses and CIDR ranges that may call `internal` routes. Default: none. */
   internalAllowFrom?: readonly string[];
 }
 
@@ -100,8 +100,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024; // 16 KiB
   const maxHeaderBytes = options.maxHeaderBytes ?? 8 * 1024; // 8 KiB
   const access = options.access ?? {};
-  const trustedProxies = new Set(access.trustedProxies ?? []);
-  const internalAllowFrom = new Set(access.internalAllowFrom ?? []);
+  const trustedProxies = addressSet(access.trustedProxies ?? []);
+  const internalAllowFrom = addressSet(access.internalAllowFrom ?? []);
   const app = uws.App();
   let listenSocket: us_listen_socket | undefined;
   let draining = false;

@@ -1,12 +1,12 @@
 import t from 'tap';
-import { clientIp } from '../../src/auth/client-ip.js';
+import { addressSet, clientIp } from '../../src/auth/client-ip.js';
 import { RateLimits, WindowCounter } from '../../src/auth/rate-limits.js';
 import { loadConfig } from '../../src/config.js';
 import { AppError } from '../../src/errors.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
 import { uniq } from '../helpers/app.js';
 
-const trusted = new Set(['127.0.0.1', '::1']);
+const trusted = addressSet(['127.0.0.1', '::1']);
 
 t.test('client IP: X-Forwarded-For only from a trusted proxy, and only its last entry', async (t) => {
   t.equal(
@@ -27,6 +27,18 @@ t.test('client IP: X-Forwarded-For only from a trusted proxy, and only its last 
   );
   t.equal(clientIp('127.0.0.1', undefined, trusted), '127.0.0.1');
   t.equal(clientIp('::ffff:10.0.0.1', undefined, trusted), '10.0.0.1', 'IPv4-mapped addresses are IPv4');
+});
+
+t.test('address sets: addresses and CIDR ranges, IPv4 and IPv6', async (t) => {
+  const set = addressSet(['10.0.0.0/8', '192.0.2.7', 'fd00::/8', '::1']);
+  t.ok(set.has('10.200.3.4') && set.has('192.0.2.7') && set.has('fd12::1') && set.has('::1'));
+  t.notOk(set.has('11.0.0.1') || set.has('192.0.2.8') || set.has('fe80::1') || set.has('not-an-ip'));
+  t.throws(() => addressSet(['10.0.0.0/33']));
+  t.equal(clientIp('10.1.1.1', '198.51.100.7', set), '198.51.100.7', 'a proxy inside a trusted range');
+  t.throws(() => loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8,nginx' }), {
+    message: /TRUSTED_PROXIES: "nginx"/,
+  });
+  t.same(loadConfig({ TRUSTED_PROXIES: '' }).rateLimit.trustedProxies, [], 'set but empty: trust no proxy');
 });
 
 t.test('window counter: N per window, then refused until the next window', async (t) => {
