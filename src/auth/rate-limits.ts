@@ -75,10 +75,15 @@ function limitHeaders(policy: string, quota: number, res: WindowState): Record<s
 
 function limited(policy: LimitName, quota: number, res: WindowState, what: string): AppError {
   const headers = limitHeaders(policy, quota, res);
-  return new AppError('RATE_LIMITED', `${what} is limited to ${quota} per second; retry after the window`, {
-    retryAfterSeconds: Math.max(1, Math.ceil(res.msBeforeNext / 1000)),
-    headers,
-  });
+  const retryAfterSeconds = Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+  return new AppError(
+    'RATE_LIMITED',
+    `${what}: at most ${quota} per second; retry in ${retryAfterSeconds} s`,
+    {
+      retryAfterSeconds,
+      headers,
+    },
+  );
 }
 
 /**
