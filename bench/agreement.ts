@@ -5,12 +5,12 @@
  */
 import { Kafka, logLevel } from 'kafkajs';
 import { decode } from '@msgpack/msgpack';
-import mysql, { type RowDataPacket } from 'mysql2/promise';
-import { Redis } from 'ioredis';
+import type { RowDataPacket } from 'mysql2/promise';
 import type { Dispatcher } from 'undici';
-import { loadConfig } from '../src/config.js';
+import type { BenchTokens } from './auth.js';
+import { connectMysql, connectStoreRedis, storeConfig } from './stores.js';
 
-const config = loadConfig(process.env);
+const config = storeConfig();
 
 export interface OrderTotals {
   readonly stock: number;
@@ -22,14 +22,7 @@ export interface OrderTotals {
 
 /** Stock and order totals of one product on the replica. */
 export async function replicaTotals(productId: number): Promise<OrderTotals | undefined> {
-  const r = config.mysql.replica;
-  const conn = await mysql.createConnection({
-    host: r.host,
-    port: r.port,
-    user: r.user,
-    password: r.password,
-    database: r.database,
-  });
+  const conn = await connectMysql('replica');
   try {
     const [products] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
       productId,
@@ -57,9 +50,8 @@ export async function cachedStock(
   prefix: string,
   productId: number,
 ): Promise<{ stock: number; version: number } | undefined> {
-  const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  const redis = await connectStoreRedis();
   try {
-    await redis.connect();
     const value = await redis.get(`${prefix}stock:${productId}`);
     if (value === null) return undefined;
     const [version, stock] = value.split(':');
@@ -182,12 +174,17 @@ export async function kafkaTotals(productId: number, sinceMs: number): Promise<E
   }
 }
 
-/** `GET /stats/products/:id` (the sales projection, fed by the Kafka events). */
+/** `GET /stats/products/:id` as the bench's admin (the sales projection, fed by the Kafka events). */
 export async function projectionTotals(
   http: Dispatcher,
+  tokens: BenchTokens,
   productId: number,
 ): Promise<{ confirmedOrders: number; soldQuantity: number; cancelledOrders: number } | undefined> {
-  const res = await http.request({ path: `/stats/products/${productId}`, method: 'GET' });
+  const res = await http.request({
+    path: `/stats/products/${productId}`,
+    method: 'GET',
+    headers: tokens.adminHeaders(),
+  });
   const text = await res.body.text();
   if (res.statusCode !== 200) return undefined;
   return JSON.parse(text) as { confirmedOrders: number; soldQuantity: number; cancelledOrders: number };

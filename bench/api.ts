@@ -1,5 +1,6 @@
 /** The few service calls scenarios make outside their load loops. */
 import { Pool, type Dispatcher } from 'undici';
+import type { BenchTokens } from './auth.js';
 import type { BenchIO } from './types.js';
 
 export type Strategy = 'actor' | 'baseline';
@@ -10,14 +11,16 @@ export interface CreatedProduct {
   readonly strategy: Strategy;
 }
 
+/** `POST /products` as the bench's admin. */
 export async function createProduct(
   http: Dispatcher,
+  tokens: BenchTokens,
   input: { name: string; priceCents: number; stock: number; strategy: Strategy },
 ): Promise<CreatedProduct> {
   const res = await http.request({
     path: '/products',
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: tokens.admin },
     body: JSON.stringify(input),
   });
   const text = await res.body.text();
@@ -30,6 +33,7 @@ export async function createProduct(
 /** `count` actor products named `bench <tag> <i>`, created one after another. */
 export async function createProducts(
   http: Dispatcher,
+  tokens: BenchTokens,
   tag: string,
   count: number,
   stock: number,
@@ -37,16 +41,15 @@ export async function createProducts(
   const products: CreatedProduct[] = [];
   for (let i = 0; i < count; i += 1)
     products.push(
-      await createProduct(http, { name: `bench ${tag} ${i}`, priceCents: 1999, stock, strategy: 'actor' }),
+      await createProduct(http, tokens, {
+        name: `bench ${tag} ${i}`,
+        priceCents: 1999,
+        stock,
+        strategy: 'actor',
+      }),
     );
   return products;
 }
-
-/** Distinct buyers the scenarios spread purchases over. */
-export const BENCH_USERS = 100_000;
-
-/** The buyer of a scenario's `seq`-th purchase: spread over BENCH_USERS, the same for the same seq. */
-export const benchUser = (seq: number): string => `bench-u${(seq * 7_919) % BENCH_USERS}`;
 
 /** The error code of an error body (`{ error: { code } }`), or `?` when it has none. */
 export function errorCode(text: string): string {

@@ -32,6 +32,11 @@ export interface ClusterSettings {
 export interface Cluster {
   /** Where clients go: nginx, else the only node, else --url. */
   readonly url: string;
+  /**
+   * Where `/metrics` is read: each node directly (nginx answers 404 for it); [--url] with --url, which
+   * must then be a node.
+   */
+  readonly metricsUrls: readonly string[];
   /** The nodes the bench started (empty with --url). */
   readonly nodes: readonly NodeProcess[];
   /** nginx's pid and access log, if the bench started one. */
@@ -63,6 +68,7 @@ export async function startCluster(
     if (res.statusCode !== 200) throw new Error(`--url ${options.url}: /ready answered ${res.statusCode}`);
     return {
       url: options.url,
+      metricsUrls: [options.url],
       nodes: [],
       nginx: undefined,
       redisPrefix: undefined,
@@ -97,6 +103,7 @@ export async function startCluster(
   if (count > 1) await waitShardsSpread(nodes, io);
   return {
     url: nginx === undefined ? nodes[0]!.url : `http://127.0.0.1:${nginx.port}`,
+    metricsUrls: nodes.map((n) => n.url),
     nodes,
     nginx,
     redisPrefix,

@@ -4,7 +4,9 @@
  * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
  */
 import { randomBytes } from 'node:crypto';
+import type { Dispatcher } from 'undici';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from './api.js';
+import { BenchTokens } from './auth.js';
 import { backgroundBusy, cores, otherCores, stackPids } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -31,15 +33,110 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
-interface Measured extends MeasuredPhase<PhaseResult> {
-  readonly path: Strategy;
+/** One of the things a closed-loop run compares: a product bought through a client, and where its metrics are. */
+export interface ClosedLoopPath<P extends string = string> {
+  readonly path: P;
+  readonly http: Dispatcher;
+  readonly productId: number;
+  readonly initialStock: number;
+  /** The node(s) whose `/metrics` a measured phase reads, each directly. */
+  readonly metricsFrom: string | readonly string[];
+}
+
+export interface Measured<P extends string = string> extends MeasuredPhase<PhaseResult> {
+  readonly path: P;
+}
+
+/**
+ * The closed-loop run of hot-sku: a 1 s unmeasured warm-up of each path, then one measured phase per entry
+ * of `order`, each `phaseS` long at `connections` purchases in flight (bench/load.ts), /metrics and CPU
+ * around it (bench/measure.ts). Returns every phase (warm-ups too, for the checks) and the measured ones.
+ */
+export async function runAlternatingPhases<P extends string>(run: {
+  readonly paths: readonly ClosedLoopPath<P>[];
+  readonly order: readonly P[];
+  readonly phaseS: number;
+  readonly connections: number;
+  readonly tag: string;
+  readonly tokens: BenchTokens;
+  readonly pids: Readonly<Record<string, number>>;
+  readonly io: BenchIO;
+}): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
+  const { io } = run;
+  const byPath = new Map(run.paths.map((p) => [p.path, p]));
+  const phaseOf = (p: ClosedLoopPath<P>, label: string, durationS: number, keyPrefix: string) =>
+    runPurchasePhase({
+      http: p.http,
+      productIds: [p.productId],
+      connections: run.connections,
+      durationS,
+      label,
+      keyPrefix,
+      tokens: run.tokens,
+      io,
+    });
+  const all: PhaseResult[] = [];
+  for (const p of run.paths)
+    all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${run.tag}-w-${p.path}`));
+  const measured: Measured<P>[] = [];
+  const seen = new Map<P, number>();
+  for (const [i, path] of run.order.entries()) {
+    if (io.signal.aborted) throw new Error('interrupted');
+    const p = byPath.get(path)!;
+    const n = (seen.get(path) ?? 0) + 1;
+    seen.set(path, n);
+    const phase = await measurePhase(p.metricsFrom, run.pids, () =>
+      phaseOf(p, `${path} #${n} closed-loop c=${run.connections}`, run.phaseS, `${run.tag}-${i}`),
+    );
+    measured.push({ path, ...phase });
+    all.push(phase.result);
+  }
+  return { all, measured };
+}
+
+/**
+ * After the phases: waits for in-flight writes and open sagas, then checks each path's product in MySQL
+ * against the answers of every phase (bench/verify.ts).
+ */
+export async function checkAfterLoad(
+  all: readonly PhaseResult[],
+  paths: readonly ClosedLoopPath[],
+  io: BenchIO,
+): Promise<ProductCheck[]> {
+  // Requests past their deadline are dropped untouched; a batch already being written lands within ms.
+  io.progress(
+    `bench: waiting ${SETTLE_MS} ms for in-flight writes and up to ${SAGA_WAIT_MS} ms for open sagas, then checking MySQL`,
+  );
+  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  await waitForSagas(
+    paths.map((p) => p.productId),
+    SAGA_WAIT_MS,
+  );
+  return verifyProducts(
+    expectedFrom(
+      all,
+      paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
+    ),
+  );
+}
+
+/** One line of a closed-loop check for the notes. */
+export function checkNote(c: ProductCheck): string {
+  return (
+    `check ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} = ${num(c.initialStock - c.stock)}, ` +
+    `SUM(quantity) of pending+confirmed orders ${num(c.sold)} ${c.stockMatches ? 'OK' : 'MISMATCH'}; ` +
+    `orders confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs answers 201 ${num(c.confirmed)} / 402 ${num(c.declined)}` +
+    `${c.answered202 + c.ambiguous > 0 ? ` + ${num(c.answered202)} 202 and ${num(c.ambiguous)} 5xx/transport (${num(c.unsure.CONFIRMED)} confirmed, ${num(c.unsure.CANCELLED)} cancelled, ${num(c.unsure.PENDING)} pending among them)` : ''} ` +
+    `${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}${c.stillPending > 0 ? `; ${num(c.stillPending)} sagas still open after ${SAGA_WAIT_MS / 1000} s` : ''}`
+  );
 }
 
 const ms = percentileMs;
 const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
 const coresText = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(2));
 
-function merge(phases: readonly Measured[]) {
+/** Measured phases of one path together: rate, latency of 201s, errors, batch, CPU (wall-weighted). */
+export function merge(phases: readonly Measured[]) {
   const latency = newLatencyHistogram();
   const failures: Record<string, number> = {};
   let created = 0;
@@ -77,7 +174,24 @@ function merge(phases: readonly Measured[]) {
   };
 }
 
-function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
+/** The table columns `row` fills. */
+export const PHASE_COLUMNS = [
+  'phase (closed loop)',
+  's',
+  'purchases/s',
+  'p50 ms',
+  'p99 ms',
+  'max ms',
+  'errors',
+  'mean batch',
+  'svc cores',
+  'db cores',
+  'bench cores',
+  'other cores',
+  'machine busy',
+] as const;
+
+export function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
   return [
     label,
     round(seconds, 1),
@@ -100,14 +214,15 @@ export async function runClosedLoop(options: BenchOptions, io: BenchIO): Promise
   const service = await startService(options, io);
   const pool = closedLoopPool(service.url, options.connections, io);
   const tag = `hs${options.runTag}${randomBytes(3).toString('hex')}`;
+  const tokens = await BenchTokens.mint(options, io);
   const products: Record<Strategy, CreatedProduct> = {
-    actor: await createProduct(pool, {
+    actor: await createProduct(pool, tokens, {
       name: `bench ${tag} actor`,
       priceCents: 1999,
       stock: INITIAL_STOCK.actor,
       strategy: 'actor',
     }),
-    baseline: await createProduct(pool, {
+    baseline: await createProduct(pool, tokens, {
       name: `bench ${tag} baseline`,
       priceCents: 1999,
       stock: INITIAL_STOCK.baseline,
@@ -117,55 +232,25 @@ export async function runClosedLoop(options: BenchOptions, io: BenchIO): Promise
   const pids = stackPids();
   const background = await backgroundBusy(2_000);
   io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
-  const phaseOf = (path: Strategy, label: string, durationS: number, keyPrefix: string) =>
-    runPurchasePhase({
-      http: pool,
-      productIds: [products[path].id],
-      connections: options.connections,
-      durationS,
-      label,
-      keyPrefix,
-      io,
-    });
-
-  const all: PhaseResult[] = [];
-  for (const path of PATHS) all.push(await phaseOf(path, `warm-up ${path}`, WARMUP_S, `${tag}-w-${path}`));
-
-  const measured: Measured[] = [];
-  for (const [i, path] of ORDER.entries()) {
-    if (io.signal.aborted) throw new Error('interrupted');
-    const phase = await measurePhase(service.url, pids, () =>
-      phaseOf(
-        path,
-        `${path} #${Math.floor(i / 2) + 1} closed-loop c=${options.connections}`,
-        options.durationS / 2,
-        `${tag}-${i}`,
-      ),
-    );
-    measured.push({ path, ...phase });
-    all.push(phase.result);
-  }
-
-  // Requests past their deadline are dropped untouched; a batch already being written lands within ms.
-  io.progress(
-    `bench: waiting ${SETTLE_MS} ms for in-flight writes and up to ${SAGA_WAIT_MS} ms for open sagas, then checking MySQL`,
-  );
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-  await waitForSagas(
-    PATHS.map((path) => products[path].id),
-    SAGA_WAIT_MS,
-  );
+  const paths: ClosedLoopPath<Strategy>[] = PATHS.map((path) => ({
+    path,
+    http: pool,
+    productId: products[path].id,
+    initialStock: INITIAL_STOCK[path],
+    metricsFrom: service.url,
+  }));
+  const { all, measured } = await runAlternatingPhases({
+    paths,
+    order: ORDER,
+    phaseS: options.durationS / 2,
+    connections: options.connections,
+    tag,
+    tokens,
+    pids,
+    io,
+  });
   const ambiguous = all.flatMap((r) => r.ambiguous);
-  const checks: ProductCheck[] = await verifyProducts(
-    expectedFrom(
-      all,
-      PATHS.map((path) => ({
-        productId: products[path].id,
-        label: path,
-        initialStock: INITIAL_STOCK[path],
-      })),
-    ),
-  );
+  const checks = await checkAfterLoad(all, paths, io);
   const ownership = await service.countLogMessages(OWNERSHIP_WARNINGS);
   const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
   const restarted = Object.entries(pids)
@@ -208,14 +293,7 @@ export async function runClosedLoop(options: BenchOptions, io: BenchIO): Promise
         ]
       : []),
     `errors actor: ${JSON.stringify(actor.failures)}  baseline: ${JSON.stringify(baseline.failures)}`,
-    ...checks.map(
-      (c) =>
-        `check ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} = ${num(c.initialStock - c.stock)}, ` +
-        `SUM(quantity) of pending+confirmed orders ${num(c.sold)} ${c.stockMatches ? 'OK' : 'MISMATCH'}; ` +
-        `orders confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs answers 201 ${num(c.confirmed)} / 402 ${num(c.declined)}` +
-        `${c.answered202 + c.ambiguous > 0 ? ` + ${num(c.answered202)} 202 and ${num(c.ambiguous)} 5xx/transport (${num(c.unsure.CONFIRMED)} confirmed, ${num(c.unsure.CANCELLED)} cancelled, ${num(c.unsure.PENDING)} pending among them)` : ''} ` +
-        `${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}${c.stillPending > 0 ? `; ${num(c.stillPending)} sagas still open after ${SAGA_WAIT_MS / 1000} s` : ''}`,
-    ),
+    ...checks.map(checkNote),
     ...(restarted.length > 0
       ? [
           `WARNING: stack process(es) ${restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
@@ -257,21 +335,7 @@ export async function runClosedLoop(options: BenchOptions, io: BenchIO): Promise
       duration_s: options.durationS,
     },
     table: {
-      columns: [
-        'phase (closed loop)',
-        's',
-        'purchases/s',
-        'p50 ms',
-        'p99 ms',
-        'max ms',
-        'errors',
-        'mean batch',
-        'svc cores',
-        'db cores',
-        'bench cores',
-        'other cores',
-        'machine busy',
-      ],
+      columns: PHASE_COLUMNS,
       rows: [
         ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
         row('actor (both phases)', halfS * 2, actor),

@@ -8,11 +8,11 @@
  */
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import { BENCH_USERS, errorCode } from './api.js';
+import { errorCode } from './api.js';
+import { BENCH_USERS, type BenchTokens } from './auth.js';
 import { num } from './report.js';
 import type { BenchIO } from './types.js';
 
-/** Distinct X-User-Id values a phase spreads its purchases over. */
 const HISTOGRAM_MAX_US = 120_000_000; // 2 min
 
 export interface PurchaseAttempt {
@@ -74,6 +74,8 @@ export interface PurchasePhase {
   readonly label: string;
   /** Prefix of every Idempotency-Key of the phase; must be unique per run and phase. */
   readonly keyPrefix: string;
+  /** The buyers' bearer tokens (minted before the phase): purchases are spread over BENCH_USERS users. */
+  readonly tokens: BenchTokens;
   readonly io: BenchIO;
 }
 
@@ -84,7 +86,7 @@ export function newLatencyHistogram(): RecordableHistogram {
 }
 
 export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResult> {
-  const { http, productIds, connections, io } = phase;
+  const { http, productIds, connections, tokens, io } = phase;
   if (productIds.length === 0) throw new Error(`${phase.label}: no product to buy`);
   const bodies = productIds.map((productId) => JSON.stringify({ productId, quantity: 1 }));
   const perProduct = new Map<number, ProductTally>(
@@ -125,7 +127,11 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
         const res = await http.request({
           path: '/purchases',
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-user-id': userId, 'idempotency-key': key },
+          headers: {
+            'content-type': 'application/json',
+            authorization: tokens.bearer(userId),
+            'idempotency-key': key,
+          },
           body: bodies[pick]!,
         });
         const text = res.statusCode === 201 ? (await res.body.dump(), '') : await res.body.text();

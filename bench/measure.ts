@@ -4,7 +4,7 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cores, cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
-import { delta, familyDelta, familyMean, histogramMean, scrape, type Samples } from './prom.js';
+import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './verify.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
@@ -13,7 +13,7 @@ export const DISTURBED_OTHER_CORES = 0.25;
 export interface MeasuredPhase<T> {
   readonly result: T;
   readonly cpu: CpuShares;
-  /** The service's `process_cpu_seconds_total` delta ÷ wall time, cores. */
+  /** The service's `process_cpu_seconds_total` delta (Σ over the nodes read) ÷ wall time, cores. */
   readonly serviceCores: number;
   /** Cores busy outside the service, the stack's servers and the bench (other users of the machine). */
   readonly otherCores: number | undefined;
@@ -22,17 +22,22 @@ export interface MeasuredPhase<T> {
   readonly dbPerS: Readonly<Record<string, number>> | undefined;
 }
 
+/**
+ * `metricsFrom`: the node(s) whose `/metrics` are read, each directly (never through nginx, which answers
+ * 404 for it); several nodes' samples are summed.
+ */
 export async function measurePhase<T>(
-  serviceUrl: string,
+  metricsFrom: string | readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
 ): Promise<MeasuredPhase<T>> {
+  const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
   const dbBefore = await serverCounters();
-  const before = await scrape(serviceUrl);
+  const before = await scrapeNodes(urls);
   const cpuBefore = cpuSnapshot(pids);
   const result = await run();
   const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
-  const after = await scrape(serviceUrl);
+  const after = await scrapeNodes(urls);
   const dbAfter = await serverCounters();
   const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
   return {

@@ -4,12 +4,30 @@ import { request } from 'undici';
 /** Sample name with its label set as printed (`name{a="b"}`) → value. */
 export type Samples = ReadonlyMap<string, number>;
 
+/**
+ * `GET <url>/metrics` of one node, read directly: the service serves it only to a loopback client that did
+ * not come through a proxy (METRICS_ALLOW_FROM), and answers 404 through nginx.
+ */
 export async function scrape(url: string): Promise<Samples> {
   const res = await request(`${url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
   const text = await res.body.text();
+  if (res.statusCode === 404)
+    throw new Error(
+      `GET ${url}/metrics answered 404: /metrics is served only to a direct loopback client, never through nginx; ` +
+        'give a node, not the balancer (e.g. --url http://127.0.0.1:8081)',
+    );
   if (res.statusCode !== 200)
-    throw new Error(`GET /metrics answered ${res.statusCode}: ${text.slice(0, 200)}`);
+    throw new Error(`GET ${url}/metrics answered ${res.statusCode}: ${text.slice(0, 200)}`);
   return parseSamples(text);
+}
+
+/** Every node's `/metrics`, each read directly, summed sample by sample (counters and sums add up). */
+export async function scrapeNodes(urls: readonly string[]): Promise<Samples> {
+  const all = await Promise.all(urls.map(scrape));
+  if (all.length === 1) return all[0]!;
+  const sum = new Map<string, number>();
+  for (const samples of all) for (const [k, v] of samples) sum.set(k, (sum.get(k) ?? 0) + v);
+  return sum;
 }
 
 export function parseSamples(text: string): Samples {

@@ -5,6 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorCode } from './api.js';
+import type { BenchTokens } from './auth.js';
 import type { ProductTally, PurchaseAttempt } from './load.js';
 import type { AnswerClass, OpenLoopRequest } from './open-loop.js';
 
@@ -14,7 +15,11 @@ export class PurchaseLedger {
   /** Keys sent once but answered as replays: a proxy retry (through nginx) or a bug (straight to a node). */
   replayed = 0;
 
-  constructor(productIds: readonly number[] = []) {
+  constructor(
+    /** Bearer tokens of every user `purchase` is called with (minted before the load). */
+    private readonly tokens: BenchTokens,
+    productIds: readonly number[] = [],
+  ) {
     for (const id of productIds) this.tally(id);
   }
 
@@ -27,13 +32,13 @@ export class PurchaseLedger {
     return tally;
   }
 
-  /** `POST /purchases` for one unique key; only a fresh 201 is not an error. */
+  /** `POST /purchases` for one unique key as customer `userId`; only a fresh 201 is not an error. */
   purchase(op: string, productId: number, quantity: number, key: string, userId: string): OpenLoopRequest {
     return {
       op,
       method: 'POST',
       path: '/purchases',
-      headers: { 'x-user-id': userId, 'idempotency-key': key },
+      headers: { authorization: this.tokens.bearer(userId), 'idempotency-key': key },
       body: JSON.stringify({ productId, quantity }),
       answer: (status, headers, body) => this.answer(productId, key, userId, status, headers, body),
       transportError: (code) => {

@@ -8,8 +8,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
 import { request } from 'undici';
+import { connectStoreRedis } from './stores.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -34,7 +34,18 @@ export interface Service {
   countLogMessages(messages: readonly string[]): Promise<Record<string, number>>;
 }
 
-/** Env the bench gives its own service: quiet logs, deadlines and a saga wait a closed loop will not hit, a mailbox bound above the load. */
+/**
+ * Rate limits of every node the bench starts: ON, so each request pays its per-IP check and each purchase
+ * its per-user EVALSHA, but far above anything a scenario offers (behind nginx every request comes from
+ * 127.0.0.1; a closed loop at c = 200 gives one bench user a few purchases/s), so nothing is ever throttled.
+ * The highest values the service accepts.
+ */
+export const BENCH_RATE_LIMITS = {
+  RATE_LIMIT_IP_PER_S: '100000000',
+  RATE_LIMIT_USER_PURCHASES_PER_S: '1000000',
+} as const;
+
+/** Env the bench gives its own service: quiet logs, deadlines and a saga wait a closed loop will not hit, a mailbox bound above the load, limits on but never reached. */
 export function benchServiceEnv(connections: number): Record<string, string> {
   return {
     LOG_LEVEL: 'warn',
@@ -42,6 +53,7 @@ export function benchServiceEnv(connections: number): Record<string, string> {
     PURCHASE_TIMEOUT_MS: '15000', // 15 s
     MAILBOX_LIMIT: String(Math.max(5_000, connections * 4)),
     PURCHASE_WAIT_BUDGET_MS: '10000', // 10 s: how long a purchase waits for its saga before answering 202
+    ...BENCH_RATE_LIMITS,
   };
 }
 
@@ -224,13 +236,8 @@ async function countLogMessages(
 
 /** Deletes the keys the child left under its prefix (shard epochs, membership, catalog cache, locks). */
 export async function deleteRedisKeys(prefix: string): Promise<void> {
-  const redis = new Redis(process.env['REDIS_URL'] ?? 'redis://127.0.0.1:16379', {
-    lazyConnect: true,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2_000,
-  });
+  const redis = await connectStoreRedis();
   try {
-    await redis.connect();
     const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
     let cursor = '0';
     do {

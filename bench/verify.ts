@@ -5,12 +5,9 @@
  * - orders: every 201 answer is one CONFIRMED order, every 402 one CANCELLED order, every 202 one order in
  *   any state, a 5xx/transport answer at most one order, and there is no other order.
  */
-import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
 import type { PhaseResult } from './load.js';
-
-/** The service's own setting when present, else the local stack's primary. */
-const PRIMARY_URL =
-  process.env['MYSQL_PRIMARY_URL'] ?? 'mysql://flashsale:flashsale@127.0.0.1:13306/flashsale';
+import { connectMysql } from './stores.js';
 
 export interface ExpectedProduct {
   readonly productId: number;
@@ -79,24 +76,15 @@ function addCounts(into: StatusCounts, rows: RowDataPacket[]): void {
   }
 }
 
-/** A connection to the primary the checks read (extra mysql2 options, e.g. multipleStatements). */
+/**
+ * A connection to the primary the checks read (the service's MYSQL_PRIMARY_URL and TLS settings, else the
+ * local stack's; extra mysql2 options, e.g. multipleStatements).
+ */
 export function connectPrimary(extra: { multipleStatements?: boolean } = {}): Promise<Connection> {
-  return connect(extra);
+  return connectMysql('primary', extra);
 }
 
-async function connect(extra: { multipleStatements?: boolean } = {}): Promise<Connection> {
-  const url = new URL(PRIMARY_URL);
-  return mysql.createConnection({
-    ...extra,
-    host: url.hostname,
-    port: Number(url.port || 3306),
-    user: decodeURIComponent(url.username),
-    password: decodeURIComponent(url.password),
-    database: decodeURIComponent(url.pathname.slice(1)),
-    supportBigNumbers: true,
-    bigNumberStrings: false,
-  });
-}
+const connect = (): Promise<Connection> => connectPrimary();
 
 /** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
 const SERVER_COUNTERS = [

@@ -6,10 +6,10 @@
  * of the same MariaDB/Redis add to them, so the phases run back to back and the background is reported.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
 import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { benchUser, createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, stackPids } from '../cpu.js';
@@ -17,9 +17,10 @@ import { measurePhase, percentileMs, round } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
+import { connectStoreRedis } from '../stores.js';
+import type { Redis } from '../../src/storage/redis.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
-import { loadConfig } from '../../src/config.js';
 
 export const name = 'cost';
 export const describe =
@@ -74,12 +75,13 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const cluster = await startCluster(options, io, { nodes: 1, paymentLatencyMs: 5 });
   const admin = new Pool(cluster.url, { connections: 2 });
   io.onCleanup(() => admin.close());
-  const redis = new Redis(loadConfig(process.env).redis.url, { maxRetriesPerRequest: 1 });
+  const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
   const tag = `cost${options.runTag}${randomBytes(3).toString('hex')}`;
+  const tokens = await BenchTokens.mint(options, io);
   const products = {} as Record<Strategy, CreatedProduct>;
   for (const path of PATHS)
-    products[path] = await createProduct(admin, {
+    products[path] = await createProduct(admin, tokens, {
       name: `bench ${tag} ${path}`,
       priceCents: 1999,
       stock: STOCK,
@@ -90,7 +92,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   await connections.open('/health');
   const pids = stackPids();
   const background = await backgroundBusy(1_000);
-  const ledger = new PurchaseLedger(PATHS.map((p) => products[p].id));
+  const ledger = new PurchaseLedger(
+    tokens,
+    PATHS.map((p) => products[p].id),
+  );
   let seq = 0;
   const next = (productId: number) => () => {
     seq += 1;
@@ -127,7 +132,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       mysql: await mysqlCounters(),
       redis: await redisCommands(redis),
     };
-    const measured = await measurePhase(cluster.url, pids, () =>
+    const measured = await measurePhase(cluster.metricsUrls, pids, () =>
       runOpenLoop({
         connections,
         rate,

@@ -7,7 +7,8 @@
 import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { benchUser, createProducts } from '../api.js';
+import { createProducts } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -38,11 +39,15 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const admin = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => admin.close());
   const tag = `fo${options.runTag}${randomBytes(3).toString('hex')}`;
-  const products = await createProducts(admin, tag, productCount, STOCK);
+  const tokens = await BenchTokens.mint(options, io);
+  const products = await createProducts(admin, tokens, tag, productCount, STOCK);
   const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
   io.onCleanup(() => connections.close());
   await connections.open('/nginx-health');
-  const ledger = new PurchaseLedger(products.map((p) => p.id));
+  const ledger = new PurchaseLedger(
+    tokens,
+    products.map((p) => p.id),
+  );
   const confirmedKeys: string[] = [];
   const victim = cluster.nodes[1]!;
   let killedAtMs: number | undefined;

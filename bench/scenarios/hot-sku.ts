@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { benchUser, createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -63,9 +64,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const admin = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => admin.close());
   const tag = `hs${options.runTag}${randomBytes(3).toString('hex')}`;
+  const tokens = await BenchTokens.mint(options, io);
   const products = {} as Record<Strategy, CreatedProduct>;
   for (const path of PATHS)
-    products[path] = await createProduct(admin, {
+    products[path] = await createProduct(admin, tokens, {
       name: `bench ${tag} ${path}`,
       priceCents: 1999,
       stock: INITIAL_STOCK[path],
@@ -75,7 +77,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   io.progress(`bench: ${num(opened)} of ${num(options.connections)} connections open`);
   const pids = stackPids();
   const background = await backgroundBusy(2_000);
-  const ledger = new PurchaseLedger(PATHS.map((p) => products[p].id));
+  const ledger = new PurchaseLedger(
+    tokens,
+    PATHS.map((p) => products[p].id),
+  );
 
   let seq = 0;
   const purchase = (productId: number) => () => {
@@ -101,7 +106,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     for (const path of PATHS) {
       if (!active.has(path)) continue;
       const productId = products[path].id;
-      const measured = await measurePhase(cluster.url, pids, () =>
+      const measured = await measurePhase(cluster.metricsUrls, pids, () =>
         runOpenLoop({
           connections,
           rate,

@@ -6,7 +6,7 @@
  * purchase < 100 ms; errors ≤ 1%); the verdict is given at the highest offered rate that met them.
  */
 import { randomBytes } from 'node:crypto';
-import { benchUser } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
@@ -67,6 +67,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     fixedCatalog ?? catalogSizeFor(1 - hitTarget, rate * READ_SHARE, STOCK_TTL_S, catalogMax);
 
   const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
+  const tokens = await BenchTokens.mint(options, io);
   const tag = `mix${options.runTag}${randomBytes(3).toString('hex')}`;
   const catalogSize = Math.max(...rates.map(sizeFor));
   io.progress(`bench: inserting a catalog of ${num(catalogSize)} products`);
@@ -81,7 +82,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   io.progress(`bench: ${num(opened)} connections open`);
   const pids = stackPids();
   const background = await backgroundBusy(1_000);
-  const ledger = new PurchaseLedger();
+  const ledger = new PurchaseLedger(tokens);
   let seq = 0;
   let hot = 0;
   let purchases = 0;
@@ -124,7 +125,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     purchases = 0;
     // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
     const known = { ...pids, ...cluster.pids() };
-    const measured = await measurePhase(cluster.url, known, () =>
+    // Each node's /metrics read directly (through nginx it answers 404), summed.
+    const measured = await measurePhase(cluster.metricsUrls, known, () =>
       runOpenLoop({
         connections,
         rate,
@@ -367,8 +369,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
 }
 
 /**
- * Service cores = Σ of the nodes' own CPU (/proc: GET /metrics through nginx would reach one node of two);
- * other = what no known process took. With --url (no nodes of ours) the scrape is all there is.
+ * Service cores = Σ of the nodes' own CPU (/proc); other = what no known process took. With --url (no
+ * nodes of ours) the scrape of that URL is all there is.
  */
 function cpuOf(
   measured: Awaited<ReturnType<typeof measurePhase>>,

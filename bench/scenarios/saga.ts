@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
 import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
+import { BenchTokens } from '../auth.js';
 import { backgroundBusy, cores, stackPids } from '../cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
 import {
@@ -101,8 +102,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const pool = closedLoopPool(service.url, options.connections, io);
 
   const tag = `sg${options.runTag}${randomBytes(3).toString('hex')}`;
+  const tokens = await BenchTokens.mint(options, io);
   const product = (label: string, stock: number): Promise<CreatedProduct> =>
-    createProduct(pool, { name: `bench ${tag} ${label}`, priceCents: 1999, stock, strategy: 'actor' });
+    createProduct(pool, tokens, {
+      name: `bench ${tag} ${label}`,
+      priceCents: 1999,
+      stock,
+      strategy: 'actor',
+    });
   const hot = await product('hot', HOT_STOCK);
   const spread: CreatedProduct[] = [];
   for (let i = 0; i < SPREAD_PRODUCTS; i += 1) spread.push(await product(`spread ${i}`, SPREAD_STOCK));
@@ -123,6 +130,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       durationS,
       label,
       keyPrefix,
+      tokens,
       io,
     });
   for (const phase of ['hot', 'spread'] as const)

@@ -11,7 +11,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { benchUser, createProducts } from '../api.js';
+import { createProducts } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
 import { startCluster, type Cluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -135,13 +136,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       const admin = new Pool(cluster.url, { connections: 4 });
       sub.onCleanup(() => admin.close());
       const tag = `sc${nodes}n${options.runTag}${randomBytes(3).toString('hex')}`;
-      const products = await createProducts(admin, tag, productCount, STOCK);
+      const tokens = await BenchTokens.mint(options, io);
+      const products = await createProducts(admin, tokens, tag, productCount, STOCK);
       const ids = products.map((p) => p.id);
       const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
       sub.onCleanup(() => connections.close());
       const connectionsOpen = await connections.open('/nginx-health');
       const background = await backgroundBusy(1_000);
-      const ledger = new PurchaseLedger(ids);
+      const ledger = new PurchaseLedger(tokens, ids);
       let seq = 0;
       const next = () => {
         seq += 1;

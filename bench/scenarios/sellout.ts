@@ -10,6 +10,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
 import { createProduct, errorCode } from '../api.js';
+import { BenchTokens } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -41,6 +42,8 @@ interface Attempt {
   readonly answers: string[];
 }
 
+const sellerUser = (i: number): string => `bench-so-u${i}`;
+
 function quantity(): number {
   let u = Math.random();
   for (const [q, p] of QUANTITIES) if ((u -= p) < 0) return q;
@@ -50,14 +53,21 @@ function quantity(): number {
 export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
   const stock = numberParam(options, 'stock', 10_000, 1, 10_000_000);
   const attemptsWanted = numberParam(options, 'attempts', 100_000, 1, 10_000_000);
-  const users = numberParam(options, 'users', 20_000, 1, 10_000_000);
+  // At most the nodes' token cache (AUTH_TOKEN_CACHE_SIZE, 100,000): every token is verified once per node.
+  const users = numberParam(options, 'users', 20_000, 1, 100_000);
   const dupShare = numberParam(options, 'duplicates', 0.2, 0, 1);
   const rate = options.rate ?? defaults.rate;
   const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
   const admin = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => admin.close());
   const tag = `so${options.runTag}${randomBytes(3).toString('hex')}`;
-  const product = await createProduct(admin, {
+  // One token per user, minted before the load (the users' ids are those `next` below picks).
+  const tokens = await BenchTokens.mint(
+    options,
+    io,
+    Array.from({ length: users }, (_, i) => sellerUser(i)),
+  );
+  const product = await createProduct(admin, tokens, {
     name: `bench ${tag} sellout`,
     priceCents: 1999,
     stock,
@@ -80,7 +90,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     op: 'purchase',
     method: 'POST',
     path: '/purchases',
-    headers: { 'x-user-id': userId, 'idempotency-key': key },
+    headers: { authorization: tokens.bearer(userId), 'idempotency-key': key },
     body: JSON.stringify({ productId: product.id, quantity: attempt.quantity }),
     answer: (status, headers, body, timing) => {
       const code = status === 201 || status === 202 ? '' : ` ${errorCode(body)}`;
@@ -117,7 +127,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       const key = `${tag}-${seq}`;
       const attempt: Attempt = { quantity: quantity(), answers: [] };
       attempts.set(key, attempt);
-      const userId = `bench-so-u${(seq * 7_919) % users}`;
+      const userId = sellerUser((seq * 7_919) % users);
       const first = request(key, userId, attempt);
       made += 1;
       if (made < attemptsWanted && Math.random() < dupShare) {
@@ -213,7 +223,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const restock = await admin.request({
     path: `/products/${product.id}/restock`,
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: tokens.admin },
     body: JSON.stringify({ quantity: 1 }),
   });
   const restockBody = (await restock.body.json()) as { stock?: number };
@@ -234,7 +244,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     AGREE_WAIT_MS,
   );
   const projection = await until(
-    () => projectionTotals(admin, product.id),
+    () => projectionTotals(admin, tokens, product.id),
     (p) =>
       p !== undefined &&
       p.soldQuantity === primary.confirmedQty &&

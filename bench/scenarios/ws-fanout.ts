@@ -11,6 +11,7 @@ import type { RowDataPacket } from 'mysql2';
 import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
+import { BenchTokens } from '../auth.js';
 import { startCluster } from '../cluster.js';
 import { latencySummary, round } from '../measure.js';
 import { numberParam } from '../params.js';
@@ -51,11 +52,13 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const http = nodes.map((n) => new Pool(n.url, { connections: 64 }));
   io.onCleanup(() => Promise.all(http.map((p) => p.close())).then(() => undefined));
   const initial = 10_000_000;
+  const buyers = Array.from({ length: 1000 }, (_, i) => `ws-${i}`);
+  const tokens = await BenchTokens.mint(options, io, buyers);
   const products: number[] = [];
   for (let i = 0; i < productCount; i += 1)
     products.push(
       (
-        await createProduct(http[0]!, {
+        await createProduct(http[0]!, tokens, {
           name: `ws-hot-${i}`,
           priceCents: 100,
           stock: initial,
@@ -128,7 +131,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         method: 'POST',
         headers: {
           'content-type': 'application/json',
-          'x-user-id': `ws-${i % 1000}`,
+          authorization: tokens.bearer(buyers[i % buyers.length]!),
           'idempotency-key': `ws${options.runTag}-${i}`,
         },
         body: JSON.stringify({ productId: products[i % productCount], quantity: 1 }),

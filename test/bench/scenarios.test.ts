@@ -216,6 +216,30 @@ t.test('scale: one node then two behind nginx, purchases checked, forwarded shar
   t.ok(oneNodeForwarded === 0 || oneNodeForwarded === null, 'one node forwards nothing (null: no metric)');
 });
 
+t.test('auth: per-check CPU costs, hot-sku with security on vs limits off, nothing throttled', async (t) => {
+  const run = await bench(['auth', '--duration', '2', '--connections', '10', '--param', 'micro-scale=0.02']);
+  await expectOk(t, run, 'auth', [
+    'full_verify_cpu_us',
+    'cached_verify_cpu_us',
+    'ip_limit_cpu_us',
+    'user_limit_cpu_us',
+    'user_limit_wall_us',
+    'user_limit_c100_cpu_us',
+    'user_limit_c100_wall_us',
+    'on_per_s',
+    'off_per_s',
+    'ratio',
+    'target_met',
+  ]);
+  t.equal(run.summary['mode'], 'closed-loop');
+  t.equal(run.summary['oversold'], 0);
+  t.equal(run.summary['rate_limited'], 0, "the bench's limits never throttle its own load");
+  for (const key of ['full_verify_cpu_us', 'cached_verify_cpu_us', 'ip_limit_cpu_us', 'user_limit_cpu_us'])
+    t.ok(Number(run.summary[key]) > 0, `${key} measured`);
+  t.ok(Number(run.summary['on_per_s']) > 0 && Number(run.summary['off_per_s']) > 0, 'both nodes sold');
+  t.equal(run.summary['user_limit_evalsha_per_call'], 1, 'one EVALSHA per per-user limit check');
+});
+
 t.test('--repeat: median and spread of each figure', async (t) => {
   const run = await bench(['cost', '--duration', '1', '--rate', '10', '--connections', '5', '--repeat', '2']);
   t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-4000) });

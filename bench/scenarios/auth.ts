@@ -1,0 +1,451 @@
+/**
+ * Auth: what security costs. First, in this process, CPU-µs per operation of each check a request pays
+ * (process.cpuUsage around a tight loop): a full token signature verify, a cached verify, the per-IP limit,
+ * the per-user limit against the stack's Redis (sequential and with 100 in flight, CPU and wall-clock).
+ * Then the hot-sku closed loop (bench/hot-sku-closed.ts) against two nodes in the same run: security ON
+ * (bearer tokens, limits on but never reached) and limits OFF (RATE_LIMIT_*=0; tokens still verified,
+ * from the cache after each user's first), phases ON OFF OFF ON; purchases/s of both and their ratio.
+ */
+import { randomBytes } from 'node:crypto';
+import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
+import { RateLimits } from '../../src/auth/rate-limits.js';
+import { TokenVerifier } from '../../src/auth/tokens.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import type { Redis } from '../../src/storage/redis.js';
+import { closedLoopPool, createProduct } from '../api.js';
+import { benchUser, benchUsers, BenchTokens } from '../auth.js';
+import { backgroundBusy, cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
+import {
+  checkAfterLoad,
+  checkNote,
+  merge,
+  PHASE_COLUMNS,
+  row,
+  runAlternatingPhases,
+  type ClosedLoopPath,
+  type Measured,
+} from '../hot-sku-closed.js';
+import { DISTURBED_OTHER_CORES, percentileMs, round } from '../measure.js';
+import { numberParam } from '../params.js';
+import { delta } from '../prom.js';
+import { num } from '../report.js';
+import { BENCH_RATE_LIMITS, deleteRedisKeys, OWNERSHIP_WARNINGS, startService } from '../service.js';
+import { connectStoreRedis } from '../stores.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+
+export const name = 'auth';
+export const describe =
+  'cost of security: CPU-µs per full/cached token verify, per-IP and per-user (Redis) limit check, in-process; then hot-sku closed-loop purchases/s with security on vs limits off, same run';
+export const defaults = { durationS: 20, connections: 200 };
+export const modes = ['closed'] as const;
+
+type Mode = 'on' | 'off';
+const STOCK = 10_000_000;
+/** ON within 10% of OFF. */
+const TARGET_RATIO = 0.9;
+/** ABBA: a drift of the machine that is linear in time hits both modes alike. */
+const ORDER: readonly Mode[] = ['on', 'off', 'off', 'on'];
+const LIMITS_OFF = { RATE_LIMIT_IP_PER_S: '0', RATE_LIMIT_USER_PURCHASES_PER_S: '0' } as const;
+/** Iterations of each loop at `--param micro-scale=1`. */
+const ITERATIONS = {
+  fullVerify: 5_000,
+  cachedVerify: 1_000_000,
+  ipLimit: 1_000_000,
+  userLimitSequential: 10_000,
+  userLimitConcurrent: 40_000,
+} as const;
+const IN_FLIGHT = 100;
+
+interface Cost {
+  readonly n: number;
+  /** This process's CPU per operation (user + system), µs. */
+  readonly cpuUs: number;
+  /** Wall-clock time of the loop ÷ operations, µs. */
+  readonly wallUs: number;
+}
+
+interface RedisCost extends Cost {
+  readonly inFlight: number;
+  /** Mean wall-clock time of one call, from its start to its answer, µs. */
+  readonly latencyUs: number;
+  /** The Redis server's CPU (/proc) per call, µs; undefined without /proc or the stack's Redis. */
+  readonly redisCpuUs: number | undefined;
+  /** EVALSHA calls per call (INFO commandstats, server-wide: other clients count too). */
+  readonly evalsha: number;
+  /** Redis commands per call, those the script runs included (server-wide, as `evalsha`). */
+  readonly redisCommands: number;
+}
+
+/** Runs `fn` `n / 10` times unmeasured (JIT), then `n` times between two process.cpuUsage() readings. */
+function timeSync(n: number, fn: (i: number) => unknown): Cost {
+  for (let i = 0; i < Math.ceil(n / 10); i += 1) fn(i);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += 1) fn(i);
+  const wallUs = (performance.now() - t0) * 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
+}
+
+async function timeAsync(n: number, fn: (i: number) => Promise<unknown>): Promise<Cost> {
+  for (let i = 0; i < Math.ceil(n / 10); i += 1) await fn(i);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i += 1) await fn(i);
+  const wallUs = (performance.now() - t0) * 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
+}
+
+/** Commands the Redis server ran (INFO commandstats; INFO itself left out) and its EVALSHAs among them. */
+async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
+  const text = await redis.info('commandstats');
+  let commands = 0;
+  let evalsha = 0;
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
+    if (m[1] !== 'info') commands += Number(m[2]);
+    if (m[1] === 'evalsha') evalsha += Number(m[2]);
+  }
+  return { commands, evalsha };
+}
+
+/** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */
+async function timeRedis(
+  redis: Redis,
+  redisPid: number | undefined,
+  n: number,
+  inFlight: number,
+  fn: (i: number) => Promise<unknown>,
+): Promise<RedisCost> {
+  const drive = async (count: number, onCall?: (us: number) => void) => {
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const t = performance.now();
+        await fn(i);
+        onCall?.((performance.now() - t) * 1000);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
+  };
+  await drive(Math.ceil(n / 10));
+  const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
+  const commands0 = await redisCalls(redis);
+  let latencySum = 0;
+  const before = cpuSnapshot(pids);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await drive(n, (us) => (latencySum += us));
+  const wallUs = (performance.now() - t0) * 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const shares = cpuShares(before, cpuSnapshot(pids));
+  const commands = await redisCalls(redis);
+  const redisCores = shares.processCores['redis'];
+  return {
+    n,
+    inFlight,
+    cpuUs: (cpu.user + cpu.system) / n,
+    wallUs: wallUs / n,
+    latencyUs: latencySum / n,
+    redisCpuUs: redisCores === undefined ? undefined : (redisCores * shares.wallS * 1e6) / n,
+    evalsha: (commands.evalsha - commands0.evalsha) / n,
+    redisCommands: (commands.commands - commands0.commands) / n,
+  };
+}
+
+interface MicroCosts {
+  readonly fullVerify: Cost;
+  readonly cachedVerify: Cost;
+  readonly ipLimit: Cost;
+  readonly userLimit: RedisCost;
+  readonly userLimitConcurrent: RedisCost;
+}
+
+/** The four in-process measurements, before any node starts (a quiet box). */
+async function microCosts(
+  options: BenchOptions,
+  io: BenchIO,
+  config: Config,
+  tokens: BenchTokens,
+  scale: number,
+): Promise<MicroCosts> {
+  const count = (n: number) => Math.max(10, Math.round(n * scale));
+  const users = benchUsers();
+  const bearers = users.map((u) => tokens.bearer(u));
+  // The bench signs with the local stack key: verify against its JWKS file, whatever AUTH_JWKS_URL says.
+  const auth = { ...config.auth, jwksUrl: undefined, jwksFile: JWKS_FILE };
+
+  // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
+  const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
+  const fullVerify = await timeAsync(count(ITERATIONS.fullVerify), (i) =>
+    Promise.resolve(uncached.authenticate(bearers[i % bearers.length])),
+  );
+  io.progress(
+    `bench: (a) full token verify: ${fullVerify.cpuUs.toFixed(1)} µs CPU (${num(fullVerify.n)} calls)`,
+  );
+
+  // (b) Cached verify: every token verified once first; then authenticate answers from the map, synchronously.
+  const cached = new TokenVerifier({ auth });
+  for (const bearer of bearers) await cached.authenticate(bearer);
+  let sink = 0;
+  const cachedVerify = timeSync(count(ITERATIONS.cachedVerify), (i) => {
+    const identity = cached.authenticate(bearers[i % bearers.length]);
+    if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
+    sink += identity.userId.length;
+  });
+  io.progress(
+    `bench: (b) cached token verify: ${cachedVerify.cpuUs.toFixed(3)} µs CPU (${num(cachedVerify.n)} calls)`,
+  );
+
+  const redis = await connectStoreRedis();
+  io.onCleanup(() => void redis.disconnect());
+  const keyPrefix = `bench-auth-${options.runTag}-${process.pid}:`;
+  io.onCleanup(() => deleteRedisKeys(keyPrefix));
+  const limits = (ip: number, user: number) =>
+    new RateLimits({
+      limits: { ipRequestsPerSecond: ip, userPurchasesPerSecond: user, nodes: 1, trustedProxies: [] },
+      redis,
+      keyPrefix,
+    });
+
+  // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
+  const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
+  const ipLimit = timeSync(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'));
+  io.progress(`bench: (c) per-IP limit check: ${ipLimit.cpuUs.toFixed(3)} µs CPU (${num(ipLimit.n)} calls)`);
+
+  // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
+  const userLimits = limits(0, Number(BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S));
+  const redisPid = stackPids()['redis'];
+  const admit = (i: number) => userLimits.admitPurchase(benchUser(i));
+  const userLimit = await timeRedis(redis, redisPid, count(ITERATIONS.userLimitSequential), 1, admit);
+  io.progress(
+    `bench: (d) per-user limit, sequential: ${userLimit.cpuUs.toFixed(1)} µs CPU, ${userLimit.wallUs.toFixed(1)} µs wall per call`,
+  );
+  const userLimitConcurrent = await timeRedis(
+    redis,
+    redisPid,
+    count(ITERATIONS.userLimitConcurrent),
+    IN_FLIGHT,
+    admit,
+  );
+  io.progress(
+    `bench: (d) per-user limit, ${IN_FLIGHT} in flight: ${userLimitConcurrent.cpuUs.toFixed(1)} µs CPU, ${userLimitConcurrent.wallUs.toFixed(1)} µs wall per call (latency ${userLimitConcurrent.latencyUs.toFixed(0)} µs)`,
+  );
+  if (sink === 0) throw new Error('bench: no identity returned');
+  return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
+}
+
+/** Σ over phases of one counter's delta. */
+const sumDelta = (phases: readonly Measured[], sample: string): number =>
+  phases.reduce((sum, p) => sum + delta(p.metrics.before, p.metrics.after, sample), 0);
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  if (options.url !== undefined)
+    throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
+  const scale = numberParam(options, 'micro-scale', 1, 0.001, 100);
+  const config = loadConfig({ ...process.env, ...options.serviceEnv });
+  const tokens = await BenchTokens.mint(options, io);
+
+  const background = await backgroundBusy(2_000);
+  io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
+  const micro = await microCosts(options, io, config, tokens, scale);
+
+  // Two one-node services at once, so the phases can alternate: ON with the bench's limits, OFF with none.
+  const services: Record<Mode, Awaited<ReturnType<typeof startService>>> = {
+    on: await startService(options, io),
+    off: await startService(options, io, { env: LIMITS_OFF }),
+  };
+  const nodes = [services.on.url, services.off.url];
+  const tag = `au${options.runTag}${randomBytes(3).toString('hex')}`;
+  const paths: ClosedLoopPath<Mode>[] = [];
+  for (const mode of ['on', 'off'] as const) {
+    const pool = closedLoopPool(services[mode].url, options.connections, io);
+    const product = await createProduct(pool, tokens, {
+      name: `bench ${tag} ${mode}`,
+      priceCents: 1999,
+      stock: STOCK,
+      strategy: 'actor',
+    });
+    // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
+    paths.push({ path: mode, http: pool, productId: product.id, initialStock: STOCK, metricsFrom: nodes });
+  }
+  const pids = stackPids();
+  const { all, measured } = await runAlternatingPhases({
+    paths,
+    order: ORDER,
+    phaseS: options.durationS / 2,
+    connections: options.connections,
+    tag,
+    tokens,
+    pids,
+    io,
+  });
+  const checks = await checkAfterLoad(all, paths, io);
+  const ownership: Record<string, number> = {};
+  for (const service of Object.values(services))
+    for (const [msg, n] of Object.entries(await service.countLogMessages(OWNERSHIP_WARNINGS)))
+      ownership[msg] = (ownership[msg] ?? 0) + n;
+  const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
+  const restarted = Object.entries(pids)
+    .filter(([n, pid]) => stackPids()[n] !== pid)
+    .map(([n]) => n);
+  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
+  const throttled = all.reduce(
+    (sum, r) => sum + Object.entries(r.failures).reduce((s, [k, n]) => s + (k.startsWith('429') ? n : 0), 0),
+    0,
+  );
+  const ok = checks.every((c) => c.ok) && replayed === 0 && throttled === 0;
+
+  const of = (mode: Mode) => measured.filter((m) => m.path === mode);
+  const on = merge(of('on'));
+  const off = merge(of('off'));
+  const ratio = off.perS > 0 ? on.perS / off.perS : null;
+  const undisturbed = measured.filter(
+    (m) => restarted.length === 0 && (merge([m]).otherCores ?? 0) <= DISTURBED_OTHER_CORES,
+  );
+  const cleanOn = undisturbed.filter((m) => m.path === 'on');
+  const cleanOff = undisturbed.filter((m) => m.path === 'off');
+  const ratioUndisturbed =
+    cleanOn.length > 0 && cleanOff.length > 0 ? merge(cleanOn).perS / merge(cleanOff).perS : undefined;
+  const disturbed = measured.filter((m) => !undisturbed.includes(m)).map((m) => m.result.label);
+  const perPurchaseUs = (cores: number | undefined, perS: number) =>
+    cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
+  const boxCores = (m: ReturnType<typeof merge>) =>
+    m.machineBusy === undefined ? undefined : m.machineBusy * cores();
+  const onPhases = of('on');
+  const verified = sumDelta(onPhases, 'auth_tokens_total{result="verified"}');
+  const cachedHits = sumDelta(onPhases, 'auth_tokens_total{result="cached"}');
+  const limited =
+    sumDelta(measured, 'rate_limited_requests_total{limit="ip"}') +
+    sumDelta(measured, 'rate_limited_requests_total{limit="user"}');
+  const insurance = sumDelta(measured, 'rate_limit_insurance_total');
+  const { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent } = micro;
+  // What the service pays per purchase for security, from (b)-(d): a cached verify, an IP check, an EVALSHA.
+  const estimateUs =
+    cachedVerify.cpuUs + ipLimit.cpuUs + userLimitConcurrent.cpuUs + (userLimitConcurrent.redisCpuUs ?? 0);
+  const onSvc = perPurchaseUs(on.serviceCores, on.perS);
+  const offSvc = perPurchaseUs(off.serviceCores, off.perS);
+  const onBox = perPurchaseUs(boxCores(on), on.perS);
+  const offBox = perPurchaseUs(boxCores(off), off.perS);
+  const us = (n: number | undefined, digits = 1) => (n === undefined ? '-' : n.toFixed(digits));
+
+  const notes = [
+    `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${us(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
+    `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${us(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
+    `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${us(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
+    `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${us(userLimit.cpuUs)} µs CPU, ${us(userLimit.wallUs)} µs wall per call, Redis ${us(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
+      `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
+    `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
+    `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per node, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each; ` +
+      `ON = node with RATE_LIMIT_IP_PER_S=${BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S}; OFF = node with both 0. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
+    `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
+      (ratioUndisturbed === undefined || disturbed.length === 0
+        ? ''
+        : `; from undisturbed phases only ${ratioUndisturbed.toFixed(3)}`),
+    `CPU per confirmed purchase: service (both nodes) ON ${onSvc ?? '-'} µs vs OFF ${offSvc ?? '-'} µs; whole box ON ${onBox ?? '-'} µs vs OFF ${offBox ?? '-'} µs`,
+    `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
+    `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
+    `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
+    ...(disturbed.length > 0
+      ? [
+          `WARNING: ${disturbed.length} of ${measured.length} phases disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : ''}): ${disturbed.join(', ')}`,
+        ]
+      : []),
+    ...(background !== undefined && background > 0.1
+      ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before the measurements`]
+      : []),
+    ...(shardLosses > 0
+      ? [`WARNING: shard-lease trouble in the node logs: ${JSON.stringify(ownership)}`]
+      : []),
+    ...checks.map(checkNote),
+    ...(throttled > 0
+      ? [
+          `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
+        ]
+      : []),
+    ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    `correctness: ${ok ? 'OK' : 'FAILED'}`,
+  ];
+
+  const micros = (prefix: string, c: Cost) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
+  const redisKeys = (prefix: string, c: RedisCost) => ({
+    [`${prefix}_cpu_us`]: round(c.cpuUs, 2),
+    [`${prefix}_wall_us`]: round(c.wallUs, 2),
+    [`${prefix}_latency_us`]: round(c.latencyUs, 1),
+    [`${prefix}_redis_cpu_us`]: c.redisCpuUs === undefined ? null : round(c.redisCpuUs, 2),
+  });
+  return {
+    ok,
+    summary: {
+      mode: 'closed-loop',
+      ...micros('full_verify', fullVerify),
+      ...micros('cached_verify', cachedVerify),
+      ...micros('ip_limit', ipLimit),
+      ...redisKeys('user_limit', userLimit),
+      ...redisKeys(`user_limit_c${IN_FLIGHT}`, userLimitConcurrent),
+      user_limit_evalsha_per_call: round(userLimitConcurrent.evalsha, 2),
+      user_limit_redis_commands_per_call: round(userLimitConcurrent.redisCommands, 2),
+      security_cpu_us_per_purchase_estimate: round(estimateUs, 1),
+      on_per_s: Math.round(on.perS),
+      off_per_s: Math.round(off.perS),
+      ratio: ratio === null ? null : round(ratio, 3),
+      ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 3),
+      target_ratio: TARGET_RATIO,
+      target_met: ratio !== null && ratio >= TARGET_RATIO,
+      on_p50_ms: percentileMs(on.latency, 50),
+      on_p99_ms: percentileMs(on.latency, 99),
+      off_p50_ms: percentileMs(off.latency, 50),
+      off_p99_ms: percentileMs(off.latency, 99),
+      on_errors: on.errors,
+      off_errors: off.errors,
+      on_service_cpu_us_per_purchase: onSvc,
+      off_service_cpu_us_per_purchase: offSvc,
+      on_box_cpu_us_per_purchase: onBox,
+      off_box_cpu_us_per_purchase: offBox,
+      tokens_verified: verified,
+      tokens_cached: cachedHits,
+      rate_limited: limited,
+      oversold: checks.reduce((sum, c) => sum + c.oversold, 0),
+      disturbed_phases: disturbed.length,
+      load_generator_cores: round(merge(measured).benchCores, 2),
+      background_busy: background === undefined ? null : round(background, 2),
+      stack_restarted: restarted.length > 0,
+      shard_losses: shardLosses,
+      users: tokens.users,
+      micro_scale: scale,
+      connections: options.connections,
+      duration_s: options.durationS,
+    },
+    table: {
+      columns: PHASE_COLUMNS,
+      rows: [
+        ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
+        row('on (both phases)', options.durationS, on),
+        row('off (both phases)', options.durationS, off),
+      ],
+    },
+    notes,
+    details: {
+      micro,
+      products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
+      services: Object.fromEntries(
+        Object.entries(services).map(([mode, s]) => [mode, { url: s.url, pid: s.pid, log: s.logFile }]),
+      ),
+      checks,
+      ownershipWarnings: ownership,
+      stackRestarted: restarted,
+      measured: measured.map((m) => ({
+        label: m.result.label,
+        path: m.path,
+        perS: round(m.result.perS, 1),
+        failures: m.result.failures,
+        cpu: m.cpu,
+        serviceCores: m.serviceCores,
+        otherCores: otherCores(m.cpu, [m.serviceCores, ...Object.values(m.cpu.processCores)]),
+        tokensVerified: delta(m.metrics.before, m.metrics.after, 'auth_tokens_total{result="verified"}'),
+        tokensCached: delta(m.metrics.before, m.metrics.after, 'auth_tokens_total{result="cached"}'),
+      })),
+    },
+  };
+}
