@@ -164,7 +164,16 @@ const REQUIRED_SERVICES = [
   'nginx',
 ];
 const APP_SERVICES = ['app1', 'app2'];
-const SECRETS = ['MYSQL_PASSWORD', 'MYSQL_ROOT_PASSWORD', 'REDIS_PASSWORD'];
+const SECRETS = [
+  'MYSQL_PASSWORD',
+  'MYSQL_MIGRATION_PASSWORD',
+  'MYSQL_ROOT_PASSWORD',
+  'MYSQL_REPLICATION_PASSWORD',
+  'REDIS_PASSWORD',
+  'REDIS_APP_PASSWORD',
+  'KAFKA_BROKER_PASSWORD',
+  'KAFKA_APP_PASSWORD',
+];
 /** The local stack's config files: production must mount these very files. */
 const SHARED_CONFIGS = [
   'docker/mariadb/primary.cnf',
@@ -173,6 +182,12 @@ const SHARED_CONFIGS = [
   'docker/kafka/server.properties',
   'docker/kafka/log4j.properties',
   'docker/nginx/nginx.conf',
+];
+/** Production-only files the services mount besides (TLS and users). */
+const PRODUCTION_FILES = [
+  'docker/kafka/production.properties',
+  'docker/mariadb/initdb/primary-users.sh',
+  'docker/mariadb/initdb/replica-tls.sql',
 ];
 
 void t.test('the production services are all there, each placed on one of servers 1-6', (t) => {
@@ -237,6 +252,7 @@ void t.test(
       t.ok(mounted.has(config), `${config} (shared with the local stack) is mounted`);
       t.ok(existsSync(join(root, config)), `${config} exists`);
     }
+    for (const file of PRODUCTION_FILES) t.ok(mounted.has(file), `${file} is mounted`);
     t.ok(existsSync(join(root, '.dockerignore')), '.dockerignore exists');
     t.end();
   },
@@ -268,11 +284,7 @@ void t.test(
           t.match(value, /^\$\{[A-Z_]+:\?/, `${name}: ${key} comes from the environment`);
       }
     }
-    t.throws(
-      () => interpolate(text, {}),
-      /MYSQL_PASSWORD|MYSQL_ROOT_PASSWORD|REDIS_PASSWORD|MYSQL_REPLICATION_PASSWORD/,
-      'an unset secret stops interpolation',
-    );
+    t.throws(() => interpolate(text, {}), /_PASSWORD|TLS_DIR/, 'an unset secret stops interpolation');
     t.end();
   },
 );
@@ -598,3 +610,227 @@ void t.test('docker compose config accepts the file (when the compose plugin is 
   t.equal(result.status, 0, `docker compose config -q: ${result.stderr.trim() || 'ok'}`);
   t.end();
 });
+
+/** The value after `flag` in an argument list (`--flag value`), or the part after `flag=` (`--flag=value`). */
+function argument(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  if (i >= 0) return args[i + 1];
+  return args.find((arg) => arg.startsWith(`${flag}=`))?.slice(flag.length + 1);
+}
+
+/** `/run/secrets/<name>` when `name` is one of the service's secrets, else a marker that never matches. */
+function secretPath(svc: Dict, name: string): string {
+  return strings(svc.secrets).includes(name) ? `/run/secrets/${name}` : `(no secret ${name})`;
+}
+
+void t.test('production TLS material: Compose secrets from files in $TLS_DIR, declared where used', (t) => {
+  const declared = dict(compose.secrets);
+  for (const name of ['tls-ca', 'tls-cert', 'tls-key']) {
+    t.match(
+      str(dict(declared[name]).file),
+      /^\$\{TLS_DIR:\?[^}]+\}\/[\w.-]+\.pem$/,
+      `secret ${name}: a file in the required $TLS_DIR (outside the repository)`,
+    );
+  }
+  for (const [name, raw] of Object.entries(services)) {
+    for (const secret of strings(dict(raw).secrets))
+      t.ok(secret in declared, `${name}: secret ${secret} is declared`);
+  }
+  t.match(envExample().TLS_DIR ?? '', /^\//, 'docker/.env.example names an absolute TLS_DIR');
+  t.end();
+});
+
+void t.test('production MariaDB: TLS required, replication over TLS, least-privilege users', (t) => {
+  for (const name of ['db-primary', 'db-replica']) {
+    const svc = service(name);
+    const command = strings(svc.command);
+    t.ok(command.includes('--require-secure-transport=ON'), `${name}: --require-secure-transport=ON`);
+    t.equal(argument(command, '--ssl-ca'), secretPath(svc, 'tls-ca'), `${name}: --ssl-ca from the secret`);
+    t.equal(argument(command, '--ssl-cert'), secretPath(svc, 'tls-cert'), `${name}: --ssl-cert`);
+    t.equal(argument(command, '--ssl-key'), secretPath(svc, 'tls-key'), `${name}: --ssl-key`);
+    const env = environment(svc);
+    t.notOk('MARIADB_USER' in env, `${name}: no MARIADB_USER (the image would grant it ALL)`);
+  }
+  for (const cnf of ['primary.cnf', 'replica.cnf']) {
+    const text = readFileSync(join(root, 'docker/mariadb', cnf), 'utf8');
+    t.notMatch(
+      text,
+      /^\s*(ssl|require)/m,
+      `${cnf} leaves TLS paths to the command line (the local stack's differ)`,
+    );
+  }
+  const users = readFileSync(join(root, 'docker/mariadb/initdb/primary-users.sh'), 'utf8');
+  t.match(
+    users,
+    /GRANT SELECT, INSERT, UPDATE, DELETE ON \\`flashsale\\`\.\* TO 'flashsale'@'%'/,
+    'app user: data only',
+  );
+  t.notMatch(users, /GRANT ALL[^;]* TO 'flashsale'@/, 'app user: no ALL');
+  t.match(users, /GRANT ALL PRIVILEGES ON \\`flashsale\\`\.\* TO 'flashsale_migrate'@'%'/, 'schema owner');
+  t.match(
+    users,
+    /ALTER USER 'flashsale'@'%', 'flashsale_migrate'@'%', '\$\{MARIADB_REPLICATION_USER\}'@'%' REQUIRE SSL/,
+  );
+  const primaryEnv = environment(service('db-primary'));
+  for (const variable of users.matchAll(/\$\{(FLASHSALE_[A-Z_]+):\?\}/g))
+    t.match(
+      primaryEnv[variable[1]!] ?? '',
+      /^\$\{[A-Z_]+:\?/,
+      `db-primary: ${variable[1]} from a required secret`,
+    );
+  const replication = readFileSync(join(root, 'docker/mariadb/initdb/replica-tls.sql'), 'utf8');
+  t.match(replication, /MASTER_SSL = 1/, 'the replica connects with TLS');
+  t.match(replication, /MASTER_SSL_VERIFY_SERVER_CERT = 1/, "and verifies the primary's certificate");
+  t.match(replication, `MASTER_SSL_CA = '${secretPath(service('db-replica'), 'tls-ca')}'`, 'against the CA');
+  const initMounts = (name: string) =>
+    list(service(name).volumes)
+      .map((v) => str(v))
+      .filter((v) => v.includes(':/docker-entrypoint-initdb.d/'));
+  t.match(
+    initMounts('db-primary').join('\n'),
+    /initdb\/primary-users\.sh:/,
+    'db-primary runs the users script',
+  );
+  t.match(initMounts('db-replica').join('\n'), /initdb\/replica-tls\.sql:/, 'db-replica runs the TLS switch');
+  t.end();
+});
+
+void t.test(
+  'production Redis: TLS only, the app an ACL user without administration; Sentinel over TLS',
+  (t) => {
+    const conf = readFileSync(join(root, 'docker/redis/redis.conf'), 'utf8');
+    for (const line of ['port 0', 'tls-port 6379', 'tls-replication yes', 'tls-auth-clients no'])
+      t.match(conf, new RegExp(`^${line}$`, 'm'), `redis.conf: ${line}`);
+    for (const name of ['redis-1', 'redis-2']) {
+      const svc = service(name);
+      const command = strings(svc.command);
+      t.notOk(command.includes('--port'), `${name}: no --port (a plaintext port) on the command line`);
+      t.equal(argument(command, '--tls-cert-file'), secretPath(svc, 'tls-cert'), `${name}: certificate`);
+      t.equal(argument(command, '--tls-key-file'), secretPath(svc, 'tls-key'), `${name}: key`);
+      t.equal(argument(command, '--tls-ca-cert-file'), secretPath(svc, 'tls-ca'), `${name}: CA`);
+      const user = command.slice(command.indexOf('--user'), command.indexOf('--user') + 12);
+      t.same(user.slice(0, 3), ['--user', 'flashsale', 'on'], `${name}: ACL user flashsale`);
+      t.match(user[3] ?? '', /^>\$\{REDIS_APP_PASSWORD:\?/, `${name}: its password from a required secret`);
+      t.ok(user.includes('-@admin') && user.includes('-flushall'), `${name}: no admin commands, no FLUSHALL`);
+      t.match(
+        strings(dict(svc.healthcheck).test).join(' '),
+        /redis-cli --tls --cacert \/run\/secrets\/tls-ca/,
+      );
+    }
+    for (const name of ['sentinel-1', 'sentinel-2', 'sentinel-3']) {
+      const svc = service(name);
+      const script = allStrings([svc.entrypoint, svc.command]).join('\n');
+      for (const line of [
+        'port 0',
+        'tls-port 26379',
+        'tls-replication yes',
+        'tls-ca-cert-file /run/secrets/tls-ca',
+      ])
+        t.match(script, new RegExp(`^${line}$`, 'm'), `${name}: ${line}`);
+      t.equal(secretPath(svc, 'tls-cert'), '/run/secrets/tls-cert', `${name} has the certificate`);
+      t.match(
+        strings(dict(svc.healthcheck).test).join(' '),
+        /redis-cli --tls --cacert \/run\/secrets\/tls-ca/,
+      );
+    }
+    t.end();
+  },
+);
+
+void t.test(
+  'production app nodes: TLS to MariaDB and Redis with the CA secret, migrations as the owner',
+  async (t) => {
+    const { loadConfig } = await import('../src/config.js');
+    const vars = dummyEnv();
+    for (const app of APP_SERVICES) {
+      const svc = service(app);
+      const env = Object.fromEntries(
+        Object.entries(environment(svc)).map(([k, v]) => [k, interpolate(v, vars)]),
+      );
+      t.not(env.MYSQL_TLS, 'off', `${app}: MYSQL_TLS is not off`);
+      t.equal(env.MYSQL_TLS_CA_FILE, secretPath(svc, 'tls-ca'), `${app}: MYSQL_TLS_CA_FILE is the CA secret`);
+      t.equal(env.REDIS_TLS_CA_FILE, secretPath(svc, 'tls-ca'), `${app}: REDIS_TLS_CA_FILE is the CA secret`);
+      t.match(env.REDIS_URL ?? '', /^rediss:\/\/flashsale:/, `${app}: REDIS_URL is TLS as the ACL user`);
+      const config = loadConfig(env);
+      t.same(config.mysql.primary.tls, { caFile: '/run/secrets/tls-ca' }, `${app}: TLS to the primary`);
+      t.same(config.mysql.replica.tls, { caFile: '/run/secrets/tls-ca' }, `${app}: TLS to the replica`);
+      t.same(config.redis.tls, { caFile: '/run/secrets/tls-ca' }, `${app}: TLS to Redis and the sentinels`);
+      t.equal(config.mysql.primary.user, 'flashsale', `${app}: the app's user for data`);
+      t.match(
+        config.mysql.migration,
+        {
+          user: 'flashsale_migrate',
+          host: 'db-primary',
+          database: 'flashsale',
+          password: vars.MYSQL_MIGRATION_PASSWORD,
+        },
+        `${app}: migrations as flashsale_migrate`,
+      );
+    }
+  },
+);
+
+void t.test(
+  'production Kafka: SASL_SSL for clients and brokers, mutual TLS for controllers; local stays PLAINTEXT',
+  (t) => {
+    const overlay = properties(readFileSync(join(root, 'docker/kafka/production.properties'), 'utf8'));
+    t.notMatch(
+      overlay['listener.security.protocol.map'] ?? 'PLAINTEXT',
+      /PLAINTEXT/,
+      'no PLAINTEXT listener',
+    );
+    t.equal(overlay['inter.broker.listener.name'], 'SASL_SSL', 'brokers talk SASL_SSL');
+    t.equal(overlay['sasl.enabled.mechanisms'], 'SCRAM-SHA-512', 'SCRAM-SHA-512');
+    t.equal(overlay['sasl.mechanism.inter.broker.protocol'], 'SCRAM-SHA-512');
+    t.equal(
+      overlay['ssl.truststore.location'],
+      '/run/secrets/tls-ca',
+      'servers verified against the CA secret',
+    );
+    t.equal(overlay['ssl.endpoint.identification.algorithm'], 'https', 'host names verified');
+    t.equal(
+      overlay['listener.name.controller.ssl.client.auth'],
+      'required',
+      'controllers: client certificates',
+    );
+    const nodes = Object.keys(services).filter((name) => str(service(name).image).startsWith('apache/kafka'));
+    for (const name of nodes) {
+      const svc = service(name);
+      const script = strings(svc.entrypoint).join('\n');
+      t.match(
+        script,
+        /cat \S*server\.properties \S*production\.properties > "\$\$node"/,
+        `${name}: overlay appended`,
+      );
+      t.match(script, /kafka-server-start\.sh "\$\$node"/, `${name}: starts from the copy with the overlay`);
+      t.match(script, /--add-scram "SCRAM-SHA-512=\[name=broker,/, `${name}: SCRAM user broker`);
+      t.match(script, /--add-scram "SCRAM-SHA-512=\[name=flashsale,/, `${name}: SCRAM user flashsale`);
+      for (const secret of ['tls-ca', 'tls-cert', 'tls-key'])
+        t.equal(secretPath(svc, secret), `/run/secrets/${secret}`, `${name} has ${secret}`);
+      const command = strings(svc.command);
+      const overrides = command.filter((_, i) => command[i - 1] === '--override');
+      for (const key of ['listeners', 'advertised.listeners']) {
+        const value = overrides.find((kv) => kv.startsWith(`${key}=`)) ?? '';
+        t.notMatch(value, /PLAINTEXT/, `${name}: ${value}`);
+      }
+      t.match(
+        strings(dict(svc.healthcheck).test).join(' '),
+        /--command-config \/tmp\/kafka-tls\//,
+        `${name}: healthcheck over TLS`,
+      );
+      for (const secret of ['KAFKA_BROKER_PASSWORD', 'KAFKA_APP_PASSWORD'])
+        t.match(
+          environment(svc)[secret] ?? '',
+          /^\$\{[A-Z_]+:\?/,
+          `${name}: ${secret} from a required secret`,
+        );
+    }
+    const base = properties(readFileSync(join(root, 'docker/kafka/server.properties'), 'utf8'));
+    t.match(
+      base['listener.security.protocol.map'],
+      /PLAINTEXT:PLAINTEXT/,
+      'server.properties (the local stack) stays PLAINTEXT',
+    );
+    t.end();
+  },
+);

@@ -1,0 +1,19 @@
+# Sourced by the mariadb image's entrypoint on the primary's first start (/docker-entrypoint-initdb.d, an
+# empty datadir only), after it created the database and the replication user. The users the local stack
+# makes too (scripts/stack/mariadb.ts), with passwords from the environment (docker-compose.yml):
+#   flashsale          the app: data only (SELECT, INSERT, UPDATE, DELETE), no DDL
+#   flashsale_migrate  the schema owner: migrations (MYSQL_MIGRATION_URL)
+# Every account must connect with TLS (REQUIRE SSL, besides the server's require_secure_transport).
+# These statements are binlogged, so the replica gets the same users. An existing datadir is not touched:
+# run the same statements there by hand (docker/README.md "TLS and credentials").
+# shellcheck shell=bash disable=SC2154
+flashsale_app_password=$(docker_sql_escape_string_literal "${FLASHSALE_APP_PASSWORD:?}")
+flashsale_migration_password=$(docker_sql_escape_string_literal "${FLASHSALE_MIGRATION_PASSWORD:?}")
+docker_process_sql --binary-mode <<-EOSQL
+	CREATE USER IF NOT EXISTS 'flashsale'@'%' IDENTIFIED BY '${flashsale_app_password}';
+	CREATE USER IF NOT EXISTS 'flashsale_migrate'@'%' IDENTIFIED BY '${flashsale_migration_password}';
+	ALTER USER 'flashsale'@'%', 'flashsale_migrate'@'%', '${MARIADB_REPLICATION_USER}'@'%' REQUIRE SSL;
+	GRANT SELECT, INSERT, UPDATE, DELETE ON \`flashsale\`.* TO 'flashsale'@'%';
+	GRANT ALL PRIVILEGES ON \`flashsale\`.* TO 'flashsale_migrate'@'%';
+EOSQL
+unset flashsale_app_password flashsale_migration_password
