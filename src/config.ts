@@ -72,6 +72,14 @@ export interface Config {
     readonly topics: { readonly inventory: string; readonly orders: string; readonly payments: string };
     /** Partitions of each topic when created. Default 6. */
     readonly partitions: number;
+    /** SASL login to the brokers (KAFKA_SASL_MECHANISM, _USERNAME, _PASSWORD); null: none (the local stack). */
+    readonly sasl: {
+      readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+      readonly username: string;
+      readonly password: string;
+    } | null;
+    /** TLS to the brokers, verified against this CA (KAFKA_TLS=on, KAFKA_TLS_CA_FILE); null: plaintext. */
+    readonly tls: { readonly caFile: string } | null;
     /** Replication factor of each topic when created. Default 1 (the local single broker; production: 2). */
     readonly replicationFactor: number;
   };
@@ -231,6 +239,11 @@ export const CONFIG_ENV_NAMES = [
   'REDIS_TLS_CA_FILE',
   'KAFKA_BROKERS',
   'KAFKA_CLIENT_ID',
+  'KAFKA_SASL_MECHANISM',
+  'KAFKA_SASL_USERNAME',
+  'KAFKA_SASL_PASSWORD',
+  'KAFKA_TLS',
+  'KAFKA_TLS_CA_FILE',
   'KAFKA_TOPIC_INVENTORY',
   'KAFKA_TOPIC_ORDERS',
   'KAFKA_TOPIC_PAYMENTS',
@@ -314,6 +327,8 @@ export const defaults = {
   redisKeyPrefix: 'fs:',
   kafkaBrokers: '127.0.0.1:19092',
   kafkaClientId: 'flash-sale',
+  kafkaSaslMechanism: 'none',
+  kafkaTls: 'off', // the local stack's broker is PLAINTEXT on loopback; production: on (docker-compose.yml)
   kafkaTopicInventory: 'flashsale.inventory',
   kafkaTopicOrders: 'flashsale.orders',
   kafkaTopicPayments: 'flashsale.payments',
@@ -521,6 +536,28 @@ function mysqlMigration(read: EnvReader, primary: MysqlEndpoint): MysqlEndpoint 
   return migration;
 }
 
+/** KAFKA_TLS=on: brokers verified against KAFKA_TLS_CA_FILE (default the local stack's CA). */
+function kafkaTls(read: EnvReader): Config['kafka']['tls'] {
+  const caFile = read.string('KAFKA_TLS_CA_FILE', defaults.mysqlTlsCaFile);
+  return read.oneOf('KAFKA_TLS', defaults.kafkaTls, ['on', 'off'] as const) === 'on' ? { caFile } : null;
+}
+
+/** KAFKA_SASL_*: a mechanism other than `none` needs a username and a password. */
+function kafkaSasl(read: EnvReader): Config['kafka']['sasl'] {
+  const mechanism = read.oneOf('KAFKA_SASL_MECHANISM', defaults.kafkaSaslMechanism, [
+    'none',
+    'plain',
+    'scram-sha-256',
+    'scram-sha-512',
+  ] as const);
+  const username = read.string('KAFKA_SASL_USERNAME', '');
+  const password = read.string('KAFKA_SASL_PASSWORD', '');
+  if (mechanism === 'none') return null;
+  if (username === '' || password === '')
+    read.problems.push(`KAFKA_SASL_MECHANISM=${mechanism} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
+  return { mechanism, username, password };
+}
+
 /** Builds the Config from an environment; throws one ConfigError naming every bad setting. */
 export function loadConfig(env: Env = process.env): Config {
   const read = new EnvReader(env);
@@ -558,6 +595,8 @@ export function loadConfig(env: Env = process.env): Config {
     kafka: {
       brokers: brokers.map((b) => `${b.host}:${b.port}`),
       clientId: read.string('KAFKA_CLIENT_ID', defaults.kafkaClientId),
+      sasl: kafkaSasl(read),
+      tls: kafkaTls(read),
       topics: {
         inventory: read.string('KAFKA_TOPIC_INVENTORY', defaults.kafkaTopicInventory),
         orders: read.string('KAFKA_TOPIC_ORDERS', defaults.kafkaTopicOrders),

@@ -766,6 +766,19 @@ void t.test(
         },
         `${app}: migrations as flashsale_migrate`,
       );
+      t.same(config.kafka.tls, { caFile: '/run/secrets/tls-ca' }, `${app}: TLS to the Kafka brokers`);
+      t.match(
+        config.kafka.sasl,
+        { mechanism: 'scram-sha-512', username: 'flashsale' },
+        `${app}: SCRAM login`,
+      );
+      t.equal(config.production, true, `${app}: NODE_ENV=production (the default PEER_SECRET is refused)`);
+      t.match(config.auth.jwksUrl, /^https:\/\//, `${app}: tokens verified against the provider's JWKS`);
+      t.same(
+        config.rateLimit.trustedProxies,
+        [vars.NGINX_ADDRESS],
+        `${app}: only nginx may set X-Forwarded-For`,
+      );
     }
   },
 );

@@ -139,3 +139,21 @@ t.test('every variable read is listed in CONFIG_ENV_NAMES', async (t) => {
   loadConfig(env);
   t.same([...read].sort(), [...CONFIG_ENV_NAMES].sort());
 });
+
+t.test('Kafka SASL and TLS: a mechanism needs its credentials; TLS names its CA', async (t) => {
+  t.same(loadConfig({}).kafka.sasl, null, 'the local stack: no SASL');
+  t.same(loadConfig({}).kafka.tls, null, 'the local stack: PLAINTEXT');
+  t.throws(() => loadConfig({ KAFKA_SASL_MECHANISM: 'scram-sha-512' }), {
+    message: /KAFKA_SASL_MECHANISM=scram-sha-512 needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD/,
+  });
+  t.throws(() => loadConfig({ KAFKA_SASL_MECHANISM: 'gssapi' }), { message: /KAFKA_SASL_MECHANISM/ });
+  const config = loadConfig({
+    KAFKA_SASL_MECHANISM: 'scram-sha-512',
+    KAFKA_SASL_USERNAME: 'app',
+    KAFKA_SASL_PASSWORD: 'pw',
+    KAFKA_TLS: 'on',
+    KAFKA_TLS_CA_FILE: '/etc/ca.pem',
+  });
+  t.same(config.kafka.sasl, { mechanism: 'scram-sha-512', username: 'app', password: 'pw' });
+  t.same(config.kafka.tls, { caFile: '/etc/ca.pem' });
+});

@@ -1,6 +1,7 @@
-import kafkajs, { type Admin, type Kafka, type logCreator } from 'kafkajs';
+import kafkajs, { type Admin, type Kafka, type logCreator, type SASLOptions } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { readCaFile } from './tls.js';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel, Partitioners } = kafkajs;
 export type { Admin, Kafka };
@@ -42,6 +43,15 @@ export function createKafka(
   return new KafkaClient({
     clientId: config.kafka.clientId,
     brokers: [...config.kafka.brokers],
+    ...(config.kafka.tls === null
+      ? {}
+      : {
+          ssl: {
+            ca: [readCaFile('KAFKA_TLS_CA_FILE', config.kafka.tls.caFile, 'Kafka', 'set KAFKA_TLS=off')],
+            rejectUnauthorized: true,
+          },
+        }),
+    ...(config.kafka.sasl === null ? {} : { sasl: { ...config.kafka.sasl } as SASLOptions }),
     connectionTimeout: 2_000, // 2 s
     requestTimeout: 5_000, // 5 s
     retry: { retries: retry.retries, initialRetryTime: 100, maxRetryTime: 2_000 },

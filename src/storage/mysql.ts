@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import mysql, { type Pool, type PoolOptions } from 'mysql2/promise';
 import type { Config, MysqlEndpoint } from '../config.js';
+import { readCaFile } from './tls.js';
 
 export type { Pool, PoolConnection, RowDataPacket, ResultSetHeader } from 'mysql2/promise';
 
@@ -18,19 +17,12 @@ export interface MysqlPools {
  */
 export function mysqlSsl(endpoint: MysqlEndpoint): PoolOptions['ssl'] {
   if (endpoint.tls === null) return undefined;
-  const file = resolve(endpoint.tls.caFile);
-  let ca: Buffer;
-  try {
-    ca = readFileSync(file);
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new Error(
-      `MYSQL_TLS_CA_FILE=${endpoint.tls.caFile} (${file}): ${why}. Point it at the CA that signed the MySQL ` +
-        "servers' certificates (the local stack writes .stack/tls/ca.pem: npm run stack -- up), or set " +
-        'MYSQL_TLS=off for a server without TLS',
-      { cause: err },
-    );
-  }
+  const ca = readCaFile(
+    'MYSQL_TLS_CA_FILE',
+    endpoint.tls.caFile,
+    'MySQL',
+    'set MYSQL_TLS=off for a server without TLS',
+  );
   return { ca, rejectUnauthorized: true, verifyIdentity: true };
 }
 

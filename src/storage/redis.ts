@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
+import { readCaFile } from './tls.js';
 
 export type { Redis };
 
@@ -12,19 +11,12 @@ export type { Redis };
  */
 export function redisTls(redis: Config['redis']): RedisOptions {
   if (redis.tls === null) return {};
-  const file = resolve(redis.tls.caFile);
-  let ca: Buffer;
-  try {
-    ca = readFileSync(file);
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new Error(
-      `REDIS_TLS_CA_FILE=${redis.tls.caFile} (${file}): ${why}. Point it at the CA that signed the Redis ` +
-        "servers' certificates (the local stack writes .stack/tls/ca.pem: npm run stack -- up), or use a " +
-        'redis:// REDIS_URL for a server without TLS',
-      { cause: err },
-    );
-  }
+  const ca = readCaFile(
+    'REDIS_TLS_CA_FILE',
+    redis.tls.caFile,
+    'Redis',
+    'use a redis:// REDIS_URL for a server without TLS',
+  );
   const tls = { ca, rejectUnauthorized: true };
   return redis.sentinels.length > 0 ? { tls, sentinelTLS: tls, enableTLSForSentinelMode: true } : { tls };
 }
