@@ -257,6 +257,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     off: await startService(options, io, { env: LIMITS_OFF }),
   };
   const nodes = [services.on.url, services.off.url];
+  // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
+  const limitsOf = (mode: Mode) => {
+    const env = { ...BENCH_RATE_LIMITS, ...(mode === 'off' ? LIMITS_OFF : {}), ...options.serviceEnv };
+    return `RATE_LIMIT_IP_PER_S=${env.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${env.RATE_LIMIT_USER_PURCHASES_PER_S}`;
+  };
   const tag = `au${options.runTag}${randomBytes(3).toString('hex')}`;
   const paths: ClosedLoopPath<Mode>[] = [];
   for (const mode of ['on', 'off'] as const) {
@@ -338,7 +343,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
     `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
     `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per node, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each; ` +
-      `ON = node with RATE_LIMIT_IP_PER_S=${BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S}; OFF = node with both 0. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
+      `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
     `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
       (ratioUndisturbed === undefined || disturbed.length === 0
         ? ''
@@ -393,6 +398,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
       target_met: ratio !== null && ratio >= TARGET_RATIO,
+      on_limits: limitsOf('on'),
+      off_limits: limitsOf('off'),
       on_p50_ms: percentileMs(on.latency, 50),
       on_p99_ms: percentileMs(on.latency, 99),
       off_p50_ms: percentileMs(off.latency, 50),
