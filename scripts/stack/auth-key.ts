@@ -52,7 +52,10 @@ let signing: Promise<{ key: Awaited<ReturnType<typeof importJWK>>; kid: string }
 
 /** A JWT signed with the local key (created if missing). */
 export async function mintToken(claims: TokenClaims): Promise<string> {
-  signing ??= ensureSigningKey().then(async (jwk) => ({ key: await importJWK(jwk, ALGORITHM), kid: jwk.kid! }));
+  signing ??= ensureSigningKey().then(async (jwk) => ({
+    key: await importJWK(jwk, ALGORITHM),
+    kid: jwk.kid!,
+  }));
   const { key, kid } = await signing;
   const now = Math.floor(Date.now() / 1000);
   const jwt = new SignJWT({ role: claims.role })

@@ -1,6 +1,6 @@
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { RedisWindowCounters } from '../storage/rate-counters.js';
 import type { Redis } from '../storage/redis.js';
 
 /** Which limit refused a request. */
@@ -19,7 +19,7 @@ export interface RateLimitsOptions {
 const WINDOW_SECONDS = 1;
 const WINDOW_MS = WINDOW_SECONDS * 1000;
 
-/** What is left of a limit in the current window (the shape rate-limiter-flexible answers with). */
+/** What is left of a limit in the current window. */
 interface WindowState {
   readonly remainingPoints: number;
   readonly msBeforeNext: number;
@@ -49,21 +49,6 @@ export class WindowCounter {
   }
 }
 
-/** The in-memory limiter rate-limiter-flexible falls back on while Redis fails; counts its uses. */
-class InsuranceLimiter extends RateLimiterMemory {
-  constructor(
-    points: number,
-    private readonly onUse: (() => void) | undefined,
-  ) {
-    super({ points, duration: WINDOW_SECONDS });
-  }
-
-  override consume(...args: Parameters<RateLimiterMemory['consume']>): Promise<RateLimiterRes> {
-    this.onUse?.();
-    return super.consume(...args);
-  }
-}
-
 /** IETF draft-ietf-httpapi-ratelimit-headers: the policy and what is left of it in this window. */
 function limitHeaders(policy: string, quota: number, res: WindowState): Record<string, string> {
   const resetSeconds = Math.max(1, Math.ceil(res.msBeforeNext / 1000));
@@ -86,30 +71,39 @@ function limited(policy: LimitName, quota: number, res: WindowState, what: strin
   );
 }
 
+/** Longest wait for Redis's count of a batch before the insurance limiter decides it, ms. */
+const REDIS_ANSWER_TIMEOUT_MS = 250;
+
+interface Waiter {
+  resolve(headers: Readonly<Record<string, string>>): void;
+  reject(err: AppError): void;
+}
+
 /**
- * Fixed one-second windows. Per client IP, on every request and WebSocket upgrade, in this node's memory
- * (no Redis call on a read; behind a balancer that spreads an IP over N nodes, the IP gets N times it). Per user, on purchases, in Redis so every node counts against one budget:
- * one EVALSHA per purchase. While Redis fails, an in-memory insurance limiter allows each node its share
- * (limit / RATE_LIMIT_NODES), so a Redis outage neither opens the gate nor closes it.
+ * Fixed one-second windows.
+ * - Per client IP, on every request and WebSocket upgrade, in this node's memory: no Redis call on a read.
+ *   Behind a balancer that spreads an IP over N nodes, the IP gets N times it.
+ * - Per user, on purchases, in Redis, so every node counts against one budget. The purchases that arrive
+ *   in one event-loop turn are counted in ONE script call (count-hits.lua), whatever their number: the cost
+ *   is per turn, not per purchase. While Redis fails or does not answer within 250 ms, an in-memory
+ *   insurance limiter allows each node its share (limit / RATE_LIMIT_NODES). So an outage neither opens the
+ *   gate nor closes it.
  */
 export class RateLimits {
   private readonly ip: WindowCounter | undefined;
-  private readonly user: RateLimiterRedis | undefined;
+  private readonly insurance: WindowCounter | undefined;
+  private readonly counters: RedisWindowCounters | undefined;
+  private pending = new Map<string, Waiter[]>();
+  private flushScheduled = false;
 
   constructor(private readonly options: RateLimitsOptions) {
     const { limits } = options;
     if (limits.ipRequestsPerSecond > 0) this.ip = new WindowCounter(limits.ipRequestsPerSecond);
     if (limits.userPurchasesPerSecond > 0) {
-      const share = Math.max(1, Math.ceil(limits.userPurchasesPerSecond / limits.nodes));
-      const insurance = new InsuranceLimiter(share, options.onInsurance);
-      this.user = new RateLimiterRedis({
-        storeClient: options.redis,
-        keyPrefix: `${options.keyPrefix}rl:user`,
-        points: limits.userPurchasesPerSecond,
-        duration: WINDOW_SECONDS,
-        rejectIfRedisNotReady: true,
-        insuranceLimiter: insurance,
-      });
+      this.insurance = new WindowCounter(
+        Math.max(1, Math.ceil(limits.userPurchasesPerSecond / limits.nodes)),
+      );
+      this.counters = new RedisWindowCounters(options.redis);
     }
   }
 
@@ -122,16 +116,58 @@ export class RateLimits {
     throw limited('ip', this.options.limits.ipRequestsPerSecond, state, `requests from ${ip}`);
   }
 
-  /** Counts one purchase of `userId` across all nodes; returns the rate-limit headers for the answer. */
-  async admitPurchase(userId: string): Promise<Readonly<Record<string, string>>> {
-    if (this.user === undefined) return {};
+  /** Counts one purchase of `userId` across all nodes; resolves with the rate-limit headers of the answer. */
+  admitPurchase(userId: string): Promise<Readonly<Record<string, string>>> {
+    if (this.counters === undefined) return Promise.resolve({});
+    return new Promise((resolve, reject) => {
+      const waiters = this.pending.get(userId);
+      if (waiters === undefined) this.pending.set(userId, [{ resolve, reject }]);
+      else waiters.push({ resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => void this.flush());
+      }
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending;
+    this.pending = new Map();
+    this.flushScheduled = false;
+    const users = [...batch.keys()];
+    const prefix = `${this.options.keyPrefix}rl:user:`;
+    let timer: NodeJS.Timeout | undefined;
+    const counts = await Promise.race([
+      this.counters!.add(
+        users.map((user) => prefix + user),
+        users.map((user) => batch.get(user)!.length),
+        WINDOW_MS,
+      ),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), REDIS_ANSWER_TIMEOUT_MS);
+      }),
+    ]).catch(() => undefined);
+    clearTimeout(timer);
     const quota = this.options.limits.userPurchasesPerSecond;
-    try {
-      return limitHeaders('user', quota, await this.user.consume(userId));
-    } catch (res) {
-      if (!(res instanceof RateLimiterRes)) throw res;
-      this.options.onLimited?.('user');
-      throw limited('user', quota, res, `purchases of user ${userId}`);
-    }
+    users.forEach((user, i) => {
+      const waiters = batch.get(user)!;
+      const counted = counts?.[i];
+      waiters.forEach((waiter, j) => {
+        let state: WindowState;
+        if (counted === undefined) {
+          this.options.onInsurance?.();
+          state = this.insurance!.hit(user);
+        } else {
+          // The batch's hits of this user took the counts up to `count`, in order.
+          const count = counted.count - waiters.length + 1 + j;
+          state = { remainingPoints: quota - count, msBeforeNext: counted.msLeft };
+        }
+        if (state.remainingPoints >= 0) waiter.resolve(limitHeaders('user', quota, state));
+        else {
+          this.options.onLimited?.('user');
+          waiter.reject(limited('user', quota, state, `purchases of user ${user}`));
+        }
+      });
+    });
   }
 }

@@ -87,6 +87,39 @@ t.test('per-user purchases are counted in Redis: two limiters (two nodes) share 
   t.equal(Number(await redis.get(`${keyPrefix}rl:user:${user}`)), 30, 'one counter in Redis saw all 30');
 });
 
+t.test('the purchases of one event-loop turn are counted in one Redis call', async (t) => {
+  const redis = createRedis(loadConfig({}));
+  await connectRedis(redis);
+  t.teardown(() => redis.quit());
+  const keyPrefix = `${uniq('rl')}:`;
+  const node = new RateLimits({
+    limits: limitsOf({ RATE_LIMIT_USER_PURCHASES_PER_S: '4' }),
+    redis,
+    keyPrefix,
+  });
+  const script = redis as unknown as { countHits: (...args: unknown[]) => Promise<number[]> };
+  const original = script.countHits.bind(redis);
+  let calls = 0;
+  script.countHits = (...args) => {
+    calls += 1;
+    return original(...args);
+  };
+  const users = [uniq('a'), uniq('b'), uniq('c')];
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: 30 }, (_, i) => node.admitPurchase(users[i % 3]!)),
+  );
+  t.equal(calls, 1, 'one script call for 30 purchases of 3 users');
+  for (const [u, user] of users.entries()) {
+    const mine = outcomes.filter((_, i) => i % 3 === u);
+    t.equal(mine.filter((o) => o.status === 'fulfilled').length, 4, `${user}: the first 4 admitted`);
+    t.ok(
+      mine.slice(0, 4).every((o) => o.status === 'fulfilled'),
+      'in arrival order: the first ones are admitted',
+    );
+    t.equal(Number(await redis.get(`${keyPrefix}rl:user:${user}`)), 10, `${user}: 10 hits counted`);
+  }
+});
+
 t.test('Redis down: the in-memory insurance limiter allows each node its share', async (t) => {
   // A real client that cannot connect (nothing listens on port 1): every command fails at once.
   const dead = createRedis(loadConfig({ REDIS_URL: 'redis://127.0.0.1:1' }), { lazyConnect: false });
