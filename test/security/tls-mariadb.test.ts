@@ -177,7 +177,13 @@ void t.test("the app's clients verify the server's certificate and need their CA
   ]);
   const foreign = loadConfig({ LOG_LEVEL: 'silent', MYSQL_TLS_CA_FILE: foreignCa });
   await t.rejects(
-    mysql.createConnection({ ...foreign.mysql.primary, ssl: mysqlSsl(foreign.mysql.primary) }),
+    mysql.createConnection({
+      host: foreign.mysql.primary.host,
+      port: foreign.mysql.primary.port,
+      user: foreign.mysql.primary.user,
+      password: foreign.mysql.primary.password,
+      ssl: mysqlSsl(foreign.mysql.primary),
+    }),
     { message: /self.signed|unable to verify|certificate/i },
     'a server whose certificate the configured CA did not sign is refused',
   );
