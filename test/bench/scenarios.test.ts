@@ -237,7 +237,11 @@ t.test('auth: per-check CPU costs, hot-sku with security on vs limits off, nothi
   for (const key of ['full_verify_cpu_us', 'cached_verify_cpu_us', 'ip_limit_cpu_us', 'user_limit_cpu_us'])
     t.ok(Number(run.summary[key]) > 0, `${key} measured`);
   t.ok(Number(run.summary['on_per_s']) > 0 && Number(run.summary['off_per_s']) > 0, 'both nodes sold');
-  t.equal(run.summary['user_limit_evalsha_per_call'], 1, 'one EVALSHA per per-user limit check');
+  const evalsha = Number(run.summary['user_limit_evalsha_per_call']);
+  t.ok(
+    evalsha > 0 && evalsha <= 1,
+    `at most one EVALSHA per per-user check: one per event-loop turn (${evalsha})`,
+  );
 });
 
 t.test('--repeat: median and spread of each figure', async (t) => {

@@ -10,7 +10,7 @@ import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { ownEvents, projectionMatches, totals, uniq } from '../helpers/app.js';
 import { throwawayDatabase } from '../helpers/database.js';
 import { startNode } from '../helpers/node-process.js';
-import { asAdmin, asUser } from '../helpers/tokens.js';
+import { asAdmin, asUser, UNLIMITED_ENV } from '../helpers/tokens.js';
 
 const INITIAL = 300;
 const SAGA_DEADLINE_MS = 15_000;
@@ -30,6 +30,7 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
     SAGA_DEADLINE_MS: String(SAGA_DEADLINE_MS),
     // Answer 202 quickly, so some purchases are acknowledged before the kill.
     PURCHASE_WAIT_BUDGET_MS: '100',
+    ...UNLIMITED_ENV,
   };
   const config = loadConfig({ LOG_LEVEL: 'silent', REDIS_KEY_PREFIX: prefix, ...db.env });
   const mysql = createMysqlPools(config);

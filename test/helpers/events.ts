@@ -44,7 +44,7 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
     KAFKA_TOPIC_PARTITIONS: '3',
     MYSQL_POOL_SIZE: '8',
   });
-  migrated ??= migrate(config.mysql.primary);
+  migrated ??= migrate(config.mysql.migration);
   await migrated;
   const mysql = createMysqlPools(config);
   const kafka = createKafka(config, kafkaLogger);

@@ -1,3 +1,4 @@
+import type { TokenVerifier } from '../../src/auth/tokens.js';
 import { pino } from 'pino';
 import type { Test } from 'tap';
 import { createHttpServer, type Route } from '../../src/http/server.js';
@@ -7,12 +8,17 @@ export const silentLogger = pino({ level: 'silent' });
 export const uws = loadNativeUws({ fallbackRequested: false });
 
 /** Starts a uWS server with `routes` on a free port and closes it when the test ends. */
-export async function startServer(t: Test, routes: Route[], maxBodyBytes?: number) {
+export async function startServer(
+  t: Test,
+  routes: Route[],
+  options: { maxBodyBytes?: number; tokens?: TokenVerifier } = {},
+) {
   const server = createHttpServer({
     uws,
     logger: silentLogger,
     routes,
-    ...(maxBodyBytes ? { maxBodyBytes } : {}),
+    ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
+    ...(options.tokens ? { access: { tokens: options.tokens } } : {}),
   });
   const port = await server.listen('127.0.0.1', 0);
   let closed = false;

@@ -15,7 +15,8 @@ t.test('routes get decoded params, query, headers and a JSON body', async (t) =>
       {
         method: 'get',
         pattern: '/items/:id',
-        handler: (ctx) => json(200, { id: ctx.params[0], query: ctx.query, user: ctx.headers['x-user-id'] }),
+        handler: (ctx) =>
+          json(200, { id: ctx.params[0], query: ctx.query, user: ctx.headers['x-trace-user'] }),
       },
       {
         method: 'post',
@@ -26,9 +27,9 @@ t.test('routes get decoded params, query, headers and a JSON body', async (t) =>
         },
       },
     ],
-    64,
+    { maxBodyBytes: 64 },
   );
-  const got = await fetch(`${base}/items/a%20b?x=1`, { headers: { 'X-User-Id': 'u1' } });
+  const got = await fetch(`${base}/items/a%20b?x=1`, { headers: { 'X-Trace-User': 'u1' } });
   t.equal(got.status, 200);
   t.same(await got.json(), { id: 'a b', query: 'x=1', user: 'u1' });
 

@@ -7,15 +7,20 @@ import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
 import { uniqueProductId } from '../helpers/events.js';
 import { startServer } from '../helpers/http.js';
+import { asAdmin } from '../helpers/tokens.js';
+import { TokenVerifier } from '../../src/auth/tokens.js';
 
 void t.test('GET /stats/products/:id', async (t) => {
   const config = loadConfig({ MYSQL_POOL_SIZE: '2' });
-  await migrate(config.mysql.primary);
+  await migrate(config.mysql.migration);
   const mysql = createMysqlPools(config);
   t.teardown(() => mysql.close());
-  const { base } = await startServer(t, statsRoutes({ pool: mysql.primary }));
+  const { base } = await startServer(t, statsRoutes({ pool: mysql.primary }), {
+    tokens: new TokenVerifier({ auth: config.auth }),
+  });
+  const admin = await asAdmin();
   const get = async (path: string) => {
-    const res = await request(`${base}${path}`);
+    const res = await request(`${base}${path}`, { headers: admin });
     return { status: res.statusCode, body: (await res.body.json()) as any };
   };
   const sold = uniqueProductId();
