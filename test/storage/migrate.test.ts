@@ -140,7 +140,8 @@ void t.test('migrate() into a throwaway database', async (t) => {
     const replica = await appConnection(t, { ...config.mysql.replica, database: '' });
     const deadline = Date.now() + REPLICATION_WAIT_MS;
     let count: number | undefined;
-    while (count === undefined && Date.now() < deadline) {
+    // The CREATE TABLE may arrive before the rows: wait for both.
+    while (count !== 2 && Date.now() < deadline) {
       // Until the CREATE TABLE arrives the replica answers "no such table" (or "unknown database").
       count = await replica
         .query<RowDataPacket[]>(`SELECT COUNT(*) AS n FROM \`${endpoint.database}\`.${table}`)
@@ -148,7 +149,7 @@ void t.test('migrate() into a throwaway database', async (t) => {
           ([result]) => Number(result[0]?.['n']),
           () => undefined,
         );
-      if (count === undefined) await sleep(50);
+      if (count !== 2) await sleep(50);
     }
     t.equal(count, 2, `the table and its rows are on the replica within ${REPLICATION_WAIT_MS} ms`);
   });
