@@ -61,6 +61,8 @@ export async function runAlternatingPhases<P extends string>(run: {
   readonly tokens: BenchTokens;
   readonly pids: Readonly<Record<string, number>>;
   readonly io: BenchIO;
+  /** Phases run so far per path, for the labels (`on #2`), when one run is split over several calls. */
+  readonly numbering?: Map<P, number>;
 }): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
   const { io } = run;
   const byPath = new Map(run.paths.map((p) => [p.path, p]));
@@ -79,7 +81,7 @@ export async function runAlternatingPhases<P extends string>(run: {
   for (const p of run.paths)
     all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${run.tag}-w-${p.path}`));
   const measured: Measured<P>[] = [];
-  const seen = new Map<P, number>();
+  const seen = run.numbering ?? new Map<P, number>();
   for (const [i, path] of run.order.entries()) {
     if (io.signal.aborted) throw new Error('interrupted');
     const p = byPath.get(path)!;

@@ -2,9 +2,10 @@
  * Auth: what security costs. First, in this process, CPU-µs per operation of each check a request pays
  * (process.cpuUsage around a tight loop): a full token signature verify, a cached verify, the per-IP limit,
  * the per-user limit against the stack's Redis (sequential and with 100 in flight, CPU and wall-clock).
- * Then the hot-sku closed loop (bench/hot-sku-closed.ts) against two nodes in the same run: security ON
- * (bearer tokens, limits on but never reached) and limits OFF (RATE_LIMIT_*=0; tokens still verified,
- * from the cache after each user's first), phases ON OFF OFF ON; purchases/s of both and their ratio.
+ * Then the hot-sku closed loop (bench/hot-sku-closed.ts) in the same run: security ON (bearer tokens,
+ * limits on but never reached) and limits OFF (RATE_LIMIT_*=0; tokens still verified, from the cache after
+ * each user's first), phases ON OFF OFF ON, each on a node of its own started for the phase (or, with
+ * `--param layout=together`, two nodes up at once); purchases/s of both and their ratio.
  */
 import { randomBytes } from 'node:crypto';
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
@@ -12,6 +13,7 @@ import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
+import { Pool, type Dispatcher } from 'undici';
 import { closedLoopPool, createProduct } from '../api.js';
 import { benchUser, benchUsers, BenchTokens } from '../auth.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
@@ -29,9 +31,17 @@ import { DISTURBED_OTHER_CORES, percentileMs, round } from '../measure.js';
 import { numberParam } from '../params.js';
 import { delta } from '../prom.js';
 import { num } from '../report.js';
-import { BENCH_RATE_LIMITS, deleteRedisKeys, OWNERSHIP_WARNINGS, startService } from '../service.js';
+import {
+  BENCH_RATE_LIMITS,
+  deleteRedisKeys,
+  OWNERSHIP_WARNINGS,
+  startService,
+  type Service,
+} from '../service.js';
 import { connectStoreRedis } from '../stores.js';
+import type { PhaseResult } from '../load.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { waitForSagas } from '../verify.js';
 
 export const name = 'auth';
 export const describe =
@@ -55,6 +65,10 @@ const ITERATIONS = {
   userLimitConcurrent: 40_000,
 } as const;
 const IN_FLIGHT = 100;
+/** After a node is ready, before its warm-up: leases and the projection's consumer group settle. */
+const SETTLE_MS = 2_000;
+/** Sagas still open after a phase end within the service's saga deadline (30 s by default). */
+const SAGA_WAIT_MS = 45_000;
 
 interface Cost {
   readonly n: number;
@@ -251,51 +265,111 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(options, io, config, tokens, scale);
 
-  // Two one-node services at once, so the phases can alternate: ON with the bench's limits, OFF with none.
-  // The one started first takes the database's outbox relay (and the projection's partitions first): it
-  // carries both nodes' event work. An A/A run (both with limits off) measured 0.93 from that alone, so
-  // `--param first=off` starts OFF first; the mean of both orders cancels it (bench/README.md).
+  const layout = options.params['layout'] ?? 'alone';
+  if (layout !== 'alone' && layout !== 'together')
+    throw new Error(`--param layout=${layout}: expected alone or together`);
   const first = options.params['first'] ?? 'on';
   if (first !== 'on' && first !== 'off') throw new Error(`--param first=${first}: expected on or off`);
   const start = (mode: Mode) => startService(options, io, mode === 'off' ? { env: LIMITS_OFF } : {});
-  const firstService = await start(first);
-  const secondService = await start(first === 'on' ? 'off' : 'on');
-  const services: Record<Mode, Awaited<ReturnType<typeof startService>>> = first === 'on'
-    ? { on: firstService, off: secondService }
-    : { on: secondService, off: firstService };
-  const nodes = [services.on.url, services.off.url];
   // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
   const limitsOf = (mode: Mode) => {
     const env = { ...BENCH_RATE_LIMITS, ...(mode === 'off' ? LIMITS_OFF : {}), ...options.serviceEnv };
     return `RATE_LIMIT_IP_PER_S=${env.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${env.RATE_LIMIT_USER_PURCHASES_PER_S}`;
   };
   const tag = `au${options.runTag}${randomBytes(3).toString('hex')}`;
-  const paths: ClosedLoopPath<Mode>[] = [];
-  for (const mode of ['on', 'off'] as const) {
-    const pool = closedLoopPool(services[mode].url, options.connections, io);
-    const product = await createProduct(pool, tokens, {
+  const newProduct = (http: Dispatcher, mode: Mode) =>
+    createProduct(http, tokens, {
       name: `bench ${tag} ${mode}`,
       priceCents: 1999,
       stock: STOCK,
       strategy: 'actor',
     });
-    // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
-    paths.push({ path: mode, http: pool, productId: product.id, initialStock: STOCK, metricsFrom: nodes });
-  }
   const pids = stackPids();
-  const { all, measured } = await runAlternatingPhases({
-    paths,
-    order: ORDER,
-    phaseS: options.durationS / 2,
-    connections: options.connections,
-    tag,
-    tokens,
-    pids,
-    io,
-  });
+  const services: Service[] = [];
+  const paths: ClosedLoopPath<Mode>[] = [];
+  const all: PhaseResult[] = [];
+  const measured: Measured<Mode>[] = [];
+  if (layout === 'alone') {
+    // One node at a time, started afresh for each phase: it alone holds the database's outbox relay and the
+    // projection's partitions, so no mode carries the other's event work (with both nodes up, the node
+    // started first does: an A/A run gave 0.84-0.93 from the start order alone).
+    const numbering = new Map<Mode, number>();
+    const products = new Map<Mode, number>();
+    for (const mode of ORDER) {
+      if (io.signal.aborted) throw new Error('interrupted');
+      const service = await start(mode);
+      services.push(service);
+      const pool = new Pool(service.url, {
+        connections: options.connections,
+        pipelining: 1,
+        headersTimeout: 60_000,
+        bodyTimeout: 60_000,
+        keepAliveTimeout: 60_000,
+      });
+      let closed = false;
+      const close = async () => {
+        if (closed) return;
+        closed = true;
+        await pool.close();
+      };
+      io.onCleanup(close);
+      let productId = products.get(mode);
+      if (productId === undefined) {
+        productId = (await newProduct(pool, mode)).id;
+        products.set(mode, productId);
+        paths.push({ path: mode, http: pool, productId, initialStock: STOCK, metricsFrom: service.url });
+      }
+      // Its leases and the projection's consumer group settle before the warm-up.
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const phase = await runAlternatingPhases({
+        paths: [{ path: mode, http: pool, productId, initialStock: STOCK, metricsFrom: service.url }],
+        order: [mode],
+        phaseS: options.durationS / 2,
+        connections: options.connections,
+        tag: `${tag}-${measured.length}`,
+        tokens,
+        pids,
+        io,
+        numbering,
+      });
+      all.push(...phase.all);
+      measured.push(...phase.measured);
+      // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
+      await waitForSagas([productId], SAGA_WAIT_MS);
+      await close();
+      await service.stop();
+    }
+  } else {
+    // Both nodes at once, phases alternating between them. The one started first (`--param first`) takes the
+    // outbox relay and carries both nodes' event work.
+    const firstService = await start(first);
+    const secondService = await start(first === 'on' ? 'off' : 'on');
+    const byMode: Record<Mode, Service> =
+      first === 'on' ? { on: firstService, off: secondService } : { on: secondService, off: firstService };
+    services.push(firstService, secondService);
+    const nodes = [byMode.on.url, byMode.off.url];
+    for (const mode of ['on', 'off'] as const) {
+      const pool = closedLoopPool(byMode[mode].url, options.connections, io);
+      const product = await newProduct(pool, mode);
+      // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
+      paths.push({ path: mode, http: pool, productId: product.id, initialStock: STOCK, metricsFrom: nodes });
+    }
+    const phases = await runAlternatingPhases({
+      paths,
+      order: ORDER,
+      phaseS: options.durationS / 2,
+      connections: options.connections,
+      tag,
+      tokens,
+      pids,
+      io,
+    });
+    all.push(...phases.all);
+    measured.push(...phases.measured);
+  }
   const checks = await checkAfterLoad(all, paths, io);
   const ownership: Record<string, number> = {};
-  for (const service of Object.values(services))
+  for (const service of services)
     for (const [msg, n] of Object.entries(await service.countLogMessages(OWNERSHIP_WARNINGS)))
       ownership[msg] = (ownership[msg] ?? 0) + n;
   const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
@@ -349,7 +423,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${us(userLimit.cpuUs)} µs CPU, ${us(userLimit.wallUs)} µs wall per call, Redis ${us(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
       `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
     `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
-    `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per node, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each; ` +
+    `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per mode, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, ${layout === 'alone' ? 'each on a node of its own started for the phase (alone on the box)' : `both nodes up throughout (started first: ${first})`}; ` +
       `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
     `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
       (ratioUndisturbed === undefined || disturbed.length === 0
@@ -405,7 +479,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
       target_met: ratio !== null && ratio >= TARGET_RATIO,
-      started_first: first,
+      layout,
+      started_first: layout === 'together' ? first : null,
       on_limits: limitsOf('on'),
       off_limits: limitsOf('off'),
       on_p50_ms: percentileMs(on.latency, 50),
@@ -444,9 +519,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     details: {
       micro,
       products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
-      services: Object.fromEntries(
-        Object.entries(services).map(([mode, s]) => [mode, { url: s.url, pid: s.pid, log: s.logFile }]),
-      ),
+      services: services.map((s) => ({ url: s.url, pid: s.pid, log: s.logFile })),
       checks,
       ownershipWarnings: ownership,
       stackRestarted: restarted,
