@@ -305,16 +305,17 @@ export class ProductCore {
     record.stock = batch.write.newStock;
     record.version = version;
     const orders = batch.reservations.map((r) => orderView(r.order, committedAt));
+    const stamp = { stock: record.stock, version };
     // Before any reply: whoever continues the purchase (its saga) must already know the new orders.
     this.effects.committed({ productId: this.productId, orders, stock: record.stock, version });
     batch.reservations.forEach((reservation, i) => {
       const order = orders[i]!;
       const [first, ...racing] = reservation.replies;
-      const created: PurchaseOutcome = { kind: 'created', order };
+      const created: PurchaseOutcome = { kind: 'created', order, stock: stamp };
       this.open.delete(reservation.key);
       this.remember(reservation.key, reservation.order.quantity, created);
       first?.(created);
-      for (const reply of racing) reply({ kind: 'replayed', order });
+      for (const reply of racing) reply({ kind: 'replayed', order, stock: stamp });
     });
     for (const restock of batch.restocks) {
       restock.reply({ kind: 'restocked', productId: this.productId, stock: record.stock, version });
@@ -425,7 +426,7 @@ const releasedBy = (settlement: Settlement): number =>
   settlement.outcome === 'cancel' ? settlement.quantity : 0;
 
 function replayOf(outcome: PurchaseOutcome): PurchaseOutcome {
-  return outcome.kind === 'created' ? { kind: 'replayed', order: outcome.order } : outcome;
+  return outcome.kind === 'created' ? { ...outcome, kind: 'replayed' } : outcome;
 }
 
 function keyReused(key: string): PurchaseOutcome {

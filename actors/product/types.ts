@@ -119,10 +119,19 @@ export interface Refusal {
   message: string;
 }
 
+/**
+ * The product's committed stock right after the write that holds an order: a read that asks for at least
+ * this version never shows a stock older than the purchase (read-your-purchase, on any node).
+ */
+export interface StockStamp {
+  stock: number;
+  version: number;
+}
+
 export type PurchaseOutcome =
-  | { kind: 'created'; order: OrderView }
+  | { kind: 'created'; order: OrderView; stock?: StockStamp }
   /** The same user and idempotency key bought before: the first answer again. */
-  | { kind: 'replayed'; order: OrderView }
+  | { kind: 'replayed'; order: OrderView; stock?: StockStamp }
   | { kind: 'out_of_stock'; productId: ProductId; requested: number; available: number }
   | Refusal;
 
