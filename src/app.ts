@@ -26,6 +26,7 @@ import { PaymentClient } from './payment/index.js';
 import { SalesProjection } from './projection/sales-projection.js';
 import { RedisProductCache } from './storage/product-cache.js';
 import { SagaStore } from './storage/saga-store.js';
+import { CommitPipeline } from './storage/commit-pipeline.js';
 import { MysqlProductStore } from './storage/product-store.js';
 import { RedisLock } from './storage/redis-lock.js';
 import { createStockSubscriptions, type StockSubscriptions } from './ws/index.js';
@@ -120,9 +121,20 @@ export function buildApp(deps: AppDeps): App {
   /** Both purchase paths report committed stock changes to the WebSocket subscribers. */
   const stockChanged = (productId: number, stock: number, version: number): void =>
     subscriptions.committed(productId, stock, version);
+  const pipeline = new CommitPipeline({
+    primary: infra.mysql.primary,
+    writer,
+    ownerEpoch: (productId) => cluster.epochOf(productId),
+    lanes: config.purchase.commitLanes,
+    onCycle: ({ batches, seconds, outcome }) => {
+      metrics.commitCycleBatches.observe(batches);
+      metrics.commitCycleDuration.observe({ outcome }, seconds);
+      if (outcome !== 'failed') relay.nudge();
+    },
+  });
   const actors = new ProductActors({
     system,
-    store: new MysqlProductStore(infra.mysql.primary, writer, (productId) => cluster.epochOf(productId)),
+    store: new MysqlProductStore(infra.mysql.primary, pipeline),
     mayWrite: (productId) => cluster.owns(productId),
     cache,
     logger: logger.child({ component: 'product-actors' }),
@@ -134,10 +146,7 @@ export function buildApp(deps: AppDeps): App {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },
     onBatch: ({ size, seconds, outcome }) => {
-      if (outcome === 'committed') {
-        metrics.batchSize.observe(size);
-        relay.nudge();
-      }
+      if (outcome === 'committed') metrics.batchSize.observe(size);
       metrics.batchDuration.observe({ outcome }, seconds);
     },
   });

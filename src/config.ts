@@ -147,6 +147,8 @@ export interface Config {
     readonly mailboxLimit: number;
     /** Idle time after which a product actor is passivated, ms. Default 60000. */
     readonly passivateAfterMs: number;
+    /** Commit cycles the node's pipeline runs at once, each on a primary connection of its own. Default 2. */
+    readonly commitLanes: number;
     /** Lifetime of the baseline path's per-product Redis lock, ms. Default 5000. */
     readonly baselineLockTtlMs: number;
     /**
@@ -271,6 +273,7 @@ export const CONFIG_ENV_NAMES = [
   'MAX_QUANTITY_PER_ORDER',
   'MAILBOX_LIMIT',
   'ACTOR_PASSIVATE_AFTER_MS',
+  'COMMIT_LANES',
   'BASELINE_LOCK_TTL_MS',
   'BASELINE_LOCK_RETRY_MAX_MS',
   'CACHE_DETAILS_TTL_S',
@@ -354,6 +357,7 @@ export const defaults = {
   maxQuantityPerOrder: 10,
   mailboxLimit: 5_000, // about 250 ms of work at 20,000 commits/s on one product
   passivateAfterMs: 60_000, // 1 min
+  commitLanes: 2,
   baselineLockTtlMs: 5_000, // 5 s
   baselineLockRetryMaxMs: 32,
   cacheDetailsTtlSeconds: 300, // 5 min
@@ -640,6 +644,7 @@ export function loadConfig(env: Env = process.env): Config {
       maxQuantity: read.int('MAX_QUANTITY_PER_ORDER', defaults.maxQuantityPerOrder, 1, 1_000_000),
       mailboxLimit: read.int('MAILBOX_LIMIT', defaults.mailboxLimit, 1, 10_000_000),
       passivateAfterMs: read.int('ACTOR_PASSIVATE_AFTER_MS', defaults.passivateAfterMs, 10, 86_400_000),
+      commitLanes: read.int('COMMIT_LANES', defaults.commitLanes, 1, 64),
       baselineLockTtlMs: read.int('BASELINE_LOCK_TTL_MS', defaults.baselineLockTtlMs, 100, 600_000),
       baselineLockRetryMaxMs: read.int(
         'BASELINE_LOCK_RETRY_MAX_MS',

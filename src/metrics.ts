@@ -25,6 +25,19 @@ export function createMetrics() {
       buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
       registers: [registry],
     }),
+    commitCycleBatches: new Histogram({
+      name: 'commit_cycle_batches',
+      help: "Products' batches written per commit cycle of the node's pipeline (one transaction)",
+      buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+      registers: [registry],
+    }),
+    commitCycleDuration: new Histogram({
+      name: 'commit_cycle_duration_seconds',
+      help: 'Time to write one commit cycle (its round trips, splits included)',
+      labelNames: ['outcome'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: [registry],
+    }),
     batchDuration: new Histogram({
       name: 'product_batch_duration_seconds',
       help: 'Time to write one batch (transaction and stock write-through)',

@@ -100,59 +100,113 @@ export function decodeEvent(value: Uint8Array): EventEnvelope {
 }
 
 /**
- * Rows for `OUTBOX_INSERT`: the events packed into one row per (topic, product), in order of first
+ * Rows for `OUTBOX_INSERT`: the events of one commit packed into one row per topic, in order of first
  * appearance, each row's events in their order (a new row after MAX_PACKED_EVENTS). A row of one event
  * holds it as is; a row of more holds a msgpack array of the encoded events, raw-DEFLATE compressed
- * (`unpackOutbox`): about 4× smaller, and the batch's SQL text, the binlog and the replica all carry it
- * (compressing 80 events takes about 0.1 ms). The row's event id is its first event's. Order per topic
- * and product is kept: within a row by position, across rows by outbox id.
+ * (`unpackOutbox`): about 4× smaller, and the commit's SQL text, the binlog and the replica all carry it
+ * (compressing 80 events takes about 0.1 ms). A row whose events are all of one product is keyed by it
+ * (`event_key`, type PACKED_TYPE); a row of several products (a commit cycle of many) holds each event's
+ * key beside it (type KEYED_TYPE, `event_key` KEYED_ROW_KEY). The row's event id is its first event's.
+ * Order per product is kept: within a row by position, across rows by outbox id (a product's next
+ * commit starts after its previous one has committed).
  */
 export function outboxRows(
   events: readonly EventEnvelope[],
   topics: Topics,
   ownerEpoch: number,
 ): unknown[][] {
-  const groups = new Map<string, { topic: string; events: EventEnvelope[] }[]>();
+  const byTopic = new Map<string, EventEnvelope[][]>();
   for (const event of events) {
     const topic = topicOf(event.type, topics);
-    const group = `${topic}\u0000${event.productId}`;
-    let chunks = groups.get(group);
-    if (chunks === undefined) groups.set(group, (chunks = []));
+    let chunks = byTopic.get(topic);
+    if (chunks === undefined) byTopic.set(topic, (chunks = []));
     let packed = chunks[chunks.length - 1];
-    if (packed === undefined || packed.events.length >= MAX_PACKED_EVENTS)
-      chunks.push((packed = { topic, events: [] }));
-    packed.events.push(event);
+    if (packed === undefined || packed.length >= MAX_PACKED_EVENTS) chunks.push((packed = []));
+    packed.push(event);
   }
-  return [...groups.values()].flat().map(({ topic, events: packed }) => {
-    const first = packed[0]!;
-    const single = packed.length === 1;
-    return [
-      first.eventId,
-      topic,
-      String(first.productId),
-      single ? first.type : PACKED_TYPE,
-      single ? encodeEvent(first) : deflateRawSync(encoded(packed.map(encodeEvent)), { level: 1 }),
-      ownerEpoch,
-      packed.length,
-    ];
-  });
+  const rows: unknown[][] = [];
+  for (const [topic, chunks] of byTopic) {
+    for (const packed of chunks) {
+      const first = packed[0]!;
+      const oneProduct = packed.every((e) => e.productId === first.productId);
+      let type: string = first.type;
+      let payload: Buffer;
+      if (packed.length === 1) payload = encodeEvent(first);
+      else if (oneProduct) {
+        type = PACKED_TYPE;
+        payload = compressed(packed.map(encodeEvent));
+      } else {
+        type = KEYED_TYPE;
+        payload = compressed(packed.flatMap((e) => [String(e.productId), encodeEvent(e)]));
+      }
+      const key = oneProduct ? String(first.productId) : KEYED_ROW_KEY;
+      rows.push([first.eventId, topic, key, type, payload, ownerEpoch, packed.length]);
+    }
+  }
+  return rows;
 }
+
+const compressed = (list: readonly unknown[]): Buffer => deflateRawSync(encoded(list), { level: 1 });
 
 /** Most events in one outbox row (~230 bytes each: ~115 KB, well inside the MEDIUMBLOB payload). */
 export const MAX_PACKED_EVENTS = 500;
 
-/** `event_type` of an outbox row holding several events. */
+/** `event_type` of an outbox row holding several events of one product (its `event_key`). */
 export const PACKED_TYPE = 'packed';
+
+/** `event_type` of an outbox row holding events of several products, each with its key. */
+export const KEYED_TYPE = 'keyed';
+
+/** `event_key` of a KEYED_TYPE row: its events' keys are in the payload. */
+export const KEYED_ROW_KEY = '*';
 
 export const OUTBOX_INSERT =
   'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count) VALUES ?';
 
-/** The encoded events of an outbox row, in order: the payload itself, or its packed (compressed) array. */
-export function unpackOutbox(payload: Buffer, eventCount: number): Uint8Array[] {
-  if (eventCount <= 1) return [payload];
+/** An outbox row as read back: what `unpackOutbox` needs. */
+export interface StoredOutboxRow {
+  payload: Buffer;
+  eventType: string;
+  eventKey: string;
+  eventCount: number;
+}
+
+/** Reads the columns `unpackOutbox` needs from a row selected with them (`OUTBOX_UNPACK_COLUMNS`). */
+export function storedOutboxRow(r: Record<string, unknown>): StoredOutboxRow {
+  return {
+    payload: r['payload'] as Buffer,
+    eventType: String(r['event_type']),
+    eventKey: String(r['event_key']),
+    eventCount: Number(r['event_count']),
+  };
+}
+
+/** The outbox columns `storedOutboxRow` reads. */
+export const OUTBOX_UNPACK_COLUMNS = 'event_key, event_type, payload, event_count';
+
+/** One event of an outbox row: its Kafka key (the product id) and its encoded bytes. */
+export interface OutboxEntry {
+  key: string;
+  value: Uint8Array;
+}
+
+/** The events of an outbox row, in order, each with its key: a single event, a packed or a keyed array. */
+export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
+  const { payload, eventType, eventKey, eventCount } = row;
+  if (eventCount <= 1) return [{ key: eventKey, value: payload }];
+  const keyed = eventType === KEYED_TYPE;
   const list = decoder.decode(inflateRawSync(payload));
-  if (!Array.isArray(list) || list.length !== eventCount || !list.every((v) => v instanceof Uint8Array)) {
-    throw new Error(`outbox row: expected a packed array of ${eventCount} encoded events`);
+  const size = keyed ? eventCount * 2 : eventCount;
+  if (!Array.isArray(list) || list.length !== size) {
+    throw new Error(`outbox row: expected a ${keyed ? 'keyed' : 'packed'} array of ${eventCount} events`);
   }
-  return list;
+  const entries: OutboxEntry[] = [];
+  for (let i = 0; i < list.length; i += keyed ? 2 : 1) {
+    const key: unknown = keyed ? list[i] : eventKey;
+    const value: unknown = keyed ? list[i + 1] : list[i];
+    if (typeof key !== 'string' || !(value instanceof Uint8Array))
+      throw new Error('outbox row: an entry is not an encoded event with its key');
+    entries.push({ key, value });
+  }
+  return entries;
 }

@@ -4,7 +4,7 @@ import { keyPartitioner, type Kafka } from '../storage/kafka.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
-import { unpackOutbox } from './envelope.js';
+import { OUTBOX_UNPACK_COLUMNS, storedOutboxRow, unpackOutbox, type OutboxEntry } from './envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
 
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
@@ -73,9 +73,8 @@ export interface OutboxRelayStats {
 interface OutboxRow {
   id: number;
   topic: string;
-  key: string;
-  /** The row's encoded events in order (one, or a product batch's packed events). */
-  events: Uint8Array[];
+  /** The row's encoded events in order, each with its key (one event, or a commit's packed events). */
+  events: OutboxEntry[];
 }
 
 type Stage = 'kafka' | 'mysql';
@@ -269,7 +268,7 @@ export class OutboxRelay {
     const { batchSize } = this.options;
     const [rows] = await conn.query<RowDataPacket[]>(
       // Forced: for ORDER BY id LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
-      `SELECT id, topic, event_key, payload, event_count FROM outbox FORCE INDEX (idx_outbox_unsent)
+      `SELECT id, topic, ${OUTBOX_UNPACK_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_unsent)
         WHERE sent_at IS NULL AND topic IN (?) ORDER BY id LIMIT ?`,
       [this.topicNames, batchSize],
     );
@@ -282,8 +281,7 @@ export class OutboxRelay {
       taken.push({
         id: Number(r['id']),
         topic: String(r['topic']),
-        key: String(r['event_key']),
-        events: unpackOutbox(r['payload'] as Buffer, count),
+        events: unpackOutbox(storedOutboxRow(r)),
       });
     }
     return taken;
@@ -301,8 +299,8 @@ export class OutboxRelay {
       let messages = byTopic.get(row.topic);
       if (messages === undefined) byTopic.set(row.topic, (messages = []));
       // key = product id: its events share a partition
-      for (const e of row.events)
-        messages.push({ key: row.key, value: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
+      for (const { key, value: e } of row.events)
+        messages.push({ key, value: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
     }
     const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     try {

@@ -30,8 +30,8 @@ export const ER_GUARD = 1242;
 interface Statement {
   sql: string;
   params: unknown[];
-  /** Checked by a guard right after it: this statement must have changed exactly these rows. */
-  mustChange?: { kind: 'product' } | { kind: 'sagas'; orderIds: string[] };
+  /** Checked by a guard right after it: this statement must have changed exactly this many rows. */
+  mustChange?: { rows: number };
 }
 
 /**
@@ -43,29 +43,112 @@ const GUARD = 'SELECT IF(ROW_COUNT() = ?, 0, (SELECT 1 UNION ALL SELECT 2)) AS g
 
 export interface WriteBatchOptions extends BatchWriterOptions {
   /**
-   * True (the product actor): the transaction is opened in the same round trip. False (the baseline):
-   * the caller opened it and holds the row lock already.
+   * True (the product actors' commit pipeline): the transaction is opened in the same round trip. False
+   * (the baseline): the caller opened it and holds the row lock already.
    */
   begin: boolean;
 }
 
+/** One product's batch in a commit cycle, with the lease epoch its writes are made under. */
+export interface CycleBatch {
+  batch: BatchWrite;
+  ownerEpoch: number;
+}
+
+/** What became of one batch of a cycle: a `BatchResult`, or the error that failed its round trip. */
+export type CycleResult = BatchResult | { kind: 'failed'; error: unknown };
+
+export type CycleWriterOptions = Omit<WriteBatchOptions, 'ownerEpoch'>;
+
 /**
- * Everything one write of a product does, as ONE multi-statement round trip that ends in its COMMIT:
- * the version-checked stock update, new orders with their sagas, the sagas' settlements, every saga
- * step, and every event into the outbox. A guard after each checked statement aborts the round trip
- * before the COMMIT when a check fails; the batch is then rolled back here.
- *
- * Nothing waits on this process between statements, so a process paused (SIGSTOP, a long GC, a frozen
- * VM) never sits on the product's row lock with a transaction open: the next owner's write is not
- * blocked by a zombie. Only when the round trip fails does a ROLLBACK follow in a second one.
+ * One product's batch as ONE multi-statement round trip that ends in its COMMIT (the baseline's write,
+ * and the tests'): `writeCycle` of that batch alone. Throws what failed the round trip.
  */
 export async function writeBatch(
   conn: PoolConnection,
   batch: BatchWrite,
   options: WriteBatchOptions,
 ): Promise<BatchResult> {
+  const [result] = await writeCycle(conn, [{ batch, ownerEpoch: options.ownerEpoch }], options);
+  if (result === undefined || result.kind === 'failed') throw result?.error;
+  return result;
+}
+
+/**
+ * Everything one commit cycle does, for the batches of many products, as ONE multi-statement round
+ * trip that ends in its COMMIT: every product's version-checked stock update (one statement, rows locked
+ * in product-id order, so lanes and nodes never deadlock), one multi-row insert per table for the new
+ * orders, their sagas and steps, the sagas' settlements, and the events packed one outbox row per topic.
+ * A guard after each checked statement aborts the round trip before the COMMIT when a check fails.
+ *
+ * A refused round trip is rolled back and split: the products that moved on (`version_conflict`), the
+ * batches with keys bought before (`duplicates`) and the settlements of sagas that moved
+ * (`settled_elsewhere`) are taken out with their results, and the rest is sent again at once. No batch
+ * gets `committed` unless the round trip that holds it committed. Results come back in `items` order.
+ *
+ * Nothing waits on this process between statements, so a process paused (SIGSTOP, a long GC, a frozen
+ * VM) never sits on the products' row locks with a transaction open: the next owner's write is not
+ * blocked by a zombie. Only when the round trip fails does a ROLLBACK follow in a second one.
+ */
+export async function writeCycle(
+  conn: PoolConnection,
+  items: readonly CycleBatch[],
+  options: CycleWriterOptions,
+): Promise<CycleResult[]> {
+  if (!options.begin && items.length > 1)
+    throw new Error('a cycle of several batches opens its own transaction (begin: true)');
+  const results: (CycleResult | undefined)[] = items.map(() => undefined);
+  // Batches still to write, in groups of one round trip each: all together, or one by one once a
+  // duplicate key could not be traced to an existing order (the culprit then fails alone).
+  let groups: number[][] = [items.map((_, i) => i)];
+  while (groups.length > 0) {
+    const group = groups.shift()!;
+    try {
+      const refused = await roundTrip(
+        conn,
+        group.map((i) => items[i]!),
+        options,
+      );
+      if (refused === undefined) {
+        const committedAt = new Date().toISOString();
+        for (const i of group) {
+          const { batch } = items[i]!;
+          const version = options.touchProduct === false ? batch.expectedVersion : batch.expectedVersion + 1;
+          results[i] = { kind: 'committed', version, committedAt };
+        }
+        continue;
+      }
+      const rest: number[] = [];
+      group.forEach((i, at) => {
+        const result = refused.results[at];
+        if (result === undefined) rest.push(i);
+        else results[i] = result;
+      });
+      if (rest.length === group.length) {
+        // Nothing could be traced: only a lone batch fails; several are tried one by one.
+        if (group.length === 1) results[group[0]!] = { kind: 'failed', error: refused.error };
+        else groups.unshift(...group.map((i) => [i]));
+      } else if (rest.length > 0) groups.unshift(rest);
+    } catch (err) {
+      for (const i of [...group, ...groups.flat()]) results[i] = { kind: 'failed', error: err };
+      groups = [];
+    }
+  }
+  return results.map((r) => r ?? { kind: 'failed', error: new Error('a cycle batch was left unwritten') });
+}
+
+/**
+ * Sends the batches' statements in one round trip ending in COMMIT. Undefined: committed. Otherwise it was
+ * refused (a guard or a duplicate key) and rolled back: what is known of each batch (undefined: nothing
+ * against it, send again), and the error for batches that stay untraced.
+ */
+async function roundTrip(
+  conn: PoolConnection,
+  items: readonly CycleBatch[],
+  options: CycleWriterOptions,
+): Promise<{ results: (BatchResult | undefined)[]; error: unknown } | undefined> {
   const now = new Date();
-  const statements = batchStatements(batch, options, now);
+  const statements = cycleStatements(items, options, now);
   const sql: string[] = options.begin ? ['START TRANSACTION'] : [];
   const params: unknown[] = [];
   for (const s of statements) {
@@ -73,97 +156,144 @@ export async function writeBatch(
     params.push(...s.params);
     if (s.mustChange !== undefined) {
       sql.push(GUARD);
-      params.push(s.mustChange.kind === 'sagas' ? s.mustChange.orderIds.length : 1);
+      params.push(s.mustChange.rows);
     }
   }
   sql.push('COMMIT');
   try {
     await conn.query(sql.join(';\n'), params);
+    return undefined;
   } catch (err) {
     const errno = (err as { errno?: number }).errno;
     if (errno !== ER_DUP_ENTRY && errno !== ER_GUARD) throw err;
     await conn.query('ROLLBACK');
-    if (errno === ER_DUP_ENTRY) {
-      const existing = batch.orders.length > 0 ? await findOrdersByIdempotency(conn, batch.orders) : [];
-      if (existing.length === 0) throw err;
-      return { kind: 'duplicates', existing };
-    }
-    return refusal(conn, batch, statements, options);
+    const batches = items.map((i) => i.batch);
+    const results =
+      errno === ER_DUP_ENTRY ? await duplicates(conn, batches) : await refusals(conn, batches, options);
+    return { results, error: err };
   }
-  const version = options.touchProduct === false ? batch.expectedVersion : batch.expectedVersion + 1;
-  return { kind: 'committed', version, committedAt: now.toISOString() };
 }
 
-/** Why a guard refused the batch (after its rollback): the product moved on, or some of its sagas did. */
-async function refusal(
+/** Which batches hold orders bought before (keys forgotten by a previous activation, or another node). */
+async function duplicates(
   conn: PoolConnection,
-  batch: BatchWrite,
-  statements: readonly Statement[],
-  options: BatchWriterOptions,
-): Promise<BatchResult> {
+  batches: readonly BatchWrite[],
+): Promise<(BatchResult | undefined)[]> {
+  const existing = await findOrdersByIdempotency(
+    conn,
+    batches.flatMap((b) => b.orders),
+  );
+  const byKey = new Map(existing.map((o) => [`${o.userId}\u0000${o.idempotencyKey}`, o]));
+  return batches.map((b) => {
+    const found = b.orders.flatMap((o) => byKey.get(`${o.userId}\u0000${o.idempotencyKey}`) ?? []);
+    return found.length > 0 ? { kind: 'duplicates', existing: found } : undefined;
+  });
+}
+
+/**
+ * Why a guard refused the round trip (after its rollback), in one query per question: the products
+ * that moved on; failing those, the batches with sagas that were settled by someone else.
+ */
+async function refusals(
+  conn: PoolConnection,
+  batches: readonly BatchWrite[],
+  options: CycleWriterOptions,
+): Promise<(BatchResult | undefined)[]> {
   if (options.touchProduct !== false) {
-    const [rows] = await conn.query<RowDataPacket[]>('SELECT version FROM products WHERE id = ?', [
-      batch.productId,
+    const [rows] = await conn.query<RowDataPacket[]>('SELECT id, version FROM products WHERE id IN (?)', [
+      batches.map((b) => b.productId),
     ]);
-    if (Number(rows[0]?.['version']) !== batch.expectedVersion) return { kind: 'version_conflict' };
+    const versions = new Map(rows.map((r) => [Number(r['id']), Number(r['version'])]));
+    const moved = batches.map((b) =>
+      versions.get(b.productId) === b.expectedVersion ? undefined : ({ kind: 'version_conflict' } as const),
+    );
+    if (moved.some((r) => r !== undefined)) return moved;
   }
-  const suspects = statements.flatMap((s) => (s.mustChange?.kind === 'sagas' ? s.mustChange.orderIds : []));
-  const settled = (await sagaStatuses(conn, suspects)).filter((s) => s.status !== 'PENDING');
-  if (settled.length === 0) throw new Error('a saga row changed without its order: refusing the batch');
-  return { kind: 'settled_elsewhere', sagas: settled };
+  const suspects = batches.flatMap((b) => b.settlements.map((s) => s.orderId));
+  const settled = new Map(
+    (await sagaStatuses(conn, suspects)).filter((s) => s.status !== 'PENDING').map((s) => [s.orderId, s]),
+  );
+  return batches.map((b) => {
+    const sagas = b.settlements.flatMap((s) => settled.get(s.orderId) ?? []);
+    return sagas.length > 0 ? { kind: 'settled_elsewhere', sagas } : undefined;
+  });
 }
 
 async function sagaStatuses(
   conn: PoolConnection,
   orderIds: readonly string[],
 ): Promise<{ orderId: string; status: OrderStatus }[]> {
+  if (orderIds.length === 0) return [];
   const [rows] = await conn.query<RowDataPacket[]>('SELECT id, status FROM orders WHERE id IN (?)', [
     orderIds,
   ]);
   return rows.map((r) => ({ orderId: String(r['id']), status: String(r['status']) as OrderStatus }));
 }
 
-/** The statements of one batch (exported for tests). */
+/** The statements of one batch written alone (exported for tests). */
 export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, now: Date): Statement[] {
-  const { ownerEpoch } = options;
-  const statements: Statement[] = [];
-  if (options.touchProduct !== false) {
-    statements.push({
+  return cycleStatements([{ batch, ownerEpoch: options.ownerEpoch }], options, now);
+}
+
+/** `UPDATE products` of every batch in one statement: its stock, its version + 1, if still at its version. */
+function productUpdate(items: readonly CycleBatch[]): Statement {
+  const rows = items.length;
+  if (rows === 1) {
+    const { batch, ownerEpoch } = items[0]!;
+    return {
       sql: 'UPDATE products SET stock = ?, version = version + 1, owner_epoch = ? WHERE id = ? AND version = ?',
       params: [batch.newStock, ownerEpoch, batch.productId, batch.expectedVersion],
-      mustChange: { kind: 'product' },
-    });
-  } else if (batch.orders.length > 0 || batch.newStock !== batch.previousStock) {
+      mustChange: { rows },
+    };
+  }
+  const cases = (value: (item: CycleBatch) => number): { sql: string; params: number[] } => ({
+    sql: `CASE id${' WHEN ? THEN ?'.repeat(rows)} END`,
+    params: items.flatMap((item) => [item.batch.productId, value(item)]),
+  });
+  const stock = cases((i) => i.batch.newStock);
+  const epoch = cases((i) => i.ownerEpoch);
+  const version = cases((i) => i.batch.expectedVersion);
+  return {
+    sql: `UPDATE products SET stock = ${stock.sql}, version = version + 1, owner_epoch = ${epoch.sql} WHERE id IN (?) AND version = ${version.sql}`,
+    params: [...stock.params, ...epoch.params, items.map((i) => i.batch.productId), ...version.params],
+    mustChange: { rows },
+  };
+}
+
+/** The statements of a cycle (see `writeCycle`). */
+function cycleStatements(
+  items: readonly CycleBatch[],
+  options: Omit<BatchWriterOptions, 'ownerEpoch'>,
+  now: Date,
+): Statement[] {
+  const statements: Statement[] = [];
+  if (options.touchProduct !== false) statements.push(productUpdate(items));
+  else if (items.some(({ batch: b }) => b.orders.length > 0 || b.newStock !== b.previousStock)) {
     throw new Error('a batch with orders or a stock change must update the product row');
   }
   const events: EventEnvelope[] = [];
   const steps: unknown[][] = [];
+  const orders: unknown[][] = [];
+  const sagas: unknown[][] = [];
   const at = now.toISOString();
-  if (batch.orders.length > 0) {
-    const deadline = new Date(now.getTime() + options.sagaDeadlineMs);
-    statements.push({
-      sql: 'INSERT INTO orders (id, product_id, user_id, idempotency_key, quantity, unit_price_cents, status, strategy, owner_epoch) VALUES ?',
-      params: [
-        batch.orders.map((o) => [
-          o.id,
-          o.productId,
-          o.userId,
-          o.idempotencyKey,
-          o.quantity,
-          o.unitPriceCents,
-          'PENDING',
-          options.strategy,
-          ownerEpoch,
-        ]),
-      ],
-    });
-    statements.push({
-      sql: 'INSERT INTO sagas (order_id, product_id, state, version, payment_key, deadline_at, owner_epoch) VALUES ?',
-      params: [
-        batch.orders.map((o) => [o.id, o.productId, 'PAYMENT_PENDING', 0, o.id, deadline, ownerEpoch]),
-      ],
-    });
+  const deadline = new Date(now.getTime() + options.sagaDeadlineMs);
+  // One version-checked UPDATE per group of sagas ending alike (usually one: every confirmation).
+  const groups = new Map<string, { ownerEpoch: number; members: Settlement[] }>();
+  const statusOf = { confirm: [] as string[], cancel: [] as string[] };
+  for (const { batch, ownerEpoch } of items) {
     for (const o of batch.orders) {
+      orders.push([
+        o.id,
+        o.productId,
+        o.userId,
+        o.idempotencyKey,
+        o.quantity,
+        o.unitPriceCents,
+        'PENDING',
+        options.strategy,
+        ownerEpoch,
+      ]);
+      sagas.push([o.id, o.productId, 'PAYMENT_PENDING', 0, o.id, deadline, ownerEpoch]);
       steps.push([o.id, 'reserve_inventory', 'done', `${o.quantity}`, ownerEpoch, now]);
       steps.push([o.id, 'create_order', 'done', null, ownerEpoch, now]);
       events.push(newEvent('inventory.reserved', o.productId, o.id, { quantity: o.quantity }, at));
@@ -177,20 +307,40 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
         ),
       );
     }
+    for (const s of batch.settlements) {
+      const group = `${s.outcome}\u0000${s.sagaVersion}\u0000${s.reason ?? ''}\u0000${ownerEpoch}`;
+      const members = groups.get(group);
+      if (members === undefined) groups.set(group, { ownerEpoch, members: [s] });
+      else members.members.push(s);
+      statusOf[s.outcome].push(s.orderId);
+      steps.push(...settlementSteps(s, ownerEpoch, now));
+      events.push(...settlementEvents(s, at));
+    }
+    if (batch.newStock !== batch.previousStock) {
+      events.push(
+        newEvent(
+          'stock.changed',
+          batch.productId,
+          null,
+          { stock: batch.newStock, version: batch.expectedVersion + 1 },
+          at,
+        ),
+      );
+    }
   }
-  // One version-checked UPDATE per group of sagas ending alike (usually one: every confirmation).
-  const groups = new Map<string, Settlement[]>();
-  for (const s of batch.settlements) {
-    const group = `${s.outcome}\u0000${s.sagaVersion}\u0000${s.reason ?? ''}`;
-    const members = groups.get(group);
-    if (members === undefined) groups.set(group, [s]);
-    else members.push(s);
-    steps.push(...settlementSteps(s, ownerEpoch, now));
-    events.push(...settlementEvents(s, at));
+  if (orders.length > 0) {
+    statements.push({
+      sql: 'INSERT INTO orders (id, product_id, user_id, idempotency_key, quantity, unit_price_cents, status, strategy, owner_epoch) VALUES ?',
+      params: [orders],
+    });
+    statements.push({
+      sql: 'INSERT INTO sagas (order_id, product_id, state, version, payment_key, deadline_at, owner_epoch) VALUES ?',
+      params: [sagas],
+    });
   }
-  for (const group of groups.values()) {
-    const { outcome, sagaVersion, reason } = group[0]!;
-    const orderIds = group.map((s) => s.orderId);
+  for (const { ownerEpoch, members } of groups.values()) {
+    const { outcome, sagaVersion, reason } = members[0]!;
+    const orderIds = members.map((s) => s.orderId);
     statements.push({
       sql: "UPDATE sagas SET state = ?, version = version + 1, last_error = ?, owner_epoch = ? WHERE order_id IN (?) AND version = ? AND state = 'PAYMENT_PENDING'",
       params: [
@@ -200,30 +350,19 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
         orderIds,
         sagaVersion,
       ],
-      mustChange: { kind: 'sagas', orderIds },
+      mustChange: { rows: orderIds.length },
     });
   }
-  for (const [status, settlements] of [
-    ['CONFIRMED', batch.settlements.filter((s) => s.outcome === 'confirm')],
-    ['CANCELLED', batch.settlements.filter((s) => s.outcome === 'cancel')],
+  for (const [status, orderIds] of [
+    ['CONFIRMED', statusOf.confirm],
+    ['CANCELLED', statusOf.cancel],
   ] as const) {
-    if (settlements.length > 0) {
+    if (orderIds.length > 0) {
       statements.push({
         sql: "UPDATE orders SET status = ? WHERE id IN (?) AND status = 'PENDING'",
-        params: [status, settlements.map((s) => s.orderId)],
+        params: [status, orderIds],
       });
     }
-  }
-  if (batch.newStock !== batch.previousStock) {
-    events.push(
-      newEvent(
-        'stock.changed',
-        batch.productId,
-        null,
-        { stock: batch.newStock, version: batch.expectedVersion + 1 },
-        at,
-      ),
-    );
   }
   if (steps.length > 0) {
     statements.push({
@@ -231,11 +370,10 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
       params: [steps],
     });
   }
-  if (events.length > 0)
-    statements.push({
-      sql: OUTBOX_INSERT,
-      params: [outboxRows(events, options.topics, ownerEpoch)],
-    });
+  if (events.length > 0) {
+    const epoch = Math.max(...items.map((i) => i.ownerEpoch));
+    statements.push({ sql: OUTBOX_INSERT, params: [outboxRows(events, options.topics, epoch)] });
+  }
   return statements;
 }
 

@@ -1,16 +1,15 @@
 import type { BatchResult, BatchWrite, ProductRecord, ProductStore } from '../../actors/product/types.js';
-import { writeBatch, type BatchWriterOptions } from './batch-writer.js';
+import type { CommitPipeline } from './commit-pipeline.js';
 import type { Pool, RowDataPacket } from './mysql.js';
 
 /**
- * The product actor's storage: one transaction per batch, opened, written and committed by `writeBatch`
- * in one round trip.
+ * The product actors' storage: rows loaded from the primary, batches written by the node's commit
+ * pipeline (one transaction per cycle for every product ready, opened and committed in one round trip).
  */
 export class MysqlProductStore implements ProductStore {
   constructor(
     private readonly primary: Pool,
-    private readonly options: Omit<BatchWriterOptions, 'ownerEpoch' | 'strategy'>,
-    private readonly ownerEpoch: (productId: number) => number = () => 0,
+    private readonly pipeline: CommitPipeline,
   ) {}
 
   async load(productId: number): Promise<ProductRecord | undefined> {
@@ -29,20 +28,7 @@ export class MysqlProductStore implements ProductStore {
     };
   }
 
-  async commitBatch(batch: BatchWrite): Promise<BatchResult> {
-    const conn = await this.primary.getConnection();
-    try {
-      return await writeBatch(conn, batch, {
-        ...this.options,
-        ownerEpoch: this.ownerEpoch(batch.productId),
-        strategy: 'actor',
-        begin: true,
-      });
-    } catch (err) {
-      await conn.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      conn.release();
-    }
+  commitBatch(batch: BatchWrite): Promise<BatchResult> {
+    return this.pipeline.commit(batch);
   }
 }

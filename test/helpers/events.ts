@@ -8,7 +8,9 @@ import { loadConfig, type Config } from '../../src/config.js';
 import {
   decodeEvent,
   OUTBOX_INSERT,
+  OUTBOX_UNPACK_COLUMNS,
   outboxRows,
+  storedOutboxRow,
   unpackOutbox,
   type EventEnvelope,
   type Topics,
@@ -65,7 +67,7 @@ export const uniqueProductId = (): number => randomInt(1_000_000_000, 2 ** 47);
 
 /**
  * Inserts the events' outbox rows in one transaction, as a writer does: one row per event, or packed as a
- * product batch writes them (`packed`). Returns each event's place in the outbox by event id: its row's id,
+ * commit cycle writes them (`packed`: a row per topic, keyed per event when it holds several products). Returns each event's place in the outbox by event id: its row's id,
  * and its position in a packed row after the decimal point, so per-stream order compares as numbers.
  */
 export async function insertOutbox(
@@ -96,13 +98,13 @@ export async function outboxEvents(
   topics: readonly string[],
 ): Promise<{ eventId: string; key: string; rowId: number; place: number }[]> {
   const [rows] = await primary.query<RowDataPacket[]>(
-    'SELECT id, event_key, payload, event_count FROM outbox WHERE topic IN (?) ORDER BY id',
+    `SELECT id, ${OUTBOX_UNPACK_COLUMNS} FROM outbox WHERE topic IN (?) ORDER BY id`,
     [topics],
   );
   return rows.flatMap((r) =>
-    unpackOutbox(r['payload'] as Buffer, Number(r['event_count'])).map((encoded, i) => ({
-      eventId: decodeEvent(encoded).eventId,
-      key: String(r['event_key']),
+    unpackOutbox(storedOutboxRow(r)).map(({ key, value }, i) => ({
+      eventId: decodeEvent(value).eventId,
+      key,
       rowId: Number(r['id']),
       place: Number(r['id']) + i / 100_000,
     })),

@@ -5,9 +5,21 @@ import net from 'node:net';
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import t, { type Test } from 'tap';
 import type { BatchWrite, NewOrder } from '../../actors/product/types.js';
-import { decodeEvent, encodeEvent, unpackOutbox } from '../../src/events/envelope.js';
-import { writeBatch, type WriteBatchOptions } from '../../src/storage/batch-writer.js';
-import { poolOptions, type PoolConnection } from '../../src/storage/mysql.js';
+import {
+  decodeEvent,
+  encodeEvent,
+  OUTBOX_UNPACK_COLUMNS,
+  storedOutboxRow,
+  unpackOutbox,
+} from '../../src/events/envelope.js';
+import {
+  writeBatch,
+  writeCycle,
+  type CycleWriterOptions,
+  type WriteBatchOptions,
+} from '../../src/storage/batch-writer.js';
+import { CommitPipeline, type CycleInfo } from '../../src/storage/commit-pipeline.js';
+import { poolOptions, type Pool, type PoolConnection } from '../../src/storage/mysql.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { MysqlEndpoint } from '../../src/config.js';
 import { uniq } from '../helpers/app.js';
@@ -196,12 +208,10 @@ t.test('a hot batch of 1,100 orders commits: its events are packed into rows of 
   );
   // Unpacked in id order, the orders topic gives every order's order.created, in the batch's order.
   const [payloads] = await observer.query<RowDataPacket[]>(
-    "SELECT payload, event_count FROM outbox WHERE event_key = ? AND topic = 't.orders' ORDER BY id",
+    `SELECT ${OUTBOX_UNPACK_COLUMNS} FROM outbox WHERE event_key = ? AND topic = 't.orders' ORDER BY id`,
     [String(productId)],
   );
-  const events = payloads.flatMap((r) =>
-    unpackOutbox(r['payload'] as Buffer, Number(r['event_count'])).map((e) => decodeEvent(e)),
-  );
+  const events = payloads.flatMap((r) => unpackOutbox(storedOutboxRow(r)).map((e) => decodeEvent(e.value)));
   t.same(
     events.map((e) => [e.type, e.orderId]),
     orders.map((o) => ['order.created', o.id]),
@@ -262,3 +272,221 @@ t.test('a settlement of a saga that already moved on is refused as settled elsew
   t.same(await row(observer, productId), { stock: 9, version: 1 }, 'the product row is untouched');
   t.equal(await inTransaction(writer), 0);
 });
+
+/** Products `stocks.length` fresh products with these stocks, at version 0. */
+async function products(observer: Connection, stocks: readonly number[]): Promise<number[]> {
+  const ids: number[] = [];
+  for (const stock of stocks) {
+    const [created] = await observer.query<mysql.ResultSetHeader>(
+      'INSERT INTO products (name, price_cents, stock) VALUES (?, ?, ?)',
+      ['c', 500, stock],
+    );
+    ids.push(created.insertId);
+  }
+  return ids;
+}
+
+const CYCLE: CycleWriterOptions = { ...OPTIONS };
+
+t.test('a cycle of many products commits in one transaction, one outbox row per topic', async (t) => {
+  const { endpoint, observer } = await setup(t);
+  const ids = await products(observer, [10, 10, 10, 10]);
+  const writer = await connect(t, endpoint);
+  const items = ids.map((id, i) => ({
+    batch: batchOf(id, 0, 10, [order(id), order(id)]),
+    ownerEpoch: 10 + i,
+  }));
+  const results = await writeCycle(asPool(writer), items, CYCLE);
+  t.same(
+    results.map((r) => r.kind),
+    ['committed', 'committed', 'committed', 'committed'],
+  );
+  for (const [i, id] of ids.entries()) {
+    t.same(await row(observer, id), { stock: 8, version: 1 }, `product ${i + 1} sold 2`);
+    const [[epoch]] = await observer.query<RowDataPacket[]>('SELECT owner_epoch FROM products WHERE id = ?', [
+      id,
+    ]);
+    t.equal(Number(epoch?.['owner_epoch']), 10 + i, 'each product under its own lease epoch');
+  }
+  const [rows] = await observer.query<RowDataPacket[]>(
+    `SELECT topic, ${OUTBOX_UNPACK_COLUMNS} FROM outbox ORDER BY id`,
+  );
+  t.same(
+    rows.map((r) => [r['topic'], r['event_type'], r['event_key']]),
+    [
+      ['t.inventory', 'keyed', '*'],
+      ['t.orders', 'keyed', '*'],
+    ],
+    'the events of all four products in a row per topic',
+  );
+  // Unpacked, each event carries its own product's key, and each product's events keep their order.
+  const entries = rows.flatMap((r) => unpackOutbox(storedOutboxRow(r)));
+  t.equal(entries.length, 4 * 2 * 2 + 4, 'reserved + created per order, a stock change per product');
+  for (const { key, value } of entries) t.equal(key, String(decodeEvent(value).productId));
+  const inventory = unpackOutbox(storedOutboxRow(rows[0]!)).map((e) => decodeEvent(e.value));
+  for (const id of ids) {
+    t.same(
+      inventory.filter((e) => e.productId === id).map((e) => e.type),
+      ['inventory.reserved', 'inventory.reserved', 'stock.changed'],
+      `product ${id}: its events in the order it made them`,
+    );
+  }
+  t.equal(await inTransaction(writer), 0);
+});
+
+t.test(
+  'one product fenced in a cycle of many: the others commit at once, the fenced one is not written',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const ids = await products(observer, [10, 10, 10]);
+    // Another owner wrote the middle product behind the cycle's back.
+    await observer.query('UPDATE products SET stock = 4, version = 5 WHERE id = ?', [ids[1]]);
+    const writer = await connect(t, endpoint);
+    const orders = ids.map((id) => order(id));
+    const results = await writeCycle(
+      asPool(writer),
+      ids.map((id, i) => ({ batch: batchOf(id, 0, 10, [orders[i]!]), ownerEpoch: 1 })),
+      CYCLE,
+    );
+    t.same(
+      results.map((r) => r.kind),
+      ['committed', 'version_conflict', 'committed'],
+    );
+    t.same(await row(observer, ids[0]!), { stock: 9, version: 1 });
+    t.same(await row(observer, ids[1]!), { stock: 4, version: 5 }, 'the fenced row is as its owner left it');
+    t.same(await row(observer, ids[2]!), { stock: 9, version: 1 });
+    const [found] = await observer.query<RowDataPacket[]>('SELECT id FROM orders ORDER BY product_id');
+    t.same(
+      found.map((r) => r['id']),
+      [orders[0]!.id, orders[2]!.id],
+      'no order of the fenced product',
+    );
+    const [events] = await observer.query<RowDataPacket[]>(`SELECT ${OUTBOX_UNPACK_COLUMNS} FROM outbox`);
+    const keys = new Set(events.flatMap((r) => unpackOutbox(storedOutboxRow(r)).map((e) => e.key)));
+    t.notOk(keys.has(String(ids[1])), 'no event of the fenced product');
+    t.equal(await inTransaction(writer), 0);
+  },
+);
+
+t.test('a duplicate key and a saga settled elsewhere are split out; the rest commits', async (t) => {
+  const { endpoint, observer } = await setup(t);
+  const ids = await products(observer, [10, 10, 10]);
+  const writer = await connect(t, endpoint);
+  const bought = order(ids[0]!, 'bought-before');
+  const pending = order(ids[2]!);
+  t.same(
+    (
+      await writeCycle(
+        asPool(writer),
+        [
+          { batch: batchOf(ids[0]!, 0, 10, [bought]), ownerEpoch: 1 },
+          { batch: batchOf(ids[2]!, 0, 10, [pending]), ownerEpoch: 1 },
+        ],
+        CYCLE,
+      )
+    ).map((r) => r.kind),
+    ['committed', 'committed'],
+  );
+  // A recovering node cancelled the third product's saga first.
+  await observer.query("UPDATE sagas SET state = 'CANCELLED', version = version + 1 WHERE order_id = ?", [
+    pending.id,
+  ]);
+  await observer.query("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", [pending.id]);
+  const confirm: BatchWrite = {
+    ...batchOf(ids[2]!, 1, 9, []),
+    settlements: [
+      {
+        orderId: pending.id,
+        productId: ids[2]!,
+        outcome: 'confirm',
+        quantity: 1,
+        unitPriceCents: 500,
+        sagaVersion: 0,
+        payment: { key: pending.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
+      },
+    ],
+  };
+  const fresh = order(ids[1]!);
+  const results = await writeCycle(
+    asPool(writer),
+    [
+      {
+        batch: batchOf(ids[0]!, 1, 9, [{ ...order(ids[0]!, 'bought-before') }, order(ids[0]!)]),
+        ownerEpoch: 1,
+      },
+      { batch: batchOf(ids[1]!, 0, 10, [fresh]), ownerEpoch: 1 },
+      { batch: confirm, ownerEpoch: 1 },
+    ],
+    CYCLE,
+  );
+  t.same(
+    results.map((r) => r.kind),
+    ['duplicates', 'committed', 'settled_elsewhere'],
+  );
+  const [dup, , settled] = results;
+  if (dup?.kind === 'duplicates')
+    t.same(
+      dup.existing.map((o) => o.orderId),
+      [bought.id],
+      'the order bought before',
+    );
+  t.same(settled, { kind: 'settled_elsewhere', sagas: [{ orderId: pending.id, status: 'CANCELLED' }] });
+  t.same(await row(observer, ids[0]!), { stock: 9, version: 1 }, 'the duplicate batch wrote nothing');
+  t.same(await row(observer, ids[1]!), { stock: 9, version: 1 }, 'the clean batch committed');
+  t.same(await row(observer, ids[2]!), { stock: 9, version: 1 }, 'the settled batch wrote nothing');
+  const [[count]] = await observer.query<RowDataPacket[]>('SELECT COUNT(*) AS n FROM orders WHERE id = ?', [
+    fresh.id,
+  ]);
+  t.equal(Number(count?.['n']), 1);
+  t.equal(await inTransaction(writer), 0);
+});
+
+t.test(
+  'the pipeline: what is ready in one turn shares a cycle; a key reused across products waits',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const ids = await products(observer, [10, 10, 10, 10, 10]);
+    const pool = mysql.createPool(poolOptions(endpoint, 4)) as unknown as Pool;
+    t.teardown(() => pool.end());
+    const cycles: CycleInfo[] = [];
+    const pipeline = new CommitPipeline({
+      primary: pool,
+      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
+      ownerEpoch: () => 3,
+      lanes: 2,
+      onCycle: (info) => cycles.push(info),
+    });
+    // Products 1-4 in one turn; product 5's order reuses product 1's (user, key).
+    const first = ids.slice(0, 4).map((id) => pipeline.submit(batchOf(id, 0, 10, [order(id, `k-${id}`)])));
+    const reused = pipeline.submit(batchOf(ids[4]!, 0, 10, [order(ids[4]!, `k-${ids[0]}`)]));
+    const results = await Promise.all([...first, reused]);
+    t.same(
+      results.map((r) => r.kind),
+      ['committed', 'committed', 'committed', 'committed', 'duplicates'],
+      'the reused key is answered with the order that has it, in a cycle after it',
+    );
+    t.same(
+      cycles.map((c) => c.batches),
+      [4, 1],
+      'one cycle for the four, the fifth after',
+    );
+    t.same(await row(observer, ids[4]!), { stock: 10, version: 0 }, 'the reused key sold nothing');
+    // The unreachable primary: every batch of the cycle fails; none is answered committed.
+    const dead = mysql.createPool(poolOptions({ ...endpoint, port: 1 }, 1)) as unknown as Pool;
+    t.teardown(() => dead.end());
+    const failing = new CommitPipeline({
+      primary: dead,
+      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
+      ownerEpoch: () => 3,
+      lanes: 1,
+    });
+    const failed = await Promise.all(
+      ids.slice(0, 2).map((id) => failing.submit(batchOf(id, 1, 9, [order(id)]))),
+    );
+    t.same(
+      failed.map((r) => r.kind),
+      ['failed', 'failed'],
+    );
+    t.same(await row(observer, ids[0]!), { stock: 9, version: 1 }, 'nothing written');
+  },
+);

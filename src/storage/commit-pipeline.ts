@@ -1,0 +1,159 @@
+import type { BatchResult, BatchWrite, ProductId } from '../../actors/product/types.js';
+import { writeCycle, type CycleBatch, type CycleResult, type CycleWriterOptions } from './batch-writer.js';
+import type { Pool, PoolConnection } from './mysql.js';
+
+/** Bounds of one cycle: a round trip stays a few MB of SQL at most, however much is waiting. */
+export const cycleLimits = {
+  maxBatches: 2_000,
+  maxOrders: 10_000,
+} as const;
+
+export interface CommitPipelineOptions {
+  primary: Pool;
+  /** How the cycles write (topics, saga deadline); always in a transaction of their own, as `actor`. */
+  writer: Omit<CycleWriterOptions, 'begin' | 'strategy' | 'touchProduct'>;
+  /** The lease epoch a product's writes are made under (recorded on every row). */
+  ownerEpoch: (productId: ProductId) => number;
+  /** Cycles in flight at once, each on a connection of its own (config.purchase.commitLanes). */
+  lanes: number;
+  /** After every cycle: its batches, orders, round trips' wall time, and how it ended. */
+  onCycle?: (info: CycleInfo) => void;
+}
+
+export interface CycleInfo {
+  batches: number;
+  orders: number;
+  seconds: number;
+  /** `committed`: every batch in one round trip; `split`: some were taken out and the rest sent again. */
+  outcome: 'committed' | 'split' | 'failed';
+}
+
+interface Job {
+  batch: BatchWrite;
+  resolve: (result: CycleResult) => void;
+}
+
+/**
+ * The node's commit pipeline: product actors hand it their ready batches (at most one in flight per
+ * product) and it writes everything ready in ONE transaction per cycle (`writeCycle`), while the next
+ * cycle accumulates. At low load a cycle starts on the next turn of the event loop (no timer, no linger),
+ * so a lone purchase waits for nothing; under load a cycle carries every product that became ready
+ * while the one before it committed.
+ *
+ * Up to `lanes` cycles run at once. A product is never in two cycles (its actor waits for its batch),
+ * and two batches of one cycle never share a (user, idempotency key): such a batch waits for the next
+ * cycle, so a client reusing a key across products cannot fail the others' round trip.
+ */
+export class CommitPipeline {
+  private queue: Job[] = [];
+  private busyLanes = 0;
+  private scheduled = false;
+  private cycles = 0;
+
+  constructor(private readonly options: CommitPipelineOptions) {
+    if (!Number.isInteger(options.lanes) || options.lanes < 1)
+      throw new Error(`commit lanes must be a positive integer, got ${options.lanes}`);
+  }
+
+  /** Queues one product's batch; resolves when the cycle holding it committed or was refused. */
+  submit(batch: BatchWrite): Promise<CycleResult> {
+    return new Promise((resolve) => {
+      this.queue.push({ batch, resolve });
+      this.schedule();
+    });
+  }
+
+  /** The ProductStore form: a refused batch is a result, a failed round trip throws its error. */
+  async commit(batch: BatchWrite): Promise<BatchResult> {
+    const result = await this.submit(batch);
+    if (result.kind === 'failed') throw result.error;
+    return result;
+  }
+
+  stats(): { queued: number; busyLanes: number; cycles: number } {
+    return { queued: this.queue.length, busyLanes: this.busyLanes, cycles: this.cycles };
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.busyLanes >= this.options.lanes) return;
+    this.scheduled = true;
+    // Batches made ready in this turn of the event loop go in the same cycle.
+    setImmediate(() => {
+      this.scheduled = false;
+      this.startCycles();
+    });
+  }
+
+  private startCycles(): void {
+    while (this.busyLanes < this.options.lanes && this.queue.length > 0) {
+      const jobs = this.take();
+      this.busyLanes += 1;
+      void this.run(jobs).finally(() => {
+        this.busyLanes -= 1;
+        this.startCycles();
+      });
+    }
+  }
+
+  /** The next cycle's jobs, in arrival order, within the cycle's bounds; those left out stay first in line. */
+  private take(): Job[] {
+    const taken: Job[] = [];
+    const left: Job[] = [];
+    const products = new Set<ProductId>();
+    const keys = new Set<string>();
+    let orders = 0;
+    for (const job of this.queue) {
+      const { batch } = job;
+      const full =
+        taken.length >= cycleLimits.maxBatches ||
+        (taken.length > 0 && orders + batch.orders.length > cycleLimits.maxOrders);
+      const jobKeys = batch.orders.map((o) => `${o.userId}\u0000${o.idempotencyKey}`);
+      if (full || products.has(batch.productId) || jobKeys.some((k) => keys.has(k))) {
+        left.push(job);
+        continue;
+      }
+      taken.push(job);
+      products.add(batch.productId);
+      for (const k of jobKeys) keys.add(k);
+      orders += batch.orders.length;
+    }
+    this.queue = left;
+    // Product-id order: rows are locked in one order by every lane and node.
+    return taken.sort((a, b) => a.batch.productId - b.batch.productId);
+  }
+
+  private async run(jobs: readonly Job[]): Promise<void> {
+    const started = performance.now();
+    const items: CycleBatch[] = jobs.map((j) => ({
+      batch: j.batch,
+      ownerEpoch: this.options.ownerEpoch(j.batch.productId),
+    }));
+    let results: CycleResult[];
+    let conn: PoolConnection | undefined;
+    try {
+      conn = await this.options.primary.getConnection();
+      results = await writeCycle(conn, items, { ...this.options.writer, strategy: 'actor', begin: true });
+    } catch (err) {
+      results = jobs.map(() => ({ kind: 'failed', error: err }));
+    }
+    const failed = results.some((r) => r.kind === 'failed');
+    if (conn !== undefined) {
+      // A round trip that failed part-way may leave its transaction open: never hand that back to the pool.
+      if (failed)
+        await conn.query('ROLLBACK').then(
+          () => conn.release(),
+          () => conn.destroy(),
+        );
+      else conn.release();
+    }
+    this.cycles += 1;
+    const split = results.some((r) => r.kind !== 'committed');
+    this.options.onCycle?.({
+      batches: jobs.length,
+      orders: items.reduce((n, i) => n + i.batch.orders.length, 0),
+      seconds: (performance.now() - started) / 1000,
+      outcome: failed ? 'failed' : split ? 'split' : 'committed',
+    });
+    jobs.forEach((job, i) => job.resolve(results[i]!));
+  }
+}
