@@ -19,7 +19,7 @@ import {
   type WriteBatchOptions,
 } from '../../src/storage/batch-writer.js';
 import { CommitPipeline, type CycleInfo } from '../../src/storage/commit-pipeline.js';
-import { poolOptions, type Pool, type PoolConnection } from '../../src/storage/mysql.js';
+import { poolOptions, type PoolConnection } from '../../src/storage/mysql.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { MysqlEndpoint } from '../../src/config.js';
 import { uniq } from '../helpers/app.js';
@@ -446,7 +446,7 @@ t.test(
   async (t) => {
     const { endpoint, observer } = await setup(t);
     const ids = await products(observer, [10, 10, 10, 10, 10]);
-    const pool = mysql.createPool(poolOptions(endpoint, 4)) as unknown as Pool;
+    const pool = mysql.createPool(poolOptions(endpoint, 4));
     t.teardown(() => pool.end());
     const cycles: CycleInfo[] = [];
     const pipeline = new CommitPipeline({
@@ -472,7 +472,7 @@ t.test(
     );
     t.same(await row(observer, ids[4]!), { stock: 10, version: 0 }, 'the reused key sold nothing');
     // The unreachable primary: every batch of the cycle fails; none is answered committed.
-    const dead = mysql.createPool(poolOptions({ ...endpoint, port: 1 }, 1)) as unknown as Pool;
+    const dead = mysql.createPool(poolOptions({ ...endpoint, port: 1 }, 1));
     t.teardown(() => dead.end());
     const failing = new CommitPipeline({
       primary: dead,
