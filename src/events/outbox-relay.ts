@@ -14,6 +14,7 @@ export const relayDefaults = {
   lockRetryMs: 1_000, // 1 s: how often a node without the lock tries to take it
   firstBackoffMs: 50,
   maxBackoffMs: 1_000, // 1 s: retry cap while Kafka or MySQL is down
+  maxIdlePollMs: 250, // the poll backs off to this while the outbox stays empty (commits here wake it)
   sendTimeoutMs: 30_000, // 30 s: a send hung longer than this is abandoned with its producer
   stopWaitMs: 5_000, // 5 s: stop() waits this long for the batch in hand
   backlogRefreshMs: 1_000, // 1 s
@@ -40,8 +41,13 @@ export interface OutboxRelayOptions {
   topics: TopicSettings;
   /** Most events per Kafka send, but at least one row (config.outbox.batchSize). */
   batchSize: number;
-  /** Pause between polls when the outbox is empty, ms (config.outbox.pollMs); `nudge()` cuts it short. */
+  /**
+   * Pause after a round that found rows, ms (config.outbox.pollMs). Rounds that find none double it up to
+   * `maxIdlePollMs` (other nodes' commits are picked up within that); `nudge()` cuts any pause short.
+   */
   pollMs: number;
+  /** Longest pause while the outbox stays empty, ms. Default 250. */
+  maxIdlePollMs?: number;
   logger: Logger;
   /** MySQL named lock (config.outbox.relayLock): the one relay holding it publishes, cluster-wide. */
   lockName: string;
@@ -109,6 +115,8 @@ export class OutboxRelay {
   private nudged = false;
   private sleeper: { wake: () => void; wakeable: boolean } | undefined;
   private backoffMs: number = relayDefaults.firstBackoffMs;
+  /** The next idle pause: pollMs after a round with rows, doubling while rounds find none. */
+  private idlePollMs: number;
   private outage: { stage: Stage; since: number; attempts: number } | undefined;
   private lastError: OutboxRelayStats['lastError'];
   private published = 0;
@@ -125,6 +133,7 @@ export class OutboxRelay {
     this.retentionMs = options.retentionMs ?? OUTBOX_RETENTION_MS;
     this.cleanupEveryMs = options.cleanupEveryMs ?? relayDefaults.cleanupEveryMs;
     this.lingerMs = options.lingerMs ?? 0;
+    this.idlePollMs = options.pollMs;
     this.topicNames = [...new Set(Object.values(options.topics.topics))];
   }
 
@@ -195,9 +204,15 @@ export class OutboxRelay {
       if (outcome === 'failed') {
         await this.pause(this.backoffMs, false);
         this.backoffMs = Math.min(this.backoffMs * 2, relayDefaults.maxBackoffMs);
-      } else if (outcome === 'idle') {
+      } else if (outcome !== 'full') {
         const roundStartedAt = this.roundStartedAt;
-        await this.pause(this.options.pollMs, true);
+        const maxIdle = Math.max(
+          this.options.pollMs,
+          this.options.maxIdlePollMs ?? relayDefaults.maxIdlePollMs,
+        );
+        this.idlePollMs = outcome === 'sent' ? this.options.pollMs : Math.min(this.idlePollMs * 2, maxIdle);
+        await this.pause(this.idlePollMs, true);
+        if (this.nudged) this.idlePollMs = this.options.pollMs;
         // Woken early by a commit: let the next few commits join this round (fewer, fuller sends and stamps).
         const linger = roundStartedAt + this.lingerMs - Date.now();
         if (linger > 0) await this.pause(linger, false);
@@ -238,7 +253,7 @@ export class OutboxRelay {
   }
 
   /** One round: read unsent rows, send them, stamp them sent; 'full' means more may be waiting. */
-  private async publishBatch(lock: PoolConnection): Promise<'full' | 'idle' | 'failed'> {
+  private async publishBatch(lock: PoolConnection): Promise<'full' | 'sent' | 'idle' | 'failed'> {
     this.roundStartedAt = Date.now();
     let stage: Stage = 'mysql';
     try {
@@ -255,7 +270,7 @@ export class OutboxRelay {
       const full = rows.length >= this.options.batchSize;
       await this.cleanup(lock);
       this.recovered();
-      return full ? 'full' : 'idle';
+      return full ? 'full' : rows.length > 0 ? 'sent' : 'idle';
     } catch (err) {
       this.failed(stage, err);
       if (stage === 'mysql') this.dropLock();
