@@ -40,8 +40,17 @@ interface StockScripts {
  * Redis cache of the catalog: details as msgpack (TTL 300 s), stock as `version:stock` (TTL 5 s) set
  * only by newer versions, so a late cache fill from a lagging replica cannot overwrite a fresher stock.
  */
+interface StockWrite {
+  key: string;
+  stock: number;
+  version: number;
+  done: (err?: Error) => void;
+}
+
 export class RedisProductCache implements StockCache {
   private readonly scripts: StockScripts;
+  /** Write-throughs asked for in this turn of the event loop, sent together. */
+  private stockWrites: StockWrite[] = [];
   private readonly detailsTtlSeconds: number;
   private readonly stockTtlMs: number;
 
@@ -66,8 +75,41 @@ export class RedisProductCache implements StockCache {
     return `${this.options.prefix}stock:${id}`;
   }
 
-  async setStock(productId: number, stock: number, version: number): Promise<void> {
-    await this.scripts.setStockIfNewer(this.stockKey(productId), version, stock, this.stockTtlMs);
+  /**
+   * Writes a committed stock through (only if newer than the cached one). The write-throughs asked for
+   * in one turn of the event loop (a commit cycle's products) go to Redis as one pipeline.
+   */
+  setStock(productId: number, stock: number, version: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (this.stockWrites.length === 0) process.nextTick(() => this.writeStocks());
+      this.stockWrites.push({
+        key: this.stockKey(productId),
+        stock,
+        version,
+        done: (err) => (err ? reject(err) : resolve()),
+      });
+    });
+  }
+
+  private writeStocks(): void {
+    const writes = this.stockWrites;
+    this.stockWrites = [];
+    const ttl = this.stockTtlMs;
+    if (writes.length === 1) {
+      const [w] = writes as [StockWrite];
+      this.scripts.setStockIfNewer(w.key, w.version, w.stock, ttl).then(
+        () => w.done(),
+        (err: Error) => w.done(err),
+      );
+      return;
+    }
+    const pipeline = this.redis.pipeline();
+    const scripts = pipeline as unknown as StockScripts;
+    for (const w of writes) void scripts.setStockIfNewer(w.key, w.version, w.stock, ttl);
+    pipeline.exec().then(
+      (results) => writes.forEach((w, i) => w.done(results?.[i]?.[0] ?? undefined)),
+      (err: Error) => writes.forEach((w) => w.done(err)),
+    );
   }
 
   /** Layer 4 of the baseline: atomic check-and-decrement; -1 short, -2 nothing cached. */

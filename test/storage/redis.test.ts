@@ -2,6 +2,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.js';
+import { RedisProductCache } from '../../src/storage/product-cache.js';
 import { connectRedis, createRedis, pingRedis, type Redis } from '../../src/storage/redis.js';
 import { uniq } from '../helpers/app.js';
 
@@ -104,4 +105,26 @@ void t.test('connectRedis waits for a connection that a command already started'
     () => false,
   );
   t.ok(served, 'the next command is served');
+});
+
+void t.test('write-throughs of one turn go out as one pipeline; an older version never wins', async (t) => {
+  const redis = createRedis(loadConfig({}));
+  await connectRedis(redis);
+  t.teardown(() => redis.disconnect());
+  const cache = new RedisProductCache(redis, { prefix: `${uniq('wt')}:` });
+  await cache.setStock(1, 50, 5);
+  let pipelines = 0;
+  const original = redis.pipeline.bind(redis);
+  redis.pipeline = (...args: Parameters<Redis['pipeline']>) => {
+    pipelines += 1;
+    return original(...args);
+  };
+  // One cycle's products in one turn, one of them at an older version than the cache holds.
+  await Promise.all([cache.setStock(1, 60, 4), cache.setStock(2, 7, 1), cache.setStock(3, 9, 2)]);
+  t.equal(pipelines, 1, 'three write-throughs, one pipeline');
+  t.same(
+    await Promise.all([1, 2, 3].map((id) => redis.get(cache.stockKey(id)))),
+    ['5:50', '1:7', '2:9'],
+    'the newer version stays; the others are written',
+  );
 });
