@@ -19,6 +19,19 @@ async function until(what: string, done: () => Promise<boolean>, timeoutMs = 10_
   }
 }
 
+/**
+ * Takes the product's Redis lock as "someone else". The reservation's row is visible a moment before its
+ * holder deletes the lock (commit, then release), so this waits for the lock to be free first.
+ */
+async function takeLock(running: Awaited<ReturnType<typeof startApp>>, productId: number): Promise<string> {
+  const lockKey = `${running.config.redis.keyPrefix}lock:product:${productId}`;
+  await until(
+    'the lock',
+    async () => (await running.infra.redis.set(lockKey, 'someone-else', 'PX', 20_000, 'NX')) === 'OK',
+  );
+  return lockKey;
+}
+
 t.test('a confirmation commits while another holder has the product lock and row', async (t) => {
   // A slow provider leaves time to take the lock between the reservation and the confirmation.
   const running = await startApp(t, {}, { payment: { latencyMs: 600 } });
@@ -29,8 +42,7 @@ t.test('a confirmation commits while another holder has the product lock and row
   const reserved = await totals(primary, productId);
   t.same({ stock: reserved.stock, pending: reserved.pending }, { stock: 7, pending: 1 });
 
-  const lockKey = `${running.config.redis.keyPrefix}lock:product:${productId}`;
-  t.equal(await running.infra.redis.set(lockKey, 'someone-else', 'PX', 20_000, 'NX'), 'OK', 'lock taken');
+  const lockKey = await takeLock(running, productId);
   const holder = await primary.getConnection();
   await holder.query('START TRANSACTION');
   await holder.query('SELECT stock FROM products WHERE id = ? FOR UPDATE', [productId]);
@@ -57,8 +69,7 @@ t.test('a cancellation releases the stock under the lock, and waits for it', asy
   const productId = await running.createProduct({ stock: 10, strategy: 'baseline' });
   const answer = running.purchase(productId, 4, uniq('u'), 'k1');
   await until('the reservation', async () => (await orderStatus(primary, productId)).length === 1);
-  const lockKey = `${running.config.redis.keyPrefix}lock:product:${productId}`;
-  t.equal(await running.infra.redis.set(lockKey, 'someone-else', 'PX', 20_000, 'NX'), 'OK', 'lock taken');
+  const lockKey = await takeLock(running, productId);
   // Past the payment: the cancellation must be waiting for the lock, with the stock still reserved.
   await new Promise((r) => setTimeout(r, 1_500));
   t.same(await orderStatus(primary, productId), ['PENDING'], 'not cancelled while the lock is held');
