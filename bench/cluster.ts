@@ -204,7 +204,7 @@ async function startNginx(
 }
 
 /** Sends the child's output to `log` and stops it (SIGTERM, then waits for its exit) at cleanup. */
-function supervise(child: ChildProcess, log: NodeJS.WritableStream, io: BenchIO): Promise<void> {
+export function supervise(child: ChildProcess, log: NodeJS.WritableStream, io: BenchIO): Promise<void> {
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -215,7 +215,8 @@ function supervise(child: ChildProcess, log: NodeJS.WritableStream, io: BenchIO)
   return exited;
 }
 
-async function waitListening(
+/** Resolves once `url + urlPath` answers anything; rejects if `exited` resolves first or after `timeoutMs`. */
+export async function waitListening(
   url: string,
   urlPath: string,
   timeoutMs: number,

@@ -1,0 +1,369 @@
+/**
+ * Reads: a cached `GET /products/:id` straight to one app node versus a bare uWebSockets.js "hello" server
+ * answering the same bytes, in one run, with one client (wrk, closed loop, `--connections` sockets), phases
+ * alternating node, hello, node, hello so drift of the machine hits both. Per phase: requests/s, wrk's
+ * latency percentiles, errors (any non-2xx fails the run), bytes per answer, and the CPU of the node and of
+ * the hello server (/proc). Before and after each node phase every product is read once to check that the
+ * node still answers 200 from its cache (`X-Cache: HIT…`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Pool, request } from 'undici';
+import { createProducts } from '../api.js';
+import { BenchTokens } from '../auth.js';
+import { startCluster, supervise, waitListening } from '../cluster.js';
+import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
+import { round } from '../measure.js';
+import { numberParam } from '../params.js';
+import { num } from '../report.js';
+import { freePort } from '../service.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+
+export const name = 'reads';
+export const describe =
+  'cached GET /products/:id on one node vs a bare uWebSockets.js hello, same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU';
+export const defaults = { durationS: 10, connections: 100 };
+
+const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.dirname(BENCH_DIR);
+const HELLO = path.join(BENCH_DIR, 'uws-hello.ts');
+const WRK_SCRIPT = path.join(BENCH_DIR, 'wrk-report.lua');
+const TARGET_RATIO = 0.7;
+const MOONSHOT_RATIO = 0.85;
+/** `X-Cache` values that mean "answered from a cache" (HIT, or a more precise HIT-… of a later cache). */
+const CACHE_HIT = /^HIT/i;
+/** Headers of the node's answer the hello server does not copy: uWS writes them itself. */
+const OWN_HEADERS = new Set(['date', 'content-length', 'uwebsockets', 'connection', 'keep-alive']);
+const INSTALL_WRK = 'install it with `apt-get install -y wrk` (Debian package wrk) and run again';
+
+type Target = 'node' | 'hello';
+
+/** What `bench/wrk-report.lua` prints after a run (µs, exact counts). */
+interface WrkReport {
+  readonly requests: number;
+  readonly bytes: number;
+  readonly duration_us: number;
+  readonly errors: Readonly<Record<'connect' | 'read' | 'write' | 'status' | 'timeout', number>>;
+  readonly latency_us: Readonly<Record<'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'mean', number>>;
+}
+
+interface Phase {
+  readonly target: Target;
+  readonly round: number;
+  readonly wrk: WrkReport;
+  readonly wallS: number;
+  /** Cores of each process over the phase; undefined when /proc could not be read (or --url). */
+  readonly nodeCores: number | undefined;
+  readonly helloCores: number | undefined;
+  /** Busy cores of the whole machine outside the node and the hello server: wrk, interrupts, anyone else. */
+  readonly restCores: number | undefined;
+}
+
+interface CacheCheck {
+  readonly when: string;
+  /** `status X-Cache` of each product's answer, e.g. `200 HIT`. */
+  readonly answers: readonly string[];
+}
+
+function requireWrk(): string {
+  const probe = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
+  if (probe.error !== undefined) {
+    const code = (probe.error as NodeJS.ErrnoException).code ?? probe.error.message;
+    throw new Error(`the reads scenario needs wrk, which is not on PATH (${code}): ${INSTALL_WRK}`);
+  }
+  return /^wrk (\S+)/m.exec(`${probe.stdout}${probe.stderr}`)?.[1] ?? 'unknown';
+}
+
+/** One wrk run against `url` cycling through `paths`; rejects if wrk fails or prints no report. */
+function runWrk(
+  url: string,
+  paths: readonly string[],
+  settings: { threads: number; connections: number; durationS: number },
+  io: BenchIO,
+): Promise<WrkReport> {
+  const args = [
+    `-t${settings.threads}`,
+    `-c${settings.connections}`,
+    `-d${settings.durationS}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    WRK_SCRIPT,
+    `${url}${paths[0]!}`,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args, {
+      env: { ...process.env, READS_PATHS: paths.join(' ') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const abort = () => child.kill('SIGTERM');
+    io.signal.addEventListener('abort', abort, { once: true });
+    child.once('error', (err) =>
+      reject(new Error(`wrk did not start (${err.message}): ${INSTALL_WRK}`, { cause: err })),
+    );
+    child.once('exit', (code, signal) => {
+      io.signal.removeEventListener('abort', abort);
+      const line = /^WRK_JSON (.*)$/m.exec(out)?.[1];
+      if (code !== 0 || line === undefined)
+        reject(new Error(`wrk ${args.join(' ')} exited ${code ?? signal}:\n${out.slice(-2000)}`));
+      else resolve(JSON.parse(line) as WrkReport);
+    });
+  });
+}
+
+/** The bare uWS server, its own process, answering `body` with `headers`; stopped at cleanup. */
+async function startHello(
+  options: BenchOptions,
+  io: BenchIO,
+  body: string,
+  headers: Record<string, string>,
+): Promise<{ url: string; pid: number }> {
+  const port = await freePort();
+  await mkdir(options.outDir, { recursive: true });
+  const logFile = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', HELLO, String(port), body, JSON.stringify(headers)],
+    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  const exited = supervise(child, createWriteStream(logFile), io);
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitListening(url, '/', 15_000, exited);
+  } catch (err) {
+    const log = await readFile(logFile, 'utf8').catch(() => '');
+    throw new Error(`the uWS hello server did not start: ${(err as Error).message}\n${log.slice(-2000)}`, {
+      cause: err,
+    });
+  }
+  io.progress(`bench: uWS hello on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`);
+  return { url, pid: child.pid! };
+}
+
+/** One GET of each path: `status X-Cache` per answer, and the first answer's body and headers. */
+async function readAll(url: string, paths: readonly string[]) {
+  const answers: string[] = [];
+  let first: { body: string; headers: Record<string, string> } | undefined;
+  for (const p of paths) {
+    const res = await request(`${url}${p}`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+    const body = await res.body.text();
+    const cache = res.headers['x-cache'];
+    answers.push(`${res.statusCode} ${typeof cache === 'string' ? cache : '-'}`);
+    if (first === undefined) {
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(res.headers))
+        if (typeof v === 'string' && !OWN_HEADERS.has(k)) headers[k] = v;
+      first = { body, headers };
+    }
+  }
+  return { answers, first: first! };
+}
+
+const isHit = (answer: string): boolean => {
+  const [status, cache = ''] = answer.split(' ');
+  return status === '200' && CACHE_HIT.test(cache);
+};
+
+const errorCount = (w: WrkReport): number => Object.values(w.errors).reduce((s, n) => s + n, 0);
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  const wrkVersion = requireWrk();
+  const threads = numberParam(options, 'threads', 2, 1, 64);
+  const productCount = numberParam(options, 'products', 4, 1, 100);
+  const rounds = numberParam(options, 'rounds', 2, 1, 20);
+  const warmupS = numberParam(options, 'warmup', 1, 0, 60);
+  if (options.connections < threads) throw new Error(`--connections must be at least threads (${threads})`);
+
+  const cluster = await startCluster(options, io, { nodes: 1, nginx: false });
+  const nodeUrl = cluster.nodes[0]?.url ?? cluster.url;
+  const admin = new Pool(nodeUrl, { connections: 2 });
+  io.onCleanup(() => admin.close());
+  const tokens = await BenchTokens.mint(options, io, []);
+  const tag = `reads${options.runTag}${randomBytes(3).toString('hex')}`;
+  const products = await createProducts(admin, tokens, tag, productCount, 1_000);
+  const paths = products.map((p) => `/products/${p.id}`);
+
+  // Each product read once (a miss fills the cache), then until every answer is a 200 from the cache.
+  const cacheChecks: CacheCheck[] = [];
+  let warm = await readAll(nodeUrl, paths);
+  for (let i = 0; i < 20 && !warm.answers.every(isHit); i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    warm = await readAll(nodeUrl, paths);
+  }
+  cacheChecks.push({ when: 'before the load', answers: warm.answers });
+  const hello = await startHello(options, io, warm.first.body, warm.first.headers);
+  const urls: Record<Target, string> = { node: nodeUrl, hello: hello.url };
+  const nodePid = cluster.nodes[0]?.pid;
+  const pids: Record<string, number> = {
+    hello: hello.pid,
+    ...(nodePid === undefined ? {} : { node: nodePid }),
+  };
+  const background = await backgroundBusy(1_000);
+  const wrkSettings = { threads, connections: options.connections };
+
+  if (warmupS > 0)
+    for (const target of ['node', 'hello'] as const) {
+      io.progress(`bench: warm-up ${target}, ${warmupS} s`);
+      await runWrk(urls[target], paths, { ...wrkSettings, durationS: warmupS }, io);
+    }
+
+  const phases: Phase[] = [];
+  for (let r = 1; r <= rounds && !io.signal.aborted; r += 1) {
+    for (const target of ['node', 'hello'] as const) {
+      io.progress(
+        `bench: ${target} #${r}: wrk -t${threads} -c${options.connections} -d${options.durationS}s ${urls[target]}${paths.length > 1 ? ` (${paths.length} paths)` : paths[0]!}`,
+      );
+      const before = cpuSnapshot(pids);
+      const wrk = await runWrk(urls[target], paths, { ...wrkSettings, durationS: options.durationS }, io);
+      const cpu = cpuShares(before, cpuSnapshot(pids));
+      const nodeCores = cpu.processCores['node'];
+      const helloCores = cpu.processCores['hello'];
+      phases.push({
+        target,
+        round: r,
+        wrk,
+        wallS: cpu.wallS,
+        nodeCores,
+        helloCores,
+        restCores:
+          cpu.machineBusy === undefined
+            ? undefined
+            : Math.max(0, cpu.machineBusy * cores() - (nodeCores ?? 0) - (helloCores ?? 0)),
+      });
+      io.progress(
+        `bench: ${target} #${r}: ${num(wrk.requests / (wrk.duration_us / 1e6))} requests/s, p99 ${round(wrk.latency_us.p99 / 1000, 2)} ms, errors ${errorCount(wrk)}`,
+      );
+      if (target === 'node')
+        cacheChecks.push({ when: `after node #${r}`, answers: (await readAll(nodeUrl, paths)).answers });
+    }
+  }
+
+  const of = (target: Target) => phases.filter((p) => p.target === target);
+  const perS = (target: Target) => {
+    const ps = of(target);
+    const us = ps.reduce((s, p) => s + p.wrk.duration_us, 0);
+    return us > 0 ? ps.reduce((s, p) => s + p.wrk.requests, 0) / (us / 1e6) : NaN;
+  };
+  /** The highest of the target's phases (wrk gives percentiles per run, not histograms to merge). */
+  const worstMs = (target: Target, key: keyof WrkReport['latency_us']) =>
+    round(Math.max(...of(target).map((p) => p.wrk.latency_us[key])) / 1000, 2);
+  /** Cores of a process over its own target's phases, time-weighted; undefined when unknown. */
+  const meanCores = (target: Target, get: (p: Phase) => number | undefined) => {
+    const ps = of(target);
+    if (ps.some((p) => get(p) === undefined)) return undefined;
+    return ps.reduce((s, p) => s + get(p)! * p.wallS, 0) / ps.reduce((s, p) => s + p.wallS, 0);
+  };
+  const cpuUsPer = (target: Target, coresOf: number | undefined) =>
+    coresOf === undefined ? null : round((coresOf * 1e6) / perS(target), 1);
+  const bytesPer = (target: Target) => {
+    const ps = of(target);
+    return round(ps.reduce((s, p) => s + p.wrk.bytes, 0) / ps.reduce((s, p) => s + p.wrk.requests, 0), 0);
+  };
+
+  const nodePerS = perS('node');
+  const helloPerS = perS('hello');
+  const ratio = round(nodePerS / helloPerS, 3);
+  const nodeCores = meanCores('node', (p) => p.nodeCores);
+  const helloCores = meanCores('hello', (p) => p.helloCores);
+  const errorsOf = (target: Target) => of(target).reduce((s, p) => s + errorCount(p.wrk), 0);
+  const errors = { node: errorsOf('node'), hello: errorsOf('hello') };
+  const cacheValues = [...new Set(cacheChecks.flatMap((c) => c.answers.map((a) => a.split(' ')[1]!)))];
+  const cacheOk = cacheChecks.every((c) => c.answers.every(isHit));
+  const complete = phases.length === rounds * 2;
+  const ok = complete && errors.node === 0 && errors.hello === 0 && cacheOk;
+  const restMax = Math.max(...phases.map((p) => p.restCores ?? NaN));
+
+  const summary = {
+    mode: 'closed-loop',
+    client: `wrk ${wrkVersion}`,
+    node_reads_per_s: round(nodePerS, 0),
+    hello_per_s: round(helloPerS, 0),
+    ratio,
+    target_ratio: TARGET_RATIO,
+    moonshot_ratio: MOONSHOT_RATIO,
+    target_met: ratio >= TARGET_RATIO,
+    node_p50_ms: worstMs('node', 'p50'),
+    node_p99_ms: worstMs('node', 'p99'),
+    hello_p50_ms: worstMs('hello', 'p50'),
+    hello_p99_ms: worstMs('hello', 'p99'),
+    node_errors: errors.node,
+    hello_errors: errors.hello,
+    x_cache: cacheValues.join(','),
+    cache_ok: cacheOk,
+    node_cpu_cores: nodeCores === undefined ? null : round(nodeCores, 2),
+    hello_cpu_cores: helloCores === undefined ? null : round(helloCores, 2),
+    node_cpu_us_per_read: cpuUsPer('node', nodeCores),
+    hello_cpu_us_per_request: cpuUsPer('hello', helloCores),
+    wrk_and_rest_cores_max: Number.isFinite(restMax) ? round(restMax, 2) : null,
+    node_bytes_per_response: bytesPer('node'),
+    hello_bytes_per_response: bytesPer('hello'),
+    products: productCount,
+    connections: options.connections,
+    threads,
+    rounds,
+    duration_s: options.durationS,
+    background_busy: background === undefined ? null : round(background, 2),
+  };
+
+  const cell = (n: number | undefined, digits = 2) => (n === undefined ? '-' : n.toFixed(digits));
+  return {
+    ok,
+    summary,
+    table: {
+      columns: [
+        'phase',
+        'requests/s',
+        'p50 ms',
+        'p90 ms',
+        'p99 ms',
+        'max ms',
+        'errors',
+        'bytes/answer',
+        'node cores',
+        'hello cores',
+        'wrk+rest cores',
+      ],
+      rows: phases.map((p) => [
+        `${p.target} #${p.round}`,
+        Math.round(p.wrk.requests / (p.wrk.duration_us / 1e6)),
+        cell(p.wrk.latency_us.p50 / 1000),
+        cell(p.wrk.latency_us.p90 / 1000),
+        cell(p.wrk.latency_us.p99 / 1000),
+        cell(p.wrk.latency_us.max / 1000, 1),
+        errorCount(p.wrk),
+        Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests)),
+        cell(p.nodeCores),
+        cell(p.helloCores),
+        cell(p.restCores),
+      ]),
+    },
+    notes: [
+      `mode: CLOSED LOOP (wrk ${wrkVersion}, ${threads} threads, ${options.connections} connections, ${options.durationS} s per phase, ${warmupS} s warm-up of each), phases node, hello × ${rounds}; ${productCount} product(s), each request the next of ${paths.join(' ')} (the same paths to both servers). wrk's latencies are from each request's send on its connection (not corrected for coordinated omission).`,
+      `node: GET /products/:id straight to one app node (no nginx, security on: the bench's limits, anonymous read); hello: bench/uws-hello.ts, a bare uWebSockets.js app (its own process, native binary required) answering the node's body and headers (${bytesPer('hello')} vs ${bytesPer('node')} bytes per answer with headers).`,
+      `node/hello = ${num(nodePerS)} / ${num(helloPerS)} = ${ratio} (target ≥ ${TARGET_RATIO}, moonshot ${MOONSHOT_RATIO}): ${ratio >= TARGET_RATIO ? 'target met' : 'below target'}.`,
+      `CPU per answer: node ${summary.node_cpu_us_per_read ?? '-'} µs, hello ${summary.hello_cpu_us_per_request ?? '-'} µs (process CPU from /proc ÷ answers); wrk, interrupts and everything else took up to ${cell(Number.isFinite(restMax) ? restMax : undefined)} of the machine's ${cores()} cores: on a 2-core box the client and the server share the cores, so both figures are capped by the box, not only by the server.`,
+      ...cacheChecks.map(
+        (c) =>
+          `X-Cache ${c.when}: ${c.answers.join(', ')}${c.answers.every(isHit) ? '' : '  <- NOT a 200 cache hit'}`,
+      ),
+      ...(errors.node + errors.hello > 0
+        ? [
+            `ERRORS: ${phases
+              .filter((p) => errorCount(p.wrk) > 0)
+              .map((p) => `${p.target} #${p.round} ${JSON.stringify(p.wrk.errors)}`)
+              .join('; ')} (status = non-2xx/3xx answers)`,
+          ]
+        : []),
+      ...(complete ? [] : ['INCOMPLETE: interrupted before every phase ran']),
+      `checks: ${ok ? 'OK' : 'FAILED'} (every answer 2xx, no socket errors, node answers 200 X-Cache HIT before and after each node phase)`,
+    ],
+    details: { phases, cacheChecks, paths, helloHeaders: warm.first.headers },
+  };
+}

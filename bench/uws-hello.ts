@@ -1,0 +1,40 @@
+/**
+ * The `reads` scenario's reference server: a bare uWebSockets.js app that answers every GET with one fixed
+ * 200 reply (the body and headers it is given, so its answers are as large as the node's), nothing else.
+ * Started by the bench as its own process: `node --import tsx bench/uws-hello.ts <port> <body> [headers JSON]`.
+ * Loads the native binary the way the service does (src/http/uws.ts) and refuses to run on the fallback.
+ */
+import { loadNativeUws } from '../src/http/uws.js';
+
+const [portArg, body = '{"hello":"world"}', headersArg = '{}'] = process.argv.slice(2);
+const port = Number(portArg);
+if (!Number.isInteger(port) || port <= 0 || port > 65_535) {
+  process.stderr.write('usage: uws-hello.ts <port> [body] [headers as a JSON object]\n');
+  process.exit(2);
+}
+const headers = Object.entries(JSON.parse(headersArg) as Record<string, string>);
+
+let uws;
+try {
+  uws = loadNativeUws({
+    fallbackRequested: !['', '0', 'false'].includes((process.env['UWS_USE_FALLBACK'] ?? '').toLowerCase()),
+  });
+} catch (err) {
+  process.stderr.write(`uws-hello: ${(err as Error).message}\n`);
+  process.exit(1);
+}
+
+uws
+  .App()
+  .get('/*', (res) => {
+    res.writeStatus('200 OK');
+    for (const [name, value] of headers) res.writeHeader(name, value);
+    res.end(body);
+  })
+  .listen('127.0.0.1', port, (socket) => {
+    if (socket === false) {
+      process.stderr.write(`uws-hello: cannot listen on 127.0.0.1:${port}\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`uws-hello listening on 127.0.0.1:${port}\n`);
+  });
