@@ -4,17 +4,21 @@
  * deltas), Redis commands (`INFO commandstats` deltas), Kafka produce requests (the relay's sends that
  * carried the product's outbox rows), and the app node's CPU-ms. Server counters are global: other clients
  * of the same MariaDB/Redis add to them, so the phases run back to back and the background is reported.
+ * Then the app CPU per confirmed purchase at saturation (a closed loop, `saturation` purchases in flight,
+ * fresh products), and the idle node's own CPU over the idle interval (/proc), as % of one core.
  */
 import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { benchUser, BenchTokens } from '../auth.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
-import { backgroundBusy, stackPids } from '../cpu.js';
-import { measurePhase, percentileMs, round } from '../measure.js';
+import { backgroundBusy, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
+import { runPurchasePhase, type PhaseResult } from '../load.js';
+import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
+import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
 import { connectStoreRedis } from '../stores.js';
@@ -24,11 +28,15 @@ import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../v
 
 export const name = 'cost';
 export const describe =
-  'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms';
+  'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU';
 export const defaults = { durationS: 10, connections: 200, rate: 100 };
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
+/** Saturation phases' products: more than a closed loop of either path sells in a phase. */
+const SATURATION_STOCK = 10_000_000;
+/** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
+const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
 const MYSQL_COUNTERS = [
   'Com_commit',
   'Handler_commit',
@@ -67,11 +75,21 @@ interface Phase {
   readonly confirmed: number;
 }
 
+interface SaturatedPhase {
+  readonly path: Strategy;
+  readonly measured: MeasuredPhase<PhaseResult>;
+}
+
+/** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
+const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number =>
+  confirmed > 0 ? round((m.serviceCores * m.cpu.wallS * 1e6) / confirmed, 1) : NaN;
+
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 
 export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
   const rate = options.rate ?? defaults.rate;
+  const inFlight = numberParam(options, 'saturation', 200, 0, 20_000);
   const cluster = await startCluster(options, io, { nodes: 1, paymentLatencyMs: 5 });
   const admin = new Pool(cluster.url, { connections: 2 });
   io.onCleanup(() => admin.close());
@@ -87,6 +105,15 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       stock: STOCK,
       strategy: path,
     });
+  const saturated = {} as Record<Strategy, CreatedProduct>;
+  if (inFlight > 0)
+    for (const path of PATHS)
+      saturated[path] = await createProduct(admin, tokens, {
+        name: `bench ${tag} ${path} saturated`,
+        priceCents: 1999,
+        stock: SATURATION_STOCK,
+        strategy: path,
+      });
   const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
   io.onCleanup(() => connections.close());
   await connections.open('/health');
@@ -113,17 +140,22 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
 
   // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
   // subtracted from each phase in proportion to its length.
+  // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs.
+  const nodePid = cluster.nodes[0]?.pid;
   const idleStart = {
     at: performance.now(),
     mysql: await mysqlCounters(),
     redis: await redisCommands(redis),
+    cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
   };
   io.progress(`bench: ${options.durationS} s idle, measuring the servers' background`);
   await new Promise((resolve) => setTimeout(resolve, options.durationS * 1000));
+  const idleCpu = cpuShares(idleStart.cpu, cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }));
   const idle = {
     s: (performance.now() - idleStart.at) / 1000,
     mysql: diff(idleStart.mysql, await mysqlCounters()),
     redis: diff(idleStart.redis, await redisCommands(redis)),
+    nodeCores: idleCpu.processCores['node'],
   };
   const phases: Phase[] = [];
   for (const path of PATHS) {
@@ -149,8 +181,41 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 
+  // Saturation: a closed loop of `inFlight` purchases, each path on a fresh product of its own (the open-loop
+  // products' outbox rows stay those of the phases above), the node's CPU over the whole phase.
+  const saturatedPhases: SaturatedPhase[] = [];
+  if (inFlight > 0) {
+    const pool = closedLoopPool(cluster.url, inFlight, io);
+    for (const path of PATHS) {
+      const measured = await measurePhase(cluster.metricsUrls, pids, () =>
+        runPurchasePhase({
+          http: pool,
+          productIds: [saturated[path].id],
+          connections: inFlight,
+          durationS: options.durationS,
+          label: `${path} saturated c=${inFlight}`,
+          keyPrefix: `${tag}-sat-${path}`,
+          tokens,
+          io,
+        }),
+      );
+      saturatedPhases.push({ path, measured });
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+  const allProducts = [
+    ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
+    ...(inFlight > 0
+      ? PATHS.map((p) => ({
+          productId: saturated[p].id,
+          label: `${p} saturated`,
+          initialStock: SATURATION_STOCK,
+        }))
+      : []),
+  ];
+
   await waitForSagas(
-    PATHS.map((p) => products[p].id),
+    allProducts.map((p) => p.productId),
     45_000,
   );
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
@@ -174,12 +239,12 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     await conn.end();
   }
   const checks = await verifyProducts(
-    expectedFrom(
-      [ledger],
-      PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
-    ),
+    expectedFrom([ledger, ...saturatedPhases.map((p) => p.measured.result)], allProducts),
   );
-  const ok = checks.every((c) => c.ok) && ledger.replayed === 0;
+  const ok =
+    checks.every((c) => c.ok) &&
+    ledger.replayed === 0 &&
+    saturatedPhases.every((p) => p.measured.result.replayed === 0);
 
   const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
   const metric = (label: string, get: (p: Phase) => number | undefined) => {
@@ -228,16 +293,58 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     summary[`${p.path}_confirmed`] = p.confirmed;
     summary[`${p.path}_p99_ms`] = percentileMs(p.measured.result.ops.get('purchase')!.latency, 99);
   }
+  // App CPU per confirmed purchase at the offered rate (the same figure as app_cpu_ms per 1,000) and at
+  // saturation, and the idle node's CPU, against issue 12's targets.
+  for (const p of phases)
+    summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p.measured, p.confirmed);
+  for (const p of saturatedPhases) {
+    const r = p.measured.result;
+    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p.measured, r.created);
+    summary[`${p.path}_saturated_per_s`] = round(r.perS, 0);
+    summary[`${p.path}_saturated_p99_ms`] = percentileMs(r.latency, 99);
+    summary[`${p.path}_saturated_errors`] = r.failed;
+  }
+  summary['saturation_in_flight'] = inFlight;
+  const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
+  summary['idle_node_cpu_pct'] = idlePct;
+  summary['idle_s'] = round(idle.s, 1);
+  summary['target_cpu_us_per_purchase'] = TARGETS.cpuUsPerPurchase;
+  summary['target_cpu_us_per_purchase_saturated'] = TARGETS.cpuUsPerPurchaseSaturated;
+  summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
   summary['oversold'] = checks.reduce((s, c) => s + c.oversold, 0);
   summary['background_busy'] = background === undefined ? null : round(background, 2);
   summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
+
+  /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */
+  const saturatedRow = (label: string, get: (m: SaturatedPhase['measured']) => number) => {
+    const value = (path: Strategy) => {
+      const p = saturatedPhases.find((s) => s.path === path);
+      return p === undefined ? NaN : get(p.measured);
+    };
+    const [actor, baseline] = [value('actor'), value('baseline')];
+    return { label, actor, baseline, ratio: actor > 0 ? round(baseline / actor, 1) : NaN };
+  };
+  const saturatedRows =
+    saturatedPhases.length === 0
+      ? []
+      : [
+          saturatedRow(`app CPU-ms at saturation (c=${inFlight})`, (m) =>
+            cpuUsPerPurchase(m, m.result.created),
+          ),
+          saturatedRow('confirmed/s at saturation (not per 1,000)', (m) => round(m.result.perS, 0)),
+        ];
+  const verdict = (value: number | null, target: number) =>
+    value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
+  const actorUs = summary['actor_cpu_us_per_purchase'] as number;
+  const actorSatUs = (summary['actor_cpu_us_per_purchase_saturated'] as number | undefined) ?? null;
+  const idleShareUs = idle.nodeCores === undefined ? undefined : (idle.nodeCores * 1e6) / rate;
 
   return {
     ok,
     summary,
     table: {
       columns: ['per 1,000 confirmed', 'actor', 'baseline', 'baseline ÷ actor'],
-      rows: metrics.map((m) => [
+      rows: [...metrics, ...saturatedRows].map((m) => [
         m.label,
         m.actor,
         m.baseline,
@@ -258,6 +365,15 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
             ),
           )}`,
       ),
+      `app CPU per confirmed purchase (actor): ${num(actorUs)} µs at ${num(rate)}/s (target ≤ ${num(TARGETS.cpuUsPerPurchase)} µs: ${verdict(actorUs, TARGETS.cpuUsPerPurchase)})${idleShareUs === undefined ? '' : `, of which the idle node's own background is ~${num(idleShareUs)} µs at this rate`}; ` +
+        (saturatedPhases.length === 0
+          ? 'saturation not measured (--param saturation=0).'
+          : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
+      ...saturatedPhases.map((p) => {
+        const r = p.measured.result;
+        return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.measured.serviceCores.toFixed(2)} cores, other processes ${(p.measured.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;
+      }),
+      `idle node: ${idlePct === null ? 'unknown (no pid: --url)' : `${idlePct}% of one core`} over ${round(idle.s, 1)} s with no load (the app node process alone, /proc; target ≤ ${TARGETS.idleNodeCpuPct}%: ${verdict(idlePct, TARGETS.idleNodeCpuPct)}).`,
       ...checks.map(
         (c) =>
           `check ${c.label}: stock ${c.stockMatches ? 'OK' : 'MISMATCH'}, orders ${c.ordersMatch ? 'OK' : 'MISMATCH'}, oversold ${c.oversold}`,
@@ -273,6 +389,17 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         serviceCores: p.measured.serviceCores,
         wallS: p.measured.cpu.wallS,
       })),
+      saturated: saturatedPhases.map((p) => ({
+        path: p.path,
+        productId: saturated[p.path].id,
+        confirmed: p.measured.result.created,
+        perS: p.measured.result.perS,
+        failures: p.measured.result.failures,
+        serviceCores: p.measured.serviceCores,
+        otherCores: p.measured.otherCores,
+        wallS: p.measured.cpu.wallS,
+      })),
+      idle: { s: idle.s, nodeCores: idle.nodeCores },
       produce,
       checks,
       metrics,
