@@ -49,6 +49,8 @@ interface WrkReport {
   readonly duration_us: number;
   readonly errors: Readonly<Record<'connect' | 'read' | 'write' | 'status' | 'timeout', number>>;
   readonly latency_us: Readonly<Record<'p50' | 'p90' | 'p99' | 'p999' | 'max' | 'mean', number>>;
+  /** wrk's own CPU (user + system), s: the shell's `times` after wrk exited; undefined if not printed. */
+  readonly cpuS: number | undefined;
 }
 
 interface Phase {
@@ -59,7 +61,9 @@ interface Phase {
   /** Cores of each process over the phase; undefined when /proc could not be read (or --url). */
   readonly nodeCores: number | undefined;
   readonly helloCores: number | undefined;
-  /** Busy cores of the whole machine outside the node and the hello server: wrk, interrupts, anyone else. */
+  /** wrk's CPU over the phase, cores. */
+  readonly wrkCores: number | undefined;
+  /** Busy cores of the whole machine outside the node, the hello server and wrk: interrupts, anyone else. */
   readonly restCores: number | undefined;
 }
 
@@ -78,7 +82,16 @@ function requireWrk(): string {
   return /^wrk (\S+)/m.exec(`${probe.stdout}${probe.stderr}`)?.[1] ?? 'unknown';
 }
 
-/** One wrk run against `url` cycling through `paths`; rejects if wrk fails or prints no report. */
+/** Children's user + system CPU from the last line of a shell's `times` (`0m1.230s 0m0.450s`), s. */
+function childrenCpuS(out: string): number | undefined {
+  const m = /^(\d+)m([\d.]+)s (\d+)m([\d.]+)s\s*$/m.exec(out.trimEnd().split('\n').pop() ?? '');
+  return m === null ? undefined : Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
+}
+
+/**
+ * One wrk run against `url` cycling through `paths`, through `sh` so that `times` prints wrk's own CPU
+ * afterwards; rejects if wrk fails or prints no report.
+ */
 function runWrk(
   url: string,
   paths: readonly string[],
@@ -96,7 +109,7 @@ function runWrk(
     `${url}${paths[0]!}`,
   ];
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', args, {
+    const child = spawn('/bin/sh', ['-c', 'wrk "$@" && times', 'sh', ...args], {
       env: { ...process.env, READS_PATHS: paths.join(' ') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -113,7 +126,7 @@ function runWrk(
       const line = /^WRK_JSON (.*)$/m.exec(out)?.[1];
       if (code !== 0 || line === undefined)
         reject(new Error(`wrk ${args.join(' ')} exited ${code ?? signal}:\n${out.slice(-2000)}`));
-      else resolve(JSON.parse(line) as WrkReport);
+      else resolve({ ...(JSON.parse(line) as Omit<WrkReport, 'cpuS'>), cpuS: childrenCpuS(out) });
     });
   });
 }
@@ -225,6 +238,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       const cpu = cpuShares(before, cpuSnapshot(pids));
       const nodeCores = cpu.processCores['node'];
       const helloCores = cpu.processCores['hello'];
+      const wrkCores = wrk.cpuS === undefined ? undefined : wrk.cpuS / cpu.wallS;
       phases.push({
         target,
         round: r,
@@ -232,10 +246,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         wallS: cpu.wallS,
         nodeCores,
         helloCores,
+        wrkCores,
         restCores:
           cpu.machineBusy === undefined
             ? undefined
-            : Math.max(0, cpu.machineBusy * cores() - (nodeCores ?? 0) - (helloCores ?? 0)),
+            : Math.max(0, cpu.machineBusy * cores() - (nodeCores ?? 0) - (helloCores ?? 0) - (wrkCores ?? 0)),
       });
       io.progress(
         `bench: ${target} #${r}: ${num(wrk.requests / (wrk.duration_us / 1e6))} requests/s, p99 ${round(wrk.latency_us.p99 / 1000, 2)} ms, errors ${errorCount(wrk)}`,
@@ -279,6 +294,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const complete = phases.length === rounds * 2;
   const ok = complete && errors.node === 0 && errors.hello === 0 && cacheOk;
   const restMax = Math.max(...phases.map((p) => p.restCores ?? NaN));
+  const coresOrNull = (n: number | undefined) => (n === undefined ? null : round(n, 2));
 
   const summary = {
     mode: 'closed-loop',
@@ -297,11 +313,13 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     hello_errors: errors.hello,
     x_cache: cacheValues.join(','),
     cache_ok: cacheOk,
-    node_cpu_cores: nodeCores === undefined ? null : round(nodeCores, 2),
-    hello_cpu_cores: helloCores === undefined ? null : round(helloCores, 2),
+    node_cpu_cores: coresOrNull(nodeCores),
+    hello_cpu_cores: coresOrNull(helloCores),
     node_cpu_us_per_read: cpuUsPer('node', nodeCores),
     hello_cpu_us_per_request: cpuUsPer('hello', helloCores),
-    wrk_and_rest_cores_max: Number.isFinite(restMax) ? round(restMax, 2) : null,
+    wrk_cores_node: coresOrNull(meanCores('node', (p) => p.wrkCores)),
+    wrk_cores_hello: coresOrNull(meanCores('hello', (p) => p.wrkCores)),
+    rest_cores_max: Number.isFinite(restMax) ? round(restMax, 2) : null,
     node_bytes_per_response: bytesPer('node'),
     hello_bytes_per_response: bytesPer('hello'),
     products: productCount,
@@ -328,7 +346,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         'bytes/answer',
         'node cores',
         'hello cores',
-        'wrk+rest cores',
+        'wrk cores',
+        'rest cores',
       ],
       rows: phases.map((p) => [
         `${p.target} #${p.round}`,
@@ -341,6 +360,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests)),
         cell(p.nodeCores),
         cell(p.helloCores),
+        cell(p.wrkCores),
         cell(p.restCores),
       ]),
     },
@@ -348,7 +368,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       `mode: CLOSED LOOP (wrk ${wrkVersion}, ${threads} threads, ${options.connections} connections, ${options.durationS} s per phase, ${warmupS} s warm-up of each), phases node, hello × ${rounds}; ${productCount} product(s), each request the next of ${paths.join(' ')} (the same paths to both servers). wrk's latencies are from each request's send on its connection (not corrected for coordinated omission).`,
       `node: GET /products/:id straight to one app node (no nginx, security on: the bench's limits, anonymous read); hello: bench/uws-hello.ts, a bare uWebSockets.js app (its own process, native binary required) answering the node's body and headers (${bytesPer('hello')} vs ${bytesPer('node')} bytes per answer with headers).`,
       `node/hello = ${num(nodePerS)} / ${num(helloPerS)} = ${ratio} (target ≥ ${TARGET_RATIO}, moonshot ${MOONSHOT_RATIO}): ${ratio >= TARGET_RATIO ? 'target met' : 'below target'}.`,
-      `CPU per answer: node ${summary.node_cpu_us_per_read ?? '-'} µs, hello ${summary.hello_cpu_us_per_request ?? '-'} µs (process CPU from /proc ÷ answers); wrk, interrupts and everything else took up to ${cell(Number.isFinite(restMax) ? restMax : undefined)} of the machine's ${cores()} cores: on a 2-core box the client and the server share the cores, so both figures are capped by the box, not only by the server.`,
+      `CPU per answer: node ${summary.node_cpu_us_per_read ?? '-'} µs, hello ${summary.hello_cpu_us_per_request ?? '-'} µs (process CPU from /proc ÷ answers); wrk took ${cell(meanCores('node', (p) => p.wrkCores))} cores in the node phases and ${cell(meanCores('hello', (p) => p.wrkCores))} in the hello phases, interrupts and everyone else up to ${cell(Number.isFinite(restMax) ? restMax : undefined)} of the machine's ${cores()} cores: on a 2-core box the client and the server share the cores, so both rates are capped by the box, not only by the server.`,
       ...cacheChecks.map(
         (c) =>
           `X-Cache ${c.when}: ${c.answers.join(', ')}${c.answers.every(isHit) ? '' : '  <- NOT a 200 cache hit'}`,
