@@ -6,6 +6,7 @@ import { ProductActors } from '../actors/product/registry.js';
 import { SagaRecovery } from '../actors/saga/recovery.js';
 import { SagaCoordinators } from '../actors/saga/registry.js';
 import { Catalog } from './catalog/catalog.js';
+import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
@@ -70,7 +71,16 @@ export function buildApp(deps: AppDeps): App {
     detailsTtlSeconds: config.cache.detailsTtlSeconds,
     stockTtlMs: config.cache.stockTtlMs,
   });
-  const catalog = new Catalog({ primary: infra.mysql.primary, replica: infra.mysql.replica, cache, logger });
+  const catalog = new Catalog({
+    primary: infra.mysql.primary,
+    replica: infra.mysql.replica,
+    cache,
+    logger,
+    memory: new NearCache({
+      maxProducts: config.cache.memoryProducts,
+      stockTtlMs: config.cache.memoryStockTtlMs,
+    }),
+  });
   const system = nact.start();
   const sagaStore = new SagaStore(infra.mysql.primary);
   const payments = new PaymentClient({
@@ -118,9 +128,11 @@ export function buildApp(deps: AppDeps): App {
   let recovering = false;
   // Built with the HTTP server below; committed stock changes go to its subscribers.
   let subscriptions!: StockSubscriptions;
-  /** Both purchase paths report committed stock changes to the WebSocket subscribers. */
-  const stockChanged = (productId: number, stock: number, version: number): void =>
+  /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
+  const stockChanged = (productId: number, stock: number, version: number): void => {
+    catalog.offerStock(productId, stock, version);
     subscriptions.committed(productId, stock, version);
+  };
   const pipeline = new CommitPipeline({
     primary: infra.mysql.primary,
     writer,
@@ -250,6 +262,8 @@ export function buildApp(deps: AppDeps): App {
     limits: config.ws,
     logger,
     admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
+    onChange: (productId, stock, version) => catalog.offerStock(productId, stock, version),
+    onLive: (live) => catalog.memory.setLive(live),
   });
   cluster = createCluster(
     {

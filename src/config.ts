@@ -165,6 +165,10 @@ export interface Config {
     readonly detailsTtlSeconds: number;
     /** Lifetime of a cached stock (a safety net: every commit writes it through), ms. Default 5000. */
     readonly stockTtlMs: number;
+    /** Products each node keeps in memory for reads. Default 50,000. */
+    readonly memoryProducts: number;
+    /** Longest a stock in memory is served with no feed message or reload confirming it, ms. Default 1000. */
+    readonly memoryStockTtlMs: number;
   };
   /** WebSocket stock subscribers on `/ws` (README "WebSocket stock subscribers"). */
   readonly ws: {
@@ -278,6 +282,8 @@ export const CONFIG_ENV_NAMES = [
   'BASELINE_LOCK_RETRY_MAX_MS',
   'CACHE_DETAILS_TTL_S',
   'CACHE_STOCK_TTL_MS',
+  'CACHE_MEMORY_PRODUCTS',
+  'CACHE_MEMORY_STOCK_TTL_MS',
   'AUTH_JWKS_URL',
   'AUTH_JWKS_FILE',
   'AUTH_ALGORITHMS',
@@ -362,6 +368,8 @@ export const defaults = {
   baselineLockRetryMaxMs: 32,
   cacheDetailsTtlSeconds: 300, // 5 min
   cacheStockTtlMs: 5_000, // 5 s
+  cacheMemoryProducts: 50_000,
+  cacheMemoryStockTtlMs: 1_000, // 1 s
   authJwksFile: '.stack/auth/jwks.json',
   authAlgorithms: 'EdDSA',
   authIssuer: 'flash-sale-local',
@@ -656,6 +664,8 @@ export function loadConfig(env: Env = process.env): Config {
     cache: {
       detailsTtlSeconds: read.int('CACHE_DETAILS_TTL_S', defaults.cacheDetailsTtlSeconds, 1, 86_400),
       stockTtlMs: read.int('CACHE_STOCK_TTL_MS', defaults.cacheStockTtlMs, 100, 3_600_000),
+      memoryProducts: read.int('CACHE_MEMORY_PRODUCTS', defaults.cacheMemoryProducts, 0, 10_000_000),
+      memoryStockTtlMs: read.int('CACHE_MEMORY_STOCK_TTL_MS', defaults.cacheMemoryStockTtlMs, 0, 60_000),
     },
     ws: {
       maxSubscriptions: read.int('WS_MAX_SUBSCRIPTIONS', defaults.wsMaxSubscriptions, 1, 10_000),

@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import type { Pool, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import type { CachedProduct, PurchaseStrategy, RedisProductCache } from '../storage/product-cache.js';
+import { NearCache } from './near-cache.js';
 
 export type { PurchaseStrategy };
 
@@ -22,6 +23,19 @@ export interface CatalogDeps {
   replica: Pool;
   cache: RedisProductCache;
   logger: Logger;
+  /** The node's memory tier; default: one with its defaults, not live until a feed says so. */
+  memory?: NearCache;
+}
+
+/** Where a read was answered, fastest first; a read of several products reports the slowest it used. */
+export type ReadTier = 'memory' | 'redis' | 'replica' | 'primary';
+
+export interface ProductRead {
+  /** In the order asked; undefined where no such product exists. */
+  products: (Product | undefined)[];
+  /** True when no database was asked (memory or Redis answered all). */
+  hit: boolean;
+  tier: ReadTier;
 }
 
 const PRODUCT_COLUMNS = 'id, name, price_cents, stock, version, purchase_strategy, created_at';
@@ -39,43 +53,80 @@ function toProduct(row: RowDataPacket): Product {
 }
 
 /**
- * Product reads: Redis first, then the replica, with concurrent misses for one id sharing one query.
- * Reads never wait on a product actor. Creation writes the primary and fills the cache.
+ * Product reads in three tiers: the node's memory, Redis, then the replica (the primary for a product
+ * not replicated yet, or older than the version a reader asks for). Concurrent misses for one id share
+ * one query. Reads never wait on a product actor. Creation writes the primary and fills Redis.
  */
 export class Catalog {
+  readonly memory: NearCache;
   private readonly loading = new Map<number, Promise<Product | undefined>>();
   /** A product's strategy never changes, so each node remembers it after the first lookup. */
   private readonly strategies = new Map<number, PurchaseStrategy>();
 
-  constructor(private readonly deps: CatalogDeps) {}
+  constructor(private readonly deps: CatalogDeps) {
+    this.memory = deps.memory ?? new NearCache();
+  }
 
-  /** Products in the order asked (undefined where none exists); `hit` is true when Redis answered all. */
-  async getProducts(ids: readonly number[]): Promise<{ products: (Product | undefined)[]; hit: boolean }> {
-    const cached = await this.deps.cache.getMany(ids).catch((err: unknown) => {
+  /**
+   * Products in the order asked. `minVersion` (read-your-purchase): no tier answers with an older stock
+   * version than this; the primary has the last word.
+   */
+  async getProducts(ids: readonly number[], minVersion = 0): Promise<ProductRead> {
+    const products: (Product | undefined)[] = new Array<Product | undefined>(ids.length);
+    let tier: ReadTier = 'memory';
+    const notInMemory: number[] = [];
+    ids.forEach((id, i) => {
+      const held = this.memory.get(id, minVersion);
+      if (held === undefined) notInMemory.push(i);
+      else products[i] = held;
+    });
+    if (notInMemory.length === 0) return { products, hit: true, tier };
+    tier = 'redis';
+    const cached = await this.deps.cache.getMany(notInMemory.map((i) => ids[i]!)).catch((err: unknown) => {
       this.deps.logger.warn(
         { err: (err as Error).message },
         'product cache unavailable; reading the replica',
       );
       return new Map<number, { details?: CachedProduct; stock?: { stock: number; version: number } }>();
     });
-    const products: (Product | undefined)[] = new Array<Product | undefined>(ids.length);
     const missed: number[] = [];
-    ids.forEach((id, i) => {
+    for (const i of notInMemory) {
+      const id = ids[i]!;
       const entry = cached.get(id);
-      if (entry?.details && entry.stock) {
-        products[i] = { ...entry.details, stock: entry.stock.stock, version: entry.stock.version };
+      if (entry?.details && entry.stock && entry.stock.version >= minVersion) {
+        const product = { ...entry.details, stock: entry.stock.stock, version: entry.stock.version };
+        this.memory.remember(product);
+        products[i] = product;
         this.strategies.set(id, entry.details.strategy);
       } else {
         missed.push(i);
       }
-    });
-    if (missed.length > 0) {
-      const loaded = await this.loadShared(missed.map((i) => ids[i]!));
-      missed.forEach((i, k) => {
-        products[i] = loaded[k];
-      });
     }
-    return { products, hit: missed.length === 0 };
+    if (missed.length > 0) {
+      tier = 'replica';
+      const loaded = await this.loadShared(missed.map((i) => ids[i]!));
+      const behind: number[] = [];
+      missed.forEach((i, k) => {
+        const product = loaded[k];
+        if (product !== undefined && product.version < minVersion) behind.push(i);
+        else products[i] = product;
+      });
+      if (behind.length > 0) {
+        // The replica lags the version asked for: the primary has it (or the reader asked too far).
+        tier = 'primary';
+        const fromPrimary = await this.readPrimary(behind.map((i) => ids[i]!));
+        behind.forEach((i, k) => {
+          products[i] = fromPrimary[k];
+          if (fromPrimary[k] !== undefined) this.memory.remember(fromPrimary[k]);
+        });
+      }
+    }
+    return { products, hit: missed.length === 0, tier };
+  }
+
+  /** A committed stock this node learned (its own commit, a peer's through the feed, a purchase answer). */
+  offerStock(productId: number, stock: number, version: number): void {
+    this.memory.offerStock(productId, stock, version);
   }
 
   async strategyOf(id: number): Promise<PurchaseStrategy | undefined> {
@@ -124,7 +175,10 @@ export class Catalog {
     }
     const found = rows.filter((p): p is Product => p !== undefined);
     await Promise.all(found.map((p) => this.fill(p)));
-    for (const p of found) this.strategies.set(p.id, p.strategy);
+    for (const p of found) {
+      this.strategies.set(p.id, p.strategy);
+      this.memory.remember(p);
+    }
     return rows;
   }
 

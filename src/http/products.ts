@@ -1,11 +1,11 @@
-import type { Catalog, Product } from '../catalog/catalog.js';
+import type { Catalog, Product, ReadTier } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Purchases } from '../purchase/purchases.js';
 import { parseJsonObject } from './body.js';
 import { refusalError } from './purchases.js';
-import { errorReply, json } from './reply.js';
+import { errorReply, json, type Reply } from './reply.js';
 import type { Route } from './server.js';
 import { idParam, integerField, nameField, onlyFields, optionalEnumField } from './validate.js';
 
@@ -33,25 +33,71 @@ const view = (p: Product) => ({
   createdAt: p.createdAt,
 });
 
-/** Catalog API: anonymous reads from the cache or the replica (X-Cache says which), admin create and restock. */
+const renderView = (p: Product): string => JSON.stringify(view(p));
+
+/** Where a read was answered: `X-Cache` HIT (no database) or MISS, `X-Cache-Tier` the tier itself. */
+const TIER_HEADERS: Readonly<Record<ReadTier, Readonly<Record<string, string>>>> = {
+  memory: { 'X-Cache': 'HIT', 'X-Cache-Tier': 'memory' },
+  redis: { 'X-Cache': 'HIT', 'X-Cache-Tier': 'redis' },
+  replica: { 'X-Cache': 'MISS', 'X-Cache-Tier': 'replica' },
+  primary: { 'X-Cache': 'MISS', 'X-Cache-Tier': 'primary' },
+};
+
+/**
+ * `minVersion` of a read's query (read-your-purchase: a purchase answer's `stockVersion`); 0 if absent.
+ * Only `minVersion` is accepted, so a typo is an error rather than a silently stale read.
+ */
+function minVersionOf(query: string): number {
+  if (query === '') return 0;
+  const params = new URLSearchParams(query);
+  for (const name of params.keys()) {
+    if (name !== 'minVersion')
+      throw new AppError('VALIDATION_FAILED', `unknown query parameter ${JSON.stringify(name)}`, {
+        field: name,
+      });
+  }
+  const raw = params.get('minVersion')!;
+  if (!/^\d{1,16}$/.test(raw) || !Number.isSafeInteger(Number(raw)))
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `minVersion must be a non-negative integer, got ${JSON.stringify(raw)}`,
+      { field: 'minVersion' },
+    );
+  return Number(raw);
+}
+
+/**
+ * Catalog API: anonymous reads from the node's memory, Redis or the replica (X-Cache and X-Cache-Tier say
+ * which), admin create and restock.
+ */
 export function productRoutes(deps: ProductRoutesDeps): Route[] {
-  const cacheHeader = (hit: boolean) => {
-    deps.metrics?.cacheReads.inc({ result: hit ? 'hit' : 'miss' });
-    return { 'X-Cache': hit ? 'HIT' : 'MISS' };
+  const answered = (tier: ReadTier) => {
+    deps.metrics?.cacheReads.inc({ result: tier === 'memory' || tier === 'redis' ? 'hit' : 'miss' });
+    return TIER_HEADERS[tier];
   };
+  const memoryReply = (body: string): Reply => ({
+    status: 200,
+    text: { body, contentType: 'application/json' },
+    headers: answered('memory'),
+  });
   return [
     {
       method: 'get',
       pattern: '/products/:id',
-      handler: async (ctx) => {
+      handler: (ctx) => {
         const id = idParam(ctx.params[0]!, 'id');
-        const { products, hit } = await deps.catalog.getProducts([id]);
-        const product = products[0];
-        if (product === undefined)
-          return errorReply(
-            new AppError('PRODUCT_NOT_FOUND', `product ${id} does not exist`, { field: 'id' }),
-          );
-        return json(200, view(product), cacheHeader(hit));
+        const minVersion = minVersionOf(ctx.query);
+        // The hot path: answered from memory, synchronously, with the body made once per version.
+        const held = deps.catalog.memory.body(id, minVersion, renderView);
+        if (held !== undefined) return memoryReply(held);
+        return deps.catalog.getProducts([id], minVersion).then(({ products, tier }) => {
+          const product = products[0];
+          if (product === undefined)
+            return errorReply(
+              new AppError('PRODUCT_NOT_FOUND', `product ${id} does not exist`, { field: 'id' }),
+            );
+          return json(200, view(product), { ...answered(tier) });
+        });
       },
     },
     {
@@ -67,10 +113,10 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
             field: 'ids',
           });
         }
-        const { products, hit } = await deps.catalog.getProducts(ids);
+        const { products, tier } = await deps.catalog.getProducts(ids);
         const found = products.filter((p): p is Product => p !== undefined).map(view);
         const missing = ids.filter((_, i) => products[i] === undefined);
-        return json(200, { products: found, missing }, cacheHeader(hit));
+        return json(200, { products: found, missing }, { ...answered(tier) });
       },
     },
     {

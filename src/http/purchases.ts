@@ -1,4 +1,4 @@
-import type { OrderView, Refusal } from '../../actors/product/types.js';
+import type { OrderView, Refusal, StockStamp } from '../../actors/product/types.js';
 import type { RateLimits } from '../auth/rate-limits.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
@@ -15,7 +15,7 @@ export interface PurchaseRoutesDeps {
   rateLimits?: Pick<RateLimits, 'admitPurchase'>;
 }
 
-const orderBody = (order: OrderView) => ({
+const orderBody = (order: OrderView, stock?: StockStamp) => ({
   orderId: order.orderId,
   status: order.status,
   productId: order.productId,
@@ -23,6 +23,8 @@ const orderBody = (order: OrderView) => ({
   unitPriceCents: order.unitPriceCents,
   totalCents: order.unitPriceCents * order.quantity,
   createdAt: order.createdAt,
+  // `GET /products/:id?minVersion=<stockVersion>` on any node shows this purchase's stock or newer.
+  ...(stock === undefined ? {} : { stockVersion: stock.version }),
 });
 
 /** Refusals become errors with their code; retryable ones carry Retry-After. */
@@ -46,11 +48,16 @@ export function refusalError(refusal: Refusal): AppError {
  * Where the order's saga stands when the answer goes out: 201 confirmed, 402 cancelled after its
  * compensation, 202 still running (the Location says where to look).
  */
-function orderReply(order: OrderView, replayed: boolean, reason: string | undefined): Reply {
+function orderReply(
+  order: OrderView,
+  replayed: boolean,
+  reason: string | undefined,
+  stock: StockStamp | undefined,
+): Reply {
   const headers: Record<string, string> = { Location: `/orders/${order.orderId}` };
   if (replayed) headers['Idempotent-Replayed'] = 'true';
-  if (order.status === 'CONFIRMED') return json(201, orderBody(order), headers);
-  if (order.status === 'PENDING') return json(202, orderBody(order), headers);
+  if (order.status === 'CONFIRMED') return json(201, orderBody(order, stock), headers);
+  if (order.status === 'PENDING') return json(202, orderBody(order, stock), headers);
   const error = new AppError(
     'PAYMENT_DECLINED',
     `order ${order.orderId} was cancelled: ${reason ?? 'payment failed'}`,
@@ -86,7 +93,7 @@ export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
 function purchaseReply(outcome: Awaited<ReturnType<Purchases['purchase']>>): Reply {
   switch (outcome.kind) {
     case 'order':
-      return orderReply(outcome.order, outcome.replayed, outcome.reason);
+      return orderReply(outcome.order, outcome.replayed, outcome.reason, outcome.stock);
     case 'out_of_stock': {
       const error = new AppError(
         'OUT_OF_STOCK',

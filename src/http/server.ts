@@ -149,9 +149,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const method = req.getMethod();
     const url = req.getUrl();
     const query = req.getQuery() ?? '';
-    const requestId =
-      headers['x-request-id'] || `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`;
-    const log = logger.child({ reqId: requestId });
+    // Most answers log nothing: the request's child logger is made on first use only.
+    let log: Logger | undefined;
+    const requestLog = (): Logger =>
+      (log ??= logger.child({
+        reqId: headers['x-request-id'] || `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`,
+      }));
     const hasBody = route.method !== 'get' && route.method !== 'del';
     const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
 
@@ -171,15 +174,21 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     // uWS hands the body over only to an onData attached now, before any await.
     const reading = hasBody ? readBody(res, declared, maxBodyBytes) : undefined;
     reading?.catch(() => undefined); // a refusal below answers first; this rejection is then moot
-    const run = async (): Promise<Reply> => {
-      if (headerBytes > maxHeaderBytes)
-        throw new AppError(
-          'REQUEST_HEADERS_TOO_LARGE',
-          `request headers total ${headerBytes} bytes; at most ${maxHeaderBytes} are accepted`,
-        );
-      if (route.internal === true && (!internalAllowFrom.has(ip) || headers['x-forwarded-for'] !== undefined))
-        throw notFound(method, url);
-      access.limits?.admitIp(ip);
+    const context = (identity: Identity | undefined, body: Buffer): RequestContext => ({
+      method,
+      url,
+      params,
+      query,
+      headers,
+      body,
+      get log() {
+        return requestLog();
+      },
+      aborted: () => aborted,
+      identity,
+      clientIp: ip,
+    });
+    const authorizedRun = async (): Promise<Reply> => {
       let identity: Identity | undefined;
       if (route.roles !== undefined) {
         if (access.tokens === undefined)
@@ -188,24 +197,37 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         requireRole(identity, route.roles);
       }
       const body = reading === undefined ? EMPTY_BODY : await reading;
-      return route.handler({
-        method,
-        url,
-        params,
-        query,
-        headers,
-        body,
-        log,
-        aborted: () => aborted,
-        identity,
-        clientIp: ip,
-      });
+      return route.handler(context(identity, body));
     };
-    run().then(respond, (err: unknown) => {
+    /** Anonymous routes without a body run synchronously: a reply from memory goes out in this call. */
+    const run = (): Reply | Promise<Reply> => {
+      if (headerBytes > maxHeaderBytes)
+        throw new AppError(
+          'REQUEST_HEADERS_TOO_LARGE',
+          `request headers total ${headerBytes} bytes; at most ${maxHeaderBytes} are accepted`,
+        );
+      if (route.internal === true && (!internalAllowFrom.has(ip) || headers['x-forwarded-for'] !== undefined))
+        throw notFound(method, url);
+      access.limits?.admitIp(ip);
+      if (route.roles === undefined && reading === undefined)
+        return route.handler(context(undefined, EMPTY_BODY));
+      return authorizedRun();
+    };
+    const fail = (err: unknown): void => {
       const appError = toAppError(err);
-      if (appError.status >= 500 && appError.code === 'INTERNAL') log.error({ err }, 'request failed');
+      if (appError.status >= 500 && appError.code === 'INTERNAL')
+        requestLog().error({ err }, 'request failed');
       respond(errorReply(appError));
-    });
+    };
+    let result: Reply | Promise<Reply>;
+    try {
+      result = run();
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    if (result instanceof Promise) result.then(respond, fail);
+    else respond(result);
   };
 
   for (const route of options.routes) {

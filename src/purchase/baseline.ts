@@ -78,7 +78,11 @@ export class BaselinePurchases {
             result.version,
             row.stock - request.quantity,
           );
-          return { kind: 'created', order: orderView(order, result.committedAt) };
+          return {
+            kind: 'created',
+            order: orderView(order, result.committedAt),
+            stock: { stock: row.stock - request.quantity, version: result.version },
+          };
         case 'duplicates': {
           const { idempotencyKey: _key, ...existing } = result.existing[0]!;
           if (existing.productId !== request.productId || existing.quantity !== request.quantity) {

@@ -7,6 +7,7 @@ import type {
   RestockOutcome,
   SettleOutcome,
   Settlement,
+  StockStamp,
 } from '../../actors/product/types.js';
 import type { SagaCoordinators } from '../../actors/saga/registry.js';
 import type { SagaOrder } from '../../actors/saga/types.js';
@@ -52,7 +53,14 @@ export interface PurchaseInput {
 
 /** A purchase's answer: the order where its saga stands (confirmed, cancelled or pending), or no order. */
 export type PurchaseAnswer =
-  | { kind: 'order'; order: OrderView; replayed: boolean; reason?: string }
+  | {
+      kind: 'order';
+      order: OrderView;
+      replayed: boolean;
+      reason?: string;
+      /** The stock right after the write that holds the order (a read may ask for at least its version). */
+      stock?: StockStamp;
+    }
   | Extract<PurchaseOutcome, { kind: 'out_of_stock' }>
   | Refusal;
 
@@ -78,6 +86,9 @@ export class Purchases {
       outcome: outcome.kind === 'refused' ? outcome.reason : outcome.kind,
     });
     if (outcome.kind !== 'created' && outcome.kind !== 'replayed') return outcome;
+    // Forwarded to the owner: this node learns the stock from the answer, before its client can read.
+    if (outcome.stock !== undefined)
+      this.deps.catalog.offerStock(input.productId, outcome.stock.stock, outcome.stock.version);
     const budget = this.deps.config.saga.waitBudgetMs - (Date.now() - started);
     const settled = await this.settledStatus(strategy, outcome.order, budget);
     return {
@@ -85,6 +96,7 @@ export class Purchases {
       order: { ...outcome.order, status: settled.status },
       replayed: outcome.kind === 'replayed',
       ...(settled.reason === undefined ? {} : { reason: settled.reason }),
+      ...(outcome.stock === undefined ? {} : { stock: outcome.stock }),
     };
   }
 

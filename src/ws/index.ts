@@ -2,7 +2,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import type { Redis } from '../storage/redis.js';
 import { attachStockEndpoint, type StockEndpoint, type StockEndpointOptions } from './endpoint.js';
-import { StockFeed, type ReadStocks } from './stock-feed.js';
+import { StockFeed, type ReadStocks, type StockFeedOptions } from './stock-feed.js';
 import type { StockSubscriptionLimits } from './types.js';
 
 export { WS_CLOSE, wsDefaults, type ServerFrame, type StockState } from './types.js';
@@ -17,6 +17,9 @@ export interface StockSubscriptionsDeps {
   logger: Logger;
   /** Admission of each upgrade (the per-IP limit); throws AppError to refuse it. */
   admit?: StockEndpointOptions['admit'];
+  /** Other nodes' committed changes, and whether the feed is live (see StockFeedOptions). */
+  onChange?: StockFeedOptions['onChange'];
+  onLive?: StockFeedOptions['onLive'];
 }
 
 export interface StockSubscriptions {
@@ -38,6 +41,8 @@ export function createStockSubscriptions(deps: StockSubscriptionsDeps): StockSub
     channel: `${deps.keyPrefix}stock-changes`,
     readStocks: deps.readStocks,
     logger,
+    ...(deps.onChange ? { onChange: deps.onChange } : {}),
+    ...(deps.onLive ? { onLive: deps.onLive } : {}),
   });
   const endpoint = attachStockEndpoint({
     app: deps.app,

@@ -17,6 +17,10 @@ export interface StockFeedOptions {
   logger: Logger;
   /** Products with local subscribers are re-read this often, healing a lost pub/sub message, ms. Default 5000. */
   resyncMs?: number;
+  /** Every change another node committed, as it arrives (the node's memory tier of reads). Must not throw. */
+  onChange?: (productId: number, stock: number, version: number) => void;
+  /** The feed delivers every change (subscribed) or may have lost some (connection down). Must not throw. */
+  onLive?: (live: boolean) => void;
 }
 
 /** The uWS topic of a product's changes in one wire format. */
@@ -54,22 +58,31 @@ export class StockFeed {
     subscriber.on('error', () => undefined); // reconnects by itself; the shared client reports Redis trouble
     subscriber.on('message', (_channel: string, message: string) => this.received(message));
     let connectedBefore = false;
+    subscriber.on('close', () => this.options.onLive?.(false));
     subscriber.on('ready', () => {
-      // Messages published while the connection was down are lost: read what they would have said.
-      if (connectedBefore) void this.resync();
+      if (connectedBefore) {
+        // Messages published while the connection was down are lost: read what they would have said.
+        void this.resync();
+        // ioredis sent SUBSCRIBE again on ready; a PING answered after it means changes flow again.
+        subscriber.ping().then(
+          () => this.options.onLive?.(true),
+          () => undefined,
+        );
+      }
       connectedBefore = true;
     });
-    await subscriber
-      .subscribe(channel)
-      .catch((err: unknown) =>
+    await subscriber.subscribe(channel).then(
+      () => this.options.onLive?.(true),
+      (err: unknown) =>
         logger.warn({ err: (err as Error).message }, 'stock channel subscribe failed; retried on reconnect'),
-      );
+    );
     const resyncMs = this.options.resyncMs ?? 5_000;
     this.resyncTimer = setInterval(() => void this.resync(), resyncMs);
     this.resyncTimer.unref();
   }
 
   stop(): void {
+    this.options.onLive?.(false);
     if (this.resyncTimer) clearInterval(this.resyncTimer);
     this.subscriber?.disconnect();
     this.subscriber = undefined;
@@ -129,6 +142,7 @@ export class StockFeed {
     this.counts.received += 1;
     const [productId, stock, version, at] = message.split(':').map(Number);
     if (productId === undefined || stock === undefined || version === undefined) return;
+    this.options.onChange?.(productId, stock, version);
     this.publishLocal({ productId, stock, version, ...(at === undefined ? {} : { at }) });
   }
 

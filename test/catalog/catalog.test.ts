@@ -86,3 +86,61 @@ t.test('concurrent misses for one product share one replica query', async (t) =>
   t.ok(again.hit, 'the shared load filled the cache');
   t.equal(replicaQueries, 1);
 });
+
+t.test('tiers: memory, then Redis, then the database; minVersion skips a tier that is older', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 9 });
+  const catalog = running.app.catalog;
+  const first = await running.get(`/products/${productId}`);
+  t.equal(first.headers['x-cache-tier'], 'redis', 'creation filled Redis, not memory');
+  const second = await running.get(`/products/${productId}`);
+  t.equal(second.headers['x-cache-tier'], 'memory');
+  t.equal(second.headers['x-cache'], 'HIT');
+  t.same(second.body, first.body);
+
+  // Behind the service's back, the rows and Redis move to version 5; memory still says version 0.
+  await running.infra.mysql.primary.query('UPDATE products SET stock = 4, version = 5 WHERE id = ?', [
+    productId,
+  ]);
+  const cache = new RedisProductCache(running.infra.redis, { prefix: running.config.redis.keyPrefix });
+  await cache.setStock(productId, 4, 5);
+  t.match(
+    (await running.get(`/products/${productId}`)).body,
+    { stock: 9, version: 0 },
+    'without minVersion, memory answers (within its TTL)',
+  );
+  const asked = await running.get(`/products/${productId}?minVersion=5`);
+  t.match(asked.body, { stock: 4, version: 5 });
+  t.equal(asked.headers['x-cache-tier'], 'redis', 'memory was older than asked: Redis answered');
+  t.equal(catalog.memory.versionOf(productId), 5, 'and memory learned the newer stock');
+  t.equal((await running.get(`/products/${productId}`)).headers['x-cache-tier'], 'memory');
+
+  // Asked beyond what exists: the primary has the last word (its newest), from neither cache.
+  const beyond = await running.get(`/products/${productId}?minVersion=6`);
+  t.equal(beyond.status, 200);
+  t.match(beyond.body, { stock: 4, version: 5 });
+  t.equal(beyond.headers['x-cache-tier'], 'primary');
+  t.equal(beyond.headers['x-cache'], 'MISS');
+
+  for (const query of ['minVersion=-1', 'minVersion=x', 'minVersion=', 'minversion=1', 'minVersion=1&x=2']) {
+    const bad = await running.get(`/products/${productId}?${query}`);
+    t.equal(bad.status, 400, query);
+    t.equal((bad.body as { error: { code: string } }).error.code, 'VALIDATION_FAILED', query);
+  }
+});
+
+t.test('the memory tier is not served while the stock feed is down', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 2 });
+  await running.get(`/products/${productId}`);
+  t.equal((await running.get(`/products/${productId}`)).headers['x-cache-tier'], 'memory');
+  running.app.catalog.memory.setLive(false);
+  t.equal((await running.get(`/products/${productId}`)).headers['x-cache-tier'], 'redis');
+  running.app.catalog.memory.setLive(true);
+  t.equal(
+    (await running.get(`/products/${productId}`)).headers['x-cache-tier'],
+    'redis',
+    'entries from before the outage need confirming first',
+  );
+  t.equal((await running.get(`/products/${productId}`)).headers['x-cache-tier'], 'memory');
+});
