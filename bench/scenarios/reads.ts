@@ -69,7 +69,7 @@ interface Phase {
 
 interface CacheCheck {
   readonly when: string;
-  /** `status X-Cache` of each product's answer, e.g. `200 HIT`. */
+  /** `status X-Cache[/X-Cache-Tier]` of each product's answer, e.g. `200 HIT/memory`. */
   readonly answers: readonly string[];
 }
 
@@ -160,15 +160,17 @@ async function startHello(
   return { url, pid: child.pid! };
 }
 
-/** One GET of each path: `status X-Cache` per answer, and the first answer's body and headers. */
+/** One GET of each path: `status X-Cache[/X-Cache-Tier]` per answer, and the first answer's body and headers. */
 async function readAll(url: string, paths: readonly string[]) {
   const answers: string[] = [];
   let first: { body: string; headers: Record<string, string> } | undefined;
   for (const p of paths) {
     const res = await request(`${url}${p}`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
     const body = await res.body.text();
-    const cache = res.headers['x-cache'];
-    answers.push(`${res.statusCode} ${typeof cache === 'string' ? cache : '-'}`);
+    const [cache, tier] = [res.headers['x-cache'], res.headers['x-cache-tier']];
+    answers.push(
+      `${res.statusCode} ${typeof cache === 'string' ? cache : '-'}${typeof tier === 'string' ? `/${tier}` : ''}`,
+    );
     if (first === undefined) {
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(res.headers))
