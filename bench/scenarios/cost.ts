@@ -15,7 +15,7 @@ import { benchUser, BenchTokens } from '../auth.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
-import { runPurchasePhase, type PhaseResult } from '../load.js';
+import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
 import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { numberParam } from '../params.js';
@@ -73,6 +73,8 @@ interface Phase {
   readonly mysql: Record<string, number>;
   readonly redisCalls: Record<string, number>;
   readonly confirmed: number;
+  /** The phase on the monotonic clock, µs (profile-summary's --phase windows). */
+  readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 
 interface SaturatedPhase {
@@ -164,6 +166,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       mysql: await mysqlCounters(),
       redis: await redisCommands(redis),
     };
+    const start = monotonicUs();
     const measured = await measurePhase(cluster.metricsUrls, pids, () =>
       runOpenLoop({
         connections,
@@ -177,7 +180,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     const mysql = diff(before.mysql, await mysqlCounters());
     const redisCalls = diff(before.redis, await redisCommands(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;
-    phases.push({ path, measured, mysql, redisCalls, confirmed });
+    phases.push({ path, measured, mysql, redisCalls, confirmed, monotonicUs: { start, end: monotonicUs() } });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 
@@ -381,24 +384,33 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
     details: {
-      phases: phases.map((p) => ({
-        path: p.path,
-        confirmed: p.confirmed,
-        mysql: p.mysql,
-        redisCalls: p.redisCalls,
-        serviceCores: p.measured.serviceCores,
-        wallS: p.measured.cpu.wallS,
-      })),
-      saturated: saturatedPhases.map((p) => ({
-        path: p.path,
-        productId: saturated[p.path].id,
-        confirmed: p.measured.result.created,
-        perS: p.measured.result.perS,
-        failures: p.measured.result.failures,
-        serviceCores: p.measured.serviceCores,
-        otherCores: p.measured.otherCores,
-        wallS: p.measured.cpu.wallS,
-      })),
+      // The open-loop phases, then the saturated ones; label and monotonicUs (the phase on the monotonic
+      // clock, µs) let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick its samples.
+      phases: [
+        ...phases.map((p) => ({
+          path: p.path,
+          label: p.measured.result.label,
+          monotonicUs: p.monotonicUs,
+          confirmed: p.confirmed,
+          mysql: p.mysql,
+          redisCalls: p.redisCalls,
+          serviceCores: p.measured.serviceCores,
+          wallS: p.measured.cpu.wallS,
+        })),
+        ...saturatedPhases.map((p) => ({
+          path: p.path,
+          label: p.measured.result.label,
+          monotonicUs: p.measured.result.monotonicUs,
+          saturated: true,
+          productId: saturated[p.path].id,
+          confirmed: p.measured.result.created,
+          perS: p.measured.result.perS,
+          failures: p.measured.result.failures,
+          serviceCores: p.measured.serviceCores,
+          otherCores: p.measured.otherCores,
+          wallS: p.measured.cpu.wallS,
+        })),
+      ],
       idle: { s: idle.s, nodeCores: idle.nodeCores },
       produce,
       checks,
