@@ -35,6 +35,8 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
+/** Pause between the warm-ups and the idle interval. */
+const IDLE_SETTLE_MS = 2_000;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
 const MYSQL_COUNTERS = [
@@ -142,8 +144,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
 
   // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
   // subtracted from each phase in proportion to its length.
-  // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs.
+  // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs. The
+  // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_MS to end first.
   const nodePid = cluster.nodes[0]?.pid;
+  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
   const idleStart = {
     at: performance.now(),
     mysql: await mysqlCounters(),
