@@ -329,7 +329,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       return p === undefined ? NaN : get(p.measured);
     };
     const [actor, baseline] = [value('actor'), value('baseline')];
-    return { label, actor, baseline, ratio: actor > 0 ? round(baseline / actor, 1) : NaN };
+    return { label, actor, baseline, ratio: actor > 0 ? Number((baseline / actor).toPrecision(2)) : NaN };
   };
   const saturatedRows =
     saturatedPhases.length === 0
