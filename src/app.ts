@@ -211,6 +211,19 @@ export function buildApp(deps: AppDeps): App {
     onInsurance: () => metrics.rateLimitInsurance.inc(),
   });
   const trustedProxies = addressSet(config.rateLimit.trustedProxies);
+  // Each (method, route, status)'s histogram child, found without hashing its labels on every answer.
+  type HttpTimer = ReturnType<Metrics['httpDuration']['labels']>;
+  const httpTimers = new Map<string, Map<string, Map<number, HttpTimer>>>();
+  const httpTimer = (method: string, route: string, status: number): HttpTimer => {
+    let byRoute = httpTimers.get(method);
+    if (byRoute === undefined) httpTimers.set(method, (byRoute = new Map<string, Map<number, HttpTimer>>()));
+    let byStatus = byRoute.get(route);
+    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HttpTimer>()));
+    let timer = byStatus.get(status);
+    if (timer === undefined)
+      byStatus.set(status, (timer = metrics.httpDuration.labels({ method, route, status })));
+    return timer;
+  };
   const server = createHttpServer({
     uws: deps.uws,
     logger,
@@ -222,8 +235,7 @@ export function buildApp(deps: AppDeps): App {
       trustedProxies: config.rateLimit.trustedProxies,
       internalAllowFrom: config.metricsAllowFrom,
     },
-    onResponse: ({ method, route, status, seconds }) =>
-      metrics.httpDuration.observe({ method, route, status }, seconds),
+    onResponse: ({ method, route, status, seconds }) => httpTimer(method, route, status).observe(seconds),
     routes: [
       ...healthRoutes({
         nodeId: config.nodeId,

@@ -71,8 +71,10 @@ function minVersionOf(query: string): number {
  * which), admin create and restock.
  */
 export function productRoutes(deps: ProductRoutesDeps): Route[] {
+  const hits = deps.metrics?.cacheReads.labels({ result: 'hit' });
+  const misses = deps.metrics?.cacheReads.labels({ result: 'miss' });
   const answered = (tier: ReadTier) => {
-    deps.metrics?.cacheReads.inc({ result: tier === 'memory' || tier === 'redis' ? 'hit' : 'miss' });
+    (tier === 'memory' || tier === 'redis' ? hits : misses)?.inc();
     return TIER_HEADERS[tier];
   };
   const memoryReply = (body: string): Reply => ({

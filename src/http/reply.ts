@@ -44,8 +44,8 @@ export function writeReply(res: HttpResponse, reply: Reply, closeConnection = fa
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Content-Type-Options', 'nosniff');
     }
-    if (reply.headers)
-      for (const [name, value] of Object.entries(reply.headers)) res.writeHeader(name, value);
+    const headers = reply.headers;
+    if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
     res.end(payload, closeConnection);
   });
 }

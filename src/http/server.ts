@@ -95,6 +95,43 @@ const notFound = (method: string, url: string): AppError =>
 const paramCount = (pattern: string): number =>
   pattern.split('/').filter((part) => part.startsWith(':')).length;
 
+/** A request copied out of uWS. Its child logger is made on first use: most answers log nothing. */
+class Request implements RequestContext {
+  identity: Identity | undefined = undefined;
+  body: Buffer = EMPTY_BODY;
+  wasAborted = false;
+  private child: Logger | undefined;
+
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly params: readonly string[],
+    readonly query: string,
+    readonly headers: Readonly<Record<string, string>>,
+    readonly clientIp: string,
+    private readonly logger: Logger,
+    private readonly nextRequestId: () => string,
+  ) {}
+
+  get log(): Logger {
+    return (this.child ??= this.logger.child({
+      reqId: this.headers['x-request-id'] || this.nextRequestId(),
+    }));
+  }
+
+  aborted(): boolean {
+    return this.wasAborted;
+  }
+}
+
+/** Header collection without a closure per request (uWS calls `forEach` synchronously). */
+let collected: Record<string, string> = {};
+let collectedBytes = 0;
+const collectHeader = (name: string, value: string): void => {
+  collected[name] = value;
+  collectedBytes += name.length + value.length;
+};
+
 export function createHttpServer(options: HttpServerOptions): HttpServer {
   const { uws, logger } = options;
   const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024; // 16 KiB
@@ -108,13 +145,60 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   let inFlight = 0;
   let drainedWaiter: (() => void) | undefined;
   let requestSeq = 0;
+  const nextRequestId = (): string => `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`;
 
   const finished = (): void => {
     inFlight -= 1;
     if (inFlight === 0 && drainedWaiter) drainedWaiter();
   };
 
-  const serve = (route: Route, res: HttpResponse, req: HttpRequest): void => {
+  const answered = (route: Route, res: HttpResponse, reply: Reply, started: number): void => {
+    writeReply(res, reply);
+    options.onResponse?.({
+      method: route.method,
+      route: route.pattern,
+      status: reply.status,
+      seconds: (performance.now() - started) / 1000,
+    });
+  };
+
+  const failure = (request: Request, err: unknown): Reply => {
+    const appError = toAppError(err);
+    if (appError.status >= 500 && appError.code === 'INTERNAL') request.log.error({ err }, 'request failed');
+    return errorReply(appError);
+  };
+
+  /** Checks every request passes before its handler: header size, internal routes, the per-IP limit. */
+  const admit = (route: Route, request: Request, headerBytes: number): void => {
+    if (headerBytes > maxHeaderBytes)
+      throw new AppError(
+        'REQUEST_HEADERS_TOO_LARGE',
+        `request headers total ${headerBytes} bytes; at most ${maxHeaderBytes} are accepted`,
+      );
+    if (
+      route.internal === true &&
+      (!internalAllowFrom.has(request.clientIp) || request.headers['x-forwarded-for'] !== undefined)
+    )
+      throw notFound(request.method, request.url);
+    access.limits?.admitIp(request.clientIp);
+  };
+
+  const authorizedRun = async (
+    route: Route,
+    request: Request,
+    reading: Promise<Buffer> | undefined,
+  ): Promise<Reply> => {
+    if (route.roles !== undefined) {
+      if (access.tokens === undefined)
+        throw new AppError('UNAUTHENTICATED', 'this node verifies no tokens', { field: 'Authorization' });
+      request.identity = await access.tokens.authenticate(request.headers['authorization']);
+      requireRole(request.identity, route.roles);
+    }
+    if (reading !== undefined) request.body = await reading;
+    return route.handler(request);
+  };
+
+  const serve = (route: Route, params: number, res: HttpResponse, req: HttpRequest): void => {
     if (draining) {
       writeReply(
         res,
@@ -125,113 +209,80 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       );
       return;
     }
-    inFlight += 1;
     const started = performance.now();
-    let aborted = false;
-    let done = false;
-    res.onAborted(() => {
-      aborted = true;
-      if (!done) {
-        done = true;
-        finished();
-      }
-    });
-    const headers: Record<string, string> = {};
-    let headerBytes = 0;
-    req.forEach((name, value) => {
-      headers[name] = value;
-      headerBytes += name.length + value.length;
-    });
+    const headers: Record<string, string> = (collected = {});
+    collectedBytes = 0;
+    req.forEach(collectHeader);
+    const headerBytes = collectedBytes;
+    const values: string[] = [];
+    for (let i = 0; i < params; i += 1) values.push(decodeURIComponent(req.getParameter(i)));
     const socketIp = Buffer.from(res.getRemoteAddressAsText()).toString();
-    const params: string[] = [];
-    for (let i = 0; i < paramCount(route.pattern); i += 1)
-      params.push(decodeURIComponent(req.getParameter(i)));
-    const method = req.getMethod();
-    const url = req.getUrl();
-    const query = req.getQuery() ?? '';
-    // Most answers log nothing: the request's child logger is made on first use only.
-    let log: Logger | undefined;
-    const requestLog = (): Logger =>
-      (log ??= logger.child({
-        reqId: headers['x-request-id'] || `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`,
-      }));
+    const request = new Request(
+      req.getMethod(),
+      req.getUrl(),
+      values,
+      req.getQuery() ?? '',
+      headers,
+      clientIp(socketIp, headers['x-forwarded-for'], trustedProxies),
+      logger,
+      nextRequestId,
+    );
     const hasBody = route.method !== 'get' && route.method !== 'del';
-    const declared = headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
-
-    const respond = (reply: Reply): void => {
-      if (aborted || done) return;
-      done = true;
-      writeReply(res, reply);
-      finished();
-      options.onResponse?.({
-        method: route.method,
-        route: route.pattern,
-        status: reply.status,
-        seconds: (performance.now() - started) / 1000,
+    // Answered later: uWS needs onAborted attached before this call returns (and before reading a body).
+    let done = false;
+    const track = (): void => {
+      inFlight += 1;
+      res.onAborted(() => {
+        request.wasAborted = true;
+        if (!done) {
+          done = true;
+          finished();
+        }
       });
     };
-    const ip = clientIp(socketIp, headers['x-forwarded-for'], trustedProxies);
-    // uWS hands the body over only to an onData attached now, before any await.
-    const reading = hasBody ? readBody(res, declared, maxBodyBytes) : undefined;
-    reading?.catch(() => undefined); // a refusal below answers first; this rejection is then moot
-    const context = (identity: Identity | undefined, body: Buffer): RequestContext => ({
-      method,
-      url,
-      params,
-      query,
-      headers,
-      body,
-      get log() {
-        return requestLog();
-      },
-      aborted: () => aborted,
-      identity,
-      clientIp: ip,
-    });
-    const authorizedRun = async (): Promise<Reply> => {
-      let identity: Identity | undefined;
-      if (route.roles !== undefined) {
-        if (access.tokens === undefined)
-          throw new AppError('UNAUTHENTICATED', 'this node verifies no tokens', { field: 'Authorization' });
-        identity = await access.tokens.authenticate(headers['authorization']);
-        requireRole(identity, route.roles);
+    // Anonymous routes without a body run at once: a reply from memory goes out within this call.
+    let pending: Promise<Reply>;
+    if (route.roles === undefined && !hasBody) {
+      let reply: Reply | Promise<Reply>;
+      try {
+        admit(route, request, headerBytes);
+        reply = route.handler(request);
+      } catch (err) {
+        reply = failure(request, err);
       }
-      const body = reading === undefined ? EMPTY_BODY : await reading;
-      return route.handler(context(identity, body));
-    };
-    /** Anonymous routes without a body run synchronously: a reply from memory goes out in this call. */
-    const run = (): Reply | Promise<Reply> => {
-      if (headerBytes > maxHeaderBytes)
-        throw new AppError(
-          'REQUEST_HEADERS_TOO_LARGE',
-          `request headers total ${headerBytes} bytes; at most ${maxHeaderBytes} are accepted`,
-        );
-      if (route.internal === true && (!internalAllowFrom.has(ip) || headers['x-forwarded-for'] !== undefined))
-        throw notFound(method, url);
-      access.limits?.admitIp(ip);
-      if (route.roles === undefined && reading === undefined)
-        return route.handler(context(undefined, EMPTY_BODY));
-      return authorizedRun();
-    };
-    const fail = (err: unknown): void => {
-      const appError = toAppError(err);
-      if (appError.status >= 500 && appError.code === 'INTERNAL')
-        requestLog().error({ err }, 'request failed');
-      respond(errorReply(appError));
-    };
-    let result: Reply | Promise<Reply>;
-    try {
-      result = run();
-    } catch (err) {
-      fail(err);
-      return;
+      if (!(reply instanceof Promise)) {
+        answered(route, res, reply, started);
+        return;
+      }
+      track();
+      pending = reply;
+    } else {
+      track();
+      const declared =
+        headers['content-length'] === undefined ? undefined : Number(headers['content-length']);
+      // uWS hands the body over only to an onData attached now, before any await.
+      const reading = hasBody ? readBody(res, declared, maxBodyBytes) : undefined;
+      reading?.catch(() => undefined); // a refusal below answers first; this rejection is then moot
+      try {
+        admit(route, request, headerBytes);
+        pending = authorizedRun(route, request, reading);
+      } catch (err) {
+        pending = Promise.resolve(failure(request, err));
+      }
     }
-    if (result instanceof Promise) result.then(respond, fail);
-    else respond(result);
+    void pending
+      .catch((err: unknown) => failure(request, err))
+      .then((reply) => {
+        if (done) return;
+        done = true;
+        answered(route, res, reply, started);
+        finished();
+      });
   };
 
   for (const route of options.routes) {
-    app[route.method](route.pattern, (res, req) => serve(route, res, req));
+    const params = paramCount(route.pattern);
+    app[route.method](route.pattern, (res, req) => serve(route, params, res, req));
   }
   app.any('/*', (res, req) => writeReply(res, errorReply(notFound(req.getMethod(), req.getUrl()))));
 
