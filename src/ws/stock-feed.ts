@@ -127,15 +127,22 @@ export class StockFeed {
     const changes = this.queued;
     this.queued = [];
     const { redis, channel, logger } = this.options;
-    for (const change of changes) {
-      const message = `${change.productId}:${change.stock}:${change.version}:${change.at}`;
-      redis.publish(channel, message).catch((err: unknown) => {
-        this.counts.publishFailures += 1;
-        if (this.counts.publishFailures % 100 === 1)
-          logger.warn({ err: (err as Error).message }, 'stock change not published to Redis');
-      });
-      this.publishLocal(change);
+    const failed = (err: unknown): void => {
+      this.counts.publishFailures += 1;
+      if (this.counts.publishFailures % 100 === 1)
+        logger.warn({ err: (err as Error).message }, 'stock change not published to Redis');
+    };
+    const messages = changes.map((c) => `${c.productId}:${c.stock}:${c.version}:${c.at}`);
+    if (messages.length === 1) redis.publish(channel, messages[0]!).catch(failed);
+    else {
+      // A turn's changes (a commit cycle of many products) go to Redis in one write.
+      const pipeline = redis.pipeline();
+      for (const message of messages) void pipeline.publish(channel, message);
+      pipeline.exec().then((results) => {
+        for (const [err] of results ?? []) if (err) failed(err);
+      }, failed);
     }
+    for (const change of changes) this.publishLocal(change);
   }
 
   private received(message: string): void {
