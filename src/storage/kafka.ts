@@ -1,9 +1,13 @@
 import kafkajs, { type Admin, type Kafka, type logCreator, type SASLOptions } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { patchKafkaJsIdleLoop } from './kafkajs-idle-fix.js';
 import { readCaFile } from './tls.js';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel, Partitioners } = kafkajs;
+
+/** Every KafkaJS client of the process: no 1 ms timer loop per idle broker connection (see the patch). */
+export const kafkaJsIdleLoopPatched = patchKafkaJsIdleLoop();
 export type { Admin, Kafka };
 
 /**
