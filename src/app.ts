@@ -100,6 +100,7 @@ export function buildApp(deps: AppDeps): App {
     settle: (settlement) => purchases.settle(settlement),
     logger: logger.child({ component: 'sagas' }),
     onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
+    onStage: metrics.purchaseStage,
   });
   const writer = { topics: config.kafka.topics, sagaDeadlineMs: config.saga.deadlineMs };
   const relay = new OutboxRelay({
@@ -157,6 +158,7 @@ export function buildApp(deps: AppDeps): App {
     onCommitted: ({ orders }) => {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },
+    onStage: metrics.purchaseStage,
     onBatch: ({ size, seconds, outcome }) => {
       if (outcome === 'committed') metrics.batchSize.observe(size);
       metrics.batchDuration.observe({ outcome }, seconds);
@@ -287,6 +289,7 @@ export function buildApp(deps: AppDeps): App {
       sagas,
       onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
       onRouted: (op, where) => metrics.routed.inc({ op, where }),
+      onStage: metrics.purchaseStage,
       onEvicted: (_node, freed) => {
         metrics.evictions.inc({ what: 'nodes' });
         metrics.evictions.inc({ what: 'leases' }, freed);

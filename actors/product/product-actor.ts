@@ -38,6 +38,7 @@ export function spawnProductActor(
     committed: (info) => effects.committed(info),
     now: () => effects.now(),
     retire: () => effects.retired(productId),
+    ...(effects.stage === undefined ? {} : { stage: effects.stage }),
   });
   const handle = (_state: undefined, msg: ProductMessage, ctx: { self: Ref<ProductMessage> }): undefined => {
     switch (msg.kind) {

@@ -9,6 +9,7 @@ import type {
   ProductId,
   ProductRecord,
   PurchaseOutcome,
+  StageObserver,
   PurchaseRefusal,
   Refusal,
   RestockOutcome,
@@ -29,6 +30,8 @@ import type {
 
 interface Reservation {
   key: string;
+  /** When the first request reached the product's actors (performance.now()), for the queue stage. */
+  arrivedAt: number | undefined;
   order: BatchWrite['orders'][number];
   /** The first request's reply, then those of duplicates that raced it. */
   replies: PendingPurchase['reply'][];
@@ -60,6 +63,8 @@ export interface CoreEffects {
   /** A batch committed; runs before any of its replies. `orders` are the new (PENDING) orders. */
   committed(info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }): void;
   now(): number;
+  /** Latency of the queue stage: a purchase reserved, measured from its `arrivedAt` (metrics). */
+  stage?: StageObserver;
 }
 
 export type FlushResult = BatchResult | { kind: 'failed'; error: string };
@@ -138,7 +143,17 @@ export class ProductCore {
       this.waiting.push(...items);
       return;
     }
+    const reserving = this.pending.length;
     for (const item of items) this.purchase(item);
+    const stage = this.effects.stage;
+    if (stage !== undefined && this.pending.length > reserving) {
+      // One clock read per message: every purchase in it was reserved now.
+      const now = performance.now();
+      for (let i = reserving; i < this.pending.length; i += 1) {
+        const arrivedAt = this.pending[i]!.arrivedAt;
+        if (arrivedAt !== undefined) stage('queue', (now - arrivedAt) / 1000);
+      }
+    }
     this.maybeFlush();
   }
 
@@ -244,6 +259,7 @@ export class ProductCore {
     this.available -= request.quantity;
     const reservation: Reservation = {
       key,
+      arrivedAt: item.arrivedAt,
       replies: [reply],
       order: {
         id: uuidv7(),

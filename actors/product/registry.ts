@@ -18,6 +18,7 @@ import type {
   RestockOutcome,
   SettleOutcome,
   Settlement,
+  StageObserver,
   StockCache,
 } from './types.js';
 
@@ -47,12 +48,16 @@ export interface ProductActorsOptions {
     seconds: number;
     outcome: FlushResult['kind'];
   }) => void;
+  /** Purchase stage latencies (metrics): queue (in the actor) and reserve_commit (per committed order). */
+  onStage?: StageObserver;
   now?: () => number;
 }
 
 interface Queued {
   request: PurchaseRequest;
   resolve: (outcome: PurchaseOutcome) => void;
+  /** performance.now() at arrival (only when stages are measured). */
+  arrivedAt: number | undefined;
 }
 
 class Entry {
@@ -100,7 +105,8 @@ export class ProductActors {
 
   /** Reserves and commits a purchase through the product's actor; resolves with its outcome. */
   purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
-    return new Promise((resolve) => this.submit({ request, resolve }));
+    const arrivedAt = this.options.onStage === undefined ? undefined : performance.now();
+    return new Promise((resolve) => this.submit({ request, resolve, arrivedAt }));
   }
 
   restock(productId: ProductId, quantity: number): Promise<RestockOutcome> {
@@ -232,6 +238,7 @@ export class ProductActors {
     const items: PendingPurchase[] = queued.map((q) => ({
       request: q.request,
       reply: this.answerOnce(entry, q.resolve),
+      arrivedAt: q.arrivedAt,
     }));
     dispatch(entry.handle.ref, { kind: 'purchases', items });
   }
@@ -247,6 +254,7 @@ export class ProductActors {
       retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
       crashed: (id, error) =>
         this.options.logger.error({ productId: id, err: error }, 'product actor crashed'),
+      ...(this.options.onStage === undefined ? {} : { stage: this.options.onStage }),
     });
     this.entries.set(productId, entry);
     this.activations += 1;
@@ -270,6 +278,12 @@ export class ProductActors {
             ? await store.commitBatch(batch)
             : { kind: 'version_conflict' };
         if (result.kind === 'committed') {
+          if (batch.orders.length > 0)
+            this.options.onStage?.(
+              'reserve_commit',
+              (performance.now() - started) / 1000,
+              batch.orders.length,
+            );
           // Write-through before any reply: a client never reads a stock older than its own purchase.
           await withTimeout(
             cache.setStock(batch.productId, batch.newStock, result.version),

@@ -3,6 +3,7 @@ import type { ActorSystemRef } from 'nact';
 import type { Logger } from '../../src/logger.js';
 import { sleep } from '../../src/timeouts.js';
 import { runSaga, SagaInterrupted } from './run-saga.js';
+import type { StageObserver } from '../product/types.js';
 import type { PaymentPort, SagaEnd, SagaOrder, SagaResult, SettlePort } from './types.js';
 
 const { spawn, dispatch, stop } = nact;
@@ -14,6 +15,8 @@ export interface SagaCoordinatorsOptions {
   logger: Logger;
   /** Called when a saga ends (metrics). */
   onEnd?: (status: SagaEnd | 'INTERRUPTED', seconds: number) => void;
+  /** Purchase stage latencies (metrics): payment and confirm_commit. */
+  onStage?: StageObserver;
   now?: () => number;
 }
 
@@ -119,6 +122,7 @@ export class SagaCoordinators {
         sleep,
         stopping: () => this.stopping,
         log: (event, detail) => log.warn(detail, event),
+        ...(this.options.onStage === undefined ? {} : { stage: this.options.onStage }),
       });
       this.options.onEnd?.(end.status, (this.now() - started) / 1000);
       return end;

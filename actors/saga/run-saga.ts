@@ -1,4 +1,4 @@
-import type { Settlement } from '../product/types.js';
+import type { Settlement, StageObserver } from '../product/types.js';
 import type { PaymentPort, PaymentResult, SagaResult, SagaOrder, SettlePort } from './types.js';
 
 export interface SagaDeps {
@@ -9,6 +9,8 @@ export interface SagaDeps {
   /** True once the node is stopping: the saga leaves off between steps and is resumed by the next owner. */
   stopping(): boolean;
   log(event: string, detail: Record<string, unknown>): void;
+  /** Stage latencies (metrics): payment (the payment step) and confirm_commit (a confirm settled). */
+  stage?: StageObserver;
 }
 
 export class SagaInterrupted extends Error {
@@ -27,7 +29,11 @@ const BACKOFF_CAP_MS = 2_000;
  * `resumed` sagas (after a crash or a takeover) first ask the provider what happened to their key.
  */
 export async function runSaga(order: SagaOrder, resumed: boolean, deps: SagaDeps): Promise<SagaResult> {
+  const stage = deps.stage;
+  const paying = stage === undefined ? 0 : performance.now();
   const payment = await decidePayment(order, resumed, deps);
+  const paid = stage === undefined ? 0 : performance.now();
+  stage?.('payment', (paid - paying) / 1000);
   const confirm = payment.status === 'succeeded';
   const settlement: Settlement = {
     orderId: order.orderId,
@@ -45,7 +51,10 @@ export async function runSaga(order: SagaOrder, resumed: boolean, deps: SagaDeps
     },
     ...(confirm ? {} : { reason: cancelReason(payment) }),
   };
-  return settle(settlement, deps);
+  const result = await settle(settlement, deps);
+  if (stage !== undefined && confirm && result.status === 'CONFIRMED')
+    stage('confirm_commit', (performance.now() - paid) / 1000);
+  return result;
 }
 
 const amountOf = (order: SagaOrder): number => order.quantity * order.unitPriceCents;

@@ -1,5 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { ProductActors } from '../../actors/product/registry.js';
+import type { StageObserver } from '../../actors/product/types.js';
 import type { SagaCoordinators } from '../../actors/saga/registry.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -25,6 +26,8 @@ export interface ClusterDeps {
   onRouted?: (op: PeerOp, where: 'local' | 'forwarded') => void;
   /** A dead peer evicted by this node (metrics). */
   onEvicted?: (node: string, freed: number) => void;
+  /** The reply stage of purchases routed by this node (metrics). */
+  onStage?: StageObserver;
 }
 
 export interface Cluster {
@@ -76,6 +79,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
     ...(deps.onRouted === undefined ? {} : { onAttempt: deps.onRouted }),
+    ...(deps.onStage === undefined ? {} : { onStage: deps.onStage }),
   });
   const peerServer = attachPeerServer(deps.app, {
     secret: config.cluster.peerSecret,

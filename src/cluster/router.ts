@@ -5,6 +5,7 @@ import type {
   RestockOutcome,
   SettleOutcome,
   Settlement,
+  StageObserver,
 } from '../../actors/product/types.js';
 import type { SagaResult } from '../../actors/saga/types.js';
 import type { PurchaseRouter } from '../purchase/purchases.js';
@@ -34,9 +35,14 @@ export interface ClusterRouterOptions {
   timeoutMs: number;
   /** Called once per attempt: served by this node's actors, or forwarded to the owner (metrics). */
   onAttempt?: (op: PeerOp, where: 'local' | 'forwarded') => void;
+  /** The reply stage of purchases (metrics): routed here → their saga's wait over, the answer goes out. */
+  onStage?: StageObserver;
 }
 
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
+
+/** Most purchases remembered between their routing and their saga wait (a wait that never comes is dropped). */
+const ROUTED_LIMIT = 100_000;
 
 /** Longest one forwarding attempt waits for the owner's answer before looking again, ms. */
 const FORWARD_ATTEMPT_MS = 1_000;
@@ -51,12 +57,32 @@ const movedAway = (outcome: Outcome | undefined): boolean =>
  * applies a purchase twice: the idempotency key holds on every node (memory, then the orders table).
  */
 export class ClusterRouter implements PurchaseRouter {
+  /** performance.now() when each new order's purchase was routed, until its saga wait (reply stage). */
+  private readonly routedAt = new Map<string, number>();
+
   constructor(private readonly options: ClusterRouterOptions) {}
 
   purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
+    if (this.options.onStage !== undefined) return this.timedPurchase(request);
     return this.route(request.productId, 'purchase', request, request.deadline, () =>
       this.options.local.purchase(request),
     );
+  }
+
+  /** A purchase whose routing time is kept until its saga wait ends (the reply stage is the whole of it). */
+  private async timedPurchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
+    const started = performance.now();
+    const outcome = await this.route(request.productId, 'purchase', request, request.deadline, () =>
+      this.options.local.purchase(request),
+    );
+    if (outcome.kind === 'created') {
+      if (this.routedAt.size >= ROUTED_LIMIT) {
+        const oldest = this.routedAt.keys().next().value;
+        if (oldest !== undefined) this.routedAt.delete(oldest);
+      }
+      this.routedAt.set(outcome.order.orderId, started);
+    }
+    return outcome;
   }
 
   restock(productId: number, quantity: number): Promise<RestockOutcome> {
@@ -78,6 +104,16 @@ export class ClusterRouter implements PurchaseRouter {
    * undefined when no node runs it (the database then has the answer).
    */
   async sagaWait(productId: number, orderId: string, budgetMs: number): Promise<SagaWait> {
+    const wait = await this.waitForSaga(productId, orderId, budgetMs);
+    const started = this.routedAt.get(orderId);
+    if (started !== undefined) {
+      this.routedAt.delete(orderId);
+      this.options.onStage?.('reply', (performance.now() - started) / 1000);
+    }
+    return wait;
+  }
+
+  private async waitForSaga(productId: number, orderId: string, budgetMs: number): Promise<SagaWait> {
     const { ownership, shardCount, peers } = this.options;
     const shard = shardOf(productId, shardCount);
     if (ownership.holds(shard)) return this.options.localSagaWait(orderId, budgetMs);

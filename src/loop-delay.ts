@@ -1,0 +1,127 @@
+import { createHistogram, performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { Gauge, type Registry } from 'prom-client';
+
+export const loopDelayDefaults = {
+  /** How often the delay is sampled while the loop is busy, ms (prom-client's default precision). */
+  resolutionMs: 10,
+  /** How often the loop's utilization is checked, ms. */
+  checkEveryMs: 1_000,
+  /** Utilization (0–1) from which the loop counts as busy and its delay is sampled. */
+  busyUtilization: 0.05,
+  /** Checks in a row under that before sampling stops. */
+  idleChecks: 10,
+} as const;
+
+/** The gauges prom-client's default metrics define for the event-loop delay (replaced by this module's). */
+export const LOOP_DELAY_METRICS = [
+  'nodejs_eventloop_lag_seconds',
+  'nodejs_eventloop_lag_min_seconds',
+  'nodejs_eventloop_lag_max_seconds',
+  'nodejs_eventloop_lag_mean_seconds',
+  'nodejs_eventloop_lag_stddev_seconds',
+  'nodejs_eventloop_lag_p50_seconds',
+  'nodejs_eventloop_lag_p90_seconds',
+  'nodejs_eventloop_lag_p99_seconds',
+] as const;
+
+/**
+ * The event-loop delay metrics of prom-client's defaults (same names, same meaning: the time between two
+ * ticks of a 10 ms timer, so about 0.010 s on a free loop, more when callbacks hold the loop), sampled
+ * only while the loop is busy. prom-client samples every 10 ms forever: 100 wake-ups a second, about
+ * 0.5% of a core on an idle node, more than everything else it does. Here a check once a second reads the
+ * loop's utilization (free: libuv keeps the counters); sampling starts when it reaches 5% and stops after
+ * 10 s under it. While nothing was sampled since the last scrape (an idle loop), the gauges read 0.
+ * `nodejs_eventloop_lag_seconds` (one setImmediate at scrape) is unchanged.
+ */
+export class LoopDelayMonitor {
+  private readonly histogram = createHistogram();
+  private sampler: NodeJS.Timeout | undefined;
+  private lastTick = 0;
+  private readonly checker: NodeJS.Timeout;
+  private utilization: EventLoopUtilization = performance.eventLoopUtilization();
+  private quietChecks = 0;
+
+  constructor(registry: Registry) {
+    for (const name of LOOP_DELAY_METRICS) registry.removeSingleMetric(name);
+    const gauge = (name: string, help: string) => new Gauge({ name, help, registers: [registry] });
+    const lag = new Gauge({
+      name: 'nodejs_eventloop_lag_seconds',
+      help: 'Lag of event loop in seconds.',
+      registers: [registry],
+      collect: () => {
+        const start = process.hrtime.bigint();
+        setImmediate(() => lag.set(Number(process.hrtime.bigint() - start) / 1e9));
+        const h = this.histogram;
+        const seconds = (ns: number) => (h.count === 0 ? 0 : ns / 1e9);
+        min.set(seconds(h.min));
+        max.set(seconds(h.max));
+        mean.set(seconds(h.mean));
+        stddev.set(seconds(h.stddev));
+        p50.set(seconds(h.percentile(50)));
+        p90.set(seconds(h.percentile(90)));
+        p99.set(seconds(h.percentile(99)));
+        h.reset();
+      },
+    });
+    const min = gauge('nodejs_eventloop_lag_min_seconds', 'The minimum recorded event loop delay.');
+    const max = gauge('nodejs_eventloop_lag_max_seconds', 'The maximum recorded event loop delay.');
+    const mean = gauge('nodejs_eventloop_lag_mean_seconds', 'The mean of the recorded event loop delays.');
+    const stddev = gauge(
+      'nodejs_eventloop_lag_stddev_seconds',
+      'The standard deviation of the recorded event loop delays.',
+    );
+    const p50 = gauge(
+      'nodejs_eventloop_lag_p50_seconds',
+      'The 50th percentile of the recorded event loop delays.',
+    );
+    const p90 = gauge(
+      'nodejs_eventloop_lag_p90_seconds',
+      'The 90th percentile of the recorded event loop delays.',
+    );
+    const p99 = gauge(
+      'nodejs_eventloop_lag_p99_seconds',
+      'The 99th percentile of the recorded event loop delays.',
+    );
+    this.checker = setInterval(() => this.check(), loopDelayDefaults.checkEveryMs).unref();
+  }
+
+  /** True while the delay is being sampled. */
+  get sampling(): boolean {
+    return this.sampler !== undefined;
+  }
+
+  /** Stops sampling and checking (the gauges stay registered). */
+  stop(): void {
+    clearInterval(this.checker);
+    this.stopSampling();
+  }
+
+  /** Starts or stops sampling from the loop's utilization since the last check (`observed`: for tests). */
+  check(observed?: number): void {
+    const delta = performance.eventLoopUtilization(this.utilization);
+    this.utilization = performance.eventLoopUtilization();
+    const busy = (observed ?? delta.utilization) >= loopDelayDefaults.busyUtilization;
+    if (busy) {
+      this.quietChecks = 0;
+      this.startSampling();
+    } else if (this.sampler !== undefined && (this.quietChecks += 1) >= loopDelayDefaults.idleChecks) {
+      this.stopSampling();
+    }
+  }
+
+  private startSampling(): void {
+    if (this.sampler !== undefined) return;
+    this.lastTick = performance.now();
+    this.sampler = setInterval(() => {
+      const now = performance.now();
+      this.histogram.record(Math.max(1, Math.round((now - this.lastTick) * 1e6)));
+      this.lastTick = now;
+    }, loopDelayDefaults.resolutionMs).unref();
+  }
+
+  private stopSampling(): void {
+    clearInterval(this.sampler);
+    this.sampler = undefined;
+    this.quietChecks = 0;
+  }
+}

@@ -1,0 +1,44 @@
+// The event-loop delay gauges sample only while the loop is busy; prom-client's names are kept.
+import t from 'tap';
+import { Registry } from 'prom-client';
+import { createMetrics } from '../../src/metrics.js';
+import { LOOP_DELAY_METRICS, LoopDelayMonitor, loopDelayDefaults } from '../../src/loop-delay.js';
+
+t.test('the service registry has every event-loop delay gauge once', async (t) => {
+  const metrics = createMetrics();
+  t.teardown(() => metrics.loopDelay.stop());
+  const text = await metrics.registry.metrics();
+  for (const name of LOOP_DELAY_METRICS)
+    t.equal(text.match(new RegExp(`^# TYPE ${name} gauge$`, 'gm'))?.length, 1, name);
+});
+
+t.test('sampling starts on a busy check and stops after enough quiet ones', async (t) => {
+  const monitor = new LoopDelayMonitor(new Registry());
+  t.teardown(() => monitor.stop());
+  t.equal(monitor.sampling, false, 'idle at start');
+  monitor.check(0.5);
+  t.equal(monitor.sampling, true, 'busy: sampling');
+  for (let i = 1; i < loopDelayDefaults.idleChecks; i += 1) monitor.check(0);
+  t.equal(monitor.sampling, true, 'still sampling before the last quiet check');
+  monitor.check(0.2);
+  for (let i = 1; i < loopDelayDefaults.idleChecks; i += 1) monitor.check(0);
+  t.equal(monitor.sampling, true, 'a busy check restarts the count');
+  monitor.check(0);
+  t.equal(monitor.sampling, false, 'quiet long enough: stopped');
+});
+
+t.test('samples reach the gauges; an idle loop reads 0', async (t) => {
+  const registry = new Registry();
+  const monitor = new LoopDelayMonitor(registry);
+  t.teardown(() => monitor.stop());
+  const p99 = async () => {
+    const text = await registry.metrics();
+    return Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1]);
+  };
+  t.equal(await p99(), 0, 'nothing sampled: 0');
+  monitor.check(1);
+  await new Promise((resolve) => setTimeout(resolve, 10 * loopDelayDefaults.resolutionMs));
+  t.ok((await p99()) > 0, 'sampled while busy');
+  monitor.stop();
+  t.equal(await p99(), 0, 'each scrape starts a new interval');
+});
