@@ -231,6 +231,9 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const warmupS = numberParam(options, 'warmup', 1, 0, 60);
   const minHitPct = numberParam(options, 'min-hit-pct', 99, 0, 100);
   if (options.connections < threads) throw new Error(`--connections must be at least threads (${threads})`);
+  // wrk takes whole seconds (-d2s; no fractions, no ms).
+  if (!Number.isInteger(options.durationS) || !Number.isInteger(warmupS))
+    throw new Error('reads: --duration and --param warmup must be whole seconds (wrk -d takes no fractions)');
 
   const cluster = await startCluster(options, io, { nodes: 1, nginx: false });
   const nodeUrl = cluster.nodes[0]?.url ?? cluster.url;
