@@ -57,6 +57,15 @@ export class Ownership {
   private again = false;
   private stopped = false;
   private unsubscribe: (() => void) | undefined;
+  /** The leases renewed each tick (held, not releasing), rebuilt only after `held` or `releasing` change. */
+  private steady: ReadonlyMap<number, number> = new Map();
+  private steadyStale = true;
+  /** The shards rendezvous hashing gives this node, for the membership they were computed from. */
+  private desired: { nodes: string; shards: Set<number> } = { nodes: '', shards: new Set() };
+  /** performance.now() of the last read of every shard's owner. */
+  private ownersAt = -Infinity;
+  /** The owners must be read again at the next tick (something moved, or may have). */
+  private ownersStale = true;
 
   constructor(private readonly options: OwnershipOptions) {}
 
@@ -81,8 +90,9 @@ export class Ownership {
     this.timer = setInterval(() => void this.tick(), this.options.renewMs);
   }
 
-  /** Rebalances now (another node joined, left or released shards). */
+  /** Rebalances now, reading every shard's owner again (another node joined, left, took or released shards). */
   poke(): void {
+    this.ownersStale = true;
     void this.tick();
   }
 
@@ -150,27 +160,68 @@ export class Ownership {
     const { leases, nodeId, ttlMs, shardCount, logger } = this.options;
     const started = performance.now();
     this.dropExpired();
-    this.membership = await leases.heartbeat(nodeId, this.options.address(), ttlMs);
-    const steady = new Map(
-      [...this.held].filter(([shard]) => !this.releasing.has(shard)).map(([s, h]) => [s, h.epoch]),
-    );
-    const lost = await leases.renew(nodeId, ttlMs, steady);
+    const steady = this.steadyLeases();
+    // One round trip for both (the heartbeat's answer is not needed to renew).
+    const [membership, lost] = await Promise.all([
+      leases.heartbeat(nodeId, this.options.address(), ttlMs),
+      leases.renew(nodeId, ttlMs, steady),
+    ]);
+    this.membership = membership;
     const renewedUntil = started + ttlMs * TRUSTED_SHARE;
     for (const [shard, held] of this.held) if (steady.has(shard)) held.validUntil = renewedUntil;
     if (lost.length > 0) this.lose(lost, 'lease no longer ours in Redis');
     await this.evictDead(); // after our own renewal: a slow probe must not delay it
 
-    const desired = new Set(desiredShards(nodeId, this.membership.nodes, shardCount));
+    const desired = this.desiredShards();
     const surplus = [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
     if (surplus.length > 0) void this.handOff(surplus);
     const wanted = [...desired].filter((s) => !this.held.has(s));
     const granted = await leases.acquire(nodeId, ttlMs, wanted);
     if (granted.size > 0) {
       for (const [shard, epoch] of granted) this.held.set(shard, { epoch, validUntil: renewedUntil });
+      this.changed();
       logger.info({ shards: granted.size, held: this.held.size }, 'acquired shards');
       this.options.onAcquired([...granted.keys()]);
+      // The others read the owners only when told (or every TTL): tell them where these shards are now.
+      await leases.announce(`acquired by ${nodeId}`).catch(() => undefined);
     }
-    this.owners = await leases.owners(shardCount);
+    // Owners change only through acquisitions, releases, evictions and expiries: the first three are
+    // announced (poke) or done here; an expiry nobody took changes nothing worth forwarding to, and a
+    // forward that finds the owner gone pokes. So the owners are read when something moved, and at least
+    // once per lease TTL as a safety net, not at every renewal.
+    if (this.ownersStale || performance.now() - this.ownersAt >= ttlMs) {
+      this.ownersStale = false;
+      this.ownersAt = performance.now();
+      this.owners = await leases.owners(shardCount);
+    }
+  }
+
+  /** The leases to renew: held and not being handed off (the same Map object while nothing changed). */
+  private steadyLeases(): ReadonlyMap<number, number> {
+    if (this.steadyStale) {
+      this.steadyStale = false;
+      this.steady = new Map(
+        [...this.held].filter(([shard]) => !this.releasing.has(shard)).map(([s, h]) => [s, h.epoch]),
+      );
+    }
+    return this.steady;
+  }
+
+  /** The shards this node should own among the live nodes, computed again only when the nodes change. */
+  private desiredShards(): Set<number> {
+    const nodes = this.membership.nodes.join('\n');
+    if (nodes !== this.desired.nodes) {
+      const { nodeId, shardCount } = this.options;
+      this.desired = { nodes, shards: new Set(desiredShards(nodeId, this.membership.nodes, shardCount)) };
+      this.ownersStale = true; // a node joined or left: shards are about to move
+    }
+    return this.desired.shards;
+  }
+
+  /** `held` or `releasing` changed: the renewal set and the owners must be read again. */
+  private changed(): void {
+    this.steadyStale = true;
+    this.ownersStale = true;
   }
 
   /**
@@ -195,6 +246,7 @@ export class Ownership {
         'evicted a dead node: silent and its port refuses connections',
       );
       this.options.onEvicted?.(node, freed);
+      this.ownersStale = true;
       this.membership = {
         nodes: this.membership.nodes.filter((n) => n !== node),
         lastSeen: new Map([...this.membership.lastSeen].filter(([n]) => n !== node)),
@@ -215,6 +267,7 @@ export class Ownership {
 
   private lose(shards: number[], why: string): void {
     for (const shard of shards) this.held.delete(shard);
+    this.changed();
     this.options.logger.warn({ shards: shards.length, why }, 'lost shards');
     this.options.onLost(shards);
   }
@@ -222,6 +275,7 @@ export class Ownership {
   private async handOff(shards: number[]): Promise<void> {
     const { leases, nodeId, logger } = this.options;
     for (const shard of shards) this.releasing.add(shard);
+    this.changed();
     try {
       await this.options.onReleasing(shards);
       const owned = new Map(
@@ -236,6 +290,7 @@ export class Ownership {
         this.held.delete(shard);
         this.releasing.delete(shard);
       }
+      this.changed();
     }
     await leases.announce(`released by ${nodeId}`).catch(() => undefined);
   }

@@ -33,6 +33,8 @@ const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua
  */
 export class RedisShardLeases {
   private readonly scripts: LeaseScripts;
+  /** Lease sets already encoded for the renewal script (`shard:epoch shard:epoch …`). */
+  private readonly encoded = new WeakMap<ReadonlyMap<number, number>, string>();
 
   constructor(
     private readonly redis: Redis,
@@ -63,11 +65,20 @@ export class RedisShardLeases {
     return granted;
   }
 
-  /** Extends every lease still held at its epoch; resolves with the shards that were lost. */
+  /**
+   * Extends every lease still held at its epoch; resolves with the shards that were lost. `owned` is
+   * encoded once per Map object (renewals run twice a second with the same set): pass a new Map when the
+   * set changes, never a mutated one.
+   */
   async renew(node: string, ttlMs: number, owned: ReadonlyMap<number, number>): Promise<number[]> {
     if (owned.size === 0) return [];
-    const pairs = [...owned].flatMap(([shard, epoch]) => [shard, epoch]);
-    return (await this.scripts.renewShards(this.prefix, node, ttlMs, ...pairs)).map(Number);
+    let pairs = this.encoded.get(owned);
+    if (pairs === undefined) {
+      pairs = [...owned].map(([shard, epoch]) => `${shard}:${epoch}`).join(' ');
+      this.encoded.set(owned, pairs);
+    }
+    const lost = await this.scripts.renewShards(this.prefix, node, ttlMs, pairs);
+    return lost.length === 0 ? [] : lost.map(Number);
   }
 
   async release(node: string, owned: ReadonlyMap<number, number>): Promise<number> {
