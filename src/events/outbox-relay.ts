@@ -11,10 +11,15 @@ import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
 export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h
 
 export const relayDefaults = {
-  lockRetryMs: 1_000, // 1 s: how often a node without the lock tries to take it
+  // A node without the lock waits for it in MySQL (GET_LOCK with a timeout): it takes over the moment the
+  // holder's connection goes, and wakes once per wait when nothing happens.
+  lockWaitS: 5,
+  lockRetryMs: 1_000, // 1 s: pause before trying again after MySQL failed
   firstBackoffMs: 50,
   maxBackoffMs: 1_000, // 1 s: retry cap while Kafka or MySQL is down
-  maxIdlePollMs: 250, // the poll backs off to this while the outbox stays empty (commits here wake it)
+  // The poll backs off to this while the outbox stays empty: this node's commits wake it at once, so it is
+  // how long another node's rows wait at most on an idle cluster.
+  maxIdlePollMs: 2_000,
   sendTimeoutMs: 30_000, // 30 s: a send hung longer than this is abandoned with its producer
   stopWaitMs: 5_000, // 5 s: stop() waits this long for the batch in hand
   backlogRefreshMs: 1_000, // 1 s
@@ -46,7 +51,7 @@ export interface OutboxRelayOptions {
    * `maxIdlePollMs` (other nodes' commits are picked up within that); `nudge()` cuts any pause short.
    */
   pollMs: number;
-  /** Longest pause while the outbox stays empty, ms. Default 250. */
+  /** Longest pause while the outbox stays empty, ms. Default 2,000. */
   maxIdlePollMs?: number;
   logger: Logger;
   /** MySQL named lock (config.outbox.relayLock): the one relay holding it publishes, cluster-wide. */
@@ -67,7 +72,10 @@ export interface OutboxRelayStats {
   holdsLock: boolean;
   /** Events this node published since start. */
   published: number;
-  /** Unsent outbox rows (all topics), estimated from the id span, refreshed about once a second. */
+  /**
+   * Unsent outbox rows (all topics), estimated from the id span, refreshed about once a second while rows
+   * wait; 0 after a round that found none of this relay's topics' rows.
+   */
   backlog: number | undefined;
   /** Sent rows deleted by the retention cleanup since start. */
   deleted: number;
@@ -108,6 +116,8 @@ export class OutboxRelay {
   private readonly cleanupEveryMs: number;
   private readonly topicNames: string[];
   private lock: PoolConnection | undefined;
+  /** The connection waiting in GET_LOCK (stop() closes it, which ends the wait). */
+  private waiting: PoolConnection | undefined;
   private producer: Producer | undefined;
   private topicsEnsured = false;
   private loop: Promise<void> | undefined;
@@ -137,7 +147,7 @@ export class OutboxRelay {
     this.topicNames = [...new Set(Object.values(options.topics.topics))];
   }
 
-  /** Starts the loop: take the lock (or retry every second), then publish until stopped. */
+  /** Starts the loop: take the lock (or wait for it), then publish until stopped. */
   start(): void {
     if (this.loop) return;
     this.stopping = false;
@@ -153,6 +163,7 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     this.stopping = true;
     this.sleeper?.wake();
+    this.waiting?.destroy();
     const finished =
       this.loop === undefined ||
       (await withTimeout(this.loop, relayDefaults.stopWaitMs, 'outbox relay stop').then(
@@ -196,7 +207,8 @@ export class OutboxRelay {
   private async run(): Promise<void> {
     while (!this.stopping) {
       const lock = this.lock ?? (await this.tryTakeLock());
-      if (lock === undefined) {
+      if (lock === 'busy') continue; // the wait timed out: wait again
+      if (lock === 'failed') {
         await this.pause(relayDefaults.lockRetryMs, false);
         continue;
       }
@@ -220,11 +232,24 @@ export class OutboxRelay {
     }
   }
 
-  private async tryTakeLock(): Promise<PoolConnection | undefined> {
+  /** Waits up to lockWaitS for the lock: the lock's connection, 'busy' (held elsewhere), or 'failed'. */
+  private async tryTakeLock(): Promise<PoolConnection | 'busy' | 'failed'> {
     let conn: PoolConnection | undefined;
     try {
       conn = await this.options.primary.getConnection();
-      const [rows] = await conn.query<RowDataPacket[]>('SELECT GET_LOCK(?, 0) AS got', [this.lockName]);
+      this.waiting = conn;
+      if (this.stopping) throw new Error('stopping');
+      const [rows] = await conn.query<RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS got', [
+        this.lockName,
+        relayDefaults.lockWaitS,
+      ]);
+      this.waiting = undefined;
+      if (this.stopping) {
+        // Taken as stop() ran: give it back (releasing the connection's named locks with it).
+        conn.destroy();
+        conn = undefined;
+        return 'failed';
+      }
       if (Number(rows[0]?.['got']) === 1) {
         this.lock = conn;
         conn = undefined;
@@ -235,14 +260,16 @@ export class OutboxRelay {
       }
       await this.refreshBacklog(conn);
       this.recovered();
+      return 'busy';
     } catch (err) {
+      this.waiting = undefined;
       conn?.destroy();
       conn = undefined;
-      this.failed('mysql', err);
+      if (!this.stopping) this.failed('mysql', err);
+      return 'failed';
     } finally {
       conn?.release();
     }
-    return undefined;
   }
 
   /** Drops the lock connection; the server releases the lock with it. */
@@ -257,9 +284,10 @@ export class OutboxRelay {
     this.roundStartedAt = Date.now();
     let stage: Stage = 'mysql';
     try {
-      await this.refreshBacklog(lock);
       this.nudged = false; // rows committed before this read are in it; a later nudge wakes the next poll
       const rows = await this.readUnsent(lock);
+      if (rows.length > 0) await this.refreshBacklog(lock);
+      else this.noBacklog(); // an idle round costs one query
       if (rows.length > 0) {
         stage = 'kafka';
         await this.send(rows);
@@ -350,6 +378,12 @@ export class OutboxRelay {
     }
     this.producer = producer;
     return producer;
+  }
+
+  /** The outbox was just read empty (of this relay's topics). */
+  private noBacklog(): void {
+    this.backlog = 0;
+    this.backlogAt = Date.now();
   }
 
   /** Cheap: MIN and MAX of the unsent range come straight from the (sent_at, id) index. */
