@@ -24,6 +24,8 @@ const SYSTEM_PACKAGES = [
   { pkg: 'maven', file: '/usr/bin/mvn' },
   // The stack's local CA and server certificates (scripts/stack/tls.ts).
   { pkg: 'openssl', file: '/usr/bin/openssl' },
+  // The `reads` benchmark's HTTP client (bench/scenarios/reads.ts).
+  { pkg: 'wrk', file: '/usr/bin/wrk' },
 ];
 
 function fail(message) {

@@ -155,12 +155,25 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
     'actor_redis_commands',
     'actor_kafka_produce_requests',
     'actor_app_cpu_ms',
+    'actor_cpu_us_per_purchase',
+    'actor_cpu_us_per_purchase_saturated',
+    'idle_node_cpu_pct',
   ]);
   t.equal(run.summary['oversold'], 0);
   t.ok(
     Number(run.summary['actor_confirmed']) > 0 && Number(run.summary['baseline_confirmed']) > 0,
     'both paths confirmed purchases',
   );
+});
+
+t.test('reads: a cached read on one node vs a bare uWS hello, same client, every answer a hit', async (t) => {
+  const run = await bench(['reads', '--duration', '1', '--param', 'rounds=1', '--param', 'warmup=1']);
+  await expectOk(t, run, 'reads', ['node_reads_per_s', 'hello_per_s', 'ratio', 'node_cache_hit_pct']);
+  t.ok(
+    Number(run.summary['node_reads_per_s']) > 0 && Number(run.summary['hello_per_s']) > 0,
+    'both answered',
+  );
+  t.equal(run.summary['node_errors'], 0);
 });
 
 t.test('failover: kill -9 of one node, no acknowledged order lost', async (t) => {
@@ -245,7 +258,19 @@ t.test('auth: per-check CPU costs, hot-sku with security on vs limits off, nothi
 });
 
 t.test('--repeat: median and spread of each figure', async (t) => {
-  const run = await bench(['cost', '--duration', '1', '--rate', '10', '--connections', '5', '--repeat', '2']);
+  const run = await bench([
+    'cost',
+    '--duration',
+    '1',
+    '--rate',
+    '10',
+    '--connections',
+    '5',
+    '--repeat',
+    '2',
+    '--param',
+    'saturation=0',
+  ]);
   t.equal(run.code, 0, 'exits 0', { output: run.output.slice(-4000) });
   t.equal(run.summary['ok'], true);
   t.equal(run.summary['repeat'], 2);
