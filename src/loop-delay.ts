@@ -9,7 +9,7 @@ export const loopDelayDefaults = {
   /** Utilization (0–1) from which the loop counts as busy and its delay is sampled. */
   busyUtilization: 0.05,
   /** Checks in a row under that before sampling stops. */
-  idleChecks: 10,
+  idleChecks: 3,
 } as const;
 
 /** The gauges prom-client's default metrics define for the event-loop delay (replaced by this module's). */
@@ -30,7 +30,7 @@ export const LOOP_DELAY_METRICS = [
  * only while the loop is busy. prom-client samples every 10 ms forever: 100 wake-ups a second, about
  * 0.5% of a core on an idle node, more than everything else it does. Here a check once a second reads the
  * loop's utilization (free: libuv keeps the counters); sampling starts when it reaches 5% and stops after
- * 10 s under it. While nothing was sampled since the last scrape (an idle loop), the gauges read 0.
+ * 3 s under it. While nothing was sampled since the last scrape (an idle loop), the gauges read 0.
  * `nodejs_eventloop_lag_seconds` (one setImmediate at scrape) is unchanged.
  */
 export class LoopDelayMonitor {
