@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
 import { Pool } from 'undici';
 import { sleep } from '../timeouts.js';
@@ -23,6 +24,9 @@ export const defaults = {
 } as const;
 
 type Settings = { -readonly [K in keyof typeof defaults]: number };
+
+/** Buckets of the breaker's rolling window. */
+const BREAKER_BUCKETS = 10;
 
 interface ProviderCall {
   readonly method: 'GET' | 'POST';
@@ -80,20 +84,34 @@ export class PaymentClient {
   private readonly basePath: string;
   private readonly pool: Pool;
   private readonly breaker: CircuitBreaker<[ProviderCall], ProviderAnswer>;
+  /** Turns the breaker's window when told (see rotateWindow): opossum's own turns it on a timer. */
+  private readonly rotation = new EventEmitter();
+  private readonly bucketMs: number;
+  private rotatedAt = performance.now();
 
   constructor(private readonly options: PaymentClientOptions) {
     this.settings = settingsFrom(options);
     const url = new URL(options.url);
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.pool = new Pool(url.origin, { connections: this.settings.connections });
+    this.bucketMs = this.settings.breakerWindowMs / BREAKER_BUCKETS;
     this.breaker = new CircuitBreaker((call: ProviderCall) => this.attempt(call), {
       timeout: false, // each attempt aborts itself after timeoutMs
       errorThresholdPercentage: this.settings.breakerErrorThresholdPercentage,
       volumeThreshold: this.settings.breakerVolumeThreshold,
       rollingCountTimeout: this.settings.breakerWindowMs,
-      rollingCountBuckets: 10,
+      rollingCountBuckets: BREAKER_BUCKETS,
       resetTimeout: this.settings.breakerResetTimeoutMs,
+      // No timers while idle: opossum turns its window every bucket and emits a stats snapshot every bucket
+      // (2 wake-ups a second, forever); here the window is turned by the buckets that passed, right before
+      // the breaker reads it (a call, a failure). No latency percentiles either: nothing reads them, and
+      // opossum would keep every call's latency and sort them all at each read.
+      rotateBucketController: this.rotation,
+      enableSnapshots: false,
+      rollingPercentilesEnabled: false,
     });
+    // opossum reads the window right after emitting 'failure' (to decide whether to open): turn it first.
+    this.breaker.on('failure', () => this.rotateWindow());
     const notify = options.onBreakerStateChange;
     if (notify !== undefined) {
       this.breaker.on('open', () => notify('open'));
@@ -145,6 +163,7 @@ export class PaymentClient {
   private async call(call: ProviderCall): Promise<ProviderAnswer> {
     for (let attempt = 1; ; attempt += 1) {
       try {
+        this.rotateWindow();
         return await this.breaker.fire(call);
       } catch (error) {
         const failure = this.toPaymentError(error);
@@ -154,6 +173,14 @@ export class PaymentClient {
         await sleep(this.backoffMs(attempt));
       }
     }
+  }
+
+  /** Turns the breaker's rolling window by the buckets that passed since it was last turned. */
+  private rotateWindow(): void {
+    const passed = Math.floor((performance.now() - this.rotatedAt) / this.bucketMs);
+    if (passed <= 0) return;
+    this.rotatedAt += passed * this.bucketMs;
+    for (let i = Math.min(passed, BREAKER_BUCKETS); i > 0; i -= 1) this.rotation.emit('rotate');
   }
 
   /** Full jitter: uniform in [0, min(max, base · 2^(attempt-1))). */

@@ -138,6 +138,23 @@ t.test(
   },
 );
 
+t.test(
+  'failures older than the breaker window no longer count (the window turns without a timer)',
+  async (t) => {
+    const { base } = await startProvider(t, { errorRate: 1 });
+    const payments = client(t, base, { retries: 0, breakerVolumeThreshold: 4, breakerWindowMs: 200 });
+    for (let i = 0; i < 3; i += 1)
+      await t.rejects(payments.charge(charge(`c-old-${i}`)), { code: 'PAYMENT_UNAVAILABLE' });
+    t.equal(payments.breakerState(), 'closed', 'under the volume threshold');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the window (200 ms) passes
+    for (let i = 0; i < 3; i += 1)
+      await t.rejects(payments.charge(charge(`c-new-${i}`)), { code: 'PAYMENT_UNAVAILABLE' });
+    t.equal(payments.breakerState(), 'closed', 'the first three left the window: 3 of 4 needed');
+    await t.rejects(payments.charge(charge('c-new-3')), { code: 'PAYMENT_UNAVAILABLE' });
+    t.equal(payments.breakerState(), 'open', 'four failures within the window open it');
+  },
+);
+
 t.test('a 4xx answer does not count against the breaker', async (t) => {
   const { base } = await startProvider(t);
   const payments = client(t, base, { retries: 0, breakerVolumeThreshold: 2 });
