@@ -6,6 +6,13 @@ import { kafkaJsIdleLoopPatched } from '../../src/storage/kafka.js';
 import { patchKafkaJsIdleLoop } from '../../src/storage/kafkajs-idle-fix.js';
 
 interface Queue {
+  enforceRequestTimeout: boolean;
+  requestTimeout: number;
+  requestTimeoutIntervalId: NodeJS.Timeout | undefined;
+  inflight: Map<number, { sentAt: number; requestTimeout: number; timeoutRequest(): void }>;
+  isConnected(): boolean;
+  destroy(): void;
+  scheduleRequestTimeoutCheck(): void;
   pending: unknown[];
   throttledUntil: number;
   throttleCheckTimeoutId: NodeJS.Timeout | null;
@@ -47,4 +54,20 @@ t.test('a pending request or a throttle still schedules its check', async (t) =>
   throttled.scheduleCheckPendingRequests();
   t.not(throttled.throttleCheckTimeoutId, null, 'throttled: checked when the throttle ends');
   clearTimeout(throttled.throttleCheckTimeoutId!);
+});
+
+t.test('requests past their timeout are still timed out by the (coarser) check', async (t) => {
+  let timedOut = 0;
+  const q = queue({
+    enforceRequestTimeout: true,
+    requestTimeout: 30,
+    isConnected: () => true,
+    inflight: new Map([
+      [1, { sentAt: Date.now(), requestTimeout: 30, timeoutRequest: () => (timedOut += 1) }],
+    ]),
+  });
+  t.teardown(() => q.destroy());
+  q.scheduleRequestTimeoutCheck();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.ok(timedOut > 0, 'the request timed out');
 });
