@@ -62,6 +62,10 @@ export class Ownership {
   private steadyStale = true;
   /** The shards rendezvous hashing gives this node, for the membership they were computed from. */
   private desired: { nodes: string; shards: Set<number> } = { nodes: '', shards: new Set() };
+  /** performance.now() of the last read of every node's address (with a tick, at least once per TTL). */
+  private addressesAt = -Infinity;
+  /** The addresses must be read at the next tick (an announcement: a node may have restarted elsewhere). */
+  private addressesStale = true;
   /** performance.now() of the last read of every shard's owner. */
   private ownersAt = -Infinity;
   /** The owners must be read again at the next tick (something moved, or may have). */
@@ -93,6 +97,7 @@ export class Ownership {
   /** Rebalances now, reading every shard's owner again (another node joined, left, took or released shards). */
   poke(): void {
     this.ownersStale = true;
+    this.addressesStale = true;
     void this.tick();
   }
 
@@ -161,12 +166,22 @@ export class Ownership {
     const started = performance.now();
     this.dropExpired();
     const steady = this.steadyLeases();
-    // One round trip for both (the heartbeat's answer is not needed to renew).
-    const [membership, lost] = await Promise.all([
-      leases.heartbeat(nodeId, this.options.address(), ttlMs),
-      leases.renew(nodeId, ttlMs, steady),
-    ]);
-    this.membership = membership;
+    // Heartbeat, renewal and the live nodes in one script; the nodes' addresses only now and then.
+    const withAddresses = this.addressesStale || performance.now() - this.addressesAt >= ttlMs;
+    const tick = await leases.tick(nodeId, this.options.address(), ttlMs, steady, withAddresses);
+    const lost = tick.lost;
+    let addresses = tick.addresses;
+    if (addresses === undefined && tick.nodes.join('\n') !== this.membership.nodes.join('\n'))
+      addresses = await leases.addresses(); // a node joined or left: where is it?
+    if (addresses !== undefined) {
+      this.addressesAt = performance.now();
+      this.addressesStale = false;
+    }
+    this.membership = {
+      nodes: tick.nodes,
+      lastSeen: tick.lastSeen,
+      addresses: addresses ?? this.membership.addresses,
+    };
     const renewedUntil = started + ttlMs * TRUSTED_SHARE;
     for (const [shard, held] of this.held) if (steady.has(shard)) held.validUntil = renewedUntil;
     if (lost.length > 0) this.lose(lost, 'lease no longer ours in Redis');

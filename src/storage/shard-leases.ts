@@ -18,9 +18,17 @@ export interface Membership {
 
 interface LeaseScripts {
   acquireShards(...args: (string | number)[]): Promise<number[]>;
-  renewShards(...args: (string | number)[]): Promise<number[]>;
   releaseShards(...args: (string | number)[]): Promise<number>;
   evictNode(...args: (string | number)[]): Promise<number>;
+  heartbeatRenew(...args: (string | number)[]): Promise<[number[], string[], string[]]>;
+}
+
+/** One ownership tick's answer: the leases lost, who is alive, and (when asked) every node's address. */
+export interface TickResult {
+  lost: number[];
+  nodes: string[];
+  lastSeen: Map<string, number>;
+  addresses: Map<string, string> | undefined;
 }
 
 const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua`), 'utf8');
@@ -42,9 +50,9 @@ export class RedisShardLeases {
   ) {
     if (!('acquireShards' in redis)) {
       redis.defineCommand('acquireShards', { numberOfKeys: 0, lua: lua('acquire-shards') });
-      redis.defineCommand('renewShards', { numberOfKeys: 0, lua: lua('renew-shards') });
       redis.defineCommand('releaseShards', { numberOfKeys: 0, lua: lua('release-shards') });
       redis.defineCommand('evictNode', { numberOfKeys: 0, lua: lua('evict-node') });
+      redis.defineCommand('heartbeatRenew', { numberOfKeys: 0, lua: lua('heartbeat-renew') });
     }
     this.scripts = redis as unknown as LeaseScripts;
   }
@@ -66,19 +74,54 @@ export class RedisShardLeases {
   }
 
   /**
-   * Extends every lease still held at its epoch; resolves with the shards that were lost. `owned` is
-   * encoded once per Map object (renewals run twice a second with the same set): pass a new Map when the
-   * set changes, never a mutated one.
+   * One ownership tick in one round trip (a script): records this node as alive at `address`, renews
+   * `owned` (every lease still held at its epoch; `lost` are the others), and returns who is alive
+   * (heartbeats within `ttlMs`) and, with `withAddresses`, every node's address. `owned` is encoded once
+   * per Map object (ticks run twice a second with the same set): pass a new Map when the set changes,
+   * never a mutated one.
    */
-  async renew(node: string, ttlMs: number, owned: ReadonlyMap<number, number>): Promise<number[]> {
-    if (owned.size === 0) return [];
+  async tick(
+    node: string,
+    address: string,
+    ttlMs: number,
+    owned: ReadonlyMap<number, number>,
+    withAddresses: boolean,
+  ): Promise<TickResult> {
+    const now = Date.now();
+    const [lost, live, addresses] = await this.scripts.heartbeatRenew(
+      this.prefix,
+      node,
+      ttlMs,
+      now,
+      address,
+      now - ttlMs,
+      now - 10 * ttlMs,
+      this.encode(owned),
+      withAddresses ? 1 : 0,
+    );
+    const lastSeen = new Map<string, number>();
+    for (let i = 0; i + 1 < live.length; i += 2) lastSeen.set(live[i]!, Number(live[i + 1]));
+    return {
+      lost: lost.length === 0 ? [] : lost.map(Number),
+      nodes: [...lastSeen.keys()].sort(),
+      lastSeen,
+      addresses: withAddresses ? pairsToMap(addresses) : undefined,
+    };
+  }
+
+  /** Every node's internal address (one HGETALL). */
+  async addresses(): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.redis.hgetall(`${this.prefix}node-addr`)));
+  }
+
+  /** `shard:epoch shard:epoch …`, encoded once per Map object. */
+  private encode(owned: ReadonlyMap<number, number>): string {
     let pairs = this.encoded.get(owned);
     if (pairs === undefined) {
       pairs = [...owned].map(([shard, epoch]) => `${shard}:${epoch}`).join(' ');
       this.encoded.set(owned, pairs);
     }
-    const lost = await this.scripts.renewShards(this.prefix, node, ttlMs, pairs);
-    return lost.length === 0 ? [] : lost.map(Number);
+    return pairs;
   }
 
   async release(node: string, owned: ReadonlyMap<number, number>): Promise<number> {
@@ -96,30 +139,6 @@ export class RedisShardLeases {
       const bar = value.lastIndexOf('|');
       return { node: value.slice(0, bar), epoch: Number(value.slice(bar + 1)) };
     });
-  }
-
-  /** Records this node as alive and returns who is alive (heartbeats within `ttlMs`). */
-  async heartbeat(node: string, address: string, ttlMs: number): Promise<Membership> {
-    const now = Date.now();
-    const nodesKey = `${this.prefix}nodes`;
-    const addrKey = `${this.prefix}node-addr`;
-    const results = await this.redis
-      .multi()
-      .zadd(nodesKey, now, node)
-      .hset(addrKey, node, address)
-      .zremrangebyscore(nodesKey, '-inf', now - 10 * ttlMs)
-      .zrangebyscore(nodesKey, now - ttlMs, '+inf', 'WITHSCORES')
-      .hgetall(addrKey)
-      .exec();
-    if (results === null) throw new Error('membership transaction aborted');
-    const failed = results.find(([err]) => err !== null);
-    if (failed) throw failed[0] as Error;
-    const flat = results[3]![1] as string[];
-    const lastSeen = new Map<string, number>();
-    for (let i = 0; i + 1 < flat.length; i += 2) lastSeen.set(flat[i]!, Number(flat[i + 1]));
-    const nodes = [...lastSeen.keys()].sort();
-    const addresses = new Map(Object.entries(results[4]![1] as Record<string, string>));
-    return { nodes, lastSeen, addresses };
   }
 
   /**
@@ -150,4 +169,10 @@ export class RedisShardLeases {
   async announce(reason: string): Promise<void> {
     await this.redis.publish(this.channel, reason);
   }
+}
+
+function pairsToMap(flat: readonly string[]): Map<string, string> {
+  const map = new Map<string, string>();
+  for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i]!, flat[i + 1]!);
+  return map;
 }
