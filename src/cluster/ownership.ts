@@ -35,6 +35,9 @@ interface Held {
   validUntil: number;
 }
 
+/** Every shard's owner is read at least once per this many lease TTLs (besides after every change). */
+const OWNERS_REFRESH_TTLS = 10;
+
 /** Share of the TTL a node trusts its lease for after the renewal that started at `t`. */
 const TRUSTED_SHARE = 0.8;
 
@@ -183,28 +186,34 @@ export class Ownership {
       addresses: addresses ?? this.membership.addresses,
     };
     const renewedUntil = started + ttlMs * TRUSTED_SHARE;
-    for (const [shard, held] of this.held) if (steady.has(shard)) held.validUntil = renewedUntil;
+    this.held.forEach((held, shard) => {
+      if (steady.has(shard)) held.validUntil = renewedUntil;
+    });
     if (lost.length > 0) this.lose(lost, 'lease no longer ours in Redis');
     await this.evictDead(); // after our own renewal: a slow probe must not delay it
 
     const desired = this.desiredShards();
-    const surplus = [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
+    // Settled (every desired shard held, nothing else): nothing to hand off or take, no lists to build.
+    const settled = this.held.size === desired.size && this.releasing.size === 0 && this.holdsAll(desired);
+    const surplus = settled
+      ? []
+      : [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
     if (surplus.length > 0) void this.handOff(surplus);
-    const wanted = [...desired].filter((s) => !this.held.has(s));
+    const wanted = settled ? [] : [...desired].filter((s) => !this.held.has(s));
     const granted = await leases.acquire(nodeId, ttlMs, wanted);
     if (granted.size > 0) {
       for (const [shard, epoch] of granted) this.held.set(shard, { epoch, validUntil: renewedUntil });
       this.changed();
       logger.info({ shards: granted.size, held: this.held.size }, 'acquired shards');
       this.options.onAcquired([...granted.keys()]);
-      // The others read the owners only when told (or every TTL): tell them where these shards are now.
+      // The others read the owners only when told (or every 10 TTLs): tell them where these shards are now.
       await leases.announce(`acquired by ${nodeId}`).catch(() => undefined);
     }
     // Owners change only through acquisitions, releases, evictions and expiries: the first three are
     // announced (poke) or done here; an expiry nobody took changes nothing worth forwarding to, and a
-    // forward that finds the owner gone pokes. So the owners are read when something moved, and at least
-    // once per lease TTL as a safety net, not at every renewal.
-    if (this.ownersStale || performance.now() - this.ownersAt >= ttlMs) {
+    // forward that finds the owner gone pokes. So the owners are read when something moved, and every
+    // OWNERS_REFRESH_TTLS lease TTLs as a safety net, not at every renewal.
+    if (this.ownersStale || performance.now() - this.ownersAt >= ttlMs * OWNERS_REFRESH_TTLS) {
       this.ownersStale = false;
       this.ownersAt = performance.now();
       this.owners = await leases.owners(shardCount);
@@ -274,10 +283,17 @@ export class Ownership {
   /** Leases whose local trust ran out (this process was paused or Redis unreachable): stop writing now. */
   private dropExpired(): void {
     const now = performance.now();
-    const expired = [...this.held]
-      .filter(([shard, h]) => h.validUntil <= now && !this.releasing.has(shard))
-      .map(([s]) => s);
-    if (expired.length > 0) this.lose(expired, 'lease not renewed in time');
+    let expired: number[] | undefined;
+    this.held.forEach((h, shard) => {
+      if (h.validUntil <= now && !this.releasing.has(shard)) (expired ??= []).push(shard);
+    });
+    if (expired !== undefined) this.lose(expired, 'lease not renewed in time');
+  }
+
+  /** True when every shard of `shards` is held. */
+  private holdsAll(shards: ReadonlySet<number>): boolean {
+    for (const shard of shards) if (!this.held.has(shard)) return false;
+    return true;
   }
 
   private lose(shards: number[], why: string): void {

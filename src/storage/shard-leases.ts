@@ -102,7 +102,7 @@ export class RedisShardLeases {
     const lastSeen = new Map<string, number>();
     for (let i = 0; i + 1 < live.length; i += 2) lastSeen.set(live[i]!, Number(live[i + 1]));
     return {
-      lost: lost.length === 0 ? [] : lost.map(Number),
+      lost: lost.length === 0 ? NONE : lost.map(Number),
       nodes: [...lastSeen.keys()].sort(),
       lastSeen,
       addresses: withAddresses ? pairsToMap(addresses) : undefined,
@@ -170,6 +170,8 @@ export class RedisShardLeases {
     await this.redis.publish(this.channel, reason);
   }
 }
+
+const NONE: number[] = [];
 
 function pairsToMap(flat: readonly string[]): Map<string, string> {
   const map = new Map<string, string>();
