@@ -41,14 +41,17 @@ interface Job {
  * while the one before it committed.
  *
  * Up to `lanes` cycles run at once. A product is never in two cycles (its actor waits for its batch),
- * and two batches of one cycle never share a (user, idempotency key): such a batch waits for the next
- * cycle, so a client reusing a key across products cannot fail the others' round trip.
+ * and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
+ * starts after the one holding the key ended (not one beside it on another lane, where the two would
+ * race for the key), so a client reusing a key across products cannot fail the others' round trip.
  */
 export class CommitPipeline {
   private queue: Job[] = [];
   private busyLanes = 0;
   private scheduled = false;
   private cycles = 0;
+  /** The (user, key) pairs of the cycles in flight: a batch reusing one waits until its cycle ended. */
+  private readonly keysInFlight = new Set<string>();
 
   constructor(private readonly options: CommitPipelineOptions) {
     if (!Number.isInteger(options.lanes) || options.lanes < 1)
@@ -86,17 +89,20 @@ export class CommitPipeline {
 
   private startCycles(): void {
     while (this.busyLanes < this.options.lanes && this.queue.length > 0) {
-      const jobs = this.take();
+      const { jobs, keys } = this.take();
+      if (jobs.length === 0) return; // every waiting batch reuses a key of a cycle in flight
       this.busyLanes += 1;
+      for (const k of keys) this.keysInFlight.add(k);
       void this.run(jobs).finally(() => {
         this.busyLanes -= 1;
+        for (const k of keys) this.keysInFlight.delete(k);
         this.startCycles();
       });
     }
   }
 
   /** The next cycle's jobs, in arrival order, within the cycle's bounds; those left out stay first in line. */
-  private take(): Job[] {
+  private take(): { jobs: Job[]; keys: Set<string> } {
     const taken: Job[] = [];
     const left: Job[] = [];
     const products = new Set<ProductId>();
@@ -108,7 +114,11 @@ export class CommitPipeline {
         taken.length >= cycleLimits.maxBatches ||
         (taken.length > 0 && orders + batch.orders.length > cycleLimits.maxOrders);
       const jobKeys = batch.orders.map((o) => `${o.userId}\u0000${o.idempotencyKey}`);
-      if (full || products.has(batch.productId) || jobKeys.some((k) => keys.has(k))) {
+      if (
+        full ||
+        products.has(batch.productId) ||
+        jobKeys.some((k) => keys.has(k) || this.keysInFlight.has(k))
+      ) {
         left.push(job);
         continue;
       }
@@ -119,7 +129,7 @@ export class CommitPipeline {
     }
     this.queue = left;
     // Product-id order: rows are locked in one order by every lane and node.
-    return taken.sort((a, b) => a.batch.productId - b.batch.productId);
+    return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys };
   }
 
   private async run(jobs: readonly Job[]): Promise<void> {
