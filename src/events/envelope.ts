@@ -103,7 +103,7 @@ export function decodeEvent(value: Uint8Array): EventEnvelope {
  * Rows for `OUTBOX_INSERT`: the events of one commit packed into one row per topic, in order of first
  * appearance, each row's events in their order (a new row after MAX_PACKED_EVENTS). A row of one event
  * holds it as is; a row of more holds a msgpack array of the encoded events, raw-DEFLATE compressed
- * (`unpackOutbox`): about 4× smaller, and the commit's SQL text, the binlog and the replica all carry it
+ * from COMPRESS_FROM_BYTES on (`unpackOutbox`; the `-plain` types below it): about 4× smaller, and the commit's SQL text, the binlog and the replica all carry it
  * (compressing 80 events takes about 0.1 ms). A row whose events are all of one product is keyed by it
  * (`event_key`, type PACKED_TYPE); a row of several products (a commit cycle of many) holds each event's
  * key beside it (type KEYED_TYPE, `event_key` KEYED_ROW_KEY). The row's event id is its first event's.
@@ -132,12 +132,20 @@ export function outboxRows(
       let type: string = first.type;
       let payload: Buffer;
       if (packed.length === 1) payload = encodeEvent(first);
-      else if (oneProduct) {
-        type = PACKED_TYPE;
-        payload = compressed(packed.map(encodeEvent));
-      } else {
-        type = KEYED_TYPE;
-        payload = compressed(packed.flatMap((e) => [String(e.productId), encodeEvent(e)]));
+      else {
+        const list = encoded(
+          oneProduct ? packed.map(encodeEvent) : packed.flatMap((e) => [String(e.productId), encodeEvent(e)]),
+        );
+        // A small list is stored as it is: deflate's set-up costs more than the few bytes it would save.
+        const deflate = list.byteLength >= COMPRESS_FROM_BYTES;
+        type = oneProduct
+          ? deflate
+            ? PACKED_TYPE
+            : PACKED_PLAIN_TYPE
+          : deflate
+            ? KEYED_TYPE
+            : KEYED_PLAIN_TYPE;
+        payload = deflate ? deflateRawSync(list, { level: 1 }) : list;
       }
       const key = oneProduct ? String(first.productId) : KEYED_ROW_KEY;
       rows.push([first.eventId, topic, key, type, payload, ownerEpoch, packed.length]);
@@ -146,7 +154,8 @@ export function outboxRows(
   return rows;
 }
 
-const compressed = (list: readonly unknown[]): Buffer => deflateRawSync(encoded(list), { level: 1 });
+/** Packed lists of fewer bytes are stored uncompressed (a purchase's two events at a low rate). */
+export const COMPRESS_FROM_BYTES = 1_024;
 
 /** Most events in one outbox row (~230 bytes each: ~115 KB, well inside the MEDIUMBLOB payload). */
 export const MAX_PACKED_EVENTS = 500;
@@ -156,6 +165,12 @@ export const PACKED_TYPE = 'packed';
 
 /** `event_type` of an outbox row holding events of several products, each with its key. */
 export const KEYED_TYPE = 'keyed';
+
+/** PACKED_TYPE's list stored uncompressed (under COMPRESS_FROM_BYTES). */
+export const PACKED_PLAIN_TYPE = 'packed-plain';
+
+/** KEYED_TYPE's list stored uncompressed (under COMPRESS_FROM_BYTES). */
+export const KEYED_PLAIN_TYPE = 'keyed-plain';
 
 /** `event_key` of a KEYED_TYPE row: its events' keys are in the payload. */
 export const KEYED_ROW_KEY = '*';
@@ -194,8 +209,9 @@ export interface OutboxEntry {
 export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
   const { payload, eventType, eventKey, eventCount } = row;
   if (eventCount <= 1) return [{ key: eventKey, value: payload }];
-  const keyed = eventType === KEYED_TYPE;
-  const list = decoder.decode(inflateRawSync(payload));
+  const keyed = eventType === KEYED_TYPE || eventType === KEYED_PLAIN_TYPE;
+  const plain = eventType === PACKED_PLAIN_TYPE || eventType === KEYED_PLAIN_TYPE;
+  const list = decoder.decode(plain ? payload : inflateRawSync(payload));
   const size = keyed ? eventCount * 2 : eventCount;
   if (!Array.isArray(list) || list.length !== size) {
     throw new Error(`outbox row: expected a ${keyed ? 'keyed' : 'packed'} array of ${eventCount} events`);
