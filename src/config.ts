@@ -345,7 +345,7 @@ export const defaults = {
   kafkaReplicationFactor: 1,
   outboxPollMs: 20,
   outboxBatchSize: 500,
-  outboxLingerMs: 10,
+  outboxLingerMs: 20,
   projectionGroupId: 'flashsale-sales-projection',
   paymentUrl: 'http://127.0.0.1:18090',
   paymentTimeoutMs: 1_000, // 1 s

@@ -285,18 +285,23 @@ export class ProductActors {
               batch.orders.length,
             );
           // Write-through before any reply: a client never reads a stock older than its own purchase.
-          await withTimeout(
-            cache.setStock(batch.productId, batch.newStock, result.version),
-            cacheWriteTimeoutMs,
-            'stock write-through',
-          ).catch((err: unknown) =>
-            logger.warn(
-              { productId: batch.productId, err: errorText(err) },
-              'stock write-through failed; the cached stock expires within its TTL',
-            ),
-          );
-          if (batch.newStock !== batch.previousStock)
+          // A batch that changes no stock (confirmations: the version moves, the stock does not) writes
+          // nothing: the cache holds this stock at an older version (or nothing), which is still the
+          // committed stock, and a purchase's stock stamp is its reservation's version, never a
+          // confirmation's.
+          if (batch.newStock !== batch.previousStock) {
+            await withTimeout(
+              cache.setStock(batch.productId, batch.newStock, result.version),
+              cacheWriteTimeoutMs,
+              'stock write-through',
+            ).catch((err: unknown) =>
+              logger.warn(
+                { productId: batch.productId, err: errorText(err) },
+                'stock write-through failed; the cached stock expires within its TTL',
+              ),
+            );
             this.options.onStockChanged?.(batch.productId, batch.newStock, result.version);
+          }
         }
       } catch (err) {
         logger.error({ productId: batch.productId, err: errorText(err) }, 'batch write failed');
