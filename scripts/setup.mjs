@@ -26,6 +26,13 @@ const SYSTEM_PACKAGES = [
   { pkg: 'openssl', file: '/usr/bin/openssl' },
   // The `reads` benchmark's HTTP client (bench/scenarios/reads.ts).
   { pkg: 'wrk', file: '/usr/bin/wrk' },
+  // Monitoring (scripts/stack/monitoring.ts): scraper and alert rules (promtool), alert routing, and the
+  // exporters of Redis, MariaDB and (by TCP probe) Kafka. Their system services never start: see below.
+  { pkg: 'prometheus', file: '/usr/bin/prometheus' },
+  { pkg: 'prometheus-alertmanager', file: '/usr/bin/prometheus-alertmanager' },
+  { pkg: 'prometheus-redis-exporter', file: '/usr/bin/prometheus-redis-exporter' },
+  { pkg: 'prometheus-mysqld-exporter', file: '/usr/bin/prometheus-mysqld-exporter' },
+  { pkg: 'prometheus-blackbox-exporter', file: '/usr/bin/prometheus-blackbox-exporter' },
 ];
 
 function fail(message) {

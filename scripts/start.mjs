@@ -11,6 +11,7 @@
 // environment does not move anything: nginx stays on 8080. APP_NODES=1 runs node-1 only (nginx then passes
 // over the missing node-2).
 //
+// Each running node is listed for the stack's Prometheus (scripts/stack/scrape-targets.mjs, label `node`).
 // Their JSON log lines (pino, each with its `node`) go to stdout as they are, anything else prefixed with
 // `[node-n]`. SIGINT/SIGTERM (SIGHUP too) are forwarded to every node, which drains its in-flight requests;
 // a second Ctrl-C makes them exit at once. A node that dies is reported and the other keeps serving.
@@ -26,6 +27,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { registerNodeTarget } from './stack/scrape-targets.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MAIN = path.join(ROOT, 'dist', 'src', 'main.js');
@@ -129,6 +131,10 @@ function startNode({ id, port }) {
     });
   relay(child.stdout, process.stdout);
   relay(child.stderr, process.stderr);
+  // The stack's Prometheus scrapes the node while it runs (a file_sd target file, removed when it exits).
+  const unregister =
+    child.pid === undefined ? () => {} : registerNodeTarget({ port, node: id, pid: child.pid });
+  child.once('exit', unregister);
   // 'close': the process has exited and its output has been read to the end.
   node.closed = new Promise((resolve) => {
     child.once('error', (error) => {

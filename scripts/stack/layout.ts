@@ -28,6 +28,14 @@ export const STACK_PORTS = Object.freeze({
   payment: 18090,
   nginx: 8080,
   appNodes: Object.freeze([8081, 8082] as const),
+  // Monitoring (scripts/stack/monitoring.ts): never Debian's 9090/9093/9094/9104/9115/9121, which the
+  // packages' own (never started) system services would use.
+  prometheus: 19090,
+  alertmanager: 19095,
+  redisExporter: 19121,
+  mysqldExporterPrimary: 19104,
+  mysqldExporterReplica: 19105,
+  blackbox: 19115,
 });
 
 /** The app nodes nginx balances over, as `npm start` runs them: `NODE_ID=node-<n>`, `PORT=<port>`. */
@@ -71,7 +79,19 @@ export const STACK_TLS = Object.freeze({
 export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze([`${STACK_HOST}:${STACK_PORTS.kafka}`]);
 
 /** Names of the servers the stack runs, in no particular order. */
-export type ServerName = 'primary' | 'replica' | 'redis' | 'kafka' | 'payment' | 'nginx';
+export type ServerName =
+  | 'primary'
+  | 'replica'
+  | 'redis'
+  | 'kafka'
+  | 'payment'
+  | 'nginx'
+  | 'prometheus'
+  | 'alertmanager'
+  | 'redis-exporter'
+  | 'mysqld-exporter-primary'
+  | 'mysqld-exporter-replica'
+  | 'blackbox';
 
 export interface ServerPaths {
   /** The server's own data folder. */

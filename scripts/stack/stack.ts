@@ -6,6 +6,14 @@ import { ensureSigningKey } from './auth-key.js';
 import { kafka } from './kafka.js';
 import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
+import {
+  alertmanager,
+  blackbox,
+  mysqldExporterPrimary,
+  mysqldExporterReplica,
+  prometheus,
+  redisExporter,
+} from './monitoring.js';
 import { nginx } from './nginx.js';
 import { payment } from './payment.js';
 import { StackError, isAlive, readPid } from './process.js';
@@ -30,7 +38,20 @@ export {
 export type { ServerStatus, StartResult } from './server.js';
 
 /** Every server of the stack. Adding one = one module exporting a ServerSpec, listed here. */
-export const SERVERS: readonly ServerSpec[] = [primary, replica, redis, kafka, payment, nginx];
+export const SERVERS: readonly ServerSpec[] = [
+  primary,
+  replica,
+  redis,
+  kafka,
+  payment,
+  nginx,
+  redisExporter,
+  mysqldExporterPrimary,
+  mysqldExporterReplica,
+  blackbox,
+  alertmanager,
+  prometheus,
+];
 
 export type StackStatus = Record<ServerName, ServerStatus>;
 export type StackStartResults = Record<ServerName, StartResult>;

@@ -6,6 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Test } from 'tap';
 import { request } from 'undici';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
+import { registerNodeTarget } from '../../scripts/stack/scrape-targets.mjs';
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -30,7 +31,8 @@ export interface AppNode {
 /**
  * Runs the service as a real child process (`node --import tsx src/main.ts`) with `env` on a free port,
  * and waits until /ready answers 200. It is killed when the test ends if still running, and stops itself
- * if the test process dies first (test/helpers/orphan-guard.ts).
+ * if the test process dies first (test/helpers/orphan-guard.ts). While it runs, the stack's Prometheus
+ * scrapes it (a file_sd target file, removed when it exits).
  */
 export async function startNode(
   t: Test,
@@ -48,6 +50,13 @@ export async function startNode(
   child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // Scraped by the stack's Prometheus while it runs (scripts/stack/scrape-targets.mjs).
+  const unregister = registerNodeTarget({
+    port,
+    node: env['NODE_ID'] ?? `test-${port}`,
+    pid: child.pid ?? 0,
+  });
+  void exited.then(unregister);
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
