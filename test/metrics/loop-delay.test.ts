@@ -42,3 +42,20 @@ t.test('samples reach the gauges; an idle loop reads 0', async (t) => {
   monitor.stop();
   t.equal(await p99(), 0, 'each scrape starts a new interval');
 });
+
+t.test('a partly busy loop is sampled less often, with the same 10 ms base', async (t) => {
+  const registry = new Registry();
+  const monitor = new LoopDelayMonitor(registry);
+  t.teardown(() => monitor.stop());
+  monitor.check(0.2);
+  t.equal(monitor.periodMs, loopDelayDefaults.partlyBusyResolutionMs, 'partly busy: the longer period');
+  monitor.check(0.9);
+  t.equal(monitor.periodMs, loopDelayDefaults.resolutionMs, 'saturated: every 10 ms');
+  monitor.check(0.2);
+  t.equal(monitor.periodMs, loopDelayDefaults.partlyBusyResolutionMs, 'back to the longer period');
+  await registry.metrics(); // starts a new interval
+  await new Promise((resolve) => setTimeout(resolve, 6 * loopDelayDefaults.partlyBusyResolutionMs));
+  const text = await registry.metrics();
+  const p50 = Number(/^nodejs_eventloop_lag_p50_seconds (\S+)$/m.exec(text)?.[1]);
+  t.ok(p50 >= 0.009 && p50 < 0.04, `a free loop reads about 10 ms, not the period (p50 ${p50} s)`);
+});
