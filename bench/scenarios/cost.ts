@@ -18,6 +18,7 @@ import { backgroundBusy, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
 import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
+import { probeIo } from '../io-probe.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
@@ -163,6 +164,9 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     redis: diff(idleStart.redis, await redisCommands(redis)),
     nodeCores: idleCpu.processCores['node'],
   };
+  // What one network interaction costs a process on this machine (what the low-rate figure is made of).
+  io.progress('bench: probing the cost of a loopback round trip (~3 s)');
+  const ioCost = await probeIo();
   const phases: Phase[] = [];
   for (const path of PATHS) {
     const before = {
@@ -312,6 +316,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     summary[`${p.path}_saturated_errors`] = r.failed;
   }
   summary['saturation_in_flight'] = inFlight;
+  summary['io_round_trip_cpu_us_busy'] = ioCost.busyUs;
+  summary['io_round_trip_cpu_us_after_sleep'] = ioCost.afterSleepUs;
   const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
   summary['idle_node_cpu_pct'] = idlePct;
   summary['idle_s'] = round(idle.s, 1);
@@ -376,6 +382,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         (saturatedPhases.length === 0
           ? 'saturation not measured (--param saturation=0).'
           : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
+      `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s are the price of ~${num(Math.round(actorUs / ioCost.afterSleepUs))} such wake-ups.`,
       ...saturatedPhases.map((p) => {
         const r = p.measured.result;
         return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.measured.serviceCores.toFixed(2)} cores, other processes ${(p.measured.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;

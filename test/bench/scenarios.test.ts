@@ -158,8 +158,11 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
     'actor_cpu_us_per_purchase',
     'actor_cpu_us_per_purchase_saturated',
     'idle_node_cpu_pct',
+    'io_round_trip_cpu_us_busy',
+    'io_round_trip_cpu_us_after_sleep',
   ]);
   t.equal(run.summary['oversold'], 0);
+  t.ok(Number(run.summary['io_round_trip_cpu_us_busy']) > 0, 'the round-trip probe measured something');
   t.ok(
     Number(run.summary['actor_confirmed']) > 0 && Number(run.summary['baseline_confirmed']) > 0,
     'both paths confirmed purchases',
