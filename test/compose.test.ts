@@ -173,6 +173,7 @@ const SECRETS = [
   'REDIS_APP_PASSWORD',
   'KAFKA_BROKER_PASSWORD',
   'KAFKA_APP_PASSWORD',
+  'MYSQL_EXPORTER_PASSWORD',
 ];
 /** The local stack's config files: production must mount these very files. */
 const SHARED_CONFIGS = [
@@ -182,6 +183,11 @@ const SHARED_CONFIGS = [
   'docker/kafka/server.properties',
   'docker/kafka/log4j.properties',
   'docker/nginx/nginx.conf',
+  // Monitoring (scripts/stack/monitoring.ts runs these; prometheus.yml with local addresses and intervals).
+  'docker/prometheus/prometheus.yml',
+  'docker/prometheus/alerts.yml',
+  'docker/prometheus/alertmanager.yml',
+  'docker/prometheus/blackbox.yml',
 ];
 /** Production-only files the services mount besides (TLS and users). */
 const PRODUCTION_FILES = [

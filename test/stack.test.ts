@@ -31,6 +31,42 @@ void t.test('status reports every server up and replication running', async (t) 
   t.match(status.replica, {
     replication: { ioThread: 'Yes', sqlThread: 'Yes', lastError: null, ssl: true, sslCa: STACK_TLS.ca },
   });
+  for (const [name, port] of [
+    ['prometheus', STACK_PORTS.prometheus],
+    ['alertmanager', STACK_PORTS.alertmanager],
+    ['redis-exporter', STACK_PORTS.redisExporter],
+    ['mysqld-exporter-primary', STACK_PORTS.mysqldExporterPrimary],
+    ['mysqld-exporter-replica', STACK_PORTS.mysqldExporterReplica],
+    ['blackbox', STACK_PORTS.blackbox],
+  ] as const) {
+    t.equal(status[name].state, 'up', `${name} is up`);
+    t.equal(status[name].port, port, `${name} listens on its stack port`);
+  }
+});
+
+void t.test('Prometheus scrapes every server of the stack, and each answers', async (t) => {
+  const wanted = ['prometheus', 'alertmanager', 'redis', 'mysql', 'kafka'];
+  type Target = { labels: Record<string, string>; health: string; lastError: string };
+  let targets: Target[];
+  // A Prometheus started a moment ago has not scraped everything yet (every 2 s).
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const res = await fetch(`http://${STACK_HOST}:${STACK_PORTS.prometheus}/api/v1/targets?state=active`);
+    targets = ((await res.json()) as { data: { activeTargets: Target[] } }).data.activeTargets.filter(
+      (target) => wanted.includes(target.labels.job ?? ''),
+    );
+    if (targets.length >= 6 && targets.every((target) => target.health === 'up')) break;
+    if (Date.now() > deadline) break;
+    await sleep(500);
+  }
+  for (const job of wanted)
+    t.ok(
+      targets.some((target) => target.labels.job === job),
+      `a ${job} target`,
+    );
+  t.equal(targets.filter((target) => target.labels.job === 'mysql').length, 2, 'mysql: primary and replica');
+  for (const target of targets)
+    t.equal(target.health, 'up', `${target.labels.job} ${target.labels.instance} up ${target.lastError}`);
 });
 
 void t.test('a row written on the primary is read back from the replica', async (t) => {

@@ -3,17 +3,22 @@
 # makes too (scripts/stack/mariadb.ts), with passwords from the environment (docker-compose.yml):
 #   flashsale          the app: data only (SELECT, INSERT, UPDATE, DELETE), no DDL
 #   flashsale_migrate  the schema owner: migrations (MYSQL_MIGRATION_URL)
+#   exporter           mysqld_exporter (docker-compose.yml, docker/prometheus/): server status, replication
 # Every account must connect with TLS (REQUIRE SSL, besides the server's require_secure_transport).
 # These statements are binlogged, so the replica gets the same users. An existing datadir is not touched:
 # run the same statements there by hand (docker/README.md "TLS and credentials").
 # shellcheck shell=bash disable=SC2154
 flashsale_app_password=$(docker_sql_escape_string_literal "${FLASHSALE_APP_PASSWORD:?}")
 flashsale_migration_password=$(docker_sql_escape_string_literal "${FLASHSALE_MIGRATION_PASSWORD:?}")
+flashsale_exporter_password=$(docker_sql_escape_string_literal "${FLASHSALE_EXPORTER_PASSWORD:?}")
 docker_process_sql --binary-mode <<-EOSQL
 	CREATE USER IF NOT EXISTS 'flashsale'@'%' IDENTIFIED BY '${flashsale_app_password}';
 	CREATE USER IF NOT EXISTS 'flashsale_migrate'@'%' IDENTIFIED BY '${flashsale_migration_password}';
 	ALTER USER 'flashsale'@'%', 'flashsale_migrate'@'%', '${MARIADB_REPLICATION_USER}'@'%' REQUIRE SSL;
 	GRANT SELECT, INSERT, UPDATE, DELETE ON \`flashsale\`.* TO 'flashsale'@'%';
 	GRANT ALL PRIVILEGES ON \`flashsale\`.* TO 'flashsale_migrate'@'%';
+	CREATE USER IF NOT EXISTS 'exporter'@'%' IDENTIFIED BY '${flashsale_exporter_password}' WITH MAX_USER_CONNECTIONS 3;
+	ALTER USER 'exporter'@'%' REQUIRE SSL;
+	GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR, SELECT ON *.* TO 'exporter'@'%';
 EOSQL
-unset flashsale_app_password flashsale_migration_password
+unset flashsale_app_password flashsale_migration_password flashsale_exporter_password
