@@ -130,9 +130,9 @@ export function buildApp(deps: AppDeps): App {
   // Built with the HTTP server below; committed stock changes go to its subscribers.
   let subscriptions!: StockSubscriptions;
   /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
-  const stockChanged = (productId: number, stock: number, version: number): void => {
+  const stockChanged = (productId: number, stock: number, version: number, announced = false): void => {
     catalog.offerStock(productId, stock, version);
-    subscriptions.committed(productId, stock, version);
+    subscriptions.committed(productId, stock, version, announced);
   };
   const pipeline = new CommitPipeline({
     primary: infra.mysql.primary,
@@ -155,6 +155,8 @@ export function buildApp(deps: AppDeps): App {
     passivateAfterMs: config.purchase.passivateAfterMs,
     cacheWriteTimeoutMs: 500,
     onStockChanged: stockChanged,
+    // The write-through announces the change to the other nodes in its own round trip.
+    stockPublication: (productId, stock, version) => subscriptions.publication(productId, stock, version),
     onCommitted: ({ orders }) => {
       for (const order of orders) sagas.start(purchases.sagaOf(order));
     },

@@ -20,6 +20,7 @@ import type {
   Settlement,
   StageObserver,
   StockCache,
+  StockPublication,
 } from './types.js';
 
 const { dispatch } = nact;
@@ -37,8 +38,13 @@ export interface ProductActorsOptions {
   cacheWriteTimeoutMs: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
   onCommitted?: (info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }) => void;
-  /** Called after the write-through of a committed batch that changed the stock (subscribers' feed). Must not throw. */
-  onStockChanged?: (productId: ProductId, stock: number, version: number) => void;
+  /**
+   * Called after the write-through of a committed batch that changed the stock (subscribers' feed), with
+   * whether the write-through also published `stockPublication`'s message (false: it failed). Must not throw.
+   */
+  onStockChanged?: (productId: ProductId, stock: number, version: number, published: boolean) => void;
+  /** The other nodes' message of a stock change, sent by the write-through in its round trip. */
+  stockPublication?: (productId: ProductId, stock: number, version: number) => StockPublication;
   /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
   mayWrite?: (productId: ProductId) => boolean;
   /** Called after every batch write with its size and duration. */
@@ -290,17 +296,23 @@ export class ProductActors {
           // committed stock, and a purchase's stock stamp is its reservation's version, never a
           // confirmation's.
           if (batch.newStock !== batch.previousStock) {
-            await withTimeout(
-              cache.setStock(batch.productId, batch.newStock, result.version),
+            const { productId, newStock } = batch;
+            const publication = this.options.stockPublication?.(productId, newStock, result.version);
+            const published = await withTimeout(
+              cache.setStock(productId, newStock, result.version, publication),
               cacheWriteTimeoutMs,
               'stock write-through',
-            ).catch((err: unknown) =>
-              logger.warn(
-                { productId: batch.productId, err: errorText(err) },
-                'stock write-through failed; the cached stock expires within its TTL',
-              ),
+            ).then(
+              () => publication !== undefined,
+              (err: unknown) => {
+                logger.warn(
+                  { productId, err: errorText(err) },
+                  'stock write-through failed; the cached stock expires within its TTL',
+                );
+                return false;
+              },
             );
-            this.options.onStockChanged?.(batch.productId, batch.newStock, result.version);
+            this.options.onStockChanged?.(productId, newStock, result.version, published);
           }
         }
       } catch (err) {

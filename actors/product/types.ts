@@ -97,9 +97,16 @@ export interface ProductStore {
   commitBatch(batch: BatchWrite): Promise<BatchResult>;
 }
 
+/** A message for the other nodes, published by the write-through in the same round trip. */
+export interface StockPublication {
+  channel: string;
+  message: string;
+}
+
 /** Write-through of committed stock, done before any purchase of the batch is acknowledged. */
 export interface StockCache {
-  setStock(productId: ProductId, stock: number, version: number): Promise<void>;
+  /** With `publish`, the message goes out with the write (only when the write is not older than the cache). */
+  setStock(productId: ProductId, stock: number, version: number, publish?: StockPublication): Promise<void>;
 }
 
 /** Why a purchase was not attempted or not completed; maps 1:1 to an error code. */

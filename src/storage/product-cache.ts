@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { decode, encode } from '@msgpack/msgpack';
-import type { StockCache } from '../../actors/product/types.js';
+import type { StockCache, StockPublication } from '../../actors/product/types.js';
 import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
 
@@ -25,14 +25,20 @@ export interface ProductCacheOptions {
   prefix: string;
   /** Lifetime of cached product details, seconds. Default 300. */
   detailsTtlSeconds?: number;
-  /** Lifetime of a cached stock: a safety net, since every committed batch writes it through, ms. Default 5000. */
+  /** Lifetime of a cached stock: a safety net, since every committed stock change writes it through, ms. Default 5000. */
   stockTtlMs?: number;
 }
 
 const lua = (name: string): string => readFileSync(storageAsset(`lua/${name}.lua`), 'utf8');
 
 interface StockScripts {
-  setStockIfNewer(key: string, version: number, stock: number, ttlMs: number): Promise<number>;
+  setStockIfNewer(
+    key: string,
+    version: number,
+    stock: number,
+    ttlMs: number,
+    ...publish: [] | [channel: string, message: string]
+  ): Promise<number>;
   decrementStock(key: string, quantity: number, version: number, ttlMs: number): Promise<number>;
 }
 
@@ -44,6 +50,7 @@ interface StockWrite {
   key: string;
   stock: number;
   version: number;
+  publish: [] | [channel: string, message: string];
   done: (err?: Error) => void;
 }
 
@@ -77,15 +84,17 @@ export class RedisProductCache implements StockCache {
 
   /**
    * Writes a committed stock through (only if newer than the cached one). The write-throughs asked for
-   * in one turn of the event loop (a commit cycle's products) go to Redis as one pipeline.
+   * in one turn of the event loop (a commit cycle's products) go to Redis as one pipeline. With `publish`,
+   * the script also publishes the message when it writes (one round trip for both).
    */
-  setStock(productId: number, stock: number, version: number): Promise<void> {
+  setStock(productId: number, stock: number, version: number, publish?: StockPublication): Promise<void> {
     return new Promise((resolve, reject) => {
       if (this.stockWrites.length === 0) process.nextTick(() => this.writeStocks());
       this.stockWrites.push({
         key: this.stockKey(productId),
         stock,
         version,
+        publish: publish === undefined ? [] : [publish.channel, publish.message],
         done: (err) => (err ? reject(err) : resolve()),
       });
     });
@@ -97,7 +106,7 @@ export class RedisProductCache implements StockCache {
     const ttl = this.stockTtlMs;
     if (writes.length === 1) {
       const [w] = writes as [StockWrite];
-      this.scripts.setStockIfNewer(w.key, w.version, w.stock, ttl).then(
+      this.scripts.setStockIfNewer(w.key, w.version, w.stock, ttl, ...w.publish).then(
         () => w.done(),
         (err: Error) => w.done(err),
       );
@@ -105,7 +114,7 @@ export class RedisProductCache implements StockCache {
     }
     const pipeline = this.redis.pipeline();
     const scripts = pipeline as unknown as StockScripts;
-    for (const w of writes) void scripts.setStockIfNewer(w.key, w.version, w.stock, ttl);
+    for (const w of writes) void scripts.setStockIfNewer(w.key, w.version, w.stock, ttl, ...w.publish);
     pipeline.exec().then(
       (results) => writes.forEach((w, i) => w.done(results?.[i]?.[0] ?? undefined)),
       (err: Error) => writes.forEach((w) => w.done(err)),

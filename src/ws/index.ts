@@ -23,8 +23,13 @@ export interface StockSubscriptionsDeps {
 }
 
 export interface StockSubscriptions {
-  /** A change committed on this node (called by the product actors after the write-through). */
-  committed(productId: number, stock: number, version: number): void;
+  /**
+   * A change committed on this node (called by the product actors after the write-through); `announced`:
+   * the write-through published `publication(...)` already.
+   */
+  committed(productId: number, stock: number, version: number, announced?: boolean): void;
+  /** The other nodes' message of a change committed now, for the write-through to publish. */
+  publication(productId: number, stock: number, version: number): { channel: string; message: string };
   /** Subscribes to the other nodes' changes. */
   start(): Promise<void>;
   /** Closes every subscriber with 1001 and leaves the channel. */
@@ -52,7 +57,8 @@ export function createStockSubscriptions(deps: StockSubscriptionsDeps): StockSub
     ...(deps.admit ? { admit: deps.admit } : {}),
   });
   return {
-    committed: (productId, stock, version) => feed.committed(productId, stock, version),
+    committed: (productId, stock, version, announced) => feed.committed(productId, stock, version, announced),
+    publication: (productId, stock, version) => feed.publication(productId, stock, version),
     start: () => feed.start(),
     close() {
       endpoint.close();

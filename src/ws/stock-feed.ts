@@ -29,6 +29,9 @@ export const topicOf = (format: WireFormat, productId: number): string =>
 
 const FORMATS: readonly WireFormat[] = ['json', 'msgpack'];
 
+/** The pub/sub message of a change: `productId:stock:version:at`. */
+const messageOf = (c: StockState): string => `${c.productId}:${c.stock}:${c.version}:${c.at}`;
+
 /** Fractional epoch ms, comparable between processes of one machine (commit → subscriber latency). */
 export const nowMs = (): number => Math.round((performance.timeOrigin + performance.now()) * 100) / 100;
 
@@ -43,7 +46,7 @@ export class StockFeed {
   /** Latest state per product with at least one local subscriber. */
   private readonly latest = new Map<number, StockState>();
   /** Changes committed on this node in this event-loop turn; published together, off the commit path. */
-  private queued: StockState[] = [];
+  private queued: (StockState & { announced: boolean })[] = [];
   private subscriber: Redis | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private readonly counts = { committed: 0, received: 0, published: 0, stale: 0, publishFailures: 0 };
@@ -88,11 +91,19 @@ export class StockFeed {
     this.subscriber = undefined;
   }
 
-  /** A committed change on this node (the product's owner). Cheap: the publishing happens on the next turn. */
-  committed(productId: number, stock: number, version: number): void {
+  /**
+   * A committed change on this node (the product's owner). Cheap: the publishing happens on the next turn.
+   * `announced`: the write-through already published `publication(...)` to the other nodes.
+   */
+  committed(productId: number, stock: number, version: number, announced = false): void {
     this.counts.committed += 1;
     if (this.queued.length === 0) setImmediate(() => this.flushQueued());
-    this.queued.push({ productId, stock, version, at: nowMs() });
+    this.queued.push({ productId, stock, version, at: nowMs(), announced });
+  }
+
+  /** The other nodes' message of a change committed now (for a write-through to publish). */
+  publication(productId: number, stock: number, version: number): { channel: string; message: string } {
+    return { channel: this.options.channel, message: messageOf({ productId, stock, version, at: nowMs() }) };
   }
 
   /** Reads the current stock of products for snapshots (the catalog). */
@@ -132,8 +143,10 @@ export class StockFeed {
       if (this.counts.publishFailures % 100 === 1)
         logger.warn({ err: (err as Error).message }, 'stock change not published to Redis');
     };
-    const messages = changes.map((c) => `${c.productId}:${c.stock}:${c.version}:${c.at}`);
-    if (messages.length === 1) redis.publish(channel, messages[0]!).catch(failed);
+    const messages = changes.filter((c) => !c.announced).map(messageOf);
+    if (messages.length === 0) {
+      // every change was announced by its write-through
+    } else if (messages.length === 1) redis.publish(channel, messages[0]!).catch(failed);
     else {
       // A turn's changes (a commit cycle of many products) go to Redis in one write.
       const pipeline = redis.pipeline();

@@ -107,6 +107,32 @@ void t.test('connectRedis waits for a connection that a command already started'
   t.ok(served, 'the next command is served');
 });
 
+void t.test('a write-through announces its change in the same script, only when it writes', async (t) => {
+  const redis = createRedis(loadConfig({}));
+  await connectRedis(redis);
+  const listener = redis.duplicate();
+  await connectRedis(listener);
+  t.teardown(() => {
+    redis.disconnect();
+    listener.disconnect();
+  });
+  const channel = uniq('changes');
+  const heard: string[] = [];
+  listener.on('message', (_channel: string, message: string) => heard.push(message));
+  await listener.subscribe(channel);
+  const cache = new RedisProductCache(redis, { prefix: `${uniq('pub')}:` });
+  await cache.setStock(1, 50, 5, { channel, message: '1:50:5' });
+  await cache.setStock(1, 60, 4, { channel, message: '1:60:4' }); // older than the cache: not written
+  await Promise.all([
+    cache.setStock(2, 7, 1, { channel, message: '2:7:1' }),
+    cache.setStock(3, 9, 2), // no announcement asked for
+  ]);
+  await redis.ping();
+  await listener.ping(); // every message published before this PING has been delivered
+  t.same(heard, ['1:50:5', '2:7:1'], 'written changes announced once; the older one and the silent one not');
+  t.equal(await redis.get(cache.stockKey(1)), '5:50');
+});
+
 void t.test('write-throughs of one turn go out as one pipeline; an older version never wins', async (t) => {
   const redis = createRedis(loadConfig({}));
   await connectRedis(redis);
