@@ -5,6 +5,7 @@ import { sleep, withTimeout } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type { FlushResult } from './product-core.js';
 import type {
+  BatchResult,
   BatchWrite,
   OrderView,
   PendingPurchase,
@@ -119,9 +120,48 @@ export class ProductActors {
     return this.direct(productId, (reply) => ({ kind: 'restock', quantity, reply }));
   }
 
-  /** Persists a saga's decision through the product's actor. Never turned away by the mailbox bound. */
+  /**
+   * Persists a saga's decision. A cancellation releases stock: it goes through the product's actor (never
+   * turned away by the mailbox bound). A confirmation changes no stock and its saga's version check fences
+   * it: it is committed beside the product's chain (the store's `commitConfirmation`), so a purchase takes
+   * one slot of its product's chain, not two, and never waits for a reservation batch in flight.
+   */
   settle(settlement: Settlement): Promise<SettleOutcome> {
+    const { store } = this.options;
+    if (settlement.outcome === 'confirm' && store.commitConfirmation !== undefined)
+      return this.confirm(settlement, (s) => store.commitConfirmation!(s));
     return this.direct(settlement.productId, (reply) => ({ kind: 'settle', settlement, reply }));
+  }
+
+  private async confirm(
+    settlement: Settlement,
+    commit: (settlement: Settlement) => Promise<BatchResult>,
+  ): Promise<SettleOutcome> {
+    const refusal = this.admission(settlement.productId);
+    if (refusal) return refusal;
+    this.outstanding += 1;
+    try {
+      const result = await commit(settlement);
+      if (result.kind === 'committed') return { kind: 'settled', status: 'CONFIRMED' };
+      if (result.kind === 'settled_elsewhere') {
+        const saga = result.sagas.find((s) => s.orderId === settlement.orderId);
+        if (saga !== undefined) return { kind: 'already', status: saga.status };
+      }
+      throw new Error(`unexpected ${result.kind} for a confirmation`);
+    } catch (err) {
+      this.options.logger.error(
+        { productId: settlement.productId, orderId: settlement.orderId, err: errorText(err) },
+        'confirmation write failed',
+      );
+      return {
+        kind: 'refused',
+        reason: 'DEPENDENCY_UNAVAILABLE',
+        message: `the confirmation write failed (${errorText(err)}); retry`,
+      };
+    } finally {
+      this.outstanding -= 1;
+      if (this.outstanding === 0 && this.drained) this.drained();
+    }
   }
 
   /** Sends one message straight to the actor (no coalescing), counted as outstanding until answered. */

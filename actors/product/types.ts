@@ -95,6 +95,11 @@ export type BatchResult =
 export interface ProductStore {
   load(productId: ProductId): Promise<ProductRecord | undefined>;
   commitBatch(batch: BatchWrite): Promise<BatchResult>;
+  /**
+   * Writes a saga's confirmation outside its product's chain (it changes no stock; the saga's own version
+   * check fences it). Without it, confirmations go through the product's actor like cancellations.
+   */
+  commitConfirmation?(settlement: Settlement): Promise<BatchResult>;
 }
 
 /** A message for the other nodes, published by the write-through in the same round trip. */

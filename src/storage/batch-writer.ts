@@ -53,7 +53,17 @@ export interface WriteBatchOptions extends BatchWriterOptions {
 export interface CycleBatch {
   batch: BatchWrite;
   ownerEpoch: number;
+  /**
+   * False: a batch of confirmations only, written without touching or checking the product row (each
+   * saga's own version check fences it, as the baseline's are), so it needs no slot in its product's chain
+   * and may share a cycle with the product's own batch. Default true.
+   */
+  touchProduct?: boolean;
 }
+
+/** Whether a cycle item updates and version-checks its product row. */
+const touches = (item: CycleBatch, options: { touchProduct?: boolean }): boolean =>
+  options.touchProduct !== false && item.touchProduct !== false;
 
 /** What became of one batch of a cycle: a `BatchResult`, or the error that failed its round trip. */
 export type CycleResult = BatchResult | { kind: 'failed'; error: unknown };
@@ -113,7 +123,7 @@ export async function writeCycle(
         const committedAt = new Date().toISOString();
         for (const i of group) {
           const { batch } = items[i]!;
-          const version = options.touchProduct === false ? batch.expectedVersion : batch.expectedVersion + 1;
+          const version = touches(items[i]!, options) ? batch.expectedVersion + 1 : batch.expectedVersion;
           results[i] = { kind: 'committed', version, committedAt };
         }
         continue;
@@ -169,7 +179,7 @@ async function roundTrip(
     await conn.query('ROLLBACK');
     const batches = items.map((i) => i.batch);
     const results =
-      errno === ER_DUP_ENTRY ? await duplicates(conn, batches) : await refusals(conn, batches, options);
+      errno === ER_DUP_ENTRY ? await duplicates(conn, batches) : await refusals(conn, items, options);
     return { results, error: err };
   }
 }
@@ -196,16 +206,20 @@ async function duplicates(
  */
 async function refusals(
   conn: PoolConnection,
-  batches: readonly BatchWrite[],
+  items: readonly CycleBatch[],
   options: CycleWriterOptions,
 ): Promise<(BatchResult | undefined)[]> {
-  if (options.touchProduct !== false) {
+  const batches = items.map((i) => i.batch);
+  const touching = items.filter((i) => touches(i, options));
+  if (touching.length > 0) {
     const [rows] = await conn.query<RowDataPacket[]>('SELECT id, version FROM products WHERE id IN (?)', [
-      batches.map((b) => b.productId),
+      touching.map((i) => i.batch.productId),
     ]);
     const versions = new Map(rows.map((r) => [Number(r['id']), Number(r['version'])]));
-    const moved = batches.map((b) =>
-      versions.get(b.productId) === b.expectedVersion ? undefined : ({ kind: 'version_conflict' } as const),
+    const moved = items.map((i) =>
+      !touches(i, options) || versions.get(i.batch.productId) === i.batch.expectedVersion
+        ? undefined
+        : ({ kind: 'version_conflict' } as const),
     );
     if (moved.some((r) => r !== undefined)) return moved;
   }
@@ -267,8 +281,14 @@ function cycleStatements(
   now: Date,
 ): Statement[] {
   const statements: Statement[] = [];
-  if (options.touchProduct !== false) statements.push(productUpdate(items));
-  else if (items.some(({ batch: b }) => b.orders.length > 0 || b.newStock !== b.previousStock)) {
+  const touching = items.filter((i) => touches(i, options));
+  if (touching.length > 0) statements.push(productUpdate(touching));
+  if (
+    items.some(
+      (i) =>
+        !touches(i, options) && (i.batch.orders.length > 0 || i.batch.newStock !== i.batch.previousStock),
+    )
+  ) {
     throw new Error('a batch with orders or a stock change must update the product row');
   }
   const events: EventEnvelope[] = [];

@@ -30,6 +30,8 @@ export interface CycleInfo {
 
 interface Job {
   batch: BatchWrite;
+  /** False: confirmations only, outside the product's chain (CycleBatch.touchProduct). */
+  touchProduct: boolean;
   resolve: (result: CycleResult) => void;
 }
 
@@ -59,9 +61,9 @@ export class CommitPipeline {
   }
 
   /** Queues one product's batch; resolves when the cycle holding it committed or was refused. */
-  submit(batch: BatchWrite): Promise<CycleResult> {
+  submit(batch: BatchWrite, touchProduct = true): Promise<CycleResult> {
     return new Promise((resolve) => {
-      this.queue.push({ batch, resolve });
+      this.queue.push({ batch, touchProduct, resolve });
       this.schedule();
     });
   }
@@ -69,6 +71,26 @@ export class CommitPipeline {
   /** The ProductStore form: a refused batch is a result, a failed round trip throws its error. */
   async commit(batch: BatchWrite): Promise<BatchResult> {
     const result = await this.submit(batch);
+    if (result.kind === 'failed') throw result.error;
+    return result;
+  }
+
+  /**
+   * Commits sagas' confirmations without their product's row (no stock change, fenced by each saga's
+   * version check): they join the next cycle whatever the product's own batch is doing.
+   */
+  async confirm(settlements: BatchWrite['settlements'], productId: ProductId): Promise<BatchResult> {
+    if (settlements.some((s) => s.outcome !== 'confirm'))
+      throw new Error('only confirmations are written outside the product chain');
+    const batch: BatchWrite = {
+      productId,
+      expectedVersion: 0,
+      previousStock: 0,
+      newStock: 0,
+      orders: [],
+      settlements,
+    };
+    const result = await this.submit(batch, false);
     if (result.kind === 'failed') throw result.error;
     return result;
   }
@@ -116,14 +138,14 @@ export class CommitPipeline {
       const jobKeys = batch.orders.map((o) => `${o.userId}\u0000${o.idempotencyKey}`);
       if (
         full ||
-        products.has(batch.productId) ||
+        (job.touchProduct && products.has(batch.productId)) ||
         jobKeys.some((k) => keys.has(k) || this.keysInFlight.has(k))
       ) {
         left.push(job);
         continue;
       }
       taken.push(job);
-      products.add(batch.productId);
+      if (job.touchProduct) products.add(batch.productId);
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }
@@ -137,6 +159,7 @@ export class CommitPipeline {
     const items: CycleBatch[] = jobs.map((j) => ({
       batch: j.batch,
       ownerEpoch: this.options.ownerEpoch(j.batch.productId),
+      touchProduct: j.touchProduct,
     }));
     let results: CycleResult[];
     let conn: PoolConnection | undefined;

@@ -1,4 +1,10 @@
-import type { BatchResult, BatchWrite, ProductRecord, ProductStore } from '../../actors/product/types.js';
+import type {
+  BatchResult,
+  BatchWrite,
+  ProductRecord,
+  ProductStore,
+  Settlement,
+} from '../../actors/product/types.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { Pool, RowDataPacket } from './mysql.js';
 
@@ -30,5 +36,9 @@ export class MysqlProductStore implements ProductStore {
 
   commitBatch(batch: BatchWrite): Promise<BatchResult> {
     return this.pipeline.commit(batch);
+  }
+
+  commitConfirmation(settlement: Settlement): Promise<BatchResult> {
+    return this.pipeline.confirm([settlement], settlement.productId);
   }
 }

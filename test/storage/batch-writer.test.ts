@@ -490,3 +490,114 @@ t.test(
     t.same(await row(observer, ids[0]!), { stock: 9, version: 1 }, 'nothing written');
   },
 );
+
+/** A saga's confirmation of `o` (saga version 0, paid). */
+const confirmation = (o: NewOrder): BatchWrite['settlements'][number] => ({
+  orderId: o.id,
+  productId: o.productId,
+  outcome: 'confirm',
+  quantity: o.quantity,
+  unitPriceCents: o.unitPriceCents,
+  sagaVersion: 0,
+  payment: { key: o.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
+});
+
+t.test(
+  'a confirmation outside the chain shares a cycle with its product batch; a fenced product fails alone',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const [hot, fenced] = await products(observer, [10, 10]);
+    const writer = await connect(t, endpoint);
+    const first = order(hot!);
+    const other = order(fenced!);
+    t.same(
+      (
+        await writeCycle(
+          asPool(writer),
+          [
+            { batch: batchOf(hot!, 0, 10, [first]), ownerEpoch: 1 },
+            { batch: batchOf(fenced!, 0, 10, [other]), ownerEpoch: 1 },
+          ],
+          CYCLE,
+        )
+      ).map((r) => r.kind),
+      ['committed', 'committed'],
+    );
+    // Another writer moved the fenced product on; the hot product's next order, its first order's
+    // confirmation (no product row) and a confirmation of the fenced product's order share one cycle.
+    await observer.query('UPDATE products SET version = version + 1 WHERE id = ?', [fenced]);
+    const second = order(hot!);
+    const confirmOnly = (o: NewOrder): BatchWrite => ({
+      ...batchOf(o.productId, 0, 0, []),
+      settlements: [confirmation(o)],
+    });
+    const results = await writeCycle(
+      asPool(writer),
+      [
+        { batch: batchOf(hot!, 1, 9, [second]), ownerEpoch: 1 },
+        { batch: confirmOnly(first), ownerEpoch: 1, touchProduct: false },
+        { batch: batchOf(fenced!, 1, 9, [order(fenced!)]), ownerEpoch: 1 },
+        { batch: confirmOnly(other), ownerEpoch: 1, touchProduct: false },
+      ],
+      CYCLE,
+    );
+    t.same(
+      results.map((r) => r.kind),
+      ['committed', 'committed', 'version_conflict', 'committed'],
+      'only the fenced product batch is refused; both confirmations commit',
+    );
+    t.same(await row(observer, hot!), { stock: 8, version: 2 }, 'the confirmation did not move the version');
+    const [sagas] = await observer.query<RowDataPacket[]>(
+      'SELECT order_id, state FROM sagas WHERE order_id IN (?) ORDER BY order_id',
+      [[first.id, other.id]],
+    );
+    t.same(
+      sagas.map((s) => s['state']),
+      ['CONFIRMED', 'CONFIRMED'],
+    );
+    // The same confirmation again: its saga moved on, so it is answered as settled elsewhere.
+    const again = await writeCycle(
+      asPool(writer),
+      [{ batch: confirmOnly(first), ownerEpoch: 1, touchProduct: false }],
+      CYCLE,
+    );
+    t.same(again, [{ kind: 'settled_elsewhere', sagas: [{ orderId: first.id, status: 'CONFIRMED' }] }]);
+    t.equal(await inTransaction(writer), 0);
+  },
+);
+
+t.test(
+  'the pipeline writes confirmations beside a product batch in flight, and only confirmations',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const [id] = await products(observer, [10]);
+    const pool = mysql.createPool(poolOptions(endpoint, 4));
+    t.teardown(() => pool.end());
+    const cycles: CycleInfo[] = [];
+    const pipeline = new CommitPipeline({
+      primary: pool,
+      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
+      ownerEpoch: () => 3,
+      lanes: 1,
+      onCycle: (info) => cycles.push(info),
+    });
+    const first = order(id!);
+    t.equal((await pipeline.commit(batchOf(id!, 0, 10, [first]))).kind, 'committed');
+    // In one turn: the product's next batch and the first order's confirmation go in the same cycle.
+    const [next, confirmed] = await Promise.all([
+      pipeline.commit(batchOf(id!, 1, 9, [order(id!)])),
+      pipeline.confirm([confirmation(first)], id!),
+    ]);
+    t.same([next.kind, confirmed.kind], ['committed', 'committed']);
+    t.same(
+      cycles.map((c) => c.batches),
+      [1, 2],
+      'the confirmation did not wait for a cycle of its own',
+    );
+    t.same(await row(observer, id!), { stock: 8, version: 2 });
+    await t.rejects(
+      pipeline.confirm([{ ...confirmation(first), outcome: 'cancel' }], id!),
+      /only confirmations/,
+    );
+  },
+);
