@@ -13,7 +13,16 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { parse, stringify } from 'yaml';
-import { DOCKER_DIR, STACK_HOST, STACK_PORTS, STACK_REDIS, STACK_TLS, serverPaths } from './layout.js';
+import {
+  DOCKER_DIR,
+  STACK_HOST,
+  STACK_PORTS,
+  STACK_REDIS,
+  STACK_TLS,
+  serverPaths,
+  type ServerName,
+  type ServerPaths,
+} from './layout.js';
 import { socketPath } from './mariadb.js';
 import { StackError } from './process.js';
 import { NODE_TARGETS_DIR, pruneNodeTargets } from './scrape-targets.mjs';
@@ -293,18 +302,42 @@ export const alertmanager: ServerSpec = {
   },
 };
 
+/**
+ * What every exporter's spec shares: its name and paths, one port it listens on (`listen`, the flag that
+ * sets it, which also tells its process apart), no dependency, and the same timeouts.
+ */
+function exporterBase(
+  name: ServerName,
+  port: number,
+  executable: string,
+  listen: string,
+): Pick<
+  ServerSpec,
+  'name' | 'port' | 'ports' | 'dependsOn' | 'startTimeoutMs' | 'stopTimeoutMs' | 'executable' | 'owns'
+> &
+  ServerPaths {
+  return {
+    name,
+    ...serverPaths(name),
+    port,
+    ports: [port],
+    dependsOn: [],
+    startTimeoutMs: 15_000,
+    stopTimeoutMs: 10_000,
+    executable,
+    owns: ownsByListen(executable, listen),
+  };
+}
+
 // Go's flag package: one dash.
 const redisExporterListen = `-web.listen-address=${local(STACK_PORTS.redisExporter)}`;
 export const redisExporter: ServerSpec = {
-  name: 'redis-exporter',
-  ...serverPaths('redis-exporter'),
-  port: STACK_PORTS.redisExporter,
-  ports: [STACK_PORTS.redisExporter],
-  dependsOn: [],
-  startTimeoutMs: 15_000,
-  stopTimeoutMs: 10_000,
-  executable: 'prometheus-redis-exporter',
-  owns: ownsByListen('prometheus-redis-exporter', redisExporterListen),
+  ...exporterBase(
+    'redis-exporter',
+    STACK_PORTS.redisExporter,
+    'prometheus-redis-exporter',
+    redisExporterListen,
+  ),
   prepare: async () => {
     await ensureTls();
   },
@@ -332,15 +365,7 @@ function mysqldExporter(role: 'primary' | 'replica'): ServerSpec {
   const port = role === 'primary' ? STACK_PORTS.mysqldExporterPrimary : STACK_PORTS.mysqldExporterReplica;
   const listen = `--web.listen-address=${local(port)}`;
   const spec: ServerSpec = {
-    name: `mysqld-exporter-${role}`,
-    ...serverPaths(`mysqld-exporter-${role}`),
-    port,
-    ports: [port],
-    dependsOn: [],
-    startTimeoutMs: 15_000,
-    stopTimeoutMs: 10_000,
-    executable: 'prometheus-mysqld-exporter',
-    owns: ownsByListen('prometheus-mysqld-exporter', listen),
+    ...exporterBase(`mysqld-exporter-${role}`, port, 'prometheus-mysqld-exporter', listen),
     prepare: () => Promise.resolve(),
     stale: (_pid, argv) => Promise.resolve(argumentsChanged(spec, argv)),
     command: () => ({
@@ -359,15 +384,7 @@ export const mysqldExporterReplica = mysqldExporter('replica');
 
 const blackboxListen = `--web.listen-address=${local(STACK_PORTS.blackbox)}`;
 export const blackbox: ServerSpec = {
-  name: 'blackbox',
-  ...serverPaths('blackbox'),
-  port: STACK_PORTS.blackbox,
-  ports: [STACK_PORTS.blackbox],
-  dependsOn: [],
-  startTimeoutMs: 15_000,
-  stopTimeoutMs: 10_000,
-  executable: 'prometheus-blackbox-exporter',
-  owns: ownsByListen('prometheus-blackbox-exporter', blackboxListen),
+  ...exporterBase('blackbox', STACK_PORTS.blackbox, 'prometheus-blackbox-exporter', blackboxListen),
   prepare: () => Promise.resolve(),
   stale: (_pid, argv) => Promise.resolve(argumentsChanged(blackbox, argv)),
   command: () => ({

@@ -143,11 +143,10 @@ export class StockFeed {
       if (this.counts.publishFailures % 100 === 1)
         logger.warn({ err: (err as Error).message }, 'stock change not published to Redis');
     };
+    // Changes their write-through announced already are not published again.
     const messages = changes.filter((c) => !c.announced).map(messageOf);
-    if (messages.length === 0) {
-      // every change was announced by its write-through
-    } else if (messages.length === 1) redis.publish(channel, messages[0]!).catch(failed);
-    else {
+    if (messages.length === 1) redis.publish(channel, messages[0]!).catch(failed);
+    else if (messages.length > 1) {
       // A turn's changes (a commit cycle of many products) go to Redis in one write.
       const pipeline = redis.pipeline();
       for (const message of messages) void pipeline.publish(channel, message);

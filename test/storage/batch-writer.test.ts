@@ -93,6 +93,32 @@ const batchOf = (productId: number, version: number, stock: number, orders: NewO
   settlements: [],
 });
 
+/** A saga's confirmation of `o` (saga version 0, paid). */
+const confirmation = (o: NewOrder): BatchWrite['settlements'][number] => ({
+  orderId: o.id,
+  productId: o.productId,
+  outcome: 'confirm',
+  quantity: o.quantity,
+  unitPriceCents: o.unitPriceCents,
+  sagaVersion: 0,
+  payment: { key: o.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
+});
+
+/** A commit pipeline on its own pool of `endpoint` (closed at teardown), and the cycles it reports. */
+function pipelineOn(t: Test, endpoint: MysqlEndpoint, lanes: number) {
+  const pool = mysql.createPool(poolOptions(endpoint, 4));
+  t.teardown(() => pool.end());
+  const cycles: CycleInfo[] = [];
+  const pipeline = new CommitPipeline({
+    primary: pool,
+    writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
+    ownerEpoch: () => 3,
+    lanes,
+    onCycle: (info) => cycles.push(info),
+  });
+  return { pipeline, cycles };
+}
+
 async function row(conn: Connection, productId: number) {
   const [[r]] = await conn.query<RowDataPacket[]>('SELECT stock, version FROM products WHERE id = ?', [
     productId,
@@ -255,17 +281,7 @@ t.test('a settlement of a saga that already moved on is refused as settled elsew
   await observer.query("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", [o.id]);
   const settle: BatchWrite = {
     ...batchOf(productId, 1, 9, []),
-    settlements: [
-      {
-        orderId: o.id,
-        productId,
-        outcome: 'confirm',
-        quantity: 1,
-        unitPriceCents: 500,
-        sagaVersion: 0,
-        payment: { key: o.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
-      },
-    ],
+    settlements: [confirmation(o)],
   };
   const result = await writeBatch(asPool(writer), settle, OPTIONS);
   t.same(result, { kind: 'settled_elsewhere', sagas: [{ orderId: o.id, status: 'CANCELLED' }] });
@@ -394,17 +410,7 @@ t.test('a duplicate key and a saga settled elsewhere are split out; the rest com
   await observer.query("UPDATE orders SET status = 'CANCELLED' WHERE id = ?", [pending.id]);
   const confirm: BatchWrite = {
     ...batchOf(ids[2]!, 1, 9, []),
-    settlements: [
-      {
-        orderId: pending.id,
-        productId: ids[2]!,
-        outcome: 'confirm',
-        quantity: 1,
-        unitPriceCents: 500,
-        sagaVersion: 0,
-        payment: { key: pending.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
-      },
-    ],
+    settlements: [confirmation(pending)],
   };
   const fresh = order(ids[1]!);
   const results = await writeCycle(
@@ -446,16 +452,7 @@ t.test(
   async (t) => {
     const { endpoint, observer } = await setup(t);
     const ids = await products(observer, [10, 10, 10, 10, 10]);
-    const pool = mysql.createPool(poolOptions(endpoint, 4));
-    t.teardown(() => pool.end());
-    const cycles: CycleInfo[] = [];
-    const pipeline = new CommitPipeline({
-      primary: pool,
-      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
-      ownerEpoch: () => 3,
-      lanes: 2,
-      onCycle: (info) => cycles.push(info),
-    });
+    const { pipeline, cycles } = pipelineOn(t, endpoint, 2);
     // Products 1-4 in one turn; product 5's order reuses product 1's (user, key).
     const first = ids.slice(0, 4).map((id) => pipeline.submit(batchOf(id, 0, 10, [order(id, `k-${id}`)])));
     const reused = pipeline.submit(batchOf(ids[4]!, 0, 10, [order(ids[4]!, `k-${ids[0]}`)]));
@@ -472,14 +469,7 @@ t.test(
     );
     t.same(await row(observer, ids[4]!), { stock: 10, version: 0 }, 'the reused key sold nothing');
     // The unreachable primary: every batch of the cycle fails; none is answered committed.
-    const dead = mysql.createPool(poolOptions({ ...endpoint, port: 1 }, 1));
-    t.teardown(() => dead.end());
-    const failing = new CommitPipeline({
-      primary: dead,
-      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
-      ownerEpoch: () => 3,
-      lanes: 1,
-    });
+    const { pipeline: failing } = pipelineOn(t, { ...endpoint, port: 1 }, 1);
     const failed = await Promise.all(
       ids.slice(0, 2).map((id) => failing.submit(batchOf(id, 1, 9, [order(id)]))),
     );
@@ -490,17 +480,6 @@ t.test(
     t.same(await row(observer, ids[0]!), { stock: 9, version: 1 }, 'nothing written');
   },
 );
-
-/** A saga's confirmation of `o` (saga version 0, paid). */
-const confirmation = (o: NewOrder): BatchWrite['settlements'][number] => ({
-  orderId: o.id,
-  productId: o.productId,
-  outcome: 'confirm',
-  quantity: o.quantity,
-  unitPriceCents: o.unitPriceCents,
-  sagaVersion: 0,
-  payment: { key: o.id, status: 'succeeded', amountCents: 500, at: new Date().toISOString() },
-});
 
 t.test(
   'a confirmation outside the chain shares a cycle with its product batch; a fenced product fails alone',
@@ -571,16 +550,7 @@ t.test(
   async (t) => {
     const { endpoint, observer } = await setup(t);
     const [id] = await products(observer, [10]);
-    const pool = mysql.createPool(poolOptions(endpoint, 4));
-    t.teardown(() => pool.end());
-    const cycles: CycleInfo[] = [];
-    const pipeline = new CommitPipeline({
-      primary: pool,
-      writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
-      ownerEpoch: () => 3,
-      lanes: 1,
-      onCycle: (info) => cycles.push(info),
-    });
+    const { pipeline, cycles } = pipelineOn(t, endpoint, 1);
     const first = order(id!);
     t.equal((await pipeline.commit(batchOf(id!, 0, 10, [first]))).kind, 'committed');
     // In one turn: the product's next batch and the first order's confirmation go in the same cycle.
