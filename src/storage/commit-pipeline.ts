@@ -42,8 +42,8 @@ interface Job {
  * so a lone purchase waits for nothing; under load a cycle carries every product that became ready
  * while the one before it committed.
  *
- * Up to `lanes` cycles run at once. A product is never in two cycles (its actor waits for its batch),
- * and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
+ * Up to `lanes` cycles run at once. A product is never in two cycles in flight (its batch and its
+ * confirmations share a cycle, or wait for the one holding the product to end), and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
  * starts after the one holding the key ended (not one beside it on another lane, where the two would
  * race for the key), so a client reusing a key across products cannot fail the others' round trip.
  */
@@ -54,6 +54,12 @@ export class CommitPipeline {
   private cycles = 0;
   /** The (user, key) pairs of the cycles in flight: a batch reusing one waits until its cycle ended. */
   private readonly keysInFlight = new Set<string>();
+  /**
+   * The products of the cycles in flight: their next batch or confirmation waits for that cycle to end.
+   * Two lanes writing one product at once would deadlock in InnoDB (one inserting its new orders and
+   * sagas, the other moving its confirmed ones, in the same (product_id, status) index range).
+   */
+  private readonly productsInFlight = new Set<ProductId>();
 
   constructor(private readonly options: CommitPipelineOptions) {
     if (!Number.isInteger(options.lanes) || options.lanes < 1)
@@ -111,23 +117,26 @@ export class CommitPipeline {
 
   private startCycles(): void {
     while (this.busyLanes < this.options.lanes && this.queue.length > 0) {
-      const { jobs, keys } = this.take();
-      if (jobs.length === 0) return; // every waiting batch reuses a key of a cycle in flight
+      const { jobs, keys, products } = this.take();
+      if (jobs.length === 0) return; // every waiting job's product or key is in a cycle in flight
       this.busyLanes += 1;
       for (const k of keys) this.keysInFlight.add(k);
+      for (const p of products) this.productsInFlight.add(p);
       void this.run(jobs).finally(() => {
         this.busyLanes -= 1;
         for (const k of keys) this.keysInFlight.delete(k);
+        for (const p of products) this.productsInFlight.delete(p);
         this.startCycles();
       });
     }
   }
 
   /** The next cycle's jobs, in arrival order, within the cycle's bounds; those left out stay first in line. */
-  private take(): { jobs: Job[]; keys: Set<string> } {
+  private take(): { jobs: Job[]; keys: Set<string>; products: Set<ProductId> } {
     const taken: Job[] = [];
     const left: Job[] = [];
     const products = new Set<ProductId>();
+    const touched = new Set<ProductId>();
     const keys = new Set<string>();
     let orders = 0;
     for (const job of this.queue) {
@@ -138,20 +147,22 @@ export class CommitPipeline {
       const jobKeys = batch.orders.map((o) => `${o.userId}\u0000${o.idempotencyKey}`);
       if (
         full ||
-        (job.touchProduct && products.has(batch.productId)) ||
+        (job.touchProduct && touched.has(batch.productId)) ||
+        this.productsInFlight.has(batch.productId) ||
         jobKeys.some((k) => keys.has(k) || this.keysInFlight.has(k))
       ) {
         left.push(job);
         continue;
       }
       taken.push(job);
-      if (job.touchProduct) products.add(batch.productId);
+      products.add(batch.productId);
+      if (job.touchProduct) touched.add(batch.productId);
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }
     this.queue = left;
     // Product-id order: rows are locked in one order by every lane and node.
-    return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys };
+    return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys, products };
   }
 
   private async run(jobs: readonly Job[]): Promise<void> {
