@@ -27,6 +27,17 @@ export interface BatchWriterOptions {
  */
 export const ER_GUARD = 1242;
 
+/**
+ * InnoDB chose this transaction as a deadlock's victim (1213, rolled back whole) or it waited past
+ * `innodb_lock_wait_timeout` (1205, its statement rolled back): nothing of the round trip committed, and
+ * the same statements are sent again. Cycles lock products in id order, but another node's cycles and the
+ * index ranges of orders and sagas (gap and insert-intention locks) can still cross them.
+ */
+export const TRANSIENT_LOCK_ERRORS: ReadonlySet<number> = new Set([1213, 1205]);
+
+/** Round trips of one group sent again after a transient lock error before it fails. */
+export const lockRetryLimit = 3;
+
 interface Statement {
   sql: string;
   params: unknown[];
@@ -68,7 +79,10 @@ const touches = (item: CycleBatch, options: { touchProduct?: boolean }): boolean
 /** What became of one batch of a cycle: a `BatchResult`, or the error that failed its round trip. */
 export type CycleResult = BatchResult | { kind: 'failed'; error: unknown };
 
-export type CycleWriterOptions = Omit<WriteBatchOptions, 'ownerEpoch'>;
+export type CycleWriterOptions = Omit<WriteBatchOptions, 'ownerEpoch'> & {
+  /** Told of each round trip sent again after a deadlock or lock-wait timeout (TRANSIENT_LOCK_ERRORS). */
+  onLockRetry?: (errno: number) => void;
+};
 
 /**
  * One product's batch as ONE multi-statement round trip that ends in its COMMIT (the baseline's write,
@@ -170,18 +184,38 @@ async function roundTrip(
     }
   }
   sql.push('COMMIT');
-  try {
-    await conn.query(sql.join(';\n'), params);
-    return undefined;
-  } catch (err) {
-    const errno = (err as { errno?: number }).errno;
-    if (errno !== ER_DUP_ENTRY && errno !== ER_GUARD) throw err;
-    await conn.query('ROLLBACK');
-    const batches = items.map((i) => i.batch);
-    const results =
-      errno === ER_DUP_ENTRY ? await duplicates(conn, batches) : await refusals(conn, items, options);
-    return { results, error: err };
+  const text = sql.join(';\n');
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      await conn.query(text, params);
+      return undefined;
+    } catch (err) {
+      // Only a transaction of its own is sent again (begin: false is the caller's, and the caller's to end).
+      const errno = (err as { errno?: number }).errno ?? 0;
+      const again = options.begin && TRANSIENT_LOCK_ERRORS.has(errno) && attempt < lockRetryLimit;
+      if (!again) return refusal(conn, items, options, err);
+      await conn.query('ROLLBACK');
+      options.onLockRetry?.(errno);
+      // A few ms apart, so two victims of one another do not meet again at once.
+      await new Promise((r) => setTimeout(r, 1 + Math.random() * 4 * (attempt + 1)));
+    }
   }
+}
+
+/** After a failed round trip: a guard or duplicate key becomes per-batch results; anything else throws. */
+async function refusal(
+  conn: PoolConnection,
+  items: readonly CycleBatch[],
+  options: CycleWriterOptions,
+  err: unknown,
+): Promise<{ results: (BatchResult | undefined)[]; error: unknown }> {
+  const errno = (err as { errno?: number }).errno;
+  if (errno !== ER_DUP_ENTRY && errno !== ER_GUARD) throw err;
+  await conn.query('ROLLBACK');
+  const batches = items.map((i) => i.batch);
+  const results =
+    errno === ER_DUP_ENTRY ? await duplicates(conn, batches) : await refusals(conn, items, options);
+  return { results, error: err };
 }
 
 /** Which batches hold orders bought before (keys forgotten by a previous activation, or another node). */

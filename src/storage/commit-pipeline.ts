@@ -26,6 +26,8 @@ export interface CycleInfo {
   seconds: number;
   /** `committed`: every batch in one round trip; `split`: some were taken out and the rest sent again. */
   outcome: 'committed' | 'split' | 'failed';
+  /** Round trips sent again after InnoDB refused them a lock (deadlock victim, lock-wait timeout). */
+  lockRetries: number;
 }
 
 interface Job {
@@ -174,9 +176,15 @@ export class CommitPipeline {
     }));
     let results: CycleResult[];
     let conn: PoolConnection | undefined;
+    let lockRetries = 0;
     try {
       conn = await this.options.primary.getConnection();
-      results = await writeCycle(conn, items, { ...this.options.writer, strategy: 'actor', begin: true });
+      results = await writeCycle(conn, items, {
+        ...this.options.writer,
+        strategy: 'actor',
+        begin: true,
+        onLockRetry: () => (lockRetries += 1),
+      });
     } catch (err) {
       results = jobs.map(() => ({ kind: 'failed', error: err }));
     }
@@ -197,6 +205,7 @@ export class CommitPipeline {
       orders: items.reduce((n, i) => n + i.batch.orders.length, 0),
       seconds: (performance.now() - started) / 1000,
       outcome: failed ? 'failed' : split ? 'split' : 'committed',
+      lockRetries,
     });
     jobs.forEach((job, i) => job.resolve(results[i]!));
   }

@@ -23,6 +23,7 @@ import { poolOptions, type PoolConnection } from '../../src/storage/mysql.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { MysqlEndpoint } from '../../src/config.js';
 import { uniq } from '../helpers/app.js';
+import { socketPath } from '../../scripts/stack/mariadb.js';
 import { throwawayDatabase } from '../helpers/database.js';
 
 const OPTIONS: WriteBatchOptions = {
@@ -569,5 +570,103 @@ t.test(
       pipeline.confirm([{ ...confirmation(first), outcome: 'cancel' }], id!),
       /only confirmations/,
     );
+  },
+);
+
+/**
+ * Waits until a transaction waits for a row lock of `database`'s products. Read from InnoDB's status
+ * (root sees every session): information_schema.innodb_trx here leaves out some waiting transactions.
+ */
+async function untilLockWait(t: Test, database: string): Promise<void> {
+  const root = await mysql.createConnection({ socketPath: socketPath('primary'), user: 'root' });
+  t.teardown(() => root.end());
+  const waiting = new RegExp(`RECORD LOCKS [^\\n]* of table \`${database}\`\\.\`products\`[^\\n]* waiting`);
+  for (const end = Date.now() + 10_000; Date.now() < end;) {
+    const [[status]] = await root.query<RowDataPacket[]>('SHOW ENGINE INNODB STATUS');
+    if (waiting.test(String(status?.['Status']))) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`no lock wait on ${database} within 10 s`);
+}
+
+t.test('a cycle InnoDB picks as a deadlock victim is sent again at once and commits', async (t) => {
+  const { endpoint, observer } = await setup(t);
+  const [a, b] = await products(observer, [10, 10]);
+  const { pipeline, cycles } = pipelineOn(t, endpoint, 1);
+  // Another transaction, heavier than the cycle (200 rows written, so InnoDB rolls the cycle back), holds
+  // product b; the cycle locks a, then waits for b; the other then asks for a: a deadlock.
+  const other = await connect(t, endpoint);
+  await other.query('START TRANSACTION');
+  await other.query('INSERT INTO products (name, price_cents, stock) VALUES ?', [
+    Array.from({ length: 200 }, () => ['heavy', 1, 1]),
+  ]);
+  await other.query('SELECT id FROM products WHERE id = ? FOR UPDATE', [b]);
+  const writes = Promise.all([
+    pipeline.commit(batchOf(a!, 0, 10, [order(a!)])),
+    pipeline.commit(batchOf(b!, 0, 10, [order(b!)])),
+  ]);
+  await untilLockWait(t, endpoint.database);
+  await other.query('SELECT id FROM products WHERE id = ? FOR UPDATE', [a]);
+  await other.query('ROLLBACK');
+  t.same(
+    (await writes).map((r) => r.kind),
+    ['committed', 'committed'],
+  );
+  t.same(
+    cycles.map((c) => [c.batches, c.outcome]),
+    [[2, 'committed']],
+    'one cycle',
+  );
+  t.ok(cycles[0]!.lockRetries >= 1, `sent again after the deadlock (${cycles[0]!.lockRetries} time(s))`);
+  t.same(
+    [await row(observer, a!), await row(observer, b!)],
+    [
+      { stock: 9, version: 1 },
+      { stock: 9, version: 1 },
+    ],
+  );
+  const [[orders]] = await observer.query<RowDataPacket[]>(
+    'SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?)',
+    [[a, b]],
+  );
+  t.equal(Number(orders?.['n']), 2, 'each order written once');
+});
+
+t.test(
+  "a product's confirmation waits for the cycle holding the product, while other products commit beside it",
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const [a, b] = await products(observer, [10, 10]);
+    const { pipeline, cycles } = pipelineOn(t, endpoint, 2);
+    const first = order(a!);
+    t.equal((await pipeline.commit(batchOf(a!, 0, 10, [first]))).kind, 'committed');
+    // Product a's next cycle waits for a row lock held behind the pipeline's back.
+    const holder = await connect(t, endpoint);
+    await holder.query('START TRANSACTION');
+    await holder.query('SELECT id FROM products WHERE id = ? FOR UPDATE', [a]);
+    const next = pipeline.commit(batchOf(a!, 1, 9, [order(a!)]));
+    await untilLockWait(t, endpoint.database);
+    // A confirmation of a and a batch of b arrive: b takes the free lane; a's confirmation must not join it.
+    let confirmedAt = 0;
+    const confirmed = pipeline.confirm([confirmation(first)], a!).then((r) => {
+      confirmedAt = cycles.length;
+      return r;
+    });
+    t.equal((await pipeline.commit(batchOf(b!, 0, 10, [order(b!)]))).kind, 'committed');
+    t.equal(confirmedAt, 0, "a's confirmation is still waiting while a is in a cycle");
+    t.same(
+      cycles.map((c) => c.batches),
+      [1, 1],
+      "b's cycle carried b alone",
+    );
+    await holder.query('COMMIT');
+    t.same([(await next).kind, (await confirmed).kind], ['committed', 'committed']);
+    t.same(
+      cycles.map((c) => c.orders),
+      [1, 1, 1, 0],
+      "a's batch, then its confirmation in a cycle of its own",
+    );
+    t.equal(confirmedAt, 4);
+    t.same(await row(observer, a!), { stock: 8, version: 2 });
   },
 );
