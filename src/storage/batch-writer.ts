@@ -283,14 +283,29 @@ export function batchStatements(batch: BatchWrite, options: BatchWriterOptions, 
   return cycleStatements([{ batch, ownerEpoch: options.ownerEpoch }], options, now);
 }
 
-/** `UPDATE products` of every batch in one statement: its stock, its version + 1, if still at its version. */
+/**
+ * Units a batch restocked: its stock change with its orders added back and its cancellations' releases taken
+ * out (`products.stock_received`, the ledger the consistency monitor checks, grows by exactly this).
+ */
+function restockedBy(batch: BatchWrite): number {
+  const sold = batch.orders.reduce((n, o) => n + o.quantity, 0);
+  const released = batch.settlements.reduce((n, s) => n + (s.outcome === 'cancel' ? s.quantity : 0), 0);
+  // Never negative by the actors' and the baseline's accounting; a bug there must not fail the write (the
+  // monitor's ledger check reports it instead).
+  return Math.max(0, batch.newStock - batch.previousStock + sold - released);
+}
+
+/**
+ * `UPDATE products` of every batch in one statement: its stock, what it restocked added to
+ * `stock_received`, its version + 1, if still at its version.
+ */
 function productUpdate(items: readonly CycleBatch[]): Statement {
   const rows = items.length;
   if (rows === 1) {
     const { batch, ownerEpoch } = items[0]!;
     return {
-      sql: 'UPDATE products SET stock = ?, version = version + 1, owner_epoch = ? WHERE id = ? AND version = ?',
-      params: [batch.newStock, ownerEpoch, batch.productId, batch.expectedVersion],
+      sql: 'UPDATE products SET stock = ?, stock_received = stock_received + ?, version = version + 1, owner_epoch = ? WHERE id = ? AND version = ?',
+      params: [batch.newStock, restockedBy(batch), ownerEpoch, batch.productId, batch.expectedVersion],
       mustChange: { rows },
     };
   }
@@ -299,11 +314,18 @@ function productUpdate(items: readonly CycleBatch[]): Statement {
     params: items.flatMap((item) => [item.batch.productId, value(item)]),
   });
   const stock = cases((i) => i.batch.newStock);
+  const received = cases((i) => restockedBy(i.batch));
   const epoch = cases((i) => i.ownerEpoch);
   const version = cases((i) => i.batch.expectedVersion);
   return {
-    sql: `UPDATE products SET stock = ${stock.sql}, version = version + 1, owner_epoch = ${epoch.sql} WHERE id IN (?) AND version = ${version.sql}`,
-    params: [...stock.params, ...epoch.params, items.map((i) => i.batch.productId), ...version.params],
+    sql: `UPDATE products SET stock = ${stock.sql}, stock_received = stock_received + ${received.sql}, version = version + 1, owner_epoch = ${epoch.sql} WHERE id IN (?) AND version = ${version.sql}`,
+    params: [
+      ...stock.params,
+      ...received.params,
+      ...epoch.params,
+      items.map((i) => i.batch.productId),
+      ...version.params,
+    ],
     mustChange: { rows },
   };
 }
