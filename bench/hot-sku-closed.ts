@@ -87,8 +87,11 @@ export async function runAlternatingPhases<P extends string>(run: {
     const p = byPath.get(path)!;
     const n = (seen.get(path) ?? 0) + 1;
     seen.set(path, n);
-    const phase = await measurePhase(p.metricsFrom, run.pids, () =>
-      phaseOf(p, `${path} #${n} closed-loop c=${run.connections}`, run.phaseS, `${run.tag}-${i}`),
+    const phase = await measurePhase(
+      p.metricsFrom,
+      run.pids,
+      () => phaseOf(p, `${path} #${n} closed-loop c=${run.connections}`, run.phaseS, `${run.tag}-${i}`),
+      io.progress,
     );
     measured.push({ path, ...phase });
     all.push(phase.result);

@@ -20,6 +20,66 @@ export interface MeasuredPhase<T> {
   readonly metrics: { readonly before: Samples; readonly after: Samples };
   /** The MySQL primary's global counters over the phase, per second (whole server); undefined if unreadable. */
   readonly dbPerS: Readonly<Record<string, number>> | undefined;
+  /** Where the phase's purchases spent their time (`purchase_stage_duration_seconds`); empty without purchases. */
+  readonly stages: StageFigures;
+}
+
+/** Per purchase stage over a phase: purchases observed, mean and percentiles from the histogram's buckets, ms. */
+export type StageFigures = Readonly<
+  Record<string, { count: number; mean: number; p50: number | undefined; p95: number | undefined }>
+>;
+
+const STAGE_HISTOGRAM = 'purchase_stage_duration_seconds';
+
+/**
+ * The stage histogram's deltas over a phase (all nodes summed): each stage's count, mean and p50/p95, the
+ * percentiles interpolated within the bucket that holds them (as Prometheus' histogram_quantile does).
+ */
+export function stageFigures(before: Samples, after: Samples): StageFigures {
+  const buckets = new Map<string, { le: number; count: number }[]>();
+  for (const sample of after.keys()) {
+    const match = new RegExp(`^${STAGE_HISTOGRAM}_bucket\\{(.*)\\}$`).exec(sample);
+    if (!match) continue;
+    const labels = new Map([...match[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    const stage = labels.get('stage');
+    const le = labels.get('le');
+    if (stage === undefined || le === undefined) continue;
+    const list = buckets.get(stage) ?? [];
+    list.push({ le: le === '+Inf' ? Infinity : Number(le), count: delta(before, after, sample) });
+    buckets.set(stage, list);
+  }
+  const figures: Record<string, StageFigures[string]> = {};
+  for (const [stage, list] of buckets) {
+    const count = delta(before, after, `${STAGE_HISTOGRAM}_count{stage="${stage}"}`);
+    if (count <= 0) continue;
+    list.sort((a, b) => a.le - b.le);
+    const quantile = (q: number): number | undefined => {
+      const rank = q * count;
+      let lower = 0;
+      let below = 0;
+      for (const { le, count: upTo } of list) {
+        if (upTo >= rank) {
+          if (!Number.isFinite(le)) return undefined; // beyond the last finite bucket
+          const inBucket = upTo - below;
+          return round((lower + (le - lower) * (inBucket > 0 ? (rank - below) / inBucket : 1)) * 1000, 2);
+        }
+        lower = le;
+        below = upTo;
+      }
+      return undefined;
+    };
+    const sum = delta(before, after, `${STAGE_HISTOGRAM}_sum{stage="${stage}"}`);
+    figures[stage] = { count, mean: round((sum / count) * 1000, 2), p50: quantile(0.5), p95: quantile(0.95) };
+  }
+  return figures;
+}
+
+/** One line for progress output: `stages (ms, mean / p50 / p95): queue 0.4 / 0.3 / 1.2, …`; '' if none. */
+export function formatStages(stages: StageFigures): string {
+  const parts = Object.entries(stages).map(
+    ([stage, f]) => `${stage} ${f.mean} / ${f.p50 ?? '?'} / ${f.p95 ?? '>5000'}`,
+  );
+  return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
 /**
@@ -30,6 +90,8 @@ export async function measurePhase<T>(
   metricsFrom: string | readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
+  /** Given the phase's purchase stage line (`formatStages`), when it had purchases. */
+  progress?: (line: string) => void,
 ): Promise<MeasuredPhase<T>> {
   const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
   const dbBefore = await serverCounters();
@@ -40,12 +102,16 @@ export async function measurePhase<T>(
   const after = await scrapeNodes(urls);
   const dbAfter = await serverCounters();
   const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
+  const stages = stageFigures(before, after);
+  const line = formatStages(stages);
+  if (line !== '') progress?.(`bench:   ${line}`);
   return {
     result,
     cpu,
     serviceCores,
     otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
     metrics: { before, after },
+    stages,
     dbPerS:
       dbBefore === undefined || dbAfter === undefined
         ? undefined

@@ -27,7 +27,7 @@ export interface BenchOptions {
 
 export interface BenchIO {
   /** One progress line on stderr (the runner adds nothing else to it). */
-  progress(line: string): void;
+  progress: (line: string) => void;
   /** Registers teardown that also runs on Ctrl-C; runs in reverse order of registration. */
   onCleanup(fn: () => Promise<void> | void): void;
   /** Aborted on Ctrl-C: loops should stop early. */

@@ -179,15 +179,19 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       redis: await redisCommands(redis),
     };
     const start = monotonicUs();
-    const measured = await measurePhase(cluster.metricsUrls, pids, () =>
-      runOpenLoop({
-        connections,
-        rate,
-        durationS: options.durationS,
-        label: `${path} @ ${num(rate)}/s`,
-        io,
-        next: next(products[path].id),
-      }),
+    const measured = await measurePhase(
+      cluster.metricsUrls,
+      pids,
+      () =>
+        runOpenLoop({
+          connections,
+          rate,
+          durationS: options.durationS,
+          label: `${path} @ ${num(rate)}/s`,
+          io,
+          next: next(products[path].id),
+        }),
+      io.progress,
     );
     const mysql = diff(before.mysql, await mysqlCounters());
     const redisCalls = diff(before.redis, await redisCommands(redis));
@@ -202,17 +206,21 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   if (inFlight > 0) {
     const pool = closedLoopPool(cluster.url, inFlight, io);
     for (const path of PATHS) {
-      const measured = await measurePhase(cluster.metricsUrls, pids, () =>
-        runPurchasePhase({
-          http: pool,
-          productIds: [saturated[path].id],
-          connections: inFlight,
-          durationS: options.durationS,
-          label: `${path} saturated c=${inFlight}`,
-          keyPrefix: `${tag}-sat-${path}`,
-          tokens,
-          io,
-        }),
+      const measured = await measurePhase(
+        cluster.metricsUrls,
+        pids,
+        () =>
+          runPurchasePhase({
+            http: pool,
+            productIds: [saturated[path].id],
+            connections: inFlight,
+            durationS: options.durationS,
+            label: `${path} saturated c=${inFlight}`,
+            keyPrefix: `${tag}-sat-${path}`,
+            tokens,
+            io,
+          }),
+        io.progress,
       );
       saturatedPhases.push({ path, measured });
       await new Promise((resolve) => setTimeout(resolve, 1_000));

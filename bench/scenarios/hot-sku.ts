@@ -14,6 +14,7 @@ import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, stackPids } from '../cpu.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
 import { DISTURBED_OTHER_CORES, measurePhase, percentileMs, round, runHealth } from '../measure.js';
+import type { StageFigures } from '../measure.js';
 import { runOpenLoop, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -46,6 +47,8 @@ interface Step {
   readonly errorShare: number;
   readonly pass: boolean;
   readonly serviceCores: number;
+  /** The step's purchase stages from the nodes' histograms (ms). */
+  readonly stages: StageFigures;
   readonly otherCores: number | undefined;
   readonly meanBatch: number | undefined;
   readonly startS: number;
@@ -106,15 +109,19 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     for (const path of PATHS) {
       if (!active.has(path)) continue;
       const productId = products[path].id;
-      const measured = await measurePhase(cluster.metricsUrls, pids, () =>
-        runOpenLoop({
-          connections,
-          rate,
-          durationS: options.durationS,
-          label: `${path} @ ${num(rate)}/s`,
-          io,
-          next: purchase(productId),
-        }),
+      const measured = await measurePhase(
+        cluster.metricsUrls,
+        pids,
+        () =>
+          runOpenLoop({
+            connections,
+            rate,
+            durationS: options.durationS,
+            label: `${path} @ ${num(rate)}/s`,
+            io,
+            next: purchase(productId),
+          }),
+        io.progress,
       );
       const r = measured.result;
       const h = r.ops.get('purchase')?.latency;
@@ -134,6 +141,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         serviceCores: measured.serviceCores,
         otherCores: measured.otherCores,
         meanBatch: histogramMean(measured.metrics.before, measured.metrics.after, 'product_batch_size'),
+        stages: measured.stages,
         startS: clock,
       });
       clock += r.wallS + pause;
@@ -327,6 +335,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
         generatorCores: s.result.generatorCores,
         serviceCores: s.serviceCores,
+        stages: s.stages,
         otherCores: s.otherCores,
         meanBatch: s.meanBatch,
         timeline: s.result.timeline,

@@ -13,6 +13,7 @@ import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
 import { DISTURBED_OTHER_CORES, latencySummary, measurePhase, round, runHealth } from '../measure.js';
+import type { StageFigures } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -50,6 +51,8 @@ interface Step {
   readonly met: boolean;
   readonly misses: readonly string[];
   readonly serviceCores: number;
+  /** The step's purchase stages from the nodes' histograms (ms). */
+  readonly stages: StageFigures;
   readonly otherCores: number | undefined;
   readonly startS: number;
 }
@@ -126,15 +129,19 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
     const known = { ...pids, ...cluster.pids() };
     // Each node's /metrics read directly (through nginx it answers 404), summed.
-    const measured = await measurePhase(cluster.metricsUrls, known, () =>
-      runOpenLoop({
-        connections,
-        rate,
-        durationS: options.durationS,
-        label: `mix @ ${num(rate)}/s, ${num(catalog)} products`,
-        io,
-        next: request(catalog),
-      }),
+    const measured = await measurePhase(
+      cluster.metricsUrls,
+      known,
+      () =>
+        runOpenLoop({
+          connections,
+          rate,
+          durationS: options.durationS,
+          label: `mix @ ${num(rate)}/s, ${num(catalog)} products`,
+          io,
+          next: request(catalog),
+        }),
+      io.progress,
     );
     const r = measured.result;
     const ops: Step['ops'] = {};
@@ -165,6 +172,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       met: misses.length === 0,
       misses,
       ...cpuOf(measured, cluster.nodes.length),
+      stages: measured.stages,
       startS: clock,
     });
     clock += r.wallS;
@@ -339,6 +347,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         met: s.met,
         misses: s.misses,
         serviceCores: s.serviceCores,
+        stages: s.stages,
         otherCores: s.otherCores,
         generatorCores: s.result.generatorCores,
         schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),

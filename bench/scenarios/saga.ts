@@ -140,13 +140,17 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   for (const phase of ['hot', 'spread'] as const) {
     if (io.signal.aborted) throw new Error('interrupted');
     const statsBefore = providerStats();
-    const measured = await measurePhase(service.url, pids, () =>
-      load(
-        phase,
-        `${phase} (${productsOf[phase].length} product${productsOf[phase].length > 1 ? 's' : ''}) closed-loop c=${options.connections}`,
-        options.durationS / 2,
-        `${tag}-${phase}`,
-      ),
+    const measured = await measurePhase(
+      service.url,
+      pids,
+      () =>
+        load(
+          phase,
+          `${phase} (${productsOf[phase].length} product${productsOf[phase].length > 1 ? 's' : ''}) closed-loop c=${options.connections}`,
+          options.durationS / 2,
+          `${tag}-${phase}`,
+        ),
+      io.progress,
     );
     const statsAfter = providerStats();
     phases.push({

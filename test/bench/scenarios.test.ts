@@ -86,6 +86,11 @@ t.test('hot-sku: open-loop step-up, both paths, no oversell', async (t) => {
   ]);
   await expectOk(t, run, 'hot-sku', ['actor_per_s', 'baseline_per_s', 'ratio', 'oversold', 'mode']);
   t.equal(run.summary['oversold'], 0);
+  t.match(
+    run.output,
+    /purchase stages \(ms, mean \/ p50 \/ p95\): queue [\d.]+ \/ [\d.]+ \/ [\d.]+, reserve_commit /,
+    "each step prints where its purchases' time went",
+  );
   t.equal(run.summary['mode'], 'open-loop');
   t.ok(
     Array.isArray(run.summary['charts']) && (run.summary['charts'] as unknown[]).length === 3,

@@ -1,0 +1,50 @@
+// The bench's reading of the purchase stage histogram: counts, means and bucket-interpolated percentiles
+// from two scrapes of /metrics, as Prometheus' histogram_quantile computes them.
+import t from 'tap';
+import { formatStages, stageFigures } from '../../bench/measure.js';
+import { parseSamples } from '../../bench/prom.js';
+
+/** A /metrics text with one stage's cumulative buckets (le → count), its sum (s) and count. */
+function scrape(stage: string, buckets: Record<string, number>, sum: number): string {
+  const lines = Object.entries(buckets).map(
+    ([le, n]) => `purchase_stage_duration_seconds_bucket{le="${le}",stage="${stage}"} ${n}`,
+  );
+  const count = buckets['+Inf'] ?? 0;
+  lines.push(`purchase_stage_duration_seconds_sum{stage="${stage}"} ${sum}`);
+  lines.push(`purchase_stage_duration_seconds_count{stage="${stage}"} ${count}`);
+  return lines.join('\n');
+}
+
+t.test('stages over a phase: deltas, mean and interpolated p50/p95', async (t) => {
+  const before = parseSamples(
+    [
+      scrape('queue', { '0.001': 10, '0.01': 10, '0.1': 10, '+Inf': 10 }, 0.005),
+      scrape('payment', { '0.001': 0, '0.01': 0, '0.1': 0, '+Inf': 0 }, 0),
+    ].join('\n'),
+  );
+  // Over the phase: 100 queue waits, 60 under 1 ms and 40 between 1 and 10 ms; payments all 10–100 ms.
+  const after = parseSamples(
+    [
+      scrape('queue', { '0.001': 70, '0.01': 110, '0.1': 110, '+Inf': 110 }, 0.105),
+      scrape('payment', { '0.001': 0, '0.01': 0, '0.1': 20, '+Inf': 20 }, 1),
+    ].join('\n'),
+  );
+  const stages = stageFigures(before, after);
+  t.same(stages['queue'], { count: 100, mean: 1, p50: 0.83, p95: 8.88 });
+  t.same(stages['payment'], { count: 20, mean: 50, p50: 55, p95: 95.5 });
+  t.equal(
+    formatStages(stages),
+    'purchase stages (ms, mean / p50 / p95): queue 1 / 0.83 / 8.88, payment 50 / 55 / 95.5',
+  );
+});
+
+t.test(
+  'a percentile beyond the last finite bucket is unknown; a phase without purchases prints nothing',
+  async (t) => {
+    const before = parseSamples(scrape('reply', { '1': 0, '+Inf': 0 }, 0));
+    const after = parseSamples(scrape('reply', { '1': 1, '+Inf': 10 }, 30));
+    t.same(stageFigures(before, after)['reply'], { count: 10, mean: 3000, p50: undefined, p95: undefined });
+    t.same(stageFigures(after, after), {});
+    t.equal(formatStages({}), '');
+  },
+);
