@@ -34,6 +34,10 @@ export const ERROR_CODES = {
   DEPENDENCY_UNAVAILABLE: { status: 503, retryable: true },
   SHUTTING_DOWN: { status: 503, retryable: true },
   DEADLINE_EXCEEDED: { status: 504, retryable: true },
+  /** Answered by the balancer (docker/nginx/nginx.conf): no app node could be reached. */
+  NO_NODE_AVAILABLE: { status: 503, retryable: true },
+  /** Answered by the balancer: the node did not answer within its read timeout. */
+  NODE_TIMEOUT: { status: 504, retryable: true },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import WebSocket, { WebSocketServer } from 'ws';
 import { describePortOwner, portAnswers } from '../scripts/stack/process.js';
+import { ERROR_CODES } from '../src/errors.js';
 import { APP_NODES, STACK_HOST, STACK_PORTS, stackStatus } from '../scripts/stack/stack.js';
 
 /** production upstreams.conf: fail_timeout=5s; a node marked down by an earlier run is back after it. */
@@ -88,6 +89,7 @@ async function startStandIn(id: string, port: number): Promise<StandIn> {
 
 interface Answer {
   readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
   readonly json: any;
 }
 
@@ -111,7 +113,7 @@ function viaNginx(method: string, path: string, headers: http.OutgoingHttpHeader
           } catch {
             json = text;
           }
-          resolve({ status: response.statusCode ?? 0, json });
+          resolve({ status: response.statusCode ?? 0, headers: response.headers, json });
         });
       },
     );
@@ -301,5 +303,30 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
       '{"productId":1,"quantity":1}',
     );
     t.match(post, { status: 200, json: { node: one.id } }, `a POST answered by ${one.id}`);
+  });
+
+  t.test("no node left: nginx's own answer is the API's JSON error with Retry-After, not HTML", async (t) => {
+    await one.stop();
+    const answers = [
+      await viaNginx('GET', '/products/1'),
+      await viaNginx(
+        'POST',
+        '/purchases',
+        {
+          'content-type': 'application/json',
+          'idempotency-key': `nginx-none-${process.pid}`,
+          authorization: 'Bearer not-checked-by-these-stand-in-nodes',
+        },
+        '{"productId":1,"quantity":1}',
+      ),
+    ];
+    for (const answer of answers) {
+      t.match(answer, {
+        status: 503,
+        headers: { 'content-type': 'application/json', 'retry-after': '1' },
+        json: { error: { code: 'NO_NODE_AVAILABLE', retryable: true } },
+      });
+      t.ok(Object.hasOwn(ERROR_CODES, answer.json.error.code), 'a code of the service registry');
+    }
   });
 });
