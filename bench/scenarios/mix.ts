@@ -51,6 +51,8 @@ interface Step {
   readonly met: boolean;
   readonly misses: readonly string[];
   readonly serviceCores: number;
+  /** Cores of each known process over the step (nodes, nginx, the provider, the stack's servers). */
+  readonly processCores: Readonly<Record<string, number>>;
   /** The step's purchase stages from the nodes' histograms (ms). */
   readonly stages: StageFigures;
   readonly otherCores: number | undefined;
@@ -176,6 +178,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       startS: clock,
     });
     clock += r.wallS;
+    io.progress(`bench:   cores: ${formatCores(steps.at(-1)!.processCores)}`);
     io.progress(
       `bench: mix @ ${num(rate)}/s: ${misses.length === 0 ? 'meets the targets' : `MISSES: ${misses.join('; ')}`}`,
     );
@@ -347,6 +350,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         met: s.met,
         misses: s.misses,
         serviceCores: s.serviceCores,
+        processCores: s.processCores,
         stages: s.stages,
         otherCores: s.otherCores,
         generatorCores: s.result.generatorCores,
@@ -384,10 +388,24 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
 function cpuOf(
   measured: Awaited<ReturnType<typeof measurePhase>>,
   nodes: number,
-): { serviceCores: number; otherCores: number | undefined } {
-  if (nodes === 0) return { serviceCores: measured.serviceCores, otherCores: measured.otherCores };
-  const processCores = measured.cpu.processCores;
+): { serviceCores: number; otherCores: number | undefined; processCores: Readonly<Record<string, number>> } {
+  const processCores = Object.fromEntries(
+    Object.entries(measured.cpu.processCores).map(([name, c]) => [name, round(c ?? 0, 3)]),
+  );
+  if (nodes === 0)
+    return { serviceCores: measured.serviceCores, otherCores: measured.otherCores, processCores };
   let serviceCores = 0;
   for (let i = 1; i <= nodes; i += 1) serviceCores += processCores[`node-${i}`] ?? 0;
-  return { serviceCores, otherCores: otherCores(measured.cpu, Object.values(processCores)) };
+  return {
+    serviceCores,
+    otherCores: otherCores(measured.cpu, Object.values(measured.cpu.processCores)),
+    processCores,
+  };
 }
+
+/** `cores: node-1 0.35, mariadb-primary 0.12, …`, busiest first: which process fills the box. */
+const formatCores = (cores: Readonly<Record<string, number>>): string =>
+  Object.entries(cores)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, c]) => `${name} ${c.toFixed(2)}`)
+    .join(', ');
