@@ -6,7 +6,7 @@ import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { readBody } from './body.js';
 import { errorReply, writeReply, type Reply } from './reply.js';
-import type { Uws } from './uws.js';
+import { remoteAddress, type Uws } from './uws.js';
 
 /**
  * The HTTP front on uWebSockets.js. Rules this file keeps (from the uWS examples):
@@ -216,7 +216,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const headerBytes = collectedBytes;
     const values: string[] = [];
     for (let i = 0; i < params; i += 1) values.push(decodeURIComponent(req.getParameter(i)));
-    const socketIp = Buffer.from(res.getRemoteAddressAsText()).toString();
+    const socketIp = remoteAddress(res);
     const request = new Request(
       req.getMethod(),
       req.getUrl(),

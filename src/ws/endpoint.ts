@@ -1,6 +1,7 @@
 import type { HttpResponse, TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { AppError } from '../errors.js';
 import { errorReply, writeReply } from '../http/reply.js';
+import { remoteAddress } from '../http/uws.js';
 import type { Logger } from '../logger.js';
 import { decodeRequest, encodeFrame, errorFrame, refOfError, stockFrame } from './frames.js';
 import { topicOf, type StockFeed } from './stock-feed.js';
@@ -219,7 +220,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
       const extensions = req.getHeader('sec-websocket-extensions');
       const forwardedFor = req.getHeader('x-forwarded-for');
       try {
-        options.admit?.(Buffer.from(res.getRemoteAddressAsText()).toString(), forwardedFor || undefined);
+        options.admit?.(remoteAddress(res), forwardedFor || undefined);
       } catch (err) {
         if (!(err instanceof AppError)) throw err;
         counts.rejectedUpgrades += 1;

@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { TemplatedApp, WebSocket } from 'uWebSockets.js';
 import { AppError } from '../../errors.js';
+import { remoteAddress } from '../../http/uws.js';
 import {
   CLOSE_CODES,
   decodeRequestFrame,
@@ -117,7 +118,7 @@ export function attachPeerServer(app: TemplatedApp, options: PeerServerOptions):
       const key = req.getHeader('sec-websocket-key');
       const protocol = req.getHeader('sec-websocket-protocol');
       const extensions = req.getHeader('sec-websocket-extensions');
-      const remote = Buffer.from(res.getRemoteAddressAsText()).toString();
+      const remote = remoteAddress(res);
       if (!timingSafeEqual(digest(presented), secretDigest)) {
         rejectedUpgrades += 1;
         log.warn({ remote }, 'peer upgrade refused: missing or wrong x-peer-secret');
