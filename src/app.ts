@@ -19,7 +19,12 @@ import { createHttpServer, type HttpServer } from './http/server.js';
 import type { Uws } from './http/uws.js';
 import type { Infrastructure } from './infrastructure.js';
 import type { Logger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, registerScrapeGauges, type Metrics } from './metrics.js';
+import { ConsistencyMonitor } from './observability/consistency-monitor.js';
+import { ScrapeFigure } from './observability/scrape-figure.js';
+import { ProjectionLag } from './projection/projection-lag.js';
+import { ReadinessChecks } from './readiness.js';
+import type { RowDataPacket } from './storage/mysql.js';
 import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
@@ -57,6 +62,8 @@ export interface App {
   readonly metrics: Metrics;
   readonly relay: OutboxRelay;
   readonly projection: SalesProjection | undefined;
+  /** Compares the stores of this node's products (README "Observability"); started by `start`. */
+  readonly consistency: ConsistencyMonitor;
   /** Stop taking requests, answer the accepted ones, stop the actors. Clients are the caller's to close. */
   stop(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
@@ -132,6 +139,7 @@ export function buildApp(deps: AppDeps): App {
   /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
   const stockChanged = (productId: number, stock: number, version: number, announced = false): void => {
     catalog.offerStock(productId, stock, version);
+    consistency.committed(productId, stock, version);
     subscriptions.committed(productId, stock, version, announced);
   };
   const pipeline = new CommitPipeline({
@@ -194,14 +202,77 @@ export function buildApp(deps: AppDeps): App {
     config: { purchase: config.purchase, saga: config.saga },
     metrics,
   });
+  /** When the oldest open saga seen by the last recovery sweep was created (ms), if any was open. */
+  let oldestOpenSaga: number | undefined;
   const recovery = new SagaRecovery({
     sagas,
-    pending: (options) => sagaStore.pending(options),
+    pending: async (options) => {
+      const open = await sagaStore.pending(options);
+      // Oldest first; a saga's deadline is its creation + SAGA_DEADLINE_MS.
+      oldestOpenSaga = open[0] === undefined ? undefined : open[0].deadline - config.saga.deadlineMs;
+      return open;
+    },
     logger: logger.child({ component: 'saga-recovery' }),
     intervalMs: 5_000,
     // A live saga is touched by nothing until it settles: leave it this long before assuming it died.
     idleForMs: Math.max(10_000, config.payment.timeoutMs * (config.payment.retries + 2)),
     owns: (productId) => cluster.owns(productId),
+  });
+  const readiness = new ReadinessChecks(infra.checks, config.readyCheckTimeoutMs);
+  const scrapeLog = logger.child({ component: 'metrics' });
+  const outboxAge = new ScrapeFigure({
+    name: 'outbox_oldest_age_seconds',
+    logger: scrapeLog,
+    read: async () => {
+      // The unsent rows (the backlog: few) come from the (sent_at, id) index; then one row by its key.
+      // Only this service's topics: the relay publishes nothing else.
+      const [rows] = await infra.mysql.primary.query<RowDataPacket[]>(
+        `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) AS age_us FROM outbox
+          WHERE id = (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND topic IN (?))`,
+        [[...new Set(Object.values(config.kafka.topics))]],
+      );
+      return rows[0] === undefined ? 0 : Math.max(0, Number(rows[0]['age_us']) / 1e6);
+    },
+  });
+  const projectionLag =
+    projection === undefined
+      ? undefined
+      : new ProjectionLag(infra.kafka, config.projection.groupId, [
+          config.kafka.topics.orders,
+          config.kafka.topics.payments,
+        ]);
+  const lagFigure =
+    projectionLag &&
+    new ScrapeFigure({
+      name: 'projection_consumer_lag_events',
+      logger: scrapeLog,
+      read: () => projectionLag.events(),
+    });
+  registerScrapeGauges(metrics, {
+    pools: { primary: infra.mysql.primary, replica: infra.mysql.replica },
+    readiness: () => readiness.recent(1_000),
+    outboxOldestAgeSeconds: () => outboxAge.value(),
+    sagaOldestOpenAgeSeconds: () =>
+      oldestOpenSaga === undefined ? 0 : Math.max(0, (Date.now() - oldestOpenSaga) / 1000),
+    ...(lagFigure === undefined ? {} : { projectionLagEvents: () => lagFigure.value() }),
+    actorRequests: () => actors.stats().outstanding,
+  });
+  const consistency = new ConsistencyMonitor({
+    primary: infra.mysql.primary,
+    replica: infra.mysql.replica,
+    cache,
+    owns: (productId) => cluster.owns(productId),
+    ownsAny: () => cluster.ownership.stats().held > 0,
+    checkProjection: projection !== undefined,
+    logger,
+    intervalMs: config.consistency.intervalMs,
+    productsPerRound: config.consistency.productsPerRound,
+    onInconsistent: (count) => metrics.inconsistentProducts.set(count),
+    onHealed: () => metrics.cacheDriftsHealed.inc(),
+    onRound: (outcome, checked) => {
+      metrics.consistencyRounds.inc({ outcome });
+      metrics.consistencyProductsChecked.inc(checked);
+    },
   });
   const tokens = new TokenVerifier({
     auth: config.auth,
@@ -243,8 +314,7 @@ export function buildApp(deps: AppDeps): App {
     routes: [
       ...healthRoutes({
         nodeId: config.nodeId,
-        checks: infra.checks,
-        checkTimeoutMs: config.readyCheckTimeoutMs,
+        readiness,
         startedAt,
         details: () => ({ cluster: cluster.ownership.stats(), ws: subscriptions.stats() }),
       }),
@@ -296,6 +366,7 @@ export function buildApp(deps: AppDeps): App {
         metrics.evictions.inc({ what: 'nodes' });
         metrics.evictions.inc({ what: 'leases' }, freed);
       },
+      onOwnershipChanged: (change, shards) => metrics.ownershipChanges.inc({ change }, shards),
     },
     config.shutdownGraceMs,
   );
@@ -309,18 +380,21 @@ export function buildApp(deps: AppDeps): App {
     cluster,
     projection,
     subscriptions,
+    consistency,
     async start(port, options = {}) {
       recovering = options.recover !== false;
       await cluster.start(port);
       await subscriptions.start();
       relay.start();
       projection?.start();
+      consistency.start();
       if (!recovering) return;
       await recovery.resumeAll();
       recovery.start();
     },
     async stop(graceMs) {
       recovery.stop();
+      const consistencyStopped = consistency.stop();
       // Subscribers reconnect at once (through nginx, to another node).
       subscriptions.close();
       const closing = server.close(graceMs);
@@ -341,6 +415,8 @@ export function buildApp(deps: AppDeps): App {
       await Promise.all([
         timed('outbox relay stop', relay.stop()),
         timed('projection stop', projection?.stop()),
+        timed('consistency monitor stop', consistencyStopped),
+        timed('projection lag reader close', projectionLag?.close()),
         payments.close(),
       ]);
       nact.stop(system);

@@ -221,6 +221,13 @@ export interface Config {
   readonly uwsFallbackRequested: boolean;
   /** Time SIGTERM waits for in-flight requests before closing clients, ms. Default 10000. */
   readonly shutdownGraceMs: number;
+  /** The consistency monitor (README "Observability"): compares the stores of the products a node owns. */
+  readonly consistency: {
+    /** Pause between two rounds, ms; 0 turns the monitor off. Default 30000. */
+    readonly intervalMs: number;
+    /** Products compared per round. Default 100. */
+    readonly productsPerRound: number;
+  };
 }
 
 /** Signature algorithms AUTH_ALGORITHMS may name (asymmetric only: a shared HMAC secret could mint tokens). */
@@ -305,6 +312,8 @@ export const CONFIG_ENV_NAMES = [
   'WS_MAX_BACKPRESSURE_BYTES',
   'WS_SLOW_CONSUMER_MS',
   'UWS_USE_FALLBACK',
+  'CONSISTENCY_CHECK_INTERVAL_MS',
+  'CONSISTENCY_CHECK_PRODUCTS',
 ] as const;
 
 export type ConfigEnvName = (typeof CONFIG_ENV_NAMES)[number];
@@ -370,6 +379,8 @@ export const defaults = {
   cacheStockTtlMs: 5_000, // 5 s
   cacheMemoryProducts: 50_000,
   cacheMemoryStockTtlMs: 1_000, // 1 s
+  consistencyCheckIntervalMs: 30_000, // 30 s
+  consistencyCheckProducts: 100,
   authJwksFile: '.stack/auth/jwks.json',
   authAlgorithms: 'EdDSA',
   authIssuer: 'flash-sale-local',
@@ -704,6 +715,15 @@ export function loadConfig(env: Env = process.env): Config {
     production: read.raw('NODE_ENV') === 'production',
     readyCheckTimeoutMs: read.int('READY_CHECK_TIMEOUT_MS', defaults.readyCheckTimeoutMs, 50, 60_000),
     shutdownGraceMs: read.int('SHUTDOWN_GRACE_MS', defaults.shutdownGraceMs, 0, 600_000),
+    consistency: {
+      intervalMs: read.int(
+        'CONSISTENCY_CHECK_INTERVAL_MS',
+        defaults.consistencyCheckIntervalMs,
+        0,
+        86_400_000,
+      ),
+      productsPerRound: read.int('CONSISTENCY_CHECK_PRODUCTS', defaults.consistencyCheckProducts, 1, 10_000),
+    },
     uwsFallbackRequested: !['', '0', 'false'].includes((read.raw('UWS_USE_FALLBACK') ?? '').toLowerCase()),
   };
   const host = config.host === '0.0.0.0' || config.host === '::' ? '127.0.0.1' : config.host;

@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { PURCHASE_STAGES, type PurchaseStage, type StageObserver } from '../actors/product/types.js';
 import { LoopDelayMonitor } from './loop-delay.js';
+import type { Dependency, Readiness } from './readiness.js';
+import { poolUsage, type Pool, type PoolUsage } from './storage/mysql.js';
 
 /** The service's Prometheus metrics, on a registry of its own (tests build several apps in one process). */
 export function createMetrics() {
@@ -124,7 +126,134 @@ export function createMetrics() {
       registers: [registry],
     }),
     actors: new Gauge({ name: 'product_actors', help: 'Active product actors', registers: [registry] }),
+    ownershipChanges: new Counter({
+      name: 'shard_ownership_changes_total',
+      help: 'Shard leases this node acquired, handed off (released) or lost without a handoff',
+      labelNames: ['change'] as const,
+      registers: [registry],
+    }),
+    inconsistentProducts: new Gauge({
+      name: 'inventory_inconsistent_products',
+      help:
+        'Products this node owns whose stores disagree beyond what the consistency monitor heals (actor, ' +
+        'primary, replica, Redis cache, sales projection, ledger); their ids are in the log',
+      registers: [registry],
+    }),
+    cacheDriftsHealed: new Counter({
+      name: 'inventory_cache_drifts_healed_total',
+      help: 'Cached stocks the consistency monitor found stale or wrong in Redis and rewrote from the primary',
+      registers: [registry],
+    }),
+    consistencyRounds: new Counter({
+      name: 'inventory_consistency_rounds_total',
+      help: 'Rounds of the consistency monitor: completed, or failed (a store could not be read; retried next round)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    consistencyProductsChecked: new Counter({
+      name: 'inventory_consistency_products_checked_total',
+      help: 'Products the consistency monitor compared across stores',
+      registers: [registry],
+    }),
   };
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Dependency names of `dependency_up`, by the readiness check that answers for them. */
+export const DEPENDENCY_LABELS: Readonly<Record<Dependency, string>> = {
+  primary: 'mysql_primary',
+  replica: 'mysql_replica',
+  redis: 'redis',
+  kafka: 'kafka',
+};
+
+/** What the scrape-time gauges read; each is read only when /metrics is scraped. */
+export interface ScrapeSources {
+  /** The node's MySQL pools by name (`primary`, `replica`). */
+  pools: Readonly<Record<string, Pool>>;
+  /** The dependency checks of /ready (a result a second old is reused). */
+  readiness: () => Promise<Readiness>;
+  /** Age of the oldest outbox row not yet sent to Kafka, s (0 when none); NaN when unknown. */
+  outboxOldestAgeSeconds: () => Promise<number>;
+  /** Age of the oldest saga still open, s (0 when none). */
+  sagaOldestOpenAgeSeconds: () => number;
+  /** Events the sales projection has not consumed yet; absent when this node runs no projection. */
+  projectionLagEvents?: () => Promise<number>;
+  /** Requests the product actors hold (queued, reserved, being written). */
+  actorRequests: () => number;
+}
+
+/** Gauges computed when Prometheus scrapes, never between scrapes: an idle node stays idle. */
+export function registerScrapeGauges(metrics: Metrics, sources: ScrapeSources): void {
+  const registers = [metrics.registry];
+  const pools = Object.entries(sources.pools);
+  const poolGauge = (name: string, help: string, figure: (usage: PoolUsage) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['pool'] as const,
+      registers,
+      collect() {
+        for (const [pool, p] of pools) this.set({ pool }, figure(poolUsage(p)));
+      },
+    });
+  poolGauge(
+    'mysql_pool_connections_in_use',
+    'Connections of the pool checked out or running a query',
+    (u) => u.inUse,
+  );
+  poolGauge('mysql_pool_connections_open', 'Connections the pool holds open, busy or idle', (u) => u.open);
+  poolGauge('mysql_pool_connections_max', 'Most connections the pool opens (MYSQL_POOL_SIZE)', (u) => u.max);
+  poolGauge(
+    'mysql_pool_waiting_requests',
+    'Callers waiting for a connection of the pool because every one is busy',
+    (u) => u.waiting,
+  );
+  new Gauge({
+    name: 'dependency_up',
+    help: "1 while the dependency answers this node's readiness check (GET /ready), 0 while it does not",
+    labelNames: ['dependency'] as const,
+    registers,
+    async collect() {
+      const { dependencies } = await sources.readiness();
+      for (const [dependency, label] of Object.entries(DEPENDENCY_LABELS))
+        this.set({ dependency: label }, dependencies[dependency as Dependency].status === 'up' ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'outbox_oldest_age_seconds',
+    help: 'Age of the oldest outbox event not yet sent to Kafka (0: none waiting)',
+    registers,
+    async collect() {
+      this.set(await sources.outboxOldestAgeSeconds());
+    },
+  });
+  new Gauge({
+    name: 'saga_oldest_open_age_seconds',
+    help: "Age of the oldest purchase saga still open, as of the node's last recovery sweep (every 5 s; 0: none)",
+    registers,
+    collect() {
+      this.set(sources.sagaOldestOpenAgeSeconds());
+    },
+  });
+  const lag = sources.projectionLagEvents;
+  if (lag !== undefined) {
+    new Gauge({
+      name: 'projection_consumer_lag_events',
+      help: "Events in the sales projection's topics its consumer group has not committed yet",
+      registers,
+      async collect() {
+        this.set(await lag());
+      },
+    });
+  }
+  new Gauge({
+    name: 'product_actor_requests',
+    help: "Requests this node's product actors hold: queued in mailboxes, reserved, or being written",
+    registers,
+    collect() {
+      this.set(sources.actorRequests());
+    },
+  });
+}

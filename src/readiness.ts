@@ -39,3 +39,40 @@ export async function checkReadiness(
   const down = DEPENDENCIES.filter((name) => dependencies[name].status === 'down');
   return { ready: down.length === 0, down, dependencies };
 }
+
+/**
+ * The dependency checks shared by `/ready` (always fresh) and the `dependency_up` gauge (a result up to
+ * `reuseForMs` old is reused, and scrapes arriving together share one round of checks).
+ */
+export class ReadinessChecks {
+  private last: { readiness: Readiness; at: number } | undefined;
+  private inFlight: Promise<Readiness> | undefined;
+
+  constructor(
+    private readonly checks: Readonly<Record<Dependency, DependencyCheck>>,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** Checks every dependency now (a round already running is joined). */
+  check(): Promise<Readiness> {
+    this.inFlight ??= checkReadiness(this.checks, this.timeoutMs).then(
+      (readiness) => {
+        this.inFlight = undefined;
+        this.last = { readiness, at: performance.now() };
+        return readiness;
+      },
+      (err: unknown) => {
+        this.inFlight = undefined;
+        throw err;
+      },
+    );
+    return this.inFlight;
+  }
+
+  /** The last result if younger than `reuseForMs`, else a fresh one. */
+  recent(reuseForMs: number): Promise<Readiness> {
+    if (this.last !== undefined && performance.now() - this.last.at < reuseForMs)
+      return Promise.resolve(this.last.readiness);
+    return this.check();
+  }
+}

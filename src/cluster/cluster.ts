@@ -8,7 +8,7 @@ import { connectRedis, type Redis } from '../storage/redis.js';
 import { RedisShardLeases } from '../storage/shard-leases.js';
 import { attachPeerServer } from './channel/server.js';
 import { PeerClient } from './channel/client.js';
-import { Ownership } from './ownership.js';
+import { Ownership, type OwnershipChange } from './ownership.js';
 import { ClusterRouter, type PeerOp } from './router.js';
 import { shardOf } from './shards.js';
 
@@ -26,6 +26,8 @@ export interface ClusterDeps {
   onRouted?: (op: PeerOp, where: 'local' | 'forwarded') => void;
   /** A dead peer evicted by this node (metrics). */
   onEvicted?: (node: string, freed: number) => void;
+  /** This node acquired, handed off or lost shards (metrics). */
+  onOwnershipChanged?: (change: OwnershipChange, shards: number) => void;
   /** The reply stage of purchases routed by this node (metrics). */
   onStage?: StageObserver;
 }
@@ -66,6 +68,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     onLost: (shards) => deps.actors.retireWhere(inShards(shards)),
     onAcquired: (shards) => deps.onTakeover(inShards(shards)),
     ...(deps.onEvicted === undefined ? {} : { onEvicted: deps.onEvicted }),
+    ...(deps.onOwnershipChanged === undefined ? {} : { onChanged: deps.onOwnershipChanged }),
   });
   const peers = new PeerClient({
     secret: config.cluster.peerSecret,

@@ -27,7 +27,11 @@ export interface OwnershipOptions {
   refusesConnections?: (address: string) => Promise<boolean>;
   /** A dead peer was evicted by this node, freeing `freed` shard leases (metrics). */
   onEvicted?: (node: string, freed: number) => void;
+  /** This node's shards changed: `shards` acquired, handed off (released) or lost without a handoff (metrics). */
+  onChanged?: (change: OwnershipChange, shards: number) => void;
 }
+
+export type OwnershipChange = 'acquired' | 'released' | 'lost';
 
 interface Held {
   epoch: number;
@@ -205,6 +209,7 @@ export class Ownership {
       for (const [shard, epoch] of granted) this.held.set(shard, { epoch, validUntil: renewedUntil });
       this.changed();
       logger.info({ shards: granted.size, held: this.held.size }, 'acquired shards');
+      this.options.onChanged?.('acquired', granted.size);
       this.options.onAcquired([...granted.keys()]);
       // The others read the owners only when told (or every 10 TTLs): tell them where these shards are now.
       await leases.announce(`acquired by ${nodeId}`).catch(() => undefined);
@@ -300,6 +305,7 @@ export class Ownership {
     for (const shard of shards) this.held.delete(shard);
     this.changed();
     this.options.logger.warn({ shards: shards.length, why }, 'lost shards');
+    this.options.onChanged?.('lost', shards.length);
     this.options.onLost(shards);
   }
 
@@ -314,6 +320,7 @@ export class Ownership {
       );
       await leases.release(nodeId, owned);
       logger.info({ shards: owned.size }, 'handed off shards');
+      this.options.onChanged?.('released', owned.size);
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'handoff incomplete; the leases will expire instead');
     } finally {

@@ -1,12 +1,12 @@
 import { AppError } from '../errors.js';
-import { checkReadiness, type Dependency, type DependencyCheck } from '../readiness.js';
+import type { ReadinessChecks } from '../readiness.js';
 import { json } from './reply.js';
 import type { Route } from './server.js';
 
 export interface HealthDeps {
   nodeId: string;
-  checks: Readonly<Record<Dependency, DependencyCheck>>;
-  checkTimeoutMs: number;
+  /** The dependency checks (shared with the `dependency_up` gauge). */
+  readiness: ReadinessChecks;
   startedAt: number;
   /** Extra facts for /health (this node's shards). */
   details?: () => Record<string, unknown>;
@@ -30,7 +30,7 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       method: 'get',
       pattern: '/ready',
       handler: async () => {
-        const readiness = await checkReadiness(deps.checks, deps.checkTimeoutMs);
+        const readiness = await deps.readiness.check();
         if (readiness.ready)
           return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
         const error = new AppError('DEPENDENCY_UNAVAILABLE', `not ready: ${readiness.down.join(', ')} down`);

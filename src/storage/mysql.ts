@@ -64,6 +64,36 @@ export function createMysqlPools(config: Pick<Config, 'mysql'>): MysqlPools {
   };
 }
 
+/** A pool's connections: open and busy (checked out or running a query), open in all, and its limit. */
+export interface PoolUsage {
+  inUse: number;
+  open: number;
+  max: number;
+  /** Callers waiting for a connection because every one is busy. */
+  waiting: number;
+}
+
+interface CorePoolInternals {
+  _allConnections?: { length: number };
+  _freeConnections?: { length: number };
+  _connectionQueue?: { length: number };
+  config?: { connectionLimit?: number };
+}
+
+/**
+ * Reads mysql2's own counters (its pool keeps them as queues: no per-query work for the metric). They are
+ * internal to mysql2 3.x: a version without them reads NaN rather than a wrong figure.
+ */
+export function poolUsage(pool: Pool): PoolUsage {
+  const core = (pool as unknown as { pool?: CorePoolInternals }).pool;
+  const all = core?._allConnections?.length;
+  const free = core?._freeConnections?.length;
+  const max = core?.config?.connectionLimit;
+  if (all === undefined || free === undefined || max === undefined)
+    return { inUse: NaN, open: NaN, max: NaN, waiting: NaN };
+  return { inUse: all - free, open: all, max, waiting: core?._connectionQueue?.length ?? NaN };
+}
+
 /** Answers when the server runs a query; rejects otherwise. */
 export async function pingMysql(pool: Pool): Promise<void> {
   await pool.query('SELECT 1');

@@ -40,6 +40,7 @@ interface StockScripts {
     ...publish: [] | [channel: string, message: string]
   ): Promise<number>;
   decrementStock(key: string, quantity: number, version: number, ttlMs: number): Promise<number>;
+  deleteStockIfUnchanged(key: string, value: string): Promise<number>;
 }
 
 /**
@@ -70,6 +71,12 @@ export class RedisProductCache implements StockCache {
     if (!('setStockIfNewer' in redis)) {
       redis.defineCommand('setStockIfNewer', { numberOfKeys: 1, lua: lua('set-stock-if-newer') });
       redis.defineCommand('decrementStock', { numberOfKeys: 1, lua: lua('decrement-stock') });
+    }
+    if (!('deleteStockIfUnchanged' in redis)) {
+      redis.defineCommand('deleteStockIfUnchanged', {
+        numberOfKeys: 1,
+        lua: lua('delete-stock-if-unchanged'),
+      });
     }
     this.scripts = redis as unknown as StockScripts;
   }
@@ -151,6 +158,33 @@ export class RedisProductCache implements StockCache {
       out.set(id, entry);
     });
     return out;
+  }
+
+  /** The cached stocks of `ids` in one round trip, each with its raw value (absent: not cached). */
+  async getStocks(ids: readonly number[]): Promise<Map<number, CachedStock & { raw: string }>> {
+    const out = new Map<number, CachedStock & { raw: string }>();
+    if (ids.length === 0) return out;
+    const values = await this.redis.mget(...ids.map((id) => this.stockKey(id)));
+    ids.forEach((id, i) => {
+      const raw = values[i];
+      if (raw !== null && raw !== undefined) out.set(id, { ...parseStock(raw), raw });
+    });
+    return out;
+  }
+
+  /**
+   * Rewrites a cached stock from the primary's committed row, with the write-through's own version guard
+   * (a newer cached version wins); nothing is published. True when written.
+   */
+  async repairStock(productId: number, stock: number, version: number): Promise<boolean> {
+    return (
+      (await this.scripts.setStockIfNewer(this.stockKey(productId), version, stock, this.stockTtlMs)) === 1
+    );
+  }
+
+  /** Deletes the cached stock if it still holds `raw` (as `getStocks` read it); true when deleted. */
+  async dropStockIfUnchanged(productId: number, raw: string): Promise<boolean> {
+    return (await this.scripts.deleteStockIfUnchanged(this.stockKey(productId), raw)) === 1;
   }
 
   async getStock(productId: number): Promise<CachedStock | undefined> {
