@@ -147,9 +147,10 @@ export function buildApp(deps: AppDeps): App {
     writer,
     ownerEpoch: (productId) => cluster.epochOf(productId),
     lanes: config.purchase.commitLanes,
-    onCycle: ({ batches, seconds, outcome }) => {
+    onCycle: ({ batches, seconds, outcome, lockRetries }) => {
       metrics.commitCycleBatches.observe(batches);
       metrics.commitCycleDuration.observe({ outcome }, seconds);
+      if (lockRetries > 0) metrics.commitLockRetries.inc(lockRetries);
       if (outcome !== 'failed') relay.nudge();
     },
   });

@@ -71,6 +71,11 @@ export function createMetrics() {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],
     }),
+    commitLockRetries: new Counter({
+      name: 'commit_cycle_lock_retries_total',
+      help: 'Commit cycles sent again because InnoDB refused them a lock (deadlock victim or lock-wait timeout)',
+      registers: [registry],
+    }),
     batchDuration: new Histogram({
       name: 'product_batch_duration_seconds',
       help: 'Time to write one batch (transaction and stock write-through)',
