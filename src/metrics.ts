@@ -85,8 +85,9 @@ export function createMetrics() {
     }),
     cacheReads: new Counter({
       name: 'product_cache_reads_total',
-      help: 'Product reads answered from Redis (hit) or the replica (miss)',
-      labelNames: ['result'] as const,
+      help:
+        "Product reads by the tier that answered: the node's memory or Redis (result hit), the replica or the primary (result miss)",
+      labelNames: ['result', 'tier'] as const,
       registers: [registry],
     }),
     sagaDuration: new Histogram({

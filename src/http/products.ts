@@ -71,10 +71,17 @@ function minVersionOf(query: string): number {
  * which), admin create and restock.
  */
 export function productRoutes(deps: ProductRoutesDeps): Route[] {
-  const hits = deps.metrics?.cacheReads.labels({ result: 'hit' });
-  const misses = deps.metrics?.cacheReads.labels({ result: 'miss' });
+  // One counter child per tier, looked up once: a read from memory counts with one increment.
+  const counted = (tier: ReadTier) =>
+    deps.metrics?.cacheReads.labels({ result: tier === 'memory' || tier === 'redis' ? 'hit' : 'miss', tier });
+  const reads = {
+    memory: counted('memory'),
+    redis: counted('redis'),
+    replica: counted('replica'),
+    primary: counted('primary'),
+  };
   const answered = (tier: ReadTier) => {
-    (tier === 'memory' || tier === 'redis' ? hits : misses)?.inc();
+    reads[tier]?.inc();
     return TIER_HEADERS[tier];
   };
   const memoryReply = (body: string): Reply => ({

@@ -108,3 +108,25 @@ t.test('outbox_oldest_age_seconds: an unsent event of this service shows its age
     ?.value;
   t.ok(age !== undefined && age >= 90 && age < 600, `oldest unsent event is ${age} s old`);
 });
+
+t.test('product reads are counted by the tier that answered (the hit rate per tier)', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 5 });
+  const tiers: string[] = [];
+  for (let i = 0; i < 3; i += 1) {
+    const read = await running.get(`/products/${productId}`);
+    t.equal(read.status, 200);
+    tiers.push(String(read.headers['x-cache-tier']));
+  }
+  const counted = new Map<string, number>();
+  for (const { labels, value } of samples((await running.get('/metrics')).body as string).get(
+    'product_cache_reads_total',
+  ) ?? []) {
+    const tier = /tier="(\w+)"/.exec(labels)?.[1];
+    const result = /result="(\w+)"/.exec(labels)?.[1];
+    t.equal(result, tier === 'memory' || tier === 'redis' ? 'hit' : 'miss', `${tier} is a ${result}`);
+    if (tier !== undefined) counted.set(tier, (counted.get(tier) ?? 0) + value);
+  }
+  for (const tier of new Set(tiers))
+    t.equal(counted.get(tier), tiers.filter((x) => x === tier).length, `reads answered from ${tier}`);
+});
