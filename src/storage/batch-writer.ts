@@ -173,7 +173,12 @@ async function roundTrip(
 ): Promise<{ results: (BatchResult | undefined)[]; error: unknown } | undefined> {
   const now = new Date();
   const statements = cycleStatements(items, options, now);
-  const sql: string[] = options.begin ? ['START TRANSACTION'] : [];
+  // READ COMMITTED: the cycle reads nothing it relies on (version guards and unique keys decide), and
+  // without REPEATABLE READ's gap locks a product's new orders and its confirmed ones, written by two
+  // lanes at once, do not lock each other's (product_id, status) index ranges (binlog_format is ROW).
+  const sql: string[] = options.begin
+    ? ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION']
+    : [];
   const params: unknown[] = [];
   for (const s of statements) {
     sql.push(s.sql);

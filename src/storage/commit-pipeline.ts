@@ -44,8 +44,9 @@ interface Job {
  * so a lone purchase waits for nothing; under load a cycle carries every product that became ready
  * while the one before it committed.
  *
- * Up to `lanes` cycles run at once. A product is never in two cycles in flight (its batch and its
- * confirmations share a cycle, or wait for the one holding the product to end), and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
+ * Up to `lanes` cycles run at once. A product's row is never written by two cycles in flight (its next
+ * batch waits for the cycle holding it; its confirmations, which leave the row alone, may go beside it),
+ * and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
  * starts after the one holding the key ended (not one beside it on another lane, where the two would
  * race for the key), so a client reusing a key across products cannot fail the others' round trip.
  */
@@ -57,9 +58,11 @@ export class CommitPipeline {
   /** The (user, key) pairs of the cycles in flight: a batch reusing one waits until its cycle ended. */
   private readonly keysInFlight = new Set<string>();
   /**
-   * The products of the cycles in flight: their next batch or confirmation waits for that cycle to end.
-   * Two lanes writing one product at once would deadlock in InnoDB (one inserting its new orders and
-   * sagas, the other moving its confirmed ones, in the same (product_id, status) index range).
+   * The products whose row a cycle in flight writes: their next batch waits for that cycle to end (the
+   * actors send one batch per product at a time; this keeps a product's version chain in order whatever
+   * they do). Confirmations, which leave the row alone, go beside it on another lane: cycles run in READ
+   * COMMITTED, where a product's new orders and its confirmed ones take no gap locks on each other, and a
+   * cycle InnoDB still picks as a deadlock victim is sent again (`writeCycle`).
    */
   private readonly productsInFlight = new Set<ProductId>();
 
@@ -137,7 +140,6 @@ export class CommitPipeline {
   private take(): { jobs: Job[]; keys: Set<string>; products: Set<ProductId> } {
     const taken: Job[] = [];
     const left: Job[] = [];
-    const products = new Set<ProductId>();
     const touched = new Set<ProductId>();
     const keys = new Set<string>();
     let orders = 0;
@@ -149,22 +151,20 @@ export class CommitPipeline {
       const jobKeys = batch.orders.map((o) => `${o.userId}\u0000${o.idempotencyKey}`);
       if (
         full ||
-        (job.touchProduct && touched.has(batch.productId)) ||
-        this.productsInFlight.has(batch.productId) ||
+        (job.touchProduct && (touched.has(batch.productId) || this.productsInFlight.has(batch.productId))) ||
         jobKeys.some((k) => keys.has(k) || this.keysInFlight.has(k))
       ) {
         left.push(job);
         continue;
       }
       taken.push(job);
-      products.add(batch.productId);
       if (job.touchProduct) touched.add(batch.productId);
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }
     this.queue = left;
     // Product-id order: rows are locked in one order by every lane and node.
-    return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys, products };
+    return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys, products: touched };
   }
 
   private async run(jobs: readonly Job[]): Promise<void> {
