@@ -6,6 +6,13 @@ import type { Pool, PoolConnection } from './mysql.js';
 export const cycleLimits = {
   maxBatches: 2_000,
   maxOrders: 10_000,
+  /**
+   * Confirmations of products whose row a cycle in flight writes ride along with any cycle that starts
+   * (another product's batch, another confirmation); they start a cycle of their own beside it only once
+   * this many wait. At a moderate rate one or two confirmations then share their product's next cycle
+   * (one transaction, not two); a hot product's hundreds go on a free lane without waiting for its chain.
+   */
+  confirmationsToStartBeside: 16,
 } as const;
 
 export interface CommitPipelineOptions {
@@ -45,7 +52,8 @@ interface Job {
  * while the one before it committed.
  *
  * Up to `lanes` cycles run at once. A product's row is never written by two cycles in flight (its next
- * batch waits for the cycle holding it; its confirmations, which leave the row alone, may go beside it),
+ * batch waits for the cycle holding it; its confirmations, which leave the row alone, ride along with any
+ * other cycle, or start one of their own once `cycleLimits.confirmationsToStartBeside` wait),
  * and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
  * starts after the one holding the key ended (not one beside it on another lane, where the two would
  * race for the key), so a client reusing a key across products cannot fail the others' round trip.
@@ -143,6 +151,8 @@ export class CommitPipeline {
     const touched = new Set<ProductId>();
     const keys = new Set<string>();
     let orders = 0;
+    /** Taken confirmations whose product's row is in a cycle in flight (riders), and the other jobs. */
+    let riders = 0;
     for (const job of this.queue) {
       const { batch } = job;
       const full =
@@ -158,10 +168,13 @@ export class CommitPipeline {
         continue;
       }
       taken.push(job);
+      if (!job.touchProduct && this.productsInFlight.has(batch.productId)) riders += 1;
       if (job.touchProduct) touched.add(batch.productId);
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }
+    if (taken.length === riders && riders < cycleLimits.confirmationsToStartBeside)
+      return { jobs: [], keys: new Set(), products: new Set() }; // they wait for their products' cycles
     this.queue = left;
     // Product-id order: rows are locked in one order by every lane and node.
     return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys, products: touched };

@@ -633,37 +633,55 @@ t.test('a cycle InnoDB picks as a deadlock victim is sent again at once and comm
 });
 
 t.test(
-  "a product's confirmation commits on a free lane while the cycle writing its row waits; its next batch waits for that cycle",
+  "while a cycle writes a product's row: its confirmations ride along with another cycle, or go alone once 16 wait; its next batch waits",
   async (t) => {
     const { endpoint, observer } = await setup(t);
-    const [a, b] = await products(observer, [10, 10]);
-    const { pipeline, cycles } = pipelineOn(t, endpoint, 2);
-    const first = order(a!);
-    t.equal((await pipeline.commit(batchOf(a!, 0, 10, [first]))).kind, 'committed');
+    const [a, b] = await products(observer, [100, 10]);
+    const { pipeline, cycles } = pipelineOn(t, endpoint, 3);
+    const bought = Array.from({ length: 17 }, () => order(a!));
+    t.equal((await pipeline.commit(batchOf(a!, 0, 100, bought))).kind, 'committed');
     // Product a's next cycle waits for a row lock held behind the pipeline's back.
     const holder = await connect(t, endpoint);
     await holder.query('START TRANSACTION');
     await holder.query('SELECT id FROM products WHERE id = ? FOR UPDATE', [a]);
-    const next = pipeline.commit(batchOf(a!, 1, 9, [order(a!)]));
+    const next = pipeline.commit(batchOf(a!, 1, 83, [order(a!)]));
     await untilLockWait(t, endpoint.database);
-    // A confirmation of a (no product row) takes the free lane and commits while a's batch waits.
-    t.equal((await pipeline.confirm([confirmation(first)], a!)).kind, 'committed');
-    // A batch of a (its row) must wait for a's cycle; one of b goes as soon as a lane is free.
+    // One confirmation of a waits: it starts no cycle of its own for one confirmation...
+    let confirmedOne = false;
+    const one = pipeline.confirm([confirmation(bought[0]!)], a!).then((r) => ((confirmedOne = true), r));
+    for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    t.notOk(confirmedOne, 'a lone confirmation waits');
+    // ...and rides along with the next cycle that starts (b's batch), while a's cycle still waits.
+    t.equal((await pipeline.commit(batchOf(b!, 0, 10, [order(b!)]))).kind, 'committed');
+    t.equal((await one).kind, 'committed', "it committed with b's batch");
+    // Sixteen waiting confirmations start a cycle of their own beside a's.
+    const many = await Promise.all(bought.slice(1).map((o) => pipeline.confirm([confirmation(o)], a!)));
+    t.ok(
+      many.every((r) => r.kind === 'committed'),
+      '16 confirmations committed on a free lane',
+    );
+    // a's next batch after that must wait for the cycle writing a's row.
     let laterAt = 0;
-    const later = pipeline.commit(batchOf(a!, 2, 8, [order(a!)])).then((r) => {
+    const later = pipeline.commit(batchOf(a!, 2, 82, [order(a!)])).then((r) => {
       laterAt = cycles.length;
       return r;
     });
-    t.equal((await pipeline.commit(batchOf(b!, 0, 10, [order(b!)]))).kind, 'committed');
+    for (let i = 0; i < 5; i += 1) await new Promise((resolve) => setImmediate(resolve));
     t.equal(laterAt, 0, "a's next batch waits while a's row is in a cycle");
     await holder.query('COMMIT');
     t.same([(await next).kind, (await later).kind], ['committed', 'committed']);
     t.same(
-      cycles.map((c) => c.orders),
-      [1, 0, 1, 1, 1],
-      "a's first batch; its confirmation and b's batch beside a's waiting cycle; a's next batch after it",
+      cycles.map((c) => [c.batches, c.orders]),
+      [
+        [1, 17],
+        [2, 1],
+        [16, 0],
+        [1, 1],
+        [1, 1],
+      ],
+      "a's first batch; b's batch with a rider; 16 confirmations alone; a's two next batches, one after the other",
     );
-    t.same(await row(observer, a!), { stock: 7, version: 3 });
+    t.same(await row(observer, a!), { stock: 81, version: 3 });
   },
 );
 
