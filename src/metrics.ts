@@ -85,8 +85,7 @@ export function createMetrics() {
     }),
     cacheReads: new Counter({
       name: 'product_cache_reads_total',
-      help:
-        "Product reads by the tier that answered: the node's memory or Redis (result hit), the replica or the primary (result miss)",
+      help: "Product reads by the tier that answered: the node's memory or Redis (result hit), the replica or the primary (result miss)",
       labelNames: ['result', 'tier'] as const,
       registers: [registry],
     }),
