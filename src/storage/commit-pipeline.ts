@@ -68,9 +68,10 @@ export class CommitPipeline {
   /**
    * The products whose row a cycle in flight writes: their next batch waits for that cycle to end (the
    * actors send one batch per product at a time; this keeps a product's version chain in order whatever
-   * they do). Confirmations, which leave the row alone, go beside it on another lane: cycles run in READ
-   * COMMITTED, where a product's new orders and its confirmed ones take no gap locks on each other, and a
-   * cycle InnoDB still picks as a deadlock victim is sent again (`writeCycle`).
+   * they do). Confirmations, which leave the row alone, may go beside it on another lane (riding along, or
+   * alone once `confirmationsToStartBeside` wait): cycles run in READ COMMITTED, where a product's new
+   * orders and its confirmed ones take no gap locks on each other, and a cycle InnoDB still picks as a
+   * deadlock victim is sent again (`writeCycle`).
    */
   private readonly productsInFlight = new Set<ProductId>();
 
@@ -151,7 +152,7 @@ export class CommitPipeline {
     const touched = new Set<ProductId>();
     const keys = new Set<string>();
     let orders = 0;
-    /** Taken confirmations whose product's row is in a cycle in flight (riders), and the other jobs. */
+    /** Taken confirmations whose product's row is in a cycle in flight: they ride, they start nothing. */
     let riders = 0;
     for (const job of this.queue) {
       const { batch } = job;
