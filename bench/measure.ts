@@ -4,6 +4,7 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cores, cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
+import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './verify.js';
 
@@ -119,6 +120,15 @@ export async function measurePhase<T>(
             Object.entries(dbAfter).map(([k, v]) => [k, round((v - (dbBefore[k] ?? 0)) / cpu.wallS, 1)]),
           ),
   };
+}
+
+/** One open-loop phase, measured (`measurePhase` around `runOpenLoop`), its stage line on the phase's io. */
+export function measureOpenLoop(
+  metricsFrom: string | readonly string[],
+  pids: Readonly<Record<string, number>>,
+  phase: OpenLoopPhase,
+): Promise<MeasuredPhase<OpenLoopResult>> {
+  return measurePhase(metricsFrom, pids, () => runOpenLoop(phase), phase.io.progress);
 }
 
 /** The product writer's and the sagas' figures over one phase, from `/metrics` deltas. */

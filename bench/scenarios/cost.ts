@@ -16,7 +16,7 @@ import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
-import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
+import { measureOpenLoop, measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { numberParam } from '../params.js';
@@ -179,20 +179,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       redis: await redisCommands(redis),
     };
     const start = monotonicUs();
-    const measured = await measurePhase(
-      cluster.metricsUrls,
-      pids,
-      () =>
-        runOpenLoop({
-          connections,
-          rate,
-          durationS: options.durationS,
-          label: `${path} @ ${num(rate)}/s`,
-          io,
-          next: next(products[path].id),
-        }),
-      io.progress,
-    );
+    const measured = await measureOpenLoop(cluster.metricsUrls, pids, {
+      connections,
+      rate,
+      durationS: options.durationS,
+      label: `${path} @ ${num(rate)}/s`,
+      io,
+      next: next(products[path].id),
+    });
     const mysql = diff(before.mysql, await mysqlCounters());
     const redisCalls = diff(before.redis, await redisCommands(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;

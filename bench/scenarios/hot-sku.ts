@@ -13,8 +13,14 @@ import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, stackPids } from '../cpu.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { DISTURBED_OTHER_CORES, measurePhase, percentileMs, round, runHealth } from '../measure.js';
-import type { StageFigures } from '../measure.js';
+import {
+  DISTURBED_OTHER_CORES,
+  measureOpenLoop,
+  percentileMs,
+  round,
+  runHealth,
+  type StageFigures,
+} from '../measure.js';
 import { runOpenLoop, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -109,20 +115,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     for (const path of PATHS) {
       if (!active.has(path)) continue;
       const productId = products[path].id;
-      const measured = await measurePhase(
-        cluster.metricsUrls,
-        pids,
-        () =>
-          runOpenLoop({
-            connections,
-            rate,
-            durationS: options.durationS,
-            label: `${path} @ ${num(rate)}/s`,
-            io,
-            next: purchase(productId),
-          }),
-        io.progress,
-      );
+      const measured = await measureOpenLoop(cluster.metricsUrls, pids, {
+        connections,
+        rate,
+        durationS: options.durationS,
+        label: `${path} @ ${num(rate)}/s`,
+        io,
+        next: purchase(productId),
+      });
       const r = measured.result;
       const h = r.ops.get('purchase')?.latency;
       const p99 = h === undefined ? NaN : percentileMs(h, 99);

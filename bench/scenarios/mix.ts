@@ -12,8 +12,15 @@ import { latencyChart, throughputChart, type RatePoint } from '../chart.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
 import { backgroundBusy, cores, otherCores, stackPids } from '../cpu.js';
-import { DISTURBED_OTHER_CORES, latencySummary, measurePhase, round, runHealth } from '../measure.js';
-import type { StageFigures } from '../measure.js';
+import {
+  DISTURBED_OTHER_CORES,
+  latencySummary,
+  measureOpenLoop,
+  measurePhase,
+  round,
+  runHealth,
+  type StageFigures,
+} from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest, type OpenLoopResult } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -131,20 +138,14 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
     const known = { ...pids, ...cluster.pids() };
     // Each node's /metrics read directly (through nginx it answers 404), summed.
-    const measured = await measurePhase(
-      cluster.metricsUrls,
-      known,
-      () =>
-        runOpenLoop({
-          connections,
-          rate,
-          durationS: options.durationS,
-          label: `mix @ ${num(rate)}/s, ${num(catalog)} products`,
-          io,
-          next: request(catalog),
-        }),
-      io.progress,
-    );
+    const measured = await measureOpenLoop(cluster.metricsUrls, known, {
+      connections,
+      rate,
+      durationS: options.durationS,
+      label: `mix @ ${num(rate)}/s, ${num(catalog)} products`,
+      io,
+      next: request(catalog),
+    });
     const r = measured.result;
     const ops: Step['ops'] = {};
     for (const op of OPS) {

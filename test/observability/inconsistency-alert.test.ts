@@ -4,33 +4,14 @@
 // goes pending, then fires after its for: (1 minute) and reaches Alertmanager. About 70 s.
 import mysql from 'mysql2/promise';
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { socketPath } from '../../scripts/stack/mariadb.js';
-import { STACK_HOST, STACK_PORTS } from '../../scripts/stack/layout.js';
 import { startServer } from '../../scripts/stack/stack.js';
 import { cluster } from '../helpers/cluster.js';
+import { ALERTMANAGER, PROMETHEUS, getJson, until } from '../helpers/monitoring.js';
 
-const PROMETHEUS = `http://${STACK_HOST}:${STACK_PORTS.prometheus}`;
-const ALERTMANAGER = `http://${STACK_HOST}:${STACK_PORTS.alertmanager}`;
 /** The rule's `for:` in docker/prometheus/alerts.yml; the local stack scrapes and evaluates every 2 s. */
 const FOR_MS = 60_000;
-
-async function getJson<T>(url: string): Promise<T> {
-  const res = await request(url);
-  if (res.statusCode !== 200) throw new Error(`GET ${url}: ${res.statusCode} ${await res.body.text()}`);
-  return (await res.body.json()) as T;
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
-    await sleep(250);
-  }
-}
 
 /** Prometheus' own view of the node's InventoryInconsistency alert: pending, firing, or absent. */
 async function ruleState(node: string): Promise<string | undefined> {
