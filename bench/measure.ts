@@ -31,6 +31,7 @@ export type StageFigures = Readonly<
 >;
 
 const STAGE_HISTOGRAM = 'purchase_stage_duration_seconds';
+const STAGE_BUCKET = new RegExp(`^${STAGE_HISTOGRAM}_bucket\\{(.*)\\}$`);
 
 /**
  * The stage histogram's deltas over a phase (all nodes summed): each stage's count, mean and p50/p95, the
@@ -39,7 +40,7 @@ const STAGE_HISTOGRAM = 'purchase_stage_duration_seconds';
 export function stageFigures(before: Samples, after: Samples): StageFigures {
   const buckets = new Map<string, { le: number; count: number }[]>();
   for (const sample of after.keys()) {
-    const match = new RegExp(`^${STAGE_HISTOGRAM}_bucket\\{(.*)\\}$`).exec(sample);
+    const match = STAGE_BUCKET.exec(sample);
     if (!match) continue;
     const labels = new Map([...match[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
     const stage = labels.get('stage');
