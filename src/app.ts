@@ -21,6 +21,7 @@ import type { Infrastructure } from './infrastructure.js';
 import type { Logger } from './logger.js';
 import { createMetrics, registerScrapeGauges, type Metrics } from './metrics.js';
 import { ConsistencyMonitor } from './observability/consistency-monitor.js';
+import { HotProducts } from './observability/hot-products.js';
 import { ScrapeFigure } from './observability/scrape-figure.js';
 import { ProjectionLag } from './projection/projection-lag.js';
 import { ReadinessChecks } from './readiness.js';
@@ -134,11 +135,14 @@ export function buildApp(deps: AppDeps): App {
   let cluster!: Cluster;
   /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
   let recovering = false;
+  // The dashboard's hottest products (hot_product_* gauges): fed by this node's committed stock changes.
+  const hotProducts = new HotProducts();
   // Built with the HTTP server below; committed stock changes go to its subscribers.
   let subscriptions!: StockSubscriptions;
   /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
   const stockChanged = (productId: number, stock: number, version: number, announced = false): void => {
     catalog.offerStock(productId, stock, version);
+    hotProducts.committed(productId, stock);
     consistency.committed(productId, stock, version);
     subscriptions.committed(productId, stock, version, announced);
   };
@@ -257,6 +261,7 @@ export function buildApp(deps: AppDeps): App {
       oldestOpenSaga === undefined ? 0 : Math.max(0, (Date.now() - oldestOpenSaga) / 1000),
     ...(lagFigure === undefined ? {} : { projectionLagEvents: () => lagFigure.value() }),
     actorRequests: () => actors.stats().outstanding,
+    hotProducts: () => hotProducts.top((productId) => cluster.owns(productId)),
   });
   const consistency = new ConsistencyMonitor({
     primary: infra.mysql.primary,

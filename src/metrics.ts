@@ -1,8 +1,26 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type CounterConfiguration,
+} from 'prom-client';
 import { PURCHASE_STAGES, type PurchaseStage, type StageObserver } from '../actors/product/types.js';
 import { LoopDelayMonitor } from './loop-delay.js';
+import type { HotProduct } from './observability/hot-products.js';
 import type { Dependency, Readiness } from './readiness.js';
 import { poolUsage, type Pool, type PoolUsage } from './storage/mysql.js';
+
+/** A counter of `change`s whose every child exists from the start at 0 (so one minus another always has a value). */
+function zeroed<T extends string>(
+  changes: readonly T[],
+  config: CounterConfiguration<'change'>,
+): Counter<'change'> {
+  const counter = new Counter(config);
+  for (const change of changes) counter.inc({ change }, 0);
+  return counter;
+}
 
 /** The service's Prometheus metrics, on a registry of its own (tests build several apps in one process). */
 export function createMetrics() {
@@ -131,7 +149,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     actors: new Gauge({ name: 'product_actors', help: 'Active product actors', registers: [registry] }),
-    ownershipChanges: new Counter({
+    ownershipChanges: zeroed(['acquired', 'released', 'lost'], {
       name: 'shard_ownership_changes_total',
       help: 'Shard leases this node acquired, handed off (released) or lost without a handoff',
       labelNames: ['change'] as const,
@@ -187,6 +205,8 @@ export interface ScrapeSources {
   projectionLagEvents?: () => Promise<number>;
   /** Requests the product actors hold (queued, reserved, being written). */
   actorRequests: () => number;
+  /** This node's fastest-selling products, fastest first (a few ranks). */
+  hotProducts?: () => readonly HotProduct[];
 }
 
 /** Gauges computed when Prometheus scrapes, never between scrapes: an idle node stays idle. */
@@ -261,4 +281,44 @@ export function registerScrapeGauges(metrics: Metrics, sources: ScrapeSources): 
       this.set(sources.actorRequests());
     },
   });
+  const hot = sources.hotProducts;
+  if (hot !== undefined) registerHotProductGauges(registers, hot);
+}
+
+/**
+ * hot_product_{id,stock,sold_per_second}{rank}: a product id is never a label, so the ranks are (bounded);
+ * the three gauges of one scrape read the same ranking (taken once, reused for 500 ms).
+ */
+function registerHotProductGauges(registers: Registry[], hot: () => readonly HotProduct[]): void {
+  let ranking: readonly HotProduct[] = [];
+  let takenAt = -Infinity;
+  const current = (): readonly HotProduct[] => {
+    if (performance.now() - takenAt > 500) {
+      ranking = hot();
+      takenAt = performance.now();
+    }
+    return ranking;
+  };
+  const rankGauge = (name: string, help: string, figure: (product: HotProduct) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['rank'] as const,
+      registers,
+      collect() {
+        this.reset();
+        current().forEach((product, i) => this.set({ rank: String(i + 1) }, figure(product)));
+      },
+    });
+  rankGauge(
+    'hot_product_id',
+    "Id of this node's product at this rank of units sold per second (rank 1: fastest)",
+    (p) => p.productId,
+  );
+  rankGauge('hot_product_stock', 'Committed stock of the product at this rank', (p) => p.stock);
+  rankGauge(
+    'hot_product_sold_per_second',
+    'Units sold per second of the product at this rank (reservations, decayed with a 30 s half-life)',
+    (p) => p.soldPerSecond,
+  );
 }
