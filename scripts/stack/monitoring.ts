@@ -231,6 +231,8 @@ export const prometheus: ServerSpec = {
       `--config.file=${LOCAL_PROMETHEUS_CONFIG}`,
       `--storage.tsdb.path=${path.join(prometheusPaths.dataDir, 'data')}`,
       '--storage.tsdb.retention.time=2d',
+      // The dashboard (docker/prometheus/consoles/flash-sale.html) at /consoles/flash-sale.html.
+      `--web.console.templates=${path.join(PROMETHEUS_DIR, 'consoles')}`,
       `--web.listen-address=${local(STACK_PORTS.prometheus)}`,
       `--web.external-url=http://${local(STACK_PORTS.prometheus)}/`,
       // POST /-/reload: `stack up` reloads a running Prometheus when docker/prometheus/ changed.
