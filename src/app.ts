@@ -170,8 +170,9 @@ export function buildApp(deps: AppDeps): App {
     onStockChanged: stockChanged,
     // The write-through announces the change to the other nodes in its own round trip.
     stockPublication: (productId, stock, version) => subscriptions.publication(productId, stock, version),
-    onCommitted: ({ orders }) => {
-      for (const order of orders) sagas.start(purchases.sagaOf(order));
+    onCommitted: ({ orders, newOrders }) => {
+      for (let i = 0; i < orders.length; i += 1)
+        sagas.start(purchases.sagaOf(orders[i]!, newOrders[i]?.requestId));
     },
     onStage: metrics.purchaseStage,
     onBatch: ({ size, seconds, outcome }) => {

@@ -1,9 +1,16 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import type { Config } from './config.js';
 
-export type { Logger };
+export type { DestinationStream, Logger };
 
-/** JSON logs to stdout; every line carries the node id so logs of several nodes can be merged. */
-export function createLogger(config: Pick<Config, 'logLevel' | 'nodeId'>): Logger {
-  return pino({ level: config.logLevel, base: { node: config.nodeId } });
+/**
+ * JSON logs to stdout (or `destination`: tests keep the lines); every line carries the node id so logs
+ * of several nodes can be merged, and a request's lines its `reqId` (README "Logs").
+ */
+export function createLogger(
+  config: Pick<Config, 'logLevel' | 'nodeId'>,
+  destination?: DestinationStream,
+): Logger {
+  const options = { level: config.logLevel, base: { node: config.nodeId } };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

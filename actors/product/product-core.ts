@@ -2,6 +2,7 @@ import { uuidv7 } from '../../src/ids.js';
 import type {
   BatchResult,
   BatchWrite,
+  CommittedOrders,
   ExistingOrder,
   OrderStatus,
   OrderView,
@@ -60,8 +61,11 @@ export interface CoreEffects {
   startFlush(batch: BatchWrite): void;
   /** The actor answered everything and must be taken out of routing and stopped. */
   retire(reason: PurchaseRefusal, message: string): void;
-  /** A batch committed; runs before any of its replies. `orders` are the new (PENDING) orders. */
-  committed(info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }): void;
+  /**
+   * A batch committed; runs before any of its replies. `orders` are the new (PENDING) orders, `newOrders`
+   * the same orders as written (with their request ids).
+   */
+  committed(info: CommittedOrders): void;
   now(): number;
   /** Latency of the queue stage: a purchase reserved, measured from its `arrivedAt` (metrics). */
   stage?: StageObserver;
@@ -268,6 +272,7 @@ export class ProductCore {
         idempotencyKey: request.idempotencyKey,
         quantity: request.quantity,
         unitPriceCents: this.record!.priceCents,
+        requestId: request.requestId,
       },
     };
     this.open.set(key, reservation);
@@ -323,7 +328,13 @@ export class ProductCore {
     const orders = batch.reservations.map((r) => orderView(r.order, committedAt));
     const stamp = { stock: record.stock, version };
     // Before any reply: whoever continues the purchase (its saga) must already know the new orders.
-    this.effects.committed({ productId: this.productId, orders, stock: record.stock, version });
+    this.effects.committed({
+      productId: this.productId,
+      orders,
+      newOrders: batch.write.orders,
+      stock: record.stock,
+      version,
+    });
     batch.reservations.forEach((reservation, i) => {
       const order = orders[i]!;
       const [first, ...racing] = reservation.replies;

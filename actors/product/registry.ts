@@ -7,7 +7,7 @@ import type { FlushResult } from './product-core.js';
 import type {
   BatchResult,
   BatchWrite,
-  OrderView,
+  CommittedOrders,
   PendingPurchase,
   ProductMessage,
   ProductId,
@@ -38,7 +38,7 @@ export interface ProductActorsOptions {
   /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
   cacheWriteTimeoutMs: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
-  onCommitted?: (info: { productId: ProductId; orders: OrderView[]; stock: number; version: number }) => void;
+  onCommitted?: (info: CommittedOrders) => void;
   /**
    * Called after the write-through of a committed batch that changed the stock (subscribers' feed), with
    * whether the write-through also published `stockPublication`'s message (false: it failed). Must not throw.
@@ -150,7 +150,12 @@ export class ProductActors {
       throw new Error(`unexpected ${result.kind} for a confirmation`);
     } catch (err) {
       this.options.logger.error(
-        { productId: settlement.productId, orderId: settlement.orderId, err: errorText(err) },
+        {
+          reqId: settlement.requestId,
+          productId: settlement.productId,
+          orderId: settlement.orderId,
+          err: errorText(err),
+        },
         'confirmation write failed',
       );
       return {
@@ -356,7 +361,9 @@ export class ProductActors {
           }
         }
       } catch (err) {
-        logger.error({ productId: batch.productId, err: errorText(err) }, 'batch write failed');
+        // A batch holds many requests: their ids, so each request's log trail shows its batch failing.
+        const reqIds = [...batch.orders, ...batch.settlements].flatMap((o) => o.requestId ?? []);
+        logger.error({ productId: batch.productId, reqIds, err: errorText(err) }, 'batch write failed');
         result = { kind: 'failed', error: errorText(err) };
       }
       onBatch?.({

@@ -22,6 +22,17 @@ export interface NewOrder {
   idempotencyKey: string;
   quantity: number;
   unitPriceCents: number;
+  /** The request id of the purchase that made it (its events' `x-request-id`, its saga's log lines). */
+  requestId?: string;
+}
+
+/** A committed batch's new orders: as clients see them, and as written (same order, with request ids). */
+export interface CommittedOrders {
+  productId: ProductId;
+  orders: OrderView[];
+  newOrders: readonly NewOrder[];
+  stock: number;
+  version: number;
 }
 
 /** An order as clients see it. */
@@ -60,6 +71,8 @@ export interface Settlement {
   payment: PaymentOutcome;
   /** Why the order is cancelled (declined, timed out, deadline). */
   reason?: string;
+  /** The request id of the purchase whose saga decided this (its events' `x-request-id`). */
+  requestId?: string;
 }
 
 export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'CANCELLED';
@@ -154,6 +167,8 @@ export interface PurchaseRequest {
   quantity: number;
   /** Epoch ms after which the request must not touch stock. */
   deadline: number;
+  /** The HTTP request's id: it travels with the purchase to its owner node, its order, saga and events. */
+  requestId?: string;
 }
 
 export type RestockOutcome =

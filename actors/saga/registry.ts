@@ -42,9 +42,12 @@ export class SagaCoordinators {
   private readonly running = new Map<string, Running>();
   private stopping = false;
   private readonly now: () => number;
+  /** Set only at debug level (read once): each saga's start and end are logged with its `reqId`. */
+  private readonly trace: Logger | undefined;
 
   constructor(private readonly options: SagaCoordinatorsOptions) {
     this.now = options.now ?? Date.now;
+    this.trace = options.logger.isLevelEnabled('debug') ? options.logger : undefined;
   }
 
   /** Starts the saga of `order` unless it runs already. */
@@ -66,7 +69,7 @@ export class SagaCoordinators {
       {
         onCrash: (_msg, error, ctx) => {
           this.options.logger.error(
-            { orderId: order.orderId, err: error },
+            { reqId: order.requestId, orderId: order.orderId, err: error },
             'saga actor crashed; recovery will resume it',
           );
           finish(undefined);
@@ -114,6 +117,9 @@ export class SagaCoordinators {
   private async run(order: SagaOrder, resumed: boolean): Promise<SagaResult | undefined> {
     const log = this.options.logger;
     const started = this.running.get(order.orderId)?.started ?? this.now();
+    const trace = this.trace;
+    const reqId = order.requestId;
+    trace?.debug({ reqId, orderId: order.orderId, productId: order.productId, resumed }, 'saga started');
     try {
       const end = await runSaga(order, resumed, {
         payments: this.options.payments,
@@ -125,10 +131,12 @@ export class SagaCoordinators {
         ...(this.options.onStage === undefined ? {} : { stage: this.options.onStage }),
       });
       this.options.onEnd?.(end.status, (this.now() - started) / 1000);
+      trace?.debug({ reqId, orderId: order.orderId, status: end.status, reason: end.reason }, 'saga ended');
       return end;
     } catch (err) {
       if (!(err instanceof SagaInterrupted))
-        log.error({ orderId: order.orderId, err }, 'saga failed; recovery will resume it');
+        log.error({ reqId, orderId: order.orderId, err }, 'saga failed; recovery will resume it');
+      else trace?.debug({ reqId, orderId: order.orderId, why: err.message }, 'saga left off');
       this.options.onEnd?.('INTERRUPTED', (this.now() - started) / 1000);
       return undefined;
     } finally {

@@ -50,6 +50,7 @@ export async function runSaga(order: SagaOrder, resumed: boolean, deps: SagaDeps
       at: new Date(deps.now()).toISOString(),
     },
     ...(confirm ? {} : { reason: cancelReason(payment) }),
+    requestId: order.requestId,
   };
   const result = await settle(settlement, deps);
   if (stage !== undefined && confirm && result.status === 'CONFIRMED')
@@ -87,6 +88,7 @@ async function decidePayment(order: SagaOrder, resumed: boolean, deps: SagaDeps)
     } catch (err) {
       const retryable = (err as { retryable?: boolean }).retryable !== false;
       deps.log('payment step failed', {
+        reqId: order.requestId,
         orderId: order.orderId,
         attempt,
         retryable,
@@ -115,7 +117,11 @@ async function settle(settlement: Settlement, deps: SagaDeps): Promise<SagaResul
     }
     if (deps.stopping())
       throw new SagaInterrupted(`saga ${settlement.orderId} left off before settling: node stopping`);
-    deps.log('settlement not taken; retrying', { orderId: settlement.orderId, outcome });
+    deps.log('settlement not taken; retrying', {
+      reqId: settlement.requestId,
+      orderId: settlement.orderId,
+      outcome,
+    });
     await deps.sleep(delay);
     delay = Math.min(delay * 2, BACKOFF_CAP_MS);
   }

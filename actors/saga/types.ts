@@ -12,6 +12,8 @@ export interface SagaOrder {
   paymentKey: string;
   /** Epoch ms by which the payment must be decided; past it the saga voids and compensates. */
   deadline: number;
+  /** The request id of the purchase that made the order: on the saga's log lines and its settlement. */
+  requestId?: string;
 }
 
 export interface PaymentResult {

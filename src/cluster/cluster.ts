@@ -81,6 +81,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     peers,
     localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
+    logger: logger.child({ component: 'router' }),
     ...(deps.onRouted === undefined ? {} : { onAttempt: deps.onRouted }),
     ...(deps.onStage === undefined ? {} : { onStage: deps.onStage }),
   });

@@ -8,6 +8,7 @@ import type {
   StageObserver,
 } from '../../actors/product/types.js';
 import type { SagaResult } from '../../actors/saga/types.js';
+import type { Logger } from '../logger.js';
 import type { PurchaseRouter } from '../purchase/purchases.js';
 import { sleep } from '../timeouts.js';
 import type { Ownership } from './ownership.js';
@@ -37,6 +38,8 @@ export interface ClusterRouterOptions {
   onAttempt?: (op: PeerOp, where: 'local' | 'forwarded') => void;
   /** The reply stage of purchases (metrics): routed here → their saga's wait over, the answer goes out. */
   onStage?: StageObserver;
+  /** At debug level, each forwarding and each request served for a peer is logged with its `reqId`. */
+  logger?: Logger;
 }
 
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
@@ -46,6 +49,9 @@ const ROUTED_LIMIT = 100_000;
 
 /** Longest one forwarding attempt waits for the owner's answer before looking again, ms. */
 const FORWARD_ATTEMPT_MS = 1_000;
+
+/** The request id a purchase or settlement carries (README "Logs"). */
+const requestIdOf = (body: unknown): unknown => (body as { requestId?: unknown } | null)?.requestId;
 
 const movedAway = (outcome: Outcome | undefined): boolean =>
   outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
@@ -59,8 +65,12 @@ const movedAway = (outcome: Outcome | undefined): boolean =>
 export class ClusterRouter implements PurchaseRouter {
   /** performance.now() when each new order's purchase was routed, until its saga wait (reply stage). */
   private readonly routedAt = new Map<string, number>();
+  /** Set only at debug level (read once at start): no log call, and no object for one, otherwise. */
+  private readonly trace: Logger | undefined;
 
-  constructor(private readonly options: ClusterRouterOptions) {}
+  constructor(private readonly options: ClusterRouterOptions) {
+    this.trace = options.logger?.isLevelEnabled('debug') ? options.logger : undefined;
+  }
 
   purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
     if (this.options.onStage !== undefined) return this.timedPurchase(request);
@@ -135,9 +145,9 @@ export class ClusterRouter implements PurchaseRouter {
       return this.options.localSagaWait(orderId, budgetMs);
     }
     const productId = productOf(op, body);
-    if (!this.options.ownership.holds(shardOf(productId, this.options.shardCount))) {
-      return notOwner(productId);
-    }
+    const owned = this.options.ownership.holds(shardOf(productId, this.options.shardCount));
+    this.trace?.debug({ reqId: requestIdOf(body), op, productId, owned }, 'request from a peer');
+    if (!owned) return notOwner(productId);
     switch (op as Exclude<PeerOp, 'saga-wait'>) {
       case 'purchase':
         return this.options.local.purchase(body as PurchaseRequest);
@@ -172,8 +182,16 @@ export class ClusterRouter implements PurchaseRouter {
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
           this.options.onAttempt?.(op, 'forwarded');
+          this.trace?.debug(
+            { reqId: requestIdOf(body), op, productId, owner: owner.node },
+            'forwarded to the owner',
+          );
           outcome = (await peers.call(owner.address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
+            this.trace?.debug(
+              { reqId: requestIdOf(body), op, productId, owner: owner.node, err: (err as Error).message },
+              'owner did not answer; looking again',
+            );
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
         }

@@ -109,24 +109,30 @@ export function decodeEvent(value: Uint8Array): EventEnvelope {
  * key beside it (type KEYED_TYPE, `event_key` KEYED_ROW_KEY). The row's event id is its first event's.
  * Order per product is kept: within a row by position, across rows by outbox id (a product's next
  * commit starts after its previous one has committed).
+ *
+ * `requestIds[i]` is the request id of `events[i]` (README "Logs"): a row's go into `request_ids`
+ * (`requestIdsColumn`), outside the event's bytes, so the relay sets the Kafka header without decoding.
  */
 export function outboxRows(
   events: readonly EventEnvelope[],
   topics: Topics,
   ownerEpoch: number,
+  requestIds?: readonly (string | undefined)[],
 ): unknown[][] {
-  const byTopic = new Map<string, EventEnvelope[][]>();
-  for (const event of events) {
-    const topic = topicOf(event.type, topics);
+  // Each row's events as positions in `events`, so their request ids come along.
+  const byTopic = new Map<string, number[][]>();
+  for (let i = 0; i < events.length; i += 1) {
+    const topic = topicOf(events[i]!.type, topics);
     let chunks = byTopic.get(topic);
     if (chunks === undefined) byTopic.set(topic, (chunks = []));
     let packed = chunks[chunks.length - 1];
     if (packed === undefined || packed.length >= MAX_PACKED_EVENTS) chunks.push((packed = []));
-    packed.push(event);
+    packed.push(i);
   }
   const rows: unknown[][] = [];
   for (const [topic, chunks] of byTopic) {
-    for (const packed of chunks) {
+    for (const positions of chunks) {
+      const packed = positions.map((i) => events[i]!);
       const first = packed[0]!;
       const oneProduct = packed.every((e) => e.productId === first.productId);
       let type: string = first.type;
@@ -148,10 +154,30 @@ export function outboxRows(
         payload = deflate ? deflateRawSync(list, { level: 1 }) : list;
       }
       const key = oneProduct ? String(first.productId) : KEYED_ROW_KEY;
-      rows.push([first.eventId, topic, key, type, payload, ownerEpoch, packed.length]);
+      const ids = requestIds === undefined ? null : requestIdsColumn(positions, requestIds);
+      rows.push([first.eventId, topic, key, type, payload, ownerEpoch, packed.length, ids]);
     }
   }
   return rows;
+}
+
+/**
+ * `request_ids` of a row: its events' request ids in order, comma-separated ('' for an event without
+ * one; a sane request id has no comma), or null when none has one.
+ */
+function requestIdsColumn(
+  positions: readonly number[],
+  requestIds: readonly (string | undefined)[],
+): string | null {
+  if (positions.length === 1) return requestIds[positions[0]!] ?? null;
+  let any = false;
+  const ids = positions.map((i) => {
+    const id = requestIds[i];
+    if (id === undefined) return '';
+    any = true;
+    return id;
+  });
+  return any ? ids.join(',') : null;
 }
 
 /** Packed lists of fewer bytes are stored uncompressed (a purchase's two events at a low rate). */
@@ -176,7 +202,7 @@ export const KEYED_PLAIN_TYPE = 'keyed-plain';
 export const KEYED_ROW_KEY = '*';
 
 export const OUTBOX_INSERT =
-  'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count) VALUES ?';
+  'INSERT INTO outbox (event_id, topic, event_key, event_type, payload, owner_epoch, event_count, request_ids) VALUES ?';
 
 /** An outbox row as read back: what `unpackOutbox` needs. */
 export interface StoredOutboxRow {
@@ -184,6 +210,8 @@ export interface StoredOutboxRow {
   eventType: string;
   eventKey: string;
   eventCount: number;
+  /** The `request_ids` column (`outboxRows`); absent or null: no event of the row has one. */
+  requestIds?: string | null;
 }
 
 /** Reads the columns `unpackOutbox` needs from a row selected with them (`OUTBOX_UNPACK_COLUMNS`). */
@@ -193,22 +221,28 @@ export function storedOutboxRow(r: Record<string, unknown>): StoredOutboxRow {
     eventType: String(r['event_type']),
     eventKey: String(r['event_key']),
     eventCount: Number(r['event_count']),
+    requestIds: typeof r['request_ids'] === 'string' ? r['request_ids'] : null,
   };
 }
 
 /** The outbox columns `storedOutboxRow` reads. */
-export const OUTBOX_UNPACK_COLUMNS = 'event_key, event_type, payload, event_count';
+export const OUTBOX_UNPACK_COLUMNS = 'event_key, event_type, payload, event_count, request_ids';
 
-/** One event of an outbox row: its Kafka key (the product id) and its encoded bytes. */
+/** One event of an outbox row: its Kafka key (the product id), its encoded bytes and its request id. */
 export interface OutboxEntry {
   key: string;
   value: Uint8Array;
+  /** Sent as the Kafka header `x-request-id`; absent for an event without one. */
+  requestId?: string;
 }
 
 /** The events of an outbox row, in order, each with its key: a single event, a packed or a keyed array. */
 export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
   const { payload, eventType, eventKey, eventCount } = row;
-  if (eventCount <= 1) return [{ key: eventKey, value: payload }];
+  if (eventCount <= 1) {
+    const requestId = row.requestIds;
+    return [requestId ? { key: eventKey, value: payload, requestId } : { key: eventKey, value: payload }];
+  }
   const keyed = eventType === KEYED_TYPE || eventType === KEYED_PLAIN_TYPE;
   const plain = eventType === PACKED_PLAIN_TYPE || eventType === KEYED_PLAIN_TYPE;
   const list = decoder.decode(plain ? payload : inflateRawSync(payload));
@@ -216,13 +250,17 @@ export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
   if (!Array.isArray(list) || list.length !== size) {
     throw new Error(`outbox row: expected a ${keyed ? 'keyed' : 'packed'} array of ${eventCount} events`);
   }
+  // Ids that do not line up with the events (a bug) are dropped: a header must never hold the row back.
+  const ids = row.requestIds?.split(',');
+  const requestIds = ids?.length === eventCount ? ids : undefined;
   const entries: OutboxEntry[] = [];
-  for (let i = 0; i < list.length; i += keyed ? 2 : 1) {
+  for (let i = 0, n = 0; i < list.length; i += keyed ? 2 : 1, n += 1) {
     const key: unknown = keyed ? list[i] : eventKey;
     const value: unknown = keyed ? list[i + 1] : list[i];
     if (typeof key !== 'string' || !(value instanceof Uint8Array))
       throw new Error('outbox row: an entry is not an encoded event with its key');
-    entries.push({ key, value });
+    const requestId = requestIds?.[n];
+    entries.push(requestId ? { key, value, requestId } : { key, value });
   }
   return entries;
 }

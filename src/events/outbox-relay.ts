@@ -7,6 +7,9 @@ import { withTimeout } from '../timeouts.js';
 import { OUTBOX_UNPACK_COLUMNS, storedOutboxRow, unpackOutbox, type OutboxEntry } from './envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
 
+/** Kafka header of the request id that made an event (README "Logs"). */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
 export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h
 
@@ -345,9 +348,15 @@ export class OutboxRelay {
     for (const row of rows) {
       let messages = byTopic.get(row.topic);
       if (messages === undefined) byTopic.set(row.topic, (messages = []));
-      // key = product id: its events share a partition
-      for (const { key, value: e } of row.events)
-        messages.push({ key, value: Buffer.from(e.buffer, e.byteOffset, e.byteLength) });
+      // key = product id: its events share a partition; the request id that made the event is a header
+      for (const { key, value: e, requestId } of row.events) {
+        const value = Buffer.from(e.buffer, e.byteOffset, e.byteLength);
+        messages.push(
+          requestId === undefined
+            ? { key, value }
+            : { key, value, headers: { [REQUEST_ID_HEADER]: requestId } },
+        );
+      }
     }
     const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     try {

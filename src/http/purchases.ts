@@ -83,7 +83,13 @@ export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
         const productId = integerField(body, 'productId', 1, Number.MAX_SAFE_INTEGER);
         const quantity = integerField(body, 'quantity', 1, deps.limits.maxQuantity);
         const limitHeaders = (await deps.rateLimits?.admitPurchase(userId)) ?? {};
-        const outcome = await deps.purchases.purchase({ productId, quantity, userId, idempotencyKey });
+        const outcome = await deps.purchases.purchase({
+          productId,
+          quantity,
+          userId,
+          idempotencyKey,
+          requestId: ctx.requestId,
+        });
         return withHeaders(limitHeaders, purchaseReply(outcome));
       },
     },

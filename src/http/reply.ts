@@ -34,8 +34,16 @@ function statusLine(status: number): string {
   return line;
 }
 
-/** Writes a reply in one corked write; the caller guarantees the response is not aborted. */
-export function writeReply(res: HttpResponse, reply: Reply, closeConnection = false): void {
+/**
+ * Writes a reply in one corked write; the caller guarantees the response is not aborted. `requestId` is
+ * echoed in `X-Request-Id`.
+ */
+export function writeReply(
+  res: HttpResponse,
+  reply: Reply,
+  closeConnection = false,
+  requestId?: string,
+): void {
   const payload = reply.text?.body ?? (reply.body === undefined ? undefined : JSON.stringify(reply.body));
   const contentType = reply.text?.contentType ?? 'application/json';
   res.cork(() => {
@@ -44,6 +52,7 @@ export function writeReply(res: HttpResponse, reply: Reply, closeConnection = fa
       res.writeHeader('Content-Type', contentType);
       res.writeHeader('X-Content-Type-Options', 'nosniff');
     }
+    if (requestId !== undefined) res.writeHeader('X-Request-Id', requestId);
     const headers = reply.headers;
     if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
     res.end(payload, closeConnection);

@@ -6,6 +6,7 @@ import { AppError, toAppError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { readBody } from './body.js';
 import { errorReply, writeReply, type Reply } from './reply.js';
+import { requestIdMaker, saneRequestId } from './request-id.js';
 import { remoteAddress, type Uws } from './uws.js';
 
 /**
@@ -32,6 +33,12 @@ export interface RequestContext {
   readonly identity: Identity | undefined;
   /** The client's address (from `X-Forwarded-For` only behind a trusted proxy). */
   readonly clientIp: string;
+  /**
+   * The client's `X-Request-Id` if sane (1–64 characters of `A-Z a-z 0-9 . _ : @ / + = -`), else one made
+   * here; echoed in the answer's `X-Request-Id`, and every log line of the request carries it as `reqId`.
+   */
+  readonly requestId: string;
+  /** This request's logger (`reqId` on every line); made on first use. */
   readonly log: Logger;
   /** True once the client went away; a handler may stop early. */
   readonly aborted: () => boolean;
@@ -109,14 +116,12 @@ class Request implements RequestContext {
     readonly query: string,
     readonly headers: Readonly<Record<string, string>>,
     readonly clientIp: string,
+    readonly requestId: string,
     private readonly logger: Logger,
-    private readonly nextRequestId: () => string,
   ) {}
 
   get log(): Logger {
-    return (this.child ??= this.logger.child({
-      reqId: this.headers['x-request-id'] || this.nextRequestId(),
-    }));
+    return (this.child ??= this.logger.child({ reqId: this.requestId }));
   }
 
   aborted(): boolean {
@@ -144,22 +149,32 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   let draining = false;
   let inFlight = 0;
   let drainedWaiter: (() => void) | undefined;
-  let requestSeq = 0;
-  const nextRequestId = (): string => `${process.pid.toString(36)}-${(requestSeq += 1).toString(36)}`;
+  const nextRequestId = requestIdMaker();
+  /** The client's sane `X-Request-Id`, or a new one. */
+  const requestIdOf = (header: string | undefined): string => saneRequestId(header) ?? nextRequestId();
+  // Read once: the level is set at start. At debug, every answer is logged with its id, status and time.
+  const traceAnswers = logger.isLevelEnabled('debug');
 
   const finished = (): void => {
     inFlight -= 1;
     if (inFlight === 0 && drainedWaiter) drainedWaiter();
   };
 
-  const answered = (route: Route, res: HttpResponse, reply: Reply, started: number): void => {
-    writeReply(res, reply);
-    options.onResponse?.({
-      method: route.method,
-      route: route.pattern,
-      status: reply.status,
-      seconds: (performance.now() - started) / 1000,
-    });
+  const answered = (
+    route: Route,
+    res: HttpResponse,
+    request: Request,
+    reply: Reply,
+    started: number,
+  ): void => {
+    writeReply(res, reply, false, request.requestId);
+    const seconds = (performance.now() - started) / 1000;
+    options.onResponse?.({ method: route.method, route: route.pattern, status: reply.status, seconds });
+    if (traceAnswers)
+      logger.debug(
+        { reqId: request.requestId, method: request.method, url: request.url, status: reply.status, seconds },
+        'answered',
+      );
   };
 
   const failure = (request: Request, err: unknown): Reply => {
@@ -206,6 +221,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
           new AppError('SHUTTING_DOWN', 'this node is shutting down; retry', { retryAfterSeconds: 1 }),
         ),
         true,
+        requestIdOf(req.getHeader('x-request-id')),
       );
       return;
     }
@@ -224,8 +240,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       req.getQuery() ?? '',
       headers,
       clientIp(socketIp, headers['x-forwarded-for'], trustedProxies),
+      requestIdOf(headers['x-request-id']),
       logger,
-      nextRequestId,
     );
     const hasBody = route.method !== 'get' && route.method !== 'del';
     // Answered later: uWS needs onAborted attached before this call returns (and before reading a body).
@@ -251,7 +267,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         reply = failure(request, err);
       }
       if (!(reply instanceof Promise)) {
-        answered(route, res, reply, started);
+        answered(route, res, request, reply, started);
         return;
       }
       track();
@@ -275,7 +291,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       .then((reply) => {
         if (done) return;
         done = true;
-        answered(route, res, reply, started);
+        answered(route, res, request, reply, started);
         finished();
       });
   };
@@ -284,7 +300,14 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     const params = paramCount(route.pattern);
     app[route.method](route.pattern, (res, req) => serve(route, params, res, req));
   }
-  app.any('/*', (res, req) => writeReply(res, errorReply(notFound(req.getMethod(), req.getUrl()))));
+  app.any('/*', (res, req) =>
+    writeReply(
+      res,
+      errorReply(notFound(req.getMethod(), req.getUrl())),
+      false,
+      requestIdOf(req.getHeader('x-request-id')),
+    ),
+  );
 
   return {
     app,

@@ -65,6 +65,7 @@ export class BaselinePurchases {
         idempotencyKey: request.idempotencyKey,
         quantity: request.quantity,
         unitPriceCents: row.priceCents,
+        requestId: request.requestId,
       };
       const result = await this.write(conn, row, request.productId, {
         orders: [order],

@@ -49,6 +49,8 @@ export interface PurchaseInput {
   quantity: number;
   userId: string;
   idempotencyKey: string;
+  /** The HTTP request's id (README "Logs"): carried to the owner node, the order's saga and its events. */
+  requestId?: string;
 }
 
 /** A purchase's answer: the order where its saga stands (confirmed, cancelled or pending), or no order. */
@@ -77,7 +79,8 @@ export class Purchases {
       strategy === 'actor'
         ? this.deps.actors.purchase(request) // its sagas start when the batch commits
         : this.deps.baseline.purchase(request).then((outcome) => {
-            if (outcome.kind === 'created') this.deps.sagas.start(this.sagaOf(outcome.order));
+            if (outcome.kind === 'created')
+              this.deps.sagas.start(this.sagaOf(outcome.order, input.requestId));
             return outcome;
           });
     const outcome = await this.bounded(pending);
@@ -121,8 +124,8 @@ export class Purchases {
     return this.bounded(pending);
   }
 
-  /** The saga of a new order, as the order's reservation committed it. */
-  sagaOf(order: OrderView): SagaOrder {
+  /** The saga of a new order, as the order's reservation committed it, with its purchase's request id. */
+  sagaOf(order: OrderView, requestId: string | undefined): SagaOrder {
     return {
       orderId: order.orderId,
       productId: order.productId,
@@ -132,6 +135,7 @@ export class Purchases {
       version: 0,
       paymentKey: order.orderId,
       deadline: Date.parse(order.createdAt) + this.deps.config.saga.deadlineMs,
+      requestId,
     };
   }
 

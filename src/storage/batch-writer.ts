@@ -353,6 +353,8 @@ function cycleStatements(
     throw new Error('a batch with orders or a stock change must update the product row');
   }
   const events: EventEnvelope[] = [];
+  /** The request id of each event (same positions): the Kafka header `x-request-id` (README "Logs"). */
+  const requestIds: (string | undefined)[] = [];
   const steps: unknown[][] = [];
   const orders: unknown[][] = [];
   const sagas: unknown[][] = [];
@@ -374,7 +376,7 @@ function cycleStatements(
         options.strategy,
         ownerEpoch,
       ]);
-      sagas.push([o.id, o.productId, 'PAYMENT_PENDING', 0, o.id, deadline, ownerEpoch]);
+      sagas.push([o.id, o.productId, 'PAYMENT_PENDING', 0, o.id, o.requestId ?? null, deadline, ownerEpoch]);
       steps.push([o.id, 'reserve_inventory', 'done', `${o.quantity}`, ownerEpoch, now]);
       steps.push([o.id, 'create_order', 'done', null, ownerEpoch, now]);
       events.push(newEvent('inventory.reserved', o.productId, o.id, { quantity: o.quantity }, at));
@@ -387,6 +389,7 @@ function cycleStatements(
           at,
         ),
       );
+      requestIds.push(o.requestId, o.requestId);
     }
     for (const s of batch.settlements) {
       const group = `${s.outcome}\u0000${s.sagaVersion}\u0000${s.reason ?? ''}\u0000${ownerEpoch}`;
@@ -395,7 +398,8 @@ function cycleStatements(
       else members.members.push(s);
       statusOf[s.outcome].push(s.orderId);
       steps.push(...settlementSteps(s, ownerEpoch, now));
-      events.push(...settlementEvents(s, at));
+      const added = events.push(...settlementEvents(s, at)) - requestIds.length;
+      for (let i = 0; i < added; i += 1) requestIds.push(s.requestId);
     }
     if (batch.newStock !== batch.previousStock) {
       events.push(
@@ -407,6 +411,7 @@ function cycleStatements(
           at,
         ),
       );
+      requestIds.push(undefined); // a batch's change of stock belongs to no one request
     }
   }
   if (orders.length > 0) {
@@ -415,7 +420,7 @@ function cycleStatements(
       params: [orders],
     });
     statements.push({
-      sql: 'INSERT INTO sagas (order_id, product_id, state, version, payment_key, deadline_at, owner_epoch) VALUES ?',
+      sql: 'INSERT INTO sagas (order_id, product_id, state, version, payment_key, request_id, deadline_at, owner_epoch) VALUES ?',
       params: [sagas],
     });
   }
@@ -453,7 +458,7 @@ function cycleStatements(
   }
   if (events.length > 0) {
     const epoch = Math.max(...items.map((i) => i.ownerEpoch));
-    statements.push({ sql: OUTBOX_INSERT, params: [outboxRows(events, options.topics, epoch)] });
+    statements.push({ sql: OUTBOX_INSERT, params: [outboxRows(events, options.topics, epoch, requestIds)] });
   }
   return statements;
 }

@@ -51,7 +51,7 @@ export class SagaStore {
     }
     params.push(options.limit);
     const [rows] = await this.primary.query<RowDataPacket[]>(
-      `SELECT s.order_id, s.product_id, s.version, s.payment_key, s.deadline_at, o.user_id, o.quantity, o.unit_price_cents
+      `SELECT s.order_id, s.product_id, s.version, s.payment_key, s.request_id, s.deadline_at, o.user_id, o.quantity, o.unit_price_cents
          FROM sagas s JOIN orders o ON o.id = s.order_id
         WHERE ${where.join(' AND ')}
         ORDER BY s.created_at LIMIT ?`,
@@ -66,6 +66,8 @@ export class SagaStore {
       version: Number(r['version']),
       paymentKey: String(r['payment_key']),
       deadline: (r['deadline_at'] as Date).getTime(),
+      // A resumed saga logs with the request id of the purchase that made its order.
+      requestId: r['request_id'] === null ? undefined : String(r['request_id']),
     }));
   }
 

@@ -104,3 +104,62 @@ t.test('a plain row whose count disagrees with its list is refused', async (t) =
     /expected a packed array of 3 events/,
   );
 });
+
+t.test('request ids ride beside their events in request_ids, and unpack to each event', async (t) => {
+  const one = outboxRows([reserved(5)], TOPICS, 1, ['abc-123']);
+  t.equal(one[0]![7], 'abc-123', 'a row of one event: its id');
+  t.same(
+    unpackOutbox({
+      payload: one[0]![4] as Buffer,
+      eventType: 'x',
+      eventKey: '5',
+      eventCount: 1,
+      requestIds: 'abc-123',
+    })[0]?.requestId,
+    'abc-123',
+  );
+  // A cycle of three products (keyed), one event without an id, and enough of them to be deflated.
+  const events = Array.from({ length: 40 }, (_, i) => reserved(1 + (i % 3), i + 1));
+  const ids = events.map((_, i) => (i === 7 ? undefined : `req-${i}`));
+  const [row] = outboxRows(events, TOPICS, 1, ids);
+  t.equal(row![3], KEYED_TYPE);
+  t.equal((row![7] as string).split(',').length, 40, 'one place per event');
+  const entries = unpackOutbox({
+    payload: row![4] as Buffer,
+    eventType: row![3] as string,
+    eventKey: row![2] as string,
+    eventCount: row![6] as number,
+    requestIds: row![7] as string,
+  });
+  t.same(
+    entries.map((e) => e.requestId),
+    ids,
+    'each event its own id, none for the one without',
+  );
+  t.same(
+    entries.map((e) => decodeEvent(e.value).eventId),
+    events.map((e) => e.eventId),
+  );
+  t.equal(
+    outboxRows(
+      events,
+      TOPICS,
+      1,
+      events.map(() => undefined),
+    )[0]![7],
+    null,
+    'no id at all: NULL',
+  );
+  t.equal(outboxRows(events, TOPICS, 1)[0]![7], null, 'no ids given: NULL');
+  const misaligned = unpackOutbox({
+    payload: row![4] as Buffer,
+    eventType: row![3] as string,
+    eventKey: row![2] as string,
+    eventCount: row![6] as number,
+    requestIds: 'a,b',
+  });
+  t.ok(
+    misaligned.every((e) => e.requestId === undefined),
+    'ids that do not line up are dropped, the events still unpack',
+  );
+});

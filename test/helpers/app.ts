@@ -4,7 +4,7 @@ import { Agent, request } from 'undici';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openInfrastructure, type Infrastructure } from '../../src/infrastructure.js';
-import { createLogger } from '../../src/logger.js';
+import { createLogger, type DestinationStream } from '../../src/logger.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import {
@@ -62,6 +62,8 @@ export async function startApp(
     payment?: Partial<PaymentProviderOptions>;
     /** Run the sales projection in a consumer group of this app's own. */
     projection?: boolean;
+    /** Where the app's log lines go (default stdout; LOG_LEVEL is silent unless `env` says otherwise). */
+    logs?: DestinationStream;
   } = {},
 ): Promise<RunningApp> {
   // Each app gets a payment provider of its own (1 ms latency unless told otherwise), so rates set by
@@ -87,7 +89,7 @@ export async function startApp(
   });
   migrated ??= migrate(config.mysql.migration);
   await migrated;
-  const logger = createLogger(config);
+  const logger = createLogger(config, options.logs);
   const infra = openInfrastructure(config, logger);
   const app = buildApp({
     config,

@@ -125,6 +125,8 @@ export interface Received {
   partition: number;
   key: string;
   event: EventEnvelope;
+  /** The message's `x-request-id` header, if it has one. */
+  requestId?: string;
 }
 
 /** Reads this test's topics from the beginning with a fresh consumer group, until `stop()`. */
@@ -149,7 +151,14 @@ export async function collect(t: Test, stack: EventsStack) {
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
       if (message.value === null) return;
-      received.push({ topic, partition, key: String(message.key), event: decodeEvent(message.value) });
+      const requestId = message.headers?.['x-request-id']?.toString();
+      received.push({
+        topic,
+        partition,
+        key: String(message.key),
+        event: decodeEvent(message.value),
+        ...(requestId === undefined ? {} : { requestId }),
+      });
     },
   });
   return { received, stop };

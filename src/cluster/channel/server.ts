@@ -29,6 +29,10 @@ type PeerSocket = WebSocket<PeerSocketData>;
 
 const SEND_DROPPED = 2; // uWS send(): 0 = buffered, 1 = sent, 2 = dropped over maxBackpressure
 
+/** The request id a forwarded purchase or settlement carries in its body, for error lines. */
+const requestIdOf = (body: unknown): unknown =>
+  typeof body === 'object' && body !== null ? (body as { requestId?: unknown }).requestId : undefined;
+
 const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
 
 export function attachPeerServer(app: TemplatedApp, options: PeerServerOptions): PeerServer {
@@ -62,7 +66,10 @@ export function attachPeerServer(app: TemplatedApp, options: PeerServerOptions):
     try {
       frame = encodeFrame({ t: 'res', id: request.id, ok: true, body });
     } catch (err) {
-      log.error({ err, op: request.op }, 'peer handler returned a value msgpack cannot encode');
+      log.error(
+        { err, op: request.op, reqId: requestIdOf(request.body) },
+        'peer handler returned a value msgpack cannot encode',
+      );
       sendError(ws, request.id, toRemoteError(err));
       return;
     }
@@ -95,7 +102,8 @@ export function attachPeerServer(app: TemplatedApp, options: PeerServerOptions):
       .then(
         (body) => sendResult(ws, request, body),
         (err: unknown) => {
-          if (!(err instanceof AppError)) log.error({ err, op: request.op }, 'peer handler failed');
+          if (!(err instanceof AppError))
+            log.error({ err, op: request.op, reqId: requestIdOf(request.body) }, 'peer handler failed');
           sendError(ws, request.id, toRemoteError(err));
         },
       )
