@@ -33,6 +33,8 @@ const SYSTEM_PACKAGES = [
   { pkg: 'prometheus-redis-exporter', file: '/usr/bin/prometheus-redis-exporter' },
   { pkg: 'prometheus-mysqld-exporter', file: '/usr/bin/prometheus-mysqld-exporter' },
   { pkg: 'prometheus-blackbox-exporter', file: '/usr/bin/prometheus-blackbox-exporter' },
+  // Headless browser of the dashboard test and its screenshot (test/observability/dashboard.test.ts).
+  { pkg: 'chromium', file: '/usr/bin/chromium' },
 ];
 
 function fail(message) {
