@@ -9,6 +9,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { registerNodeTarget } from '../scripts/stack/scrape-targets.mjs';
 import { connectStoreRedis } from './stores.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
@@ -176,6 +177,9 @@ export async function startNode(
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );
+  // Scraped by the stack's Prometheus while it runs, as npm start's nodes (the dashboard during a bench).
+  const unregister = registerNodeTarget({ port, node: settings.nodeId, pid: child.pid ?? 0 });
+  void exited.then(unregister);
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> =>
     (stopped ??= terminate(child, exited)
