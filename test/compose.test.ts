@@ -174,6 +174,7 @@ const SECRETS = [
   'KAFKA_BROKER_PASSWORD',
   'KAFKA_APP_PASSWORD',
   'MYSQL_EXPORTER_PASSWORD',
+  'GRAFANA_ADMIN_PASSWORD',
 ];
 /** The local stack's config files: production must mount these very files. */
 const SHARED_CONFIGS = [
@@ -188,12 +189,15 @@ const SHARED_CONFIGS = [
   'docker/prometheus/alerts.yml',
   'docker/prometheus/alertmanager.yml',
   'docker/prometheus/blackbox.yml',
+  'docker/prometheus/consoles',
 ];
 /** Production-only files the services mount besides (TLS and users). */
 const PRODUCTION_FILES = [
   'docker/kafka/production.properties',
   'docker/mariadb/initdb/primary-users.sh',
   'docker/mariadb/initdb/replica-tls.sql',
+  'docker/grafana/flash-sale.json',
+  'docker/grafana/provisioning',
 ];
 
 void t.test('the production services are all there, each placed on one of servers 1-6', (t) => {
