@@ -22,6 +22,16 @@ t.test('defaults point at the local stack and are frozen', async (t) => {
   );
   t.equal(config.redis.url, 'rediss://flashsale:flashsale@127.0.0.1:16379');
   t.same(config.redis.tls, { caFile: '.stack/tls/ca.pem' });
+  t.same(
+    config.redis.sentinels,
+    [16381, 16382, 16383].map((port) => ({ host: '127.0.0.1', port })),
+    "the local stack's Redis through its three Sentinels",
+  );
+  t.same(
+    loadConfig({ REDIS_URL: 'rediss://app:pw@redis-1:6379' }).redis.sentinels,
+    [],
+    'REDIS_URL alone names a single node',
+  );
   t.same(config.kafka.brokers, ['127.0.0.1:19092']);
   t.ok(Object.isFrozen(config));
   t.ok(Object.isFrozen(config.mysql.primary));

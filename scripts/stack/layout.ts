@@ -22,7 +22,10 @@ export const STACK_HOST = '127.0.0.1';
 export const STACK_PORTS = Object.freeze({
   primary: 13306,
   replica: 13307,
+  /** Redis: the first data node (the initial primary), the second (initially its replica), three Sentinels. */
   redis: 16379,
+  redis2: 16380,
+  sentinels: Object.freeze([16381, 16382, 16383] as const),
   kafka: 19092,
   kafkaController: 19093,
   payment: 18090,
@@ -59,11 +62,28 @@ export const STACK_MYSQL = Object.freeze({
   replicationPassword: 'repl',
 });
 
-/** The app's Redis ACL user (the `default` user is disabled); Redis speaks TLS only. */
+/**
+ * Redis's ACL users (the `default` user is disabled); Redis speaks TLS only. `user` is the app's (no
+ * administration); `adminUser` is the Sentinels' and the replica's (REPLICAOF, CONFIG, PSYNC): the stack's
+ * own, never the app's. `masterName` is the name the Sentinels monitor the primary under.
+ */
 export const STACK_REDIS = Object.freeze({
   user: 'flashsale',
   password: 'flashsale',
+  adminUser: 'stack-admin',
+  adminPassword: 'stack-admin',
+  masterName: 'flashsale',
 });
+
+/** The Redis data nodes in their initial order: the first starts as the primary. */
+export const STACK_REDIS_NODES: readonly { readonly name: 'redis' | 'redis-2'; readonly port: number }[] =
+  Object.freeze([
+    Object.freeze({ name: 'redis', port: STACK_PORTS.redis }),
+    Object.freeze({ name: 'redis-2', port: STACK_PORTS.redis2 }),
+  ] as const);
+
+/** The Sentinels' addresses, as REDIS_SENTINELS takes them (`host:port,…`). */
+export const STACK_REDIS_SENTINELS = STACK_PORTS.sentinels.map((port) => `${STACK_HOST}:${port}`).join(',');
 
 /** Files of the local CA (scripts/stack/tls.ts): its certificate, and the server certificate it signs. */
 export const STACK_TLS = Object.freeze({
@@ -83,6 +103,10 @@ export type ServerName =
   | 'primary'
   | 'replica'
   | 'redis'
+  | 'redis-2'
+  | 'sentinel-1'
+  | 'sentinel-2'
+  | 'sentinel-3'
   | 'kafka'
   | 'payment'
   | 'nginx'

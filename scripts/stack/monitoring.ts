@@ -54,7 +54,7 @@ const LOCAL_ADDRESSES: Readonly<Record<string, string | null>> = {
   'blackbox:9115': local(STACK_PORTS.blackbox),
   'redis-exporter:9121': local(STACK_PORTS.redisExporter),
   'rediss://redis-1:6379': `rediss://${local(STACK_PORTS.redis)}`,
-  'rediss://redis-2:6379': null,
+  'rediss://redis-2:6379': `rediss://${local(STACK_PORTS.redis2)}`,
   'mysqld-exporter-primary:9104': local(STACK_PORTS.mysqldExporterPrimary),
   'mysqld-exporter-replica:9104': local(STACK_PORTS.mysqldExporterReplica),
   'kafka-1:9092': local(STACK_PORTS.kafka),
@@ -65,6 +65,7 @@ const APP_NODE_ADDRESSES = new Set(['app1:8080', 'app2:8080']);
 /** Local names of the production servers (the `server` label), where they differ. */
 const LOCAL_SERVER_LABELS: Readonly<Record<string, string>> = {
   'redis-1': 'redis',
+  'redis-2': 'redis-2',
   'db-primary': 'primary',
   'db-replica': 'replica',
   'kafka-1': 'kafka',

@@ -1,5 +1,8 @@
-// Redis: started from docker/redis/redis.conf (TLS only, `port 0`) with the local TLS port, certificate,
-// paths, loopback bind and ACL users on the command line: the app's user `flashsale`, `default` disabled.
+// Redis with Sentinel, as in production (docker-compose.yml): two data nodes started from
+// docker/redis/redis.conf (TLS only, `port 0`) with the local TLS port, certificate, paths, loopback bind and
+// ACL users on the command line (the app's user `flashsale`, the stack's `stack-admin` for Sentinel and
+// replication, `default` disabled), and three Sentinels (quorum 2) that monitor them and promote the replica
+// when the primary dies. The app finds the primary through the Sentinels (REDIS_SENTINELS).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -10,16 +13,15 @@ import {
   STACK_HOST,
   STACK_PORTS,
   STACK_REDIS,
+  STACK_REDIS_NODES,
   STACK_TLS,
   serverPaths,
+  type ServerName,
 } from './layout.js';
 import { argumentsChanged, type ServerSpec } from './server.js';
 import { ensureTls, olderThanCertificate } from './tls.js';
 
-const paths = serverPaths('redis');
 const SOURCE_CONFIG = path.join(DOCKER_DIR, 'redis', 'redis.conf');
-// CONFIG REWRITE rewrites the file a server started from: it must be this copy, never the one in docker/.
-const CONFIG_COPY = path.join(paths.dataDir, 'redis.conf');
 
 /**
  * ACL of the app's user: every key and channel, every command but the administrative ones (CONFIG,
@@ -40,32 +42,58 @@ function encode(args: readonly string[]): string {
   return `*${args.length}\r\n${args.map((arg) => `$${Buffer.byteLength(arg)}\r\n${arg}\r\n`).join('')}`;
 }
 
-/** One reply at the start of `buffer` (simple, error, integer or bulk; enough for AUTH, PING and INFO). */
-function parseReply(buffer: Buffer): { reply: string | Error; length: number } | undefined {
-  const lineEnd = buffer.indexOf('\r\n');
+/** A reply as text: simple, integer and bulk replies as their text (nil as ''), arrays as arrays. */
+export type RedisReply = string | RedisReply[];
+
+/** One reply at `offset` of `buffer` (simple, error, integer, bulk or array), or undefined if incomplete. */
+function parseReply(buffer: Buffer, offset = 0): { reply: RedisReply | Error; end: number } | undefined {
+  const lineEnd = buffer.indexOf('\r\n', offset);
   if (lineEnd < 0) return undefined;
-  const type = String.fromCharCode(buffer[0] ?? 0);
-  const line = buffer.subarray(1, lineEnd).toString();
-  if (type === '-') return { reply: new Error(line), length: lineEnd + 2 };
-  if (type !== '$') return { reply: line, length: lineEnd + 2 };
+  const type = String.fromCharCode(buffer[offset] ?? 0);
+  const line = buffer.subarray(offset + 1, lineEnd).toString();
+  if (type === '-') return { reply: new Error(line), end: lineEnd + 2 };
+  if (type === '*') {
+    const items: RedisReply[] = [];
+    let end = lineEnd + 2;
+    for (let i = 0; i < Number(line); i++) {
+      const item = parseReply(buffer, end);
+      if (item === undefined) return undefined;
+      if (item.reply instanceof Error) return item;
+      items.push(item.reply);
+      end = item.end;
+    }
+    return { reply: items, end };
+  }
+  if (type !== '$') return { reply: line, end: lineEnd + 2 };
   const size = Number(line);
-  if (size < 0) return { reply: '', length: lineEnd + 2 };
+  if (size < 0) return { reply: '', end: lineEnd + 2 };
   if (buffer.length < lineEnd + 2 + size + 2) return undefined;
   return {
     reply: buffer.subarray(lineEnd + 2, lineEnd + 2 + size).toString(),
-    length: lineEnd + 2 + size + 2,
+    end: lineEnd + 2 + size + 2,
   };
 }
 
 /**
  * Sends one command over TLS (verifying the server against the stack's CA), after AUTH as the app's user,
- * and returns its reply as text; an error reply, or a failed AUTH, rejects.
+ * and returns its reply as text; an error reply, an array reply, or a failed AUTH, rejects.
  */
-export function redisCommand(
+export async function redisCommand(
   port: number,
   args: readonly string[],
   options: RedisCommandOptions = {},
 ): Promise<string> {
+  const reply = await redisQuery(port, args, options);
+  if (typeof reply !== 'string') throw new Error(`redis on ${port}: ${args[0]} answered an array`);
+  return reply;
+}
+
+/** redisCommand for any reply, arrays included (ROLE, SENTINEL …). */
+export function redisQuery(
+  port: number,
+  args: readonly string[],
+  options: RedisCommandOptions = {},
+): Promise<RedisReply> {
   const timeoutMs = options.timeoutMs ?? 2000;
   const auth =
     options.auth === undefined ? ([STACK_REDIS.user, STACK_REDIS.password] as const) : options.auth;
@@ -75,9 +103,9 @@ export function redisCommand(
       ? net.connect({ host: STACK_HOST, port })
       : tls.connect({ host: STACK_HOST, port, ca: fs.readFileSync(STACK_TLS.ca) });
     let buffer = Buffer.alloc(0);
-    const replies: (string | Error)[] = [];
+    const replies: (RedisReply | Error)[] = [];
     let settled = false;
-    const finish = (error: Error | null, reply?: string): void => {
+    const finish = (error: Error | null, reply?: RedisReply): void => {
       if (settled) return;
       settled = true;
       socket.setTimeout(0);
@@ -101,7 +129,7 @@ export function redisCommand(
       buffer = Buffer.concat([buffer, chunk]);
       for (let parsed = parseReply(buffer); parsed !== undefined; parsed = parseReply(buffer)) {
         replies.push(parsed.reply);
-        buffer = buffer.subarray(parsed.length);
+        buffer = buffer.subarray(parsed.end);
         // A failed AUTH ends it: its error is the answer.
         if (parsed.reply instanceof Error) return finish(parsed.reply);
         if (replies.length === commands.length) return finish(null, parsed.reply);
@@ -114,56 +142,246 @@ function infoField(info: string, field: string): string | undefined {
   return new RegExp(`^${field}:(.*)$`, 'm').exec(info)?.[1]?.trim();
 }
 
-export const redis: ServerSpec = {
-  name: 'redis',
-  ...paths,
-  port: STACK_PORTS.redis,
-  ports: [STACK_PORTS.redis],
-  dependsOn: [],
-  startTimeoutMs: 30_000,
-  stopTimeoutMs: 30_000,
-  executable: 'redis-server',
-  prepare: async () => {
-    await ensureTls();
-    fs.mkdirSync(paths.dataDir, { recursive: true });
-    fs.copyFileSync(SOURCE_CONFIG, CONFIG_COPY);
-  },
-  stale: async (pid, argv) => {
-    await ensureTls();
-    return argumentsChanged(redis, argv) ?? olderThanCertificate(pid);
-  },
-  command: () => ({
-    file: 'redis-server',
-    args: [
-      CONFIG_COPY,
-      // TLS only: no plaintext port; clients authenticate with a password (no client certificates).
-      ...['--port', '0', '--tls-port', String(STACK_PORTS.redis), '--bind', STACK_HOST],
-      ...[
-        '--tls-cert-file',
-        STACK_TLS.cert,
-        '--tls-key-file',
-        STACK_TLS.key,
-        '--tls-ca-cert-file',
-        STACK_TLS.ca,
+/** True for a redis-server process started from `configFile` (its first argument). */
+const startedFrom = (argv: readonly string[], configFile: string): boolean =>
+  argv[0]?.split('/').pop() === 'redis-server' && argv[1] === configFile;
+
+/** The stack's administrative login (Sentinel's and replication's), for commands the app's user may not run. */
+export const REDIS_ADMIN_AUTH = [STACK_REDIS.adminUser, STACK_REDIS.adminPassword] as const;
+
+const sentinelConfigFile = (name: ServerName): string =>
+  path.join(serverPaths(name).dataDir, 'sentinel.conf');
+const SENTINELS = STACK_PORTS.sentinels.map((port, i) => ({ name: `sentinel-${i + 1}` as ServerName, port }));
+
+/**
+ * The port of the Redis primary: what a live Sentinel says; else what the Sentinels last wrote down (a
+ * failover rewrites their `sentinel monitor` line, so a stack started again keeps the promoted node as the
+ * primary); else the first data node (a new stack).
+ */
+export async function redisPrimaryPort(): Promise<number> {
+  for (const { port } of SENTINELS) {
+    const reply = await redisQuery(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName], {
+      auth: null,
+      timeoutMs: 500,
+    }).catch(() => undefined);
+    if (Array.isArray(reply) && typeof reply[1] === 'string') return Number(reply[1]);
+  }
+  const monitor = new RegExp(`^sentinel monitor ${STACK_REDIS.masterName} \\S+ (\\d+) `, 'm');
+  for (const { name } of SENTINELS) {
+    const written = fs.existsSync(sentinelConfigFile(name))
+      ? monitor.exec(fs.readFileSync(sentinelConfigFile(name), 'utf8'))
+      : null;
+    if (written?.[1] !== undefined) return Number(written[1]);
+  }
+  return STACK_PORTS.redis;
+}
+
+/** `master` or `slave` (ROLE's first field). */
+export async function redisRole(port: number): Promise<string> {
+  const reply = await redisQuery(port, ['ROLE'], { auth: REDIS_ADMIN_AUTH });
+  return Array.isArray(reply) && typeof reply[0] === 'string' ? reply[0] : 'unknown';
+}
+
+/**
+ * One Redis data node. Both start as primaries from the same redis.conf; `configure` then makes every node
+ * but the current primary its replica (the Sentinels do the same after a failover, and to an old primary
+ * that comes back).
+ */
+function dataNode(name: 'redis' | 'redis-2', port: number, dependsOn: readonly ServerName[]): ServerSpec {
+  const paths = serverPaths(name);
+  // CONFIG REWRITE (run by Sentinel on a failover) rewrites the file a server started from: it must be
+  // this copy, never the one in docker/. It is copied afresh at each start: the role comes from `configure`.
+  const configCopy = path.join(paths.dataDir, 'redis.conf');
+  const spec: ServerSpec = {
+    name,
+    ...paths,
+    port,
+    ports: [port],
+    dependsOn,
+    startTimeoutMs: 30_000,
+    stopTimeoutMs: 30_000,
+    executable: 'redis-server',
+    // By its config file, not by a path containing the data folder: `.stack/redis` is a prefix of `.stack/redis-2`.
+    owns: (argv) => startedFrom(argv, configCopy),
+    prepare: async () => {
+      await ensureTls();
+      fs.mkdirSync(paths.dataDir, { recursive: true });
+      fs.copyFileSync(SOURCE_CONFIG, configCopy);
+    },
+    stale: async (pid, argv) => {
+      await ensureTls();
+      return argumentsChanged(spec, argv) ?? olderThanCertificate(pid);
+    },
+    command: () => ({
+      file: 'redis-server',
+      args: [
+        configCopy,
+        // TLS only: no plaintext port; clients authenticate with a password (no client certificates).
+        ...['--port', '0', '--tls-port', String(port), '--bind', STACK_HOST],
+        ...[
+          '--tls-cert-file',
+          STACK_TLS.cert,
+          '--tls-key-file',
+          STACK_TLS.key,
+          '--tls-ca-cert-file',
+          STACK_TLS.ca,
+        ],
+        ...['--user', 'default', 'off'],
+        ...['--user', STACK_REDIS.user, 'on', `>${STACK_REDIS.password}`, ...REDIS_APP_ACL],
+        ...['--user', STACK_REDIS.adminUser, 'on', `>${STACK_REDIS.adminPassword}`, '~*', '&*', '+@all'],
+        // As a replica (now or after a failover), it logs in to its primary as the admin user.
+        ...['--masteruser', STACK_REDIS.adminUser, '--masterauth', STACK_REDIS.adminPassword],
+        ...['--replica-announce-ip', STACK_HOST],
+        ...[
+          '--dir',
+          paths.dataDir,
+          '--pidfile',
+          path.join(RUN_DIR, `${name}.server.pid`),
+          '--logfile',
+          paths.logFile,
+        ],
+        // Keeps the full command line (with the .stack paths) visible to ps/pgrep and to runningPid().
+        ...['--set-proc-title', 'no'],
       ],
-      ...['--user', 'default', 'off'],
-      ...['--user', STACK_REDIS.user, 'on', `>${STACK_REDIS.password}`, ...REDIS_APP_ACL],
-      ...[
-        '--dir',
-        paths.dataDir,
-        '--pidfile',
-        path.join(RUN_DIR, 'redis.server.pid'),
-        '--logfile',
-        paths.logFile,
+    }),
+    probe: async () => (await redisCommand(port, ['PING'])) === 'PONG',
+    configure: async () => {
+      const primary = await redisPrimaryPort();
+      if (primary !== port && (await redisRole(port)) === 'master')
+        await redisCommand(port, ['REPLICAOF', STACK_HOST, String(primary)], { auth: REDIS_ADMIN_AUTH });
+    },
+    details: async () => {
+      const info = await redisCommand(port, ['INFO', 'server']);
+      const persistence = await redisCommand(port, ['INFO', 'persistence']);
+      return {
+        version: infoField(info, 'redis_version'),
+        role: await redisRole(port),
+        aof: infoField(persistence, 'aof_enabled') === '1',
+      };
+    },
+  };
+  return spec;
+}
+
+const [firstNode, secondNode] = STACK_REDIS_NODES as readonly [
+  (typeof STACK_REDIS_NODES)[number],
+  (typeof STACK_REDIS_NODES)[number],
+];
+export const redis = dataNode('redis', firstNode.port, []);
+/** Started after the first node, so that on a new stack the first is the primary. */
+export const redis2 = dataNode('redis-2', secondNode.port, ['redis']);
+
+/**
+ * How the Sentinels watch the primary. A primary silent for 1 s is subjectively down; 2 Sentinels agreeing
+ * make it objectively down, and a majority (2 of 3) elects the one that promotes the replica: a failover in
+ * about 2 s, within the specification's 5 s. (Production, docker-compose.yml: 3 s, on a real network.) A
+ * Sentinel does not fail the same primary over again within twice the failover timeout: 10 s here, so
+ * that fault-injection runs can kill the new primary soon after.
+ */
+const SENTINEL_QUORUM = 2;
+const SENTINEL_DOWN_AFTER_MS = 1_000;
+const SENTINEL_FAILOVER_TIMEOUT_MS = 5_000;
+
+/**
+ * One Sentinel. Its config file holds its state (its id, the epochs, the primary it follows, the replicas
+ * and Sentinels it found) and is rewritten by it, so it is written once, on the first start, pointing at
+ * the primary of that moment; ports, TLS and paths are on the command line.
+ */
+function sentinel(name: ServerName, port: number): ServerSpec {
+  const paths = serverPaths(name);
+  const configFile = sentinelConfigFile(name);
+  const spec: ServerSpec = {
+    name,
+    ...paths,
+    port,
+    ports: [port],
+    dependsOn: ['redis', 'redis-2'],
+    startTimeoutMs: 30_000,
+    stopTimeoutMs: 10_000,
+    executable: 'redis-server',
+    owns: (argv) => startedFrom(argv, configFile),
+    prepare: async () => {
+      await ensureTls();
+      fs.mkdirSync(paths.dataDir, { recursive: true });
+      if (fs.existsSync(configFile)) return;
+      const master = STACK_REDIS.masterName;
+      const lines = [
+        '# Written once by scripts/stack/redis.ts; from then on Sentinel keeps its state here.',
+        `sentinel monitor ${master} ${STACK_HOST} ${await redisPrimaryPort()} ${SENTINEL_QUORUM}`,
+        `sentinel auth-user ${master} ${STACK_REDIS.adminUser}`,
+        `sentinel auth-pass ${master} ${STACK_REDIS.adminPassword}`,
+        `sentinel parallel-syncs ${master} 1`,
+      ];
+      fs.writeFileSync(configFile, `${lines.join('\n')}\n`);
+    },
+    stale: async (pid, argv) => {
+      await ensureTls();
+      return argumentsChanged(spec, argv) ?? olderThanCertificate(pid);
+    },
+    command: () => ({
+      file: 'redis-server',
+      args: [
+        configFile,
+        '--sentinel',
+        // TLS to its clients (no password: it answers where the primary is) and to the data nodes.
+        ...['--port', '0', '--tls-port', String(port), '--bind', STACK_HOST],
+        ...['--tls-replication', 'yes', '--tls-auth-clients', 'no'],
+        ...[
+          '--tls-cert-file',
+          STACK_TLS.cert,
+          '--tls-key-file',
+          STACK_TLS.key,
+          '--tls-ca-cert-file',
+          STACK_TLS.ca,
+        ],
+        ...[
+          '--dir',
+          paths.dataDir,
+          '--pidfile',
+          path.join(RUN_DIR, `${name}.server.pid`),
+          '--logfile',
+          paths.logFile,
+        ],
+        ...['--set-proc-title', 'no'],
       ],
-      // Keeps the full command line (with the .stack paths) visible to ps/pgrep and to runningPid().
-      ...['--set-proc-title', 'no'],
-    ],
-  }),
-  probe: async () => (await redisCommand(STACK_PORTS.redis, ['PING'])) === 'PONG',
-  details: async () => {
-    const info = await redisCommand(STACK_PORTS.redis, ['INFO', 'server']);
-    const persistence = await redisCommand(STACK_PORTS.redis, ['INFO', 'persistence']);
-    return { version: infoField(info, 'redis_version'), aof: infoField(persistence, 'aof_enabled') === '1' };
-  },
-};
+    }),
+    // The timings are set at every start: the file keeps them too, but from whichever version wrote it.
+    configure: async () => {
+      await redisCommand(
+        port,
+        [
+          'SENTINEL',
+          'SET',
+          STACK_REDIS.masterName,
+          'down-after-milliseconds',
+          String(SENTINEL_DOWN_AFTER_MS),
+          'failover-timeout',
+          String(SENTINEL_FAILOVER_TIMEOUT_MS),
+        ],
+        { auth: null },
+      );
+    },
+    probe: async () => {
+      const reply = await redisQuery(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName], {
+        auth: null,
+      });
+      return Array.isArray(reply) && reply.length === 2;
+    },
+    details: async () => {
+      const primary = await redisQuery(
+        port,
+        ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName],
+        {
+          auth: null,
+        },
+      );
+      const quorum = await redisCommand(port, ['SENTINEL', 'CKQUORUM', STACK_REDIS.masterName], {
+        auth: null,
+      }).catch((error: Error) => error.message);
+      return { primary: Array.isArray(primary) ? primary.join(':') : primary, quorum };
+    },
+  };
+  return spec;
+}
+
+export const sentinels: readonly ServerSpec[] = SENTINELS.map(({ name, port }) => sentinel(name, port));

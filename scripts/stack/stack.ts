@@ -4,7 +4,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureSigningKey } from './auth-key.js';
 import { kafka } from './kafka.js';
-import { RUN_DIR, STACK_DIR, type ServerName } from './layout.js';
+import { RUN_DIR, STACK_DIR, STACK_REDIS_NODES, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
 import {
   alertmanager,
@@ -17,11 +17,12 @@ import {
 import { nginx } from './nginx.js';
 import { payment } from './payment.js';
 import { StackError, isAlive, readPid } from './process.js';
-import { redis } from './redis.js';
+import { redis, redis2, sentinels } from './redis.js';
 import {
   describeServer,
   ensureRunning,
   ensureStopped,
+  runningPid,
   type ServerSpec,
   type ServerStatus,
   type StartResult,
@@ -42,6 +43,8 @@ export const SERVERS: readonly ServerSpec[] = [
   primary,
   replica,
   redis,
+  redis2,
+  ...sentinels,
   kafka,
   payment,
   nginx,
@@ -157,4 +160,27 @@ export async function startServer(name: ServerName): Promise<StartResult> {
 /** Stops one server; returns the pid it stopped, or undefined when it was not running. */
 export function stopServer(name: ServerName): Promise<number | undefined> {
   return ensureStopped(serverSpec(name));
+}
+
+/**
+ * Sends `signal` to a running server (fault injection: SIGKILL, SIGSTOP, SIGCONT); its pid, or undefined
+ * when it was not running. Unlike stopServer, it does not wait or clean up: the server dies as in a crash.
+ */
+export function signalServer(name: ServerName, signal: NodeJS.Signals): number | undefined {
+  const pid = runningPid(serverSpec(name));
+  if (pid !== undefined) process.kill(pid, signal);
+  return pid;
+}
+
+/** The Redis data nodes: stopping both is "Redis is down" (one alone is a failover). */
+export const REDIS_DATA_NODES: readonly ServerName[] = STACK_REDIS_NODES.map((node) => node.name);
+
+/** Stops several servers at once (e.g. REDIS_DATA_NODES); the pids stopped. */
+export async function stopServers(names: readonly ServerName[]): Promise<(number | undefined)[]> {
+  return Promise.all(names.map(stopServer));
+}
+
+/** Starts several servers (and what they depend on). */
+export async function startServers(names: readonly ServerName[]): Promise<void> {
+  await withUpLock(() => startAll(names));
 }

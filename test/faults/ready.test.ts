@@ -1,6 +1,6 @@
 // Liveness and readiness of the whole service against the real stack, in-process and as a real process.
 //
-// WARNING: this file STOPS THE STACK'S OWN REDIS (stopServer('redis')) for a few seconds. Test files
+// WARNING: this file STOPS THE STACK'S OWN REDIS (both data nodes) for a few seconds. Test files
 // running in parallel share that Redis and see connection errors in that window: run this file
 // serially (not alongside other files). Redis is restarted in a `finally` and again in a teardown.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { request } from 'undici';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
-import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { REDIS_DATA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { DEPENDENCIES } from '../../src/readiness.js';
 import { startApp, uniq, type Answer, type RunningApp } from '../helpers/app.js';
 import { throwawayDatabase } from '../helpers/database.js';
@@ -62,10 +62,13 @@ void t.test('in-process: /health, /ready, and /ready while Redis is down and aft
     t.match(ready.body.dependencies[name], { status: 'up', latencyMs: Number }, `${name} up`);
 
   // From here the shared Redis is stopped: keep the window short and always start it again.
-  t.teardown(() => startServer('redis'));
+  t.teardown(() => startServers(REDIS_DATA_NODES));
   const windowStarted = performance.now();
-  const stoppedPid = await stopServer('redis');
-  t.type(stoppedPid, 'number', "the stack's Redis was running and is stopped");
+  const stoppedPids = await stopServers(REDIS_DATA_NODES);
+  t.ok(
+    stoppedPids.every((pid) => typeof pid === 'number'),
+    "the stack's Redis (both data nodes) was running and is stopped",
+  );
   let down: Answer;
   let downMs: number;
   try {
@@ -73,7 +76,7 @@ void t.test('in-process: /health, /ready, and /ready while Redis is down and aft
     down = await running.get('/ready');
     downMs = Math.round(performance.now() - asked);
   } finally {
-    await startServer('redis');
+    await startServers(REDIS_DATA_NODES);
   }
   t.comment(`the stack's Redis was down for ${Math.round(performance.now() - windowStarted)} ms`);
   t.equal(down.status, 503, '/ready answers 503 with Redis down');

@@ -3,10 +3,10 @@ import { Agent, request } from 'undici';
 import { loadConfig } from '../../src/config.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
-import { ownEvents, uniq } from './app.js';
+import { ownEvents, totals, uniq } from './app.js';
 import { throwawayDatabase } from './database.js';
 import { startNode, type AppNode } from './node-process.js';
-import { asAdmin, UNLIMITED_ENV } from './tokens.js';
+import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
 export const SHARDS = 256;
 
@@ -76,4 +76,54 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
   const mysql = createMysqlPools(config);
   t.teardown(() => mysql.close());
   return { nodes, add, call, balanced, mysql, provider, env, prefix };
+}
+
+export type Cluster = Awaited<ReturnType<typeof cluster>>;
+
+/**
+ * Purchases of one unit from `workers` loops until stopped, spread over `targets()` and `productIds`;
+ * records every answer (status 0: no answer).
+ */
+export function purchaseLoad(c: Cluster, targets: () => AppNode[], productIds: number[], workers = 30) {
+  const user = uniq('u');
+  const answers: { status: number; code?: string; sentAt: number; at: number }[] = [];
+  let seq = 0;
+  let running = true;
+  const loops = Array.from({ length: workers }, async (_, w) => {
+    while (running) {
+      const nodes = targets();
+      const node = nodes[seq % nodes.length]!;
+      const productId = productIds[seq % productIds.length]!;
+      const key = `k${(seq += 1)}`;
+      const sentAt = Date.now();
+      const x = await c
+        .call(
+          node,
+          'POST',
+          '/purchases',
+          { productId, quantity: 1 },
+          { ...(await asUser(`${user}-${w}`)), 'idempotency-key': key },
+        )
+        .catch(() => ({ status: 0, body: undefined }));
+      answers.push({ status: x.status, code: x.body?.error?.code, sentAt, at: Date.now() });
+    }
+  });
+  return {
+    answers,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+/** Waits (up to 30 s) until no purchase of `productId` is pending; `exact`: stock + sold = `initial`. */
+export async function settled(c: Cluster, productId: number, initial: number) {
+  const until = Date.now() + 30_000;
+  let db = await totals(c.mysql.primary, productId);
+  while (db.pending > 0 && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 200));
+    db = await totals(c.mysql.primary, productId);
+  }
+  return { db, exact: db.pending === 0 && db.stock + db.sold === initial };
 }

@@ -4,7 +4,7 @@
 // (Redis, from redis_exporter; `any`, from the node's /ready through the blackbox exporter) go pending, fire
 // and reach Alertmanager's API; with Redis back they resolve there.
 import t from 'tap';
-import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { REDIS_DATA_NODES, startServer, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { cluster } from '../helpers/cluster.js';
 import { ALERTMANAGER, PROMETHEUS, getJson, until } from '../helpers/monitoring.js';
 
@@ -76,8 +76,8 @@ t.test(
     const nodeAlert = { alertname: 'DependencyDown', dependency: 'any', node: 'obs-e2e' };
     t.same(await activeAlerts(redisAlert), [], 'no DependencyDown for Redis before');
 
-    t.teardown(() => startServer('redis'));
-    await stopServer('redis');
+    t.teardown(() => startServers(REDIS_DATA_NODES));
+    await stopServers(REDIS_DATA_NODES);
     const stoppedAt = Date.now();
     let resolvedAt: number;
     try {
@@ -120,7 +120,7 @@ t.test(
       );
       t.pass("the node's /ready alert reached Alertmanager too");
     } finally {
-      await startServer('redis');
+      await startServers(REDIS_DATA_NODES);
       resolvedAt = Date.now();
     }
     await until(
