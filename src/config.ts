@@ -58,7 +58,10 @@ export interface Config {
     readonly url: string;
     /** TLS (a `rediss://` URL): servers are verified against this CA (REDIS_TLS_CA_FILE); null: plaintext. */
     readonly tls: { readonly caFile: string } | null;
-    /** Sentinel addresses `host:port`; empty for a single node. */
+    /**
+     * Sentinel addresses `host:port`; empty for a single node. Default: the local stack's three Sentinels
+     * (127.0.0.1:16381-16383) when REDIS_URL is not set either; none when REDIS_URL is set alone.
+     */
     readonly sentinels: readonly { host: string; port: number }[];
     /** Sentinel master name. Default `flashsale`. */
     readonly sentinelName: string;
@@ -119,6 +122,13 @@ export interface Config {
     readonly leaseTtlMs: number;
     /** Pause between lease renewals and rebalances, ms. Default 500. */
     readonly leaseRenewMs: number;
+    /**
+     * While Redis cannot be reached (a Sentinel failover, an outage), a node keeps serving the shards it
+     * holds for this long after it lost Redis, ms; MySQL row versions fence every write meanwhile. 0: drop
+     * them when their lease could have expired, as after a pause. Default 10000 (twice the spec's 5 s
+     * Redis failover).
+     */
+    readonly leaseOutageGraceMs: number;
     /** Host other nodes use to reach this one. Default HOST (127.0.0.1 when HOST is 0.0.0.0). */
     readonly advertiseHost: string;
     /** Shared secret of the node-to-node channel. Default a fixed local value: set it in production. */
@@ -273,6 +283,7 @@ export const CONFIG_ENV_NAMES = [
   'SHARD_COUNT',
   'LEASE_TTL_MS',
   'LEASE_RENEW_MS',
+  'LEASE_OUTAGE_GRACE_MS',
   'ADVERTISE_HOST',
   'PEER_SECRET',
   'SAGA_DEADLINE_MS',
@@ -341,6 +352,7 @@ export const defaults = {
   mysqlTlsCaFile: '.stack/tls/ca.pem', // the local stack's CA (scripts/stack/tls.ts)
   redisUrl: 'rediss://flashsale:flashsale@127.0.0.1:16379',
   redisTlsCaFile: '.stack/tls/ca.pem',
+  redisSentinels: '127.0.0.1:16381,127.0.0.1:16382,127.0.0.1:16383',
   redisSentinelName: 'flashsale',
   redisKeyPrefix: 'fs:',
   kafkaBrokers: '127.0.0.1:19092',
@@ -362,6 +374,7 @@ export const defaults = {
   shardCount: 256,
   leaseTtlMs: 3_000, // 3 s: with 500 ms renewals a dead node's shards move within about 3.5 s
   leaseRenewMs: 500,
+  leaseOutageGraceMs: 10_000,
   peerSecret: 'flashsale-local-peer-secret',
   sagaDeadlineMs: 30_000, // 30 s
   purchaseWaitBudgetMs: 2_000, // 2 s
@@ -611,7 +624,11 @@ export function loadConfig(env: Env = process.env): Config {
       tls: redisUrl.startsWith('rediss:')
         ? { caFile: read.string('REDIS_TLS_CA_FILE', defaults.redisTlsCaFile) }
         : null,
-      sentinels: read.hostPorts('REDIS_SENTINELS', ''),
+      // The local stack's Sentinels unless a single node is named (REDIS_URL alone).
+      sentinels: read.hostPorts(
+        'REDIS_SENTINELS',
+        read.raw('REDIS_URL') === undefined ? defaults.redisSentinels : '',
+      ),
       sentinelName: read.string('REDIS_SENTINEL_NAME', defaults.redisSentinelName),
       keyPrefix: read.string('REDIS_KEY_PREFIX', defaults.redisKeyPrefix),
     },
@@ -646,6 +663,7 @@ export function loadConfig(env: Env = process.env): Config {
       shardCount: read.int('SHARD_COUNT', defaults.shardCount, 1, 65_536),
       leaseTtlMs: read.int('LEASE_TTL_MS', defaults.leaseTtlMs, 200, 600_000),
       leaseRenewMs: read.int('LEASE_RENEW_MS', defaults.leaseRenewMs, 50, 600_000),
+      leaseOutageGraceMs: read.int('LEASE_OUTAGE_GRACE_MS', defaults.leaseOutageGraceMs, 0, 600_000),
       advertiseHost: '',
       peerSecret: read.string('PEER_SECRET', defaults.peerSecret),
     },

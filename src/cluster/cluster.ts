@@ -63,6 +63,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     shardCount,
     ttlMs: config.cluster.leaseTtlMs,
     renewMs: config.cluster.leaseRenewMs,
+    outageGraceMs: config.cluster.leaseOutageGraceMs,
     logger: logger.child({ component: 'ownership' }),
     onReleasing: (shards) => deps.actors.release(inShards(shards), handOffTimeoutMs),
     onLost: (shards) => deps.actors.retireWhere(inShards(shards)),

@@ -13,6 +13,11 @@ export interface OwnershipOptions {
   ttlMs: number;
   /** Pause between renewals (and rebalances), ms. */
   renewMs: number;
+  /**
+   * While Redis cannot be reached, the shards held are kept this long after it was lost, ms (0: until
+   * their leases could have expired, as after a pause). Default 0.
+   */
+  outageGraceMs?: number;
   logger: Logger;
   /** Before a shard is handed off: stop admitting its requests and finish its in-flight work. */
   onReleasing(shards: number[]): Promise<void>;
@@ -77,6 +82,10 @@ export class Ownership {
   private ownersAt = -Infinity;
   /** The owners must be read again at the next tick (something moved, or may have). */
   private ownersStale = true;
+  /** performance.now() of the first failed renewal since the last one that worked; undefined while Redis answers. */
+  private unreachableSince: number | undefined;
+  /** performance.now() until which this node takes no shards: just back from a Redis outage, see `reachable`. */
+  private noTakeoverUntil = -Infinity;
 
   constructor(private readonly options: OwnershipOptions) {}
 
@@ -175,7 +184,14 @@ export class Ownership {
     const steady = this.steadyLeases();
     // Heartbeat, renewal and the live nodes in one script; the nodes' addresses only now and then.
     const withAddresses = this.addressesStale || performance.now() - this.addressesAt >= ttlMs;
-    const tick = await leases.tick(nodeId, this.options.address(), ttlMs, steady, withAddresses);
+    let tick: Awaited<ReturnType<typeof leases.tick>>;
+    try {
+      tick = await leases.tick(nodeId, this.options.address(), ttlMs, steady, withAddresses);
+    } catch (err) {
+      this.unreachable(started, err as Error);
+      return;
+    }
+    if (this.unreachableSince !== undefined) this.reachable(started);
     const lost = tick.lost;
     let addresses = tick.addresses;
     if (addresses === undefined && tick.nodes.join('\n') !== this.membership.nodes.join('\n'))
@@ -203,7 +219,8 @@ export class Ownership {
       ? []
       : [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
     if (surplus.length > 0) void this.handOff(surplus);
-    const wanted = settled ? [] : [...desired].filter((s) => !this.held.has(s));
+    const wanted =
+      settled || started < this.noTakeoverUntil ? [] : [...desired].filter((s) => !this.held.has(s));
     const granted = await leases.acquire(nodeId, ttlMs, wanted);
     if (granted.size > 0) {
       for (const [shard, epoch] of granted) this.held.set(shard, { epoch, validUntil: renewedUntil });
@@ -245,6 +262,46 @@ export class Ownership {
       this.ownersStale = true; // a node joined or left: shards are about to move
     }
     return this.desired.shards;
+  }
+
+  /**
+   * A renewal failed: Redis is unreachable (a Sentinel failover, an outage) or failing. Nobody can take
+   * this node's shards without Redis, and a node that can reach it takes them only once their leases have
+   * expired there; a write by that other owner, or by this node after it, is refused by the product row's
+   * version either way. So the shards held are kept (trusted as if renewed at `started`) for up to
+   * `outageGraceMs` after Redis was lost, instead of failing every purchase for the length of a failover.
+   * Only a renewal that failed while this process ran can extend it: after a pause, `dropExpired` has run
+   * first.
+   */
+  private unreachable(started: number, err: Error): void {
+    const { logger, ttlMs } = this.options;
+    const graceMs = this.options.outageGraceMs ?? 0;
+    if (this.unreachableSince === undefined) {
+      this.unreachableSince = started;
+      logger.warn(
+        { err: err.message, shards: this.held.size, graceMs },
+        'lease renewal failed: Redis unreachable; keeping the shards held through the grace period',
+      );
+    }
+    const until = Math.min(started + ttlMs * TRUSTED_SHARE, this.unreachableSince + graceMs);
+    this.held.forEach((held) => {
+      if (held.validUntil < until) held.validUntil = until;
+    });
+  }
+
+  /**
+   * The first renewal that worked after an outage. The renewal script gave back every lease nobody took
+   * meanwhile (they may have expired in Redis), but the others' heartbeats are as old as this node's: for
+   * one TTL this node takes no shards, so that every node renews its own before anyone counts it dead.
+   */
+  private reachable(started: number): void {
+    const outageMs = Math.round(started - (this.unreachableSince ?? started));
+    this.unreachableSince = undefined;
+    this.noTakeoverUntil = started + this.options.ttlMs;
+    this.options.logger.info(
+      { outageMs, shards: this.held.size },
+      'lease renewal works again: Redis reachable',
+    );
   }
 
   /** `held` or `releasing` changed: the renewal set and the owners must be read again. */

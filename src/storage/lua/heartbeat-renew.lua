@@ -13,8 +13,14 @@ redis.call('ZREMRANGEBYSCORE', nodesKey, '-inf', ARGV[7])
 local lost = {}
 for shard, epoch in string.gmatch(ARGV[8], '(%d+):(%d+)') do
   local key = prefix .. 'shard:' .. shard
-  if redis.call('GET', key) == node .. '|' .. epoch then
+  local current = redis.call('GET', key)
+  if current == node .. '|' .. epoch then
     redis.call('PEXPIRE', key, ttl)
+  elseif not current and tonumber(redis.call('GET', prefix .. 'shard-epoch:' .. shard) or '0') <= tonumber(epoch) then
+    -- Expired while Redis was out of reach (or lost in a failover), and nobody was granted the shard
+    -- since (no later epoch): it is still this node's, under the same epoch.
+    redis.call('SET', key, node .. '|' .. epoch, 'PX', ttl)
+    redis.call('SET', prefix .. 'shard-epoch:' .. shard, epoch)
   else
     lost[#lost + 1] = tonumber(shard)
   end
