@@ -114,9 +114,11 @@ t.test('every panel of the dashboard shows figures of a node under load', async 
 
   const url = `${PROMETHEUS}/consoles/flash-sale.html?node=${encodeURIComponent(name)}`;
   let panels = new Map<string, Panel>();
+  // Looked at again (up to 3 times) while a panel is empty or a probe of /ready has not answered yet.
   for (let attempt = 1; attempt <= 3; attempt += 1) {
     panels = panelsOf(await dumpDom(url));
-    if (PANELS.every((id) => panels.get(id)?.state === 'ok')) break;
+    const ready = panels.get('nodes')?.rows[0]?.[2] === 'ready';
+    if (ready && PANELS.every((id) => panels.get(id)?.state === 'ok')) break;
     t.comment(`attempt ${attempt}: ${PANELS.map((id) => `${id}=${panels.get(id)?.state}`).join(' ')}`);
     await sleep(2_000);
   }
