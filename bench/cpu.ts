@@ -43,7 +43,12 @@ export interface CpuShares {
 const STACK_SERVERS = {
   mariadb_primary: STACK_PORTS.primary,
   mariadb_replica: STACK_PORTS.replica,
+  // Redis's two data nodes (either may be the primary after a failover) and its three Sentinels.
   redis: STACK_PORTS.redis,
+  redis_2: STACK_PORTS.redis2,
+  sentinel_1: STACK_PORTS.sentinels[0],
+  sentinel_2: STACK_PORTS.sentinels[1],
+  sentinel_3: STACK_PORTS.sentinels[2],
   kafka: STACK_PORTS.kafka,
   // The stack's simulated payment provider: the service calls it on every purchase unless PAYMENT_URL says otherwise.
   payment_provider: STACK_PORTS.payment,

@@ -31,6 +31,20 @@ void t.test('status reports every server up and replication running', async (t) 
   t.match(status.replica, {
     replication: { ioThread: 'Yes', sqlThread: 'Yes', lastError: null, ssl: true, sslCa: STACK_TLS.ca },
   });
+  // Redis: two data nodes, one primary and one replica (which is which changes with failovers), and three
+  // Sentinels that agree on the primary and can reach a quorum.
+  t.equal(status['redis-2'].state, 'up', 'redis-2 is up');
+  t.same(
+    [status.redis['role'], status['redis-2']['role']].sort(),
+    ['master', 'slave'],
+    'one Redis data node is the primary, the other its replica',
+  );
+  const primary = status.redis['role'] === 'master' ? status.redis.address : status['redis-2'].address;
+  for (const name of ['sentinel-1', 'sentinel-2', 'sentinel-3'] as const) {
+    t.equal(status[name].state, 'up', `${name} is up`);
+    t.equal(status[name]['primary'], primary, `${name} names the primary`);
+    t.match(status[name]['quorum'], /^OK 3 usable Sentinels/, `${name}: quorum reachable`);
+  }
   for (const [name, port] of [
     ['prometheus', STACK_PORTS.prometheus],
     ['alertmanager', STACK_PORTS.alertmanager],
