@@ -6,6 +6,9 @@ import { uuidv7 } from '../ids.js';
 /** Bumped when an event's shape changes incompatibly; consumers check it. */
 export const EVENT_SCHEMA_VERSION = 1;
 
+/** Kafka header of the request id that made an event (README "Logs"); the relay sets it from the outbox. */
+export const REQUEST_ID_HEADER = 'x-request-id';
+
 /** What each event type carries in `data`. */
 export interface EventData {
   'inventory.reserved': { quantity: number };

@@ -4,11 +4,14 @@ import { keyPartitioner, type Kafka } from '../storage/kafka.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
-import { OUTBOX_UNPACK_COLUMNS, storedOutboxRow, unpackOutbox, type OutboxEntry } from './envelope.js';
+import {
+  OUTBOX_UNPACK_COLUMNS,
+  REQUEST_ID_HEADER,
+  storedOutboxRow,
+  unpackOutbox,
+  type OutboxEntry,
+} from './envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
-
-/** Kafka header of the request id that made an event (README "Logs"). */
-export const REQUEST_ID_HEADER = 'x-request-id';
 
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
 export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h

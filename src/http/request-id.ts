@@ -3,9 +3,6 @@ import { randomBytes } from 'node:crypto';
 /** Longest `X-Request-Id` taken from a client; a longer one is replaced by a made one. */
 export const MAX_REQUEST_ID_LENGTH = 64;
 
-/** Header of the request id, in requests and answers (and `x-request-id` on Kafka messages). */
-export const REQUEST_ID_HEADER = 'X-Request-Id';
-
 // Letters, digits and `- _ . : @ / + =` (UUIDs, ULIDs, base64, W3C trace ids): nothing that breaks a log
 // line, a header or the outbox's comma-separated list.
 const SANE = new RegExp(`^[A-Za-z0-9._:@/+=-]{1,${MAX_REQUEST_ID_LENGTH}}$`);

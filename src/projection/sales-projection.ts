@@ -1,5 +1,10 @@
 import type { Consumer, ConsumerCrashEvent, EachBatchPayload, KafkaMessage } from 'kafkajs';
-import { decodeEvent, EVENT_SCHEMA_VERSION, type EventEnvelope } from '../events/envelope.js';
+import {
+  decodeEvent,
+  EVENT_SCHEMA_VERSION,
+  REQUEST_ID_HEADER,
+  type EventEnvelope,
+} from '../events/envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from '../events/topics.js';
 import type { Logger } from '../logger.js';
 import type { Kafka } from '../storage/kafka.js';
@@ -181,7 +186,9 @@ export class SalesProjection {
   private decode(message: KafkaMessage, topic: string, partition: number): OrderEvent[] {
     const skip = (reason: string): OrderEvent[] => {
       this.counts.skipped += 1;
-      this.log.warn({ topic, partition, offset: message.offset, reason }, 'skipped an event');
+      // The request that made the event, from its header (README "Logs"), so this line joins its trail.
+      const reqId = message.headers?.[REQUEST_ID_HEADER]?.toString();
+      this.log.warn({ topic, partition, offset: message.offset, reqId, reason }, 'skipped an event');
       return [];
     };
     if (message.value === null) return skip('empty message');

@@ -4,7 +4,7 @@
 // and the saga row carry it; its events come back from Kafka with the header x-request-id. A bad id is
 // replaced by a made one, never refused. Logs are read from the loggers' destination, not stdout.
 import t, { type Test } from 'tap';
-import { REQUEST_ID_HEADER } from '../../src/events/outbox-relay.js';
+import { REQUEST_ID_HEADER } from '../../src/events/envelope.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { ownEvents, startApp, uniq, type RunningApp } from '../helpers/app.js';
 import { collect, waitFor } from '../helpers/events.js';
