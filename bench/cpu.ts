@@ -49,7 +49,10 @@ const STACK_SERVERS = {
   sentinel_1: STACK_PORTS.sentinels[0],
   sentinel_2: STACK_PORTS.sentinels[1],
   sentinel_3: STACK_PORTS.sentinels[2],
+  // The three Kafka nodes (broker + controller each).
   kafka: STACK_PORTS.kafka,
+  kafka_2: STACK_PORTS.kafka2,
+  kafka_3: STACK_PORTS.kafka3,
   // The stack's simulated payment provider: the service calls it on every purchase unless PAYMENT_URL says otherwise.
   payment_provider: STACK_PORTS.payment,
 } as const;

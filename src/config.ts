@@ -83,7 +83,10 @@ export interface Config {
     } | null;
     /** TLS to the brokers, verified against this CA (KAFKA_TLS=on, KAFKA_TLS_CA_FILE); null: plaintext. */
     readonly tls: { readonly caFile: string } | null;
-    /** Replication factor of each topic when created. Default 1 (the local single broker; production: 2). */
+    /**
+     * Replication factor of each topic when created. Default: the number of KAFKA_BROKERS, at most 3 (the
+     * local stack: 3; production, two brokers: 2). Writes need all but one replica in sync (topics.ts).
+     */
     readonly replicationFactor: number;
   };
   readonly outbox: {
@@ -355,7 +358,7 @@ export const defaults = {
   redisSentinels: '127.0.0.1:16381,127.0.0.1:16382,127.0.0.1:16383',
   redisSentinelName: 'flashsale',
   redisKeyPrefix: 'fs:',
-  kafkaBrokers: '127.0.0.1:19092',
+  kafkaBrokers: '127.0.0.1:19092,127.0.0.1:19192,127.0.0.1:19292', // the local stack's three Kafka nodes
   kafkaClientId: 'flash-sale',
   kafkaSaslMechanism: 'none',
   kafkaTls: 'off', // the local stack's broker is PLAINTEXT on loopback; production: on (docker-compose.yml)
@@ -363,7 +366,7 @@ export const defaults = {
   kafkaTopicOrders: 'flashsale.orders',
   kafkaTopicPayments: 'flashsale.payments',
   kafkaTopicPartitions: 6,
-  kafkaReplicationFactor: 1,
+  kafkaReplicationFactor: 3, // at most: never more than the brokers listed
   outboxPollMs: 20,
   outboxBatchSize: 500,
   outboxLingerMs: 20,
@@ -643,7 +646,12 @@ export function loadConfig(env: Env = process.env): Config {
         payments: read.string('KAFKA_TOPIC_PAYMENTS', defaults.kafkaTopicPayments),
       },
       partitions: read.int('KAFKA_TOPIC_PARTITIONS', defaults.kafkaTopicPartitions, 1, 10_000),
-      replicationFactor: read.int('KAFKA_REPLICATION_FACTOR', defaults.kafkaReplicationFactor, 1, 10),
+      replicationFactor: read.int(
+        'KAFKA_REPLICATION_FACTOR',
+        Math.min(defaults.kafkaReplicationFactor, Math.max(1, brokers.length)),
+        1,
+        10,
+      ),
     },
     outbox: {
       pollMs: read.int('OUTBOX_POLL_MS', defaults.outboxPollMs, 1, 60_000),

@@ -32,7 +32,8 @@ t.test('defaults point at the local stack and are frozen', async (t) => {
     [],
     'REDIS_URL alone names a single node',
   );
-  t.same(config.kafka.brokers, ['127.0.0.1:19092']);
+  t.same(config.kafka.brokers, ['127.0.0.1:19092', '127.0.0.1:19192', '127.0.0.1:19292']);
+  t.equal(config.kafka.replicationFactor, 3, 'topics on the three local brokers');
   t.ok(Object.isFrozen(config));
   t.ok(Object.isFrozen(config.mysql.primary));
   t.throws(() => {
@@ -66,6 +67,7 @@ t.test('values from the environment are parsed', async (t) => {
     { host: 's3', port: 26379 },
   ]);
   t.same(config.kafka.brokers, ['k1:9092', 'k2:9092']);
+  t.equal(config.kafka.replicationFactor, 2, 'replication follows the brokers listed');
   t.equal(config.logLevel, 'debug');
   t.equal(config.outbox.relayLock, 'flashsale.outbox-relay.shop', 'the relay lock names the database');
 });

@@ -26,8 +26,13 @@ export const STACK_PORTS = Object.freeze({
   redis: 16379,
   redis2: 16380,
   sentinels: Object.freeze([16381, 16382, 16383] as const),
+  /** Kafka: three KRaft nodes, each a broker (first port) and a controller voter (second port). */
   kafka: 19092,
   kafkaController: 19093,
+  kafka2: 19192,
+  kafka2Controller: 19193,
+  kafka3: 19292,
+  kafka3Controller: 19293,
   payment: 18090,
   nginx: 8080,
   appNodes: Object.freeze([8081, 8082] as const),
@@ -95,8 +100,37 @@ export const STACK_TLS = Object.freeze({
   key: path.join(TLS_DIR, 'server-key.pem'),
 });
 
-/** Kafka bootstrap address of the local broker, as `host:port`. */
-export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze([`${STACK_HOST}:${STACK_PORTS.kafka}`]);
+/** The Kafka nodes (broker + controller each): KRaft node id, broker port, controller port. */
+export const STACK_KAFKA_NODES: readonly {
+  readonly name: 'kafka' | 'kafka-2' | 'kafka-3';
+  readonly nodeId: number;
+  readonly port: number;
+  readonly controllerPort: number;
+}[] = Object.freeze([
+  Object.freeze({
+    name: 'kafka',
+    nodeId: 1,
+    port: STACK_PORTS.kafka,
+    controllerPort: STACK_PORTS.kafkaController,
+  }),
+  Object.freeze({
+    name: 'kafka-2',
+    nodeId: 2,
+    port: STACK_PORTS.kafka2,
+    controllerPort: STACK_PORTS.kafka2Controller,
+  }),
+  Object.freeze({
+    name: 'kafka-3',
+    nodeId: 3,
+    port: STACK_PORTS.kafka3,
+    controllerPort: STACK_PORTS.kafka3Controller,
+  }),
+] as const);
+
+/** Kafka bootstrap addresses of the local brokers, as `host:port`. */
+export const STACK_KAFKA_BROKERS: readonly string[] = Object.freeze(
+  STACK_KAFKA_NODES.map((node) => `${STACK_HOST}:${node.port}`),
+);
 
 /** Names of the servers the stack runs, in no particular order. */
 export type ServerName =
@@ -108,6 +142,8 @@ export type ServerName =
   | 'sentinel-2'
   | 'sentinel-3'
   | 'kafka'
+  | 'kafka-2'
+  | 'kafka-3'
   | 'payment'
   | 'nginx'
   | 'prometheus'

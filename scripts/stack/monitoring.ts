@@ -58,7 +58,7 @@ const LOCAL_ADDRESSES: Readonly<Record<string, string | null>> = {
   'mysqld-exporter-primary:9104': local(STACK_PORTS.mysqldExporterPrimary),
   'mysqld-exporter-replica:9104': local(STACK_PORTS.mysqldExporterReplica),
   'kafka-1:9092': local(STACK_PORTS.kafka),
-  'kafka-2:9092': null,
+  'kafka-2:9092': local(STACK_PORTS.kafka2),
 };
 /** The app nodes: production lists them; locally they come from the files the node launchers write. */
 const APP_NODE_ADDRESSES = new Set(['app1:8080', 'app2:8080']);

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureSigningKey } from './auth-key.js';
-import { kafka } from './kafka.js';
-import { RUN_DIR, STACK_DIR, STACK_REDIS_NODES, type ServerName } from './layout.js';
+import { kafkaNodes } from './kafka.js';
+import { RUN_DIR, STACK_DIR, STACK_KAFKA_NODES, STACK_REDIS_NODES, type ServerName } from './layout.js';
 import { primary, replica } from './mariadb.js';
 import {
   alertmanager,
@@ -32,6 +32,7 @@ export {
   APP_NODES,
   STACK_HOST,
   STACK_KAFKA_BROKERS,
+  STACK_KAFKA_NODES,
   STACK_MYSQL,
   STACK_PORTS,
   type ServerName,
@@ -45,7 +46,7 @@ export const SERVERS: readonly ServerSpec[] = [
   redis,
   redis2,
   ...sentinels,
-  kafka,
+  ...kafkaNodes,
   payment,
   nginx,
   redisExporter,
@@ -174,6 +175,9 @@ export function signalServer(name: ServerName, signal: NodeJS.Signals): number |
 
 /** The Redis data nodes: stopping both is "Redis is down" (one alone is a failover). */
 export const REDIS_DATA_NODES: readonly ServerName[] = STACK_REDIS_NODES.map((node) => node.name);
+
+/** The Kafka nodes (broker + controller each): stopping all of them is "Kafka is down" (one alone, a failover). */
+export const KAFKA_NODES: readonly ServerName[] = STACK_KAFKA_NODES.map((node) => node.name);
 
 /** Stops several servers at once (e.g. REDIS_DATA_NODES); the pids stopped. */
 export async function stopServers(names: readonly ServerName[]): Promise<(number | undefined)[]> {

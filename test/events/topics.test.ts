@@ -1,6 +1,7 @@
-// ensureTopics against the stack's broker: creates the three topics with the configured partitions,
-// then finds them there; two nodes racing to create them both succeed.
+// ensureTopics against the stack's three brokers: creates the three topics with the configured partitions,
+// on all three brokers with two in sync for a write, then finds them there; two nodes racing both succeed.
 import t from 'tap';
+import kafkajs from 'kafkajs';
 import { ensureTopics } from '../../src/events/topics.js';
 import { eventsStack } from '../helpers/events.js';
 
@@ -21,9 +22,21 @@ void t.test('creates missing topics once; a second call and a concurrent call ar
   t.ok([0, 3].includes(raced[1].length), `the racing node did not fail (saw ${raced[1].length} missing)`);
 
   const metadata = await first.fetchTopicMetadata({ topics: wanted });
+  t.equal(stack.config.kafka.replicationFactor, 3, 'the default replication factor: the three brokers');
   for (const topic of metadata.topics) {
     t.equal(topic.partitions.length, 3, `${topic.name} has KAFKA_TOPIC_PARTITIONS partitions`);
-    t.equal(topic.partitions[0]?.replicas.length, 1, `${topic.name} has replication factor 1`);
+    t.ok(
+      topic.partitions.every((p) => new Set(p.replicas).size === 3),
+      `${topic.name}: every partition has a replica on each of the 3 brokers`,
+    );
+  }
+  const configs = await first.describeConfigs({
+    includeSynonyms: false,
+    resources: wanted.map((name) => ({ type: kafkajs.ConfigResourceTypes.TOPIC, name })),
+  });
+  for (const resource of configs.resources) {
+    const minIsr = resource.configEntries.find((e) => e.configName === 'min.insync.replicas');
+    t.equal(minIsr?.configValue, '2', `${resource.resourceName}: min.insync.replicas=2`);
   }
   t.same(await ensureTopics(first, stack.config.kafka), [], 'nothing is missing the second time');
 });

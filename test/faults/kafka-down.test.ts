@@ -1,8 +1,8 @@
-// STOPS THE STACK'S KAFKA for a few seconds while purchases go on (test/faults runs serially), then
+// STOPS THE STACK'S KAFKA (all three nodes) for a few seconds while purchases go on (test/faults runs serially), then
 // checks that every event of those purchases reaches Kafka once Kafka is back: none lost, duplicates
 // only as redeliveries that consumers drop by event id, and in order per product.
 import t from 'tap';
-import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { KAFKA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { collect, outboxEvents, waitFor } from '../helpers/events.js';
 import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
@@ -22,13 +22,13 @@ t.test(
       );
     await burst(40);
 
-    t.teardown(() => startServer('kafka'));
-    await stopServer('kafka');
+    t.teardown(() => startServers(KAFKA_NODES));
+    await stopServers(KAFKA_NODES);
     let duringOutage;
     try {
       duringOutage = await burst(60); // the service keeps selling: events wait in the outbox
     } finally {
-      await startServer('kafka');
+      await startServers(KAFKA_NODES);
     }
     t.ok(
       duringOutage.every((a) => [201, 402, 409].includes(a.status)),

@@ -1,11 +1,11 @@
 // The outbox relay against the real MariaDB and Kafka, on topics and a lock name of each test's own.
 //
-// WARNING: one test here STOPS THE STACK'S KAFKA (stopServer('kafka')) for a few seconds. Test files
-// running in parallel share that broker and see Kafka errors in that window: run this file serially.
-// Kafka is restarted in a `finally` and again in a teardown.
+// WARNING: one test here STOPS THE STACK'S KAFKA (all three nodes: stopServers(KAFKA_NODES)) for a few
+// seconds. Test files running in parallel share those brokers and see Kafka errors in that window: run this
+// file serially. Kafka is restarted in a `finally` and again in a teardown.
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { KAFKA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { newEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import { OutboxRelay, type OutboxRelayOptions } from '../../src/events/outbox-relay.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
@@ -252,7 +252,7 @@ void t.test('sent rows past the retention are deleted, recent ones kept', async 
 void t.test('while Kafka is down rows wait; after it returns they all arrive, in order', async (t) => {
   const { logger, lines } = capturingLogger();
   const stack = await eventsStack(t, logger);
-  t.teardown(() => startServer('kafka'));
+  t.teardown(() => startServers(KAFKA_NODES));
   const products = [uniqueProductId(), uniqueProductId(), uniqueProductId()];
   const relay = startRelay(t, stack, { logger });
   const before = await insertOutbox(stack, makeEvents(products, 30));
@@ -264,7 +264,7 @@ void t.test('while Kafka is down rows wait; after it returns they all arrive, in
   let during: Map<string, number>;
   const outageStarted = performance.now();
   try {
-    await stopServer('kafka');
+    await stopServers(KAFKA_NODES);
     t.comment(`Kafka stopped in ${Math.round(performance.now() - outageStarted)} ms`);
     during = await insertOutbox(stack, makeEvents(products, 60));
     relay.nudge();
@@ -283,7 +283,7 @@ void t.test('while Kafka is down rows wait; after it returns they all arrive, in
     t.equal(stats.holdsLock, true, 'the relay keeps its MySQL lock through a Kafka outage');
   } finally {
     const restarting = performance.now();
-    await startServer('kafka');
+    await startServers(KAFKA_NODES);
     t.comment(`Kafka started again in ${Math.round(performance.now() - restarting)} ms`);
   }
   t.comment(`Kafka was down for ${Math.round(performance.now() - outageStarted)} ms`);
