@@ -48,6 +48,12 @@ export interface Config {
     readonly migration: Readonly<MysqlEndpoint>;
     /** Connections per pool (primary and replica each). Default 32. */
     readonly poolSize: number;
+    /**
+     * How often each node asks both servers which one is writable (the elected primary) and whether the
+     * other replicates from it, ms: after a failover the pools follow the promoted server, and reads go to
+     * the primary while no replica follows it. 0: never (the configured roles stay). Default 2000.
+     */
+    readonly discoveryMs: number;
   };
   readonly redis: {
     /**
@@ -255,6 +261,7 @@ export const CONFIG_ENV_NAMES = [
   'MYSQL_PRIMARY_URL',
   'MYSQL_REPLICA_URL',
   'MYSQL_POOL_SIZE',
+  'MYSQL_DISCOVERY_MS',
   'MYSQL_MIGRATION_URL',
   'MYSQL_TLS',
   'MYSQL_TLS_CA_FILE',
@@ -349,6 +356,7 @@ export const defaults = {
   mysqlPrimaryUrl: 'mysql://flashsale:flashsale@127.0.0.1:13306/flashsale',
   mysqlReplicaUrl: 'mysql://flashsale:flashsale@127.0.0.1:13307/flashsale',
   mysqlPoolSize: 32,
+  mysqlDiscoveryMs: 2_000,
   mysqlMigrationUser: 'flashsale_migrate',
   mysqlMigrationPassword: 'flashsale_migrate',
   mysqlTls: 'on',
@@ -621,6 +629,7 @@ export function loadConfig(env: Env = process.env): Config {
       replica: { ...read.mysqlUrl('MYSQL_REPLICA_URL', defaults.mysqlReplicaUrl), tls: mysqlTls },
       migration: mysqlMigration(read, primary),
       poolSize: read.int('MYSQL_POOL_SIZE', defaults.mysqlPoolSize, 1, 1000),
+      discoveryMs: read.int('MYSQL_DISCOVERY_MS', defaults.mysqlDiscoveryMs, 0, 600_000),
     },
     redis: {
       url: redisUrl,

@@ -83,8 +83,36 @@ export class AppError extends Error {
   }
 }
 
-/** Any thrown value as an AppError; unknown faults become INTERNAL without leaking their message. */
+/**
+ * Error codes (Node's and mysql2's) of a connection to a server that failed or was cut off, or of a server
+ * that refuses writes for now (read-only during a failover): the request may succeed when retried.
+ */
+export const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'PROTOCOL_CONNECTION_LOST',
+  'ER_OPTION_PREVENTS_STATEMENT', // 1290: read-only (a fenced or not yet promoted server)
+  'ER_CONNECTION_KILLED', // killed by the failover manager's fence
+  'ER_SERVER_SHUTDOWN',
+]);
+
+export function isConnectionError(err: unknown): boolean {
+  return CONNECTION_ERROR_CODES.has((err as { code?: unknown } | null)?.code as string);
+}
+
+/**
+ * Any thrown value as an AppError: a lost or refused server connection becomes a retryable 503
+ * DEPENDENCY_UNAVAILABLE (a retry with the same Idempotency-Key is safe); other unknown faults INTERNAL,
+ * without leaking their message.
+ */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
+  if (isConnectionError(err))
+    return new AppError('DEPENDENCY_UNAVAILABLE', 'a server connection failed; retry', {
+      cause: err,
+      retryAfterSeconds: 1,
+    });
   return new AppError('INTERNAL', 'internal error', { cause: err });
 }

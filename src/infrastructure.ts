@@ -1,7 +1,7 @@
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 import { createKafka, KafkaProbe, type Kafka } from './storage/kafka.js';
-import { createMysqlPools, pingMysql, type MysqlPools } from './storage/mysql.js';
+import { createMysqlPools, pingMysql, pingWritable, type MysqlPools } from './storage/mysql.js';
 import { createRedis, pingRedis, type Redis } from './storage/redis.js';
 import type { Dependency, DependencyCheck } from './readiness.js';
 
@@ -19,7 +19,7 @@ export interface Infrastructure {
  * dependency is down, and its clients reconnect when it comes back.
  */
 export function openInfrastructure(config: Config, logger: Logger): Infrastructure {
-  const mysql = createMysqlPools(config);
+  const mysql = createMysqlPools(config, logger.child({ component: 'mysql' }));
   const redis = createRedis(config, { lazyConnect: false });
   redis.on('error', (err: Error) =>
     logger.warn({ component: 'redis', err: err.message }, 'redis connection error'),
@@ -31,7 +31,7 @@ export function openInfrastructure(config: Config, logger: Logger): Infrastructu
     redis,
     kafka,
     checks: {
-      primary: () => pingMysql(mysql.primary),
+      primary: () => pingWritable(mysql.primary),
       replica: () => pingMysql(mysql.replica),
       redis: () => pingRedis(redis),
       kafka: () => kafkaProbe.ping(),

@@ -1,9 +1,19 @@
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, type Config, type MysqlEndpoint } from './config.js';
 import { loadNativeUws } from './http/uws.js';
 import { openInfrastructure } from './infrastructure.js';
 import { createLogger } from './logger.js';
 import { migrate } from './storage/migrate.js';
+
+/** MYSQL_MIGRATION_URL, moved to the current primary when it names one of the configured servers. */
+function migrationEndpoint(config: Config, primary: MysqlEndpoint): MysqlEndpoint {
+  const { migration } = config.mysql;
+  const names = (endpoint: MysqlEndpoint) =>
+    endpoint.host === migration.host && endpoint.port === migration.port;
+  return names(config.mysql.primary) || names(config.mysql.replica)
+    ? { ...migration, host: primary.host, port: primary.port }
+    : migration;
+}
 
 /** Composition root: config → logger → clients → migrations → HTTP; SIGTERM/SIGINT drain and close. */
 async function main(): Promise<void> {
@@ -20,8 +30,11 @@ async function main(): Promise<void> {
   const logger = createLogger(config);
   const uws = loadNativeUws({ fallbackRequested: config.uwsFallbackRequested });
 
-  // As the schema owner (MYSQL_MIGRATION_URL): the app's own user may not change the schema.
-  const migrations = await migrate(config.mysql.migration);
+  const infra = openInfrastructure(config, logger);
+  // As the schema owner (MYSQL_MIGRATION_URL): the app's own user may not change the schema. On whichever
+  // server is the primary now, when the migration URL names one of the two (after a failover: the other).
+  await infra.mysql.discover();
+  const migrations = await migrate(migrationEndpoint(config, infra.mysql.primaryEndpoint));
   logger.info(
     {
       applied: migrations.applied.map((m) => `${m.version}_${m.name}`),
@@ -30,7 +43,6 @@ async function main(): Promise<void> {
     'schema migrations checked',
   );
 
-  const infra = openInfrastructure(config, logger);
   const app = buildApp({ config, logger, uws, infra });
   // Signals are handled from here on: a SIGTERM during start still drains and exits cleanly.
   let stopping = false;

@@ -27,3 +27,19 @@ t.test('unknown faults become INTERNAL without leaking their message', async (t)
 t.test('every status in the registry is an HTTP error status', async (t) => {
   for (const [code, { status }] of Object.entries(ERROR_CODES)) t.ok(status >= 400 && status < 600, code);
 });
+
+t.test('a lost or refused server connection becomes a retryable 503, not a 500', async (t) => {
+  for (const code of [
+    'ECONNRESET',
+    'ECONNREFUSED',
+    'PROTOCOL_CONNECTION_LOST',
+    'ER_OPTION_PREVENTS_STATEMENT',
+  ]) {
+    const err = toAppError(Object.assign(new Error(`read ${code}`), { code }));
+    t.equal(err.code, 'DEPENDENCY_UNAVAILABLE', `${code}: DEPENDENCY_UNAVAILABLE`);
+    t.equal(err.status, 503);
+    t.equal(err.retryAfterSeconds, 1, 'with Retry-After');
+    t.notMatch(err.message, code, 'without the driver message');
+  }
+  t.equal(toAppError(Object.assign(new Error('dup'), { code: 'ER_DUP_ENTRY' })).code, 'INTERNAL');
+});

@@ -1,9 +1,21 @@
 // `npm run stack -- up|down|status|reset [--quiet]`: the local stack of real servers on loopback.
 import { relativeToRepo, type ServerName } from './layout.js';
 import { StackError } from './process.js';
-import { SERVERS, stackDown, stackReset, stackStatus, stackUp, type StackStatus } from './stack.js';
+import { dbFailoverRequest } from './db-failover.js';
+import {
+  SERVERS,
+  rejoinMariadb,
+  stackDown,
+  stackReset,
+  stackStatus,
+  stackUp,
+  type StackStatus,
+} from './stack.js';
 
-const USAGE = 'usage: npm run stack -- up|down|status|reset [--quiet]';
+const USAGE =
+  'usage: npm run stack -- up|down|status|reset [--quiet]\n' +
+  '       npm run stack -- switchover <primary|replica>   (MariaDB: make that server the primary)\n' +
+  '       npm run stack -- rejoin <primary|replica>       (MariaDB: rebuild that server as a replica of the primary)';
 
 function table(rows: readonly (readonly string[])[]): string {
   const widths =
@@ -66,6 +78,20 @@ async function down(): Promise<void> {
 async function main(argv: readonly string[]): Promise<void> {
   const quiet = argv.includes('--quiet');
   const [command, ...rest] = argv.filter((arg) => arg !== '--quiet');
+  if (command === 'switchover' || command === 'rejoin') {
+    const [server, ...extra] = rest;
+    if ((server !== 'primary' && server !== 'replica') || extra.length > 0)
+      throw new StackError(`${command} takes one MariaDB server: primary or replica\n${USAGE}`);
+    if (command === 'rejoin') {
+      await rejoinMariadb(server);
+      console.log(`stack: ${server} rebuilt as a replica of the primary`);
+      return;
+    }
+    const { status, body } = await dbFailoverRequest('POST', `/switchover?to=${server}`);
+    if (status !== 200) throw new StackError(`switchover: ${JSON.stringify(body)}`);
+    console.log(`stack: ${server} is the MariaDB primary`);
+    return;
+  }
   if (rest.length > 0) throw new StackError(`unexpected arguments: ${rest.join(' ')}\n${USAGE}`);
   switch (command) {
     case 'up':

@@ -34,6 +34,8 @@ export const STACK_PORTS = Object.freeze({
   kafka3: 19292,
   kafka3Controller: 19293,
   payment: 18090,
+  /** The MariaDB failover manager's HTTP status and switchover API (scripts/stack/db-failover.ts). */
+  dbFailover: 18091,
   nginx: 8080,
   appNodes: Object.freeze([8081, 8082] as const),
   // Monitoring (scripts/stack/monitoring.ts): never Debian's 9090/9093/9094/9104/9115/9121, which the
@@ -65,6 +67,9 @@ export const STACK_MYSQL = Object.freeze({
   migrationPassword: 'flashsale_migrate',
   replicationUser: 'repl',
   replicationPassword: 'repl',
+  /** The failover manager's: read-only on/off, KILL, promotion, CHANGE MASTER; never the app's. */
+  adminUser: 'flashsale_admin',
+  adminPassword: 'flashsale_admin',
 });
 
 /**
@@ -145,6 +150,7 @@ export type ServerName =
   | 'kafka-2'
   | 'kafka-3'
   | 'payment'
+  | 'db-failover'
   | 'nginx'
   | 'prometheus'
   | 'alertmanager'

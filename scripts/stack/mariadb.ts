@@ -1,6 +1,9 @@
-// MariaDB primary and replica: datadir init, start from docker/mariadb/*.cnf with TLS required, users
-// (least privilege), the schema, GTID replication over TLS.
-import { execFile } from 'node:child_process';
+// MariaDB: two servers, `primary` and `replica` by their first roles (a failover swaps them), started from
+// docker/mariadb/*.cnf with TLS required, read-only until opened, semi-synchronous GTID replication over
+// TLS. The elected primary (the failover manager's record, scripts/stack/db-failover.ts) is opened for
+// writes and bootstrapped (users with least privilege, the schema); the other is seeded from a dump of it
+// and replicates from it.
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,8 +55,11 @@ export async function rootQuery(role: Role, sql: string): Promise<Row[]> {
       `${role}: ${stderr !== undefined && stderr !== '' ? stderr : (error as Error).message}`,
     );
   }
-  const [header, ...lines] = stdout.split('\n').filter((line) => line !== '');
-  if (header === undefined) return [];
+  // One line per row after the header; a row of one empty value is an empty line, so only the final
+  // newline is dropped (and the empty output of a statement without a result).
+  if (stdout === '') return [];
+  const [header, ...lines] = stdout.replace(/\n$/, '').split('\n');
+  if (header === undefined || header === '') return [];
   const columns = header.split('\t');
   return lines.map((line) => {
     const values = line.split('\t');
@@ -91,6 +97,7 @@ const TCP_HOST = STACK_HOST;
 const APP_ACCOUNTS = [`'${STACK_MYSQL.user}'@'${TCP_HOST}'`, `'${STACK_MYSQL.user}'@'localhost'`];
 const MIGRATION_ACCOUNT = `'${STACK_MYSQL.migrationUser}'@'${TCP_HOST}'`;
 const REPLICATION_ACCOUNT = `'${STACK_MYSQL.replicationUser}'@'${TCP_HOST}'`;
+const ADMIN_ACCOUNT = `'${STACK_MYSQL.adminUser}'@'${TCP_HOST}'`;
 
 /**
  * Users and grants, idempotent, and an upgrade of what older stacks made (the app user had ALL on the
@@ -105,18 +112,47 @@ const PRIMARY_BOOTSTRAP = [
   ),
   `CREATE USER IF NOT EXISTS ${MIGRATION_ACCOUNT} IDENTIFIED BY '${STACK_MYSQL.migrationPassword}'`,
   `CREATE USER IF NOT EXISTS ${REPLICATION_ACCOUNT} IDENTIFIED BY '${STACK_MYSQL.replicationPassword}'`,
-  `REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${[...APP_ACCOUNTS, MIGRATION_ACCOUNT, REPLICATION_ACCOUNT].join(', ')}`,
-  ...[APP_ACCOUNTS[0], MIGRATION_ACCOUNT, REPLICATION_ACCOUNT].map(
+  `CREATE USER IF NOT EXISTS ${ADMIN_ACCOUNT} IDENTIFIED BY '${STACK_MYSQL.adminPassword}'`,
+  `REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${[...APP_ACCOUNTS, MIGRATION_ACCOUNT, REPLICATION_ACCOUNT, ADMIN_ACCOUNT].join(', ')}`,
+  ...[APP_ACCOUNTS[0], MIGRATION_ACCOUNT, REPLICATION_ACCOUNT, ADMIN_ACCOUNT].map(
     (account) => `ALTER USER ${account} REQUIRE SSL`,
   ),
   `GRANT SELECT, INSERT, UPDATE, DELETE ON ${STACK_MYSQL.database}.* TO ${APP_ACCOUNTS.join(', ')}`,
+  // SHOW SLAVE STATUS: a node tells a replica that replicates from one that does not (src/storage/mysql.ts).
+  `GRANT SLAVE MONITOR ON *.* TO ${APP_ACCOUNTS.join(', ')}`,
+  // The failover manager's: open or fence a server, kill its clients, promote a replica, point one at a primary.
+  `GRANT RELOAD, PROCESS, SUPER, BINLOG MONITOR, CONNECTION ADMIN, READ_ONLY ADMIN, REPLICATION SLAVE ADMIN, ` +
+    `REPLICATION MASTER ADMIN, SLAVE MONITOR ON *.* TO ${ADMIN_ACCOUNT}`,
   `GRANT ALL PRIVILEGES ON ${STACK_MYSQL.database}.* TO ${MIGRATION_ACCOUNT}`,
   `GRANT REPLICATION SLAVE ON *.* TO ${REPLICATION_ACCOUNT}`,
   `CREATE DATABASE IF NOT EXISTS ${STACK_MYSQL.database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`,
 ].join(';\n');
 /** The bootstrap a datadir last ran, by checksum: a changed bootstrap runs again on the next `up`. */
-const BOOTSTRAP_MARKER = path.join(serverPaths('primary').dataDir, 'stack-bootstrap.sha256');
+const bootstrapMarker = (role: Role): string =>
+  path.join(serverPaths(role).dataDir, 'stack-bootstrap.sha256');
 const BOOTSTRAP_SHA256 = createHash('sha256').update(PRIMARY_BOOTSTRAP).digest('hex');
+
+/** The two servers; `other` of one is the other one. */
+export const MARIADB_SERVERS: readonly Role[] = ['primary', 'replica'];
+const other = (role: Role): Role => (role === 'primary' ? 'replica' : 'primary');
+
+/**
+ * Where the failover manager records the elected primary (a server name): the stack opens that one and
+ * makes the other its replica. Missing: `primary`, a new stack.
+ */
+export const ELECTED_PRIMARY_FILE = path.join(serverPaths('db-failover').dataDir, 'primary');
+
+export function electedPrimary(): Role {
+  const name = fs.existsSync(ELECTED_PRIMARY_FILE)
+    ? fs.readFileSync(ELECTED_PRIMARY_FILE, 'utf8').trim()
+    : '';
+  return name === 'replica' ? 'replica' : 'primary';
+}
+
+export async function isWritable(role: Role): Promise<boolean> {
+  const [row] = await rootQuery(role, 'SELECT @@global.read_only AS ro');
+  return row?.ro === '0';
+}
 
 /** The local stack's schema owner, over TLS: how the stack (and tests that make tables) reach the primary. */
 export const STACK_MIGRATION_ENDPOINT: Readonly<MysqlEndpoint> = Object.freeze({
@@ -128,25 +164,32 @@ export const STACK_MIGRATION_ENDPOINT: Readonly<MysqlEndpoint> = Object.freeze({
   tls: Object.freeze({ caFile: STACK_TLS.ca }),
 });
 
-async function bootstrapPrimary(): Promise<void> {
+/**
+ * The elected primary: opened for writes (unless the other server is writable: the failover manager
+ * settles that), then its users and schema. The stack's own opening is for a new or restarted stack; a
+ * running manager does the same on its own.
+ */
+async function bootstrapPrimary(role: Role): Promise<void> {
+  if (!(await isWritable(other(role)).catch(() => false))) await rootQuery(role, 'SET GLOBAL read_only = 0');
   const [row] = await rootQuery(
-    'primary',
+    role,
     `SELECT COUNT(*) AS n FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '${STACK_MYSQL.database}'`,
   );
-  const ranBefore = fs.existsSync(BOOTSTRAP_MARKER) && fs.readFileSync(BOOTSTRAP_MARKER, 'utf8').trim();
+  const marker = bootstrapMarker(role);
+  const ranBefore = fs.existsSync(marker) && fs.readFileSync(marker, 'utf8').trim();
   if (row?.n !== '1' || ranBefore !== BOOTSTRAP_SHA256) {
-    await rootQuery('primary', PRIMARY_BOOTSTRAP);
-    fs.writeFileSync(BOOTSTRAP_MARKER, `${BOOTSTRAP_SHA256}\n`);
+    await rootQuery(role, PRIMARY_BOOTSTRAP);
+    fs.writeFileSync(marker, `${BOOTSTRAP_SHA256}\n`);
   }
   // The schema too, as the app nodes apply it at start (src/storage/migrate.ts, as the migration user):
   // test files that only read it find it, whichever runs first. A broken migration is reported, not fatal.
   try {
-    const result = await migrate(STACK_MIGRATION_ENDPOINT);
+    const result = await migrate({ ...STACK_MIGRATION_ENDPOINT, port: STACK_PORTS[role] });
     if (result.applied.length > 0)
-      console.log(`stack: primary: applied migrations ${result.applied.map((m) => m.version).join(', ')}`);
+      console.log(`stack: ${role}: applied migrations ${result.applied.map((m) => m.version).join(', ')}`);
   } catch (error) {
     console.error(
-      `stack: primary: schema migrations failed (the app will fail the same way): ${String(error)}`,
+      `stack: ${role}: schema migrations failed (the app will fail the same way): ${String(error)}`,
     );
   }
 }
@@ -161,12 +204,15 @@ export interface ReplicationStatus {
   /** The replica connects over TLS and verifies the primary's certificate against `sslCa`. */
   readonly ssl: boolean;
   readonly sslCa: string;
+  /** The port of the server it replicates from. */
+  readonly masterPort: number;
 }
 
-export async function replicationStatus(): Promise<ReplicationStatus | null> {
-  const [status] = await rootQuery('replica', 'SHOW SLAVE STATUS');
+/** SHOW SLAVE STATUS of `role` (by default the server named replica); null when it replicates from nobody. */
+export async function replicationStatus(role: Role = 'replica'): Promise<ReplicationStatus | null> {
+  const [status] = await rootQuery(role, 'SHOW SLAVE STATUS');
   if (status === undefined) return null;
-  const [gtid] = await rootQuery('replica', 'SELECT @@gtid_slave_pos AS gtid');
+  const [gtid] = await rootQuery(role, 'SELECT @@gtid_slave_pos AS gtid');
   const behind = status.Seconds_Behind_Master;
   const lastError = [status.Last_IO_Error, status.Last_SQL_Error]
     .filter((e) => e !== undefined && e !== '')
@@ -179,39 +225,136 @@ export async function replicationStatus(): Promise<ReplicationStatus | null> {
     lastError: lastError === '' ? null : lastError,
     ssl: status.Master_SSL_Allowed === 'Yes' && status.Master_SSL_Verify_Server_Cert === 'Yes',
     sslCa: status.Master_SSL_CA_File ?? '',
+    masterPort: Number(status.Master_Port),
   };
 }
 
 const REPLICATION_TLS = `MASTER_SSL=1, MASTER_SSL_CA='${STACK_TLS.ca}', MASTER_SSL_VERIFY_SERVER_CERT=1`;
 
-async function startReplication(): Promise<void> {
-  const current = await replicationStatus();
-  const tlsCurrent = current?.ssl === true && current.sslCa === STACK_TLS.ca;
-  if (current?.ioThread === 'Yes' && current.sqlThread === 'Yes' && tlsCurrent) return;
-  if (current === null) {
-    await rootQuery(
-      'replica',
-      `CHANGE MASTER TO MASTER_HOST='${STACK_HOST}', MASTER_PORT=${STACK_PORTS.primary}, ` +
-        `MASTER_USER='${STACK_MYSQL.replicationUser}', MASTER_PASSWORD='${STACK_MYSQL.replicationPassword}', ` +
-        `MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, ${REPLICATION_TLS}`,
-    );
-  } else if (!tlsCurrent) {
-    // Set up by an older stack without TLS: the primary now refuses it. Same position (GTID), now over TLS.
-    await rootQuery('replica', `STOP SLAVE; CHANGE MASTER TO ${REPLICATION_TLS}`);
-  }
-  await rootQuery('replica', 'START SLAVE');
+/** CHANGE MASTER to the elected primary `source`, from the GTID position `role` has (slave_pos). */
+export function changeMasterSql(source: Role): string {
+  return (
+    `CHANGE MASTER TO MASTER_HOST='${STACK_HOST}', MASTER_PORT=${STACK_PORTS[source]}, ` +
+    `MASTER_USER='${STACK_MYSQL.replicationUser}', MASTER_PASSWORD='${STACK_MYSQL.replicationPassword}', ` +
+    `MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, ${REPLICATION_TLS}`
+  );
+}
+
+async function waitReplicating(role: Role): Promise<void> {
   let last: ReplicationStatus | null = null;
   try {
     await waitUntil(
       async () => {
-        last = await replicationStatus();
+        last = await replicationStatus(role);
         return last?.ioThread === 'Yes' && last.sqlThread === 'Yes';
       },
-      { what: 'replica replication', timeoutMs: REPLICATION_TIMEOUT_MS },
+      { what: `${role} replication`, timeoutMs: REPLICATION_TIMEOUT_MS },
     );
   } catch (error) {
     throw new StackError(`${(error as Error).message}; last SHOW SLAVE STATUS: ${JSON.stringify(last)}`);
   }
+}
+
+/** Databases a seed copies: every one but the server's own (users come from the bootstrap). */
+const SYSTEM_DATABASES = new Set(['mysql', 'information_schema', 'performance_schema', 'sys']);
+
+/** Runs `from | to`: resolves when both exit 0; rejects with the failing one's stderr. */
+function pipe(from: { file: string; args: string[] }, to: { file: string; args: string[] }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const producer = spawn(from.file, from.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const consumer = spawn(to.file, to.args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    producer.stdout.pipe(consumer.stdin);
+    let errors = '';
+    producer.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    consumer.stderr.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+    let exited = 0;
+    let failed = false;
+    const done = (who: string) => (code: number | null) => {
+      if (code !== 0 && !failed) {
+        failed = true;
+        reject(
+          new StackError(`${who} exited with ${code}: ${errors.trim().split('\n').slice(-5).join('\n')}`),
+        );
+      }
+      if ((exited += 1) === 2 && !failed) resolve();
+    };
+    producer.once('exit', done(from.file));
+    consumer.once('exit', done(to.file));
+  });
+}
+
+/**
+ * Makes the empty server `role` a replica of `source`: users (the bootstrap, not binlogged), a consistent
+ * dump of every database with its GTID position, then replication from that position. Nothing of it goes to
+ * `role`'s own binlog, so its GTID history stays the primary's.
+ */
+async function seedFrom(source: Role, role: Role): Promise<void> {
+  await rootQuery(role, `SET SESSION sql_log_bin = 0;\n${PRIMARY_BOOTSTRAP}`);
+  const databases = (await rootQuery(source, 'SHOW DATABASES'))
+    .map((row) => row.Database ?? '')
+    .filter((name) => name !== '' && !SYSTEM_DATABASES.has(name));
+  const client = (target: Role) => ['--no-defaults', `--socket=${socketPath(target)}`, '--user=root'];
+  await pipe(
+    {
+      file: 'mariadb-dump',
+      args: [
+        ...client(source),
+        '--single-transaction',
+        '--gtid',
+        '--master-data=1',
+        '--routines',
+        '--events',
+        '--triggers',
+        '--databases',
+        ...databases,
+      ],
+    },
+    { file: 'mariadb', args: [...client(role), '--init-command=SET SESSION sql_log_bin = 0'] },
+  );
+  await rootQuery(role, `${changeMasterSql(source)}; START SLAVE`);
+  await waitReplicating(role);
+  console.log(`stack: ${role}: seeded from ${source} (${databases.join(', ')}) and replicating from it`);
+}
+
+/**
+ * A server that is not the elected primary replicates from it. An empty one (a new stack, or a rejoin) is
+ * seeded first. One that holds writes of its own and replicates from nobody, or from another server, is an
+ * old primary: it stays fenced (read-only) until `npm run stack -- rejoin <server>` rebuilds it.
+ */
+async function followPrimary(role: Role, source: Role): Promise<void> {
+  const current = await replicationStatus(role);
+  if (current === null || current.masterPort !== STACK_PORTS[source]) {
+    const [own] = await rootQuery(role, 'SELECT @@global.gtid_binlog_pos AS pos');
+    if (current === null && own?.pos === '') return seedFrom(source, role);
+    console.warn(
+      `stack: ${role}: not a replica of the primary (${source}) but holds writes of its own: fenced, read-only; ` +
+        `\`npm run stack -- rejoin ${role}\` makes it one`,
+    );
+    return;
+  }
+  const tlsCurrent = current.ssl && current.sslCa === STACK_TLS.ca;
+  if (current.ioThread === 'Yes' && current.sqlThread === 'Yes' && tlsCurrent) return;
+  // Set up by an older stack without TLS: the primary now refuses it. Same position (GTID), now over TLS.
+  if (!tlsCurrent) await rootQuery(role, `STOP SLAVE; CHANGE MASTER TO ${REPLICATION_TLS}`);
+  await rootQuery(role, 'START SLAVE');
+  await waitReplicating(role);
+}
+
+/** docker/mariadb/*.cnf's semi-sync settings, for a server started from an older copy of the file. */
+const SEMI_SYNC =
+  'SET GLOBAL rpl_semi_sync_master_enabled = ON, rpl_semi_sync_slave_enabled = ON, ' +
+  "rpl_semi_sync_master_wait_point = 'AFTER_SYNC', rpl_semi_sync_master_timeout = 2000";
+
+async function configureServer(role: Role): Promise<void> {
+  await rootQuery(role, SEMI_SYNC);
+  const elected = electedPrimary();
+  if (role === elected) return bootstrapPrimary(role);
+  await followPrimary(role, elected);
+  // A replica whose IO thread started before semi-sync was on acknowledges nothing until it reconnects.
+  const [semi] = await rootQuery(role, "SHOW STATUS LIKE 'Rpl_semi_sync_slave_status'");
+  const status = await replicationStatus(role);
+  if (semi?.Value === 'OFF' && status?.ioThread === 'Yes' && status.masterPort === STACK_PORTS[elected])
+    await rootQuery(role, 'STOP SLAVE IO_THREAD; START SLAVE IO_THREAD');
 }
 
 function mariadbServer(role: Role): ServerSpec {
@@ -222,7 +365,8 @@ function mariadbServer(role: Role): ServerSpec {
     ...paths,
     port,
     ports: [port],
-    dependsOn: role === 'replica' ? ['primary'] : [],
+    // The elected primary first: the other is seeded from it and replicates from it.
+    dependsOn: role === electedPrimary() ? [] : [other(role)],
     startTimeoutMs: 60_000,
     stopTimeoutMs: 60_000,
     executable: 'mariadbd',
@@ -254,11 +398,18 @@ function mariadbServer(role: Role): ServerSpec {
       ],
     }),
     probe: async () => (await rootQuery(role, 'SELECT 1 AS ok'))[0]?.ok === '1',
-    configure: role === 'primary' ? bootstrapPrimary : startReplication,
+    configure: () => configureServer(role),
     details: async () => {
-      if (role === 'replica') return { replication: await replicationStatus() };
-      const [row] = await rootQuery('primary', 'SELECT @@gtid_binlog_pos AS gtid');
-      return { gtid: row?.gtid ?? '' };
+      const [row] = await rootQuery(role, 'SELECT @@global.read_only AS ro, @@gtid_binlog_pos AS gtid');
+      const [semi] = await rootQuery(role, "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'");
+      const replication = await replicationStatus(role);
+      return {
+        role: row?.ro === '0' ? 'primary' : replication !== null ? 'replica' : 'fenced',
+        gtid: row?.gtid ?? '',
+        // On the primary: ON while a replica acknowledges every commit (semi-synchronous), OFF while alone.
+        ...(row?.ro === '0' ? { semiSync: semi?.Value === 'ON' } : {}),
+        ...(replication !== null ? { replication } : {}),
+      };
     },
   };
   return spec;

@@ -3,9 +3,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureSigningKey } from './auth-key.js';
+import { dbFailover } from './db-failover.js';
 import { kafkaNodes } from './kafka.js';
-import { RUN_DIR, STACK_DIR, STACK_KAFKA_NODES, STACK_REDIS_NODES, type ServerName } from './layout.js';
-import { primary, replica } from './mariadb.js';
+import {
+  RUN_DIR,
+  STACK_DIR,
+  STACK_KAFKA_NODES,
+  STACK_REDIS_NODES,
+  serverPaths,
+  type ServerName,
+} from './layout.js';
+import { electedPrimary, primary, replica } from './mariadb.js';
 import {
   alertmanager,
   blackbox,
@@ -43,6 +51,7 @@ export type { ServerStatus, StartResult } from './server.js';
 export const SERVERS: readonly ServerSpec[] = [
   primary,
   replica,
+  dbFailover,
   redis,
   redis2,
   ...sentinels,
@@ -187,4 +196,19 @@ export async function stopServers(names: readonly ServerName[]): Promise<(number
 /** Starts several servers (and what they depend on). */
 export async function startServers(names: readonly ServerName[]): Promise<void> {
   await withUpLock(() => startAll(names));
+}
+
+/**
+ * Rebuilds a MariaDB server that is not the primary (an old primary, fenced since a failover, or a replica
+ * that broke) as a replica of the primary: stopped, its data wiped, started empty, seeded from a dump of the
+ * primary and replicating from it (scripts/stack/mariadb.ts). Whatever it held that the primary does not
+ * (a transaction no replica acknowledged, so no client was told it committed) is discarded.
+ */
+export async function rejoinMariadb(name: 'primary' | 'replica'): Promise<void> {
+  const elected = electedPrimary();
+  if (name === elected)
+    throw new StackError(`${name} is the primary; rejoin the other server, or switch over first`);
+  await ensureStopped(serverSpec(name));
+  fs.rmSync(serverPaths(name).dataDir, { recursive: true, force: true });
+  await startServer(name);
 }

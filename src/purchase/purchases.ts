@@ -1,3 +1,4 @@
+import { isConnectionError } from '../errors.js';
 import type {
   OrderStatus,
   OrderView,
@@ -152,7 +153,12 @@ export class Purchases {
         ? await this.deps.sagaWait(productId, orderId, budgetMs)
         : await this.deps.sagas.waitFor(orderId, budgetMs);
     if (live !== undefined) return live;
-    const stored = await this.deps.sagaStore.order(orderId);
+    // The order exists; if the database cannot say how it stands now (a failover), it is still running
+    // as far as this answer knows: 202, and its Location tells the rest.
+    const stored = await this.deps.sagaStore.order(orderId).catch((err: unknown) => {
+      if (isConnectionError(err)) return undefined;
+      throw err;
+    });
     if (stored === undefined) return { status: 'PENDING' };
     return { status: stored.status, ...(stored.saga?.reason ? { reason: stored.saga.reason } : {}) };
   }

@@ -1,13 +1,28 @@
-import mysql, { type Pool, type PoolOptions } from 'mysql2/promise';
+import mysql, { type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/promise';
 import type { Config, MysqlEndpoint } from '../config.js';
+import { isConnectionError } from '../errors.js';
+import type { Logger } from '../logger.js';
 import { readCaFile } from './tls.js';
 
 export type { Pool, PoolConnection, RowDataPacket, ResultSetHeader } from 'mysql2/promise';
 
-/** The primary takes every write; the replica serves cache-miss reads. */
+/** The configured servers by their first roles (MYSQL_PRIMARY_URL, MYSQL_REPLICA_URL); a failover swaps them. */
+export type MysqlServer = 'primary' | 'replica';
+
+/**
+ * The primary takes every write; the replica serves cache-miss reads. Each is a view of one server's pool
+ * that follows the topology (`discover`): `primary` is the writable server, `replica` the other one while it
+ * replicates from it, else the primary too.
+ */
 export interface MysqlPools {
   readonly primary: Pool;
   readonly replica: Pool;
+  /** Which configured server each view uses now. */
+  readonly roles: { readonly writes: MysqlServer; readonly reads: MysqlServer };
+  /** The endpoint writes go to now (migrations follow it). */
+  readonly primaryEndpoint: MysqlEndpoint;
+  /** Asks both servers now; resolves when the views follow what they said. */
+  discover(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -52,14 +67,148 @@ export function poolOptions(endpoint: MysqlEndpoint, connectionLimit: number): P
   };
 }
 
-export function createMysqlPools(config: Pick<Config, 'mysql'>): MysqlPools {
-  const primary = mysql.createPool(poolOptions(config.mysql.primary, config.mysql.poolSize));
-  const replica = mysql.createPool(poolOptions(config.mysql.replica, config.mysql.poolSize));
+/** Methods whose rejections are watched for connection errors (src/errors.ts): a failover may be under way. */
+const WATCHED = new Set<PropertyKey>(['query', 'execute', 'getConnection']);
+
+/**
+ * A Pool that is whichever pool `current()` names at each use (a Proxy; bound methods are made once per
+ * pool), and reports errors that may mean a failover.
+ */
+function followingPool(current: () => Pool, failed: (err: unknown) => void): Pool {
+  const bound = new WeakMap<Pool, Map<PropertyKey, unknown>>();
+  return new Proxy(Object.create(null) as Pool, {
+    get(_target, property) {
+      const pool = current();
+      let methods = bound.get(pool);
+      if (methods === undefined) bound.set(pool, (methods = new Map<PropertyKey, unknown>()));
+      let value = methods.get(property);
+      if (value !== undefined) return value;
+      const raw: unknown = Reflect.get(pool, property, pool);
+      if (typeof raw !== 'function') return raw;
+      const method = raw as (...args: unknown[]) => unknown;
+      value = WATCHED.has(property)
+        ? (...args: unknown[]) =>
+            (method.apply(pool, args) as Promise<unknown>).catch((err: unknown) => {
+              failed(err);
+              throw err;
+            })
+        : method.bind(pool);
+      methods.set(property, value);
+      return value;
+    },
+  });
+}
+
+interface ServerView {
+  readonly up: boolean;
+  readonly writable: boolean;
+  /** `host:port` of the server it replicates from (its SQL thread running); null: none; '?': not allowed to see. */
+  readonly replicates: string | null;
+}
+
+const PROBE_TIMEOUT_MS = 1_000;
+
+async function probeServer(pool: Pool): Promise<ServerView> {
+  try {
+    const [[variables]] = await pool.query<RowDataPacket[]>({
+      sql: 'SELECT @@global.read_only AS ro',
+      timeout: PROBE_TIMEOUT_MS,
+    });
+    let replicates: string | null = '?';
+    try {
+      const [[status]] = await pool.query<RowDataPacket[]>({
+        sql: 'SHOW SLAVE STATUS',
+        timeout: PROBE_TIMEOUT_MS,
+      });
+      replicates =
+        status !== undefined && status['Slave_SQL_Running'] === 'Yes'
+          ? `${status['Master_Host']}:${status['Master_Port']}`
+          : null;
+    } catch {
+      // No SLAVE MONITOR grant: a read-only server that answers is taken for a replica, as before.
+    }
+    return { up: true, writable: Number(variables?.['ro']) === 0, replicates };
+  } catch {
+    return { up: false, writable: false, replicates: null };
+  }
+}
+
+/**
+ * The pools of both servers, and the `primary` / `replica` views that follow the topology. A server is the
+ * primary when it is writable: the failover manager (src/db-failover/) opens exactly one, and every server
+ * starts read-only, so "writable" is the election's outcome, read where it is enforced. Reads go to the
+ * other server while it replicates from that primary, else to the primary (a replica down, or an old primary
+ * not yet rejoined: never a server that has stopped following).
+ */
+export function createMysqlPools(config: Pick<Config, 'mysql'>, logger?: Logger): MysqlPools {
+  const servers: readonly { name: MysqlServer; endpoint: MysqlEndpoint; pool: Pool }[] = (
+    ['primary', 'replica'] as const
+  ).map((name) => ({
+    name,
+    endpoint: config.mysql[name],
+    pool: mysql.createPool(poolOptions(config.mysql[name], config.mysql.poolSize)),
+  }));
+  const [first, second] = servers as readonly [(typeof servers)[number], (typeof servers)[number]];
+  let writer = first;
+  let reader = second;
+  const address = (server: (typeof servers)[number]): string =>
+    `${server.endpoint.host}:${server.endpoint.port}`;
+
+  let discovering: Promise<void> | undefined;
+  const discover = (): Promise<void> =>
+    (discovering ??= (async () => {
+      const [one, two] = await Promise.all([probeServer(first.pool), probeServer(second.pool)]);
+      const views = new Map([
+        [first, one],
+        [second, two],
+      ]);
+      // A writable server the writes do not use yet: the primary moved. Two writable (the manager fences
+      // the old one within a second): keep the current one.
+      if (!views.get(writer)!.writable) {
+        const moved = servers.find((server) => views.get(server)!.writable);
+        if (moved !== undefined && moved !== writer) {
+          logger?.warn({ from: writer.name, to: moved.name }, 'MySQL primary moved: writes follow it');
+          writer = moved;
+        }
+      }
+      const other = writer === first ? second : first;
+      const view = views.get(other)!;
+      const follows =
+        view.up && !view.writable && (view.replicates === address(writer) || view.replicates === '?');
+      const nextReader = follows ? other : writer;
+      if (nextReader !== reader) {
+        logger?.warn(
+          { reads: nextReader.name, primary: writer.name },
+          nextReader === writer
+            ? 'no replica follows the primary: reads go to the primary'
+            : 'reads go to the replica again',
+        );
+        reader = nextReader;
+      }
+    })().finally(() => (discovering = undefined)));
+
+  const failed = (err: unknown): void => {
+    if (isConnectionError(err)) void discover().catch(() => undefined);
+  };
+  const timer =
+    config.mysql.discoveryMs > 0
+      ? setInterval(() => void discover().catch(() => undefined), config.mysql.discoveryMs).unref()
+      : undefined;
+  if (timer !== undefined) void discover().catch(() => undefined);
+
   return {
-    primary,
-    replica,
+    primary: followingPool(() => writer.pool, failed),
+    replica: followingPool(() => reader.pool, failed),
+    get roles() {
+      return { writes: writer.name, reads: reader.name };
+    },
+    get primaryEndpoint() {
+      return writer.endpoint;
+    },
+    discover,
     async close() {
-      await Promise.allSettled([primary.end(), replica.end()]);
+      clearInterval(timer);
+      await Promise.allSettled(servers.map((server) => server.pool.end()));
     },
   };
 }
@@ -97,4 +246,10 @@ export function poolUsage(pool: Pool): PoolUsage {
 /** Answers when the server runs a query; rejects otherwise. */
 export async function pingMysql(pool: Pool): Promise<void> {
   await pool.query('SELECT 1');
+}
+
+/** Answers when the server runs a query and takes writes (not read-only: a fenced or not yet promoted server). */
+export async function pingWritable(pool: Pool): Promise<void> {
+  const [[row]] = await pool.query<RowDataPacket[]>('SELECT @@global.read_only AS ro');
+  if (Number(row?.['ro']) !== 0) throw new Error('read-only: no writable primary (a failover in progress?)');
 }

@@ -1,6 +1,6 @@
 import mysql from 'mysql2/promise';
 import type { Test } from 'tap';
-import { socketPath } from '../../scripts/stack/mariadb.js';
+import { electedPrimary, socketPath } from '../../scripts/stack/mariadb.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { mysqlSsl } from '../../src/storage/mysql.js';
@@ -30,19 +30,25 @@ export async function throwawayDatabase(
 ): Promise<ThrowawayDatabase> {
   const config = loadConfig({ LOG_LEVEL: 'silent' });
   const database = `flashsale_${label}_${uniq('')}`;
-  const root = await mysql.createConnection({ socketPath: socketPath('primary'), user: 'root' });
+  // On the elected primary (a fault test may fail over and back meanwhile): a connection of its own each time.
+  const asRoot = () => mysql.createConnection({ socketPath: socketPath(electedPrimary()), user: 'root' });
+  const root = await asRoot();
   const appGrantees = ['127.0.0.1', 'localhost'].map((host) => `'${config.mysql.primary.user}'@'${host}'`);
   const migrationGrantee = `'${config.mysql.migration.user}'@'${config.mysql.migration.host}'`;
   t.teardown(async () => {
-    await root.query(`DROP DATABASE IF EXISTS \`${database}\``);
+    const cleaner = await asRoot();
+    await cleaner.query(`DROP DATABASE IF EXISTS \`${database}\``);
     for (const grantee of [...appGrantees, migrationGrantee])
-      await root.query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`).catch(() => undefined);
-    await root.end();
+      await cleaner
+        .query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`)
+        .catch(() => undefined);
+    await cleaner.end();
   });
   await root.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
   for (const grantee of appGrantees)
     await root.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON \`${database}\`.* TO ${grantee}`);
   await root.query(`GRANT ALL PRIVILEGES ON \`${database}\`.* TO ${migrationGrantee}`);
+  await root.end();
   const migration = { ...config.mysql.migration, database };
   if (schema) await migrate(migration);
   // The database and its grants reach the replica by replication: wait until the app user can use it there.
