@@ -1,0 +1,48 @@
+// The MySQL replica stopped under a running node: reads fall back to the primary (the node's topology
+// discovery, src/storage/mysql.ts), nothing fails, and they go back to the replica once it follows the
+// primary again. Stops the stack's replica for a few seconds: serial, with the other fault tests.
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { replicationStatus } from '../../scripts/stack/mariadb.js';
+import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { startApp } from '../helpers/app.js';
+
+async function until(
+  what: string,
+  done: () => boolean | Promise<boolean>,
+  timeoutMs = 15_000,
+): Promise<number> {
+  const started = Date.now();
+  while (!(await done())) {
+    if (Date.now() - started > timeoutMs) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+  return Date.now() - started;
+}
+
+t.test('reads fall back to the primary while the replica is down, and back again', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 10 });
+  const stats = () => running.adminGet(`/stats/products/${productId}`); // read from the replica pool
+  await until('discovery', () => running.infra.mysql.roles.reads === 'replica');
+  t.equal((await stats()).status, 200, 'stats read from the replica');
+
+  t.teardown(() => startServer('replica'));
+  await stopServer('replica');
+  const fellBackMs = await until('reads on the primary', () => running.infra.mysql.roles.reads === 'primary');
+  t.comment(`reads moved to the primary ${fellBackMs} ms after the replica stopped`);
+  t.same(running.infra.mysql.roles, { writes: 'primary', reads: 'primary' }, 'writes stay, reads follow');
+  t.equal((await stats()).status, 200, 'a replica read is answered by the primary while the replica is down');
+  const bought = await running.purchase(productId, 1, 'replica-down-user', 'replica-down-1');
+  t.equal(bought.status, 201, 'purchases go on (semi-sync falls back to asynchronous)');
+
+  await startServer('replica');
+  t.match(
+    await replicationStatus('replica'),
+    { ioThread: 'Yes', sqlThread: 'Yes' },
+    'the replica follows again',
+  );
+  const backMs = await until('reads on the replica', () => running.infra.mysql.roles.reads === 'replica');
+  t.comment(`reads back on the replica ${backMs} ms after it was started again`);
+  t.equal((await stats()).status, 200, 'stats read from the replica again');
+});
