@@ -80,6 +80,16 @@ function retireFailoverDetectorOnClose(client: Redis): void {
   client.on('close', () => (client as unknown as WithDetector).connector?.failoverDetector?.cleanup());
 }
 
+/**
+ * A client of its own with `client`'s settings (a subscriber: pub/sub takes the connection over), with the
+ * same failover workaround when it goes through Sentinel.
+ */
+export function duplicateRedis(client: Redis, overrides: RedisOptions = {}): Redis {
+  const copy = client.duplicate(overrides);
+  if ((copy.options.sentinels?.length ?? 0) > 0) retireFailoverDetectorOnClose(copy);
+  return copy;
+}
+
 /** Resolves once the client is ready; rejects with the connection's own error (e.g. ECONNREFUSED). */
 export async function connectRedis(redis: Redis): Promise<void> {
   if (redis.status === 'ready') return;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { storageAsset } from './assets.js';
-import type { Redis } from './redis.js';
+import { duplicateRedis, type Redis } from './redis.js';
 
 export interface ShardOwner {
   node: string;
@@ -158,7 +158,7 @@ export class RedisShardLeases {
 
   /** Calls `onMessage` for every announcement, on a connection of its own; resolves with an unsubscribe. */
   async subscribe(onMessage: (message: string) => void): Promise<() => void> {
-    const subscriber = this.redis.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    const subscriber = duplicateRedis(this.redis, { enableOfflineQueue: true, lazyConnect: false });
     subscriber.on('error', () => undefined); // reconnects by itself; the renewal loop reports Redis trouble
     subscriber.on('message', (_channel: string, message: string) => onMessage(message));
     await subscriber.subscribe(this.channel);

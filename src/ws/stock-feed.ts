@@ -1,6 +1,6 @@
 import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
-import type { Redis } from '../storage/redis.js';
+import { duplicateRedis, type Redis } from '../storage/redis.js';
 import { encodeFrame, stockFrame } from './frames.js';
 import type { StockState, WireFormat } from './types.js';
 
@@ -56,7 +56,7 @@ export class StockFeed {
   /** Subscribes to the channel (on a connection of its own); a reconnect re-reads every followed product. */
   async start(): Promise<void> {
     const { redis, channel, logger } = this.options;
-    const subscriber = redis.duplicate({ enableOfflineQueue: true, lazyConnect: false });
+    const subscriber = duplicateRedis(redis, { enableOfflineQueue: true, lazyConnect: false });
     this.subscriber = subscriber;
     subscriber.on('error', () => undefined); // reconnects by itself; the shared client reports Redis trouble
     subscriber.on('message', (_channel: string, message: string) => this.received(message));

@@ -9,6 +9,7 @@ import { redisPrimaryPort, redisRole } from '../../scripts/stack/redis.js';
 import { REDIS_DATA_NODES, signalServer, startServers } from '../../scripts/stack/stack.js';
 import { totals } from '../helpers/app.js';
 import { cluster, purchaseLoad, settled } from '../helpers/cluster.js';
+import { connectSubscriber, wsUrl } from '../helpers/ws-client.js';
 
 /** The specification's Redis failover target. */
 const FAILOVER_TARGET_MS = 5_000;
@@ -27,6 +28,11 @@ t.test(
         (await c.call(a, 'POST', '/products', { name: `p${i}`, priceCents: 100, stock: STOCK })).body
           .id as number,
       );
+    // A stock subscriber on node-b: changes of node-a's products reach it through Redis pub/sub, whose
+    // subscriber connection must follow the failover too.
+    const subscriber = await connectSubscriber(t, wsUrl(b.base));
+    subscriber.send({ op: 'subscribe', ids: products });
+    for (const productId of products) await subscriber.waitForStock(productId, STOCK);
     const traffic = purchaseLoad(c, () => [a, b], products, 20);
     await sleep(1_500);
     t.ok(
@@ -98,6 +104,8 @@ t.test(
       const { db, exact } = await settled(c, productId, STOCK);
       t.ok(exact, `product ${productId}: stock + sold = initial (${db.stock} + ${db.sold}), nothing pending`);
       sold += (await totals(c.mysql.primary, productId)).sold;
+      const seen = await subscriber.waitForStock(productId, db.stock, 10_000).catch(() => undefined);
+      t.ok(seen !== undefined, `the WebSocket subscriber ends on product ${productId}'s stock (${db.stock})`);
     }
     const unanswered = traffic.answers.filter((x) => x.status === 0 || x.status >= 500).length;
     t.ok(
