@@ -59,7 +59,7 @@ void t.test('status reports every server up and replication running', async (t) 
 });
 
 void t.test('Prometheus scrapes every server of the stack, and each answers', async (t) => {
-  const wanted = ['prometheus', 'alertmanager', 'redis', 'mysql', 'kafka'];
+  const wanted = ['prometheus', 'alertmanager', 'redis', 'mysql', 'kafka', 'redis-sentinel', 'db-failover'];
   type Target = { labels: Record<string, string>; health: string; lastError: string };
   let targets: Target[];
   // A Prometheus started a moment ago has not scraped everything yet (every 2 s).

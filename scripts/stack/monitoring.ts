@@ -59,6 +59,10 @@ const LOCAL_ADDRESSES: Readonly<Record<string, string | null>> = {
   'mysqld-exporter-replica:9104': local(STACK_PORTS.mysqldExporterReplica),
   'kafka-1:9092': local(STACK_PORTS.kafka),
   'kafka-2:9092': local(STACK_PORTS.kafka2),
+  'sentinel-1:26379': local(STACK_PORTS.sentinels[0]),
+  'sentinel-2:26379': local(STACK_PORTS.sentinels[1]),
+  'sentinel-3:26379': local(STACK_PORTS.sentinels[2]),
+  'db-failover:8091': local(STACK_PORTS.dbFailover),
 };
 /** The app nodes: production lists them; locally they come from the files the node launchers write. */
 const APP_NODE_ADDRESSES = new Set(['app1:8080', 'app2:8080']);
