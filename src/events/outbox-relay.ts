@@ -27,6 +27,10 @@ export const relayDefaults = {
   // how long another node's rows wait at most on an idle cluster.
   maxIdlePollMs: 2_000,
   sendTimeoutMs: 30_000, // 30 s: a send hung longer than this is abandoned with its producer
+  // KafkaJS's own retries of one send (~0.3 s), then the relay's backoff: a send keeps the brokers it chose
+  // first through all its retries (producer/sendMessages.js), so after a partition leader dies only a new
+  // send reaches the new leader. Few retries: the relay's next round does, within a second of the move.
+  producerRetries: 2,
   stopWaitMs: 5_000, // 5 s: stop() waits this long for the batch in hand
   backlogRefreshMs: 1_000, // 1 s
   cleanupEveryMs: 10 * 60_000, // 10 min
@@ -383,6 +387,7 @@ export class OutboxRelay {
     const producer = this.options.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
+      retry: { retries: relayDefaults.producerRetries },
       allowAutoTopicCreation: false,
       createPartitioner: keyPartitioner,
     });

@@ -7,7 +7,7 @@ import {
 } from '../events/envelope.js';
 import { ensureTopicsWithNewAdmin, type TopicSettings } from '../events/topics.js';
 import type { Logger } from '../logger.js';
-import type { Kafka } from '../storage/kafka.js';
+import { consumerDefaults, type Kafka } from '../storage/kafka.js';
 import type { Pool } from '../storage/mysql.js';
 import { ORDER_EVENT_TYPES, toOrderEvent, type OrderEvent } from './sales-rules.js';
 import { applyOrderEvents } from './sales-store.js';
@@ -67,6 +67,8 @@ export class SalesProjection {
   private readonly groupId: string;
   private readonly chunkSize: number;
   private consumer: Consumer | undefined;
+  /** The consumer being started or running: its crash starts the next one (`consumer` is set once it runs). */
+  private current: Consumer | undefined;
   private launching: Promise<void> | undefined;
   private stopped = true;
   private wakeSleeper: (() => void) | undefined;
@@ -94,6 +96,7 @@ export class SalesProjection {
     await this.launching;
     const consumer = this.consumer;
     this.consumer = undefined;
+    this.current = undefined;
     await consumer?.disconnect().catch((err: unknown) => {
       this.log.warn({ err: describe(err) }, 'sales projection did not disconnect cleanly');
     });
@@ -110,7 +113,10 @@ export class SalesProjection {
         groupId: this.groupId,
         minBytes: projectionDefaults.fetchMinBytes,
         maxWaitTimeInMs: projectionDefaults.fetchWaitMs,
+        ...consumerDefaults,
+        retry: { ...consumerDefaults.retry },
       });
+      this.current = consumer;
       try {
         await ensureTopicsWithNewAdmin(this.options.kafka, this.options.topics);
         consumer.on(consumer.events.CRASH, (event) => this.onCrash(event, consumer));
@@ -122,6 +128,8 @@ export class SalesProjection {
           eachBatchAutoResolve: false,
           eachBatch: (payload) => this.handleBatch(payload),
         });
+        // run() resolves even when joining the group crashed (KafkaJS reports it as a CRASH event only).
+        if (this.current !== consumer) return;
         this.consumer = consumer;
         this.recovered();
         return;
@@ -134,13 +142,21 @@ export class SalesProjection {
     }
   }
 
-  /** KafkaJS restarts a consumer after retriable errors; after any other crash, start a new one. */
+  /**
+   * KafkaJS restarts a consumer after retriable errors; after any other crash (a broker lost mid-join:
+   * "Failed to find group coordinator", tulios/kafkajs#1445, #1630), it stops for good: start a new one.
+   * Also when the crash came while the consumer was still joining, before `run()` resolved.
+   */
   private onCrash(event: ConsumerCrashEvent, consumer: Consumer): void {
     const { error, restart } = event.payload;
     this.failed(error, 'sales projection consumer crashed');
-    if (restart || this.stopped || this.consumer !== consumer) return;
+    if (restart || this.stopped || this.current !== consumer) return;
     this.consumer = undefined;
-    this.launching = this.sleep(projectionDefaults.maxBackoffMs).then(() => this.launch());
+    this.current = undefined;
+    const previous = this.launching ?? Promise.resolve();
+    this.launching = previous
+      .then(() => this.sleep(projectionDefaults.maxBackoffMs))
+      .then(() => this.launch());
   }
 
   private async handleBatch(payload: EachBatchPayload): Promise<void> {

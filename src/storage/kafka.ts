@@ -1,6 +1,7 @@
 import kafkajs, { type Admin, type Kafka, type logCreator, type SASLOptions } from 'kafkajs';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { patchKafkaJsFetchFailover } from './kafkajs-failover-fix.js';
 import { patchKafkaJsIdleLoop } from './kafkajs-idle-fix.js';
 import { readCaFile } from './tls.js';
 
@@ -8,6 +9,21 @@ const { Kafka: KafkaClient, logLevel: KafkaLogLevel, Partitioners } = kafkajs;
 
 /** Every KafkaJS client of the process: no 1 ms timer loop per idle broker connection (see the patch). */
 export const kafkaJsIdleLoopPatched = patchKafkaJsIdleLoop();
+/** Every KafkaJS consumer of the process: a fetch from a dead leader refreshes the metadata (see the patch). */
+export const kafkaJsFetchFailoverPatched = patchKafkaJsFetchFailover();
+
+/**
+ * Options every consumer group member of the service takes. `retry`: retries of the fetch loop before
+ * KafkaJS crashes the consumer (its default: 5, ~3 s with createKafka's backoff); 10 (~13 s) outlast a
+ * broker's death (fenced and its partitions led elsewhere within ~5 s, docker/kafka/server.properties),
+ * while a crash restarts the consumer as a new member. The group then waits for the old member's session
+ * to end before it assigns partitions again: 10 s instead of KafkaJS's 30 s (heartbeats every 1 s).
+ */
+export const consumerDefaults = Object.freeze({
+  retry: Object.freeze({ retries: 10 }),
+  sessionTimeout: 10_000, // 10 s
+  heartbeatInterval: 1_000, // 1 s
+});
 export type { Admin, Kafka };
 
 /**

@@ -15,8 +15,10 @@ import {
   type EventEnvelope,
   type Topics,
 } from '../../src/events/envelope.js';
+import { STACK_KAFKA_BROKERS } from '../../scripts/stack/layout.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
-import { createKafka, type Kafka } from '../../src/storage/kafka.js';
+import type { Consumer } from 'kafkajs';
+import { consumerDefaults, createKafka, type Kafka } from '../../src/storage/kafka.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
 import { uniq } from './app.js';
@@ -60,6 +62,32 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
     await admin.disconnect().catch(() => undefined);
   });
   return { config, topics, mysql, kafka };
+}
+
+/**
+ * Waits until each of the stack's brokers answers metadata for this test's topics. A topic just created is
+ * known to the controller first and to each broker a moment later; a consumer that asks a broker that has
+ * not heard of it yet crashes while joining, and its restart waits for its first member's session to end.
+ */
+export async function topicsOnEveryBroker(stack: EventsStack): Promise<void> {
+  const topics = Object.values(stack.topics);
+  for (const broker of STACK_KAFKA_BROKERS) {
+    // One bootstrap broker and nothing else connected: the metadata comes from that broker.
+    const admin = createKafka(loadConfig({ KAFKA_BROKERS: broker }), silentLogger, { retries: 0 }).admin();
+    try {
+      await admin.connect();
+      await waitFor(
+        `${broker} to know ${topics.join(', ')}`,
+        async () => {
+          const found = await admin.fetchTopicMetadata({ topics }).catch(() => undefined);
+          return found !== undefined && found.topics.every((t) => t.partitions.every((p) => p.leader >= 0));
+        },
+        10_000,
+      );
+    } finally {
+      await admin.disconnect().catch(() => undefined);
+    }
+  }
 }
 
 /** A product id no other test uses (the projection tables are shared too). */
@@ -127,15 +155,54 @@ export interface Received {
   event: EventEnvelope;
   /** The message's `x-request-id` header, if it has one. */
   requestId?: string;
+  /** When it was received (performance.now()). */
+  at: number;
 }
 
-/** Reads this test's topics from the beginning with a fresh consumer group, until `stop()`. */
+/**
+ * Reads this test's topics from the beginning with a fresh consumer group, until `stop()`. A consumer that
+ * KafkaJS gives up on (a crash it does not restart, e.g. a broker lost while joining) is replaced by a new
+ * one in the same group, which goes on from the group's committed offsets.
+ */
 export async function collect(t: Test, stack: EventsStack) {
   await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
+  await topicsOnEveryBroker(stack);
   const groupId = uniq('test-collector-');
-  const consumer = stack.kafka.consumer({ groupId, maxWaitTimeInMs: 500 }); // a short long-poll: quick disconnect
   const received: Received[] = [];
   let stopped = false;
+  let crashes = 0;
+  let consumer: Consumer;
+  const start = async (): Promise<void> => {
+    // A short long-poll: quick disconnect.
+    const current = stack.kafka.consumer({
+      ...consumerDefaults,
+      retry: { ...consumerDefaults.retry },
+      groupId,
+      maxWaitTimeInMs: 500,
+    });
+    consumer = current;
+    current.on(current.events.CRASH, ({ payload }) => {
+      crashes += 1;
+      if (payload.restart || stopped || consumer !== current) return;
+      setTimeout(() => void start().catch(() => undefined), 500);
+    });
+    await current.connect();
+    await current.subscribe({ topics: Object.values(stack.topics), fromBeginning: true });
+    await current.run({
+      eachMessage: async ({ topic, partition, message }) => {
+        if (message.value === null) return;
+        const requestId = message.headers?.['x-request-id']?.toString();
+        received.push({
+          topic,
+          partition,
+          key: String(message.key),
+          event: decodeEvent(message.value),
+          ...(requestId === undefined ? {} : { requestId }),
+          at: performance.now(),
+        });
+      },
+    });
+  };
   const stop = async () => {
     if (stopped) return;
     stopped = true;
@@ -146,22 +213,8 @@ export async function collect(t: Test, stack: EventsStack) {
     await admin.disconnect();
   };
   t.teardown(stop);
-  await consumer.connect();
-  await consumer.subscribe({ topics: Object.values(stack.topics), fromBeginning: true });
-  await consumer.run({
-    eachMessage: async ({ topic, partition, message }) => {
-      if (message.value === null) return;
-      const requestId = message.headers?.['x-request-id']?.toString();
-      received.push({
-        topic,
-        partition,
-        key: String(message.key),
-        event: decodeEvent(message.value),
-        ...(requestId === undefined ? {} : { requestId }),
-      });
-    },
-  });
-  return { received, stop };
+  await start();
+  return { received, stop, crashes: () => crashes };
 }
 
 /** Polls `done` every 50 ms until it is true; fails after `timeoutMs` naming `what`. */
