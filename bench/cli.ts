@@ -39,7 +39,7 @@ async function loadScenario(name: string): Promise<Scenario> {
 
 async function usage(): Promise<string> {
   const lines = [
-    'usage: npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--mode open|closed] [--repeat n]',
+    'usage: npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--mode open|closed] [--repeat n] [--seed n]',
     '                    [--param key=value ...] [--out dir] [--url http://host:port] [--cpu-prof] [--service-env KEY=VALUE ...]',
     '',
     '  --duration s      load time in seconds (per step for step-up scenarios; scenario default)',
@@ -47,6 +47,7 @@ async function usage(): Promise<string> {
     '  --connections c   connections the generator holds (closed loop: requests in flight; scenario default)',
     '  --mode m          open (default: arrivals at the offered rate, latency from the intended send time) or closed',
     '  --repeat n        run the scenario n times; the summary gives the median and <key>_min/<key>_max',
+    '  --seed n          seed of a randomized scenario (chaos: the fault schedule); default a random one, printed',
     '  --param k=v       a scenario knob (repeatable; see bench/README.md), e.g. --param stock=200',
     '  --out dir         folder for the result JSON (default bench/out)',
     '  --url u           benchmark a running service instead of starting one',
@@ -79,6 +80,15 @@ function positiveNumber(
       `${flag} ${JSON.stringify(raw)}: expected a${integer ? 'n integer' : ' number'} above 0, at most ${max}`,
     );
   }
+  return n;
+}
+
+/** `--seed n`: an integer from 0 to 2^32 - 1. */
+function seedOption(raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 0xffff_ffff)
+    throw new UsageError(`--seed ${JSON.stringify(raw)}: expected an integer from 0 to ${0xffff_ffff}`);
   return n;
 }
 
@@ -131,6 +141,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
         connections: { type: 'string' },
         mode: { type: 'string' },
         repeat: { type: 'string' },
+        seed: { type: 'string' },
         param: { type: 'string', multiple: true },
         out: { type: 'string' },
         url: { type: 'string' },
@@ -187,6 +198,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     cpuProf: values['cpu-prof'],
     build: !values['no-build'],
     serviceEnv: serviceEnv(values['service-env'] ?? [], values.url !== undefined),
+    seed: seedOption(values.seed),
     runTag: timestamp(new Date()),
   };
   return { scenario, options, repeat };

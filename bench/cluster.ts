@@ -50,7 +50,10 @@ export interface Cluster {
    * provider, nginx's master and each of its workers (read now: workers are found by parent pid).
    */
   pids(): Record<string, number>;
-  /** Restarts a node that was killed (same port, id and prefix); resolves when it is ready. */
+  /**
+   * Restarts a node that was killed (same port, id and prefix); resolves when it is ready. The new process
+   * takes the old one's place in `nodes`.
+   */
   restart(node: NodeProcess): Promise<NodeProcess>;
 }
 
@@ -120,7 +123,9 @@ export async function startCluster(
     },
     restart: async (node) => {
       const i = nodes.indexOf(node);
+      if (i < 0) throw new Error(`${node.id} is not a current node of this cluster (restarted already?)`);
       const again = await startNode(options, io, { ...nodeSettings(node.port, i), noWait: false });
+      nodes[i] = again; // `nodes` lists the live processes: a node can be killed and restarted again
       return again;
     },
   };

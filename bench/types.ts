@@ -21,6 +21,8 @@ export interface BenchOptions {
   readonly serviceEnv: Readonly<Record<string, string>>;
   /** Build the service (tsc) before starting it; false with `--no-build` (dist/ is used as it is). */
   readonly build: boolean;
+  /** `--seed n`: what a randomized scenario (chaos) draws its choices from; undefined = a random seed. */
+  readonly seed: number | undefined;
   /** Timestamp tag shared by every file of this run. */
   readonly runTag: string;
 }

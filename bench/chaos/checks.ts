@@ -1,0 +1,331 @@
+/**
+ * The chaos run's checks once every fault is healed and the load has stopped, each against the MySQL
+ * primary's truth for the run's products: the replica's rows, the Redis cache and each node's product
+ * read, the events read back from Kafka, the sales projection. Each waits (bounded) for its store to catch
+ * up and reports the products that still disagree.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { Pool } from 'undici';
+import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
+import type { Config } from '../../src/config.js';
+import type { Admin, Kafka } from '../../src/storage/kafka.js';
+import type { BenchTokens } from '../auth.js';
+import { connectMysql, connectStoreRedis } from '../stores.js';
+import type { StockTruth } from './subscribers.js';
+
+export interface Mismatch {
+  readonly productId: number;
+  readonly detail: string;
+}
+
+async function withPrimary<T>(work: (conn: Connection) => Promise<T>): Promise<T> {
+  const conn = await connectMysql('primary');
+  try {
+    return await work(conn);
+  } finally {
+    await conn.end().catch(() => undefined);
+  }
+}
+
+/** Each product's stock and version on the primary. */
+export function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
+  return withPrimary(async (conn) => {
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT id, stock, version FROM products WHERE id IN (?)',
+      [productIds],
+    );
+    return new Map(
+      rows.map((r) => [Number(r['id']), { stock: Number(r['stock']), version: Number(r['version']) }]),
+    );
+  });
+}
+
+/** Retries `check` every second until it finds nothing or `timeoutMs` passed; the last findings. */
+async function settle(check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await check().catch((err: unknown) => [
+      { productId: 0, detail: `check failed: ${String(err)}` },
+    ]);
+    if (found.length === 0 || Date.now() > deadline) return found;
+    await sleep(1_000);
+  }
+}
+
+/** One line per product of its products, orders and sagas rows, as a server holds them. */
+async function rowsPerProduct(conn: Connection, productIds: readonly number[]): Promise<Map<number, string>> {
+  const out = new Map<number, string[]>(productIds.map((id) => [id, []]));
+  const [products] = await conn.query<RowDataPacket[]>(
+    'SELECT id, stock, version, owner_epoch FROM products WHERE id IN (?) ORDER BY id',
+    [productIds],
+  );
+  for (const r of products)
+    out.get(Number(r['id']))?.push(`p ${r['stock']} v${r['version']} e${r['owner_epoch']}`);
+  const [orders] = await conn.query<RowDataPacket[]>(
+    'SELECT product_id, id, status, quantity FROM orders WHERE product_id IN (?) ORDER BY id',
+    [productIds],
+  );
+  for (const r of orders)
+    out.get(Number(r['product_id']))?.push(`o ${r['id']} ${r['status']} ${r['quantity']}`);
+  const [sagas] = await conn.query<RowDataPacket[]>(
+    'SELECT product_id, order_id, state, version FROM sagas WHERE product_id IN (?) ORDER BY order_id',
+    [productIds],
+  );
+  for (const r of sagas)
+    out.get(Number(r['product_id']))?.push(`s ${r['order_id']} ${r['state']} ${r['version']}`);
+  return new Map([...out].map(([id, lines]) => [id, lines.join('\n')]));
+}
+
+/** Products whose products/orders/sagas rows differ between the primary and the replica (after catching up). */
+export function checkReplica(productIds: readonly number[], timeoutMs = 30_000): Promise<Mismatch[]> {
+  return settle(async () => {
+    const primary = await connectMysql('primary');
+    const replica = await connectMysql('replica');
+    try {
+      const [onPrimary, onReplica] = await Promise.all([
+        rowsPerProduct(primary, productIds),
+        rowsPerProduct(replica, productIds),
+      ]);
+      return productIds.flatMap((id) => {
+        const a = onPrimary.get(id) ?? '';
+        const b = onReplica.get(id) ?? '';
+        if (a === b) return [];
+        const lines = new Set(b.split('\n'));
+        const missing = a.split('\n').filter((l) => !lines.has(l));
+        return [
+          {
+            productId: id,
+            detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
+          },
+        ];
+      });
+    } finally {
+      await primary.end().catch(() => undefined);
+      await replica.end().catch(() => undefined);
+    }
+  }, timeoutMs);
+}
+
+/**
+ * Products whose Redis cached stock (when the key exists: it lives 5 s) or whose read on any node
+ * (`GET /products/:id`, memory → Redis → replica) is not the primary's stock and version. The consistency
+ * monitor heals a drifting cache within its 30 s round, so this waits up to `timeoutMs`.
+ */
+export async function checkCache(
+  productIds: readonly number[],
+  redisPrefix: string,
+  nodeUrls: readonly string[],
+  timeoutMs = 45_000,
+): Promise<Mismatch[]> {
+  const redis = await connectStoreRedis();
+  const nodes = nodeUrls.map((url) => new Pool(url, { connections: 4 }));
+  try {
+    return await settle(async () => {
+      const truth = await readTruth(productIds);
+      const cached = await redis.mget(...productIds.map((id) => `${redisPrefix}stock:${id}`));
+      const found: Mismatch[] = [];
+      for (const [i, id] of productIds.entries()) {
+        const want = truth.get(id)!;
+        const raw = cached[i];
+        if (raw !== null && raw !== undefined && raw !== `${want.version}:${want.stock}`)
+          found.push({ productId: id, detail: `Redis holds ${raw}, primary ${want.version}:${want.stock}` });
+        for (const [k, node] of nodes.entries()) {
+          const res = await node.request({ path: `/products/${id}`, method: 'GET' });
+          const text = await res.body.text();
+          const body =
+            res.statusCode === 200 ? (JSON.parse(text) as { stock: number; version: number }) : undefined;
+          if (body?.stock !== want.stock || body.version !== want.version)
+            found.push({
+              productId: id,
+              detail: `${nodeUrls[k]} reads ${res.statusCode === 200 ? `${body?.version}:${body?.stock} (${String(res.headers['x-cache-tier'])})` : `status ${res.statusCode}`}, primary ${want.version}:${want.stock}`,
+            });
+        }
+      }
+      return found;
+    }, timeoutMs);
+  } finally {
+    redis.disconnect();
+    await Promise.all(nodes.map((n) => n.close()));
+  }
+}
+
+/** Products whose sales projection (`GET /stats/products/:id`) is not the primary's orders. */
+export async function checkProjection(
+  url: string,
+  tokens: BenchTokens,
+  productIds: readonly number[],
+  timeoutMs = 60_000,
+): Promise<Mismatch[]> {
+  const http = new Pool(url, { connections: 4 });
+  try {
+    return await settle(async () => {
+      const want = await withPrimary(async (conn) => {
+        const [rows] = await conn.query<RowDataPacket[]>(
+          `SELECT product_id,
+                  SUM(status = 'CONFIRMED') AS confirmedOrders,
+                  COALESCE(SUM(IF(status = 'CONFIRMED', quantity, 0)), 0) AS soldQuantity,
+                  COALESCE(SUM(IF(status = 'CONFIRMED', quantity * unit_price_cents, 0)), 0) AS revenueCents,
+                  SUM(status = 'CANCELLED') AS cancelledOrders,
+                  COALESCE(SUM(IF(status = 'CANCELLED', quantity, 0)), 0) AS cancelledQuantity
+             FROM orders WHERE product_id IN (?) GROUP BY product_id`,
+          [productIds],
+        );
+        return new Map(rows.map((r) => [Number(r['product_id']), r]));
+      });
+      const found: Mismatch[] = [];
+      for (const id of productIds) {
+        const expected = want.get(id);
+        const res = await http.request({
+          path: `/stats/products/${id}`,
+          method: 'GET',
+          headers: tokens.adminHeaders(),
+        });
+        const got = (await res.body.json()) as Record<string, unknown>;
+        const keys = [
+          'confirmedOrders',
+          'soldQuantity',
+          'revenueCents',
+          'cancelledOrders',
+          'cancelledQuantity',
+        ];
+        const off = keys.filter((k) => Number(got[k] ?? 0) !== Number(expected?.[k] ?? 0));
+        if (res.statusCode !== 200 || off.length > 0)
+          found.push({
+            productId: id,
+            detail: `projection ${res.statusCode}: ${off.map((k) => `${k} ${String(got[k])} vs MySQL ${String(expected?.[k] ?? 0)}`).join(', ')}`,
+          });
+      }
+      return found;
+    }, timeoutMs);
+  } finally {
+    await http.close();
+  }
+}
+
+/** Waits until the outbox holds no unsent row of `topics`; the rows still unsent. */
+export async function waitOutboxDrained(topics: readonly string[], timeoutMs = 60_000): Promise<number> {
+  return withPrimary(async (conn) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL',
+        [topics],
+      );
+      const unsent = Number(rows[0]?.['n'] ?? 0);
+      if (unsent === 0 || Date.now() > deadline) return unsent;
+      await sleep(500);
+    }
+  });
+}
+
+/** Every event of `topics`, from the beginning to the high watermarks as they are now, by a fresh group. */
+export async function readTopics(
+  kafka: Kafka,
+  admin: Admin,
+  topics: readonly string[],
+): Promise<EventEnvelope[]> {
+  const remaining = new Map<string, number>(); // topic/partition → offset still to reach
+  for (const topic of topics)
+    for (const p of await admin.fetchTopicOffsets(topic))
+      if (Number(p.high) > Number(p.low)) remaining.set(`${topic}/${p.partition}`, Number(p.high) - 1);
+  const events: EventEnvelope[] = [];
+  if (remaining.size === 0) return events;
+  const groupId = `chaos-check-${process.pid}-${Date.now()}`;
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  try {
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
+    await consumer.run({
+      eachMessage: ({ topic, partition, message }) => {
+        if (message.value !== null) events.push(decodeEvent(message.value));
+        const key = `${topic}/${partition}`;
+        if ((remaining.get(key) ?? Infinity) <= Number(message.offset)) remaining.delete(key);
+        if (remaining.size === 0) done();
+        return Promise.resolve();
+      },
+    });
+    const timeout = sleep(90_000).then(() => {
+      throw new Error(`chaos: Kafka read-back incomplete after 90 s (${remaining.size} partitions short)`);
+    });
+    await Promise.race([finished, timeout]);
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+    await admin.deleteGroups([groupId]).catch(() => undefined);
+  }
+  return events;
+}
+
+/**
+ * Per product, the events (deduplicated by eventId) against the primary: an `order.created` for exactly
+ * its orders, `order.confirmed` / `order.cancelled` for exactly its confirmed / cancelled ones, no state
+ * change of an order told twice under two event ids, and the last `stock.changed` = its stock and version.
+ */
+export async function compareEvents(
+  events: readonly EventEnvelope[],
+  productIds: readonly number[],
+): Promise<{ mismatches: Mismatch[]; events: number; duplicates: number }> {
+  const unique = new Map<string, EventEnvelope>();
+  for (const e of events) if (!unique.has(e.eventId)) unique.set(e.eventId, e);
+  const { orders, truth } = await withPrimary(async (conn) => {
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT product_id, id, status FROM orders WHERE product_id IN (?)',
+      [productIds],
+    );
+    return { orders: rows, truth: await readTruth(productIds) };
+  });
+  const mismatches: Mismatch[] = [];
+  for (const id of productIds) {
+    const mine = [...unique.values()].filter((e) => e.productId === id);
+    const ofType = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
+    const sameSet = (a: readonly string[], b: readonly string[]) => {
+      const sa = new Set(a);
+      return sa.size === a.length && a.length === b.length && b.every((x) => sa.has(x));
+    };
+    const rows = orders.filter((r) => Number(r['product_id']) === id);
+    const idsWith = (status?: string) =>
+      rows.filter((r) => status === undefined || r['status'] === status).map((r) => String(r['id']));
+    const problems: string[] = [];
+    if (!sameSet(ofType('order.created'), idsWith()))
+      problems.push(`order.created ${ofType('order.created').length} vs ${idsWith().length} orders`);
+    if (!sameSet(ofType('order.confirmed'), idsWith('CONFIRMED')))
+      problems.push(
+        `order.confirmed ${ofType('order.confirmed').length} vs ${idsWith('CONFIRMED').length} confirmed`,
+      );
+    if (!sameSet(ofType('order.cancelled'), idsWith('CANCELLED')))
+      problems.push(
+        `order.cancelled ${ofType('order.cancelled').length} vs ${idsWith('CANCELLED').length} cancelled`,
+      );
+    const stock = mine
+      .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
+      .reduce<EventEnvelope<'stock.changed'> | undefined>(
+        (last, e) => (last === undefined || e.data.version > last.data.version ? e : last),
+        undefined,
+      );
+    const want = truth.get(id);
+    if (stock?.data.version !== want?.version || stock?.data.stock !== want?.stock)
+      problems.push(
+        `last stock.changed ${stock === undefined ? 'none' : `${stock.data.version}:${stock.data.stock}`} vs primary ${want?.version}:${want?.stock}`,
+      );
+    if (problems.length > 0) mismatches.push({ productId: id, detail: problems.join('; ') });
+  }
+  return { mismatches, events: unique.size, duplicates: events.length - unique.size };
+}
+
+/** The environment giving the run's nodes Kafka topics, a relay lock and a projection group of their own. */
+export function ownEventsEnv(tag: string): Record<string, string> {
+  return {
+    KAFKA_TOPIC_INVENTORY: `${tag}.inventory`,
+    KAFKA_TOPIC_ORDERS: `${tag}.orders`,
+    KAFKA_TOPIC_PAYMENTS: `${tag}.payments`,
+    OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${tag}`.slice(0, 64),
+    PROJECTION_GROUP_ID: `${tag}-projection`,
+  };
+}
+
+/** The run's topics as the nodes' config names them. */
+export function topicsOf(config: Config): string[] {
+  return Object.values(config.kafka.topics);
+}

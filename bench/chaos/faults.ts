@@ -1,0 +1,245 @@
+/**
+ * The chaos run's faults, each injected into the bench's own app nodes or the local stack's data tier and
+ * then healed (restarted, resumed, rejoined) before the next one, so no two faults overlap in a way that
+ * makes recovery impossible: a Redis node is synced again, a Kafka broker back in every ISR, the MariaDB
+ * replica acknowledging semi-sync again before the next fault starts.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { dbFailoverRequest, dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
+import { replicationStatus, rootQuery } from '../../scripts/stack/mariadb.js';
+import { REDIS_ADMIN_AUTH, redisPrimaryPort, redisQuery } from '../../scripts/stack/redis.js';
+import {
+  KAFKA_NODES,
+  REDIS_DATA_NODES,
+  rejoinMariadb,
+  signalServer,
+  startServer,
+  startServers,
+  stopServer,
+} from '../../scripts/stack/stack.js';
+import type { Admin } from '../../src/storage/kafka.js';
+import type { Cluster } from '../cluster.js';
+import type { PlannedFault } from './schedule.js';
+
+type MariadbServer = 'primary' | 'replica';
+
+/** How long a heal may take before the run gives up on it (and fails), ms. */
+const HEAL_TIMEOUT_MS = 90_000;
+
+export interface FaultTargets {
+  readonly cluster: Cluster;
+  /** An admin client of the run's Kafka cluster, and the topics whose ISRs must be whole again. */
+  readonly kafkaAdmin: Admin;
+  readonly topics: readonly string[];
+  readonly progress: (line: string) => void;
+}
+
+export interface FaultOutcome {
+  /** What was hit: a node id, a stack server name. */
+  readonly target: string;
+  /** What the heal saw (promotion time, restart time). */
+  readonly detail: string;
+}
+
+/** Polls `probe` every 100 ms until it returns a value; throws naming `what` after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = HEAL_TIMEOUT_MS,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`);
+    await sleep(100);
+  }
+}
+
+const otherServer = (name: MariadbServer): MariadbServer => (name === 'primary' ? 'replica' : 'primary');
+
+/**
+ * `replica` follows `primary`, has applied what it received, and `primary` waits for its semi-sync
+ * acknowledgements again: from now on a committed transaction is on both, so the primary may die.
+ */
+export async function waitMariadbInSync(primary: MariadbServer, replica: MariadbServer): Promise<void> {
+  await until(`MariaDB ${replica} in sync with ${primary}`, async () => {
+    const status = await replicationStatus(replica);
+    if (status?.ioThread !== 'Yes' || status.sqlThread !== 'Yes' || status.secondsBehind !== 0)
+      return undefined;
+    const rows = await rootQuery(
+      primary,
+      "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
+    );
+    const value = (name: string) => rows.find((r) => r['Variable_name'] === name)?.['Value'];
+    return value('Rpl_semi_sync_master_status') === 'ON' && Number(value('Rpl_semi_sync_master_clients')) > 0
+      ? true
+      : undefined;
+  });
+}
+
+/** The Redis node on `port` replicates from the primary and has finished its sync. */
+async function waitRedisSynced(port: number): Promise<void> {
+  await until(`Redis on ${port} synced as a replica`, async () => {
+    const info = await redisQuery(port, ['INFO', 'replication'], {
+      auth: REDIS_ADMIN_AUTH,
+      timeoutMs: 1_000,
+    });
+    const text = String(info);
+    return /^role:slave/m.test(text) &&
+      /^master_link_status:up/m.test(text) &&
+      !/^master_sync_in_progress:1/m.test(text)
+      ? true
+      : undefined;
+  });
+}
+
+/** Every partition of `topics` (and the consumer offsets) has all three replicas in sync again. */
+async function waitKafkaIsrWhole(admin: Admin, topics: readonly string[]): Promise<void> {
+  await until('Kafka: every replica back in sync', async () => {
+    const metadata = await admin.fetchTopicMetadata({ topics: [...topics, '__consumer_offsets'] });
+    return metadata.topics.every((t) => t.partitions.every((p) => p.isr.length >= p.replicas.length))
+      ? true
+      : undefined;
+  });
+}
+
+async function nodeReady(url: string): Promise<boolean | undefined> {
+  const res = await request(`${url}/ready`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+  await res.body.dump();
+  return res.statusCode === 200 ? true : undefined;
+}
+
+/**
+ * Injects `fault` (calling `injected` at the moment it strikes), holds it, heals it, and waits until the
+ * system is whole again. Rejects when a heal does not finish: the run then stops injecting.
+ */
+export async function runFault(
+  fault: PlannedFault,
+  targets: FaultTargets,
+  injected: () => void,
+): Promise<FaultOutcome> {
+  const { cluster, progress } = targets;
+  switch (fault.kind) {
+    case 'app-kill': {
+      const victim = cluster.nodes[fault.target % cluster.nodes.length]!;
+      victim.kill('SIGKILL');
+      injected();
+      await victim.exited;
+      await sleep(fault.holdMs);
+      const started = Date.now();
+      const again = await cluster.restart(victim);
+      return { target: again.id, detail: `restarted and ready in ${Date.now() - started} ms` };
+    }
+    case 'app-pause': {
+      const victim = cluster.nodes[fault.target % cluster.nodes.length]!;
+      victim.kill('SIGSTOP');
+      injected();
+      await sleep(fault.holdMs);
+      victim.kill('SIGCONT');
+      const resumed = Date.now();
+      await until(`${victim.id} ready after SIGCONT`, () => nodeReady(victim.url));
+      return {
+        target: victim.id,
+        detail: `paused ${fault.holdMs} ms; ready ${Date.now() - resumed} ms after SIGCONT`,
+      };
+    }
+    case 'redis-primary-kill': {
+      const port = await redisPrimaryPort();
+      const old = STACK_REDIS_NODES.find((node) => node.port === port);
+      if (old === undefined) throw new Error(`no stack Redis node on the primary's port ${port}`);
+      if (signalServer(old.name, 'SIGKILL') === undefined) throw new Error(`${old.name} was not running`);
+      injected();
+      const killed = Date.now();
+      await until('Sentinel failover', async () => ((await redisPrimaryPort()) !== port ? true : undefined));
+      const promotedMs = Date.now() - killed;
+      await sleep(fault.holdMs);
+      await startServer(old.name);
+      await waitRedisSynced(port);
+      return {
+        target: old.name,
+        detail: `Sentinels promoted the replica in ${promotedMs} ms; restarted, synced`,
+      };
+    }
+    case 'kafka-broker-kill': {
+      const name = KAFKA_NODES[fault.target % KAFKA_NODES.length]!;
+      if (signalServer(name, 'SIGKILL') === undefined) throw new Error(`${name} was not running`);
+      injected();
+      await sleep(fault.holdMs);
+      const started = Date.now();
+      await startServer(name);
+      const restartedMs = Date.now() - started;
+      await waitKafkaIsrWhole(targets.kafkaAdmin, targets.topics);
+      return {
+        target: name,
+        detail: `down ${fault.holdMs} ms; restarted in ${restartedMs} ms, in every ISR ${Date.now() - started} ms after`,
+      };
+    }
+    case 'mysql-primary-kill': {
+      const old = (await dbFailoverStatus()).primary as MariadbServer;
+      if (signalServer(old, 'SIGKILL') === undefined) throw new Error(`MariaDB ${old} was not running`);
+      injected();
+      const killed = Date.now();
+      await until('MariaDB promotion', async () =>
+        (await dbFailoverStatus()).primary !== old ? true : undefined,
+      );
+      const promotedMs = Date.now() - killed;
+      await sleep(fault.holdMs);
+      progress(
+        `chaos: MariaDB ${otherServer(old)} promoted in ${promotedMs} ms; rejoining ${old} as its replica`,
+      );
+      const started = Date.now();
+      await rejoinMariadb(old);
+      await waitMariadbInSync(otherServer(old), old);
+      return {
+        target: old,
+        detail: `promoted ${otherServer(old)} in ${promotedMs} ms; ${old} rejoined and in sync in ${Date.now() - started} ms`,
+      };
+    }
+    case 'mysql-replica-stop': {
+      const primary = (await dbFailoverStatus()).primary as MariadbServer;
+      const replica = otherServer(primary);
+      await stopServer(replica);
+      injected();
+      await sleep(fault.holdMs);
+      const started = Date.now();
+      await startServer(replica);
+      await waitMariadbInSync(primary, replica);
+      return {
+        target: replica,
+        detail: `down ${fault.holdMs} ms; started and in sync in ${Date.now() - started} ms`,
+      };
+    }
+  }
+}
+
+/**
+ * Leaves the stack as the run found it: every data server it touches up (Redis, Kafka, MariaDB), the
+ * app nodes resumed, and `primary` the MariaDB primary again (the old one rejoined, then a switchover).
+ * Idempotent; also the run's cleanup after an error or Ctrl-C.
+ */
+export async function restoreStack(cluster: Cluster, progress: (line: string) => void): Promise<string[]> {
+  const done: string[] = [];
+  for (const node of cluster.nodes) node.kill('SIGCONT');
+  await startServers([...REDIS_DATA_NODES, ...KAFKA_NODES, 'primary', 'replica', 'db-failover']);
+  const elected = (await dbFailoverStatus()).primary as MariadbServer;
+  if (elected !== 'primary') {
+    const following = await replicationStatus('primary').catch(() => null);
+    if (following?.ioThread !== 'Yes' || following.masterPort === undefined) {
+      progress('chaos: rejoining MariaDB primary as a replica before the switch back');
+      await rejoinMariadb('primary');
+      done.push('rejoined primary');
+    }
+    await waitMariadbInSync('replica', 'primary');
+    progress('chaos: MariaDB switchover back to primary');
+    const switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
+    if (switched.status !== 200)
+      throw new Error(`switchover to primary answered ${switched.status}: ${JSON.stringify(switched.body)}`);
+    done.push('switched MariaDB back to primary');
+  }
+  if ((await dbFailoverStatus()).primary !== 'primary') throw new Error('MariaDB primary is not `primary`');
+  await waitMariadbInSync('primary', 'replica');
+  return done;
+}

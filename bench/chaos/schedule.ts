@@ -1,0 +1,82 @@
+/**
+ * The chaos run's fault schedule, drawn from a seed: the same seed gives the same faults in the same
+ * order with the same spacing and durations (the times a heal takes still vary from run to run).
+ */
+
+/** Every fault the chaos run injects. */
+export const FAULT_KINDS = [
+  'app-kill',
+  'app-pause',
+  'redis-primary-kill',
+  'kafka-broker-kill',
+  'mysql-primary-kill',
+  'mysql-replica-stop',
+] as const;
+
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+export interface PlannedFault {
+  readonly kind: FaultKind;
+  /** Which of the candidates to hit (an app node, a Kafka broker), as an index the injector reduces modulo. */
+  readonly target: number;
+  /** How long the fault lasts before its heal starts (pause, broker down, replica down), ms. */
+  readonly holdMs: number;
+  /** Pause from this fault's injection to the next one's (at least; a heal still running delays it), ms. */
+  readonly gapMs: number;
+}
+
+/** mulberry32: a small, fast, seedable PRNG; floats in [0, 1). */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** How long each kind holds its fault before healing it, ms: [min, max]. */
+const HOLD_MS: Readonly<Record<FaultKind, readonly [number, number]>> = {
+  'app-kill': [1_000, 3_000], // dead before its restart
+  'app-pause': [2_000, 5_000], // SIGSTOP → SIGCONT
+  'redis-primary-kill': [0, 0], // restarted once the Sentinels promoted the replica
+  'kafka-broker-kill': [6_000, 10_000], // longer than the brokers' 4 s fencing: leadership must move
+  'mysql-primary-kill': [0, 0], // rejoined once the manager promoted the replica
+  'mysql-replica-stop': [3_000, 6_000],
+};
+
+export interface ScheduleSettings {
+  readonly seed: number;
+  /** Mean pause between two injections, ms (each gap is drawn from 0.8× to 1.2× of it). */
+  readonly intervalMs: number;
+  /** `short`: each kind once; `long`: rounds of every kind, each round in a new order, without end. */
+  readonly profile: 'short' | 'long';
+}
+
+/**
+ * The faults in order: rounds of every kind, shuffled per round (so kinds stay balanced over a run), each
+ * with its target, hold and gap. `short` stops after one round; `long` never stops (the run's time does).
+ */
+export function* faultSchedule(settings: ScheduleSettings): Generator<PlannedFault, void, undefined> {
+  const random = seededRandom(settings.seed);
+  const between = (min: number, max: number): number => Math.round(min + (max - min) * random());
+  for (;;) {
+    const round = [...FAULT_KINDS];
+    for (let i = round.length - 1; i > 0; i -= 1) {
+      const j = Math.floor(random() * (i + 1));
+      [round[i], round[j]] = [round[j]!, round[i]!];
+    }
+    for (const kind of round) {
+      const [min, max] = HOLD_MS[kind];
+      yield {
+        kind,
+        target: Math.floor(random() * 1_000),
+        holdMs: between(min, max),
+        gapMs: between(settings.intervalMs * 0.8, settings.intervalMs * 1.2),
+      };
+    }
+    if (settings.profile === 'short') return;
+  }
+}

@@ -1,0 +1,380 @@
+/**
+ * Chaos: a seeded, bounded run. Purchases and reads (open loop) through the bench nginx to two bench nodes
+ * and WebSocket stock subscribers, while faults drawn from the seed strike one after another: kill -9 of
+ * an app node (restarted), SIGSTOP/SIGCONT of one, kill -9 of the Redis primary (Sentinel failover), of a
+ * Kafka broker, of the MariaDB primary (promotion, then rejoin), and the MariaDB replica stopped. Each is
+ * healed before the next. Afterwards every store must agree (bench/chaos/checks.ts) and nothing
+ * acknowledged may be lost; the stack ends as it began (`primary` the MariaDB primary again).
+ */
+import { randomBytes, randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RowDataPacket } from 'mysql2/promise';
+import { pino } from 'pino';
+import { Pool } from 'undici';
+import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { loadConfig } from '../../src/config.js';
+import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
+import { createKafka } from '../../src/storage/kafka.js';
+import { createProducts, errorCode } from '../api.js';
+import { benchUser, BenchTokens } from '../auth.js';
+import {
+  checkCache,
+  checkProjection,
+  checkReplica,
+  compareEvents,
+  ownEventsEnv,
+  readTopics,
+  readTruth,
+  topicsOf,
+  waitOutboxDrained,
+  type Mismatch,
+} from '../chaos/checks.js';
+import { restoreStack, runFault } from '../chaos/faults.js';
+import { recoveryOf, type PurchaseOutcome } from '../chaos/recovery.js';
+import { FAULT_KINDS, faultSchedule, type FaultKind } from '../chaos/schedule.js';
+import { StockSubscribers } from '../chaos/subscribers.js';
+import { startCluster } from '../cluster.js';
+import { ConnectionSet } from '../connections.js';
+import { round } from '../measure.js';
+import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import { numberParam } from '../params.js';
+import { PurchaseLedger } from '../purchase-ledger.js';
+import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
+
+export const name = 'chaos';
+export const describe =
+  'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop) under purchases, reads and WebSockets; every store must agree after';
+export const defaults = { durationS: 120, connections: 200, rate: 150 };
+
+const STOCK = 1_000_000;
+/** Load before the first fault, ms. */
+const WARM_UP_MS = 5_000;
+
+interface FaultRecord {
+  readonly kind: FaultKind;
+  readonly target: string;
+  atMs: number;
+  healS: number | null;
+  detail: string;
+  error?: string;
+}
+
+export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+  if (options.url !== undefined) throw new Error('chaos kills nodes it started: it cannot run with --url');
+  const seed = options.seed ?? randomInt(1, 1_000_000);
+  const profile = options.params['profile'] ?? 'long';
+  if (profile !== 'short' && profile !== 'long')
+    throw new Error(`--param profile=${profile}: short (each fault once) or long`);
+  const intervalMs = numberParam(options, 'interval', 10, 1, 3_600) * 1000;
+  const productCount = numberParam(options, 'products', 16, 1, 1_000);
+  const subscriberCount = numberParam(options, 'subscribers', 20, 0, 5_000);
+  const rate = options.rate ?? defaults.rate;
+  const durationMs = options.durationS * 1000;
+  const elected = (await dbFailoverStatus()).primary;
+  if (elected !== 'primary')
+    throw new Error(`the MariaDB primary is ${elected}, not primary: another fault run is in progress?`);
+  io.progress(
+    `chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`,
+  );
+
+  // Kafka topics, relay lock and projection group of the run's own: its events are exactly these topics'.
+  const tag = `chaos-${options.runTag}-${randomBytes(3).toString('hex')}`;
+  const eventsEnv = ownEventsEnv(tag);
+  const config = loadConfig({ ...process.env, ...eventsEnv, LOG_LEVEL: 'silent' });
+  const topics = topicsOf(config);
+  const kafka = createKafka(config, pino({ level: 'silent' }));
+  const admin = kafka.admin();
+  io.onCleanup(async () => {
+    await admin.deleteGroups([config.projection.groupId]).catch(() => undefined);
+    await admin.deleteTopics({ topics, timeout: 10_000 }).catch(() => undefined);
+    await admin.disconnect().catch(() => undefined);
+    const conn = await connectPrimary();
+    await conn.query('DELETE FROM outbox WHERE topic IN (?)', [topics]).finally(() => conn.end());
+  });
+  await admin.connect();
+  await ensureTopicsWithNewAdmin(kafka, config.kafka);
+
+  const cluster = await startCluster(options, io, {
+    nodes: 2,
+    nginx: true,
+    paymentLatencyMs: 5,
+    env: eventsEnv,
+  });
+  let restored = false;
+  io.onCleanup(async () => {
+    if (!restored) await restoreStack(cluster, io.progress);
+  });
+  const http = new Pool(cluster.url, { connections: 4 });
+  io.onCleanup(() => http.close());
+  const tokens = await BenchTokens.mint(options, io);
+  const products = await createProducts(http, tokens, tag, productCount, STOCK);
+  const productIds = products.map((p) => p.id);
+  const subscribers = new StockSubscribers(`${cluster.url.replace(/^http/, 'ws')}/ws`, productIds);
+  io.onCleanup(() => subscribers.close());
+  if (subscriberCount > 0) await subscribers.open(subscriberCount);
+  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
+  io.onCleanup(() => connections.close());
+  await connections.open('/nginx-health');
+
+  // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
+  const ledger = new PurchaseLedger(tokens, productIds);
+  const outcomes: PurchaseOutcome[] = [];
+  const acknowledged = { confirmed: [] as string[], pending: [] as string[] };
+  let stopLoad = false;
+  const next = (seq: number): OpenLoopRequest | undefined => {
+    if (stopLoad) return undefined;
+    const productId = productIds[Math.floor(seq / 3) % productIds.length]!;
+    if (seq % 3 !== 0)
+      return {
+        op: 'read',
+        method: 'GET',
+        path: `/products/${productId}`,
+        answer: (status, _headers, body) =>
+          status === 200 ? { error: false } : { error: true, label: `${status} ${errorCode(body)}` },
+      };
+    const key = `${tag}-${seq}`;
+    const inner = ledger.purchase('purchase', productId, 1, key, benchUser(seq));
+    return {
+      ...inner,
+      answer: (status, headers, body, timing) => {
+        const cls = inner.answer!(status, headers, body, timing);
+        if (status === 201) acknowledged.confirmed.push(key);
+        if (status === 202) acknowledged.pending.push(key);
+        const ok = status === 201 || status === 202;
+        outcomes.push({
+          sentMs: timing.intendedMs - timing.startMs,
+          doneMs: timing.doneMs - timing.startMs,
+          ok,
+        });
+        return ok ? { ...cls, error: false } : cls;
+      },
+      transportError: (code) => {
+        inner.transportError!(code);
+        const at = performance.now() - loadStart;
+        outcomes.push({ sentMs: at, doneMs: at, ok: false });
+      },
+    };
+  };
+
+  const faults: FaultRecord[] = [];
+  let loadStart = performance.now();
+  let healFailure: string | undefined;
+  const injectFaults = async (): Promise<void> => {
+    await sleep(WARM_UP_MS);
+    const elapsed = () => performance.now() - loadStart;
+    for (const planned of faultSchedule({ seed, intervalMs, profile })) {
+      if (io.signal.aborted || elapsed() + planned.gapMs > durationMs) break;
+      const record: FaultRecord = {
+        kind: planned.kind,
+        target: '',
+        atMs: elapsed(),
+        healS: null,
+        detail: '',
+      };
+      faults.push(record);
+      io.progress(`chaos: ${(elapsed() / 1000).toFixed(1)} s: injecting ${planned.kind}`);
+      try {
+        const outcome = await runFault(
+          planned,
+          { cluster, kafkaAdmin: admin, topics, progress: io.progress },
+          () => {
+            record.atMs = elapsed();
+          },
+        );
+        Object.assign(record, { target: outcome.target, detail: outcome.detail });
+        record.healS = round((elapsed() - record.atMs) / 1000, 1);
+        io.progress(
+          `chaos: ${planned.kind} on ${outcome.target} healed after ${record.healS} s (${outcome.detail})`,
+        );
+      } catch (err) {
+        record.error = (err as Error).message;
+        healFailure = `${planned.kind}: ${record.error}`;
+        io.progress(`chaos: ${planned.kind} did not heal: ${record.error}; no more faults`);
+        break;
+      }
+      await sleep(Math.max(0, record.atMs + planned.gapMs - elapsed()));
+      const { failed, recoveryS } = recoveryOf({ atMs: record.atMs, untilMs: Infinity }, outcomes);
+      io.progress(`chaos: ${planned.kind}: ${failed} purchases failed; recovery ${recoveryS ?? 'not yet'} s`);
+    }
+    if (profile === 'long') await sleep(Math.max(0, durationMs - elapsed()));
+    stopLoad = true;
+  };
+
+  loadStart = performance.now();
+  const [result] = await Promise.all([
+    runOpenLoop({
+      connections,
+      rate,
+      durationS: options.durationS + 3_600, // ends when the faults are done (stopLoad), not before
+      label: `chaos @ ${rate}/s`,
+      io,
+      next,
+    }),
+    injectFaults(),
+  ]);
+
+  io.progress('chaos: load stopped; putting the stack back as it was');
+  await restoreStack(cluster, io.progress);
+  restored = true;
+  io.progress('chaos: waiting for open sagas, then checking every store');
+  const sagasOpen = await waitForSagas(productIds, 60_000);
+  const checks = await verifyProducts(
+    expectedFrom(
+      [ledger],
+      products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    ),
+  );
+  const oversold = checks.reduce((s, c) => s + Math.max(0, c.stock + c.sold - c.initialStock), 0);
+  const undersold = checks.reduce((s, c) => s + Math.max(0, c.initialStock - c.stock - c.sold), 0);
+  const lost = await lostAcknowledged(acknowledged, productIds);
+  const replica = await checkReplica(productIds);
+  const cache = await checkCache(productIds, cluster.redisPrefix!, cluster.metricsUrls);
+  const unsent = await waitOutboxDrained(topics);
+  const events = await compareEvents(await readTopics(kafka, admin, topics), productIds);
+  const kafkaMismatches: Mismatch[] = [
+    ...events.mismatches,
+    ...(unsent > 0 ? [{ productId: 0, detail: `${unsent} outbox rows never sent` }] : []),
+  ];
+  const projection = await checkProjection(cluster.url, tokens, productIds);
+  const truth = await readTruth(productIds);
+  const wsStale = subscriberCount === 0 ? 0 : await subscribers.waitFresh(truth, 20_000);
+
+  const windows = faults.map((f, i) => ({ atMs: f.atMs, untilMs: faults[i + 1]?.atMs ?? Infinity }));
+  const recoveries = windows.map((w) => recoveryOf(w, outcomes));
+  const errorsByStatus: Record<string, number> = {};
+  for (const op of ['purchase', 'read'])
+    for (const [label, n] of Object.entries(result.ops.get(op)?.statuses ?? {}))
+      if (!/^20[012]\b/.test(label)) errorsByStatus[label] = (errorsByStatus[label] ?? 0) + n;
+  const byKind = Object.fromEntries(
+    FAULT_KINDS.map((kind) => {
+      const values = recoveries.flatMap((r, i) =>
+        faults[i]!.kind === kind && r.recoveryS !== null ? [r.recoveryS] : [],
+      );
+      values.sort((a, b) => a - b);
+      return [
+        kind,
+        {
+          n: values.length,
+          median: values[Math.floor(values.length / 2)] ?? null,
+          max: values.at(-1) ?? null,
+        },
+      ];
+    }),
+  );
+  const kindsMissing =
+    profile === 'short' ? FAULT_KINDS.filter((k) => !faults.some((f) => f.kind === k)) : [];
+  const problems = [
+    ...(faults.length === 0 ? ['no fault was injected (is --duration long enough?)'] : []),
+    ...(kindsMissing.length > 0 ? [`short profile: never injected ${kindsMissing.join(', ')}`] : []),
+    ...(healFailure === undefined ? [] : [`a fault did not heal: ${healFailure}`]),
+    ...recoveries.flatMap((r, i) =>
+      r.recoveryS === null ? [`${faults[i]!.kind}: purchases never succeeded again`] : [],
+    ),
+    ...(lost.length > 0
+      ? [`${lost.length} acknowledged purchases have no order: ${lost.slice(0, 5).join(', ')}`]
+      : []),
+    ...(oversold + undersold > 0
+      ? [`stock + sold != initial: oversold ${oversold}, undersold ${undersold}`]
+      : []),
+    ...checks
+      .filter((c) => !c.ordersMatch)
+      .map((c) => `${c.label}: orders do not match the answers (${JSON.stringify(c.orders)})`),
+    ...(sagasOpen > 0 ? [`${sagasOpen} orders still PENDING after 60 s`] : []),
+    ...[...replica, ...cache, ...kafkaMismatches, ...projection].map(
+      (m) => `product ${m.productId}: ${m.detail}`,
+    ),
+    ...(wsStale > 0 ? [`${wsStale} (subscriber, product) pairs not on the latest version`] : []),
+  ];
+  const ok = problems.length === 0;
+  return {
+    ok,
+    summary: {
+      seed,
+      profile,
+      faults: faults.map((f, i) => ({
+        kind: f.kind,
+        at_s: round(f.atMs / 1000, 1),
+        recovery_s: recoveries[i]!.recoveryS,
+      })),
+      recovery_s_by_kind: byKind,
+      lost_acknowledged: lost.length,
+      oversold,
+      undersold,
+      sagas_open: sagasOpen,
+      replica_mismatch: replica.length,
+      cache_mismatch: cache.length,
+      kafka_mismatch: kafkaMismatches.length,
+      projection_mismatch: projection.length,
+      ws_stale: wsStale,
+      errors_by_status: errorsByStatus,
+      acknowledged: acknowledged.confirmed.length + acknowledged.pending.length,
+      answers_mismatch: checks.filter((c) => !c.ordersMatch).length,
+      kafka_events: events.events,
+      kafka_redeliveries: events.duplicates,
+      ws_reconnects: subscribers.reconnects,
+      stack_restored: restored,
+      offered_per_s: Math.round(result.offeredPerS),
+      load_s: round(result.wallS, 1),
+    },
+    table: {
+      columns: ['#', 'fault', 'target', 'at s', 'healed s', 'failed', 'recovery s', 'detail'],
+      rows: faults.map((f, i) => [
+        i + 1,
+        f.kind,
+        f.target || '-',
+        round(f.atMs / 1000, 1),
+        f.healS ?? '-',
+        recoveries[i]!.failed,
+        recoveries[i]!.recoveryS ?? 'never',
+        f.error ?? f.detail,
+      ]),
+    },
+    notes: [
+      `seed ${seed} (${profile} profile, a fault every ~${intervalMs / 1000} s, each healed before the next); OPEN LOOP ${rate}/s through the bench nginx to 2 nodes: 1/3 purchases, 2/3 reads, ${productCount} products; ${subscriberCount} WebSocket subscribers (${subscribers.reconnects} reconnects)`,
+      'recovery: from the injection to the answer of the first acknowledged (201/202) purchase sent after the last failure answered before the next fault; 0 = nothing failed',
+      `errors clients saw, by status: ${JSON.stringify(errorsByStatus)}`,
+      `acknowledged ${acknowledged.confirmed.length} (201) + ${acknowledged.pending.length} (202); lost ${lost.length}; oversold ${oversold}, undersold ${undersold}; still PENDING ${sagasOpen}`,
+      `replica ${replica.length}, cache ${cache.length}, Kafka ${kafkaMismatches.length} (${events.events} events, ${events.duplicates} redeliveries), projection ${projection.length}: products that disagree with the primary; WebSocket pairs stale ${wsStale}`,
+      ...problems.slice(0, 30).map((p) => `FAILED CHECK: ${p}`),
+      ...result.warnings.map((w) => `WARNING: ${w}`),
+      `invariants: ${ok ? 'OK' : 'BROKEN'}`,
+    ],
+    details: {
+      faults,
+      recoveries,
+      byKind,
+      checks,
+      replica,
+      cache,
+      kafka: kafkaMismatches,
+      projection,
+      lost: lost.slice(0, 100),
+    },
+  };
+}
+
+/** Keys answered 201 without a CONFIRMED order, or 202 without any order. */
+async function lostAcknowledged(
+  keys: { confirmed: readonly string[]; pending: readonly string[] },
+  productIds: readonly number[],
+): Promise<string[]> {
+  const conn = await connectPrimary();
+  try {
+    const found = new Map<string, string>();
+    const all = [...keys.confirmed, ...keys.pending];
+    for (let i = 0; i < all.length; i += 1000) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
+        [all.slice(i, i + 1000), productIds],
+      );
+      for (const row of rows) found.set(String(row['k']), String(row['status']));
+    }
+    return [
+      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
+      ...keys.pending.filter((k) => !found.has(k)),
+    ];
+  } finally {
+    await conn.end();
+  }
+}
