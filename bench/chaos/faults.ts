@@ -21,7 +21,7 @@ import {
 } from '../../scripts/stack/stack.js';
 import type { Admin } from '../../src/storage/kafka.js';
 import type { Cluster } from '../cluster.js';
-import type { PlannedFault } from './schedule.js';
+import type { FaultKind, PlannedFault } from './schedule.js';
 
 type MariadbServer = 'primary' | 'replica';
 
@@ -220,14 +220,22 @@ export async function runFault(
  * app nodes resumed, and `primary` the MariaDB primary again (the old one rejoined, then a switchover).
  * Idempotent; also the run's cleanup after an error or Ctrl-C.
  */
-export async function restoreStack(cluster: Cluster, progress: (line: string) => void): Promise<string[]> {
+export async function restoreStack(
+  cluster: Cluster,
+  progress: (line: string) => void,
+  touched: readonly FaultKind[],
+): Promise<string[]> {
   const done: string[] = [];
   for (const node of cluster.nodes) node.kill('SIGCONT');
-  await startServers([...REDIS_DATA_NODES, ...KAFKA_NODES, 'primary', 'replica', 'db-failover']);
+  // Only servers this run may have hit: another test may have stopped the others on purpose.
+  if (touched.includes('redis-primary-kill')) await startServers(REDIS_DATA_NODES);
+  if (touched.includes('kafka-broker-kill')) await startServers(KAFKA_NODES);
+  if (!touched.includes('mysql-primary-kill') && !touched.includes('mysql-replica-stop')) return done;
+  await startServers(['primary', 'replica', 'db-failover']);
   const elected = (await dbFailoverStatus()).primary as MariadbServer;
   if (elected !== 'primary') {
     const following = await replicationStatus('primary').catch(() => null);
-    if (following?.ioThread !== 'Yes' || following.masterPort === undefined) {
+    if (following?.ioThread !== 'Yes') {
       progress('chaos: rejoining MariaDB primary as a replica before the switch back');
       await rejoinMariadb('primary');
       done.push('rejoined primary');

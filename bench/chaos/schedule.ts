@@ -53,6 +53,18 @@ export interface ScheduleSettings {
   readonly intervalMs: number;
   /** `short`: each kind once; `long`: rounds of every kind, each round in a new order, without end. */
   readonly profile: 'short' | 'long';
+  /** The kinds to inject; default every one. */
+  readonly kinds?: readonly FaultKind[];
+}
+
+/** `--param faults=a,b`: fault kinds by name; throws naming the unknown ones. */
+export function parseKinds(raw: string | undefined): FaultKind[] {
+  if (raw === undefined) return [...FAULT_KINDS];
+  const names = raw.split(',').map((s) => s.trim());
+  const unknown = names.filter((n) => !(FAULT_KINDS as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.length === 0)
+    throw new Error(`--param faults=${raw}: unknown ${unknown.join(', ')}; kinds: ${FAULT_KINDS.join(', ')}`);
+  return [...new Set(names as FaultKind[])];
 }
 
 /**
@@ -63,7 +75,7 @@ export function* faultSchedule(settings: ScheduleSettings): Generator<PlannedFau
   const random = seededRandom(settings.seed);
   const between = (min: number, max: number): number => Math.round(min + (max - min) * random());
   for (;;) {
-    const round = [...FAULT_KINDS];
+    const round = [...(settings.kinds ?? FAULT_KINDS)];
     for (let i = round.length - 1; i > 0; i -= 1) {
       const j = Math.floor(random() * (i + 1));
       [round[i], round[j]] = [round[j]!, round[i]!];

@@ -31,7 +31,7 @@ import {
 } from '../chaos/checks.js';
 import { restoreStack, runFault } from '../chaos/faults.js';
 import { recoveryOf, type PurchaseOutcome } from '../chaos/recovery.js';
-import { FAULT_KINDS, faultSchedule, type FaultKind } from '../chaos/schedule.js';
+import { FAULT_KINDS, faultSchedule, parseKinds, type FaultKind } from '../chaos/schedule.js';
 import { StockSubscribers } from '../chaos/subscribers.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -71,8 +71,9 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const subscriberCount = numberParam(options, 'subscribers', 20, 0, 5_000);
   const rate = options.rate ?? defaults.rate;
   const durationMs = options.durationS * 1000;
+  const kinds = parseKinds(options.params['faults']);
   const elected = (await dbFailoverStatus()).primary;
-  if (elected !== 'primary')
+  if (elected !== 'primary' && kinds.some((k) => k.startsWith('mysql-')))
     throw new Error(`the MariaDB primary is ${elected}, not primary: another fault run is in progress?`);
   io.progress(
     `chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`,
@@ -103,7 +104,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   });
   let restored = false;
   io.onCleanup(async () => {
-    if (!restored) await restoreStack(cluster, io.progress);
+    if (!restored) await restoreStack(cluster, io.progress, kinds);
   });
   const http = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => http.close());
@@ -163,7 +164,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const injectFaults = async (): Promise<void> => {
     await sleep(WARM_UP_MS);
     const elapsed = () => performance.now() - loadStart;
-    for (const planned of faultSchedule({ seed, intervalMs, profile })) {
+    for (const planned of faultSchedule({ seed, intervalMs, profile, kinds })) {
       if (io.signal.aborted || elapsed() + planned.gapMs > durationMs) break;
       const record: FaultRecord = {
         kind: planned.kind,
@@ -215,7 +216,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   ]);
 
   io.progress('chaos: load stopped; putting the stack back as it was');
-  await restoreStack(cluster, io.progress);
+  await restoreStack(cluster, io.progress, kinds);
   restored = true;
   io.progress('chaos: waiting for open sagas, then checking every store');
   const sagasOpen = await waitForSagas(productIds, 60_000);
@@ -262,8 +263,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       ];
     }),
   );
-  const kindsMissing =
-    profile === 'short' ? FAULT_KINDS.filter((k) => !faults.some((f) => f.kind === k)) : [];
+  const kindsMissing = profile === 'short' ? kinds.filter((k) => !faults.some((f) => f.kind === k)) : [];
   const problems = [
     ...(faults.length === 0 ? ['no fault was injected (is --duration long enough?)'] : []),
     ...(kindsMissing.length > 0 ? [`short profile: never injected ${kindsMissing.join(', ')}`] : []),
