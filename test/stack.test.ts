@@ -4,7 +4,13 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { STACK_TLS } from '../scripts/stack/layout.js';
-import { STACK_HOST, STACK_MYSQL, STACK_PORTS, stackStatus } from '../scripts/stack/stack.js';
+import {
+  STACK_HOST,
+  STACK_KAFKA_NODES,
+  STACK_MYSQL,
+  STACK_PORTS,
+  stackStatus,
+} from '../scripts/stack/stack.js';
 
 const REPLICATION_WAIT_MS = 5000;
 
@@ -27,6 +33,12 @@ void t.test('status reports every server up and replication running', async (t) 
   for (const name of ['primary', 'replica', 'redis', 'kafka', 'payment'] as const) {
     t.equal(status[name].state, 'up', `${name} is up`);
     t.equal(status[name].port, STACK_PORTS[name], `${name} listens on its stack port`);
+  }
+  // Kafka: three nodes, each a broker and a controller voter, each seeing all three brokers registered.
+  for (const node of STACK_KAFKA_NODES) {
+    t.equal(status[node.name].state, 'up', `${node.name} is up`);
+    t.equal(status[node.name].port, node.port, `${node.name} listens on its stack port`);
+    t.same(status[node.name]['brokers'], [1, 2, 3], `${node.name} sees the three brokers registered`);
   }
   t.match(status.replica, {
     replication: { ioThread: 'Yes', sqlThread: 'Yes', lastError: null, ssl: true, sslCa: STACK_TLS.ca },

@@ -1,9 +1,19 @@
 import { createRequire } from 'node:module';
 
 interface ConsumerGroupInternals {
-  cluster: { refreshMetadata(): Promise<void> };
+  groupId: string;
+  coordinator: unknown;
+  offsetManager?: { coordinator: unknown } | null;
+  cluster: {
+    refreshMetadata(): Promise<void>;
+    findGroupCoordinator(options: { groupId: string }): Promise<unknown>;
+  };
   recoverFromFetch: (this: ConsumerGroupInternals, error: unknown) => Promise<void>;
+  heartbeat: (this: ConsumerGroupInternals, options: { interval: number }) => Promise<void>;
 }
+
+const isConnectionError = (error: unknown): boolean =>
+  (error as { name?: unknown }).name === 'KafkaJSConnectionError';
 
 const patched = Symbol.for('flash-sale.kafkajs-fetch-failover-patched');
 
@@ -15,7 +25,8 @@ const patched = Symbol.for('flash-sale.kafkajs-fetch-failover-patched');
  * member, and the group then waits for the old member's session to expire (30 s) before it consumes again.
  * The producer refreshes metadata on the same error (sendMessages.js): this makes the consumer do the same
  * (and still throw, so its retry backoff applies), so once the controller has moved the leadership, the
- * next retry fetches from the new leader. Returns false when KafkaJS no longer has the method (unchanged).
+ * next retry fetches from the new leader. Heartbeats to a dead group coordinator make the consumer join
+ * again (below). Returns false when KafkaJS no longer has the method (unchanged).
  */
 export function patchKafkaJsFetchFailover(): boolean {
   const require = createRequire(import.meta.url);
@@ -27,10 +38,32 @@ export function patchKafkaJsFetchFailover(): boolean {
   const original = proto.recoverFromFetch;
   if (typeof original !== 'function') return false;
   proto.recoverFromFetch = async function recoverFromFetch(this: ConsumerGroupInternals, error: unknown) {
-    if ((error as { name?: unknown }).name === 'KafkaJSConnectionError')
-      await this.cluster.refreshMetadata().catch(() => undefined);
+    if (isConnectionError(error)) await this.cluster.refreshMetadata().catch(() => undefined);
     return original.call(this, error);
   };
+  // The group coordinator is found once per join: when its broker dies, heartbeats and offset commits keep
+  // going to it until the retries run out and the consumer crashes (tulios/kafkajs#939, #1513). On a
+  // connection error, ask again who coordinates the group (the broker that took over, once the dead one is
+  // fenced) for the next heartbeat and commit; the error still goes up, so the retry backoff applies.
+  const heartbeat = proto.heartbeat;
+  if (typeof heartbeat === 'function') {
+    proto.heartbeat = async function heartbeatOrFindCoordinator(this: ConsumerGroupInternals, options) {
+      try {
+        await heartbeat.call(this, options);
+      } catch (error) {
+        if (isConnectionError(error)) {
+          const found = await this.cluster
+            .findGroupCoordinator({ groupId: this.groupId })
+            .catch(() => undefined);
+          if (found !== undefined) {
+            this.coordinator = found;
+            if (this.offsetManager) this.offsetManager.coordinator = found;
+          }
+        }
+        throw error;
+      }
+    };
+  }
   proto[patched] = true;
   return true;
 }
