@@ -69,6 +69,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const intervalMs = numberParam(options, 'interval', 10, 1, 3_600) * 1000;
   const productCount = numberParam(options, 'products', 16, 1, 1_000);
   const subscriberCount = numberParam(options, 'subscribers', 20, 0, 5_000);
+  const serial = numberParam(options, 'serial', 0, 0, 1) === 1;
   const rate = options.rate ?? defaults.rate;
   const durationMs = options.durationS * 1000;
   const kinds = parseKinds(options.params['faults']);
@@ -161,11 +162,16 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const faults: FaultRecord[] = [];
   let loadStart = performance.now();
   let healFailure: string | undefined;
+  // Faults of one subsystem wait for the previous one's heal (a MariaDB rejoin before the next MariaDB
+  // fault, one app node at a time); faults of different subsystems may overlap.
+  const healing = new Map<string, Promise<void>>();
   const injectFaults = async (): Promise<void> => {
     await sleep(WARM_UP_MS);
     const elapsed = () => performance.now() - loadStart;
     for (const planned of faultSchedule({ seed, intervalMs, profile, kinds })) {
-      if (io.signal.aborted || elapsed() + planned.gapMs > durationMs) break;
+      const subsystem = planned.kind.split('-')[0]!;
+      await healing.get(subsystem);
+      if (io.signal.aborted || healFailure !== undefined || elapsed() + planned.gapMs > durationMs) break;
       const record: FaultRecord = {
         kind: planned.kind,
         target: '',
@@ -175,29 +181,35 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       };
       faults.push(record);
       io.progress(`chaos: ${(elapsed() / 1000).toFixed(1)} s: injecting ${planned.kind}`);
-      try {
-        const outcome = await runFault(
-          planned,
-          { cluster, kafkaAdmin: admin, topics, progress: io.progress },
-          () => {
-            record.atMs = elapsed();
-          },
-        );
-        Object.assign(record, { target: outcome.target, detail: outcome.detail });
-        record.healS = round((elapsed() - record.atMs) / 1000, 1);
-        io.progress(
-          `chaos: ${planned.kind} on ${outcome.target} healed after ${record.healS} s (${outcome.detail})`,
-        );
-      } catch (err) {
-        record.error = (err as Error).message;
-        healFailure = `${planned.kind}: ${record.error}`;
-        io.progress(`chaos: ${planned.kind} did not heal: ${record.error}; no more faults`);
-        break;
-      }
+      let struck!: () => void;
+      const injected = new Promise<void>((resolve) => (struck = resolve));
+      const healed = runFault(planned, { cluster, kafkaAdmin: admin, topics, progress: io.progress }, () => {
+        record.atMs = elapsed();
+        struck();
+      }).then(
+        (outcome) => {
+          Object.assign(record, { target: outcome.target, detail: outcome.detail });
+          record.healS = round((elapsed() - record.atMs) / 1000, 1);
+          io.progress(
+            `chaos: ${planned.kind} on ${outcome.target} healed after ${record.healS} s (${outcome.detail})`,
+          );
+        },
+        (err: unknown) => {
+          record.error = (err as Error).message;
+          healFailure = `${planned.kind}: ${record.error}`;
+          io.progress(`chaos: ${planned.kind} did not heal: ${record.error}; no more faults`);
+        },
+      );
+      healing.set(subsystem, healed);
+      await Promise.race([injected, healed]);
+      if (serial) await healed;
       await sleep(Math.max(0, record.atMs + planned.gapMs - elapsed()));
       const { failed, recoveryS } = recoveryOf({ atMs: record.atMs, untilMs: Infinity }, outcomes);
-      io.progress(`chaos: ${planned.kind}: ${failed} purchases failed; recovery ${recoveryS ?? 'not yet'} s`);
+      io.progress(
+        `chaos: ${planned.kind}: ${failed} purchases failed so far; recovery ${recoveryS ?? 'not yet'} s`,
+      );
     }
+    await Promise.all(healing.values());
     if (profile === 'long') await sleep(Math.max(0, durationMs - elapsed()));
     stopLoad = true;
   };
@@ -331,7 +343,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       ]),
     },
     notes: [
-      `seed ${seed} (${profile} profile, a fault every ~${intervalMs / 1000} s, each healed before the next); OPEN LOOP ${rate}/s through the bench nginx to 2 nodes: 1/3 purchases, 2/3 reads, ${productCount} products; ${subscriberCount} WebSocket subscribers (${subscribers.reconnects} reconnects)`,
+      `seed ${seed} (${profile} profile, a fault every ~${intervalMs / 1000} s; ${serial ? 'each healed before the next' : 'one subsystem healed before its next fault, subsystems overlapping'}); OPEN LOOP ${rate}/s through the bench nginx to 2 nodes: 1/3 purchases, 2/3 reads, ${productCount} products; ${subscriberCount} WebSocket subscribers (${subscribers.reconnects} reconnects)`,
       'recovery: from the injection to the answer of the first acknowledged (201/202) purchase sent after the last failure answered before the next fault; 0 = nothing failed',
       `errors clients saw, by status: ${JSON.stringify(errorsByStatus)}`,
       `acknowledged ${acknowledged.confirmed.length} (201) + ${acknowledged.pending.length} (202); lost ${lost.length}; oversold ${oversold}, undersold ${undersold}; still PENDING ${sagasOpen}`,
