@@ -70,7 +70,11 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
  * not heard of it yet crashes while joining, and its restart waits for its first member's session to end.
  */
 export async function topicsOnEveryBroker(stack: EventsStack): Promise<void> {
-  const topics = Object.values(stack.topics);
+  await knownToEveryBroker(Object.values(stack.topics));
+}
+
+/** Waits until each of the stack's brokers answers metadata, with a leader for every partition, for `topics`. */
+export async function knownToEveryBroker(topics: readonly string[]): Promise<void> {
   for (const broker of STACK_KAFKA_BROKERS) {
     // One bootstrap broker and nothing else connected: the metadata comes from that broker.
     const admin = createKafka(loadConfig({ KAFKA_BROKERS: broker }), silentLogger, { retries: 0 }).admin();
@@ -79,7 +83,7 @@ export async function topicsOnEveryBroker(stack: EventsStack): Promise<void> {
       await waitFor(
         `${broker} to know ${topics.join(', ')}`,
         async () => {
-          const found = await admin.fetchTopicMetadata({ topics }).catch(() => undefined);
+          const found = await admin.fetchTopicMetadata({ topics: [...topics] }).catch(() => undefined);
           return found !== undefined && found.topics.every((t) => t.partitions.every((p) => p.leader >= 0));
         },
         10_000,
