@@ -64,9 +64,15 @@ const otherServer = (name: MariadbServer): MariadbServer => (name === 'primary' 
  * `replica` follows `primary`, has applied what it received, and `primary` waits for its semi-sync
  * acknowledgements again: from now on a committed transaction is on both, so the primary may die.
  */
-export async function waitMariadbInSync(primary: MariadbServer, replica: MariadbServer): Promise<void> {
-  await until(`MariaDB ${replica} in sync with ${primary}`, async () => {
+export async function waitMariadbInSync(
+  primary: MariadbServer,
+  replica: MariadbServer,
+  idle = false,
+): Promise<void> {
+  let seen = 'nothing read yet';
+  const wait = until(`MariaDB ${replica} in sync with ${primary}`, async () => {
     const status = await replicationStatus(replica);
+    seen = `${replica}: io ${status?.ioThread}, sql ${status?.sqlThread}, behind ${status?.secondsBehind}, error ${status?.lastError}`;
     if (status?.ioThread !== 'Yes' || status.sqlThread !== 'Yes' || status.secondsBehind !== 0)
       return undefined;
     const rows = await rootQuery(
@@ -74,9 +80,18 @@ export async function waitMariadbInSync(primary: MariadbServer, replica: Mariadb
       "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
     );
     const value = (name: string) => rows.find((r) => r['Variable_name'] === name)?.['Value'];
-    return value('Rpl_semi_sync_master_status') === 'ON' && Number(value('Rpl_semi_sync_master_clients')) > 0
-      ? true
-      : undefined;
+    seen += `; ${primary}: semi-sync ${value('Rpl_semi_sync_master_status')}, clients ${value('Rpl_semi_sync_master_clients')}`;
+    if (Number(value('Rpl_semi_sync_master_clients')) === 0) return undefined;
+    // Without writes the primary turns semi-sync back on only at the next acknowledged commit: when idle,
+    // the replica having applied everything the primary logged is the test.
+    if (!idle) return value('Rpl_semi_sync_master_status') === 'ON' ? true : undefined;
+    const [logged] = await rootQuery(primary, 'SELECT @@global.gtid_binlog_pos AS g');
+    const [applied] = await rootQuery(replica, 'SELECT @@global.gtid_slave_pos AS g');
+    seen += `; logged ${logged?.['g']}, applied ${applied?.['g']}`;
+    return logged?.['g'] === applied?.['g'] ? true : undefined;
+  });
+  await wait.catch((err: unknown) => {
+    throw new Error(`${(err as Error).message} (last: ${seen})`);
   });
 }
 
@@ -240,7 +255,7 @@ export async function restoreStack(
       await rejoinMariadb('primary');
       done.push('rejoined primary');
     }
-    await waitMariadbInSync('replica', 'primary');
+    await waitMariadbInSync('replica', 'primary', true);
     progress('chaos: MariaDB switchover back to primary');
     const switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
     if (switched.status !== 200)
@@ -248,6 +263,6 @@ export async function restoreStack(
     done.push('switched MariaDB back to primary');
   }
   if ((await dbFailoverStatus()).primary !== 'primary') throw new Error('MariaDB primary is not `primary`');
-  await waitMariadbInSync('primary', 'replica');
+  await waitMariadbInSync('primary', 'replica', true);
   return done;
 }
