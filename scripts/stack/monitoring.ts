@@ -59,6 +59,8 @@ const LOCAL_ADDRESSES: Readonly<Record<string, string | null>> = {
   'mysqld-exporter-replica:9104': local(STACK_PORTS.mysqldExporterReplica),
   'kafka-1:9092': local(STACK_PORTS.kafka),
   'kafka-2:9092': local(STACK_PORTS.kafka2),
+  // Locally kafka-3 is a broker too; its controller listener stands for production's controller-only node.
+  'kafka-3:9093': local(STACK_PORTS.kafka3Controller),
   'sentinel-1:26379': local(STACK_PORTS.sentinels[0]),
   'sentinel-2:26379': local(STACK_PORTS.sentinels[1]),
   'sentinel-3:26379': local(STACK_PORTS.sentinels[2]),
@@ -73,6 +75,8 @@ const LOCAL_SERVER_LABELS: Readonly<Record<string, string>> = {
   'db-primary': 'primary',
   'db-replica': 'replica',
   'kafka-1': 'kafka',
+  'kafka-2': 'kafka-2',
+  'kafka-3': 'kafka-3',
 };
 
 type Dict = Record<string, unknown>;
