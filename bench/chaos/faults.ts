@@ -86,7 +86,8 @@ export async function waitMariadbInSync(
     // the replica having applied everything the primary logged is the test.
     if (!idle) return value('Rpl_semi_sync_master_status') === 'ON' ? true : undefined;
     const [logged] = await rootQuery(primary, 'SELECT @@global.gtid_binlog_pos AS g');
-    const [applied] = await rootQuery(replica, 'SELECT @@global.gtid_slave_pos AS g');
+    // Both log what they apply (log_slave_updates); the replica's slave_pos lags behind its own old writes.
+    const [applied] = await rootQuery(replica, 'SELECT @@global.gtid_binlog_pos AS g');
     seen += `; logged ${logged?.['g']}, applied ${applied?.['g']}`;
     return logged?.['g'] === applied?.['g'] ? true : undefined;
   });
