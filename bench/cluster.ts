@@ -12,7 +12,14 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { childPids } from './cpu.js';
-import { buildService, deleteRedisKeys, freePort, startNode, type NodeProcess } from './service.js';
+import {
+  buildService,
+  deleteRedisKeys,
+  freePort,
+  SERVICE_ROOT,
+  startNode,
+  type NodeProcess,
+} from './service.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -146,20 +153,24 @@ async function startProvider(
   const logFile = path.join(options.outDir, `payment-${options.runTag}-${port}.log`);
   await mkdir(options.outDir, { recursive: true });
   const log = createWriteStream(logFile);
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'src', 'payment-provider', 'main.js')], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      PAYMENT_HOST: '127.0.0.1',
-      PAYMENT_PORT: String(port),
-      PAYMENT_LATENCY_MS: String(latencyMs),
-      PAYMENT_DECLINE_RATE: '0',
-      PAYMENT_ERROR_RATE: '0',
-      PAYMENT_TIMEOUT_RATE: '0',
+  const child = spawn(
+    process.execPath,
+    [path.join(SERVICE_ROOT, 'dist', 'src', 'payment-provider', 'main.js')],
+    {
+      cwd: SERVICE_ROOT,
+      env: {
+        ...process.env,
+        PAYMENT_HOST: '127.0.0.1',
+        PAYMENT_PORT: String(port),
+        PAYMENT_LATENCY_MS: String(latencyMs),
+        PAYMENT_DECLINE_RATE: '0',
+        PAYMENT_ERROR_RATE: '0',
+        PAYMENT_TIMEOUT_RATE: '0',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
+  );
   const exited = supervise(child, log, io);
   const url = `http://127.0.0.1:${port}`;
   await waitListening(url, '/', 10_000, exited);

@@ -14,6 +14,12 @@ import { connectStoreRedis } from './stores.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The checkout whose service the bench builds and runs (`dist/`, started with that folder as its cwd):
+ * this one, or `BENCH_SERVICE_ROOT` (e.g. a `git worktree` of a commit, with `node_modules` and `.stack`
+ * linked to this checkout's), to measure a commit while others edit this working tree.
+ */
+export const SERVICE_ROOT = path.resolve(process.env['BENCH_SERVICE_ROOT'] ?? ROOT);
 
 export interface ServiceSettings {
   /** Extra env of the child (strings, as env is), on top of the bench defaults below. */
@@ -70,9 +76,15 @@ let built = false;
 /** `tsc -p tsconfig.build.json`, once per bench process. */
 export async function buildService(io: BenchIO, options?: Pick<BenchOptions, 'build'>): Promise<void> {
   if (built || options?.build === false) return;
-  io.progress('bench: building the service (tsc -p tsconfig.build.json)');
+  io.progress(
+    `bench: building the service (tsc -p ${path.relative(ROOT, path.join(SERVICE_ROOT, 'tsconfig.build.json'))})`,
+  );
   const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-  const { code, output } = await run(process.execPath, [tsc, '-p', 'tsconfig.build.json']);
+  const { code, output } = await run(process.execPath, [
+    tsc,
+    '-p',
+    path.join(SERVICE_ROOT, 'tsconfig.build.json'),
+  ]);
   if (code !== 0) throw new Error(`the service does not build (tsc exited ${code}):\n${output.slice(-4000)}`);
   built = true;
 }
@@ -154,8 +166,8 @@ export async function startNode(
       `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`,
     );
   }
-  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist', 'src', 'main.js')], {
-    cwd: ROOT,
+  const child = spawn(process.execPath, [...nodeArgs, path.join(SERVICE_ROOT, 'dist', 'src', 'main.js')], {
+    cwd: SERVICE_ROOT,
     env: {
       ...process.env,
       ...benchServiceEnv(options.connections),
