@@ -269,7 +269,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         kind,
         {
           n: values.length,
-          median: values[Math.floor(values.length / 2)] ?? null,
+          median:
+            values.length === 0
+              ? null
+              : round((values[(values.length - 1) >> 1]! + values[values.length >> 1]!) / 2, 2),
           max: values.at(-1) ?? null,
         },
       ];
