@@ -130,6 +130,11 @@ export class OutboxRelay {
   /** The connection waiting in GET_LOCK (stop() closes it, which ends the wait). */
   private waiting: PoolConnection | undefined;
   private producer: Producer | undefined;
+  /**
+   * `topic:partition` of every message of the send in flight, as the partitioner assigned them (on every
+   * attempt of KafkaJS's retries): each must be in the send's result, see `send`.
+   */
+  private readonly assigned = new Set<string>();
   private topicsEnsured = false;
   private loop: Promise<void> | undefined;
   private stopping = false;
@@ -366,12 +371,24 @@ export class OutboxRelay {
       }
     }
     const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    this.assigned.clear();
     try {
-      await withTimeout(
+      const written = await withTimeout(
         producer.sendBatch({ acks: -1, topicMessages }),
         relayDefaults.sendTimeoutMs,
         'outbox send',
       );
+      // KafkaJS 2.2.4 can resolve a send without writing some of its partitions (kafkajs#1303,
+      // producer/sendMessages.js): when a partition leader dies, its retry skips every broker that answered
+      // the first attempt, so the dead leader's partitions, now led by one of those, are never sent. A
+      // partition missing from the result fails the send: its rows stay unsent and go again next round
+      // (the partitions that were written get their events twice; consumers deduplicate by eventId).
+      const answered = new Set(written.map((r) => `${r.topicName}:${r.partition}`));
+      const dropped = [...this.assigned].filter((partition) => !answered.has(partition));
+      if (dropped.length > 0)
+        throw new Error(
+          `Kafka send resolved without writing ${dropped.join(', ')} (kafkajs#1303); sent again`,
+        );
     } catch (err) {
       // A hung send or a broken producer id: the next attempt starts a fresh producer (new id, sequences).
       const hung = err instanceof AppError && err.code === 'DEADLINE_EXCEEDED';
@@ -389,7 +406,14 @@ export class OutboxRelay {
       maxInFlightRequests: 1,
       retry: { retries: relayDefaults.producerRetries },
       allowAutoTopicCreation: false,
-      createPartitioner: keyPartitioner,
+      createPartitioner: () => {
+        const partition = keyPartitioner();
+        return (args) => {
+          const chosen = partition(args);
+          this.assigned.add(`${args.topic}:${chosen}`);
+          return chosen;
+        };
+      },
     });
     try {
       await producer.connect();

@@ -28,13 +28,11 @@ const PRODUCTS = 6;
 void t.test(
   'kill -9 of the Kafka broker leading the partitions in use: events flow again within 10 s, none lost or reordered per product, and it rejoins',
   async (t) => {
-    // KILL_LOG=<file>: every KafkaJS log line of the test's clients (debug level) into that file.
-    const stack = await eventsStack(
-      t,
-      process.env['KILL_LOG']
-        ? pino({ level: 'debug' }, pino.destination(process.env['KILL_LOG']))
-        : undefined,
-    );
+    // KILL_LOG=<file>: every KafkaJS log line of the test's clients and the relay's (debug level) into that file.
+    const killLog = process.env['KILL_LOG']
+      ? pino({ level: 'debug' }, pino.destination(process.env['KILL_LOG']))
+      : undefined;
+    const stack = await eventsStack(t, killLog);
     await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
     await topicsOnEveryBroker(stack);
     const topics = Object.values(stack.topics);
@@ -101,7 +99,7 @@ void t.test(
       topics: stack.config.kafka,
       batchSize: 100,
       pollMs: 10,
-      logger: silentLogger,
+      logger: killLog ?? silentLogger,
       lockName: `test.outbox-relay.${stack.config.kafka.clientId}`,
     });
     t.teardown(() => relay.stop());
