@@ -103,14 +103,30 @@ void t.test("the app's client verifies the server's certificate and needs its CA
     ...['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=someone else'],
     ...['-keyout', join(dir, 'foreign-ca.key'), '-out', foreignCa],
   ]);
-  const foreign = createRedis(loadConfig({ LOG_LEVEL: 'silent', REDIS_TLS_CA_FILE: foreignCa }), {
-    retryStrategy: () => null,
-  });
+  // One node named by REDIS_URL (no Sentinels): the TLS error itself comes back.
+  const foreign = createRedis(
+    loadConfig({
+      LOG_LEVEL: 'silent',
+      REDIS_URL: `rediss://flashsale:flashsale@127.0.0.1:${PORT}`,
+      REDIS_TLS_CA_FILE: foreignCa,
+    }),
+    { retryStrategy: () => null },
+  );
   t.teardown(() => foreign.disconnect());
   await t.rejects(
     connectRedis(foreign),
     { message: /self.signed|unable to verify|certificate/i },
     'a server whose certificate the configured CA did not sign is refused',
+  );
+  // Through the Sentinels (the default): they are refused the same way, so no primary is ever reached.
+  const foreignViaSentinels = createRedis(loadConfig({ LOG_LEVEL: 'silent', REDIS_TLS_CA_FILE: foreignCa }), {
+    sentinelRetryStrategy: () => null,
+  });
+  t.teardown(() => foreignViaSentinels.disconnect());
+  await t.rejects(
+    connectRedis(foreignViaSentinels),
+    { message: /sentinels are unreachable/i },
+    'Sentinels whose certificate the configured CA did not sign are refused',
   );
   t.throws(
     () => createRedis(loadConfig({ LOG_LEVEL: 'silent', REDIS_TLS_CA_FILE: join(dir, 'nowhere.pem') })),
