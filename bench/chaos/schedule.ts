@@ -2,6 +2,10 @@
  * The chaos run's fault schedule, drawn from a seed: the same seed gives the same faults in the same
  * order with the same spacing and durations (the times a heal takes still vary from run to run).
  */
+import { seededRandom } from '../../src/payment-provider/random.js';
+
+/** The payment provider's seeded PRNG (mulberry32): one seed, the same rolls in both. */
+export { seededRandom };
 
 /** Every fault the chaos run injects. */
 export const FAULT_KINDS = [
@@ -23,18 +27,6 @@ export interface PlannedFault {
   readonly holdMs: number;
   /** Pause from this fault's injection to the next one's (at least; a heal still running delays it), ms. */
   readonly gapMs: number;
-}
-
-/** mulberry32: a small, fast, seedable PRNG; floats in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
 }
 
 /** How long each kind holds its fault before healing it, ms: [min, max]. */

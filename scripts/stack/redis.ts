@@ -153,6 +153,14 @@ const sentinelConfigFile = (name: ServerName): string =>
   path.join(serverPaths(name).dataDir, 'sentinel.conf');
 const SENTINELS = STACK_PORTS.sentinels.map((port, i) => ({ name: `sentinel-${i + 1}` as ServerName, port }));
 
+/** What the Sentinel on `port` says the primary is: `[host, port]`, or another reply. */
+function askSentinel(port: number, timeoutMs?: number): Promise<RedisReply> {
+  return redisQuery(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName], {
+    auth: null,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+}
+
 /**
  * The port of the Redis primary: what a live Sentinel says; else what the Sentinels last wrote down (a
  * failover rewrites their `sentinel monitor` line, so a stack started again keeps the promoted node as the
@@ -160,10 +168,7 @@ const SENTINELS = STACK_PORTS.sentinels.map((port, i) => ({ name: `sentinel-${i 
  */
 export async function redisPrimaryPort(): Promise<number> {
   for (const { port } of SENTINELS) {
-    const reply = await redisQuery(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName], {
-      auth: null,
-      timeoutMs: 500,
-    }).catch(() => undefined);
+    const reply = await askSentinel(port, 500).catch(() => undefined);
     if (Array.isArray(reply) && typeof reply[1] === 'string') return Number(reply[1]);
   }
   const monitor = new RegExp(`^sentinel monitor ${STACK_REDIS.masterName} \\S+ (\\d+) `, 'm');
@@ -362,19 +367,11 @@ function sentinel(name: ServerName, port: number): ServerSpec {
       );
     },
     probe: async () => {
-      const reply = await redisQuery(port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName], {
-        auth: null,
-      });
+      const reply = await askSentinel(port);
       return Array.isArray(reply) && reply.length === 2;
     },
     details: async () => {
-      const primary = await redisQuery(
-        port,
-        ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', STACK_REDIS.masterName],
-        {
-          auth: null,
-        },
-      );
+      const primary = await askSentinel(port);
       const quorum = await redisCommand(port, ['SENTINEL', 'CKQUORUM', STACK_REDIS.masterName], {
         auth: null,
       }).catch((error: Error) => error.message);
