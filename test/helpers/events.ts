@@ -94,6 +94,23 @@ export async function knownToEveryBroker(topics: readonly string[]): Promise<voi
   }
 }
 
+/**
+ * How many messages the stack's own topics hold (high minus low watermark over every partition): what was
+ * published, whatever a consumer group later redelivers. No transactions write them, so offsets count messages.
+ */
+export async function messagesOnTopics(stack: EventsStack): Promise<number> {
+  const admin = stack.kafka.admin();
+  await admin.connect();
+  try {
+    let total = 0;
+    for (const topic of Object.values(stack.topics))
+      for (const p of await admin.fetchTopicOffsets(topic)) total += Number(p.high) - Number(p.low);
+    return total;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
+}
+
 /** A product id no other test uses (the projection tables are shared too). */
 export const uniqueProductId = (): number => randomInt(1_000_000_000, 2 ** 47);
 
