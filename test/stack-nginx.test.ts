@@ -1,8 +1,8 @@
 // The stack's nginx (production docker/nginx/nginx.conf) in front of two stand-in app nodes on the ports
-// `npm start` uses: round robin, a 503 (a node not ready or draining) retried on the other node for GET and
-// for a keyed POST (`proxy_next_upstream error timeout http_503 non_idempotent` on /purchases) but not for an
-// unkeyed admin POST, and a stopped node passed
-// over. Skipped when 8081/8082 are taken (an `npm start` on this machine): nginx would send to real nodes.
+// `npm start` uses: round robin; a node's own 503 (a dependency out) passed to the client and not counted
+// against the node; a draining node's unanswered request (the connection closed) retried on the other node
+// for GET and for a keyed POST (`proxy_next_upstream error timeout non_idempotent` on /purchases) but not for
+// an unkeyed admin POST; and a stopped node passed over. Skipped when 8081/8082 are taken (an `npm start` on this machine): nginx would send to real nodes.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
@@ -24,8 +24,11 @@ interface Hit {
 interface StandIn {
   readonly id: string;
   readonly port: number;
-  /** `ok`: 200 with its id; `unavailable`: 503 as a node does while not ready or draining. */
-  mode: 'ok' | 'unavailable';
+  /**
+   * `ok`: 200 with its id; `unavailable`: 503 DEPENDENCY_UNAVAILABLE, as a node answers while MariaDB fails
+   * over; `draining`: the connection closed unanswered, as a draining node does with proxied requests.
+   */
+  mode: 'ok' | 'unavailable' | 'draining';
   readonly hits: Hit[];
   stop(): Promise<void>;
 }
@@ -58,12 +61,19 @@ async function startStandIn(id: string, port: number): Promise<StandIn> {
         key: typeof key === 'string' ? key : undefined,
         body,
       });
+      if (standIn.mode === 'draining') {
+        request.socket.destroy();
+        return;
+      }
       const [status, payload] =
         standIn.mode === 'ok'
           ? [200, { node: id, method: request.method, key, body }]
           : [
               503,
-              { error: { code: 'SHUTTING_DOWN', message: `${id} is not taking requests`, retryable: true } },
+              {
+                error: { code: 'DEPENDENCY_UNAVAILABLE', message: `${id}: MySQL is out`, retryable: true },
+                node: id,
+              },
             ];
       response.writeHead(status, { 'content-type': 'application/json', 'retry-after': '1' });
       response.end(JSON.stringify(payload));
@@ -192,17 +202,43 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
     },
   );
 
-  // Each retry below costs node one a failure toward max_fails=3 (http_503 counts): two in all, so it is
-  // never marked down here and each case really tries it first.
-  t.test('a 503 from one node (not ready, draining): a GET is answered by the other', async (t) => {
+  // More 503s than max_fails=3 from node one: none counts, so node one is never marked down.
+  t.test("a node's own 503 (a dependency out) reaches the client; the node stays in", async (t) => {
     one.mode = 'unavailable';
+    t.teardown(() => {
+      one.mode = 'ok';
+    });
+    const triedBefore = one.hits.length;
+    let passed = 0;
+    for (let i = 0; i < 20 && passed < 5; i += 1) {
+      const answer = await viaNginx('GET', '/products/1');
+      if (answer.json?.node === two.id) continue;
+      t.match(
+        answer,
+        {
+          status: 503,
+          headers: { 'retry-after': '1' },
+          json: { error: { code: 'DEPENDENCY_UNAVAILABLE' }, node: one.id },
+        },
+        "the node's 503, body and Retry-After unchanged",
+      );
+      passed += 1;
+    }
+    t.equal(passed, 5, `five requests in twenty went to ${one.id}: round robin kept it after three 503s`);
+    t.equal(one.hits.length, triedBefore + 5, 'each tried once, none passed on to the other node');
+  });
+
+  // Each retry below costs node one a failure toward max_fails=3 (an unanswered request counts): two in
+  // all, so it is never marked down here and each case really tries it first.
+  t.test('a draining node (request unanswered): a GET is answered by the other', async (t) => {
+    one.mode = 'draining';
     t.teardown(() => {
       one.mode = 'ok';
     });
     const triedBefore = one.hits.length;
     for (let i = 0; i < 4 && one.hits.length === triedBefore; i += 1) {
       const answer = await viaNginx('GET', '/ready');
-      t.equal(answer.status, 200, 'the client gets 200, not the 503');
+      t.equal(answer.status, 200, 'the client gets 200');
       t.equal(answer.json?.node, two.id, `answered by ${two.id}`);
     }
     t.equal(one.hits.length, triedBefore + 1, `nginx tried ${one.id} once and passed the request on`);
@@ -210,9 +246,9 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
   });
 
   t.test(
-    'a 503 from one node: a POST with an Idempotency-Key is retried on the other (non_idempotent)',
+    'a draining node: a POST with an Idempotency-Key is retried on the other (non_idempotent)',
     async (t) => {
-      one.mode = 'unavailable';
+      one.mode = 'draining';
       t.teardown(() => {
         one.mode = 'ok';
       });
@@ -243,9 +279,9 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
     },
   );
 
-  // Node two answers 503 here (node one already took two failures above; max_fails is per node).
-  t.test('a 503 from one node: an admin POST (no key) is not sent again to the other', async (t) => {
-    two.mode = 'unavailable';
+  // Node two drains here (node one already took two failures above; max_fails is per node).
+  t.test('a draining node: an admin POST (no key) is not sent again to the other', async (t) => {
+    two.mode = 'draining';
     t.teardown(() => {
       two.mode = 'ok';
     });
@@ -262,7 +298,11 @@ t.test('through nginx to two stand-in app nodes', { skip }, async (t) => {
         t.match(answer, { status: 200, json: { node: one.id } }, `answered by ${one.id}`);
         continue;
       }
-      t.equal(answer.status, 503, 'the client gets the 503 and decides itself');
+      t.match(
+        answer,
+        { status: 503, json: { error: { code: 'NO_NODE_AVAILABLE' } } },
+        "nginx's JSON 503: the client decides itself",
+      );
       t.notOk(
         one.hits.some((hit) => hit.body === body),
         `the restock was not sent again to ${one.id}: a restock sent twice adds its stock twice`,

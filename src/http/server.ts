@@ -215,6 +215,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
 
   const serve = (route: Route, params: number, res: HttpResponse, req: HttpRequest): void => {
     if (draining) {
+      // Through the balancer (a trusted proxy that set X-Forwarded-For): close the connection unanswered.
+      // nginx counts that as the node failing and sends the request to the other node, a keyed purchase
+      // included (docker/nginx/nginx.conf); a 503 would reach the client, since nginx passes the nodes'
+      // 503s through (a node's 503 for a dependency outage must not take it out of the balancer).
+      // Nothing of the request ran here. A direct caller gets the 503 and its Retry-After.
+      if (req.getHeader('x-forwarded-for') !== '' && trustedProxies.has(remoteAddress(res))) {
+        res.close();
+        return;
+      }
       writeReply(
         res,
         errorReply(

@@ -11,14 +11,17 @@ export const uws = loadNativeUws({ fallbackRequested: false });
 export async function startServer(
   t: Test,
   routes: Route[],
-  options: { maxBodyBytes?: number; tokens?: TokenVerifier } = {},
+  options: { maxBodyBytes?: number; tokens?: TokenVerifier; trustedProxies?: readonly string[] } = {},
 ) {
   const server = createHttpServer({
     uws,
     logger: silentLogger,
     routes,
     ...(options.maxBodyBytes ? { maxBodyBytes: options.maxBodyBytes } : {}),
-    ...(options.tokens ? { access: { tokens: options.tokens } } : {}),
+    access: {
+      ...(options.tokens ? { tokens: options.tokens } : {}),
+      ...(options.trustedProxies ? { trustedProxies: options.trustedProxies } : {}),
+    },
   });
   const port = await server.listen('127.0.0.1', 0);
   let closed = false;

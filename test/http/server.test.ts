@@ -1,3 +1,4 @@
+import http from 'node:http';
 import t from 'tap';
 import { parseJsonObject } from '../../src/http/body.js';
 import { json } from '../../src/http/reply.js';
@@ -102,6 +103,56 @@ t.test('close drains in-flight requests, then refuses new connections', async (t
   await t.rejects(fetch(`${base}/slow`), 'the listener is closed');
 });
 
+t.test(
+  'while draining, a request through the balancer is left unanswered, a direct one gets 503',
+  async (t) => {
+    const { base, close } = await startServer(
+      t,
+      [
+        {
+          method: 'get',
+          pattern: '/slow',
+          handler: async () => {
+            await sleep(300);
+            return json(200, { done: true });
+          },
+        },
+        { method: 'get', pattern: '/fast', handler: () => json(200, { ran: true }) },
+      ],
+      { trustedProxies: ['127.0.0.1'] },
+    );
+    // Two kept-alive connections, opened before the drain (the listener closes with it).
+    const direct = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const proxied = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    t.teardown(() => {
+      direct.destroy();
+      proxied.destroy();
+    });
+    const proxy = { 'x-forwarded-for': '203.0.113.7' };
+    t.equal((await get(`${base}/fast`, direct)).status, 200);
+    t.equal((await get(`${base}/fast`, proxied, proxy)).status, 200);
+
+    const slow = fetch(`${base}/slow`);
+    await sleep(50);
+    const closing = close(5_000);
+    const refused = await get(`${base}/fast`, direct);
+    t.match(
+      refused,
+      { status: 503, headers: { 'retry-after': '1' } },
+      'a direct caller: 503 with Retry-After',
+    );
+    t.match(JSON.parse(refused.body), { error: { code: 'SHUTTING_DOWN', retryable: true } });
+    const unanswered = await get(`${base}/fast`, proxied, proxy).catch((err: NodeJS.ErrnoException) => err);
+    t.type(
+      unanswered,
+      Error,
+      'through the balancer: the connection closed with no answer, which nginx retries',
+    );
+    t.equal((await slow).status, 200, 'the request in flight completed');
+    t.same(await closing, { drained: true, abandoned: 0 });
+  },
+);
+
 t.test('close gives up after the grace period and reports what it abandoned', async (t) => {
   const { base, close } = await startServer(t, [
     { method: 'get', pattern: '/hang', handler: () => new Promise(() => undefined) },
@@ -118,3 +169,21 @@ t.test('refuses the pure-Node fallback', async (t) => {
   t.equal(loadConfig({ UWS_USE_FALLBACK: '1' }).uwsFallbackRequested, true);
   t.equal(loadConfig({}).uwsFallbackRequested, false);
 });
+
+/** A GET on `agent`'s kept-alive connection: its status, headers and body. */
+function get(url: string, agent: http.Agent, headers: http.OutgoingHttpHeaders = {}) {
+  return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>(
+    (resolve, reject) => {
+      http
+        .get(url, { agent, headers }, (response) => {
+          let body = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (body += chunk));
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, body }),
+          );
+        })
+        .once('error', reject);
+    },
+  );
+}
