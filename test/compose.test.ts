@@ -523,7 +523,7 @@ void t.test('nginx: upstreams are the app nodes; nginx.conf passes nginx -t when
   t.match(
     conf,
     /\n {8}proxy_next_upstream\s+error timeout;/,
-    'server-wide retries: a POST only if it was never sent (admin POSTs carry no key); a node\'s 503 passes',
+    "server-wide retries: a POST only if it was never sent (admin POSTs carry no key); a node's 503 passes",
   );
   t.match(
     conf,

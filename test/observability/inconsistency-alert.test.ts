@@ -1,7 +1,7 @@
-// InventoryInconsistency in the stack's real Prometheus (serial: package.json tap.serial, as the other alert
-// test): a node process checking its products every second is scraped; a replica row is edited behind the
+// InventoryInconsistency in the stack's real Prometheus: a node process checking its products every second is scraped; a replica row is edited behind the
 // service's back (the same version, another stock); the node's consistency monitor reports it, and the alert
-// goes pending, then fires after its for: (1 minute) and reaches Alertmanager. About 70 s.
+// goes pending, then fires after its for: (1 minute) and reaches Alertmanager. About 70 s, nearly all of it
+// waiting, so it runs beside other files: it stops nothing and edits only its own product's replica row.
 import mysql from 'mysql2/promise';
 import t from 'tap';
 import { request } from 'undici';
