@@ -98,8 +98,14 @@ export const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'ER_SERVER_SHUTDOWN',
 ]);
 
+/**
+ * A lost, refused or read-only server connection: one of CONNECTION_ERROR_CODES, or an error mysql2 marks
+ * `fatal` (the connection is unusable), some of which carry no code, e.g. "Can't add new command when
+ * connection is in closed state" from a pooled connection whose server just died.
+ */
 export function isConnectionError(err: unknown): boolean {
-  return CONNECTION_ERROR_CODES.has((err as { code?: unknown } | null)?.code as string);
+  const e = err as { code?: unknown; fatal?: unknown } | null;
+  return CONNECTION_ERROR_CODES.has(e?.code as string) || e?.fatal === true;
 }
 
 /**

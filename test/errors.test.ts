@@ -42,4 +42,10 @@ t.test('a lost or refused server connection becomes a retryable 503, not a 500',
     t.notMatch(err.message, code, 'without the driver message');
   }
   t.equal(toAppError(Object.assign(new Error('dup'), { code: 'ER_DUP_ENTRY' })).code, 'INTERNAL');
+  // mysql2's error for a query on a pooled connection whose server died: no code, only `fatal`.
+  const closed = Object.assign(new Error("Can't add new command when connection is in closed state"), {
+    fatal: true,
+  });
+  t.equal(toAppError(closed).code, 'DEPENDENCY_UNAVAILABLE', 'a fatal mysql2 error without a code: 503');
+  t.equal(toAppError(new Error('no code, not fatal')).code, 'INTERNAL');
 });

@@ -3,7 +3,7 @@
 import t from 'tap';
 import kafkajs from 'kafkajs';
 import { ensureTopics } from '../../src/events/topics.js';
-import { eventsStack } from '../helpers/events.js';
+import { eventsStack, knownToEveryBroker } from '../helpers/events.js';
 
 void t.test('creates missing topics once; a second call and a concurrent call are harmless', async (t) => {
   const stack = await eventsStack(t);
@@ -21,6 +21,9 @@ void t.test('creates missing topics once; a second call and a concurrent call ar
   t.same(raced[0].sort(), wanted, 'the first node saw all three missing');
   t.ok([0, 3].includes(raced[1].length), `the racing node did not fail (saw ${raced[1].length} missing)`);
 
+  // KRaft spreads new topics' metadata to the brokers asynchronously: a broker that has not heard of them
+  // yet answers UNKNOWN_TOPIC_OR_PARTITION for a moment (failed a clean-clone CI run once).
+  await knownToEveryBroker(wanted);
   const metadata = await first.fetchTopicMetadata({ topics: wanted });
   t.equal(stack.config.kafka.replicationFactor, 3, 'the default replication factor: the three brokers');
   for (const topic of metadata.topics) {
