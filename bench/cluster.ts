@@ -34,6 +34,8 @@ export interface ClusterSettings {
   readonly paymentLatencyMs?: number;
   /** Extra env of every node. */
   readonly env?: Record<string, string>;
+  /** Extra env of the i-th node (0-based; also when it is restarted), over `env`. */
+  readonly nodeEnv?: (i: number) => Record<string, string>;
 }
 
 export interface Cluster {
@@ -105,7 +107,7 @@ export async function startCluster(
     nodeId: `bench-${options.runTag}-n${i + 1}`,
     deleteKeysOnStop: false,
     noWait: true,
-    env,
+    env: { ...env, ...settings.nodeEnv?.(i) },
   });
   const nodes = await Promise.all(ports.map((port, i) => startNode(options, io, nodeSettings(port, i))));
   await Promise.all(nodes.map((n) => n.ready(90_000)));

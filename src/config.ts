@@ -71,6 +71,11 @@ export interface Config {
     readonly sentinels: readonly { host: string; port: number }[];
     /** Sentinel master name. Default `flashsale`. */
     readonly sentinelName: string;
+    /**
+     * Addresses the Sentinels report (the primary, replicas, other Sentinels) mapped to the address this
+     * node reaches each at: Sentinel behind NAT, a container network or a proxy. Empty by default.
+     */
+    readonly natMap: Readonly<Record<string, { readonly host: string; readonly port: number }>>;
     /** Prefix of every key the service writes. Default `fs:`. */
     readonly keyPrefix: string;
   };
@@ -268,6 +273,7 @@ export const CONFIG_ENV_NAMES = [
   'REDIS_URL',
   'REDIS_SENTINELS',
   'REDIS_SENTINEL_NAME',
+  'REDIS_NAT_MAP',
   'REDIS_KEY_PREFIX',
   'REDIS_TLS_CA_FILE',
   'KAFKA_BROKERS',
@@ -538,6 +544,10 @@ class EnvReader {
   hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {
     const value = this.raw(name) ?? fallback;
     if (value === '') return [];
+    return this.hostPortsOf(name, value);
+  }
+
+  private hostPortsOf(name: ConfigEnvName, value: string): { host: string; port: number }[] {
     const out: { host: string; port: number }[] = [];
     for (const item of value.split(',').map((s) => s.trim())) {
       const match = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(item);
@@ -549,6 +559,28 @@ class EnvReader {
         continue;
       }
       out.push({ host: match[1]!, port });
+    }
+    return out;
+  }
+
+  /** `host:port=host:port,…` (what a server reports = where this node reaches it); empty when unset. */
+  addressMap(name: ConfigEnvName): Record<string, { host: string; port: number }> {
+    const out: Record<string, { host: string; port: number }> = {};
+    const value = this.raw(name) ?? '';
+    if (value === '') return out;
+    for (const item of value.split(',').map((s) => s.trim())) {
+      const [from, to, extra] = item.split('=');
+      const problems = this.problems.length;
+      const [reported] = from === undefined ? [] : this.hostPortsOf(name, from);
+      const [reached] = to === undefined ? [] : this.hostPortsOf(name, to);
+      if (reported === undefined || reached === undefined || extra !== undefined) {
+        this.problems.length = problems;
+        this.problems.push(
+          `${name}: ${JSON.stringify(item)} is not host:port=host:port (comma-separated list expected)`,
+        );
+        continue;
+      }
+      out[`${reported.host}:${reported.port}`] = reached;
     }
     return out;
   }
@@ -642,6 +674,7 @@ export function loadConfig(env: Env = process.env): Config {
         read.raw('REDIS_URL') === undefined ? defaults.redisSentinels : '',
       ),
       sentinelName: read.string('REDIS_SENTINEL_NAME', defaults.redisSentinelName),
+      natMap: read.addressMap('REDIS_NAT_MAP'),
       keyPrefix: read.string('REDIS_KEY_PREFIX', defaults.redisKeyPrefix),
     },
     kafka: {

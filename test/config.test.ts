@@ -111,6 +111,21 @@ t.test('the relay lock must be a MySQL lock name (1 to 64 characters)', async (t
   t.equal(loadConfig({ PROJECTION_GROUP_ID: 'g1' }).projection.groupId, 'g1');
 });
 
+t.test('REDIS_NAT_MAP: reported address = reached address, each bad entry named once', async (t) => {
+  t.same(loadConfig({}).redis.natMap, {}, 'none by default');
+  t.same(
+    loadConfig({ REDIS_NAT_MAP: '10.0.0.5:6379=127.0.0.1:40001, redis-2:6379=[::1]:40002' }).redis.natMap,
+    { '10.0.0.5:6379': { host: '127.0.0.1', port: 40001 }, 'redis-2:6379': { host: '[::1]', port: 40002 } },
+  );
+  const err = t.throws(() =>
+    loadConfig({ REDIS_NAT_MAP: 'a:1=b:2,nohostport=b:2,a:1=b:99999,a:1=b:2=c:3,a:1' }),
+  ) as ConfigError;
+  t.equal(err.problems.length, 4, err.message);
+  for (const item of ['nohostport=b:2', 'a:1=b:99999', 'a:1=b:2=c:3', '"a:1"'])
+    t.match(err.message, item, `names ${item}`);
+  t.match(err.message, /REDIS_NAT_MAP: .* is not host:port=host:port/);
+});
+
 t.test('one error lists every bad setting, each by name', async (t) => {
   const err = t.throws(() =>
     loadConfig({

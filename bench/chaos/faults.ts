@@ -21,6 +21,7 @@ import {
 } from '../../scripts/stack/stack.js';
 import type { Admin } from '../../src/storage/kafka.js';
 import type { Cluster } from '../cluster.js';
+import type { RedisPath } from './redis-path.js';
 import type { FaultKind, PlannedFault } from './schedule.js';
 
 type MariadbServer = 'primary' | 'replica';
@@ -33,6 +34,8 @@ export interface FaultTargets {
   /** An admin client of the run's Kafka cluster, and the topics whose ISRs must be whole again. */
   readonly kafkaAdmin: Admin;
   readonly topics: readonly string[];
+  /** Each app node's way to Redis, by the node's place in `cluster.nodes`. */
+  readonly redisPaths: readonly RedisPath[];
   readonly progress: (line: string) => void;
 }
 
@@ -214,6 +217,22 @@ export async function runFault(
         detail: `promoted ${otherServer(old)} in ${promotedMs} ms; ${old} rejoined and in sync in ${Date.now() - started} ms`,
       };
     }
+    case 'app-redis-cut': {
+      const i = fault.target % cluster.nodes.length;
+      const victim = cluster.nodes[i]!;
+      const path = targets.redisPaths[i];
+      if (path === undefined) throw new Error(`no Redis path for node ${victim.id}`);
+      path.cutOff();
+      injected();
+      await sleep(fault.holdMs);
+      path.heal();
+      const healed = Date.now();
+      await until(`${victim.id} ready after its Redis cut`, () => nodeReady(victim.url));
+      return {
+        target: victim.id,
+        detail: `cut off Redis ${fault.holdMs} ms; ready ${Date.now() - healed} ms after`,
+      };
+    }
     case 'mysql-replica-stop': {
       const primary = (await dbFailoverStatus()).primary as MariadbServer;
       const replica = otherServer(primary);
@@ -238,11 +257,13 @@ export async function runFault(
  */
 export async function restoreStack(
   cluster: Cluster,
+  redisPaths: readonly RedisPath[],
   progress: (line: string) => void,
   touched: readonly FaultKind[],
 ): Promise<string[]> {
   const done: string[] = [];
   for (const node of cluster.nodes) node.kill('SIGCONT');
+  for (const path of redisPaths) path.heal();
   // Only servers this run may have hit: another test may have stopped the others on purpose.
   if (touched.includes('redis-primary-kill')) await startServers(REDIS_DATA_NODES);
   if (touched.includes('kafka-broker-kill')) await startServers(KAFKA_NODES);

@@ -15,6 +15,7 @@ export const FAULT_KINDS = [
   'kafka-broker-kill',
   'mysql-primary-kill',
   'mysql-replica-stop',
+  'app-redis-cut',
 ] as const;
 
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -37,6 +38,9 @@ const HOLD_MS: Readonly<Record<FaultKind, readonly [number, number]>> = {
   'kafka-broker-kill': [6_000, 10_000], // longer than the brokers' 4 s fencing: leadership must move
   'mysql-primary-kill': [0, 0], // rejoined once the manager promoted the replica
   'mysql-replica-stop': [3_000, 6_000],
+  // one node alone cut off Redis: its leases expire there after 3 s and the other node takes its shards,
+  // while it keeps serving them for LEASE_OUTAGE_GRACE_MS (10 s): both sell, fenced by the row version
+  'app-redis-cut': [4_000, 12_000],
 };
 
 export interface ScheduleSettings {

@@ -2,7 +2,8 @@
  * Chaos: a seeded, bounded run. Purchases and reads (open loop) through the bench nginx to two bench nodes
  * and WebSocket stock subscribers, while faults drawn from the seed strike one after another: kill -9 of
  * an app node (restarted), SIGSTOP/SIGCONT of one, kill -9 of the Redis primary (Sentinel failover), of a
- * Kafka broker, of the MariaDB primary (promotion, then rejoin), and the MariaDB replica stopped. Each is
+ * Kafka broker, of the MariaDB primary (promotion, then rejoin), the MariaDB replica stopped, and one app
+ * node cut off Redis while the other still reaches it (bench/chaos/redis-path.ts). Each is
  * healed before the next. Afterwards every store must agree (bench/chaos/checks.ts) and nothing
  * acknowledged may be lost; the stack ends as it began (`primary` the MariaDB primary again).
  */
@@ -12,6 +13,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { pino } from 'pino';
 import { Pool } from 'undici';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { loadConfig } from '../../src/config.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka } from '../../src/storage/kafka.js';
@@ -32,6 +34,7 @@ import {
 import { restoreStack, runFault } from '../chaos/faults.js';
 import { recoveryOf, type PurchaseOutcome } from '../chaos/recovery.js';
 import { FAULT_KINDS, faultSchedule, parseKinds, type FaultKind } from '../chaos/schedule.js';
+import { RedisPath } from '../chaos/redis-path.js';
 import { StockSubscribers } from '../chaos/subscribers.js';
 import { startCluster } from '../cluster.js';
 import { ConnectionSet } from '../connections.js';
@@ -44,10 +47,11 @@ import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../v
 
 export const name = 'chaos';
 export const describe =
-  'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop) under purchases, reads and WebSockets; every store must agree after';
+  'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop, a node cut off Redis) under purchases, reads and WebSockets; every store must agree after';
 export const defaults = { durationS: 120, connections: 200, rate: 150 };
 
 const STOCK = 1_000_000;
+const NODES = 2;
 /** Load before the first fault, ms. */
 const WARM_UP_MS = 5_000;
 
@@ -97,15 +101,26 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   await admin.connect();
   await ensureTopicsWithNewAdmin(kafka, config.kafka);
 
+  // Each node reaches Redis through relays of the run's own, so that one node alone can be cut off it.
+  const redisPaths: RedisPath[] = [];
+  io.onCleanup(async () => void (await Promise.all(redisPaths.map((p) => p.close()))));
+  for (let i = 0; i < NODES; i += 1)
+    redisPaths.push(
+      await RedisPath.open(
+        STACK_PORTS.sentinels.map((port) => ({ host: STACK_HOST, port })),
+        STACK_REDIS_NODES.map(({ port }) => ({ host: STACK_HOST, port })),
+      ),
+    );
   const cluster = await startCluster(options, io, {
-    nodes: 2,
+    nodes: NODES,
     nginx: true,
     paymentLatencyMs: 5,
     env: eventsEnv,
+    nodeEnv: (i) => redisPaths[i]!.env(),
   });
   let restored = false;
   io.onCleanup(async () => {
-    if (!restored) await restoreStack(cluster, io.progress, kinds);
+    if (!restored) await restoreStack(cluster, redisPaths, io.progress, kinds);
   });
   const http = new Pool(cluster.url, { connections: 4 });
   io.onCleanup(() => http.close());
@@ -183,7 +198,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       io.progress(`chaos: ${(elapsed() / 1000).toFixed(1)} s: injecting ${planned.kind}`);
       let struck!: () => void;
       const injected = new Promise<void>((resolve) => (struck = resolve));
-      const healed = runFault(planned, { cluster, kafkaAdmin: admin, topics, progress: io.progress }, () => {
+      const targets = { cluster, kafkaAdmin: admin, topics, redisPaths, progress: io.progress };
+      const healed = runFault(planned, targets, () => {
         record.atMs = elapsed();
         struck();
       }).then(
@@ -228,7 +244,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   ]);
 
   io.progress('chaos: load stopped; putting the stack back as it was');
-  await restoreStack(cluster, io.progress, kinds);
+  await restoreStack(cluster, redisPaths, io.progress, kinds);
   restored = true;
   io.progress('chaos: waiting for open sagas, then checking every store');
   const sagasOpen = await waitForSagas(productIds, 60_000);

@@ -56,6 +56,11 @@ export function createRedis(config: Pick<Config, 'redis'>, overrides: RedisOptio
       // Subscribes to the Sentinels' +switch-master: a client leaves the old primary as soon as a failover
       // is decided, even if that primary hangs without closing its connections.
       failoverDetector: true,
+      // A fresh object per lookup: ioredis adds its TLS options to the address it is given (Object.assign).
+      natMap: (reported: string) => {
+        const reached = config.redis.natMap[reported];
+        return reached === undefined ? null : { host: reached.host, port: reached.port };
+      },
       sentinelRetryStrategy: (attempt) => Math.min(50 * 2 ** attempt, 500),
       ...(url.username ? { username: decodeURIComponent(url.username) } : {}),
       ...(url.password ? { password: decodeURIComponent(url.password) } : {}),

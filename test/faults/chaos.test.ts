@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { FAULT_KINDS } from '../../bench/chaos/schedule.js';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -60,7 +61,7 @@ t.test(
     t.equal(summary['ok'], true, 'every invariant held');
     t.equal(summary['seed'], 1);
     const faults = summary['faults'] as { kind: string; recovery_s: number | null }[] | undefined;
-    t.equal(faults?.length, 6, 'one fault of each of the six kinds');
+    t.equal(faults?.length, FAULT_KINDS.length, `one fault of each of the ${FAULT_KINDS.length} kinds`);
     for (const key of [
       'lost_acknowledged',
       'oversold',

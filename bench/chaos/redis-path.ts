@@ -1,0 +1,140 @@
+/**
+ * One app node's way to Redis in the chaos run, so that the run can cut that node alone off Redis while the
+ * other node and the stack still reach it (the `app-redis-cut` fault): a TCP relay on loopback per Sentinel and
+ * per Redis data node. The node is given the relays' addresses for its Sentinels (`REDIS_SENTINELS`) and a
+ * `REDIS_NAT_MAP` from every address the Sentinels report (primary, replica, the other Sentinels) to its
+ * relay, so every connection it makes to Redis goes through them; TLS passes through untouched.
+ *
+ * A cut is silent, as a network partition is: open connections stop carrying bytes in either direction (the
+ * node's commands time out, its Sentinel subscriptions hear nothing) and new connections are accepted and
+ * left unanswered. Healing destroys every connection that lived through the cut (a stream that lost bytes
+ * cannot go on) and relays again; the node reconnects on its own.
+ */
+import net from 'node:net';
+
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+const key = (a: Address): string => `${a.host}:${a.port}`;
+
+interface Relay {
+  readonly target: Address;
+  readonly server: net.Server;
+  readonly port: number;
+}
+
+export class RedisPath {
+  private readonly pairs = new Set<readonly [net.Socket, net.Socket | undefined]>();
+  private isCut = false;
+  /** Connections opened or stalled during the current cut: destroyed when it heals. */
+  private readonly stalled = new Set<net.Socket>();
+
+  private constructor(
+    private readonly sentinels: readonly Relay[],
+    private readonly dataNodes: readonly Relay[],
+  ) {}
+
+  /** Opens a relay on a free loopback port for each Sentinel and each data node. */
+  static async open(sentinels: readonly Address[], dataNodes: readonly Address[]): Promise<RedisPath> {
+    const relays: Relay[] = [];
+    let path: RedisPath | undefined;
+    const listen = async (target: Address): Promise<Relay> => {
+      const server = net.createServer((client) => path?.accept(client, target));
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => resolve());
+      });
+      const relay = { target, server, port: (server.address() as net.AddressInfo).port };
+      relays.push(relay);
+      return relay;
+    };
+    try {
+      const s = await Promise.all(sentinels.map(listen));
+      const d = await Promise.all(dataNodes.map(listen));
+      path = new RedisPath(s, d);
+      return path;
+    } catch (err) {
+      for (const relay of relays) relay.server.close();
+      throw err;
+    }
+  }
+
+  /** The node's settings: Sentinels through the relays, and every reported address mapped to its relay. */
+  env(): Record<string, string> {
+    const at = (r: Relay): string => `127.0.0.1:${r.port}`;
+    return {
+      REDIS_SENTINELS: this.sentinels.map(at).join(','),
+      REDIS_NAT_MAP: [...this.sentinels, ...this.dataNodes].map((r) => `${key(r.target)}=${at(r)}`).join(','),
+    };
+  }
+
+  get cut(): boolean {
+    return this.isCut;
+  }
+
+  /** From now on nothing passes, in either direction, on open connections or new ones. */
+  cutOff(): void {
+    this.isCut = true;
+    for (const [client, upstream] of this.pairs) {
+      if (upstream !== undefined) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        upstream.pause();
+      }
+      client.pause();
+      this.stalled.add(client);
+    }
+  }
+
+  /** Ends the cut: what lived through it is destroyed (the node reconnects), new connections pass again. */
+  heal(): void {
+    this.isCut = false;
+    for (const client of this.stalled) client.destroy();
+    this.stalled.clear();
+  }
+
+  async close(): Promise<void> {
+    for (const [client, upstream] of this.pairs) {
+      client.destroy();
+      upstream?.destroy();
+    }
+    this.pairs.clear();
+    await Promise.all(
+      [...this.sentinels, ...this.dataNodes].map(
+        (r) => new Promise<void>((resolve) => r.server.close(() => resolve())),
+      ),
+    );
+  }
+
+  private accept(client: net.Socket, target: Address): void {
+    client.on('error', () => undefined);
+    if (this.isCut) {
+      // Accepted and never answered: the node's connect succeeds, its TLS handshake waits in vain.
+      client.pause();
+      this.stalled.add(client);
+      const pair = [client, undefined] as const;
+      this.pairs.add(pair);
+      client.once('close', () => {
+        this.pairs.delete(pair);
+        this.stalled.delete(client);
+      });
+      return;
+    }
+    const upstream = net.connect(target.port, target.host);
+    const pair = [client, upstream] as const;
+    this.pairs.add(pair);
+    upstream.on('error', () => undefined);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = (): void => {
+      this.pairs.delete(pair);
+      this.stalled.delete(client);
+      client.destroy();
+      upstream.destroy();
+    };
+    client.once('close', end);
+    upstream.once('close', end);
+  }
+}
