@@ -5,12 +5,32 @@ import { encode } from '@msgpack/msgpack';
 import t, { type Test } from 'tap';
 import { encodeEvent, newEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import { OutboxRelay } from '../../src/events/outbox-relay.js';
+import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { SalesProjection } from '../../src/projection/sales-projection.js';
 import { readProductSales } from '../../src/projection/sales-store.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { uniq } from '../helpers/app.js';
 import { silentLogger } from '../helpers/http.js';
-import { eventsStack, insertOutbox, uniqueProductId, waitFor, type EventsStack } from '../helpers/events.js';
+import {
+  eventsStack,
+  insertOutbox,
+  topicsOnEveryBroker,
+  uniqueProductId,
+  waitFor,
+  type EventsStack,
+} from '../helpers/events.js';
+
+/**
+ * The test's topics, created and known to every broker before anything produces or consumes: a consumer
+ * that asks a broker not yet told of a new topic crashes while joining and its restart waits ~10 s for the
+ * first member's session; a send to such a broker fails part-way and is sent again (duplicates).
+ */
+async function readyStack(t: Test): Promise<EventsStack> {
+  const stack = await eventsStack(t);
+  await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
+  await topicsOnEveryBroker(stack);
+  return stack;
+}
 
 function startProjection(t: Test, stack: EventsStack): SalesProjection {
   const groupId = uniq('test-sales-projection-');
@@ -66,7 +86,7 @@ const at = (second: number) => `2030-01-01T00:00:${String(second).padStart(2, '0
 void t.test(
   'duplicates, out-of-order events and garbage give the expected totals; redelivery changes nothing',
   async (t) => {
-    const stack = await eventsStack(t);
+    const stack = await readyStack(t);
     const [p1, p2] = [uniqueProductId(), uniqueProductId()];
     cleanupProducts(t, stack, [p1, p2]);
     const [a, b, c, d, e, f, g] = Array.from({ length: 7 }, () => uniq('order-'));
@@ -176,7 +196,7 @@ void t.test(
 );
 
 void t.test('outbox -> relay -> Kafka -> projection: totals follow the outbox', async (t) => {
-  const stack = await eventsStack(t);
+  const stack = await readyStack(t);
   const product = uniqueProductId();
   cleanupProducts(t, stack, [product]);
   const events: EventEnvelope[] = [];
