@@ -21,7 +21,8 @@ export interface Recovery {
   readonly failed: number;
   /**
    * Seconds from the fault to the answer of the first acknowledged purchase sent after the last failure
-   * answered in its window; 0 when none failed; null when no purchase succeeded after it.
+   * answered in its window and answered after the fault; 0 when none failed; null when no purchase
+   * succeeded after it.
    */
   readonly recoveryS: number | null;
 }
@@ -33,7 +34,10 @@ export function recoveryOf(window: FaultWindow, outcomes: readonly PurchaseOutco
   const lastSent = Math.max(...failures.map((o) => o.sentMs));
   let back: number | undefined;
   for (const o of outcomes)
-    if (o.ok && o.sentMs > lastSent && (back === undefined || o.doneMs < back)) back = o.doneMs;
+    // Answered after the fault too: a failure sent before the fault (a request the fault before it held
+    // up to nginx's timeout) must not date the recovery before the injection.
+    if (o.ok && o.sentMs > lastSent && o.doneMs >= window.atMs && (back === undefined || o.doneMs < back))
+      back = o.doneMs;
   return {
     failed: failures.length,
     recoveryS: back === undefined ? null : Math.round((back - window.atMs) / 10) / 100,

@@ -55,3 +55,18 @@ t.test('recovery: from the fault to the first success sent after its last failur
   t.same(recoveryOf(window, outcomes), { failed: 2, recoveryS: 1.9 });
   t.same(recoveryOf({ atMs: 5_000, untilMs: Infinity }, outcomes), { failed: 1, recoveryS: null });
 });
+
+t.test(
+  'recovery is never dated before the fault: a failure sent long before it, answered in its window',
+  async (t) => {
+    // A purchase held up by the fault before (nginx's 10 s timeout) is answered in this fault's window;
+    // the success sent after it but answered before this fault struck does not count.
+    const window = { atMs: 23_700, untilMs: 28_200 };
+    const outcomes = [
+      { sentMs: 15_500, doneMs: 25_500, ok: false },
+      { sentMs: 16_000, doneMs: 17_900, ok: true },
+      { sentMs: 24_000, doneMs: 24_100, ok: true },
+    ];
+    t.same(recoveryOf(window, outcomes), { failed: 1, recoveryS: 0.4 });
+  },
+);
