@@ -544,21 +544,16 @@ class EnvReader {
   hostPorts(name: ConfigEnvName, fallback: string): { host: string; port: number }[] {
     const value = this.raw(name) ?? fallback;
     if (value === '') return [];
-    return this.hostPortsOf(name, value);
-  }
-
-  private hostPortsOf(name: ConfigEnvName, value: string): { host: string; port: number }[] {
     const out: { host: string; port: number }[] = [];
     for (const item of value.split(',').map((s) => s.trim())) {
-      const match = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(item);
-      const port = match ? Number(match[2]) : 0;
-      if (!match || port < 1 || port > 65535) {
+      const address = parseHostPort(item);
+      if (address === undefined) {
         this.problems.push(
           `${name}: ${JSON.stringify(item)} is not host:port (comma-separated list expected)`,
         );
         continue;
       }
-      out.push({ host: match[1]!, port });
+      out.push(address);
     }
     return out;
   }
@@ -569,12 +564,10 @@ class EnvReader {
     const value = this.raw(name) ?? '';
     if (value === '') return out;
     for (const item of value.split(',').map((s) => s.trim())) {
-      const [from, to, extra] = item.split('=');
-      const problems = this.problems.length;
-      const [reported] = from === undefined ? [] : this.hostPortsOf(name, from);
-      const [reached] = to === undefined ? [] : this.hostPortsOf(name, to);
+      const [from = '', to = '', extra] = item.split('=');
+      const reported = parseHostPort(from);
+      const reached = parseHostPort(to);
       if (reported === undefined || reached === undefined || extra !== undefined) {
-        this.problems.length = problems;
         this.problems.push(
           `${name}: ${JSON.stringify(item)} is not host:port=host:port (comma-separated list expected)`,
         );
@@ -584,6 +577,13 @@ class EnvReader {
     }
     return out;
   }
+}
+
+/** `host:port` (a name, an IPv4 address or a bracketed IPv6 one; port 1-65535), else undefined. */
+function parseHostPort(item: string): { host: string; port: number } | undefined {
+  const match = /^([A-Za-z0-9.\-_]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(item);
+  const port = match ? Number(match[2]) : 0;
+  return match && port >= 1 && port <= 65535 ? { host: match[1]!, port } : undefined;
 }
 
 function parseUrl(value: string): URL | undefined {

@@ -11,6 +11,7 @@
  * cannot go on) and relays again; the node reconnects on its own.
  */
 import net from 'node:net';
+import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 
 export interface Address {
   readonly host: string;
@@ -59,6 +60,14 @@ export class RedisPath {
       for (const relay of relays) relay.server.close();
       throw err;
     }
+  }
+
+  /** Relays to the local stack's three Sentinels and two Redis data nodes. */
+  static toStack(): Promise<RedisPath> {
+    return RedisPath.open(
+      STACK_PORTS.sentinels.map((port) => ({ host: STACK_HOST, port })),
+      STACK_REDIS_NODES.map(({ port }) => ({ host: STACK_HOST, port })),
+    );
   }
 
   /** The node's settings: Sentinels through the relays, and every reported address mapped to its relay. */

@@ -13,7 +13,6 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { pino } from 'pino';
 import { Pool } from 'undici';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
-import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { loadConfig } from '../../src/config.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka } from '../../src/storage/kafka.js';
@@ -104,13 +103,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   // Each node reaches Redis through relays of the run's own, so that one node alone can be cut off it.
   const redisPaths: RedisPath[] = [];
   io.onCleanup(async () => void (await Promise.all(redisPaths.map((p) => p.close()))));
-  for (let i = 0; i < NODES; i += 1)
-    redisPaths.push(
-      await RedisPath.open(
-        STACK_PORTS.sentinels.map((port) => ({ host: STACK_HOST, port })),
-        STACK_REDIS_NODES.map(({ port }) => ({ host: STACK_HOST, port })),
-      ),
-    );
+  for (let i = 0; i < NODES; i += 1) redisPaths.push(await RedisPath.toStack());
   const cluster = await startCluster(options, io, {
     nodes: NODES,
     nginx: true,

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { RedisPath } from '../../bench/chaos/redis-path.js';
-import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
+import { STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis, type Redis } from '../../src/storage/redis.js';
 
@@ -18,10 +18,7 @@ const attempt = async (redis: Redis, key: string): Promise<string> =>
 t.test(
   'a node cut off Redis alone: its commands fail while another client goes on, then it reconnects',
   async (t) => {
-    const path = await RedisPath.open(
-      STACK_PORTS.sentinels.map((port) => ({ host: STACK_HOST, port })),
-      STACK_REDIS_NODES.map(({ port }) => ({ host: STACK_HOST, port })),
-    );
+    const path = await RedisPath.toStack();
     t.teardown(() => path.close());
     const env = path.env();
     t.match(env['REDIS_SENTINELS'], /^127\.0\.0\.1:\d+,127\.0\.0\.1:\d+,127\.0\.0\.1:\d+$/);

@@ -10,7 +10,6 @@ import kafkajs from 'kafkajs';
 import { STACK_KAFKA_NODES, signalServer, startServer } from '../../scripts/stack/stack.js';
 import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope } from '../../src/events/envelope.js';
 import { OutboxRelay } from '../../src/events/outbox-relay.js';
-import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { SalesProjection } from '../../src/projection/sales-projection.js';
 import { uniq } from '../helpers/app.js';
 import { silentLogger } from '../helpers/http.js';
@@ -33,7 +32,6 @@ void t.test(
       ? pino({ level: 'debug' }, pino.destination(process.env['KILL_LOG']))
       : undefined;
     const stack = await eventsStack(t, killLog);
-    await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
     await topicsOnEveryBroker(stack);
     const topics = Object.values(stack.topics);
     const products = Array.from({ length: PRODUCTS }, uniqueProductId);

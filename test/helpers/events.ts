@@ -65,11 +65,13 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
 }
 
 /**
- * Waits until each of the stack's brokers answers metadata for this test's topics. A topic just created is
- * known to the controller first and to each broker a moment later; a consumer that asks a broker that has
- * not heard of it yet crashes while joining, and its restart waits for its first member's session to end.
+ * Creates this test's topics (those missing) and waits until each of the stack's brokers answers metadata
+ * for them. A topic just created is known to the controller first and to each broker a moment later; a
+ * consumer that asks a broker that has not heard of it yet crashes while joining, and its restart waits for
+ * its first member's session to end; a send to such a broker fails part-way and goes again (duplicates).
  */
 export async function topicsOnEveryBroker(stack: EventsStack): Promise<void> {
+  await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
   await knownToEveryBroker(Object.values(stack.topics));
 }
 
@@ -186,7 +188,6 @@ export interface Received {
  * one in the same group, which goes on from the group's committed offsets.
  */
 export async function collect(t: Test, stack: EventsStack) {
-  await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
   await topicsOnEveryBroker(stack);
   const groupId = uniq('test-collector-');
   const received: Received[] = [];

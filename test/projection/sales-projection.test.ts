@@ -5,7 +5,6 @@ import { encode } from '@msgpack/msgpack';
 import t, { type Test } from 'tap';
 import { encodeEvent, newEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import { OutboxRelay } from '../../src/events/outbox-relay.js';
-import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { SalesProjection } from '../../src/projection/sales-projection.js';
 import { readProductSales } from '../../src/projection/sales-store.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
@@ -20,14 +19,9 @@ import {
   type EventsStack,
 } from '../helpers/events.js';
 
-/**
- * The test's topics, created and known to every broker before anything produces or consumes: a consumer
- * that asks a broker not yet told of a new topic crashes while joining and its restart waits ~10 s for the
- * first member's session; a send to such a broker fails part-way and is sent again (duplicates).
- */
+/** The test's topics, created and known to every broker before anything produces or consumes. */
 async function readyStack(t: Test): Promise<EventsStack> {
   const stack = await eventsStack(t);
-  await ensureTopicsWithNewAdmin(stack.kafka, stack.config.kafka);
   await topicsOnEveryBroker(stack);
   return stack;
 }
