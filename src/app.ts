@@ -162,6 +162,7 @@ export function buildApp(deps: AppDeps): App {
     system,
     store: new MysqlProductStore(infra.mysql.primary, pipeline),
     mayWrite: (productId) => cluster.owns(productId),
+    onWrittenElsewhere: (productId) => cluster.writtenElsewhere(productId),
     cache,
     logger: logger.child({ component: 'product-actors' }),
     mailboxLimit: config.purchase.mailboxLimit,

@@ -13,3 +13,40 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Skips a failing dependency for a while instead of waiting out its timeout on every call: after a
+ * failure `usable()` is false for `ms`, then true for one caller (the probe) per `ms`, until a call
+ * succeeds again.
+ */
+export class FailureBackoff {
+  /** performance.now() until which calls skip the dependency; undefined while it answers. */
+  private downUntil: number | undefined;
+
+  constructor(private readonly ms: number) {}
+
+  /** True since a failure, until a call succeeds. */
+  get failing(): boolean {
+    return this.downUntil !== undefined;
+  }
+
+  /** True when a call may go to the dependency: it answers, or this caller is the next probe. */
+  usable(): boolean {
+    if (this.downUntil === undefined) return true;
+    const now = performance.now();
+    if (now < this.downUntil) return false;
+    this.downUntil = now + this.ms; // this caller probes; the others go on skipping
+    return true;
+  }
+
+  succeeded(): void {
+    this.downUntil = undefined;
+  }
+
+  /** Records a failure; true for the first since the dependency last answered (log that one). */
+  failed(): boolean {
+    const first = this.downUntil === undefined;
+    this.downUntil = performance.now() + this.ms;
+    return first;
+  }
+}

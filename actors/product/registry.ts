@@ -1,7 +1,7 @@
 import nact from 'nact';
 import type { ActorSystemRef } from 'nact';
 import type { Logger } from '../../src/logger.js';
-import { sleep, withTimeout } from '../../src/timeouts.js';
+import { FailureBackoff, sleep, withTimeout } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type { FlushResult } from './product-core.js';
 import type {
@@ -26,6 +26,9 @@ import type {
 
 const { dispatch } = nact;
 
+/** After a failed stock write-through, batches skip it this long (then one tries it again), ms. */
+const WRITE_THROUGH_BACKOFF_MS = 250;
+
 export interface ProductActorsOptions {
   system: ActorSystemRef;
   store: ProductStore;
@@ -48,6 +51,8 @@ export interface ProductActorsOptions {
   stockPublication?: (productId: ProductId, stock: number, version: number) => StockPublication;
   /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
   mayWrite?: (productId: ProductId) => boolean;
+  /** A batch lost to the row version: another node wrote the product since this one loaded it. */
+  onWrittenElsewhere?: (productId: ProductId) => void;
   /** Called after every batch write with its size and duration. */
   onBatch?: (info: {
     productId: ProductId;
@@ -94,6 +99,8 @@ export class ProductActors {
   private readonly entries = new Map<ProductId, Entry>();
   /** Actors being handed off: no new work; they retire once what they hold is answered. */
   private readonly closing = new Set<Entry>();
+  /** The stock write-through, skipped for a moment after it fails (Redis unreachable or failing over). */
+  private readonly writeThrough = new FailureBackoff(WRITE_THROUGH_BACKOFF_MS);
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private admitting = true;
@@ -324,10 +331,10 @@ export class ProductActors {
       let result: FlushResult;
       try {
         // A node whose lease ran out does not even try (the version check would refuse it anyway).
-        result =
-          (this.options.mayWrite?.(batch.productId) ?? true)
-            ? await store.commitBatch(batch)
-            : { kind: 'version_conflict' };
+        const mayWrite = this.options.mayWrite?.(batch.productId) ?? true;
+        result = mayWrite ? await store.commitBatch(batch) : { kind: 'version_conflict' };
+        if (mayWrite && result.kind === 'version_conflict')
+          this.options.onWrittenElsewhere?.(batch.productId);
         if (result.kind === 'committed') {
           if (batch.orders.length > 0)
             this.options.onStage?.(
@@ -343,20 +350,28 @@ export class ProductActors {
           if (batch.newStock !== batch.previousStock) {
             const { productId, newStock } = batch;
             const publication = this.options.stockPublication?.(productId, newStock, result.version);
-            const published = await withTimeout(
-              cache.setStock(productId, newStock, result.version, publication),
-              cacheWriteTimeoutMs,
-              'stock write-through',
-            ).then(
-              () => publication !== undefined,
-              (err: unknown) => {
-                logger.warn(
-                  { productId, err: errorText(err) },
-                  'stock write-through failed; the cached stock expires within its TTL',
-                );
-                return false;
-              },
-            );
+            // While Redis fails, batches skip the write-through (one tries it every 250 ms) instead of each
+            // waiting out its timeout: the cached stock expires within its TTL either way.
+            const published =
+              this.writeThrough.usable() &&
+              (await withTimeout(
+                cache.setStock(productId, newStock, result.version, publication),
+                cacheWriteTimeoutMs,
+                'stock write-through',
+              ).then(
+                () => {
+                  this.writeThrough.succeeded();
+                  return publication !== undefined;
+                },
+                (err: unknown) => {
+                  if (this.writeThrough.failed())
+                    logger.warn(
+                      { productId, err: errorText(err) },
+                      'stock write-through failed; skipped for now, the cached stock expires within its TTL',
+                    );
+                  return false;
+                },
+              ));
             this.options.onStockChanged?.(productId, newStock, result.version, published);
           }
         }

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { FailureBackoff } from '../timeouts.js';
 import { RedisWindowCounters } from '../storage/rate-counters.js';
 import type { Redis } from '../storage/redis.js';
 
@@ -74,6 +75,9 @@ function limited(policy: LimitName, quota: number, res: WindowState, what: strin
 /** Longest wait for Redis's count of a batch before the insurance limiter decides it, ms. */
 const REDIS_ANSWER_TIMEOUT_MS = 250;
 
+/** After Redis failed or was late, batches skip it this long and go to the insurance limiter, ms. */
+const REDIS_BACKOFF_MS = 1_000;
+
 interface Waiter {
   resolve(headers: Readonly<Record<string, string>>): void;
   reject(err: AppError): void;
@@ -86,14 +90,16 @@ interface Waiter {
  * - Per user, on purchases, in Redis, so every node counts against one budget. The purchases that arrive
  *   in one event-loop turn are counted in ONE script call (count-hits.lua), whatever their number: the cost
  *   is per turn, not per purchase. While Redis fails or does not answer within 250 ms, an in-memory
- *   insurance limiter allows each node its share (limit / RATE_LIMIT_NODES). So an outage neither opens the
- *   gate nor closes it.
+ *   insurance limiter allows each node its share (limit / RATE_LIMIT_NODES), and for a second after such a
+ *   failure the batches go to it without asking Redis. So an outage neither opens the gate nor closes it.
  */
 export class RateLimits {
   private readonly ip: WindowCounter | undefined;
   private readonly insurance: WindowCounter | undefined;
   private readonly counters: RedisWindowCounters | undefined;
   private pending = new Map<string, Waiter[]>();
+  /** Redis failed or was late lately: batches skip it for a second (then one asks it again). */
+  private readonly redisBackoff = new FailureBackoff(REDIS_BACKOFF_MS);
   private flushScheduled = false;
 
   constructor(private readonly options: RateLimitsOptions) {
@@ -137,16 +143,29 @@ export class RateLimits {
     const users = [...batch.keys()];
     const prefix = `${this.options.keyPrefix}rl:user:`;
     let timer: NodeJS.Timeout | undefined;
-    const counts = await Promise.race([
-      this.counters!.add(
-        users.map((user) => prefix + user),
-        users.map((user) => batch.get(user)!.length),
-        WINDOW_MS,
-      ),
-      new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), REDIS_ANSWER_TIMEOUT_MS);
-      }),
-    ]).catch(() => undefined);
+    // While Redis fails, the insurance limiter decides at once (one batch a second asks Redis again).
+    const counts = !this.redisBackoff.usable()
+      ? undefined
+      : await Promise.race([
+          this.counters!.add(
+            users.map((user) => prefix + user),
+            users.map((user) => batch.get(user)!.length),
+            WINDOW_MS,
+          ),
+          new Promise<undefined>((resolve) => {
+            timer = setTimeout(() => resolve(undefined), REDIS_ANSWER_TIMEOUT_MS);
+          }),
+        ]).then(
+          (answered) => {
+            if (answered === undefined) this.redisBackoff.failed();
+            else this.redisBackoff.succeeded();
+            return answered;
+          },
+          () => {
+            this.redisBackoff.failed();
+            return undefined;
+          },
+        );
     clearTimeout(timer);
     const quota = this.options.limits.userPurchasesPerSecond;
     users.forEach((user, i) => {

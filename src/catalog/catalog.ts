@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import type { Pool, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import type { CachedProduct, PurchaseStrategy, RedisProductCache } from '../storage/product-cache.js';
+import { FailureBackoff } from '../timeouts.js';
 import { NearCache } from './near-cache.js';
 
 export type { PurchaseStrategy };
@@ -38,7 +39,18 @@ export interface ProductRead {
   tier: ReadTier;
 }
 
+/**
+ * After a Redis read or fill fails, reads skip Redis this long, ms (one read then tries it again): a node
+ * cut off Redis answers from the replica at once instead of after a command timeout per read.
+ */
+const REDIS_BACKOFF_MS = 1_000;
+
 const PRODUCT_COLUMNS = 'id, name, price_cents, stock, version, purchase_strategy, created_at';
+
+const NOTHING_CACHED: ReadonlyMap<
+  number,
+  { details?: CachedProduct; stock?: { stock: number; version: number } }
+> = new Map();
 
 function toProduct(row: RowDataPacket): Product {
   return {
@@ -62,6 +74,7 @@ export class Catalog {
   private readonly loading = new Map<number, Promise<Product | undefined>>();
   /** A product's strategy never changes, so each node remembers it after the first lookup. */
   private readonly strategies = new Map<number, PurchaseStrategy>();
+  private readonly redis = new FailureBackoff(REDIS_BACKOFF_MS);
 
   constructor(private readonly deps: CatalogDeps) {
     this.memory = deps.memory ?? new NearCache();
@@ -82,13 +95,18 @@ export class Catalog {
     });
     if (notInMemory.length === 0) return { products, hit: true, tier };
     tier = 'redis';
-    const cached = await this.deps.cache.getMany(notInMemory.map((i) => ids[i]!)).catch((err: unknown) => {
-      this.deps.logger.warn(
-        { err: (err as Error).message },
-        'product cache unavailable; reading the replica',
-      );
-      return new Map<number, { details?: CachedProduct; stock?: { stock: number; version: number } }>();
-    });
+    const cached = this.redis.usable()
+      ? await this.deps.cache.getMany(notInMemory.map((i) => ids[i]!)).then(
+          (found) => {
+            this.redis.succeeded();
+            return found;
+          },
+          (err: unknown) => {
+            this.redisFailed(err, 'product cache unavailable; reading the replica');
+            return NOTHING_CACHED;
+          },
+        )
+      : NOTHING_CACHED;
     const missed: number[] = [];
     for (const i of notInMemory) {
       const id = ids[i]!;
@@ -195,13 +213,17 @@ export class Catalog {
     return ids.map((id) => byId.get(id));
   }
 
+  private redisFailed(err: unknown, message: string): void {
+    if (this.redis.failed()) this.deps.logger.warn({ err: (err as Error).message }, message);
+  }
+
+  /** Puts a product read from the database into Redis; skipped while Redis fails (reads skip it too). */
   private async fill(product: Product): Promise<void> {
+    if (this.redis.failing) return;
     const { stock, version, ...details } = product;
     await Promise.all([
       this.deps.cache.setDetails(details),
       this.deps.cache.setStock(product.id, stock, version),
-    ]).catch((err: unknown) =>
-      this.deps.logger.warn({ productId: product.id, err: (err as Error).message }, 'cache fill failed'),
-    );
+    ]).catch((err: unknown) => this.redisFailed(err, 'cache fill failed; reads skip Redis for now'));
   }
 }

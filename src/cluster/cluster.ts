@@ -38,6 +38,8 @@ export interface Cluster {
   /** True when this node may write for the product now. */
   owns(productId: number): boolean;
   epochOf(productId: number): number;
+  /** A write for the product lost to its row version: another node owns its shard now. */
+  writtenElsewhere(productId: number): void;
   /** Joins: heartbeats, takes this node's share of the shards. `port` is the bound HTTP port. */
   start(port: number): Promise<void>;
   /** Leaves gracefully: out of the membership, every shard handed off (drained). Forwarding still works. */
@@ -96,6 +98,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     ownership,
     owns: (productId) => ownership.holds(shard(productId)),
     epochOf: (productId) => ownership.epochOf(shard(productId)),
+    writtenElsewhere: (productId) => ownership.writtenElsewhere(shard(productId)),
     async start(port) {
       address = `${config.cluster.advertiseHost}:${port}`;
       // The first rebalance must reach Redis: a node that starts without shards would forward everything.

@@ -86,6 +86,8 @@ export class Ownership {
   private unreachableSince: number | undefined;
   /** performance.now() until which this node takes no shards: just back from a Redis outage, see `reachable`. */
   private noTakeoverUntil = -Infinity;
+  /** The live nodes when Redis was lost: once all of them are seen again, the wait above ends early. */
+  private nodesBeforeOutage: readonly string[] = [];
 
   constructor(private readonly options: OwnershipOptions) {}
 
@@ -96,6 +98,38 @@ export class Ownership {
   /** True once this node has begun leaving the cluster. */
   get leaving(): boolean {
     return this.stopped;
+  }
+
+  /** True while lease renewals fail (Redis unreachable): the view of the owners cannot be refreshed. */
+  get cutOff(): boolean {
+    return this.unreachableSince !== undefined;
+  }
+
+  /** The other live nodes' addresses as last read from Redis (whom to ask while the owners cannot be read). */
+  peerAddresses(): string[] {
+    const peers: string[] = [];
+    for (const node of this.membership.nodes) {
+      const address = this.membership.addresses.get(node);
+      if (node !== this.options.nodeId && address !== undefined) peers.push(address);
+    }
+    return peers;
+  }
+
+  /**
+   * A write for a product of the shard lost to the row version: another node has written it since, so it
+   * owns the shard now. While Redis answers, the next renewal says so: rebalance at once. While it does
+   * not, the shard is held only by the outage grace and nothing will tell this node: drop it now, so its
+   * requests go to the peers (the router asks them in turn) instead of losing to the version until the
+   * grace ends.
+   */
+  writtenElsewhere(shard: number): void {
+    if (!this.held.has(shard) || this.releasing.has(shard)) return;
+    if (this.unreachableSince === undefined) {
+      this.poke();
+      return;
+    }
+    this.owners[shard] = undefined;
+    this.lose([shard], 'written by another owner while Redis is unreachable');
   }
 
   /** Joins the cluster: the first rebalance completes before this resolves. */
@@ -219,6 +253,8 @@ export class Ownership {
       ? []
       : [...this.held.keys()].filter((s) => !desired.has(s) && !this.releasing.has(s));
     if (surplus.length > 0) void this.handOff(surplus);
+    if (started < this.noTakeoverUntil && this.nodesBeforeOutage.every((n) => tick.nodes.includes(n)))
+      this.noTakeoverUntil = -Infinity; // every node renewed since: nobody's shards look free by mistake
     const wanted =
       settled || started < this.noTakeoverUntil ? [] : [...desired].filter((s) => !this.held.has(s));
     const granted = await leases.acquire(nodeId, ttlMs, wanted);
@@ -278,6 +314,7 @@ export class Ownership {
     const graceMs = this.options.outageGraceMs ?? 0;
     if (this.unreachableSince === undefined) {
       this.unreachableSince = started;
+      this.nodesBeforeOutage = this.membership.nodes;
       logger.warn(
         { err: err.message, shards: this.held.size, graceMs },
         'lease renewal failed: Redis unreachable; keeping the shards held through the grace period',
@@ -291,8 +328,11 @@ export class Ownership {
 
   /**
    * The first renewal that worked after an outage. The renewal script gave back every lease nobody took
-   * meanwhile (they may have expired in Redis), but the others' heartbeats are as old as this node's: for
-   * one TTL this node takes no shards, so that every node renews its own before anyone counts it dead.
+   * meanwhile (they may have expired in Redis), but if Redis was down for all, the others' heartbeats are
+   * as old as this node's: for one TTL this node takes no shards, so that every node renews its own before
+   * anyone counts it dead. The wait ends as soon as every node live before the outage is live again (at
+   * once when this node alone was cut off: the others, which took its shards meanwhile, hand them back
+   * when they see it, and it must take them).
    */
   private reachable(started: number): void {
     const outageMs = Math.round(started - (this.unreachableSince ?? started));

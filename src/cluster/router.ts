@@ -129,13 +129,30 @@ export class ClusterRouter implements PurchaseRouter {
     if (ownership.holds(shard)) return this.options.localSagaWait(orderId, budgetMs);
     const local = await this.options.localSagaWait(orderId, 0);
     if (local !== undefined && local.status !== 'PENDING') return local;
-    const owner = ownership.ownerOf(shard);
-    if (owner?.address === undefined || owner.node === ownership.nodeId) return local;
     const body = { productId, orderId, budgetMs };
-    const remote = await peers
-      .call(owner.address, 'saga-wait', body, Date.now() + budgetMs + 1_000)
-      .catch(() => local);
-    return (remote ?? undefined) as SagaWait; // msgpack carries undefined as null
+    let wait = local;
+    // Where the owner is unknown (Redis unreachable), each peer in turn: only the one running it waits.
+    for (const address of this.ownerAddresses(shard)) {
+      const remote = (await peers
+        .call(address, 'saga-wait', body, Date.now() + budgetMs + 1_000)
+        .catch(() => local)) as SagaWait | null;
+      if (remote !== null) return remote;
+      wait = undefined; // msgpack carries undefined as null: that node runs no such saga
+    }
+    return wait;
+  }
+
+  /**
+   * Where to send a shard's work held elsewhere: its owner as last read from Redis. While Redis cannot be
+   * read and that view names no other node (nobody, or this node, which has since dropped the shard), every
+   * peer last seen, in turn: each serves only shards it holds and refuses the others.
+   */
+  private ownerAddresses(shard: number): string[] {
+    const { ownership } = this.options;
+    const owner = ownership.ownerOf(shard);
+    if (owner !== undefined && owner.node !== ownership.nodeId)
+      return owner.address === undefined ? [] : [owner.address];
+    return ownership.cutOff ? ownership.peerAddresses() : [];
   }
 
   /** Serves a request forwarded by another node: only for shards held here, and never forwarded again. */
@@ -176,24 +193,22 @@ export class ClusterRouter implements PurchaseRouter {
         this.options.onAttempt?.(op, 'local');
         outcome = await local();
       } else {
-        const owner = ownership.ownerOf(shard);
-        if (owner?.address !== undefined && owner.node !== ownership.nodeId) {
+        // Usually one address; while Redis is unreachable, each peer in turn until one holds the shard.
+        for (const address of this.ownerAddresses(shard)) {
           // One attempt waits at most FORWARD_ATTEMPT_MS: a paused or partitioned owner must not hold the
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
           this.options.onAttempt?.(op, 'forwarded');
-          this.trace?.debug(
-            { reqId: requestIdOf(body), op, productId, owner: owner.node },
-            'forwarded to the owner',
-          );
-          outcome = (await peers.call(owner.address, op, body, attemptDeadline).catch((err: unknown) => {
+          this.trace?.debug({ reqId: requestIdOf(body), op, productId, address }, 'forwarded to the owner');
+          outcome = (await peers.call(address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
             this.trace?.debug(
-              { reqId: requestIdOf(body), op, productId, owner: owner.node, err: (err as Error).message },
+              { reqId: requestIdOf(body), op, productId, address, err: (err as Error).message },
               'owner did not answer; looking again',
             );
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
+          if (!movedAway(outcome)) return outcome!;
         }
       }
       if (!movedAway(outcome)) return outcome!;

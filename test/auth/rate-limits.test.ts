@@ -3,6 +3,7 @@ import { addressSet, clientIp } from '../../src/auth/client-ip.js';
 import { RateLimits, WindowCounter } from '../../src/auth/rate-limits.js';
 import { loadConfig } from '../../src/config.js';
 import { AppError } from '../../src/errors.js';
+import { RedisWindowCounters } from '../../src/storage/rate-counters.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
 import { uniq } from '../helpers/app.js';
 
@@ -134,6 +135,31 @@ t.test('Redis down: the in-memory insurance limiter allows each node its share',
   t.equal(insured, 12, 'every check went to the insurance limiter');
   const refused = outcomes.find((o) => o.status === 'rejected') as PromiseRejectedResult;
   t.match(refused.reason, { code: 'RATE_LIMITED' });
+});
+
+t.test('Redis silent (a cut): after one late answer, purchases skip Redis for a second', async (t) => {
+  // A connected client whose counting script is never answered, as on a connection cut silently.
+  const redis = createRedis(loadConfig({}));
+  await connectRedis(redis);
+  t.teardown(() => redis.quit());
+  new RedisWindowCounters(redis); // defines the script on the client, to be replaced below
+  const script = redis as unknown as { countHits: (...args: unknown[]) => Promise<number[]> };
+  let calls = 0;
+  script.countHits = () => {
+    calls += 1;
+    return new Promise(() => undefined); // never answered
+  };
+  let insured = 0;
+  const limits = limitsOf({ RATE_LIMIT_USER_PURCHASES_PER_S: '100', RATE_LIMIT_NODES: '1' });
+  const node = new RateLimits({ limits, redis, keyPrefix: 'x:', onInsurance: () => (insured += 1) });
+  await node.admitPurchase('alice');
+  t.equal(calls, 1, 'the first batch asked Redis');
+  for (let i = 0; i < 5; i += 1) await node.admitPurchase('alice');
+  t.equal(calls, 1, 'the next five batches, within the second, did not');
+  t.equal(insured, 6, 'the insurance limiter decided all six');
+  await new Promise((r) => setTimeout(r, 1_050));
+  await node.admitPurchase('alice');
+  t.equal(calls, 2, 'a second later one batch asks Redis again');
 });
 
 t.test('per-IP limit is synchronous and per node; 0 turns a limit off', async (t) => {

@@ -87,6 +87,54 @@ t.test('concurrent misses for one product share one replica query', async (t) =>
   t.equal(replicaQueries, 1);
 });
 
+t.test(
+  'Redis failing: after one failed read, reads skip Redis for a second, then one tries it',
+  async (t) => {
+    const running = await startApp(t);
+    const productId = await running.createProduct({ stock: 5 });
+    const real = new RedisProductCache(running.infra.redis, { prefix: `${uniq('down')}:` });
+    const calls = { getMany: 0, fill: 0 };
+    let failing = true;
+    // The real cache, failing on demand as a Redis cut off would (after its command timeout).
+    const cache = new Proxy(real, {
+      get(target, name, receiver) {
+        const method = Reflect.get(target, name, receiver) as unknown;
+        if (name !== 'getMany' && name !== 'setDetails' && name !== 'setStock') return method;
+        return (...args: unknown[]) => {
+          if (name === 'getMany') calls.getMany += 1;
+          else calls.fill += 1;
+          if (failing) return Promise.reject(new Error('Command timed out'));
+          return (method as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+        };
+      },
+    });
+    const catalog = new Catalog({
+      primary: running.infra.mysql.primary,
+      replica: running.infra.mysql.replica,
+      cache,
+      logger: pino({ level: 'silent' }),
+    });
+    const first = await catalog.getProducts([productId]);
+    t.match(first, { tier: 'replica', hit: false }, 'Redis failed: the replica answered');
+    t.equal(first.products[0]?.stock, 5);
+    t.same(calls, { getMany: 1, fill: 0 }, 'asked Redis once; no refill of a failing Redis');
+    for (let i = 0; i < 5; i += 1)
+      t.match(await catalog.getProducts([productId]), { tier: 'replica', products: [{ stock: 5 }] });
+    t.same(calls, { getMany: 1, fill: 0 }, 'the next reads, within the second, went straight to the replica');
+    failing = false;
+    await new Promise((r) => setTimeout(r, 1_050));
+    const probe = await catalog.getProducts([productId]);
+    t.equal(calls.getMany, 2, 'a second later one read tries Redis again');
+    t.equal(probe.tier, 'replica', 'a miss there (nothing was refilled), so the replica answered...');
+    t.equal(calls.fill, 2, '...and refilled Redis, which answers again');
+    t.match(
+      await catalog.getProducts([productId]),
+      { tier: 'redis', hit: true },
+      'Redis answers reads again',
+    );
+  },
+);
+
 t.test('tiers: memory, then Redis, then the database; minVersion skips a tier that is older', async (t) => {
   const running = await startApp(t);
   const productId = await running.createProduct({ stock: 9 });

@@ -34,8 +34,8 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
     ...extraEnv,
   };
   const nodes = new Map<string, AppNode>();
-  const add = async (name: string) => {
-    const node = await startNode(t, { ...env, NODE_ID: name });
+  const add = async (name: string, nodeEnv: Record<string, string> = {}) => {
+    const node = await startNode(t, { ...env, ...nodeEnv, NODE_ID: name });
     nodes.set(name, node);
     return node;
   };
