@@ -84,13 +84,14 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     peers,
     localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
+    forwardSagaWaitMs: config.saga.waitBudgetMs,
     logger: logger.child({ component: 'router' }),
     ...(deps.onRouted === undefined ? {} : { onAttempt: deps.onRouted }),
     ...(deps.onStage === undefined ? {} : { onStage: deps.onStage }),
   });
   const peerServer = attachPeerServer(deps.app, {
     secret: config.cluster.peerSecret,
-    handle: (op, body) => router.handlePeer(op, body),
+    handle: (op, body, deadline) => router.handlePeer(op, body, deadline),
     logger: logger.child({ component: 'peer-server' }),
   });
   return {

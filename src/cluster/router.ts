@@ -40,7 +40,16 @@ export interface ClusterRouterOptions {
   onStage?: StageObserver;
   /** At debug level, each forwarding and each request served for a peer is logged with its `reqId`. */
   logger?: Logger;
+  /**
+   * A forwarded purchase asks its owner to wait up to this long for the new order's saga before answering,
+   * so that its outcome comes back in the same round trip instead of a `saga-wait` call after it, ms (the
+   * call's own deadline bounds it too). 0: the answer comes at once. Default 0.
+   */
+  forwardSagaWaitMs?: number;
 }
+
+/** A forwarded purchase's answer: with its saga's outcome when the owner waited for it. */
+type ForwardedPurchase = PurchaseOutcome & { saga?: SagaWait | null };
 
 type Outcome = PurchaseOutcome | RestockOutcome | SettleOutcome;
 
@@ -49,6 +58,9 @@ const ROUTED_LIMIT = 100_000;
 
 /** Longest one forwarding attempt waits for the owner's answer before looking again, ms. */
 const FORWARD_ATTEMPT_MS = 1_000;
+
+/** An owner waiting for a forwarded purchase's saga answers this long before the call's deadline, ms. */
+const SAGA_WAIT_MARGIN_MS = 100;
 
 /** The request id a purchase or settlement carries (README "Logs"). */
 const requestIdOf = (body: unknown): unknown => (body as { requestId?: unknown } | null)?.requestId;
@@ -65,6 +77,8 @@ const movedAway = (outcome: Outcome | undefined): boolean =>
 export class ClusterRouter implements PurchaseRouter {
   /** performance.now() when each new order's purchase was routed, until its saga wait (reply stage). */
   private readonly routedAt = new Map<string, number>();
+  /** Sagas' outcomes that came back with their forwarded purchase, until their saga wait asks. */
+  private readonly sagaAnswers = new Map<string, SagaWait>();
   /** Set only at debug level (read once at start): no log call, and no object for one, otherwise. */
   private readonly trace: Logger | undefined;
 
@@ -74,25 +88,41 @@ export class ClusterRouter implements PurchaseRouter {
 
   purchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
     if (this.options.onStage !== undefined) return this.timedPurchase(request);
-    return this.route(request.productId, 'purchase', request, request.deadline, () =>
-      this.options.local.purchase(request),
+    return this.routePurchase(request);
+  }
+
+  private async routePurchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
+    const waitMs = this.options.forwardSagaWaitMs ?? 0;
+    const body = waitMs > 0 ? { ...request, sagaWaitMs: waitMs } : request;
+    const outcome: ForwardedPurchase = await this.route(
+      request.productId,
+      'purchase',
+      body,
+      request.deadline,
+      () => this.options.local.purchase(request),
     );
+    if (outcome.saga === undefined) return outcome;
+    const { saga, ...purchase } = outcome;
+    if (purchase.kind === 'created' && saga !== null)
+      this.remember(this.sagaAnswers, purchase.order.orderId, saga);
+    return purchase;
   }
 
   /** A purchase whose routing time is kept until its saga wait ends (the reply stage is the whole of it). */
   private async timedPurchase(request: PurchaseRequest): Promise<PurchaseOutcome> {
     const started = performance.now();
-    const outcome = await this.route(request.productId, 'purchase', request, request.deadline, () =>
-      this.options.local.purchase(request),
-    );
-    if (outcome.kind === 'created') {
-      if (this.routedAt.size >= ROUTED_LIMIT) {
-        const oldest = this.routedAt.keys().next().value;
-        if (oldest !== undefined) this.routedAt.delete(oldest);
-      }
-      this.routedAt.set(outcome.order.orderId, started);
-    }
+    const outcome = await this.routePurchase(request);
+    if (outcome.kind === 'created') this.remember(this.routedAt, outcome.order.orderId, started);
     return outcome;
+  }
+
+  /** Keeps `value` for the order until its saga wait; a wait that never comes is dropped, oldest first. */
+  private remember<V>(map: Map<string, V>, orderId: string, value: V): void {
+    if (map.size >= ROUTED_LIMIT) {
+      const oldest = map.keys().next().value;
+      if (oldest !== undefined) map.delete(oldest);
+    }
+    map.set(orderId, value);
   }
 
   restock(productId: number, quantity: number): Promise<RestockOutcome> {
@@ -114,13 +144,32 @@ export class ClusterRouter implements PurchaseRouter {
    * undefined when no node runs it (the database then has the answer).
    */
   async sagaWait(productId: number, orderId: string, budgetMs: number): Promise<SagaWait> {
-    const wait = await this.waitForSaga(productId, orderId, budgetMs);
+    const answered = this.sagaAnswers.get(orderId);
+    if (answered !== undefined) this.sagaAnswers.delete(orderId);
+    const wait =
+      answered !== undefined && answered.status !== 'PENDING'
+        ? answered
+        : await this.waitForSaga(productId, orderId, budgetMs);
     const started = this.routedAt.get(orderId);
     if (started !== undefined) {
       this.routedAt.delete(orderId);
       this.options.onStage?.('reply', (performance.now() - started) / 1000);
     }
     return wait;
+  }
+
+  /** A forwarded purchase; when asked, its new order's saga is waited for here, saving its node a call. */
+  private async servePurchase(
+    request: PurchaseRequest & { sagaWaitMs?: number },
+    deadline: number,
+  ): Promise<ForwardedPurchase> {
+    const { sagaWaitMs, ...purchase } = request;
+    const outcome = await this.options.local.purchase(purchase);
+    if (outcome.kind !== 'created' || sagaWaitMs === undefined) return outcome;
+    const budget = Math.min(sagaWaitMs, deadline - Date.now() - SAGA_WAIT_MARGIN_MS);
+    if (budget <= 0) return outcome;
+    const saga = await this.options.localSagaWait(outcome.order.orderId, budget);
+    return { ...outcome, saga: saga ?? null };
   }
 
   private async waitForSaga(productId: number, orderId: string, budgetMs: number): Promise<SagaWait> {
@@ -155,8 +204,16 @@ export class ClusterRouter implements PurchaseRouter {
     return ownership.cutOff ? ownership.peerAddresses() : [];
   }
 
-  /** Serves a request forwarded by another node: only for shards held here, and never forwarded again. */
-  async handlePeer(op: string, body: unknown): Promise<Outcome | SagaWait> {
+  /**
+   * Serves a request forwarded by another node: only for shards held here, and never forwarded again.
+   * `deadline` is the call's (epoch ms): a purchase that asks for its saga's outcome waits for it until
+   * shortly before.
+   */
+  async handlePeer(
+    op: string,
+    body: unknown,
+    deadline = Infinity,
+  ): Promise<Outcome | SagaWait | ForwardedPurchase> {
     if (op === 'saga-wait') {
       const { orderId, budgetMs } = body as { orderId: string; budgetMs: number };
       return this.options.localSagaWait(orderId, budgetMs);
@@ -167,7 +224,7 @@ export class ClusterRouter implements PurchaseRouter {
     if (!owned) return notOwner(productId);
     switch (op as Exclude<PeerOp, 'saga-wait'>) {
       case 'purchase':
-        return this.options.local.purchase(body as PurchaseRequest);
+        return this.servePurchase(body as PurchaseRequest & { sagaWaitMs?: number }, deadline);
       case 'restock': {
         const { quantity } = body as { productId: number; quantity: number };
         return this.options.local.restock(productId, quantity);

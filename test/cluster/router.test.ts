@@ -1,0 +1,113 @@
+// The router between two routers in memory (pure unit tests; forwarding between real nodes:
+// test/cluster/request-ids.test.ts, test/faults/ownership.test.ts): a forwarded purchase brings its saga's
+// outcome back in the same round trip.
+import t from 'tap';
+import type { PurchaseOutcome, PurchaseRequest } from '../../actors/product/types.js';
+import type { Ownership } from '../../src/cluster/ownership.js';
+import { ClusterRouter, type PeerCaller, type SagaWait } from '../../src/cluster/router.js';
+import type { PurchaseRouter } from '../../src/purchase/purchases.js';
+
+const SHARDS = 4;
+
+/** An ownership view: `mine` holds every shard, the other node none. */
+function ownership(node: string, mine: boolean) {
+  return {
+    nodeId: node,
+    leaving: false,
+    cutOff: false,
+    holds: () => mine,
+    ownerOf: () => ({ node: mine ? node : 'owner', address: 'owner:1' }),
+    peerAddresses: () => [],
+    poke: () => undefined,
+  } as unknown as Ownership;
+}
+
+const created = (orderId: string): PurchaseOutcome =>
+  ({ kind: 'created', order: { orderId } }) as unknown as PurchaseOutcome;
+
+/** The owner's router (its actors create the order; its saga ends after `sagaMs`) and a forwarding one. */
+function pair(sagaMs: number, forwardSagaWaitMs: number) {
+  const calls: { op: string; deadline: number }[] = [];
+  const local = (orderId: string): PurchaseRouter =>
+    ({ purchase: async () => created(orderId) }) as unknown as PurchaseRouter;
+  const sagaWait = async (_orderId: string, budgetMs: number): Promise<SagaWait> =>
+    new Promise((resolve) =>
+      setTimeout(
+        () => resolve(sagaMs <= budgetMs ? { status: 'CONFIRMED' } : { status: 'PENDING' }),
+        Math.min(sagaMs, budgetMs),
+      ),
+    );
+  // The wire: msgpack carries undefined as null.
+  const wire = (value: unknown) => JSON.parse(JSON.stringify(value ?? null)) as unknown;
+  const owner = new ClusterRouter({
+    ownership: ownership('owner', true),
+    shardCount: SHARDS,
+    local: local('o-1'),
+    peers: { call: async () => undefined },
+    localSagaWait: sagaWait,
+    timeoutMs: 1_000,
+  });
+  const peers: PeerCaller = {
+    call: async (_address, op, body, deadline) => {
+      calls.push({ op, deadline });
+      return wire(await owner.handlePeer(op, wire(body), deadline));
+    },
+  };
+  const forwarder = new ClusterRouter({
+    ownership: ownership('front', false),
+    shardCount: SHARDS,
+    local: local('never'),
+    peers,
+    localSagaWait: async () => undefined,
+    timeoutMs: 1_000,
+    forwardSagaWaitMs,
+  });
+  return { forwarder, calls };
+}
+
+const request = (): PurchaseRequest => ({
+  productId: 1,
+  userId: 'u',
+  idempotencyKey: 'k',
+  quantity: 1,
+  deadline: Date.now() + 2_000,
+});
+
+t.test('a forwarded purchase brings its saga outcome back: no saga-wait call after it', async (t) => {
+  const { forwarder, calls } = pair(5, 2_000);
+  const outcome = await forwarder.purchase(request());
+  t.same(outcome, created('o-1'), 'the purchase outcome, without the saga field');
+  t.same(await forwarder.sagaWait(1, 'o-1', 2_000), { status: 'CONFIRMED' });
+  t.same(
+    calls.map((c) => c.op),
+    ['purchase'],
+    'one round trip for both',
+  );
+});
+
+t.test(
+  'a saga slower than the call allows: the owner answers PENDING in time, then the wait goes on',
+  async (t) => {
+    // The forwarding attempt's deadline is at most 1 s away: the owner answers 100 ms before it.
+    const { forwarder, calls } = pair(1_500, 2_000);
+    const started = Date.now();
+    t.same(await forwarder.purchase(request()), created('o-1'));
+    t.ok(Date.now() - started < 1_000, 'answered before the attempt deadline (no retry of the purchase)');
+    t.same(await forwarder.sagaWait(1, 'o-1', 2_000), { status: 'CONFIRMED' });
+    t.same(
+      calls.map((c) => c.op),
+      ['purchase', 'saga-wait'],
+      'the saga still running: asked again',
+    );
+  },
+);
+
+t.test('without forwardSagaWaitMs the owner answers at once, and the wait is its own call', async (t) => {
+  const { forwarder, calls } = pair(5, 0);
+  t.same(await forwarder.purchase(request()), created('o-1'));
+  t.same(await forwarder.sagaWait(1, 'o-1', 2_000), { status: 'CONFIRMED' });
+  t.same(
+    calls.map((c) => c.op),
+    ['purchase', 'saga-wait'],
+  );
+});
