@@ -155,7 +155,8 @@ export async function startNode(
   const url = `http://127.0.0.1:${port}`;
   await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
-  const log = createWriteStream(logFile);
+  // Appended to: a node restarted on the same port (chaos) keeps its earlier life's log in the same file.
+  const log = createWriteStream(logFile, { flags: 'a' });
   const nodeArgs: string[] = [];
   if (options.cpuProf) {
     const dir = path.join(options.outDir, 'profiles');
