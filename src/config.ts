@@ -383,7 +383,7 @@ export const defaults = {
   kafkaReplicationFactor: 3, // at most: never more than the brokers listed
   outboxPollMs: 20,
   outboxBatchSize: 500,
-  outboxLingerMs: 20,
+  outboxLingerMs: 100,
   projectionGroupId: 'flashsale-sales-projection',
   paymentUrl: 'http://127.0.0.1:18090',
   paymentTimeoutMs: 1_000, // 1 s
