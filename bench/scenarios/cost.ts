@@ -38,10 +38,16 @@ const STOCK = 1_000_000;
 const SATURATION_STOCK = 10_000_000;
 /**
  * Pause between the warm-ups and the idle interval: the warm-ups' trailing work ends (the projection's
- * last fetch, the relay's backoff, the event-loop delay sampler's 3 quiet checks), so the interval sees a
- * node with nothing to do (2 s read ~2.7% where a node idle for longer reads 0.6-1.0%, same machine).
+ * last fetch, the relay's backoff, the event-loop delay sampler's 3 quiet checks, the product actors'
+ * passivation), so the interval sees a node with nothing to do (2 s read ~2.7% and 5 s 2.3% where a node
+ * idle for longer reads 0.6-1.0%, same machine).
  */
-const IDLE_SETTLE_MS = 5_000;
+const IDLE_SETTLE_S = 15;
+/**
+ * The idle interval, s: one period of the slowest periodic job (the consistency monitor, every 30 s), so
+ * that the figure includes each job once instead of by chance. `--param idle=<s>`, `--param settle=<s>`.
+ */
+const IDLE_S = 30;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
 const MYSQL_COUNTERS = [
@@ -150,17 +156,19 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
   // subtracted from each phase in proportion to its length.
   // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs. The
-  // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_MS to end first.
+  // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_S to end first.
   const nodePid = cluster.nodes[0]?.pid;
-  await new Promise((resolve) => setTimeout(resolve, IDLE_SETTLE_MS));
+  const settleS = numberParam(options, 'settle', IDLE_SETTLE_S, 0, 600);
+  const idleS = numberParam(options, 'idle', IDLE_S, 1, 3_600);
+  await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
   const idleStart = {
     at: performance.now(),
     mysql: await mysqlCounters(),
     redis: await redisCommands(redis),
     cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
   };
-  io.progress(`bench: ${options.durationS} s idle, measuring the servers' background`);
-  await new Promise((resolve) => setTimeout(resolve, options.durationS * 1000));
+  io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
+  await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
   const idleCpu = cpuShares(idleStart.cpu, cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }));
   const idle = {
     s: (performance.now() - idleStart.at) / 1000,
@@ -372,7 +380,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     },
     notes: [
       `mode: OPEN LOOP, ${num(rate)}/s offered to each path for ${options.durationS} s (actor, then baseline), one node, provider 5 ms; confirmed: actor ${num(phases[0]!.confirmed)}, baseline ${num(phases[1]!.confirmed)}.`,
-      `MySQL and Redis figures: server-wide deltas over each phase MINUS the same counters over ${options.durationS} s idle before the load (scaled to the phase length): a steady background cancels, one that changes between the idle interval and a phase does not (tests, other nodes). NaN = counter absent on this server. Kafka produce requests = distinct sent_at of the product's outbox rows (one per relay sendBatch, which may also carry other products' rows).`,
+      `MySQL and Redis figures: server-wide deltas over each phase MINUS the same counters over ${round(idle.s, 1)} s idle before the load (scaled to the phase length): a steady background cancels, one that changes between the idle interval and a phase does not (tests, other nodes). NaN = counter absent on this server. Kafka produce requests = distinct sent_at of the product's outbox rows (one per relay sendBatch, which may also carry other products' rows).`,
       ...phases.flatMap((p) => p.measured.result.warnings.map((w) => `WARNING: ${w}`)),
       ...phases.map(
         (p) =>

@@ -153,7 +153,19 @@ t.test('sellout: no oversell or undersell, every store agrees', async (t) => {
 });
 
 t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) => {
-  const run = await bench(['cost', '--duration', '1', '--rate', '20', '--connections', '10']);
+  const run = await bench([
+    'cost',
+    '--duration',
+    '1',
+    '--rate',
+    '20',
+    '--connections',
+    '10',
+    '--param',
+    'settle=5',
+    '--param',
+    'idle=1',
+  ]);
   await expectOk(t, run, 'cost', [
     'actor_mysql_commits',
     'baseline_mysql_commits',
