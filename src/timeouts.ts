@@ -49,4 +49,21 @@ export class FailureBackoff {
     this.downUntil = performance.now() + this.ms;
     return first;
   }
+
+  /**
+   * Runs `call` unless the dependency is being skipped, and records how it went. Resolves with its value,
+   * or undefined when it was skipped or failed (so `call` should resolve to a defined value);
+   * `onFirstFailure` gets the first error since the dependency last answered.
+   */
+  async attempt<T>(call: () => Promise<T>, onFirstFailure?: (err: unknown) => void): Promise<T | undefined> {
+    if (!this.usable()) return undefined;
+    try {
+      const value = await call();
+      this.succeeded();
+      return value;
+    } catch (err) {
+      if (this.failed()) onFirstFailure?.(err);
+      return undefined;
+    }
+  }
 }

@@ -349,30 +349,25 @@ export class ProductActors {
           // confirmation's.
           if (batch.newStock !== batch.previousStock) {
             const { productId, newStock } = batch;
-            const publication = this.options.stockPublication?.(productId, newStock, result.version);
+            const { version } = result;
+            const publication = this.options.stockPublication?.(productId, newStock, version);
             // While Redis fails, batches skip the write-through (one tries it every 250 ms) instead of each
             // waiting out its timeout: the cached stock expires within its TTL either way.
-            const published =
-              this.writeThrough.usable() &&
-              (await withTimeout(
-                cache.setStock(productId, newStock, result.version, publication),
-                cacheWriteTimeoutMs,
-                'stock write-through',
-              ).then(
-                () => {
-                  this.writeThrough.succeeded();
-                  return publication !== undefined;
-                },
-                (err: unknown) => {
-                  if (this.writeThrough.failed())
-                    logger.warn(
-                      { productId, err: errorText(err) },
-                      'stock write-through failed; skipped for now, the cached stock expires within its TTL',
-                    );
-                  return false;
-                },
-              ));
-            this.options.onStockChanged?.(productId, newStock, result.version, published);
+            const written = await this.writeThrough.attempt(
+              () =>
+                withTimeout(
+                  cache.setStock(productId, newStock, version, publication),
+                  cacheWriteTimeoutMs,
+                  'stock write-through',
+                ).then(() => true),
+              (err) =>
+                logger.warn(
+                  { productId, err: errorText(err) },
+                  'stock write-through failed; skipped for now, the cached stock expires within its TTL',
+                ),
+            );
+            const published = written === true && publication !== undefined;
+            this.options.onStockChanged?.(productId, newStock, version, published);
           }
         }
       } catch (err) {

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
-import { FailureBackoff } from '../timeouts.js';
+import { FailureBackoff, withTimeout } from '../timeouts.js';
 import { RedisWindowCounters } from '../storage/rate-counters.js';
 import type { Redis } from '../storage/redis.js';
 
@@ -142,31 +142,18 @@ export class RateLimits {
     this.flushScheduled = false;
     const users = [...batch.keys()];
     const prefix = `${this.options.keyPrefix}rl:user:`;
-    let timer: NodeJS.Timeout | undefined;
-    // While Redis fails, the insurance limiter decides at once (one batch a second asks Redis again).
-    const counts = !this.redisBackoff.usable()
-      ? undefined
-      : await Promise.race([
-          this.counters!.add(
-            users.map((user) => prefix + user),
-            users.map((user) => batch.get(user)!.length),
-            WINDOW_MS,
-          ),
-          new Promise<undefined>((resolve) => {
-            timer = setTimeout(() => resolve(undefined), REDIS_ANSWER_TIMEOUT_MS);
-          }),
-        ]).then(
-          (answered) => {
-            if (answered === undefined) this.redisBackoff.failed();
-            else this.redisBackoff.succeeded();
-            return answered;
-          },
-          () => {
-            this.redisBackoff.failed();
-            return undefined;
-          },
-        );
-    clearTimeout(timer);
+    // While Redis fails or is late, the insurance limiter decides at once (one batch a second asks Redis).
+    const counts = await this.redisBackoff.attempt(() =>
+      withTimeout(
+        this.counters!.add(
+          users.map((user) => prefix + user),
+          users.map((user) => batch.get(user)!.length),
+          WINDOW_MS,
+        ),
+        REDIS_ANSWER_TIMEOUT_MS,
+        'rate-limit count',
+      ),
+    );
     const quota = this.options.limits.userPurchasesPerSecond;
     users.forEach((user, i) => {
       const waiters = batch.get(user)!;

@@ -95,18 +95,11 @@ export class Catalog {
     });
     if (notInMemory.length === 0) return { products, hit: true, tier };
     tier = 'redis';
-    const cached = this.redis.usable()
-      ? await this.deps.cache.getMany(notInMemory.map((i) => ids[i]!)).then(
-          (found) => {
-            this.redis.succeeded();
-            return found;
-          },
-          (err: unknown) => {
-            this.redisFailed(err, 'product cache unavailable; reading the replica');
-            return NOTHING_CACHED;
-          },
-        )
-      : NOTHING_CACHED;
+    const cached =
+      (await this.redis.attempt(
+        () => this.deps.cache.getMany(notInMemory.map((i) => ids[i]!)),
+        this.redisFailed('product cache unavailable; reading the replica'),
+      )) ?? NOTHING_CACHED;
     const missed: number[] = [];
     for (const i of notInMemory) {
       const id = ids[i]!;
@@ -213,17 +206,22 @@ export class Catalog {
     return ids.map((id) => byId.get(id));
   }
 
-  private redisFailed(err: unknown, message: string): void {
-    if (this.redis.failed()) this.deps.logger.warn({ err: (err as Error).message }, message);
+  /** Logs the first Redis failure since it last answered. */
+  private redisFailed(message: string): (err: unknown) => void {
+    return (err) => this.deps.logger.warn({ err: (err as Error).message }, message);
   }
 
   /** Puts a product read from the database into Redis; skipped while Redis fails (reads skip it too). */
   private async fill(product: Product): Promise<void> {
     if (this.redis.failing) return;
     const { stock, version, ...details } = product;
-    await Promise.all([
-      this.deps.cache.setDetails(details),
-      this.deps.cache.setStock(product.id, stock, version),
-    ]).catch((err: unknown) => this.redisFailed(err, 'cache fill failed; reads skip Redis for now'));
+    await this.redis.attempt(
+      () =>
+        Promise.all([
+          this.deps.cache.setDetails(details),
+          this.deps.cache.setStock(product.id, stock, version),
+        ]),
+      this.redisFailed('cache fill failed; reads skip Redis for now'),
+    );
   }
 }
