@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import type { BatchWrite, NewOrder, Settlement } from '../actors/product/types.js';
+import type { BatchWrite, NewOrder, Settlement } from '../src/domain/index.js';
 import { batchStatements } from '../src/storage/batch-writer.js';
 import { connectPrimary } from './verify.js';
 

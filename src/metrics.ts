@@ -6,7 +6,8 @@ import {
   collectDefaultMetrics,
   type CounterConfiguration,
 } from 'prom-client';
-import { PURCHASE_STAGES, type PurchaseStage, type StageObserver } from '../actors/product/types.js';
+import { PURCHASE_STAGES } from './domain/index.js';
+import type { PurchaseStage, StageObserver } from './domain/index.js';
 import { LoopDelayMonitor } from './loop-delay.js';
 import type { HotProduct } from './observability/hot-products.js';
 import type { Dependency, Readiness } from './readiness.js';

@@ -1,7 +1,8 @@
 import nact from 'nact';
 import type { ActorSystemRef, Ref } from 'nact';
 import { ProductCore, type CoreEffects } from './product-core.js';
-import type { ProductId, ProductMessage } from './types.js';
+import type { ProductId } from '../../src/domain/index.js';
+import type { ProductMessage } from './types.js';
 
 const { spawn, stop } = nact;
 

@@ -1,22 +1,22 @@
 import { uuidv7 } from '../../src/ids.js';
+import { orderView } from '../../src/domain/index.js';
 import type {
   BatchResult,
   BatchWrite,
   CommittedOrders,
   ExistingOrder,
   OrderStatus,
-  OrderView,
-  PendingPurchase,
   ProductId,
   ProductRecord,
   PurchaseOutcome,
-  StageObserver,
   PurchaseRefusal,
   Refusal,
   RestockOutcome,
   SettleOutcome,
   Settlement,
-} from './types.js';
+  StageObserver,
+} from '../../src/domain/index.js';
+import type { PendingPurchase } from './types.js';
 
 /**
  * The product actor's state machine, free of nact so it can be tested alone. Every method runs inside
@@ -461,17 +461,5 @@ function keyReused(key: string): PurchaseOutcome {
     kind: 'refused',
     reason: 'IDEMPOTENCY_KEY_REUSED',
     message: `Idempotency-Key ${JSON.stringify(key)} was already used for a different purchase`,
-  };
-}
-
-export function orderView(order: BatchWrite['orders'][number], createdAt: string): OrderView {
-  return {
-    orderId: order.id,
-    productId: order.productId,
-    userId: order.userId,
-    quantity: order.quantity,
-    unitPriceCents: order.unitPriceCents,
-    status: 'PENDING',
-    createdAt,
   };
 }

@@ -1,6 +1,6 @@
 import type { Logger } from '../../src/logger.js';
-import type { SagaCoordinators } from './registry.js';
-import type { SagaOrder } from './types.js';
+import type { SagaCoordinators } from './saga-coordinators.js';
+import type { SagaOrder } from '../../src/domain/index.js';
 
 export interface SagaRecoveryOptions {
   sagas: SagaCoordinators;

@@ -1,5 +1,12 @@
-import type { Settlement, StageObserver } from '../product/types.js';
-import type { PaymentPort, PaymentResult, SagaResult, SagaOrder, SettlePort } from './types.js';
+import type {
+  PaymentPort,
+  PaymentResult,
+  SagaOrder,
+  SagaResult,
+  SettlePort,
+  Settlement,
+  StageObserver,
+} from '../../src/domain/index.js';
 
 export interface SagaDeps {
   payments: PaymentPort;

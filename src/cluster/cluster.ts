@@ -1,7 +1,7 @@
 import type { TemplatedApp } from 'uWebSockets.js';
-import type { ProductActors } from '../../actors/product/registry.js';
-import type { StageObserver } from '../../actors/product/types.js';
-import type { SagaCoordinators } from '../../actors/saga/registry.js';
+import type { ProductActors } from '../../actors/product/product-actors.js';
+import type { StageObserver } from '../domain/index.js';
+import type { SagaCoordinators } from '../../actors/saga/saga-coordinators.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { connectRedis, type Redis } from '../storage/redis.js';

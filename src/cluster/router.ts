@@ -1,15 +1,15 @@
 import type {
   PurchaseOutcome,
   PurchaseRequest,
+  PurchaseRouter,
   Refusal,
   RestockOutcome,
+  SagaWait,
   SettleOutcome,
   Settlement,
   StageObserver,
-} from '../../actors/product/types.js';
-import type { SagaResult } from '../../actors/saga/types.js';
+} from '../domain/index.js';
 import type { Logger } from '../logger.js';
-import type { PurchaseRouter } from '../purchase/purchases.js';
 import { sleep } from '../timeouts.js';
 import type { Ownership } from './ownership.js';
 import { shardOf } from './shards.js';
@@ -20,9 +20,6 @@ export interface PeerCaller {
 }
 
 export type PeerOp = 'purchase' | 'restock' | 'settle' | 'saga-wait';
-
-/** Where a saga stands after waiting for it: its end, still pending, or not running on that node. */
-export type SagaWait = SagaResult | { status: 'PENDING' } | undefined;
 
 export interface ClusterRouterOptions {
   ownership: Ownership;

@@ -1,4 +1,4 @@
-import type { OrderView, Refusal, StockStamp } from '../../actors/product/types.js';
+import type { OrderView, Refusal, StockStamp } from '../domain/index.js';
 import type { RateLimits } from '../auth/rate-limits.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';

@@ -1,3 +1,4 @@
+import { orderView } from '../domain/index.js';
 import type {
   BatchResult,
   BatchWrite,
@@ -8,8 +9,7 @@ import type {
   RestockOutcome,
   SettleOutcome,
   Settlement,
-} from '../../actors/product/types.js';
-import { orderView } from '../../actors/product/product-core.js';
+} from '../domain/index.js';
 import { uuidv7 } from '../ids.js';
 import type { Logger } from '../logger.js';
 import { writeBatch, type BatchWriterOptions } from '../storage/batch-writer.js';

@@ -4,31 +4,22 @@ import type {
   OrderView,
   PurchaseOutcome,
   PurchaseRequest,
+  PurchaseRouter,
   Refusal,
   RestockOutcome,
+  SagaOrder,
+  SagaWait,
   SettleOutcome,
   Settlement,
   StockStamp,
-} from '../../actors/product/types.js';
-import type { SagaCoordinators } from '../../actors/saga/registry.js';
-import type { SagaOrder } from '../../actors/saga/types.js';
+} from '../domain/index.js';
+import type { SagaCoordinators } from '../../actors/saga/saga-coordinators.js';
 import type { Catalog } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import type { Metrics } from '../metrics.js';
-import type { SagaWait } from '../cluster/router.js';
 import type { SagaStore } from '../storage/saga-store.js';
 import { withTimeout } from '../timeouts.js';
 import type { BaselinePurchases } from './baseline.js';
-
-/**
- * Where a product's work goes. Today the local actors; with several nodes, the product's owner, which
- * may be another process (the ownership issue plugs a forwarding router in here).
- */
-export interface PurchaseRouter {
-  purchase(request: PurchaseRequest): Promise<PurchaseOutcome>;
-  restock(productId: number, quantity: number): Promise<RestockOutcome>;
-  settle(settlement: Settlement): Promise<SettleOutcome>;
-}
 
 export interface PurchasesDeps {
   catalog: Catalog;

@@ -1,4 +1,4 @@
-import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../../actors/product/types.js';
+import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../domain/index.js';
 import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope, type Topics } from '../events/envelope.js';
 import type { PoolConnection, RowDataPacket } from './mysql.js';
 import { findOrdersByIdempotency } from './order-queries.js';

@@ -1,4 +1,4 @@
-import type { BatchResult, BatchWrite, ProductId } from '../../actors/product/types.js';
+import type { BatchResult, BatchWrite, ProductId } from '../domain/index.js';
 import { writeCycle, type CycleBatch, type CycleResult, type CycleWriterOptions } from './batch-writer.js';
 import type { Pool, PoolConnection } from './mysql.js';
 

@@ -1,4 +1,4 @@
-import type { ExistingOrder, OrderStatus, OrderView } from '../../actors/product/types.js';
+import type { ExistingOrder, OrderStatus, OrderView } from '../domain/index.js';
 import type { Pool, PoolConnection, RowDataPacket } from './mysql.js';
 
 const ORDER_COLUMNS =

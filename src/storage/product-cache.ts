@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { decode, encode } from '@msgpack/msgpack';
-import type { StockCache, StockPublication } from '../../actors/product/types.js';
+import type { StockCache, StockPublication } from '../domain/index.js';
 import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
 

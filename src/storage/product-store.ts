@@ -1,10 +1,4 @@
-import type {
-  BatchResult,
-  BatchWrite,
-  ProductRecord,
-  ProductStore,
-  Settlement,
-} from '../../actors/product/types.js';
+import type { BatchResult, BatchWrite, ProductRecord, ProductStore, Settlement } from '../domain/index.js';
 import type { CommitPipeline } from './commit-pipeline.js';
 import type { Pool, RowDataPacket } from './mysql.js';
 

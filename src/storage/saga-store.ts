@@ -1,5 +1,4 @@
-import type { OrderStatus } from '../../actors/product/types.js';
-import type { SagaOrder } from '../../actors/saga/types.js';
+import type { OrderStatus, SagaOrder } from '../domain/index.js';
 import type { Pool, RowDataPacket } from './mysql.js';
 import { orderFromRow } from './order-queries.js';
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ProductCore, type CoreEffects } from '../../actors/product/product-core.js';
-import type { BatchWrite, PurchaseOutcome, PurchaseRequest } from '../../actors/product/types.js';
+import type { BatchWrite, PurchaseOutcome, PurchaseRequest } from '../../src/domain/index.js';
 
 function harness(stock = 10, now = 1_000) {
   const flushes: BatchWrite[] = [];

@@ -3,11 +3,10 @@
 // Redis behind TCP relays: test/faults/ownership.test.ts and `npm run chaos -- --param faults=app-redis-cut`).
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
-import type { PurchaseOutcome, PurchaseRequest, Refusal } from '../../actors/product/types.js';
+import type { PurchaseOutcome, PurchaseRequest, PurchaseRouter, Refusal } from '../../src/domain/index.js';
 import { Ownership } from '../../src/cluster/ownership.js';
 import { ClusterRouter, type PeerCaller } from '../../src/cluster/router.js';
 import { desiredShards, shardOf } from '../../src/cluster/shards.js';
-import type { PurchaseRouter } from '../../src/purchase/purchases.js';
 import type { RedisShardLeases, ShardOwner, TickResult } from '../../src/storage/shard-leases.js';
 
 const SHARDS = 16;

@@ -2,10 +2,9 @@
 // test/cluster/request-ids.test.ts, test/faults/ownership.test.ts): a forwarded purchase brings its saga's
 // outcome back in the same round trip.
 import t from 'tap';
-import type { PurchaseOutcome, PurchaseRequest } from '../../actors/product/types.js';
+import type { PurchaseOutcome, PurchaseRequest, PurchaseRouter, SagaWait } from '../../src/domain/index.js';
 import type { Ownership } from '../../src/cluster/ownership.js';
-import { ClusterRouter, type PeerCaller, type SagaWait } from '../../src/cluster/router.js';
-import type { PurchaseRouter } from '../../src/purchase/purchases.js';
+import { ClusterRouter, type PeerCaller } from '../../src/cluster/router.js';
 
 const SHARDS = 4;
 

@@ -1,7 +1,7 @@
 // The per-stage latency histogram of a purchase: one purchase through a running app is counted in every
 // stage (queue, reserve_commit, payment, confirm_commit, reply) of purchase_stage_duration_seconds.
 import t from 'tap';
-import { PURCHASE_STAGES } from '../../actors/product/types.js';
+import { PURCHASE_STAGES } from '../../src/domain/index.js';
 import { startApp, uniq } from '../helpers/app.js';
 
 /** The `_count` of each stage in the /metrics text. */

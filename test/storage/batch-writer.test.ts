@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import t, { type Test } from 'tap';
-import type { BatchWrite, NewOrder } from '../../actors/product/types.js';
+import type { BatchWrite, NewOrder } from '../../src/domain/index.js';
 import {
   decodeEvent,
   encodeEvent,

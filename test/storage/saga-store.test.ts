@@ -3,7 +3,7 @@
 // join its purchase's; an order made without one comes back without.
 import mysql from 'mysql2/promise';
 import t from 'tap';
-import type { NewOrder } from '../../actors/product/types.js';
+import type { NewOrder } from '../../src/domain/index.js';
 import { writeBatch } from '../../src/storage/batch-writer.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { poolOptions } from '../../src/storage/mysql.js';

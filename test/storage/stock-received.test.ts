@@ -2,7 +2,7 @@
 // existed before it, a new row's stock at insert, and grown by exactly what each batch restocked.
 import mysql, { type RowDataPacket } from 'mysql2/promise';
 import t from 'tap';
-import type { BatchWrite, NewOrder } from '../../actors/product/types.js';
+import type { BatchWrite, NewOrder } from '../../src/domain/index.js';
 import { writeBatch, writeCycle, type WriteBatchOptions } from '../../src/storage/batch-writer.js';
 import { migrate, readMigrations } from '../../src/storage/migrate.js';
 import { poolOptions } from '../../src/storage/mysql.js';

@@ -3,8 +3,14 @@ import type { ActorSystemRef } from 'nact';
 import type { Logger } from '../../src/logger.js';
 import { sleep } from '../../src/timeouts.js';
 import { runSaga, SagaInterrupted } from './run-saga.js';
-import type { StageObserver } from '../product/types.js';
-import type { PaymentPort, SagaEnd, SagaOrder, SagaResult, SettlePort } from './types.js';
+import type {
+  PaymentPort,
+  SagaEnd,
+  SagaOrder,
+  SagaResult,
+  SettlePort,
+  StageObserver,
+} from '../../src/domain/index.js';
 
 const { spawn, dispatch, stop } = nact;
 

@@ -8,8 +8,6 @@ import type {
   BatchResult,
   BatchWrite,
   CommittedOrders,
-  PendingPurchase,
-  ProductMessage,
   ProductId,
   ProductStore,
   PurchaseOutcome,
@@ -22,7 +20,8 @@ import type {
   StageObserver,
   StockCache,
   StockPublication,
-} from './types.js';
+} from '../../src/domain/index.js';
+import type { PendingPurchase, ProductMessage } from './types.js';
 
 const { dispatch } = nact;
 

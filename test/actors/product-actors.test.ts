@@ -4,8 +4,8 @@
 import nact from 'nact';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
-import { ProductActors } from '../../actors/product/registry.js';
-import type { BatchResult, BatchWrite, ProductStore, StockCache } from '../../actors/product/types.js';
+import { ProductActors } from '../../actors/product/product-actors.js';
+import type { BatchResult, BatchWrite, ProductStore, StockCache } from '../../src/domain/index.js';
 
 /** One product, committed in memory at versions 1, 2, ... unless `conflict` says another writer won. */
 class MemoryStore implements ProductStore {
