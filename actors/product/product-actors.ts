@@ -22,6 +22,7 @@ import type {
   StockPublication,
 } from '../../src/domain/index.js';
 import type { PendingPurchase, ProductMessage } from './types.js';
+import { InvariantError } from '../../src/domain/index.js';
 
 const { dispatch } = nact;
 
@@ -153,7 +154,7 @@ export class ProductActors {
         const saga = result.sagas.find((s) => s.orderId === settlement.orderId);
         if (saga !== undefined) return { kind: 'already', status: saga.status };
       }
-      throw new Error(`unexpected ${result.kind} for a confirmation`);
+      throw new InvariantError(`unexpected ${result.kind} for a confirmation`);
     } catch (err) {
       this.options.logger.error(
         {

@@ -11,11 +11,19 @@ import type {
   PurchaseOutcome,
   PurchaseRefusal,
   Refusal,
-  RestockOutcome,
   SettleOutcome,
   Settlement,
   StageObserver,
 } from '../../src/domain/index.js';
+import {
+  batchWrite,
+  releasedBy,
+  type Batch,
+  type PendingSettlement,
+  type Reservation,
+  type Restock,
+} from './batch.js';
+import { idempotencyKeyOf, keyReused, RecentAnswers } from './recent-answers.js';
 import type { PendingPurchase } from './types.js';
 
 /**
@@ -28,32 +36,6 @@ import type { PendingPurchase } from './types.js';
  * (confirm, or cancel and release) are written in batches (group commit). While one batch is in flight,
  * new work accumulates, and no reply is sent before its batch commits.
  */
-
-interface Reservation {
-  key: string;
-  /** When the first request reached the product's actors (performance.now()), for the queue stage. */
-  arrivedAt: number | undefined;
-  order: BatchWrite['orders'][number];
-  /** The first request's reply, then those of duplicates that raced it. */
-  replies: PendingPurchase['reply'][];
-}
-
-interface Restock {
-  quantity: number;
-  reply: (outcome: RestockOutcome) => void;
-}
-
-interface PendingSettlement {
-  settlement: Settlement;
-  replies: ((outcome: SettleOutcome) => void)[];
-}
-
-interface Batch {
-  reservations: Reservation[];
-  restocks: Restock[];
-  settlements: PendingSettlement[];
-  write: BatchWrite;
-}
 
 /** What the core asks its host (the nact actor) to do. */
 export interface CoreEffects {
@@ -73,11 +55,6 @@ export interface CoreEffects {
 
 export type FlushResult = BatchResult | { kind: 'failed'; error: string };
 
-/** How many answered idempotency keys an actor remembers (the database keeps successes forever). */
-export const RECENT_KEYS_LIMIT = 20_000;
-
-export const idempotencyKeyOf = (userId: string, key: string): string => `${userId}\u0000${key}`;
-
 export class ProductCore {
   private phase: 'loading' | 'ready' | 'retired' = 'loading';
   private record: ProductRecord | undefined;
@@ -95,10 +72,7 @@ export class ProductCore {
   private readonly open = new Map<string, Reservation>();
   /** Settlements not yet answered, by order id (a repeated settle joins the first). */
   private readonly openSettlements = new Map<string, PendingSettlement>();
-  private readonly recent = new Map<
-    string,
-    { productId: ProductId; quantity: number; outcome: PurchaseOutcome }
-  >();
+  private readonly recent = new RecentAnswers();
 
   constructor(
     readonly productId: ProductId,
@@ -226,9 +200,9 @@ export class ProductCore {
   private purchase(item: PendingPurchase): void {
     const { request, reply } = item;
     const key = idempotencyKeyOf(request.userId, request.idempotencyKey);
-    const seen = this.recent.get(key);
-    if (seen !== undefined) {
-      reply(this.sameRequest(seen, request) ? replayOf(seen.outcome) : keyReused(request.idempotencyKey));
+    const answered = this.recent.answerTo(key, request);
+    if (answered !== undefined) {
+      reply(answered);
       return;
     }
     const racing = this.open.get(key);
@@ -256,7 +230,7 @@ export class ProductCore {
         requested: request.quantity,
         available: this.available,
       };
-      this.remember(key, request.quantity, outcome);
+      this.recent.remember(key, this.productId, request.quantity, outcome);
       reply(outcome);
       return;
     }
@@ -306,17 +280,7 @@ export class ProductCore {
     this.pending = [];
     this.pendingRestocks = [];
     this.pendingSettlements = [];
-    const sold = sum(batch.reservations.map((r) => r.order.quantity));
-    const restocked = sum(batch.restocks.map((r) => r.quantity));
-    const released = sum(batch.settlements.map((p) => releasedBy(p.settlement)));
-    const write: BatchWrite = {
-      productId: this.productId,
-      expectedVersion: record.version,
-      previousStock: record.stock,
-      newStock: record.stock - sold + restocked + released,
-      orders: batch.reservations.map((r) => r.order),
-      settlements: batch.settlements.map((p) => p.settlement),
-    };
+    const write = batchWrite(this.productId, record, batch);
     this.inFlight = { ...batch, write };
     this.effects.startFlush(write);
   }
@@ -340,7 +304,7 @@ export class ProductCore {
       const [first, ...racing] = reservation.replies;
       const created: PurchaseOutcome = { kind: 'created', order, stock: stamp };
       this.open.delete(reservation.key);
-      this.remember(reservation.key, reservation.order.quantity, created);
+      this.recent.remember(reservation.key, this.productId, reservation.order.quantity, created);
       first?.(created);
       for (const reply of racing) reply({ kind: 'replayed', order, stock: stamp });
     });
@@ -368,7 +332,8 @@ export class ProductCore {
       this.open.delete(reservation.key);
       const { idempotencyKey: _key, ...order } = match;
       const same = order.productId === this.productId && order.quantity === reservation.order.quantity;
-      if (same) this.remember(reservation.key, order.quantity, { kind: 'created', order });
+      if (same)
+        this.recent.remember(reservation.key, this.productId, order.quantity, { kind: 'created', order });
       const outcome: PurchaseOutcome = same
         ? { kind: 'replayed', order }
         : keyReused(reservation.order.idempotencyKey);
@@ -430,36 +395,4 @@ export class ProductCore {
       message: `product ${this.productId} actor was retired; retry`,
     };
   }
-
-  private remember(key: string, quantity: number, outcome: PurchaseOutcome): void {
-    if (this.recent.size >= RECENT_KEYS_LIMIT) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest !== undefined) this.recent.delete(oldest);
-    }
-    this.recent.set(key, { productId: this.productId, quantity, outcome });
-  }
-
-  private sameRequest(
-    seen: { productId: ProductId; quantity: number },
-    request: PendingPurchase['request'],
-  ): boolean {
-    return seen.productId === request.productId && seen.quantity === request.quantity;
-  }
-}
-
-const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
-
-const releasedBy = (settlement: Settlement): number =>
-  settlement.outcome === 'cancel' ? settlement.quantity : 0;
-
-function replayOf(outcome: PurchaseOutcome): PurchaseOutcome {
-  return outcome.kind === 'created' ? { ...outcome, kind: 'replayed' } : outcome;
-}
-
-function keyReused(key: string): PurchaseOutcome {
-  return {
-    kind: 'refused',
-    reason: 'IDEMPOTENCY_KEY_REUSED',
-    message: `Idempotency-Key ${JSON.stringify(key)} was already used for a different purchase`,
-  };
 }

@@ -1,4 +1,5 @@
 import { BlockList, isIP } from 'node:net';
+import { AppError } from '../errors.js';
 
 /** `::ffff:1.2.3.4` (an IPv4 client on a dual-stack socket) is 1.2.3.4; IPv6 in lower case. */
 export function normalizeIp(address: string): string {
@@ -34,7 +35,8 @@ export function addressSet(entries: readonly string[]): AddressSet {
   let hasRanges = false;
   for (const entry of entries) {
     const parsed = parseEntry(entry);
-    if (parsed === undefined) throw new Error(`not an IP address or CIDR range: ${JSON.stringify(entry)}`);
+    if (parsed === undefined)
+      throw new AppError('STARTUP_FAILED', `not an IP address or CIDR range: ${JSON.stringify(entry)}`);
     if (parsed.prefix === undefined) exact.add(parsed.address);
     else {
       ranges.addSubnet(parsed.address, parsed.prefix, parsed.family);

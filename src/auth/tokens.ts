@@ -63,7 +63,8 @@ export function loadKeySet(auth: Config['auth']): JWTVerifyGetKey {
   try {
     text = fs.readFileSync(auth.jwksFile, 'utf8');
   } catch (cause) {
-    throw new Error(
+    throw new AppError(
+      'STARTUP_FAILED',
       `AUTH_JWKS_FILE ${auth.jwksFile} cannot be read (${(cause as Error).message}): run \`npm run stack -- up\` ` +
         'to create the local signing key, or set AUTH_JWKS_URL to your identity provider',
       { cause },

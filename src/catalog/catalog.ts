@@ -3,6 +3,7 @@ import type { Pool, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import type { CachedProduct, PurchaseStrategy, RedisProductCache } from '../storage/product-cache.js';
 import { FailureBackoff } from '../timeouts.js';
 import { NearCache } from './near-cache.js';
+import { InvariantError } from '../errors.js';
 
 export type { PurchaseStrategy };
 
@@ -154,7 +155,7 @@ export class Catalog {
     );
     const product = await this.readPrimary([result.insertId]);
     const created = product[0];
-    if (created === undefined) throw new Error(`product ${result.insertId} vanished after insert`);
+    if (created === undefined) throw new InvariantError(`product ${result.insertId} vanished after insert`);
     this.strategies.set(created.id, created.strategy);
     await this.fill(created);
     return created;

@@ -13,6 +13,7 @@ import type { Logger } from '../logger.js';
 import { sleep } from '../timeouts.js';
 import type { Ownership } from './ownership.js';
 import { shardOf } from './shards.js';
+import { InvariantError } from '../errors.js';
 
 /** Calls an operation on another node (the multiplexed peer channel). Throws with `retryable` on failure. */
 export interface PeerCaller {
@@ -279,7 +280,7 @@ export class ClusterRouter implements PurchaseRouter {
 function productOf(op: string, body: unknown): number {
   const productId = (body as { productId?: unknown } | null)?.productId;
   if (!['purchase', 'restock', 'settle'].includes(op) || typeof productId !== 'number') {
-    throw new Error(`unknown peer operation ${op}`);
+    throw new InvariantError(`unknown peer operation ${op}`);
   }
   return productId;
 }

@@ -4,6 +4,7 @@
 // and comes back cannot take a write: only this manager opens a server, and never a second one.
 import mysql, { type Pool, type RowDataPacket } from 'mysql2/promise';
 import type { Logger } from '../logger.js';
+import { AppError, InvariantError } from '../errors.js';
 
 export interface DbServer {
   /** The server's name in logs, the API and the state file (`primary`, `replica` locally). */
@@ -72,7 +73,7 @@ export class FailoverManager {
   constructor(private readonly options: FailoverOptions) {
     const saved = options.state.load();
     const first = options.servers[0];
-    if (first === undefined) throw new Error('db-failover: no servers');
+    if (first === undefined) throw new AppError('STARTUP_FAILED', 'db-failover: no servers');
     this.elected = options.servers.some((s) => s.name === saved) ? saved! : first.name;
     for (const server of options.servers)
       this.pools.set(
@@ -126,7 +127,7 @@ export class FailoverManager {
 
   private server(name: string): DbServer {
     const server = this.options.servers.find((s) => s.name === name);
-    if (server === undefined) throw new Error(`db-failover: unknown server ${name}`);
+    if (server === undefined) throw new InvariantError(`db-failover: unknown server ${name}`);
     return server;
   }
 
@@ -231,7 +232,10 @@ export class FailoverManager {
           status['Read_Master_Log_Pos'] === status['Exec_Master_Log_Pos']);
       if (applied) return;
       if (Date.now() > deadline)
-        throw new Error(`${name}: relay log not applied within ${CATCH_UP_TIMEOUT_MS} ms`);
+        throw new AppError(
+          'DEPENDENCY_UNAVAILABLE',
+          `${name}: relay log not applied within ${CATCH_UP_TIMEOUT_MS} ms`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
@@ -270,7 +274,7 @@ export class FailoverManager {
       const target = this.server(to);
       const state = await this.probe(target);
       if (state.replicaOf !== address(this.server(from)))
-        throw new Error(`${to} is not a replica of the primary ${from}`);
+        throw new AppError('DEPENDENCY_UNAVAILABLE', `${to} is not a replica of the primary ${from}`);
       await this.fence(from, `switchover to ${to}`);
       const [position] = await this.query(from, 'SELECT @@global.gtid_binlog_pos AS pos');
       const [waited] = await this.query(
@@ -280,7 +284,8 @@ export class FailoverManager {
       );
       if (Number(waited?.['r']) !== 0) {
         await this.query(from, 'SET GLOBAL read_only = 0');
-        throw new Error(
+        throw new AppError(
+          'DEPENDENCY_UNAVAILABLE',
           `${to} did not catch up with ${from} within ${CATCH_UP_TIMEOUT_MS} ms; ${from} reopened`,
         );
       }

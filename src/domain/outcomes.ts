@@ -3,6 +3,7 @@
  * to an error code (src/errors.ts).
  */
 
+import type { ErrorCode } from './errors.js';
 import type { OrderStatus, OrderView, ProductId } from './orders.js';
 
 export interface PurchaseRequest {
@@ -16,17 +17,19 @@ export interface PurchaseRequest {
   requestId?: string;
 }
 
-/** Why a purchase was not attempted or not completed; maps 1:1 to an error code. */
-export type PurchaseRefusal =
+/** Why a purchase was not attempted or not completed: codes of the error registry. */
+export type PurchaseRefusal = Extract<
+  ErrorCode,
   | 'PRODUCT_NOT_FOUND'
   | 'DEADLINE_EXCEEDED'
   | 'OVERLOADED'
   | 'OWNERSHIP_LOST'
   | 'DEPENDENCY_UNAVAILABLE'
   | 'IDEMPOTENCY_KEY_REUSED'
-  | 'SHUTTING_DOWN';
+  | 'SHUTTING_DOWN'
+>;
 
-/** A request not carried out; the reason maps 1:1 to an error code. */
+/** A request not carried out, and the error code it is answered with. */
 export interface Refusal {
   kind: 'refused';
   reason: PurchaseRefusal;

@@ -2,6 +2,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { Config } from '../config.js';
 import { uuidv7 } from '../ids.js';
+import { AppError } from '../errors.js';
 
 /** Bumped when an event's shape changes incompatibly; consumers check it. */
 export const EVENT_SCHEMA_VERSION = 1;
@@ -97,7 +98,7 @@ export function decodeEvent(value: Uint8Array): EventEnvelope {
     typeof event.eventId !== 'string' ||
     !EVENT_TYPES.includes(event.type)
   ) {
-    throw new Error('not a flash-sale event');
+    throw new AppError('MALFORMED_EVENT', 'not a flash-sale event');
   }
   return event;
 }
@@ -251,7 +252,10 @@ export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
   const list = decoder.decode(plain ? payload : inflateRawSync(payload));
   const size = keyed ? eventCount * 2 : eventCount;
   if (!Array.isArray(list) || list.length !== size) {
-    throw new Error(`outbox row: expected a ${keyed ? 'keyed' : 'packed'} array of ${eventCount} events`);
+    throw new AppError(
+      'MALFORMED_EVENT',
+      `outbox row: expected a ${keyed ? 'keyed' : 'packed'} array of ${eventCount} events`,
+    );
   }
   // Ids that do not line up with the events (a bug) are dropped: a header must never hold the row back.
   const ids = row.requestIds?.split(',');
@@ -261,7 +265,7 @@ export function unpackOutbox(row: StoredOutboxRow): OutboxEntry[] {
     const key: unknown = keyed ? list[i] : eventKey;
     const value: unknown = keyed ? list[i + 1] : list[i];
     if (typeof key !== 'string' || !(value instanceof Uint8Array))
-      throw new Error('outbox row: an entry is not an encoded event with its key');
+      throw new AppError('MALFORMED_EVENT', 'outbox row: an entry is not an encoded event with its key');
     const requestId = requestIds?.[n];
     entries.push(requestId ? { key, value, requestId } : { key, value });
   }

@@ -258,7 +258,7 @@ export class OutboxRelay {
     try {
       conn = await this.options.primary.getConnection();
       this.waiting = conn;
-      if (this.stopping) throw new Error('stopping');
+      if (this.stopping) throw new AppError('SHUTTING_DOWN', 'stopping');
       const [rows] = await conn.query<RowDataPacket[]>('SELECT GET_LOCK(?, ?) AS got', [
         this.lockName,
         relayDefaults.lockWaitS,
@@ -386,7 +386,8 @@ export class OutboxRelay {
       const answered = new Set(written.map((r) => `${r.topicName}:${r.partition}`));
       const dropped = [...this.assigned].filter((partition) => !answered.has(partition));
       if (dropped.length > 0)
-        throw new Error(
+        throw new AppError(
+          'DEPENDENCY_UNAVAILABLE',
           `Kafka send resolved without writing ${dropped.join(', ')} (kafkajs#1303); sent again`,
         );
     } catch (err) {

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { Admin, Kafka } from '../storage/kafka.js';
+import { AppError } from '../errors.js';
 
 /** Topic names, partitions and replication factor: `config.kafka` fits. */
 export type TopicSettings = Pick<Config['kafka'], 'topics' | 'partitions' | 'replicationFactor'>;
@@ -42,7 +43,10 @@ async function waitForLeaders(admin: Admin, topics: string[]): Promise<void> {
       if (!NOT_YET_KNOWN.has(String((err as { type?: unknown }).type)) || Date.now() > deadline) throw err;
     }
     if (Date.now() > deadline)
-      throw new Error(`topics ${topics.join(', ')} have no leader after ${CREATE_TIMEOUT_MS} ms`);
+      throw new AppError(
+        'DEPENDENCY_UNAVAILABLE',
+        `topics ${topics.join(', ')} have no leader after ${CREATE_TIMEOUT_MS} ms`,
+      );
     await new Promise((resolve) => setTimeout(resolve, LEADER_POLL_MS));
   }
 }

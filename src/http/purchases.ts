@@ -27,21 +27,9 @@ const orderBody = (order: OrderView, stock?: StockStamp) => ({
   ...(stock === undefined ? {} : { stockVersion: stock.version }),
 });
 
-/** Refusals become errors with their code; retryable ones carry Retry-After. */
+/** Refusals become errors with their code (its Retry-After and field come from the registry). */
 export function refusalError(refusal: Refusal): AppError {
-  const retryAfterSeconds = [
-    'OVERLOADED',
-    'OWNERSHIP_LOST',
-    'SHUTTING_DOWN',
-    'DEPENDENCY_UNAVAILABLE',
-  ].includes(refusal.reason)
-    ? 1
-    : undefined;
-  return new AppError(refusal.reason, refusal.message, {
-    ...(refusal.reason === 'PRODUCT_NOT_FOUND' ? { field: 'productId' } : {}),
-    ...(refusal.reason === 'IDEMPOTENCY_KEY_REUSED' ? { field: 'Idempotency-Key' } : {}),
-    ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
-  });
+  return new AppError(refusal.reason, refusal.message);
 }
 
 /**

@@ -1,5 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AppError } from '../domain/errors.js';
 import { PaymentLedger } from './ledger.js';
 import type { ChargeRequest, PaymentProvider, PaymentProviderOptions } from './types.js';
 
@@ -18,18 +19,8 @@ const KEY_MAX_LENGTH = 256;
 
 type Reply = { status: number; body: unknown; delayMs: number };
 
-class RequestError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly field?: string,
-  ) {
-    super(message);
-  }
-}
-
-const errorBody = (code: string, message: string, field?: string): unknown => ({
+/** The provider's error body (its own shape: no `retryable`), for an error of the registry. */
+const errorBody = ({ code, message, field }: AppError): unknown => ({
   error: field === undefined ? { code, message } : { code, message, field },
 });
 
@@ -54,7 +45,7 @@ function readBody(request: IncomingMessage, limit: number): Promise<string> {
       size += chunk.length;
       if (size <= limit) chunks.push(chunk);
       else if (size - chunk.length <= limit)
-        reject(new RequestError(413, 'PAYLOAD_TOO_LARGE', `body over ${limit} bytes`));
+        reject(new AppError('PAYLOAD_TOO_LARGE', `body over ${limit} bytes`));
     });
     request.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
     request.once('error', reject);
@@ -66,25 +57,24 @@ function parseCharge(text: string): ChargeRequest {
   try {
     body = JSON.parse(text);
   } catch {
-    throw new RequestError(400, 'MALFORMED_JSON', 'body is not JSON');
+    throw new AppError('MALFORMED_JSON', 'body is not JSON');
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body))
-    throw new RequestError(400, 'VALIDATION_FAILED', 'body must be a JSON object');
+    throw new AppError('VALIDATION_FAILED', 'body must be a JSON object');
   const { key, amountCents, orderId } = body as Record<string, unknown>;
   if (typeof key !== 'string' || key.length === 0 || key.length > KEY_MAX_LENGTH)
-    throw new RequestError(
-      400,
-      'VALIDATION_FAILED',
-      `key: a string of 1 to ${KEY_MAX_LENGTH} characters`,
-      'key',
-    );
+    throw new AppError('VALIDATION_FAILED', `key: a string of 1 to ${KEY_MAX_LENGTH} characters`, {
+      field: 'key',
+    });
   if (typeof amountCents !== 'number' || !Number.isSafeInteger(amountCents) || amountCents < 1)
-    throw new RequestError(400, 'VALIDATION_FAILED', 'amountCents: a positive integer', 'amountCents');
+    throw new AppError('VALIDATION_FAILED', 'amountCents: a positive integer', { field: 'amountCents' });
   const orderIdValid =
     (typeof orderId === 'string' && orderId.length > 0 && orderId.length <= KEY_MAX_LENGTH) ||
     (typeof orderId === 'number' && Number.isSafeInteger(orderId) && orderId >= 0);
   if (!orderIdValid)
-    throw new RequestError(400, 'VALIDATION_FAILED', 'orderId: a non-empty string or an integer', 'orderId');
+    throw new AppError('VALIDATION_FAILED', 'orderId: a non-empty string or an integer', {
+      field: 'orderId',
+    });
   return { key, amountCents, orderId };
 }
 
@@ -95,7 +85,9 @@ function decodeKey(segment: string): string {
   } catch {
     // Falls through to the 400 below.
   }
-  throw new RequestError(400, 'VALIDATION_FAILED', 'key: a URL-encoded string of 1 to 256 characters', 'key');
+  throw new AppError('VALIDATION_FAILED', 'key: a URL-encoded string of 1 to 256 characters', {
+    field: 'key',
+  });
 }
 
 /** The simulated external payment service: idempotent charges by key, voids, and injected faults. */
@@ -111,17 +103,18 @@ export function createPaymentProvider(options: Partial<PaymentProviderOptions> =
     body,
     delayMs,
   });
+  const refuse = (error: AppError, delayMs?: number): Reply =>
+    answer(error.status, errorBody(error), delayMs);
   const unavailable = (): Reply =>
-    answer(503, errorBody('PROVIDER_UNAVAILABLE', 'simulated provider outage: nothing was recorded'));
+    refuse(new AppError('PROVIDER_UNAVAILABLE', 'simulated provider outage: nothing was recorded'));
 
   function charge(request: ChargeRequest): Reply {
     ledger.countChargeAttempt(request.key);
     if (roll(settings.errorRate)) return unavailable();
     const outcome = ledger.charge(request, () => roll(settings.declineRate), new Date());
     if (outcome.kind === 'conflict')
-      return answer(
-        409,
-        errorBody('PAYMENT_KEY_REUSED', `key was charged ${outcome.answer.amountCents} cents before`, 'key'),
+      return refuse(
+        new AppError('PAYMENT_KEY_REUSED', `key was charged ${outcome.answer.amountCents} cents before`),
       );
     // A timeout happens after the charge is recorded: the late answer is what makes blind retries dangerous.
     if (outcome.kind === 'recorded' && roll(settings.timeoutRate))
@@ -133,27 +126,27 @@ export function createPaymentProvider(options: Partial<PaymentProviderOptions> =
     const path = (request.url ?? '/').split('?', 1)[0] ?? '/';
     const method = request.method ?? 'GET';
     if (path === '/stats') {
-      if (method !== 'GET') throw new RequestError(405, 'METHOD_NOT_ALLOWED', 'use GET');
+      if (method !== 'GET') throw new AppError('METHOD_NOT_ALLOWED', 'use GET');
       return answer(200, ledger.stats(), 0);
     }
     if (path === '/admin/reset') {
-      if (method !== 'POST') throw new RequestError(405, 'METHOD_NOT_ALLOWED', 'use POST');
+      if (method !== 'POST') throw new AppError('METHOD_NOT_ALLOWED', 'use POST');
       ledger.reset();
       return answer(200, { reset: true }, 0);
     }
     const [, resource, segment, action, ...rest] = path.split('/');
     if (resource !== 'payments' || rest.length > 0 || (action !== undefined && action !== 'void'))
-      throw new RequestError(404, 'NOT_FOUND', `no route ${method} ${path}`);
+      throw new AppError('NOT_FOUND', `no route ${method} ${path}`);
     ledger.countRequest();
     const expected = segment === undefined || action !== undefined ? 'POST' : 'GET';
-    if (method !== expected) throw new RequestError(405, 'METHOD_NOT_ALLOWED', `use ${expected}`);
+    if (method !== expected) throw new AppError('METHOD_NOT_ALLOWED', `use ${expected}`);
     if (segment === undefined) return charge(parseCharge(await readBody(request, settings.maxBodyBytes)));
     const key = decodeKey(segment);
     if (roll(settings.errorRate)) return unavailable();
     if (action === 'void') return answer(200, ledger.void(key, new Date()));
     const record = ledger.get(key);
     return record === undefined
-      ? answer(404, errorBody('PAYMENT_NOT_FOUND', 'no payment with this key'))
+      ? refuse(new AppError('PAYMENT_NOT_FOUND', 'no payment with this key'))
       : answer(200, record);
   }
 
@@ -184,9 +177,9 @@ export function createPaymentProvider(options: Partial<PaymentProviderOptions> =
     route(request).then(
       (reply) => send(response, reply),
       (error: unknown) => {
-        const bad = error instanceof RequestError ? error : new RequestError(500, 'INTERNAL', String(error));
+        const bad = error instanceof AppError ? error : new AppError('INTERNAL', String(error));
         if (bad.status === 413) response.setHeader('connection', 'close');
-        send(response, answer(bad.status, errorBody(bad.code, bad.message, bad.field), 0));
+        send(response, refuse(bad, 0));
       },
     );
   });

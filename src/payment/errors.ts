@@ -1,16 +1,10 @@
-/** Why a payment call failed; `retryable` says whether the same call (same key) may be tried again later. */
-export const PAYMENT_ERROR_CODES = {
-  /** 5xx, connection refused or reset, or an unreadable answer: nothing is known to be recorded. */
-  PAYMENT_UNAVAILABLE: { retryable: true },
-  /** No answer within the per-call timeout: the charge may have been recorded; retry with the same key. */
-  PAYMENT_TIMEOUT: { retryable: true },
-  /** The circuit is open after repeated failures: no request was sent. */
-  PAYMENT_CIRCUIT_OPEN: { retryable: true },
-  /** The provider refused the request (4xx, e.g. a key reused with another amount): retrying cannot help. */
-  PAYMENT_REJECTED: { retryable: false },
-} as const;
+import { ERROR_CODES } from '../domain/errors.js';
 
-export type PaymentErrorCode = keyof typeof PAYMENT_ERROR_CODES;
+/** Why a payment call failed: the registry's PAYMENT_* codes (src/domain/errors.ts), each with `retryable`. */
+export type PaymentErrorCode = Extract<
+  keyof typeof ERROR_CODES,
+  'PAYMENT_UNAVAILABLE' | 'PAYMENT_TIMEOUT' | 'PAYMENT_CIRCUIT_OPEN' | 'PAYMENT_REJECTED'
+>;
 
 export interface PaymentErrorOptions {
   /** HTTP status the provider answered, when it answered. */
@@ -20,6 +14,10 @@ export interface PaymentErrorOptions {
   readonly cause?: unknown;
 }
 
+/**
+ * A payment call that failed. Not an AppError: `status` is the provider's answer, not this service's;
+ * the code, and whether the same call (same key) may be tried again later, come from the registry.
+ */
 export class PaymentError extends Error {
   readonly code: PaymentErrorCode;
   readonly retryable: boolean;
@@ -30,7 +28,7 @@ export class PaymentError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'PaymentError';
     this.code = code;
-    this.retryable = PAYMENT_ERROR_CODES[code].retryable;
+    this.retryable = ERROR_CODES[code].retryable;
     this.status = options.status;
     this.attempts = options.attempts ?? 1;
   }

@@ -1,5 +1,5 @@
 export { PaymentClient, defaults } from './client.js';
-export { PAYMENT_ERROR_CODES, PaymentError, type PaymentErrorCode } from './errors.js';
+export { PaymentError, type PaymentErrorCode } from './errors.js';
 export type {
   BreakerState,
   ChargeRequest,

@@ -7,6 +7,7 @@ import {
   type OrderStatus,
   type SalesDelta,
 } from './sales-rules.js';
+import { AppError } from '../errors.js';
 
 export interface ApplyResult {
   applied: number;
@@ -46,7 +47,8 @@ export async function applyOrderEvents(pool: Pool, events: readonly OrderEvent[]
         [fresh.map((e) => [e.eventId, e.type, e.productId, e.orderId, e.occurredAt])],
       );
       // Only another consumer recording the same ids between our lock and insert could cause this.
-      if (recorded.affectedRows !== fresh.length) throw new Error('events recorded concurrently; retrying');
+      if (recorded.affectedRows !== fresh.length)
+        throw new AppError('DEPENDENCY_UNAVAILABLE', 'events recorded concurrently; retrying');
       const folded = foldOrderEvents(await lockOrders(conn, fresh), fresh);
       result.conflicts = folded.conflicts;
       await writeOrders(conn, folded.changed);

@@ -2,6 +2,7 @@ import type { BatchResult, BatchWrite, OrderStatus, Settlement } from '../domain
 import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope, type Topics } from '../events/envelope.js';
 import type { PoolConnection, RowDataPacket } from './mysql.js';
 import { findOrdersByIdempotency } from './order-queries.js';
+import { InvariantError } from '../errors.js';
 
 /** MySQL error number for a duplicate unique key. */
 export const ER_DUP_ENTRY = 1062;
@@ -120,7 +121,7 @@ export async function writeCycle(
   options: CycleWriterOptions,
 ): Promise<CycleResult[]> {
   if (!options.begin && items.length > 1)
-    throw new Error('a cycle of several batches opens its own transaction (begin: true)');
+    throw new InvariantError('a cycle of several batches opens its own transaction (begin: true)');
   const results: (CycleResult | undefined)[] = items.map(() => undefined);
   // Batches still to write, in groups of one round trip each: all together, or one by one once a
   // duplicate key could not be traced to an existing order (the culprit then fails alone).
@@ -158,7 +159,9 @@ export async function writeCycle(
       groups = [];
     }
   }
-  return results.map((r) => r ?? { kind: 'failed', error: new Error('a cycle batch was left unwritten') });
+  return results.map(
+    (r) => r ?? { kind: 'failed', error: new InvariantError('a cycle batch was left unwritten') },
+  );
 }
 
 /**
@@ -350,7 +353,7 @@ function cycleStatements(
         !touches(i, options) && (i.batch.orders.length > 0 || i.batch.newStock !== i.batch.previousStock),
     )
   ) {
-    throw new Error('a batch with orders or a stock change must update the product row');
+    throw new InvariantError('a batch with orders or a stock change must update the product row');
   }
   const events: EventEnvelope[] = [];
   /** The request id of each event (same positions): the Kafka header `x-request-id` (README "Logs"). */

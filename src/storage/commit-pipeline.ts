@@ -1,6 +1,7 @@
 import type { BatchResult, BatchWrite, ProductId } from '../domain/index.js';
 import { writeCycle, type CycleBatch, type CycleResult, type CycleWriterOptions } from './batch-writer.js';
 import type { Pool, PoolConnection } from './mysql.js';
+import { InvariantError } from '../errors.js';
 
 /** Bounds of one cycle: a round trip stays a few MB of SQL at most, however much is waiting. */
 export const cycleLimits = {
@@ -77,7 +78,7 @@ export class CommitPipeline {
 
   constructor(private readonly options: CommitPipelineOptions) {
     if (!Number.isInteger(options.lanes) || options.lanes < 1)
-      throw new Error(`commit lanes must be a positive integer, got ${options.lanes}`);
+      throw new InvariantError(`commit lanes must be a positive integer, got ${options.lanes}`);
   }
 
   /** Queues one product's batch; resolves when the cycle holding it committed or was refused. */
@@ -101,7 +102,7 @@ export class CommitPipeline {
    */
   async confirm(settlements: BatchWrite['settlements'], productId: ProductId): Promise<BatchResult> {
     if (settlements.some((s) => s.outcome !== 'confirm'))
-      throw new Error('only confirmations are written outside the product chain');
+      throw new InvariantError('only confirmations are written outside the product chain');
     const batch: BatchWrite = {
       productId,
       expectedVersion: 0,

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.js';
 import { patchKafkaJsFetchFailover } from './kafkajs-failover-fix.js';
 import { patchKafkaJsIdleLoop } from './kafkajs-idle-fix.js';
 import { readCaFile } from './tls.js';
+import { AppError } from '../errors.js';
 
 const { Kafka: KafkaClient, logLevel: KafkaLogLevel, Partitioners } = kafkajs;
 
@@ -102,7 +103,8 @@ export class KafkaProbe {
       this.connected = true;
     }
     const cluster = await this.admin.describeCluster();
-    if (cluster.brokers.length === 0) throw new Error('no Kafka broker in the cluster metadata');
+    if (cluster.brokers.length === 0)
+      throw new AppError('DEPENDENCY_UNAVAILABLE', 'no Kafka broker in the cluster metadata');
   }
 
   async close(): Promise<void> {

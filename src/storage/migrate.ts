@@ -5,6 +5,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import type { MysqlEndpoint } from '../config.js';
 import { storageAsset } from './assets.js';
 import { poolOptions } from './mysql.js';
+import { AppError } from '../errors.js';
 
 /** Folder of `NNN_name.sql` files, applied in version order. */
 export const MIGRATIONS_DIR = storageAsset('migrations');
@@ -27,7 +28,7 @@ export async function readMigrations(dir?: string): Promise<Migration[]> {
   const migrations: Migration[] = [];
   for (const file of files) {
     const match = /^(\d+)_([a-z0-9_]+)\.sql$/.exec(file);
-    if (!match) throw new Error(`migration file ${file} is not named NNN_name.sql`);
+    if (!match) throw new AppError('STARTUP_FAILED', `migration file ${file} is not named NNN_name.sql`);
     const sql = await readFile(`${folder}/${file}`, 'utf8');
     migrations.push({
       version: Number(match[1]),
@@ -38,7 +39,8 @@ export async function readMigrations(dir?: string): Promise<Migration[]> {
   }
   migrations.sort((a, b) => a.version - b.version);
   const versions = new Set(migrations.map((m) => m.version));
-  if (versions.size !== migrations.length) throw new Error(`duplicate migration version in ${folder}`);
+  if (versions.size !== migrations.length)
+    throw new AppError('STARTUP_FAILED', `duplicate migration version in ${folder}`);
   return migrations;
 }
 
@@ -79,7 +81,8 @@ export async function migrate(endpoint: MysqlEndpoint, migrations?: Migration[])
   }
   try {
     const [[lock]] = await conn.query<RowDataPacket[]>("SELECT GET_LOCK('flashsale.migrations', 60) AS got");
-    if (lock?.['got'] !== 1) throw new Error('could not take the migrations lock within 60 s');
+    if (lock?.['got'] !== 1)
+      throw new AppError('STARTUP_FAILED', 'could not take the migrations lock within 60 s');
     await conn
       .query(
         `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -97,7 +100,10 @@ export async function migrate(endpoint: MysqlEndpoint, migrations?: Migration[])
       const checksum = done.get(migration.version);
       if (checksum !== undefined) {
         if (checksum !== migration.checksum) {
-          throw new Error(`migration ${migration.version}_${migration.name} changed after it was applied`);
+          throw new AppError(
+            'STARTUP_FAILED',
+            `migration ${migration.version}_${migration.name} changed after it was applied`,
+          );
         }
         continue;
       }

@@ -1,6 +1,6 @@
 import mysql, { type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/promise';
 import type { Config, MysqlEndpoint } from '../config.js';
-import { isConnectionError } from '../errors.js';
+import { AppError, isConnectionError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { readCaFile } from './tls.js';
 
@@ -251,5 +251,6 @@ export async function pingMysql(pool: Pool): Promise<void> {
 /** Answers when the server runs a query and takes writes (not read-only: a fenced or not yet promoted server). */
 export async function pingWritable(pool: Pool): Promise<void> {
   const [[row]] = await pool.query<RowDataPacket[]>('SELECT @@global.read_only AS ro');
-  if (Number(row?.['ro']) !== 0) throw new Error('read-only: no writable primary (a failover in progress?)');
+  if (Number(row?.['ro']) !== 0)
+    throw new AppError('DEPENDENCY_UNAVAILABLE', 'read-only: no writable primary (a failover in progress?)');
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
+import { AppError } from '../errors.js';
 
 interface CountScript {
   countHits(...args: (string | number)[]): Promise<number[]>;
@@ -24,7 +25,8 @@ export class RedisWindowCounters {
 
   /** Adds `hits[i]` to `keys[i]`; fails at once while Redis is not connected (no offline queue). */
   async add(keys: readonly string[], hits: readonly number[], windowMs: number): Promise<WindowCount[]> {
-    if (this.redis.status !== 'ready') throw new Error(`redis is ${this.redis.status}`);
+    if (this.redis.status !== 'ready')
+      throw new AppError('DEPENDENCY_UNAVAILABLE', `redis is ${this.redis.status}`);
     const reply = await this.script.countHits(keys.length, ...keys, windowMs, ...hits);
     return keys.map((_, i) => ({
       count: Number(reply[2 * i]),

@@ -1,6 +1,7 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Config } from '../config.js';
 import { readCaFile } from './tls.js';
+import { AppError } from '../errors.js';
 
 export type { Redis };
 
@@ -108,7 +109,8 @@ export async function connectRedis(redis: Redis): Promise<void> {
     };
     const onReady = (): void => done();
     const onError = (err: Error): void => done(err);
-    const onEnd = (): void => done(new Error('redis connection ended before it was ready'));
+    const onEnd = (): void =>
+      done(new AppError('DEPENDENCY_UNAVAILABLE', 'redis connection ended before it was ready'));
     redis.once('ready', onReady).once('error', onError).once('end', onEnd);
   });
   if (redis.status === 'wait') redis.connect().catch(() => undefined); // the error event carries the cause
@@ -117,5 +119,5 @@ export async function connectRedis(redis: Redis): Promise<void> {
 
 export async function pingRedis(redis: Redis): Promise<void> {
   const reply: string = await redis.ping();
-  if (reply !== 'PONG') throw new Error(`unexpected PING reply ${reply}`);
+  if (reply !== 'PONG') throw new AppError('DEPENDENCY_UNAVAILABLE', `unexpected PING reply ${reply}`);
 }

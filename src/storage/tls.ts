@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { AppError } from '../errors.js';
 
 /**
  * Reads the CA a client verifies its server against, once per client. A missing or unreadable file is an
@@ -11,7 +12,8 @@ export function readCaFile(setting: string, caFile: string, server: string, plai
     return readFileSync(file);
   } catch (err) {
     const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message;
-    throw new Error(
+    throw new AppError(
+      'STARTUP_FAILED',
       `${setting}=${caFile} (${file}): ${why}. Point it at the CA that signed the ${server} servers' ` +
         `certificates (the local stack writes .stack/tls/ca.pem: npm run stack -- up), or ${plaintext}`,
       { cause: err },

@@ -36,8 +36,12 @@ export const CLOSE_CODES = {
   tryAgainLater: 1013,
 } as const;
 
-export class MalformedFrameError extends Error {
-  override readonly name = 'MalformedFrameError';
+/** A peer channel frame that cannot be read: the connection is closed with `malformedFrame`. */
+export class MalformedFrameError extends AppError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('MALFORMED_FRAME', message, options);
+    this.name = 'MalformedFrameError';
+  }
 }
 
 const MAX_OP_LENGTH = 200;

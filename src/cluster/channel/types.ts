@@ -1,4 +1,5 @@
 import type { Logger } from '../../logger.js';
+import { InvariantError } from '../../errors.js';
 
 /** Serves one forwarded request; throw an AppError to answer with its code. */
 export type PeerHandler = (op: string, body: unknown, deadline: number) => Promise<unknown>;
@@ -93,6 +94,8 @@ export const exponentialBackoff: ReconnectBackoff = (attempt) => {
 
 export function checkSecret(secret: unknown, who: string): void {
   if (typeof secret !== 'string' || secret.length === 0) {
-    throw new Error(`${who}: options.secret must be a non-empty string (the cluster's shared peer secret)`);
+    throw new InvariantError(
+      `${who}: options.secret must be a non-empty string (the cluster's shared peer secret)`,
+    );
   }
 }
