@@ -150,7 +150,7 @@ export function buildApp(deps: AppDeps): App {
     primary: infra.mysql.primary,
     writer,
     ownerEpoch: (productId) => cluster.epochOf(productId),
-    lanes: config.purchase.commitLanes,
+    lanes: config.commitLanes,
     onCycle: ({ batches, seconds, outcome, lockRetries }) => {
       metrics.commitCycleBatches.observe(batches);
       metrics.commitCycleDuration.observe({ outcome }, seconds);
@@ -165,8 +165,8 @@ export function buildApp(deps: AppDeps): App {
     onWrittenElsewhere: (productId) => cluster.writtenElsewhere(productId),
     cache,
     logger: logger.child({ component: 'product-actors' }),
-    mailboxLimit: config.purchase.mailboxLimit,
-    passivateAfterMs: config.purchase.passivateAfterMs,
+    mailboxLimit: config.mailboxLimit,
+    passivateAfterMs: config.actor.passivateAfterMs,
     cacheWriteTimeoutMs: 500,
     onStockChanged: stockChanged,
     // The write-through announces the change to the other nodes in its own round trip.
@@ -186,12 +186,12 @@ export function buildApp(deps: AppDeps): App {
     cache,
     lock: new RedisLock(infra.redis, {
       initialDelayMs: 2,
-      maxDelayMs: config.purchase.baselineLockRetryMaxMs,
+      maxDelayMs: config.baseline.lockRetryMaxMs,
     }),
     logger,
     keyPrefix: config.redis.keyPrefix,
     writer,
-    lockTtlMs: config.purchase.baselineLockTtlMs,
+    lockTtlMs: config.baseline.lockTtlMs,
     onCommit: () => relay.nudge(),
     onStockChanged: stockChanged,
   });
@@ -310,8 +310,8 @@ export function buildApp(deps: AppDeps): App {
   const server = createHttpServer({
     uws: deps.uws,
     logger,
-    maxBodyBytes: config.http.maxBodyBytes,
-    maxHeaderBytes: config.http.maxHeaderBytes,
+    maxBodyBytes: config.maxBodyBytes,
+    maxHeaderBytes: config.maxHeaderBytes,
     access: {
       tokens,
       limits: rateLimits,

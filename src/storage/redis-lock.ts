@@ -7,7 +7,7 @@ import type { Redis } from './redis.js';
 export interface LockRetry {
   /** First wait after a failed attempt, ms. */
   initialDelayMs: number;
-  /** Longest wait between attempts, ms (config.purchase.baselineLockRetryMaxMs). */
+  /** Longest wait between attempts, ms (config.baseline.lockRetryMaxMs). */
   maxDelayMs: number;
 }
 
