@@ -174,7 +174,7 @@ export const settings = {
       default: 10,
       min: 1,
       max: 1_000_000,
-      doc: 'most units one order may buy (formerly `MAX_QUANTITY_PER_ORDER`)',
+      doc: 'most units one order may buy',
     }),
   },
   mailboxLimit: int('MAILBOX_LIMIT', {
@@ -322,14 +322,14 @@ export const settings = {
       default: 10,
       min: 0,
       max: 1_000_000,
-      unit: '/s',
+      unit: 'per second',
       doc: 'purchases one user may make per second, shared by all nodes through Redis (0: off)',
     }),
     ipRequestsPerSecond: int('RATE_LIMIT_IP_PER_S', {
       default: 200,
       min: 0,
       max: 100_000_000,
-      unit: '/s',
+      unit: 'per second',
       doc: 'requests (every route, WebSocket upgrades) one client IP may make per second to one node (0: off)',
     }),
     nodes: int('RATE_LIMIT_NODES', {
@@ -340,7 +340,7 @@ export const settings = {
     }),
     trustedProxies: addresses('RATE_LIMIT_TRUSTED_PROXIES', {
       default: '127.0.0.1,::1',
-      doc: 'addresses whose `X-Forwarded-For` is believed for the client IP (the balancer); blank: none (formerly `TRUSTED_PROXIES`)',
+      doc: 'addresses whose `X-Forwarded-For` is believed for the client IP (the balancer)',
     }),
   },
   metricsAllowFrom: addresses('METRICS_ALLOW_FROM', {
