@@ -3,7 +3,7 @@ import { addressSet, clientIp } from './auth/client-ip.js';
 import { RateLimits } from './auth/rate-limits.js';
 import { TokenVerifier } from './auth/tokens.js';
 import { ProductActors } from '../actors/product/product-actors.js';
-import { SagaRecovery } from '../actors/saga/recovery.js';
+import { MIN_SAGA_IDLE_MS, SagaRecovery } from '../actors/saga/recovery.js';
 import { SagaCoordinators } from '../actors/saga/saga-coordinators.js';
 import { Catalog } from './catalog/catalog.js';
 import { NearCache } from './catalog/near-cache.js';
@@ -68,6 +68,9 @@ export interface App {
   /** Stop taking requests, answer the accepted ones, stop the actors. Clients are the caller's to close. */
   stop(graceMs: number): Promise<{ drained: boolean; abandoned: number }>;
 }
+
+/** At shutdown, the longest each event client (relay, projection, monitor, lag reader) may take to stop, ms. */
+const CLIENT_STOP_TIMEOUT_MS = 2_000;
 
 /** Builds the service from its dependencies; listening is the caller's choice. */
 export function buildApp(deps: AppDeps): App {
@@ -150,7 +153,7 @@ export function buildApp(deps: AppDeps): App {
     primary: infra.mysql.primary,
     writer,
     ownerEpoch: (productId) => cluster.epochOf(productId),
-    lanes: config.purchase.commitLanes,
+    lanes: config.commitLanes,
     onCycle: ({ batches, seconds, outcome, lockRetries }) => {
       metrics.commitCycleBatches.observe(batches);
       metrics.commitCycleDuration.observe({ outcome }, seconds);
@@ -165,9 +168,8 @@ export function buildApp(deps: AppDeps): App {
     onWrittenElsewhere: (productId) => cluster.writtenElsewhere(productId),
     cache,
     logger: logger.child({ component: 'product-actors' }),
-    mailboxLimit: config.purchase.mailboxLimit,
-    passivateAfterMs: config.purchase.passivateAfterMs,
-    cacheWriteTimeoutMs: 500,
+    mailboxLimit: config.mailboxLimit,
+    passivateAfterMs: config.actor.passivateAfterMs,
     onStockChanged: stockChanged,
     // The write-through announces the change to the other nodes in its own round trip.
     stockPublication: (productId, stock, version) => subscriptions.publication(productId, stock, version),
@@ -184,14 +186,11 @@ export function buildApp(deps: AppDeps): App {
   const baseline = new BaselinePurchases({
     primary: infra.mysql.primary,
     cache,
-    lock: new RedisLock(infra.redis, {
-      initialDelayMs: 2,
-      maxDelayMs: config.purchase.baselineLockRetryMaxMs,
-    }),
+    lock: new RedisLock(infra.redis, { maxDelayMs: config.baseline.lockRetryMaxMs }),
     logger,
     keyPrefix: config.redis.keyPrefix,
     writer,
-    lockTtlMs: config.purchase.baselineLockTtlMs,
+    lockTtlMs: config.baseline.lockTtlMs,
     onCommit: () => relay.nudge(),
     onStockChanged: stockChanged,
   });
@@ -220,9 +219,8 @@ export function buildApp(deps: AppDeps): App {
       return open;
     },
     logger: logger.child({ component: 'saga-recovery' }),
-    intervalMs: 5_000,
     // A live saga is touched by nothing until it settles: leave it this long before assuming it died.
-    idleForMs: Math.max(10_000, config.payment.timeoutMs * (config.payment.retries + 2)),
+    idleForMs: Math.max(MIN_SAGA_IDLE_MS, config.payment.timeoutMs * (config.payment.retries + 2)),
     owns: (productId) => cluster.owns(productId),
   });
   const readiness = new ReadinessChecks(infra.checks, config.readyCheckTimeoutMs);
@@ -257,7 +255,7 @@ export function buildApp(deps: AppDeps): App {
     });
   registerScrapeGauges(metrics, {
     pools: { primary: infra.mysql.primary, replica: infra.mysql.replica },
-    readiness: () => readiness.recent(1_000),
+    readiness: () => readiness.recent(),
     outboxOldestAgeSeconds: () => outboxAge.value(),
     sagaOldestOpenAgeSeconds: () =>
       oldestOpenSaga === undefined ? 0 : Math.max(0, (Date.now() - oldestOpenSaga) / 1000),
@@ -310,8 +308,8 @@ export function buildApp(deps: AppDeps): App {
   const server = createHttpServer({
     uws: deps.uws,
     logger,
-    maxBodyBytes: config.http.maxBodyBytes,
-    maxHeaderBytes: config.http.maxHeaderBytes,
+    maxBodyBytes: config.maxBodyBytes,
+    maxHeaderBytes: config.maxHeaderBytes,
     access: {
       tokens,
       limits: rateLimits,
@@ -417,7 +415,7 @@ export function buildApp(deps: AppDeps): App {
       await cluster.close();
       // Event clients get a bounded moment: offsets and outbox rows are safe to abandon (at-least-once).
       const timed = (what: string, stopping: Promise<unknown> | undefined) =>
-        withTimeout(Promise.resolve(stopping), 2_000, what).catch((err: unknown) =>
+        withTimeout(Promise.resolve(stopping), CLIENT_STOP_TIMEOUT_MS, what).catch((err: unknown) =>
           logger.warn({ err: (err as Error).message }, 'left unfinished at shutdown'),
         );
       await Promise.all([

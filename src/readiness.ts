@@ -4,6 +4,9 @@ import { withTimeout } from './timeouts.js';
 export const DEPENDENCIES = ['primary', 'replica', 'redis', 'kafka'] as const;
 export type Dependency = (typeof DEPENDENCIES)[number];
 
+/** A readiness result this young is reused (by the scrape's `dependency_up`, README "Observability"), ms. */
+const RECENT_ENOUGH_MS = 1_000;
+
 export type DependencyCheck = () => Promise<void>;
 
 export type DependencyState =
@@ -69,8 +72,8 @@ export class ReadinessChecks {
     return this.inFlight;
   }
 
-  /** The last result if younger than `reuseForMs`, else a fresh one. */
-  recent(reuseForMs: number): Promise<Readiness> {
+  /** The last result if younger than `reuseForMs` (default 1 s: the scrape's `dependency_up`), else a fresh one. */
+  recent(reuseForMs = RECENT_ENOUGH_MS): Promise<Readiness> {
     if (this.last !== undefined && performance.now() - this.last.at < reuseForMs)
       return Promise.resolve(this.last.readiness);
     return this.check();

@@ -29,6 +29,9 @@ const { dispatch } = nact;
 /** After a failed stock write-through, batches skip it this long (then one tries it again), ms. */
 const WRITE_THROUGH_BACKOFF_MS = 250;
 
+/** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
+const CACHE_WRITE_TIMEOUT_MS = 500;
+
 export interface ProductActorsOptions {
   system: ActorSystemRef;
   store: ProductStore;
@@ -38,8 +41,8 @@ export interface ProductActorsOptions {
   mailboxLimit: number;
   /** An actor with nothing to do for this long is passivated, ms. */
   passivateAfterMs: number;
-  /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
-  cacheWriteTimeoutMs: number;
+  /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. Default 500. */
+  cacheWriteTimeoutMs?: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
   onCommitted?: (info: CommittedOrders) => void;
   /**
@@ -326,7 +329,7 @@ export class ProductActors {
   /** Writes a batch outside the actor and reports back with a `flushed` message. */
   private flush(entry: Entry, batch: BatchWrite): void {
     const started = performance.now();
-    const { store, cache, logger, cacheWriteTimeoutMs, onBatch } = this.options;
+    const { store, cache, logger, cacheWriteTimeoutMs = CACHE_WRITE_TIMEOUT_MS, onBatch } = this.options;
     void (async () => {
       let result: FlushResult;
       try {

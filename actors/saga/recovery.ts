@@ -2,13 +2,22 @@ import type { Logger } from '../../src/logger.js';
 import type { SagaCoordinators } from './saga-coordinators.js';
 import type { SagaOrder } from '../../src/domain/index.js';
 
+/** Pause between two sweeps for sagas left idle, ms. */
+const SWEEP_INTERVAL_MS = 5_000;
+
+/**
+ * Sagas touched within this are left to their live coordinator, at least (the wiring passes the longest a
+ * payment call with its retries may take, when longer), ms.
+ */
+export const MIN_SAGA_IDLE_MS = 10_000;
+
 export interface SagaRecoveryOptions {
   sagas: SagaCoordinators;
   /** Unfinished sagas this node should run (its products), oldest first. */
   pending: (options: { limit: number; idleForMs?: number }) => Promise<SagaOrder[]>;
   logger: Logger;
-  /** Pause between sweeps, ms. */
-  intervalMs: number;
+  /** Pause between sweeps, ms. Default 5000. */
+  intervalMs?: number;
   /** Sagas touched more recently than this are left to their live coordinator, ms. */
   idleForMs: number;
   /** Whether this node runs the sagas of a product (it owns the product's shard). Default: all. */
@@ -37,7 +46,8 @@ export class SagaRecovery {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.sweep(this.options.idleForMs), this.options.intervalMs);
+    const intervalMs = this.options.intervalMs ?? SWEEP_INTERVAL_MS;
+    this.timer = setInterval(() => void this.sweep(this.options.idleForMs), intervalMs);
     this.timer.unref();
   }
 

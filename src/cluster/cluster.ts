@@ -51,21 +51,21 @@ export interface Cluster {
 /** Shard ownership, forwarding to owners and the peer channel, put together for one node. */
 export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Cluster {
   const { config, logger } = deps;
-  const { shardCount } = config.cluster;
+  const { shardCount } = config;
   const shard = (productId: number) => shardOf(productId, shardCount);
   const inShards = (shards: number[]) => {
     const set = new Set(shards);
     return (productId: number) => set.has(shard(productId));
   };
-  let address = `${config.cluster.advertiseHost}:${config.port}`;
+  let address = `${config.advertiseHost}:${config.port}`;
   const ownership = new Ownership({
     leases: new RedisShardLeases(deps.redis, config.redis.keyPrefix),
     nodeId: config.nodeId,
     address: () => address,
     shardCount,
-    ttlMs: config.cluster.leaseTtlMs,
-    renewMs: config.cluster.leaseRenewMs,
-    outageGraceMs: config.cluster.leaseOutageGraceMs,
+    ttlMs: config.lease.ttlMs,
+    renewMs: config.lease.renewMs,
+    outageGraceMs: config.lease.outageGraceMs,
     logger: logger.child({ component: 'ownership' }),
     onReleasing: (shards) => deps.actors.release(inShards(shards), handOffTimeoutMs),
     onLost: (shards) => deps.actors.retireWhere(inShards(shards)),
@@ -74,7 +74,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     ...(deps.onOwnershipChanged === undefined ? {} : { onChanged: deps.onOwnershipChanged }),
   });
   const peers = new PeerClient({
-    secret: config.cluster.peerSecret,
+    secret: config.peerSecret,
     logger: logger.child({ component: 'peer-client' }),
   });
   const router = new ClusterRouter({
@@ -84,13 +84,13 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     peers,
     localSagaWait: (orderId, budgetMs) => deps.sagas.waitFor(orderId, budgetMs),
     timeoutMs: config.purchase.timeoutMs,
-    forwardSagaWaitMs: config.saga.waitBudgetMs,
+    forwardSagaWaitMs: config.purchase.waitBudgetMs,
     logger: logger.child({ component: 'router' }),
     ...(deps.onRouted === undefined ? {} : { onAttempt: deps.onRouted }),
     ...(deps.onStage === undefined ? {} : { onStage: deps.onStage }),
   });
   const peerServer = attachPeerServer(deps.app, {
-    secret: config.cluster.peerSecret,
+    secret: config.peerSecret,
     handle: (op, body, deadline) => router.handlePeer(op, body, deadline),
     logger: logger.child({ component: 'peer-server' }),
   });
@@ -101,7 +101,7 @@ export function createCluster(deps: ClusterDeps, handOffTimeoutMs: number): Clus
     epochOf: (productId) => ownership.epochOf(shard(productId)),
     writtenElsewhere: (productId) => ownership.writtenElsewhere(shard(productId)),
     async start(port) {
-      address = `${config.cluster.advertiseHost}:${port}`;
+      address = `${config.advertiseHost}:${port}`;
       // The first rebalance must reach Redis: a node that starts without shards would forward everything.
       await connectRedis(deps.redis).catch((err: unknown) =>
         logger.warn(

@@ -11,7 +11,6 @@ import {
 } from './consistency-rules.js';
 
 export const consistencyDefaults = {
-  intervalMs: 30_000, // 30 s
   productsPerRound: 100,
   // A cache found drifting is read again this much later: a write-through still on its way lands first.
   recheckDelayMs: 1_000, // 1 s

@@ -1,4 +1,5 @@
 import { defaults } from './server.js';
+import { AppError } from '../domain/errors.js';
 
 /** The provider's settings, read from its own environment (it is a separate program from the service). */
 export interface ProviderSettings {
@@ -28,9 +29,13 @@ export const PROVIDER_ENV_NAMES = [
 
 type ProviderEnvName = (typeof PROVIDER_ENV_NAMES)[number];
 
-export class ProviderSettingsError extends Error {
+/** Every bad setting at once: the provider does not start (STARTUP_FAILED). */
+export class ProviderSettingsError extends AppError {
   constructor(readonly problems: readonly string[]) {
-    super(`invalid settings (${problems.length} problem(s)):\n  - ${problems.join('\n  - ')}`);
+    super(
+      'STARTUP_FAILED',
+      `invalid settings (${problems.length} problem(s)):\n  - ${problems.join('\n  - ')}`,
+    );
     this.name = 'ProviderSettingsError';
   }
 }

@@ -30,8 +30,8 @@ export interface PurchasesDeps {
   /** Waits for an actor product's saga wherever it runs (its product's owner). Default: this node only. */
   sagaWait?: (productId: number, orderId: string, budgetMs: number) => Promise<SagaWait>;
   config: {
-    purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs'>;
-    saga: Pick<Config['saga'], 'deadlineMs' | 'waitBudgetMs'>;
+    purchase: Pick<Config['purchase'], 'deadlineMs' | 'timeoutMs' | 'waitBudgetMs'>;
+    saga: Pick<Config['saga'], 'deadlineMs'>;
   };
   metrics?: Metrics;
 }
@@ -84,7 +84,7 @@ export class Purchases {
     // Forwarded to the owner: this node learns the stock from the answer, before its client can read.
     if (outcome.stock !== undefined)
       this.deps.catalog.offerStock(input.productId, outcome.stock.stock, outcome.stock.version);
-    const budget = this.deps.config.saga.waitBudgetMs - (Date.now() - started);
+    const budget = this.deps.config.purchase.waitBudgetMs - (Date.now() - started);
     const settled = await this.settledStatus(strategy, outcome.order, budget);
     return {
       kind: 'order',

@@ -22,7 +22,7 @@ export interface CommitPipelineOptions {
   writer: Omit<CycleWriterOptions, 'begin' | 'strategy' | 'touchProduct'>;
   /** The lease epoch a product's writes are made under (recorded on every row). */
   ownerEpoch: (productId: ProductId) => number;
-  /** Cycles in flight at once, each on a connection of its own (config.purchase.commitLanes). */
+  /** Cycles in flight at once, each on a connection of its own (config.commitLanes). */
   lanes: number;
   /** After every cycle: its batches, orders, round trips' wall time, and how it ended. */
   onCycle?: (info: CycleInfo) => void;

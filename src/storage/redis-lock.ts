@@ -4,10 +4,13 @@ import { sleep } from '../timeouts.js';
 import { storageAsset } from './assets.js';
 import type { Redis } from './redis.js';
 
+/** First wait after a failed attempt, ms: doubled (jittered) up to `maxDelayMs`. */
+const FIRST_RETRY_DELAY_MS = 2;
+
 export interface LockRetry {
-  /** First wait after a failed attempt, ms. */
-  initialDelayMs: number;
-  /** Longest wait between attempts, ms (config.purchase.baselineLockRetryMaxMs). */
+  /** First wait after a failed attempt, ms. Default 2. */
+  initialDelayMs?: number;
+  /** Longest wait between attempts, ms (config.baseline.lockRetryMaxMs). */
   maxDelayMs: number;
 }
 
@@ -31,7 +34,7 @@ export class RedisLock {
    */
   async acquire(key: string, ttlMs: number, deadline: number): Promise<string | undefined> {
     const token = randomUUID();
-    let delay = this.retry.initialDelayMs;
+    let delay = this.retry.initialDelayMs ?? FIRST_RETRY_DELAY_MS;
     for (;;) {
       const got = await this.redis.set(key, token, 'PX', ttlMs, 'NX');
       if (got === 'OK') return token;

@@ -36,10 +36,14 @@ t.test('address sets: addresses and CIDR ranges, IPv4 and IPv6', async (t) => {
   t.notOk(set.has('11.0.0.1') || set.has('192.0.2.8') || set.has('fe80::1') || set.has('not-an-ip'));
   t.throws(() => addressSet(['10.0.0.0/33']));
   t.equal(clientIp('10.1.1.1', '198.51.100.7', set), '198.51.100.7', 'a proxy inside a trusted range');
-  t.throws(() => loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8,nginx' }), {
+  t.throws(() => loadConfig({ RATE_LIMIT_TRUSTED_PROXIES: '10.0.0.0/8,nginx' }), {
     message: /TRUSTED_PROXIES: "nginx"/,
   });
-  t.same(loadConfig({ TRUSTED_PROXIES: '' }).rateLimit.trustedProxies, [], 'set but empty: trust no proxy');
+  t.same(
+    loadConfig({ RATE_LIMIT_TRUSTED_PROXIES: '' }).rateLimit.trustedProxies,
+    [],
+    'set but empty: trust no proxy',
+  );
 });
 
 t.test('window counter: N per window, then refused until the next window', async (t) => {

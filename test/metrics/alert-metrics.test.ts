@@ -80,7 +80,7 @@ t.test('the scrape-time gauges read the real figures', async (t) => {
   for (const dependency of ['mysql_primary', 'mysql_replica', 'redis', 'kafka'])
     t.equal(one('dependency_up', `{dependency="${dependency}"}`), 1, `dependency_up ${dependency}`);
   // A one-node cluster took every shard when it started.
-  t.equal(one('shard_ownership_changes_total', '{change="acquired"}'), running.config.cluster.shardCount);
+  t.equal(one('shard_ownership_changes_total', '{change="acquired"}'), running.config.shardCount);
   t.equal(one('inventory_inconsistent_products'), 0);
   for (const name of [
     'outbox_oldest_age_seconds',

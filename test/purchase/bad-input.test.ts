@@ -3,7 +3,7 @@ import { startApp, totals, uniq } from '../helpers/app.js';
 import { asUser } from '../helpers/tokens.js';
 
 t.test('every bad purchase gets its status, code and field, and changes nothing', async (t) => {
-  const running = await startApp(t, { MAX_QUANTITY_PER_ORDER: '10', MAX_BODY_BYTES: '1024' });
+  const running = await startApp(t, { PURCHASE_MAX_QUANTITY: '10', MAX_BODY_BYTES: '1024' });
   const productId = await running.createProduct({ stock: 20 });
   const before = await totals(running.infra.mysql.primary, productId);
   const user = uniq('u');

@@ -8,7 +8,7 @@ import { asAdmin, asUser, tokenFor } from '../helpers/tokens.js';
  * error is a JSON error body, and a refused request (4xx) changes no stock, version or order.
  */
 t.test('fuzz: any body, headers and path to any endpoint', async (t) => {
-  const running = await startApp(t, { MAX_QUANTITY_PER_ORDER: '5' });
+  const running = await startApp(t, { PURCHASE_MAX_QUANTITY: '5' });
   const productId = await running.createProduct({ stock: 1_000_000 });
   const customer = await asUser(uniq('fuzz'));
   const admin = await asAdmin();

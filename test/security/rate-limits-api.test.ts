@@ -42,7 +42,7 @@ t.test(
 
 t.test('per-IP limit on every route, and X-Forwarded-For believed only from a trusted proxy', async (t) => {
   // Loopback is not a trusted proxy here: this client is "the outside".
-  const running = await startApp(t, { RATE_LIMIT_IP_PER_S: '20', TRUSTED_PROXIES: '10.9.9.9' });
+  const running = await startApp(t, { RATE_LIMIT_IP_PER_S: '20', RATE_LIMIT_TRUSTED_PROXIES: '10.9.9.9' });
   const productId = await running.createProduct({ stock: 1 });
   await freshWindow();
   const spoofed = await Promise.all(
