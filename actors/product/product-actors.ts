@@ -1,7 +1,6 @@
 import nact from 'nact';
 import type { ActorSystemRef } from 'nact';
-import type { Logger } from '../../src/logger.js';
-import { FailureBackoff, sleep, withTimeout } from '../../src/timeouts.js';
+import { sleep } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type { FlushResult } from './product-core.js';
 import type {
@@ -18,40 +17,23 @@ import type {
   SettleOutcome,
   Settlement,
   StageObserver,
-  StockCache,
-  StockPublication,
 } from '../../src/domain/index.js';
 import type { PendingPurchase, ProductMessage } from './types.js';
+import { errorText, StockWriteThrough, type StockWriteThroughOptions } from './write-through.js';
 import { InvariantError } from '../../src/domain/index.js';
 
 const { dispatch } = nact;
 
-/** After a failed stock write-through, batches skip it this long (then one tries it again), ms. */
-const WRITE_THROUGH_BACKOFF_MS = 250;
-
-/** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. */
-const CACHE_WRITE_TIMEOUT_MS = 500;
-
-export interface ProductActorsOptions {
+/** With the stock write-through's options (cache, timeout, publication, onStockChanged: write-through.ts). */
+export interface ProductActorsOptions extends StockWriteThroughOptions {
   system: ActorSystemRef;
   store: ProductStore;
-  cache: StockCache;
-  logger: Logger;
   /** Purchases and restocks one product may hold (queued + reserved + being written) before new ones get 503. */
   mailboxLimit: number;
   /** An actor with nothing to do for this long is passivated, ms. */
   passivateAfterMs: number;
-  /** Longest wait for the stock write-through before a committed batch is acknowledged anyway, ms. Default 500. */
-  cacheWriteTimeoutMs?: number;
   /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
   onCommitted?: (info: CommittedOrders) => void;
-  /**
-   * Called after the write-through of a committed batch that changed the stock (subscribers' feed), with
-   * whether the write-through also published `stockPublication`'s message (false: it failed). Must not throw.
-   */
-  onStockChanged?: (productId: ProductId, stock: number, version: number, published: boolean) => void;
-  /** The other nodes' message of a stock change, sent by the write-through in its round trip. */
-  stockPublication?: (productId: ProductId, stock: number, version: number) => StockPublication;
   /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
   mayWrite?: (productId: ProductId) => boolean;
   /** A batch lost to the row version: another node wrote the product since this one loaded it. */
@@ -102,8 +84,7 @@ export class ProductActors {
   private readonly entries = new Map<ProductId, Entry>();
   /** Actors being handed off: no new work; they retire once what they hold is answered. */
   private readonly closing = new Set<Entry>();
-  /** The stock write-through, skipped for a moment after it fails (Redis unreachable or failing over). */
-  private readonly writeThrough = new FailureBackoff(WRITE_THROUGH_BACKOFF_MS);
+  private readonly writeThrough: StockWriteThrough;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private admitting = true;
@@ -113,6 +94,7 @@ export class ProductActors {
 
   constructor(private readonly options: ProductActorsOptions) {
     this.now = options.now ?? Date.now;
+    this.writeThrough = new StockWriteThrough(options);
     this.sweeper = setInterval(
       () => this.passivateIdle(),
       Math.max(10, Math.floor(options.passivateAfterMs / 2)),
@@ -329,7 +311,7 @@ export class ProductActors {
   /** Writes a batch outside the actor and reports back with a `flushed` message. */
   private flush(entry: Entry, batch: BatchWrite): void {
     const started = performance.now();
-    const { store, cache, logger, cacheWriteTimeoutMs = CACHE_WRITE_TIMEOUT_MS, onBatch } = this.options;
+    const { store, logger, onBatch } = this.options;
     void (async () => {
       let result: FlushResult;
       try {
@@ -350,28 +332,7 @@ export class ProductActors {
           // nothing: the cache holds this stock at an older version (or nothing), which is still the
           // committed stock, and a purchase's stock stamp is its reservation's version, never a
           // confirmation's.
-          if (batch.newStock !== batch.previousStock) {
-            const { productId, newStock } = batch;
-            const { version } = result;
-            const publication = this.options.stockPublication?.(productId, newStock, version);
-            // While Redis fails, batches skip the write-through (one tries it every 250 ms) instead of each
-            // waiting out its timeout: the cached stock expires within its TTL either way.
-            const written = await this.writeThrough.attempt(
-              () =>
-                withTimeout(
-                  cache.setStock(productId, newStock, version, publication),
-                  cacheWriteTimeoutMs,
-                  'stock write-through',
-                ).then(() => true),
-              (err) =>
-                logger.warn(
-                  { productId, err: errorText(err) },
-                  'stock write-through failed; skipped for now, the cached stock expires within its TTL',
-                ),
-            );
-            const published = written === true && publication !== undefined;
-            this.options.onStockChanged?.(productId, newStock, version, published);
-          }
+          if (batch.newStock !== batch.previousStock) await this.writeThrough.write(batch, result.version);
         }
       } catch (err) {
         // A batch holds many requests: their ids, so each request's log trail shows its batch failing.
@@ -431,8 +392,4 @@ export class ProductActors {
       resolve(outcome);
     };
   }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
