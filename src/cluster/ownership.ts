@@ -1,37 +1,24 @@
-import net from 'node:net';
-import type { Logger } from '../logger.js';
-import type { Membership, RedisShardLeases, ShardOwner } from '../storage/shard-leases.js';
+import type { Membership, ShardOwner } from '../storage/shard-leases.js';
+import { evictDeadPeers, type DeadPeerOptions } from './dead-peers.js';
 import { desiredShards } from './shards.js';
 
-export interface OwnershipOptions {
-  leases: RedisShardLeases;
-  nodeId: string;
+/** With the dead-peer eviction's options: leases, nodeId, shardCount, renewMs, logger (dead-peers.ts). */
+export interface OwnershipOptions extends DeadPeerOptions {
   /** Where other nodes reach this one (`host:port`; known once the server listens). */
   address: () => string;
-  shardCount: number;
   /** Lease lifetime, ms. */
   ttlMs: number;
-  /** Pause between renewals (and rebalances), ms. */
-  renewMs: number;
   /**
    * While Redis cannot be reached, the shards held are kept this long after it was lost, ms (0: until
    * their leases could have expired, as after a pause). Default 0.
    */
   outageGraceMs?: number;
-  logger: Logger;
   /** Before a shard is handed off: stop admitting its requests and finish its in-flight work. */
   onReleasing(shards: number[]): Promise<void>;
   /** Shards lost without a handoff (lease expired, Redis lost it, this process was paused): stop them now. */
   onLost(shards: number[]): void;
   /** Shards just taken over: load their state, resume their sagas. */
   onAcquired(shards: number[]): void;
-  /**
-   * True when nothing listens at `address` (`host:port`: the connection is refused), so the node there
-   * is dead. Default: a TCP connect with a 500 ms timeout.
-   */
-  refusesConnections?: (address: string) => Promise<boolean>;
-  /** A dead peer was evicted by this node, freeing `freed` shard leases (metrics). */
-  onEvicted?: (node: string, freed: number) => void;
   /** This node's shards changed: `shards` acquired, handed off (released) or lost without a handoff (metrics). */
   onChanged?: (change: OwnershipChange, shards: number) => void;
 }
@@ -350,36 +337,12 @@ export class Ownership {
     this.ownersStale = true;
   }
 
-  /**
-   * A node silent for two renewals whose port refuses connections is dead (a killed process: a paused
-   * or overloaded one still accepts connections): its leases are freed now instead of after their TTL,
-   * so this rebalance can take its shards. Safety does not depend on it (MySQL versions fence writes).
-   */
+  /** Frees the leases of dead members (dead-peers.ts) so that this rebalance can take their shards. */
   private async evictDead(): Promise<void> {
-    const { leases, nodeId, renewMs, shardCount, logger } = this.options;
-    const silenceMs = 2 * renewMs;
-    const now = Date.now();
-    const refuses = this.options.refusesConnections ?? refusesConnections;
-    for (const node of this.membership.nodes) {
-      const seen = this.membership.lastSeen.get(node);
-      const address = this.membership.addresses.get(node);
-      if (node === nodeId || seen === undefined || now - seen < silenceMs || address === undefined) continue;
-      if (!(await refuses(address))) continue;
-      const freed = await leases.evict(node, silenceMs, shardCount);
-      if (freed === undefined) continue;
-      logger.warn(
-        { node, address, silentMs: now - seen, freed },
-        'evicted a dead node: silent and its port refuses connections',
-      );
-      this.options.onEvicted?.(node, freed);
-      this.ownersStale = true;
-      this.membership = {
-        nodes: this.membership.nodes.filter((n) => n !== node),
-        lastSeen: new Map([...this.membership.lastSeen].filter(([n]) => n !== node)),
-        addresses: new Map([...this.membership.addresses].filter(([n]) => n !== node)),
-      };
-      await leases.announce(`evicted ${node}`).catch(() => undefined);
-    }
+    const after = await evictDeadPeers(this.membership, this.options);
+    if (after === this.membership) return;
+    this.membership = after;
+    this.ownersStale = true;
   }
 
   /** Leases whose local trust ran out (this process was paused or Redis unreachable): stop writing now. */
@@ -429,21 +392,4 @@ export class Ownership {
     }
     await leases.announce(`released by ${nodeId}`).catch(() => undefined);
   }
-}
-
-/** True when a TCP connect to `address` is refused: no process listens there. */
-export function refusesConnections(address: string, timeoutMs = 500): Promise<boolean> {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(colon + 1));
-  return new Promise((resolve) => {
-    const socket = net.connect({ host, port });
-    const done = (refused: boolean): void => {
-      socket.destroy();
-      resolve(refused);
-    };
-    socket.setTimeout(timeoutMs, () => done(false));
-    socket.once('connect', () => done(false));
-    socket.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
-  });
 }

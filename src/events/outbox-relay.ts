@@ -1,17 +1,11 @@
-import type { Message, Producer } from 'kafkajs';
 import type { Logger } from '../logger.js';
-import { keyPartitioner, type Kafka } from '../storage/kafka.js';
+import type { Kafka } from '../storage/kafka.js';
 import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
-import {
-  OUTBOX_UNPACK_COLUMNS,
-  REQUEST_ID_HEADER,
-  storedOutboxRow,
-  unpackOutbox,
-  type OutboxEntry,
-} from './envelope.js';
-import { ensureTopicsWithNewAdmin, type TopicSettings } from './topics.js';
+import { OUTBOX_UNPACK_COLUMNS, storedOutboxRow, unpackOutbox } from './envelope.js';
+import { OutboxProducer, type OutboxRow } from './outbox-producer.js';
+import type { TopicSettings } from './topics.js';
 
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
 export const OUTBOX_RETENTION_MS = 24 * 60 * 60_000; // 24 h
@@ -26,27 +20,12 @@ export const relayDefaults = {
   // The poll backs off to this while the outbox stays empty: this node's commits wake it at once, so it is
   // how long another node's rows wait at most on an idle cluster.
   maxIdlePollMs: 2_000,
-  sendTimeoutMs: 30_000, // 30 s: a send hung longer than this is abandoned with its producer
-  // KafkaJS's own retries of one send (~0.3 s), then the relay's backoff: a send keeps the brokers it chose
-  // first through all its retries (producer/sendMessages.js), so after a partition leader dies only a new
-  // send reaches the new leader. Few retries: the relay's next round does, within a second of the move.
-  producerRetries: 2,
   stopWaitMs: 5_000, // 5 s: stop() waits this long for the batch in hand
   backlogRefreshMs: 1_000, // 1 s
   cleanupEveryMs: 10 * 60_000, // 10 min
   cleanupChunk: 1_000, // rows per DELETE, so no cleanup holds locks for long
   cleanupChunkPauseMs: 100,
 } as const;
-
-/** KafkaJS protocol errors after which the idempotent producer's id or sequences are unusable. */
-const PRODUCER_STATE_ERRORS = new Set([
-  'OUT_OF_ORDER_SEQUENCE_NUMBER',
-  'DUPLICATE_SEQUENCE_NUMBER',
-  'UNKNOWN_PRODUCER_ID',
-  'INVALID_PRODUCER_EPOCH',
-  'INVALID_PRODUCER_ID_MAPPING',
-  'PRODUCER_FENCED',
-]);
 
 export interface OutboxRelayOptions {
   /** The primary: the relay takes one connection of it for the lock and all its queries. */
@@ -95,24 +74,9 @@ export interface OutboxRelayStats {
   failingSince: string | undefined;
 }
 
-interface OutboxRow {
-  id: number;
-  topic: string;
-  /** The row's encoded events in order, each with its key (one event, or a commit's packed events). */
-  events: OutboxEntry[];
-}
-
 type Stage = 'kafka' | 'mysql';
 
 const describe = (err: unknown): string => (err instanceof Error ? err.message || err.name : String(err));
-
-/** True when `err` or one of its causes says the producer's id or sequences are broken. */
-function producerStateError(err: unknown): boolean {
-  for (let e = err as { type?: unknown; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    if (typeof e.type === 'string' && PRODUCER_STATE_ERRORS.has(e.type)) return true;
-  }
-  return false;
-}
 
 /**
  * Publishes outbox rows to Kafka in id order, then stamps them sent. One relay publishes at a time
@@ -129,13 +93,7 @@ export class OutboxRelay {
   private lock: PoolConnection | undefined;
   /** The connection waiting in GET_LOCK (stop() closes it, which ends the wait). */
   private waiting: PoolConnection | undefined;
-  private producer: Producer | undefined;
-  /**
-   * `topic:partition` of every message of the send in flight, as the partitioner assigned them (on every
-   * attempt of KafkaJS's retries): each must be in the send's result, see `send`.
-   */
-  private readonly assigned = new Set<string>();
-  private topicsEnsured = false;
+  private readonly producer: OutboxProducer;
   private loop: Promise<void> | undefined;
   private stopping = false;
   private nudged = false;
@@ -162,6 +120,7 @@ export class OutboxRelay {
     this.lingerMs = options.lingerMs ?? 0;
     this.idlePollMs = options.pollMs;
     this.topicNames = [...new Set(Object.values(options.topics.topics))];
+    this.producer = new OutboxProducer(options.kafka, options.topics);
   }
 
   /** Starts the loop: take the lock (or wait for it), then publish until stopped. */
@@ -188,9 +147,7 @@ export class OutboxRelay {
         () => false,
       ));
     this.loop = undefined;
-    const producer = this.producer;
-    this.producer = undefined;
-    await producer?.disconnect().catch(() => undefined);
+    await this.producer.close();
     const lock = this.lock;
     this.lock = undefined;
     if (lock === undefined) return;
@@ -309,7 +266,7 @@ export class OutboxRelay {
       else this.noBacklog(); // an idle round costs one query
       if (rows.length > 0) {
         stage = 'kafka';
-        await this.send(rows);
+        await this.producer.send(rows);
         this.published += rows.reduce((n, r) => n + r.events.length, 0);
         stage = 'mysql';
         await lock.query('UPDATE outbox SET sent_at = NOW(3) WHERE id IN (?)', [rows.map((r) => r.id)]);
@@ -347,83 +304,6 @@ export class OutboxRelay {
       });
     }
     return taken;
-  }
-
-  /** One sendBatch at a time on one producer: KafkaJS's idempotent producer breaks with concurrent sends. */
-  private async send(rows: readonly OutboxRow[]): Promise<void> {
-    if (!this.topicsEnsured) {
-      await ensureTopicsWithNewAdmin(this.options.kafka, this.options.topics);
-      this.topicsEnsured = true;
-    }
-    const producer = await this.connectedProducer();
-    const byTopic = new Map<string, Message[]>();
-    for (const row of rows) {
-      let messages = byTopic.get(row.topic);
-      if (messages === undefined) byTopic.set(row.topic, (messages = []));
-      // key = product id: its events share a partition; the request id that made the event is a header
-      for (const { key, value: e, requestId } of row.events) {
-        const value = Buffer.from(e.buffer, e.byteOffset, e.byteLength);
-        messages.push(
-          requestId === undefined
-            ? { key, value }
-            : { key, value, headers: { [REQUEST_ID_HEADER]: requestId } },
-        );
-      }
-    }
-    const topicMessages = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
-    this.assigned.clear();
-    try {
-      const written = await withTimeout(
-        producer.sendBatch({ acks: -1, topicMessages }),
-        relayDefaults.sendTimeoutMs,
-        'outbox send',
-      );
-      // KafkaJS 2.2.4 can resolve a send without writing some of its partitions (kafkajs#1303,
-      // producer/sendMessages.js): when a partition leader dies, its retry skips every broker that answered
-      // the first attempt, so the dead leader's partitions, now led by one of those, are never sent. A
-      // partition missing from the result fails the send: its rows stay unsent and go again next round
-      // (the partitions that were written get their events twice; consumers deduplicate by eventId).
-      const answered = new Set(written.map((r) => `${r.topicName}:${r.partition}`));
-      const dropped = [...this.assigned].filter((partition) => !answered.has(partition));
-      if (dropped.length > 0)
-        throw new AppError(
-          'DEPENDENCY_UNAVAILABLE',
-          `Kafka send resolved without writing ${dropped.join(', ')} (kafkajs#1303); sent again`,
-        );
-    } catch (err) {
-      // A hung send or a broken producer id: the next attempt starts a fresh producer (new id, sequences).
-      const hung = err instanceof AppError && err.code === 'DEADLINE_EXCEEDED';
-      if (!hung && !producerStateError(err)) throw err;
-      this.producer = undefined;
-      void producer.disconnect().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  private async connectedProducer(): Promise<Producer> {
-    if (this.producer) return this.producer;
-    const producer = this.options.kafka.producer({
-      idempotent: true,
-      maxInFlightRequests: 1,
-      retry: { retries: relayDefaults.producerRetries },
-      allowAutoTopicCreation: false,
-      createPartitioner: () => {
-        const partition = keyPartitioner();
-        return (args) => {
-          const chosen = partition(args);
-          this.assigned.add(`${args.topic}:${chosen}`);
-          return chosen;
-        };
-      },
-    });
-    try {
-      await producer.connect();
-    } catch (err) {
-      void producer.disconnect().catch(() => undefined);
-      throw err;
-    }
-    this.producer = producer;
-    return producer;
   }
 
   /** The outbox was just read empty (of this relay's topics). */
