@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.js';
 import type { Pool, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
 import type { CachedProduct, PurchaseStrategy, RedisProductCache } from '../storage/product-cache.js';
+import { productRecordFromRow } from '../storage/product-store.js';
 import { FailureBackoff } from '../timeouts.js';
 import { NearCache } from './near-cache.js';
 import { InvariantError } from '../errors.js';
@@ -55,11 +56,7 @@ const NOTHING_CACHED: ReadonlyMap<
 
 function toProduct(row: RowDataPacket): Product {
   return {
-    id: Number(row['id']),
-    name: String(row['name']),
-    priceCents: Number(row['price_cents']),
-    stock: Number(row['stock']),
-    version: Number(row['version']),
+    ...productRecordFromRow(row),
     strategy: row['purchase_strategy'] === 'baseline' ? 'baseline' : 'actor',
     createdAt: (row['created_at'] as Date).toISOString(),
   };

@@ -18,14 +18,7 @@ export class MysqlProductStore implements ProductStore {
       [productId],
     );
     const row = rows[0];
-    if (row === undefined) return undefined;
-    return {
-      id: Number(row['id']),
-      name: String(row['name']),
-      priceCents: Number(row['price_cents']),
-      stock: Number(row['stock']),
-      version: Number(row['version']),
-    };
+    return row === undefined ? undefined : productRecordFromRow(row);
   }
 
   commitBatch(batch: BatchWrite): Promise<BatchResult> {
@@ -35,4 +28,15 @@ export class MysqlProductStore implements ProductStore {
   commitConfirmation(settlement: Settlement): Promise<BatchResult> {
     return this.pipeline.confirm([settlement], settlement.productId);
   }
+}
+
+/** A product row's record (id, name, price_cents, stock, version columns). */
+export function productRecordFromRow(row: RowDataPacket): ProductRecord {
+  return {
+    id: Number(row['id']),
+    name: String(row['name']),
+    priceCents: Number(row['price_cents']),
+    stock: Number(row['stock']),
+    version: Number(row['version']),
+  };
 }
