@@ -91,8 +91,6 @@ export async function startCluster(
   }
   await buildService(io, options);
   const count = settings.nodes ?? 2;
-  const redisPrefix = `bench-${options.runTag}-${process.pid}:`;
-  io.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs last: after every node stopped
   const provider =
     settings.paymentLatencyMs === undefined
       ? undefined
@@ -101,6 +99,9 @@ export async function startCluster(
   const env = { ...settings.env, ...(paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl }) };
   const ports: number[] = [];
   for (let i = 0; i < count; i += 1) ports.push(await freePort());
+  // A prefix of its own: a cluster of its own, whatever else (another of the bench's clusters) uses the Redis.
+  const redisPrefix = `bench-${options.runTag}-${ports[0]}:`;
+  io.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs after every node stopped
   const nodeSettings = (port: number, i: number) => ({
     port,
     redisPrefix,

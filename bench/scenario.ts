@@ -51,6 +51,13 @@ type Answers = Parameters<typeof expectedFrom>[0][number];
 /** Shard leases the nodes lost, by kind: `shard_ownership_changes_total{change="lost"}` deltas. */
 const LEASE_LOSSES = 'shard_ownership_changes_total{change="lost"}';
 
+/** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
+export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
+  if (metricsUrls.length === 0) return 0;
+  const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
+  return samples?.get(LEASE_LOSSES) ?? 0;
+}
+
 export class Run {
   readonly tokens!: BenchTokens;
   readonly cluster!: Cluster;
@@ -131,8 +138,7 @@ export class Run {
     const restarted = Object.entries(this.pids)
       .filter(([n, pid]) => now[n] !== pid)
       .map(([n]) => n);
-    const after = await this.leaseSamples();
-    const lost = (after?.get(LEASE_LOSSES) ?? 0) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
+    const lost = (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
     return { restarted, shardLosses: Math.max(0, lost) };
   }
 
@@ -268,6 +274,49 @@ export function healthSummary(h: Health) {
     shard_losses: h.shardLosses,
   };
 }
+
+/** What a closed-loop run's health notes and summary keys are made of: its phases rather than steps. */
+export interface PhaseHealth {
+  /** Labels of the disturbed phases. */
+  readonly disturbed: readonly string[];
+  readonly phases: number;
+  readonly background: number | undefined;
+  readonly restarted: readonly string[];
+  readonly shardLosses: number;
+}
+
+export function phaseHealthNotes(h: PhaseHealth, disturbedMore = ''): string[] {
+  return [
+    ...(h.disturbed.length > 0
+      ? [
+          `WARNING: ${h.disturbed.length} of ${h.phases} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? ', or a stack process restarted' : ''}): ${h.disturbed.join(', ')}${disturbedMore === '' ? '' : `; ${disturbedMore}`}`,
+        ]
+      : []),
+    ...(h.background !== undefined && h.background > 0.1
+      ? [
+          `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
+        ]
+      : []),
+    ...(h.restarted.length > 0
+      ? [
+          `WARNING: stack process(es) ${h.restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
+        ]
+      : []),
+    ...(h.shardLosses > 0
+      ? [
+          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+        ]
+      : []),
+  ];
+}
+
+export const phaseHealthSummary = (h: PhaseHealth, generatorCores: number) => ({
+  disturbed_phases: h.disturbed.length,
+  load_generator_cores: round(generatorCores, 2),
+  background_busy: h.background === undefined ? null : round(h.background, 2),
+  stack_restarted: h.restarted.length > 0,
+  shard_losses: h.shardLosses,
+});
 
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {

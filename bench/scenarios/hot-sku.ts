@@ -54,7 +54,7 @@ export default defineScenario({
   modes: ['open', 'closed'],
   async run(run) {
     const { options, io } = run;
-    if (options.mode === 'closed') return runClosedLoop(options, io);
+    if (options.mode === 'closed') return runClosedLoop(run);
     const factor = run.param('step', 1.5, 1.05, 10);
     const maxSteps = run.param('max-steps', 14, 1, 50);
     const pause = run.param('pause', 1, 0, 60);
