@@ -15,7 +15,6 @@ import type { Redis } from '../../src/storage/redis.js';
 import type { Pool } from 'undici';
 import { closedLoopPool, createProduct } from '../api.js';
 import { benchUser, benchUsers, type BenchTokens } from '../auth.js';
-import { startCluster } from '../cluster.js';
 import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
 import {
   compare,
@@ -39,7 +38,7 @@ import {
   phaseHealthSummary,
   type Run,
 } from '../scenario.js';
-import { BENCH_RATE_LIMITS, deleteRedisKeys, type NodeProcess } from '../service.js';
+import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
 import { connectStoreRedis } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';

@@ -15,13 +15,12 @@ import { fileURLToPath } from 'node:url';
 import { Pool, request } from 'undici';
 import { createProducts } from '../api.js';
 import { BenchTokens } from '../auth.js';
-import { startCluster, supervise, waitListening } from '../cluster.js';
+import { freePort, startCluster, supervise, waitListening } from '../cluster.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round } from '../measure.js';
 import { numberParam } from '../params.js';
 import { scrape, type Samples } from '../prom.js';
 import { num } from '../report.js';
-import { freePort } from '../service.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 
 export const name = 'reads';
