@@ -41,7 +41,7 @@ export interface SetUp {
   readonly connectionsTimeoutMs?: number;
   /** The users to mint tokens for (default the bench users). */
   readonly users?: readonly string[];
-  /** How long the machine's background load is sampled before the run, ms (default 2000). */
+  /** How long the machine's background load is sampled before the run, ms (default 2000; 0: not sampled). */
   readonly backgroundMs?: number;
 }
 
@@ -104,7 +104,8 @@ export class Run {
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
     self.pids = stackPids();
-    this.background = await backgroundBusy(settings.backgroundMs ?? 2_000);
+    const backgroundMs = settings.backgroundMs ?? 2_000;
+    this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
     this.leasesBefore = await this.leaseSamples();
     return this;
   }
@@ -138,7 +139,8 @@ export class Run {
     const restarted = Object.entries(this.pids)
       .filter(([n, pid]) => now[n] !== pid)
       .map(([n]) => n);
-    const lost = (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
+    const lost =
+      (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
     return { restarted, shardLosses: Math.max(0, lost) };
   }
 
