@@ -156,6 +156,18 @@ export const PHASE_COLUMNS = [
   'machine busy',
 ] as const;
 
+/** The table of closed-loop phases: each measured phase, then the `totals` (label, seconds, merged phases). */
+export const phaseTable = (
+  measured: readonly Measured[],
+  totals: readonly (readonly [string, number, ReturnType<typeof merge>])[],
+) => ({
+  columns: PHASE_COLUMNS,
+  rows: [
+    ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
+    ...totals.map(([label, seconds, m]) => row(label, seconds, m)),
+  ],
+});
+
 export function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
   return [
     label,
@@ -307,14 +319,10 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: {
-      columns: PHASE_COLUMNS,
-      rows: [
-        ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-        row('actor (both phases)', phaseS * 2, actor),
-        row('baseline (both phases)', phaseS * 2, baseline),
-      ],
-    },
+    table: phaseTable(measured, [
+      ['actor (both phases)', phaseS * 2, actor],
+      ['baseline (both phases)', phaseS * 2, baseline],
+    ]),
     notes,
     details: {
       products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),

@@ -7,16 +7,16 @@
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { BenchTokens } from './auth.js';
-import type { CurvePoint, RatePoint } from './chart.js';
+import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { DISTURBED_OTHER_CORES, percentileMs, round } from './measure.js';
-import type { OpenLoopResult } from './open-loop.js';
+import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { numberParam } from './params.js';
 import { scrapeNodes, type Samples } from './prom.js';
 import { num } from './report.js';
-import type { BenchIO, BenchOptions, Scenario, ScenarioResult } from './types.js';
+import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import {
   expectedFrom,
   verifyProducts,
@@ -142,6 +142,11 @@ export class Run {
     const lost =
       (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
     return { restarted, shardLosses: Math.max(0, lost) };
+  }
+
+  /** Unmeasured open-loop load on the run's connections (warm-ups): `next` gives each arrival's request. */
+  async warmUp(label: string, rate: number, durationS: number, next: OpenLoopPhase['next']): Promise<void> {
+    await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
   }
 
   /**
@@ -402,19 +407,38 @@ export function timelinePoints(
   );
 }
 
-/** p50 and p99 of each step against its offered rate (the latency curve). */
-export const curvePoints = (steps: readonly OpenStep[], series: (s: OpenStep) => string): CurvePoint[] =>
-  steps.flatMap((s) => [
-    { series: series(s), offered: s.offered, ms: s.p50, percentile: 'p50' },
-    { series: series(s), offered: s.offered, ms: s.p99, percentile: 'p99' },
-  ]);
-
-/** A chart row of a step's latency. */
-export const latencyRow = (op: string, s: OpenStep) => ({
-  op,
-  p50: s.p50,
-  p95: s.p95,
-  p99: s.p99,
-  p999: s.p999,
-  max: s.max,
-});
+/**
+ * The charts of a purchase step-up: p50/p99 against the offered rate, the latency at the `marked` steps
+ * (capacity, first failure) and offered vs answered per second, one series per group.
+ */
+export function stepCharts(
+  titles: readonly [curve: string, latency: string, throughput: string],
+  groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],
+  sloMs: number,
+  kinds?: readonly ('offered' | 'answered' | 'errors')[],
+): ChartSpec[] {
+  const curve = groups.flatMap((g) =>
+    g.steps.flatMap((s): CurvePoint[] => [
+      { series: g.label, offered: s.offered, ms: s.p50, percentile: 'p50' },
+      { series: g.label, offered: s.offered, ms: s.p99, percentile: 'p99' },
+    ]),
+  );
+  const latency = groups.flatMap((g) =>
+    g.steps
+      .filter((s) => g.marked.includes(s))
+      .map((s) => ({
+        op: `${g.label} @ ${num(s.offered)}/s`,
+        p50: s.p50,
+        p95: s.p95,
+        p99: s.p99,
+        p999: s.p999,
+        max: s.max,
+      })),
+  );
+  const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
+  return [
+    curveChart(titles[0], curve, sloMs),
+    latencyChart(titles[1], latency),
+    throughputChart(titles[2], rates),
+  ];
+}

@@ -19,8 +19,7 @@ import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js'
 import {
   compare,
   merge,
-  PHASE_COLUMNS,
-  row,
+  phaseTable,
   runAlternatingPhases,
   type ClosedLoopPath,
   type Measured,
@@ -461,14 +460,10 @@ async function run(run: Run): Promise<ScenarioResult> {
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: {
-      columns: PHASE_COLUMNS,
-      rows: [
-        ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-        row('on (both phases)', options.durationS, on),
-        row('off (both phases)', options.durationS, off),
-      ],
-    },
+    table: phaseTable(measured, [
+      ['on (both phases)', options.durationS, on],
+      ['off (both phases)', options.durationS, off],
+    ]),
     notes,
     details: {
       micro,

@@ -9,7 +9,6 @@
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
-import { benchUser } from '../auth.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
 import { measureOpenLoop, measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
@@ -126,20 +125,8 @@ async function run(run: Run): Promise<ScenarioResult> {
     tokens,
     PATHS.map((p) => products[p].id),
   );
-  let seq = 0;
-  const next = (productId: number) => () => {
-    seq += 1;
-    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
-  };
-  for (const path of PATHS)
-    await runOpenLoop({
-      connections,
-      rate,
-      durationS: 1,
-      label: `warm-up ${path}`,
-      io,
-      next: next(products[path].id),
-    });
+  const next = ledger.stream(tag);
+  for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, 1, next(products[path].id));
 
   // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
   // subtracted from each phase in proportion to its length.

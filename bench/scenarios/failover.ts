@@ -49,22 +49,16 @@ async function run(run: Run): Promise<ScenarioResult> {
     seq += 1;
     const productId = products[seq % products.length]!.id;
     const key = `${tag}-${seq}`;
-    const inner = ledger.purchase('purchase', productId, 1, key, benchUser(seq));
-    return {
-      ...inner,
-      answer: (status, headers, body, timing) => {
-        const cls = inner.answer!(status, headers, body, timing);
-        if (cls?.error === false) confirmedKeys.push(key);
-        const intended = timing.intendedMs - timing.startMs;
-        const bad = cls?.error !== false || timing.doneMs - timing.intendedMs > slowMs;
-        if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
-          if (cls?.error !== false) errorsAfterKill += 1;
-          lastErrorMs = Math.max(lastErrorMs ?? 0, intended);
-          firstErrorMs = Math.min(firstErrorMs ?? Infinity, intended);
-        }
-        return cls;
-      },
-    };
+    return ledger.purchase('purchase', productId, 1, key, benchUser(seq), (cls, timing) => {
+      if (cls.error === false) confirmedKeys.push(key);
+      const intended = timing.intendedMs - timing.startMs;
+      const bad = cls.error !== false || timing.doneMs - timing.intendedMs > slowMs;
+      if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
+        if (cls.error !== false) errorsAfterKill += 1;
+        lastErrorMs = Math.max(lastErrorMs ?? 0, intended);
+        firstErrorMs = Math.min(firstErrorMs ?? Infinity, intended);
+      }
+    });
   };
   let phaseStart = 0;
   const killTimer = setTimeout(() => {

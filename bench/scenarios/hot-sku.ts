@@ -5,11 +5,8 @@
  * first, closed-loop version (bench/hot-sku-closed.ts). MySQL is checked for oversell and lost orders after.
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
-import { benchUser } from '../auth.js';
-import { curveChart, latencyChart, throughputChart } from '../chart.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
 import { measureOpenLoop, round, type StageFigures } from '../measure.js';
-import { runOpenLoop } from '../open-loop.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
@@ -17,18 +14,16 @@ import {
   capacity,
   checkNote,
   coresCell,
-  curvePoints,
   defineScenario,
   healthNotes,
   healthSummary,
-  latencyRow,
   openStep,
   oversold,
+  stepCharts,
   stepColumns,
   stepDetails,
   stepRow,
   steppedRates,
-  timelinePoints,
   type OpenStep,
 } from '../scenario.js';
 
@@ -74,21 +69,9 @@ export default defineScenario({
       run.tokens,
       PATHS.map((p) => products[p].id),
     );
-    let seq = 0;
-    const purchase = (productId: number) => () => {
-      seq += 1;
-      return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
-    };
+    const purchase = ledger.stream(tag);
     // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
-    for (const path of PATHS)
-      await runOpenLoop({
-        connections,
-        rate: firstRate,
-        durationS: 1,
-        label: `warm-up ${path}`,
-        io,
-        next: purchase(products[path].id),
-      });
+    for (const path of PATHS) await run.warmUp(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
 
     const steps = await run.stepUp<Strategy, Step>({
       paths: PATHS,
@@ -205,23 +188,15 @@ export default defineScenario({
           meanBatch: s.meanBatch,
         })),
       },
-      charts: [
-        curveChart(
+      charts: stepCharts(
+        [
           `hot-sku: purchase latency vs offered rate (open loop, SLO p99 ${SLO_P99_MS} ms)`,
-          curvePoints(steps, (s) => (s as Step).path),
-          SLO_P99_MS,
-        ),
-        latencyChart(
           'hot-sku: purchase latency at capacity and at the first broken step',
-          steps
-            .filter((s) => marked.includes(s))
-            .map((s) => latencyRow(`${s.path} @ ${num(s.offered)}/s`, s)),
-        ),
-        throughputChart(
           'hot-sku: offered vs answered per second, steps in order',
-          timelinePoints(steps, (s) => `${(s as Step).path} `),
-        ),
-      ],
+        ],
+        PATHS.map((path) => ({ label: path, steps: steps.filter((s) => s.path === path), marked })),
+        SLO_P99_MS,
+      ),
     };
   },
 });

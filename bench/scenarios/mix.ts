@@ -10,7 +10,7 @@ import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
 import { latencySummary, measureOpenLoop, measurePhase, round, type StageFigures } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest, type OpenLoopResult } from '../open-loop.js';
+import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
 import { defineScenario, healthNotes, healthSummary, oversold, timelinePoints } from '../scenario.js';
@@ -101,8 +101,7 @@ export default defineScenario({
     };
 
     // Unmeasured: fills the cache of the first step's catalog and warms both nodes.
-    const warmUp = { connections, rate: firstRate, durationS: 3, label: 'warm-up', io };
-    await runOpenLoop({ ...warmUp, next: request(sizeFor(firstRate)) });
+    await run.warmUp('warm-up', firstRate, 3, request(sizeFor(firstRate)));
 
     const steps = await run.stepUp<'mix', Step>({
       paths: ['mix'],

@@ -11,7 +11,6 @@
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
-import { curveChart, latencyChart, throughputChart } from '../chart.js';
 import { cores, cpuShares, cpuSnapshot, otherCores } from '../cpu.js';
 import { round } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
@@ -23,19 +22,17 @@ import {
   backgroundNote,
   capacity,
   coresCell,
-  curvePoints,
   defineScenario,
   healthNotes,
   healthSummary,
-  latencyRow,
   openStep,
   oversold,
   Run,
+  stepCharts,
   stepColumns,
   stepDetails,
   stepRow,
   steppedRates,
-  timelinePoints,
   type OpenStep,
 } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
@@ -369,25 +366,18 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
         })),
       })),
     },
-    charts: [
-      curveChart(
+    charts: stepCharts(
+      [
         `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${SLO_P99_MS} ms)`,
-        setups.flatMap((s) => curvePoints(s.steps, () => s.label)),
-        SLO_P99_MS,
-      ),
-      latencyChart(
         'scale: purchase latency at the highest sustained step and at the first that fell behind',
-        setups.flatMap((s) => {
-          const c = s.nodes === 1 ? c1 : c2;
-          return [c.best, c.broke]
-            .filter((x): x is Step => x !== undefined)
-            .map((x) => latencyRow(`${s.label} @ ${num(x.offered)}/s`, x));
-        }),
-      ),
-      throughputChart(
         'scale: offered vs answered per second, steps in order',
-        setups.flatMap((s) => timelinePoints(s.steps, () => `${s.label} `, ['offered', 'answered'])),
-      ),
-    ],
+      ],
+      setups.map((s) => {
+        const c = s.nodes === 1 ? c1 : c2;
+        return { label: s.label, steps: s.steps, marked: [c.best, c.broke] };
+      }),
+      SLO_P99_MS,
+      ['offered', 'answered'],
+    ),
   };
 }
