@@ -16,7 +16,7 @@ import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loo
 import { numberParam } from './params.js';
 import { scrapeNodes, type Samples } from './prom.js';
 import { num } from './report.js';
-import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
+import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
 import {
   expectedFrom,
   verifyProducts,
@@ -242,11 +242,14 @@ export const disturbedSteps = (h: Health) =>
 
 const generatorCores = (h: Health) => Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
 
-/** The run-health notes of a step-up run: generator, warnings, disturbed steps, background, lease losses. */
-export function healthNotes(h: Health, shared: string): string[] {
+/**
+ * The run health of a step-up run: notes (generator, its warnings, disturbed steps, background, lease losses)
+ * and the summary keys that say how far its figures can be trusted (bench/README.md).
+ */
+export function healthOf(h: Health, shared: string) {
   const gen = generatorCores(h);
   const disturbed = disturbedSteps(h);
-  return [
+  const notes = [
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
     ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
     ...(disturbed.length > 0
@@ -261,18 +264,8 @@ export function healthNotes(h: Health, shared: string): string[] {
         ]
       : []),
   ];
-}
-
-export const backgroundNote = (background: number | undefined, what: string): string[] =>
-  background !== undefined && background > 0.1
-    ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
-    : [];
-
-/** The summary keys that say how far a step-up run's figures can be trusted (bench/README.md). */
-export function healthSummary(h: Health) {
-  const gen = generatorCores(h);
-  return {
-    disturbed_steps: disturbedSteps(h).length,
+  const summary = {
+    disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),
     load_generator_machine_share: round(gen / cores(), 2),
     generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
@@ -280,7 +273,13 @@ export function healthSummary(h: Health) {
     stack_restarted: h.restarted.length > 0,
     shard_losses: h.shardLosses,
   };
+  return { notes, summary };
 }
+
+export const backgroundNote = (background: number | undefined, what: string): string[] =>
+  background !== undefined && background > 0.1
+    ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
+    : [];
 
 /** What a closed-loop run's health notes and summary keys are made of: its phases rather than steps. */
 export interface PhaseHealth {
@@ -339,42 +338,48 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
 export const oversold = (checks: readonly ProductCheck[]): number =>
   checks.reduce((s, c) => s + c.oversold, 0);
 
-/** The table columns of open-loop purchase steps: `mid` after `ok/s`, `own` after `SLO`. */
-export const stepColumns = (first: string, mid: readonly string[], own: readonly string[]) => [
-  first,
-  'achieved/s',
-  'ok/s',
-  ...mid,
-  'p50 ms',
-  'p99 ms',
-  'p99.9 ms',
-  'max ms',
-  'errors %',
-  'SLO',
-  ...own,
-];
+type Cells<S> = Readonly<Record<string, (s: S) => string | number>>;
 
-/** A row of `stepColumns`. */
-export const stepRow = (
-  s: OpenStep,
-  mid: readonly (string | number)[],
-  own: readonly (string | number)[],
-) => [
-  s.result.label,
-  Math.round(s.result.achievedPerS),
-  Math.round(s.result.okPerS),
-  ...mid,
-  s.p50,
-  s.p99,
-  s.p999,
-  s.max,
-  round(s.errorShare * 100, 2),
-  s.pass ? 'met' : 'BROKEN',
-  ...own,
-];
-
-/** Cores with two decimals, `-` when unknown. */
-export const coresCell = (c: number | undefined): string => (c === undefined ? '-' : c.toFixed(2));
+/**
+ * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
+ * columns, then the cores of the service, the generator and the other processes.
+ */
+export function stepTable<S extends OpenStep & { serviceCores: number; otherCores: number | undefined }>(
+  first: string,
+  steps: readonly S[],
+  mid: Cells<S>,
+  own: Cells<S>,
+): ResultTable {
+  const cells = (columns: Cells<S>, s: S) => Object.values(columns).map((cell) => cell(s));
+  return {
+    columns: [
+      first,
+      'achieved/s',
+      'ok/s',
+      ...Object.keys(mid),
+      'p50 ms',
+      'p99 ms',
+      'p99.9 ms',
+      'max ms',
+    ].concat(['errors %', 'SLO', ...Object.keys(own), 'svc cores', 'gen cores', 'other cores']),
+    rows: steps.map((s) => [
+      s.result.label,
+      Math.round(s.result.achievedPerS),
+      Math.round(s.result.okPerS),
+      ...cells(mid, s),
+      s.p50,
+      s.p99,
+      s.p999,
+      s.max,
+      round(s.errorShare * 100, 2),
+      s.pass ? 'met' : 'BROKEN',
+      ...cells(own, s),
+      s.serviceCores.toFixed(2),
+      s.result.generatorCores.toFixed(2),
+      s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
+    ]),
+  };
+}
 
 /** Details of an open-loop purchase step. */
 export const stepDetails = (s: OpenStep) => ({

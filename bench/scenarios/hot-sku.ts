@@ -13,16 +13,13 @@ import { num } from '../report.js';
 import {
   capacity,
   checkNote,
-  coresCell,
   defineScenario,
-  healthNotes,
-  healthSummary,
+  healthOf,
   openStep,
   oversold,
   stepCharts,
-  stepColumns,
   stepDetails,
-  stepRow,
+  stepTable,
   steppedRates,
   type OpenStep,
 } from '../scenario.js';
@@ -107,7 +104,10 @@ export default defineScenario({
     const { checks } = await run.check(all, [ledger]);
     const { restarted, shardLosses } = await run.health();
     const ok = checks.every((c) => c.ok) && ledger.replayed === 0;
-    const health = { steps, background: run.background, restarted, shardLosses };
+    const runHealth = healthOf(
+      { steps, background: run.background, restarted, shardLosses },
+      'sharing them with the service, MariaDB, Redis, Kafka and the payment provider',
+    );
     const of = (path: Strategy) =>
       capacity(
         steps.filter((s) => s.path === path),
@@ -128,7 +128,7 @@ export default defineScenario({
       `actor capacity: ${capText(actor)}`,
       `baseline capacity: ${capText(baseline)}`,
       `ratio actor/baseline: ${ratio === null ? 'n/a' : `${ratio.toFixed(1)}x`}`,
-      ...healthNotes(health, 'sharing them with the service, MariaDB, Redis, Kafka and the payment provider'),
+      ...runHealth.notes,
       ...checks.map((c) => checkNote(c)),
       ...(ledger.replayed > 0 ? [`FAIL: ${ledger.replayed} fresh keys answered as replays`] : []),
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
@@ -154,25 +154,18 @@ export default defineScenario({
         slo_error_pct: SLO_ERROR_SHARE * 100,
         step_factor: factor,
         steps: steps.length,
-        ...healthSummary(health),
+        ...runHealth.summary,
         connections: options.connections,
         step_s: options.durationS,
       },
-      table: {
-        columns: stepColumns('path @ offered/s', [], ['batch', 'svc cores', 'gen cores', 'other cores']),
-        rows: steps.map((s) =>
-          stepRow(
-            s,
-            [],
-            [
-              s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1),
-              s.serviceCores.toFixed(2),
-              s.result.generatorCores.toFixed(2),
-              coresCell(s.otherCores),
-            ],
-          ),
-        ),
-      },
+      table: stepTable(
+        'path @ offered/s',
+        steps,
+        {},
+        {
+          batch: (s) => (s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1)),
+        },
+      ),
       notes,
       details: {
         products,

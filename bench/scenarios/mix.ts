@@ -13,7 +13,7 @@ import { latencySummary, measureOpenLoop, measurePhase, round, type StageFigures
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
-import { defineScenario, healthNotes, healthSummary, oversold, timelinePoints } from '../scenario.js';
+import { defineScenario, healthOf, oversold, timelinePoints } from '../scenario.js';
 
 const TARGET_P95_MS = { 'read-hit': 10, 'read-miss': 50, purchase: 100 } as const;
 const OPS = ['read-hit', 'read-miss', 'purchase'] as const;
@@ -172,7 +172,10 @@ export default defineScenario({
       [ledger],
     );
     const { restarted, shardLosses } = await run.health();
-    const health = { steps, background: run.background, restarted, shardLosses };
+    const runHealth = healthOf(
+      { steps, background: run.background, restarted, shardLosses },
+      'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider',
+    );
     const failedChecks = checks.filter((c) => !c.ok);
     // Through nginx a replay is a retried POST (proxy_next_upstream non_idempotent), not a wrong answer.
     const ok = failedChecks.length === 0 && steps.length > 0;
@@ -191,7 +194,7 @@ export default defineScenario({
           (firstMiss === undefined
             ? `; never missed up to the last step (${num(rates[rates.length - 1]!)}/s): capacity is higher`
             : `; missed at ${num(firstMiss.offered)}/s: ${firstMiss.misses.join('; ')}`),
-      ...healthNotes(health, 'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider'),
+      ...runHealth.notes,
       `checks: ${checks.length} purchased products, initial − stock = SUM(quantity) and orders = answers: ${
         failedChecks.length === 0
           ? 'OK'
@@ -252,7 +255,7 @@ export default defineScenario({
         nodes: cluster.nodes.length,
         via_nginx: cluster.nginx !== undefined,
         steps: steps.length,
-        ...healthSummary(health),
+        ...runHealth.summary,
         step_s: options.durationS,
       },
       table: {

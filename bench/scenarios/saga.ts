@@ -12,9 +12,7 @@ import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load
 import {
   DISTURBED_OTHER_CORES,
   latencySummary,
-  maxMs,
   measurePhase,
-  percentileMs,
   round,
   writerFigures,
   type MeasuredPhase,
@@ -50,17 +48,17 @@ function answers(r: PhaseResult) {
 
 function phaseFigures(p: Phase) {
   const r = p.measured.result;
-  const lat = r.answeredLatency;
+  const { p50, p95, p99, max } = latencySummary(r.answeredLatency);
   const writer = writerFigures(p.measured.metrics, p.measured.cpu.wallS);
   return {
     label: r.label,
     products: r.productIds.length,
     windowS: r.windowS,
     confirmedPerS: r.perS,
-    p50: percentileMs(lat, 50),
-    p95: percentileMs(lat, 95),
-    p99: percentileMs(lat, 99),
-    max: maxMs(lat),
+    p50,
+    p95,
+    p99,
+    max,
     ...answers(r),
     writer,
     providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,

@@ -21,17 +21,14 @@ import { num } from '../report.js';
 import {
   backgroundNote,
   capacity,
-  coresCell,
   defineScenario,
-  healthNotes,
-  healthSummary,
+  healthOf,
   openStep,
   oversold,
   Run,
   stepCharts,
-  stepColumns,
   stepDetails,
-  stepRow,
+  stepTable,
   steppedRates,
   type OpenStep,
 } from '../scenario.js';
@@ -245,7 +242,10 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
   const allSteps = setups.flatMap((s) => s.steps.map((step) => ({ setup: s, step })));
   const restarted = setups.flatMap((s) => s.restarted);
   const shardLosses = setups.reduce((n, s) => n + s.shardLosses, 0);
-  const health = { steps: allSteps.map((x) => x.step), background: undefined, restarted, shardLosses };
+  const runHealth = healthOf(
+    { steps: allSteps.map((x) => x.step), background: undefined, restarted, shardLosses },
+    'sharing them with the nodes, nginx and the stack',
+  );
   const ok = two !== undefined && allChecks.every((c) => c.ok);
 
   const capText = (c: ReturnType<typeof capacities>) =>
@@ -263,7 +263,7 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
     `ratio 2 nodes / 1 node: ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`} in sustained 201s/s; ${sloRatio === null ? 'n/a' : `${sloRatio.toFixed(2)}x`} at the SLO; ${peakRatio === null ? 'n/a' : `${peakRatio.toFixed(2)}x`} in highest 201s/s of any step.`,
     `forwarded share of purchases (cluster_routed_total{op="purchase"}, Σ over nodes, measured steps): 2 nodes ${pct(forwardedShare)} (at capacity step ${pct(forwardedShareAtCapacity)}); 1 node ${pct(forwardedShareOne)}${one.routedMetric ? '' : ' (metric absent: a service without cluster_routed_total)'}.`,
     `CAVEAT: this machine has ${cores()} cores; both nodes, nginx, MariaDB, Redis, Kafka, the provider and the generator share them, so the 2-node figure shows the cost of forwarding and ownership, not horizontal scale.`,
-    ...healthNotes(health, 'sharing them with the nodes, nginx and the stack'),
+    ...runHealth.notes,
     ...setups.flatMap((s) => [
       ...backgroundNote(s.background, `the ${s.label} load`),
       `${s.label}: ${num(s.replayed)} purchases answered 201 Idempotent-Replayed (nginx retried a POST whose first attempt committed); sagas still pending after the wait: ${s.stillPending}`,
@@ -322,32 +322,22 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
       step_factor: factor,
       steps: allSteps.length,
       step_s: options.durationS,
-      ...healthSummary(health),
+      ...runHealth.summary,
       load_generator_machine_share: undefined,
       background_busy: Math.max(0, ...setups.map((s) => s.background ?? 0)),
       connections_open: Math.min(...setups.map((s) => s.connectionsOpen)),
       connections: options.connections,
     },
-    table: {
-      columns: stepColumns(
-        'setup @ offered/s',
-        ['steady ok/s'],
-        ['kept up', 'forwarded %', 'svc cores', 'gen cores', 'other cores'],
-      ),
-      rows: allSteps.map(({ step: s }) =>
-        stepRow(
-          s,
-          [Math.round(s.steadyOkPerS)],
-          [
-            s.sustained ? 'yes' : 'NO',
-            s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
-            s.serviceCores.toFixed(2),
-            s.result.generatorCores.toFixed(2),
-            coresCell(s.otherCores),
-          ],
-        ),
-      ),
-    },
+    table: stepTable(
+      'setup @ offered/s',
+      allSteps.map((x) => x.step),
+      { 'steady ok/s': (s) => Math.round(s.steadyOkPerS) },
+      {
+        'kept up': (s) => (s.sustained ? 'yes' : 'NO'),
+        'forwarded %': (s) =>
+          s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
+      },
+    ),
     notes,
     details: {
       stackRestarted: restarted,
