@@ -200,19 +200,16 @@ export interface OpenStep {
   readonly startS: number;
 }
 
-/** p99 ≤ `sloMs` and errors ≤ `sloErrors` (a share) over the step's purchases. */
-export function openStep(
-  result: OpenLoopResult,
-  offered: number,
-  startS: number,
-  sloMs: number,
-  sloErrors: number,
-): OpenStep {
+/** The purchase SLO of the step-up scenarios (hot-sku, scale): p99 ≤ 100 ms and errors ≤ 1%. */
+export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
+
+/** A step's purchase figures and whether they met the SLO. */
+export function openStep(result: OpenLoopResult, offered: number, startS: number): OpenStep {
   const h = result.ops.get('purchase')?.latency;
   const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
   const p99 = pct(99);
-  const pass = Number.isFinite(p99) && p99 <= sloMs && errorShare <= sloErrors;
+  const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
   const max = h === undefined ? NaN : round(h.max / 1000, 1);
   return { offered, result, p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max, errorShare, pass, startS };
 }
@@ -419,7 +416,6 @@ export function timelinePoints(
 export function stepCharts(
   titles: readonly [curve: string, latency: string, throughput: string],
   groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],
-  sloMs: number,
   kinds?: readonly ('offered' | 'answered' | 'errors')[],
 ): ChartSpec[] {
   const curve = groups.flatMap((g) =>
@@ -442,7 +438,7 @@ export function stepCharts(
   );
   const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
   return [
-    curveChart(titles[0], curve, sloMs),
+    curveChart(titles[0], curve, SLO.p99Ms),
     latencyChart(titles[1], latency),
     throughputChart(titles[2], rates),
   ];

@@ -17,6 +17,7 @@ import {
   healthOf,
   openStep,
   oversold,
+  SLO,
   stepCharts,
   stepDetails,
   stepTable,
@@ -25,8 +26,6 @@ import {
 } from '../scenario.js';
 
 const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
-const SLO_P99_MS = 100;
-const SLO_ERROR_SHARE = 0.01;
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 interface Step extends OpenStep {
@@ -83,7 +82,7 @@ export default defineScenario({
           io,
           next: purchase(products[path].id),
         });
-        const s = openStep(measured.result, rate, startS, SLO_P99_MS, SLO_ERROR_SHARE);
+        const s = openStep(measured.result, rate, startS);
         io.progress(
           `bench: ${path} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}% → ${s.pass ? 'meets' : 'BREAKS'} the SLO`,
         );
@@ -124,7 +123,7 @@ export default defineScenario({
         : `${num(c.best.result.okPerS)}/s (offered ${num(c.best.offered)}/s, p99 ${c.best.p99} ms)${c.capped ? ' or more: never broke the SLO within --param max-steps' : `; broke at ${num(c.broke!.offered)}/s (p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`;
     const notes = [
       `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(firstRate)}/s, ${options.durationS} s per step and path, actor then baseline at each rate; latency from each request's intended send time (coordinated omission corrected); ${num(options.connections)} connections.`,
-      `SLO: p99 ≤ ${SLO_P99_MS} ms and errors ≤ ${SLO_ERROR_SHARE * 100}% (an error = any answer but a fresh 201, or no answer). Capacity = confirmed purchases/s at the highest step meeting it (resolution: one step, ×${factor}).`,
+      `SLO: p99 ≤ ${SLO.p99Ms} ms and errors ≤ ${SLO.errorShare * 100}% (an error = any answer but a fresh 201, or no answer). Capacity = confirmed purchases/s at the highest step meeting it (resolution: one step, ×${factor}).`,
       `actor capacity: ${capText(actor)}`,
       `baseline capacity: ${capText(baseline)}`,
       `ratio actor/baseline: ${ratio === null ? 'n/a' : `${ratio.toFixed(1)}x`}`,
@@ -150,8 +149,8 @@ export default defineScenario({
         baseline_p99_ms: baseline.best?.p99 ?? null,
         actor_broke_at_per_s: actor.broke?.offered ?? null,
         baseline_broke_at_per_s: baseline.broke?.offered ?? null,
-        slo_p99_ms: SLO_P99_MS,
-        slo_error_pct: SLO_ERROR_SHARE * 100,
+        slo_p99_ms: SLO.p99Ms,
+        slo_error_pct: SLO.errorShare * 100,
         step_factor: factor,
         steps: steps.length,
         ...runHealth.summary,
@@ -183,12 +182,11 @@ export default defineScenario({
       },
       charts: stepCharts(
         [
-          `hot-sku: purchase latency vs offered rate (open loop, SLO p99 ${SLO_P99_MS} ms)`,
+          `hot-sku: purchase latency vs offered rate (open loop, SLO p99 ${SLO.p99Ms} ms)`,
           'hot-sku: purchase latency at capacity and at the first broken step',
           'hot-sku: offered vs answered per second, steps in order',
         ],
         PATHS.map((path) => ({ label: path, steps: steps.filter((s) => s.path === path), marked })),
-        SLO_P99_MS,
       ),
     };
   },

@@ -25,6 +25,7 @@ import {
   healthOf,
   openStep,
   oversold,
+  SLO,
   Run,
   stepCharts,
   stepDetails,
@@ -36,8 +37,6 @@ import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
 
 const STOCK = 1_000_000;
-const SLO_P99_MS = 100;
-const SLO_ERROR_SHARE = 0.01;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
 const SUSTAINED_SHARE = 0.95;
 
@@ -149,7 +148,7 @@ async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Prom
           after.reduce((s, a, j) => s + delta(before[j]!, a, 'process_cpu_seconds_total'), 0) / cpu.wallS;
         const r = routed(before, after);
         routedMetric ||= r.present;
-        const s = openStep(result, rate, startS, SLO_P99_MS, SLO_ERROR_SHARE);
+        const s = openStep(result, rate, startS);
         // Steady state: 201s per second over the whole seconds after the first (the first second's answers
         // lag its arrivals by one latency, which would count a slower but steady setup as falling behind).
         const steady = result.timeline.slice(1, Math.floor(durationS));
@@ -257,7 +256,7 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
   const notes = [
     `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(firstRate)}/s, ${options.durationS} s per step, purchases (quantity 1, unique keys) to a random one of ${productCount} actor products (fresh per setup); latency from each request's intended send time; ${num(options.connections)} connections to the bench's nginx in both setups (production nginx.conf); payment provider of the bench's own at 5 ms.`,
     `setups one after the other: 1 node behind nginx, stopped, then 2 nodes behind a fresh nginx (shards spread over both: a purchase landing on the non-owner is forwarded over the peer channel).`,
-    `throughput = 201s/s at the highest step that kept up (steady-state 201s/s, i.e. per whole second after the first, ≥ ${SUSTAINED_SHARE * 100}% of offered; the series stops at the first that did not; resolution one step, ×${factor}). Also given: the SLO capacity (p99 ≤ ${SLO_P99_MS} ms and errors ≤ ${SLO_ERROR_SHARE * 100}%, an error = any answer but a 201) and both setups' latency at the first step (the same offered rate).`,
+    `throughput = 201s/s at the highest step that kept up (steady-state 201s/s, i.e. per whole second after the first, ≥ ${SUSTAINED_SHARE * 100}% of offered; the series stops at the first that did not; resolution one step, ×${factor}). Also given: the SLO capacity (p99 ≤ ${SLO.p99Ms} ms and errors ≤ ${SLO.errorShare * 100}%, an error = any answer but a 201) and both setups' latency at the first step (the same offered rate).`,
     `1 node capacity: ${capText(c1)}`,
     `2 nodes capacity: ${capText(c2)}`,
     `ratio 2 nodes / 1 node: ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`} in sustained 201s/s; ${sloRatio === null ? 'n/a' : `${sloRatio.toFixed(2)}x`} at the SLO; ${peakRatio === null ? 'n/a' : `${peakRatio.toFixed(2)}x`} in highest 201s/s of any step.`,
@@ -317,8 +316,8 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
       nginx_retried_replays: setups.reduce((s, x) => s + x.replayed, 0),
       products: productCount,
       via_nginx: true,
-      slo_p99_ms: SLO_P99_MS,
-      slo_error_pct: SLO_ERROR_SHARE * 100,
+      slo_p99_ms: SLO.p99Ms,
+      slo_error_pct: SLO.errorShare * 100,
       step_factor: factor,
       steps: allSteps.length,
       step_s: options.durationS,
@@ -358,7 +357,7 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
     },
     charts: stepCharts(
       [
-        `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${SLO_P99_MS} ms)`,
+        `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${SLO.p99Ms} ms)`,
         'scale: purchase latency at the highest sustained step and at the first that fell behind',
         'scale: offered vs answered per second, steps in order',
       ],
@@ -366,7 +365,6 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
         const c = s.nodes === 1 ? c1 : c2;
         return { label: s.label, steps: s.steps, marked: [c.best, c.broke] };
       }),
-      SLO_P99_MS,
       ['offered', 'answered'],
     ),
   };
