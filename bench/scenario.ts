@@ -11,7 +11,7 @@ import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePo
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import { DISTURBED_OTHER_CORES, percentileMs, round } from './measure.js';
+import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { numberParam } from './params.js';
 import { scrapeNodes, type Samples } from './prom.js';
@@ -144,6 +144,20 @@ export class Run {
     return { restarted, shardLosses: Math.max(0, lost) };
   }
 
+  /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
+  steppedRates(first: number, factor: number, n: number): number[] {
+    const rates = [first];
+    while (rates.length < n) rates.push(Math.round(rates[rates.length - 1]! * factor));
+    return rates;
+  }
+
+  /** One measured open-loop phase of `--duration` on the run's connections (bench/measure.ts). */
+  measure(label: string, rate: number, next: OpenLoopPhase['next'], pids = this.pids) {
+    const { connections, io } = this;
+    const phase = { connections, rate, durationS: this.options.durationS, label, io, next };
+    return measureOpenLoop(this.cluster.metricsUrls, pids, phase);
+  }
+
   /** Unmeasured open-loop load on the run's connections (warm-ups): `next` gives each arrival's request. */
   async warmUp(label: string, rate: number, durationS: number, next: OpenLoopPhase['next']): Promise<void> {
     await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
@@ -177,13 +191,6 @@ export class Run {
     }
     return steps;
   }
-}
-
-/** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
-export function steppedRates(first: number, factor: number, n: number): number[] {
-  const rates = [first];
-  while (rates.length < n) rates.push(Math.round(rates[rates.length - 1]! * factor));
-  return rates;
 }
 
 /** A purchase step of an open loop: its latency percentiles (ms), error share and SLO verdict. */

@@ -11,7 +11,7 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
-import { measureOpenLoop, measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
+import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
@@ -96,7 +96,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
-  const { cluster, connections, tokens, admin, pids, background } = await run.setUp({
+  const { cluster, tokens, admin, pids, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
@@ -162,14 +162,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       redis: await redisCommands(redis),
     };
     const start = monotonicUs();
-    const measured = await measureOpenLoop(cluster.metricsUrls, pids, {
-      connections,
-      rate,
-      durationS: options.durationS,
-      label: `${path} @ ${num(rate)}/s`,
-      io,
-      next: next(products[path].id),
-    });
+    const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
     const mysql = diff(before.mysql, await mysqlCounters());
     const redisCalls = diff(before.redis, await redisCommands(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;

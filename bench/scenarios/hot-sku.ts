@@ -6,7 +6,7 @@
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { measureOpenLoop, round, type StageFigures } from '../measure.js';
+import { round, type StageFigures } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
@@ -21,7 +21,6 @@ import {
   stepCharts,
   stepDetails,
   stepTable,
-  steppedRates,
   type OpenStep,
 } from '../scenario.js';
 
@@ -51,7 +50,6 @@ export default defineScenario({
     const pause = run.param('pause', 1, 0, 60);
     const firstRate = options.rate ?? 200;
     await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
-    const { cluster, connections } = run;
     const tag = run.tag('hs');
     const products = {} as Record<Strategy, CreatedProduct>;
     for (const path of PATHS)
@@ -71,17 +69,10 @@ export default defineScenario({
 
     const steps = await run.stepUp<Strategy, Step>({
       paths: PATHS,
-      rates: steppedRates(firstRate, factor, maxSteps),
+      rates: run.steppedRates(firstRate, factor, maxSteps),
       pause,
       step: async (path, rate, startS) => {
-        const measured = await measureOpenLoop(cluster.metricsUrls, run.pids, {
-          connections,
-          rate,
-          durationS: options.durationS,
-          label: `${path} @ ${num(rate)}/s`,
-          io,
-          next: purchase(products[path].id),
-        });
+        const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, purchase(products[path].id));
         const s = openStep(measured.result, rate, startS);
         io.progress(
           `bench: ${path} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}% → ${s.pass ? 'meets' : 'BREAKS'} the SLO`,

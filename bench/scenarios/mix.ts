@@ -9,7 +9,7 @@ import { benchUser } from '../auth.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
-import { latencySummary, measureOpenLoop, measurePhase, round, type StageFigures } from '../measure.js';
+import { latencySummary, measurePhase, round, type StageFigures } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
@@ -113,18 +113,8 @@ export default defineScenario({
         purchases = 0;
         // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
         // Each node's /metrics read directly (through nginx it answers 404), summed.
-        const measured = await measureOpenLoop(
-          cluster.metricsUrls,
-          { ...run.pids, ...cluster.pids() },
-          {
-            connections,
-            rate,
-            durationS: options.durationS,
-            label: `mix @ ${num(rate)}/s, ${num(catalog)} products`,
-            io,
-            next: request(catalog),
-          },
-        );
+        const label = `mix @ ${num(rate)}/s, ${num(catalog)} products`;
+        const measured = await run.measure(label, rate, request(catalog), { ...run.pids, ...cluster.pids() });
         const r = measured.result;
         const ops: Step['ops'] = {};
         for (const op of OPS) {

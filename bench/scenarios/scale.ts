@@ -30,7 +30,6 @@ import {
   stepCharts,
   stepDetails,
   stepTable,
-  steppedRates,
   type OpenStep,
 } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
@@ -135,7 +134,7 @@ async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Prom
     let routedMetric = false;
     const steps = await run.stepUp<string, Step>({
       paths: [label],
-      rates: steppedRates(firstRate, factor, maxSteps),
+      rates: run.steppedRates(firstRate, factor, maxSteps),
       pause,
       step: async (_, rate, startS) => {
         const before = await scrapeAll();
