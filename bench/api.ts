@@ -73,6 +73,6 @@ export function closedLoopPool(url: string, connections: number, io: BenchIO): P
     bodyTimeout: 60_000,
     keepAliveTimeout: 60_000,
   });
-  io.onCleanup(() => pool.close());
+  io.onCleanup(() => (pool.closed ? undefined : pool.close()));
   return pool;
 }

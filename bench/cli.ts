@@ -30,11 +30,13 @@ async function scenarioNames(): Promise<string[]> {
 }
 
 async function loadScenario(name: string): Promise<Scenario> {
-  const mod = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as Partial<Scenario>;
-  if (typeof mod.name !== 'string' || typeof mod.describe !== 'string' || typeof mod.run !== 'function') {
-    throw new Error(`bench/scenarios/${name}.ts must export name, describe and run(options, io)`);
-  }
-  return mod as Scenario;
+  const mod = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as {
+    default?: Partial<Scenario>;
+  } & Partial<Scenario>;
+  const scenario = mod.default ?? mod;
+  if (typeof scenario.name !== 'string' || typeof scenario.describe !== 'string' || !scenario.run)
+    throw new Error(`bench/scenarios/${name}.ts must export defineScenario({ name, describe, run })`);
+  return scenario as Scenario;
 }
 
 async function usage(): Promise<string> {

@@ -1,5 +1,6 @@
 /**
- * What a scenario runs against: `nodes` app nodes sharing one Redis key prefix (one cluster of their own,
+ * What a scenario runs against, the service the bench builds (`tsc`) and starts: `nodes` app nodes
+ * (`node dist/src/main.js`, scripts/node-launcher.ts) sharing one Redis key prefix (one cluster of their own,
  * whatever else uses the Redis), optionally behind an nginx of the bench's own (the production
  * docker/nginx/nginx.conf, started the way the local stack starts it, on a free port), and optionally a
  * payment provider of the bench's own (`dist/src/payment-provider/main.js`, its own process). With --url the
@@ -11,18 +12,179 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { freePort, launchNode } from '../scripts/node-launcher.js';
 import { childPids } from './cpu.js';
-import {
-  buildService,
-  deleteRedisKeys,
-  freePort,
-  SERVICE_ROOT,
-  startNode,
-  type NodeProcess,
-} from './service.js';
+import { connectStoreRedis } from './stores.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
+export { freePort };
+
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+/**
+ * The checkout whose service the bench builds and runs (`dist/`, started with that folder as its cwd):
+ * this one, or `BENCH_SERVICE_ROOT` (e.g. a `git worktree` of a commit, with `node_modules` and `.stack`
+ * linked to this checkout's), to measure a commit while others edit this working tree.
+ */
+export const SERVICE_ROOT = path.resolve(process.env['BENCH_SERVICE_ROOT'] ?? ROOT);
+
+/**
+ * Rate limits of every node the bench starts: ON, so each request pays its per-IP check and each purchase
+ * its per-user EVALSHA, but far above anything a scenario offers (behind nginx every request comes from
+ * 127.0.0.1; a closed loop at c = 200 gives one bench user a few purchases/s), so nothing is ever throttled.
+ * The highest values the service accepts.
+ */
+export const BENCH_RATE_LIMITS = {
+  RATE_LIMIT_IP_PER_S: '100000000',
+  RATE_LIMIT_USER_PURCHASES_PER_S: '1000000',
+} as const;
+
+/** Env the bench gives its own service: quiet logs, deadlines and a saga wait a closed loop will not hit, a mailbox bound above the load, limits on but never reached. */
+export function benchServiceEnv(connections: number): Record<string, string> {
+  return {
+    LOG_LEVEL: 'warn',
+    PURCHASE_DEADLINE_MS: '10000', // 10 s
+    PURCHASE_TIMEOUT_MS: '15000', // 15 s
+    MAILBOX_LIMIT: String(Math.max(5_000, connections * 4)),
+    PURCHASE_WAIT_BUDGET_MS: '10000', // 10 s: how long a purchase waits for its saga before answering 202
+    ...BENCH_RATE_LIMITS,
+  };
+}
+
+let built = false;
+
+/** `tsc -p tsconfig.build.json`, once per bench process. */
+export async function buildService(io: BenchIO, options?: Pick<BenchOptions, 'build'>): Promise<void> {
+  if (built || options?.build === false) return;
+  io.progress(
+    `bench: building the service (tsc -p ${path.relative(ROOT, path.join(SERVICE_ROOT, 'tsconfig.build.json'))})`,
+  );
+  const tsc = path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
+  const { code, output } = await run(process.execPath, [
+    tsc,
+    '-p',
+    path.join(SERVICE_ROOT, 'tsconfig.build.json'),
+  ]);
+  if (code !== 0) throw new Error(`the service does not build (tsc exited ${code}):\n${output.slice(-4000)}`);
+  built = true;
+}
+
+export interface NodeSettings {
+  readonly port: number;
+  /** REDIS_KEY_PREFIX: nodes sharing one form one cluster. */
+  readonly redisPrefix: string;
+  readonly nodeId: string;
+  /** Extra env of the child, over the bench's own (benchServiceEnv), under --service-env. */
+  readonly env?: Record<string, string>;
+}
+
+export interface NodeProcess {
+  readonly id: string;
+  readonly url: string;
+  readonly port: number;
+  readonly pid: number;
+  /** Where the child's stdout/stderr go. */
+  readonly logFile: string;
+  /** Resolves with the exit code or signal when the process has exited. */
+  readonly exited: Promise<number | string>;
+  /** Sends a signal now (failover: SIGKILL); `stop` still waits for the exit. */
+  kill(signal: NodeJS.Signals): void;
+  /** Resolves when /ready answers 200 (rejects, with the log's tail, if the process exits first). */
+  ready(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts one app node `node dist/src/main.js` with the bench env (scripts/node-launcher.ts); registers its stop. */
+export async function startNode(
+  options: BenchOptions,
+  io: BenchIO,
+  settings: NodeSettings,
+): Promise<NodeProcess> {
+  const { port } = settings;
+  await mkdir(options.outDir, { recursive: true });
+  const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
+  // Appended to: a node restarted on the same port (chaos) keeps its earlier life's log in the same file.
+  const log = createWriteStream(logFile, { flags: 'a' });
+  const nodeArgs: string[] = [];
+  if (options.cpuProf) {
+    const dir = path.join(options.outDir, 'profiles');
+    await mkdir(dir, { recursive: true });
+    nodeArgs.push(
+      '--cpu-prof',
+      `--cpu-prof-dir=${dir}`,
+      `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`,
+    );
+  }
+  const node = launchNode({
+    args: [...nodeArgs, path.join(SERVICE_ROOT, 'dist', 'src', 'main.js')],
+    cwd: SERVICE_ROOT,
+    env: {
+      ...process.env,
+      ...benchServiceEnv(options.connections),
+      ...settings.env,
+      ...options.serviceEnv,
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      REDIS_KEY_PREFIX: settings.redisPrefix,
+      NODE_ID: settings.nodeId,
+    },
+    port,
+    nodeId: settings.nodeId,
+    onOutput: (chunk) => log.write(chunk),
+    // Own process group: Ctrl-C reaches only the bench, which then stops the service with one SIGTERM.
+    detached: true,
+  });
+  const lastResort = (): void => node.kill('SIGTERM');
+  process.once('exit', lastResort);
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= node.stop().finally(() => {
+      process.removeListener('exit', lastResort);
+      log.end();
+    }));
+  io.onCleanup(stop);
+  io.progress(
+    `bench: starting ${settings.nodeId} on ${node.url} (pid ${node.child.pid}, log ${path.relative(process.cwd(), logFile)})`,
+  );
+  return {
+    id: settings.nodeId,
+    url: node.url,
+    port,
+    pid: node.child.pid!,
+    logFile,
+    exited: node.exited,
+    kill: node.kill,
+    stop,
+    ready: async (timeoutMs = 60_000) => {
+      try {
+        await node.ready(timeoutMs);
+      } catch (err) {
+        await stop();
+        const tail = await readFile(logFile, 'utf8').catch(() => '');
+        throw new Error(
+          `${(err as Error).message}\nservice log (last lines):\n${tail.split('\n').slice(-30).join('\n')}`,
+          { cause: err },
+        );
+      }
+    },
+  };
+}
+
+/** Deletes the keys the child left under its prefix (shard epochs, membership, catalog cache, locks). */
+export async function deleteRedisKeys(prefix: string): Promise<void> {
+  const redis = await connectStoreRedis();
+  try {
+    const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+}
+
 const NGINX = '/usr/sbin/nginx';
 
 export interface ClusterSettings {
@@ -91,8 +253,6 @@ export async function startCluster(
   }
   await buildService(io, options);
   const count = settings.nodes ?? 2;
-  const redisPrefix = `bench-${options.runTag}-${process.pid}:`;
-  io.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs last: after every node stopped
   const provider =
     settings.paymentLatencyMs === undefined
       ? undefined
@@ -101,12 +261,13 @@ export async function startCluster(
   const env = { ...settings.env, ...(paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl }) };
   const ports: number[] = [];
   for (let i = 0; i < count; i += 1) ports.push(await freePort());
+  // A prefix of its own: a cluster of its own, whatever else (another of the bench's clusters) uses the Redis.
+  const redisPrefix = `bench-${options.runTag}-${ports[0]}:`;
+  io.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs after every node stopped
   const nodeSettings = (port: number, i: number) => ({
     port,
     redisPrefix,
     nodeId: `bench-${options.runTag}-n${i + 1}`,
-    deleteKeysOnStop: false,
-    noWait: true,
     env: { ...env, ...settings.nodeEnv?.(i) },
   });
   const nodes = await Promise.all(ports.map((port, i) => startNode(options, io, nodeSettings(port, i))));
@@ -133,7 +294,8 @@ export async function startCluster(
     restart: async (node) => {
       const i = nodes.indexOf(node);
       if (i < 0) throw new Error(`${node.id} is not a current node of this cluster (restarted already?)`);
-      const again = await startNode(options, io, { ...nodeSettings(node.port, i), noWait: false });
+      const again = await startNode(options, io, nodeSettings(node.port, i));
+      await again.ready();
       nodes[i] = again; // `nodes` lists the live processes: a node can be killed and restarted again
       return again;
     },
@@ -254,4 +416,15 @@ export async function waitListening(
     }
   }
   throw new Error(`${url} did not listen within ${timeoutMs} ms`);
+}
+
+function run(file: string, args: string[]): Promise<{ code: number; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.once('error', reject);
+    child.once('exit', (code) => resolve({ code: code ?? 1, output }));
+  });
 }

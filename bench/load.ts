@@ -98,19 +98,15 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
   const statuses: Record<string, number> = {};
   const failures: Record<string, number> = {};
   const ambiguous: PurchaseAttempt[] = [];
-  let sent = 0;
-  let created = 0;
-  let createdInWindow = 0;
-  let replayed = 0;
-  let failed = 0;
-  let declined = 0;
+  /** Requests sent, fresh 201s (in the window too), replays, other answers, 402s. */
+  const n = { sent: 0, created: 0, createdInWindow: 0, replayed: 0, failed: 0, declined: 0 };
   const startedAt = performance.now();
   const monotonicStart = monotonicUs();
   const endAt = startedAt + phase.durationS * 1000;
   let open = true;
 
   const fail = (answer: string, attempt: Omit<PurchaseAttempt, 'answer'>, isAmbiguous: boolean): void => {
-    failed += 1;
+    n.failed += 1;
     failures[answer] = (failures[answer] ?? 0) + 1;
     if (isAmbiguous) ambiguous.push({ ...attempt, answer });
   };
@@ -123,7 +119,7 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
       const productId = productIds[pick]!;
       const tally = perProduct.get(productId)!;
       const started = performance.now();
-      sent += 1;
+      n.sent += 1;
       try {
         const res = await http.request({
           path: '/purchases',
@@ -142,16 +138,16 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
         statuses[res.statusCode] = (statuses[res.statusCode] ?? 0) + 1;
         if (res.statusCode === 201) {
           latency.record(us);
-          if (res.headers['idempotent-replayed'] === 'true') replayed += 1;
+          if (res.headers['idempotent-replayed'] === 'true') n.replayed += 1;
           else {
-            created += 1;
+            n.created += 1;
             tally.created += 1;
-            if (finished <= endAt) createdInWindow += 1;
+            if (finished <= endAt) n.createdInWindow += 1;
           }
         } else {
           if (res.statusCode === 202) tally.pendingKeys.push(key);
           else if (res.statusCode === 402) {
-            declined += 1;
+            n.declined += 1;
             tally.declined += 1;
           }
           fail(
@@ -174,10 +170,10 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
   let lastCreated = 0;
   const ticker = setInterval(() => {
     const elapsed = (performance.now() - startedAt) / 1000;
-    const rate = created - lastCreated;
-    lastCreated = created;
+    const rate = n.created - lastCreated;
+    lastCreated = n.created;
     io.progress(
-      `[${phase.label}] ${elapsed.toFixed(0).padStart(3)}s  ${num(rate).padStart(7)}/s  (mean ${num(created / elapsed)}/s)  ok ${num(created)}  errors ${num(failed)}`,
+      `[${phase.label}] ${elapsed.toFixed(0).padStart(3)}s  ${num(rate).padStart(7)}/s  (mean ${num(n.created / elapsed)}/s)  ok ${num(n.created)}  errors ${num(n.failed)}`,
     );
   }, 1000);
   const closer = setTimeout(() => (open = false), phase.durationS * 1000);
@@ -193,18 +189,13 @@ export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResul
     perProduct,
     connections,
     windowS: phase.durationS,
-    sent,
-    created,
-    createdInWindow,
-    replayed,
-    declined,
+    ...n,
     failures,
-    failed,
     ambiguous,
     latency,
     answeredLatency,
     statuses,
-    perS: createdInWindow / phase.durationS,
+    perS: n.createdInWindow / phase.durationS,
     monotonicUs: { start: monotonicStart, end: monotonicStart + phase.durationS * 1e6 },
   };
 }

@@ -3,7 +3,7 @@
  * Shared by the scenarios so every phase is judged the same way (disturbed or not).
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
-import { cores, cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
+import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './verify.js';
@@ -158,26 +158,6 @@ const ms = (seconds: number | undefined): number | undefined =>
   seconds === undefined || Number.isNaN(seconds) ? undefined : Math.round(seconds * 1e5) / 100;
 
 export const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
-
-/** The summary keys that say how far a step-up run's figures can be trusted (bench/README.md). */
-export function runHealth(run: {
-  disturbedSteps: number;
-  generatorCores: number;
-  generatorWarnings: number;
-  background: number | undefined;
-  stackRestarted: boolean;
-  shardLosses: number;
-}) {
-  return {
-    disturbed_steps: run.disturbedSteps,
-    load_generator_cores: round(run.generatorCores, 2),
-    load_generator_machine_share: round(run.generatorCores / cores(), 2),
-    generator_warnings: run.generatorWarnings,
-    background_busy: run.background === undefined ? null : round(run.background, 2),
-    stack_restarted: run.stackRestarted,
-    shard_losses: run.shardLosses,
-  };
-}
 
 /** A percentile of a µs histogram in ms (NaN when empty). */
 export const percentileMs = (h: RecordableHistogram, percentile: number): number =>

@@ -127,20 +127,16 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
   };
   const schedulerLag = newLatencyHistogram();
   const windowMs = phase.durationS * 1000;
-  let scheduled = 0;
-  let answered = 0;
-  let errors = 0;
-  let inWindow = 0;
-  let okInWindow = 0;
-  let inFlight = 0;
+  /** Requests scheduled, answered, erring; answers (ok ones) inside the window; requests in flight. */
+  const n = { scheduled: 0, answered: 0, errors: 0, inWindow: 0, okInWindow: 0, inFlight: 0 };
   let drained: (() => void) | undefined;
   connections.maxWaiting = 0;
   const cpuBefore = process.cpuUsage();
   const start = performance.now() + 5;
 
   const fire = (request: OpenLoopRequest, intended: number): void => {
-    scheduled += 1;
-    inFlight += 1;
+    n.scheduled += 1;
+    n.inFlight += 1;
     second(intended - start).offered += 1;
     const finish = (op: string, isError: boolean, label: string, transport: boolean): void => {
       const done = performance.now();
@@ -149,19 +145,19 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
       if (transport) stats.transportErrors += 1;
       else {
         stats.answers += 1;
-        answered += 1;
+        n.answered += 1;
         stats.latency.record(Math.max(1, Math.round((done - intended) * 1000)));
       }
       const bucket = second(done - start);
       bucket.completed += 1;
       if (isError) {
         stats.errors += 1;
-        errors += 1;
+        n.errors += 1;
         bucket.errors += 1;
       }
       if (done - start <= windowMs && !transport) {
-        inWindow += 1;
-        if (!isError) okInWindow += 1;
+        n.inWindow += 1;
+        if (!isError) n.okInWindow += 1;
       }
     };
     connections
@@ -196,8 +192,8 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
         finish(request.op, true, `transport ${code}`, true);
       })
       .finally(() => {
-        inFlight -= 1;
-        if (inFlight === 0) drained?.();
+        n.inFlight -= 1;
+        if (n.inFlight === 0) drained?.();
       });
   };
 
@@ -213,10 +209,10 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
     const cores = (cpu.user + cpu.system) / 1e6 / Math.max(0.001, t);
     io.progress(
       `[${phase.label}] ${t.toFixed(0).padStart(3)}s  offered ${num(offered).padStart(6)}/s  achieved ${num(achieved).padStart(6)}/s  ` +
-        `errors ${num(errors)} (${scheduled > 0 ? ((errors / scheduled) * 100).toFixed(1) : '0.0'}%)  in flight ${num(inFlight)}  ` +
+        `errors ${num(n.errors)} (${n.scheduled > 0 ? ((n.errors / n.scheduled) * 100).toFixed(1) : '0.0'}%)  in flight ${num(n.inFlight)}  ` +
         `sockets ${num(connections.connected)}  gen cpu ${cores.toFixed(2)}${achieved < offered * 0.9 && t > 1.5 ? '  ACHIEVED < OFFERED' : ''}`,
     );
-    lastLine = { t, completed, errors, offered: seq };
+    lastLine = { t, completed, errors: n.errors, offered: seq };
     phase.onSecond?.(Math.round(t));
   }, 1000);
 
@@ -244,15 +240,15 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
     };
     setTimeout(tick, 5);
   });
-  if (inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
+  if (n.inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
   clearInterval(ticker);
   const wallS = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const generatorCores = (cpu.user + cpu.system) / 1e6 / wallS;
   const windowS = Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS;
-  const achievedPerS = inWindow / windowS;
+  const achievedPerS = n.inWindow / windowS;
   const warnings: string[] = [];
-  const offeredPerS = scheduled / windowS;
+  const offeredPerS = n.scheduled / windowS;
   if (achievedPerS < offeredPerS * 0.95)
     warnings.push(
       `${phase.label}: achieved ${num(achievedPerS)}/s < offered ${num(offeredPerS)}/s (answers inside the window): the service (or the generator) fell behind`,
@@ -269,11 +265,11 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
     label: phase.label,
     offeredPerS,
     windowS,
-    scheduled,
-    answered,
-    errors,
+    scheduled: n.scheduled,
+    answered: n.answered,
+    errors: n.errors,
     achievedPerS,
-    okPerS: okInWindow / windowS,
+    okPerS: n.okInWindow / windowS,
     ops,
     timeline,
     schedulerLag,

@@ -5,15 +5,24 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorCode } from './api.js';
-import type { BenchTokens } from './auth.js';
+import { benchUser, type BenchTokens } from './auth.js';
 import type { ProductTally, PurchaseAttempt } from './load.js';
-import type { AnswerClass, OpenLoopRequest } from './open-loop.js';
+import type { AnswerClass, AnswerTiming, OpenLoopRequest } from './open-loop.js';
 
 export class PurchaseLedger {
   readonly perProduct = new Map<number, ProductTally>();
   readonly ambiguous: PurchaseAttempt[] = [];
   /** Keys sent once but answered as replays: a proxy retry (through nginx) or a bug (straight to a node). */
   replayed = 0;
+
+  /** Purchases of one unit, each with a fresh key `<tag>-<n>` and the next bench user: `stream(tag)(productId)` is an open loop's `next`. */
+  stream(tag: string): (productId: number) => () => OpenLoopRequest {
+    let seq = 0;
+    return (productId) => () => {
+      seq += 1;
+      return this.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
+    };
+  }
 
   constructor(
     /** Bearer tokens of every user `purchase` is called with (minted before the load). */
@@ -32,15 +41,28 @@ export class PurchaseLedger {
     return tally;
   }
 
-  /** `POST /purchases` for one unique key as customer `userId`; only a fresh 201 is not an error. */
-  purchase(op: string, productId: number, quantity: number, key: string, userId: string): OpenLoopRequest {
+  /**
+   * `POST /purchases` for one unique key as customer `userId`; only a fresh 201 is not an error. `then` sees
+   * each answer's class (and may replace it).
+   */
+  purchase(
+    op: string,
+    productId: number,
+    quantity: number,
+    key: string,
+    userId: string,
+    then?: (cls: AnswerClass, timing: AnswerTiming) => AnswerClass | void,
+  ): OpenLoopRequest {
     return {
       op,
       method: 'POST',
       path: '/purchases',
       headers: { authorization: this.tokens.bearer(userId), 'idempotency-key': key },
       body: JSON.stringify({ productId, quantity }),
-      answer: (status, headers, body) => this.answer(productId, key, userId, status, headers, body),
+      answer: (status, headers, body, timing) => {
+        const cls = this.answer(productId, key, userId, status, headers, body);
+        return then?.(cls, timing) ?? cls;
+      },
       transportError: (code) => {
         this.ambiguous.push({ productId, userId, key, answer: `transport ${code}` });
       },

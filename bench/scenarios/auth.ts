@@ -7,47 +7,40 @@
  * each user's first), phases ON OFF OFF ON, each on a node of its own started for the phase (or, with
  * `--param layout=together`, two nodes up at once); purchases/s of both and their ratio.
  */
-import { randomBytes } from 'node:crypto';
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
-import { Pool, type Dispatcher } from 'undici';
+import type { Pool } from 'undici';
 import { closedLoopPool, createProduct } from '../api.js';
-import { benchUser, benchUsers, BenchTokens } from '../auth.js';
-import { backgroundBusy, cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
+import { benchUser, benchUsers, type BenchTokens } from '../auth.js';
+import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
 import {
-  checkAfterLoad,
-  checkNote,
+  compare,
   merge,
-  PHASE_COLUMNS,
-  row,
+  phaseTable,
   runAlternatingPhases,
   type ClosedLoopPath,
   type Measured,
 } from '../hot-sku-closed.js';
-import { DISTURBED_OTHER_CORES, percentileMs, round } from '../measure.js';
-import { numberParam } from '../params.js';
+import type { PhaseResult } from '../load.js';
+import { percentileMs, round } from '../measure.js';
 import { delta } from '../prom.js';
 import { num } from '../report.js';
 import {
-  BENCH_RATE_LIMITS,
-  deleteRedisKeys,
-  OWNERSHIP_WARNINGS,
-  startService,
-  type Service,
-} from '../service.js';
+  checkNote,
+  defineScenario,
+  leasesLost,
+  oversold,
+  phaseHealthNotes,
+  phaseHealthSummary,
+  type Run,
+} from '../scenario.js';
+import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
 import { connectStoreRedis } from '../stores.js';
-import type { PhaseResult } from '../load.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
-
-export const name = 'auth';
-export const describe =
-  'cost of security: CPU-µs per full/cached token verify, per-IP and per-user (Redis) limit check, in-process; then hot-sku closed-loop purchases/s with security on vs limits off, same run';
-export const defaults = { durationS: 20, connections: 200 };
-export const modes = ['closed'] as const;
 
 type Mode = 'on' | 'off';
 const STOCK = 10_000_000;
@@ -254,14 +247,13 @@ async function microCosts(
 const sumDelta = (phases: readonly Measured[], sample: string): number =>
   phases.reduce((sum, p) => sum + delta(p.metrics.before, p.metrics.after, sample), 0);
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
   if (options.url !== undefined)
     throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
-  const scale = numberParam(options, 'micro-scale', 1, 0.001, 100);
+  const scale = run.param('micro-scale', 1, 0.001, 100);
   const config = loadConfig({ ...process.env, ...options.serviceEnv });
-  const tokens = await BenchTokens.mint(options, io);
-
-  const background = await backgroundBusy(2_000);
+  const { tokens, pids, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(options, io, config, tokens, scale);
 
@@ -270,131 +262,106 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     throw new Error(`--param layout=${layout}: expected alone or together`);
   const first = options.params['first'] ?? 'on';
   if (first !== 'on' && first !== 'off') throw new Error(`--param first=${first}: expected on or off`);
-  const start = (mode: Mode) => startService(options, io, mode === 'off' ? { env: LIMITS_OFF } : {});
+  const start = async (mode: Mode) => {
+    const cluster = await startCluster(options, io, {
+      nodes: 1,
+      nginx: false,
+      env: mode === 'off' ? LIMITS_OFF : {},
+    });
+    return cluster.nodes[0]!;
+  };
   // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
   const limitsOf = (mode: Mode) => {
     const env = { ...BENCH_RATE_LIMITS, ...(mode === 'off' ? LIMITS_OFF : {}), ...options.serviceEnv };
     return `RATE_LIMIT_IP_PER_S=${env.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${env.RATE_LIMIT_USER_PURCHASES_PER_S}`;
   };
-  const tag = `au${options.runTag}${randomBytes(3).toString('hex')}`;
-  const newProduct = (http: Dispatcher, mode: Mode) =>
-    createProduct(http, tokens, {
-      name: `bench ${tag} ${mode}`,
-      priceCents: 1999,
-      stock: STOCK,
-      strategy: 'actor',
-    });
-  const pids = stackPids();
-  const services: Service[] = [];
+  const tag = run.tag('au');
+  const path = async (
+    mode: Mode,
+    node: NodeProcess,
+    metricsFrom: string[],
+  ): Promise<ClosedLoopPath<Mode>> => {
+    const http = closedLoopPool(node.url, options.connections, io);
+    const known = paths.find((p) => p.path === mode)?.productId;
+    const productId =
+      known ??
+      (
+        await createProduct(http, tokens, {
+          name: `bench ${tag} ${mode}`,
+          priceCents: 1999,
+          stock: STOCK,
+          strategy: 'actor',
+        })
+      ).id;
+    const p = { path: mode, http, productId, initialStock: STOCK, metricsFrom };
+    if (known === undefined) paths.push(p);
+    return p;
+  };
+  const phases = { phaseS: options.durationS / 2, connections: options.connections, tokens, pids, io };
+  const services: NodeProcess[] = [];
   const paths: ClosedLoopPath<Mode>[] = [];
   const all: PhaseResult[] = [];
   const measured: Measured<Mode>[] = [];
+  let shardLosses = 0;
   if (layout === 'alone') {
     // One node at a time, started afresh for each phase: it alone holds the database's outbox relay and the
     // projection's partitions, so no mode carries the other's event work (with both nodes up, the node
     // started first does: an A/A run gave 0.84-0.93 from the start order alone).
     const numbering = new Map<Mode, number>();
-    const products = new Map<Mode, number>();
     for (const mode of ORDER) {
       if (io.signal.aborted) throw new Error('interrupted');
-      const service = await start(mode);
-      services.push(service);
-      const pool = new Pool(service.url, {
-        connections: options.connections,
-        pipelining: 1,
-        headersTimeout: 60_000,
-        bodyTimeout: 60_000,
-        keepAliveTimeout: 60_000,
-      });
-      let closed = false;
-      const close = async () => {
-        if (closed) return;
-        closed = true;
-        await pool.close();
-      };
-      io.onCleanup(close);
-      let productId = products.get(mode);
-      if (productId === undefined) {
-        productId = (await newProduct(pool, mode)).id;
-        products.set(mode, productId);
-        paths.push({ path: mode, http: pool, productId, initialStock: STOCK, metricsFrom: service.url });
-      }
+      const node = await start(mode);
+      services.push(node);
+      const p = await path(mode, node, [node.url]);
       // Its leases and the projection's consumer group settle before the warm-up.
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      const tagged = `${tag}-${measured.length}`;
       const phase = await runAlternatingPhases({
-        paths: [{ path: mode, http: pool, productId, initialStock: STOCK, metricsFrom: service.url }],
+        ...phases,
+        paths: [p],
         order: [mode],
-        phaseS: options.durationS / 2,
-        connections: options.connections,
-        tag: `${tag}-${measured.length}`,
-        tokens,
-        pids,
-        io,
+        tag: tagged,
         numbering,
       });
       all.push(...phase.all);
       measured.push(...phase.measured);
       // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
-      await waitForSagas([productId], SAGA_WAIT_MS);
-      await close();
-      await service.stop();
+      await waitForSagas([p.productId], SAGA_WAIT_MS);
+      shardLosses += await leasesLost([node.url]);
+      await (p.http as Pool).close();
+      await node.stop();
     }
   } else {
     // Both nodes at once, phases alternating between them. The one started first (`--param first`) takes the
     // outbox relay and carries both nodes' event work.
-    const firstService = await start(first);
-    const secondService = await start(first === 'on' ? 'off' : 'on');
-    const byMode: Record<Mode, Service> =
-      first === 'on' ? { on: firstService, off: secondService } : { on: secondService, off: firstService };
-    services.push(firstService, secondService);
+    const second = first === 'on' ? 'off' : 'on';
+    const byMode = { [first]: await start(first), [second]: await start(second) } as Record<
+      Mode,
+      NodeProcess
+    >;
+    services.push(byMode[first], byMode[second]);
+    // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
     const nodes = [byMode.on.url, byMode.off.url];
-    for (const mode of ['on', 'off'] as const) {
-      const pool = closedLoopPool(byMode[mode].url, options.connections, io);
-      const product = await newProduct(pool, mode);
-      // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
-      paths.push({ path: mode, http: pool, productId: product.id, initialStock: STOCK, metricsFrom: nodes });
-    }
-    const phases = await runAlternatingPhases({
-      paths,
-      order: ORDER,
-      phaseS: options.durationS / 2,
-      connections: options.connections,
-      tag,
-      tokens,
-      pids,
-      io,
-    });
-    all.push(...phases.all);
-    measured.push(...phases.measured);
+    for (const mode of ['on', 'off'] as const) await path(mode, byMode[mode], nodes);
+    const both = await runAlternatingPhases({ ...phases, paths, order: ORDER, tag });
+    all.push(...both.all);
+    measured.push(...both.measured);
+    shardLosses = await leasesLost(nodes);
   }
-  const checks = await checkAfterLoad(all, paths, io);
-  const ownership: Record<string, number> = {};
-  for (const service of services)
-    for (const [msg, n] of Object.entries(await service.countLogMessages(OWNERSHIP_WARNINGS)))
-      ownership[msg] = (ownership[msg] ?? 0) + n;
-  const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
-  const restarted = Object.entries(pids)
-    .filter(([n, pid]) => stackPids()[n] !== pid)
-    .map(([n]) => n);
+  const { checks } = await run.check(
+    paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
+    all,
+  );
+  const { restarted } = await run.health();
   const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
   const throttled = all.reduce(
     (sum, r) => sum + Object.entries(r.failures).reduce((s, [k, n]) => s + (k.startsWith('429') ? n : 0), 0),
     0,
   );
   const ok = checks.every((c) => c.ok) && replayed === 0 && throttled === 0;
-
+  const { A: on, B: off, ratio, ratioUndisturbed, disturbed } = compare(measured, restarted, 'on', 'off');
+  const health = { disturbed, phases: measured.length, background, restarted, shardLosses };
   const of = (mode: Mode) => measured.filter((m) => m.path === mode);
-  const on = merge(of('on'));
-  const off = merge(of('off'));
-  const ratio = off.perS > 0 ? on.perS / off.perS : null;
-  const undisturbed = measured.filter(
-    (m) => restarted.length === 0 && (merge([m]).otherCores ?? 0) <= DISTURBED_OTHER_CORES,
-  );
-  const cleanOn = undisturbed.filter((m) => m.path === 'on');
-  const cleanOff = undisturbed.filter((m) => m.path === 'off');
-  const ratioUndisturbed =
-    cleanOn.length > 0 && cleanOff.length > 0 ? merge(cleanOn).perS / merge(cleanOff).perS : undefined;
-  const disturbed = measured.filter((m) => !undisturbed.includes(m)).map((m) => m.result.label);
   const perPurchaseUs = (cores: number | undefined, perS: number) =>
     cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
   const boxCores = (m: ReturnType<typeof merge>) =>
@@ -425,7 +392,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
     `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per mode, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, ${layout === 'alone' ? 'each on a node of its own started for the phase (alone on the box)' : `both nodes up throughout (started first: ${first})`}; ` +
       `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
-    `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
+    `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === undefined ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== undefined && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
       (ratioUndisturbed === undefined || disturbed.length === 0
         ? ''
         : `; from undisturbed phases only ${ratioUndisturbed.toFixed(3)}`),
@@ -433,18 +400,8 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
     `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
     `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
-    ...(disturbed.length > 0
-      ? [
-          `WARNING: ${disturbed.length} of ${measured.length} phases disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : ''}): ${disturbed.join(', ')}`,
-        ]
-      : []),
-    ...(background !== undefined && background > 0.1
-      ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before the measurements`]
-      : []),
-    ...(shardLosses > 0
-      ? [`WARNING: shard-lease trouble in the node logs: ${JSON.stringify(ownership)}`]
-      : []),
-    ...checks.map(checkNote),
+    ...phaseHealthNotes(health),
+    ...checks.map((c) => checkNote(c)),
     ...(throttled > 0
       ? [
           `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
@@ -475,10 +432,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       security_cpu_us_per_purchase_estimate: round(estimateUs, 1),
       on_per_s: Math.round(on.perS),
       off_per_s: Math.round(off.perS),
-      ratio: ratio === null ? null : round(ratio, 3),
+      ratio: ratio === undefined ? null : round(ratio, 3),
       ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
-      target_met: ratio !== null && ratio >= TARGET_RATIO,
+      target_met: ratio !== undefined && ratio >= TARGET_RATIO,
       layout,
       started_first: layout === 'together' ? first : null,
       on_limits: limitsOf('on'),
@@ -496,32 +453,23 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       tokens_verified: verified,
       tokens_cached: cachedHits,
       rate_limited: limited,
-      oversold: checks.reduce((sum, c) => sum + c.oversold, 0),
-      disturbed_phases: disturbed.length,
-      load_generator_cores: round(merge(measured).benchCores, 2),
-      background_busy: background === undefined ? null : round(background, 2),
-      stack_restarted: restarted.length > 0,
-      shard_losses: shardLosses,
+      oversold: oversold(checks),
+      ...phaseHealthSummary(health, merge(measured).benchCores),
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: {
-      columns: PHASE_COLUMNS,
-      rows: [
-        ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-        row('on (both phases)', options.durationS, on),
-        row('off (both phases)', options.durationS, off),
-      ],
-    },
+    table: phaseTable(measured, [
+      ['on (both phases)', options.durationS, on],
+      ['off (both phases)', options.durationS, off],
+    ]),
     notes,
     details: {
       micro,
       products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
       services: services.map((s) => ({ url: s.url, pid: s.pid, log: s.logFile })),
       checks,
-      ownershipWarnings: ownership,
       stackRestarted: restarted,
       measured: measured.map((m) => ({
         label: m.result.label,
@@ -537,3 +485,12 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     },
   };
 }
+
+export default defineScenario({
+  name: 'auth',
+  describe:
+    'cost of security: CPU-µs per full/cached token verify, per-IP and per-user (Redis) limit check, in-process; then hot-sku closed-loop purchases/s with security on vs limits off, same run',
+  defaults: { durationS: 20, connections: 200 },
+  modes: ['closed'],
+  run,
+});

@@ -7,30 +7,20 @@
  * Then the app CPU per confirmed purchase at saturation (a closed loop, `saturation` purchases in flight,
  * fresh products), and the idle node's own CPU over the idle interval (/proc), as % of one core.
  */
-import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
-import { Pool } from 'undici';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
-import { benchUser, BenchTokens } from '../auth.js';
-import { startCluster } from '../cluster.js';
-import { ConnectionSet } from '../connections.js';
-import { backgroundBusy, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
+import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
-import { measureOpenLoop, measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
+import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
-import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
 import { connectStoreRedis } from '../stores.js';
 import type { Redis } from '../../src/storage/redis.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
-
-export const name = 'cost';
-export const describe =
-  'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU';
-export const defaults = { durationS: 10, connections: 200, rate: 100 };
+import { defineScenario, oversold, type Run } from '../scenario.js';
+import type { ScenarioResult } from '../types.js';
+import { connectPrimary } from '../verify.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
@@ -102,16 +92,18 @@ const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number 
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
-  const rate = options.rate ?? defaults.rate;
-  const inFlight = numberParam(options, 'saturation', 200, 0, 20_000);
-  const cluster = await startCluster(options, io, { nodes: 1, paymentLatencyMs: 5 });
-  const admin = new Pool(cluster.url, { connections: 2 });
-  io.onCleanup(() => admin.close());
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
+  const rate = options.rate ?? 100;
+  const inFlight = run.param('saturation', 200, 0, 20_000);
+  const { cluster, tokens, admin, pids, background } = await run.setUp({
+    cluster: { nodes: 1, paymentLatencyMs: 5 },
+    connectionsTimeoutMs: 60_000,
+    backgroundMs: 1_000,
+  });
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
-  const tag = `cost${options.runTag}${randomBytes(3).toString('hex')}`;
-  const tokens = await BenchTokens.mint(options, io);
+  const tag = run.tag('cost');
   const products = {} as Record<Strategy, CreatedProduct>;
   for (const path of PATHS)
     products[path] = await createProduct(admin, tokens, {
@@ -129,37 +121,20 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         stock: SATURATION_STOCK,
         strategy: path,
       });
-  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
-  io.onCleanup(() => connections.close());
-  await connections.open('/health');
-  const pids = stackPids();
-  const background = await backgroundBusy(1_000);
   const ledger = new PurchaseLedger(
     tokens,
     PATHS.map((p) => products[p].id),
   );
-  let seq = 0;
-  const next = (productId: number) => () => {
-    seq += 1;
-    return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
-  };
-  for (const path of PATHS)
-    await runOpenLoop({
-      connections,
-      rate,
-      durationS: 1,
-      label: `warm-up ${path}`,
-      io,
-      next: next(products[path].id),
-    });
+  const next = ledger.stream(tag);
+  for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, 1, next(products[path].id));
 
   // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
   // subtracted from each phase in proportion to its length.
   // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs. The
   // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_S to end first.
   const nodePid = cluster.nodes[0]?.pid;
-  const settleS = numberParam(options, 'settle', IDLE_SETTLE_S, 0, 600);
-  const idleS = numberParam(options, 'idle', IDLE_S, 1, 3_600);
+  const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
+  const idleS = run.param('idle', IDLE_S, 1, 3_600);
   await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
   const idleStart = {
     at: performance.now(),
@@ -187,14 +162,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       redis: await redisCommands(redis),
     };
     const start = monotonicUs();
-    const measured = await measureOpenLoop(cluster.metricsUrls, pids, {
-      connections,
-      rate,
-      durationS: options.durationS,
-      label: `${path} @ ${num(rate)}/s`,
-      io,
-      next: next(products[path].id),
-    });
+    const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
     const mysql = diff(before.mysql, await mysqlCounters());
     const redisCalls = diff(before.redis, await redisCommands(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;
@@ -239,9 +207,12 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       : []),
   ];
 
-  await waitForSagas(
-    allProducts.map((p) => p.productId),
-    45_000,
+  const { checks } = await run.check(
+    allProducts,
+    [ledger, ...saturatedPhases.map((p) => p.measured.result)],
+    {
+      settleMs: 0,
+    },
   );
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
@@ -263,9 +234,6 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   } finally {
     await conn.end();
   }
-  const checks = await verifyProducts(
-    expectedFrom([ledger, ...saturatedPhases.map((p) => p.measured.result)], allProducts),
-  );
   const ok =
     checks.every((c) => c.ok) &&
     ledger.replayed === 0 &&
@@ -338,7 +306,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   summary['target_cpu_us_per_purchase'] = TARGETS.cpuUsPerPurchase;
   summary['target_cpu_us_per_purchase_saturated'] = TARGETS.cpuUsPerPurchaseSaturated;
   summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
-  summary['oversold'] = checks.reduce((s, c) => s + c.oversold, 0);
+  summary['oversold'] = oversold(checks);
   summary['background_busy'] = background === undefined ? null : round(background, 2);
   summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
 
@@ -443,3 +411,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     },
   };
 }
+
+export default defineScenario({
+  name: 'cost',
+  describe:
+    'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU',
+  defaults: { durationS: 10, connections: 200, rate: 100 },
+  run,
+});

@@ -4,46 +4,36 @@
  * acknowledged (201) order was lost: every key answered 201 has a CONFIRMED order once the survivor has
  * taken the dead node's shards and resumed its sagas.
  */
-import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
-import { Pool } from 'undici';
 import { createProducts } from '../api.js';
-import { benchUser, BenchTokens } from '../auth.js';
+import { benchUser } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
-import { startCluster } from '../cluster.js';
-import { ConnectionSet } from '../connections.js';
 import { cores } from '../cpu.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { numberParam } from '../params.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
-
-export const name = 'failover';
-export const describe =
-  'kill -9 one of two nodes during a purchase stream through nginx: time to recover, errors, no acknowledged order lost';
-export const defaults = { durationS: 20, connections: 500, rate: 200 };
+import { defineScenario, oversold, timelinePoints, type Run } from '../scenario.js';
+import type { ScenarioResult } from '../types.js';
+import { connectPrimary } from '../verify.js';
 
 const STOCK = 1_000_000;
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
   if (options.url !== undefined)
     throw new Error('failover kills a node it started: it cannot run with --url');
-  const rate = options.rate ?? defaults.rate;
-  const productCount = numberParam(options, 'products', 16, 1, 10_000);
-  const slowMs = numberParam(options, 'slow-ms', 1000, 1, 60_000);
-  const killAtS = numberParam(options, 'kill-at', options.durationS / 3, 0, options.durationS);
-  const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
-  const admin = new Pool(cluster.url, { connections: 4 });
-  io.onCleanup(() => admin.close());
-  const tag = `fo${options.runTag}${randomBytes(3).toString('hex')}`;
-  const tokens = await BenchTokens.mint(options, io);
-  const products = await createProducts(admin, tokens, tag, productCount, STOCK);
-  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
-  io.onCleanup(() => connections.close());
-  await connections.open('/nginx-health');
+  const rate = options.rate ?? 200;
+  const productCount = run.param('products', 16, 1, 10_000);
+  const slowMs = run.param('slow-ms', 1000, 1, 60_000);
+  const killAtS = run.param('kill-at', options.durationS / 3, 0, options.durationS);
+  const { cluster, connections, tokens } = await run.setUp({
+    cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
+    connectionsTimeoutMs: 60_000,
+    backgroundMs: 0,
+  });
+  const tag = run.tag('fo');
+  const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
   const ledger = new PurchaseLedger(
     tokens,
     products.map((p) => p.id),
@@ -59,22 +49,16 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     seq += 1;
     const productId = products[seq % products.length]!.id;
     const key = `${tag}-${seq}`;
-    const inner = ledger.purchase('purchase', productId, 1, key, benchUser(seq));
-    return {
-      ...inner,
-      answer: (status, headers, body, timing) => {
-        const cls = inner.answer!(status, headers, body, timing);
-        if (cls?.error === false) confirmedKeys.push(key);
-        const intended = timing.intendedMs - timing.startMs;
-        const bad = cls?.error !== false || timing.doneMs - timing.intendedMs > slowMs;
-        if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
-          if (cls?.error !== false) errorsAfterKill += 1;
-          lastErrorMs = Math.max(lastErrorMs ?? 0, intended);
-          firstErrorMs = Math.min(firstErrorMs ?? Infinity, intended);
-        }
-        return cls;
-      },
-    };
+    return ledger.purchase('purchase', productId, 1, key, benchUser(seq), (cls, timing) => {
+      if (cls.error === false) confirmedKeys.push(key);
+      const intended = timing.intendedMs - timing.startMs;
+      const bad = cls.error !== false || timing.doneMs - timing.intendedMs > slowMs;
+      if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
+        if (cls.error !== false) errorsAfterKill += 1;
+        lastErrorMs = Math.max(lastErrorMs ?? 0, intended);
+        firstErrorMs = Math.min(firstErrorMs ?? Infinity, intended);
+      }
+    });
   };
   let phaseStart = 0;
   const killTimer = setTimeout(() => {
@@ -94,16 +78,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   });
   clearTimeout(killTimer);
 
-  io.progress('bench: waiting for the survivor to resume open sagas, then checking MySQL');
-  const stillPending = await waitForSagas(
-    products.map((p) => p.id),
-    60_000,
-  );
-  const checks = await verifyProducts(
-    expectedFrom(
-      [ledger],
-      products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
-    ),
+  const { checks, stillPending } = await run.check(
+    products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    [ledger],
+    { settleMs: 0, sagaWaitMs: 60_000 },
   );
   const conn = await connectPrimary();
   let lost: string[];
@@ -141,7 +119,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       confirmed: confirmedKeys.length,
       errors: result.errors,
       errors_after_kill: errorsAfterKill,
-      oversold: checks.reduce((s, c) => s + c.oversold, 0),
+      oversold: oversold(checks),
       still_pending: stillPending,
       killed_at_s: killed ? round(killedAtMs! / 1000, 2) : null,
       p50_ms: lat.p50,
@@ -168,7 +146,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       `recovery: ${recoveryS === null ? '-' : `${recoveryS} s from the kill to the intended send time of the last purchase that failed or took > ${slowMs} ms (after it, every purchase succeeded within ${slowMs} ms)`}; ${num(errorsAfterKill)} failed purchases around/after the kill; answers by status: ${JSON.stringify(statuses)}`,
       `acknowledged orders: ${num(confirmedKeys.length)} keys answered 201; ${lost.length === 0 ? 'every one is CONFIRMED in MySQL' : `${lost.length} LOST or not CONFIRMED: ${lost.slice(0, 5).join(', ')}`}`,
       `${num(ledger.replayed)} purchases answered 201 Idempotent-Replayed: nginx retried them on the survivor after the dead node had committed them (proxy_next_upstream … non_idempotent); each is that key's one order.`,
-      `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${checks.reduce((s, c) => s + c.oversold, 0)}`,
+      `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${oversold(checks)}`,
       `seconds after the kill with errors: ${
         after
           .filter((b) => b.errors > 0)
@@ -193,12 +171,16 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
       throughputChart(
         `failover: offered vs answered per second (kill at ${killed ? (killedAtMs! / 1000).toFixed(1) : '-'} s)`,
-        result.timeline.flatMap((b) => [
-          { t: b.t, series: 'offered', perS: b.offered },
-          { t: b.t, series: 'answered', perS: b.completed },
-          { t: b.t, series: 'errors', perS: b.errors },
-        ]),
+        timelinePoints([{ result, startS: 0 }], () => ''),
       ),
     ],
   };
 }
+
+export default defineScenario({
+  name: 'failover',
+  describe:
+    'kill -9 one of two nodes during a purchase stream through nginx: time to recover, errors, no acknowledged order lost',
+  defaults: { durationS: 20, connections: 500, rate: 200 },
+  run,
+});

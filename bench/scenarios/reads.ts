@@ -7,27 +7,19 @@
  * product answers 200 `X-Cache: HIT…` before the load; the run needs >= 99% hits).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool, request } from 'undici';
+import { request } from 'undici';
 import { createProducts } from '../api.js';
-import { BenchTokens } from '../auth.js';
-import { startCluster, supervise, waitListening } from '../cluster.js';
+import { freePort, supervise, waitListening } from '../cluster.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round } from '../measure.js';
-import { numberParam } from '../params.js';
 import { scrape, type Samples } from '../prom.js';
 import { num } from '../report.js';
-import { freePort } from '../service.js';
+import { defineScenario, type Run } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-
-export const name = 'reads';
-export const describe =
-  'cached GET /products/:id on one node vs a bare uWebSockets.js hello, same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU';
-export const defaults = { durationS: 10, connections: 100 };
 
 const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = path.dirname(BENCH_DIR);
@@ -223,24 +215,26 @@ const isHit = (answer: string): boolean => {
 
 const errorCount = (w: WrkReport): number => Object.values(w.errors).reduce((s, n) => s + n, 0);
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
   const wrkVersion = requireWrk();
-  const threads = numberParam(options, 'threads', 2, 1, 64);
-  const productCount = numberParam(options, 'products', 4, 1, 100);
-  const rounds = numberParam(options, 'rounds', 2, 1, 20);
-  const warmupS = numberParam(options, 'warmup', 1, 0, 60);
-  const minHitPct = numberParam(options, 'min-hit-pct', 99, 0, 100);
+  const threads = run.param('threads', 2, 1, 64);
+  const productCount = run.param('products', 4, 1, 100);
+  const rounds = run.param('rounds', 2, 1, 20);
+  const warmupS = run.param('warmup', 1, 0, 60);
+  const minHitPct = run.param('min-hit-pct', 99, 0, 100);
   if (options.connections < threads) throw new Error(`--connections must be at least threads (${threads})`);
   // wrk takes whole seconds (-d2s; no fractions, no ms).
   if (!Number.isInteger(options.durationS) || !Number.isInteger(warmupS))
     throw new Error('reads: --duration and --param warmup must be whole seconds (wrk -d takes no fractions)');
 
-  const cluster = await startCluster(options, io, { nodes: 1, nginx: false });
-  const nodeUrl = cluster.nodes[0]?.url ?? cluster.url;
-  const admin = new Pool(nodeUrl, { connections: 2 });
-  io.onCleanup(() => admin.close());
-  const tokens = await BenchTokens.mint(options, io, []);
-  const tag = `reads${options.runTag}${randomBytes(3).toString('hex')}`;
+  const { cluster, admin, tokens } = await run.setUp({
+    cluster: { nodes: 1, nginx: false },
+    users: [],
+    backgroundMs: 0,
+  });
+  const nodeUrl = cluster.url;
+  const tag = run.tag('reads');
   const products = await createProducts(admin, tokens, tag, productCount, 1_000);
   const paths = products.map((p) => `/products/${p.id}`);
 
@@ -446,3 +440,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     details: { phases, cacheChecks, paths, helloHeaders: warm.first.headers },
   };
 }
+
+export default defineScenario({
+  name: 'reads',
+  describe:
+    'cached GET /products/:id on one node vs a bare uWebSockets.js hello, same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU',
+  defaults: { durationS: 10, connections: 100 },
+  run,
+});

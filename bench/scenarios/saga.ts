@@ -4,32 +4,23 @@
  * hot product, then spread uniformly over 100 products. Actor strategy only; closed loop.
  * The specification's target: p95 of the purchase request < 100 ms.
  */
-import { randomBytes } from 'node:crypto';
 import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
 import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
-import { BenchTokens } from '../auth.js';
-import { backgroundBusy, cores, stackPids } from '../cpu.js';
+import { cores } from '../cpu.js';
+import { phaseDetails } from '../hot-sku-closed.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
 import {
   DISTURBED_OTHER_CORES,
   latencySummary,
-  maxMs,
   measurePhase,
-  percentileMs,
   round,
   writerFigures,
   type MeasuredPhase,
 } from '../measure.js';
 import { num } from '../report.js';
-import { OWNERSHIP_WARNINGS, startService } from '../service.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
-
-export const name = 'saga';
-export const describe =
-  'confirmed purchases/s and purchase p50/p95/p99 through the full saga (provider at 5 ms), 1 hot product then 100 products, actor, closed loop';
-export const defaults = { durationS: 10, connections: 200 };
-export const modes = ['closed'] as const;
+import { defineScenario, phaseHealthNotes, phaseHealthSummary, type Run } from '../scenario.js';
+import type { ScenarioResult } from '../types.js';
+import type { ProductCheck } from '../verify.js';
 
 const PAYMENT_LATENCY_MS = 5;
 const P95_TARGET_MS = 100;
@@ -38,9 +29,6 @@ const SPREAD_PRODUCTS = 100;
 const HOT_STOCK = 10_000_000;
 const SPREAD_STOCK = 1_000_000;
 const WARMUP_S = 1;
-const SETTLE_MS = 2_000;
-/** Sagas still open after the load (202 answers) end within the service's saga deadline (30 s by default). */
-const SAGA_WAIT_MS = 45_000;
 
 type PhaseName = 'hot' | 'spread';
 
@@ -60,17 +48,17 @@ function answers(r: PhaseResult) {
 
 function phaseFigures(p: Phase) {
   const r = p.measured.result;
-  const lat = r.answeredLatency;
+  const { p50, p95, p99, max } = latencySummary(r.answeredLatency);
   const writer = writerFigures(p.measured.metrics, p.measured.cpu.wallS);
   return {
     label: r.label,
     products: r.productIds.length,
     windowS: r.windowS,
     confirmedPerS: r.perS,
-    p50: percentileMs(lat, 50),
-    p95: percentileMs(lat, 95),
-    p99: percentileMs(lat, 99),
-    max: maxMs(lat),
+    p50,
+    p95,
+    p99,
+    max,
     ...answers(r),
     writer,
     providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,
@@ -82,7 +70,8 @@ function phaseFigures(p: Phase) {
 const fixed = (n: number | undefined, digits: number): string => (n === undefined ? '-' : n.toFixed(digits));
 const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
   // The bench's own provider (not the stack's shared one), registered first so it closes after the service.
   let provider: ReturnType<typeof createPaymentProvider> | undefined;
   let paymentUrl: string | undefined;
@@ -94,15 +83,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     paymentUrl = `http://127.0.0.1:${port}`;
     io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
   }
-  const service = await startService(
-    options,
-    io,
-    paymentUrl === undefined ? {} : { env: { PAYMENT_URL: paymentUrl } },
-  );
-  const pool = closedLoopPool(service.url, options.connections, io);
-
-  const tag = `sg${options.runTag}${randomBytes(3).toString('hex')}`;
-  const tokens = await BenchTokens.mint(options, io);
+  const env: Record<string, string> = paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl };
+  const { cluster, tokens, pids, background } = await run.setUp({ cluster: { nodes: 1, nginx: false, env } });
+  const pool = closedLoopPool(cluster.url, options.connections, io);
+  const tag = run.tag('sg');
   const product = (label: string, stock: number): Promise<CreatedProduct> =>
     createProduct(pool, tokens, {
       name: `bench ${tag} ${label}`,
@@ -115,8 +99,6 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   for (let i = 0; i < SPREAD_PRODUCTS; i += 1) spread.push(await product(`spread ${i}`, SPREAD_STOCK));
   const productsOf: Record<PhaseName, number[]> = { hot: [hot.id], spread: spread.map((p) => p.id) };
 
-  const pids = stackPids();
-  const background = await backgroundBusy(2_000);
   io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
   const zeroStats: Pick<ProviderStats, 'charges' | 'requests'> = { charges: 0, requests: 0 };
   const providerStats = () => provider?.stats() ?? zeroStats;
@@ -141,7 +123,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     if (io.signal.aborted) throw new Error('interrupted');
     const statsBefore = providerStats();
     const measured = await measurePhase(
-      service.url,
+      cluster.metricsUrls,
       pids,
       () =>
         load(
@@ -164,34 +146,22 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     all.push(measured.result);
   }
 
-  io.progress(
-    `bench: waiting ${SETTLE_MS} ms for in-flight writes and up to ${SAGA_WAIT_MS} ms for open sagas, then checking MySQL`,
-  );
-  await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-  const everyProduct = [hot, ...spread];
-  await waitForSagas(
-    everyProduct.map((p) => p.id),
-    SAGA_WAIT_MS,
-  );
-  const checks: ProductCheck[] = await verifyProducts(
-    expectedFrom(all, [
+  const { checks, stillPending } = await run.check(
+    [
       { productId: hot.id, label: 'hot', initialStock: HOT_STOCK },
       ...spread.map((p, i) => ({ productId: p.id, label: `spread ${i}`, initialStock: SPREAD_STOCK })),
-    ]),
+    ],
+    all,
   );
-  const ownership = await service.countLogMessages(OWNERSHIP_WARNINGS);
-  const shardLosses = Object.values(ownership).reduce((a, b) => a + b, 0);
-  const restarted = Object.entries(pids)
-    .filter(([name, pid]) => stackPids()[name] !== pid)
-    .map(([name]) => name);
+  const { restarted, shardLosses } = await run.health();
   const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
   const ok = checks.every((c) => c.ok) && replayed === 0;
 
   const figures = phases.map(phaseFigures);
   const [hotF, spreadF] = figures as [ReturnType<typeof phaseFigures>, ReturnType<typeof phaseFigures>];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
+  const health = { disturbed, phases: phases.length, background, restarted, shardLosses };
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
-  const stillPending = checks.reduce((sum, c) => sum + c.stillPending, 0);
   const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
   const chargesTotal = providerStats().charges;
@@ -228,35 +198,16 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
           ? ''
           : `; MySQL server (all clients): ${num(f.db['Binlog_commits'] ?? NaN)} commits/s in ${num(f.db['Binlog_group_commits'] ?? NaN)} group commits/s, ${num(f.db['Innodb_row_lock_waits'] ?? NaN, 1)} row-lock waits/s`),
     ),
-    ...(disturbed.length > 0
-      ? [
-          `WARNING: ${disturbed.length} of ${phases.length} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? ', or a stack process restarted' : ''}): ${disturbed.join(', ')}`,
-        ]
-      : []),
-    ...(background !== undefined && background > 0.1
-      ? [
-          `WARNING: the machine was ${pct(background)} busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
-        ]
-      : []),
+    ...phaseHealthNotes(health),
     `errors hot: ${JSON.stringify(phases[0]!.measured.result.failures)}  spread: ${JSON.stringify(phases[1]!.measured.result.failures)}`,
     checkLine(`hot (product ${hotCheck.productId})`, [hotCheck]),
     checkLine(`spread (${spreadChecks.length} products)`, spreadChecks),
-    ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after ${SAGA_WAIT_MS / 1000} s`] : []),
+    ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after 45 s`] : []),
     ...(provider === undefined
       ? []
       : [
           `provider: ${num(chargesTotal)} successful charges over the run for ${num(confirmedOrders)} confirmed orders of these products${chargesTotal < confirmedOrders ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
         ]),
-    ...(restarted.length > 0
-      ? [
-          `WARNING: stack process(es) ${restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
-        ]
-      : []),
-    ...(shardLosses > 0
-      ? [
-          `WARNING: the service logged shard-lease trouble during the run (${JSON.stringify(ownership)}): requests may have been refused or forwarded meanwhile.`,
-        ]
-      : []),
     ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
@@ -288,11 +239,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       p95_target_met: p95Met,
       still_pending: stillPending,
       oversold,
-      disturbed_phases: disturbed.length,
-      background_busy: background === undefined ? null : round(background, 2),
-      stack_restarted: restarted.length > 0,
-      shard_losses: shardLosses,
-      load_generator_cores: round(benchCores, 2),
+      ...phaseHealthSummary(health, benchCores),
       connections: options.connections,
       duration_s: options.durationS,
       spread_products: SPREAD_PRODUCTS,
@@ -352,24 +299,9 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       paymentUrl: paymentUrl ?? null,
       checks,
       stackRestarted: restarted,
-      ownershipWarnings: ownership,
       provider: provider?.stats() ?? null,
       ambiguousSample: all.flatMap((r) => r.ambiguous).slice(0, 100),
-      phases: all.map((r) => ({
-        label: r.label,
-        products: r.productIds.length,
-        windowS: r.windowS,
-        sent: r.sent,
-        created: r.created,
-        createdInWindow: r.createdInWindow,
-        replayed: r.replayed,
-        statuses: r.statuses,
-        failures: r.failures,
-        perS: round(r.perS, 1),
-        monotonicUs: r.monotonicUs,
-        answeredLatencyMs: latencySummary(r.answeredLatency),
-        confirmedLatencyMs: latencySummary(r.latency),
-      })),
+      phases: all.map(phaseDetails),
       measured: phases.map((p, i) => ({
         label: p.measured.result.label,
         cpu: p.measured.cpu,
@@ -390,3 +322,12 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     },
   };
 }
+
+export default defineScenario({
+  name: 'saga',
+  describe:
+    'confirmed purchases/s and purchase p50/p95/p99 through the full saga (provider at 5 ms), 1 hot product then 100 products, actor, closed loop',
+  defaults: { durationS: 10, connections: 200 },
+  modes: ['closed'],
+  run,
+});

@@ -9,46 +9,37 @@
  * On one 2-core box both nodes share the same cores: the ratio shows the cost of forwarding and ownership,
  * not horizontal scale.
  */
-import { randomBytes } from 'node:crypto';
-import { Pool } from 'undici';
 import { createProducts } from '../api.js';
-import { benchUser, BenchTokens } from '../auth.js';
-import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from '../chart.js';
-import { startCluster, type Cluster } from '../cluster.js';
-import { ConnectionSet } from '../connections.js';
-import { backgroundBusy, cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
-import { DISTURBED_OTHER_CORES, percentileMs, round } from '../measure.js';
-import { runOpenLoop, type OpenLoopResult } from '../open-loop.js';
+import { benchUser } from '../auth.js';
+import { cores, cpuShares, cpuSnapshot, otherCores } from '../cpu.js';
+import { round } from '../measure.js';
+import { runOpenLoop } from '../open-loop.js';
 import { numberParam } from '../params.js';
 import { delta, scrape, type Samples } from '../prom.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
-import { OWNERSHIP_WARNINGS } from '../service.js';
+import {
+  backgroundNote,
+  capacity,
+  defineScenario,
+  healthOf,
+  openStep,
+  oversold,
+  SLO,
+  Run,
+  stepCharts,
+  stepDetails,
+  stepTable,
+  type OpenStep,
+} from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from '../verify.js';
-
-export const name = 'scale';
-export const describe =
-  'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share';
-export const defaults = { durationS: 5, connections: 500, rate: 50 };
+import type { ProductCheck } from '../verify.js';
 
 const STOCK = 1_000_000;
-const SLO_P99_MS = 100;
-const SLO_ERROR_SHARE = 0.01;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
 const SUSTAINED_SHARE = 0.95;
-const SAGA_WAIT_MS = 45_000;
 
-interface Step {
-  readonly offered: number;
-  readonly result: OpenLoopResult;
-  readonly p50: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-  readonly errorShare: number;
-  /** Met the SLO (p99 ≤ 100 ms, errors ≤ 1%). */
-  readonly pass: boolean;
+interface Step extends OpenStep {
   /** Kept up: steady-state 201s/s ≥ 95% of the offered rate. */
   readonly sustained: boolean;
   /** 201s completed per second over seconds 1 … duration−1 of the step (all of the window if shorter). */
@@ -58,7 +49,6 @@ interface Step {
   readonly forwarded: number;
   readonly serviceCores: number;
   readonly otherCores: number | undefined;
-  readonly startS: number;
 }
 
 interface SetupRun {
@@ -69,7 +59,7 @@ interface SetupRun {
   readonly stillPending: number;
   readonly replayed: number;
   readonly shardLosses: number;
-  readonly ownership: Record<string, number>;
+  readonly restarted: readonly string[];
   readonly background: number | undefined;
   readonly connectionsOpen: number;
   readonly routedMetric: boolean;
@@ -95,200 +85,142 @@ function routed(
   return { local, forwarded, present };
 }
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
-  if (options.url !== undefined)
-    throw new Error('scale starts a one-node and a two-node cluster of its own: it cannot run with --url');
+/** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
+async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Promise<SetupRun> {
+  const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
   const productCount = numberParam(options, 'products', 32, 1, 10_000);
   const factor = numberParam(options, 'step', 1.25, 1.05, 10);
   const maxSteps = numberParam(options, 'max-steps', 20, 1, 50);
   const pause = numberParam(options, 'pause', 1, 0, 60);
   const warmupS = numberParam(options, 'warm-up', 2, 0, 60);
-  const firstRate = options.rate ?? defaults.rate;
-  const pids = stackPids();
-
-  const runSetup = async (nodes: number): Promise<SetupRun> => {
-    const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-    // Each setup's processes are stopped before the next starts: its cleanups are kept here and run at the
-    // end of the setup (also registered with the runner, so Ctrl-C or a failure still stops them).
-    const local: (() => Promise<void> | void)[] = [];
-    const stopAll = async (): Promise<void> => {
-      while (local.length > 0) {
-        const fn = local.pop()!;
-        await Promise.resolve()
-          .then(fn)
-          .catch((err: unknown) => io.progress(`bench: cleanup failed: ${String(err)}`));
-      }
+  const firstRate = options.rate ?? 50;
+  // Each setup's processes are stopped before the next starts: its cleanups are kept here and run at the
+  // end of the setup (also registered with the runner, so Ctrl-C or a failure still stops them).
+  const local: (() => Promise<void> | void)[] = [];
+  const stopAll = async (): Promise<void> => {
+    while (local.length > 0)
+      await Promise.resolve()
+        .then(local.pop())
+        .catch((err: unknown) => io.progress(`bench: cleanup failed: ${String(err)}`));
+  };
+  io.onCleanup(stopAll);
+  const sub: BenchIO = { progress: io.progress, signal: io.signal, onCleanup: (fn) => local.push(fn) };
+  try {
+    io.progress(`bench: ${label} behind the bench nginx`);
+    const run = await new Run({ ...options, runTag: `${options.runTag}-${nodes}n` }, sub).setUp({
+      cluster: { nodes, nginx: true, paymentLatencyMs: 5 },
+      connectionsTimeoutMs: 60_000,
+      backgroundMs: 1_000,
+    });
+    const { cluster, connections } = run;
+    const tag = `sc${nodes}n${run.tag('')}`;
+    const products = await createProducts(run.admin, run.tokens, tag, productCount, STOCK);
+    const ids = products.map((p) => p.id);
+    const ledger = new PurchaseLedger(run.tokens, ids);
+    let seq = 0;
+    const next = () => {
+      seq += 1;
+      // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
+      // round-robin over an even number of products would send each product to the same node every time.
+      const productId = ids[Math.floor(Math.random() * ids.length)]!;
+      return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
     };
-    io.onCleanup(stopAll);
-    const sub: BenchIO = {
-      progress: (line) => io.progress(line),
-      signal: io.signal,
-      onCleanup: (fn) => local.push(fn),
-    };
-    try {
-      const setupOptions = { ...options, runTag: `${options.runTag}-${nodes}n` };
-      io.progress(`bench: ${label} behind the bench nginx`);
-      const cluster: Cluster = await startCluster(setupOptions, sub, {
-        nodes,
-        nginx: true,
-        paymentLatencyMs: 5,
-      });
-      const admin = new Pool(cluster.url, { connections: 4 });
-      sub.onCleanup(() => admin.close());
-      const tag = `sc${nodes}n${options.runTag}${randomBytes(3).toString('hex')}`;
-      const tokens = await BenchTokens.mint(options, io);
-      const products = await createProducts(admin, tokens, tag, productCount, STOCK);
-      const ids = products.map((p) => p.id);
-      const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
-      sub.onCleanup(() => connections.close());
-      const connectionsOpen = await connections.open('/nginx-health');
-      const background = await backgroundBusy(1_000);
-      const ledger = new PurchaseLedger(tokens, ids);
-      let seq = 0;
-      const next = () => {
-        seq += 1;
-        // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
-        // round-robin over an even number of products would send each product to the same node every time.
-        return ledger.purchase(
-          'purchase',
-          ids[Math.floor(Math.random() * ids.length)]!,
-          1,
-          `${tag}-${seq}`,
-          benchUser(seq),
-        );
-      };
-      if (warmupS > 0)
-        // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
-        await runOpenLoop({
-          connections,
-          rate: firstRate,
-          durationS: warmupS,
-          label: `warm-up ${label}`,
-          io,
-          next,
-        });
+    const load = { connections, io, next };
+    // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
+    if (warmupS > 0)
+      await runOpenLoop({ ...load, rate: firstRate, durationS: warmupS, label: `warm-up ${label}` });
 
-      const scrapeAll = () => Promise.all(cluster.nodes.map((n) => scrape(n.url)));
-      const steps: Step[] = [];
-      let routedMetric = false;
-      let rate = firstRate;
-      let clock = 0;
-      for (let i = 0; i < maxSteps && !io.signal.aborted; i += 1) {
+    const scrapeAll = () => Promise.all(cluster.nodes.map((n) => scrape(n.url)));
+    let routedMetric = false;
+    const steps = await run.stepUp<string, Step>({
+      paths: [label],
+      rates: run.steppedRates(firstRate, factor, maxSteps),
+      pause,
+      step: async (_, rate, startS) => {
         const before = await scrapeAll();
-        const cpuBefore = cpuSnapshot(pids);
-        const result = await runOpenLoop({
-          connections,
-          rate,
-          durationS: options.durationS,
-          label: `${label} @ ${num(rate)}/s`,
-          io,
-          next,
-        });
-        const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
+        const cpuBefore = cpuSnapshot(run.pids);
+        const durationS = options.durationS;
+        const result = await runOpenLoop({ ...load, rate, durationS, label: `${label} @ ${num(rate)}/s` });
+        const cpu = cpuShares(cpuBefore, cpuSnapshot(run.pids));
         const after = await scrapeAll();
         const serviceCores =
           after.reduce((s, a, j) => s + delta(before[j]!, a, 'process_cpu_seconds_total'), 0) / cpu.wallS;
         const r = routed(before, after);
         routedMetric ||= r.present;
-        const h = result.ops.get('purchase')?.latency;
-        const p99 = h === undefined ? NaN : percentileMs(h, 99);
-        const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
-        const pass = Number.isFinite(p99) && p99 <= SLO_P99_MS && errorShare <= SLO_ERROR_SHARE;
+        const s = openStep(result, rate, startS);
         // Steady state: 201s per second over the whole seconds after the first (the first second's answers
         // lag its arrivals by one latency, which would count a slower but steady setup as falling behind).
-        const steady = result.timeline.slice(1, Math.floor(options.durationS));
+        const steady = result.timeline.slice(1, Math.floor(durationS));
         const steadyOkPerS =
           steady.length > 0
             ? steady.reduce((sum, b) => sum + b.completed - b.errors, 0) / steady.length
             : result.okPerS;
         const sustained = steadyOkPerS >= SUSTAINED_SHARE * result.offeredPerS;
-        steps.push({
-          offered: rate,
-          result,
-          p50: h === undefined ? NaN : percentileMs(h, 50),
-          p99,
-          p999: h === undefined ? NaN : percentileMs(h, 99.9),
-          max: h === undefined ? NaN : round(h.max / 1000, 1),
-          errorShare,
-          pass,
-          sustained,
-          steadyOkPerS,
-          local: r.local,
-          forwarded: r.forwarded,
-          serviceCores,
-          otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
-          startS: clock,
-        });
-        clock += result.wallS + pause;
         io.progress(
-          `bench: ${label} @ ${num(rate)}/s: p99 ${p99} ms, errors ${(errorShare * 100).toFixed(2)}%, forwarded ${r.forwarded}/${r.local + r.forwarded} → SLO ${pass ? 'met' : 'BROKEN'}, ${sustained ? 'kept up' : 'FELL BEHIND'}`,
+          `bench: ${label} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}%, forwarded ${r.forwarded}/${r.local + r.forwarded} → SLO ${s.pass ? 'met' : 'BROKEN'}, ${sustained ? 'kept up' : 'FELL BEHIND'}`,
         );
-        if (!sustained) break;
-        rate = Math.round(rate * factor);
-        await new Promise((resolve) => setTimeout(resolve, pause * 1000));
-      }
-
-      io.progress(
-        `bench: ${label}: waiting up to ${SAGA_WAIT_MS / 1000} s for open sagas, then checking MySQL`,
-      );
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      const stillPending = await waitForSagas(ids, SAGA_WAIT_MS);
-      const checks = await verifyProducts(
-        expectedFrom(
-          [ledger],
-          products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK })),
-        ),
-      );
-      const ownership: Record<string, number> = {};
-      for (const node of cluster.nodes)
-        for (const [k, v] of Object.entries(await node.countLogMessages(OWNERSHIP_WARNINGS)))
-          ownership[k] = (ownership[k] ?? 0) + v;
-      return {
-        nodes,
-        label,
-        steps,
-        checks,
-        stillPending,
-        replayed: ledger.replayed,
-        shardLosses: Object.values(ownership).reduce((a, b) => a + b, 0),
-        ownership,
-        background,
-        connectionsOpen,
-        routedMetric,
-      };
-    } finally {
-      io.progress(`bench: stopping the ${label} cluster`);
-      await stopAll();
-    }
-  };
-
-  const one = await runSetup(1);
-  const two = io.signal.aborted ? undefined : await runSetup(2);
-  const setups = two === undefined ? [one] : [one, two];
-  const restarted = Object.entries(pids)
-    .filter(([n, pid]) => stackPids()[n] !== pid)
-    .map(([n]) => n);
-
-  const capacity = (s: SetupRun | undefined) => {
-    const steps = s?.steps ?? [];
-    const highest = (ok: (x: Step) => boolean) => {
-      const firstFail = steps.findIndex((x) => !ok(x));
-      const passing = firstFail === -1 ? steps : steps.slice(0, firstFail);
-      return {
-        best: passing[passing.length - 1],
-        capped: firstFail === -1 && steps.length > 0,
-        broke: firstFail === -1 ? undefined : steps[firstFail],
-      };
-    };
+        const others = otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]);
+        return { ...s, sustained, steadyOkPerS, ...r, serviceCores, otherCores: others };
+      },
+      keep: (s) => s.sustained,
+    });
+    const { checks, stillPending } = await run.check(
+      products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK })),
+      [ledger],
+      { settleMs: 1_000 },
+    );
+    const { restarted, shardLosses } = await run.health();
+    const { background, opened: connectionsOpen } = run;
+    const replayed = ledger.replayed;
     return {
-      ...highest((x) => x.sustained),
-      slo: highest((x) => x.pass),
+      nodes,
+      label,
+      steps,
+      checks,
+      stillPending,
+      replayed,
+      shardLosses,
+      restarted,
+      background,
+      connectionsOpen,
+      routedMetric,
+    };
+  } finally {
+    io.progress(`bench: stopping the ${label} cluster`);
+    await stopAll();
+  }
+}
+
+export default defineScenario({
+  name: 'scale',
+  describe:
+    'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share',
+  defaults: { durationS: 5, connections: 500, rate: 50 },
+  run: async ({ options, io }) => {
+    if (options.url !== undefined)
+      throw new Error('scale starts a one-node and a two-node cluster of its own: it cannot run with --url');
+    const one = await runSetup(options, io, 1);
+    const two = io.signal.aborted ? undefined : await runSetup(options, io, 2);
+    return summarize(options, one, two);
+  },
+});
+
+function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefined): ScenarioResult {
+  const setups = two === undefined ? [one] : [one, two];
+  const productCount = numberParam(options, 'products', 32, 1, 10_000);
+  const factor = numberParam(options, 'step', 1.25, 1.05, 10);
+  const firstRate = options.rate ?? 50;
+  const capacities = (s: SetupRun | undefined) => {
+    const steps = s?.steps ?? [];
+    return {
+      ...capacity(steps, (x) => x.sustained),
+      slo: capacity(steps, (x) => x.pass),
       first: steps[0],
       peak: steps.reduce((m, x) => Math.max(m, x.result.okPerS), 0),
     };
   };
-  const c1 = capacity(one);
-  const c2 = capacity(two);
+  const c1 = capacities(one);
+  const c2 = capacities(two);
   // A setup with no qualifying step has no figure (null), and then neither has the ratio.
   const over = (a: number | undefined, b: number | undefined): number | null =>
     a === undefined || b === undefined || b <= 0 ? null : a / b;
@@ -304,16 +236,17 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     c2.best === undefined || two?.routedMetric !== true ? null : share([c2.best]);
   const forwardedShareOne = one.routedMetric ? share(one.steps) : null;
   const allChecks = setups.flatMap((s) => s.checks);
-  const oversold = allChecks.reduce((s, c) => s + c.oversold, 0);
+  const sold = oversold(allChecks);
   const allSteps = setups.flatMap((s) => s.steps.map((step) => ({ setup: s, step })));
-  const disturbed = allSteps.filter(
-    ({ step }) => restarted.length > 0 || (step.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+  const restarted = setups.flatMap((s) => s.restarted);
+  const shardLosses = setups.reduce((n, s) => n + s.shardLosses, 0);
+  const runHealth = healthOf(
+    { steps: allSteps.map((x) => x.step), background: undefined, restarted, shardLosses },
+    'sharing them with the nodes, nginx and the stack',
   );
-  const genCores = Math.max(0, ...allSteps.map(({ step }) => step.result.generatorCores));
-  const warnings = allSteps.flatMap(({ step }) => step.result.warnings);
   const ok = two !== undefined && allChecks.every((c) => c.ok);
 
-  const capText = (c: ReturnType<typeof capacity>) =>
+  const capText = (c: ReturnType<typeof capacities>) =>
     `sustained ${c.best === undefined ? 'none (the first step fell behind: lower --rate)' : `${num(c.best.steadyOkPerS)}/s (offered ${num(c.best.offered)}/s, p50 ${c.best.p50} ms, p99 ${c.best.p99} ms)${c.capped ? ' or more: kept up to --param max-steps' : `; fell behind at ${num(c.broke!.offered)}/s (${num(c.broke!.steadyOkPerS)} steady 201s/s, p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`}; ` +
     `at the SLO ${c.slo.best === undefined ? 'none (the first step broke it)' : `${num(c.slo.best.result.okPerS)}/s (p99 ${c.slo.best.p99} ms)`}; ` +
     `at ${num(c.first?.offered ?? 0)}/s p50 ${c.first?.p50 ?? '-'} ms, p99 ${c.first?.p99 ?? '-'} ms; highest 201s/s in any step ${num(c.peak)}`;
@@ -322,26 +255,15 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const notes = [
     `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(firstRate)}/s, ${options.durationS} s per step, purchases (quantity 1, unique keys) to a random one of ${productCount} actor products (fresh per setup); latency from each request's intended send time; ${num(options.connections)} connections to the bench's nginx in both setups (production nginx.conf); payment provider of the bench's own at 5 ms.`,
     `setups one after the other: 1 node behind nginx, stopped, then 2 nodes behind a fresh nginx (shards spread over both: a purchase landing on the non-owner is forwarded over the peer channel).`,
-    `throughput = 201s/s at the highest step that kept up (steady-state 201s/s, i.e. per whole second after the first, ≥ ${SUSTAINED_SHARE * 100}% of offered; the series stops at the first that did not; resolution one step, ×${factor}). Also given: the SLO capacity (p99 ≤ ${SLO_P99_MS} ms and errors ≤ ${SLO_ERROR_SHARE * 100}%, an error = any answer but a 201) and both setups' latency at the first step (the same offered rate).`,
+    `throughput = 201s/s at the highest step that kept up (steady-state 201s/s, i.e. per whole second after the first, ≥ ${SUSTAINED_SHARE * 100}% of offered; the series stops at the first that did not; resolution one step, ×${factor}). Also given: the SLO capacity (p99 ≤ ${SLO.p99Ms} ms and errors ≤ ${SLO.errorShare * 100}%, an error = any answer but a 201) and both setups' latency at the first step (the same offered rate).`,
     `1 node capacity: ${capText(c1)}`,
     `2 nodes capacity: ${capText(c2)}`,
     `ratio 2 nodes / 1 node: ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`} in sustained 201s/s; ${sloRatio === null ? 'n/a' : `${sloRatio.toFixed(2)}x`} at the SLO; ${peakRatio === null ? 'n/a' : `${peakRatio.toFixed(2)}x`} in highest 201s/s of any step.`,
     `forwarded share of purchases (cluster_routed_total{op="purchase"}, Σ over nodes, measured steps): 2 nodes ${pct(forwardedShare)} (at capacity step ${pct(forwardedShareAtCapacity)}); 1 node ${pct(forwardedShareOne)}${one.routedMetric ? '' : ' (metric absent: a service without cluster_routed_total)'}.`,
     `CAVEAT: this machine has ${cores()} cores; both nodes, nginx, MariaDB, Redis, Kafka, the provider and the generator share them, so the 2-node figure shows the cost of forwarding and ownership, not horizontal scale.`,
-    `load generator: up to ${genCores.toFixed(2)} cores in a step (${Math.round((genCores / cores()) * 100)}% of ${cores()}).`,
-    ...warnings.map((w) => `WARNING: ${w}`),
-    ...(disturbed.length > 0
-      ? [
-          `WARNING: ${disturbed.length} of ${allSteps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : ''}): ${disturbed.map(({ step }) => step.result.label).join(', ')}`,
-        ]
-      : []),
+    ...runHealth.notes,
     ...setups.flatMap((s) => [
-      ...(s.background !== undefined && s.background > 0.1
-        ? [`WARNING: the machine was ${Math.round(s.background * 100)}% busy before the ${s.label} load`]
-        : []),
-      ...(s.shardLosses > 0
-        ? [`WARNING: ${s.label}: shard-lease trouble in the service logs: ${JSON.stringify(s.ownership)}`]
-        : []),
+      ...backgroundNote(s.background, `the ${s.label} load`),
       `${s.label}: ${num(s.replayed)} purchases answered 201 Idempotent-Replayed (nginx retried a POST whose first attempt committed); sagas still pending after the wait: ${s.stillPending}`,
     ]),
     ...allChecks
@@ -350,7 +272,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
         (c) =>
           `MISMATCH ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} vs SUM(quantity) ${num(c.sold)}; confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs 201 ${num(c.confirmed)} / 402 ${num(c.declined)} + ${num(c.answered202)} 202 + ${num(c.ambiguous)} 5xx; oversold ${c.oversold}`,
       ),
-    `checks: ${allChecks.length} products, ${allChecks.filter((c) => c.ok).length} match their answers (stock and orders); oversold ${oversold}`,
+    `checks: ${allChecks.length} products, ${allChecks.filter((c) => c.ok).length} match their answers (stock and orders); oversold ${sold}`,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
@@ -388,125 +310,61 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       forwarded_share_at_capacity:
         forwardedShareAtCapacity === null ? null : round(forwardedShareAtCapacity, 3),
       forwarded_share_one_node: forwardedShareOne === null ? null : round(forwardedShareOne, 3),
-      oversold,
+      oversold: sold,
       still_pending: setups.reduce((s, x) => s + x.stillPending, 0),
       nginx_retried_replays: setups.reduce((s, x) => s + x.replayed, 0),
       products: productCount,
       via_nginx: true,
-      slo_p99_ms: SLO_P99_MS,
-      slo_error_pct: SLO_ERROR_SHARE * 100,
+      slo_p99_ms: SLO.p99Ms,
+      slo_error_pct: SLO.errorShare * 100,
       step_factor: factor,
       steps: allSteps.length,
       step_s: options.durationS,
-      disturbed_steps: disturbed.length,
-      load_generator_cores: round(genCores, 2),
-      generator_warnings: warnings.length,
+      ...runHealth.summary,
+      load_generator_machine_share: undefined,
       background_busy: Math.max(0, ...setups.map((s) => s.background ?? 0)),
-      stack_restarted: restarted.length > 0,
-      shard_losses: setups.reduce((s, x) => s + x.shardLosses, 0),
       connections_open: Math.min(...setups.map((s) => s.connectionsOpen)),
       connections: options.connections,
     },
-    table: {
-      columns: [
-        'setup @ offered/s',
-        'achieved/s',
-        'ok/s',
-        'steady ok/s',
-        'p50 ms',
-        'p99 ms',
-        'p99.9 ms',
-        'max ms',
-        'errors %',
-        'SLO',
-        'kept up',
-        'forwarded %',
-        'svc cores',
-        'gen cores',
-        'other cores',
-      ],
-      rows: allSteps.map(({ step: s }) => [
-        s.result.label,
-        Math.round(s.result.achievedPerS),
-        Math.round(s.result.okPerS),
-        Math.round(s.steadyOkPerS),
-        s.p50,
-        s.p99,
-        s.p999,
-        s.max,
-        round(s.errorShare * 100, 2),
-        s.pass ? 'met' : 'BROKEN',
-        s.sustained ? 'yes' : 'NO',
-        s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
-        s.serviceCores.toFixed(2),
-        s.result.generatorCores.toFixed(2),
-        s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
-      ]),
-    },
+    table: stepTable(
+      'setup @ offered/s',
+      allSteps.map((x) => x.step),
+      { 'steady ok/s': (s) => Math.round(s.steadyOkPerS) },
+      {
+        'kept up': (s) => (s.sustained ? 'yes' : 'NO'),
+        'forwarded %': (s) =>
+          s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
+      },
+    ),
     notes,
     details: {
       stackRestarted: restarted,
       setups: setups.map((s) => ({
         nodes: s.nodes,
         checks: s.checks,
-        ownershipWarnings: s.ownership,
+        shardLosses: s.shardLosses,
         steps: s.steps.map((x) => ({
-          offered: x.offered,
-          achievedPerS: round(x.result.achievedPerS, 1),
-          okPerS: round(x.result.okPerS, 1),
+          ...stepDetails(x),
           steadyOkPerS: round(x.steadyOkPerS, 1),
-          p50: x.p50,
-          p99: x.p99,
-          p999: x.p999,
-          max: x.max,
-          errorShare: x.errorShare,
-          statuses: x.result.ops.get('purchase')?.statuses,
-          pass: x.pass,
           sustained: x.sustained,
           routedLocal: x.local,
           routedForwarded: x.forwarded,
-          schedulerLagP99Ms: round(x.result.schedulerLag.percentile(99) / 1000, 2),
-          generatorCores: x.result.generatorCores,
           serviceCores: x.serviceCores,
           otherCores: x.otherCores,
-          timeline: x.result.timeline,
         })),
       })),
     },
-    charts: [
-      curveChart(
-        `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${SLO_P99_MS} ms)`,
-        allSteps.flatMap(({ setup, step }): CurvePoint[] => [
-          { series: setup.label, offered: step.offered, ms: step.p50, percentile: 'p50' },
-          { series: setup.label, offered: step.offered, ms: step.p99, percentile: 'p99' },
-        ]),
-        SLO_P99_MS,
-      ),
-      latencyChart(
+    charts: stepCharts(
+      [
+        `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${SLO.p99Ms} ms)`,
         'scale: purchase latency at the highest sustained step and at the first that fell behind',
-        setups.flatMap((s) => {
-          const c = s.nodes === 1 ? c1 : c2;
-          return [c.best, c.broke]
-            .filter((x): x is Step => x !== undefined)
-            .map((x) => ({
-              op: `${s.label} @ ${num(x.offered)}/s`,
-              p50: x.p50,
-              p95: percentileMs(x.result.ops.get('purchase')!.latency, 95),
-              p99: x.p99,
-              p999: x.p999,
-              max: x.max,
-            }));
-        }),
-      ),
-      throughputChart(
         'scale: offered vs answered per second, steps in order',
-        allSteps.flatMap(({ setup, step }): RatePoint[] =>
-          step.result.timeline.flatMap((b) => [
-            { t: round(step.startS + b.t, 1), series: `${setup.label} offered`, perS: b.offered },
-            { t: round(step.startS + b.t, 1), series: `${setup.label} answered`, perS: b.completed },
-          ]),
-        ),
-      ),
-    ],
+      ],
+      setups.map((s) => {
+        const c = s.nodes === 1 ? c1 : c2;
+        return { label: s.label, steps: s.steps, marked: [c.best, c.broke] };
+      }),
+      ['offered', 'answered'],
+    ),
   };
 }

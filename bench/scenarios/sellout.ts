@@ -5,28 +5,18 @@
  * (confirmed quantity = initial − final stock), every answer matches its order, and the primary, the
  * replica, the cache, the product actor, the Kafka events (deduplicated) and the sales projection agree.
  */
-import { randomBytes } from 'node:crypto';
 import type { RowDataPacket } from 'mysql2/promise';
-import { Pool } from 'undici';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
 import { createProduct, errorCode } from '../api.js';
-import { BenchTokens } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
-import { startCluster } from '../cluster.js';
-import { ConnectionSet } from '../connections.js';
 import { cores } from '../cpu.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { numberParam } from '../params.js';
 import { num } from '../report.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { defineScenario, type Run } from '../scenario.js';
+import type { ScenarioResult } from '../types.js';
 import { connectPrimary, waitForSagas } from '../verify.js';
-
-export const name = 'sellout';
-export const describe =
-  'sell out one product (10,000 units) with 100,000 attempts from 20,000 users, duplicate clicks and mixed quantities; oversold = undersold = 0 and every store agrees';
-export const defaults = { durationS: 30, connections: 2000, rate: 4000 };
 
 const QUANTITIES: readonly [number, number][] = [
   [1, 0.6],
@@ -50,32 +40,28 @@ function quantity(): number {
   return 1;
 }
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
-  const stock = numberParam(options, 'stock', 10_000, 1, 10_000_000);
-  const attemptsWanted = numberParam(options, 'attempts', 100_000, 1, 10_000_000);
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
+  const stock = run.param('stock', 10_000, 1, 10_000_000);
+  const attemptsWanted = run.param('attempts', 100_000, 1, 10_000_000);
   // At most the nodes' token cache (AUTH_TOKEN_CACHE_SIZE, 100,000): every token is verified once per node.
-  const users = numberParam(options, 'users', 20_000, 1, 100_000);
-  const dupShare = numberParam(options, 'duplicates', 0.2, 0, 1);
-  const rate = options.rate ?? defaults.rate;
-  const cluster = await startCluster(options, io, { nodes: 2, nginx: true, paymentLatencyMs: 5 });
-  const admin = new Pool(cluster.url, { connections: 4 });
-  io.onCleanup(() => admin.close());
-  const tag = `so${options.runTag}${randomBytes(3).toString('hex')}`;
+  const users = run.param('users', 20_000, 1, 100_000);
+  const dupShare = run.param('duplicates', 0.2, 0, 1);
+  const rate = options.rate ?? 4000;
   // One token per user, minted before the load (the users' ids are those `next` below picks).
-  const tokens = await BenchTokens.mint(
-    options,
-    io,
-    Array.from({ length: users }, (_, i) => sellerUser(i)),
-  );
+  const { cluster, connections, tokens, admin, opened } = await run.setUp({
+    cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
+    connectionsTimeoutMs: 60_000,
+    users: Array.from({ length: users }, (_, i) => sellerUser(i)),
+    backgroundMs: 0,
+  });
+  const tag = run.tag('so');
   const product = await createProduct(admin, tokens, {
     name: `bench ${tag} sellout`,
     priceCents: 1999,
     stock,
     strategy: 'actor',
   });
-  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
-  io.onCleanup(() => connections.close());
-  const opened = await connections.open(cluster.nginx === undefined ? '/health' : '/nginx-health');
   io.progress(`bench: product ${product.id} with ${num(stock)} units; ${num(opened)} connections open`);
 
   const attempts = new Map<string, Attempt>();
@@ -353,3 +339,11 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     ],
   };
 }
+
+export default defineScenario({
+  name: 'sellout',
+  describe:
+    'sell out one product (10,000 units) with 100,000 attempts from 20,000 users, duplicate clicks and mixed quantities; oversold = undersold = 0 and every store agrees',
+  defaults: { durationS: 30, connections: 2000, rate: 4000 },
+  run,
+});

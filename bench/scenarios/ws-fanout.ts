@@ -11,18 +11,10 @@ import type { RowDataPacket } from 'mysql2';
 import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
-import { BenchTokens } from '../auth.js';
-import { startCluster } from '../cluster.js';
 import { latencySummary, round } from '../measure.js';
-import { numberParam } from '../params.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import { defineScenario, type Run } from '../scenario.js';
+import type { ScenarioResult } from '../types.js';
 import { connectPrimary } from '../verify.js';
-
-export const name = 'ws-fanout';
-export const describe =
-  '10,000 WebSocket stock subscribers over two nodes, a purchase stream on a few hot products: delivery latency, msgs/s, memory per connection';
-export const defaults = { durationS: 15, connections: 10_000, rate: 60 };
-export const modes = ['open'] as const;
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -42,30 +34,27 @@ interface Sub {
   version: number;
 }
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
-  const productCount = numberParam(options, 'products', 3, 1, 100);
-  const rate = options.rate ?? defaults.rate;
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
+  const productCount = run.param('products', 3, 1, 100);
+  const rate = options.rate ?? 60;
   const subscribers = options.connections;
-  const cluster = await startCluster(options, io, { nodes: 2, nginx: false, paymentLatencyMs: 5 });
+  const buyers = Array.from({ length: 1000 }, (_, i) => `ws-${i}`);
+  const { cluster, tokens } = await run.setUp({
+    cluster: { nodes: 2, nginx: false, paymentLatencyMs: 5 },
+    users: buyers,
+    backgroundMs: 0,
+  });
   const nodes = cluster.nodes;
   if (nodes.length !== 2) throw new Error('ws-fanout needs the two nodes it starts (no --url)');
   const http = nodes.map((n) => new Pool(n.url, { connections: 64 }));
   io.onCleanup(() => Promise.all(http.map((p) => p.close())).then(() => undefined));
   const initial = 10_000_000;
-  const buyers = Array.from({ length: 1000 }, (_, i) => `ws-${i}`);
-  const tokens = await BenchTokens.mint(options, io, buyers);
   const products: number[] = [];
-  for (let i = 0; i < productCount; i += 1)
-    products.push(
-      (
-        await createProduct(http[0]!, tokens, {
-          name: `ws-hot-${i}`,
-          priceCents: 100,
-          stock: initial,
-          strategy: 'actor',
-        })
-      ).id,
-    );
+  for (let i = 0; i < productCount; i += 1) {
+    const input = { name: `ws-hot-${i}`, priceCents: 100, stock: initial, strategy: 'actor' } as const;
+    products.push((await createProduct(http[0]!, tokens, input)).id);
+  }
 
   const rssBefore = nodes.map((n) => rssOf(n.pid));
   const subs: Sub[] = [];
@@ -237,3 +226,12 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     details: { latency: lat, answers, nodeStats, rssBefore, rssAfter, products },
   };
 }
+
+export default defineScenario({
+  name: 'ws-fanout',
+  describe:
+    '10,000 WebSocket stock subscribers over two nodes, a purchase stream on a few hot products: delivery latency, msgs/s, memory per connection',
+  defaults: { durationS: 15, connections: 10_000, rate: 60 },
+  modes: ['open'],
+  run,
+});

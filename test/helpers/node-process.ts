@@ -1,20 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import type { Test } from 'tap';
-import { request } from 'undici';
+import { freePort, launchNode } from '../../scripts/node-launcher.js';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
-import { registerNodeTarget } from '../../scripts/stack/scrape-targets.mjs';
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+export { freePort };
 
 export interface AppNode {
   port: number;
@@ -41,55 +32,38 @@ export async function startNode(
 ): Promise<AppNode> {
   const port = env['PORT'] === undefined ? await freePort() : Number(env['PORT']);
   const guard = pathToFileURL(join(REPO_ROOT, 'test/helpers/orphan-guard.ts')).href;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--import', guard, 'src/main.ts'], {
+  let output = '';
+  const node = launchNode({
+    args: ['--import', 'tsx', '--import', guard, 'src/main.ts'],
     cwd: REPO_ROOT,
     env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  // Scraped by the stack's Prometheus while it runs (scripts/stack/scrape-targets.mjs).
-  const unregister = registerNodeTarget({
     port,
-    node: env['NODE_ID'] ?? `test-${port}`,
-    pid: child.pid ?? 0,
+    nodeId: env['NODE_ID'] ?? `test-${port}`,
+    onOutput: (chunk) => (output += chunk.toString()),
   });
-  void exited.then(unregister);
+  const { child } = node;
+  const exitCode = node.exited.then(() => child.exitCode);
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
-      await exited;
+      await node.exited;
     }
   });
-  const base = `http://127.0.0.1:${port}`;
-  const until = Date.now() + readyTimeoutMs;
-  for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`app node exited with ${child.exitCode} before it was ready:\n${output}`);
-    const status = await request(`${base}/ready`)
-      .then(async (res) => {
-        await res.body.dump();
-        return res.statusCode;
-      })
-      .catch(() => 0);
-    if (status === 200) break;
-    if (Date.now() > until) throw new Error(`app node not ready within ${readyTimeoutMs} ms:\n${output}`);
-    await sleep(100);
-  }
+  await node.ready(readyTimeoutMs).catch((err: unknown) => {
+    throw new Error(`app node not ready: ${(err as Error).message}:\n${output}`);
+  });
   return {
     port,
-    base,
+    base: node.url,
     child,
     output: () => output,
     async kill9() {
       child.kill('SIGKILL');
-      await exited;
+      await node.exited;
     },
     async stop() {
       child.kill('SIGTERM');
-      return exited;
+      return exitCode;
     },
   };
 }

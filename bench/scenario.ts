@@ -1,0 +1,452 @@
+/**
+ * The scenario skeleton: `defineScenario` gives each `bench/scenarios/<name>.ts` a `Run` that owns the set-up
+ * (cluster, connections, tokens, baseline of the machine and of the nodes' lease metric), the step-up loop,
+ * the post-run checks (sagas ended, stock and orders against the answers), the run-health notes and summary
+ * keys, so a scenario states only its load, its pass rule and its columns.
+ */
+import { randomBytes } from 'node:crypto';
+import { Pool } from 'undici';
+import { BenchTokens } from './auth.js';
+import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
+import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
+import { ConnectionSet } from './connections.js';
+import { backgroundBusy, cores, stackPids } from './cpu.js';
+import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
+import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
+import { numberParam } from './params.js';
+import { scrapeNodes, type Samples } from './prom.js';
+import { num } from './report.js';
+import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
+import {
+  expectedFrom,
+  verifyProducts,
+  waitForSagas,
+  type ExpectedProduct,
+  type ProductCheck,
+} from './verify.js';
+
+export interface ScenarioSpec extends Omit<Scenario, 'run'> {
+  run(run: Run): Promise<ScenarioResult>;
+}
+
+/** What `bench/cli.ts` loads: the spec's run gets a fresh `Run` per repetition. */
+export function defineScenario(spec: ScenarioSpec): Scenario {
+  return { ...spec, run: (options, io) => spec.run(new Run(options, io)) };
+}
+
+export interface SetUp {
+  /** The cluster to start (bench/cluster.ts). */
+  readonly cluster?: ClusterSettings;
+  /** Hold `--connections` connections (a ConnectionSet) with this timeout, ms. */
+  readonly connectionsTimeoutMs?: number;
+  /** The users to mint tokens for (default the bench users). */
+  readonly users?: readonly string[];
+  /** How long the machine's background load is sampled before the run, ms (default 2000; 0: not sampled). */
+  readonly backgroundMs?: number;
+}
+
+export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
+type Answers = Parameters<typeof expectedFrom>[0][number];
+
+/** Shard leases the nodes lost, by kind: `shard_ownership_changes_total{change="lost"}` deltas. */
+const LEASE_LOSSES = 'shard_ownership_changes_total{change="lost"}';
+
+/** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
+export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
+  if (metricsUrls.length === 0) return 0;
+  const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
+  return samples?.get(LEASE_LOSSES) ?? 0;
+}
+
+export class Run {
+  readonly tokens!: BenchTokens;
+  readonly cluster!: Cluster;
+  readonly connections!: ConnectionSet;
+  /** A small pool to the cluster for set-up calls (products, stats). */
+  readonly admin!: Pool;
+  readonly pids: Readonly<Record<string, number>> = {};
+  background: number | undefined;
+  opened = 0;
+  private leasesBefore: Samples | undefined;
+
+  constructor(
+    readonly options: BenchOptions,
+    readonly io: BenchIO,
+  ) {}
+
+  /** A unique tag for the run's product names and idempotency keys. */
+  tag(prefix: string): string {
+    return `${prefix}${this.options.runTag}${randomBytes(3).toString('hex')}`;
+  }
+
+  /** A --param number with its default and bounds (checked). */
+  param(key: string, fallback: number, min: number, max: number): number {
+    return numberParam(this.options, key, fallback, min, max);
+  }
+
+  /** Starts the cluster, the admin pool, mints the tokens, opens the connections; then the machine's baseline. */
+  async setUp(settings: SetUp): Promise<this> {
+    const self = this as { -readonly [K in keyof Run]: Run[K] };
+    const { options, io } = this;
+    if (settings.cluster !== undefined) {
+      self.cluster = await startCluster(options, io, settings.cluster);
+      self.admin = new Pool(this.cluster.url, { connections: 4 });
+      io.onCleanup(() => this.admin.close());
+    }
+    self.tokens = await BenchTokens.mint(options, io, settings.users);
+    if (settings.connectionsTimeoutMs !== undefined) {
+      const timeoutMs = settings.connectionsTimeoutMs;
+      self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
+      io.onCleanup(() => this.connections.close());
+      this.opened = await this.connections.open(
+        this.cluster.nginx === undefined ? '/health' : '/nginx-health',
+      );
+      io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
+    }
+    self.pids = stackPids();
+    const backgroundMs = settings.backgroundMs ?? 2_000;
+    this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
+    this.leasesBefore = await this.leaseSamples();
+    return this;
+  }
+
+  private leaseSamples(): Promise<Samples | undefined> {
+    const urls = this.cluster?.metricsUrls ?? [];
+    return urls.length === 0 ? Promise.resolve(undefined) : scrapeNodes(urls).catch(() => undefined);
+  }
+
+  /**
+   * After the load: a pause for in-flight writes, up to `sagaWaitMs` for open sagas, then every product's
+   * stock and orders checked in MySQL against the answers (bench/verify.ts).
+   */
+  async check(
+    products: readonly ProductSpec[],
+    answers: readonly Answers[],
+    { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
+  ): Promise<{ checks: ProductCheck[]; stillPending: number }> {
+    this.io.progress(
+      `bench: waiting ${settleMs} ms for in-flight writes and up to ${sagaWaitMs / 1000} s for open sagas, then checking MySQL`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    const ids = products.map((p) => p.productId);
+    const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
+    return { checks: await verifyProducts(expectedFrom(answers, products)), stillPending };
+  }
+
+  /** Stack servers restarted during the run and shard leases the nodes lost (their metric). */
+  async health(): Promise<{ restarted: string[]; shardLosses: number }> {
+    const now = stackPids();
+    const restarted = Object.entries(this.pids)
+      .filter(([n, pid]) => now[n] !== pid)
+      .map(([n]) => n);
+    const lost =
+      (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
+    return { restarted, shardLosses: Math.max(0, lost) };
+  }
+
+  /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
+  steppedRates(first: number, factor: number, n: number): number[] {
+    const rates = [first];
+    while (rates.length < n) rates.push(Math.round(rates[rates.length - 1]! * factor));
+    return rates;
+  }
+
+  /** One measured open-loop phase of `--duration` on the run's connections (bench/measure.ts). */
+  measure(label: string, rate: number, next: OpenLoopPhase['next'], pids = this.pids) {
+    const { connections, io } = this;
+    const phase = { connections, rate, durationS: this.options.durationS, label, io, next };
+    return measureOpenLoop(this.cluster.metricsUrls, pids, phase);
+  }
+
+  /** Unmeasured open-loop load on the run's connections (warm-ups): `next` gives each arrival's request. */
+  async warmUp(label: string, rate: number, durationS: number, next: OpenLoopPhase['next']): Promise<void> {
+    await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
+  }
+
+  /**
+   * The step-up loop: each path of `paths` once per rate of `rates` while its steps `keep` going, `pause` s
+   * between steps.
+   */
+  async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
+    readonly paths: readonly P[];
+    readonly rates: readonly number[];
+    readonly pause: number;
+    step(path: P, rate: number, startS: number): Promise<S>;
+    keep(step: S): boolean;
+  }): Promise<S[]> {
+    const steps: S[] = [];
+    const active = new Set(loop.paths);
+    let clock = 0;
+    for (const rate of loop.rates) {
+      for (const path of loop.paths) {
+        if (!active.has(path) || this.io.signal.aborted) continue;
+        const step = await loop.step(path, rate, clock);
+        steps.push(step);
+        clock += step.result.wallS + loop.pause;
+        if (!loop.keep(step)) active.delete(path);
+        if (active.size > 0 && loop.pause > 0)
+          await new Promise((resolve) => setTimeout(resolve, loop.pause * 1000));
+      }
+      if (active.size === 0) break;
+    }
+    return steps;
+  }
+}
+
+/** A purchase step of an open loop: its latency percentiles (ms), error share and SLO verdict. */
+export interface OpenStep {
+  readonly offered: number;
+  readonly result: OpenLoopResult;
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  readonly p999: number;
+  readonly max: number;
+  readonly errorShare: number;
+  readonly pass: boolean;
+  readonly startS: number;
+}
+
+/** The purchase SLO of the step-up scenarios (hot-sku, scale): p99 ≤ 100 ms and errors ≤ 1%. */
+export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
+
+/** A step's purchase figures and whether they met the SLO. */
+export function openStep(result: OpenLoopResult, offered: number, startS: number): OpenStep {
+  const h = result.ops.get('purchase')?.latency;
+  const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
+  const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
+  const p99 = pct(99);
+  const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
+  const max = h === undefined ? NaN : round(h.max / 1000, 1);
+  return { offered, result, p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max, errorShare, pass, startS };
+}
+
+/** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
+export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
+  const firstFail = steps.findIndex((s) => !ok(s));
+  const passing = firstFail === -1 ? steps : steps.slice(0, firstFail);
+  return {
+    best: passing[passing.length - 1],
+    capped: firstFail === -1 && steps.length > 0,
+    broke: firstFail === -1 ? undefined : steps[firstFail],
+  };
+}
+
+/** What a run's health notes and summary keys are made of. */
+export interface Health {
+  readonly steps: readonly { readonly result: OpenLoopResult; readonly otherCores: number | undefined }[];
+  readonly background: number | undefined;
+  readonly restarted: readonly string[];
+  readonly shardLosses: number;
+}
+
+/** Steps disturbed by other processes (or by a restarted stack server). */
+export const disturbedSteps = (h: Health) =>
+  h.steps.filter((s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES);
+
+const generatorCores = (h: Health) => Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
+
+/**
+ * The run health of a step-up run: notes (generator, its warnings, disturbed steps, background, lease losses)
+ * and the summary keys that say how far its figures can be trusted (bench/README.md).
+ */
+export function healthOf(h: Health, shared: string) {
+  const gen = generatorCores(h);
+  const disturbed = disturbedSteps(h);
+  const notes = [
+    `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
+    ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
+    ...(disturbed.length > 0
+      ? [
+          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : ''}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+        ]
+      : []),
+    ...backgroundNote(h.background, 'the load'),
+    ...(h.shardLosses > 0
+      ? [
+          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+        ]
+      : []),
+  ];
+  const summary = {
+    disturbed_steps: disturbed.length,
+    load_generator_cores: round(gen, 2),
+    load_generator_machine_share: round(gen / cores(), 2),
+    generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
+    background_busy: h.background === undefined ? null : round(h.background, 2),
+    stack_restarted: h.restarted.length > 0,
+    shard_losses: h.shardLosses,
+  };
+  return { notes, summary };
+}
+
+export const backgroundNote = (background: number | undefined, what: string): string[] =>
+  background !== undefined && background > 0.1
+    ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
+    : [];
+
+/** What a closed-loop run's health notes and summary keys are made of: its phases rather than steps. */
+export interface PhaseHealth {
+  /** Labels of the disturbed phases. */
+  readonly disturbed: readonly string[];
+  readonly phases: number;
+  readonly background: number | undefined;
+  readonly restarted: readonly string[];
+  readonly shardLosses: number;
+}
+
+export function phaseHealthNotes(h: PhaseHealth, disturbedMore = ''): string[] {
+  return [
+    ...(h.disturbed.length > 0
+      ? [
+          `WARNING: ${h.disturbed.length} of ${h.phases} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? ', or a stack process restarted' : ''}): ${h.disturbed.join(', ')}${disturbedMore === '' ? '' : `; ${disturbedMore}`}`,
+        ]
+      : []),
+    ...(h.background !== undefined && h.background > 0.1
+      ? [
+          `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
+        ]
+      : []),
+    ...(h.restarted.length > 0
+      ? [
+          `WARNING: stack process(es) ${h.restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
+        ]
+      : []),
+    ...(h.shardLosses > 0
+      ? [
+          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+        ]
+      : []),
+  ];
+}
+
+export const phaseHealthSummary = (h: PhaseHealth, generatorCores: number) => ({
+  disturbed_phases: h.disturbed.length,
+  load_generator_cores: round(generatorCores, 2),
+  background_busy: h.background === undefined ? null : round(h.background, 2),
+  stack_restarted: h.restarted.length > 0,
+  shard_losses: h.shardLosses,
+});
+
+/** One line per product check: stock against the orders, orders against the answers. */
+export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
+  return (
+    `check ${c.label} (product ${c.productId}): initial ${num(c.initialStock)} - stock ${num(c.stock)} = ${num(c.initialStock - c.stock)}, ` +
+    `SUM(quantity) of pending+confirmed orders ${num(c.sold)} ${c.stockMatches ? 'OK' : 'MISMATCH'}; ` +
+    `orders confirmed ${num(c.orders.CONFIRMED)} / cancelled ${num(c.orders.CANCELLED)} / pending ${num(c.orders.PENDING)} vs answers 201 ${num(c.confirmed)} / 402 ${num(c.declined)}` +
+    `${c.answered202 + c.ambiguous > 0 ? ` + ${num(c.answered202)} 202 and ${num(c.ambiguous)} 5xx/transport (${num(c.unsure.CONFIRMED)} confirmed, ${num(c.unsure.CANCELLED)} cancelled, ${num(c.unsure.PENDING)} pending among them)` : ''} ` +
+    `${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}${c.stillPending > 0 ? `; ${num(c.stillPending)} sagas still open after ${sagaWaitS} s` : ''}`
+  );
+}
+
+export const oversold = (checks: readonly ProductCheck[]): number =>
+  checks.reduce((s, c) => s + c.oversold, 0);
+
+type Cells<S> = Readonly<Record<string, (s: S) => string | number>>;
+
+/**
+ * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
+ * columns, then the cores of the service, the generator and the other processes.
+ */
+export function stepTable<S extends OpenStep & { serviceCores: number; otherCores: number | undefined }>(
+  first: string,
+  steps: readonly S[],
+  mid: Cells<S>,
+  own: Cells<S>,
+): ResultTable {
+  const cells = (columns: Cells<S>, s: S) => Object.values(columns).map((cell) => cell(s));
+  return {
+    columns: [
+      first,
+      'achieved/s',
+      'ok/s',
+      ...Object.keys(mid),
+      'p50 ms',
+      'p99 ms',
+      'p99.9 ms',
+      'max ms',
+    ].concat(['errors %', 'SLO', ...Object.keys(own), 'svc cores', 'gen cores', 'other cores']),
+    rows: steps.map((s) => [
+      s.result.label,
+      Math.round(s.result.achievedPerS),
+      Math.round(s.result.okPerS),
+      ...cells(mid, s),
+      s.p50,
+      s.p99,
+      s.p999,
+      s.max,
+      round(s.errorShare * 100, 2),
+      s.pass ? 'met' : 'BROKEN',
+      ...cells(own, s),
+      s.serviceCores.toFixed(2),
+      s.result.generatorCores.toFixed(2),
+      s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
+    ]),
+  };
+}
+
+/** Details of an open-loop purchase step. */
+export const stepDetails = (s: OpenStep) => ({
+  offered: s.offered,
+  achievedPerS: round(s.result.achievedPerS, 1),
+  okPerS: round(s.result.okPerS, 1),
+  p50: s.p50,
+  p99: s.p99,
+  p999: s.p999,
+  max: s.max,
+  errorShare: s.errorShare,
+  statuses: s.result.ops.get('purchase')?.statuses,
+  pass: s.pass,
+  schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
+  generatorCores: s.result.generatorCores,
+  timeline: s.result.timeline,
+});
+
+/** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
+export function timelinePoints(
+  steps: readonly { readonly result: OpenLoopResult; readonly startS: number }[],
+  series: (s: (typeof steps)[number]) => string,
+  kinds: readonly ('offered' | 'answered' | 'errors')[] = ['offered', 'answered', 'errors'],
+): RatePoint[] {
+  const value = { offered: 'offered', answered: 'completed', errors: 'errors' } as const;
+  return steps.flatMap((s) =>
+    s.result.timeline.flatMap((b) =>
+      kinds.map((k) => ({ t: round(s.startS + b.t, 1), series: `${series(s)}${k}`, perS: b[value[k]] })),
+    ),
+  );
+}
+
+/**
+ * The charts of a purchase step-up: p50/p99 against the offered rate, the latency at the `marked` steps
+ * (capacity, first failure) and offered vs answered per second, one series per group.
+ */
+export function stepCharts(
+  titles: readonly [curve: string, latency: string, throughput: string],
+  groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],
+  kinds?: readonly ('offered' | 'answered' | 'errors')[],
+): ChartSpec[] {
+  const curve = groups.flatMap((g) =>
+    g.steps.flatMap((s): CurvePoint[] => [
+      { series: g.label, offered: s.offered, ms: s.p50, percentile: 'p50' },
+      { series: g.label, offered: s.offered, ms: s.p99, percentile: 'p99' },
+    ]),
+  );
+  const latency = groups.flatMap((g) =>
+    g.steps
+      .filter((s) => g.marked.includes(s))
+      .map((s) => ({
+        op: `${g.label} @ ${num(s.offered)}/s`,
+        p50: s.p50,
+        p95: s.p95,
+        p99: s.p99,
+        p999: s.p999,
+        max: s.max,
+      })),
+  );
+  const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
+  return [
+    curveChart(titles[0], curve, SLO.p99Ms),
+    latencyChart(titles[1], latency),
+    throughputChart(titles[2], rates),
+  ];
+}
