@@ -10,7 +10,7 @@ import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
 import { healthRoutes } from './http/health.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
-import { OutboxRelay } from './events/outbox-relay.js';
+import { OutboxRelay, outboxOldestAgeSeconds } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
 import { statsRoutes } from './http/stats.js';
 import { productRoutes } from './http/products.js';
@@ -19,13 +19,12 @@ import { createHttpServer, type HttpServer } from './http/server.js';
 import type { Uws } from './http/uws.js';
 import type { Infrastructure } from './infrastructure.js';
 import type { Logger } from './logger.js';
-import { createMetrics, registerScrapeGauges, type Metrics } from './metrics.js';
+import { createMetrics, httpTimers, registerScrapeGauges, type Metrics } from './metrics.js';
 import { ConsistencyMonitor } from './observability/consistency-monitor.js';
 import { HotProducts } from './observability/hot-products.js';
 import { ScrapeFigure } from './observability/scrape-figure.js';
 import { ProjectionLag } from './projection/projection-lag.js';
 import { ReadinessChecks } from './readiness.js';
-import type { RowDataPacket } from './storage/mysql.js';
 import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
@@ -228,16 +227,7 @@ export function buildApp(deps: AppDeps): App {
   const outboxAge = new ScrapeFigure({
     name: 'outbox_oldest_age_seconds',
     logger: scrapeLog,
-    read: async () => {
-      // The unsent rows (the backlog: few) come from the (sent_at, id) index; then one row by its key.
-      // Only this service's topics: the relay publishes nothing else.
-      const [rows] = await infra.mysql.primary.query<RowDataPacket[]>(
-        `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) AS age_us FROM outbox
-          WHERE id = (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND topic IN (?))`,
-        [[...new Set(Object.values(config.kafka.topics))]],
-      );
-      return rows[0] === undefined ? 0 : Math.max(0, Number(rows[0]['age_us']) / 1e6);
-    },
+    read: () => outboxOldestAgeSeconds(infra.mysql.primary, config.kafka.topics),
   });
   const projectionLag =
     projection === undefined
@@ -292,19 +282,7 @@ export function buildApp(deps: AppDeps): App {
     onInsurance: () => metrics.rateLimitInsurance.inc(),
   });
   const trustedProxies = addressSet(config.rateLimit.trustedProxies);
-  // Each (method, route, status)'s histogram child, found without hashing its labels on every answer.
-  type HttpTimer = ReturnType<Metrics['httpDuration']['labels']>;
-  const httpTimers = new Map<string, Map<string, Map<number, HttpTimer>>>();
-  const httpTimer = (method: string, route: string, status: number): HttpTimer => {
-    let byRoute = httpTimers.get(method);
-    if (byRoute === undefined) httpTimers.set(method, (byRoute = new Map<string, Map<number, HttpTimer>>()));
-    let byStatus = byRoute.get(route);
-    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HttpTimer>()));
-    let timer = byStatus.get(status);
-    if (timer === undefined)
-      byStatus.set(status, (timer = metrics.httpDuration.labels({ method, route, status })));
-    return timer;
-  };
+  const httpTimer = httpTimers(metrics);
   const server = createHttpServer({
     uws: deps.uws,
     logger,

@@ -323,3 +323,23 @@ function registerHotProductGauges(registers: Registry[], hot: () => readonly Hot
     (p) => p.soldPerSecond,
   );
 }
+
+type HttpTimer = ReturnType<Metrics['httpDuration']['labels']>;
+
+/**
+ * The HTTP duration histogram's child of each (method, route, status), found without hashing its labels on
+ * every answer.
+ */
+export function httpTimers(metrics: Metrics): (method: string, route: string, status: number) => HttpTimer {
+  const timers = new Map<string, Map<string, Map<number, HttpTimer>>>();
+  return (method, route, status) => {
+    let byRoute = timers.get(method);
+    if (byRoute === undefined) timers.set(method, (byRoute = new Map<string, Map<number, HttpTimer>>()));
+    let byStatus = byRoute.get(route);
+    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HttpTimer>()));
+    let timer = byStatus.get(status);
+    if (timer === undefined)
+      byStatus.set(status, (timer = metrics.httpDuration.labels({ method, route, status })));
+    return timer;
+  };
+}

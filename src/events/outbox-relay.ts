@@ -375,3 +375,18 @@ export class OutboxRelay {
     });
   }
 }
+
+/** Age of the oldest unsent outbox row of `topics`, seconds (0 when none waits): the relay's lag. */
+export async function outboxOldestAgeSeconds(
+  primary: Pool,
+  topics: Readonly<Record<string, string>>,
+): Promise<number> {
+  // The unsent rows (the backlog: few) come from the (sent_at, id) index; then one row by its key.
+  // Only this service's topics: the relay publishes nothing else.
+  const [rows] = await primary.query<RowDataPacket[]>(
+    `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) AS age_us FROM outbox
+      WHERE id = (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND topic IN (?))`,
+    [[...new Set(Object.values(topics))]],
+  );
+  return rows[0] === undefined ? 0 : Math.max(0, Number(rows[0]['age_us']) / 1e6);
+}
