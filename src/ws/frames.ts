@@ -9,8 +9,16 @@ export function encodeFrame(format: WireFormat, frame: ServerFrame): string | Ui
   return format === 'json' ? JSON.stringify(frame) : encode(frame);
 }
 
+/** A `stock` frame of exactly the documented fields (a queued change carries more, e.g. `announced`). */
 export function stockFrame(state: StockState): ServerFrame {
-  return { type: 'stock', ...state };
+  const frame: ServerFrame = {
+    type: 'stock',
+    productId: state.productId,
+    stock: state.stock,
+    version: state.version,
+  };
+  if (state.at !== undefined) frame.at = state.at;
+  return frame;
 }
 
 export function errorFrame(err: AppError, extra: { productIds?: number[]; ref?: string | number } = {}) {
