@@ -21,8 +21,6 @@ export interface ProductRoutesDeps {
   limits: Pick<Config['purchase'], 'maxQuantity'>;
 }
 
-export { MAX_IDS_PER_READ } from '../api/schemas.js';
-
 const view = (p: Product) => ({
   id: p.id,
   name: p.name,
