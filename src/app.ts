@@ -8,7 +8,10 @@ import { SagaCoordinators } from '../actors/saga/saga-coordinators.js';
 import { Catalog } from './catalog/catalog.js';
 import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
+import { apiRoute } from './api/contract.js';
+import { metricsContract } from './api/routes.js';
 import { healthRoutes } from './http/health.js';
+import { withOpenApi } from './http/openapi.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
 import { OutboxRelay, outboxOldestAgeSeconds } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
@@ -295,7 +298,7 @@ export function buildApp(deps: AppDeps): App {
       internalAllowFrom: config.metricsAllowFrom,
     },
     onResponse: ({ method, route, status, seconds }) => httpTimer(method, route, status).observe(seconds),
-    routes: [
+    routes: withOpenApi([
       ...healthRoutes({
         nodeId: config.nodeId,
         readiness,
@@ -306,20 +309,15 @@ export function buildApp(deps: AppDeps): App {
       ...purchaseRoutes({ purchases, limits: config.purchase, rateLimits }),
       ...orderRoutes({ sagaStore }),
       ...statsRoutes({ pool: infra.mysql.replica }),
-      {
-        method: 'get',
-        pattern: '/metrics',
-        // For the scraper only: METRICS_ALLOW_FROM socket addresses, never through the balancer.
-        internal: true,
-        handler: async () => {
-          metrics.actors.set(actors.stats().actors);
-          return {
-            status: 200,
-            text: { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType },
-          };
-        },
-      },
-    ],
+      // For the scraper only (internal): METRICS_ALLOW_FROM socket addresses, never through the balancer.
+      apiRoute(metricsContract, async () => {
+        metrics.actors.set(actors.stats().actors);
+        return {
+          status: 200,
+          text: { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType },
+        };
+      }),
+    ]),
   });
   subscriptions = createStockSubscriptions({
     app: server.app,

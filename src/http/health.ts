@@ -1,5 +1,7 @@
 import { AppError } from '../errors.js';
 import type { ReadinessChecks } from '../readiness.js';
+import { apiRoute } from '../api/contract.js';
+import { healthContract, readyContract } from '../api/routes.js';
 import { json } from './reply.js';
 import type { Route } from './server.js';
 
@@ -15,37 +17,30 @@ export interface HealthDeps {
 /** `GET /health`: the process answers (liveness). `GET /ready`: every dependency answers (readiness). */
 export function healthRoutes(deps: HealthDeps): Route[] {
   return [
-    {
-      method: 'get',
-      pattern: '/health',
-      handler: () =>
-        json(200, {
-          status: 'ok',
+    apiRoute(healthContract, () =>
+      json(200, {
+        status: 'ok',
+        node: deps.nodeId,
+        uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
+        ...deps.details?.(),
+      }),
+    ),
+    apiRoute(readyContract, async () => {
+      const readiness = await deps.readiness.check();
+      if (readiness.ready)
+        return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
+      const error = new AppError('DEPENDENCY_UNAVAILABLE', `not ready: ${readiness.down.join(', ')} down`);
+      return json(
+        503,
+        {
+          ...error.toBody(),
+          status: 'not_ready',
           node: deps.nodeId,
-          uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-          ...deps.details?.(),
-        }),
-    },
-    {
-      method: 'get',
-      pattern: '/ready',
-      handler: async () => {
-        const readiness = await deps.readiness.check();
-        if (readiness.ready)
-          return json(200, { status: 'ready', node: deps.nodeId, dependencies: readiness.dependencies });
-        const error = new AppError('DEPENDENCY_UNAVAILABLE', `not ready: ${readiness.down.join(', ')} down`);
-        return json(
-          503,
-          {
-            ...error.toBody(),
-            status: 'not_ready',
-            node: deps.nodeId,
-            down: readiness.down,
-            dependencies: readiness.dependencies,
-          },
-          { 'Retry-After': '1' },
-        );
-      },
-    },
+          down: readiness.down,
+          dependencies: readiness.dependencies,
+        },
+        { 'Retry-After': '1' },
+      );
+    }),
   ];
 }

@@ -3,10 +3,10 @@ import type { RateLimits } from '../auth/rate-limits.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Purchases } from '../purchase/purchases.js';
-import { parseJsonObject } from './body.js';
+import { apiRoute } from '../api/contract.js';
+import { purchaseContract } from '../api/routes.js';
 import { errorReply, json, withHeaders, type Reply } from './reply.js';
 import type { Route } from './server.js';
-import { integerField, onlyFields, tokenHeader } from './validate.js';
 
 export interface PurchaseRoutesDeps {
   purchases: Purchases;
@@ -59,28 +59,20 @@ function orderReply(
  */
 export function purchaseRoutes(deps: PurchaseRoutesDeps): Route[] {
   return [
-    {
-      method: 'post',
-      pattern: '/purchases',
-      roles: ['customer'],
-      handler: async (ctx) => {
-        const { userId } = ctx.identity!;
-        const idempotencyKey = tokenHeader(ctx.headers, 'Idempotency-Key', 128, 'IDEMPOTENCY_KEY_REQUIRED');
-        const body = parseJsonObject(ctx.body);
-        onlyFields(body, ['productId', 'quantity']);
-        const productId = integerField(body, 'productId', 1, Number.MAX_SAFE_INTEGER);
-        const quantity = integerField(body, 'quantity', 1, deps.limits.maxQuantity);
-        const limitHeaders = (await deps.rateLimits?.admitPurchase(userId)) ?? {};
-        const outcome = await deps.purchases.purchase({
-          productId,
-          quantity,
-          userId,
-          idempotencyKey,
-          requestId: ctx.requestId,
-        });
-        return withHeaders(limitHeaders, purchaseReply(outcome));
-      },
-    },
+    apiRoute(purchaseContract(deps.limits.maxQuantity), async (ctx, { headers, body }) => {
+      const { userId } = ctx.identity!;
+      const idempotencyKey = headers['Idempotency-Key'];
+      const { productId, quantity } = body;
+      const limitHeaders = (await deps.rateLimits?.admitPurchase(userId)) ?? {};
+      const outcome = await deps.purchases.purchase({
+        productId,
+        quantity,
+        userId,
+        idempotencyKey,
+        requestId: ctx.requestId,
+      });
+      return withHeaders(limitHeaders, purchaseReply(outcome));
+    }),
   ];
 }
 

@@ -324,7 +324,12 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       return new Promise((resolve, reject) => {
         app.listen(host, port, (socket) => {
           if (!socket) {
-            reject(new Error(`could not listen on ${host}:${port} (port in use or not permitted); set PORT`));
+            reject(
+              new AppError(
+                'STARTUP_FAILED',
+                `could not listen on ${host}:${port} (port in use or not permitted); set PORT`,
+              ),
+            );
             return;
           }
           listenSocket = socket;

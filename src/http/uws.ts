@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as UWS from 'uWebSockets.js';
+import { AppError } from '../errors.js';
 
 /**
  * Loads the native uWebSockets.js binary directly. The package's own entry point silently falls back
@@ -8,8 +9,12 @@ import type * as UWS from 'uWebSockets.js';
  */
 export type Uws = typeof UWS;
 
-export class NativeUwsUnavailableError extends Error {
-  override readonly name = 'NativeUwsUnavailableError';
+/** uWebSockets.js's native binary cannot be loaded here: the service refuses to start (STARTUP_FAILED). */
+export class NativeUwsUnavailableError extends AppError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('STARTUP_FAILED', message, options);
+    this.name = 'NativeUwsUnavailableError';
+  }
 }
 
 export function loadNativeUws(options: { fallbackRequested: boolean }): Uws {

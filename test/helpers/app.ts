@@ -13,7 +13,7 @@ import {
   type PaymentProviderOptions,
 } from '../../src/payment-provider/server.js';
 import { createKafka } from '../../src/storage/kafka.js';
-import { silentLogger, uws } from './http.js';
+import { checkAnswer, silentLogger, uws } from './http.js';
 import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
 let migrated: Promise<unknown> | undefined;
@@ -129,6 +129,8 @@ export async function startApp(
     } catch {
       // not JSON: keep the text
     }
+    const contentType = res.headers['content-type'] as string | undefined;
+    checkAnswer(t, { method, path, status: res.statusCode, contentType, body: parsed });
     return { status: res.statusCode, headers: res.headers, body: parsed };
   };
   const running: RunningApp = {

@@ -5,6 +5,7 @@ import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
 import { ownEvents, totals, uniq } from './app.js';
 import { throwawayDatabase } from './database.js';
+import { checkAnswer } from './http.js';
 import { startNode, type AppNode } from './node-process.js';
 import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
@@ -57,7 +58,10 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
     const text = await res.body.text();
-    return { status: res.statusCode, body: text ? JSON.parse(text) : undefined };
+    const parsed = text ? JSON.parse(text) : undefined;
+    const contentType = res.headers['content-type'] as string | undefined;
+    checkAnswer(t, { method, path, status: res.statusCode, contentType, body: parsed ?? '' });
+    return { status: res.statusCode, body: parsed };
   };
   /** Waits until the live nodes hold all shards between them. */
   const balanced = async (live: string[], timeoutMs = 15_000) => {

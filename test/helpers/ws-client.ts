@@ -1,6 +1,19 @@
 import { decode, encode } from '@msgpack/msgpack';
 import type { Test } from 'tap';
+import type { TSchema } from 'typebox';
+import { Compile } from 'typebox/compile';
 import WebSocket from 'ws';
+import { publishedDocument } from './http.js';
+
+/** The server frames' schema of the published document: every frame a subscriber receives must match it. */
+const serverFrame = Compile(publishedDocument.components.schemas['WsServerFrame'] as TSchema);
+
+/** Why `frame` is not a documented server frame; undefined if it is. */
+export function frameMismatch(frame: unknown): string | undefined {
+  if (serverFrame.Check(frame)) return undefined;
+  const errors = serverFrame.Errors(frame).slice(0, 3);
+  return `${errors.map((e) => `${e.instancePath || '/'} ${e.message}`).join('; ')}: ${JSON.stringify(frame)}`;
+}
 
 export interface StockSeen {
   productId: number;
@@ -50,6 +63,8 @@ export async function connectSubscriber(
   );
   ws.on('message', (data: Buffer, isBinary: boolean) => {
     const frame = isBinary ? decode(data) : JSON.parse(data.toString());
+    const why = frameMismatch(frame);
+    if (why !== undefined) t.fail(`contract: not a documented server frame: ${why}`);
     frames.push(frame);
     if (frame.type === 'stock') {
       const known = latest.get(frame.productId);
