@@ -2,8 +2,10 @@ import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config, type MysqlEndpoint } from './config.js';
 import { loadNativeUws } from './http/uws.js';
 import { openInfrastructure } from './infrastructure.js';
-import { createLogger } from './logger.js';
+import { isConnectionError } from './errors.js';
+import { createLogger, type Logger } from './logger.js';
 import { migrate } from './storage/migrate.js';
+import { sleep } from './timeouts.js';
 
 /** MYSQL_MIGRATION_URL, moved to the current primary when it names one of the configured servers. */
 function migrationEndpoint(config: Config, primary: MysqlEndpoint): MysqlEndpoint {
@@ -13,6 +15,31 @@ function migrationEndpoint(config: Config, primary: MysqlEndpoint): MysqlEndpoin
   return names(config.mysql.primary) || names(config.mysql.replica)
     ? { ...migration, host: primary.host, port: primary.port }
     : migration;
+}
+
+/** How long a starting node waits for a MariaDB primary that refuses connections (a failover), ms. */
+const STARTUP_PRIMARY_WAIT_MS = 60_000;
+const STARTUP_RETRY_MS = 1_000;
+
+/**
+ * Runs `step` (discover the primary, migrate) again while the primary refuses connections: a node started
+ * during a MariaDB failover comes up once a primary answers instead of exiting. Other errors, and a primary
+ * still unreachable after STARTUP_PRIMARY_WAIT_MS, are fatal.
+ */
+async function untilPrimaryAnswers<T>(logger: Logger, step: () => Promise<T>): Promise<T> {
+  const giveUpAt = Date.now() + STARTUP_PRIMARY_WAIT_MS;
+  for (;;) {
+    try {
+      return await step();
+    } catch (err) {
+      if (!isConnectionError(err) || Date.now() >= giveUpAt) throw err;
+      logger.warn(
+        { err: (err as Error).message },
+        'MariaDB primary unreachable at start (a failover?); retrying',
+      );
+      await sleep(STARTUP_RETRY_MS);
+    }
+  }
 }
 
 /** Composition root: config → logger → clients → migrations → HTTP; SIGTERM/SIGINT drain and close. */
@@ -33,8 +60,10 @@ async function main(): Promise<void> {
   const infra = openInfrastructure(config, logger);
   // As the schema owner (MYSQL_MIGRATION_URL): the app's own user may not change the schema. On whichever
   // server is the primary now, when the migration URL names one of the two (after a failover: the other).
-  await infra.mysql.discover();
-  const migrations = await migrate(migrationEndpoint(config, infra.mysql.primaryEndpoint));
+  const migrations = await untilPrimaryAnswers(logger, async () => {
+    await infra.mysql.discover();
+    return migrate(migrationEndpoint(config, infra.mysql.primaryEndpoint));
+  });
   logger.info(
     {
       applied: migrations.applied.map((m) => `${m.version}_${m.name}`),
