@@ -3,6 +3,7 @@
 import { AppError, InvariantError } from './domain/errors.js';
 
 export {
+  API_ERROR_CODES,
   AppError,
   ERROR_CODES,
   InvariantError,

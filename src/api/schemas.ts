@@ -1,5 +1,5 @@
 import Type, { type TSchema } from 'typebox';
-import { ERROR_CODES, type ErrorCode } from '../errors.js';
+import { API_ERROR_CODES, type ErrorCode } from '../errors.js';
 
 /**
  * The JSON Schemas of what crosses the HTTP API, with TypeBox: request fields (validated by compiled
@@ -79,7 +79,7 @@ const Timestamp = Type.String({ description: 'ISO-8601 time (UTC)' });
 const Count = Type.Integer({ minimum: 0 });
 
 /** The error object of every error answer (README "API"). */
-export const ErrorObject = (codes: readonly ErrorCode[] = Object.keys(ERROR_CODES) as ErrorCode[]) =>
+export const ErrorObject = (codes: readonly ErrorCode[] = API_ERROR_CODES) =>
   Type.Object(
     {
       code: Type.Enum([...codes]),

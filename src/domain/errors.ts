@@ -13,6 +13,8 @@ export interface ErrorSpec {
   readonly retryAfterSeconds?: number;
   /** The request field an error of this code is about unless it says otherwise. */
   readonly field?: string;
+  /** False: never in an answer of this service's API (a payment call's failure, the provider's own answers). */
+  readonly api?: false;
 }
 
 export const ERROR_CODES = {
@@ -42,9 +44,9 @@ export const ERROR_CODES = {
   /** Anything unforeseen, and a broken internal invariant (InvariantError): the message is not shown. */
   INTERNAL: { status: 500, retryable: false },
   /** An event (a Kafka message, an outbox row) that cannot be decoded as one of the service's events. */
-  MALFORMED_EVENT: { status: 500, retryable: false },
+  MALFORMED_EVENT: { status: 500, retryable: false, api: false },
   /** A program cannot start: a port in use, a misnamed migration, missing TLS files, bad settings. */
-  STARTUP_FAILED: { status: 500, retryable: false },
+  STARTUP_FAILED: { status: 500, retryable: false, api: false },
   OVERLOADED: { status: 503, retryable: true, retryAfterSeconds: 1 },
   OWNERSHIP_LOST: { status: 503, retryable: true, retryAfterSeconds: 1 },
   PEER_UNAVAILABLE: { status: 503, retryable: true },
@@ -58,23 +60,28 @@ export const ERROR_CODES = {
   // The payment client's failures (src/payment): a saga's payment step sees them and retries the
   // retryable ones with the same key; a client never does.
   /** 5xx, connection refused or reset, or an unreadable answer: nothing is known to be recorded. */
-  PAYMENT_UNAVAILABLE: { status: 502, retryable: true },
+  PAYMENT_UNAVAILABLE: { status: 502, retryable: true, api: false },
   /** No answer within the per-call timeout: the charge may have been recorded; retry with the same key. */
-  PAYMENT_TIMEOUT: { status: 504, retryable: true },
+  PAYMENT_TIMEOUT: { status: 504, retryable: true, api: false },
   /** The circuit is open after repeated failures: no request was sent. */
-  PAYMENT_CIRCUIT_OPEN: { status: 503, retryable: true },
+  PAYMENT_CIRCUIT_OPEN: { status: 503, retryable: true, api: false },
   /** The provider refused the request (4xx, e.g. a key reused with another amount): retrying cannot help. */
-  PAYMENT_REJECTED: { status: 502, retryable: false },
+  PAYMENT_REJECTED: { status: 502, retryable: false, api: false },
   // The payment provider's own answers (src/payment-provider; the client maps them onto the codes above).
   /** A lookup of a key the provider has no payment for. */
-  PAYMENT_NOT_FOUND: { status: 404, retryable: false },
+  PAYMENT_NOT_FOUND: { status: 404, retryable: false, api: false },
   /** A charge of a known key with another amount. */
-  PAYMENT_KEY_REUSED: { status: 409, retryable: false, field: 'key' },
+  PAYMENT_KEY_REUSED: { status: 409, retryable: false, field: 'key', api: false },
   /** The provider is down (simulated outage): nothing was recorded. */
-  PROVIDER_UNAVAILABLE: { status: 503, retryable: true },
+  PROVIDER_UNAVAILABLE: { status: 503, retryable: true, api: false },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** The codes an answer of this service's API (HTTP, WebSocket) may carry: the OpenAPI document lists these. */
+export const API_ERROR_CODES: readonly ErrorCode[] = (Object.keys(ERROR_CODES) as ErrorCode[]).filter(
+  (code) => (ERROR_CODES[code] as ErrorSpec).api !== false,
+);
 
 export interface AppErrorOptions {
   /** The request field the error is about, e.g. `quantity` or `body.productId`. */
