@@ -8,9 +8,7 @@ import { SagaCoordinators } from '../actors/saga/saga-coordinators.js';
 import { Catalog } from './catalog/catalog.js';
 import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
-import { apiRoute } from './api/contract.js';
-import { metricsContract } from './api/routes.js';
-import { healthRoutes } from './http/health.js';
+import { healthRoutes, metricsRoute } from './http/health.js';
 import { withOpenApi } from './http/openapi.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
 import { OutboxRelay, outboxOldestAgeSeconds } from './events/outbox-relay.js';
@@ -309,14 +307,7 @@ export function buildApp(deps: AppDeps): App {
       ...purchaseRoutes({ purchases, limits: config.purchase, rateLimits }),
       ...orderRoutes({ sagaStore }),
       ...statsRoutes({ pool: infra.mysql.replica }),
-      // For the scraper only (internal): METRICS_ALLOW_FROM socket addresses, never through the balancer.
-      apiRoute(metricsContract, async () => {
-        metrics.actors.set(actors.stats().actors);
-        return {
-          status: 200,
-          text: { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType },
-        };
-      }),
+      metricsRoute(metrics.registry, () => metrics.actors.set(actors.stats().actors)),
     ]),
   });
   subscriptions = createStockSubscriptions({

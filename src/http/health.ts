@@ -1,7 +1,7 @@
 import { AppError } from '../errors.js';
 import type { ReadinessChecks } from '../readiness.js';
 import { apiRoute } from '../api/contract.js';
-import { healthContract, readyContract } from '../api/routes.js';
+import { healthContract, metricsContract, readyContract } from '../api/routes.js';
 import { json } from './reply.js';
 import type { Route } from './server.js';
 
@@ -43,4 +43,18 @@ export function healthRoutes(deps: HealthDeps): Route[] {
       );
     }),
   ];
+}
+
+/**
+ * `GET /metrics` for the scraper only (internal: METRICS_ALLOW_FROM socket addresses, never through the
+ * balancer). `beforeScrape` sets the gauges read at scrape time.
+ */
+export function metricsRoute(
+  registry: { metrics(): Promise<string>; contentType: string },
+  beforeScrape: () => void,
+): Route {
+  return apiRoute(metricsContract, async () => {
+    beforeScrape();
+    return { status: 200, text: { body: await registry.metrics(), contentType: registry.contentType } };
+  });
 }
