@@ -5,20 +5,14 @@ import nact from 'nact';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { ProductActors } from '../../actors/product/product-actors.js';
-import type { BatchResult, BatchWrite, ProductStore, StockCache } from '../../src/domain/index.js';
+import type { ProductStore, StockCache } from '../../src/domain/index.js';
+import { MemoryProductStore } from '../helpers/fake-ports.js';
 
-/** One product, committed in memory at versions 1, 2, ... unless `conflict` says another writer won. */
-class MemoryStore implements ProductStore {
-  version = 0;
-  conflict = false;
-  async load(id: number) {
-    return { id, name: 'p', priceCents: 100, stock: 1_000, version: this.version };
-  }
-  async commitBatch(batch: BatchWrite): Promise<BatchResult> {
-    if (this.conflict || batch.expectedVersion !== this.version) return { kind: 'version_conflict' };
-    this.version += 1;
-    return { kind: 'committed', version: this.version, committedAt: new Date().toISOString() };
-  }
+/** One product with stock to spare, in the memory store of test/helpers/fake-ports.ts. */
+function oneProduct(): MemoryProductStore {
+  const store = new MemoryProductStore();
+  store.add({ id: 1, name: 'p', priceCents: 100, stock: 1_000 });
+  return store;
 }
 
 function actors(
@@ -61,7 +55,7 @@ t.test('a failing write-through is skipped for 250 ms after it fails, then tried
       return failing ? new Promise(() => undefined) : Promise.resolve(); // a cut: never answered
     },
   };
-  const { buy } = actors(t, new MemoryStore(), cache);
+  const { buy } = actors(t, oneProduct(), cache);
   t.match(await buy(), { kind: 'created' }, 'answered once the write-through timed out');
   t.equal(writes, 1);
   for (let i = 0; i < 5; i += 1) t.match(await buy(), { kind: 'created' });
@@ -75,7 +69,7 @@ t.test('a failing write-through is skipped for 250 ms after it fails, then tried
 });
 
 t.test('a commit lost to the row version is reported, and answered OWNERSHIP_LOST', async (t) => {
-  const store = new MemoryStore();
+  const store = oneProduct();
   const reported: number[] = [];
   const { buy } = actors(
     t,
@@ -84,7 +78,7 @@ t.test('a commit lost to the row version is reported, and answered OWNERSHIP_LOS
     { onWrittenElsewhere: (id) => reported.push(id) },
   );
   t.match(await buy(), { kind: 'created' });
-  store.conflict = true;
+  store.writeElsewhere(1);
   t.match(await buy(), { kind: 'refused', reason: 'OWNERSHIP_LOST' });
   t.same(reported, [1], 'the product written elsewhere is reported once');
 });

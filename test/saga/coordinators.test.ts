@@ -10,6 +10,7 @@ import { SagaCoordinators } from '../../actors/saga/saga-coordinators.js';
 import { SagaRecovery } from '../../actors/saga/recovery.js';
 import type { PurchaseOutcome, SagaEnd, SagaOrder } from '../../src/domain/index.js';
 import {
+  FakePaymentError,
   FakePayments,
   MemoryProductStore,
   MemoryStockCache,
@@ -68,7 +69,7 @@ t.test('drain stops new sagas and leaves running ones off, to be resumed', async
   const { sagas, ends } = coordinators(t, payments);
   let release!: () => void;
   payments.gate = new Promise((resolve) => (release = resolve));
-  payments.failures = [Object.assign(new Error('provider down'), { retryable: true })];
+  payments.failures = [new FakePaymentError('provider down', true)];
   sagas.start(sagaOrder('b'));
   await new Promise((r) => setTimeout(r, 10));
   t.equal(await sagas.drain(30), false, 'the saga in its payment step outlives a short drain');
