@@ -1,5 +1,5 @@
 // The router between two routers in memory (pure unit tests; forwarding between real nodes:
-// test/cluster/request-ids.test.ts, test/faults/ownership.test.ts): a forwarded purchase brings its saga's
+// test/cluster/request-ids.test.ts, test/cluster/ownership.test.ts): a forwarded purchase brings its saga's
 // outcome back in the same round trip.
 import t from 'tap';
 import type { PurchaseOutcome, PurchaseRequest, PurchaseRouter, SagaWait } from '../../src/domain/index.js';

@@ -1,5 +1,6 @@
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
+import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { loadConfig } from '../../src/config.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createMysqlPools } from '../../src/storage/mysql.js';
@@ -130,4 +131,26 @@ export async function settled(c: Cluster, productId: number, initial: number) {
     db = await totals(c.mysql.primary, productId);
   }
   return { db, exact: db.pending === 0 && db.stock + db.sold === initial };
+}
+
+/** node-a and node-b as real processes, once they hold every shard between them. */
+export async function balancedPair(t: Test) {
+  const c = await cluster(t, ['node-a', 'node-b']);
+  await c.balanced(['node-a', 'node-b']);
+  return { c, a: c.nodes.get('node-a')!, b: c.nodes.get('node-b')! };
+}
+
+/** A product whose shard `owner` should own among `nodes`. */
+export async function productOwnedBy(
+  c: Cluster,
+  via: AppNode,
+  owner: string,
+  nodes: string[],
+  stock: number,
+): Promise<number> {
+  for (;;) {
+    const id = (await c.call(via, 'POST', '/products', { name: 'p', priceCents: 100, stock })).body
+      .id as number;
+    if (desiredOwner(shardOf(id, SHARDS), nodes) === owner) return id;
+  }
 }

@@ -69,7 +69,11 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
       () => undefined, // the connection died with the node: not acknowledged
     ),
   );
-  await new Promise((r) => setTimeout(r, 600)); // reservations committed, payments in flight
+  // Kill once the first purchase is acknowledged with its order: reservations are committed and payments
+  // (400 ms each) are in flight. Waiting for that, not a fixed time, holds on a busy machine too.
+  const ackedBy = Date.now() + 15_000;
+  while (!acknowledged.some((a) => a.orderId !== undefined) && Date.now() < ackedBy)
+    await new Promise((r) => setTimeout(r, 10));
   await first.kill9();
   await Promise.all(inFlight);
   const before = await totals(mysql.primary, productId);

@@ -1,5 +1,5 @@
 // Two (or three) app nodes as real processes sharing the stack, each cluster under a key prefix of its
-// own. Heavy: runs serially with the other fault tests.
+// own. They stop none of the stack's servers (only their own processes), so they run beside other files.
 import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { totals, uniq } from '../helpers/app.js';
