@@ -8,6 +8,7 @@ import {
 } from 'prom-client';
 import { PURCHASE_STAGES } from './domain/index.js';
 import type { PurchaseStage, StageObserver } from './domain/index.js';
+import { hotHistogram, type HotHistogram } from './hot-metrics.js';
 import { LoopDelayMonitor } from './loop-delay.js';
 import type { HotProduct } from './observability/hot-products.js';
 import type { Dependency, Readiness } from './readiness.js';
@@ -42,16 +43,12 @@ export function createMetrics() {
     buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
-  // Every stage is listed from the start (at 0), and its child looked up once: an observation is a map
-  // lookup and a bucket search.
-  for (const stage of PURCHASE_STAGES) purchaseStageDuration.zero({ stage });
-  const stageChildren = new Map(
-    PURCHASE_STAGES.map((stage) => [stage, purchaseStageDuration.labels({ stage })] as const),
-  );
-  const purchaseStage: StageObserver = (stage: PurchaseStage, seconds: number, count = 1) => {
-    const child = stageChildren.get(stage)!;
-    for (let i = 0; i < count; i += 1) child.observe(seconds);
-  };
+  // Every stage is listed from the start (at 0), and its hot child made once: an observation of a batch's
+  // purchases is a map lookup and one bucket search.
+  const stageChild = hotHistogram(purchaseStageDuration);
+  const stageChildren = new Map(PURCHASE_STAGES.map((stage) => [stage, stageChild({ stage })] as const));
+  const purchaseStage: StageObserver = (stage: PurchaseStage, seconds: number, count = 1) =>
+    stageChildren.get(stage)!.observe(seconds, count);
   return {
     registry,
     loopDelay,
@@ -324,13 +321,15 @@ function registerHotProductGauges(registers: Registry[], hot: () => readonly Hot
   );
 }
 
-type HttpTimer = ReturnType<Metrics['httpDuration']['labels']>;
-
 /**
- * The HTTP duration histogram's child of each (method, route, status), found without hashing its labels on
- * every answer.
+ * The HTTP duration histogram's hot child of each (method, route, status), found without hashing its labels
+ * on every answer.
  */
-export function httpTimers(metrics: Metrics): (method: string, route: string, status: number) => HttpTimer {
+export function httpTimers(
+  metrics: Metrics,
+): (method: string, route: string, status: number) => HotHistogram {
+  type HttpTimer = HotHistogram;
+  const child = hotHistogram(metrics.httpDuration);
   const timers = new Map<string, Map<string, Map<number, HttpTimer>>>();
   return (method, route, status) => {
     let byRoute = timers.get(method);
@@ -338,8 +337,7 @@ export function httpTimers(metrics: Metrics): (method: string, route: string, st
     let byStatus = byRoute.get(route);
     if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HttpTimer>()));
     let timer = byStatus.get(status);
-    if (timer === undefined)
-      byStatus.set(status, (timer = metrics.httpDuration.labels({ method, route, status })));
+    if (timer === undefined) byStatus.set(status, (timer = child({ method, route, status })));
     return timer;
   };
 }

@@ -1,6 +1,7 @@
 import type { Catalog, Product, ReadTier } from '../catalog/catalog.js';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
+import { hotCounter } from '../hot-metrics.js';
 import type { Metrics } from '../metrics.js';
 import type { Purchases } from '../purchase/purchases.js';
 import { apiRoute } from '../api/contract.js';
@@ -46,9 +47,10 @@ const TIER_HEADERS: Readonly<Record<ReadTier, Readonly<Record<string, string>>>>
  * which), admin create and restock.
  */
 export function productRoutes(deps: ProductRoutesDeps): Route[] {
-  // One counter child per tier, looked up once: a read from memory counts with one increment.
+  // One hot counter child per tier, made once: a read from memory counts with one addition.
+  const child = deps.metrics && hotCounter(deps.metrics.cacheReads);
   const counted = (tier: ReadTier) =>
-    deps.metrics?.cacheReads.labels({ result: tier === 'memory' || tier === 'redis' ? 'hit' : 'miss', tier });
+    child?.({ result: tier === 'memory' || tier === 'redis' ? 'hit' : 'miss', tier });
   const reads = {
     memory: counted('memory'),
     redis: counted('redis'),
