@@ -1,5 +1,11 @@
 import { createRequire } from 'node:module';
 
+interface InflightRequest {
+  sentAt: number;
+  requestTimeout: number;
+  timeoutRequest(): void;
+}
+
 interface RequestQueueInternals {
   pending: unknown[];
   throttledUntil: number;
@@ -7,15 +13,56 @@ interface RequestQueueInternals {
   scheduleCheckPendingRequests: (this: RequestQueueInternals) => void;
   enforceRequestTimeout: boolean;
   requestTimeout: number;
-  requestTimeoutIntervalId: NodeJS.Timeout | undefined;
-  inflight: Map<number, { sentAt: number; requestTimeout: number; timeoutRequest(): void }>;
-  isConnected: () => boolean;
+  inflight: Map<number, InflightRequest>;
   destroy: (this: RequestQueueInternals) => void;
   scheduleRequestTimeoutCheck: (this: RequestQueueInternals) => void;
 }
 
-/** How often a connection looks for requests past their timeout, ms (KafkaJS: every 100 ms). */
-export const REQUEST_TIMEOUT_CHECK_MS = 1_000;
+interface RequestTiming {
+  /** Between a connection's connect (scheduleRequestTimeoutCheck) and its destroy. */
+  enabled: boolean;
+  readonly timers: Map<number, NodeJS.Timeout>;
+  /** Times `request` out in `ms` unless it leaves the inflight map before. */
+  arm(id: number, request: InflightRequest, ms: number): void;
+}
+
+/** Per queue (keyed by its inflight map): the timers of the requests in flight. */
+const timings = new WeakMap<RequestQueueInternals['inflight'], RequestTiming>();
+
+/**
+ * Gives every request that enters `queue.inflight` a timer of its own `requestTimeout`, which times it out
+ * unless it left the map before (answered, failed, or every request rejected on a disconnect).
+ */
+function timeEachRequest(queue: RequestQueueInternals): RequestTiming {
+  const inflight = queue.inflight;
+  const known = timings.get(inflight);
+  if (known !== undefined) return known;
+  const timing: RequestTiming = {
+    enabled: false,
+    timers: new Map(),
+    arm(id, request, ms) {
+      clearTimeout(timing.timers.get(id));
+      const timer = setTimeout(() => {
+        timing.timers.delete(id);
+        if (inflight.get(id) === request) request.timeoutRequest();
+      }, ms);
+      timing.timers.set(id, timer);
+    },
+  };
+  timings.set(inflight, timing);
+  const set = inflight.set.bind(inflight);
+  const remove = inflight.delete.bind(inflight);
+  inflight.set = (id, request) => {
+    if (timing.enabled) timing.arm(id, request, request.requestTimeout);
+    return set(id, request);
+  };
+  inflight.delete = (id) => {
+    clearTimeout(timing.timers.get(id));
+    timing.timers.delete(id);
+    return remove(id);
+  };
+  return timing;
+}
 
 const patched = Symbol.for('flash-sale.kafkajs-idle-loop-patched');
 
@@ -35,8 +82,8 @@ const TIMEOUT_CHECK = /setInterval\([\s\S]*Math\.min\(this\.requestTimeout, 100\
  * later schedules its own check (`push`), and a finished request checks the queue (`fulfillRequest`).
  *
  * Returns true when the patch is in place (also when it was already applied), false when the installed
- * KafkaJS no longer has the buggy method (then nothing is changed). The request-timeout check is made
- * coarser too (below), when it is still KafkaJS 2.2's.
+ * KafkaJS no longer has the buggy method (then nothing is changed). The request-timeout check becomes a
+ * timer per request in flight (below), when it is still KafkaJS 2.2's.
  */
 export function patchKafkaJsIdleLoop(): boolean {
   const require = createRequire(import.meta.url);
@@ -52,22 +99,35 @@ export function patchKafkaJsIdleLoop(): boolean {
     original.call(this);
   };
   // Every connection of KafkaJS 2.2.4 also looks for timed-out requests every 100 ms, forever (an idle
-  // node has 3 connections: 30 wake-ups a second). Once a second is enough for timeouts of seconds
-  // (createKafka: requestTimeout 5 s; fetches add their max wait): a timed-out request fails ≤ 1 s later.
+  // node has 6 connections: 60 wake-ups a second). Instead each request in flight gets a timer of its own
+  // timeout, cleared when it is answered: a request that is answered in time (nearly all; a consumer's
+  // fetch within its max wait) never wakes the process, and an idle connection has no timer at all.
   const check = proto.scheduleRequestTimeoutCheck;
+  const destroy = proto.destroy;
   if (typeof check === 'function' && TIMEOUT_CHECK.test(check.toString())) {
     proto.scheduleRequestTimeoutCheck = function scheduleRequestTimeoutCheck(this: RequestQueueInternals) {
       if (!this.enforceRequestTimeout) return;
       this.destroy();
-      this.requestTimeoutIntervalId = setInterval(
-        () => {
-          this.inflight.forEach((request) => {
-            if (Date.now() - request.sentAt > request.requestTimeout) request.timeoutRequest();
-          });
-          if (!this.isConnected()) this.destroy();
-        },
-        Math.min(this.requestTimeout, REQUEST_TIMEOUT_CHECK_MS),
-      );
+      const timing = timeEachRequest(this);
+      timing.enabled = true;
+      // Requests already in flight (none on a fresh connection) keep what is left of their timeout.
+      const now = Date.now();
+      for (const [id, request] of this.inflight)
+        timing.arm(
+          id,
+          request,
+          Number.isFinite(request.sentAt)
+            ? Math.max(0, request.sentAt + request.requestTimeout - now)
+            : request.requestTimeout,
+        );
+    };
+    proto.destroy = function (this: RequestQueueInternals) {
+      destroy.call(this);
+      const timing = timings.get(this.inflight);
+      if (timing === undefined) return;
+      timing.enabled = false;
+      for (const timer of timing.timers.values()) clearTimeout(timer);
+      timing.timers.clear();
     };
   }
   proto[patched] = true;

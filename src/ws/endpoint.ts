@@ -183,29 +183,36 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
 
   // A dropped subscriber gets this long to read down to its close frame before the connection is cut.
   const closeGraceMs = Math.max(limits.slowConsumerMs, wsDefaults.slowCloseGraceMs);
-  const sweep = setInterval(
-    () => {
-      const now = Date.now();
+  // The sweep runs only while a subscriber is connected: an idle node has no timer for it.
+  let sweep: NodeJS.Timeout | undefined;
+  const sweepEveryMs = Math.min(1_000, Math.max(25, Math.floor(limits.slowConsumerMs / 4)));
+  const sweeping = (on: boolean): void => {
+    if (on && sweep === undefined) sweep = setInterval(sweepOnce, sweepEveryMs).unref();
+    if (!on && sweep !== undefined) {
+      clearInterval(sweep);
+      sweep = undefined;
       lagging = 0;
-      for (const ws of sockets) {
-        const data = ws.getUserData();
-        if (data.droppingSince !== undefined) {
-          // It has not read down to the close frame: cut it (what it holds is bounded and freed).
-          if (now - data.droppingSince >= closeGraceMs) ws.close();
-          continue;
-        }
-        // Behind = it went over the limit (uWS skipped it) and has not read everything since.
-        const buffered = ws.getBufferedAmount();
-        if (buffered === 0) data.overSince = undefined;
-        else if (buffered >= limits.maxBackpressureBytes) data.overSince ??= now;
-        if (data.overSince === undefined) continue;
-        lagging += 1;
-        if (now - data.overSince >= limits.slowConsumerMs) dropSlow(ws, now);
+    }
+  };
+  const sweepOnce = (): void => {
+    const now = Date.now();
+    lagging = 0;
+    for (const ws of sockets) {
+      const data = ws.getUserData();
+      if (data.droppingSince !== undefined) {
+        // It has not read down to the close frame: cut it (what it holds is bounded and freed).
+        if (now - data.droppingSince >= closeGraceMs) ws.close();
+        continue;
       }
-    },
-    Math.min(1_000, Math.max(25, Math.floor(limits.slowConsumerMs / 4))),
-  );
-  sweep.unref();
+      // Behind = it went over the limit (uWS skipped it) and has not read everything since.
+      const buffered = ws.getBufferedAmount();
+      if (buffered === 0) data.overSince = undefined;
+      else if (buffered >= limits.maxBackpressureBytes) data.overSince ??= now;
+      if (data.overSince === undefined) continue;
+      lagging += 1;
+      if (now - data.overSince >= limits.slowConsumerMs) dropSlow(ws, now);
+    }
+  };
 
   app.ws<Subscriber>(wsDefaults.path, {
     maxPayloadLength: Math.max(wsDefaults.hardFrameLimitBytes, 4 * limits.maxFrameBytes),
@@ -260,6 +267,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
     },
     open: (ws) => {
       sockets.add(ws);
+      sweeping(true);
     },
     message: (ws, message) => {
       const data = ws.getUserData();
@@ -306,6 +314,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
       subscriptions -= data.count;
       data.count = 0;
       sockets.delete(ws);
+      if (sockets.size === 0) sweeping(false);
     },
   });
 
@@ -313,7 +322,7 @@ export function attachStockEndpoint(options: StockEndpointOptions): StockEndpoin
     stats: () => ({ connections: sockets.size, subscriptions, lagging, ...counts }),
     close() {
       closing = true;
-      clearInterval(sweep);
+      sweeping(false);
       for (const ws of [...sockets]) ws.end(WS_CLOSE.goingAway, 'node shutting down');
     },
   };
