@@ -1,4 +1,11 @@
-import type { ErrorCode } from '../errors.js';
+import type { Static } from 'typebox';
+import type {
+  PingFrame,
+  ServerFrame as ServerFrameSchema,
+  StockFrame,
+  SubscribeFrame,
+  UnsubscribeFrame,
+} from '../api/ws.js';
 
 /** Wire formats a subscriber can pick with `Sec-WebSocket-Protocol`; JSON when it names none. */
 export type WireFormat = 'json' | 'msgpack';
@@ -19,33 +26,19 @@ export const WS_CLOSE = {
   tooManyBadFrames: 4002,
 } as const;
 
-/** A product's committed stock and the row version it was committed at (versions only grow). */
-export interface StockState {
-  productId: number;
-  stock: number;
-  version: number;
-  /** When the owner published the change (epoch ms, fractional); absent in snapshots read from the cache. */
-  at?: number;
-}
+/**
+ * A product's committed stock and the row version it was committed at (versions only grow); `at`, when the
+ * owner published the change (epoch ms, fractional), is absent in snapshots read from the cache. The shape
+ * of a `stock` frame without its `type` (src/api/ws.ts).
+ */
+export type StockState = Omit<Static<typeof StockFrame>, 'type'>;
 
-/** What a client may send. */
+/** What a client may send, once checked (src/ws/frames.ts): a ping's ignored `ids` are not kept. */
 export type ClientRequest =
-  | { op: 'subscribe'; ids: number[]; ref?: string | number }
-  | { op: 'unsubscribe'; ids: number[]; ref?: string | number }
-  | { op: 'ping'; ref?: string | number };
+  Static<typeof SubscribeFrame> | Static<typeof UnsubscribeFrame> | Omit<Static<typeof PingFrame>, 'ids'>;
 
 /** What the server sends. `stock` frames are both snapshots and live changes: keep the highest version. */
-export type ServerFrame =
-  | ({ type: 'stock' } & StockState)
-  | { type: 'subscribed'; ids: number[]; ref?: string | number }
-  | { type: 'unsubscribed'; ids: number[]; ref?: string | number }
-  | { type: 'pong'; ref?: string | number }
-  | {
-      type: 'error';
-      error: { code: ErrorCode; message: string; field?: string; retryable: boolean };
-      productIds?: number[];
-      ref?: string | number;
-    };
+export type ServerFrame = Static<typeof ServerFrameSchema>;
 
 export interface StockSubscriptionLimits {
   /** Products one connection may subscribe to. Default 100. */
