@@ -8,7 +8,7 @@ import { decode } from '@msgpack/msgpack';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Dispatcher } from 'undici';
 import type { BenchTokens } from './auth.js';
-import { connectMysql, connectStoreRedis, storeConfig } from './stores.js';
+import { connectStoreRedis, storeConfig, withMysql } from './stores.js';
 
 const config = storeConfig();
 
@@ -21,9 +21,8 @@ export interface OrderTotals {
 }
 
 /** Stock and order totals of one product on the replica. */
-export async function replicaTotals(productId: number): Promise<OrderTotals | undefined> {
-  const conn = await connectMysql('replica');
-  try {
+export function replicaTotals(productId: number): Promise<OrderTotals | undefined> {
+  return withMysql(async (conn) => {
     const [products] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
       productId,
     ]);
@@ -40,9 +39,7 @@ export async function replicaTotals(productId: number): Promise<OrderTotals | un
       cancelledOrders: Number(by('CANCELLED')?.['n'] ?? 0),
       pendingOrders: Number(by('PENDING')?.['n'] ?? 0),
     };
-  } finally {
-    await conn.end();
-  }
+  }, 'replica');
 }
 
 /** The cached stock entry (`<prefix>stock:<id>` = `version:stock`), or undefined when absent (expired). */

@@ -11,7 +11,8 @@ import { randomUUID } from 'node:crypto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { BatchWrite, NewOrder, Settlement } from '../src/domain/index.js';
 import { batchStatements } from '../src/storage/batch-writer.js';
-import { connectPrimary } from './verify.js';
+import { median } from './report.js';
+import { connectMysql } from './stores.js';
 
 const SHAPES = [
   'full',
@@ -39,15 +40,12 @@ function keep(shape: Shape, sql: string): boolean {
   return true;
 }
 
-const median = (values: readonly number[]): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
-
 async function main(): Promise<void> {
   const perBatch = Number(process.argv[2] ?? 47);
   const rounds = Number(process.argv[3] ?? 30);
   if (!(Number.isInteger(perBatch) && perBatch > 0 && Number.isInteger(rounds) && rounds > 1))
     throw new Error('usage: npx tsx bench/batch-probe.ts [orders per batch] [batches per shape]');
-  const conn = await connectPrimary({ multipleStatements: true });
+  const conn = await connectMysql('primary', { multipleStatements: true });
   try {
     const [created] = await conn.query<ResultSetHeader>(
       "INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES ('batch probe', 1999, ?, 'actor')",

@@ -3,12 +3,11 @@
  * would take longer than the run), and the Zipf popularity the mix draws reads and purchases from.
  */
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { connectPrimary } from './verify.js';
+import { withMysql } from './stores.js';
 
 /** Inserts `count` products named `<prefix> <i>` and returns their ids in insertion order (rank 1 first). */
-export async function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
-  const conn = await connectPrimary();
-  try {
+export function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
+  return withMysql(async (conn) => {
     for (let i = 0; i < count; i += 1000) {
       const rows = Array.from({ length: Math.min(1000, count - i) }, (_, k) => [
         `${prefix} ${i + k + 1}`,
@@ -26,9 +25,7 @@ export async function insertCatalog(prefix: string, count: number, stock: number
       [`${prefix.replace(/[%_\\]/g, '\\$&')} %`],
     );
     return rows.map((r) => Number(r['id']));
-  } finally {
-    await conn.end();
-  }
+  });
 }
 
 /** Zipf(s = 1) ranks over a prefix of the catalog: rank i has weight 1/i. */

@@ -13,7 +13,6 @@ import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
-import { numberParam } from './params.js';
 import { scrapeNodes, type Samples } from './prom.js';
 import { num } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
@@ -35,13 +34,12 @@ export function defineScenario(spec: ScenarioSpec): Scenario {
 }
 
 export interface SetUp {
-  /** The cluster to start (bench/cluster.ts). */
   readonly cluster?: ClusterSettings;
   /** Hold `--connections` connections (a ConnectionSet) with this timeout, ms. */
   readonly connectionsTimeoutMs?: number;
   /** The users to mint tokens for (default the bench users). */
   readonly users?: readonly string[];
-  /** How long the machine's background load is sampled before the run, ms (default 2000; 0: not sampled). */
+  /** The machine's background sampled for this long before the run, ms (default 2000; 0: not sampled). */
   readonly backgroundMs?: number;
 }
 
@@ -81,7 +79,12 @@ export class Run {
 
   /** A --param number with its default and bounds (checked). */
   param(key: string, fallback: number, min: number, max: number): number {
-    return numberParam(this.options, key, fallback, min, max);
+    const raw = this.options.params[key];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
+      throw new Error(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
+    return n;
   }
 
   /** Starts the cluster, the admin pool, mints the tokens, opens the connections; then the machine's baseline. */
@@ -279,6 +282,12 @@ export function healthOf(h: Health, shared: string) {
   };
   return { notes, summary };
 }
+
+/** The generator's CPU and warnings of a one-phase open loop. */
+export const generatorNotes = (r: OpenLoopResult): string[] => [
+  `load generator ${r.generatorCores.toFixed(2)} cores (${Math.round((r.generatorCores / cores()) * 100)}% of ${cores()}).`,
+  ...r.warnings.map((w) => `WARNING: ${w}`),
+];
 
 export const backgroundNote = (background: number | undefined, what: string): string[] =>
   background !== undefined && background > 0.1

@@ -11,7 +11,7 @@ import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import type { Config } from '../../src/config.js';
 import type { Admin, Kafka } from '../../src/storage/kafka.js';
 import type { BenchTokens } from '../auth.js';
-import { connectMysql, connectStoreRedis } from '../stores.js';
+import { connectMysql, connectStoreRedis, withMysql } from '../stores.js';
 import type { StockTruth } from './subscribers.js';
 
 export interface Mismatch {
@@ -19,18 +19,9 @@ export interface Mismatch {
   readonly detail: string;
 }
 
-async function withPrimary<T>(work: (conn: Connection) => Promise<T>): Promise<T> {
-  const conn = await connectMysql('primary');
-  try {
-    return await work(conn);
-  } finally {
-    await conn.end().catch(() => undefined);
-  }
-}
-
 /** Each product's stock and version on the primary. */
 export function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
-  return withPrimary(async (conn) => {
+  return withMysql(async (conn) => {
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT id, stock, version FROM products WHERE id IN (?)',
       [productIds],
@@ -160,7 +151,7 @@ export async function checkProjection(
   const http = new Pool(url, { connections: 4 });
   try {
     return await settle(async () => {
-      const want = await withPrimary(async (conn) => {
+      const want = await withMysql(async (conn) => {
         const [rows] = await conn.query<RowDataPacket[]>(
           `SELECT product_id,
                   SUM(status = 'CONFIRMED') AS confirmedOrders,
@@ -205,7 +196,7 @@ export async function checkProjection(
 
 /** Waits until the outbox holds no unsent row of `topics`; the rows still unsent. */
 export async function waitOutboxDrained(topics: readonly string[], timeoutMs = 60_000): Promise<number> {
-  return withPrimary(async (conn) => {
+  return withMysql(async (conn) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const [rows] = await conn.query<RowDataPacket[]>(
@@ -269,7 +260,7 @@ export async function compareEvents(
 ): Promise<{ mismatches: Mismatch[]; events: number; duplicates: number }> {
   const unique = new Map<string, EventEnvelope>();
   for (const e of events) if (!unique.has(e.eventId)) unique.set(e.eventId, e);
-  const { orders, truth } = await withPrimary(async (conn) => {
+  const { orders, truth } = await withMysql(async (conn) => {
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT product_id, id, status FROM orders WHERE product_id IN (?)',
       [productIds],

@@ -16,11 +16,9 @@ import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
-import { connectStoreRedis } from '../stores.js';
-import type { Redis } from '../../src/storage/redis.js';
+import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
 import { defineScenario, oversold, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary } from '../verify.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
@@ -51,24 +49,7 @@ const MYSQL_COUNTERS = [
   'Innodb_row_lock_time',
 ] as const;
 
-async function mysqlCounters(): Promise<Record<string, number>> {
-  const conn = await connectPrimary();
-  try {
-    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
-      MYSQL_COUNTERS,
-    ]);
-    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
-  } finally {
-    await conn.end();
-  }
-}
-
-async function redisCommands(redis: Redis): Promise<Record<string, number>> {
-  const text = await redis.info('commandstats');
-  const calls: Record<string, number> = {};
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
-  return calls;
-}
+const mysqlCounters = () => serverStatus(MYSQL_COUNTERS);
 
 interface Phase {
   readonly path: Strategy;
@@ -139,7 +120,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idleStart = {
     at: performance.now(),
     mysql: await mysqlCounters(),
-    redis: await redisCommands(redis),
+    redis: await redisCommandCalls(redis),
     cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
   };
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
@@ -148,7 +129,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idle = {
     s: (performance.now() - idleStart.at) / 1000,
     mysql: diff(idleStart.mysql, await mysqlCounters()),
-    redis: diff(idleStart.redis, await redisCommands(redis)),
+    redis: diff(idleStart.redis, await redisCommandCalls(redis)),
     nodeCores: idleCpu.processCores['node'],
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
@@ -159,12 +140,12 @@ async function run(run: Run): Promise<ScenarioResult> {
     const before = {
       created: ledger.tally(products[path].id).created,
       mysql: await mysqlCounters(),
-      redis: await redisCommands(redis),
+      redis: await redisCommandCalls(redis),
     };
     const start = monotonicUs();
     const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
     const mysql = diff(before.mysql, await mysqlCounters());
-    const redisCalls = diff(before.redis, await redisCommands(redis));
+    const redisCalls = diff(before.redis, await redisCommandCalls(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;
     phases.push({ path, measured, mysql, redisCalls, confirmed, monotonicUs: { start, end: monotonicUs() } });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -210,14 +191,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { checks } = await run.check(
     allProducts,
     [ledger, ...saturatedPhases.map((p) => p.measured.result)],
-    {
-      settleMs: 0,
-    },
+    { settleMs: 0 },
   );
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
-  const conn = await connectPrimary();
-  try {
+  await withMysql(async (conn) => {
     for (const path of PATHS) {
       const deadline = Date.now() + 30_000;
       for (;;) {
@@ -231,9 +209,7 @@ async function run(run: Run): Promise<ScenarioResult> {
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
-  } finally {
-    await conn.end();
-  }
+  });
   const ok =
     checks.every((c) => c.ok) &&
     ledger.replayed === 0 &&

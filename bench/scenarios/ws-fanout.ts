@@ -14,7 +14,7 @@ import { createProduct } from '../api.js';
 import { latencySummary, round } from '../measure.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary } from '../verify.js';
+import { withMysql } from '../stores.js';
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -155,11 +155,9 @@ async function run(run: Run): Promise<ScenarioResult> {
   await Promise.all(inFlight);
 
   // Every subscriber must end on its product's stock in MySQL.
-  const db = await connectPrimary();
-  const [rows] = await db.query<RowDataPacket[]>('SELECT id, stock FROM products WHERE id IN (?)', [
-    products,
-  ]);
-  await db.end();
+  const [rows] = await withMysql((db) =>
+    db.query<RowDataPacket[]>('SELECT id, stock FROM products WHERE id IN (?)', [products]),
+  );
   const finalStock = new Map(rows.map((r) => [Number(r['id']), Number(r['stock'])]));
   const until = Date.now() + 10_000;
   let behind = subs.filter((s) => s.stock !== finalStock.get(s.productId));
