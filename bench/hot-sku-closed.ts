@@ -5,7 +5,6 @@
  */
 import type { Dispatcher } from 'undici';
 import { closedLoopPool, createProduct, type Strategy } from './api.js';
-import type { BenchTokens } from './auth.js';
 import { cores, otherCores } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -21,7 +20,7 @@ import {
 import { delta } from './prom.js';
 import { num } from './report.js';
 import { checkNote, oversold, phaseHealthNotes, phaseHealthSummary, type Run } from './scenario.js';
-import type { BenchIO, ScenarioResult } from './types.js';
+import type { ScenarioResult } from './types.js';
 
 /** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
 const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
@@ -30,11 +29,13 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
-/** One of the things a closed-loop run compares: a product bought through a client, and where its metrics are. */
+/** One of the things a closed-loop run compares: products bought through a client, and where its metrics are. */
 export interface ClosedLoopPath<P extends string = string> {
   readonly path: P;
   readonly http: Dispatcher;
   readonly productId: number;
+  /** Several products, each request to one of them at random (default `[productId]`). */
+  readonly productIds?: readonly number[];
   readonly initialStock: number;
   /** The node(s) whose `/metrics` a measured phase reads, each directly. */
   readonly metricsFrom: string | readonly string[];
@@ -45,29 +46,32 @@ export interface Measured<P extends string = string> extends MeasuredPhase<Phase
 }
 
 /**
- * The closed-loop run of hot-sku: a 1 s unmeasured warm-up of each path, then one measured phase per entry
- * of `order`, each `phaseS` long at `connections` purchases in flight (bench/load.ts), /metrics and CPU
- * around it (bench/measure.ts). Returns every phase (warm-ups too, for the checks) and the measured ones.
+ * A 1 s unmeasured warm-up of each path, then one measured phase per entry of `order`, `phaseS` long (default
+ * half of --duration) at --connections purchases in flight, /metrics and CPU around it. Returns every phase
+ * (warm-ups too, for the checks) and the measured ones.
  */
-export async function runAlternatingPhases<P extends string>(run: {
-  readonly paths: readonly ClosedLoopPath<P>[];
-  readonly order: readonly P[];
-  readonly phaseS: number;
-  readonly connections: number;
-  readonly tag: string;
-  readonly tokens: BenchTokens;
-  readonly pids: Readonly<Record<string, number>>;
-  readonly io: BenchIO;
-  /** Phases run so far per path, for the labels (`on #2`), when one run is split over several calls. */
-  readonly numbering?: Map<P, number>;
-}): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
-  const { io } = run;
-  const byPath = new Map(run.paths.map((p) => [p.path, p]));
+export async function runAlternatingPhases<P extends string>(
+  run: Run,
+  o: {
+    readonly paths: readonly ClosedLoopPath<P>[];
+    readonly order: readonly P[];
+    readonly tag: string;
+    readonly phaseS?: number;
+    /** Phases run so far per path, for the labels (`on #2`), when one run is split over several calls. */
+    readonly numbering?: Map<P, number>;
+    readonly label?: (path: P, n: number) => string;
+    /** Called before each measured phase; what it returns, after it. */
+    readonly onPhase?: (path: P) => () => void;
+  },
+): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
+  const { io, options } = run;
+  const { connections } = options;
+  const byPath = new Map(o.paths.map((p) => [p.path, p]));
   const phaseOf = (p: ClosedLoopPath<P>, label: string, durationS: number, keyPrefix: string) =>
     runPurchasePhase({
       http: p.http,
-      productIds: [p.productId],
-      connections: run.connections,
+      productIds: p.productIds ?? [p.productId],
+      connections,
       durationS,
       label,
       keyPrefix,
@@ -75,21 +79,24 @@ export async function runAlternatingPhases<P extends string>(run: {
       io,
     });
   const all: PhaseResult[] = [];
-  for (const p of run.paths)
-    all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${run.tag}-w-${p.path}`));
+  for (const p of o.paths) all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${o.tag}-w-${p.path}`));
   const measured: Measured<P>[] = [];
-  const seen = run.numbering ?? new Map<P, number>();
-  for (const [i, path] of run.order.entries()) {
+  const seen = o.numbering ?? new Map<P, number>();
+  const label = o.label ?? ((path, n) => `${path} #${n} closed-loop c=${connections}`);
+  for (const [i, path] of o.order.entries()) {
     if (io.signal.aborted) throw new Error('interrupted');
     const p = byPath.get(path)!;
     const n = (seen.get(path) ?? 0) + 1;
     seen.set(path, n);
+    const done = o.onPhase?.(path);
+    const phaseS = o.phaseS ?? options.durationS / 2;
     const phase = await measurePhase(
       p.metricsFrom,
       run.pids,
-      () => phaseOf(p, `${path} #${n} closed-loop c=${run.connections}`, run.phaseS, `${run.tag}-${i}`),
+      () => phaseOf(p, label(path, n), phaseS, `${o.tag}-${i}`),
       io.progress,
     );
+    done?.();
     measured.push({ path, ...phase });
     all.push(phase.result);
   }
@@ -239,12 +246,7 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
   io.progress(`bench: machine busy before the load (service idle): ${pct(run.background)}`);
   const paths: ClosedLoopPath<Strategy>[] = [];
   for (const path of PATHS) {
-    const product = await createProduct(pool, run.tokens, {
-      name: `bench ${tag} ${path}`,
-      priceCents: 1999,
-      stock: INITIAL_STOCK[path],
-      strategy: path,
-    });
+    const product = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
     paths.push({
       path,
       http: pool,
@@ -254,18 +256,7 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
     });
   }
   const phaseS = options.durationS / 2;
-  const { connections } = options;
-  const { tokens, pids } = run;
-  const { all, measured } = await runAlternatingPhases({
-    paths,
-    order: ORDER,
-    phaseS,
-    connections,
-    tag,
-    tokens,
-    pids,
-    io,
-  });
+  const { all, measured } = await runAlternatingPhases(run, { paths, order: ORDER, tag });
   const { checks } = await run.check(
     paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
     all,

@@ -38,7 +38,7 @@ import {
   type Run,
 } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
-import { connectStoreRedis } from '../stores.js';
+import { connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
 
@@ -83,37 +83,29 @@ interface RedisCost extends Cost {
   readonly redisCommands: number;
 }
 
-/** Runs `fn` `n / 10` times unmeasured (JIT), then `n` times between two process.cpuUsage() readings. */
-function timeSync(n: number, fn: (i: number) => unknown): Cost {
-  for (let i = 0; i < Math.ceil(n / 10); i += 1) fn(i);
+/**
+ * Runs `fn` `n / 10` times unmeasured (JIT), then `n` times between two process.cpuUsage() readings; `sync`:
+ * in one synchronous loop, else each call awaited.
+ */
+async function time(n: number, fn: (i: number) => unknown, sync = false): Promise<Cost> {
+  const loop = async (count: number) => {
+    if (sync) for (let i = 0; i < count; i += 1) fn(i);
+    else for (let i = 0; i < count; i += 1) await fn(i);
+  };
+  await loop(Math.ceil(n / 10));
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < n; i += 1) fn(i);
+  await loop(n);
   const wallUs = (performance.now() - t0) * 1000;
   const cpu = process.cpuUsage(cpu0);
   return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
 }
 
-async function timeAsync(n: number, fn: (i: number) => Promise<unknown>): Promise<Cost> {
-  for (let i = 0; i < Math.ceil(n / 10); i += 1) await fn(i);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i += 1) await fn(i);
-  const wallUs = (performance.now() - t0) * 1000;
-  const cpu = process.cpuUsage(cpu0);
-  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
-}
-
-/** Commands the Redis server ran (INFO commandstats; INFO itself left out) and its EVALSHAs among them. */
+/** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
 async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
-  const text = await redis.info('commandstats');
-  let commands = 0;
-  let evalsha = 0;
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (m[1] !== 'info') commands += Number(m[2]);
-    if (m[1] === 'evalsha') evalsha += Number(m[2]);
-  }
-  return { commands, evalsha };
+  const calls = await redisCommandCalls(redis);
+  const commands = Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
+  return { commands, evalsha: calls['evalsha'] ?? 0 };
 }
 
 /** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */
@@ -185,7 +177,7 @@ async function microCosts(
 
   // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
   const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
-  const fullVerify = await timeAsync(count(ITERATIONS.fullVerify), (i) =>
+  const fullVerify = await time(count(ITERATIONS.fullVerify), (i) =>
     Promise.resolve(uncached.authenticate(bearers[i % bearers.length])),
   );
   io.progress(
@@ -196,11 +188,15 @@ async function microCosts(
   const cached = new TokenVerifier({ auth });
   for (const bearer of bearers) await cached.authenticate(bearer);
   let sink = 0;
-  const cachedVerify = timeSync(count(ITERATIONS.cachedVerify), (i) => {
-    const identity = cached.authenticate(bearers[i % bearers.length]);
-    if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
-    sink += identity.userId.length;
-  });
+  const cachedVerify = await time(
+    count(ITERATIONS.cachedVerify),
+    (i) => {
+      const identity = cached.authenticate(bearers[i % bearers.length]);
+      if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
+      sink += identity.userId.length;
+    },
+    true,
+  );
   io.progress(
     `bench: (b) cached token verify: ${cachedVerify.cpuUs.toFixed(3)} µs CPU (${num(cachedVerify.n)} calls)`,
   );
@@ -218,7 +214,7 @@ async function microCosts(
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = timeSync(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'));
+  const ipLimit = await time(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'), true);
   io.progress(`bench: (c) per-IP limit check: ${ipLimit.cpuUs.toFixed(3)} µs CPU (${num(ipLimit.n)} calls)`);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
@@ -253,7 +249,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
   const scale = run.param('micro-scale', 1, 0.001, 100);
   const config = loadConfig({ ...process.env, ...options.serviceEnv });
-  const { tokens, pids, background } = await run.setUp({});
+  const { tokens, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(options, io, config, tokens, scale);
 
@@ -283,21 +279,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   ): Promise<ClosedLoopPath<Mode>> => {
     const http = closedLoopPool(node.url, options.connections, io);
     const known = paths.find((p) => p.path === mode)?.productId;
-    const productId =
-      known ??
-      (
-        await createProduct(http, tokens, {
-          name: `bench ${tag} ${mode}`,
-          priceCents: 1999,
-          stock: STOCK,
-          strategy: 'actor',
-        })
-      ).id;
+    const productId = known ?? (await createProduct(http, tokens, `bench ${tag} ${mode}`, STOCK)).id;
     const p = { path: mode, http, productId, initialStock: STOCK, metricsFrom };
     if (known === undefined) paths.push(p);
     return p;
   };
-  const phases = { phaseS: options.durationS / 2, connections: options.connections, tokens, pids, io };
   const services: NodeProcess[] = [];
   const paths: ClosedLoopPath<Mode>[] = [];
   const all: PhaseResult[] = [];
@@ -316,13 +302,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       // Its leases and the projection's consumer group settle before the warm-up.
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       const tagged = `${tag}-${measured.length}`;
-      const phase = await runAlternatingPhases({
-        ...phases,
-        paths: [p],
-        order: [mode],
-        tag: tagged,
-        numbering,
-      });
+      const phase = await runAlternatingPhases(run, { paths: [p], order: [mode], tag: tagged, numbering });
       all.push(...phase.all);
       measured.push(...phase.measured);
       // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
@@ -343,7 +323,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
     const nodes = [byMode.on.url, byMode.off.url];
     for (const mode of ['on', 'off'] as const) await path(mode, byMode[mode], nodes);
-    const both = await runAlternatingPhases({ ...phases, paths, order: ORDER, tag });
+    const both = await runAlternatingPhases(run, { paths, order: ORDER, tag });
     all.push(...both.all);
     measured.push(...both.measured);
     shardLosses = await leasesLost(nodes);

@@ -87,21 +87,17 @@ async function run(run: Run): Promise<ScenarioResult> {
   const tag = run.tag('cost');
   const products = {} as Record<Strategy, CreatedProduct>;
   for (const path of PATHS)
-    products[path] = await createProduct(admin, tokens, {
-      name: `bench ${tag} ${path}`,
-      priceCents: 1999,
-      stock: STOCK,
-      strategy: path,
-    });
+    products[path] = await createProduct(admin, tokens, `bench ${tag} ${path}`, STOCK, path);
   const saturated = {} as Record<Strategy, CreatedProduct>;
   if (inFlight > 0)
     for (const path of PATHS)
-      saturated[path] = await createProduct(admin, tokens, {
-        name: `bench ${tag} ${path} saturated`,
-        priceCents: 1999,
-        stock: SATURATION_STOCK,
-        strategy: path,
-      });
+      saturated[path] = await createProduct(
+        admin,
+        tokens,
+        `bench ${tag} ${path} saturated`,
+        SATURATION_STOCK,
+        path,
+      );
   const ledger = new PurchaseLedger(
     tokens,
     PATHS.map((p) => products[p].id),

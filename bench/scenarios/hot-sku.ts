@@ -53,12 +53,13 @@ export default defineScenario({
     const tag = run.tag('hs');
     const products = {} as Record<Strategy, CreatedProduct>;
     for (const path of PATHS)
-      products[path] = await createProduct(run.admin, run.tokens, {
-        name: `bench ${tag} ${path}`,
-        priceCents: 1999,
-        stock: INITIAL_STOCK[path],
-        strategy: path,
-      });
+      products[path] = await createProduct(
+        run.admin,
+        run.tokens,
+        `bench ${tag} ${path}`,
+        INITIAL_STOCK[path],
+        path,
+      );
     const ledger = new PurchaseLedger(
       run.tokens,
       PATHS.map((p) => products[p].id),

@@ -7,13 +7,12 @@
  * product answers 200 `X-Cache: HIT…` before the load; the run needs >= 99% hits).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { createProducts } from '../api.js';
-import { freePort, supervise, waitListening } from '../cluster.js';
+import { freePort } from '../../scripts/node-launcher.js';
+import { startProcess } from '../cluster.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round } from '../measure.js';
 import { scrape, type Samples } from '../prom.js';
@@ -141,25 +140,17 @@ async function startHello(
   headers: Record<string, string>,
 ): Promise<{ url: string; pid: number }> {
   const port = await freePort();
-  await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', HELLO, String(port), body, JSON.stringify(headers)],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  const exited = supervise(child, createWriteStream(logFile), io);
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitListening(url, '/', 15_000, exited);
-  } catch (err) {
-    const log = await readFile(logFile, 'utf8').catch(() => '');
-    throw new Error(`the uWS hello server did not start: ${(err as Error).message}\n${log.slice(-2000)}`, {
-      cause: err,
-    });
-  }
-  io.progress(`bench: uWS hello on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`);
-  return { url, pid: child.pid! };
+  const args = ['--import', 'tsx', HELLO, String(port), body, JSON.stringify(headers)];
+  const { url, pid } = await startProcess(io, process.execPath, args, { cwd: ROOT }, logFile, {
+    url: `http://127.0.0.1:${port}`,
+    probe: '/',
+    timeoutMs: 15_000,
+  }).catch((err: unknown) => {
+    throw new Error(`the uWS hello server did not start: ${(err as Error).message}`, { cause: err });
+  });
+  io.progress(`bench: uWS hello on ${url} (pid ${pid}, log ${path.relative(process.cwd(), logFile)})`);
+  return { url, pid };
 }
 
 /** One GET of each path: `status X-Cache[/X-Cache-Tier]` per answer, and the first answer's body and headers. */

@@ -4,15 +4,14 @@
  * hot product, then spread uniformly over 100 products. Actor strategy only; closed loop.
  * The specification's target: p95 of the purchase request < 100 ms.
  */
-import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
+import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
 import { cores } from '../cpu.js';
-import { phaseDetails } from '../hot-sku-closed.js';
-import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
+import { phaseDetails, runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
+import { newLatencyHistogram, type PhaseResult } from '../load.js';
 import {
   DISTURBED_OTHER_CORES,
   latencySummary,
-  measurePhase,
   round,
   writerFigures,
   type MeasuredPhase,
@@ -28,7 +27,6 @@ const SPREAD_PRODUCTS = 100;
 /** Far more than a phase sells, so no purchase meets OUT_OF_STOCK. */
 const HOT_STOCK = 10_000_000;
 const SPREAD_STOCK = 1_000_000;
-const WARMUP_S = 1;
 
 type PhaseName = 'hot' | 'spread';
 
@@ -84,67 +82,55 @@ async function run(run: Run): Promise<ScenarioResult> {
     io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
   }
   const env: Record<string, string> = paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl };
-  const { cluster, tokens, pids, background } = await run.setUp({ cluster: { nodes: 1, nginx: false, env } });
+  const { cluster, tokens, background } = await run.setUp({ cluster: { nodes: 1, nginx: false, env } });
   const pool = closedLoopPool(cluster.url, options.connections, io);
   const tag = run.tag('sg');
   const product = (label: string, stock: number): Promise<CreatedProduct> =>
-    createProduct(pool, tokens, {
-      name: `bench ${tag} ${label}`,
-      priceCents: 1999,
-      stock,
-      strategy: 'actor',
-    });
+    createProduct(pool, tokens, `bench ${tag} ${label}`, stock);
   const hot = await product('hot', HOT_STOCK);
   const spread: CreatedProduct[] = [];
   for (let i = 0; i < SPREAD_PRODUCTS; i += 1) spread.push(await product(`spread ${i}`, SPREAD_STOCK));
-  const productsOf: Record<PhaseName, number[]> = { hot: [hot.id], spread: spread.map((p) => p.id) };
 
   io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
-  const zeroStats: Pick<ProviderStats, 'charges' | 'requests'> = { charges: 0, requests: 0 };
-  const providerStats = () => provider?.stats() ?? zeroStats;
-
-  const all: PhaseResult[] = [];
-  const load = (phase: PhaseName, label: string, durationS: number, keyPrefix: string) =>
-    runPurchasePhase({
-      http: pool,
-      productIds: productsOf[phase],
-      connections: options.connections,
-      durationS,
-      label,
-      keyPrefix,
-      tokens,
-      io,
-    });
-  for (const phase of ['hot', 'spread'] as const)
-    all.push(await load(phase, `warm-up ${phase}`, WARMUP_S, `${tag}-w-${phase}`));
-
-  const phases: Phase[] = [];
-  for (const phase of ['hot', 'spread'] as const) {
-    if (io.signal.aborted) throw new Error('interrupted');
-    const statsBefore = providerStats();
-    const measured = await measurePhase(
-      cluster.metricsUrls,
-      pids,
-      () =>
-        load(
-          phase,
-          `${phase} (${productsOf[phase].length} product${productsOf[phase].length > 1 ? 's' : ''}) closed-loop c=${options.connections}`,
-          options.durationS / 2,
-          `${tag}-${phase}`,
-        ),
-      io.progress,
-    );
-    const statsAfter = providerStats();
-    phases.push({
-      phase,
-      measured,
-      provider: {
-        charges: statsAfter.charges - statsBefore.charges,
-        requests: statsAfter.requests - statsBefore.requests,
-      },
-    });
-    all.push(measured.result);
-  }
+  const providerStats = () => provider?.stats() ?? { charges: 0, requests: 0 };
+  const provided = {} as Record<PhaseName, Phase['provider']>;
+  const path = (phase: PhaseName, ids: number[], initialStock: number) => ({
+    path: phase,
+    http: pool,
+    productId: ids[0]!,
+    productIds: ids,
+    initialStock,
+    metricsFrom: cluster.metricsUrls,
+  });
+  const { all, measured } = await runAlternatingPhases(run, {
+    paths: [
+      path('hot', [hot.id], HOT_STOCK),
+      path(
+        'spread',
+        spread.map((p) => p.id),
+        SPREAD_STOCK,
+      ),
+    ],
+    order: ['hot', 'spread'],
+    tag,
+    label: (phase) =>
+      `${phase} (${phase === 'hot' ? '1 product' : `${SPREAD_PRODUCTS} products`}) closed-loop c=${options.connections}`,
+    onPhase: (phase) => {
+      const before = providerStats();
+      return () => {
+        const after = providerStats();
+        provided[phase] = {
+          charges: after.charges - before.charges,
+          requests: after.requests - before.requests,
+        };
+      };
+    },
+  });
+  const phases: Phase[] = measured.map((m: Measured<PhaseName>) => ({
+    phase: m.path,
+    measured: m,
+    provider: provided[m.path],
+  }));
 
   const { checks, stillPending } = await run.check(
     [

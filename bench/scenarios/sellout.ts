@@ -56,12 +56,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     backgroundMs: 0,
   });
   const tag = run.tag('so');
-  const product = await createProduct(admin, tokens, {
-    name: `bench ${tag} sellout`,
-    priceCents: 1999,
-    stock,
-    strategy: 'actor',
-  });
+  const product = await createProduct(admin, tokens, `bench ${tag} sellout`, stock);
   io.progress(`bench: product ${product.id} with ${num(stock)} units; ${num(opened)} connections open`);
 
   const attempts = new Map<string, Attempt>();

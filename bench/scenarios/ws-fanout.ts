@@ -52,8 +52,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const initial = 10_000_000;
   const products: number[] = [];
   for (let i = 0; i < productCount; i += 1) {
-    const input = { name: `ws-hot-${i}`, priceCents: 100, stock: initial, strategy: 'actor' } as const;
-    products.push((await createProduct(http[0]!, tokens, input)).id);
+    products.push((await createProduct(http[0]!, tokens, `ws-hot-${i}`, initial, 'actor', 100)).id);
   }
 
   const rssBefore = nodes.map((n) => rssOf(n.pid));
