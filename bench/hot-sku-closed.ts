@@ -18,7 +18,7 @@ import {
   type MeasuredPhase,
 } from './measure.js';
 import { delta } from './prom.js';
-import { num } from './report.js';
+import { num, tableOf } from './report.js';
 import { checkNote, oversold, phaseHealthNotes, phaseHealthSummary, type Run } from './scenario.js';
 import type { ScenarioResult } from './types.js';
 
@@ -146,51 +146,31 @@ export function merge(phases: readonly Measured[]) {
   };
 }
 
-/** The table columns `row` fills. */
-export const PHASE_COLUMNS = [
-  'phase (closed loop)',
-  's',
-  'purchases/s',
-  'p50 ms',
-  'p99 ms',
-  'max ms',
-  'errors',
-  'mean batch',
-  'svc cores',
-  'db cores',
-  'bench cores',
-  'other cores',
-  'machine busy',
-] as const;
-
 /** The table of closed-loop phases: each measured phase, then the `totals` (label, seconds, merged phases). */
-export const phaseTable = (
+export function phaseTable(
   measured: readonly Measured[],
   totals: readonly (readonly [string, number, ReturnType<typeof merge>])[],
-) => ({
-  columns: PHASE_COLUMNS,
-  rows: [
-    ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-    ...totals.map(([label, seconds, m]) => row(label, seconds, m)),
-  ],
-});
-
-export function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
-  return [
-    label,
-    round(seconds, 1),
-    Math.round(m.perS),
-    ms(m.latency, 50),
-    ms(m.latency, 99),
-    maxMs(m.latency),
-    m.errors,
-    m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1),
-    coresText(m.serviceCores),
-    coresText(m.dbCores),
-    coresText(m.benchCores),
-    coresText(m.otherCores),
-    pct(m.machineBusy),
-  ];
+) {
+  type Row = readonly [string, number, ReturnType<typeof merge>];
+  const rows: Row[] = measured.map((m) => [m.result.label, m.result.windowS, merge([m])]);
+  return tableOf<Row>(
+    {
+      'phase (closed loop)': ([label]) => label,
+      s: ([, seconds]) => round(seconds, 1),
+      'purchases/s': ([, , m]) => Math.round(m.perS),
+      'p50 ms': ([, , m]) => ms(m.latency, 50),
+      'p99 ms': ([, , m]) => ms(m.latency, 99),
+      'max ms': ([, , m]) => maxMs(m.latency),
+      errors: ([, , m]) => m.errors,
+      'mean batch': ([, , m]) => (m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1)),
+      'svc cores': ([, , m]) => coresText(m.serviceCores),
+      'db cores': ([, , m]) => coresText(m.dbCores),
+      'bench cores': ([, , m]) => coresText(m.benchCores),
+      'other cores': ([, , m]) => coresText(m.otherCores),
+      'machine busy': ([, , m]) => pct(m.machineBusy),
+    },
+    [...rows, ...totals],
+  );
 }
 
 /**

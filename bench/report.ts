@@ -62,3 +62,12 @@ export function combineRepeats(
   combined['result_files'] = summaries.map((s) => s['result_file']);
   return combined;
 }
+
+/** A table from one cell function per column name. */
+export function tableOf<T>(
+  columns: Readonly<Record<string, (row: T) => string | number>>,
+  rows: readonly T[],
+) {
+  const cells = Object.values(columns);
+  return { columns: Object.keys(columns), rows: rows.map((row) => cells.map((cell) => cell(row))) };
+}

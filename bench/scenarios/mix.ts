@@ -12,7 +12,7 @@ import { otherCores } from '../cpu.js';
 import { latencySummary, measurePhase, round, type StageFigures } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../purchase-ledger.js';
-import { num } from '../report.js';
+import { num, tableOf } from '../report.js';
 import { defineScenario, healthOf, oversold, timelinePoints } from '../scenario.js';
 
 const TARGET_P95_MS = { 'read-hit': 10, 'read-miss': 50, purchase: 100 } as const;
@@ -201,26 +201,6 @@ export default defineScenario({
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ];
 
-    const rows = steps.flatMap((s) =>
-      OPS.filter((op) => s.ops[op] !== undefined).map((op) => {
-        const o = s.ops[op]!;
-        return [
-          `${num(s.offered)}/s`,
-          op,
-          o.count,
-          o.p50,
-          o.p95,
-          o.p99,
-          o.p999,
-          o.max,
-          o.errors,
-          o.p95 < TARGET_P95_MS[op] ? 'met' : 'MISSED',
-          Math.round(s.result.achievedPerS),
-          `${Math.round(s.hitShare * 100)}%`,
-          s.result.generatorCores.toFixed(2),
-        ];
-      }),
-    );
     const chartSteps = [best, firstMiss].filter((s): s is Step => s !== undefined);
     return {
       ok,
@@ -248,24 +228,26 @@ export default defineScenario({
         ...runHealth.summary,
         step_s: options.durationS,
       },
-      table: {
-        columns: [
-          'offered',
-          'operation',
-          'answers',
-          'p50 ms',
-          'p95 ms',
-          'p99 ms',
-          'p99.9 ms',
-          'max ms',
-          'errors',
-          'p95 target',
-          'achieved/s',
-          'hit rate',
-          'gen cores',
-        ],
-        rows,
-      },
+      table: tableOf<{ s: Step; op: (typeof OPS)[number]; o: Step['ops'][string] }>(
+        {
+          offered: ({ s }) => `${num(s.offered)}/s`,
+          operation: ({ op }) => op,
+          answers: ({ o }) => o.count,
+          'p50 ms': ({ o }) => o.p50,
+          'p95 ms': ({ o }) => o.p95,
+          'p99 ms': ({ o }) => o.p99,
+          'p99.9 ms': ({ o }) => o.p999,
+          'max ms': ({ o }) => o.max,
+          errors: ({ o }) => o.errors,
+          'p95 target': ({ op, o }) => (o.p95 < TARGET_P95_MS[op] ? 'met' : 'MISSED'),
+          'achieved/s': ({ s }) => Math.round(s.result.achievedPerS),
+          'hit rate': ({ s }) => `${Math.round(s.hitShare * 100)}%`,
+          'gen cores': ({ s }) => s.result.generatorCores.toFixed(2),
+        },
+        steps.flatMap((s) =>
+          OPS.filter((op) => s.ops[op] !== undefined).map((op) => ({ s, op, o: s.ops[op]! })),
+        ),
+      ),
       notes,
       details: {
         catalogSize,

@@ -16,7 +16,7 @@ import { startProcess } from '../cluster.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round } from '../measure.js';
 import { scrape, type Samples } from '../prom.js';
-import { num } from '../report.js';
+import { num, tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 
@@ -373,38 +373,24 @@ async function run(run: Run): Promise<ScenarioResult> {
   return {
     ok,
     summary,
-    table: {
-      columns: [
-        'phase',
-        'requests/s',
-        'p50 ms',
-        'p90 ms',
-        'p99 ms',
-        'max ms',
-        'errors',
-        'cache hit %',
-        'bytes/answer',
-        'node cores',
-        'hello cores',
-        'wrk cores',
-        'rest cores',
-      ],
-      rows: phases.map((p) => [
-        `${p.target} #${p.round}`,
-        Math.round(p.wrk.requests / (p.wrk.duration_us / 1e6)),
-        cell(p.wrk.latency_us.p50 / 1000),
-        cell(p.wrk.latency_us.p90 / 1000),
-        cell(p.wrk.latency_us.p99 / 1000),
-        cell(p.wrk.latency_us.max / 1000, 1),
-        errorCount(p.wrk),
-        p.cacheReads === undefined ? '-' : pct(cacheTotals([p])),
-        Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests)),
-        cell(p.nodeCores),
-        cell(p.helloCores),
-        cell(p.wrkCores),
-        cell(p.restCores),
-      ]),
-    },
+    table: tableOf<Phase>(
+      {
+        phase: (p) => `${p.target} #${p.round}`,
+        'requests/s': (p) => Math.round(p.wrk.requests / (p.wrk.duration_us / 1e6)),
+        'p50 ms': (p) => cell(p.wrk.latency_us.p50 / 1000),
+        'p90 ms': (p) => cell(p.wrk.latency_us.p90 / 1000),
+        'p99 ms': (p) => cell(p.wrk.latency_us.p99 / 1000),
+        'max ms': (p) => cell(p.wrk.latency_us.max / 1000, 1),
+        errors: (p) => errorCount(p.wrk),
+        'cache hit %': (p) => (p.cacheReads === undefined ? '-' : pct(cacheTotals([p]))),
+        'bytes/answer': (p) => Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests)),
+        'node cores': (p) => cell(p.nodeCores),
+        'hello cores': (p) => cell(p.helloCores),
+        'wrk cores': (p) => cell(p.wrkCores),
+        'rest cores': (p) => cell(p.restCores),
+      },
+      phases,
+    ),
     notes: [
       `mode: CLOSED LOOP (wrk ${wrkVersion}, ${threads} threads, ${options.connections} connections, ${options.durationS} s per phase, ${warmupS} s warm-up of each), phases node, hello × ${rounds}; ${productCount} product(s), each request the next of ${paths.join(' ')} (the same paths to both servers). wrk's latencies are from each request's send on its connection (not corrected for coordinated omission).`,
       `node: GET /products/:id straight to one app node (no nginx, security on: the bench's limits, anonymous read); hello: bench/uws-hello.ts, a bare uWebSockets.js app (its own process, native binary required) answering the node's body and headers (${bytesPer('hello')} vs ${bytesPer('node')} bytes per answer with headers).`,

@@ -16,7 +16,7 @@ import {
   writerFigures,
   type MeasuredPhase,
 } from '../measure.js';
-import { num } from '../report.js';
+import { num, tableOf } from '../report.js';
 import { defineScenario, phaseHealthNotes, phaseHealthSummary, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
@@ -62,8 +62,11 @@ function phaseFigures(p: Phase) {
     providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,
     db: p.measured.dbPerS,
     disturbed: (p.measured.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+    m: p.measured,
   };
 }
+
+type Figures = ReturnType<typeof phaseFigures>;
 
 const fixed = (n: number | undefined, digits: number): string => (n === undefined ? '-' : n.toFixed(digits));
 const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
@@ -144,7 +147,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const ok = checks.every((c) => c.ok) && replayed === 0;
 
   const figures = phases.map(phaseFigures);
-  const [hotF, spreadF] = figures as [ReturnType<typeof phaseFigures>, ReturnType<typeof phaseFigures>];
+  const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
   const health = { disturbed, phases: phases.length, background, restarted, shardLosses };
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
@@ -198,7 +201,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
-  const key = (prefix: PhaseName, f: ReturnType<typeof phaseFigures>) => ({
+  const key = (prefix: PhaseName, f: Figures) => ({
     [`${prefix}_confirmed_per_s`]: Math.round(f.confirmedPerS),
     [`${prefix}_p50_ms`]: f.p50,
     [`${prefix}_p95_ms`]: f.p95,
@@ -230,54 +233,30 @@ async function run(run: Run): Promise<ScenarioResult> {
       duration_s: options.durationS,
       spread_products: SPREAD_PRODUCTS,
     },
-    table: {
-      columns: [
-        'phase (closed loop)',
-        's',
-        'confirmed/s',
-        'p50 ms',
-        'p95 ms',
-        'p99 ms',
-        'max ms',
-        '201',
-        '202',
-        '402',
-        'other',
-        'mean batch',
-        'batch ms',
-        'saga ms',
-        'svc cores',
-        'db cores',
-        'bench cores',
-        'other cores',
-        'machine busy',
-      ],
-      rows: phases.map((p, i) => {
-        const f = figures[i]!;
-        const { cpu } = p.measured;
-        return [
-          f.label,
-          round(f.windowS, 1),
-          Math.round(f.confirmedPerS),
-          f.p50,
-          f.p95,
-          f.p99,
-          f.max,
-          f.n201,
-          f.n202,
-          f.n402,
-          f.other,
-          fixed(f.writer.meanBatchSize, 1),
-          fixed(f.writer.meanBatchWriteMs, 1),
-          fixed(f.writer.meanSagaMs, 1),
-          fixed(p.measured.serviceCores, 2),
-          fixed(cpu.processCores['mariadb_primary'], 2),
-          fixed(cpu.benchCores, 2),
-          fixed(p.measured.otherCores, 2),
-          pct(cpu.machineBusy),
-        ];
-      }),
-    },
+    table: tableOf<Figures>(
+      {
+        'phase (closed loop)': (f) => f.label,
+        s: (f) => round(f.windowS, 1),
+        'confirmed/s': (f) => Math.round(f.confirmedPerS),
+        'p50 ms': (f) => f.p50,
+        'p95 ms': (f) => f.p95,
+        'p99 ms': (f) => f.p99,
+        'max ms': (f) => f.max,
+        '201': (f) => f.n201,
+        '202': (f) => f.n202,
+        '402': (f) => f.n402,
+        other: (f) => f.other,
+        'mean batch': (f) => fixed(f.writer.meanBatchSize, 1),
+        'batch ms': (f) => fixed(f.writer.meanBatchWriteMs, 1),
+        'saga ms': (f) => fixed(f.writer.meanSagaMs, 1),
+        'svc cores': (f) => fixed(f.m.serviceCores, 2),
+        'db cores': (f) => fixed(f.m.cpu.processCores['mariadb_primary'], 2),
+        'bench cores': (f) => fixed(f.m.cpu.benchCores, 2),
+        'other cores': (f) => fixed(f.m.otherCores, 2),
+        'machine busy': (f) => pct(f.m.cpu.machineBusy),
+      },
+      figures,
+    ),
     notes,
     details: {
       hot,

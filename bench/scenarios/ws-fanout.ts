@@ -12,6 +12,7 @@ import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
 import { latencySummary, round } from '../measure.js';
+import { tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { withMysql } from '../stores.js';
@@ -192,26 +193,18 @@ async function run(run: Run): Promise<ScenarioResult> {
   return {
     ok,
     summary,
-    table: {
-      columns: [
-        'node',
-        'subscribers',
-        'RSS before MB',
-        'RSS after MB',
-        'bytes/conn',
-        'published',
-        'received',
-      ],
-      rows: nodes.map((n, k) => [
-        n.id,
-        nodeStats[k]!['connections'] ?? 0,
-        round(rssBefore[k]! / 2 ** 20, 1),
-        round(rssAfter[k]! / 2 ** 20, 1),
-        Math.round(perConnection[k]!),
-        nodeStats[k]!['published'] ?? 0,
-        nodeStats[k]!['received'] ?? 0,
-      ]),
-    },
+    table: tableOf<number>(
+      {
+        node: (k) => nodes[k]!.id,
+        subscribers: (k) => nodeStats[k]!['connections'] ?? 0,
+        'RSS before MB': (k) => round(rssBefore[k]! / 2 ** 20, 1),
+        'RSS after MB': (k) => round(rssAfter[k]! / 2 ** 20, 1),
+        'bytes/conn': (k) => Math.round(perConnection[k]!),
+        published: (k) => nodeStats[k]!['published'] ?? 0,
+        received: (k) => nodeStats[k]!['received'] ?? 0,
+      },
+      nodes.map((_, k) => k),
+    ),
     notes: [
       `delivery latency = subscriber parse time − the owner's publish stamp (after commit and cache write-through); both on this machine's clock`,
       `the subscribers run in the bench process (one JS thread parsing every frame): at high rates its queueing is part of the latency`,
