@@ -41,7 +41,7 @@ import { RedisPath } from '../chaos/redis-path.js';
 import { StockSubscribers } from '../chaos/subscribers.js';
 import { round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { median } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import { withMysql } from '../stores.js';

@@ -10,11 +10,10 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
+import { monotonicUs, PurchaseLedger, runPurchasePhase, type PhaseResult } from '../load.js';
 import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
 import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
 import { defineScenario, oversold, type Run } from '../scenario.js';

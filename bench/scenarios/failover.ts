@@ -9,7 +9,7 @@ import { benchUser } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, oversold, timelinePoints, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';

@@ -8,7 +8,7 @@ import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
 import { round, type StageFigures } from '../measure.js';
 import { histogramMean } from '../prom.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import {
   capacity,

@@ -11,7 +11,7 @@ import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
 import { latencySummary, measurePhase, round, type StageFigures } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num, tableOf } from '../report.js';
 import { defineScenario, healthOf, oversold, timelinePoints } from '../scenario.js';
 

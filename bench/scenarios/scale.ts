@@ -14,7 +14,7 @@ import { benchUser } from '../auth.js';
 import { cores } from '../cpu.js';
 import { round } from '../measure.js';
 import type { Samples } from '../prom.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import {
   backgroundNote,
