@@ -19,7 +19,7 @@ import {
 } from './measure.js';
 import { delta } from './prom.js';
 import { num, tableOf } from './report.js';
-import { checkNote, oversold, phaseHealthNotes, phaseHealthSummary, type Run } from './scenario.js';
+import { checkNote, oversold, phaseHealthOf, type Run } from './scenario.js';
 import type { ScenarioResult } from './types.js';
 
 /** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
@@ -252,16 +252,17 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
     disturbed,
   } = compare(measured, restarted, 'actor', 'baseline');
   const loadCores = merge(measured).benchCores;
-  const health = { disturbed, phases: measured.length, background: run.background, restarted, shardLosses };
+  const health = phaseHealthOf(
+    { disturbed, phases: measured.length, background: run.background, restarted, shardLosses },
+    loadCores,
+    `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
+  );
   const notes = [
     `mode: CLOSED LOOP: ${options.connections} connections, each sends its next purchase only after the previous answer; latencies are not corrected for coordinated omission (an open-loop mode is issue 7).`,
     `ratio actor/baseline: ${ratio.toFixed(1)}x (${num(actor.perS)}/s vs ${num(baseline.perS)}/s)${ratio < 30 ? '  BELOW the 30x target' : ''}; mean actor batch ${actor.meanBatch?.toFixed(1) ?? '-'}`,
     `WARNING: the load generator used ${loadCores.toFixed(2)} cores over the run, ${actor.benchCores.toFixed(2)} during the actor phases (${Math.round((actor.benchCores / cores()) * 100)}% of this machine's ${cores()} cores), ` +
       'sharing them with the service, MariaDB, Redis and Kafka: the figures are for this whole box, not the service alone.',
-    ...phaseHealthNotes(
-      health,
-      `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
-    ),
+    ...health.notes,
     `errors actor: ${JSON.stringify(actor.failures)}  baseline: ${JSON.stringify(baseline.failures)}`,
     ...checks.map((c) => checkNote(c)),
     ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
@@ -286,7 +287,7 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
       mean_batch_size: actor.meanBatch === undefined ? null : round(actor.meanBatch, 1),
       load_generator_machine_share: round(loadCores / cores(), 2),
       load_generator_cores_actor: round(actor.benchCores, 2),
-      ...phaseHealthSummary(health, loadCores),
+      ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,
     },

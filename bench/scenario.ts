@@ -13,7 +13,7 @@ import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
-import { scrapeNodes, type Samples } from './prom.js';
+import { scrapeNodes } from './prom.js';
 import { num } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
 import {
@@ -46,14 +46,11 @@ export interface SetUp {
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Answers = Parameters<typeof expectedFrom>[0][number];
 
-/** Shard leases the nodes lost, by kind: `shard_ownership_changes_total{change="lost"}` deltas. */
-const LEASE_LOSSES = 'shard_ownership_changes_total{change="lost"}';
-
 /** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
 export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
   if (metricsUrls.length === 0) return 0;
   const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
-  return samples?.get(LEASE_LOSSES) ?? 0;
+  return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
 }
 
 export class Run {
@@ -65,7 +62,7 @@ export class Run {
   readonly pids: Readonly<Record<string, number>> = {};
   background: number | undefined;
   opened = 0;
-  private leasesBefore: Samples | undefined;
+  private leasesBefore = 0;
 
   constructor(
     readonly options: BenchOptions,
@@ -109,13 +106,8 @@ export class Run {
     self.pids = stackPids();
     const backgroundMs = settings.backgroundMs ?? 2_000;
     this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
-    this.leasesBefore = await this.leaseSamples();
+    this.leasesBefore = await leasesLost(this.cluster?.metricsUrls ?? []);
     return this;
-  }
-
-  private leaseSamples(): Promise<Samples | undefined> {
-    const urls = this.cluster?.metricsUrls ?? [];
-    return urls.length === 0 ? Promise.resolve(undefined) : scrapeNodes(urls).catch(() => undefined);
   }
 
   /**
@@ -142,8 +134,7 @@ export class Run {
     const restarted = Object.entries(this.pids)
       .filter(([n, pid]) => now[n] !== pid)
       .map(([n]) => n);
-    const lost =
-      (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
+    const lost = (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore;
     return { restarted, shardLosses: Math.max(0, lost) };
   }
 
@@ -243,42 +234,46 @@ export interface Health {
   readonly shardLosses: number;
 }
 
-/** Steps disturbed by other processes (or by a restarted stack server). */
-export const disturbedSteps = (h: Health) =>
-  h.steps.filter((s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES);
+const leaseNote = (n: number): string[] =>
+  n > 0 ? [`WARNING: the nodes lost ${n} shard leases during the run (shard_ownership_changes_total)`] : [];
 
-const generatorCores = (h: Health) => Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
+const healthSummary = (h: {
+  background: number | undefined;
+  restarted: readonly string[];
+  shardLosses: number;
+}) => ({
+  background_busy: h.background === undefined ? null : round(h.background, 2),
+  stack_restarted: h.restarted.length > 0,
+  shard_losses: h.shardLosses,
+});
 
 /**
  * The run health of a step-up run: notes (generator, its warnings, disturbed steps, background, lease losses)
  * and the summary keys that say how far its figures can be trusted (bench/README.md).
  */
 export function healthOf(h: Health, shared: string) {
-  const gen = generatorCores(h);
-  const disturbed = disturbedSteps(h);
+  const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
+  const disturbed = h.steps.filter(
+    (s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+  );
+  const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
   const notes = [
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
     ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
     ...(disturbed.length > 0
       ? [
-          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : ''}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
         ]
       : []),
     ...backgroundNote(h.background, 'the load'),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
+    ...leaseNote(h.shardLosses),
   ];
   const summary = {
     disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),
     load_generator_machine_share: round(gen / cores(), 2),
     generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
-    background_busy: h.background === undefined ? null : round(h.background, 2),
-    stack_restarted: h.restarted.length > 0,
-    shard_losses: h.shardLosses,
+    ...healthSummary(h),
   };
   return { notes, summary };
 }
@@ -294,48 +289,36 @@ export const backgroundNote = (background: number | undefined, what: string): st
     ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
     : [];
 
-/** What a closed-loop run's health notes and summary keys are made of: its phases rather than steps. */
-export interface PhaseHealth {
-  /** Labels of the disturbed phases. */
-  readonly disturbed: readonly string[];
-  readonly phases: number;
-  readonly background: number | undefined;
-  readonly restarted: readonly string[];
-  readonly shardLosses: number;
-}
-
-export function phaseHealthNotes(h: PhaseHealth, disturbedMore = ''): string[] {
-  return [
+/** The health of a closed-loop run, by phases (labels of the disturbed ones): notes and summary keys. */
+export function phaseHealthOf(
+  h: Omit<Health, 'steps'> & { disturbed: readonly string[]; phases: number },
+  generatorCores: number,
+  disturbedMore = '',
+) {
+  const notes = [
     ...(h.disturbed.length > 0
       ? [
           `WARNING: ${h.disturbed.length} of ${h.phases} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? ', or a stack process restarted' : ''}): ${h.disturbed.join(', ')}${disturbedMore === '' ? '' : `; ${disturbedMore}`}`,
         ]
       : []),
-    ...(h.background !== undefined && h.background > 0.1
-      ? [
-          `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
-        ]
-      : []),
+    ...backgroundNote(
+      h.background,
+      "the load started (other processes); 'other cores' shows what they took during each phase.",
+    ),
     ...(h.restarted.length > 0
       ? [
           `WARNING: stack process(es) ${h.restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
         ]
       : []),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
+    ...leaseNote(h.shardLosses),
   ];
+  const summary = {
+    disturbed_phases: h.disturbed.length,
+    load_generator_cores: round(generatorCores, 2),
+    ...healthSummary(h),
+  };
+  return { notes, summary };
 }
-
-export const phaseHealthSummary = (h: PhaseHealth, generatorCores: number) => ({
-  disturbed_phases: h.disturbed.length,
-  load_generator_cores: round(generatorCores, 2),
-  background_busy: h.background === undefined ? null : round(h.background, 2),
-  stack_restarted: h.restarted.length > 0,
-  shard_losses: h.shardLosses,
-});
 
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {

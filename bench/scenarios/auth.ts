@@ -28,15 +28,7 @@ import type { PhaseResult } from '../load.js';
 import { percentileMs, round } from '../measure.js';
 import { delta } from '../prom.js';
 import { num } from '../report.js';
-import {
-  checkNote,
-  defineScenario,
-  leasesLost,
-  oversold,
-  phaseHealthNotes,
-  phaseHealthSummary,
-  type Run,
-} from '../scenario.js';
+import { checkNote, defineScenario, leasesLost, oversold, phaseHealthOf, type Run } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
 import { connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
@@ -340,7 +332,10 @@ async function run(run: Run): Promise<ScenarioResult> {
   );
   const ok = checks.every((c) => c.ok) && replayed === 0 && throttled === 0;
   const { A: on, B: off, ratio, ratioUndisturbed, disturbed } = compare(measured, restarted, 'on', 'off');
-  const health = { disturbed, phases: measured.length, background, restarted, shardLosses };
+  const health = phaseHealthOf(
+    { disturbed, phases: measured.length, background, restarted, shardLosses },
+    merge(measured).benchCores,
+  );
   const of = (mode: Mode) => measured.filter((m) => m.path === mode);
   const perPurchaseUs = (cores: number | undefined, perS: number) =>
     cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
@@ -380,7 +375,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
     `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
     `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
-    ...phaseHealthNotes(health),
+    ...health.notes,
     ...checks.map((c) => checkNote(c)),
     ...(throttled > 0
       ? [
@@ -434,7 +429,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       tokens_cached: cachedHits,
       rate_limited: limited,
       oversold: oversold(checks),
-      ...phaseHealthSummary(health, merge(measured).benchCores),
+      ...health.summary,
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,

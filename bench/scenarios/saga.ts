@@ -17,7 +17,7 @@ import {
   type MeasuredPhase,
 } from '../measure.js';
 import { num, tableOf } from '../report.js';
-import { defineScenario, phaseHealthNotes, phaseHealthSummary, type Run } from '../scenario.js';
+import { defineScenario, phaseHealthOf, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
 
@@ -149,7 +149,6 @@ async function run(run: Run): Promise<ScenarioResult> {
   const figures = phases.map(phaseFigures);
   const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
-  const health = { disturbed, phases: phases.length, background, restarted, shardLosses };
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
   const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
@@ -157,6 +156,10 @@ async function run(run: Run): Promise<ScenarioResult> {
   const benchCores =
     phases.reduce((sum, p) => sum + p.measured.cpu.benchCores * p.measured.cpu.wallS, 0) /
     phases.reduce((sum, p) => sum + p.measured.cpu.wallS, 0);
+  const health = phaseHealthOf(
+    { disturbed, phases: phases.length, background, restarted, shardLosses },
+    benchCores,
+  );
 
   const hotCheck = checks[0]!;
   const spreadChecks = checks.slice(1);
@@ -187,7 +190,7 @@ async function run(run: Run): Promise<ScenarioResult> {
           ? ''
           : `; MySQL server (all clients): ${num(f.db['Binlog_commits'] ?? NaN)} commits/s in ${num(f.db['Binlog_group_commits'] ?? NaN)} group commits/s, ${num(f.db['Innodb_row_lock_waits'] ?? NaN, 1)} row-lock waits/s`),
     ),
-    ...phaseHealthNotes(health),
+    ...health.notes,
     `errors hot: ${JSON.stringify(phases[0]!.measured.result.failures)}  spread: ${JSON.stringify(phases[1]!.measured.result.failures)}`,
     checkLine(`hot (product ${hotCheck.productId})`, [hotCheck]),
     checkLine(`spread (${spreadChecks.length} products)`, spreadChecks),
@@ -228,7 +231,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       p95_target_met: p95Met,
       still_pending: stillPending,
       oversold,
-      ...phaseHealthSummary(health, benchCores),
+      ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,
       spread_products: SPREAD_PRODUCTS,
