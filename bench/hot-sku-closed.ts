@@ -61,11 +61,15 @@ export async function runAlternatingPhases<P extends string>(
     readonly numbering?: Map<P, number>;
     readonly label?: (path: P, n: number) => string;
     /** Called before each measured phase; what it returns, after it. */
-    readonly onPhase?: (path: P) => () => void;
+    readonly onPhase?: (path: P) => () => void | Promise<void>;
+    /** Purchases in flight (default --connections); 0 s: no warm-up. */
+    readonly connections?: number;
+    readonly warmUpS?: number;
   },
 ): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
   const { io, options } = run;
-  const { connections } = options;
+  const connections = o.connections ?? options.connections;
+  const warmUpS = o.warmUpS ?? WARMUP_S;
   const byPath = new Map(o.paths.map((p) => [p.path, p]));
   const phaseOf = (p: ClosedLoopPath<P>, label: string, durationS: number, keyPrefix: string) =>
     runPurchasePhase({
@@ -79,7 +83,8 @@ export async function runAlternatingPhases<P extends string>(
       io,
     });
   const all: PhaseResult[] = [];
-  for (const p of o.paths) all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${o.tag}-w-${p.path}`));
+  if (warmUpS > 0)
+    for (const p of o.paths) all.push(await phaseOf(p, `warm-up ${p.path}`, warmUpS, `${o.tag}-w-${p.path}`));
   const measured: Measured<P>[] = [];
   const seen = o.numbering ?? new Map<P, number>();
   const label = o.label ?? ((path, n) => `${path} #${n} closed-loop c=${connections}`);
@@ -96,7 +101,7 @@ export async function runAlternatingPhases<P extends string>(
       () => phaseOf(p, label(path, n), phaseS, `${o.tag}-${i}`),
       io.progress,
     );
-    done?.();
+    await done?.();
     measured.push({ path, ...phase });
     all.push(phase.result);
   }

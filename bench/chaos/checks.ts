@@ -7,9 +7,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
+import type { EventEnvelope } from '../../src/events/envelope.js';
 import type { Config } from '../../src/config.js';
-import type { Admin, Kafka } from '../../src/storage/kafka.js';
+import { until } from '../agreement.js';
 import type { BenchTokens } from '../auth.js';
 import { connectMysql, connectStoreRedis, withMysql } from '../stores.js';
 import type { StockTruth } from './subscribers.js';
@@ -33,16 +33,14 @@ export function readTruth(productIds: readonly number[]): Promise<Map<number, St
 }
 
 /** Retries `check` every second until it finds nothing or `timeoutMs` passed; the last findings. */
-async function settle(check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check().catch((err: unknown) => [
-      { productId: 0, detail: `check failed: ${String(err)}` },
-    ]);
-    if (found.length === 0 || Date.now() > deadline) return found;
-    await sleep(1_000);
-  }
-}
+const settle = async (check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> =>
+  (
+    await until(
+      () => check().catch((err: unknown) => [{ productId: 0, detail: `check failed: ${String(err)}` }]),
+      (found) => found.length === 0,
+      timeoutMs,
+    )
+  ).value;
 
 /** One line per product of its products, orders and sagas rows, as a server holds them. */
 async function rowsPerProduct(conn: Connection, productIds: readonly number[]): Promise<Map<number, string>> {
@@ -208,45 +206,6 @@ export async function waitOutboxDrained(topics: readonly string[], timeoutMs = 6
       await sleep(500);
     }
   });
-}
-
-/** Every event of `topics`, from the beginning to the high watermarks as they are now, by a fresh group. */
-export async function readTopics(
-  kafka: Kafka,
-  admin: Admin,
-  topics: readonly string[],
-): Promise<EventEnvelope[]> {
-  const remaining = new Map<string, number>(); // topic/partition → offset still to reach
-  for (const topic of topics)
-    for (const p of await admin.fetchTopicOffsets(topic))
-      if (Number(p.high) > Number(p.low)) remaining.set(`${topic}/${p.partition}`, Number(p.high) - 1);
-  const events: EventEnvelope[] = [];
-  if (remaining.size === 0) return events;
-  const groupId = `chaos-check-${process.pid}-${Date.now()}`;
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({
-      eachMessage: ({ topic, partition, message }) => {
-        if (message.value !== null) events.push(decodeEvent(message.value));
-        const key = `${topic}/${partition}`;
-        if ((remaining.get(key) ?? Infinity) <= Number(message.offset)) remaining.delete(key);
-        if (remaining.size === 0) done();
-        return Promise.resolve();
-      },
-    });
-    const timeout = sleep(90_000).then(() => {
-      throw new Error(`chaos: Kafka read-back incomplete after 90 s (${remaining.size} partitions short)`);
-    });
-    await Promise.race([finished, timeout]);
-  } finally {
-    await consumer.disconnect().catch(() => undefined);
-    await admin.deleteGroups([groupId]).catch(() => undefined);
-  }
-  return events;
 }
 
 /**

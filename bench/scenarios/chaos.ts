@@ -14,6 +14,7 @@ import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { loadConfig } from '../../src/config.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka } from '../../src/storage/kafka.js';
+import { readEvents } from '../agreement.js';
 import { createProducts, errorCode } from '../api.js';
 import { benchUser } from '../auth.js';
 import {
@@ -22,7 +23,6 @@ import {
   checkReplica,
   compareEvents,
   ownEventsEnv,
-  readTopics,
   readTruth,
   topicsOf,
   waitOutboxDrained,
@@ -241,7 +241,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const replica = await checkReplica(productIds);
   const cache = await checkCache(productIds, cluster.redisPrefix!, cluster.metricsUrls);
   const unsent = await waitOutboxDrained(topics);
-  const events = await compareEvents(await readTopics(kafka, admin, topics), productIds);
+  const events = await compareEvents(await readEvents(kafka, admin, topics), productIds);
   const kafkaMismatches: Mismatch[] = [
     ...events.mismatches,
     ...(unsent > 0 ? [{ productId: 0, detail: `${unsent} outbox rows never sent` }] : []),

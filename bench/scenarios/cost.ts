@@ -10,7 +10,8 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { monotonicUs, PurchaseLedger, runPurchasePhase, type PhaseResult } from '../load.js';
+import { runAlternatingPhases } from '../hot-sku-closed.js';
+import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
 import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
@@ -76,7 +77,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
-  const { cluster, tokens, admin, pids, background } = await run.setUp({
+  const { cluster, tokens, admin, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
@@ -150,27 +151,24 @@ async function run(run: Run): Promise<ScenarioResult> {
   // products' outbox rows stay those of the phases above), the node's CPU over the whole phase.
   const saturatedPhases: SaturatedPhase[] = [];
   if (inFlight > 0) {
-    const pool = closedLoopPool(cluster.url, inFlight, io);
-    for (const path of PATHS) {
-      const measured = await measurePhase(
-        cluster.metricsUrls,
-        pids,
-        () =>
-          runPurchasePhase({
-            http: pool,
-            productIds: [saturated[path].id],
-            connections: inFlight,
-            durationS: options.durationS,
-            label: `${path} saturated c=${inFlight}`,
-            keyPrefix: `${tag}-sat-${path}`,
-            tokens,
-            io,
-          }),
-        io.progress,
-      );
-      saturatedPhases.push({ path, measured });
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
+    const http = closedLoopPool(cluster.url, inFlight, io);
+    const { measured } = await runAlternatingPhases(run, {
+      paths: PATHS.map((path) => ({
+        path,
+        http,
+        productId: saturated[path].id,
+        initialStock: 0,
+        metricsFrom: cluster.metricsUrls,
+      })),
+      order: PATHS,
+      tag: `${tag}-sat`,
+      phaseS: options.durationS,
+      connections: inFlight,
+      warmUpS: 0,
+      label: (path) => `${path} saturated c=${inFlight}`,
+      onPhase: () => () => new Promise((resolve) => setTimeout(resolve, 1_000)),
+    });
+    saturatedPhases.push(...measured.map((m) => ({ path: m.path, measured: m })));
   }
   const allProducts = [
     ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
