@@ -112,30 +112,32 @@ export class Run {
 
   /**
    * After the load: a pause for in-flight writes, up to `sagaWaitMs` for open sagas, then every product's
-   * stock and orders checked in MySQL against the answers (bench/verify.ts).
+   * stock and orders checked in MySQL against the answers (bench/verify.ts); the stack servers restarted
+   * during the run, the shard leases the nodes lost, the fresh keys answered as replays; `ok` when every
+   * check held and no key was replayed, `notes` one line per check and the replays.
    */
   async check(
     products: readonly ProductSpec[],
-    answers: readonly Answers[],
+    answers: readonly (Answers & { readonly replayed: number })[],
     { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
-  ): Promise<{ checks: ProductCheck[]; stillPending: number }> {
+  ) {
     this.io.progress(
       `bench: waiting ${settleMs} ms for in-flight writes and up to ${sagaWaitMs / 1000} s for open sagas, then checking MySQL`,
     );
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const ids = products.map((p) => p.productId);
     const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
-    return { checks: await verifyProducts(expectedFrom(answers, products)), stillPending };
-  }
-
-  /** Stack servers restarted during the run and shard leases the nodes lost (their metric). */
-  async health(): Promise<{ restarted: string[]; shardLosses: number }> {
+    const checks = await verifyProducts(expectedFrom(answers, products));
     const now = stackPids();
-    const restarted = Object.entries(this.pids)
-      .filter(([n, pid]) => now[n] !== pid)
-      .map(([n]) => n);
-    const lost = (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore;
-    return { restarted, shardLosses: Math.max(0, lost) };
+    const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
+    const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
+    const replayed = answers.reduce((n, a) => n + a.replayed, 0);
+    const notes = [
+      ...checks.map((c) => checkNote(c)),
+      ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    ];
+    const ok = checks.every((c) => c.ok) && replayed === 0;
+    return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
   }
 
   /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */

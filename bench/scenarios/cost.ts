@@ -181,7 +181,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       : []),
   ];
 
-  const { checks } = await run.check(
+  const { checks, ok } = await run.check(
     allProducts,
     [ledger, ...saturatedPhases.map((p) => p.measured.result)],
     { settleMs: 0 },
@@ -203,10 +203,6 @@ async function run(run: Run): Promise<ScenarioResult> {
       }
     }
   });
-  const ok =
-    checks.every((c) => c.ok) &&
-    ledger.replayed === 0 &&
-    saturatedPhases.every((p) => p.measured.result.replayed === 0);
 
   const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
   const metric = (label: string, get: (p: Phase) => number | undefined) => {

@@ -157,11 +157,10 @@ export default defineScenario({
     });
 
     const bought = [...ledger.perProduct.keys()];
-    const { checks } = await run.check(
+    const { checks, restarted, shardLosses } = await run.check(
       bought.map((id) => ({ productId: id, label: `product ${id}`, initialStock: PRODUCT_STOCK })),
       [ledger],
     );
-    const { restarted, shardLosses } = await run.health();
     const runHealth = healthOf(
       { steps, background: run.background, restarted, shardLosses },
       'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider',

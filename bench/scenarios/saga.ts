@@ -135,16 +135,13 @@ async function run(run: Run): Promise<ScenarioResult> {
     provider: provided[m.path],
   }));
 
-  const { checks, stillPending } = await run.check(
+  const { checks, stillPending, restarted, shardLosses, replayed, ok } = await run.check(
     [
       { productId: hot.id, label: 'hot', initialStock: HOT_STOCK },
       ...spread.map((p, i) => ({ productId: p.id, label: `spread ${i}`, initialStock: SPREAD_STOCK })),
     ],
     all,
   );
-  const { restarted, shardLosses } = await run.health();
-  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
-  const ok = checks.every((c) => c.ok) && replayed === 0;
 
   const figures = phases.map(phaseFigures);
   const [hotF, spreadF] = figures as [Figures, Figures];

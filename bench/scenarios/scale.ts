@@ -152,12 +152,11 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number): Promise<SetupRun
       },
       keep: (s) => s.sustained,
     });
-    const { checks, stillPending } = await run.check(
+    const { checks, stillPending, restarted, shardLosses } = await run.check(
       products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK })),
       [ledger],
       { settleMs: 1_000 },
     );
-    const { restarted, shardLosses } = await run.health();
     const { background, opened: connectionsOpen } = run;
     const replayed = ledger.replayed;
     return {
