@@ -380,20 +380,19 @@ export function stepTable<S extends OpenStep & { serviceCores: number; otherCore
 }
 
 /** Details of an open-loop purchase step. */
-export const stepDetails = (s: OpenStep) => ({
-  offered: s.offered,
-  achievedPerS: round(s.result.achievedPerS, 1),
-  okPerS: round(s.result.okPerS, 1),
-  p50: s.p50,
-  p99: s.p99,
-  p999: s.p999,
-  max: s.max,
-  errorShare: s.errorShare,
-  statuses: s.result.ops.get('purchase')?.statuses,
-  pass: s.pass,
-  schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
-  generatorCores: s.result.generatorCores,
-  timeline: s.result.timeline,
+export const stepDetails = <S extends { result: OpenLoopResult; startS: number }>({
+  result,
+  startS: _startS,
+  ...step
+}: S) => ({
+  ...step,
+  statuses: result.ops.get('purchase')?.statuses,
+  achievedPerS: round(result.achievedPerS, 1),
+  okPerS: round(result.okPerS, 1),
+  generatorCores: result.generatorCores,
+  schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
+  maxQueued: result.maxQueued,
+  timeline: result.timeline,
 });
 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */

@@ -159,14 +159,7 @@ export default defineScenario({
         checks,
         stackRestarted: restarted,
         ambiguousSample: ledger.ambiguous.slice(0, 100),
-        steps: steps.map((s) => ({
-          path: s.path,
-          ...stepDetails(s),
-          serviceCores: s.serviceCores,
-          stages: s.stages,
-          otherCores: s.otherCores,
-          meanBatch: s.meanBatch,
-        })),
+        steps: steps.map(stepDetails),
       },
       charts: stepCharts(
         [

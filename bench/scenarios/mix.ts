@@ -13,7 +13,7 @@ import { latencySummary, measurePhase, round, type StageFigures } from '../measu
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { num, tableOf } from '../report.js';
-import { defineScenario, healthOf, oversold, timelinePoints } from '../scenario.js';
+import { defineScenario, healthOf, oversold, stepDetails, timelinePoints } from '../scenario.js';
 
 const TARGET_P95_MS = { 'read-hit': 10, 'read-miss': 50, purchase: 100 } as const;
 const OPS = ['read-hit', 'read-miss', 'purchase'] as const;
@@ -251,26 +251,7 @@ export default defineScenario({
       details: {
         catalogSize,
         hotProduct: ids[0],
-        steps: steps.map((s) => ({
-          offered: s.offered,
-          catalog: s.catalog,
-          achievedPerS: round(s.result.achievedPerS, 1),
-          okPerS: round(s.result.okPerS, 1),
-          ops: s.ops,
-          hitShare: s.hitShare,
-          hotShare: s.hotShare,
-          errorShare: s.errorShare,
-          met: s.met,
-          misses: s.misses,
-          serviceCores: s.serviceCores,
-          processCores: s.processCores,
-          stages: s.stages,
-          otherCores: s.otherCores,
-          generatorCores: s.result.generatorCores,
-          schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
-          maxQueued: s.result.maxQueued,
-          timeline: s.result.timeline,
-        })),
+        steps: steps.map(stepDetails),
         failedChecks: failedChecks.slice(0, 20),
         connections: {
           open: connections.connected,

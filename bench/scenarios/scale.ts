@@ -330,15 +330,7 @@ function summarize(top: Run, knobs: Knobs, one: SetupRun, two: SetupRun | undefi
         nodes: s.nodes,
         checks: s.checks,
         shardLosses: s.shardLosses,
-        steps: s.steps.map((x) => ({
-          ...stepDetails(x),
-          steadyOkPerS: round(x.steadyOkPerS, 1),
-          sustained: x.sustained,
-          routedLocal: x.local,
-          routedForwarded: x.forwarded,
-          serviceCores: x.serviceCores,
-          otherCores: x.otherCores,
-        })),
+        steps: s.steps.map(stepDetails),
       })),
     },
     charts: stepCharts(
