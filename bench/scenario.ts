@@ -11,7 +11,14 @@ import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePo
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
+import {
+  DISTURBED_OTHER_CORES,
+  measureOpenLoop,
+  percentileMs,
+  round,
+  type MeasuredPhase,
+  type StageFigures,
+} from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
 import { num } from './report.js';
@@ -189,10 +196,15 @@ export class Run {
   }
 }
 
-/** A purchase step of an open loop: its latency percentiles (ms), error share and SLO verdict. */
+/** A measured purchase step of an open loop: latency percentiles (ms), error share, SLO verdict, CPU. */
 export interface OpenStep {
   readonly offered: number;
   readonly result: OpenLoopResult;
+  readonly metrics: MeasuredPhase<OpenLoopResult>['metrics'];
+  readonly serviceCores: number;
+  readonly otherCores: number | undefined;
+  /** The step's purchase stages from the nodes' histograms (ms). */
+  readonly stages: StageFigures;
   readonly p50: number;
   readonly p95: number;
   readonly p99: number;
@@ -207,14 +219,16 @@ export interface OpenStep {
 export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 
 /** A step's purchase figures and whether they met the SLO. */
-export function openStep(result: OpenLoopResult, offered: number, startS: number): OpenStep {
+export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number): OpenStep {
+  const { result, metrics, serviceCores, otherCores, stages } = measured;
   const h = result.ops.get('purchase')?.latency;
   const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
   const p99 = pct(99);
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
   const max = h === undefined ? NaN : round(h.max / 1000, 1);
-  return { offered, result, p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max, errorShare, pass, startS };
+  const p = { p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max };
+  return { offered, result, metrics, serviceCores, otherCores, stages, ...p, errorShare, pass, startS };
 }
 
 /** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
@@ -342,7 +356,7 @@ type Cells<S> = Readonly<Record<string, (s: S) => string | number>>;
  * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
  * columns, then the cores of the service, the generator and the other processes.
  */
-export function stepTable<S extends OpenStep & { serviceCores: number; otherCores: number | undefined }>(
+export function stepTable<S extends OpenStep>(
   first: string,
   steps: readonly S[],
   mid: Cells<S>,
@@ -380,9 +394,10 @@ export function stepTable<S extends OpenStep & { serviceCores: number; otherCore
 }
 
 /** Details of an open-loop purchase step. */
-export const stepDetails = <S extends { result: OpenLoopResult; startS: number }>({
+export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>({
   result,
   startS: _startS,
+  metrics: _metrics,
   ...step
 }: S) => ({
   ...step,

@@ -6,7 +6,7 @@
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { round, type StageFigures } from '../measure.js';
+import { round } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
@@ -28,10 +28,6 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 interface Step extends OpenStep {
   readonly path: Strategy;
-  readonly serviceCores: number;
-  /** The step's purchase stages from the nodes' histograms (ms). */
-  readonly stages: StageFigures;
-  readonly otherCores: number | undefined;
   readonly meanBatch: number | undefined;
 }
 
@@ -73,19 +69,12 @@ export default defineScenario({
       pause,
       step: async (path, rate, startS) => {
         const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, purchase(products[path].id));
-        const s = openStep(measured.result, rate, startS);
+        const s = openStep(measured, rate, startS);
         io.progress(
           `bench: ${path} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}% → ${s.pass ? 'meets' : 'BREAKS'} the SLO`,
         );
         const { before, after } = measured.metrics;
-        return {
-          ...s,
-          path,
-          serviceCores: measured.serviceCores,
-          otherCores: measured.otherCores,
-          meanBatch: histogramMean(before, after, 'product_batch_size'),
-          stages: measured.stages,
-        };
+        return { ...s, path, meanBatch: histogramMean(before, after, 'product_batch_size') };
       },
       keep: (s) => s.pass,
     });

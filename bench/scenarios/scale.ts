@@ -45,8 +45,6 @@ interface Step extends OpenStep {
   /** Purchases routed by the receiving node: served locally / forwarded to the owner (Σ over nodes). */
   readonly local: number;
   readonly forwarded: number;
-  readonly serviceCores: number;
-  readonly otherCores: number | undefined;
 }
 
 interface SetupRun {
@@ -133,10 +131,10 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number): Promise<SetupRun
       pause,
       step: async (_, rate, startS) => {
         const measured = await run.measure(`${label} @ ${num(rate)}/s`, rate, next);
-        const { result, serviceCores, otherCores } = measured;
+        const { result } = measured;
         const r = routed(measured.metrics.before, measured.metrics.after);
         routedMetric ||= r.present;
-        const s = openStep(result, rate, startS);
+        const s = openStep(measured, rate, startS);
         // Steady state: 201s per second over the whole seconds after the first (the first second's answers
         // lag its arrivals by one latency, which would count a slower but steady setup as falling behind).
         const steady = result.timeline.slice(1, Math.floor(options.durationS));
@@ -148,7 +146,7 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number): Promise<SetupRun
         io.progress(
           `bench: ${label} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}%, forwarded ${r.forwarded}/${r.local + r.forwarded} → SLO ${s.pass ? 'met' : 'BROKEN'}, ${sustained ? 'kept up' : 'FELL BEHIND'}`,
         );
-        return { ...s, sustained, steadyOkPerS, ...r, serviceCores, otherCores };
+        return { ...s, sustained, steadyOkPerS, ...r };
       },
       keep: (s) => s.sustained,
     });
