@@ -24,17 +24,9 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
-/**
- * Pause between the warm-ups and the idle interval: the warm-ups' trailing work ends (the projection's
- * last fetch, the relay's backoff, the event-loop delay sampler's 3 quiet checks, the product actors'
- * passivation), so the interval sees a node with nothing to do (2 s read ~2.7% and 5 s 2.3% where a node
- * idle for longer reads 0.6-1.0%, same machine).
- */
+/** Before the idle interval: the warm-ups' trailing work ends (2 s read ~2.7%, a node idle longer 0.6-1.0%). */
 const IDLE_SETTLE_S = 15;
-/**
- * The idle interval, s: one period of the slowest periodic job (the consistency monitor, every 30 s), so
- * that the figure includes each job once instead of by chance. `--param idle=<s>`, `--param settle=<s>`.
- */
+/** The idle interval: one period of the slowest periodic job (the consistency monitor, every 30 s). */
 const IDLE_S = 30;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
@@ -61,10 +53,7 @@ interface Phase {
   readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 
-interface SaturatedPhase {
-  readonly path: Strategy;
-  readonly measured: MeasuredPhase<PhaseResult>;
-}
+type SaturatedPhase = { readonly path: Strategy; readonly measured: MeasuredPhase<PhaseResult> };
 
 /** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
 const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number =>
@@ -105,10 +94,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   const next = ledger.stream(tag);
   for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, 1, next(products[path].id));
 
-  // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
-  // subtracted from each phase in proportion to its length.
-  // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs. The
-  // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_S to end first.
+  // The servers' background over an idle interval (subtracted from each phase in proportion to its length),
+  // and the node's own CPU over it (/proc; unknown with --url): what an idle node costs.
   const nodePid = cluster.nodes[0]?.pid;
   const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
   const idleS = run.param('idle', IDLE_S, 1, 3_600);
