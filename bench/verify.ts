@@ -112,16 +112,21 @@ export function orderStatuses(
 }
 
 /** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
-export function waitForSagas(productIds: readonly number[], timeoutMs: number): Promise<number> {
+export const waitForSagas = (productIds: readonly number[], timeoutMs: number): Promise<number> =>
+  waitNone(
+    "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
+    [productIds],
+    timeoutMs,
+  );
+
+/** Polls `SELECT COUNT(*) AS n …` every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
+export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
   return withMysql(async (conn) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
-        [productIds],
-      );
-      const pending = Number(rows[0]?.['n'] ?? 0);
-      if (pending === 0 || Date.now() >= deadline) return pending;
+      const [rows] = await conn.query<RowDataPacket[]>(sql, params);
+      const n = Number(rows[0]?.['n'] ?? 0);
+      if (n === 0 || Date.now() >= deadline) return n;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   });

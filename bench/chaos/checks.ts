@@ -4,12 +4,12 @@
  * read, the events read back from Kafka, the sales projection. Each waits (bounded) for its store to catch
  * up and reports the products that still disagree.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
 import type { EventEnvelope } from '../../src/events/envelope.js';
 import type { Config } from '../../src/config.js';
 import { until } from '../agreement.js';
+import { waitNone } from '../verify.js';
 import type { BenchTokens } from '../auth.js';
 import { connectMysql, connectStoreRedis, withMysql } from '../stores.js';
 import type { StockTruth } from './subscribers.js';
@@ -193,20 +193,8 @@ export async function checkProjection(
 }
 
 /** Waits until the outbox holds no unsent row of `topics`; the rows still unsent. */
-export async function waitOutboxDrained(topics: readonly string[], timeoutMs = 60_000): Promise<number> {
-  return withMysql(async (conn) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        'SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL',
-        [topics],
-      );
-      const unsent = Number(rows[0]?.['n'] ?? 0);
-      if (unsent === 0 || Date.now() > deadline) return unsent;
-      await sleep(500);
-    }
-  });
-}
+export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
+  waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
 
 /**
  * Per product, the events (deduplicated by eventId) against the primary: an `order.created` for exactly

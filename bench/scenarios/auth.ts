@@ -50,10 +50,6 @@ const ITERATIONS = {
   userLimitConcurrent: 40_000,
 } as const;
 const IN_FLIGHT = 100;
-/** After a node is ready, before its warm-up: leases and the projection's consumer group settle. */
-const SETTLE_MS = 2_000;
-/** Sagas still open after a phase end within the service's saga deadline (30 s by default). */
-const SAGA_WAIT_MS = 45_000;
 
 interface Cost {
   readonly n: number;
@@ -292,13 +288,13 @@ async function run(run: Run): Promise<ScenarioResult> {
       services.push(node);
       const p = await path(mode, node, [node.url]);
       // Its leases and the projection's consumer group settle before the warm-up.
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
       const tagged = `${tag}-${measured.length}`;
       const phase = await runAlternatingPhases(run, { paths: [p], order: [mode], tag: tagged, numbering });
       all.push(...phase.all);
       measured.push(...phase.measured);
       // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
-      await waitForSagas([p.productId], SAGA_WAIT_MS);
+      await waitForSagas([p.productId], 45_000);
       shardLosses += await leasesLost([node.url]);
       await (p.http as Pool).close();
       await node.stop();

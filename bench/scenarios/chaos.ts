@@ -50,8 +50,6 @@ import { orderStatuses } from '../verify.js';
 
 const STOCK = 1_000_000;
 const NODES = 2;
-/** Load before the first fault, ms. */
-const WARM_UP_MS = 5_000;
 
 interface FaultRecord {
   readonly kind: FaultKind;
@@ -165,7 +163,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   // fault, one app node at a time); faults of different subsystems may overlap.
   const healing = new Map<string, Promise<void>>();
   const injectFaults = async (): Promise<void> => {
-    await sleep(WARM_UP_MS);
+    await sleep(5_000); // load before the first fault
     const elapsed = () => performance.now() - loadStart;
     for (const planned of faultSchedule({ seed, intervalMs, profile, kinds })) {
       const subsystem = planned.kind.split('-')[0]!;

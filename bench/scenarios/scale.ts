@@ -17,17 +17,17 @@ import type { Samples } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import {
-  backgroundNote,
-  capacity,
   defineScenario,
-  healthOf,
-  openStep,
-  oversold,
-  SLO,
   Run,
+  SLO,
   stepCharts,
   stepDetails,
   stepTable,
+  capacity,
+  healthOf,
+  openStep,
+  oversold,
+  backgroundNote,
   type OpenStep,
 } from '../scenario.js';
 import type { BenchIO, ScenarioResult } from '../types.js';
