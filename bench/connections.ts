@@ -6,11 +6,6 @@
  */
 import { Client, type Dispatcher } from 'undici';
 
-export interface ConnectionSetOptions {
-  /** Longest wait for response headers and between body chunks, ms. Default 30000. */
-  readonly timeoutMs?: number;
-}
-
 export class ConnectionSet {
   readonly size: number;
   private readonly clients: Client[];
@@ -29,7 +24,8 @@ export class ConnectionSet {
   constructor(
     readonly origin: string,
     size: number,
-    options: ConnectionSetOptions = {},
+    /** Longest wait for response headers and between body chunks, ms. */
+    options: { readonly timeoutMs?: number } = {},
   ) {
     this.size = size;
     const timeout = options.timeoutMs ?? 30_000;
@@ -53,11 +49,6 @@ export class ConnectionSet {
       return client;
     });
     this.idle = [...this.clients];
-  }
-
-  /** Requests waiting for a free connection now. */
-  get queued(): number {
-    return this.waiting.length - this.waitingHead;
   }
 
   /** Opens every connection (a GET on each, `concurrency` at a time); returns the sockets open after. */
@@ -104,7 +95,7 @@ export class ConnectionSet {
     }
     return new Promise((resolve) => {
       this.waiting.push(resolve);
-      this.maxWaiting = Math.max(this.maxWaiting, this.queued);
+      this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length - this.waitingHead);
     });
   }
 
