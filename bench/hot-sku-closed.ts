@@ -159,21 +159,21 @@ export function phaseTable(
   type Row = readonly [string, number, ReturnType<typeof merge>];
   const rows: Row[] = measured.map((m) => [m.result.label, m.result.windowS, merge([m])]);
   return tableOf<Row>(
-    {
-      'phase (closed loop)': ([label]) => label,
-      s: ([, seconds]) => round(seconds, 1),
-      'purchases/s': ([, , m]) => Math.round(m.perS),
-      'p50 ms': ([, , m]) => ms(m.latency, 50),
-      'p99 ms': ([, , m]) => ms(m.latency, 99),
-      'max ms': ([, , m]) => maxMs(m.latency),
-      errors: ([, , m]) => m.errors,
-      'mean batch': ([, , m]) => (m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1)),
-      'svc cores': ([, , m]) => coresText(m.serviceCores),
-      'db cores': ([, , m]) => coresText(m.dbCores),
-      'bench cores': ([, , m]) => coresText(m.benchCores),
-      'other cores': ([, , m]) => coresText(m.otherCores),
-      'machine busy': ([, , m]) => pct(m.machineBusy),
-    },
+    [
+      ['phase (closed loop)', ([label]) => label],
+      ['s', ([, seconds]) => round(seconds, 1)],
+      ['purchases/s', ([, , m]) => Math.round(m.perS)],
+      ['p50 ms', ([, , m]) => ms(m.latency, 50)],
+      ['p99 ms', ([, , m]) => ms(m.latency, 99)],
+      ['max ms', ([, , m]) => maxMs(m.latency)],
+      ['errors', ([, , m]) => m.errors],
+      ['mean batch', ([, , m]) => (m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1))],
+      ['svc cores', ([, , m]) => coresText(m.serviceCores)],
+      ['db cores', ([, , m]) => coresText(m.dbCores)],
+      ['bench cores', ([, , m]) => coresText(m.benchCores)],
+      ['other cores', ([, , m]) => coresText(m.otherCores)],
+      ['machine busy', ([, , m]) => pct(m.machineBusy)],
+    ],
     [...rows, ...totals],
   );
 }

@@ -63,11 +63,13 @@ export function combineRepeats(
   return combined;
 }
 
-/** A table from one cell function per column name. */
+/** A table from one cell function per column (name, cell). */
 export function tableOf<T>(
-  columns: Readonly<Record<string, (row: T) => string | number>>,
+  columns: readonly (readonly [string, (row: T) => string | number])[],
   rows: readonly T[],
 ) {
-  const cells = Object.values(columns);
-  return { columns: Object.keys(columns), rows: rows.map((row) => cells.map((cell) => cell(row))) };
+  return {
+    columns: columns.map(([name]) => name),
+    rows: rows.map((row) => columns.map(([, cell]) => cell(row))),
+  };
 }

@@ -21,8 +21,8 @@ import {
 } from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
-import { num } from './report.js';
-import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
+import { num, tableOf } from './report.js';
+import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import {
   expectedFrom,
   verifyProducts,
@@ -350,7 +350,7 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
 export const oversold = (checks: readonly ProductCheck[]): number =>
   checks.reduce((s, c) => s + c.oversold, 0);
 
-type Cells<S> = Readonly<Record<string, (s: S) => string | number>>;
+type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 
 /**
  * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
@@ -361,36 +361,26 @@ export function stepTable<S extends OpenStep>(
   steps: readonly S[],
   mid: Cells<S>,
   own: Cells<S>,
-): ResultTable {
-  const cells = (columns: Cells<S>, s: S) => Object.values(columns).map((cell) => cell(s));
-  return {
-    columns: [
-      first,
-      'achieved/s',
-      'ok/s',
-      ...Object.keys(mid),
-      'p50 ms',
-      'p99 ms',
-      'p99.9 ms',
-      'max ms',
-    ].concat(['errors %', 'SLO', ...Object.keys(own), 'svc cores', 'gen cores', 'other cores']),
-    rows: steps.map((s) => [
-      s.result.label,
-      Math.round(s.result.achievedPerS),
-      Math.round(s.result.okPerS),
-      ...cells(mid, s),
-      s.p50,
-      s.p99,
-      s.p999,
-      s.max,
-      round(s.errorShare * 100, 2),
-      s.pass ? 'met' : 'BROKEN',
-      ...cells(own, s),
-      s.serviceCores.toFixed(2),
-      s.result.generatorCores.toFixed(2),
-      s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
-    ]),
-  };
+) {
+  return tableOf<S>(
+    [
+      [first, (s) => s.result.label],
+      ['achieved/s', (s) => Math.round(s.result.achievedPerS)],
+      ['ok/s', (s) => Math.round(s.result.okPerS)],
+      ...mid,
+      ['p50 ms', (s) => s.p50],
+      ['p99 ms', (s) => s.p99],
+      ['p99.9 ms', (s) => s.p999],
+      ['max ms', (s) => s.max],
+      ['errors %', (s) => round(s.errorShare * 100, 2)],
+      ['SLO', (s) => (s.pass ? 'met' : 'BROKEN')],
+      ...own,
+      ['svc cores', (s) => s.serviceCores.toFixed(2)],
+      ['gen cores', (s) => s.result.generatorCores.toFixed(2)],
+      ['other cores', (s) => (s.otherCores === undefined ? '-' : s.otherCores.toFixed(2))],
+    ],
+    steps,
+  );
 }
 
 /** Details of an open-loop purchase step. */

@@ -137,10 +137,8 @@ export default defineScenario({
       table: stepTable(
         'path @ offered/s',
         steps,
-        {},
-        {
-          batch: (s) => (s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1)),
-        },
+        [],
+        [['batch', (s) => (s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1))]],
       ),
       notes,
       details: {

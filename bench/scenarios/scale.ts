@@ -314,12 +314,14 @@ function summarize(top: Run, knobs: Knobs, one: SetupRun, two: SetupRun | undefi
     table: stepTable(
       'setup @ offered/s',
       allSteps.map((x) => x.step),
-      { 'steady ok/s': (s) => Math.round(s.steadyOkPerS) },
-      {
-        'kept up': (s) => (s.sustained ? 'yes' : 'NO'),
-        'forwarded %': (s) =>
-          s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
-      },
+      [['steady ok/s', (s) => Math.round(s.steadyOkPerS)]],
+      [
+        ['kept up', (s) => (s.sustained ? 'yes' : 'NO')],
+        [
+          'forwarded %',
+          (s) => (s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-'),
+        ],
+      ],
     ),
     notes,
     details: {

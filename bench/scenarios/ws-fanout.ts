@@ -194,15 +194,15 @@ async function run(run: Run): Promise<ScenarioResult> {
     ok,
     summary,
     table: tableOf<number>(
-      {
-        node: (k) => nodes[k]!.id,
-        subscribers: (k) => nodeStats[k]!['connections'] ?? 0,
-        'RSS before MB': (k) => round(rssBefore[k]! / 2 ** 20, 1),
-        'RSS after MB': (k) => round(rssAfter[k]! / 2 ** 20, 1),
-        'bytes/conn': (k) => Math.round(perConnection[k]!),
-        published: (k) => nodeStats[k]!['published'] ?? 0,
-        received: (k) => nodeStats[k]!['received'] ?? 0,
-      },
+      [
+        ['node', (k) => nodes[k]!.id],
+        ['subscribers', (k) => nodeStats[k]!['connections'] ?? 0],
+        ['RSS before MB', (k) => round(rssBefore[k]! / 2 ** 20, 1)],
+        ['RSS after MB', (k) => round(rssAfter[k]! / 2 ** 20, 1)],
+        ['bytes/conn', (k) => Math.round(perConnection[k]!)],
+        ['published', (k) => nodeStats[k]!['published'] ?? 0],
+        ['received', (k) => nodeStats[k]!['received'] ?? 0],
+      ],
       nodes.map((_, k) => k),
     ),
     notes: [
