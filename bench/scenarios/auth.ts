@@ -72,21 +72,42 @@ interface RedisCost extends Cost {
 }
 
 /**
- * Runs `fn` `n / 10` times unmeasured (JIT), then `n` times between two process.cpuUsage() readings; `sync`:
- * in one synchronous loop, else each call awaited.
+ * Runs `fn` `n / 10` times unmeasured (JIT), then `measuring`, then `n` times between two process.cpuUsage()
+ * readings (and /proc readings of `pids`): in one synchronous loop when `inFlight` is 0, else `inFlight`
+ * calls at a time.
  */
-async function time(n: number, fn: (i: number) => unknown, sync = false): Promise<Cost> {
+async function time(
+  n: number,
+  fn: (i: number) => unknown,
+  inFlight = 1,
+  pids: Record<string, number> = {},
+  measuring?: () => Promise<void>,
+) {
+  let latencySum = 0;
   const loop = async (count: number) => {
-    if (sync) for (let i = 0; i < count; i += 1) fn(i);
-    else for (let i = 0; i < count; i += 1) await fn(i);
+    if (inFlight === 0) for (let i = 0; i < count; i += 1) fn(i);
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const t = performance.now();
+        await fn(i);
+        latencySum += (performance.now() - t) * 1000;
+      }
+    };
+    if (inFlight > 0) await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
   };
   await loop(Math.ceil(n / 10));
+  await measuring?.();
+  latencySum = 0;
+  const before = cpuSnapshot(pids);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await loop(n);
   const wallUs = (performance.now() - t0) * 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
+  const shares = cpuShares(before, cpuSnapshot(pids));
+  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n, latencyUs: latencySum / n, shares };
 }
 
 /** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
@@ -104,37 +125,16 @@ async function timeRedis(
   inFlight: number,
   fn: (i: number) => Promise<unknown>,
 ): Promise<RedisCost> {
-  const drive = async (count: number, onCall?: (us: number) => void) => {
-    let next = 0;
-    const worker = async () => {
-      while (next < count) {
-        const i = next++;
-        const t = performance.now();
-        await fn(i);
-        onCall?.((performance.now() - t) * 1000);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
-  };
-  await drive(Math.ceil(n / 10));
+  let commands0 = { commands: 0, evalsha: 0 };
   const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
-  const commands0 = await redisCalls(redis);
-  let latencySum = 0;
-  const before = cpuSnapshot(pids);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await drive(n, (us) => (latencySum += us));
-  const wallUs = (performance.now() - t0) * 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const shares = cpuShares(before, cpuSnapshot(pids));
+  const { shares, ...cost } = await time(n, fn, inFlight, pids, async () => {
+    commands0 = await redisCalls(redis);
+  });
   const commands = await redisCalls(redis);
   const redisCores = shares.processCores['redis'];
   return {
-    n,
+    ...cost,
     inFlight,
-    cpuUs: (cpu.user + cpu.system) / n,
-    wallUs: wallUs / n,
-    latencyUs: latencySum / n,
     redisCpuUs: redisCores === undefined ? undefined : (redisCores * shares.wallS * 1e6) / n,
     evalsha: (commands.evalsha - commands0.evalsha) / n,
     redisCommands: (commands.commands - commands0.commands) / n,
@@ -183,7 +183,7 @@ async function microCosts(
       if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
       sink += identity.userId.length;
     },
-    true,
+    0,
   );
   io.progress(
     `bench: (b) cached token verify: ${cachedVerify.cpuUs.toFixed(3)} µs CPU (${num(cachedVerify.n)} calls)`,
@@ -202,7 +202,7 @@ async function microCosts(
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = await time(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'), true);
+  const ipLimit = await time(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'), 0);
   io.progress(`bench: (c) per-IP limit check: ${ipLimit.cpuUs.toFixed(3)} µs CPU (${num(ipLimit.n)} calls)`);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
