@@ -1,11 +1,7 @@
 /**
- * Times one product batch transaction outside the service: START TRANSACTION, the batch's statements
- * (built by the service's own `batchStatements`) and COMMIT as one multi-statement round trip, on the MySQL
- * primary the bench checks (MYSQL_PRIMARY_URL, else the local stack's). Shapes leave statements out to
- * show what each part costs; they alternate so drift of the machine hits them alike.
+ * Times one product batch transaction outside the service (the service's own `batchStatements` as one
+ * multi-statement round trip) on the MySQL primary, in shapes that leave parts out; README "Batch probe".
  *   npx tsx bench/batch-probe.ts [orders per batch, default 47] [batches per shape, default 30]
- * It creates one product ("batch probe") and leaves its orders CONFIRMED, so no saga recovery picks them up.
- * Its outbox rows are real events of that product: a running relay publishes them like any other.
  */
 import { randomUUID } from 'node:crypto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';

@@ -1,8 +1,6 @@
 /**
- * A fixed set of keep-alive HTTP/1.1 connections used in rotation: each request takes the connection idle
- * longest (FIFO), so all `size` sockets stay open and carry traffic, as `size` distinct clients would.
- * (undici's Pool reuses its first free connection, leaving the rest idle until they time out.)
- * A request that finds every connection busy waits for one; that wait counts in its open-loop latency.
+ * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all
+ * stay open and carry traffic as distinct clients would (undici's Pool would leave most idle).
  */
 import { Client, type Dispatcher } from 'undici';
 

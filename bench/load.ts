@@ -1,9 +1,6 @@
 /**
- * Purchases and what they were answered. `PurchaseLedger`: per product, in the shape the MySQL checks expect
- * (bench/verify.ts): fresh 201 = a confirmed order, 402 = a cancelled one, 202 = an order in any state, 5xx
- * or no answer = at most one order. `runPurchasePhase`: the closed loop, `connections` workers each sending
- * `POST /purchases` (to one of `productIds` at random) and waiting for the answer before the next, so its
- * latencies omit the waiting a fixed arrival rate would cause (coordinated omission).
+ * Purchases and what they were answered: `PurchaseLedger` keeps, per product, what the MySQL checks expect
+ * (bench/verify.ts); `runPurchasePhase` is the closed loop (C workers, each waits for its answer).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';

@@ -1,7 +1,5 @@
 /**
- * Summarises a V8 .cpuprofile (from `npm run bench -- <scenario> --cpu-prof`): self time by package or
- * project folder, and the hottest functions. With a bench result file, only the samples inside the
- * phases whose label contains <text> count (phase windows are on the same monotonic clock as V8's).
+ * Summarises a V8 .cpuprofile by area and hottest functions, optionally only inside phases of a result file:
  *   npx tsx bench/profile-summary.ts <file.cpuprofile> [--result <bench/out/x.json> --phase <text>] [--top n]
  */
 import { readFileSync } from 'node:fs';

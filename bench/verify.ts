@@ -1,9 +1,7 @@
 /**
- * Correctness after a run, read from the MySQL primary itself (not through the service). Per product:
- * - stock: initial − stock = SUM(quantity) of the orders that hold stock (PENDING or CONFIRMED; a
- *   CANCELLED order's units were released in the same transaction that cancelled it);
- * - orders: every 201 answer is one CONFIRMED order, every 402 one CANCELLED order, every 202 one order in
- *   any state, a 5xx/transport answer at most one order, and there is no other order.
+ * Correctness after a run, from the MySQL primary: per product, initial − stock = SUM(quantity) of PENDING
+ * and CONFIRMED orders, and the orders match the answers (201 = CONFIRMED, 402 = CANCELLED, 202 = any,
+ * 5xx/transport = at most one, nothing else).
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import type { PhaseResult } from './load.js';

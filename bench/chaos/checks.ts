@@ -1,8 +1,6 @@
 /**
- * The chaos run's checks once every fault is healed and the load has stopped, each against the MySQL
- * primary's truth for the run's products: the replica's rows, the Redis cache and each node's product
- * read, the events read back from Kafka, the sales projection. Each waits (bounded) for its store to catch
- * up and reports the products that still disagree.
+ * The chaos run's checks against the MySQL primary's truth, each waiting (bounded) for its store: the
+ * replica's rows, the Redis cache and each node's read, the Kafka events, the sales projection.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';

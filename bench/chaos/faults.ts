@@ -1,8 +1,6 @@
 /**
- * The chaos run's faults, each injected into the bench's own app nodes or the local stack's data tier and
- * then healed (restarted, resumed, rejoined) before the next one, so no two faults overlap in a way that
- * makes recovery impossible: a Redis node is synced again, a Kafka broker back in every ISR, the MariaDB
- * replica acknowledging semi-sync again before the next fault starts.
+ * The chaos run's faults: each injected into a bench node or the stack's data tier, held, healed, and waited
+ * for until the system is whole again (node ready, Redis synced, Kafka ISRs whole, MariaDB in semi-sync).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';

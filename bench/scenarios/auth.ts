@@ -1,11 +1,7 @@
 /**
- * Auth: what security costs. First, in this process, CPU-µs per operation of each check a request pays
- * (process.cpuUsage around a tight loop): a full token signature verify, a cached verify, the per-IP limit,
- * the per-user limit against the stack's Redis (sequential and with 100 in flight, CPU and wall-clock).
- * Then the hot-sku closed loop (bench/hot-sku-closed.ts) in the same run: security ON (bearer tokens,
- * limits on but never reached) and limits OFF (RATE_LIMIT_*=0; tokens still verified, from the cache after
- * each user's first), phases ON OFF OFF ON, each on a node of its own started for the phase (or, with
- * `--param layout=together`, two nodes up at once); purchases/s of both and their ratio.
+ * Auth: what security costs. CPU-µs per full and cached token verify, per-IP and per-user (Redis) limit
+ * check, in this process; then hot-sku's closed loop with security ON vs limits OFF, phases ON OFF OFF ON,
+ * each on a node of its own (or `--param layout=together`): purchases/s of both and their ratio.
  */
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';

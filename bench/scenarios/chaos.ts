@@ -1,11 +1,7 @@
 /**
- * Chaos: a seeded, bounded run. Purchases and reads (open loop) through the bench nginx to two bench nodes
- * and WebSocket stock subscribers, while faults drawn from the seed strike one after another: kill -9 of
- * an app node (restarted), SIGSTOP/SIGCONT of one, kill -9 of the Redis primary (Sentinel failover), of a
- * Kafka broker, of the MariaDB primary (promotion, then rejoin), the MariaDB replica stopped, and one app
- * node cut off Redis while the other still reaches it (bench/chaos/redis-path.ts). Each is
- * healed before the next. Afterwards every store must agree (bench/chaos/checks.ts) and nothing
- * acknowledged may be lost; the stack ends as it began (`primary` the MariaDB primary again).
+ * Chaos: a seeded, bounded run of faults (bench/chaos/: app node kill/pause/Redis cut, Redis, Kafka and
+ * MariaDB primary kills, replica stop) under purchases, reads and WebSocket subscribers; every store must
+ * agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -1,11 +1,7 @@
 /**
- * Cost per 1,000 confirmed purchases, actor vs baseline, at the same offered rate (open loop, one hot
- * product each, one phase per path): MySQL commits and log fsyncs and row-lock waits (`SHOW GLOBAL STATUS`
- * deltas), Redis commands (`INFO commandstats` deltas), Kafka produce requests (the relay's sends that
- * carried the product's outbox rows), and the app node's CPU-ms. Server counters are global: other clients
- * of the same MariaDB/Redis add to them, so the phases run back to back and the background is reported.
- * Then the app CPU per confirmed purchase at saturation (a closed loop, `saturation` purchases in flight,
- * fresh products), and the idle node's own CPU over the idle interval (/proc), as % of one core.
+ * Cost per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits, fsyncs and
+ * row-lock waits, Redis commands, Kafka produce requests, app CPU-ms (idle background subtracted); app CPU
+ * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';

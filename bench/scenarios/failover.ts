@@ -1,8 +1,6 @@
 /**
- * Failover: a purchase stream (open loop) through nginx to two nodes; one node is killed with SIGKILL
- * mid-stream. Reports the time until purchases succeed again, the errors meanwhile, and proves that no
- * acknowledged (201) order was lost: every key answered 201 has a CONFIRMED order once the survivor has
- * taken the dead node's shards and resumed its sagas.
+ * Failover: an open-loop purchase stream through nginx to two nodes, one killed with SIGKILL mid-stream:
+ * time until purchases succeed again, errors meanwhile, and no acknowledged (201) order lost.
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';

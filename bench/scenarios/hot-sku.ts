@@ -1,8 +1,6 @@
 /**
- * Hot SKU: every purchase goes to one product. Open loop (default): the offered rate steps up (×`step`)
- * alternating actor and baseline at each rate, until a path's step breaks the SLO (p99 > 100 ms or
- * errors > 1%); each path's capacity is its highest step that met it. `--mode closed` runs the scenario's
- * first, closed-loop version (bench/hot-sku-closed.ts). MySQL is checked for oversell and lost orders after.
+ * Hot SKU: every purchase to one product, actor vs baseline, open-loop step-up until a path breaks the SLO
+ * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';

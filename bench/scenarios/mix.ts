@@ -1,9 +1,6 @@
 /**
- * The specification's mix: 80% product reads / 20% purchases at `--connections` (default 6,000) open
- * connections through nginx to two app nodes, Zipf popularity (the top product takes ≥ 30% of purchases),
- * the catalog each step reads over sized so the expected cache hit rate is the specification's 83%.
- * Open loop, stepping the offered rate up until a step misses the targets (p95: hit < 10 ms, miss < 50 ms,
- * purchase < 100 ms; errors ≤ 1%); the verdict is given at the highest offered rate that met them.
+ * The specification's mix: 80% reads / 20% purchases at 6,000 connections through nginx to two nodes, Zipf
+ * popularity, a catalog sized for an 83% hit rate; open-loop step-up until a step misses the p95 targets.
  */
 import { benchUser } from '../auth.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';

@@ -1,10 +1,7 @@
 /**
- * Reads: a cached `GET /products/:id` straight to one app node versus a bare uWebSockets.js "hello" server
- * answering the same bytes, in one run, with one client (wrk, closed loop, `--connections` sockets), phases
- * alternating node, hello, node, hello so drift of the machine hits both. Per phase: requests/s, wrk's
- * latency percentiles, errors (any answer >= 400 or socket error fails the run), bytes per answer, the CPU of
- * the node, the hello server (/proc) and wrk, and the node's own count of cache hits over its phases (every
- * product answers 200 `X-Cache: HIT…` before the load; the run needs >= 99% hits).
+ * Reads: a cached `GET /products/:id` on one node vs a bare uWebSockets.js hello answering the same bytes,
+ * one wrk client, phases node, hello × rounds: requests/s, latency, errors, bytes, CPU of each process, and
+ * the node's own count of cache hits (≥ 99% needed).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';

@@ -1,13 +1,7 @@
 /**
- * Scale: the same open-loop purchase stream (quantity 1, unique keys, to a random one of `products` actor
- * products) first through the bench's nginx to ONE node, then through a fresh nginx to TWO nodes (the first
- * cluster stopped before the second starts), in the same run. For each setup the offered rate steps up
- * (×`step`) until a step falls behind (steady-state 201s/s < 95% of offered); throughput = 201s/s at the highest step that
- * kept up; the SLO capacity (p99 ≤ 100 ms, errors ≤ 1%, as in hot-sku) is given beside it. The two-node run also reports the share of purchases the
- * receiving node forwarded to the product's owner (`cluster_routed_total`, summed over the nodes).
- * MySQL is checked after each setup (stock and orders match the answers, nothing oversold).
- * On one 2-core box both nodes share the same cores: the ratio shows the cost of forwarding and ownership,
- * not horizontal scale.
+ * Scale: one node, then two behind the bench's nginx, the same open-loop purchase step-up over `products`
+ * products until a step falls behind; 201s/s at the highest step that kept up, the ratio, the SLO capacity
+ * and the share of purchases forwarded to the owner. On a 2-core box: the cost of forwarding, not scale-out.
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';

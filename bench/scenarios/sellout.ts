@@ -1,9 +1,7 @@
 /**
- * Sell-out: one product with `stock` units (default 10,000), `attempts` purchase attempts (default 100,000)
- * from `users` users (default 20,000), some clicked twice (the same Idempotency-Key sent twice at once),
- * quantities 1/2/3/5, open loop at --rate through nginx to two nodes. Afterwards: oversold = undersold = 0
- * (confirmed quantity = initial − final stock), every answer matches its order, and the primary, the
- * replica, the cache, the product actor, the Kafka events (deduplicated) and the sales projection agree.
+ * Sell-out: one product, `attempts` purchase attempts from `users` users (duplicate clicks, quantities
+ * 1/2/3/5) through nginx to two nodes; oversold = undersold = 0, every answer matches its order, and the
+ * primary, replica, cache, actor, Kafka events and projection agree.
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';

@@ -1,9 +1,6 @@
 /**
- * WebSocket stock fan-out over two app nodes: `--connections` subscribers (default 10,000) spread evenly
- * over both nodes and over `products` hot products (each subscriber follows one), a steady purchase stream
- * on those products through both nodes, and what reaches the subscribers: delivery latency (the owner's
- * publish time `at`, stamped right after commit and write-through, → the frame parsed by the subscriber),
- * messages per second, and each node's resident memory per connection.
+ * WebSocket stock fan-out: `--connections` subscribers over two nodes and `products` hot products, a purchase
+ * stream on them: delivery latency (the owner's publish stamp → parsed), frames/s, memory per connection.
  */
 import { readFileSync } from 'node:fs';
 import { createHistogram } from 'node:perf_hooks';
