@@ -73,11 +73,7 @@ export interface EventTotals {
   readonly lastVersion: number | undefined;
 }
 
-/**
- * The events of `topics` up to their high watermarks as they are now (from `sinceMs`, else from the start),
- * read by a fresh consumer group; with `key`, only that key's. After `timeoutMs`: an error if `strict`, else
- * what was read.
- */
+/** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
 export async function readEvents(
   kafka: Kafka,
   admin: Admin,

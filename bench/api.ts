@@ -57,10 +57,7 @@ export function errorCode(text: string): string {
   }
 }
 
-/**
- * The closed-loop scenarios' client: `connections` keep-alive connections to `url`, closed at cleanup.
- * Timeouts of 1 min: above the service's own 15 s purchase timeout.
- */
+/** The closed-loop scenarios' client: keep-alive connections, 1 min timeouts (above the service's 15 s). */
 export function closedLoopPool(url: string, connections: number, io: BenchIO): Pool {
   const pool = new Pool(url, {
     connections,

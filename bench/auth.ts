@@ -66,10 +66,7 @@ export class BenchTokens {
     return { authorization: this.admin };
   }
 
-  /**
-   * Mints (once per process) a customer token for each of `users` (default: every `benchUser`) and the
-   * admin's, with the claims the bench's nodes expect.
-   */
+  /** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
   static async mint(
     options: Pick<BenchOptions, 'serviceEnv'>,
     io: Pick<BenchIO, 'progress'>,

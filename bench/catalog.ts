@@ -57,10 +57,7 @@ export class Zipf {
   }
 }
 
-/**
- * Expected cache-miss share of Zipf(1) reads over n products at `readsPerS`, when an entry lives `ttlS`
- * after the miss that filled it: per product, one miss then ttl·rate hits, so p/(1 + ttl·R·p) summed.
- */
+/** Expected miss share of Zipf(1) reads over n products when an entry lives `ttlS`: Σ p/(1 + ttl·R·p). */
 export function expectedMissShare(n: number, readsPerS: number, ttlS: number): number {
   let h = 0;
   for (let i = 1; i <= n; i += 1) h += 1 / i;

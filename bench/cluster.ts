@@ -17,16 +17,10 @@ import { connectStoreRedis } from './stores.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-/**
- * The checkout whose service the bench builds and runs: this one, or `BENCH_SERVICE_ROOT` (e.g. a worktree
- * of a commit with `node_modules` and `.stack` linked), to measure a commit while others edit this tree.
- */
+/** The checkout whose service the bench builds and runs: this one, or BENCH_SERVICE_ROOT (a worktree of a commit). */
 const SERVICE_ROOT = path.resolve(process.env['BENCH_SERVICE_ROOT'] ?? ROOT);
 
-/**
- * Rate limits of every node the bench starts: on, so each request pays its checks, but the highest values
- * the service accepts, far above any load offered (behind nginx every request comes from 127.0.0.1).
- */
+/** Rate limits of the bench's nodes: on, but at the service's maximum, far above any load offered. */
 export const BENCH_RATE_LIMITS = {
   RATE_LIMIT_IP_PER_S: '100000000',
   RATE_LIMIT_USER_PURCHASES_PER_S: '1000000',
@@ -319,11 +313,7 @@ async function startNginx(options: BenchOptions, io: BenchIO, upstreamPorts: rea
   return { pid, port, accessLog: path.join(dir, 'logs', 'access.log') };
 }
 
-/**
- * Spawns a helper process (a process group of its own, output to `logFile`), stopped with SIGTERM at
- * cleanup; resolves once `url + probe` answers anything, rejects (with the log's tail) if it exits first
- * or does not answer within `timeoutMs`.
- */
+/** A helper process (own group, log file), stopped at cleanup; resolves once `url + probe` answers anything. */
 export async function startProcess(
   io: BenchIO,
   file: string,

@@ -45,11 +45,7 @@ export interface Measured<P extends string = string> extends MeasuredPhase<Phase
   readonly path: P;
 }
 
-/**
- * A 1 s unmeasured warm-up of each path, then one measured phase per entry of `order`, `phaseS` long (default
- * half of --duration) at --connections purchases in flight, /metrics and CPU around it. Returns every phase
- * (warm-ups too, for the checks) and the measured ones.
- */
+/** A 1 s warm-up of each path, then one measured phase per entry of `order`; every phase and the measured ones. */
 export async function runAlternatingPhases<P extends string>(
   run: Run,
   o: {
@@ -178,10 +174,7 @@ export function phaseTable(
   );
 }
 
-/**
- * Two paths' measured phases compared: each merged, their ratio, and the ratio from the undisturbed phases
- * only (other users of the machine come and go), when both paths have one.
- */
+/** Two paths merged, their ratio, and the ratio from the undisturbed phases only (when both have one). */
 export function compare<P extends string>(
   measured: readonly Measured<P>[],
   restarted: readonly string[],

@@ -209,10 +209,7 @@ export class PurchaseLedger {
     return tally;
   }
 
-  /**
-   * `POST /purchases` for one unique key as customer `userId`; only a fresh 201 is not an error. `then` sees
-   * each answer's class (and may replace it).
-   */
+  /** `POST /purchases` of one key as `userId`; only a fresh 201 is not an error; `then` may reclassify. */
   purchase(
     op: string,
     productId: number,

@@ -117,12 +117,7 @@ export class Run {
     return this;
   }
 
-  /**
-   * After the load: a pause for in-flight writes, up to `sagaWaitMs` for open sagas, then every product's
-   * stock and orders checked in MySQL against the answers (bench/verify.ts); the stack servers restarted
-   * during the run, the shard leases the nodes lost, the fresh keys answered as replays; `ok` when every
-   * check held and no key was replayed, `notes` one line per check and the replays.
-   */
+  /** After the load: sagas waited for, stock and orders against the answers, the run's health and replays. */
   async check(
     products: readonly ProductSpec[],
     answers: readonly (Answers & { readonly replayed: number })[],
@@ -166,10 +161,7 @@ export class Run {
     await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
   }
 
-  /**
-   * The step-up loop: each path of `paths` once per rate of `rates` while its steps `keep` going, `pause` s
-   * between steps.
-   */
+  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
   async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
@@ -263,10 +255,7 @@ const healthSummary = (h: {
   shard_losses: h.shardLosses,
 });
 
-/**
- * The run health of a step-up run: notes (generator, its warnings, disturbed steps, background, lease losses)
- * and the summary keys that say how far its figures can be trusted (bench/README.md).
- */
+/** The health of a step-up run: notes and the summary keys saying how far its figures can be trusted. */
 export function healthOf(h: Health, shared: string) {
   const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
   const disturbed = h.steps.filter(
@@ -352,10 +341,7 @@ export const oversold = (checks: readonly ProductCheck[]): number =>
 
 type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 
-/**
- * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
- * columns, then the cores of the service, the generator and the other processes.
- */
+/** The table of open-loop purchase steps, with the `mid` and `own` columns of the scenario. */
 export function stepTable<S extends OpenStep>(
   first: string,
   steps: readonly S[],
@@ -414,10 +400,7 @@ export function timelinePoints(
   );
 }
 
-/**
- * The charts of a purchase step-up: p50/p99 against the offered rate, the latency at the `marked` steps
- * (capacity, first failure) and offered vs answered per second, one series per group.
- */
+/** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */
 export function stepCharts(
   titles: readonly [curve: string, latency: string, throughput: string],
   groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],

@@ -94,11 +94,7 @@ export function checkReplica(productIds: readonly number[], timeoutMs = 30_000):
   }, timeoutMs);
 }
 
-/**
- * Products whose Redis cached stock (when the key exists: it lives 5 s) or whose read on any node
- * (`GET /products/:id`, memory → Redis → replica) is not the primary's stock and version. The consistency
- * monitor heals a drifting cache within its 30 s round, so this waits up to `timeoutMs`.
- */
+/** Products whose Redis stock (while it lives) or read on any node is not the primary's (up to `timeoutMs`). */
 export async function checkCache(
   productIds: readonly number[],
   redisPrefix: string,
@@ -194,11 +190,7 @@ export async function checkProjection(
 export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
   waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
 
-/**
- * Per product, the events (deduplicated by eventId) against the primary: an `order.created` for exactly
- * its orders, `order.confirmed` / `order.cancelled` for exactly its confirmed / cancelled ones, no state
- * change of an order told twice under two event ids, and the last `stock.changed` = its stock and version.
- */
+/** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
 export async function compareEvents(
   events: readonly EventEnvelope[],
   productIds: readonly number[],

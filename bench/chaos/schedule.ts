@@ -64,10 +64,7 @@ export function parseKinds(raw: string | undefined): FaultKind[] {
   return [...new Set(names as FaultKind[])];
 }
 
-/**
- * The faults in order: rounds of every kind, shuffled per round (so kinds stay balanced over a run), each
- * with its target, hold and gap. `short` stops after one round; `long` never stops (the run's time does).
- */
+/** The faults in order: rounds of every kind, each shuffled; `short` stops after one round, `long` never. */
 export function* faultSchedule(settings: ScheduleSettings): Generator<PlannedFault, void, undefined> {
   const random = seededRandom(settings.seed);
   const between = (min: number, max: number): number => Math.round(min + (max - min) * random());
@@ -109,11 +106,7 @@ export interface FaultWindow {
 export interface Recovery {
   /** Failed purchases answered in the fault's window. */
   readonly failed: number;
-  /**
-   * Seconds from the fault to the answer of the first acknowledged purchase sent after the last failure
-   * answered in its window and answered after the fault; 0 when none failed; null when no purchase
-   * succeeded after it.
-   */
+  /** Fault → answer of the first acknowledged purchase sent after its last failure, s; 0: none failed; null: never. */
   readonly recoveryS: number | null;
 }
 

@@ -67,11 +67,7 @@ interface RedisCost extends Cost {
   readonly redisCommands: number;
 }
 
-/**
- * Runs `fn` `n / 10` times unmeasured (JIT), then `measuring`, then `n` times between two process.cpuUsage()
- * readings (and /proc readings of `pids`): in one synchronous loop when `inFlight` is 0, else `inFlight`
- * calls at a time.
- */
+/** `n` calls of `fn` after `n / 10` unmeasured: CPU and wall per call; `inFlight` 0: one synchronous loop. */
 async function time(
   n: number,
   fn: (i: number) => unknown,

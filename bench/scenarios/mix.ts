@@ -275,10 +275,7 @@ export default defineScenario({
   },
 });
 
-/**
- * Service cores = Σ of the nodes' own CPU (/proc); other = what no known process took. With --url (no
- * nodes of ours) the scrape of that URL is all there is.
- */
+/** Service cores = Σ of the nodes' CPU (/proc); other = what no known process took (with --url: the scrape's). */
 function cpuOf(
   measured: Awaited<ReturnType<typeof measurePhase>>,
   nodes: number,

@@ -79,10 +79,7 @@ function childrenCpuS(out: string): number | undefined {
   return m === null ? undefined : Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
 }
 
-/**
- * One wrk run against `url` cycling through `paths`, through `sh` so that `times` prints wrk's own CPU
- * afterwards; rejects if wrk fails or prints no report.
- */
+/** One wrk run cycling through `paths`, through `sh` so that `times` prints wrk's own CPU. */
 function runWrk(
   url: string,
   paths: readonly string[],
