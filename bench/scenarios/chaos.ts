@@ -155,8 +155,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const faults: FaultRecord[] = [];
   let loadStart = performance.now();
   let healFailure: string | undefined;
-  // Faults of one subsystem wait for the previous one's heal (a MariaDB rejoin before the next MariaDB
-  // fault, one app node at a time); faults of different subsystems may overlap.
+  // A fault waits for the heal of the previous one of its subsystem; faults of different subsystems may overlap.
   const healing = new Map<string, Promise<void>>();
   const injectFaults = async (): Promise<void> => {
     await sleep(5_000); // load before the first fault

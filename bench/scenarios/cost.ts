@@ -90,8 +90,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const next = ledger.stream(tag);
   for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, 1, next(products[path].id));
 
-  // The servers' background over an idle interval (subtracted from each phase in proportion to its length),
-  // and the node's own CPU over it (/proc; unknown with --url): what an idle node costs.
+  // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const nodePid = cluster.nodes[0]?.pid;
   const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
   const idleS = run.param('idle', IDLE_S, 1, 3_600);
@@ -130,8 +129,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 
-  // Saturation: a closed loop of `inFlight` purchases, each path on a fresh product of its own (the open-loop
-  // products' outbox rows stay those of the phases above), the node's CPU over the whole phase.
+  // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
   const saturatedPhases: SaturatedPhase[] = [];
   if (inFlight > 0) {
     const http = closedLoopPool(cluster.url, inFlight, io);
@@ -234,8 +232,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     summary[`${p.path}_confirmed`] = p.confirmed;
     summary[`${p.path}_p99_ms`] = percentileMs(p.measured.result.ops.get('purchase')!.latency, 99);
   }
-  // App CPU per confirmed purchase at the offered rate (the same figure as app_cpu_ms per 1,000) and at
-  // saturation, and the idle node's CPU, against issue 12's targets.
+  // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
   for (const p of phases)
     summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p.measured, p.confirmed);
   for (const p of saturatedPhases) {
@@ -325,8 +322,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
     details: {
-      // The open-loop phases, then the saturated ones; label and monotonicUs (the phase on the monotonic
-      // clock, µs) let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick its samples.
+      // label and monotonicUs let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick samples.
       phases: [
         ...phases.map((p) => ({
           path: p.path,

@@ -109,7 +109,6 @@ export default defineScenario({
         hot = 0;
         purchases = 0;
         // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
-        // Each node's /metrics read directly (through nginx it answers 404), summed.
         const label = `mix @ ${num(rate)}/s, ${num(catalog)} products`;
         const measured = await run.measure(label, rate, request(catalog), { ...run.pids, ...cluster.pids() });
         const r = measured.result;

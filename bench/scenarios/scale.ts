@@ -86,8 +86,7 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number): Promise<SetupRun
   const { options, io } = top;
   const { productCount, factor, maxSteps, pause, warmupS, firstRate } = knobs;
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-  // Each setup's processes are stopped before the next starts: its cleanups are kept here and run at the
-  // end of the setup (also registered with the runner, so Ctrl-C or a failure still stops them).
+  // Each setup's processes stop before the next starts: its cleanups run here (and on Ctrl-C through the runner).
   const local: (() => Promise<void> | void)[] = [];
   const stopAll = async (): Promise<void> => {
     while (local.length > 0)
