@@ -50,11 +50,6 @@ export class Zipf {
     }
     return lo;
   }
-
-  /** Share of the first n products' requests that rank 0 takes. */
-  topShare(n: number): number {
-    return 1 / this.cdf[n - 1]!;
-  }
 }
 
 /** Expected miss share of Zipf(1) reads over n products when an entry lives `ttlS`: Σ p/(1 + ttl·R·p). */
