@@ -5,7 +5,7 @@
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
 import { cores } from '../cpu.js';
-import { phaseDetails, runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
+import { merge, phaseDetails, runAlternatingPhases } from '../hot-sku-closed.js';
 import { newLatencyHistogram, type PhaseResult } from '../load.js';
 import {
   DISTURBED_OTHER_CORES,
@@ -28,11 +28,7 @@ const SPREAD_STOCK = 1_000_000;
 
 type PhaseName = 'hot' | 'spread';
 
-interface Phase {
-  readonly phase: PhaseName;
-  readonly measured: MeasuredPhase<PhaseResult>;
-  readonly provider: { readonly charges: number; readonly requests: number };
-}
+type ProviderCounts = { readonly charges: number; readonly requests: number };
 
 /** 201 / 202 / 402 / other answers (other = every other status and transport errors; replays are 201s). */
 function answers(r: PhaseResult) {
@@ -42,10 +38,10 @@ function answers(r: PhaseResult) {
   return { n201: fresh201, n202, n402, other: r.failed - n202 - n402 };
 }
 
-function phaseFigures(p: Phase) {
-  const r = p.measured.result;
+function phaseFigures(m: MeasuredPhase<PhaseResult>, provider: ProviderCounts) {
+  const r = m.result;
   const { p50, p95, p99, max } = latencySummary(r.answeredLatency);
-  const writer = writerFigures(p.measured.metrics, p.measured.cpu.wallS);
+  const writer = writerFigures(m.metrics, m.cpu.wallS);
   return {
     label: r.label,
     products: r.productIds.length,
@@ -57,10 +53,11 @@ function phaseFigures(p: Phase) {
     max,
     ...answers(r),
     writer,
-    providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,
-    db: p.measured.dbPerS,
-    disturbed: (p.measured.otherCores ?? 0) > DISTURBED_OTHER_CORES,
-    m: p.measured,
+    providerChargesPerS: provider.charges / m.cpu.wallS,
+    db: m.dbPerS,
+    disturbed: (m.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+    m,
+    provider,
   };
 }
 
@@ -94,7 +91,7 @@ async function run(run: Run): Promise<ScenarioResult> {
 
   io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
   const providerStats = () => provider?.stats() ?? { charges: 0, requests: 0 };
-  const provided = {} as Record<PhaseName, Phase['provider']>;
+  const provided = {} as Record<PhaseName, ProviderCounts>;
   const path = (phase: PhaseName, ids: number[], initialStock: number) => ({
     path: phase,
     http: pool,
@@ -127,12 +124,6 @@ async function run(run: Run): Promise<ScenarioResult> {
       };
     },
   });
-  const phases: Phase[] = measured.map((m: Measured<PhaseName>) => ({
-    phase: m.path,
-    measured: m,
-    provider: provided[m.path],
-  }));
-
   const { checks, stillPending, restarted, shardLosses, replayed, ok } = await run.check(
     [
       { productId: hot.id, label: 'hot', initialStock: HOT_STOCK },
@@ -141,19 +132,16 @@ async function run(run: Run): Promise<ScenarioResult> {
     all,
   );
 
-  const figures = phases.map(phaseFigures);
+  const figures = measured.map((m) => phaseFigures(m, provided[m.path]));
   const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
   const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
   const chargesTotal = providerStats().charges;
-  const benchCores =
-    phases.reduce((sum, p) => sum + p.measured.cpu.benchCores * p.measured.cpu.wallS, 0) /
-    phases.reduce((sum, p) => sum + p.measured.cpu.wallS, 0);
   const health = phaseHealthOf(
-    { disturbed, phases: phases.length, background, restarted, shardLosses },
-    benchCores,
+    { disturbed, phases: measured.length, background, restarted, shardLosses },
+    merge(measured).benchCores,
   );
 
   const hotCheck = checks[0]!;
@@ -186,7 +174,7 @@ async function run(run: Run): Promise<ScenarioResult> {
           : `; MySQL server (all clients): ${num(f.db['Binlog_commits'] ?? NaN)} commits/s in ${num(f.db['Binlog_group_commits'] ?? NaN)} group commits/s, ${num(f.db['Innodb_row_lock_waits'] ?? NaN, 1)} row-lock waits/s`),
     ),
     ...health.notes,
-    `errors hot: ${JSON.stringify(phases[0]!.measured.result.failures)}  spread: ${JSON.stringify(phases[1]!.measured.result.failures)}`,
+    `errors hot: ${JSON.stringify(hotF.m.result.failures)}  spread: ${JSON.stringify(spreadF.m.result.failures)}`,
     checkLine(`hot (product ${hotCheck.productId})`, [hotCheck]),
     checkLine(`spread (${spreadChecks.length} products)`, spreadChecks),
     ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after 45 s`] : []),
@@ -265,20 +253,20 @@ async function run(run: Run): Promise<ScenarioResult> {
       provider: provider?.stats() ?? null,
       ambiguousSample: all.flatMap((r) => r.ambiguous).slice(0, 100),
       phases: all.map(phaseDetails),
-      measured: phases.map((p, i) => ({
-        label: p.measured.result.label,
-        cpu: p.measured.cpu,
-        serviceCores: p.measured.serviceCores,
-        otherCores: p.measured.otherCores,
-        provider: p.provider,
-        dbPerS: p.measured.dbPerS,
-        ...figures[i]!.writer,
+      measured: figures.map(({ m, provider, writer }) => ({
+        label: m.result.label,
+        cpu: m.cpu,
+        serviceCores: m.serviceCores,
+        otherCores: m.otherCores,
+        provider,
+        dbPerS: m.dbPerS,
+        ...writer,
       })),
       machineCores: cores(),
       // All answered requests of both measured phases together, for reference.
       answeredLatencyMsBoth: latencySummary(
-        phases.reduce((h, p) => {
-          h.add(p.measured.result.answeredLatency);
+        measured.reduce((h, m) => {
+          h.add(m.result.answeredLatency);
           return h;
         }, newLatencyHistogram()),
       ),
