@@ -199,20 +199,19 @@ export function compare<P extends string>(
 }
 
 /** Per-phase details of closed-loop phases. */
-export const phaseDetails = (r: PhaseResult) => ({
-  label: r.label,
-  products: r.productIds.length,
-  windowS: r.windowS,
-  sent: r.sent,
-  created: r.created,
-  createdInWindow: r.createdInWindow,
-  replayed: r.replayed,
-  statuses: r.statuses,
-  failures: r.failures,
+export const phaseDetails = ({
+  productIds,
+  perProduct: _,
+  ambiguous: __,
+  latency,
+  answeredLatency,
+  ...r
+}: PhaseResult) => ({
+  ...r,
+  products: productIds.length,
   perS: round(r.perS, 1),
-  monotonicUs: r.monotonicUs,
-  answeredLatencyMs: latencySummary(r.answeredLatency),
-  confirmedLatencyMs: latencySummary(r.latency),
+  answeredLatencyMs: latencySummary(answeredLatency),
+  confirmedLatencyMs: latencySummary(latency),
 });
 
 /** `hot-sku --mode closed`: the scenario's first version, kept as a labelled closed-loop mode. */
@@ -224,11 +223,11 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
   io.progress(`bench: machine busy before the load (service idle): ${pct(run.background)}`);
   const paths: ClosedLoopPath<Strategy>[] = [];
   for (const path of PATHS) {
-    const product = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
+    const { id } = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
     paths.push({
       path,
       http: pool,
-      productId: product.id,
+      productId: id,
       initialStock: INITIAL_STOCK[path],
       metricsFrom: run.cluster.url,
     });
