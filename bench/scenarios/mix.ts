@@ -6,7 +6,7 @@ import { benchUser } from '../auth.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
-import { latencySummary, measurePhase, round, type StageFigures } from '../measure.js';
+import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { num, tableOf } from '../report.js';
@@ -21,26 +21,47 @@ const PRODUCT_STOCK = 1_000_000;
 /** The service's CACHE_STOCK_TTL_MS default: a cached product is a hit only while its stock entry lives. */
 const STOCK_TTL_S = 5;
 
-interface Step {
-  readonly offered: number;
-  readonly catalog: number;
-  readonly result: OpenLoopResult;
-  readonly ops: Record<
-    string,
-    ReturnType<typeof latencySummary> & { errors: number; statuses: Record<string, number> }
-  >;
-  readonly hitShare: number;
-  readonly hotShare: number;
-  readonly errorShare: number;
-  readonly met: boolean;
-  readonly misses: readonly string[];
-  readonly serviceCores: number;
-  /** Cores of each known process over the step (nodes, nginx, the provider, the stack's servers). */
-  readonly processCores: Readonly<Record<string, number>>;
-  /** The step's purchase stages from the nodes' histograms (ms). */
-  readonly stages: StageFigures;
-  readonly otherCores: number | undefined;
-  readonly startS: number;
+type OpFigures = ReturnType<typeof latencySummary> & { errors: number; statuses: Record<string, number> };
+type Step = Awaited<ReturnType<typeof stepOf>>;
+
+/** A measured step's figures: per operation, hit rate, hot share, errors, the targets it missed, CPU. */
+function stepOf(
+  measured: MeasuredPhase<OpenLoopResult>,
+  nodes: number,
+  s: { offered: number; catalog: number; hot: number; purchases: number; startS: number },
+) {
+  const r = measured.result;
+  const ops: Record<string, OpFigures> = {};
+  for (const op of OPS) {
+    const stats = r.ops.get(op);
+    if (stats !== undefined)
+      ops[op] = { ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses };
+  }
+  const hits = ops['read-hit']?.count ?? 0;
+  const reads = hits + (ops['read-miss']?.count ?? 0);
+  const errorShare = r.scheduled > 0 ? r.errors / r.scheduled : 0;
+  const misses: string[] = [];
+  for (const op of OPS) {
+    const p95 = ops[op]?.p95;
+    if (p95 !== undefined && !(p95 < TARGET_P95_MS[op]))
+      misses.push(`${op} p95 ${p95} ms ≥ ${TARGET_P95_MS[op]} ms`);
+  }
+  if (errorShare > ERROR_SHARE)
+    misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
+  return {
+    offered: s.offered,
+    catalog: s.catalog,
+    result: r,
+    ops,
+    hitShare: reads > 0 ? hits / reads : NaN,
+    hotShare: s.purchases > 0 ? s.hot / s.purchases : NaN,
+    errorShare,
+    met: misses.length === 0,
+    misses,
+    ...cpuOf(measured, nodes),
+    stages: measured.stages,
+    startS: s.startS,
+  };
 }
 
 export default defineScenario({
@@ -111,38 +132,14 @@ export default defineScenario({
         // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
         const label = `mix @ ${num(rate)}/s, ${num(catalog)} products`;
         const measured = await run.measure(label, rate, request(catalog), { ...run.pids, ...cluster.pids() });
-        const r = measured.result;
-        const ops: Step['ops'] = {};
-        for (const op of OPS) {
-          const stats = r.ops.get(op);
-          if (stats !== undefined)
-            ops[op] = { ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses };
-        }
-        const hits = ops['read-hit']?.count ?? 0;
-        const reads = hits + (ops['read-miss']?.count ?? 0);
-        const errorShare = r.scheduled > 0 ? r.errors / r.scheduled : 0;
-        const misses: string[] = [];
-        for (const op of OPS) {
-          const p95 = ops[op]?.p95;
-          if (p95 !== undefined && !(p95 < TARGET_P95_MS[op]))
-            misses.push(`${op} p95 ${p95} ms ≥ ${TARGET_P95_MS[op]} ms`);
-        }
-        if (errorShare > ERROR_SHARE)
-          misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
-        const step: Step = {
+        const step = stepOf(measured, cluster.nodes.length, {
           offered: rate,
           catalog,
-          result: r,
-          ops,
-          hitShare: reads > 0 ? hits / reads : NaN,
-          hotShare: purchases > 0 ? hot / purchases : NaN,
-          errorShare,
-          met: misses.length === 0,
-          misses,
-          ...cpuOf(measured, cluster.nodes.length),
-          stages: measured.stages,
+          hot,
+          purchases,
           startS,
-        };
+        });
+        const { misses } = step;
         io.progress(`bench:   cores: ${formatCores(step.processCores)}`);
         io.progress(
           `bench: mix @ ${num(rate)}/s: ${misses.length === 0 ? 'meets the targets' : `MISSES: ${misses.join('; ')}`}`,
@@ -223,7 +220,7 @@ export default defineScenario({
         ...runHealth.summary,
         step_s: options.durationS,
       },
-      table: tableOf<{ s: Step; op: (typeof OPS)[number]; o: Step['ops'][string] }>(
+      table: tableOf<{ s: Step; op: (typeof OPS)[number]; o: OpFigures }>(
         [
           ['offered', ({ s }) => `${num(s.offered)}/s`],
           ['operation', ({ op }) => op],
@@ -276,7 +273,7 @@ export default defineScenario({
 
 /** Service cores = Σ of the nodes' CPU (/proc); other = what no known process took (with --url: the scrape's). */
 function cpuOf(
-  measured: Awaited<ReturnType<typeof measurePhase>>,
+  measured: MeasuredPhase<OpenLoopResult>,
   nodes: number,
 ): { serviceCores: number; otherCores: number | undefined; processCores: Readonly<Record<string, number>> } {
   const processCores = Object.fromEntries(
