@@ -47,25 +47,10 @@ const ITERATIONS = {
 } as const;
 const IN_FLIGHT = 100;
 
-interface Cost {
-  readonly n: number;
-  /** This process's CPU per operation (user + system), µs. */
-  readonly cpuUs: number;
-  /** Wall-clock time of the loop ÷ operations, µs. */
-  readonly wallUs: number;
-}
-
-interface RedisCost extends Cost {
-  readonly inFlight: number;
-  /** Mean wall-clock time of one call, from its start to its answer, µs. */
-  readonly latencyUs: number;
-  /** The Redis server's CPU (/proc) per call, µs; undefined without /proc or the stack's Redis. */
-  readonly redisCpuUs: number | undefined;
-  /** EVALSHA calls per call (INFO commandstats, server-wide: other clients count too). */
-  readonly evalsha: number;
-  /** Redis commands per call, those the script runs included (server-wide, as `evalsha`). */
-  readonly redisCommands: number;
-}
+/** Per call: this process's CPU and the loop's wall time ÷ calls, the mean call latency, µs. */
+type Cost = { readonly n: number; readonly cpuUs: number; readonly wallUs: number };
+/** With Redis: its CPU per call (/proc), EVALSHAs and all commands per call (INFO commandstats, server-wide). */
+type RedisCost = Awaited<ReturnType<typeof timeRedis>>;
 
 /** `n` calls of `fn` after `n / 10` unmeasured: CPU and wall per call; `inFlight` 0: one synchronous loop. */
 async function time(
@@ -116,7 +101,7 @@ async function timeRedis(
   n: number,
   inFlight: number,
   fn: (i: number) => Promise<unknown>,
-): Promise<RedisCost> {
+) {
   let commands0 = { commands: 0, evalsha: 0 };
   const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
   const { shares, ...cost } = await time(n, fn, inFlight, pids, async () => {
@@ -133,14 +118,6 @@ async function timeRedis(
   };
 }
 
-interface MicroCosts {
-  readonly fullVerify: Cost;
-  readonly cachedVerify: Cost;
-  readonly ipLimit: Cost;
-  readonly userLimit: RedisCost;
-  readonly userLimitConcurrent: RedisCost;
-}
-
 /** The four in-process measurements, before any node starts (a quiet box). */
 async function microCosts(
   options: BenchOptions,
@@ -148,7 +125,7 @@ async function microCosts(
   config: Config,
   tokens: BenchTokens,
   scale: number,
-): Promise<MicroCosts> {
+) {
   const count = (n: number) => Math.max(10, Math.round(n * scale));
   const users = benchUsers();
   const bearers = users.map((u) => tokens.bearer(u));
