@@ -25,7 +25,6 @@ import {
   type OpenStep,
 } from '../scenario.js';
 import type { BenchIO, ScenarioResult } from '../types.js';
-import type { ProductCheck } from '../verify.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -41,19 +40,7 @@ interface Step extends OpenStep {
   readonly forwarded: number;
 }
 
-interface SetupRun {
-  readonly nodes: number;
-  readonly label: string;
-  readonly steps: Step[];
-  readonly checks: ProductCheck[];
-  readonly stillPending: number;
-  readonly replayed: number;
-  readonly shardLosses: number;
-  readonly restarted: readonly string[];
-  readonly background: number | undefined;
-  readonly connectionsOpen: number;
-  readonly routedMetric: boolean;
-}
+type SetupRun = Awaited<ReturnType<typeof runSetup>>;
 
 /** Σ over nodes of `cluster_routed_total{op="purchase",where=…}` deltas. */
 function routed(before: Samples, after: Samples): { local: number; forwarded: number; present: boolean } {
@@ -82,7 +69,7 @@ const knobsOf = (run: Run) => ({
 });
 
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
-async function runSetup(top: Run, knobs: Knobs, nodes: number): Promise<SetupRun> {
+async function runSetup(top: Run, knobs: Knobs, nodes: number) {
   const { options, io } = top;
   const { productCount, factor, maxSteps, pause, warmupS, firstRate } = knobs;
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
