@@ -10,7 +10,7 @@ import { request } from 'undici';
 import { createProducts } from '../api.js';
 import { freePort } from '../../scripts/node-launcher.js';
 import { startProcess } from '../cluster.js';
-import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
+import { backgroundBusy, cores, cpuShares, cpuSnapshot, type CpuShares } from '../cpu.js';
 import { round } from '../measure.js';
 import { scrape, type Samples } from '../prom.js';
 import { num, tableOf } from '../report.js';
@@ -42,21 +42,27 @@ interface WrkReport {
   readonly cpuS: number | undefined;
 }
 
-interface Phase {
-  readonly target: Target;
-  readonly round: number;
-  readonly wrk: WrkReport;
-  readonly wallS: number;
-  /** Cores of each process over the phase; undefined when /proc could not be read (or --url). */
-  readonly nodeCores: number | undefined;
-  readonly helloCores: number | undefined;
-  /** wrk's CPU over the phase, cores. */
-  readonly wrkCores: number | undefined;
-  /** Busy cores of the whole machine outside the node, the hello server and wrk: interrupts, anyone else. */
-  readonly restCores: number | undefined;
-  /** Node phases: the node's `product_cache_reads_total` deltas by label set (`{result="hit"}` …). */
-  readonly cacheReads: Readonly<Record<string, number>> | undefined;
+/**
+ * One phase's figures: cores of the node, the hello server and wrk (undefined without /proc), the rest of the
+ * machine (interrupts, anyone else), and for node phases the node's `product_cache_reads_total` deltas.
+ */
+function phaseOf(
+  target: Target,
+  round: number,
+  wrk: WrkReport,
+  cpu: CpuShares,
+  cacheReads?: Record<string, number>,
+) {
+  const nodeCores = cpu.processCores['node'];
+  const helloCores = cpu.processCores['hello'];
+  const wrkCores = wrk.cpuS === undefined ? undefined : wrk.cpuS / cpu.wallS;
+  const known = (nodeCores ?? 0) + (helloCores ?? 0) + (wrkCores ?? 0);
+  const restCores =
+    cpu.machineBusy === undefined ? undefined : Math.max(0, cpu.machineBusy * cores() - known);
+  return { target, round, wrk, wallS: cpu.wallS, nodeCores, helloCores, wrkCores, restCores, cacheReads };
 }
+
+type Phase = ReturnType<typeof phaseOf>;
 
 interface CacheCheck {
   readonly when: string;
@@ -259,23 +265,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       const cpu = cpuShares(before, cpuSnapshot(pids));
       const cacheReads =
         metricsBefore === undefined ? undefined : cacheReadDeltas(metricsBefore, await scrape(nodeUrl));
-      const nodeCores = cpu.processCores['node'];
-      const helloCores = cpu.processCores['hello'];
-      const wrkCores = wrk.cpuS === undefined ? undefined : wrk.cpuS / cpu.wallS;
-      phases.push({
-        target,
-        round: r,
-        wrk,
-        wallS: cpu.wallS,
-        nodeCores,
-        helloCores,
-        wrkCores,
-        restCores:
-          cpu.machineBusy === undefined
-            ? undefined
-            : Math.max(0, cpu.machineBusy * cores() - (nodeCores ?? 0) - (helloCores ?? 0) - (wrkCores ?? 0)),
-        cacheReads,
-      });
+      phases.push(phaseOf(target, r, wrk, cpu, cacheReads));
       io.progress(
         `bench: ${target} #${r}: ${num(wrk.requests / (wrk.duration_us / 1e6))} requests/s, p99 ${round(wrk.latency_us.p99 / 1000, 2)} ms, errors ${errorCount(wrk)}`,
       );
