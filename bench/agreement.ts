@@ -14,16 +14,8 @@ import { connectStoreRedis, storeConfig, withMysql } from './stores.js';
 
 const config = storeConfig();
 
-export interface OrderTotals {
-  readonly stock: number;
-  readonly confirmedOrders: number;
-  readonly confirmedQuantity: number;
-  readonly cancelledOrders: number;
-  readonly pendingOrders: number;
-}
-
 /** Stock and order totals of one product on the replica. */
-export function replicaTotals(productId: number): Promise<OrderTotals | undefined> {
+export function replicaTotals(productId: number) {
   return withMysql(async (conn) => {
     const [products] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
       productId,
@@ -58,19 +50,6 @@ export async function cachedStock(
   } finally {
     redis.disconnect();
   }
-}
-
-export interface EventTotals {
-  /** Distinct events of the product seen and duplicates dropped. */
-  readonly events: number;
-  readonly duplicates: number;
-  readonly created: number;
-  readonly confirmedOrders: number;
-  readonly confirmedQuantity: number;
-  readonly cancelledOrders: number;
-  /** Of the stock.changed event with the highest version, if any. */
-  readonly lastStock: number | undefined;
-  readonly lastVersion: number | undefined;
 }
 
 /** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
@@ -136,7 +115,7 @@ interface ReadSettings {
 }
 
 /** The product's events on the orders and inventory topics since `sinceMs` (up to the current end), deduplicated. */
-export async function kafkaTotals(productId: number, sinceMs: number): Promise<EventTotals> {
+export async function kafkaTotals(productId: number, sinceMs: number) {
   const kafka = createKafka(config, pino({ level: 'silent' }));
   const admin = kafka.admin();
   await admin.connect();
