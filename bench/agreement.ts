@@ -3,27 +3,20 @@
  * Redis cache entry, the Kafka events (deduplicated by event id) and the sales projection (through the API).
  * The sellout scenario compares each with the primary.
  */
-import { Kafka, logLevel } from 'kafkajs';
-import { decode } from '@msgpack/msgpack';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Dispatcher } from 'undici';
+import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
+import { createKafka, type Admin, type Kafka } from '../src/storage/kafka.js';
 import type { BenchTokens } from './auth.js';
-import { connectMysql, connectStoreRedis, storeConfig } from './stores.js';
+import { connectStoreRedis, storeConfig, withMysql } from './stores.js';
 
 const config = storeConfig();
 
-export interface OrderTotals {
-  readonly stock: number;
-  readonly confirmedOrders: number;
-  readonly confirmedQuantity: number;
-  readonly cancelledOrders: number;
-  readonly pendingOrders: number;
-}
-
 /** Stock and order totals of one product on the replica. */
-export async function replicaTotals(productId: number): Promise<OrderTotals | undefined> {
-  const conn = await connectMysql('replica');
-  try {
+export function replicaTotals(productId: number) {
+  return withMysql(async (conn) => {
     const [products] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
       productId,
     ]);
@@ -40,9 +33,7 @@ export async function replicaTotals(productId: number): Promise<OrderTotals | un
       cancelledOrders: Number(by('CANCELLED')?.['n'] ?? 0),
       pendingOrders: Number(by('PENDING')?.['n'] ?? 0),
     };
-  } finally {
-    await conn.end();
-  }
+  }, 'replica');
 }
 
 /** The cached stock entry (`<prefix>stock:<id>` = `version:stock`), or undefined when absent (expired). */
@@ -61,116 +52,109 @@ export async function cachedStock(
   }
 }
 
-export interface EventTotals {
-  /** Distinct events of the product seen (after dedupe) and duplicates dropped. */
-  readonly events: number;
-  readonly duplicates: number;
-  readonly created: number;
-  readonly confirmedOrders: number;
-  readonly confirmedQuantity: number;
-  readonly cancelledOrders: number;
-  /** Stock of the stock.changed event with the highest version, if any. */
-  readonly lastStock: number | undefined;
-  readonly lastVersion: number | undefined;
-}
-
-interface Envelope {
-  eventId: string;
-  type: string;
-  productId: number;
-  orderId: string | null;
-  data: { quantity?: number; stock?: number; version?: number };
-}
-
-/** The product's events on the orders and inventory topics since `sinceMs` (up to the current end). */
-export async function kafkaTotals(productId: number, sinceMs: number): Promise<EventTotals> {
-  const kafka = new Kafka({
-    clientId: 'bench-sellout-check',
-    brokers: [...config.kafka.brokers],
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  const topics = [config.kafka.topics.orders, config.kafka.topics.inventory];
-  const key = String(productId);
-  const seen = new Set<string>();
-  let duplicates = 0;
-  const confirmed = new Map<string, number>();
-  const created = new Set<string>();
-  const cancelled = new Set<string>();
-  let last: { stock: number; version: number } | undefined;
-  const consumer = kafka.consumer({ groupId: `bench-check-${productId}-${Date.now()}` });
-  try {
-    const starts = new Map<string, { partition: number; offset: string }[]>();
-    const ends = new Map<string, Map<number, bigint>>();
-    for (const topic of topics) {
-      starts.set(topic, await admin.fetchTopicOffsetsByTimestamp(topic, sinceMs));
-      ends.set(
-        topic,
-        new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, BigInt(p.high)])),
-      );
+/** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
+export async function readEvents(
+  kafka: Kafka,
+  admin: Admin,
+  topics: readonly string[],
+  { sinceMs, key, timeoutMs = 90_000, strict = true }: ReadSettings = {},
+): Promise<EventEnvelope[]> {
+  const remaining = new Map<string, number>(); // topic/partition → the last offset to read
+  const starts: { topic: string; partition: number; offset: string }[] = [];
+  for (const topic of topics) {
+    const since = sinceMs === undefined ? [] : await admin.fetchTopicOffsetsByTimestamp(topic, sinceMs);
+    for (const p of await admin.fetchTopicOffsets(topic)) {
+      const start = Number(since.find((s) => s.partition === p.partition)?.offset ?? p.low);
+      if (start < 0 || start >= Number(p.high)) continue;
+      remaining.set(`${topic}/${p.partition}`, Number(p.high) - 1);
+      starts.push({ topic, partition: p.partition, offset: String(start) });
     }
-    const remaining = new Set<string>();
-    for (const topic of topics)
-      for (const { partition, offset } of starts.get(topic)!)
-        if (BigInt(offset) < ends.get(topic)!.get(partition)! && BigInt(offset) >= 0n)
-          remaining.add(`${topic}/${partition}`);
-    if (remaining.size === 0) return totals();
+  }
+  const events: EventEnvelope[] = [];
+  if (remaining.size === 0) return events;
+  const groupId = `bench-check-${process.pid}-${Date.now()}`;
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
+  let done!: () => void;
+  const finished = new Promise<void>((resolve) => (done = resolve));
+  try {
     await consumer.connect();
-    await consumer.subscribe({ topics, fromBeginning: false });
-    let done: () => void = () => undefined;
-    const finished = new Promise<void>((resolve) => (done = resolve));
+    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
     await consumer.run({
       autoCommit: false,
-      eachBatch: async ({ batch }) => {
-        const end = ends.get(batch.topic)!.get(batch.partition)!;
-        for (const message of batch.messages) {
-          if (BigInt(message.offset) >= end) break;
-          if (message.key?.toString() !== key || message.value === null) continue;
-          const event = decode(message.value) as Envelope;
-          if (seen.has(event.eventId)) {
-            duplicates += 1;
-            continue;
-          }
-          seen.add(event.eventId);
-          const order = event.orderId ?? '';
-          if (event.type === 'order.created') created.add(order);
-          else if (event.type === 'order.confirmed') confirmed.set(order, event.data.quantity ?? 0);
-          else if (event.type === 'order.cancelled') cancelled.add(order);
-          else if (
-            event.type === 'stock.changed' &&
-            (last === undefined || (event.data.version ?? 0) > last.version)
-          )
-            last = { stock: event.data.stock ?? NaN, version: event.data.version ?? 0 };
-        }
-        if (BigInt(batch.lastOffset()) >= end - 1n) {
-          remaining.delete(`${batch.topic}/${batch.partition}`);
-          if (remaining.size === 0) done();
-        }
-        await Promise.resolve();
+      eachMessage: ({ topic, partition, message }) => {
+        const at = `${topic}/${partition}`;
+        const last = remaining.get(at);
+        if (last === undefined || Number(message.offset) > last) return Promise.resolve();
+        if (message.value !== null && (key === undefined || message.key?.toString() === key))
+          events.push(decodeEvent(message.value));
+        if (Number(message.offset) >= last) remaining.delete(at);
+        if (remaining.size === 0) done();
+        return Promise.resolve();
       },
     });
-    for (const topic of topics)
-      for (const { partition, offset } of starts.get(topic)!)
-        if (BigInt(offset) >= 0n) consumer.seek({ topic, partition, offset });
-    await Promise.race([finished, new Promise((resolve) => setTimeout(resolve, 60_000))]);
-    return totals();
+    for (const start of starts) consumer.seek(start);
+    const timeout = sleep(timeoutMs).then(() => {
+      if (strict)
+        throw new Error(
+          `Kafka read-back incomplete after ${timeoutMs / 1000} s (${remaining.size} partitions short)`,
+        );
+    });
+    await Promise.race([finished, timeout]);
   } finally {
     await consumer.disconnect().catch(() => undefined);
-    await admin.disconnect().catch(() => undefined);
+    await admin.deleteGroups([groupId]).catch(() => undefined);
   }
+  return events;
+}
 
-  function totals(): EventTotals {
+interface ReadSettings {
+  readonly sinceMs?: number;
+  readonly key?: string;
+  readonly timeoutMs?: number;
+  readonly strict?: boolean;
+}
+
+/** The product's events on the orders and inventory topics since `sinceMs` (up to the current end), deduplicated. */
+export async function kafkaTotals(productId: number, sinceMs: number) {
+  const kafka = createKafka(config, pino({ level: 'silent' }));
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const topics = [config.kafka.topics.orders, config.kafka.topics.inventory];
+    const read = await readEvents(kafka, admin, topics, {
+      sinceMs,
+      key: String(productId),
+      timeoutMs: 60_000,
+      strict: false,
+    });
+    const unique = new Map<string, EventEnvelope>();
+    for (const e of read) if (!unique.has(e.eventId)) unique.set(e.eventId, e);
+    const events = [...unique.values()];
+    const orders = (type: string) =>
+      new Set(events.filter((e) => e.type === type).map((e) => e.orderId ?? ''));
+    const confirmed = new Map(
+      events.flatMap((e) =>
+        e.type === 'order.confirmed' ? [[e.orderId ?? '', e.data.quantity] as const] : [],
+      ),
+    );
+    const last = events
+      .flatMap((e) => (e.type === 'stock.changed' ? [e.data] : []))
+      .reduce<{ stock: number; version: number } | undefined>(
+        (a, d) => (a === undefined || d.version > a.version ? d : a),
+        undefined,
+      );
     return {
-      events: seen.size,
-      duplicates,
-      created: created.size,
+      events: unique.size,
+      duplicates: read.length - unique.size,
+      created: orders('order.created').size,
       confirmedOrders: confirmed.size,
       confirmedQuantity: [...confirmed.values()].reduce((a, b) => a + b, 0),
-      cancelledOrders: cancelled.size,
+      cancelledOrders: orders('order.cancelled').size,
       lastStock: last?.stock,
       lastVersion: last?.version,
     };
+  } finally {
+    await admin.disconnect().catch(() => undefined);
   }
 }
 

@@ -15,13 +15,16 @@ export interface CreatedProduct {
 export async function createProduct(
   http: Dispatcher,
   tokens: BenchTokens,
-  input: { name: string; priceCents: number; stock: number; strategy: Strategy },
+  name: string,
+  stock: number,
+  strategy: Strategy = 'actor',
+  priceCents = 1999,
 ): Promise<CreatedProduct> {
   const res = await http.request({
     path: '/products',
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: tokens.admin },
-    body: JSON.stringify(input),
+    body: JSON.stringify({ name, priceCents, stock, strategy }),
   });
   const text = await res.body.text();
   if (res.statusCode !== 201)
@@ -40,14 +43,7 @@ export async function createProducts(
 ): Promise<CreatedProduct[]> {
   const products: CreatedProduct[] = [];
   for (let i = 0; i < count; i += 1)
-    products.push(
-      await createProduct(http, tokens, {
-        name: `bench ${tag} ${i}`,
-        priceCents: 1999,
-        stock,
-        strategy: 'actor',
-      }),
-    );
+    products.push(await createProduct(http, tokens, `bench ${tag} ${i}`, stock));
   return products;
 }
 
@@ -61,10 +57,7 @@ export function errorCode(text: string): string {
   }
 }
 
-/**
- * The closed-loop scenarios' client: `connections` keep-alive connections to `url`, closed at cleanup.
- * Timeouts of 1 min: above the service's own 15 s purchase timeout.
- */
+/** The closed-loop scenarios' client: keep-alive connections, 1 min timeouts (above the service's 15 s). */
 export function closedLoopPool(url: string, connections: number, io: BenchIO): Pool {
   const pool = new Pool(url, {
     connections,

@@ -1,8 +1,6 @@
 /**
- * The bench's callers: one bearer token per bench user and one admin token, signed with the local stack's
- * key (`scripts/stack/auth-key.ts`, the same key the service's JWKS file holds), minted once before any load
- * and reused for every request. Each node verifies a token's signature the first time it sees it and answers
- * it from its cache until `exp` afterwards, so a run pays one full verification per user and node.
+ * The bench's callers: a bearer token per bench user and the admin's, signed with the local stack's key,
+ * minted once before any load (each node then verifies a user's token once and caches it).
  */
 import { mintToken } from '../scripts/stack/auth-key.js';
 import { defaults } from '../src/config.js';
@@ -68,10 +66,7 @@ export class BenchTokens {
     return { authorization: this.admin };
   }
 
-  /**
-   * Mints (once per process) a customer token for each of `users` (default: every `benchUser`) and the
-   * admin's, with the claims the bench's nodes expect.
-   */
+  /** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
   static async mint(
     options: Pick<BenchOptions, 'serviceEnv'>,
     io: Pick<BenchIO, 'progress'>,

@@ -1,17 +1,14 @@
 /**
- * Times one product batch transaction outside the service: START TRANSACTION, the batch's statements
- * (built by the service's own `batchStatements`) and COMMIT as one multi-statement round trip, on the MySQL
- * primary the bench checks (MYSQL_PRIMARY_URL, else the local stack's). Shapes leave statements out to
- * show what each part costs; they alternate so drift of the machine hits them alike.
+ * Times one product batch transaction outside the service (the service's own `batchStatements` as one
+ * multi-statement round trip) on the MySQL primary, in shapes that leave parts out; README "Batch probe".
  *   npx tsx bench/batch-probe.ts [orders per batch, default 47] [batches per shape, default 30]
- * It creates one product ("batch probe") and leaves its orders CONFIRMED, so no saga recovery picks them up.
- * Its outbox rows are real events of that product: a running relay publishes them like any other.
  */
 import { randomUUID } from 'node:crypto';
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { BatchWrite, NewOrder, Settlement } from '../src/domain/index.js';
 import { batchStatements } from '../src/storage/batch-writer.js';
-import { connectPrimary } from './verify.js';
+import { median } from './report.js';
+import { connectMysql } from './stores.js';
 
 const SHAPES = [
   'full',
@@ -39,15 +36,12 @@ function keep(shape: Shape, sql: string): boolean {
   return true;
 }
 
-const median = (values: readonly number[]): number =>
-  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
-
 async function main(): Promise<void> {
   const perBatch = Number(process.argv[2] ?? 47);
   const rounds = Number(process.argv[3] ?? 30);
   if (!(Number.isInteger(perBatch) && perBatch > 0 && Number.isInteger(rounds) && rounds > 1))
     throw new Error('usage: npx tsx bench/batch-probe.ts [orders per batch] [batches per shape]');
-  const conn = await connectPrimary({ multipleStatements: true });
+  const conn = await connectMysql('primary', { multipleStatements: true });
   try {
     const [created] = await conn.query<ResultSetHeader>(
       "INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES ('batch probe', 1999, ?, 'actor')",

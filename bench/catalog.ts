@@ -3,12 +3,11 @@
  * would take longer than the run), and the Zipf popularity the mix draws reads and purchases from.
  */
 import type { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { connectPrimary } from './verify.js';
+import { withMysql } from './stores.js';
 
 /** Inserts `count` products named `<prefix> <i>` and returns their ids in insertion order (rank 1 first). */
-export async function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
-  const conn = await connectPrimary();
-  try {
+export function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
+  return withMysql(async (conn) => {
     for (let i = 0; i < count; i += 1000) {
       const rows = Array.from({ length: Math.min(1000, count - i) }, (_, k) => [
         `${prefix} ${i + k + 1}`,
@@ -26,9 +25,7 @@ export async function insertCatalog(prefix: string, count: number, stock: number
       [`${prefix.replace(/[%_\\]/g, '\\$&')} %`],
     );
     return rows.map((r) => Number(r['id']));
-  } finally {
-    await conn.end();
-  }
+  });
 }
 
 /** Zipf(s = 1) ranks over a prefix of the catalog: rank i has weight 1/i. */
@@ -53,17 +50,9 @@ export class Zipf {
     }
     return lo;
   }
-
-  /** Share of the first n products' requests that rank 0 takes. */
-  topShare(n: number): number {
-    return 1 / this.cdf[n - 1]!;
-  }
 }
 
-/**
- * Expected cache-miss share of Zipf(1) reads over n products at `readsPerS`, when an entry lives `ttlS`
- * after the miss that filled it: per product, one miss then ttl·rate hits, so p/(1 + ttl·R·p) summed.
- */
+/** Expected miss share of Zipf(1) reads over n products when an entry lives `ttlS`: Σ p/(1 + ttl·R·p). */
 export function expectedMissShare(n: number, readsPerS: number, ttlS: number): number {
   let h = 0;
   for (let i = 1; i <= n; i += 1) h += 1 / i;

@@ -7,7 +7,11 @@ import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import type { ChartSpec } from './types.js';
 
-const SCHEMA = 'https://vega.github.io/schema/vega-lite/v6.json';
+/** A chart of `name`: a Vega-Lite (v6) spec with `title` and the given parts. */
+const chart = (name: string, title: string, spec: Record<string, unknown>): ChartSpec => ({
+  name,
+  spec: { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', title, ...spec },
+});
 
 /** Writes `<base>-<name>.svg` for each chart; returns the files written. */
 export async function renderCharts(charts: readonly ChartSpec[], base: string): Promise<string[]> {
@@ -41,28 +45,19 @@ export function latencyChart(title: string, rows: readonly LatencyRow[]): ChartS
       .filter((k) => Number.isFinite(r[k]) && r[k] > 0)
       .map((k) => ({ op: r.op, percentile: k === 'p999' ? 'p99.9' : k, ms: r[k] })),
   );
-  return {
-    name: 'latency',
-    spec: {
-      $schema: SCHEMA,
-      title,
-      data: { values },
-      mark: 'bar',
-      width: { step: 14 },
-      height: 260,
-      encoding: {
-        column: {
-          field: 'op',
-          type: 'nominal',
-          title: null,
-          header: { labelAngle: -20, labelAlign: 'right' },
-        },
-        x: { field: 'percentile', type: 'ordinal', sort: ['p50', 'p95', 'p99', 'p99.9', 'max'], title: null },
-        y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency, ms (log)' },
-        color: { field: 'percentile', type: 'ordinal', sort: ['p50', 'p95', 'p99', 'p99.9', 'max'] },
-      },
+  const sort = ['p50', 'p95', 'p99', 'p99.9', 'max'];
+  return chart('latency', title, {
+    data: { values },
+    mark: 'bar',
+    width: { step: 14 },
+    height: 260,
+    encoding: {
+      column: { field: 'op', type: 'nominal', title: null, header: { labelAngle: -20, labelAlign: 'right' } },
+      x: { field: 'percentile', type: 'ordinal', sort, title: null },
+      y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency, ms (log)' },
+      color: { field: 'percentile', type: 'ordinal', sort },
     },
-  };
+  });
 }
 
 export interface RatePoint {
@@ -74,22 +69,17 @@ export interface RatePoint {
 
 /** Lines: requests/s per second of the run, one line per series (offered, achieved, errors, ...). */
 export function throughputChart(title: string, points: readonly RatePoint[]): ChartSpec {
-  return {
-    name: 'throughput',
-    spec: {
-      $schema: SCHEMA,
-      title,
-      data: { values: points },
-      mark: { type: 'line', interpolate: 'step-after' },
-      width: 720,
-      height: 260,
-      encoding: {
-        x: { field: 't', type: 'quantitative', title: 'time, s' },
-        y: { field: 'perS', type: 'quantitative', title: 'requests/s' },
-        color: { field: 'series', type: 'nominal', title: null },
-      },
+  return chart('throughput', title, {
+    data: { values: points },
+    mark: { type: 'line', interpolate: 'step-after' },
+    width: 720,
+    height: 260,
+    encoding: {
+      x: { field: 't', type: 'quantitative', title: 'time, s' },
+      y: { field: 'perS', type: 'quantitative', title: 'requests/s' },
+      color: { field: 'series', type: 'nominal', title: null },
     },
-  };
+  });
 }
 
 export interface CurvePoint {
@@ -101,35 +91,26 @@ export interface CurvePoint {
 
 /** Latency against offered rate (one line per series and percentile), with the SLO as a rule. */
 export function curveChart(title: string, points: readonly CurvePoint[], sloMs: number): ChartSpec {
-  return {
-    name: 'curve',
-    spec: {
-      $schema: SCHEMA,
-      title,
-      width: 720,
-      height: 300,
-      layer: [
-        {
-          data: { values: points.filter((p) => Number.isFinite(p.ms) && p.ms > 0) },
-          mark: { type: 'line', point: true },
-          encoding: {
-            x: {
-              field: 'offered',
-              type: 'quantitative',
-              scale: { type: 'log' },
-              title: 'offered rate, requests/s (log)',
-            },
-            y: { field: 'ms', type: 'quantitative', scale: { type: 'log' }, title: 'latency, ms (log)' },
-            color: { field: 'series', type: 'nominal', title: null },
-            strokeDash: { field: 'percentile', type: 'nominal' },
-          },
+  const log = { type: 'log' };
+  return chart('curve', title, {
+    width: 720,
+    height: 300,
+    layer: [
+      {
+        data: { values: points.filter((p) => Number.isFinite(p.ms) && p.ms > 0) },
+        mark: { type: 'line', point: true },
+        encoding: {
+          x: { field: 'offered', type: 'quantitative', scale: log, title: 'offered rate, requests/s (log)' },
+          y: { field: 'ms', type: 'quantitative', scale: log, title: 'latency, ms (log)' },
+          color: { field: 'series', type: 'nominal', title: null },
+          strokeDash: { field: 'percentile', type: 'nominal' },
         },
-        {
-          data: { values: [{ slo: sloMs }] },
-          mark: { type: 'rule', color: 'red' },
-          encoding: { y: { field: 'slo', type: 'quantitative' } },
-        },
-      ],
-    },
-  };
+      },
+      {
+        data: { values: [{ slo: sloMs }] },
+        mark: { type: 'rule', color: 'red' },
+        encoding: { y: { field: 'slo', type: 'quantitative' } },
+      },
+    ],
+  });
 }

@@ -10,8 +10,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderCharts } from './chart.js';
-import { formatTable } from './report.js';
-import { combineRepeats } from './repeat.js';
+import { combineRepeats, formatTable } from './report.js';
 import type { BenchIO, BenchOptions, Scenario, ScenarioResult } from './types.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -31,12 +30,10 @@ async function scenarioNames(): Promise<string[]> {
 
 async function loadScenario(name: string): Promise<Scenario> {
   const mod = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as {
-    default?: Partial<Scenario>;
-  } & Partial<Scenario>;
-  const scenario = mod.default ?? mod;
-  if (typeof scenario.name !== 'string' || typeof scenario.describe !== 'string' || !scenario.run)
-    throw new Error(`bench/scenarios/${name}.ts must export defineScenario({ name, describe, run })`);
-  return scenario as Scenario;
+    default?: Scenario;
+  };
+  if (mod.default === undefined) throw new Error(`bench/scenarios/${name}.ts must export defineScenario(…)`);
+  return mod.default;
 }
 
 async function usage(): Promise<string> {
@@ -69,28 +66,20 @@ async function usage(): Promise<string> {
   return lines.join('\n');
 }
 
-function positiveNumber(
-  raw: string | undefined,
-  flag: string,
-  integer: boolean,
-  max: number,
-): number | undefined {
+/** A number option: above 0 (0 allowed with `min0`), at most `max`, an integer if `integer`. */
+function numberOption(raw: string | undefined, flag: string, integer: boolean, max: number, min0 = false) {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(n) || n <= 0 || n > max || (integer && !Number.isInteger(n))) {
+  if (
+    raw.trim() === '' ||
+    !Number.isFinite(n) ||
+    (min0 ? n < 0 : n <= 0) ||
+    n > max ||
+    (integer && !Number.isInteger(n))
+  )
     throw new UsageError(
-      `${flag} ${JSON.stringify(raw)}: expected a${integer ? 'n integer' : ' number'} above 0, at most ${max}`,
+      `${flag} ${JSON.stringify(raw)}: expected a${integer ? 'n integer' : ' number'} ${min0 ? 'from 0' : 'above 0'}, at most ${max}`,
     );
-  }
-  return n;
-}
-
-/** `--seed n`: an integer from 0 to 2^32 - 1. */
-function seedOption(raw: string | undefined): number | undefined {
-  if (raw === undefined) return undefined;
-  const n = Number(raw);
-  if (raw.trim() === '' || !Number.isInteger(n) || n < 0 || n > 0xffff_ffff)
-    throw new UsageError(`--seed ${JSON.stringify(raw)}: expected an integer from 0 to ${0xffff_ffff}`);
   return n;
 }
 
@@ -102,9 +91,8 @@ function httpUrl(raw: string | undefined): string | undefined {
   } catch {
     throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL (expected http://host:port)`);
   }
-  if (url.protocol !== 'http:' || url.pathname !== '/') {
+  if (url.protocol !== 'http:' || url.pathname !== '/')
     throw new UsageError(`--url ${JSON.stringify(raw)}: expected http://host:port with no path`);
-  }
   return url.origin;
 }
 
@@ -161,11 +149,10 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     process.stdout.write(`${await usage()}\n`);
     process.exit(0);
   }
-  if (positionals.length !== 1) {
+  if (positionals.length !== 1)
     throw new UsageError(
       positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got ${positionals.join(' ')}`,
     );
-  }
   const name = positionals[0]!;
   if (!(await scenarioNames()).includes(name))
     throw new UsageError(`unknown scenario ${JSON.stringify(name)}`);
@@ -182,17 +169,17 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     if (!match) throw new UsageError(`--param ${JSON.stringify(pair)}: expected key=value`);
     params[match[1]!] = match[2]!;
   }
-  const repeat = positiveNumber(values.repeat, '--repeat', true, 100) ?? 1;
+  const repeat = numberOption(values.repeat, '--repeat', true, 100) ?? 1;
   const options: BenchOptions = {
     durationS:
-      positiveNumber(values.duration, '--duration', false, 24 * 3600) ??
+      numberOption(values.duration, '--duration', false, 24 * 3600) ??
       scenario.defaults?.durationS ??
       DEFAULT_DURATION_S,
     connections:
-      positiveNumber(values.connections, '--connections', true, 20_000) ??
+      numberOption(values.connections, '--connections', true, 20_000) ??
       scenario.defaults?.connections ??
       DEFAULT_CONNECTIONS,
-    rate: positiveNumber(values.rate, '--rate', false, 1_000_000) ?? scenario.defaults?.rate,
+    rate: numberOption(values.rate, '--rate', false, 1_000_000) ?? scenario.defaults?.rate,
     mode,
     params,
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
@@ -200,7 +187,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     cpuProf: values['cpu-prof'],
     build: !values['no-build'],
     serviceEnv: serviceEnv(values['service-env'] ?? [], values.url !== undefined),
-    seed: seedOption(values.seed),
+    seed: numberOption(values.seed, '--seed', true, 0xffff_ffff, true),
     runTag: timestamp(new Date()),
   };
   return { scenario, options, repeat };

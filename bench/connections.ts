@@ -1,15 +1,8 @@
 /**
- * A fixed set of keep-alive HTTP/1.1 connections used in rotation: each request takes the connection idle
- * longest (FIFO), so all `size` sockets stay open and carry traffic, as `size` distinct clients would.
- * (undici's Pool reuses its first free connection, leaving the rest idle until they time out.)
- * A request that finds every connection busy waits for one; that wait counts in its open-loop latency.
+ * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all
+ * stay open and carry traffic as distinct clients would (undici's Pool would leave most idle).
  */
 import { Client, type Dispatcher } from 'undici';
-
-export interface ConnectionSetOptions {
-  /** Longest wait for response headers and between body chunks, ms. Default 30000. */
-  readonly timeoutMs?: number;
-}
 
 export class ConnectionSet {
   readonly size: number;
@@ -29,7 +22,8 @@ export class ConnectionSet {
   constructor(
     readonly origin: string,
     size: number,
-    options: ConnectionSetOptions = {},
+    /** Longest wait for response headers and between body chunks, ms. */
+    options: { readonly timeoutMs?: number } = {},
   ) {
     this.size = size;
     const timeout = options.timeoutMs ?? 30_000;
@@ -53,11 +47,6 @@ export class ConnectionSet {
       return client;
     });
     this.idle = [...this.clients];
-  }
-
-  /** Requests waiting for a free connection now. */
-  get queued(): number {
-    return this.waiting.length - this.waitingHead;
   }
 
   /** Opens every connection (a GET on each, `concurrency` at a time); returns the sockets open after. */
@@ -104,7 +93,7 @@ export class ConnectionSet {
     }
     return new Promise((resolve) => {
       this.waiting.push(resolve);
-      this.maxWaiting = Math.max(this.maxWaiting, this.queued);
+      this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length - this.waitingHead);
     });
   }
 

@@ -30,10 +30,7 @@ export interface CpuShares {
   readonly benchCores: number;
   /** Share of all cores busy, 0..1. */
   readonly machineBusy: number | undefined;
-  /**
-   * Cores spent in hard and soft interrupts (mostly loopback networking between the bench, the service and
-   * the stack): busy time no process is charged for. undefined without /proc.
-   */
+  /** Cores in hard and soft interrupts (mostly loopback traffic), charged to no process; undefined without /proc. */
   readonly irqCores: number | undefined;
   /** CPU per named process, cores. */
   readonly processCores: Readonly<Record<string, number | undefined>>;
@@ -57,11 +54,7 @@ const STACK_SERVERS = {
   payment_provider: STACK_PORTS.payment,
 } as const;
 
-/**
- * Pids of the stack's servers: the processes listening on the stack's ports (found through /proc/net/tcp
- * and each process's fds), so the figures follow whichever stack answers there, even one started from
- * another checkout. Servers not found are left out.
- */
+/** Pids of the processes listening on the stack's ports (/proc/net/tcp and fds): whichever stack answers there. */
 export function stackPids(): Record<string, number> {
   const inodes = listeningInodes(new Set(Object.values(STACK_SERVERS)));
   const owners = socketOwners(new Set(inodes.values()));
@@ -187,10 +180,7 @@ export async function backgroundBusy(ms: number): Promise<number | undefined> {
   return cpuShares(before, cpuSnapshot({})).machineBusy;
 }
 
-/**
- * Cores busy with processes outside the given ones and the bench (other users of the machine), when /proc
- * is readable. Interrupt time is left out: it is mostly the benchmark's own loopback traffic.
- */
+/** Cores busy outside the given processes and the bench, interrupts left out; undefined without /proc. */
 export function otherCores(shares: CpuShares, known: readonly (number | undefined)[]): number | undefined {
   if (shares.machineBusy === undefined) return undefined;
   return Math.max(

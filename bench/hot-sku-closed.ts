@@ -5,7 +5,6 @@
  */
 import type { Dispatcher } from 'undici';
 import { closedLoopPool, createProduct, type Strategy } from './api.js';
-import type { BenchTokens } from './auth.js';
 import { cores, otherCores } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -19,9 +18,9 @@ import {
   type MeasuredPhase,
 } from './measure.js';
 import { delta } from './prom.js';
-import { num } from './report.js';
-import { checkNote, oversold, phaseHealthNotes, phaseHealthSummary, type Run } from './scenario.js';
-import type { BenchIO, ScenarioResult } from './types.js';
+import { num, tableOf } from './report.js';
+import { oversold, phaseHealthOf, type Run } from './scenario.js';
+import type { ScenarioResult } from './types.js';
 
 /** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
 const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
@@ -30,11 +29,13 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
-/** One of the things a closed-loop run compares: a product bought through a client, and where its metrics are. */
+/** One of the things a closed-loop run compares: products bought through a client, and where its metrics are. */
 export interface ClosedLoopPath<P extends string = string> {
   readonly path: P;
   readonly http: Dispatcher;
   readonly productId: number;
+  /** Several products, each request to one of them at random (default `[productId]`). */
+  readonly productIds?: readonly number[];
   readonly initialStock: number;
   /** The node(s) whose `/metrics` a measured phase reads, each directly. */
   readonly metricsFrom: string | readonly string[];
@@ -44,30 +45,33 @@ export interface Measured<P extends string = string> extends MeasuredPhase<Phase
   readonly path: P;
 }
 
-/**
- * The closed-loop run of hot-sku: a 1 s unmeasured warm-up of each path, then one measured phase per entry
- * of `order`, each `phaseS` long at `connections` purchases in flight (bench/load.ts), /metrics and CPU
- * around it (bench/measure.ts). Returns every phase (warm-ups too, for the checks) and the measured ones.
- */
-export async function runAlternatingPhases<P extends string>(run: {
-  readonly paths: readonly ClosedLoopPath<P>[];
-  readonly order: readonly P[];
-  readonly phaseS: number;
-  readonly connections: number;
-  readonly tag: string;
-  readonly tokens: BenchTokens;
-  readonly pids: Readonly<Record<string, number>>;
-  readonly io: BenchIO;
-  /** Phases run so far per path, for the labels (`on #2`), when one run is split over several calls. */
-  readonly numbering?: Map<P, number>;
-}): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
-  const { io } = run;
-  const byPath = new Map(run.paths.map((p) => [p.path, p]));
+/** A 1 s warm-up of each path, then one measured phase per entry of `order`; every phase and the measured ones. */
+export async function runAlternatingPhases<P extends string>(
+  run: Run,
+  o: {
+    readonly paths: readonly ClosedLoopPath<P>[];
+    readonly order: readonly P[];
+    readonly tag: string;
+    readonly phaseS?: number;
+    /** Phases run so far per path, for the labels (`on #2`), when one run is split over several calls. */
+    readonly numbering?: Map<P, number>;
+    readonly label?: (path: P, n: number) => string;
+    /** Called before each measured phase; what it returns, after it. */
+    readonly onPhase?: (path: P) => () => void | Promise<void>;
+    /** Purchases in flight (default --connections); 0 s: no warm-up. */
+    readonly connections?: number;
+    readonly warmUpS?: number;
+  },
+): Promise<{ all: PhaseResult[]; measured: Measured<P>[] }> {
+  const { io, options } = run;
+  const connections = o.connections ?? options.connections;
+  const warmUpS = o.warmUpS ?? WARMUP_S;
+  const byPath = new Map(o.paths.map((p) => [p.path, p]));
   const phaseOf = (p: ClosedLoopPath<P>, label: string, durationS: number, keyPrefix: string) =>
     runPurchasePhase({
       http: p.http,
-      productIds: [p.productId],
-      connections: run.connections,
+      productIds: p.productIds ?? [p.productId],
+      connections,
       durationS,
       label,
       keyPrefix,
@@ -75,21 +79,25 @@ export async function runAlternatingPhases<P extends string>(run: {
       io,
     });
   const all: PhaseResult[] = [];
-  for (const p of run.paths)
-    all.push(await phaseOf(p, `warm-up ${p.path}`, WARMUP_S, `${run.tag}-w-${p.path}`));
+  if (warmUpS > 0)
+    for (const p of o.paths) all.push(await phaseOf(p, `warm-up ${p.path}`, warmUpS, `${o.tag}-w-${p.path}`));
   const measured: Measured<P>[] = [];
-  const seen = run.numbering ?? new Map<P, number>();
-  for (const [i, path] of run.order.entries()) {
+  const seen = o.numbering ?? new Map<P, number>();
+  const label = o.label ?? ((path, n) => `${path} #${n} closed-loop c=${connections}`);
+  for (const [i, path] of o.order.entries()) {
     if (io.signal.aborted) throw new Error('interrupted');
     const p = byPath.get(path)!;
     const n = (seen.get(path) ?? 0) + 1;
     seen.set(path, n);
+    const done = o.onPhase?.(path);
+    const phaseS = o.phaseS ?? options.durationS / 2;
     const phase = await measurePhase(
       p.metricsFrom,
       run.pids,
-      () => phaseOf(p, `${path} #${n} closed-loop c=${run.connections}`, run.phaseS, `${run.tag}-${i}`),
+      () => phaseOf(p, label(path, n), phaseS, `${o.tag}-${i}`),
       io.progress,
     );
+    await done?.();
     measured.push({ path, ...phase });
     all.push(phase.result);
   }
@@ -139,57 +147,34 @@ export function merge(phases: readonly Measured[]) {
   };
 }
 
-/** The table columns `row` fills. */
-export const PHASE_COLUMNS = [
-  'phase (closed loop)',
-  's',
-  'purchases/s',
-  'p50 ms',
-  'p99 ms',
-  'max ms',
-  'errors',
-  'mean batch',
-  'svc cores',
-  'db cores',
-  'bench cores',
-  'other cores',
-  'machine busy',
-] as const;
-
 /** The table of closed-loop phases: each measured phase, then the `totals` (label, seconds, merged phases). */
-export const phaseTable = (
+export function phaseTable(
   measured: readonly Measured[],
   totals: readonly (readonly [string, number, ReturnType<typeof merge>])[],
-) => ({
-  columns: PHASE_COLUMNS,
-  rows: [
-    ...measured.map((m) => row(m.result.label, m.result.windowS, merge([m]))),
-    ...totals.map(([label, seconds, m]) => row(label, seconds, m)),
-  ],
-});
-
-export function row(label: string, seconds: number, m: ReturnType<typeof merge>): (string | number)[] {
-  return [
-    label,
-    round(seconds, 1),
-    Math.round(m.perS),
-    ms(m.latency, 50),
-    ms(m.latency, 99),
-    maxMs(m.latency),
-    m.errors,
-    m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1),
-    coresText(m.serviceCores),
-    coresText(m.dbCores),
-    coresText(m.benchCores),
-    coresText(m.otherCores),
-    pct(m.machineBusy),
-  ];
+) {
+  type Row = readonly [string, number, ReturnType<typeof merge>];
+  const rows: Row[] = measured.map((m) => [m.result.label, m.result.windowS, merge([m])]);
+  return tableOf<Row>(
+    [
+      ['phase (closed loop)', ([label]) => label],
+      ['s', ([, seconds]) => round(seconds, 1)],
+      ['purchases/s', ([, , m]) => Math.round(m.perS)],
+      ['p50 ms', ([, , m]) => ms(m.latency, 50)],
+      ['p99 ms', ([, , m]) => ms(m.latency, 99)],
+      ['max ms', ([, , m]) => maxMs(m.latency)],
+      ['errors', ([, , m]) => m.errors],
+      ['mean batch', ([, , m]) => (m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1))],
+      ['svc cores', ([, , m]) => coresText(m.serviceCores)],
+      ['db cores', ([, , m]) => coresText(m.dbCores)],
+      ['bench cores', ([, , m]) => coresText(m.benchCores)],
+      ['other cores', ([, , m]) => coresText(m.otherCores)],
+      ['machine busy', ([, , m]) => pct(m.machineBusy)],
+    ],
+    [...rows, ...totals],
+  );
 }
 
-/**
- * Two paths' measured phases compared: each merged, their ratio, and the ratio from the undisturbed phases
- * only (other users of the machine come and go), when both paths have one.
- */
+/** Two paths merged, their ratio, and the ratio from the undisturbed phases only (when both have one). */
 export function compare<P extends string>(
   measured: readonly Measured<P>[],
   restarted: readonly string[],
@@ -214,20 +199,19 @@ export function compare<P extends string>(
 }
 
 /** Per-phase details of closed-loop phases. */
-export const phaseDetails = (r: PhaseResult) => ({
-  label: r.label,
-  products: r.productIds.length,
-  windowS: r.windowS,
-  sent: r.sent,
-  created: r.created,
-  createdInWindow: r.createdInWindow,
-  replayed: r.replayed,
-  statuses: r.statuses,
-  failures: r.failures,
+export const phaseDetails = ({
+  productIds,
+  perProduct: _,
+  ambiguous: __,
+  latency,
+  answeredLatency,
+  ...r
+}: PhaseResult) => ({
+  ...r,
+  products: productIds.length,
   perS: round(r.perS, 1),
-  monotonicUs: r.monotonicUs,
-  answeredLatencyMs: latencySummary(r.answeredLatency),
-  confirmedLatencyMs: latencySummary(r.latency),
+  answeredLatencyMs: latencySummary(answeredLatency),
+  confirmedLatencyMs: latencySummary(latency),
 });
 
 /** `hot-sku --mode closed`: the scenario's first version, kept as a labelled closed-loop mode. */
@@ -239,40 +223,28 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
   io.progress(`bench: machine busy before the load (service idle): ${pct(run.background)}`);
   const paths: ClosedLoopPath<Strategy>[] = [];
   for (const path of PATHS) {
-    const product = await createProduct(pool, run.tokens, {
-      name: `bench ${tag} ${path}`,
-      priceCents: 1999,
-      stock: INITIAL_STOCK[path],
-      strategy: path,
-    });
+    const { id } = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
     paths.push({
       path,
       http: pool,
-      productId: product.id,
+      productId: id,
       initialStock: INITIAL_STOCK[path],
       metricsFrom: run.cluster.url,
     });
   }
   const phaseS = options.durationS / 2;
-  const { connections } = options;
-  const { tokens, pids } = run;
-  const { all, measured } = await runAlternatingPhases({
-    paths,
-    order: ORDER,
-    phaseS,
-    connections,
-    tag,
-    tokens,
-    pids,
-    io,
-  });
-  const { checks } = await run.check(
+  const { all, measured } = await runAlternatingPhases(run, { paths, order: ORDER, tag });
+  const {
+    checks,
+    restarted,
+    shardLosses,
+    ok,
+    notes: checkNotes,
+  } = await run.check(
     paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
     all,
   );
-  const { restarted, shardLosses } = await run.health();
-  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
-  const ok = checks.every((c) => c.ok) && replayed === 0;
+
   const {
     A: actor,
     B: baseline,
@@ -281,19 +253,19 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
     disturbed,
   } = compare(measured, restarted, 'actor', 'baseline');
   const loadCores = merge(measured).benchCores;
-  const health = { disturbed, phases: measured.length, background: run.background, restarted, shardLosses };
+  const health = phaseHealthOf(
+    { disturbed, phases: measured.length, background: run.background, restarted, shardLosses },
+    loadCores,
+    `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
+  );
   const notes = [
     `mode: CLOSED LOOP: ${options.connections} connections, each sends its next purchase only after the previous answer; latencies are not corrected for coordinated omission (an open-loop mode is issue 7).`,
     `ratio actor/baseline: ${ratio.toFixed(1)}x (${num(actor.perS)}/s vs ${num(baseline.perS)}/s)${ratio < 30 ? '  BELOW the 30x target' : ''}; mean actor batch ${actor.meanBatch?.toFixed(1) ?? '-'}`,
     `WARNING: the load generator used ${loadCores.toFixed(2)} cores over the run, ${actor.benchCores.toFixed(2)} during the actor phases (${Math.round((actor.benchCores / cores()) * 100)}% of this machine's ${cores()} cores), ` +
       'sharing them with the service, MariaDB, Redis and Kafka: the figures are for this whole box, not the service alone.',
-    ...phaseHealthNotes(
-      health,
-      `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
-    ),
+    ...health.notes,
     `errors actor: ${JSON.stringify(actor.failures)}  baseline: ${JSON.stringify(baseline.failures)}`,
-    ...checks.map((c) => checkNote(c)),
-    ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    ...checkNotes,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
@@ -315,7 +287,7 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
       mean_batch_size: actor.meanBatch === undefined ? null : round(actor.meanBatch, 1),
       load_generator_machine_share: round(loadCores / cores(), 2),
       load_generator_cores_actor: round(actor.benchCores, 2),
-      ...phaseHealthSummary(health, loadCores),
+      ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,
     },

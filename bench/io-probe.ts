@@ -1,10 +1,6 @@
 /**
- * What one network interaction costs the caller on this machine: CPU-µs of a process per loopback TCP
- * round trip (200 bytes out, the same back from an echo server in another process), measured back to
- * back (the loop never sleeps) and with a pause before each (the loop sleeps and is woken by the answer,
- * as a node at a low rate is for most of its I/O). A purchase makes a dozen such interactions (HTTP in,
- * rate limit, commits, write-through, payment, relay, feed), so on a VM where a wake-up is expensive the
- * low-rate CPU per purchase is set mostly by their number, not by the code between them.
+ * What one loopback TCP round trip costs the caller on this machine, CPU-µs: back to back, and after a pause
+ * (the loop slept and is woken by the answer, as a node at a low rate is for most of its I/O).
  */
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';

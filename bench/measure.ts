@@ -33,10 +33,7 @@ export type StageFigures = Readonly<
 const STAGE_HISTOGRAM = 'purchase_stage_duration_seconds';
 const STAGE_BUCKET = new RegExp(`^${STAGE_HISTOGRAM}_bucket\\{(.*)\\}$`);
 
-/**
- * The stage histogram's deltas over a phase (all nodes summed): each stage's count, mean and p50/p95, the
- * percentiles interpolated within the bucket that holds them (as Prometheus' histogram_quantile does).
- */
+/** Per stage over a phase (nodes summed): count, mean, p50/p95 interpolated within buckets (histogram_quantile). */
 export function stageFigures(before: Samples, after: Samples): StageFigures {
   const buckets = new Map<string, { le: number; count: number }[]>();
   for (const sample of after.keys()) {
@@ -84,10 +81,7 @@ export function formatStages(stages: StageFigures): string {
   return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
-/**
- * `metricsFrom`: the node(s) whose `/metrics` are read, each directly (never through nginx, which answers
- * 404 for it); several nodes' samples are summed.
- */
+/** `fn` with `/metrics` (each node read directly, summed), CPU and the primary's counters around it. */
 export async function measurePhase<T>(
   metricsFrom: string | readonly string[],
   pids: Readonly<Record<string, number>>,

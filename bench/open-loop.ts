@@ -1,9 +1,7 @@
 /**
- * Open-loop load: requests are scheduled at a fixed offered rate (uniform spacing, as wrk2 does), whatever
- * the service answers, and each latency is measured from the request's INTENDED send time, so time spent
- * queued behind a slow answer (in the service, in nginx, or waiting for a free connection here) is counted:
- * coordinated-omission corrected. Latencies go into Node's built-in HdrHistogram
- * (perf_hooks.createHistogram, 3 significant digits, µs), one per operation.
+ * Open-loop load: requests scheduled at the offered rate (uniform spacing, as wrk2), whatever the service
+ * answers; each latency from the request's INTENDED send time (coordinated omission corrected), into one
+ * HdrHistogram (µs) per operation.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { RecordableHistogram } from 'node:perf_hooks';
@@ -12,16 +10,14 @@ import { newLatencyHistogram } from './load.js';
 import { num } from './report.js';
 import type { BenchIO } from './types.js';
 
+/** How an answer counts: under which operation (default the request's), error (default status ≥ 400), label. */
 export interface AnswerClass {
-  /** Operation to file the answer under (e.g. `read` split into `read-hit` / `read-miss`); default the request's. */
   readonly op?: string;
-  /** Counts as an error; default: status ≥ 400. */
   readonly error?: boolean;
-  /** Label in the by-status counts; default the status. */
   readonly label?: string;
 }
 
-/** performance.now() times of one request: the phase's start, its intended send time, its answer. */
+/** performance.now() times of the phase's start, a request's intended send time and its answer. */
 export interface AnswerTiming {
   readonly startMs: number;
   readonly intendedMs: number;
@@ -34,48 +30,43 @@ export interface OpenLoopRequest {
   readonly path: string;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: string;
-  /** Reads the answer (body as text); may reclassify it. */
   answer?(
     status: number,
     headers: IncomingHttpHeaders,
     body: string,
     timing: AnswerTiming,
   ): AnswerClass | undefined;
-  /** No HTTP answer (connection refused or reset, timeout). */
+  /** No HTTP answer (refused, reset, timeout). */
   transportError?(code: string): void;
 }
 
 export interface OpenLoopPhase {
   readonly connections: ConnectionSet;
-  /** Offered rate, requests/s (an array returned by `next` counts as that many requests). */
+  /** Arrivals/s (several requests of one arrival share its intended time: duplicate clicks). */
   readonly rate: number;
   readonly durationS: number;
   readonly label: string;
   readonly io: BenchIO;
-  /** The request(s) of arrival `seq`; several share the arrival's intended time (duplicate clicks). */
+  /** The request(s) of arrival `seq`; undefined ends the phase. */
   next(seq: number): OpenLoopRequest | readonly OpenLoopRequest[] | undefined;
-  /** Stop after this many arrivals even if time remains (a fixed workload). */
+  /** Stop after this many arrivals even if time remains. */
   readonly maxArrivals?: number;
-  /** Called once per second with the phase's progress (after the progress line). */
-  onSecond?(second: number): void;
 }
 
 export interface OpStats {
-  /** Every HTTP answer of the operation, µs from the intended send time. */
+  /** Every HTTP answer, µs from the intended send time. */
   readonly latency: RecordableHistogram;
   answers: number;
   errors: number;
   transportErrors: number;
-  /** By status (or label, e.g. `409 OUT_OF_STOCK`); transport errors as `transport CODE`. */
+  /** By label (`409 OUT_OF_STOCK`, `transport CODE`). */
   readonly statuses: Record<string, number>;
 }
 
+/** Second `t` of the phase: requests intended in it, answers (or transport errors) completed in it. */
 export interface SecondStats {
-  /** Seconds since the phase's start. */
   readonly t: number;
-  /** Requests whose intended time fell in this second. */
   offered: number;
-  /** Answers (or transport errors) completed in this second. */
   completed: number;
   errors: number;
 }
@@ -87,21 +78,19 @@ export interface OpenLoopResult {
   readonly scheduled: number;
   readonly answered: number;
   readonly errors: number;
-  /** Answers completed inside the window ÷ window. */
+  /** Answers (and non-error ones) completed inside the window ÷ window. */
   readonly achievedPerS: number;
-  /** Non-error answers completed inside the window ÷ window. */
   readonly okPerS: number;
   readonly ops: ReadonlyMap<string, OpStats>;
   readonly timeline: readonly SecondStats[];
-  /** How late the generator itself dispatched requests (its event loop), µs. */
+  /** How late the generator itself dispatched requests, µs. */
   readonly schedulerLag: RecordableHistogram;
   /** Most requests waiting for a free connection at once. */
   readonly maxQueued: number;
-  /** The generator's CPU over the phase ÷ wall, cores. */
   readonly generatorCores: number;
-  /** Wall time of the phase including the drain of in-flight requests, s. */
+  /** Including the drain of in-flight requests, s. */
   readonly wallS: number;
-  /** Warnings about the generator itself (falling behind, connections short). */
+  /** About the generator itself (falling behind, connections short). */
   readonly warnings: readonly string[];
 }
 
@@ -213,7 +202,6 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
         `sockets ${num(connections.connected)}  gen cpu ${cores.toFixed(2)}${achieved < offered * 0.9 && t > 1.5 ? '  ACHIEVED < OFFERED' : ''}`,
     );
     lastLine = { t, completed, errors: n.errors, offered: seq };
-    phase.onSecond?.(Math.round(t));
   }, 1000);
 
   let stopped = false;

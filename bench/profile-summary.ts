@@ -1,7 +1,5 @@
 /**
- * Summarises a V8 .cpuprofile (from `npm run bench -- <scenario> --cpu-prof`): self time by package or
- * project folder, and the hottest functions. With a bench result file, only the samples inside the
- * phases whose label contains <text> count (phase windows are on the same monotonic clock as V8's).
+ * Summarises a V8 .cpuprofile by area and hottest functions, optionally only inside phases of a result file:
  *   npx tsx bench/profile-summary.ts <file.cpuprofile> [--result <bench/out/x.json> --phase <text>] [--top n]
  */
 import { readFileSync } from 'node:fs';
@@ -57,20 +55,19 @@ function summarise(profile: Profile, windows: readonly Window[] | undefined, top
     functions.set(fn, (functions.get(fn) ?? 0) + us);
   }
   const share = (us: number) => `${((us / busyUs) * 100).toFixed(1).padStart(5)}%`;
+  const ranked = (m: Map<string, number>) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, top)
+      .map(([name, us]) => `  ${share(us)}  ${name}`);
   return [
     `${(wallUs / 1e6).toFixed(1)} s of samples, ${(busyUs / 1e6).toFixed(1)} s busy (${((busyUs / wallUs) * 100).toFixed(0)}% of one core); shares below are of busy time`,
     '',
     'self time by area:',
-    ...[...areas]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([area, us]) => `  ${share(us)}  ${area}`),
+    ...ranked(areas),
     '',
     'hottest functions (self time):',
-    ...[...functions]
-      .sort((a, b) => b[1] - a[1])
-      .slice(0, top)
-      .map(([fn, us]) => `  ${share(us)}  ${fn}`),
+    ...ranked(functions),
   ].join('\n');
 }
 

@@ -4,10 +4,7 @@ import { request } from 'undici';
 /** Sample name with its label set as printed (`name{a="b"}`) → value. */
 export type Samples = ReadonlyMap<string, number>;
 
-/**
- * `GET <url>/metrics` of one node, read directly: the service serves it only to a loopback client that did
- * not come through a proxy (METRICS_ALLOW_FROM), and answers 404 through nginx.
- */
+/** `GET <url>/metrics` of one node, directly: the service answers it only to a direct loopback client. */
 export async function scrape(url: string): Promise<Samples> {
   const res = await request(`${url}/metrics`, { headersTimeout: 10_000, bodyTimeout: 10_000 });
   const text = await res.body.text();

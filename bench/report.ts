@@ -1,3 +1,4 @@
+/** How a run is reported: numbers, the plain-text table, and `--repeat n` summaries combined. */
 import type { ResultTable } from './types.js';
 
 /** Thousands separators, at most `digits` decimals. */
@@ -21,4 +22,54 @@ export function formatTable(table: ResultTable): string {
       .trimEnd();
   const [header, ...body] = cells;
   return [line(header!), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** One summary from n runs' summaries: each number as its median with `<key>_min` / `<key>_max`. */
+export function combineRepeats(
+  scenario: string,
+  summaries: readonly Record<string, unknown>[],
+  wanted: number,
+): Record<string, unknown> {
+  const combined: Record<string, unknown> = {
+    scenario,
+    ok: summaries.length === wanted && summaries.every((s) => s['ok'] === true),
+    repeat: wanted,
+    runs: summaries.length,
+  };
+  const keys = [...new Set(summaries.flatMap((s) => Object.keys(s)))];
+  for (const key of keys) {
+    if (key === 'scenario' || key === 'ok' || key === 'result_file' || key === 'charts') continue;
+    const values = summaries.map((s) => s[key]);
+    const numbers = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
+    if (numbers.length === values.length && numbers.length > 0) {
+      combined[key] = Math.round(median(numbers) * 1000) / 1000;
+      combined[`${key}_min`] = Math.min(...numbers);
+      combined[`${key}_max`] = Math.max(...numbers);
+    } else if (key === 'oversold' || key === 'undersold') {
+      combined[key] = values; // never a median: every run's count
+    } else {
+      combined[key] = values.every((v) => JSON.stringify(v) === JSON.stringify(values[0]))
+        ? values[0]
+        : values;
+    }
+  }
+  combined['result_files'] = summaries.map((s) => s['result_file']);
+  return combined;
+}
+
+/** A table from one cell function per column (name, cell). */
+export function tableOf<T>(
+  columns: readonly (readonly [string, (row: T) => string | number])[],
+  rows: readonly T[],
+) {
+  return {
+    columns: columns.map(([name]) => name),
+    rows: rows.map((row) => columns.map(([, cell]) => cell(row))),
+  };
 }

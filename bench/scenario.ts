@@ -11,12 +11,18 @@ import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePo
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import { DISTURBED_OTHER_CORES, measureOpenLoop, percentileMs, round } from './measure.js';
+import {
+  DISTURBED_OTHER_CORES,
+  measureOpenLoop,
+  percentileMs,
+  round,
+  type MeasuredPhase,
+  type StageFigures,
+} from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
-import { numberParam } from './params.js';
-import { scrapeNodes, type Samples } from './prom.js';
-import { num } from './report.js';
-import type { BenchIO, BenchOptions, ChartSpec, ResultTable, Scenario, ScenarioResult } from './types.js';
+import { scrapeNodes } from './prom.js';
+import { num, tableOf } from './report.js';
+import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import {
   expectedFrom,
   verifyProducts,
@@ -35,27 +41,23 @@ export function defineScenario(spec: ScenarioSpec): Scenario {
 }
 
 export interface SetUp {
-  /** The cluster to start (bench/cluster.ts). */
   readonly cluster?: ClusterSettings;
   /** Hold `--connections` connections (a ConnectionSet) with this timeout, ms. */
   readonly connectionsTimeoutMs?: number;
   /** The users to mint tokens for (default the bench users). */
   readonly users?: readonly string[];
-  /** How long the machine's background load is sampled before the run, ms (default 2000; 0: not sampled). */
+  /** The machine's background sampled for this long before the run, ms (default 2000; 0: not sampled). */
   readonly backgroundMs?: number;
 }
 
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Answers = Parameters<typeof expectedFrom>[0][number];
 
-/** Shard leases the nodes lost, by kind: `shard_ownership_changes_total{change="lost"}` deltas. */
-const LEASE_LOSSES = 'shard_ownership_changes_total{change="lost"}';
-
 /** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
 export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
   if (metricsUrls.length === 0) return 0;
   const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
-  return samples?.get(LEASE_LOSSES) ?? 0;
+  return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
 }
 
 export class Run {
@@ -67,7 +69,7 @@ export class Run {
   readonly pids: Readonly<Record<string, number>> = {};
   background: number | undefined;
   opened = 0;
-  private leasesBefore: Samples | undefined;
+  private leasesBefore = 0;
 
   constructor(
     readonly options: BenchOptions,
@@ -81,7 +83,12 @@ export class Run {
 
   /** A --param number with its default and bounds (checked). */
   param(key: string, fallback: number, min: number, max: number): number {
-    return numberParam(this.options, key, fallback, min, max);
+    const raw = this.options.params[key];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
+      throw new Error(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
+    return n;
   }
 
   /** Starts the cluster, the admin pool, mints the tokens, opens the connections; then the machine's baseline. */
@@ -106,42 +113,33 @@ export class Run {
     self.pids = stackPids();
     const backgroundMs = settings.backgroundMs ?? 2_000;
     this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
-    this.leasesBefore = await this.leaseSamples();
+    this.leasesBefore = await leasesLost(this.cluster?.metricsUrls ?? []);
     return this;
   }
 
-  private leaseSamples(): Promise<Samples | undefined> {
-    const urls = this.cluster?.metricsUrls ?? [];
-    return urls.length === 0 ? Promise.resolve(undefined) : scrapeNodes(urls).catch(() => undefined);
-  }
-
-  /**
-   * After the load: a pause for in-flight writes, up to `sagaWaitMs` for open sagas, then every product's
-   * stock and orders checked in MySQL against the answers (bench/verify.ts).
-   */
+  /** After the load: sagas waited for, stock and orders against the answers, the run's health and replays. */
   async check(
     products: readonly ProductSpec[],
-    answers: readonly Answers[],
+    answers: readonly (Answers & { readonly replayed: number })[],
     { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
-  ): Promise<{ checks: ProductCheck[]; stillPending: number }> {
+  ) {
     this.io.progress(
       `bench: waiting ${settleMs} ms for in-flight writes and up to ${sagaWaitMs / 1000} s for open sagas, then checking MySQL`,
     );
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const ids = products.map((p) => p.productId);
     const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
-    return { checks: await verifyProducts(expectedFrom(answers, products)), stillPending };
-  }
-
-  /** Stack servers restarted during the run and shard leases the nodes lost (their metric). */
-  async health(): Promise<{ restarted: string[]; shardLosses: number }> {
+    const checks = await verifyProducts(expectedFrom(answers, products));
     const now = stackPids();
-    const restarted = Object.entries(this.pids)
-      .filter(([n, pid]) => now[n] !== pid)
-      .map(([n]) => n);
-    const lost =
-      (await leasesLost(this.cluster?.metricsUrls ?? [])) - (this.leasesBefore?.get(LEASE_LOSSES) ?? 0);
-    return { restarted, shardLosses: Math.max(0, lost) };
+    const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
+    const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
+    const replayed = answers.reduce((n, a) => n + a.replayed, 0);
+    const notes = [
+      ...checks.map((c) => checkNote(c)),
+      ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    ];
+    const ok = checks.every((c) => c.ok) && replayed === 0;
+    return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
   }
 
   /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
@@ -163,10 +161,7 @@ export class Run {
     await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
   }
 
-  /**
-   * The step-up loop: each path of `paths` once per rate of `rates` while its steps `keep` going, `pause` s
-   * between steps.
-   */
+  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
   async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
@@ -193,10 +188,15 @@ export class Run {
   }
 }
 
-/** A purchase step of an open loop: its latency percentiles (ms), error share and SLO verdict. */
+/** A measured purchase step of an open loop: latency percentiles (ms), error share, SLO verdict, CPU. */
 export interface OpenStep {
   readonly offered: number;
   readonly result: OpenLoopResult;
+  readonly metrics: MeasuredPhase<OpenLoopResult>['metrics'];
+  readonly serviceCores: number;
+  readonly otherCores: number | undefined;
+  /** The step's purchase stages from the nodes' histograms (ms). */
+  readonly stages: StageFigures;
   readonly p50: number;
   readonly p95: number;
   readonly p99: number;
@@ -211,14 +211,16 @@ export interface OpenStep {
 export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 
 /** A step's purchase figures and whether they met the SLO. */
-export function openStep(result: OpenLoopResult, offered: number, startS: number): OpenStep {
+export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number): OpenStep {
+  const { result, metrics, serviceCores, otherCores, stages } = measured;
   const h = result.ops.get('purchase')?.latency;
   const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
   const p99 = pct(99);
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
   const max = h === undefined ? NaN : round(h.max / 1000, 1);
-  return { offered, result, p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max, errorShare, pass, startS };
+  const p = { p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max };
+  return { offered, result, metrics, serviceCores, otherCores, stages, ...p, errorShare, pass, startS };
 }
 
 /** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
@@ -240,93 +242,88 @@ export interface Health {
   readonly shardLosses: number;
 }
 
-/** Steps disturbed by other processes (or by a restarted stack server). */
-export const disturbedSteps = (h: Health) =>
-  h.steps.filter((s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES);
+const leaseNote = (n: number): string[] =>
+  n > 0 ? [`WARNING: the nodes lost ${n} shard leases during the run (shard_ownership_changes_total)`] : [];
 
-const generatorCores = (h: Health) => Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
+const healthSummary = (h: {
+  background: number | undefined;
+  restarted: readonly string[];
+  shardLosses: number;
+}) => ({
+  background_busy: h.background === undefined ? null : round(h.background, 2),
+  stack_restarted: h.restarted.length > 0,
+  shard_losses: h.shardLosses,
+});
 
-/**
- * The run health of a step-up run: notes (generator, its warnings, disturbed steps, background, lease losses)
- * and the summary keys that say how far its figures can be trusted (bench/README.md).
- */
+/** The health of a step-up run: notes and the summary keys saying how far its figures can be trusted. */
 export function healthOf(h: Health, shared: string) {
-  const gen = generatorCores(h);
-  const disturbed = disturbedSteps(h);
+  const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
+  const disturbed = h.steps.filter(
+    (s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+  );
+  const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
   const notes = [
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
     ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
     ...(disturbed.length > 0
       ? [
-          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : ''}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
         ]
       : []),
     ...backgroundNote(h.background, 'the load'),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
+    ...leaseNote(h.shardLosses),
   ];
   const summary = {
     disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),
     load_generator_machine_share: round(gen / cores(), 2),
     generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
-    background_busy: h.background === undefined ? null : round(h.background, 2),
-    stack_restarted: h.restarted.length > 0,
-    shard_losses: h.shardLosses,
+    ...healthSummary(h),
   };
   return { notes, summary };
 }
+
+/** The generator's CPU and warnings of a one-phase open loop. */
+export const generatorNotes = (r: OpenLoopResult): string[] => [
+  `load generator ${r.generatorCores.toFixed(2)} cores (${Math.round((r.generatorCores / cores()) * 100)}% of ${cores()}).`,
+  ...r.warnings.map((w) => `WARNING: ${w}`),
+];
 
 export const backgroundNote = (background: number | undefined, what: string): string[] =>
   background !== undefined && background > 0.1
     ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
     : [];
 
-/** What a closed-loop run's health notes and summary keys are made of: its phases rather than steps. */
-export interface PhaseHealth {
-  /** Labels of the disturbed phases. */
-  readonly disturbed: readonly string[];
-  readonly phases: number;
-  readonly background: number | undefined;
-  readonly restarted: readonly string[];
-  readonly shardLosses: number;
-}
-
-export function phaseHealthNotes(h: PhaseHealth, disturbedMore = ''): string[] {
-  return [
+/** The health of a closed-loop run, by phases (labels of the disturbed ones): notes and summary keys. */
+export function phaseHealthOf(
+  h: Omit<Health, 'steps'> & { disturbed: readonly string[]; phases: number },
+  generatorCores: number,
+  disturbedMore = '',
+) {
+  const notes = [
     ...(h.disturbed.length > 0
       ? [
           `WARNING: ${h.disturbed.length} of ${h.phases} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? ', or a stack process restarted' : ''}): ${h.disturbed.join(', ')}${disturbedMore === '' ? '' : `; ${disturbedMore}`}`,
         ]
       : []),
-    ...(h.background !== undefined && h.background > 0.1
-      ? [
-          `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load started (other processes); 'other cores' shows what they took during each phase.`,
-        ]
-      : []),
+    ...backgroundNote(
+      h.background,
+      "the load started (other processes); 'other cores' shows what they took during each phase.",
+    ),
     ...(h.restarted.length > 0
       ? [
           `WARNING: stack process(es) ${h.restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
         ]
       : []),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
+    ...leaseNote(h.shardLosses),
   ];
+  const summary = {
+    disturbed_phases: h.disturbed.length,
+    load_generator_cores: round(generatorCores, 2),
+    ...healthSummary(h),
+  };
+  return { notes, summary };
 }
-
-export const phaseHealthSummary = (h: PhaseHealth, generatorCores: number) => ({
-  disturbed_phases: h.disturbed.length,
-  load_generator_cores: round(generatorCores, 2),
-  background_busy: h.background === undefined ? null : round(h.background, 2),
-  stack_restarted: h.restarted.length > 0,
-  shard_losses: h.shardLosses,
-});
 
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
@@ -342,64 +339,51 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
 export const oversold = (checks: readonly ProductCheck[]): number =>
   checks.reduce((s, c) => s + c.oversold, 0);
 
-type Cells<S> = Readonly<Record<string, (s: S) => string | number>>;
+type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 
-/**
- * The table of open-loop purchase steps: label, rates, the `mid` columns, latency, errors and SLO, the `own`
- * columns, then the cores of the service, the generator and the other processes.
- */
-export function stepTable<S extends OpenStep & { serviceCores: number; otherCores: number | undefined }>(
+/** The table of open-loop purchase steps, with the `mid` and `own` columns of the scenario. */
+export function stepTable<S extends OpenStep>(
   first: string,
   steps: readonly S[],
   mid: Cells<S>,
   own: Cells<S>,
-): ResultTable {
-  const cells = (columns: Cells<S>, s: S) => Object.values(columns).map((cell) => cell(s));
-  return {
-    columns: [
-      first,
-      'achieved/s',
-      'ok/s',
-      ...Object.keys(mid),
-      'p50 ms',
-      'p99 ms',
-      'p99.9 ms',
-      'max ms',
-    ].concat(['errors %', 'SLO', ...Object.keys(own), 'svc cores', 'gen cores', 'other cores']),
-    rows: steps.map((s) => [
-      s.result.label,
-      Math.round(s.result.achievedPerS),
-      Math.round(s.result.okPerS),
-      ...cells(mid, s),
-      s.p50,
-      s.p99,
-      s.p999,
-      s.max,
-      round(s.errorShare * 100, 2),
-      s.pass ? 'met' : 'BROKEN',
-      ...cells(own, s),
-      s.serviceCores.toFixed(2),
-      s.result.generatorCores.toFixed(2),
-      s.otherCores === undefined ? '-' : s.otherCores.toFixed(2),
-    ]),
-  };
+) {
+  return tableOf<S>(
+    [
+      [first, (s) => s.result.label],
+      ['achieved/s', (s) => Math.round(s.result.achievedPerS)],
+      ['ok/s', (s) => Math.round(s.result.okPerS)],
+      ...mid,
+      ['p50 ms', (s) => s.p50],
+      ['p99 ms', (s) => s.p99],
+      ['p99.9 ms', (s) => s.p999],
+      ['max ms', (s) => s.max],
+      ['errors %', (s) => round(s.errorShare * 100, 2)],
+      ['SLO', (s) => (s.pass ? 'met' : 'BROKEN')],
+      ...own,
+      ['svc cores', (s) => s.serviceCores.toFixed(2)],
+      ['gen cores', (s) => s.result.generatorCores.toFixed(2)],
+      ['other cores', (s) => (s.otherCores === undefined ? '-' : s.otherCores.toFixed(2))],
+    ],
+    steps,
+  );
 }
 
 /** Details of an open-loop purchase step. */
-export const stepDetails = (s: OpenStep) => ({
-  offered: s.offered,
-  achievedPerS: round(s.result.achievedPerS, 1),
-  okPerS: round(s.result.okPerS, 1),
-  p50: s.p50,
-  p99: s.p99,
-  p999: s.p999,
-  max: s.max,
-  errorShare: s.errorShare,
-  statuses: s.result.ops.get('purchase')?.statuses,
-  pass: s.pass,
-  schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
-  generatorCores: s.result.generatorCores,
-  timeline: s.result.timeline,
+export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>({
+  result,
+  startS: _startS,
+  metrics: _metrics,
+  ...step
+}: S) => ({
+  ...step,
+  statuses: result.ops.get('purchase')?.statuses,
+  achievedPerS: round(result.achievedPerS, 1),
+  okPerS: round(result.okPerS, 1),
+  generatorCores: result.generatorCores,
+  schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
+  maxQueued: result.maxQueued,
+  timeline: result.timeline,
 });
 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
@@ -416,10 +400,7 @@ export function timelinePoints(
   );
 }
 
-/**
- * The charts of a purchase step-up: p50/p99 against the offered rate, the latency at the `marked` steps
- * (capacity, first failure) and offered vs answered per second, one series per group.
- */
+/** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */
 export function stepCharts(
   titles: readonly [curve: string, latency: string, throughput: string],
   groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],

@@ -1,10 +1,9 @@
 /**
- * The bench's own clients of the stack's MySQL and Redis (the checks, the counters, key cleanup), set up
- * the way the service sets up its own: from `loadConfig` (MYSQL_*_URL, REDIS_URL and whatever else the
- * service's configuration says, e.g. TLS), through the service's storage adapters' options.
+ * The bench's own clients of the stack's MySQL and Redis (checks, counters, key cleanup), configured as the
+ * service configures its own: `loadConfig` and the service's storage adapters' options (URLs, TLS).
  */
-import mysql, { type Connection, type ConnectionOptions } from 'mysql2/promise';
-import { loadConfig, type Config, type MysqlEndpoint } from '../src/config.js';
+import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+import { loadConfig, type Config } from '../src/config.js';
 import { poolOptions } from '../src/storage/mysql.js';
 import { connectRedis, createRedis, type Redis } from '../src/storage/redis.js';
 
@@ -16,11 +15,11 @@ export function storeConfig(): Config {
   return config;
 }
 
-/** One connection's options from the service's pool options (pool-only settings left out). */
-export function connectionOptions(
-  endpoint: MysqlEndpoint,
+/** One connection with the service's pool options (pool-only settings left out). */
+export function connectMysql(
+  which: 'primary' | 'replica' = 'primary',
   extra: { multipleStatements?: boolean } = {},
-): ConnectionOptions {
+): Promise<Connection> {
   const {
     connectionLimit: _limit,
     maxIdle: _maxIdle,
@@ -28,19 +27,24 @@ export function connectionOptions(
     queueLimit: _queue,
     waitForConnections: _wait,
     ...options
-  } = poolOptions(endpoint, 1);
-  return { ...options, multipleStatements: extra.multipleStatements ?? false };
+  } = poolOptions(storeConfig().mysql[which], 1);
+  return mysql.createConnection({ ...options, multipleStatements: extra.multipleStatements ?? false });
 }
 
-/** A connection to the primary (MYSQL_PRIMARY_URL, else the local stack's). */
-export function connectMysql(
+/** `work` on a connection of its own, closed after. */
+export async function withMysql<T>(
+  work: (conn: Connection) => Promise<T>,
   which: 'primary' | 'replica' = 'primary',
-  extra: { multipleStatements?: boolean } = {},
-): Promise<Connection> {
-  return mysql.createConnection(connectionOptions(storeConfig().mysql[which], extra));
+): Promise<T> {
+  const conn = await connectMysql(which);
+  try {
+    return await work(conn);
+  } finally {
+    await conn.end().catch(() => undefined);
+  }
 }
 
-/** A connected Redis client as the service makes them (REDIS_URL, else the local stack's). */
+/** A connected Redis client as the service makes them. */
 export async function connectStoreRedis(): Promise<Redis> {
   const redis = createRedis(storeConfig());
   try {
@@ -50,4 +54,22 @@ export async function connectStoreRedis(): Promise<Redis> {
     throw err;
   }
   return redis;
+}
+
+/** Calls per command since the Redis server started (`INFO commandstats`). */
+export async function redisCommandCalls(redis: Redis): Promise<Record<string, number>> {
+  const text = await redis.info('commandstats');
+  const calls: Record<string, number> = {};
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+  return calls;
+}
+
+/** The MySQL primary's global status counters named (absent ones left out). */
+export function serverStatus(names: readonly string[]): Promise<Record<string, number>> {
+  return withMysql(async (conn) => {
+    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
+      names,
+    ]);
+    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
+  });
 }

@@ -1,8 +1,6 @@
 /**
- * The `reads` scenario's reference server: a bare uWebSockets.js app that answers every GET with one fixed
- * 200 reply (the body and headers it is given, so its answers are as large as the node's), nothing else.
- * Started by the bench as its own process: `node --import tsx bench/uws-hello.ts <port> <body> [headers JSON]`.
- * Loads the native binary the way the service does (src/http/uws.ts) and refuses to run on the fallback.
+ * The `reads` scenario's reference server: a bare uWebSockets.js app answering every GET with the given
+ * body and headers, on the native binary only: `node --import tsx bench/uws-hello.ts <port> <body> [headers]`.
  */
 import { loadNativeUws } from '../src/http/uws.js';
 

@@ -1,13 +1,11 @@
 /**
- * Correctness after a run, read from the MySQL primary itself (not through the service). Per product:
- * - stock: initial − stock = SUM(quantity) of the orders that hold stock (PENDING or CONFIRMED; a
- *   CANCELLED order's units were released in the same transaction that cancelled it);
- * - orders: every 201 answer is one CONFIRMED order, every 402 one CANCELLED order, every 202 one order in
- *   any state, a 5xx/transport answer at most one order, and there is no other order.
+ * Correctness after a run, from the MySQL primary: per product, initial − stock = SUM(quantity) of PENDING
+ * and CONFIRMED orders, and the orders match the answers (201 = CONFIRMED, 402 = CANCELLED, 202 = any,
+ * 5xx/transport = at most one, nothing else).
  */
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import type { PhaseResult } from './load.js';
-import { connectMysql } from './stores.js';
+import { serverStatus, withMysql } from './stores.js';
 
 export interface ExpectedProduct {
   readonly productId: number;
@@ -76,16 +74,6 @@ function addCounts(into: StatusCounts, rows: RowDataPacket[]): void {
   }
 }
 
-/**
- * A connection to the primary the checks read (the service's MYSQL_PRIMARY_URL and TLS settings, else the
- * local stack's; extra mysql2 options, e.g. multipleStatements).
- */
-export function connectPrimary(extra: { multipleStatements?: boolean } = {}): Promise<Connection> {
-  return connectMysql('primary', extra);
-}
-
-const connect = (): Promise<Connection> => connectPrimary();
-
 /** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
 const SERVER_COUNTERS = [
   'Com_commit',
@@ -97,46 +85,53 @@ const SERVER_COUNTERS = [
   'Innodb_row_lock_waits',
   'Innodb_row_lock_time',
   'Questions',
-] as const;
+];
 
-/** The primary's global counters now (absent ones are left out; undefined when it cannot be reached). */
-export async function serverCounters(): Promise<Record<string, number> | undefined> {
-  let conn: Connection | undefined;
-  try {
-    conn = await connect();
-    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
-      SERVER_COUNTERS,
-    ]);
-    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
-  } catch {
-    return undefined;
-  } finally {
-    await conn?.end().catch(() => undefined);
-  }
+/** The primary's global counters now; undefined when it cannot be reached. */
+export const serverCounters = (): Promise<Record<string, number> | undefined> =>
+  serverStatus(SERVER_COUNTERS).catch(() => undefined);
+
+/** The status of the order of each of `keys` among these products' orders. */
+export function orderStatuses(
+  keys: readonly string[],
+  productIds: readonly number[],
+): Promise<Map<string, string>> {
+  return withMysql(async (conn) => {
+    const found = new Map<string, string>();
+    for (let i = 0; i < keys.length; i += 1000) {
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
+        [keys.slice(i, i + 1000), productIds],
+      );
+      for (const row of rows) found.set(String(row['k']), String(row['status']));
+    }
+    return found;
+  });
 }
 
 /** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
-export async function waitForSagas(productIds: readonly number[], timeoutMs: number): Promise<number> {
-  const conn = await connect();
-  try {
+export const waitForSagas = (productIds: readonly number[], timeoutMs: number): Promise<number> =>
+  waitNone(
+    "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
+    [productIds],
+    timeoutMs,
+  );
+
+/** Polls `SELECT COUNT(*) AS n …` every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
+export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
+  return withMysql(async (conn) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
-        [productIds],
-      );
-      const pending = Number(rows[0]?.['n'] ?? 0);
-      if (pending === 0 || Date.now() >= deadline) return pending;
+      const [rows] = await conn.query<RowDataPacket[]>(sql, params);
+      const n = Number(rows[0]?.['n'] ?? 0);
+      if (n === 0 || Date.now() >= deadline) return n;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
-  } finally {
-    await conn.end();
-  }
+  });
 }
 
-export async function verifyProducts(expected: readonly ExpectedProduct[]): Promise<ProductCheck[]> {
-  const conn = await connect();
-  try {
+export function verifyProducts(expected: readonly ExpectedProduct[]): Promise<ProductCheck[]> {
+  return withMysql(async (conn) => {
     const checks: ProductCheck[] = [];
     for (const product of expected) {
       const [productRows] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
@@ -189,7 +184,5 @@ export async function verifyProducts(expected: readonly ExpectedProduct[]): Prom
       });
     }
     return checks;
-  } finally {
-    await conn.end();
-  }
+  });
 }

@@ -1,17 +1,15 @@
 /**
- * The chaos run's checks once every fault is healed and the load has stopped, each against the MySQL
- * primary's truth for the run's products: the replica's rows, the Redis cache and each node's product
- * read, the events read back from Kafka, the sales projection. Each waits (bounded) for its store to catch
- * up and reports the products that still disagree.
+ * The chaos run's checks against the MySQL primary's truth, each waiting (bounded) for its store: the
+ * replica's rows, the Redis cache and each node's read, the Kafka events, the sales projection.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
-import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
+import type { EventEnvelope } from '../../src/events/envelope.js';
 import type { Config } from '../../src/config.js';
-import type { Admin, Kafka } from '../../src/storage/kafka.js';
+import { until } from '../agreement.js';
+import { waitNone } from '../verify.js';
 import type { BenchTokens } from '../auth.js';
-import { connectMysql, connectStoreRedis } from '../stores.js';
+import { connectMysql, connectStoreRedis, withMysql } from '../stores.js';
 import type { StockTruth } from './subscribers.js';
 
 export interface Mismatch {
@@ -19,18 +17,9 @@ export interface Mismatch {
   readonly detail: string;
 }
 
-async function withPrimary<T>(work: (conn: Connection) => Promise<T>): Promise<T> {
-  const conn = await connectMysql('primary');
-  try {
-    return await work(conn);
-  } finally {
-    await conn.end().catch(() => undefined);
-  }
-}
-
 /** Each product's stock and version on the primary. */
 export function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
-  return withPrimary(async (conn) => {
+  return withMysql(async (conn) => {
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT id, stock, version FROM products WHERE id IN (?)',
       [productIds],
@@ -42,16 +31,14 @@ export function readTruth(productIds: readonly number[]): Promise<Map<number, St
 }
 
 /** Retries `check` every second until it finds nothing or `timeoutMs` passed; the last findings. */
-async function settle(check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await check().catch((err: unknown) => [
-      { productId: 0, detail: `check failed: ${String(err)}` },
-    ]);
-    if (found.length === 0 || Date.now() > deadline) return found;
-    await sleep(1_000);
-  }
-}
+const settle = async (check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> =>
+  (
+    await until(
+      () => check().catch((err: unknown) => [{ productId: 0, detail: `check failed: ${String(err)}` }]),
+      (found) => found.length === 0,
+      timeoutMs,
+    )
+  ).value;
 
 /** One line per product of its products, orders and sagas rows, as a server holds them. */
 async function rowsPerProduct(conn: Connection, productIds: readonly number[]): Promise<Map<number, string>> {
@@ -107,11 +94,7 @@ export function checkReplica(productIds: readonly number[], timeoutMs = 30_000):
   }, timeoutMs);
 }
 
-/**
- * Products whose Redis cached stock (when the key exists: it lives 5 s) or whose read on any node
- * (`GET /products/:id`, memory → Redis → replica) is not the primary's stock and version. The consistency
- * monitor heals a drifting cache within its 30 s round, so this waits up to `timeoutMs`.
- */
+/** Products whose Redis stock (while it lives) or read on any node is not the primary's (up to `timeoutMs`). */
 export async function checkCache(
   productIds: readonly number[],
   redisPrefix: string,
@@ -160,7 +143,7 @@ export async function checkProjection(
   const http = new Pool(url, { connections: 4 });
   try {
     return await settle(async () => {
-      const want = await withPrimary(async (conn) => {
+      const want = await withMysql(async (conn) => {
         const [rows] = await conn.query<RowDataPacket[]>(
           `SELECT product_id,
                   SUM(status = 'CONFIRMED') AS confirmedOrders,
@@ -204,72 +187,17 @@ export async function checkProjection(
 }
 
 /** Waits until the outbox holds no unsent row of `topics`; the rows still unsent. */
-export async function waitOutboxDrained(topics: readonly string[], timeoutMs = 60_000): Promise<number> {
-  return withPrimary(async (conn) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        'SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL',
-        [topics],
-      );
-      const unsent = Number(rows[0]?.['n'] ?? 0);
-      if (unsent === 0 || Date.now() > deadline) return unsent;
-      await sleep(500);
-    }
-  });
-}
+export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
+  waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
 
-/** Every event of `topics`, from the beginning to the high watermarks as they are now, by a fresh group. */
-export async function readTopics(
-  kafka: Kafka,
-  admin: Admin,
-  topics: readonly string[],
-): Promise<EventEnvelope[]> {
-  const remaining = new Map<string, number>(); // topic/partition → offset still to reach
-  for (const topic of topics)
-    for (const p of await admin.fetchTopicOffsets(topic))
-      if (Number(p.high) > Number(p.low)) remaining.set(`${topic}/${p.partition}`, Number(p.high) - 1);
-  const events: EventEnvelope[] = [];
-  if (remaining.size === 0) return events;
-  const groupId = `chaos-check-${process.pid}-${Date.now()}`;
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
-  let done!: () => void;
-  const finished = new Promise<void>((resolve) => (done = resolve));
-  try {
-    await consumer.connect();
-    await consumer.subscribe({ topics: [...topics], fromBeginning: true });
-    await consumer.run({
-      eachMessage: ({ topic, partition, message }) => {
-        if (message.value !== null) events.push(decodeEvent(message.value));
-        const key = `${topic}/${partition}`;
-        if ((remaining.get(key) ?? Infinity) <= Number(message.offset)) remaining.delete(key);
-        if (remaining.size === 0) done();
-        return Promise.resolve();
-      },
-    });
-    const timeout = sleep(90_000).then(() => {
-      throw new Error(`chaos: Kafka read-back incomplete after 90 s (${remaining.size} partitions short)`);
-    });
-    await Promise.race([finished, timeout]);
-  } finally {
-    await consumer.disconnect().catch(() => undefined);
-    await admin.deleteGroups([groupId]).catch(() => undefined);
-  }
-  return events;
-}
-
-/**
- * Per product, the events (deduplicated by eventId) against the primary: an `order.created` for exactly
- * its orders, `order.confirmed` / `order.cancelled` for exactly its confirmed / cancelled ones, no state
- * change of an order told twice under two event ids, and the last `stock.changed` = its stock and version.
- */
+/** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
 export async function compareEvents(
   events: readonly EventEnvelope[],
   productIds: readonly number[],
 ): Promise<{ mismatches: Mismatch[]; events: number; duplicates: number }> {
   const unique = new Map<string, EventEnvelope>();
   for (const e of events) if (!unique.has(e.eventId)) unique.set(e.eventId, e);
-  const { orders, truth } = await withPrimary(async (conn) => {
+  const { orders, truth } = await withMysql(async (conn) => {
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT product_id, id, status FROM orders WHERE product_id IN (?)',
       [productIds],

@@ -1,8 +1,6 @@
 /**
- * The chaos run's faults, each injected into the bench's own app nodes or the local stack's data tier and
- * then healed (restarted, resumed, rejoined) before the next one, so no two faults overlap in a way that
- * makes recovery impossible: a Redis node is synced again, a Kafka broker back in every ISR, the MariaDB
- * replica acknowledging semi-sync again before the next fault starts.
+ * The chaos run's faults: each injected into a bench node or the stack's data tier, held, healed, and waited
+ * for until the system is whole again (node ready, Redis synced, Kafka ISRs whole, MariaDB in semi-sync).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -63,10 +61,7 @@ export async function until<T>(
 
 const otherServer = (name: MariadbServer): MariadbServer => (name === 'primary' ? 'replica' : 'primary');
 
-/**
- * `replica` follows `primary`, has applied what it received, and `primary` waits for its semi-sync
- * acknowledgements again: from now on a committed transaction is on both, so the primary may die.
- */
+/** `replica` follows `primary`, has applied all, and `primary` has its semi-sync acknowledgements again. */
 export async function waitMariadbInSync(
   primary: MariadbServer,
   replica: MariadbServer,
@@ -131,10 +126,7 @@ async function nodeReady(url: string): Promise<boolean | undefined> {
   return res.statusCode === 200 ? true : undefined;
 }
 
-/**
- * Injects `fault` (calling `injected` at the moment it strikes), holds it, heals it, and waits until the
- * system is whole again. Rejects when a heal does not finish: the run then stops injecting.
- */
+/** Injects `fault` (`injected` when it strikes), holds, heals and waits for a whole system; rejects if a heal fails. */
 export async function runFault(
   fault: PlannedFault,
   targets: FaultTargets,
@@ -250,11 +242,7 @@ export async function runFault(
   }
 }
 
-/**
- * Leaves the stack as the run found it: every data server it touches up (Redis, Kafka, MariaDB), the
- * app nodes resumed, and `primary` the MariaDB primary again (the old one rejoined, then a switchover).
- * Idempotent; also the run's cleanup after an error or Ctrl-C.
- */
+/** Puts the stack back as the run found it (servers up, nodes resumed, `primary` the MariaDB primary); idempotent. */
 export async function restoreStack(
   cluster: Cluster,
   redisPaths: readonly RedisPath[],

@@ -1,14 +1,7 @@
 /**
- * One app node's way to Redis in the chaos run, so that the run can cut that node alone off Redis while the
- * other node and the stack still reach it (the `app-redis-cut` fault): a TCP relay on loopback per Sentinel and
- * per Redis data node. The node is given the relays' addresses for its Sentinels (`REDIS_SENTINELS`) and a
- * `REDIS_NAT_MAP` from every address the Sentinels report (primary, replica, the other Sentinels) to its
- * relay, so every connection it makes to Redis goes through them; TLS passes through untouched.
- *
- * A cut is silent, as a network partition is: open connections stop carrying bytes in either direction (the
- * node's commands time out, its Sentinel subscriptions hear nothing) and new connections are accepted and
- * left unanswered. Healing destroys every connection that lived through the cut (a stream that lost bytes
- * cannot go on) and relays again; the node reconnects on its own.
+ * One app node's way to Redis in the chaos run (`app-redis-cut`): a TCP relay per Sentinel and data node,
+ * given to the node as REDIS_SENTINELS / REDIS_NAT_MAP. A cut is silent, as a partition: nothing passes
+ * either way; healing destroys what lived through it and the node reconnects.
  */
 import net from 'node:net';
 import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';

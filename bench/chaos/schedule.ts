@@ -1,6 +1,7 @@
 /**
- * The chaos run's fault schedule, drawn from a seed: the same seed gives the same faults in the same
- * order with the same spacing and durations (the times a heal takes still vary from run to run).
+ * The chaos run's fault schedule, drawn from a seed (the same seed, the same faults in the same order with
+ * the same spacing and durations), and each fault's recovery time from the purchases' answers. Pure: unit-
+ * tested in test/bench/chaos.test.ts.
  */
 import { seededRandom } from '../../src/payment-provider/random.js';
 
@@ -63,10 +64,7 @@ export function parseKinds(raw: string | undefined): FaultKind[] {
   return [...new Set(names as FaultKind[])];
 }
 
-/**
- * The faults in order: rounds of every kind, shuffled per round (so kinds stay balanced over a run), each
- * with its target, hold and gap. `short` stops after one round; `long` never stops (the run's time does).
- */
+/** The faults in order: rounds of every kind, each shuffled; `short` stops after one round, `long` never. */
 export function* faultSchedule(settings: ScheduleSettings): Generator<PlannedFault, void, undefined> {
   const random = seededRandom(settings.seed);
   const between = (min: number, max: number): number => Math.round(min + (max - min) * random());
@@ -87,4 +85,44 @@ export function* faultSchedule(settings: ScheduleSettings): Generator<PlannedFau
     }
     if (settings.profile === 'short') return;
   }
+}
+
+export interface PurchaseOutcome {
+  /** Intended send time, ms since the load started. */
+  readonly sentMs: number;
+  /** Answer (or transport error) time, ms since the load started. */
+  readonly doneMs: number;
+  /** 201 or 202: the purchase was acknowledged. */
+  readonly ok: boolean;
+}
+
+export interface FaultWindow {
+  /** When the fault struck, ms since the load started. */
+  readonly atMs: number;
+  /** When the next fault struck (or Infinity). */
+  readonly untilMs: number;
+}
+
+export interface Recovery {
+  /** Failed purchases answered in the fault's window. */
+  readonly failed: number;
+  /** Fault → answer of the first acknowledged purchase sent after its last failure, s; 0: none failed; null: never. */
+  readonly recoveryS: number | null;
+}
+
+/** A fault owns the failures answered between its injection and the next fault's. */
+export function recoveryOf(window: FaultWindow, outcomes: readonly PurchaseOutcome[]): Recovery {
+  const failures = outcomes.filter((o) => !o.ok && o.doneMs >= window.atMs && o.doneMs < window.untilMs);
+  if (failures.length === 0) return { failed: 0, recoveryS: 0 };
+  const lastSent = Math.max(...failures.map((o) => o.sentMs));
+  let back: number | undefined;
+  for (const o of outcomes)
+    // Answered after the fault too: a failure sent before the fault (a request the fault before it held
+    // up to nginx's timeout) must not date the recovery before the injection.
+    if (o.ok && o.sentMs > lastSent && o.doneMs >= window.atMs && (back === undefined || o.doneMs < back))
+      back = o.doneMs;
+  return {
+    failed: failures.length,
+    recoveryS: back === undefined ? null : Math.round((back - window.atMs) / 10) / 100,
+  };
 }

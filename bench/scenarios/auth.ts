@@ -1,11 +1,7 @@
 /**
- * Auth: what security costs. First, in this process, CPU-µs per operation of each check a request pays
- * (process.cpuUsage around a tight loop): a full token signature verify, a cached verify, the per-IP limit,
- * the per-user limit against the stack's Redis (sequential and with 100 in flight, CPU and wall-clock).
- * Then the hot-sku closed loop (bench/hot-sku-closed.ts) in the same run: security ON (bearer tokens,
- * limits on but never reached) and limits OFF (RATE_LIMIT_*=0; tokens still verified, from the cache after
- * each user's first), phases ON OFF OFF ON, each on a node of its own started for the phase (or, with
- * `--param layout=together`, two nodes up at once); purchases/s of both and their ratio.
+ * Auth: what security costs. CPU-µs per full and cached token verify, per-IP and per-user (Redis) limit
+ * check, in this process; then hot-sku's closed loop with security ON vs limits OFF, phases ON OFF OFF ON,
+ * each on a node of its own (or `--param layout=together`): purchases/s of both and their ratio.
  */
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';
@@ -28,17 +24,9 @@ import type { PhaseResult } from '../load.js';
 import { percentileMs, round } from '../measure.js';
 import { delta } from '../prom.js';
 import { num } from '../report.js';
-import {
-  checkNote,
-  defineScenario,
-  leasesLost,
-  oversold,
-  phaseHealthNotes,
-  phaseHealthSummary,
-  type Run,
-} from '../scenario.js';
+import { defineScenario, leasesLost, oversold, phaseHealthOf, type Run } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
-import { connectStoreRedis } from '../stores.js';
+import { connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
 
@@ -58,62 +46,52 @@ const ITERATIONS = {
   userLimitConcurrent: 40_000,
 } as const;
 const IN_FLIGHT = 100;
-/** After a node is ready, before its warm-up: leases and the projection's consumer group settle. */
-const SETTLE_MS = 2_000;
-/** Sagas still open after a phase end within the service's saga deadline (30 s by default). */
-const SAGA_WAIT_MS = 45_000;
 
-interface Cost {
-  readonly n: number;
-  /** This process's CPU per operation (user + system), µs. */
-  readonly cpuUs: number;
-  /** Wall-clock time of the loop ÷ operations, µs. */
-  readonly wallUs: number;
-}
+/** Per call: this process's CPU and the loop's wall time ÷ calls, the mean call latency, µs. */
+type Cost = { readonly n: number; readonly cpuUs: number; readonly wallUs: number };
+/** With Redis: its CPU per call (/proc), EVALSHAs and all commands per call (INFO commandstats, server-wide). */
+type RedisCost = Awaited<ReturnType<typeof timeRedis>>;
 
-interface RedisCost extends Cost {
-  readonly inFlight: number;
-  /** Mean wall-clock time of one call, from its start to its answer, µs. */
-  readonly latencyUs: number;
-  /** The Redis server's CPU (/proc) per call, µs; undefined without /proc or the stack's Redis. */
-  readonly redisCpuUs: number | undefined;
-  /** EVALSHA calls per call (INFO commandstats, server-wide: other clients count too). */
-  readonly evalsha: number;
-  /** Redis commands per call, those the script runs included (server-wide, as `evalsha`). */
-  readonly redisCommands: number;
-}
-
-/** Runs `fn` `n / 10` times unmeasured (JIT), then `n` times between two process.cpuUsage() readings. */
-function timeSync(n: number, fn: (i: number) => unknown): Cost {
-  for (let i = 0; i < Math.ceil(n / 10); i += 1) fn(i);
+/** `n` calls of `fn` after `n / 10` unmeasured: CPU and wall per call; `inFlight` 0: one synchronous loop. */
+async function time(
+  n: number,
+  fn: (i: number) => unknown,
+  inFlight = 1,
+  pids: Record<string, number> = {},
+  measuring?: () => Promise<void>,
+) {
+  let latencySum = 0;
+  const loop = async (count: number) => {
+    if (inFlight === 0) for (let i = 0; i < count; i += 1) fn(i);
+    let next = 0;
+    const worker = async () => {
+      while (next < count) {
+        const i = next++;
+        const t = performance.now();
+        await fn(i);
+        latencySum += (performance.now() - t) * 1000;
+      }
+    };
+    if (inFlight > 0) await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
+  };
+  await loop(Math.ceil(n / 10));
+  await measuring?.();
+  latencySum = 0;
+  const before = cpuSnapshot(pids);
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  for (let i = 0; i < n; i += 1) fn(i);
+  await loop(n);
   const wallUs = (performance.now() - t0) * 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
+  const shares = cpuShares(before, cpuSnapshot(pids));
+  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n, latencyUs: latencySum / n, shares };
 }
 
-async function timeAsync(n: number, fn: (i: number) => Promise<unknown>): Promise<Cost> {
-  for (let i = 0; i < Math.ceil(n / 10); i += 1) await fn(i);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  for (let i = 0; i < n; i += 1) await fn(i);
-  const wallUs = (performance.now() - t0) * 1000;
-  const cpu = process.cpuUsage(cpu0);
-  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n };
-}
-
-/** Commands the Redis server ran (INFO commandstats; INFO itself left out) and its EVALSHAs among them. */
+/** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
 async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
-  const text = await redis.info('commandstats');
-  let commands = 0;
-  let evalsha = 0;
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (m[1] !== 'info') commands += Number(m[2]);
-    if (m[1] === 'evalsha') evalsha += Number(m[2]);
-  }
-  return { commands, evalsha };
+  const calls = await redisCommandCalls(redis);
+  const commands = Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
+  return { commands, evalsha: calls['evalsha'] ?? 0 };
 }
 
 /** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */
@@ -123,50 +101,21 @@ async function timeRedis(
   n: number,
   inFlight: number,
   fn: (i: number) => Promise<unknown>,
-): Promise<RedisCost> {
-  const drive = async (count: number, onCall?: (us: number) => void) => {
-    let next = 0;
-    const worker = async () => {
-      while (next < count) {
-        const i = next++;
-        const t = performance.now();
-        await fn(i);
-        onCall?.((performance.now() - t) * 1000);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
-  };
-  await drive(Math.ceil(n / 10));
+) {
+  let commands0 = { commands: 0, evalsha: 0 };
   const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
-  const commands0 = await redisCalls(redis);
-  let latencySum = 0;
-  const before = cpuSnapshot(pids);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
-  await drive(n, (us) => (latencySum += us));
-  const wallUs = (performance.now() - t0) * 1000;
-  const cpu = process.cpuUsage(cpu0);
-  const shares = cpuShares(before, cpuSnapshot(pids));
+  const { shares, ...cost } = await time(n, fn, inFlight, pids, async () => {
+    commands0 = await redisCalls(redis);
+  });
   const commands = await redisCalls(redis);
   const redisCores = shares.processCores['redis'];
   return {
-    n,
+    ...cost,
     inFlight,
-    cpuUs: (cpu.user + cpu.system) / n,
-    wallUs: wallUs / n,
-    latencyUs: latencySum / n,
     redisCpuUs: redisCores === undefined ? undefined : (redisCores * shares.wallS * 1e6) / n,
     evalsha: (commands.evalsha - commands0.evalsha) / n,
     redisCommands: (commands.commands - commands0.commands) / n,
   };
-}
-
-interface MicroCosts {
-  readonly fullVerify: Cost;
-  readonly cachedVerify: Cost;
-  readonly ipLimit: Cost;
-  readonly userLimit: RedisCost;
-  readonly userLimitConcurrent: RedisCost;
 }
 
 /** The four in-process measurements, before any node starts (a quiet box). */
@@ -176,7 +125,7 @@ async function microCosts(
   config: Config,
   tokens: BenchTokens,
   scale: number,
-): Promise<MicroCosts> {
+) {
   const count = (n: number) => Math.max(10, Math.round(n * scale));
   const users = benchUsers();
   const bearers = users.map((u) => tokens.bearer(u));
@@ -185,7 +134,7 @@ async function microCosts(
 
   // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
   const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
-  const fullVerify = await timeAsync(count(ITERATIONS.fullVerify), (i) =>
+  const fullVerify = await time(count(ITERATIONS.fullVerify), (i) =>
     Promise.resolve(uncached.authenticate(bearers[i % bearers.length])),
   );
   io.progress(
@@ -196,11 +145,15 @@ async function microCosts(
   const cached = new TokenVerifier({ auth });
   for (const bearer of bearers) await cached.authenticate(bearer);
   let sink = 0;
-  const cachedVerify = timeSync(count(ITERATIONS.cachedVerify), (i) => {
-    const identity = cached.authenticate(bearers[i % bearers.length]);
-    if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
-    sink += identity.userId.length;
-  });
+  const cachedVerify = await time(
+    count(ITERATIONS.cachedVerify),
+    (i) => {
+      const identity = cached.authenticate(bearers[i % bearers.length]);
+      if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
+      sink += identity.userId.length;
+    },
+    0,
+  );
   io.progress(
     `bench: (b) cached token verify: ${cachedVerify.cpuUs.toFixed(3)} µs CPU (${num(cachedVerify.n)} calls)`,
   );
@@ -218,7 +171,7 @@ async function microCosts(
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = timeSync(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'));
+  const ipLimit = await time(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'), 0);
   io.progress(`bench: (c) per-IP limit check: ${ipLimit.cpuUs.toFixed(3)} µs CPU (${num(ipLimit.n)} calls)`);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
@@ -253,7 +206,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
   const scale = run.param('micro-scale', 1, 0.001, 100);
   const config = loadConfig({ ...process.env, ...options.serviceEnv });
-  const { tokens, pids, background } = await run.setUp({});
+  const { tokens, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(options, io, config, tokens, scale);
 
@@ -283,21 +236,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   ): Promise<ClosedLoopPath<Mode>> => {
     const http = closedLoopPool(node.url, options.connections, io);
     const known = paths.find((p) => p.path === mode)?.productId;
-    const productId =
-      known ??
-      (
-        await createProduct(http, tokens, {
-          name: `bench ${tag} ${mode}`,
-          priceCents: 1999,
-          stock: STOCK,
-          strategy: 'actor',
-        })
-      ).id;
+    const productId = known ?? (await createProduct(http, tokens, `bench ${tag} ${mode}`, STOCK)).id;
     const p = { path: mode, http, productId, initialStock: STOCK, metricsFrom };
     if (known === undefined) paths.push(p);
     return p;
   };
-  const phases = { phaseS: options.durationS / 2, connections: options.connections, tokens, pids, io };
   const services: NodeProcess[] = [];
   const paths: ClosedLoopPath<Mode>[] = [];
   const all: PhaseResult[] = [];
@@ -314,19 +257,13 @@ async function run(run: Run): Promise<ScenarioResult> {
       services.push(node);
       const p = await path(mode, node, [node.url]);
       // Its leases and the projection's consumer group settle before the warm-up.
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      await new Promise((resolve) => setTimeout(resolve, 2_000));
       const tagged = `${tag}-${measured.length}`;
-      const phase = await runAlternatingPhases({
-        ...phases,
-        paths: [p],
-        order: [mode],
-        tag: tagged,
-        numbering,
-      });
+      const phase = await runAlternatingPhases(run, { paths: [p], order: [mode], tag: tagged, numbering });
       all.push(...phase.all);
       measured.push(...phase.measured);
       // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
-      await waitForSagas([p.productId], SAGA_WAIT_MS);
+      await waitForSagas([p.productId], 45_000);
       shardLosses += await leasesLost([node.url]);
       await (p.http as Pool).close();
       await node.stop();
@@ -343,24 +280,30 @@ async function run(run: Run): Promise<ScenarioResult> {
     // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
     const nodes = [byMode.on.url, byMode.off.url];
     for (const mode of ['on', 'off'] as const) await path(mode, byMode[mode], nodes);
-    const both = await runAlternatingPhases({ ...phases, paths, order: ORDER, tag });
+    const both = await runAlternatingPhases(run, { paths, order: ORDER, tag });
     all.push(...both.all);
     measured.push(...both.measured);
     shardLosses = await leasesLost(nodes);
   }
-  const { checks } = await run.check(
+  const {
+    checks,
+    restarted,
+    ok: checked,
+    notes: checkNotes,
+  } = await run.check(
     paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
     all,
   );
-  const { restarted } = await run.health();
-  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
   const throttled = all.reduce(
     (sum, r) => sum + Object.entries(r.failures).reduce((s, [k, n]) => s + (k.startsWith('429') ? n : 0), 0),
     0,
   );
-  const ok = checks.every((c) => c.ok) && replayed === 0 && throttled === 0;
+  const ok = checked && throttled === 0;
   const { A: on, B: off, ratio, ratioUndisturbed, disturbed } = compare(measured, restarted, 'on', 'off');
-  const health = { disturbed, phases: measured.length, background, restarted, shardLosses };
+  const health = phaseHealthOf(
+    { disturbed, phases: measured.length, background, restarted, shardLosses },
+    merge(measured).benchCores,
+  );
   const of = (mode: Mode) => measured.filter((m) => m.path === mode);
   const perPurchaseUs = (cores: number | undefined, perS: number) =>
     cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
@@ -400,14 +343,14 @@ async function run(run: Run): Promise<ScenarioResult> {
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
     `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
     `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
-    ...phaseHealthNotes(health),
-    ...checks.map((c) => checkNote(c)),
+    ...health.notes,
+    ...checkNotes.filter((n) => !n.startsWith('FAIL')),
     ...(throttled > 0
       ? [
           `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
         ]
       : []),
-    ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
+    ...checkNotes.filter((n) => n.startsWith('FAIL')),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
@@ -454,7 +397,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       tokens_cached: cachedHits,
       rate_limited: limited,
       oversold: oversold(checks),
-      ...phaseHealthSummary(health, merge(measured).benchCores),
+      ...health.summary,
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,

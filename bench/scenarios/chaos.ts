@@ -1,58 +1,51 @@
 /**
- * Chaos: a seeded, bounded run. Purchases and reads (open loop) through the bench nginx to two bench nodes
- * and WebSocket stock subscribers, while faults drawn from the seed strike one after another: kill -9 of
- * an app node (restarted), SIGSTOP/SIGCONT of one, kill -9 of the Redis primary (Sentinel failover), of a
- * Kafka broker, of the MariaDB primary (promotion, then rejoin), the MariaDB replica stopped, and one app
- * node cut off Redis while the other still reaches it (bench/chaos/redis-path.ts). Each is
- * healed before the next. Afterwards every store must agree (bench/chaos/checks.ts) and nothing
- * acknowledged may be lost; the stack ends as it began (`primary` the MariaDB primary again).
+ * Chaos: a seeded, bounded run of faults (bench/chaos/: app node kill/pause/Redis cut, Redis, Kafka and
+ * MariaDB primary kills, replica stop) under purchases, reads and WebSocket subscribers; every store must
+ * agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RowDataPacket } from 'mysql2/promise';
 import { pino } from 'pino';
-import { Pool } from 'undici';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { loadConfig } from '../../src/config.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka } from '../../src/storage/kafka.js';
+import { readEvents } from '../agreement.js';
 import { createProducts, errorCode } from '../api.js';
-import { benchUser, BenchTokens } from '../auth.js';
+import { benchUser } from '../auth.js';
 import {
   checkCache,
   checkProjection,
   checkReplica,
   compareEvents,
   ownEventsEnv,
-  readTopics,
   readTruth,
   topicsOf,
   waitOutboxDrained,
   type Mismatch,
 } from '../chaos/checks.js';
 import { restoreStack, runFault } from '../chaos/faults.js';
-import { recoveryOf, type PurchaseOutcome } from '../chaos/recovery.js';
-import { FAULT_KINDS, faultSchedule, parseKinds, type FaultKind } from '../chaos/schedule.js';
+import {
+  FAULT_KINDS,
+  faultSchedule,
+  parseKinds,
+  recoveryOf,
+  type FaultKind,
+  type PurchaseOutcome,
+} from '../chaos/schedule.js';
 import { RedisPath } from '../chaos/redis-path.js';
 import { StockSubscribers } from '../chaos/subscribers.js';
-import { startCluster } from '../cluster.js';
-import { ConnectionSet } from '../connections.js';
 import { round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { numberParam } from '../params.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import { connectPrimary, expectedFrom, verifyProducts, waitForSagas } from '../verify.js';
-
-export const name = 'chaos';
-export const describe =
-  'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop, a node cut off Redis) under purchases, reads and WebSockets; every store must agree after';
-export const defaults = { durationS: 120, connections: 200, rate: 150 };
+import { PurchaseLedger } from '../load.js';
+import { median } from '../report.js';
+import { defineScenario, type Run } from '../scenario.js';
+import { withMysql } from '../stores.js';
+import type { ScenarioResult } from '../types.js';
+import { orderStatuses } from '../verify.js';
 
 const STOCK = 1_000_000;
 const NODES = 2;
-/** Load before the first fault, ms. */
-const WARM_UP_MS = 5_000;
 
 interface FaultRecord {
   readonly kind: FaultKind;
@@ -63,17 +56,18 @@ interface FaultRecord {
   error?: string;
 }
 
-export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult> {
+async function run(run: Run): Promise<ScenarioResult> {
+  const { options, io } = run;
   if (options.url !== undefined) throw new Error('chaos kills nodes it started: it cannot run with --url');
   const seed = options.seed ?? randomInt(1, 1_000_000);
   const profile = options.params['profile'] ?? 'long';
   if (profile !== 'short' && profile !== 'long')
     throw new Error(`--param profile=${profile}: short (each fault once) or long`);
-  const intervalMs = numberParam(options, 'interval', 10, 1, 3_600) * 1000;
-  const productCount = numberParam(options, 'products', 16, 1, 1_000);
-  const subscriberCount = numberParam(options, 'subscribers', 20, 0, 5_000);
-  const serial = numberParam(options, 'serial', 0, 0, 1) === 1;
-  const rate = options.rate ?? defaults.rate;
+  const intervalMs = run.param('interval', 10, 1, 3_600) * 1000;
+  const productCount = run.param('products', 16, 1, 1_000);
+  const subscriberCount = run.param('subscribers', 20, 0, 5_000);
+  const serial = run.param('serial', 0, 0, 1) === 1;
+  const rate = options.rate ?? 150;
   const durationMs = options.durationS * 1000;
   const kinds = parseKinds(options.params['faults']);
   const elected = (await dbFailoverStatus()).primary;
@@ -84,7 +78,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   );
 
   // Kafka topics, relay lock and projection group of the run's own: its events are exactly these topics'.
-  const tag = `chaos-${options.runTag}-${randomBytes(3).toString('hex')}`;
+  const tag = run.tag('chaos-');
   const eventsEnv = ownEventsEnv(tag);
   const config = loadConfig({ ...process.env, ...eventsEnv, LOG_LEVEL: 'silent' });
   const topics = topicsOf(config);
@@ -94,8 +88,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
     await admin.deleteGroups([config.projection.groupId]).catch(() => undefined);
     await admin.deleteTopics({ topics, timeout: 10_000 }).catch(() => undefined);
     await admin.disconnect().catch(() => undefined);
-    const conn = await connectPrimary();
-    await conn.query('DELETE FROM outbox WHERE topic IN (?)', [topics]).finally(() => conn.end());
+    await withMysql((conn) => conn.query('DELETE FROM outbox WHERE topic IN (?)', [topics]));
   });
   await admin.connect();
   await ensureTopicsWithNewAdmin(kafka, config.kafka);
@@ -104,28 +97,20 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const redisPaths: RedisPath[] = [];
   io.onCleanup(async () => void (await Promise.all(redisPaths.map((p) => p.close()))));
   for (let i = 0; i < NODES; i += 1) redisPaths.push(await RedisPath.toStack());
-  const cluster = await startCluster(options, io, {
-    nodes: NODES,
-    nginx: true,
-    paymentLatencyMs: 5,
-    env: eventsEnv,
-    nodeEnv: (i) => redisPaths[i]!.env(),
+  const { cluster, tokens, connections } = await run.setUp({
+    cluster: { nodes: NODES, paymentLatencyMs: 5, env: eventsEnv, nodeEnv: (i) => redisPaths[i]!.env() },
+    connectionsTimeoutMs: 60_000,
+    backgroundMs: 0,
   });
   let restored = false;
   io.onCleanup(async () => {
     if (!restored) await restoreStack(cluster, redisPaths, io.progress, kinds);
   });
-  const http = new Pool(cluster.url, { connections: 4 });
-  io.onCleanup(() => http.close());
-  const tokens = await BenchTokens.mint(options, io);
-  const products = await createProducts(http, tokens, tag, productCount, STOCK);
+  const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
   const productIds = products.map((p) => p.id);
   const subscribers = new StockSubscribers(`${cluster.url.replace(/^http/, 'ws')}/ws`, productIds);
   io.onCleanup(() => subscribers.close());
   if (subscriberCount > 0) await subscribers.open(subscriberCount);
-  const connections = new ConnectionSet(cluster.url, options.connections, { timeoutMs: 60_000 });
-  io.onCleanup(() => connections.close());
-  await connections.open('/nginx-health');
 
   // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
   const ledger = new PurchaseLedger(tokens, productIds);
@@ -170,11 +155,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const faults: FaultRecord[] = [];
   let loadStart = performance.now();
   let healFailure: string | undefined;
-  // Faults of one subsystem wait for the previous one's heal (a MariaDB rejoin before the next MariaDB
-  // fault, one app node at a time); faults of different subsystems may overlap.
+  // A fault waits for the heal of the previous one of its subsystem; faults of different subsystems may overlap.
   const healing = new Map<string, Promise<void>>();
   const injectFaults = async (): Promise<void> => {
-    await sleep(WARM_UP_MS);
+    await sleep(5_000); // load before the first fault
     const elapsed = () => performance.now() - loadStart;
     for (const planned of faultSchedule({ seed, intervalMs, profile, kinds })) {
       const subsystem = planned.kind.split('-')[0]!;
@@ -239,13 +223,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restoreStack(cluster, redisPaths, io.progress, kinds);
   restored = true;
-  io.progress('chaos: waiting for open sagas, then checking every store');
-  const sagasOpen = await waitForSagas(productIds, 60_000);
-  const checks = await verifyProducts(
-    expectedFrom(
-      [ledger],
-      products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
-    ),
+  const { checks, stillPending: sagasOpen } = await run.check(
+    products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    [ledger],
+    { settleMs: 0, sagaWaitMs: 60_000 },
   );
   const oversold = checks.reduce((s, c) => s + Math.max(0, c.stock + c.sold - c.initialStock), 0);
   const undersold = checks.reduce((s, c) => s + Math.max(0, c.initialStock - c.stock - c.sold), 0);
@@ -253,7 +234,7 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
   const replica = await checkReplica(productIds);
   const cache = await checkCache(productIds, cluster.redisPrefix!, cluster.metricsUrls);
   const unsent = await waitOutboxDrained(topics);
-  const events = await compareEvents(await readTopics(kafka, admin, topics), productIds);
+  const events = await compareEvents(await readEvents(kafka, admin, topics), productIds);
   const kafkaMismatches: Mismatch[] = [
     ...events.mismatches,
     ...(unsent > 0 ? [{ productId: 0, detail: `${unsent} outbox rows never sent` }] : []),
@@ -273,17 +254,10 @@ export async function run(options: BenchOptions, io: BenchIO): Promise<ScenarioR
       const values = recoveries.flatMap((r, i) =>
         faults[i]!.kind === kind && r.recoveryS !== null ? [r.recoveryS] : [],
       );
-      values.sort((a, b) => a - b);
+      const n = values.length;
       return [
         kind,
-        {
-          n: values.length,
-          median:
-            values.length === 0
-              ? null
-              : round((values[(values.length - 1) >> 1]! + values[values.length >> 1]!) / 2, 2),
-          max: values.at(-1) ?? null,
-        },
+        { n, median: n === 0 ? null : round(median(values), 2), max: n === 0 ? null : Math.max(...values) },
       ];
     }),
   );
@@ -383,22 +357,17 @@ async function lostAcknowledged(
   keys: { confirmed: readonly string[]; pending: readonly string[] },
   productIds: readonly number[],
 ): Promise<string[]> {
-  const conn = await connectPrimary();
-  try {
-    const found = new Map<string, string>();
-    const all = [...keys.confirmed, ...keys.pending];
-    for (let i = 0; i < all.length; i += 1000) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
-        [all.slice(i, i + 1000), productIds],
-      );
-      for (const row of rows) found.set(String(row['k']), String(row['status']));
-    }
-    return [
-      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
-      ...keys.pending.filter((k) => !found.has(k)),
-    ];
-  } finally {
-    await conn.end();
-  }
+  const found = await orderStatuses([...keys.confirmed, ...keys.pending], productIds);
+  return [
+    ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
+    ...keys.pending.filter((k) => !found.has(k)),
+  ];
 }
+
+export default defineScenario({
+  name: 'chaos',
+  describe:
+    'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop, a node cut off Redis) under purchases, reads and WebSockets; every store must agree after',
+  defaults: { durationS: 120, connections: 200, rate: 150 },
+  run,
+});

@@ -1,42 +1,28 @@
 /**
- * Cost per 1,000 confirmed purchases, actor vs baseline, at the same offered rate (open loop, one hot
- * product each, one phase per path): MySQL commits and log fsyncs and row-lock waits (`SHOW GLOBAL STATUS`
- * deltas), Redis commands (`INFO commandstats` deltas), Kafka produce requests (the relay's sends that
- * carried the product's outbox rows), and the app node's CPU-ms. Server counters are global: other clients
- * of the same MariaDB/Redis add to them, so the phases run back to back and the background is reported.
- * Then the app CPU per confirmed purchase at saturation (a closed loop, `saturation` purchases in flight,
- * fresh products), and the idle node's own CPU over the idle interval (/proc), as % of one core.
+ * Cost per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits, fsyncs and
+ * row-lock waits, Redis commands, Kafka produce requests, app CPU-ms (idle background subtracted); app CPU
+ * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { monotonicUs, runPurchasePhase, type PhaseResult } from '../load.js';
+import { runAlternatingPhases } from '../hot-sku-closed.js';
+import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
 import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
 import { num } from '../report.js';
-import { connectStoreRedis } from '../stores.js';
-import type { Redis } from '../../src/storage/redis.js';
+import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
 import { defineScenario, oversold, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary } from '../verify.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
-/**
- * Pause between the warm-ups and the idle interval: the warm-ups' trailing work ends (the projection's
- * last fetch, the relay's backoff, the event-loop delay sampler's 3 quiet checks, the product actors'
- * passivation), so the interval sees a node with nothing to do (2 s read ~2.7% and 5 s 2.3% where a node
- * idle for longer reads 0.6-1.0%, same machine).
- */
+/** Before the idle interval: the warm-ups' trailing work ends (2 s read ~2.7%, a node idle longer 0.6-1.0%). */
 const IDLE_SETTLE_S = 15;
-/**
- * The idle interval, s: one period of the slowest periodic job (the consistency monitor, every 30 s), so
- * that the figure includes each job once instead of by chance. `--param idle=<s>`, `--param settle=<s>`.
- */
+/** The idle interval: one period of the slowest periodic job (the consistency monitor, every 30 s). */
 const IDLE_S = 30;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
@@ -51,24 +37,7 @@ const MYSQL_COUNTERS = [
   'Innodb_row_lock_time',
 ] as const;
 
-async function mysqlCounters(): Promise<Record<string, number>> {
-  const conn = await connectPrimary();
-  try {
-    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
-      MYSQL_COUNTERS,
-    ]);
-    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
-  } finally {
-    await conn.end();
-  }
-}
-
-async function redisCommands(redis: Redis): Promise<Record<string, number>> {
-  const text = await redis.info('commandstats');
-  const calls: Record<string, number> = {};
-  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
-  return calls;
-}
+const mysqlCounters = () => serverStatus(MYSQL_COUNTERS);
 
 interface Phase {
   readonly path: Strategy;
@@ -80,10 +49,7 @@ interface Phase {
   readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 
-interface SaturatedPhase {
-  readonly path: Strategy;
-  readonly measured: MeasuredPhase<PhaseResult>;
-}
+type SaturatedPhase = { readonly path: Strategy; readonly measured: MeasuredPhase<PhaseResult> };
 
 /** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
 const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number =>
@@ -96,7 +62,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
-  const { cluster, tokens, admin, pids, background } = await run.setUp({
+  const { cluster, tokens, admin, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
@@ -106,21 +72,17 @@ async function run(run: Run): Promise<ScenarioResult> {
   const tag = run.tag('cost');
   const products = {} as Record<Strategy, CreatedProduct>;
   for (const path of PATHS)
-    products[path] = await createProduct(admin, tokens, {
-      name: `bench ${tag} ${path}`,
-      priceCents: 1999,
-      stock: STOCK,
-      strategy: path,
-    });
+    products[path] = await createProduct(admin, tokens, `bench ${tag} ${path}`, STOCK, path);
   const saturated = {} as Record<Strategy, CreatedProduct>;
   if (inFlight > 0)
     for (const path of PATHS)
-      saturated[path] = await createProduct(admin, tokens, {
-        name: `bench ${tag} ${path} saturated`,
-        priceCents: 1999,
-        stock: SATURATION_STOCK,
-        strategy: path,
-      });
+      saturated[path] = await createProduct(
+        admin,
+        tokens,
+        `bench ${tag} ${path} saturated`,
+        SATURATION_STOCK,
+        path,
+      );
   const ledger = new PurchaseLedger(
     tokens,
     PATHS.map((p) => products[p].id),
@@ -128,10 +90,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const next = ledger.stream(tag);
   for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, 1, next(products[path].id));
 
-  // The servers' background (other clients, the relay's polls, lease renewals) over an idle interval,
-  // subtracted from each phase in proportion to its length.
-  // The node's own CPU over the same interval (/proc; unknown with --url): what an idle node costs. The
-  // warm-ups' trailing work (outbox relay, projection, event consumers) gets IDLE_SETTLE_S to end first.
+  // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const nodePid = cluster.nodes[0]?.pid;
   const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
   const idleS = run.param('idle', IDLE_S, 1, 3_600);
@@ -139,7 +98,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idleStart = {
     at: performance.now(),
     mysql: await mysqlCounters(),
-    redis: await redisCommands(redis),
+    redis: await redisCommandCalls(redis),
     cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
   };
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
@@ -148,7 +107,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idle = {
     s: (performance.now() - idleStart.at) / 1000,
     mysql: diff(idleStart.mysql, await mysqlCounters()),
-    redis: diff(idleStart.redis, await redisCommands(redis)),
+    redis: diff(idleStart.redis, await redisCommandCalls(redis)),
     nodeCores: idleCpu.processCores['node'],
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
@@ -159,42 +118,38 @@ async function run(run: Run): Promise<ScenarioResult> {
     const before = {
       created: ledger.tally(products[path].id).created,
       mysql: await mysqlCounters(),
-      redis: await redisCommands(redis),
+      redis: await redisCommandCalls(redis),
     };
     const start = monotonicUs();
     const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
     const mysql = diff(before.mysql, await mysqlCounters());
-    const redisCalls = diff(before.redis, await redisCommands(redis));
+    const redisCalls = diff(before.redis, await redisCommandCalls(redis));
     const confirmed = ledger.tally(products[path].id).created - before.created;
     phases.push({ path, measured, mysql, redisCalls, confirmed, monotonicUs: { start, end: monotonicUs() } });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 
-  // Saturation: a closed loop of `inFlight` purchases, each path on a fresh product of its own (the open-loop
-  // products' outbox rows stay those of the phases above), the node's CPU over the whole phase.
+  // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
   const saturatedPhases: SaturatedPhase[] = [];
   if (inFlight > 0) {
-    const pool = closedLoopPool(cluster.url, inFlight, io);
-    for (const path of PATHS) {
-      const measured = await measurePhase(
-        cluster.metricsUrls,
-        pids,
-        () =>
-          runPurchasePhase({
-            http: pool,
-            productIds: [saturated[path].id],
-            connections: inFlight,
-            durationS: options.durationS,
-            label: `${path} saturated c=${inFlight}`,
-            keyPrefix: `${tag}-sat-${path}`,
-            tokens,
-            io,
-          }),
-        io.progress,
-      );
-      saturatedPhases.push({ path, measured });
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
+    const http = closedLoopPool(cluster.url, inFlight, io);
+    const { measured } = await runAlternatingPhases(run, {
+      paths: PATHS.map((path) => ({
+        path,
+        http,
+        productId: saturated[path].id,
+        initialStock: 0,
+        metricsFrom: cluster.metricsUrls,
+      })),
+      order: PATHS,
+      tag: `${tag}-sat`,
+      phaseS: options.durationS,
+      connections: inFlight,
+      warmUpS: 0,
+      label: (path) => `${path} saturated c=${inFlight}`,
+      onPhase: () => () => new Promise((resolve) => setTimeout(resolve, 1_000)),
+    });
+    saturatedPhases.push(...measured.map((m) => ({ path: m.path, measured: m })));
   }
   const allProducts = [
     ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
@@ -207,17 +162,14 @@ async function run(run: Run): Promise<ScenarioResult> {
       : []),
   ];
 
-  const { checks } = await run.check(
+  const { checks, ok } = await run.check(
     allProducts,
     [ledger, ...saturatedPhases.map((p) => p.measured.result)],
-    {
-      settleMs: 0,
-    },
+    { settleMs: 0 },
   );
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
-  const conn = await connectPrimary();
-  try {
+  await withMysql(async (conn) => {
     for (const path of PATHS) {
       const deadline = Date.now() + 30_000;
       for (;;) {
@@ -231,13 +183,7 @@ async function run(run: Run): Promise<ScenarioResult> {
         await new Promise((resolve) => setTimeout(resolve, 500));
       }
     }
-  } finally {
-    await conn.end();
-  }
-  const ok =
-    checks.every((c) => c.ok) &&
-    ledger.replayed === 0 &&
-    saturatedPhases.every((p) => p.measured.result.replayed === 0);
+  });
 
   const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
   const metric = (label: string, get: (p: Phase) => number | undefined) => {
@@ -286,8 +232,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     summary[`${p.path}_confirmed`] = p.confirmed;
     summary[`${p.path}_p99_ms`] = percentileMs(p.measured.result.ops.get('purchase')!.latency, 99);
   }
-  // App CPU per confirmed purchase at the offered rate (the same figure as app_cpu_ms per 1,000) and at
-  // saturation, and the idle node's CPU, against issue 12's targets.
+  // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
   for (const p of phases)
     summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p.measured, p.confirmed);
   for (const p of saturatedPhases) {
@@ -377,8 +322,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
     details: {
-      // The open-loop phases, then the saturated ones; label and monotonicUs (the phase on the monotonic
-      // clock, µs) let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick its samples.
+      // label and monotonicUs let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick samples.
       phases: [
         ...phases.map((p) => ({
           path: p.path,

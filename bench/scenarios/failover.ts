@@ -1,21 +1,17 @@
 /**
- * Failover: a purchase stream (open loop) through nginx to two nodes; one node is killed with SIGKILL
- * mid-stream. Reports the time until purchases succeed again, the errors meanwhile, and proves that no
- * acknowledged (201) order was lost: every key answered 201 has a CONFIRMED order once the survivor has
- * taken the dead node's shards and resumed its sagas.
+ * Failover: an open-loop purchase stream through nginx to two nodes, one killed with SIGKILL mid-stream:
+ * time until purchases succeed again, errors meanwhile, and no acknowledged (201) order lost.
  */
-import type { RowDataPacket } from 'mysql2/promise';
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
-import { cores } from '../cpu.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
-import { defineScenario, oversold, timelinePoints, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, oversold, timelinePoints, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary } from '../verify.js';
+import { orderStatuses } from '../verify.js';
 
 const STOCK = 1_000_000;
 
@@ -83,21 +79,11 @@ async function run(run: Run): Promise<ScenarioResult> {
     [ledger],
     { settleMs: 0, sagaWaitMs: 60_000 },
   );
-  const conn = await connectPrimary();
-  let lost: string[];
-  try {
-    const found = new Map<string, string>();
-    for (let i = 0; i < confirmedKeys.length; i += 1000) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
-        [confirmedKeys.slice(i, i + 1000), products.map((p) => p.id)],
-      );
-      for (const row of rows) found.set(String(row['k']), String(row['status']));
-    }
-    lost = confirmedKeys.filter((k) => found.get(k) !== 'CONFIRMED');
-  } finally {
-    await conn.end();
-  }
+  const found = await orderStatuses(
+    confirmedKeys,
+    products.map((p) => p.id),
+  );
+  const lost = confirmedKeys.filter((k) => found.get(k) !== 'CONFIRMED');
   const killed = killedAtMs !== undefined;
   const recoveryS = !killed
     ? null
@@ -153,8 +139,7 @@ async function run(run: Run): Promise<ScenarioResult> {
           .map((b) => b.t)
           .join(', ') || 'none'
       }`,
-      `load generator ${result.generatorCores.toFixed(2)} cores (${Math.round((result.generatorCores / cores()) * 100)}% of ${cores()}).`,
-      ...result.warnings.map((w) => `WARNING: ${w}`),
+      ...generatorNotes(result),
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
     details: {

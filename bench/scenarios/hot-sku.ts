@@ -1,18 +1,15 @@
 /**
- * Hot SKU: every purchase goes to one product. Open loop (default): the offered rate steps up (×`step`)
- * alternating actor and baseline at each rate, until a path's step breaks the SLO (p99 > 100 ms or
- * errors > 1%); each path's capacity is its highest step that met it. `--mode closed` runs the scenario's
- * first, closed-loop version (bench/hot-sku-closed.ts). MySQL is checked for oversell and lost orders after.
+ * Hot SKU: every purchase to one product, actor vs baseline, open-loop step-up until a path breaks the SLO
+ * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { round, type StageFigures } from '../measure.js';
+import { round } from '../measure.js';
 import { histogramMean } from '../prom.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import {
   capacity,
-  checkNote,
   defineScenario,
   healthOf,
   openStep,
@@ -29,10 +26,6 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 interface Step extends OpenStep {
   readonly path: Strategy;
-  readonly serviceCores: number;
-  /** The step's purchase stages from the nodes' histograms (ms). */
-  readonly stages: StageFigures;
-  readonly otherCores: number | undefined;
   readonly meanBatch: number | undefined;
 }
 
@@ -53,12 +46,13 @@ export default defineScenario({
     const tag = run.tag('hs');
     const products = {} as Record<Strategy, CreatedProduct>;
     for (const path of PATHS)
-      products[path] = await createProduct(run.admin, run.tokens, {
-        name: `bench ${tag} ${path}`,
-        priceCents: 1999,
-        stock: INITIAL_STOCK[path],
-        strategy: path,
-      });
+      products[path] = await createProduct(
+        run.admin,
+        run.tokens,
+        `bench ${tag} ${path}`,
+        INITIAL_STOCK[path],
+        path,
+      );
     const ledger = new PurchaseLedger(
       run.tokens,
       PATHS.map((p) => products[p].id),
@@ -73,27 +67,18 @@ export default defineScenario({
       pause,
       step: async (path, rate, startS) => {
         const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, purchase(products[path].id));
-        const s = openStep(measured.result, rate, startS);
+        const s = openStep(measured, rate, startS);
         io.progress(
           `bench: ${path} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}% → ${s.pass ? 'meets' : 'BREAKS'} the SLO`,
         );
         const { before, after } = measured.metrics;
-        return {
-          ...s,
-          path,
-          serviceCores: measured.serviceCores,
-          otherCores: measured.otherCores,
-          meanBatch: histogramMean(before, after, 'product_batch_size'),
-          stages: measured.stages,
-        };
+        return { ...s, path, meanBatch: histogramMean(before, after, 'product_batch_size') };
       },
       keep: (s) => s.pass,
     });
 
     const all = PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: INITIAL_STOCK[p] }));
-    const { checks } = await run.check(all, [ledger]);
-    const { restarted, shardLosses } = await run.health();
-    const ok = checks.every((c) => c.ok) && ledger.replayed === 0;
+    const { checks, restarted, shardLosses, ok, notes: checkNotes } = await run.check(all, [ledger]);
     const runHealth = healthOf(
       { steps, background: run.background, restarted, shardLosses },
       'sharing them with the service, MariaDB, Redis, Kafka and the payment provider',
@@ -119,8 +104,7 @@ export default defineScenario({
       `baseline capacity: ${capText(baseline)}`,
       `ratio actor/baseline: ${ratio === null ? 'n/a' : `${ratio.toFixed(1)}x`}`,
       ...runHealth.notes,
-      ...checks.map((c) => checkNote(c)),
-      ...(ledger.replayed > 0 ? [`FAIL: ${ledger.replayed} fresh keys answered as replays`] : []),
+      ...checkNotes,
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ];
     const marked = [actor.best, baseline.best, actor.broke, baseline.broke];
@@ -151,10 +135,8 @@ export default defineScenario({
       table: stepTable(
         'path @ offered/s',
         steps,
-        {},
-        {
-          batch: (s) => (s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1)),
-        },
+        [],
+        [['batch', (s) => (s.meanBatch === undefined ? '-' : s.meanBatch.toFixed(1))]],
       ),
       notes,
       details: {
@@ -162,14 +144,7 @@ export default defineScenario({
         checks,
         stackRestarted: restarted,
         ambiguousSample: ledger.ambiguous.slice(0, 100),
-        steps: steps.map((s) => ({
-          path: s.path,
-          ...stepDetails(s),
-          serviceCores: s.serviceCores,
-          stages: s.stages,
-          otherCores: s.otherCores,
-          meanBatch: s.meanBatch,
-        })),
+        steps: steps.map(stepDetails),
       },
       charts: stepCharts(
         [

@@ -1,19 +1,16 @@
 /**
- * The specification's mix: 80% product reads / 20% purchases at `--connections` (default 6,000) open
- * connections through nginx to two app nodes, Zipf popularity (the top product takes ≥ 30% of purchases),
- * the catalog each step reads over sized so the expected cache hit rate is the specification's 83%.
- * Open loop, stepping the offered rate up until a step misses the targets (p95: hit < 10 ms, miss < 50 ms,
- * purchase < 100 ms; errors ≤ 1%); the verdict is given at the highest offered rate that met them.
+ * The specification's mix: 80% reads / 20% purchases at 6,000 connections through nginx to two nodes, Zipf
+ * popularity, a catalog sized for an 83% hit rate; open-loop step-up until a step misses the p95 targets.
  */
 import { benchUser } from '../auth.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
-import { latencySummary, measurePhase, round, type StageFigures } from '../measure.js';
+import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
-import { num } from '../report.js';
-import { defineScenario, healthOf, oversold, timelinePoints } from '../scenario.js';
+import { PurchaseLedger } from '../load.js';
+import { num, tableOf } from '../report.js';
+import { defineScenario, healthOf, oversold, stepDetails, timelinePoints } from '../scenario.js';
 
 const TARGET_P95_MS = { 'read-hit': 10, 'read-miss': 50, purchase: 100 } as const;
 const OPS = ['read-hit', 'read-miss', 'purchase'] as const;
@@ -24,26 +21,47 @@ const PRODUCT_STOCK = 1_000_000;
 /** The service's CACHE_STOCK_TTL_MS default: a cached product is a hit only while its stock entry lives. */
 const STOCK_TTL_S = 5;
 
-interface Step {
-  readonly offered: number;
-  readonly catalog: number;
-  readonly result: OpenLoopResult;
-  readonly ops: Record<
-    string,
-    ReturnType<typeof latencySummary> & { errors: number; statuses: Record<string, number> }
-  >;
-  readonly hitShare: number;
-  readonly hotShare: number;
-  readonly errorShare: number;
-  readonly met: boolean;
-  readonly misses: readonly string[];
-  readonly serviceCores: number;
-  /** Cores of each known process over the step (nodes, nginx, the provider, the stack's servers). */
-  readonly processCores: Readonly<Record<string, number>>;
-  /** The step's purchase stages from the nodes' histograms (ms). */
-  readonly stages: StageFigures;
-  readonly otherCores: number | undefined;
-  readonly startS: number;
+type OpFigures = ReturnType<typeof latencySummary> & { errors: number; statuses: Record<string, number> };
+type Step = Awaited<ReturnType<typeof stepOf>>;
+
+/** A measured step's figures: per operation, hit rate, hot share, errors, the targets it missed, CPU. */
+function stepOf(
+  measured: MeasuredPhase<OpenLoopResult>,
+  nodes: number,
+  s: { offered: number; catalog: number; hot: number; purchases: number; startS: number },
+) {
+  const r = measured.result;
+  const ops: Record<string, OpFigures> = {};
+  for (const op of OPS) {
+    const stats = r.ops.get(op);
+    if (stats !== undefined)
+      ops[op] = { ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses };
+  }
+  const hits = ops['read-hit']?.count ?? 0;
+  const reads = hits + (ops['read-miss']?.count ?? 0);
+  const errorShare = r.scheduled > 0 ? r.errors / r.scheduled : 0;
+  const misses: string[] = [];
+  for (const op of OPS) {
+    const p95 = ops[op]?.p95;
+    if (p95 !== undefined && !(p95 < TARGET_P95_MS[op]))
+      misses.push(`${op} p95 ${p95} ms ≥ ${TARGET_P95_MS[op]} ms`);
+  }
+  if (errorShare > ERROR_SHARE)
+    misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
+  return {
+    offered: s.offered,
+    catalog: s.catalog,
+    result: r,
+    ops,
+    hitShare: reads > 0 ? hits / reads : NaN,
+    hotShare: s.purchases > 0 ? s.hot / s.purchases : NaN,
+    errorShare,
+    met: misses.length === 0,
+    misses,
+    ...cpuOf(measured, nodes),
+    stages: measured.stages,
+    startS: s.startS,
+  };
 }
 
 export default defineScenario({
@@ -112,41 +130,16 @@ export default defineScenario({
         hot = 0;
         purchases = 0;
         // The bench's own processes (nodes, nginx and its workers, provider) are known too, not "other".
-        // Each node's /metrics read directly (through nginx it answers 404), summed.
         const label = `mix @ ${num(rate)}/s, ${num(catalog)} products`;
         const measured = await run.measure(label, rate, request(catalog), { ...run.pids, ...cluster.pids() });
-        const r = measured.result;
-        const ops: Step['ops'] = {};
-        for (const op of OPS) {
-          const stats = r.ops.get(op);
-          if (stats !== undefined)
-            ops[op] = { ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses };
-        }
-        const hits = ops['read-hit']?.count ?? 0;
-        const reads = hits + (ops['read-miss']?.count ?? 0);
-        const errorShare = r.scheduled > 0 ? r.errors / r.scheduled : 0;
-        const misses: string[] = [];
-        for (const op of OPS) {
-          const p95 = ops[op]?.p95;
-          if (p95 !== undefined && !(p95 < TARGET_P95_MS[op]))
-            misses.push(`${op} p95 ${p95} ms ≥ ${TARGET_P95_MS[op]} ms`);
-        }
-        if (errorShare > ERROR_SHARE)
-          misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
-        const step: Step = {
+        const step = stepOf(measured, cluster.nodes.length, {
           offered: rate,
           catalog,
-          result: r,
-          ops,
-          hitShare: reads > 0 ? hits / reads : NaN,
-          hotShare: purchases > 0 ? hot / purchases : NaN,
-          errorShare,
-          met: misses.length === 0,
-          misses,
-          ...cpuOf(measured, cluster.nodes.length),
-          stages: measured.stages,
+          hot,
+          purchases,
           startS,
-        };
+        });
+        const { misses } = step;
         io.progress(`bench:   cores: ${formatCores(step.processCores)}`);
         io.progress(
           `bench: mix @ ${num(rate)}/s: ${misses.length === 0 ? 'meets the targets' : `MISSES: ${misses.join('; ')}`}`,
@@ -157,11 +150,10 @@ export default defineScenario({
     });
 
     const bought = [...ledger.perProduct.keys()];
-    const { checks } = await run.check(
+    const { checks, restarted, shardLosses } = await run.check(
       bought.map((id) => ({ productId: id, label: `product ${id}`, initialStock: PRODUCT_STOCK })),
       [ledger],
     );
-    const { restarted, shardLosses } = await run.health();
     const runHealth = healthOf(
       { steps, background: run.background, restarted, shardLosses },
       'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider',
@@ -201,26 +193,6 @@ export default defineScenario({
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ];
 
-    const rows = steps.flatMap((s) =>
-      OPS.filter((op) => s.ops[op] !== undefined).map((op) => {
-        const o = s.ops[op]!;
-        return [
-          `${num(s.offered)}/s`,
-          op,
-          o.count,
-          o.p50,
-          o.p95,
-          o.p99,
-          o.p999,
-          o.max,
-          o.errors,
-          o.p95 < TARGET_P95_MS[op] ? 'met' : 'MISSED',
-          Math.round(s.result.achievedPerS),
-          `${Math.round(s.hitShare * 100)}%`,
-          s.result.generatorCores.toFixed(2),
-        ];
-      }),
-    );
     const chartSteps = [best, firstMiss].filter((s): s is Step => s !== undefined);
     return {
       ok,
@@ -248,48 +220,31 @@ export default defineScenario({
         ...runHealth.summary,
         step_s: options.durationS,
       },
-      table: {
-        columns: [
-          'offered',
-          'operation',
-          'answers',
-          'p50 ms',
-          'p95 ms',
-          'p99 ms',
-          'p99.9 ms',
-          'max ms',
-          'errors',
-          'p95 target',
-          'achieved/s',
-          'hit rate',
-          'gen cores',
+      table: tableOf<{ s: Step; op: (typeof OPS)[number]; o: OpFigures }>(
+        [
+          ['offered', ({ s }) => `${num(s.offered)}/s`],
+          ['operation', ({ op }) => op],
+          ['answers', ({ o }) => o.count],
+          ['p50 ms', ({ o }) => o.p50],
+          ['p95 ms', ({ o }) => o.p95],
+          ['p99 ms', ({ o }) => o.p99],
+          ['p99.9 ms', ({ o }) => o.p999],
+          ['max ms', ({ o }) => o.max],
+          ['errors', ({ o }) => o.errors],
+          ['p95 target', ({ op, o }) => (o.p95 < TARGET_P95_MS[op] ? 'met' : 'MISSED')],
+          ['achieved/s', ({ s }) => Math.round(s.result.achievedPerS)],
+          ['hit rate', ({ s }) => `${Math.round(s.hitShare * 100)}%`],
+          ['gen cores', ({ s }) => s.result.generatorCores.toFixed(2)],
         ],
-        rows,
-      },
+        steps.flatMap((s) =>
+          OPS.filter((op) => s.ops[op] !== undefined).map((op) => ({ s, op, o: s.ops[op]! })),
+        ),
+      ),
       notes,
       details: {
         catalogSize,
         hotProduct: ids[0],
-        steps: steps.map((s) => ({
-          offered: s.offered,
-          catalog: s.catalog,
-          achievedPerS: round(s.result.achievedPerS, 1),
-          okPerS: round(s.result.okPerS, 1),
-          ops: s.ops,
-          hitShare: s.hitShare,
-          hotShare: s.hotShare,
-          errorShare: s.errorShare,
-          met: s.met,
-          misses: s.misses,
-          serviceCores: s.serviceCores,
-          processCores: s.processCores,
-          stages: s.stages,
-          otherCores: s.otherCores,
-          generatorCores: s.result.generatorCores,
-          schedulerLagP99Ms: round(s.result.schedulerLag.percentile(99) / 1000, 2),
-          maxQueued: s.result.maxQueued,
-          timeline: s.result.timeline,
-        })),
+        steps: steps.map(stepDetails),
         failedChecks: failedChecks.slice(0, 20),
         connections: {
           open: connections.connected,
@@ -316,12 +271,9 @@ export default defineScenario({
   },
 });
 
-/**
- * Service cores = Σ of the nodes' own CPU (/proc); other = what no known process took. With --url (no
- * nodes of ours) the scrape of that URL is all there is.
- */
+/** Service cores = Σ of the nodes' CPU (/proc); other = what no known process took (with --url: the scrape's). */
 function cpuOf(
-  measured: Awaited<ReturnType<typeof measurePhase>>,
+  measured: MeasuredPhase<OpenLoopResult>,
   nodes: number,
 ): { serviceCores: number; otherCores: number | undefined; processCores: Readonly<Record<string, number>> } {
   const processCores = Object.fromEntries(

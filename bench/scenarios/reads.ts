@@ -1,23 +1,19 @@
 /**
- * Reads: a cached `GET /products/:id` straight to one app node versus a bare uWebSockets.js "hello" server
- * answering the same bytes, in one run, with one client (wrk, closed loop, `--connections` sockets), phases
- * alternating node, hello, node, hello so drift of the machine hits both. Per phase: requests/s, wrk's
- * latency percentiles, errors (any answer >= 400 or socket error fails the run), bytes per answer, the CPU of
- * the node, the hello server (/proc) and wrk, and the node's own count of cache hits over its phases (every
- * product answers 200 `X-Cache: HIT…` before the load; the run needs >= 99% hits).
+ * Reads: a cached `GET /products/:id` on one node vs a bare uWebSockets.js hello answering the same bytes,
+ * one wrk client, phases node, hello × rounds: requests/s, latency, errors, bytes, CPU of each process, and
+ * the node's own count of cache hits (≥ 99% needed).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { createProducts } from '../api.js';
-import { freePort, supervise, waitListening } from '../cluster.js';
-import { backgroundBusy, cores, cpuShares, cpuSnapshot } from '../cpu.js';
+import { freePort } from '../../scripts/node-launcher.js';
+import { startProcess } from '../cluster.js';
+import { backgroundBusy, cores, cpuShares, cpuSnapshot, type CpuShares } from '../cpu.js';
 import { round } from '../measure.js';
 import { scrape, type Samples } from '../prom.js';
-import { num } from '../report.js';
+import { num, tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 
@@ -46,21 +42,27 @@ interface WrkReport {
   readonly cpuS: number | undefined;
 }
 
-interface Phase {
-  readonly target: Target;
-  readonly round: number;
-  readonly wrk: WrkReport;
-  readonly wallS: number;
-  /** Cores of each process over the phase; undefined when /proc could not be read (or --url). */
-  readonly nodeCores: number | undefined;
-  readonly helloCores: number | undefined;
-  /** wrk's CPU over the phase, cores. */
-  readonly wrkCores: number | undefined;
-  /** Busy cores of the whole machine outside the node, the hello server and wrk: interrupts, anyone else. */
-  readonly restCores: number | undefined;
-  /** Node phases: the node's `product_cache_reads_total` deltas by label set (`{result="hit"}` …). */
-  readonly cacheReads: Readonly<Record<string, number>> | undefined;
+/**
+ * One phase's figures: cores of the node, the hello server and wrk (undefined without /proc), the rest of the
+ * machine (interrupts, anyone else), and for node phases the node's `product_cache_reads_total` deltas.
+ */
+function phaseOf(
+  target: Target,
+  round: number,
+  wrk: WrkReport,
+  cpu: CpuShares,
+  cacheReads?: Record<string, number>,
+) {
+  const nodeCores = cpu.processCores['node'];
+  const helloCores = cpu.processCores['hello'];
+  const wrkCores = wrk.cpuS === undefined ? undefined : wrk.cpuS / cpu.wallS;
+  const known = (nodeCores ?? 0) + (helloCores ?? 0) + (wrkCores ?? 0);
+  const restCores =
+    cpu.machineBusy === undefined ? undefined : Math.max(0, cpu.machineBusy * cores() - known);
+  return { target, round, wrk, wallS: cpu.wallS, nodeCores, helloCores, wrkCores, restCores, cacheReads };
 }
+
+type Phase = ReturnType<typeof phaseOf>;
 
 interface CacheCheck {
   readonly when: string;
@@ -83,10 +85,7 @@ function childrenCpuS(out: string): number | undefined {
   return m === null ? undefined : Number(m[1]) * 60 + Number(m[2]) + Number(m[3]) * 60 + Number(m[4]);
 }
 
-/**
- * One wrk run against `url` cycling through `paths`, through `sh` so that `times` prints wrk's own CPU
- * afterwards; rejects if wrk fails or prints no report.
- */
+/** One wrk run cycling through `paths`, through `sh` so that `times` prints wrk's own CPU. */
 function runWrk(
   url: string,
   paths: readonly string[],
@@ -141,25 +140,17 @@ async function startHello(
   headers: Record<string, string>,
 ): Promise<{ url: string; pid: number }> {
   const port = await freePort();
-  await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', HELLO, String(port), body, JSON.stringify(headers)],
-    { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
-  const exited = supervise(child, createWriteStream(logFile), io);
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitListening(url, '/', 15_000, exited);
-  } catch (err) {
-    const log = await readFile(logFile, 'utf8').catch(() => '');
-    throw new Error(`the uWS hello server did not start: ${(err as Error).message}\n${log.slice(-2000)}`, {
-      cause: err,
-    });
-  }
-  io.progress(`bench: uWS hello on ${url} (pid ${child.pid}, log ${path.relative(process.cwd(), logFile)})`);
-  return { url, pid: child.pid! };
+  const args = ['--import', 'tsx', HELLO, String(port), body, JSON.stringify(headers)];
+  const { url, pid } = await startProcess(io, process.execPath, args, { cwd: ROOT }, logFile, {
+    url: `http://127.0.0.1:${port}`,
+    probe: '/',
+    timeoutMs: 15_000,
+  }).catch((err: unknown) => {
+    throw new Error(`the uWS hello server did not start: ${(err as Error).message}`, { cause: err });
+  });
+  io.progress(`bench: uWS hello on ${url} (pid ${pid}, log ${path.relative(process.cwd(), logFile)})`);
+  return { url, pid };
 }
 
 /** One GET of each path: `status X-Cache[/X-Cache-Tier]` per answer, and the first answer's body and headers. */
@@ -274,23 +265,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       const cpu = cpuShares(before, cpuSnapshot(pids));
       const cacheReads =
         metricsBefore === undefined ? undefined : cacheReadDeltas(metricsBefore, await scrape(nodeUrl));
-      const nodeCores = cpu.processCores['node'];
-      const helloCores = cpu.processCores['hello'];
-      const wrkCores = wrk.cpuS === undefined ? undefined : wrk.cpuS / cpu.wallS;
-      phases.push({
-        target,
-        round: r,
-        wrk,
-        wallS: cpu.wallS,
-        nodeCores,
-        helloCores,
-        wrkCores,
-        restCores:
-          cpu.machineBusy === undefined
-            ? undefined
-            : Math.max(0, cpu.machineBusy * cores() - (nodeCores ?? 0) - (helloCores ?? 0) - (wrkCores ?? 0)),
-        cacheReads,
-      });
+      phases.push(phaseOf(target, r, wrk, cpu, cacheReads));
       io.progress(
         `bench: ${target} #${r}: ${num(wrk.requests / (wrk.duration_us / 1e6))} requests/s, p99 ${round(wrk.latency_us.p99 / 1000, 2)} ms, errors ${errorCount(wrk)}`,
       );
@@ -382,38 +357,24 @@ async function run(run: Run): Promise<ScenarioResult> {
   return {
     ok,
     summary,
-    table: {
-      columns: [
-        'phase',
-        'requests/s',
-        'p50 ms',
-        'p90 ms',
-        'p99 ms',
-        'max ms',
-        'errors',
-        'cache hit %',
-        'bytes/answer',
-        'node cores',
-        'hello cores',
-        'wrk cores',
-        'rest cores',
+    table: tableOf<Phase>(
+      [
+        ['phase', (p) => `${p.target} #${p.round}`],
+        ['requests/s', (p) => Math.round(p.wrk.requests / (p.wrk.duration_us / 1e6))],
+        ['p50 ms', (p) => cell(p.wrk.latency_us.p50 / 1000)],
+        ['p90 ms', (p) => cell(p.wrk.latency_us.p90 / 1000)],
+        ['p99 ms', (p) => cell(p.wrk.latency_us.p99 / 1000)],
+        ['max ms', (p) => cell(p.wrk.latency_us.max / 1000, 1)],
+        ['errors', (p) => errorCount(p.wrk)],
+        ['cache hit %', (p) => (p.cacheReads === undefined ? '-' : pct(cacheTotals([p])))],
+        ['bytes/answer', (p) => Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests))],
+        ['node cores', (p) => cell(p.nodeCores)],
+        ['hello cores', (p) => cell(p.helloCores)],
+        ['wrk cores', (p) => cell(p.wrkCores)],
+        ['rest cores', (p) => cell(p.restCores)],
       ],
-      rows: phases.map((p) => [
-        `${p.target} #${p.round}`,
-        Math.round(p.wrk.requests / (p.wrk.duration_us / 1e6)),
-        cell(p.wrk.latency_us.p50 / 1000),
-        cell(p.wrk.latency_us.p90 / 1000),
-        cell(p.wrk.latency_us.p99 / 1000),
-        cell(p.wrk.latency_us.max / 1000, 1),
-        errorCount(p.wrk),
-        p.cacheReads === undefined ? '-' : pct(cacheTotals([p])),
-        Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests)),
-        cell(p.nodeCores),
-        cell(p.helloCores),
-        cell(p.wrkCores),
-        cell(p.restCores),
-      ]),
-    },
+      phases,
+    ),
     notes: [
       `mode: CLOSED LOOP (wrk ${wrkVersion}, ${threads} threads, ${options.connections} connections, ${options.durationS} s per phase, ${warmupS} s warm-up of each), phases node, hello × ${rounds}; ${productCount} product(s), each request the next of ${paths.join(' ')} (the same paths to both servers). wrk's latencies are from each request's send on its connection (not corrected for coordinated omission).`,
       `node: GET /products/:id straight to one app node (no nginx, security on: the bench's limits, anonymous read); hello: bench/uws-hello.ts, a bare uWebSockets.js app (its own process, native binary required) answering the node's body and headers (${bytesPer('hello')} vs ${bytesPer('node')} bytes per answer with headers).`,

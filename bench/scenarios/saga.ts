@@ -1,24 +1,21 @@
 /**
- * Saga: confirmed purchases per second through the whole purchase saga (reserve batch → payment at a
- * provider answering after 5 ms → settlement batch), and the latency of the purchase request, first on one
- * hot product, then spread uniformly over 100 products. Actor strategy only; closed loop.
- * The specification's target: p95 of the purchase request < 100 ms.
+ * Saga: confirmed purchases/s and the purchase latency through the whole saga (provider at 5 ms), one hot
+ * product then 100 products, closed loop; the specification's target: p95 < 100 ms.
  */
-import { createPaymentProvider, type ProviderStats } from '../../src/payment-provider/server.js';
+import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { closedLoopPool, createProduct, type CreatedProduct } from '../api.js';
 import { cores } from '../cpu.js';
-import { phaseDetails } from '../hot-sku-closed.js';
-import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from '../load.js';
+import { merge, phaseDetails, runAlternatingPhases } from '../hot-sku-closed.js';
+import { newLatencyHistogram, type PhaseResult } from '../load.js';
 import {
   DISTURBED_OTHER_CORES,
   latencySummary,
-  measurePhase,
   round,
   writerFigures,
   type MeasuredPhase,
 } from '../measure.js';
-import { num } from '../report.js';
-import { defineScenario, phaseHealthNotes, phaseHealthSummary, type Run } from '../scenario.js';
+import { num, tableOf } from '../report.js';
+import { defineScenario, phaseHealthOf, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
 
@@ -28,15 +25,10 @@ const SPREAD_PRODUCTS = 100;
 /** Far more than a phase sells, so no purchase meets OUT_OF_STOCK. */
 const HOT_STOCK = 10_000_000;
 const SPREAD_STOCK = 1_000_000;
-const WARMUP_S = 1;
 
 type PhaseName = 'hot' | 'spread';
 
-interface Phase {
-  readonly phase: PhaseName;
-  readonly measured: MeasuredPhase<PhaseResult>;
-  readonly provider: { readonly charges: number; readonly requests: number };
-}
+type ProviderCounts = { readonly charges: number; readonly requests: number };
 
 /** 201 / 202 / 402 / other answers (other = every other status and transport errors; replays are 201s). */
 function answers(r: PhaseResult) {
@@ -46,10 +38,10 @@ function answers(r: PhaseResult) {
   return { n201: fresh201, n202, n402, other: r.failed - n202 - n402 };
 }
 
-function phaseFigures(p: Phase) {
-  const r = p.measured.result;
+function phaseFigures(m: MeasuredPhase<PhaseResult>, provider: ProviderCounts) {
+  const r = m.result;
   const { p50, p95, p99, max } = latencySummary(r.answeredLatency);
-  const writer = writerFigures(p.measured.metrics, p.measured.cpu.wallS);
+  const writer = writerFigures(m.metrics, m.cpu.wallS);
   return {
     label: r.label,
     products: r.productIds.length,
@@ -61,11 +53,15 @@ function phaseFigures(p: Phase) {
     max,
     ...answers(r),
     writer,
-    providerChargesPerS: p.provider.charges / p.measured.cpu.wallS,
-    db: p.measured.dbPerS,
-    disturbed: (p.measured.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+    providerChargesPerS: provider.charges / m.cpu.wallS,
+    db: m.dbPerS,
+    disturbed: (m.otherCores ?? 0) > DISTURBED_OTHER_CORES,
+    m,
+    provider,
   };
 }
+
+type Figures = ReturnType<typeof phaseFigures>;
 
 const fixed = (n: number | undefined, digits: number): string => (n === undefined ? '-' : n.toFixed(digits));
 const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
@@ -84,90 +80,69 @@ async function run(run: Run): Promise<ScenarioResult> {
     io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
   }
   const env: Record<string, string> = paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl };
-  const { cluster, tokens, pids, background } = await run.setUp({ cluster: { nodes: 1, nginx: false, env } });
+  const { cluster, tokens, background } = await run.setUp({ cluster: { nodes: 1, nginx: false, env } });
   const pool = closedLoopPool(cluster.url, options.connections, io);
   const tag = run.tag('sg');
   const product = (label: string, stock: number): Promise<CreatedProduct> =>
-    createProduct(pool, tokens, {
-      name: `bench ${tag} ${label}`,
-      priceCents: 1999,
-      stock,
-      strategy: 'actor',
-    });
+    createProduct(pool, tokens, `bench ${tag} ${label}`, stock);
   const hot = await product('hot', HOT_STOCK);
   const spread: CreatedProduct[] = [];
   for (let i = 0; i < SPREAD_PRODUCTS; i += 1) spread.push(await product(`spread ${i}`, SPREAD_STOCK));
-  const productsOf: Record<PhaseName, number[]> = { hot: [hot.id], spread: spread.map((p) => p.id) };
 
   io.progress(`bench: machine busy before the load (service idle): ${pct(background)}`);
-  const zeroStats: Pick<ProviderStats, 'charges' | 'requests'> = { charges: 0, requests: 0 };
-  const providerStats = () => provider?.stats() ?? zeroStats;
-
-  const all: PhaseResult[] = [];
-  const load = (phase: PhaseName, label: string, durationS: number, keyPrefix: string) =>
-    runPurchasePhase({
-      http: pool,
-      productIds: productsOf[phase],
-      connections: options.connections,
-      durationS,
-      label,
-      keyPrefix,
-      tokens,
-      io,
-    });
-  for (const phase of ['hot', 'spread'] as const)
-    all.push(await load(phase, `warm-up ${phase}`, WARMUP_S, `${tag}-w-${phase}`));
-
-  const phases: Phase[] = [];
-  for (const phase of ['hot', 'spread'] as const) {
-    if (io.signal.aborted) throw new Error('interrupted');
-    const statsBefore = providerStats();
-    const measured = await measurePhase(
-      cluster.metricsUrls,
-      pids,
-      () =>
-        load(
-          phase,
-          `${phase} (${productsOf[phase].length} product${productsOf[phase].length > 1 ? 's' : ''}) closed-loop c=${options.connections}`,
-          options.durationS / 2,
-          `${tag}-${phase}`,
-        ),
-      io.progress,
-    );
-    const statsAfter = providerStats();
-    phases.push({
-      phase,
-      measured,
-      provider: {
-        charges: statsAfter.charges - statsBefore.charges,
-        requests: statsAfter.requests - statsBefore.requests,
-      },
-    });
-    all.push(measured.result);
-  }
-
-  const { checks, stillPending } = await run.check(
+  const providerStats = () => provider?.stats() ?? { charges: 0, requests: 0 };
+  const provided = {} as Record<PhaseName, ProviderCounts>;
+  const path = (phase: PhaseName, ids: number[], initialStock: number) => ({
+    path: phase,
+    http: pool,
+    productId: ids[0]!,
+    productIds: ids,
+    initialStock,
+    metricsFrom: cluster.metricsUrls,
+  });
+  const { all, measured } = await runAlternatingPhases(run, {
+    paths: [
+      path('hot', [hot.id], HOT_STOCK),
+      path(
+        'spread',
+        spread.map((p) => p.id),
+        SPREAD_STOCK,
+      ),
+    ],
+    order: ['hot', 'spread'],
+    tag,
+    label: (phase) =>
+      `${phase} (${phase === 'hot' ? '1 product' : `${SPREAD_PRODUCTS} products`}) closed-loop c=${options.connections}`,
+    onPhase: (phase) => {
+      const before = providerStats();
+      return () => {
+        const after = providerStats();
+        provided[phase] = {
+          charges: after.charges - before.charges,
+          requests: after.requests - before.requests,
+        };
+      };
+    },
+  });
+  const { checks, stillPending, restarted, shardLosses, replayed, ok } = await run.check(
     [
       { productId: hot.id, label: 'hot', initialStock: HOT_STOCK },
       ...spread.map((p, i) => ({ productId: p.id, label: `spread ${i}`, initialStock: SPREAD_STOCK })),
     ],
     all,
   );
-  const { restarted, shardLosses } = await run.health();
-  const replayed = all.reduce((sum, r) => sum + r.replayed, 0);
-  const ok = checks.every((c) => c.ok) && replayed === 0;
 
-  const figures = phases.map(phaseFigures);
-  const [hotF, spreadF] = figures as [ReturnType<typeof phaseFigures>, ReturnType<typeof phaseFigures>];
+  const figures = measured.map((m) => phaseFigures(m, provided[m.path]));
+  const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
-  const health = { disturbed, phases: phases.length, background, restarted, shardLosses };
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
   const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
   const chargesTotal = providerStats().charges;
-  const benchCores =
-    phases.reduce((sum, p) => sum + p.measured.cpu.benchCores * p.measured.cpu.wallS, 0) /
-    phases.reduce((sum, p) => sum + p.measured.cpu.wallS, 0);
+  const health = phaseHealthOf(
+    { disturbed, phases: measured.length, background, restarted, shardLosses },
+    merge(measured).benchCores,
+  );
 
   const hotCheck = checks[0]!;
   const spreadChecks = checks.slice(1);
@@ -198,8 +173,8 @@ async function run(run: Run): Promise<ScenarioResult> {
           ? ''
           : `; MySQL server (all clients): ${num(f.db['Binlog_commits'] ?? NaN)} commits/s in ${num(f.db['Binlog_group_commits'] ?? NaN)} group commits/s, ${num(f.db['Innodb_row_lock_waits'] ?? NaN, 1)} row-lock waits/s`),
     ),
-    ...phaseHealthNotes(health),
-    `errors hot: ${JSON.stringify(phases[0]!.measured.result.failures)}  spread: ${JSON.stringify(phases[1]!.measured.result.failures)}`,
+    ...health.notes,
+    `errors hot: ${JSON.stringify(hotF.m.result.failures)}  spread: ${JSON.stringify(spreadF.m.result.failures)}`,
     checkLine(`hot (product ${hotCheck.productId})`, [hotCheck]),
     checkLine(`spread (${spreadChecks.length} products)`, spreadChecks),
     ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after 45 s`] : []),
@@ -212,7 +187,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
-  const key = (prefix: PhaseName, f: ReturnType<typeof phaseFigures>) => ({
+  const key = (prefix: PhaseName, f: Figures) => ({
     [`${prefix}_confirmed_per_s`]: Math.round(f.confirmedPerS),
     [`${prefix}_p50_ms`]: f.p50,
     [`${prefix}_p95_ms`]: f.p95,
@@ -239,59 +214,35 @@ async function run(run: Run): Promise<ScenarioResult> {
       p95_target_met: p95Met,
       still_pending: stillPending,
       oversold,
-      ...phaseHealthSummary(health, benchCores),
+      ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,
       spread_products: SPREAD_PRODUCTS,
     },
-    table: {
-      columns: [
-        'phase (closed loop)',
-        's',
-        'confirmed/s',
-        'p50 ms',
-        'p95 ms',
-        'p99 ms',
-        'max ms',
-        '201',
-        '202',
-        '402',
-        'other',
-        'mean batch',
-        'batch ms',
-        'saga ms',
-        'svc cores',
-        'db cores',
-        'bench cores',
-        'other cores',
-        'machine busy',
+    table: tableOf<Figures>(
+      [
+        ['phase (closed loop)', (f) => f.label],
+        ['s', (f) => round(f.windowS, 1)],
+        ['confirmed/s', (f) => Math.round(f.confirmedPerS)],
+        ['p50 ms', (f) => f.p50],
+        ['p95 ms', (f) => f.p95],
+        ['p99 ms', (f) => f.p99],
+        ['max ms', (f) => f.max],
+        ['201', (f) => f.n201],
+        ['202', (f) => f.n202],
+        ['402', (f) => f.n402],
+        ['other', (f) => f.other],
+        ['mean batch', (f) => fixed(f.writer.meanBatchSize, 1)],
+        ['batch ms', (f) => fixed(f.writer.meanBatchWriteMs, 1)],
+        ['saga ms', (f) => fixed(f.writer.meanSagaMs, 1)],
+        ['svc cores', (f) => fixed(f.m.serviceCores, 2)],
+        ['db cores', (f) => fixed(f.m.cpu.processCores['mariadb_primary'], 2)],
+        ['bench cores', (f) => fixed(f.m.cpu.benchCores, 2)],
+        ['other cores', (f) => fixed(f.m.otherCores, 2)],
+        ['machine busy', (f) => pct(f.m.cpu.machineBusy)],
       ],
-      rows: phases.map((p, i) => {
-        const f = figures[i]!;
-        const { cpu } = p.measured;
-        return [
-          f.label,
-          round(f.windowS, 1),
-          Math.round(f.confirmedPerS),
-          f.p50,
-          f.p95,
-          f.p99,
-          f.max,
-          f.n201,
-          f.n202,
-          f.n402,
-          f.other,
-          fixed(f.writer.meanBatchSize, 1),
-          fixed(f.writer.meanBatchWriteMs, 1),
-          fixed(f.writer.meanSagaMs, 1),
-          fixed(p.measured.serviceCores, 2),
-          fixed(cpu.processCores['mariadb_primary'], 2),
-          fixed(cpu.benchCores, 2),
-          fixed(p.measured.otherCores, 2),
-          pct(cpu.machineBusy),
-        ];
-      }),
-    },
+      figures,
+    ),
     notes,
     details: {
       hot,
@@ -302,20 +253,20 @@ async function run(run: Run): Promise<ScenarioResult> {
       provider: provider?.stats() ?? null,
       ambiguousSample: all.flatMap((r) => r.ambiguous).slice(0, 100),
       phases: all.map(phaseDetails),
-      measured: phases.map((p, i) => ({
-        label: p.measured.result.label,
-        cpu: p.measured.cpu,
-        serviceCores: p.measured.serviceCores,
-        otherCores: p.measured.otherCores,
-        provider: p.provider,
-        dbPerS: p.measured.dbPerS,
-        ...figures[i]!.writer,
+      measured: figures.map(({ m, provider, writer }) => ({
+        label: m.result.label,
+        cpu: m.cpu,
+        serviceCores: m.serviceCores,
+        otherCores: m.otherCores,
+        provider,
+        dbPerS: m.dbPerS,
+        ...writer,
       })),
       machineCores: cores(),
       // All answered requests of both measured phases together, for reference.
       answeredLatencyMsBoth: latencySummary(
-        phases.reduce((h, p) => {
-          h.add(p.measured.result.answeredLatency);
+        measured.reduce((h, m) => {
+          h.add(m.result.answeredLatency);
           return h;
         }, newLatencyHistogram()),
       ),

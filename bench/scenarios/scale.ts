@@ -1,39 +1,30 @@
 /**
- * Scale: the same open-loop purchase stream (quantity 1, unique keys, to a random one of `products` actor
- * products) first through the bench's nginx to ONE node, then through a fresh nginx to TWO nodes (the first
- * cluster stopped before the second starts), in the same run. For each setup the offered rate steps up
- * (×`step`) until a step falls behind (steady-state 201s/s < 95% of offered); throughput = 201s/s at the highest step that
- * kept up; the SLO capacity (p99 ≤ 100 ms, errors ≤ 1%, as in hot-sku) is given beside it. The two-node run also reports the share of purchases the
- * receiving node forwarded to the product's owner (`cluster_routed_total`, summed over the nodes).
- * MySQL is checked after each setup (stock and orders match the answers, nothing oversold).
- * On one 2-core box both nodes share the same cores: the ratio shows the cost of forwarding and ownership,
- * not horizontal scale.
+ * Scale: one node, then two behind the bench's nginx, the same open-loop purchase step-up over `products`
+ * products until a step falls behind; 201s/s at the highest step that kept up, the ratio, the SLO capacity
+ * and the share of purchases forwarded to the owner. On a 2-core box: the cost of forwarding, not scale-out.
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
-import { cores, cpuShares, cpuSnapshot, otherCores } from '../cpu.js';
+import { cores } from '../cpu.js';
 import { round } from '../measure.js';
-import { runOpenLoop } from '../open-loop.js';
-import { numberParam } from '../params.js';
-import { delta, scrape, type Samples } from '../prom.js';
-import { PurchaseLedger } from '../purchase-ledger.js';
+import type { Samples } from '../prom.js';
+import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import {
-  backgroundNote,
-  capacity,
   defineScenario,
-  healthOf,
-  openStep,
-  oversold,
-  SLO,
   Run,
+  SLO,
   stepCharts,
   stepDetails,
   stepTable,
+  capacity,
+  healthOf,
+  openStep,
+  oversold,
+  backgroundNote,
   type OpenStep,
 } from '../scenario.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
-import type { ProductCheck } from '../verify.js';
+import type { BenchIO, ScenarioResult } from '../types.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -47,55 +38,42 @@ interface Step extends OpenStep {
   /** Purchases routed by the receiving node: served locally / forwarded to the owner (Σ over nodes). */
   readonly local: number;
   readonly forwarded: number;
-  readonly serviceCores: number;
-  readonly otherCores: number | undefined;
 }
 
-interface SetupRun {
-  readonly nodes: number;
-  readonly label: string;
-  readonly steps: Step[];
-  readonly checks: ProductCheck[];
-  readonly stillPending: number;
-  readonly replayed: number;
-  readonly shardLosses: number;
-  readonly restarted: readonly string[];
-  readonly background: number | undefined;
-  readonly connectionsOpen: number;
-  readonly routedMetric: boolean;
-}
+type SetupRun = Awaited<ReturnType<typeof runSetup>>;
 
 /** Σ over nodes of `cluster_routed_total{op="purchase",where=…}` deltas. */
-function routed(
-  before: readonly Samples[],
-  after: readonly Samples[],
-): { local: number; forwarded: number; present: boolean } {
+function routed(before: Samples, after: Samples): { local: number; forwarded: number; present: boolean } {
   let local = 0;
   let forwarded = 0;
   let present = false;
-  after.forEach((samples, i) => {
-    for (const [sample, value] of samples) {
-      if (!sample.startsWith('cluster_routed_total{') || !sample.includes('op="purchase"')) continue;
-      present = true;
-      const d = value - (before[i]?.get(sample) ?? 0);
-      if (sample.includes('where="forwarded"')) forwarded += d;
-      else if (sample.includes('where="local"')) local += d;
-    }
-  });
+  for (const [sample, value] of after) {
+    if (!sample.startsWith('cluster_routed_total{') || !sample.includes('op="purchase"')) continue;
+    present = true;
+    const d = value - (before.get(sample) ?? 0);
+    if (sample.includes('where="forwarded"')) forwarded += d;
+    else if (sample.includes('where="local"')) local += d;
+  }
   return { local, forwarded, present };
 }
 
+type Knobs = ReturnType<typeof knobsOf>;
+
+const knobsOf = (run: Run) => ({
+  productCount: run.param('products', 32, 1, 10_000),
+  factor: run.param('step', 1.25, 1.05, 10),
+  maxSteps: run.param('max-steps', 20, 1, 50),
+  pause: run.param('pause', 1, 0, 60),
+  warmupS: run.param('warm-up', 2, 0, 60),
+  firstRate: run.options.rate ?? 50,
+});
+
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
-async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Promise<SetupRun> {
+async function runSetup(top: Run, knobs: Knobs, nodes: number) {
+  const { options, io } = top;
+  const { productCount, factor, maxSteps, pause, warmupS, firstRate } = knobs;
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-  const productCount = numberParam(options, 'products', 32, 1, 10_000);
-  const factor = numberParam(options, 'step', 1.25, 1.05, 10);
-  const maxSteps = numberParam(options, 'max-steps', 20, 1, 50);
-  const pause = numberParam(options, 'pause', 1, 0, 60);
-  const warmupS = numberParam(options, 'warm-up', 2, 0, 60);
-  const firstRate = options.rate ?? 50;
-  // Each setup's processes are stopped before the next starts: its cleanups are kept here and run at the
-  // end of the setup (also registered with the runner, so Ctrl-C or a failure still stops them).
+  // Each setup's processes stop before the next starts: its cleanups run here (and on Ctrl-C through the runner).
   const local: (() => Promise<void> | void)[] = [];
   const stopAll = async (): Promise<void> => {
     while (local.length > 0)
@@ -112,7 +90,6 @@ async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Prom
       connectionsTimeoutMs: 60_000,
       backgroundMs: 1_000,
     });
-    const { cluster, connections } = run;
     const tag = `sc${nodes}n${run.tag('')}`;
     const products = await createProducts(run.admin, run.tokens, tag, productCount, STOCK);
     const ids = products.map((p) => p.id);
@@ -125,32 +102,22 @@ async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Prom
       const productId = ids[Math.floor(Math.random() * ids.length)]!;
       return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
     };
-    const load = { connections, io, next };
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
-    if (warmupS > 0)
-      await runOpenLoop({ ...load, rate: firstRate, durationS: warmupS, label: `warm-up ${label}` });
-
-    const scrapeAll = () => Promise.all(cluster.nodes.map((n) => scrape(n.url)));
+    if (warmupS > 0) await run.warmUp(`warm-up ${label}`, firstRate, warmupS, next);
     let routedMetric = false;
     const steps = await run.stepUp<string, Step>({
       paths: [label],
       rates: run.steppedRates(firstRate, factor, maxSteps),
       pause,
       step: async (_, rate, startS) => {
-        const before = await scrapeAll();
-        const cpuBefore = cpuSnapshot(run.pids);
-        const durationS = options.durationS;
-        const result = await runOpenLoop({ ...load, rate, durationS, label: `${label} @ ${num(rate)}/s` });
-        const cpu = cpuShares(cpuBefore, cpuSnapshot(run.pids));
-        const after = await scrapeAll();
-        const serviceCores =
-          after.reduce((s, a, j) => s + delta(before[j]!, a, 'process_cpu_seconds_total'), 0) / cpu.wallS;
-        const r = routed(before, after);
+        const measured = await run.measure(`${label} @ ${num(rate)}/s`, rate, next);
+        const { result } = measured;
+        const r = routed(measured.metrics.before, measured.metrics.after);
         routedMetric ||= r.present;
-        const s = openStep(result, rate, startS);
+        const s = openStep(measured, rate, startS);
         // Steady state: 201s per second over the whole seconds after the first (the first second's answers
         // lag its arrivals by one latency, which would count a slower but steady setup as falling behind).
-        const steady = result.timeline.slice(1, Math.floor(durationS));
+        const steady = result.timeline.slice(1, Math.floor(options.durationS));
         const steadyOkPerS =
           steady.length > 0
             ? steady.reduce((sum, b) => sum + b.completed - b.errors, 0) / steady.length
@@ -159,17 +126,15 @@ async function runSetup(options: BenchOptions, io: BenchIO, nodes: number): Prom
         io.progress(
           `bench: ${label} @ ${num(rate)}/s: p99 ${s.p99} ms, errors ${(s.errorShare * 100).toFixed(2)}%, forwarded ${r.forwarded}/${r.local + r.forwarded} → SLO ${s.pass ? 'met' : 'BROKEN'}, ${sustained ? 'kept up' : 'FELL BEHIND'}`,
         );
-        const others = otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]);
-        return { ...s, sustained, steadyOkPerS, ...r, serviceCores, otherCores: others };
+        return { ...s, sustained, steadyOkPerS, ...r };
       },
       keep: (s) => s.sustained,
     });
-    const { checks, stillPending } = await run.check(
+    const { checks, stillPending, restarted, shardLosses } = await run.check(
       products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK })),
       [ledger],
       { settleMs: 1_000 },
     );
-    const { restarted, shardLosses } = await run.health();
     const { background, opened: connectionsOpen } = run;
     const replayed = ledger.replayed;
     return {
@@ -196,20 +161,20 @@ export default defineScenario({
   describe:
     'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share',
   defaults: { durationS: 5, connections: 500, rate: 50 },
-  run: async ({ options, io }) => {
-    if (options.url !== undefined)
+  run: async (run) => {
+    if (run.options.url !== undefined)
       throw new Error('scale starts a one-node and a two-node cluster of its own: it cannot run with --url');
-    const one = await runSetup(options, io, 1);
-    const two = io.signal.aborted ? undefined : await runSetup(options, io, 2);
-    return summarize(options, one, two);
+    const knobs = knobsOf(run);
+    const one = await runSetup(run, knobs, 1);
+    const two = run.io.signal.aborted ? undefined : await runSetup(run, knobs, 2);
+    return summarize(run, knobs, one, two);
   },
 });
 
-function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefined): ScenarioResult {
+function summarize(top: Run, knobs: Knobs, one: SetupRun, two: SetupRun | undefined): ScenarioResult {
+  const { options } = top;
   const setups = two === undefined ? [one] : [one, two];
-  const productCount = numberParam(options, 'products', 32, 1, 10_000);
-  const factor = numberParam(options, 'step', 1.25, 1.05, 10);
-  const firstRate = options.rate ?? 50;
+  const { productCount, factor, firstRate } = knobs;
   const capacities = (s: SetupRun | undefined) => {
     const steps = s?.steps ?? [];
     return {
@@ -329,12 +294,14 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
     table: stepTable(
       'setup @ offered/s',
       allSteps.map((x) => x.step),
-      { 'steady ok/s': (s) => Math.round(s.steadyOkPerS) },
-      {
-        'kept up': (s) => (s.sustained ? 'yes' : 'NO'),
-        'forwarded %': (s) =>
-          s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-',
-      },
+      [['steady ok/s', (s) => Math.round(s.steadyOkPerS)]],
+      [
+        ['kept up', (s) => (s.sustained ? 'yes' : 'NO')],
+        [
+          'forwarded %',
+          (s) => (s.local + s.forwarded > 0 ? round((s.forwarded / (s.local + s.forwarded)) * 100, 1) : '-'),
+        ],
+      ],
     ),
     notes,
     details: {
@@ -343,15 +310,7 @@ function summarize(options: BenchOptions, one: SetupRun, two: SetupRun | undefin
         nodes: s.nodes,
         checks: s.checks,
         shardLosses: s.shardLosses,
-        steps: s.steps.map((x) => ({
-          ...stepDetails(x),
-          steadyOkPerS: round(x.steadyOkPerS, 1),
-          sustained: x.sustained,
-          routedLocal: x.local,
-          routedForwarded: x.forwarded,
-          serviceCores: x.serviceCores,
-          otherCores: x.otherCores,
-        })),
+        steps: s.steps.map(stepDetails),
       })),
     },
     charts: stepCharts(

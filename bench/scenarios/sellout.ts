@@ -1,22 +1,20 @@
 /**
- * Sell-out: one product with `stock` units (default 10,000), `attempts` purchase attempts (default 100,000)
- * from `users` users (default 20,000), some clicked twice (the same Idempotency-Key sent twice at once),
- * quantities 1/2/3/5, open loop at --rate through nginx to two nodes. Afterwards: oversold = undersold = 0
- * (confirmed quantity = initial − final stock), every answer matches its order, and the primary, the
- * replica, the cache, the product actor, the Kafka events (deduplicated) and the sales projection agree.
+ * Sell-out: one product, `attempts` purchase attempts from `users` users (duplicate clicks, quantities
+ * 1/2/3/5) through nginx to two nodes; oversold = undersold = 0, every answer matches its order, and the
+ * primary, replica, cache, actor, Kafka events and projection agree.
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
 import { createProduct, errorCode } from '../api.js';
 import { latencyChart, throughputChart } from '../chart.js';
-import { cores } from '../cpu.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
-import { defineScenario, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary, waitForSagas } from '../verify.js';
+import { withMysql } from '../stores.js';
+import { waitForSagas } from '../verify.js';
 
 const QUANTITIES: readonly [number, number][] = [
   [1, 0.6],
@@ -56,12 +54,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     backgroundMs: 0,
   });
   const tag = run.tag('so');
-  const product = await createProduct(admin, tokens, {
-    name: `bench ${tag} sellout`,
-    priceCents: 1999,
-    stock,
-    strategy: 'actor',
-  });
+  const product = await createProduct(admin, tokens, `bench ${tag} sellout`, stock);
   io.progress(`bench: product ${product.id} with ${num(stock)} units; ${num(opened)} connections open`);
 
   const attempts = new Map<string, Attempt>();
@@ -136,45 +129,33 @@ async function run(run: Run): Promise<ScenarioResult> {
   io.progress('bench: waiting for open sagas, then checking every store');
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   const stillPending = await waitForSagas([product.id], SAGA_WAIT_MS);
-  const conn = await connectPrimary();
-  let primary: {
-    stock: number;
-    confirmedQty: number;
-    confirmedOrders: number;
-    cancelled: number;
-    pendingQty: number;
-  };
-  let orders: Map<string, { status: string; quantity: number; n: number }>;
+  const [[p], [rows]] = await withMysql((conn) =>
+    Promise.all([
+      conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [product.id]),
+      conn.query<RowDataPacket[]>(
+        'SELECT idempotency_key AS k, status, quantity FROM orders WHERE product_id = ?',
+        [product.id],
+      ),
+    ]),
+  );
+  const orders = new Map<string, { status: string; quantity: number; n: number }>();
   let foreign = 0;
-  try {
-    const [p] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [product.id]);
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT idempotency_key AS k, status, quantity FROM orders WHERE product_id = ?',
-      [product.id],
-    );
-    orders = new Map();
-    for (const row of rows) {
-      const k = String(row['k']);
-      const seen = orders.get(k);
-      orders.set(k, {
-        status: String(row['status']),
-        quantity: Number(row['quantity']),
-        n: (seen?.n ?? 0) + 1,
-      });
-      if (!attempts.has(k)) foreign += 1;
-    }
-    const sum = (status: string) =>
-      [...orders.values()].filter((o) => o.status === status).reduce((s, o) => s + o.quantity, 0);
-    primary = {
-      stock: Number(p[0]?.['stock']),
-      confirmedQty: sum('CONFIRMED'),
-      confirmedOrders: [...orders.values()].filter((o) => o.status === 'CONFIRMED').length,
-      cancelled: [...orders.values()].filter((o) => o.status === 'CANCELLED').length,
-      pendingQty: sum('PENDING'),
-    };
-  } finally {
-    await conn.end();
+  for (const row of rows) {
+    const k = String(row['k']);
+    const n = (orders.get(k)?.n ?? 0) + 1;
+    orders.set(k, { status: String(row['status']), quantity: Number(row['quantity']), n });
+    if (!attempts.has(k)) foreign += 1;
   }
+  const placed = [...orders.values()];
+  const sum = (status: string) =>
+    placed.filter((o) => o.status === status).reduce((s, o) => s + o.quantity, 0);
+  const primary = {
+    stock: Number(p[0]?.['stock']),
+    confirmedQty: sum('CONFIRMED'),
+    confirmedOrders: placed.filter((o) => o.status === 'CONFIRMED').length,
+    cancelled: placed.filter((o) => o.status === 'CANCELLED').length,
+    pendingQty: sum('PENDING'),
+  };
 
   // Every key's answers against its order.
   const mismatches: string[] = [];
@@ -268,8 +249,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     `actor: restock of 1 answered stock ${restockBody.stock ?? `(status ${restock.statusCode})`} → the actor held ${actorStock} ${agree.actor ? 'agrees' : 'DISAGREES'} (the probe's unit is counted in the replica/Kafka checks)`,
     `kafka (deduplicated by event id): ${kafka.agreed ? 'agrees' : 'DISAGREES'}: ${num(kafka.value.confirmedOrders)} orders confirmed, quantity ${num(kafka.value.confirmedQuantity)}, last stock.changed ${kafka.value.lastStock ?? '-'}; ${num(kafka.value.events)} events, ${kafka.value.duplicates} duplicates dropped`,
     `projection (GET /stats): ${projection.agreed ? 'agrees' : 'DISAGREES'} (${JSON.stringify(projection.value)})`,
-    `load generator ${result.generatorCores.toFixed(2)} cores (${Math.round((result.generatorCores / cores()) * 100)}% of ${cores()}).`,
-    ...result.warnings.map((w) => `WARNING: ${w}`),
+    ...generatorNotes(result),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
   return {

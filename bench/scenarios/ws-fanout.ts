@@ -1,9 +1,6 @@
 /**
- * WebSocket stock fan-out over two app nodes: `--connections` subscribers (default 10,000) spread evenly
- * over both nodes and over `products` hot products (each subscriber follows one), a steady purchase stream
- * on those products through both nodes, and what reaches the subscribers: delivery latency (the owner's
- * publish time `at`, stamped right after commit and write-through, → the frame parsed by the subscriber),
- * messages per second, and each node's resident memory per connection.
+ * WebSocket stock fan-out: `--connections` subscribers over two nodes and `products` hot products, a purchase
+ * stream on them: delivery latency (the owner's publish stamp → parsed), frames/s, memory per connection.
  */
 import { readFileSync } from 'node:fs';
 import { createHistogram } from 'node:perf_hooks';
@@ -12,9 +9,10 @@ import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
 import { latencySummary, round } from '../measure.js';
+import { tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { connectPrimary } from '../verify.js';
+import { withMysql } from '../stores.js';
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -52,8 +50,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const initial = 10_000_000;
   const products: number[] = [];
   for (let i = 0; i < productCount; i += 1) {
-    const input = { name: `ws-hot-${i}`, priceCents: 100, stock: initial, strategy: 'actor' } as const;
-    products.push((await createProduct(http[0]!, tokens, input)).id);
+    products.push((await createProduct(http[0]!, tokens, `ws-hot-${i}`, initial, 'actor', 100)).id);
   }
 
   const rssBefore = nodes.map((n) => rssOf(n.pid));
@@ -155,11 +152,9 @@ async function run(run: Run): Promise<ScenarioResult> {
   await Promise.all(inFlight);
 
   // Every subscriber must end on its product's stock in MySQL.
-  const db = await connectPrimary();
-  const [rows] = await db.query<RowDataPacket[]>('SELECT id, stock FROM products WHERE id IN (?)', [
-    products,
-  ]);
-  await db.end();
+  const [rows] = await withMysql((db) =>
+    db.query<RowDataPacket[]>('SELECT id, stock FROM products WHERE id IN (?)', [products]),
+  );
   const finalStock = new Map(rows.map((r) => [Number(r['id']), Number(r['stock'])]));
   const until = Date.now() + 10_000;
   let behind = subs.filter((s) => s.stock !== finalStock.get(s.productId));
@@ -195,26 +190,18 @@ async function run(run: Run): Promise<ScenarioResult> {
   return {
     ok,
     summary,
-    table: {
-      columns: [
-        'node',
-        'subscribers',
-        'RSS before MB',
-        'RSS after MB',
-        'bytes/conn',
-        'published',
-        'received',
+    table: tableOf<number>(
+      [
+        ['node', (k) => nodes[k]!.id],
+        ['subscribers', (k) => nodeStats[k]!['connections'] ?? 0],
+        ['RSS before MB', (k) => round(rssBefore[k]! / 2 ** 20, 1)],
+        ['RSS after MB', (k) => round(rssAfter[k]! / 2 ** 20, 1)],
+        ['bytes/conn', (k) => Math.round(perConnection[k]!)],
+        ['published', (k) => nodeStats[k]!['published'] ?? 0],
+        ['received', (k) => nodeStats[k]!['received'] ?? 0],
       ],
-      rows: nodes.map((n, k) => [
-        n.id,
-        nodeStats[k]!['connections'] ?? 0,
-        round(rssBefore[k]! / 2 ** 20, 1),
-        round(rssAfter[k]! / 2 ** 20, 1),
-        Math.round(perConnection[k]!),
-        nodeStats[k]!['published'] ?? 0,
-        nodeStats[k]!['received'] ?? 0,
-      ]),
-    },
+      nodes.map((_, k) => k),
+    ),
     notes: [
       `delivery latency = subscriber parse time − the owner's publish stamp (after commit and cache write-through); both on this machine's clock`,
       `the subscribers run in the bench process (one JS thread parsing every frame): at high rates its queueing is part of the latency`,
