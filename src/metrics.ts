@@ -328,14 +328,13 @@ function registerHotProductGauges(registers: Registry[], hot: () => readonly Hot
 export function httpTimers(
   metrics: Metrics,
 ): (method: string, route: string, status: number) => HotHistogram {
-  type HttpTimer = HotHistogram;
   const child = hotHistogram(metrics.httpDuration);
-  const timers = new Map<string, Map<string, Map<number, HttpTimer>>>();
+  const timers = new Map<string, Map<string, Map<number, HotHistogram>>>();
   return (method, route, status) => {
     let byRoute = timers.get(method);
-    if (byRoute === undefined) timers.set(method, (byRoute = new Map<string, Map<number, HttpTimer>>()));
+    if (byRoute === undefined) timers.set(method, (byRoute = new Map<string, Map<number, HotHistogram>>()));
     let byStatus = byRoute.get(route);
-    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HttpTimer>()));
+    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map<number, HotHistogram>()));
     let timer = byStatus.get(status);
     if (timer === undefined) byStatus.set(status, (timer = child({ method, route, status })));
     return timer;
