@@ -4,8 +4,12 @@ import { withTimeout } from './timeouts.js';
 export const DEPENDENCIES = ['primary', 'replica', 'redis', 'kafka'] as const;
 export type Dependency = (typeof DEPENDENCIES)[number];
 
-/** A readiness result this young is reused (by the scrape's `dependency_up`, README "Observability"), ms. */
-const RECENT_ENOUGH_MS = 1_000;
+/**
+ * A readiness result this young is reused by the scrape's `dependency_up` (README "Observability"), ms:
+ * a scrape then shares the round of checks of a `/ready` probe (the balancer's, the blackbox exporter's)
+ * instead of running four more.
+ */
+const RECENT_ENOUGH_MS = 5_000;
 
 export type DependencyCheck = () => Promise<void>;
 
@@ -72,7 +76,7 @@ export class ReadinessChecks {
     return this.inFlight;
   }
 
-  /** The last result if younger than `reuseForMs` (default 1 s: the scrape's `dependency_up`), else a fresh one. */
+  /** The last result if younger than `reuseForMs` (default 5 s: the scrape's `dependency_up`), else a fresh one. */
   recent(reuseForMs = RECENT_ENOUGH_MS): Promise<Readiness> {
     if (this.last !== undefined && performance.now() - this.last.at < reuseForMs)
       return Promise.resolve(this.last.readiness);

@@ -162,6 +162,8 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
     '--connections',
     '10',
     '--param',
+    'warm-up=1',
+    '--param',
     'settle=5',
     '--param',
     'idle=1',
