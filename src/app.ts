@@ -134,14 +134,56 @@ export function buildApp(deps: AppDeps): App {
           logger,
           groupId: config.projection.groupId,
         });
-  // The cluster is built below, once the HTTP server exists; the actors ask it who may write.
+  // Built below, after the actors it hands shards to; the actors ask it who may write.
   let cluster!: Cluster;
   /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
   let recovering = false;
   // The dashboard's hottest products (hot_product_* gauges): fed by this node's committed stock changes.
   const hotProducts = new HotProducts();
-  // Built with the HTTP server below; committed stock changes go to its subscribers.
-  let subscriptions!: StockSubscriptions;
+  const tokens = new TokenVerifier({
+    auth: config.auth,
+    onVerify: (result) => metrics.tokens.inc({ result }),
+  });
+  const rateLimits = new RateLimits({
+    limits: config.rateLimit,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    onLimited: (limit) => metrics.rateLimited.inc({ limit }),
+    onInsurance: () => metrics.rateLimitInsurance.inc(),
+  });
+  const trustedProxies = addressSet(config.rateLimit.trustedProxies);
+  const httpApp = deps.uws.App();
+  const subscriptions = createStockSubscriptions({
+    app: httpApp,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    readStocks: async (ids) =>
+      (await catalog.getProducts(ids)).products.map(
+        (p) => p && { productId: p.id, stock: p.stock, version: p.version },
+      ),
+    limits: config.ws,
+    logger,
+    admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
+    onChange: (productId, stock, version) => catalog.offerStock(productId, stock, version),
+    onLive: (live) => catalog.memory.setLive(live),
+  });
+  const consistency = new ConsistencyMonitor({
+    primary: infra.mysql.primary,
+    replica: infra.mysql.replica,
+    cache,
+    owns: (productId) => cluster.owns(productId),
+    ownsAny: () => cluster.ownership.stats().held > 0,
+    checkProjection: projection !== undefined,
+    logger,
+    intervalMs: config.consistency.intervalMs,
+    productsPerRound: config.consistency.productsPerRound,
+    onInconsistent: (count) => metrics.inconsistentProducts.set(count),
+    onHealed: () => metrics.cacheDriftsHealed.inc(),
+    onRound: (outcome, checked) => {
+      metrics.consistencyRounds.inc({ outcome });
+      metrics.consistencyProductsChecked.inc(checked);
+    },
+  });
   /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
   const stockChanged = (productId: number, stock: number, version: number, announced = false): void => {
     catalog.offerStock(productId, stock, version);
@@ -254,38 +296,10 @@ export function buildApp(deps: AppDeps): App {
     actorRequests: () => actors.stats().outstanding,
     hotProducts: () => hotProducts.top((productId) => cluster.owns(productId)),
   });
-  const consistency = new ConsistencyMonitor({
-    primary: infra.mysql.primary,
-    replica: infra.mysql.replica,
-    cache,
-    owns: (productId) => cluster.owns(productId),
-    ownsAny: () => cluster.ownership.stats().held > 0,
-    checkProjection: projection !== undefined,
-    logger,
-    intervalMs: config.consistency.intervalMs,
-    productsPerRound: config.consistency.productsPerRound,
-    onInconsistent: (count) => metrics.inconsistentProducts.set(count),
-    onHealed: () => metrics.cacheDriftsHealed.inc(),
-    onRound: (outcome, checked) => {
-      metrics.consistencyRounds.inc({ outcome });
-      metrics.consistencyProductsChecked.inc(checked);
-    },
-  });
-  const tokens = new TokenVerifier({
-    auth: config.auth,
-    onVerify: (result) => metrics.tokens.inc({ result }),
-  });
-  const rateLimits = new RateLimits({
-    limits: config.rateLimit,
-    redis: infra.redis,
-    keyPrefix: config.redis.keyPrefix,
-    onLimited: (limit) => metrics.rateLimited.inc({ limit }),
-    onInsurance: () => metrics.rateLimitInsurance.inc(),
-  });
-  const trustedProxies = addressSet(config.rateLimit.trustedProxies);
   const httpTimer = httpTimers(metrics);
   const server = createHttpServer({
     uws: deps.uws,
+    app: httpApp,
     logger,
     maxBodyBytes: config.maxBodyBytes,
     maxHeaderBytes: config.maxHeaderBytes,
@@ -310,26 +324,12 @@ export function buildApp(deps: AppDeps): App {
       metricsRoute(metrics.registry, () => metrics.actors.set(actors.stats().actors)),
     ]),
   });
-  subscriptions = createStockSubscriptions({
-    app: server.app,
-    redis: infra.redis,
-    keyPrefix: config.redis.keyPrefix,
-    readStocks: async (ids) =>
-      (await catalog.getProducts(ids)).products.map(
-        (p) => p && { productId: p.id, stock: p.stock, version: p.version },
-      ),
-    limits: config.ws,
-    logger,
-    admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
-    onChange: (productId, stock, version) => catalog.offerStock(productId, stock, version),
-    onLive: (live) => catalog.memory.setLive(live),
-  });
   cluster = createCluster(
     {
       config,
       logger,
       redis: infra.redis,
-      app: server.app,
+      app: httpApp,
       actors,
       sagas,
       onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
