@@ -11,7 +11,7 @@ import type { Config } from './config.js';
 import { healthRoutes, metricsRoute } from './http/health.js';
 import { withOpenApi } from './http/openapi.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
-import { OutboxRelay, outboxOldestAgeSeconds } from './events/outbox-relay.js';
+import { OutboxRelay } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
 import { statsRoutes } from './http/stats.js';
 import { productRoutes } from './http/products.js';
@@ -23,8 +23,7 @@ import type { Logger } from './logger.js';
 import { createMetrics, httpTimers, registerScrapeGauges, type Metrics } from './metrics.js';
 import { ConsistencyMonitor } from './observability/consistency-monitor.js';
 import { HotProducts } from './observability/hot-products.js';
-import { ScrapeFigure } from './observability/scrape-figure.js';
-import { ProjectionLag } from './projection/projection-lag.js';
+import { eventFigures } from './observability/event-figures.js';
 import { ReadinessChecks } from './readiness.js';
 import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
@@ -266,33 +265,19 @@ export function buildApp(deps: AppDeps): App {
     owns: (productId) => cluster.owns(productId),
   });
   const readiness = new ReadinessChecks(infra.checks, config.readyCheckTimeoutMs);
-  const scrapeLog = logger.child({ component: 'metrics' });
-  const outboxAge = new ScrapeFigure({
-    name: 'outbox_oldest_age_seconds',
-    logger: scrapeLog,
-    read: () => outboxOldestAgeSeconds(infra.mysql.primary, config.kafka.topics),
+  const figures = eventFigures({
+    primary: infra.mysql.primary,
+    kafka: infra.kafka,
+    topics: config.kafka.topics,
+    ...(projection === undefined ? {} : { projectionGroupId: config.projection.groupId }),
+    logger: logger.child({ component: 'metrics' }),
   });
-  const projectionLag =
-    projection === undefined
-      ? undefined
-      : new ProjectionLag(infra.kafka, config.projection.groupId, [
-          config.kafka.topics.orders,
-          config.kafka.topics.payments,
-        ]);
-  const lagFigure =
-    projectionLag &&
-    new ScrapeFigure({
-      name: 'projection_consumer_lag_events',
-      logger: scrapeLog,
-      read: () => projectionLag.events(),
-    });
   registerScrapeGauges(metrics, {
     pools: { primary: infra.mysql.primary, replica: infra.mysql.replica },
     readiness: () => readiness.recent(),
-    outboxOldestAgeSeconds: () => outboxAge.value(),
+    ...figures.sources,
     sagaOldestOpenAgeSeconds: () =>
       oldestOpenSaga === undefined ? 0 : Math.max(0, (Date.now() - oldestOpenSaga) / 1000),
-    ...(lagFigure === undefined ? {} : { projectionLagEvents: () => lagFigure.value() }),
     actorRequests: () => actors.stats().outstanding,
     hotProducts: () => hotProducts.top((productId) => cluster.owns(productId)),
   });
@@ -389,7 +374,7 @@ export function buildApp(deps: AppDeps): App {
         timed('outbox relay stop', relay.stop()),
         timed('projection stop', projection?.stop()),
         timed('consistency monitor stop', consistencyStopped),
-        timed('projection lag reader close', projectionLag?.close()),
+        timed('projection lag reader close', figures.close()),
         payments.close(),
       ]);
       nact.stop(system);
