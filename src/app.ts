@@ -11,6 +11,7 @@ import type { Config } from './config.js';
 import { healthRoutes, metricsRoute } from './http/health.js';
 import { withOpenApi } from './http/openapi.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
+import { createRouting } from './cluster/routing.js';
 import { OutboxRelay } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
 import { statsRoutes } from './http/stats.js';
@@ -133,10 +134,17 @@ export function buildApp(deps: AppDeps): App {
           logger,
           groupId: config.projection.groupId,
         });
-  // Built below, after the actors it hands shards to; the actors ask it who may write.
-  let cluster!: Cluster;
-  /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
-  let recovering = false;
+  // The actors ask it who may write; it tells them of the shards that move (onShards, below).
+  const cluster = createCluster({
+    config,
+    logger,
+    redis: infra.redis,
+    onEvicted: (_node, freed) => {
+      metrics.evictions.inc({ what: 'nodes' });
+      metrics.evictions.inc({ what: 'leases' }, freed);
+    },
+    onOwnershipChanged: (change, shards) => metrics.ownershipChanges.inc({ change }, shards),
+  });
   // The dashboard's hottest products (hot_product_* gauges): fed by this node's committed stock changes.
   const hotProducts = new HotProducts();
   const tokens = new TokenVerifier({
@@ -235,17 +243,28 @@ export function buildApp(deps: AppDeps): App {
     onCommit: () => relay.nudge(),
     onStockChanged: stockChanged,
   });
+  cluster.onShards({
+    releasing: (which) => actors.release(which, config.shutdownGraceMs),
+    lost: (which) => actors.retireWhere(which),
+  });
+  const routing = createRouting({
+    config,
+    logger,
+    cluster,
+    app: httpApp,
+    local: actors,
+    localSagaWait: (orderId, budgetMs) => sagas.waitFor(orderId, budgetMs),
+    onRouted: (op, where) => metrics.routed.inc({ op, where }),
+    onStage: metrics.purchaseStage,
+  });
+  const { router } = routing;
   purchases = new Purchases({
     catalog,
-    actors: {
-      purchase: (r) => cluster.router.purchase(r),
-      restock: (p, q) => cluster.router.restock(p, q),
-      settle: (s) => cluster.router.settle(s),
-    },
+    actors: router,
     baseline,
     sagas,
     sagaStore,
-    sagaWait: (productId, orderId, budgetMs) => cluster.router.sagaWait(productId, orderId, budgetMs),
+    sagaWait: (productId, orderId, budgetMs) => router.sagaWait(productId, orderId, budgetMs),
     config: { purchase: config.purchase, saga: config.saga },
     metrics,
   });
@@ -309,25 +328,6 @@ export function buildApp(deps: AppDeps): App {
       metricsRoute(metrics.registry, () => metrics.actors.set(actors.stats().actors)),
     ]),
   });
-  cluster = createCluster(
-    {
-      config,
-      logger,
-      redis: infra.redis,
-      app: httpApp,
-      actors,
-      sagas,
-      onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
-      onRouted: (op, where) => metrics.routed.inc({ op, where }),
-      onStage: metrics.purchaseStage,
-      onEvicted: (_node, freed) => {
-        metrics.evictions.inc({ what: 'nodes' });
-        metrics.evictions.inc({ what: 'leases' }, freed);
-      },
-      onOwnershipChanged: (change, shards) => metrics.ownershipChanges.inc({ change }, shards),
-    },
-    config.shutdownGraceMs,
-  );
   return {
     server,
     actors,
@@ -340,7 +340,9 @@ export function buildApp(deps: AppDeps): App {
     subscriptions,
     consistency,
     async start(port, options = {}) {
-      recovering = options.recover !== false;
+      const recovering = options.recover !== false;
+      // Shards taken over from then on have their unfinished sagas resumed here.
+      if (recovering) cluster.onShards({ acquired: (which) => void recovery.resumeWhere(which) });
       await cluster.start(port);
       await subscriptions.start();
       relay.start();
@@ -364,7 +366,7 @@ export function buildApp(deps: AppDeps): App {
         logger.warn({ running: sagas.stats().running }, 'sagas left off; their new owners resume them');
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
-      await cluster.close();
+      await routing.close();
       // Event clients get a bounded moment: offsets and outbox rows are safe to abandon (at-least-once).
       const timed = (what: string, stopping: Promise<unknown> | undefined) =>
         withTimeout(Promise.resolve(stopping), CLIENT_STOP_TIMEOUT_MS, what).catch((err: unknown) =>
