@@ -5,6 +5,7 @@ import { TokenVerifier } from './auth/tokens.js';
 import { ProductActors } from '../actors/product/product-actors.js';
 import { MIN_SAGA_IDLE_MS, SagaRecovery } from '../actors/saga/recovery.js';
 import { SagaCoordinators } from '../actors/saga/saga-coordinators.js';
+import { SagaRuns } from '../actors/saga/saga-runs.js';
 import { Catalog } from './catalog/catalog.js';
 import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
@@ -29,6 +30,7 @@ import { ReadinessChecks } from './readiness.js';
 import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
+import { Settlements } from './purchase/settlements.js';
 import { PaymentClient } from './payment/index.js';
 import { SalesProjection } from './projection/sales-projection.js';
 import { RedisProductCache } from './storage/product-cache.js';
@@ -103,16 +105,8 @@ export function buildApp(deps: AppDeps): App {
       logger.warn({ component: 'payments', state }, 'payment circuit changed state');
     },
   });
-  // Sagas settle through the product's writer; `purchases` is built below, after the actors it routes to.
-  let purchases!: Purchases;
-  const sagas = new SagaCoordinators({
-    system,
-    payments,
-    settle: (settlement) => purchases.settle(settlement),
-    logger: logger.child({ component: 'sagas' }),
-    onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
-    onStage: metrics.purchaseStage,
-  });
+  // Recorded by the saga coordinators, waited on through the router, which the sagas settle through.
+  const sagaRuns = new SagaRuns();
   const writer = { topics: config.kafka.topics, sagaDeadlineMs: config.saga.deadlineMs };
   const relay = new OutboxRelay({
     primary: infra.mysql.primary,
@@ -222,10 +216,6 @@ export function buildApp(deps: AppDeps): App {
     onStockChanged: stockChanged,
     // The write-through announces the change to the other nodes in its own round trip.
     stockPublication: (productId, stock, version) => subscriptions.publication(productId, stock, version),
-    onCommitted: ({ orders, newOrders }) => {
-      for (let i = 0; i < orders.length; i += 1)
-        sagas.start(purchases.sagaOf(orders[i]!, newOrders[i]?.requestId));
-    },
     onStage: metrics.purchaseStage,
     onBatch: ({ size, seconds, outcome }) => {
       if (outcome === 'committed') metrics.batchSize.observe(size);
@@ -253,12 +243,23 @@ export function buildApp(deps: AppDeps): App {
     cluster,
     app: httpApp,
     local: actors,
-    localSagaWait: (orderId, budgetMs) => sagas.waitFor(orderId, budgetMs),
+    localSagaWait: (orderId, budgetMs) => sagaRuns.waitFor(orderId, budgetMs),
     onRouted: (op, where) => metrics.routed.inc({ op, where }),
     onStage: metrics.purchaseStage,
   });
   const { router } = routing;
-  purchases = new Purchases({
+  // Sagas settle with each product's writer, wherever it runs.
+  const settlements = new Settlements({ catalog, actors: router, baseline, config });
+  const sagas = new SagaCoordinators({
+    system,
+    payments,
+    settle: (settlement) => settlements.settle(settlement),
+    runs: sagaRuns,
+    logger: logger.child({ component: 'sagas' }),
+    onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
+    onStage: metrics.purchaseStage,
+  });
+  const purchases = new Purchases({
     catalog,
     actors: router,
     baseline,
@@ -267,6 +268,11 @@ export function buildApp(deps: AppDeps): App {
     sagaWait: (productId, orderId, budgetMs) => router.sagaWait(productId, orderId, budgetMs),
     config: { purchase: config.purchase, saga: config.saga },
     metrics,
+  });
+  // New orders of the actors' batches start their sagas here.
+  actors.onCommitted(({ orders, newOrders }) => {
+    for (let i = 0; i < orders.length; i += 1)
+      sagas.start(purchases.sagaOf(orders[i]!, newOrders[i]?.requestId));
   });
   /** When the oldest open saga seen by the last recovery sweep was created (ms), if any was open. */
   let oldestOpenSaga: number | undefined;
