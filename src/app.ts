@@ -5,13 +5,15 @@ import { TokenVerifier } from './auth/tokens.js';
 import { ProductActors } from '../actors/product/product-actors.js';
 import { MIN_SAGA_IDLE_MS, SagaRecovery } from '../actors/saga/recovery.js';
 import { SagaCoordinators } from '../actors/saga/saga-coordinators.js';
+import { SagaRuns } from '../actors/saga/saga-runs.js';
 import { Catalog } from './catalog/catalog.js';
 import { NearCache } from './catalog/near-cache.js';
 import type { Config } from './config.js';
 import { healthRoutes, metricsRoute } from './http/health.js';
 import { withOpenApi } from './http/openapi.js';
 import { createCluster, type Cluster } from './cluster/cluster.js';
-import { OutboxRelay, outboxOldestAgeSeconds } from './events/outbox-relay.js';
+import { createRouting } from './cluster/routing.js';
+import { OutboxRelay } from './events/outbox-relay.js';
 import { orderRoutes } from './http/orders.js';
 import { statsRoutes } from './http/stats.js';
 import { productRoutes } from './http/products.js';
@@ -23,12 +25,12 @@ import type { Logger } from './logger.js';
 import { createMetrics, httpTimers, registerScrapeGauges, type Metrics } from './metrics.js';
 import { ConsistencyMonitor } from './observability/consistency-monitor.js';
 import { HotProducts } from './observability/hot-products.js';
-import { ScrapeFigure } from './observability/scrape-figure.js';
-import { ProjectionLag } from './projection/projection-lag.js';
+import { eventFigures } from './observability/event-figures.js';
 import { ReadinessChecks } from './readiness.js';
 import { withTimeout } from './timeouts.js';
 import { BaselinePurchases } from './purchase/baseline.js';
 import { Purchases } from './purchase/purchases.js';
+import { Settlements } from './purchase/settlements.js';
 import { PaymentClient } from './payment/index.js';
 import { SalesProjection } from './projection/sales-projection.js';
 import { RedisProductCache } from './storage/product-cache.js';
@@ -103,16 +105,8 @@ export function buildApp(deps: AppDeps): App {
       logger.warn({ component: 'payments', state }, 'payment circuit changed state');
     },
   });
-  // Sagas settle through the product's writer; `purchases` is built below, after the actors it routes to.
-  let purchases!: Purchases;
-  const sagas = new SagaCoordinators({
-    system,
-    payments,
-    settle: (settlement) => purchases.settle(settlement),
-    logger: logger.child({ component: 'sagas' }),
-    onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
-    onStage: metrics.purchaseStage,
-  });
+  // Recorded by the saga coordinators, waited on through the router, which the sagas settle through.
+  const sagaRuns = new SagaRuns();
   const writer = { topics: config.kafka.topics, sagaDeadlineMs: config.saga.deadlineMs };
   const relay = new OutboxRelay({
     primary: infra.mysql.primary,
@@ -134,14 +128,63 @@ export function buildApp(deps: AppDeps): App {
           logger,
           groupId: config.projection.groupId,
         });
-  // The cluster is built below, once the HTTP server exists; the actors ask it who may write.
-  let cluster!: Cluster;
-  /** Whether this node resumes unfinished sagas (at start, on takeover, every sweep). */
-  let recovering = false;
+  // The actors ask it who may write; it tells them of the shards that move (onShards, below).
+  const cluster = createCluster({
+    config,
+    logger,
+    redis: infra.redis,
+    onEvicted: (_node, freed) => {
+      metrics.evictions.inc({ what: 'nodes' });
+      metrics.evictions.inc({ what: 'leases' }, freed);
+    },
+    onOwnershipChanged: (change, shards) => metrics.ownershipChanges.inc({ change }, shards),
+  });
   // The dashboard's hottest products (hot_product_* gauges): fed by this node's committed stock changes.
   const hotProducts = new HotProducts();
-  // Built with the HTTP server below; committed stock changes go to its subscribers.
-  let subscriptions!: StockSubscriptions;
+  const tokens = new TokenVerifier({
+    auth: config.auth,
+    onVerify: (result) => metrics.tokens.inc({ result }),
+  });
+  const rateLimits = new RateLimits({
+    limits: config.rateLimit,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    onLimited: (limit) => metrics.rateLimited.inc({ limit }),
+    onInsurance: () => metrics.rateLimitInsurance.inc(),
+  });
+  const trustedProxies = addressSet(config.rateLimit.trustedProxies);
+  const httpApp = deps.uws.App();
+  const subscriptions = createStockSubscriptions({
+    app: httpApp,
+    redis: infra.redis,
+    keyPrefix: config.redis.keyPrefix,
+    readStocks: async (ids) =>
+      (await catalog.getProducts(ids)).products.map(
+        (p) => p && { productId: p.id, stock: p.stock, version: p.version },
+      ),
+    limits: config.ws,
+    logger,
+    admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
+    onChange: (productId, stock, version) => catalog.offerStock(productId, stock, version),
+    onLive: (live) => catalog.memory.setLive(live),
+  });
+  const consistency = new ConsistencyMonitor({
+    primary: infra.mysql.primary,
+    replica: infra.mysql.replica,
+    cache,
+    owns: (productId) => cluster.owns(productId),
+    ownsAny: () => cluster.ownership.stats().held > 0,
+    checkProjection: projection !== undefined,
+    logger,
+    intervalMs: config.consistency.intervalMs,
+    productsPerRound: config.consistency.productsPerRound,
+    onInconsistent: (count) => metrics.inconsistentProducts.set(count),
+    onHealed: () => metrics.cacheDriftsHealed.inc(),
+    onRound: (outcome, checked) => {
+      metrics.consistencyRounds.inc({ outcome });
+      metrics.consistencyProductsChecked.inc(checked);
+    },
+  });
   /** Both purchase paths report committed stock changes to reads in memory (before any reply) and subscribers. */
   const stockChanged = (productId: number, stock: number, version: number, announced = false): void => {
     catalog.offerStock(productId, stock, version);
@@ -173,10 +216,6 @@ export function buildApp(deps: AppDeps): App {
     onStockChanged: stockChanged,
     // The write-through announces the change to the other nodes in its own round trip.
     stockPublication: (productId, stock, version) => subscriptions.publication(productId, stock, version),
-    onCommitted: ({ orders, newOrders }) => {
-      for (let i = 0; i < orders.length; i += 1)
-        sagas.start(purchases.sagaOf(orders[i]!, newOrders[i]?.requestId));
-    },
     onStage: metrics.purchaseStage,
     onBatch: ({ size, seconds, outcome }) => {
       if (outcome === 'committed') metrics.batchSize.observe(size);
@@ -194,19 +233,46 @@ export function buildApp(deps: AppDeps): App {
     onCommit: () => relay.nudge(),
     onStockChanged: stockChanged,
   });
-  purchases = new Purchases({
+  cluster.onShards({
+    releasing: (which) => actors.release(which, config.shutdownGraceMs),
+    lost: (which) => actors.retireWhere(which),
+  });
+  const routing = createRouting({
+    config,
+    logger,
+    cluster,
+    app: httpApp,
+    local: actors,
+    localSagaWait: (orderId, budgetMs) => sagaRuns.waitFor(orderId, budgetMs),
+    onRouted: (op, where) => metrics.routed.inc({ op, where }),
+    onStage: metrics.purchaseStage,
+  });
+  const { router } = routing;
+  // Sagas settle with each product's writer, wherever it runs.
+  const settlements = new Settlements({ catalog, actors: router, baseline, config });
+  const sagas = new SagaCoordinators({
+    system,
+    payments,
+    settle: (settlement) => settlements.settle(settlement),
+    runs: sagaRuns,
+    logger: logger.child({ component: 'sagas' }),
+    onEnd: (status, seconds) => metrics.sagaDuration.observe({ status }, seconds),
+    onStage: metrics.purchaseStage,
+  });
+  const purchases = new Purchases({
     catalog,
-    actors: {
-      purchase: (r) => cluster.router.purchase(r),
-      restock: (p, q) => cluster.router.restock(p, q),
-      settle: (s) => cluster.router.settle(s),
-    },
+    actors: router,
     baseline,
     sagas,
     sagaStore,
-    sagaWait: (productId, orderId, budgetMs) => cluster.router.sagaWait(productId, orderId, budgetMs),
+    sagaWait: (productId, orderId, budgetMs) => router.sagaWait(productId, orderId, budgetMs),
     config: { purchase: config.purchase, saga: config.saga },
     metrics,
+  });
+  // New orders of the actors' batches start their sagas here.
+  actors.onCommitted(({ orders, newOrders }) => {
+    for (let i = 0; i < orders.length; i += 1)
+      sagas.start(purchases.sagaOf(orders[i]!, newOrders[i]?.requestId));
   });
   /** When the oldest open saga seen by the last recovery sweep was created (ms), if any was open. */
   let oldestOpenSaga: number | undefined;
@@ -224,68 +290,26 @@ export function buildApp(deps: AppDeps): App {
     owns: (productId) => cluster.owns(productId),
   });
   const readiness = new ReadinessChecks(infra.checks, config.readyCheckTimeoutMs);
-  const scrapeLog = logger.child({ component: 'metrics' });
-  const outboxAge = new ScrapeFigure({
-    name: 'outbox_oldest_age_seconds',
-    logger: scrapeLog,
-    read: () => outboxOldestAgeSeconds(infra.mysql.primary, config.kafka.topics),
+  const figures = eventFigures({
+    primary: infra.mysql.primary,
+    kafka: infra.kafka,
+    topics: config.kafka.topics,
+    ...(projection === undefined ? {} : { projectionGroupId: config.projection.groupId }),
+    logger: logger.child({ component: 'metrics' }),
   });
-  const projectionLag =
-    projection === undefined
-      ? undefined
-      : new ProjectionLag(infra.kafka, config.projection.groupId, [
-          config.kafka.topics.orders,
-          config.kafka.topics.payments,
-        ]);
-  const lagFigure =
-    projectionLag &&
-    new ScrapeFigure({
-      name: 'projection_consumer_lag_events',
-      logger: scrapeLog,
-      read: () => projectionLag.events(),
-    });
   registerScrapeGauges(metrics, {
     pools: { primary: infra.mysql.primary, replica: infra.mysql.replica },
     readiness: () => readiness.recent(),
-    outboxOldestAgeSeconds: () => outboxAge.value(),
+    ...figures.sources,
     sagaOldestOpenAgeSeconds: () =>
       oldestOpenSaga === undefined ? 0 : Math.max(0, (Date.now() - oldestOpenSaga) / 1000),
-    ...(lagFigure === undefined ? {} : { projectionLagEvents: () => lagFigure.value() }),
     actorRequests: () => actors.stats().outstanding,
     hotProducts: () => hotProducts.top((productId) => cluster.owns(productId)),
   });
-  const consistency = new ConsistencyMonitor({
-    primary: infra.mysql.primary,
-    replica: infra.mysql.replica,
-    cache,
-    owns: (productId) => cluster.owns(productId),
-    ownsAny: () => cluster.ownership.stats().held > 0,
-    checkProjection: projection !== undefined,
-    logger,
-    intervalMs: config.consistency.intervalMs,
-    productsPerRound: config.consistency.productsPerRound,
-    onInconsistent: (count) => metrics.inconsistentProducts.set(count),
-    onHealed: () => metrics.cacheDriftsHealed.inc(),
-    onRound: (outcome, checked) => {
-      metrics.consistencyRounds.inc({ outcome });
-      metrics.consistencyProductsChecked.inc(checked);
-    },
-  });
-  const tokens = new TokenVerifier({
-    auth: config.auth,
-    onVerify: (result) => metrics.tokens.inc({ result }),
-  });
-  const rateLimits = new RateLimits({
-    limits: config.rateLimit,
-    redis: infra.redis,
-    keyPrefix: config.redis.keyPrefix,
-    onLimited: (limit) => metrics.rateLimited.inc({ limit }),
-    onInsurance: () => metrics.rateLimitInsurance.inc(),
-  });
-  const trustedProxies = addressSet(config.rateLimit.trustedProxies);
   const httpTimer = httpTimers(metrics);
   const server = createHttpServer({
     uws: deps.uws,
+    app: httpApp,
     logger,
     maxBodyBytes: config.maxBodyBytes,
     maxHeaderBytes: config.maxHeaderBytes,
@@ -310,39 +334,6 @@ export function buildApp(deps: AppDeps): App {
       metricsRoute(metrics.registry, () => metrics.actors.set(actors.stats().actors)),
     ]),
   });
-  subscriptions = createStockSubscriptions({
-    app: server.app,
-    redis: infra.redis,
-    keyPrefix: config.redis.keyPrefix,
-    readStocks: async (ids) =>
-      (await catalog.getProducts(ids)).products.map(
-        (p) => p && { productId: p.id, stock: p.stock, version: p.version },
-      ),
-    limits: config.ws,
-    logger,
-    admit: (socketIp, forwardedFor) => rateLimits.admitIp(clientIp(socketIp, forwardedFor, trustedProxies)),
-    onChange: (productId, stock, version) => catalog.offerStock(productId, stock, version),
-    onLive: (live) => catalog.memory.setLive(live),
-  });
-  cluster = createCluster(
-    {
-      config,
-      logger,
-      redis: infra.redis,
-      app: server.app,
-      actors,
-      sagas,
-      onTakeover: (which) => (recovering ? void recovery.resumeWhere(which) : undefined),
-      onRouted: (op, where) => metrics.routed.inc({ op, where }),
-      onStage: metrics.purchaseStage,
-      onEvicted: (_node, freed) => {
-        metrics.evictions.inc({ what: 'nodes' });
-        metrics.evictions.inc({ what: 'leases' }, freed);
-      },
-      onOwnershipChanged: (change, shards) => metrics.ownershipChanges.inc({ change }, shards),
-    },
-    config.shutdownGraceMs,
-  );
   return {
     server,
     actors,
@@ -355,7 +346,9 @@ export function buildApp(deps: AppDeps): App {
     subscriptions,
     consistency,
     async start(port, options = {}) {
-      recovering = options.recover !== false;
+      const recovering = options.recover !== false;
+      // Shards taken over from then on have their unfinished sagas resumed here.
+      if (recovering) cluster.onShards({ acquired: (which) => void recovery.resumeWhere(which) });
       await cluster.start(port);
       await subscriptions.start();
       relay.start();
@@ -379,7 +372,7 @@ export function buildApp(deps: AppDeps): App {
         logger.warn({ running: sagas.stats().running }, 'sagas left off; their new owners resume them');
       const actorsDrained = await actors.drain(graceMs);
       const result = await closing;
-      await cluster.close();
+      await routing.close();
       // Event clients get a bounded moment: offsets and outbox rows are safe to abandon (at-least-once).
       const timed = (what: string, stopping: Promise<unknown> | undefined) =>
         withTimeout(Promise.resolve(stopping), CLIENT_STOP_TIMEOUT_MS, what).catch((err: unknown) =>
@@ -389,7 +382,7 @@ export function buildApp(deps: AppDeps): App {
         timed('outbox relay stop', relay.stop()),
         timed('projection stop', projection?.stop()),
         timed('consistency monitor stop', consistencyStopped),
-        timed('projection lag reader close', projectionLag?.close()),
+        timed('projection lag reader close', figures.close()),
         payments.close(),
       ]);
       nact.stop(system);

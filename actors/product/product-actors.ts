@@ -32,8 +32,6 @@ export interface ProductActorsOptions extends StockWriteThroughOptions {
   mailboxLimit: number;
   /** An actor with nothing to do for this long is passivated, ms. */
   passivateAfterMs: number;
-  /** Called inside the actor when a batch commits, before its replies (new orders start their sagas here). */
-  onCommitted?: (info: CommittedOrders) => void;
   /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
   mayWrite?: (productId: ProductId) => boolean;
   /** A batch lost to the row version: another node wrote the product since this one loaded it. */
@@ -91,6 +89,7 @@ export class ProductActors {
   private outstanding = 0;
   private activations = 0;
   private drained: (() => void) | undefined;
+  private readonly committedListeners: ((info: CommittedOrders) => void)[] = [];
 
   constructor(private readonly options: ProductActorsOptions) {
     this.now = options.now ?? Date.now;
@@ -100,6 +99,11 @@ export class ProductActors {
       Math.max(10, Math.floor(options.passivateAfterMs / 2)),
     );
     this.sweeper.unref();
+  }
+
+  /** Calls `listener` inside the actor when a batch commits, before its replies (new orders start sagas). */
+  onCommitted(listener: (info: CommittedOrders) => void): void {
+    this.committedListeners.push(listener);
   }
 
   /** Reserves and commits a purchase through the product's actor; resolves with its outcome. */
@@ -292,7 +296,7 @@ export class ProductActors {
     const entry = new Entry(productId, this.now());
     entry.handle = spawnProductActor(this.options.system, productId, {
       startFlush: (batch) => this.flush(entry, batch),
-      committed: (info) => this.options.onCommitted?.(info),
+      committed: (info) => this.committedListeners.forEach((listener) => listener(info)),
       now: this.now,
       retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
       crashed: (id, error) =>

@@ -3,11 +3,13 @@ import type { ActorSystemRef } from 'nact';
 import type { Logger } from '../../src/logger.js';
 import { sleep } from '../../src/timeouts.js';
 import { runSaga, SagaInterrupted } from './run-saga.js';
+import { SagaRuns } from './saga-runs.js';
 import type {
   PaymentPort,
   SagaEnd,
   SagaOrder,
   SagaResult,
+  SagaWait,
   SettlePort,
   StageObserver,
 } from '../../src/domain/index.js';
@@ -19,16 +21,13 @@ export interface SagaCoordinatorsOptions {
   payments: PaymentPort;
   settle: SettlePort;
   logger: Logger;
+  /** The sagas running on this node, shared with those who wait for them (the router). Default: its own. */
+  runs?: SagaRuns;
   /** Called when a saga ends (metrics). */
   onEnd?: (status: SagaEnd | 'INTERRUPTED', seconds: number) => void;
   /** Purchase stage latencies (metrics): payment and confirm_commit. */
   onStage?: StageObserver;
   now?: () => number;
-}
-
-interface Running {
-  done: Promise<SagaResult | undefined>;
-  started: number;
 }
 
 type SagaMessage = {
@@ -45,7 +44,7 @@ let spawned = 0;
  * node resumes unfinished sagas), stopped when its saga ends. Callers can wait for a saga's end.
  */
 export class SagaCoordinators {
-  private readonly running = new Map<string, Running>();
+  private readonly running: SagaRuns;
   private stopping = false;
   private readonly now: () => number;
   /** Set only at debug level (read once): each saga's start and end are logged with its `reqId`. */
@@ -53,17 +52,14 @@ export class SagaCoordinators {
 
   constructor(private readonly options: SagaCoordinatorsOptions) {
     this.now = options.now ?? Date.now;
+    this.running = options.runs ?? new SagaRuns();
     this.trace = options.logger.isLevelEnabled('debug') ? options.logger : undefined;
   }
 
   /** Starts the saga of `order` unless it runs already. */
   start(order: SagaOrder, resumed = false): void {
     if (this.stopping || this.running.has(order.orderId)) return;
-    let finish!: (end: SagaResult | undefined) => void;
-    const done = new Promise<SagaResult | undefined>((resolve) => {
-      finish = resolve;
-    });
-    this.running.set(order.orderId, { done, started: this.now() });
+    const finish = this.running.begin(order.orderId, this.now());
     const ref = spawn(
       this.options.system,
       async (_state: undefined, msg: SagaMessage, ctx: { self: nact.Ref<SagaMessage> }) => {
@@ -95,14 +91,8 @@ export class SagaCoordinators {
    * The saga's end if it comes within `budgetMs`; `PENDING` if it is still running then; undefined if
    * it does not run here (or left off), and the database has the answer.
    */
-  async waitFor(orderId: string, budgetMs: number): Promise<SagaResult | { status: 'PENDING' } | undefined> {
-    const running = this.running.get(orderId);
-    if (running === undefined) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const budget = new Promise<{ status: 'PENDING' }>((resolve) => {
-      timer = setTimeout(() => resolve({ status: 'PENDING' }), Math.max(0, budgetMs));
-    });
-    return Promise.race([running.done, budget]).finally(() => clearTimeout(timer));
+  waitFor(orderId: string, budgetMs: number): Promise<SagaWait> {
+    return this.running.waitFor(orderId, budgetMs);
   }
 
   stats(): { running: number } {
@@ -112,7 +102,7 @@ export class SagaCoordinators {
   /** Stops starting sagas; waits up to `timeoutMs` for running ones; the rest leave off and are resumed later. */
   async drain(timeoutMs: number): Promise<boolean> {
     this.stopping = true;
-    const all = Promise.all([...this.running.values()].map((r) => r.done));
+    const all = this.running.allEnded();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs);
@@ -122,7 +112,7 @@ export class SagaCoordinators {
 
   private async run(order: SagaOrder, resumed: boolean): Promise<SagaResult | undefined> {
     const log = this.options.logger;
-    const started = this.running.get(order.orderId)?.started ?? this.now();
+    const started = this.running.startedAt(order.orderId) ?? this.now();
     const trace = this.trace;
     const reqId = order.requestId;
     trace?.debug({ reqId, orderId: order.orderId, productId: order.productId, resumed }, 'saga started');
@@ -146,7 +136,7 @@ export class SagaCoordinators {
       this.options.onEnd?.('INTERRUPTED', (this.now() - started) / 1000);
       return undefined;
     } finally {
-      this.running.delete(order.orderId);
+      this.running.end(order.orderId);
     }
   }
 }

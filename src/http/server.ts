@@ -73,6 +73,8 @@ export interface AccessControl {
 
 export interface HttpServerOptions {
   uws: Uws;
+  /** The uWS app to serve on, made by `uws` (WebSockets and the peer channel share it). Default: new. */
+  app?: TemplatedApp;
   logger: Logger;
   routes: readonly Route[];
   /** Largest request body accepted, bytes. Default 16 KiB. */
@@ -144,7 +146,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
   const access = options.access ?? {};
   const trustedProxies = addressSet(access.trustedProxies ?? []);
   const internalAllowFrom = addressSet(access.internalAllowFrom ?? []);
-  const app = uws.App();
+  const app = options.app ?? uws.App();
   let listenSocket: us_listen_socket | undefined;
   let draining = false;
   let inFlight = 0;

@@ -9,8 +9,6 @@ import type {
   RestockOutcome,
   SagaOrder,
   SagaWait,
-  SettleOutcome,
-  Settlement,
   StockStamp,
 } from '../domain/index.js';
 import type { SagaCoordinators } from '../../actors/saga/saga-coordinators.js';
@@ -65,7 +63,7 @@ export class Purchases {
   async purchase(input: PurchaseInput): Promise<PurchaseAnswer> {
     const started = Date.now();
     const strategy = await this.deps.catalog.strategyOf(input.productId);
-    if (strategy === undefined) return notFound(input.productId);
+    if (strategy === undefined) return productNotFound(input.productId);
     const request: PurchaseRequest = { ...input, deadline: started + this.deps.config.purchase.deadlineMs };
     const pending =
       strategy === 'actor'
@@ -97,22 +95,11 @@ export class Purchases {
 
   async restock(productId: number, quantity: number): Promise<RestockOutcome> {
     const strategy = await this.deps.catalog.strategyOf(productId);
-    if (strategy === undefined) return notFound(productId);
+    if (strategy === undefined) return productNotFound(productId);
     const pending =
       strategy === 'actor'
         ? this.deps.actors.restock(productId, quantity)
         : this.deps.baseline.restock(productId, quantity, Date.now() + this.deps.config.purchase.deadlineMs);
-    return this.bounded(pending);
-  }
-
-  /** Persists a saga's decision with the product's writer (its actor, or the baseline under its lock). */
-  async settle(settlement: Settlement): Promise<SettleOutcome> {
-    const strategy = await this.deps.catalog.strategyOf(settlement.productId);
-    if (strategy === undefined) return notFound(settlement.productId);
-    const pending =
-      strategy === 'actor'
-        ? this.deps.actors.settle(settlement)
-        : this.deps.baseline.settle(settlement, Date.now() + this.deps.config.purchase.deadlineMs);
     return this.bounded(pending);
   }
 
@@ -155,18 +142,22 @@ export class Purchases {
   }
 
   private bounded<T>(pending: Promise<T>): Promise<T | Refusal> {
-    const { timeoutMs } = this.deps.config.purchase;
-    return withTimeout(pending, timeoutMs, 'purchase').catch((err: unknown) => {
-      if ((err as { code?: string }).code !== 'DEADLINE_EXCEEDED') throw err;
-      return {
-        kind: 'refused',
-        reason: 'DEADLINE_EXCEEDED',
-        message: `no outcome within ${timeoutMs} ms; retry with the same Idempotency-Key to learn it`,
-      } satisfies Refusal;
-    });
+    return bounded(pending, this.deps.config.purchase.timeoutMs);
   }
 }
 
-function notFound(productId: number): Refusal {
+/** `pending`, or DEADLINE_EXCEEDED once `timeoutMs` has passed without its outcome. */
+export function bounded<T>(pending: Promise<T>, timeoutMs: number): Promise<T | Refusal> {
+  return withTimeout(pending, timeoutMs, 'purchase').catch((err: unknown) => {
+    if ((err as { code?: string }).code !== 'DEADLINE_EXCEEDED') throw err;
+    return {
+      kind: 'refused',
+      reason: 'DEADLINE_EXCEEDED',
+      message: `no outcome within ${timeoutMs} ms; retry with the same Idempotency-Key to learn it`,
+    } satisfies Refusal;
+  });
+}
+
+export function productNotFound(productId: number): Refusal {
   return { kind: 'refused', reason: 'PRODUCT_NOT_FOUND', message: `product ${productId} does not exist` };
 }

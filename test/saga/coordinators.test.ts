@@ -149,7 +149,6 @@ t.test(
     const payments = new FakePayments(() => ((charges += 1) % 3 === 0 ? 'declined' : 'succeeded'));
     const system = nact.start();
     t.teardown(() => nact.stop(system));
-    let sagas!: SagaCoordinators;
     const actors = new ProductActors({
       system,
       store,
@@ -158,12 +157,12 @@ t.test(
       mailboxLimit: 10_000,
       passivateAfterMs: 60_000,
       cacheWriteTimeoutMs: 100,
-      onCommitted: ({ orders }) => {
-        for (const o of orders)
-          sagas.start({ ...sagaOrder(o.orderId, o.productId), quantity: o.quantity, userId: o.userId });
-      },
     });
-    sagas = new SagaCoordinators({ system, payments, settle: (s) => actors.settle(s), logger: silent });
+    const sagas = new SagaCoordinators({ system, payments, settle: (s) => actors.settle(s), logger: silent });
+    actors.onCommitted(({ orders }) => {
+      for (const o of orders)
+        sagas.start({ ...sagaOrder(o.orderId, o.productId), quantity: o.quantity, userId: o.userId });
+    });
     t.teardown(() => actors.drain(1_000));
 
     const buy = (i: number): Promise<PurchaseOutcome> =>
