@@ -8,7 +8,7 @@ import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } fro
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { runAlternatingPhases } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
-import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
+import { measurePhase, percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
@@ -252,7 +252,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   summary['target_cpu_us_per_purchase_saturated'] = TARGETS.cpuUsPerPurchaseSaturated;
   summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
   summary['oversold'] = oversold(checks);
-  summary['background_busy'] = background === undefined ? null : round(background, 2);
+  summary['background_busy'] = roundOrNull(background, 2);
   summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
 
   /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */

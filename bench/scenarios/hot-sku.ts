@@ -4,7 +4,7 @@
  */
 import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { round } from '../measure.js';
+import { roundOrNull } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
@@ -114,7 +114,7 @@ export default defineScenario({
         mode: 'open-loop',
         actor_per_s: Math.round(actorPerS),
         baseline_per_s: Math.round(baselinePerS),
-        ratio: ratio === null ? null : round(ratio, 2),
+        ratio: roundOrNull(ratio, 2),
         oversold: oversold(checks),
         actor_offered_per_s: actor.best?.offered ?? 0,
         baseline_offered_per_s: baseline.best?.offered ?? 0,
