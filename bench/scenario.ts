@@ -248,11 +248,7 @@ export interface Health {
 const leaseNote = (n: number): string[] =>
   n > 0 ? [`WARNING: the nodes lost ${n} shard leases during the run (shard_ownership_changes_total)`] : [];
 
-const healthSummary = (h: {
-  background: number | undefined;
-  restarted: readonly string[];
-  shardLosses: number;
-}) => ({
+const healthSummary = (h: Omit<Health, 'steps'>) => ({
   background_busy: roundOrNull(h.background, 2),
   stack_restarted: h.restarted.length > 0,
   shard_losses: h.shardLosses,

@@ -8,8 +8,8 @@ import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } fro
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { runAlternatingPhases } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
-import { measurePhase, percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
-import { runOpenLoop } from '../open-loop.js';
+import { percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
+import type { OpenLoopResult } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
 import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
@@ -39,13 +39,13 @@ const MYSQL_COUNTERS = [
 
 const mysqlCounters = () => serverStatus(MYSQL_COUNTERS);
 
+/** An open-loop phase: server counter deltas, confirmed purchases, µs on the monotonic clock (profile-summary's --phase). */
 interface Phase {
   readonly path: Strategy;
-  readonly measured: Awaited<ReturnType<typeof measurePhase<Awaited<ReturnType<typeof runOpenLoop>>>>>;
+  readonly measured: MeasuredPhase<OpenLoopResult>;
   readonly mysql: Record<string, number>;
   readonly redisCalls: Record<string, number>;
   readonly confirmed: number;
-  /** The phase on the monotonic clock, µs (profile-summary's --phase windows). */
   readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 

@@ -64,11 +64,8 @@ function phaseOf(
 
 type Phase = ReturnType<typeof phaseOf>;
 
-interface CacheCheck {
-  readonly when: string;
-  /** `status X-Cache[/X-Cache-Tier]` of each product's answer, e.g. `200 HIT/memory`. */
-  readonly answers: readonly string[];
-}
+/** `answers`: `status X-Cache[/X-Cache-Tier]` of each product's answer, e.g. `200 HIT/memory`. */
+type CacheCheck = { readonly when: string; readonly answers: readonly string[] };
 
 function requireWrk(): string {
   const probe = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
