@@ -4,7 +4,7 @@
  * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
  */
 import type { Dispatcher } from 'undici';
-import { closedLoopPool, createProduct, type Strategy } from './api.js';
+import { closedLoopPool, type Strategy } from './api.js';
 import { cores, otherCores } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -221,17 +221,11 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
   const pool = closedLoopPool(run.cluster.url, options.connections, io);
   const tag = run.tag('hs');
   io.progress(`bench: machine busy before the load (service idle): ${pct(run.background)}`);
-  const paths: ClosedLoopPath<Strategy>[] = [];
-  for (const path of PATHS) {
-    const { id } = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
-    paths.push({
-      path,
-      http: pool,
-      productId: id,
-      initialStock: INITIAL_STOCK[path],
-      metricsFrom: run.cluster.url,
-    });
-  }
+  const products = await run.pathProducts(tag, INITIAL_STOCK);
+  const paths = PATHS.map((path): ClosedLoopPath<Strategy> => {
+    const initialStock = INITIAL_STOCK[path];
+    return { path, http: pool, productId: products[path].id, initialStock, metricsFrom: run.cluster.url };
+  });
   const phaseS = options.durationS / 2;
   const { all, measured } = await runAlternatingPhases(run, { paths, order: ORDER, tag });
   const {

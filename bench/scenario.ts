@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
+import { createProduct, type CreatedProduct, type Strategy } from './api.js';
 import { BenchTokens } from './auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
@@ -159,6 +160,22 @@ export class Run {
       this.io.progress(`bench: stopping ${what}`);
       await stopAll();
     }
+  }
+
+  /** An actor and a baseline product named `bench <tag> <path><suffix>`, each with its `stock`. */
+  async pathProducts(tag: string, stock: number | Readonly<Record<Strategy, number>>, suffix = '') {
+    const products = {} as Record<Strategy, CreatedProduct>;
+    for (const path of ['actor', 'baseline'] as const) {
+      const units = typeof stock === 'number' ? stock : stock[path];
+      products[path] = await createProduct(
+        this.admin,
+        this.tokens,
+        `bench ${tag} ${path}${suffix}`,
+        units,
+        path,
+      );
+    }
+    return products;
   }
 
   /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */

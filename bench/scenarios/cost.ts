@@ -4,7 +4,7 @@
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { closedLoopPool, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { runAlternatingPhases } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
@@ -62,7 +62,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
-  const { cluster, tokens, admin, background } = await run.setUp({
+  const { cluster, tokens, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
@@ -70,19 +70,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
   const tag = run.tag('cost');
-  const products = {} as Record<Strategy, CreatedProduct>;
-  for (const path of PATHS)
-    products[path] = await createProduct(admin, tokens, `bench ${tag} ${path}`, STOCK, path);
-  const saturated = {} as Record<Strategy, CreatedProduct>;
-  if (inFlight > 0)
-    for (const path of PATHS)
-      saturated[path] = await createProduct(
-        admin,
-        tokens,
-        `bench ${tag} ${path} saturated`,
-        SATURATION_STOCK,
-        path,
-      );
+  const products = await run.pathProducts(tag, STOCK);
+  const saturated =
+    inFlight > 0
+      ? await run.pathProducts(tag, SATURATION_STOCK, ' saturated')
+      : ({} as Record<Strategy, CreatedProduct>);
   const ledger = new PurchaseLedger(
     tokens,
     PATHS.map((p) => products[p].id),

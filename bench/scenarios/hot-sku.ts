@@ -2,7 +2,7 @@
  * Hot SKU: every purchase to one product, actor vs baseline, open-loop step-up until a path breaks the SLO
  * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
-import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import type { Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
 import { roundOrNull } from '../measure.js';
 import { histogramMean } from '../prom.js';
@@ -44,15 +44,7 @@ export default defineScenario({
     const firstRate = options.rate ?? 200;
     await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
     const tag = run.tag('hs');
-    const products = {} as Record<Strategy, CreatedProduct>;
-    for (const path of PATHS)
-      products[path] = await createProduct(
-        run.admin,
-        run.tokens,
-        `bench ${tag} ${path}`,
-        INITIAL_STOCK[path],
-        path,
-      );
+    const products = await run.pathProducts(tag, INITIAL_STOCK);
     const ledger = new PurchaseLedger(
       run.tokens,
       PATHS.map((p) => products[p].id),
