@@ -5,11 +5,7 @@ import type { BenchIO } from './types.js';
 
 export type Strategy = 'actor' | 'baseline';
 
-export interface CreatedProduct {
-  readonly id: number;
-  readonly stock: number;
-  readonly strategy: Strategy;
-}
+export type CreatedProduct = Awaited<ReturnType<typeof createProduct>>;
 
 /** `POST /products` as the bench's admin. */
 export async function createProduct(
@@ -19,7 +15,7 @@ export async function createProduct(
   stock: number,
   strategy: Strategy = 'actor',
   priceCents = 1999,
-): Promise<CreatedProduct> {
+) {
   const res = await http.request({
     path: '/products',
     method: 'POST',
@@ -30,7 +26,7 @@ export async function createProduct(
   if (res.statusCode !== 201)
     throw new Error(`POST /products answered ${res.statusCode}: ${text.slice(0, 300)}`);
   const body = JSON.parse(text) as { id: number; stock: number; strategy: Strategy };
-  return { id: body.id, stock: body.stock, strategy: body.strategy };
+  return { id: body.id, stock: body.stock, strategy: body.strategy } as const;
 }
 
 /** `count` actor products named `bench <tag> <i>`, created one after another. */

@@ -28,15 +28,8 @@ export async function renderCharts(charts: readonly ChartSpec[], base: string): 
   return files;
 }
 
-export interface LatencyRow {
-  /** Operation (and phase or step), e.g. `purchase @ 2000/s`. */
-  readonly op: string;
-  readonly p50: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-}
+/** An operation (and phase or step, e.g. `purchase @ 2000/s`) and its latency percentiles, ms. */
+type LatencyRow = { readonly op: string } & Readonly<Record<'p50' | 'p95' | 'p99' | 'p999' | 'max', number>>;
 
 /** Grouped bars: p50/p95/p99/p99.9/max per operation, ms on a log scale; an optional target line. */
 export function latencyChart(title: string, rows: readonly LatencyRow[]): ChartSpec {
@@ -60,12 +53,8 @@ export function latencyChart(title: string, rows: readonly LatencyRow[]): ChartS
   });
 }
 
-export interface RatePoint {
-  /** Seconds since the start of the run (or of the phase series). */
-  readonly t: number;
-  readonly series: string;
-  readonly perS: number;
-}
+/** Requests/s of a series in second `t` of the run (or of the phase series). */
+export type RatePoint = { readonly t: number; readonly series: string; readonly perS: number };
 
 /** Lines: requests/s per second of the run, one line per series (offered, achieved, errors, ...). */
 export function throughputChart(title: string, points: readonly RatePoint[]): ChartSpec {
@@ -82,12 +71,7 @@ export function throughputChart(title: string, points: readonly RatePoint[]): Ch
   });
 }
 
-export interface CurvePoint {
-  readonly series: string;
-  readonly offered: number;
-  readonly ms: number;
-  readonly percentile: string;
-}
+export type CurvePoint = { readonly series: string; offered: number; ms: number; percentile: string };
 
 /** Latency against offered rate (one line per series and percentile), with the SLO as a rule. */
 export function curveChart(title: string, points: readonly CurvePoint[], sloMs: number): ChartSpec {

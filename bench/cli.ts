@@ -85,12 +85,9 @@ function numberOption(raw: string | undefined, flag: string, integer: boolean, m
 
 function httpUrl(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
+  if (!URL.canParse(raw))
     throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL (expected http://host:port)`);
-  }
+  const url = new URL(raw);
   if (url.protocol !== 'http:' || url.pathname !== '/')
     throw new UsageError(`--url ${JSON.stringify(raw)}: expected http://host:port with no path`);
   return url.origin;
@@ -111,12 +108,11 @@ function serviceEnv(pairs: readonly string[], external: boolean): Record<string,
   return env;
 }
 
-function timestamp(date: Date): string {
-  return date
+const timestamp = (date: Date): string =>
+  date
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
-}
 
 async function parse(argv: string[]): Promise<{ scenario: Scenario; options: BenchOptions; repeat: number }> {
   let parsed;

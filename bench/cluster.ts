@@ -43,27 +43,15 @@ async function buildService(io: BenchIO, options: BenchOptions): Promise<void> {
   built = true;
 }
 
-export interface NodeProcess {
-  readonly id: string;
-  readonly url: string;
-  readonly port: number;
-  readonly pid: number;
-  readonly logFile: string;
-  /** Resolves with the exit code or signal. */
-  readonly exited: Promise<number | string>;
-  /** Sends a signal now (failover: SIGKILL); `stop` still waits for the exit. */
-  kill(signal: NodeJS.Signals): void;
-  /** Resolves when /ready answers 200 (rejects, with the log's tail, if the process exits first). */
-  ready(timeoutMs?: number): Promise<void>;
-  stop(): Promise<void>;
-}
+/** A started node: `kill` signals now (failover: SIGKILL), `stop` waits for the exit, `ready` rejects with the log's tail. */
+export type NodeProcess = Awaited<ReturnType<typeof startNode>>;
 
 /** Starts one app node with the bench env (bench/README.md); registers its stop. */
 async function startNode(
   options: BenchOptions,
   io: BenchIO,
   settings: { port: number; redisPrefix: string; nodeId: string; env: Record<string, string> },
-): Promise<NodeProcess> {
+) {
   const { port, nodeId } = settings;
   await mkdir(options.outDir, { recursive: true });
   const logFile = path.join(options.outDir, `service-${options.runTag}-${port}.log`);
@@ -122,6 +110,7 @@ async function startNode(
     port,
     pid,
     logFile,
+    /** Resolves with the exit code or signal. */
     exited: node.exited,
     kill: node.kill,
     stop,

@@ -15,26 +15,10 @@ const CLOCK_TICKS = (() => {
   }
 })();
 
-export interface CpuSnapshot {
-  readonly atMs: number;
-  readonly self: NodeJS.CpuUsage;
-  /** Busy and total jiffies of all cores; undefined without /proc. */
-  readonly machine: { busy: number; irq: number; total: number } | undefined;
-  /** utime + stime jiffies per named process (undefined when it cannot be read). */
-  readonly processes: Readonly<Record<string, number | undefined>>;
-}
-
-export interface CpuShares {
-  readonly wallS: number;
-  /** The load generator's CPU in cores (1 = one core fully busy). */
-  readonly benchCores: number;
-  /** Share of all cores busy, 0..1. */
-  readonly machineBusy: number | undefined;
-  /** Cores in hard and soft interrupts (mostly loopback traffic), charged to no process; undefined without /proc. */
-  readonly irqCores: number | undefined;
-  /** CPU per named process, cores. */
-  readonly processCores: Readonly<Record<string, number | undefined>>;
-}
+type CpuSnapshot = ReturnType<typeof cpuSnapshot>;
+/** Over a phase: the load generator's cores, the share of all cores busy (0..1) and the cores in interrupts
+ * (charged to no process; both undefined without /proc), and each named process's cores. */
+export type CpuShares = ReturnType<typeof cpuShares>;
 
 /** The local stack's servers by port (scripts/stack/layout.ts): whoever listens there is the stack the bench uses. */
 const STACK_SERVERS = {
@@ -145,14 +129,15 @@ export function childPids(parent: number): number[] {
   return children;
 }
 
-export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>): CpuSnapshot {
+/** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far. */
+export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>) {
   const processes: Record<string, number | undefined> = {};
   for (const [name, pid] of Object.entries(pids))
     processes[name] = pid === undefined ? undefined : processJiffies(pid);
   return { atMs: performance.now(), self: process.cpuUsage(), machine: machineJiffies(), processes };
 }
 
-export function cpuShares(from: CpuSnapshot, to: CpuSnapshot): CpuShares {
+export function cpuShares(from: CpuSnapshot, to: CpuSnapshot) {
   const wallS = (to.atMs - from.atMs) / 1000;
   const selfUs = to.self.user - from.self.user + (to.self.system - from.self.system);
   const processCores: Record<string, number | undefined> = {};

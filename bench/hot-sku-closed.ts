@@ -4,7 +4,7 @@
  * A B A B so drift of the machine hits both paths alike; then MySQL is checked for oversell and lost orders.
  */
 import type { Dispatcher } from 'undici';
-import { closedLoopPool, createProduct, type Strategy } from './api.js';
+import { closedLoopPool, type Strategy } from './api.js';
 import { cores, otherCores } from './cpu.js';
 import { newLatencyHistogram, runPurchasePhase, type PhaseResult } from './load.js';
 import {
@@ -14,11 +14,12 @@ import {
   measurePhase,
   percentileMs,
   round,
+  roundOrNull,
+  sumDelta,
   writerFigures,
   type MeasuredPhase,
 } from './measure.js';
-import { delta } from './prom.js';
-import { num, tableOf } from './report.js';
+import { columns, fixed, num, pct } from './report.js';
 import { oversold, phaseHealthOf, type Run } from './scenario.js';
 import type { ScenarioResult } from './types.js';
 
@@ -105,8 +106,7 @@ export async function runAlternatingPhases<P extends string>(
 }
 
 const ms = percentileMs;
-const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
-const coresText = (n: number | undefined): string => (n === undefined ? '-' : n.toFixed(2));
+const coresText = (n: number | undefined): string => fixed(n, 2);
 
 /** Measured phases of one path together: rate, latency of 201s, errors, batch, CPU (wall-weighted). */
 export function merge(phases: readonly Measured[]) {
@@ -120,14 +120,8 @@ export function merge(phases: readonly Measured[]) {
     windowS += result.windowS;
     for (const [answer, n] of Object.entries(result.failures)) failures[answer] = (failures[answer] ?? 0) + n;
   }
-  const batches = phases.reduce(
-    (sum, p) => sum + delta(p.metrics.before, p.metrics.after, 'product_batch_size_count'),
-    0,
-  );
-  const batched = phases.reduce(
-    (sum, p) => sum + delta(p.metrics.before, p.metrics.after, 'product_batch_size_sum'),
-    0,
-  );
+  const batches = sumDelta(phases, 'product_batch_size_count');
+  const batched = sumDelta(phases, 'product_batch_size_sum');
   const wall = phases.reduce((sum, p) => sum + p.cpu.wallS, 0);
   const weighted = (get: (p: Measured) => number | undefined): number | undefined =>
     phases.every((p) => get(p) !== undefined)
@@ -147,32 +141,38 @@ export function merge(phases: readonly Measured[]) {
   };
 }
 
+type Row = readonly [label: string, seconds: number, merged: ReturnType<typeof merge>];
+
+/** The columns of closed-loop phases; `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` keys of a path's merged phases. */
+const PHASE_COLUMNS = columns<Row>([
+  ['phase (closed loop)', ([label]) => label],
+  ['s', ([, seconds]) => round(seconds, 1)],
+  ['purchases/s', ([, , m]) => Math.round(m.perS), 'per_s'],
+  ['p50 ms', ([, , m]) => ms(m.latency, 50), 'p50_ms'],
+  ['p99 ms', ([, , m]) => ms(m.latency, 99), 'p99_ms'],
+  ['max ms', ([, , m]) => maxMs(m.latency)],
+  ['errors', ([, , m]) => m.errors, 'errors'],
+  ['mean batch', ([, , m]) => fixed(m.meanBatch, 1)],
+  ['svc cores', ([, , m]) => coresText(m.serviceCores)],
+  ['db cores', ([, , m]) => coresText(m.dbCores)],
+  ['bench cores', ([, , m]) => coresText(m.benchCores)],
+  ['other cores', ([, , m]) => coresText(m.otherCores)],
+  ['machine busy', ([, , m]) => pct(m.machineBusy)],
+]);
+
 /** The table of closed-loop phases: each measured phase, then the `totals` (label, seconds, merged phases). */
-export function phaseTable(
-  measured: readonly Measured[],
-  totals: readonly (readonly [string, number, ReturnType<typeof merge>])[],
-) {
-  type Row = readonly [string, number, ReturnType<typeof merge>];
-  const rows: Row[] = measured.map((m) => [m.result.label, m.result.windowS, merge([m])]);
-  return tableOf<Row>(
-    [
-      ['phase (closed loop)', ([label]) => label],
-      ['s', ([, seconds]) => round(seconds, 1)],
-      ['purchases/s', ([, , m]) => Math.round(m.perS)],
-      ['p50 ms', ([, , m]) => ms(m.latency, 50)],
-      ['p99 ms', ([, , m]) => ms(m.latency, 99)],
-      ['max ms', ([, , m]) => maxMs(m.latency)],
-      ['errors', ([, , m]) => m.errors],
-      ['mean batch', ([, , m]) => (m.meanBatch === undefined ? '-' : m.meanBatch.toFixed(1))],
-      ['svc cores', ([, , m]) => coresText(m.serviceCores)],
-      ['db cores', ([, , m]) => coresText(m.dbCores)],
-      ['bench cores', ([, , m]) => coresText(m.benchCores)],
-      ['other cores', ([, , m]) => coresText(m.otherCores)],
-      ['machine busy', ([, , m]) => pct(m.machineBusy)],
-    ],
-    [...rows, ...totals],
-  );
-}
+export const phaseTable = (measured: readonly Measured[], totals: readonly Row[]) =>
+  PHASE_COLUMNS.table([
+    ...measured.map((m): Row => [m.result.label, m.result.windowS, merge([m])]),
+    ...totals,
+  ]);
+
+/** The summary keys of each path's merged phases, in the order given. */
+export const pathKeys = (paths: readonly (readonly [string, ReturnType<typeof merge>])[]) =>
+  Object.assign({}, ...paths.map(([path, m]) => PHASE_COLUMNS.keys(path, ['', 0, m]))) as Record<
+    string,
+    unknown
+  >;
 
 /** Two paths merged, their ratio, and the ratio from the undisturbed phases only (when both have one). */
 export function compare<P extends string>(
@@ -221,17 +221,11 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
   const pool = closedLoopPool(run.cluster.url, options.connections, io);
   const tag = run.tag('hs');
   io.progress(`bench: machine busy before the load (service idle): ${pct(run.background)}`);
-  const paths: ClosedLoopPath<Strategy>[] = [];
-  for (const path of PATHS) {
-    const { id } = await createProduct(pool, run.tokens, `bench ${tag} ${path}`, INITIAL_STOCK[path], path);
-    paths.push({
-      path,
-      http: pool,
-      productId: id,
-      initialStock: INITIAL_STOCK[path],
-      metricsFrom: run.cluster.url,
-    });
-  }
+  const products = await run.pathProducts(tag, INITIAL_STOCK);
+  const paths = PATHS.map((path): ClosedLoopPath<Strategy> => {
+    const initialStock = INITIAL_STOCK[path];
+    return { path, http: pool, productId: products[path].id, initialStock, metricsFrom: run.cluster.url };
+  });
   const phaseS = options.durationS / 2;
   const { all, measured } = await runAlternatingPhases(run, { paths, order: ORDER, tag });
   const {
@@ -273,18 +267,14 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
     ok,
     summary: {
       mode: 'closed-loop',
-      actor_per_s: Math.round(actor.perS),
-      baseline_per_s: Math.round(baseline.perS),
+      ...pathKeys([
+        ['actor', actor],
+        ['baseline', baseline],
+      ]),
       ratio: round(ratio, 2),
-      ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 2),
-      actor_p50_ms: ms(actor.latency, 50),
-      actor_p99_ms: ms(actor.latency, 99),
-      baseline_p50_ms: ms(baseline.latency, 50),
-      baseline_p99_ms: ms(baseline.latency, 99),
-      actor_errors: actor.errors,
-      baseline_errors: baseline.errors,
+      ratio_undisturbed: roundOrNull(ratioUndisturbed, 2),
       oversold: oversold(checks),
-      mean_batch_size: actor.meanBatch === undefined ? null : round(actor.meanBatch, 1),
+      mean_batch_size: roundOrNull(actor.meanBatch, 1),
       load_generator_machine_share: round(loadCores / cores(), 2),
       load_generator_cores_actor: round(actor.benchCores, 2),
       ...health.summary,

@@ -12,15 +12,6 @@ server.listen(0, '127.0.0.1', () => process.send(server.address().port));
 process.on('disconnect', () => process.exit(0));
 `;
 
-export interface IoProbe {
-  /** Caller CPU-µs per round trip, back to back. */
-  readonly busyUs: number;
-  /** Caller CPU-µs per round trip after a `gapMs` pause (the loop slept and was woken by the answer). */
-  readonly afterSleepUs: number;
-  readonly gapMs: number;
-  readonly roundTrips: number;
-}
-
 async function roundTrips(socket: Socket, count: number, gapMs: number): Promise<number> {
   const payload = Buffer.alloc(200, 1);
   let cpuUs = 0;
@@ -44,8 +35,9 @@ async function roundTrips(socket: Socket, count: number, gapMs: number): Promise
   return cpuUs / count;
 }
 
-/** Runs the probe (~3 s): `count` round trips each way. */
-export async function probeIo(count = 500, gapMs = 5): Promise<IoProbe> {
+/** Runs the probe (~3 s): `count` round trips each way; caller CPU-µs per round trip back to back (`busyUs`)
+ * and after a `gapMs` pause (`afterSleepUs`: the loop slept and was woken by the answer). */
+export async function probeIo(count = 500, gapMs = 5) {
   const child = spawn(process.execPath, ['-e', ECHO_SERVER], {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });

@@ -13,66 +13,22 @@ import type { BenchIO } from './types.js';
 
 const HISTOGRAM_MAX_US = 120_000_000; // 2 min
 
-export interface PurchaseAttempt {
-  readonly productId: number;
-  readonly userId: string;
-  readonly key: string;
-  /** What was answered: `503 OVERLOADED`, `transport UND_ERR_SOCKET`, ... */
-  readonly answer: string;
-}
+/** An answer that leaves the key's order unknown: `503 OVERLOADED`, `transport UND_ERR_SOCKET`, ... */
+export type PurchaseAttempt = { productId: number; userId: string; key: string; answer: string };
+/** Per product: fresh 201s (confirmed orders), 402s (made and cancelled), the keys answered 202 (saga open). */
+export type ProductTally = { created: number; declined: number; readonly pendingKeys: string[] };
 
-/** What one product of a phase was answered (the verifier's expectations come from these). */
-export interface ProductTally {
-  /** Fresh 201 answers: confirmed orders. */
-  created: number;
-  /** 402 answers: orders made and cancelled. */
-  declined: number;
-  /** Keys answered 202: the order exists, its saga had not ended when the answer went out. */
-  readonly pendingKeys: string[];
-}
+/** A closed-loop phase's answers: fresh 201s (in the window too), 402s, replays, other answers by label, latency of 201s and of every answer. */
+export type PhaseResult = Awaited<ReturnType<typeof runPurchasePhase>>;
 
-export interface PhaseResult {
-  readonly label: string;
-  /** The products the phase spread its purchases over (one for a hot-product phase). */
-  readonly productIds: readonly number[];
-  readonly perProduct: ReadonlyMap<number, ProductTally>;
-  readonly connections: number;
-  /** Length of the measuring window, s (answers after it still count for correctness, not for the rate). */
-  readonly windowS: number;
-  readonly sent: number;
-  /** 201 answers without Idempotent-Replayed: confirmed orders this phase created (the rate counts these). */
-  readonly created: number;
-  readonly createdInWindow: number;
-  /** 402 answers: an order was made and cancelled (payment declined; its stock released). */
-  readonly declined: number;
-  /** 201 answers with Idempotent-Replayed (keys are unique, so these should be 0). */
-  readonly replayed: number;
-  /** Answers other than a fresh 201, by `status CODE` (or `transport ERR_CODE`). */
-  readonly failures: Readonly<Record<string, number>>;
-  readonly failed: number;
-  /** 5xx and transport errors: the outcome is unknown until the key is retried. */
-  readonly ambiguous: readonly PurchaseAttempt[];
-  /** Latency of the 201 answers. */
-  readonly latency: RecordableHistogram;
-  /** Latency of every answered request (any HTTP status; transport errors are not answers). */
-  readonly answeredLatency: RecordableHistogram;
-  /** Answers by HTTP status (`201`, `202`, `402`, `503`, ...), replays included. */
-  readonly statuses: Readonly<Record<string, number>>;
-  readonly perS: number;
-  /** The measuring window on the monotonic clock, µs (the clock of V8 .cpuprofile timestamps on Linux). */
-  readonly monotonicUs: { readonly start: number; readonly end: number };
-}
-
+/** `productIds`: each request to one at random; `keyPrefix` unique per run and phase; `tokens` of the BENCH_USERS. */
 export interface PurchasePhase {
   readonly http: Dispatcher;
-  /** One product, or several: each request picks one uniformly at random. */
   readonly productIds: readonly number[];
   readonly connections: number;
   readonly durationS: number;
   readonly label: string;
-  /** Prefix of every Idempotency-Key of the phase; must be unique per run and phase. */
   readonly keyPrefix: string;
-  /** The buyers' bearer tokens (minted before the phase): purchases are spread over BENCH_USERS users. */
   readonly tokens: BenchTokens;
   readonly io: BenchIO;
 }
@@ -84,7 +40,7 @@ export function newLatencyHistogram(): RecordableHistogram {
   return createHistogram({ lowest: 1, highest: HISTOGRAM_MAX_US, figures: 3 });
 }
 
-export async function runPurchasePhase(phase: PurchasePhase): Promise<PhaseResult> {
+export async function runPurchasePhase(phase: PurchasePhase) {
   const { http, productIds, connections, io } = phase;
   if (productIds.length === 0) throw new Error(`${phase.label}: no product to buy`);
   const ledger = new PurchaseLedger(phase.tokens, productIds);

@@ -3,27 +3,18 @@
  * Shared by the scenarios so every phase is judged the same way (disturbed or not).
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
-import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
-import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
+import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
+import { runOpenLoop, type OpenLoopPhase } from './open-loop.js';
 import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './verify.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 export const DISTURBED_OTHER_CORES = 0.25;
 
-export interface MeasuredPhase<T> {
-  readonly result: T;
-  readonly cpu: CpuShares;
-  /** The service's `process_cpu_seconds_total` delta (Σ over the nodes read) ÷ wall time, cores. */
-  readonly serviceCores: number;
-  /** Cores busy outside the service, the stack's servers and the bench (other users of the machine). */
-  readonly otherCores: number | undefined;
-  readonly metrics: { readonly before: Samples; readonly after: Samples };
-  /** The MySQL primary's global counters over the phase, per second (whole server); undefined if unreadable. */
-  readonly dbPerS: Readonly<Record<string, number>> | undefined;
-  /** Where the phase's purchases spent their time (`purchase_stage_duration_seconds`); empty without purchases. */
-  readonly stages: StageFigures;
-}
+/** A phase's result with its CPU shares, the service's cores (`process_cpu_seconds_total` Σ over the nodes ÷
+ * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after, the
+ * MySQL primary's counters per second (undefined if unreadable) and where its purchases spent their time. */
+export type MeasuredPhase<T> = Awaited<ReturnType<typeof measurePhase<T>>>;
 
 /** Per purchase stage over a phase: purchases observed, mean and percentiles from the histogram's buckets, ms. */
 export type StageFigures = Readonly<
@@ -88,7 +79,7 @@ export async function measurePhase<T>(
   run: () => Promise<T>,
   /** Given the phase's purchase stage line (`formatStages`), when it had purchases. */
   progress?: (line: string) => void,
-): Promise<MeasuredPhase<T>> {
+) {
   const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
   const dbBefore = await serverCounters();
   const before = await scrapeNodes(urls);
@@ -122,9 +113,15 @@ export function measureOpenLoop(
   metricsFrom: string | readonly string[],
   pids: Readonly<Record<string, number>>,
   phase: OpenLoopPhase,
-): Promise<MeasuredPhase<OpenLoopResult>> {
+) {
   return measurePhase(metricsFrom, pids, () => runOpenLoop(phase), phase.io.progress);
 }
+
+/** Σ over measured phases of one sample's `/metrics` delta. */
+export const sumDelta = (
+  phases: readonly Pick<MeasuredPhase<unknown>, 'metrics'>[],
+  sample: string,
+): number => phases.reduce((sum, p) => sum + delta(p.metrics.before, p.metrics.after, sample), 0);
 
 /** The product writer's and the sagas' figures over one phase, from `/metrics` deltas. */
 export function writerFigures(metrics: { readonly before: Samples; readonly after: Samples }, wallS: number) {
@@ -152,6 +149,10 @@ const ms = (seconds: number | undefined): number | undefined =>
   seconds === undefined || Number.isNaN(seconds) ? undefined : Math.round(seconds * 1e5) / 100;
 
 export const round = (n: number, digits: number): number => Math.round(n * 10 ** digits) / 10 ** digits;
+
+/** `round(n, digits)`, or null when `n` is unknown. */
+export const roundOrNull = (n: number | null | undefined, digits: number): number | null =>
+  n === undefined || n === null ? null : round(n, digits);
 
 /** A percentile of a µs histogram in ms (NaN when empty). */
 export const percentileMs = (h: RecordableHistogram, percentile: number): number =>

@@ -4,7 +4,6 @@
  * HdrHistogram (µs) per operation.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { RecordableHistogram } from 'node:perf_hooks';
 import type { ConnectionSet } from './connections.js';
 import { newLatencyHistogram } from './load.js';
 import { num } from './report.js';
@@ -53,57 +52,18 @@ export interface OpenLoopPhase {
   readonly maxArrivals?: number;
 }
 
-export interface OpStats {
-  /** Every HTTP answer, µs from the intended send time. */
-  readonly latency: RecordableHistogram;
-  answers: number;
-  errors: number;
-  transportErrors: number;
-  /** By label (`409 OUT_OF_STOCK`, `transport CODE`). */
-  readonly statuses: Record<string, number>;
-}
-
+/** Per operation: every HTTP answer's latency (µs from the intended send time), counts, answers by label. */
+const newOpStats = () => ({
+  latency: newLatencyHistogram(),
+  ...{ answers: 0, errors: 0, transportErrors: 0, statuses: {} as Record<string, number> },
+});
+export type OpStats = ReturnType<typeof newOpStats>;
 /** Second `t` of the phase: requests intended in it, answers (or transport errors) completed in it. */
-export interface SecondStats {
-  readonly t: number;
-  offered: number;
-  completed: number;
-  errors: number;
-}
+export type SecondStats = { readonly t: number; offered: number; completed: number; errors: number };
+/** A phase's answers in and after its window, per operation and per second, and the generator's own figures. */
+export type OpenLoopResult = Awaited<ReturnType<typeof runOpenLoop>>;
 
-export interface OpenLoopResult {
-  readonly label: string;
-  readonly offeredPerS: number;
-  readonly windowS: number;
-  readonly scheduled: number;
-  readonly answered: number;
-  readonly errors: number;
-  /** Answers (and non-error ones) completed inside the window ÷ window. */
-  readonly achievedPerS: number;
-  readonly okPerS: number;
-  readonly ops: ReadonlyMap<string, OpStats>;
-  readonly timeline: readonly SecondStats[];
-  /** How late the generator itself dispatched requests, µs. */
-  readonly schedulerLag: RecordableHistogram;
-  /** Most requests waiting for a free connection at once. */
-  readonly maxQueued: number;
-  readonly generatorCores: number;
-  /** Including the drain of in-flight requests, s. */
-  readonly wallS: number;
-  /** About the generator itself (falling behind, connections short). */
-  readonly warnings: readonly string[];
-}
-
-function opStats(ops: Map<string, OpStats>, op: string): OpStats {
-  let stats = ops.get(op);
-  if (stats === undefined) {
-    stats = { latency: newLatencyHistogram(), answers: 0, errors: 0, transportErrors: 0, statuses: {} };
-    ops.set(op, stats);
-  }
-  return stats;
-}
-
-export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult> {
+export async function runOpenLoop(phase: OpenLoopPhase) {
   const { connections, rate, io } = phase;
   const intervalMs = 1000 / rate;
   const maxArrivals = Math.min(phase.maxArrivals ?? Infinity, Math.floor(rate * phase.durationS));
@@ -129,7 +89,7 @@ export async function runOpenLoop(phase: OpenLoopPhase): Promise<OpenLoopResult>
     second(intended - start).offered += 1;
     const finish = (op: string, isError: boolean, label: string, transport: boolean): void => {
       const done = performance.now();
-      const stats = opStats(ops, op);
+      const stats = ops.get(op) ?? ops.set(op, newOpStats()).get(op)!;
       stats.statuses[label] = (stats.statuses[label] ?? 0) + 1;
       if (transport) stats.transportErrors += 1;
       else {

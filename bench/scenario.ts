@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
+import { createProduct, type CreatedProduct, type Strategy } from './api.js';
 import { BenchTokens } from './auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
@@ -16,8 +17,8 @@ import {
   measureOpenLoop,
   percentileMs,
   round,
+  roundOrNull,
   type MeasuredPhase,
-  type StageFigures,
 } from './measure.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
@@ -142,6 +143,41 @@ export class Run {
     return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
   }
 
+  /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C). */
+  async scoped<T>(suffix: string, what: string, body: (run: Run) => Promise<T>): Promise<T> {
+    const cleanups: (() => Promise<void> | void)[] = [];
+    const stopAll = async (): Promise<void> => {
+      while (cleanups.length > 0)
+        await Promise.resolve()
+          .then(cleanups.pop())
+          .catch((err: unknown) => this.io.progress(`bench: cleanup failed: ${String(err)}`));
+    };
+    this.io.onCleanup(stopAll);
+    const io: BenchIO = { ...this.io, onCleanup: (fn) => void cleanups.push(fn) };
+    try {
+      return await body(new Run({ ...this.options, runTag: `${this.options.runTag}${suffix}` }, io));
+    } finally {
+      this.io.progress(`bench: stopping ${what}`);
+      await stopAll();
+    }
+  }
+
+  /** An actor and a baseline product named `bench <tag> <path><suffix>`, each with its `stock`. */
+  async pathProducts(tag: string, stock: number | Readonly<Record<Strategy, number>>, suffix = '') {
+    const products = {} as Record<Strategy, CreatedProduct>;
+    for (const path of ['actor', 'baseline'] as const) {
+      const units = typeof stock === 'number' ? stock : stock[path];
+      products[path] = await createProduct(
+        this.admin,
+        this.tokens,
+        `bench ${tag} ${path}${suffix}`,
+        units,
+        path,
+      );
+    }
+    return products;
+  }
+
   /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
   steppedRates(first: number, factor: number, n: number): number[] {
     const rates = [first];
@@ -188,30 +224,14 @@ export class Run {
   }
 }
 
-/** A measured purchase step of an open loop: latency percentiles (ms), error share, SLO verdict, CPU. */
-export interface OpenStep {
-  readonly offered: number;
-  readonly result: OpenLoopResult;
-  readonly metrics: MeasuredPhase<OpenLoopResult>['metrics'];
-  readonly serviceCores: number;
-  readonly otherCores: number | undefined;
-  /** The step's purchase stages from the nodes' histograms (ms). */
-  readonly stages: StageFigures;
-  readonly p50: number;
-  readonly p95: number;
-  readonly p99: number;
-  readonly p999: number;
-  readonly max: number;
-  readonly errorShare: number;
-  readonly pass: boolean;
-  readonly startS: number;
-}
+/** A measured purchase step of an open loop: latency percentiles (ms), error share, SLO verdict, CPU, stages. */
+export type OpenStep = ReturnType<typeof openStep>;
 
 /** The purchase SLO of the step-up scenarios (hot-sku, scale): p99 ≤ 100 ms and errors ≤ 1%. */
 export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 
 /** A step's purchase figures and whether they met the SLO. */
-export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number): OpenStep {
+export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
   const { result, metrics, serviceCores, otherCores, stages } = measured;
   const h = result.ops.get('purchase')?.latency;
   const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
@@ -245,12 +265,8 @@ export interface Health {
 const leaseNote = (n: number): string[] =>
   n > 0 ? [`WARNING: the nodes lost ${n} shard leases during the run (shard_ownership_changes_total)`] : [];
 
-const healthSummary = (h: {
-  background: number | undefined;
-  restarted: readonly string[];
-  shardLosses: number;
-}) => ({
-  background_busy: h.background === undefined ? null : round(h.background, 2),
+const healthSummary = (h: Omit<Health, 'steps'>) => ({
+  background_busy: roundOrNull(h.background, 2),
   stack_restarted: h.restarted.length > 0,
   shard_losses: h.shardLosses,
 });

@@ -7,25 +7,15 @@ import type { RowDataPacket } from 'mysql2/promise';
 import type { PhaseResult } from './load.js';
 import { serverStatus, withMysql } from './stores.js';
 
-export interface ExpectedProduct {
-  readonly productId: number;
-  readonly label: string;
-  readonly initialStock: number;
-  /** Fresh 201 answers (confirmed orders). */
-  readonly confirmed: number;
-  /** 402 answers (orders cancelled after a declined payment). */
-  readonly declined: number;
-  /** Keys answered 202: their order exists; its saga may still be running. */
-  readonly pendingKeys: readonly string[];
-  /** Keys answered 5xx or lost in transport: each may or may not have its order. */
-  readonly ambiguousKeys: readonly string[];
-}
+/** A product's expected orders: fresh 201s (confirmed), 402s (cancelled), keys answered 202 (order exists,
+ * saga maybe running) and keys answered 5xx or lost in transport (each may or may not have its order). */
+export type ExpectedProduct = ReturnType<typeof expectedFrom>[number];
 
 /** What the phases' answers say each product's orders must be. */
 export function expectedFrom(
   phases: readonly Pick<PhaseResult, 'perProduct' | 'ambiguous'>[],
   products: readonly { productId: number; label: string; initialStock: number }[],
-): ExpectedProduct[] {
+) {
   return products.map(({ productId, label, initialStock }) => {
     const tallies = phases.flatMap((p) => {
       const tally = p.perProduct.get(productId);
@@ -47,22 +37,9 @@ export function expectedFrom(
 
 type StatusCounts = Record<'PENDING' | 'CONFIRMED' | 'CANCELLED' | 'other', number>;
 
-export interface ProductCheck extends Omit<ExpectedProduct, 'pendingKeys' | 'ambiguousKeys'> {
-  readonly stock: number;
-  /** SUM(quantity) of PENDING and CONFIRMED orders. */
-  readonly sold: number;
-  readonly orders: StatusCounts;
-  readonly answered202: number;
-  readonly ambiguous: number;
-  /** Orders in each state among the keys answered 202 or 5xx/transport. */
-  readonly unsure: StatusCounts;
-  readonly oversold: number;
-  readonly stockMatches: boolean;
-  readonly ordersMatch: boolean;
-  /** Orders still PENDING when the check ran (sagas not finished within the wait). */
-  readonly stillPending: number;
-  readonly ok: boolean;
-}
+/** A product's stock and orders against its answers: `sold` = SUM(quantity) of PENDING and CONFIRMED orders,
+ * `unsure` the orders among the keys answered 202 or 5xx/transport, `stillPending` sagas not ended in time. */
+export type ProductCheck = Awaited<ReturnType<typeof verifyProducts>>[number];
 
 const emptyCounts = (): StatusCounts => ({ PENDING: 0, CONFIRMED: 0, CANCELLED: 0, other: 0 });
 
@@ -130,9 +107,9 @@ export function waitNone(sql: string, params: unknown[], timeoutMs: number): Pro
   });
 }
 
-export function verifyProducts(expected: readonly ExpectedProduct[]): Promise<ProductCheck[]> {
+export function verifyProducts(expected: readonly ExpectedProduct[]) {
   return withMysql(async (conn) => {
-    const checks: ProductCheck[] = [];
+    const checks = [];
     for (const product of expected) {
       const [productRows] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
         product.productId,

@@ -40,27 +40,29 @@ const settle = async (check: () => Promise<Mismatch[]>, timeoutMs: number): Prom
     )
   ).value;
 
+/** The rows `rowsPerProduct` compares: each query's `pid` column and its line for a row. */
+const ROWS: readonly (readonly [string, (r: RowDataPacket) => string])[] = [
+  [
+    'SELECT id AS pid, stock, version, owner_epoch FROM products WHERE id IN (?) ORDER BY id',
+    (r) => `p ${r['stock']} v${r['version']} e${r['owner_epoch']}`,
+  ],
+  [
+    'SELECT product_id AS pid, id, status, quantity FROM orders WHERE product_id IN (?) ORDER BY id',
+    (r) => `o ${r['id']} ${r['status']} ${r['quantity']}`,
+  ],
+  [
+    'SELECT product_id AS pid, order_id, state, version FROM sagas WHERE product_id IN (?) ORDER BY order_id',
+    (r) => `s ${r['order_id']} ${r['state']} ${r['version']}`,
+  ],
+];
+
 /** One line per product of its products, orders and sagas rows, as a server holds them. */
 async function rowsPerProduct(conn: Connection, productIds: readonly number[]): Promise<Map<number, string>> {
   const out = new Map<number, string[]>(productIds.map((id) => [id, []]));
-  const [products] = await conn.query<RowDataPacket[]>(
-    'SELECT id, stock, version, owner_epoch FROM products WHERE id IN (?) ORDER BY id',
-    [productIds],
-  );
-  for (const r of products)
-    out.get(Number(r['id']))?.push(`p ${r['stock']} v${r['version']} e${r['owner_epoch']}`);
-  const [orders] = await conn.query<RowDataPacket[]>(
-    'SELECT product_id, id, status, quantity FROM orders WHERE product_id IN (?) ORDER BY id',
-    [productIds],
-  );
-  for (const r of orders)
-    out.get(Number(r['product_id']))?.push(`o ${r['id']} ${r['status']} ${r['quantity']}`);
-  const [sagas] = await conn.query<RowDataPacket[]>(
-    'SELECT product_id, order_id, state, version FROM sagas WHERE product_id IN (?) ORDER BY order_id',
-    [productIds],
-  );
-  for (const r of sagas)
-    out.get(Number(r['product_id']))?.push(`s ${r['order_id']} ${r['state']} ${r['version']}`);
+  for (const [sql, line] of ROWS) {
+    const [rows] = await conn.query<RowDataPacket[]>(sql, [productIds]);
+    for (const r of rows) out.get(Number(r['pid']))?.push(line(r));
+  }
   return new Map([...out].map(([id, lines]) => [id, lines.join('\n')]));
 }
 
@@ -133,6 +135,14 @@ export async function checkCache(
   }
 }
 
+const PROJECTION_KEYS = [
+  'confirmedOrders',
+  'soldQuantity',
+  'revenueCents',
+  'cancelledOrders',
+  'cancelledQuantity',
+];
+
 /** Products whose sales projection (`GET /stats/products/:id`) is not the primary's orders. */
 export async function checkProjection(
   url: string,
@@ -165,14 +175,7 @@ export async function checkProjection(
           headers: tokens.adminHeaders(),
         });
         const got = (await res.body.json()) as Record<string, unknown>;
-        const keys = [
-          'confirmedOrders',
-          'soldQuantity',
-          'revenueCents',
-          'cancelledOrders',
-          'cancelledQuantity',
-        ];
-        const off = keys.filter((k) => Number(got[k] ?? 0) !== Number(expected?.[k] ?? 0));
+        const off = PROJECTION_KEYS.filter((k) => Number(got[k] ?? 0) !== Number(expected?.[k] ?? 0));
         if (res.statusCode !== 200 || off.length > 0)
           found.push({
             productId: id,
@@ -189,6 +192,13 @@ export async function checkProjection(
 /** Waits until the outbox holds no unsent row of `topics`; the rows still unsent. */
 export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
   waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
+
+/** Each order event, the orders it must tell of (all, or of a status), and what they are called. */
+const ORDER_EVENTS = [
+  ['order.created', undefined, 'orders'],
+  ['order.confirmed', 'CONFIRMED', 'confirmed'],
+  ['order.cancelled', 'CANCELLED', 'cancelled'],
+] as const;
 
 /** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
 export async function compareEvents(
@@ -216,16 +226,9 @@ export async function compareEvents(
     const idsWith = (status?: string) =>
       rows.filter((r) => status === undefined || r['status'] === status).map((r) => String(r['id']));
     const problems: string[] = [];
-    if (!sameSet(ofType('order.created'), idsWith()))
-      problems.push(`order.created ${ofType('order.created').length} vs ${idsWith().length} orders`);
-    if (!sameSet(ofType('order.confirmed'), idsWith('CONFIRMED')))
-      problems.push(
-        `order.confirmed ${ofType('order.confirmed').length} vs ${idsWith('CONFIRMED').length} confirmed`,
-      );
-    if (!sameSet(ofType('order.cancelled'), idsWith('CANCELLED')))
-      problems.push(
-        `order.cancelled ${ofType('order.cancelled').length} vs ${idsWith('CANCELLED').length} cancelled`,
-      );
+    for (const [type, status, what] of ORDER_EVENTS)
+      if (!sameSet(ofType(type), idsWith(status)))
+        problems.push(`${type} ${ofType(type).length} vs ${idsWith(status).length} ${what}`);
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
       .reduce<EventEnvelope<'stock.changed'> | undefined>(

@@ -15,15 +15,15 @@ import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js'
 import {
   compare,
   merge,
+  pathKeys,
   phaseTable,
   runAlternatingPhases,
   type ClosedLoopPath,
   type Measured,
 } from '../hot-sku-closed.js';
 import type { PhaseResult } from '../load.js';
-import { percentileMs, round } from '../measure.js';
-import { delta } from '../prom.js';
-import { num } from '../report.js';
+import { round, roundOrNull, sumDelta } from '../measure.js';
+import { fixed, num } from '../report.js';
 import { defineScenario, leasesLost, oversold, phaseHealthOf, type Run } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
 import { connectStoreRedis, redisCommandCalls } from '../stores.js';
@@ -196,10 +196,6 @@ async function microCosts(
   return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
 }
 
-/** Σ over phases of one counter's delta. */
-const sumDelta = (phases: readonly Measured[], sample: string): number =>
-  phases.reduce((sum, p) => sum + delta(p.metrics.before, p.metrics.after, sample), 0);
-
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   if (options.url !== undefined)
@@ -324,7 +320,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const offSvc = perPurchaseUs(off.serviceCores, off.perS);
   const onBox = perPurchaseUs(boxCores(on), on.perS);
   const offBox = perPurchaseUs(boxCores(off), off.perS);
-  const us = (n: number | undefined, digits = 1) => (n === undefined ? '-' : n.toFixed(digits));
+  const us = (n: number | undefined, digits = 1) => fixed(n, digits);
 
   const notes = [
     `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${us(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
@@ -359,7 +355,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     [`${prefix}_cpu_us`]: round(c.cpuUs, 2),
     [`${prefix}_wall_us`]: round(c.wallUs, 2),
     [`${prefix}_latency_us`]: round(c.latencyUs, 1),
-    [`${prefix}_redis_cpu_us`]: c.redisCpuUs === undefined ? null : round(c.redisCpuUs, 2),
+    [`${prefix}_redis_cpu_us`]: roundOrNull(c.redisCpuUs, 2),
   });
   return {
     ok,
@@ -373,22 +369,18 @@ async function run(run: Run): Promise<ScenarioResult> {
       user_limit_evalsha_per_call: round(userLimitConcurrent.evalsha, 2),
       user_limit_redis_commands_per_call: round(userLimitConcurrent.redisCommands, 2),
       security_cpu_us_per_purchase_estimate: round(estimateUs, 1),
-      on_per_s: Math.round(on.perS),
-      off_per_s: Math.round(off.perS),
-      ratio: ratio === undefined ? null : round(ratio, 3),
-      ratio_undisturbed: ratioUndisturbed === undefined ? null : round(ratioUndisturbed, 3),
+      ...pathKeys([
+        ['on', on],
+        ['off', off],
+      ]),
+      ratio: roundOrNull(ratio, 3),
+      ratio_undisturbed: roundOrNull(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
       target_met: ratio !== undefined && ratio >= TARGET_RATIO,
       layout,
       started_first: layout === 'together' ? first : null,
       on_limits: limitsOf('on'),
       off_limits: limitsOf('off'),
-      on_p50_ms: percentileMs(on.latency, 50),
-      on_p99_ms: percentileMs(on.latency, 99),
-      off_p50_ms: percentileMs(off.latency, 50),
-      off_p99_ms: percentileMs(off.latency, 99),
-      on_errors: on.errors,
-      off_errors: off.errors,
       on_service_cpu_us_per_purchase: onSvc,
       off_service_cpu_us_per_purchase: offSvc,
       on_box_cpu_us_per_purchase: onBox,
@@ -422,8 +414,8 @@ async function run(run: Run): Promise<ScenarioResult> {
         cpu: m.cpu,
         serviceCores: m.serviceCores,
         otherCores: otherCores(m.cpu, [m.serviceCores, ...Object.values(m.cpu.processCores)]),
-        tokensVerified: delta(m.metrics.before, m.metrics.after, 'auth_tokens_total{result="verified"}'),
-        tokensCached: delta(m.metrics.before, m.metrics.after, 'auth_tokens_total{result="cached"}'),
+        tokensVerified: sumDelta([m], 'auth_tokens_total{result="verified"}'),
+        tokensCached: sumDelta([m], 'auth_tokens_total{result="cached"}'),
       })),
     },
   };

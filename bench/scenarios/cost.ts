@@ -4,12 +4,12 @@
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { closedLoopPool, createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import { closedLoopPool, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { runAlternatingPhases } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
-import { measurePhase, percentileMs, round, type MeasuredPhase } from '../measure.js';
-import { runOpenLoop } from '../open-loop.js';
+import { percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
+import type { OpenLoopResult } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
 import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
@@ -41,13 +41,13 @@ const MYSQL_COUNTERS = [
 
 const mysqlCounters = () => serverStatus(MYSQL_COUNTERS);
 
+/** An open-loop phase: server counter deltas, confirmed purchases, µs on the monotonic clock (profile-summary's --phase). */
 interface Phase {
   readonly path: Strategy;
-  readonly measured: Awaited<ReturnType<typeof measurePhase<Awaited<ReturnType<typeof runOpenLoop>>>>>;
+  readonly measured: MeasuredPhase<OpenLoopResult>;
   readonly mysql: Record<string, number>;
   readonly redisCalls: Record<string, number>;
   readonly confirmed: number;
-  /** The phase on the monotonic clock, µs (profile-summary's --phase windows). */
   readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 
@@ -64,7 +64,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
-  const { cluster, tokens, admin, background } = await run.setUp({
+  const { cluster, tokens, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
@@ -72,19 +72,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
   const tag = run.tag('cost');
-  const products = {} as Record<Strategy, CreatedProduct>;
-  for (const path of PATHS)
-    products[path] = await createProduct(admin, tokens, `bench ${tag} ${path}`, STOCK, path);
-  const saturated = {} as Record<Strategy, CreatedProduct>;
-  if (inFlight > 0)
-    for (const path of PATHS)
-      saturated[path] = await createProduct(
-        admin,
-        tokens,
-        `bench ${tag} ${path} saturated`,
-        SATURATION_STOCK,
-        path,
-      );
+  const products = await run.pathProducts(tag, STOCK);
+  const saturated =
+    inFlight > 0
+      ? await run.pathProducts(tag, SATURATION_STOCK, ' saturated')
+      : ({} as Record<Strategy, CreatedProduct>);
   const ledger = new PurchaseLedger(
     tokens,
     PATHS.map((p) => products[p].id),
@@ -257,7 +249,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   summary['target_cpu_us_per_purchase_saturated'] = TARGETS.cpuUsPerPurchaseSaturated;
   summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
   summary['oversold'] = oversold(checks);
-  summary['background_busy'] = background === undefined ? null : round(background, 2);
+  summary['background_busy'] = roundOrNull(background, 2);
   summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
 
   /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */

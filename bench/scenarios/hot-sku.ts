@@ -2,9 +2,9 @@
  * Hot SKU: every purchase to one product, actor vs baseline, open-loop step-up until a path breaks the SLO
  * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
-import { createProduct, type CreatedProduct, type Strategy } from '../api.js';
+import type { Strategy } from '../api.js';
 import { runClosedLoop } from '../hot-sku-closed.js';
-import { round } from '../measure.js';
+import { roundOrNull } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
@@ -44,15 +44,7 @@ export default defineScenario({
     const firstRate = options.rate ?? 200;
     await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
     const tag = run.tag('hs');
-    const products = {} as Record<Strategy, CreatedProduct>;
-    for (const path of PATHS)
-      products[path] = await createProduct(
-        run.admin,
-        run.tokens,
-        `bench ${tag} ${path}`,
-        INITIAL_STOCK[path],
-        path,
-      );
+    const products = await run.pathProducts(tag, INITIAL_STOCK);
     const ledger = new PurchaseLedger(
       run.tokens,
       PATHS.map((p) => products[p].id),
@@ -114,7 +106,7 @@ export default defineScenario({
         mode: 'open-loop',
         actor_per_s: Math.round(actorPerS),
         baseline_per_s: Math.round(baselinePerS),
-        ratio: ratio === null ? null : round(ratio, 2),
+        ratio: roundOrNull(ratio, 2),
         oversold: oversold(checks),
         actor_offered_per_s: actor.best?.offered ?? 0,
         baseline_offered_per_s: baseline.best?.offered ?? 0,

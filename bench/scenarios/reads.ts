@@ -11,9 +11,9 @@ import { createProducts } from '../api.js';
 import { freePort } from '../../scripts/node-launcher.js';
 import { startProcess } from '../cluster.js';
 import { backgroundBusy, cores, cpuShares, cpuSnapshot, type CpuShares } from '../cpu.js';
-import { round } from '../measure.js';
+import { round, roundOrNull } from '../measure.js';
 import { scrape, type Samples } from '../prom.js';
-import { num, tableOf } from '../report.js';
+import { fixed, num, tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 
@@ -64,11 +64,8 @@ function phaseOf(
 
 type Phase = ReturnType<typeof phaseOf>;
 
-interface CacheCheck {
-  readonly when: string;
-  /** `status X-Cache[/X-Cache-Tier]` of each product's answer, e.g. `200 HIT/memory`. */
-  readonly answers: readonly string[];
-}
+/** `answers`: `status X-Cache[/X-Cache-Tier]` of each product's answer, e.g. `200 HIT/memory`. */
+type CacheCheck = { readonly when: string; readonly answers: readonly string[] };
 
 function requireWrk(): string {
   const probe = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
@@ -312,7 +309,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const complete = phases.length === rounds * 2;
   const ok = complete && errors.node === 0 && errors.hello === 0 && cacheOk;
   const restMax = Math.max(...phases.map((p) => p.restCores ?? NaN));
-  const coresOrNull = (n: number | undefined) => (n === undefined ? null : round(n, 2));
+  const coresOrNull = (n: number | undefined) => roundOrNull(n, 2);
 
   const summary = {
     mode: 'closed-loop',
@@ -348,10 +345,10 @@ async function run(run: Run): Promise<ScenarioResult> {
     threads,
     rounds,
     duration_s: options.durationS,
-    background_busy: background === undefined ? null : round(background, 2),
+    background_busy: roundOrNull(background, 2),
   };
 
-  const cell = (n: number | undefined, digits = 2) => (n === undefined ? '-' : n.toFixed(digits));
+  const cell = (n: number | undefined, digits = 2) => fixed(n, digits);
   const pct = (t: { hits: number; reads: number }) =>
     t.reads === 0 ? '-' : `${((t.hits / t.reads) * 100).toFixed(2)}%`;
   return {

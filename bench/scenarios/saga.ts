@@ -11,10 +11,11 @@ import {
   DISTURBED_OTHER_CORES,
   latencySummary,
   round,
+  roundOrNull,
   writerFigures,
   type MeasuredPhase,
 } from '../measure.js';
-import { num, tableOf } from '../report.js';
+import { columns, fixed, num, pct } from '../report.js';
 import { defineScenario, phaseHealthOf, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
@@ -63,8 +64,38 @@ function phaseFigures(m: MeasuredPhase<PhaseResult>, provider: ProviderCounts) {
 
 type Figures = ReturnType<typeof phaseFigures>;
 
-const fixed = (n: number | undefined, digits: number): string => (n === undefined ? '-' : n.toFixed(digits));
-const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
+/** The table's columns; `hot_…` and `spread_…` summary keys from those with a key. */
+const COLUMNS = columns<Figures>([
+  ['phase (closed loop)', (f) => f.label],
+  ['s', (f) => round(f.windowS, 1)],
+  ['confirmed/s', (f) => Math.round(f.confirmedPerS), 'confirmed_per_s'],
+  ['p50 ms', (f) => f.p50, 'p50_ms'],
+  ['p95 ms', (f) => f.p95, 'p95_ms'],
+  ['p99 ms', (f) => f.p99, 'p99_ms'],
+  ['max ms', (f) => f.max, 'max_ms'],
+  ['201', (f) => f.n201, '201'],
+  ['202', (f) => f.n202, '202'],
+  ['402', (f) => f.n402, '402'],
+  ['other', (f) => f.other, 'other'],
+  [
+    'mean batch',
+    (f) => fixed(f.writer.meanBatchSize, 1),
+    'mean_batch_size',
+    (f) => roundOrNull(f.writer.meanBatchSize, 1),
+  ],
+  [
+    'batch ms',
+    (f) => fixed(f.writer.meanBatchWriteMs, 1),
+    'mean_batch_ms',
+    (f) => f.writer.meanBatchWriteMs ?? null,
+  ],
+  ['saga ms', (f) => fixed(f.writer.meanSagaMs, 1)],
+  ['svc cores', (f) => fixed(f.m.serviceCores, 2)],
+  ['db cores', (f) => fixed(f.m.cpu.processCores['mariadb_primary'], 2)],
+  ['bench cores', (f) => fixed(f.m.cpu.benchCores, 2)],
+  ['other cores', (f) => fixed(f.m.otherCores, 2)],
+  ['machine busy', (f) => pct(f.m.cpu.machineBusy)],
+]);
 
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
@@ -187,29 +218,14 @@ async function run(run: Run): Promise<ScenarioResult> {
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
-  const key = (prefix: PhaseName, f: Figures) => ({
-    [`${prefix}_confirmed_per_s`]: Math.round(f.confirmedPerS),
-    [`${prefix}_p50_ms`]: f.p50,
-    [`${prefix}_p95_ms`]: f.p95,
-    [`${prefix}_p99_ms`]: f.p99,
-    [`${prefix}_max_ms`]: f.max,
-    [`${prefix}_201`]: f.n201,
-    [`${prefix}_202`]: f.n202,
-    [`${prefix}_402`]: f.n402,
-    [`${prefix}_other`]: f.other,
-    [`${prefix}_mean_batch_size`]:
-      f.writer.meanBatchSize === undefined ? null : round(f.writer.meanBatchSize, 1),
-    [`${prefix}_mean_batch_ms`]: f.writer.meanBatchWriteMs ?? null,
-  });
-
   return {
     ok,
     summary: {
       mode: 'closed-loop',
       strategy: 'actor',
       payment_latency_ms: provider === undefined ? null : PAYMENT_LATENCY_MS,
-      ...key('hot', hotF),
-      ...key('spread', spreadF),
+      ...COLUMNS.keys('hot', hotF),
+      ...COLUMNS.keys('spread', spreadF),
       p95_target_ms: P95_TARGET_MS,
       p95_target_met: p95Met,
       still_pending: stillPending,
@@ -219,30 +235,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       duration_s: options.durationS,
       spread_products: SPREAD_PRODUCTS,
     },
-    table: tableOf<Figures>(
-      [
-        ['phase (closed loop)', (f) => f.label],
-        ['s', (f) => round(f.windowS, 1)],
-        ['confirmed/s', (f) => Math.round(f.confirmedPerS)],
-        ['p50 ms', (f) => f.p50],
-        ['p95 ms', (f) => f.p95],
-        ['p99 ms', (f) => f.p99],
-        ['max ms', (f) => f.max],
-        ['201', (f) => f.n201],
-        ['202', (f) => f.n202],
-        ['402', (f) => f.n402],
-        ['other', (f) => f.other],
-        ['mean batch', (f) => fixed(f.writer.meanBatchSize, 1)],
-        ['batch ms', (f) => fixed(f.writer.meanBatchWriteMs, 1)],
-        ['saga ms', (f) => fixed(f.writer.meanSagaMs, 1)],
-        ['svc cores', (f) => fixed(f.m.serviceCores, 2)],
-        ['db cores', (f) => fixed(f.m.cpu.processCores['mariadb_primary'], 2)],
-        ['bench cores', (f) => fixed(f.m.cpu.benchCores, 2)],
-        ['other cores', (f) => fixed(f.m.otherCores, 2)],
-        ['machine busy', (f) => pct(f.m.cpu.machineBusy)],
-      ],
-      figures,
-    ),
+    table: COLUMNS.table(figures),
     notes,
     details: {
       hot,

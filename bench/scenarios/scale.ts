@@ -6,7 +6,7 @@
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
 import { cores } from '../cpu.js';
-import { round } from '../measure.js';
+import { round, roundOrNull } from '../measure.js';
 import type { Samples } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
@@ -24,7 +24,7 @@ import {
   backgroundNote,
   type OpenStep,
 } from '../scenario.js';
-import type { BenchIO, ScenarioResult } from '../types.js';
+import type { ScenarioResult } from '../types.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -73,19 +73,10 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number) {
   const { options, io } = top;
   const { productCount, factor, maxSteps, pause, warmupS, firstRate } = knobs;
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-  // Each setup's processes stop before the next starts: its cleanups run here (and on Ctrl-C through the runner).
-  const local: (() => Promise<void> | void)[] = [];
-  const stopAll = async (): Promise<void> => {
-    while (local.length > 0)
-      await Promise.resolve()
-        .then(local.pop())
-        .catch((err: unknown) => io.progress(`bench: cleanup failed: ${String(err)}`));
-  };
-  io.onCleanup(stopAll);
-  const sub: BenchIO = { progress: io.progress, signal: io.signal, onCleanup: (fn) => local.push(fn) };
-  try {
-    io.progress(`bench: ${label} behind the bench nginx`);
-    const run = await new Run({ ...options, runTag: `${options.runTag}-${nodes}n` }, sub).setUp({
+  io.progress(`bench: ${label} behind the bench nginx`);
+  // Each setup's processes stop before the next starts.
+  return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
+    await run.setUp({
       cluster: { nodes, nginx: true, paymentLatencyMs: 5 },
       connectionsTimeoutMs: 60_000,
       backgroundMs: 1_000,
@@ -150,10 +141,7 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number) {
       connectionsOpen,
       routedMetric,
     };
-  } finally {
-    io.progress(`bench: stopping the ${label} cluster`);
-    await stopAll();
-  }
+  });
 }
 
 export default defineScenario({
@@ -268,13 +256,12 @@ function summarize(top: Run, knobs: Knobs, one: SetupRun, two: SetupRun | undefi
     summary: {
       mode: 'open-loop',
       ...perSetup,
-      ratio: ratio === null ? null : round(ratio, 2),
-      slo_ratio: sloRatio === null ? null : round(sloRatio, 2),
-      peak_ratio: peakRatio === null ? null : round(peakRatio, 2),
-      forwarded_share: forwardedShare === null ? null : round(forwardedShare, 3),
-      forwarded_share_at_capacity:
-        forwardedShareAtCapacity === null ? null : round(forwardedShareAtCapacity, 3),
-      forwarded_share_one_node: forwardedShareOne === null ? null : round(forwardedShareOne, 3),
+      ratio: roundOrNull(ratio, 2),
+      slo_ratio: roundOrNull(sloRatio, 2),
+      peak_ratio: roundOrNull(peakRatio, 2),
+      forwarded_share: roundOrNull(forwardedShare, 3),
+      forwarded_share_at_capacity: roundOrNull(forwardedShareAtCapacity, 3),
+      forwarded_share_one_node: roundOrNull(forwardedShareOne, 3),
       oversold: sold,
       still_pending: setups.reduce((s, x) => s + x.stillPending, 0),
       nginx_retried_replays: setups.reduce((s, x) => s + x.replayed, 0),
