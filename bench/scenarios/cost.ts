@@ -306,7 +306,7 @@ async function run(run: Run): Promise<ScenarioResult> {
         (saturatedPhases.length === 0
           ? 'saturation not measured (--param saturation=0).'
           : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
-      `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s are the price of ~${num(Math.round(actorUs / ioCost.afterSleepUs))} such wake-ups.`,
+      `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s would pay for ~${num(Math.round(actorUs / ioCost.afterSleepUs))} of them; a purchase makes about 5 (its reply, the rate-limit count, two commits, the payment), and the rest is JavaScript run cold between preemptions (bench/RESULTS.md, 5 December).`,
       ...saturatedPhases.map((p) => {
         const r = p.measured.result;
         return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.measured.serviceCores.toFixed(2)} cores, other processes ${(p.measured.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;
