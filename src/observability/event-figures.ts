@@ -23,6 +23,13 @@ export interface EventFigures {
   close(): Promise<void>;
 }
 
+/**
+ * A projection lag read this young is answered again, ms. One read is ~15 Kafka requests (the group's
+ * offsets, both ends of every partition); the alert on it waits 5 minutes (`KafkaConsumerLag`), and the
+ * local stack's 2 s scrapes would otherwise make them most of an idle node's work.
+ */
+export const PROJECTION_LAG_REUSE_MS = 10_000;
+
 /** The event pipeline's figures, read only when Prometheus scrapes (README "Observability"). */
 export function eventFigures(deps: EventFiguresDeps): EventFigures {
   const { logger, topics } = deps;
@@ -36,7 +43,13 @@ export function eventFigures(deps: EventFiguresDeps): EventFigures {
       ? undefined
       : new ProjectionLag(deps.kafka, deps.projectionGroupId, [topics.orders, topics.payments]);
   const lagFigure =
-    lag && new ScrapeFigure({ name: 'projection_consumer_lag_events', logger, read: () => lag.events() });
+    lag &&
+    new ScrapeFigure({
+      name: 'projection_consumer_lag_events',
+      logger,
+      read: () => lag.events(),
+      reuseForMs: PROJECTION_LAG_REUSE_MS,
+    });
   return {
     sources: {
       outboxOldestAgeSeconds: () => outboxAge.value(),

@@ -1,22 +1,13 @@
 import type { Admin, Kafka } from '../storage/kafka.js';
 
 /**
- * A lag read this young is answered again, ms. One read is ~15 Kafka requests (the group's offsets, both
- * ends of every partition); the alert on it waits 5 minutes (`KafkaConsumerLag`), and the local stack's
- * 2 s scrapes would otherwise make them most of an idle node's work.
- */
-export const PROJECTION_LAG_REUSE_MS = 10_000;
-
-/**
  * The sales projection's consumer lag: events in its topics not yet committed by its consumer group,
  * summed over partitions (a partition the group never committed counts from its low watermark). Read
- * on demand (at scrape time, at most every PROJECTION_LAG_REUSE_MS) through an admin client of its own,
- * connected on first use.
+ * on demand (at scrape time) through an admin client of its own, connected on first use.
  */
 export class ProjectionLag {
   private admin: Admin | undefined;
   private connecting: Promise<Admin> | undefined;
-  private last: { events: number; at: number } | undefined;
   /** Once every topic exists, it is not asked for again (topics are never deleted under a running node). */
   private allTopicsExist = false;
 
@@ -24,18 +15,9 @@ export class ProjectionLag {
     private readonly kafka: Kafka,
     private readonly groupId: string,
     private readonly topics: readonly string[],
-    private readonly reuseForMs = PROJECTION_LAG_REUSE_MS,
   ) {}
 
   async events(): Promise<number> {
-    if (this.last !== undefined && performance.now() - this.last.at < this.reuseForMs)
-      return this.last.events;
-    const events = await this.read();
-    this.last = { events, at: performance.now() };
-    return events;
-  }
-
-  private async read(): Promise<number> {
     const admin = await this.connected();
     // A topic not created yet holds no event to consume (and asking for it logs a Kafka error).
     let topics = this.topics;
