@@ -188,11 +188,33 @@ export async function redisRole(port: number): Promise<string> {
 }
 
 /**
- * One Redis data node. Both start as primaries from the same redis.conf; `configure` then makes every node
- * but the current primary its replica (the Sentinels do the same after a failover, and to an old primary
- * that comes back).
+ * A replica waits this long for its primary to answer before it starts, when both start together, ms: the
+ * primary must be back first. A replica back first while the Sentinels see the primary down is a
+ * candidate for their failover, and the primary, back a moment later, is demoted: two switches, each of
+ * which closes every client's connection. If the primary does not come, the replica starts anyway and the
+ * Sentinels decide.
  */
-function dataNode(name: 'redis' | 'redis-2', port: number, dependsOn: readonly ServerName[]): ServerSpec {
+const PRIMARY_START_WAIT_MS = 10_000;
+
+/** True once the Redis on `port` answers PING, false if it has not within `timeoutMs`. */
+async function answersWithin(port: number, timeoutMs: number): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const pong = await redisCommand(port, ['PING'], { timeoutMs: 500 }).catch(() => undefined);
+    if (pong === 'PONG') return true;
+    if (Date.now() >= until) return false;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * One Redis data node, started from redis.conf: the primary the Sentinels name (or, on a new stack, the
+ * first node) as a primary, the other as its replica (`replicaof` in the copy written at each start). The
+ * two start together; the replica waits for its primary to answer first. `configure` makes a running node
+ * that still acts as a primary, although the Sentinels name another, its replica (the Sentinels do the
+ * same after a failover, and to an old primary that comes back).
+ */
+function dataNode(name: 'redis' | 'redis-2', port: number): ServerSpec {
   const paths = serverPaths(name);
   // CONFIG REWRITE (run by Sentinel on a failover) rewrites the file a server started from: it must be
   // this copy, never the one in docker/. It is copied afresh at each start: the role comes from `configure`.
@@ -202,7 +224,7 @@ function dataNode(name: 'redis' | 'redis-2', port: number, dependsOn: readonly S
     ...paths,
     port,
     ports: [port],
-    dependsOn,
+    dependsOn: [],
     startTimeoutMs: 30_000,
     stopTimeoutMs: 30_000,
     executable: 'redis-server',
@@ -211,7 +233,15 @@ function dataNode(name: 'redis' | 'redis-2', port: number, dependsOn: readonly S
     prepare: async () => {
       await ensureTls();
       fs.mkdirSync(paths.dataDir, { recursive: true });
-      fs.copyFileSync(SOURCE_CONFIG, configCopy);
+      let primary = await redisPrimaryPort();
+      if (primary !== port && !(await answersWithin(primary, PRIMARY_START_WAIT_MS)))
+        primary = await redisPrimaryPort(); // the Sentinels may have promoted another node meanwhile
+      // A node that is not the primary starts as its replica, never as a second primary for a moment.
+      const role =
+        primary === port
+          ? ''
+          : `\n# Set at this start by scripts/stack/redis.ts: the primary the Sentinels named.\nreplicaof ${STACK_HOST} ${primary}\n`;
+      fs.writeFileSync(configCopy, fs.readFileSync(SOURCE_CONFIG, 'utf8') + role);
     },
     stale: async (pid, argv) => {
       await ensureTls();
@@ -231,7 +261,11 @@ function dataNode(name: 'redis' | 'redis-2', port: number, dependsOn: readonly S
           '--tls-ca-cert-file',
           STACK_TLS.ca,
         ],
-        ...['--user', 'default', 'off'],
+        // Nobody can log in as `default` (off), but it keeps every permission: Redis 7.0 replays the AOF as
+        // that user and re-checks each EXEC's commands against it, so a default user without permissions
+        // silently drops every transaction and script write of the AOF at a restart (redis/redis#14541,
+        // fixed in 8.x). Connections still start unauthenticated and must AUTH as one of the users below.
+        ...['--user', 'default', 'off', '~*', '&*', '+@all'],
         ...['--user', STACK_REDIS.user, 'on', `>${STACK_REDIS.password}`, ...REDIS_APP_ACL],
         ...['--user', STACK_REDIS.adminUser, 'on', `>${STACK_REDIS.adminPassword}`, '~*', '&*', '+@all'],
         // As a replica (now or after a failover), it logs in to its primary as the admin user.
@@ -272,9 +306,8 @@ const [firstNode, secondNode] = STACK_REDIS_NODES as readonly [
   (typeof STACK_REDIS_NODES)[number],
   (typeof STACK_REDIS_NODES)[number],
 ];
-export const redis = dataNode('redis', firstNode.port, []);
-/** Started after the first node, so that on a new stack the first is the primary. */
-export const redis2 = dataNode('redis-2', secondNode.port, ['redis']);
+export const redis = dataNode('redis', firstNode.port);
+export const redis2 = dataNode('redis-2', secondNode.port);
 
 /**
  * How the Sentinels watch the primary. A primary silent for 1 s is subjectively down; 2 Sentinels agreeing
