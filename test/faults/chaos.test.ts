@@ -75,6 +75,14 @@ t.test(
       'ws_stale',
     ])
       t.equal(summary[key], 0, key);
+    // Every error a client saw through nginx was an API answer: a JSON body with a code (bench/api.ts
+    // errorCode reads `?` from anything else, such as an HTML error page of nginx's own).
+    const errors = Object.keys((summary['errors_by_status'] as Record<string, number> | undefined) ?? {});
+    t.same(
+      errors.filter((label) => / \?$/.test(label)),
+      [],
+      `every error answer carried an API error code: ${errors.join(', ')}`,
+    );
     t.equal((await dbFailoverStatus()).primary, 'primary', 'MariaDB: primary is the primary again');
   },
 );
