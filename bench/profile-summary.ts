@@ -73,9 +73,12 @@ function summarise(profile: Profile, windows: readonly Window[] | undefined, top
 
 function phaseWindows(resultFile: string, text: string): Window[] {
   const result = JSON.parse(readFileSync(resultFile, 'utf8')) as {
-    details?: { phases?: { label: string; monotonicUs?: Window }[] };
+    details?: { phases?: { label: string; monotonicUs?: Window }[]; idle?: { monotonicUs?: Window } };
   };
-  const windows = (result.details?.phases ?? [])
+  // cost's idle interval is a phase named `idle` here.
+  const idle = result.details?.idle?.monotonicUs;
+  const phases = [...(result.details?.phases ?? []), ...(idle ? [{ label: 'idle', monotonicUs: idle }] : [])];
+  const windows = phases
     .filter((p) => p.label.includes(text) && p.monotonicUs !== undefined)
     .map((p) => p.monotonicUs!);
   if (windows.length === 0)

@@ -94,6 +94,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
   const idleStart = {
     at: performance.now(),
+    monotonicUs: monotonicUs(),
     mysql: await mysqlCounters(),
     redis: await redisCommandCalls(redis),
     cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
@@ -106,6 +107,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     mysql: diff(idleStart.mysql, await mysqlCounters()),
     redis: diff(idleStart.redis, await redisCommandCalls(redis)),
     nodeCores: idleCpu.processCores['node'],
+    monotonicUs: { start: idleStart.monotonicUs, end: monotonicUs() },
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
   io.progress('bench: probing the cost of a loopback round trip (~3 s)');
@@ -345,7 +347,7 @@ async function run(run: Run): Promise<ScenarioResult> {
           wallS: p.measured.cpu.wallS,
         })),
       ],
-      idle: { s: idle.s, nodeCores: idle.nodeCores },
+      idle: { s: idle.s, nodeCores: idle.nodeCores, monotonicUs: idle.monotonicUs },
       produce,
       checks,
       metrics,
