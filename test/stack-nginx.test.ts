@@ -146,6 +146,30 @@ t.test("the stack's nginx is up on 8080 with the app nodes as its upstreams", as
   t.equal(health.status, 200, 'nginx answers itself on /nginx-health');
 });
 
+t.test("nginx's own refusals of an oversized request are the API's JSON errors, not HTML", async (t) => {
+  const body = await viaNginx(
+    'POST',
+    '/purchases',
+    { 'content-type': 'application/json', 'idempotency-key': `nginx-large-${process.pid}` },
+    `{"productId":1,"quantity":1,"pad":"${'a'.repeat(70_000)}"}`,
+  );
+  t.match(body, {
+    status: 413,
+    headers: { 'content-type': 'application/json' },
+    json: { error: { code: 'PAYLOAD_TOO_LARGE', retryable: false } },
+  });
+  const header = await viaNginx('GET', '/products/1', { 'x-padding': 'a'.repeat(9_000) });
+  t.match(header, {
+    status: 431,
+    headers: { 'content-type': 'application/json' },
+    json: { error: { code: 'REQUEST_HEADERS_TOO_LARGE', retryable: false } },
+  });
+  for (const answer of [body, header]) {
+    t.ok(answer.headers['x-request-id'], 'with the request id');
+    t.ok(Object.hasOwn(ERROR_CODES, answer.json.error.code), 'a code of the service registry');
+  }
+});
+
 const taken: string[] = [];
 for (const { id, port } of APP_NODES)
   if (await portAnswers(port, 500)) taken.push(`${port} (${id}) by ${await describePortOwner(port)}`);

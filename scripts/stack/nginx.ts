@@ -19,7 +19,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { APP_NODES, DOCKER_DIR, LOG_DIR, RUN_DIR, STACK_HOST, STACK_PORTS, serverPaths } from './layout.js';
-import { StackError, portAnswers } from './process.js';
+import { StackError, portAnswers, startedBeforeChangeOf } from './process.js';
 import type { ServerSpec } from './server.js';
 
 const execFileAsync = promisify(execFile);
@@ -126,6 +126,11 @@ export const nginx: ServerSpec = {
       const { stderr, message } = error as { stderr?: string; message: string };
       throw new StackError(`nginx: the configuration does not pass nginx -t:\n${stderr?.trim() || message}`);
     }
+  },
+  // Started before docker/nginx/ changed (an edit, a pull): `up` restarts it with the files of now.
+  stale: (pid) => {
+    const changed = startedBeforeChangeOf(pid, [SOURCE_CONFIG, SOURCE_UPSTREAMS]);
+    return Promise.resolve(changed && `started before ${path.relative(DOCKER_DIR, changed)} changed`);
   },
   command: () => ({ file: NGINX, args: nginxArgs(true), cwd: paths.dataDir }),
   // nginx itself answers on its own location; any status will do (an app node never sees this request).

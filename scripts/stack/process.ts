@@ -71,6 +71,16 @@ export function processStartedAt(pid: number): number | undefined {
   }
 }
 
+/** /proc gives start times to the second: a file must be this much newer than a process to count as newer. */
+const START_TIME_SLACK_MS = 2_000;
+
+/** The first of `files` changed after process `pid` started (it runs with an older copy), or undefined. */
+export function startedBeforeChangeOf(pid: number, files: readonly string[]): string | undefined {
+  const startedAt = processStartedAt(pid);
+  if (startedAt === undefined) return undefined;
+  return files.find((file) => fs.statSync(file).mtimeMs > startedAt + START_TIME_SLACK_MS);
+}
+
 /** Live pids whose argv satisfies `matches` (used to find stack processes whose pid file was lost). */
 export function findProcesses(matches: (argv: string[]) => boolean): number[] {
   const pids: number[] = [];

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { STACK_HOST, STACK_TLS, TLS_DIR } from './layout.js';
-import { StackError, processStartedAt } from './process.js';
+import { StackError, startedBeforeChangeOf } from './process.js';
 
 const execFileAsync = promisify(execFile);
 const CA_DAYS = 3650;
@@ -137,14 +137,9 @@ export function ensureTls(): Promise<TlsFiles> {
   return ensured;
 }
 
-/** /proc gives start times to the second: a certificate must be this much newer to count as newer. */
-const START_TIME_SLACK_MS = 2_000;
-
 /** Why process `pid` serves an older server certificate than the one on disk (it was reissued), or undefined. */
 export function olderThanCertificate(pid: number): string | undefined {
-  const startedAt = processStartedAt(pid);
-  const issuedAt = fs.statSync(STACK_TLS.cert).mtimeMs;
-  return startedAt !== undefined && issuedAt > startedAt + START_TIME_SLACK_MS
-    ? `started before its certificate was reissued`
-    : undefined;
+  return startedBeforeChangeOf(pid, [STACK_TLS.cert]) === undefined
+    ? undefined
+    : 'started before its certificate was reissued';
 }
