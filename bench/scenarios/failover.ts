@@ -30,10 +30,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   });
   const tag = run.tag('fo');
   const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
-  const ledger = new PurchaseLedger(
-    tokens,
-    products.map((p) => p.id),
-  );
+  const ids = products.map((p) => p.id);
+  const ledger = new PurchaseLedger(tokens, ids);
   const confirmedKeys: string[] = [];
   const victim = cluster.nodes[1]!;
   let killedAtMs: number | undefined;
@@ -43,7 +41,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   let seq = 0;
   const next = (): OpenLoopRequest => {
     seq += 1;
-    const productId = products[seq % products.length]!.id;
+    const productId = ids[seq % ids.length]!;
     const key = `${tag}-${seq}`;
     return ledger.purchase('purchase', productId, 1, key, benchUser(seq), (cls, timing) => {
       if (cls.error === false) confirmedKeys.push(key);
@@ -75,14 +73,11 @@ async function run(run: Run): Promise<ScenarioResult> {
   clearTimeout(killTimer);
 
   const { checks, stillPending } = await run.check(
-    products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    ids.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK })),
     [ledger],
     { settleMs: 0, sagaWaitMs: 60_000 },
   );
-  const found = await orderStatuses(
-    confirmedKeys,
-    products.map((p) => p.id),
-  );
+  const found = await orderStatuses(confirmedKeys, ids);
   const lost = confirmedKeys.filter((k) => found.get(k) !== 'CONFIRMED');
   const killed = killedAtMs !== undefined;
   const recoveryS = !killed

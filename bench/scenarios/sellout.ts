@@ -11,7 +11,7 @@ import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
-import { defineScenario, generatorNotes, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, timelinePoints, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { withMysql } from '../stores.js';
 import { waitForSagas } from '../verify.js';
@@ -171,14 +171,10 @@ async function run(run: Run): Promise<ScenarioResult> {
           `${key}: answered 201, order ${order === undefined ? 'missing' : `${order.status} ×${order.quantity}`}`,
         );
     }
-    if (
-      attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')) &&
-      order !== undefined &&
-      order.status !== 'CANCELLED'
-    )
+    const refused = attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK'));
+    if (refused && order !== undefined && order.status !== 'CANCELLED')
       mismatches.push(`${key}: answered OUT_OF_STOCK, order ${order.status}`);
-    if (labels.has('201') && attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')))
-      mismatches.push(`${key}: one click confirmed, its duplicate refused`);
+    if (labels.has('201') && refused) mismatches.push(`${key}: one click confirmed, its duplicate refused`);
   }
   if (foreign > 0) mismatches.push(`${foreign} orders with keys the bench never sent`);
 
@@ -236,9 +232,7 @@ async function run(run: Run): Promise<ScenarioResult> {
 
   const sellingSummary = latencySummary(selling);
   const allSummary = latencySummary(all);
-  const statuses = Object.fromEntries(
-    [...result.ops.entries()].flatMap(([, s]) => Object.entries(s.statuses)),
-  );
+  const statuses = Object.fromEntries([...result.ops.values()].flatMap((s) => Object.entries(s.statuses)));
   const notes = [
     `mode: OPEN LOOP at ${num(rate)}/s offered through ${cluster.nginx === undefined ? cluster.url : 'the bench nginx to 2 nodes'}, ${num(opened)} connections; ${num(attempts.size)} keys, ${num(duplicatesSent)} sent twice at once (same key), quantities 1/2/3/5 (60/25/10/5%), ${num(users)} users.`,
     `sold out after ${(soldOutAtMs / 1000).toFixed(2)} s (last 201 answered); first OUT_OF_STOCK at ${firstOutOfStockMs === undefined ? '-' : `${(firstOutOfStockMs / 1000).toFixed(2)} s`}; final stock ${num(finalStock)}.`,
@@ -310,11 +304,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       ]),
       throughputChart(
         'sellout: offered vs answered per second',
-        result.timeline.flatMap((b) => [
-          { t: b.t, series: 'offered', perS: b.offered },
-          { t: b.t, series: 'answered', perS: b.completed },
-          { t: b.t, series: 'errors', perS: b.errors },
-        ]),
+        timelinePoints([{ result, startS: 0 }], () => ''),
       ),
     ],
   };
