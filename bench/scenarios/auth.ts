@@ -24,7 +24,7 @@ import { round, roundOrNull, sumDelta } from '../measure.js';
 import { fixed, num } from '../report.js';
 import { defineScenario, leasesLost, oversold, type Run } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
-import { connectStoreRedis, redisCommandCalls } from '../stores.js';
+import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
 
@@ -88,8 +88,7 @@ async function time(
 /** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
 async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
   const calls = await redisCommandCalls(redis);
-  const commands = Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
-  return { commands, evalsha: calls['evalsha'] ?? 0 };
+  return { commands: commandTotal(calls), evalsha: calls['evalsha'] ?? 0 };
 }
 
 /** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */

@@ -13,7 +13,7 @@ import type { OpenLoopResult } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
 import type { Redis } from '../../src/storage/redis.js';
-import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
+import { commandTotal, connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
 import { defineScenario, oversold, type Run } from '../scenario.js';
 import { waitNone } from '../verify.js';
 import type { ScenarioResult } from '../types.js';
@@ -191,11 +191,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   const scale = (p: Phase) => p.measured.cpu.wallS / idle.s;
   const sql = (name: string) => (p: Phase) =>
     p.mysql[name] === undefined ? undefined : Math.max(0, p.mysql[name] - (idle.mysql[name] ?? 0) * scale(p));
-  const calls = (c: Record<string, number>) =>
-    Object.entries(c)
-      .filter(([cmd]) => cmd !== 'info')
-      .reduce((s, [, n]) => s + n, 0);
-  const redisTotal = (p: Phase) => Math.max(0, calls(p.redisCalls) - calls(idle.redis) * scale(p));
+  const redisTotal = (p: Phase) =>
+    Math.max(0, commandTotal(p.redisCalls) - commandTotal(idle.redis) * scale(p));
   const metrics = [
     metric('MySQL commits (Com_commit)', sql('Com_commit')),
     metric('MySQL binlog group commits', sql('Binlog_group_commits')),

@@ -45,10 +45,7 @@ export default defineScenario({
     await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
     const tag = run.tag('hs');
     const products = await run.pathProducts(tag, INITIAL_STOCK);
-    const ledger = new PurchaseLedger(
-      run.tokens,
-      PATHS.map((p) => products[p].id),
-    );
+    const ledger = new PurchaseLedger(run.tokens);
     const purchase = ledger.stream(tag);
     // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
     for (const path of PATHS) await run.warmUp(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));

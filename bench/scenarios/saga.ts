@@ -16,7 +16,7 @@ import {
   type MeasuredPhase,
 } from '../measure.js';
 import { columns, fixed, num, pct } from '../report.js';
-import { defineScenario, phaseHealthOf, type Run } from '../scenario.js';
+import { defineScenario, oversold, phaseHealthOf, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
 
@@ -167,7 +167,6 @@ async function run(run: Run): Promise<ScenarioResult> {
   const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
-  const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
   const chargesTotal = providerStats().charges;
   const health = phaseHealthOf(
@@ -229,7 +228,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       p95_target_ms: P95_TARGET_MS,
       p95_target_met: p95Met,
       still_pending: stillPending,
-      oversold,
+      oversold: oversold(checks),
       ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,

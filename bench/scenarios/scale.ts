@@ -229,14 +229,13 @@ function summarize(top: Run, knobs: Knobs, one: SetupRun, two: SetupRun | undefi
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
-  const key = (s: SetupRun) => (s.nodes === 1 ? 'one_node' : 'two_nodes');
   const perSetup: Record<string, unknown> = {};
   for (const [s, c] of [
     [one, c1],
     [two, c2],
   ] as const) {
     if (s === undefined) continue;
-    const k = key(s);
+    const k = s.nodes === 1 ? 'one_node' : 'two_nodes';
     perSetup[`${k}_per_s`] = c.best === undefined ? null : Math.round(c.best.steadyOkPerS);
     perSetup[`${k}_offered_per_s`] = c.best?.offered ?? null;
     perSetup[`${k}_p50_ms`] = c.best?.p50 ?? null;
