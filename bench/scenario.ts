@@ -192,9 +192,10 @@ export class Run {
     return measureOpenLoop(this.cluster.metricsUrls, pids, phase);
   }
 
-  /** Unmeasured open-loop load on the run's connections (warm-ups): `next` gives each arrival's request. */
-  async warmUp(label: string, rate: number, durationS: number, next: OpenLoopPhase['next']): Promise<void> {
-    await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
+  /** Open-loop load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
+  openLoop(label: string, rate: number, durationS: number, next: OpenLoopPhase['next'], max?: number) {
+    const { connections, io } = this;
+    return runOpenLoop({ connections, io, label, rate, durationS, next, maxArrivals: max });
   }
 
   /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */

@@ -92,7 +92,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   // The JIT needs a few thousand purchases: at 100/s the first 10 s cost ~25% more CPU per purchase than
   // the next 50 (5 December); the figure is the steady state's.
   const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
-  for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, warmS, next(products[path].id));
+  for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, next(products[path].id));
 
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const nodePid = cluster.nodes[0]?.pid;

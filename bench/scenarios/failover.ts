@@ -6,7 +6,7 @@ import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { latencySummary, round } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import type { OpenLoopRequest } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, oversold, timelinePoints, type Run } from '../scenario.js';
@@ -23,7 +23,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const productCount = run.param('products', 16, 1, 10_000);
   const slowMs = run.param('slow-ms', 1000, 1, 60_000);
   const killAtS = run.param('kill-at', options.durationS / 3, 0, options.durationS);
-  const { cluster, connections, tokens } = await run.setUp({
+  const { cluster, tokens } = await run.setUp({
     cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 0,
@@ -62,14 +62,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   }, killAtS * 1000);
   io.onCleanup(() => clearTimeout(killTimer));
   phaseStart = performance.now();
-  const result = await runOpenLoop({
-    connections,
-    rate,
-    durationS: options.durationS,
-    label: `failover @ ${num(rate)}/s`,
-    io,
-    next,
-  });
+  const result = await run.openLoop(`failover @ ${num(rate)}/s`, rate, options.durationS, next);
   clearTimeout(killTimer);
 
   const { checks, stillPending } = await run.check(

@@ -48,7 +48,8 @@ export default defineScenario({
     const ledger = new PurchaseLedger(run.tokens);
     const purchase = ledger.stream(tag);
     // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
-    for (const path of PATHS) await run.warmUp(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
+    for (const path of PATHS)
+      await run.openLoop(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
 
     const steps = await run.stepUp<Strategy, Step>({
       paths: PATHS,

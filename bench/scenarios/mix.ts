@@ -119,7 +119,7 @@ export default defineScenario({
     };
 
     // Unmeasured: fills the cache of the first step's catalog and warms both nodes.
-    await run.warmUp('warm-up', firstRate, 3, request(sizeFor(firstRate)));
+    await run.openLoop('warm-up', firstRate, 3, request(sizeFor(firstRate)));
 
     const steps = await run.stepUp<'mix', Step>({
       paths: ['mix'],

@@ -94,7 +94,7 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number) {
       return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
     };
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
-    if (warmupS > 0) await run.warmUp(`warm-up ${label}`, firstRate, warmupS, next);
+    if (warmupS > 0) await run.openLoop(`warm-up ${label}`, firstRate, warmupS, next);
     let routedMetric = false;
     const steps = await run.stepUp<string, Step>({
       paths: [label],

@@ -9,7 +9,7 @@ import { createProduct, errorCode } from '../api.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import type { OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, timelinePoints, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
@@ -47,7 +47,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const dupShare = run.param('duplicates', 0.2, 0, 1);
   const rate = options.rate ?? 4000;
   // One token per user, minted before the load (the users' ids are those `next` below picks).
-  const { cluster, connections, tokens, admin, opened } = await run.setUp({
+  const { cluster, tokens, admin, opened } = await run.setUp({
     cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     users: Array.from({ length: users }, (_, i) => sellerUser(i)),
@@ -92,31 +92,25 @@ async function run(run: Run): Promise<ScenarioResult> {
     },
     transportError: (code) => attempt.answers.push(`transport ${code}`),
   });
-  const arrivals = Math.ceil(attemptsWanted / (1 + dupShare));
   let made = 0;
-  const result = await runOpenLoop({
-    connections,
-    rate,
-    durationS: Math.max(1, attemptsWanted / rate),
-    label: `sellout @ ${num(rate)}/s`,
-    io,
-    maxArrivals: arrivals,
-    next: (seq) => {
-      if (made >= attemptsWanted) return undefined;
-      const key = `${tag}-${seq}`;
-      const attempt: Attempt = { quantity: quantity(), answers: [] };
-      attempts.set(key, attempt);
-      const userId = sellerUser((seq * 7_919) % users);
-      const first = request(key, userId, attempt);
+  const next = (seq: number) => {
+    if (made >= attemptsWanted) return undefined;
+    const key = `${tag}-${seq}`;
+    const attempt: Attempt = { quantity: quantity(), answers: [] };
+    attempts.set(key, attempt);
+    const userId = sellerUser((seq * 7_919) % users);
+    const first = request(key, userId, attempt);
+    made += 1;
+    if (made < attemptsWanted && Math.random() < dupShare) {
       made += 1;
-      if (made < attemptsWanted && Math.random() < dupShare) {
-        made += 1;
-        duplicatesSent += 1;
-        return [first, request(key, userId, attempt)];
-      }
-      return first;
-    },
-  });
+      duplicatesSent += 1;
+      return [first, request(key, userId, attempt)];
+    }
+    return first;
+  };
+  const durationS = Math.max(1, attemptsWanted / rate);
+  const arrivals = Math.ceil(attemptsWanted / (1 + dupShare));
+  const result = await run.openLoop(`sellout @ ${num(rate)}/s`, rate, durationS, next, arrivals);
   const soldOutAtMs = lastConfirmedMs;
   for (const s of sends) {
     all.record(Math.max(1, Math.round(s.latencyMs * 1000)));
