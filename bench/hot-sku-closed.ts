@@ -23,10 +23,10 @@ import { columns, fixed, num, pct } from './report.js';
 import { oversold, phaseHealthOf, type Run } from './scenario.js';
 import type { ScenarioResult } from './types.js';
 
-/** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
-const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
+/** hot-sku's products (both modes): far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
+export const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
 const WARMUP_S = 1;
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
+export const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 

@@ -6,7 +6,7 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
+import { PATHS, runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger } from '../load.js';
 import { percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopResult } from '../open-loop.js';
@@ -18,7 +18,6 @@ import { defineScenario, oversold, type Run } from '../scenario.js';
 import { waitNone } from '../verify.js';
 import type { ScenarioResult } from '../types.js';
 
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;

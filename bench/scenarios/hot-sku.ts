@@ -3,7 +3,7 @@
  * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
 import type { Strategy } from '../api.js';
-import { runClosedLoop } from '../hot-sku-closed.js';
+import { INITIAL_STOCK, PATHS, runClosedLoop } from '../hot-sku-closed.js';
 import { roundOrNull } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
@@ -20,9 +20,6 @@ import {
   stepTable,
   type OpenStep,
 } from '../scenario.js';
-
-const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 interface Step extends OpenStep {
   readonly path: Strategy;
