@@ -18,13 +18,7 @@ import {
   stepCharts,
   stepDetails,
   stepTable,
-  type OpenStep,
 } from '../scenario.js';
-
-interface Step extends OpenStep {
-  readonly path: Strategy;
-  readonly meanBatch: number | undefined;
-}
 
 export default defineScenario({
   name: 'hot-sku',
@@ -48,7 +42,7 @@ export default defineScenario({
     for (const path of PATHS)
       await run.openLoop(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
 
-    const steps = await run.stepUp<Strategy, Step>({
+    const steps = await run.stepUp({
       paths: PATHS,
       rates: run.steppedRates(firstRate, factor, maxSteps),
       pause,
