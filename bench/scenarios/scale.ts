@@ -4,7 +4,6 @@
  * and the share of purchases forwarded to the owner. On a 2-core box: the cost of forwarding, not scale-out.
  */
 import { createProducts } from '../api.js';
-import { benchUser } from '../auth.js';
 import { cores } from '../cpu.js';
 import { round, roundOrNull } from '../measure.js';
 import type { Samples } from '../prom.js';
@@ -85,14 +84,10 @@ async function runSetup(top: Run, knobs: Knobs, nodes: number) {
     const products = await createProducts(run.admin, run.tokens, tag, productCount, STOCK);
     const ids = products.map((p) => p.id);
     const ledger = new PurchaseLedger(run.tokens, ids);
-    let seq = 0;
-    const next = () => {
-      seq += 1;
-      // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
-      // round-robin over an even number of products would send each product to the same node every time.
-      const productId = ids[Math.floor(Math.random() * ids.length)]!;
-      return ledger.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
-    };
+    const purchase = ledger.stream(tag);
+    // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
+    // round-robin over an even number of products would send each product to the same node every time.
+    const next = () => purchase(ids[Math.floor(Math.random() * ids.length)]!)();
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
     if (warmupS > 0) await run.openLoop(`warm-up ${label}`, firstRate, warmupS, next);
     let routedMetric = false;
