@@ -100,14 +100,11 @@ const COLUMNS = columns<Figures>([
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   // The bench's own provider (not the stack's shared one), registered first so it closes after the service.
-  let provider: ReturnType<typeof createPaymentProvider> | undefined;
-  let paymentUrl: string | undefined;
-  if (options.url === undefined) {
-    provider = createPaymentProvider({ latencyMs: PAYMENT_LATENCY_MS });
-    const port = await provider.listen(0, '127.0.0.1');
-    const running = provider;
-    io.onCleanup(() => running.close());
-    paymentUrl = `http://127.0.0.1:${port}`;
+  const provider =
+    options.url === undefined ? createPaymentProvider({ latencyMs: PAYMENT_LATENCY_MS }) : undefined;
+  const paymentUrl = provider && `http://127.0.0.1:${await provider.listen(0, '127.0.0.1')}`;
+  if (provider !== undefined) {
+    io.onCleanup(() => provider.close());
     io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
   }
   const env: Record<string, string> = paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl };
