@@ -420,6 +420,14 @@ export function timelinePoints(
   );
 }
 
+/** The throughput chart of one open-loop phase: offered, answered and errors per second. */
+export function phaseThroughputChart(title: string, result: OpenLoopResult): ChartSpec {
+  return throughputChart(
+    title,
+    timelinePoints([{ result, startS: 0 }], () => ''),
+  );
+}
+
 /** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */
 export function stepCharts(
   titles: readonly [curve: string, latency: string, throughput: string],

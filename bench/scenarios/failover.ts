@@ -4,12 +4,12 @@
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
-import { latencyChart, throughputChart } from '../chart.js';
+import { latencyChart } from '../chart.js';
 import { latencySummary, round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
-import { defineScenario, generatorNotes, oversold, timelinePoints, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, oversold, phaseThroughputChart, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { orderStatuses } from '../verify.js';
 
@@ -142,9 +142,9 @@ async function run(run: Run): Promise<ScenarioResult> {
     },
     charts: [
       latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
-      throughputChart(
+      phaseThroughputChart(
         `failover: offered vs answered per second (kill at ${killed ? (killedAtMs! / 1000).toFixed(1) : '-'} s)`,
-        timelinePoints([{ result, startS: 0 }], () => ''),
+        result,
       ),
     ],
   };

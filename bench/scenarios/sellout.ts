@@ -6,12 +6,12 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
 import { createProduct, errorCode } from '../api.js';
-import { latencyChart, throughputChart } from '../chart.js';
+import { latencyChart } from '../chart.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
-import { defineScenario, generatorNotes, timelinePoints, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, phaseThroughputChart, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { withMysql } from '../stores.js';
 import { waitForSagas } from '../verify.js';
@@ -296,10 +296,7 @@ async function run(run: Run): Promise<ScenarioResult> {
         { op: 'while selling (all answers)', ...sellingSummary },
         ...[...result.ops.entries()].map(([op, s]) => ({ op, ...latencySummary(s.latency) })),
       ]),
-      throughputChart(
-        'sellout: offered vs answered per second',
-        timelinePoints([{ result, startS: 0 }], () => ''),
-      ),
+      phaseThroughputChart('sellout: offered vs answered per second', result),
     ],
   };
 }
