@@ -409,7 +409,7 @@ export const stepDetails = <S extends { result: OpenLoopResult; startS: number; 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
 export function timelinePoints(
   steps: readonly { readonly result: OpenLoopResult; readonly startS: number }[],
-  series: (s: (typeof steps)[number]) => string,
+  series: (s: (typeof steps)[number]) => string = () => '',
   kinds: readonly ('offered' | 'answered' | 'errors')[] = ['offered', 'answered', 'errors'],
 ): RatePoint[] {
   const value = { offered: 'offered', answered: 'completed', errors: 'errors' } as const;
@@ -422,10 +422,7 @@ export function timelinePoints(
 
 /** The throughput chart of one open-loop phase: offered, answered and errors per second. */
 export function phaseThroughputChart(title: string, result: OpenLoopResult): ChartSpec {
-  return throughputChart(
-    title,
-    timelinePoints([{ result, startS: 0 }], () => ''),
-  );
+  return throughputChart(title, timelinePoints([{ result, startS: 0 }]));
 }
 
 /** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */

@@ -270,10 +270,7 @@ export default defineScenario({
             })),
           ),
         ),
-        throughputChart(
-          'mix: offered vs answered per second, steps in order',
-          timelinePoints(steps, () => ''),
-        ),
+        throughputChart('mix: offered vs answered per second, steps in order', timelinePoints(steps)),
       ],
     };
   },
