@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderCharts } from './chart.js';
 import { combineRepeats, formatTable } from './report.js';
+import { drainCleanups } from './scenario.js';
 import type { BenchIO, BenchOptions, Scenario, ScenarioResult } from './types.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
@@ -230,14 +231,8 @@ async function main(): Promise<number> {
 
   const cleanups: (() => Promise<void> | void)[] = [];
   const abort = new AbortController();
-  const runCleanups = async (): Promise<void> => {
-    while (cleanups.length > 0) {
-      const fn = cleanups.pop()!;
-      await Promise.resolve()
-        .then(fn)
-        .catch((err: unknown) => process.stderr.write(`bench: cleanup failed: ${String(err)}\n`));
-    }
-  };
+  const progress = (line: string) => void process.stderr.write(`${line}\n`);
+  const runCleanups = () => drainCleanups(cleanups, progress);
   let interrupted = false;
   const onSignal = (): void => {
     if (interrupted) process.exit(130);
@@ -249,7 +244,7 @@ async function main(): Promise<number> {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const io: BenchIO = {
-    progress: (line) => process.stderr.write(`${line}\n`),
+    progress,
     onCleanup: (fn) => cleanups.push(fn),
     signal: abort.signal,
   };

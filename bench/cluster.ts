@@ -165,10 +165,9 @@ export interface Cluster {
   readonly metricsUrls: readonly string[];
   /** The nodes the bench started (empty with --url); a restarted node takes the killed one's place. */
   readonly nodes: readonly NodeProcess[];
-  readonly nginx: { readonly pid: number; readonly port: number; readonly accessLog: string } | undefined;
+  readonly nginx: { readonly pid: number; readonly port: number } | undefined;
   /** REDIS_KEY_PREFIX of the nodes (undefined with --url). */
   readonly redisPrefix: string | undefined;
-  readonly paymentUrl: string | undefined;
   /** Every process the bench started for this cluster, by name (nginx's workers read now). */
   pids(): Record<string, number>;
   /** Restarts a killed node (same port, id and prefix); resolves when it is ready. */
@@ -193,7 +192,6 @@ export async function startCluster(
       nodes: [],
       nginx: undefined,
       redisPrefix: undefined,
-      paymentUrl: undefined,
       pids: () => ({}),
       restart: () => Promise.reject(new Error('cannot restart a node of a --url service')),
     };
@@ -228,7 +226,6 @@ export async function startCluster(
     nodes,
     nginx,
     redisPrefix,
-    paymentUrl: provider?.url,
     pids: () => {
       const pids: Record<string, number> = {};
       nodes.forEach((node, i) => (pids[`node-${i + 1}`] = node.pid));
@@ -299,7 +296,7 @@ async function startNginx(options: BenchOptions, io: BenchIO, upstreamPorts: rea
   io.progress(
     `bench: nginx on 127.0.0.1:${port} (pid ${pid}) → ${upstreamPorts.map((p) => `:${p}`).join(', ')}`,
   );
-  return { pid, port, accessLog: path.join(dir, 'logs', 'access.log') };
+  return { pid, port };
 }
 
 /** A helper process (own group, log file), stopped at cleanup; resolves once `url + probe` answers anything. */

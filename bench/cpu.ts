@@ -76,16 +76,7 @@ function listeningInodes(ports: ReadonlySet<number>): Map<number, string> {
 function socketOwners(inodes: ReadonlySet<string>): Map<string, number> {
   const owners = new Map<string, number>();
   if (inodes.size === 0) return owners;
-  let pids: number[];
-  try {
-    pids = readdirSync('/proc')
-      .filter((d) => /^\d+$/.test(d))
-      .map(Number)
-      .sort((a, b) => a - b);
-  } catch {
-    return owners;
-  }
-  for (const pid of pids) {
+  for (const pid of procPids()) {
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
@@ -107,21 +98,26 @@ function socketOwners(inodes: ReadonlySet<string>): Map<string, number> {
   return owners;
 }
 
+/** Every pid in /proc, lowest first (none without /proc). */
+function procPids(): number[] {
+  try {
+    return readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number)
+      .sort((a, b) => a - b);
+  } catch {
+    return [];
+  }
+}
+
 /** Pids of the live processes whose parent is `parent` (nginx's workers), from /proc. */
 export function childPids(parent: number): number[] {
   const children: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return children;
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
+  for (const pid of procPids()) {
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent) children.push(Number(entry));
+      if (ppid === parent) children.push(pid);
     } catch {
       // gone meanwhile
     }

@@ -23,10 +23,10 @@ import { columns, fixed, num, pct } from './report.js';
 import { oversold, phaseHealthOf, type Run } from './scenario.js';
 import type { ScenarioResult } from './types.js';
 
-/** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
-const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
+/** hot-sku's products (both modes): far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
+export const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
 const WARMUP_S = 1;
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
+export const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 
 const ORDER: readonly Strategy[] = ['actor', 'baseline', 'actor', 'baseline'];
 
@@ -161,26 +161,29 @@ const PHASE_COLUMNS = columns<Row>([
 ]);
 
 /** The table of closed-loop phases: each measured phase, then the `totals` (label, seconds, merged phases). */
-export const phaseTable = (measured: readonly Measured[], totals: readonly Row[]) =>
+const phaseTable = (measured: readonly Measured[], totals: readonly Row[]) =>
   PHASE_COLUMNS.table([
     ...measured.map((m): Row => [m.result.label, m.result.windowS, merge([m])]),
     ...totals,
   ]);
 
-/** The summary keys of each path's merged phases, in the order given. */
-export const pathKeys = (paths: readonly (readonly [string, ReturnType<typeof merge>])[]) =>
-  Object.assign({}, ...paths.map(([path, m]) => PHASE_COLUMNS.keys(path, ['', 0, m]))) as Record<
-    string,
-    unknown
-  >;
-
-/** Two paths merged, their ratio, and the ratio from the undisturbed phases only (when both have one). */
-export function compare<P extends string>(
-  measured: readonly Measured<P>[],
-  restarted: readonly string[],
-  a: P,
-  b: P,
+/**
+ * The end of a closed-loop run comparing paths `a` and `b`: the checks (`run.check`), both paths merged, their
+ * ratio and the ratio from the undisturbed phases only (when both have one), the run's health (`shardLosses`
+ * over the check's), the table with each path's totals, the paths' summary keys and products.
+ */
+export async function compare<P extends string>(
+  run: Run,
+  paths: readonly ClosedLoopPath<P>[],
+  { all, measured }: { readonly all: readonly PhaseResult[]; readonly measured: readonly Measured<P>[] },
+  [a, b]: readonly [P, P],
+  more: { shardLosses?: number; disturbedMore?: (ratioUndisturbed: number | undefined) => string } = {},
 ) {
+  const checked = await run.check(
+    paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
+    all,
+  );
+  const { restarted } = checked;
   const A = merge(measured.filter((m) => m.path === a));
   const B = merge(measured.filter((m) => m.path === b));
   const undisturbed = measured.filter(
@@ -188,13 +191,30 @@ export function compare<P extends string>(
   );
   const cleanA = undisturbed.filter((m) => m.path === a);
   const cleanB = undisturbed.filter((m) => m.path === b);
+  const ratioUndisturbed =
+    cleanA.length > 0 && cleanB.length > 0 ? merge(cleanA).perS / merge(cleanB).perS : undefined;
+  const disturbed = measured.filter((m) => !undisturbed.includes(m)).map((m) => m.result.label);
+  const shardLosses = more.shardLosses ?? checked.shardLosses;
+  const benchCores = merge(measured).benchCores;
   return {
+    ...checked,
     A,
     B,
     ratio: B.perS > 0 ? A.perS / B.perS : undefined,
-    ratioUndisturbed:
-      cleanA.length > 0 && cleanB.length > 0 ? merge(cleanA).perS / merge(cleanB).perS : undefined,
-    disturbed: measured.filter((m) => !undisturbed.includes(m)).map((m) => m.result.label),
+    ratioUndisturbed,
+    disturbed,
+    benchCores,
+    health: phaseHealthOf(
+      { disturbed, phases: measured.length, background: run.background, restarted, shardLosses },
+      benchCores,
+      more.disturbedMore?.(ratioUndisturbed),
+    ),
+    table: phaseTable(measured, [
+      [`${a} (both phases)`, run.options.durationS, A],
+      [`${b} (both phases)`, run.options.durationS, B],
+    ]),
+    keys: Object.assign({}, PHASE_COLUMNS.keys(a, ['', 0, A]), PHASE_COLUMNS.keys(b, ['', 0, B])),
+    products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
   };
 }
 
@@ -226,70 +246,50 @@ export async function runClosedLoop(run: Run): Promise<ScenarioResult> {
     const initialStock = INITIAL_STOCK[path];
     return { path, http: pool, productId: products[path].id, initialStock, metricsFrom: run.cluster.url };
   });
-  const phaseS = options.durationS / 2;
-  const { all, measured } = await runAlternatingPhases(run, { paths, order: ORDER, tag });
-  const {
-    checks,
-    restarted,
-    shardLosses,
-    ok,
-    notes: checkNotes,
-  } = await run.check(
-    paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
-    all,
-  );
-
+  const phases = await runAlternatingPhases(run, { paths, order: ORDER, tag });
   const {
     A: actor,
     B: baseline,
     ratio = Infinity,
-    ratioUndisturbed,
-    disturbed,
-  } = compare(measured, restarted, 'actor', 'baseline');
-  const loadCores = merge(measured).benchCores;
-  const health = phaseHealthOf(
-    { disturbed, phases: measured.length, background: run.background, restarted, shardLosses },
-    loadCores,
-    `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
-  );
+    benchCores: loadCores,
+    ...c
+  } = await compare(run, paths, phases, ['actor', 'baseline'], {
+    disturbedMore: (ratioUndisturbed) =>
+      `ratio from undisturbed phases only: ${ratioUndisturbed === undefined ? 'n/a (a path has none)' : `${ratioUndisturbed.toFixed(1)}x`}`,
+  });
+  const { all, measured } = phases;
   const notes = [
     `mode: CLOSED LOOP: ${options.connections} connections, each sends its next purchase only after the previous answer; latencies are not corrected for coordinated omission (an open-loop mode is issue 7).`,
     `ratio actor/baseline: ${ratio.toFixed(1)}x (${num(actor.perS)}/s vs ${num(baseline.perS)}/s)${ratio < 30 ? '  BELOW the 30x target' : ''}; mean actor batch ${actor.meanBatch?.toFixed(1) ?? '-'}`,
     `WARNING: the load generator used ${loadCores.toFixed(2)} cores over the run, ${actor.benchCores.toFixed(2)} during the actor phases (${Math.round((actor.benchCores / cores()) * 100)}% of this machine's ${cores()} cores), ` +
       'sharing them with the service, MariaDB, Redis and Kafka: the figures are for this whole box, not the service alone.',
-    ...health.notes,
+    ...c.health.notes,
     `errors actor: ${JSON.stringify(actor.failures)}  baseline: ${JSON.stringify(baseline.failures)}`,
-    ...checkNotes,
-    `correctness: ${ok ? 'OK' : 'FAILED'}`,
+    ...c.notes,
+    `correctness: ${c.ok ? 'OK' : 'FAILED'}`,
   ];
 
   return {
-    ok,
+    ok: c.ok,
     summary: {
       mode: 'closed-loop',
-      ...pathKeys([
-        ['actor', actor],
-        ['baseline', baseline],
-      ]),
+      ...c.keys,
       ratio: round(ratio, 2),
-      ratio_undisturbed: roundOrNull(ratioUndisturbed, 2),
-      oversold: oversold(checks),
+      ratio_undisturbed: roundOrNull(c.ratioUndisturbed, 2),
+      oversold: oversold(c.checks),
       mean_batch_size: roundOrNull(actor.meanBatch, 1),
       load_generator_machine_share: round(loadCores / cores(), 2),
       load_generator_cores_actor: round(actor.benchCores, 2),
-      ...health.summary,
+      ...c.health.summary,
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: phaseTable(measured, [
-      ['actor (both phases)', phaseS * 2, actor],
-      ['baseline (both phases)', phaseS * 2, baseline],
-    ]),
+    table: c.table,
     notes,
     details: {
-      products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
-      checks,
-      stackRestarted: restarted,
+      products: c.products,
+      checks: c.checks,
+      stackRestarted: c.restarted,
       ambiguousSample: all.flatMap((r) => r.ambiguous).slice(0, 100),
       phases: all.map(phaseDetails),
       measured: measured.map((m) => ({

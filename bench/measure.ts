@@ -4,7 +4,6 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
-import { runOpenLoop, type OpenLoopPhase } from './open-loop.js';
 import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './verify.js';
 
@@ -106,15 +105,6 @@ export async function measurePhase<T>(
             Object.entries(dbAfter).map(([k, v]) => [k, round((v - (dbBefore[k] ?? 0)) / cpu.wallS, 1)]),
           ),
   };
-}
-
-/** One open-loop phase, measured (`measurePhase` around `runOpenLoop`), its stage line on the phase's io. */
-export function measureOpenLoop(
-  metricsFrom: string | readonly string[],
-  pids: Readonly<Record<string, number>>,
-  phase: OpenLoopPhase,
-) {
-  return measurePhase(metricsFrom, pids, () => runOpenLoop(phase), phase.io.progress);
 }
 
 /** Σ over measured phases of one sample's `/metrics` delta. */

@@ -14,7 +14,7 @@ import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import {
   DISTURBED_OTHER_CORES,
-  measureOpenLoop,
+  measurePhase,
   percentileMs,
   round,
   roundOrNull,
@@ -53,6 +53,14 @@ export interface SetUp {
 
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Answers = Parameters<typeof expectedFrom>[0][number];
+
+/** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
+export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
+  while (cleanups.length > 0)
+    await Promise.resolve()
+      .then(cleanups.pop())
+      .catch((err: unknown) => progress(`bench: cleanup failed: ${String(err)}`));
+}
 
 /** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
 export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
@@ -146,12 +154,7 @@ export class Run {
   /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C). */
   async scoped<T>(suffix: string, what: string, body: (run: Run) => Promise<T>): Promise<T> {
     const cleanups: (() => Promise<void> | void)[] = [];
-    const stopAll = async (): Promise<void> => {
-      while (cleanups.length > 0)
-        await Promise.resolve()
-          .then(cleanups.pop())
-          .catch((err: unknown) => this.io.progress(`bench: cleanup failed: ${String(err)}`));
-    };
+    const stopAll = () => drainCleanups(cleanups, this.io.progress);
     this.io.onCleanup(stopAll);
     const io: BenchIO = { ...this.io, onCleanup: (fn) => void cleanups.push(fn) };
     try {
@@ -189,12 +192,13 @@ export class Run {
   measure(label: string, rate: number, next: OpenLoopPhase['next'], pids = this.pids) {
     const { connections, io } = this;
     const phase = { connections, rate, durationS: this.options.durationS, label, io, next };
-    return measureOpenLoop(this.cluster.metricsUrls, pids, phase);
+    return measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), io.progress);
   }
 
-  /** Unmeasured open-loop load on the run's connections (warm-ups): `next` gives each arrival's request. */
-  async warmUp(label: string, rate: number, durationS: number, next: OpenLoopPhase['next']): Promise<void> {
-    await runOpenLoop({ connections: this.connections, rate, durationS, label, io: this.io, next });
+  /** Open-loop load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
+  openLoop(label: string, rate: number, durationS: number, next: OpenLoopPhase['next'], max?: number) {
+    const { connections, io } = this;
+    return runOpenLoop({ connections, io, label, rate, durationS, next, maxArrivals: max });
   }
 
   /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
@@ -405,7 +409,7 @@ export const stepDetails = <S extends { result: OpenLoopResult; startS: number; 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
 export function timelinePoints(
   steps: readonly { readonly result: OpenLoopResult; readonly startS: number }[],
-  series: (s: (typeof steps)[number]) => string,
+  series: (s: (typeof steps)[number]) => string = () => '',
   kinds: readonly ('offered' | 'answered' | 'errors')[] = ['offered', 'answered', 'errors'],
 ): RatePoint[] {
   const value = { offered: 'offered', answered: 'completed', errors: 'errors' } as const;
@@ -414,6 +418,11 @@ export function timelinePoints(
       kinds.map((k) => ({ t: round(s.startS + b.t, 1), series: `${series(s)}${k}`, perS: b[value[k]] })),
     ),
   );
+}
+
+/** The throughput chart of one open-loop phase: offered, answered and errors per second. */
+export function phaseThroughputChart(title: string, result: OpenLoopResult): ChartSpec {
+  return throughputChart(title, timelinePoints([{ result, startS: 0 }]));
 }
 
 /** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */

@@ -64,6 +64,10 @@ export async function redisCommandCalls(redis: Redis): Promise<Record<string, nu
   return calls;
 }
 
+/** All calls of `redisCommandCalls` but the INFO that read them. */
+export const commandTotal = (calls: Readonly<Record<string, number>>): number =>
+  Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
+
 /** The MySQL primary's global status counters named (absent ones left out). */
 export function serverStatus(names: readonly string[]): Promise<Record<string, number>> {
   return withMysql(async (conn) => {

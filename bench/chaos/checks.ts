@@ -9,7 +9,7 @@ import type { Config } from '../../src/config.js';
 import { until } from '../agreement.js';
 import { waitNone } from '../verify.js';
 import type { BenchTokens } from '../auth.js';
-import { connectMysql, connectStoreRedis, withMysql } from '../stores.js';
+import { connectStoreRedis, withMysql } from '../stores.js';
 import type { StockTruth } from './subscribers.js';
 
 export interface Mismatch {
@@ -69,30 +69,23 @@ async function rowsPerProduct(conn: Connection, productIds: readonly number[]): 
 /** Products whose products/orders/sagas rows differ between the primary and the replica (after catching up). */
 export function checkReplica(productIds: readonly number[], timeoutMs = 30_000): Promise<Mismatch[]> {
   return settle(async () => {
-    const primary = await connectMysql('primary');
-    const replica = await connectMysql('replica');
-    try {
-      const [onPrimary, onReplica] = await Promise.all([
-        rowsPerProduct(primary, productIds),
-        rowsPerProduct(replica, productIds),
-      ]);
-      return productIds.flatMap((id) => {
-        const a = onPrimary.get(id) ?? '';
-        const b = onReplica.get(id) ?? '';
-        if (a === b) return [];
-        const lines = new Set(b.split('\n'));
-        const missing = a.split('\n').filter((l) => !lines.has(l));
-        return [
-          {
-            productId: id,
-            detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
-          },
-        ];
-      });
-    } finally {
-      await primary.end().catch(() => undefined);
-      await replica.end().catch(() => undefined);
-    }
+    const [onPrimary, onReplica] = await Promise.all([
+      withMysql((conn) => rowsPerProduct(conn, productIds)),
+      withMysql((conn) => rowsPerProduct(conn, productIds), 'replica'),
+    ]);
+    return productIds.flatMap((id) => {
+      const a = onPrimary.get(id) ?? '';
+      const b = onReplica.get(id) ?? '';
+      if (a === b) return [];
+      const lines = new Set(b.split('\n'));
+      const missing = a.split('\n').filter((l) => !lines.has(l));
+      return [
+        {
+          productId: id,
+          detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
+        },
+      ];
+    });
   }, timeoutMs);
 }
 

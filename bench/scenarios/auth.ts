@@ -15,8 +15,6 @@ import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js'
 import {
   compare,
   merge,
-  pathKeys,
-  phaseTable,
   runAlternatingPhases,
   type ClosedLoopPath,
   type Measured,
@@ -24,9 +22,9 @@ import {
 import type { PhaseResult } from '../load.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
 import { fixed, num } from '../report.js';
-import { defineScenario, leasesLost, oversold, phaseHealthOf, type Run } from '../scenario.js';
+import { defineScenario, leasesLost, oversold, type Run } from '../scenario.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
-import { connectStoreRedis, redisCommandCalls } from '../stores.js';
+import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
 
@@ -90,8 +88,7 @@ async function time(
 /** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
 async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
   const calls = await redisCommandCalls(redis);
-  const commands = Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
-  return { commands, evalsha: calls['evalsha'] ?? 0 };
+  return { commands: commandTotal(calls), evalsha: calls['evalsha'] ?? 0 };
 }
 
 /** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */
@@ -282,24 +279,19 @@ async function run(run: Run): Promise<ScenarioResult> {
     shardLosses = await leasesLost(nodes);
   }
   const {
-    checks,
-    restarted,
-    ok: checked,
+    A: on,
+    B: off,
+    ratio,
+    ratioUndisturbed,
+    disturbed,
     notes: checkNotes,
-  } = await run.check(
-    paths.map((p) => ({ productId: p.productId, label: p.path, initialStock: p.initialStock })),
-    all,
-  );
+    ...c
+  } = await compare(run, paths, { all, measured }, ['on', 'off'], { shardLosses });
   const throttled = all.reduce(
     (sum, r) => sum + Object.entries(r.failures).reduce((s, [k, n]) => s + (k.startsWith('429') ? n : 0), 0),
     0,
   );
-  const ok = checked && throttled === 0;
-  const { A: on, B: off, ratio, ratioUndisturbed, disturbed } = compare(measured, restarted, 'on', 'off');
-  const health = phaseHealthOf(
-    { disturbed, phases: measured.length, background, restarted, shardLosses },
-    merge(measured).benchCores,
-  );
+  const ok = c.ok && throttled === 0;
   const of = (mode: Mode) => measured.filter((m) => m.path === mode);
   const perPurchaseUs = (cores: number | undefined, perS: number) =>
     cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
@@ -339,7 +331,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
     `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
     `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
-    ...health.notes,
+    ...c.health.notes,
     ...checkNotes.filter((n) => !n.startsWith('FAIL')),
     ...(throttled > 0
       ? [
@@ -369,10 +361,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       user_limit_evalsha_per_call: round(userLimitConcurrent.evalsha, 2),
       user_limit_redis_commands_per_call: round(userLimitConcurrent.redisCommands, 2),
       security_cpu_us_per_purchase_estimate: round(estimateUs, 1),
-      ...pathKeys([
-        ['on', on],
-        ['off', off],
-      ]),
+      ...c.keys,
       ratio: roundOrNull(ratio, 3),
       ratio_undisturbed: roundOrNull(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
@@ -388,24 +377,21 @@ async function run(run: Run): Promise<ScenarioResult> {
       tokens_verified: verified,
       tokens_cached: cachedHits,
       rate_limited: limited,
-      oversold: oversold(checks),
-      ...health.summary,
+      oversold: oversold(c.checks),
+      ...c.health.summary,
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: phaseTable(measured, [
-      ['on (both phases)', options.durationS, on],
-      ['off (both phases)', options.durationS, off],
-    ]),
+    table: c.table,
     notes,
     details: {
       micro,
-      products: Object.fromEntries(paths.map((p) => [p.path, p.productId])),
+      products: c.products,
       services: services.map((s) => ({ url: s.url, pid: s.pid, log: s.logFile })),
-      checks,
-      stackRestarted: restarted,
+      checks: c.checks,
+      stackRestarted: c.restarted,
       measured: measured.map((m) => ({
         label: m.result.label,
         path: m.path,

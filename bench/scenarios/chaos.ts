@@ -36,7 +36,7 @@ import {
 import { RedisPath } from '../chaos/redis-path.js';
 import { StockSubscribers } from '../chaos/subscribers.js';
 import { round } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import type { OpenLoopRequest } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { median } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
@@ -97,7 +97,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const redisPaths: RedisPath[] = [];
   io.onCleanup(async () => void (await Promise.all(redisPaths.map((p) => p.close()))));
   for (let i = 0; i < NODES; i += 1) redisPaths.push(await RedisPath.toStack());
-  const { cluster, tokens, connections } = await run.setUp({
+  const { cluster, tokens } = await run.setUp({
     cluster: { nodes: NODES, paymentLatencyMs: 5, env: eventsEnv, nodeEnv: (i) => redisPaths[i]!.env() },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 0,
@@ -209,14 +209,8 @@ async function run(run: Run): Promise<ScenarioResult> {
 
   loadStart = performance.now();
   const [result] = await Promise.all([
-    runOpenLoop({
-      connections,
-      rate,
-      durationS: options.durationS + 3_600, // ends when the faults are done (stopLoad), not before
-      label: `chaos @ ${rate}/s`,
-      io,
-      next,
-    }),
+    // Ends when the faults are done (stopLoad), not before.
+    run.openLoop(`chaos @ ${rate}/s`, rate, options.durationS + 3_600, next),
     injectFaults(),
   ]);
 

@@ -6,17 +6,18 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { closedLoopPool, type CreatedProduct, type Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { runAlternatingPhases } from '../hot-sku-closed.js';
-import { monotonicUs, PurchaseLedger, type PhaseResult } from '../load.js';
+import { PATHS, runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
+import { monotonicUs, PurchaseLedger } from '../load.js';
 import { percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopResult } from '../open-loop.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
-import { connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
+import type { Redis } from '../../src/storage/redis.js';
+import { commandTotal, connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
 import { defineScenario, oversold, type Run } from '../scenario.js';
+import { waitNone } from '../verify.js';
 import type { ScenarioResult } from '../types.js';
 
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
@@ -39,7 +40,11 @@ const MYSQL_COUNTERS = [
   'Innodb_row_lock_time',
 ] as const;
 
-const mysqlCounters = () => serverStatus(MYSQL_COUNTERS);
+/** The MySQL primary's and the Redis server's counters now, to diff with `countersSince`. */
+const counters = async (redis: Redis) => ({
+  mysql: await serverStatus(MYSQL_COUNTERS),
+  redis: await redisCommandCalls(redis),
+});
 
 /** An open-loop phase: server counter deltas, confirmed purchases, µs on the monotonic clock (profile-summary's --phase). */
 interface Phase {
@@ -51,14 +56,18 @@ interface Phase {
   readonly monotonicUs: { readonly start: number; readonly end: number };
 }
 
-type SaturatedPhase = { readonly path: Strategy; readonly measured: MeasuredPhase<PhaseResult> };
-
 /** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
 const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number =>
   confirmed > 0 ? round((m.serviceCores * m.cpu.wallS * 1e6) / confirmed, 1) : NaN;
 
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
+
+/** Each counter's change since `before` (`counters`). */
+async function countersSince(redis: Redis, before: Awaited<ReturnType<typeof counters>>) {
+  const now = await counters(redis);
+  return { mysql: diff(before.mysql, now.mysql), redis: diff(before.redis, now.redis) };
+}
 
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
@@ -77,15 +86,12 @@ async function run(run: Run): Promise<ScenarioResult> {
     inFlight > 0
       ? await run.pathProducts(tag, SATURATION_STOCK, ' saturated')
       : ({} as Record<Strategy, CreatedProduct>);
-  const ledger = new PurchaseLedger(
-    tokens,
-    PATHS.map((p) => products[p].id),
-  );
+  const ledger = new PurchaseLedger(tokens);
   const next = ledger.stream(tag);
   // The JIT needs a few thousand purchases: at 100/s the first 10 s cost ~25% more CPU per purchase than
   // the next 50 (5 December); the figure is the steady state's.
   const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
-  for (const path of PATHS) await run.warmUp(`warm-up ${path}`, rate, warmS, next(products[path].id));
+  for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, next(products[path].id));
 
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const nodePid = cluster.nodes[0]?.pid;
@@ -95,8 +101,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idleStart = {
     at: performance.now(),
     monotonicUs: monotonicUs(),
-    mysql: await mysqlCounters(),
-    redis: await redisCommandCalls(redis),
+    counters: await counters(redis),
     cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
   };
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
@@ -104,8 +109,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const idleCpu = cpuShares(idleStart.cpu, cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }));
   const idle = {
     s: (performance.now() - idleStart.at) / 1000,
-    mysql: diff(idleStart.mysql, await mysqlCounters()),
-    redis: diff(idleStart.redis, await redisCommandCalls(redis)),
+    ...(await countersSince(redis, idleStart.counters)),
     nodeCores: idleCpu.processCores['node'],
     monotonicUs: { start: idleStart.monotonicUs, end: monotonicUs() },
   };
@@ -114,22 +118,18 @@ async function run(run: Run): Promise<ScenarioResult> {
   const ioCost = await probeIo();
   const phases: Phase[] = [];
   for (const path of PATHS) {
-    const before = {
-      created: ledger.tally(products[path].id).created,
-      mysql: await mysqlCounters(),
-      redis: await redisCommandCalls(redis),
-    };
+    const created = ledger.tally(products[path].id).created;
+    const before = await counters(redis);
     const start = monotonicUs();
     const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
-    const mysql = diff(before.mysql, await mysqlCounters());
-    const redisCalls = diff(before.redis, await redisCommandCalls(redis));
-    const confirmed = ledger.tally(products[path].id).created - before.created;
+    const { mysql, redis: redisCalls } = await countersSince(redis, before);
+    const confirmed = ledger.tally(products[path].id).created - created;
     phases.push({ path, measured, mysql, redisCalls, confirmed, monotonicUs: { start, end: monotonicUs() } });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
   }
 
   // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
-  const saturatedPhases: SaturatedPhase[] = [];
+  const saturatedPhases: Measured<Strategy>[] = [];
   if (inFlight > 0) {
     const http = closedLoopPool(cluster.url, inFlight, io);
     const { measured } = await runAlternatingPhases(run, {
@@ -148,7 +148,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       label: (path) => `${path} saturated c=${inFlight}`,
       onPhase: () => () => new Promise((resolve) => setTimeout(resolve, 1_000)),
     });
-    saturatedPhases.push(...measured.map((m) => ({ path: m.path, measured: m })));
+    saturatedPhases.push(...measured);
   }
   const allProducts = [
     ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
@@ -161,28 +161,22 @@ async function run(run: Run): Promise<ScenarioResult> {
       : []),
   ];
 
-  const { checks, ok } = await run.check(
-    allProducts,
-    [ledger, ...saturatedPhases.map((p) => p.measured.result)],
-    { settleMs: 0 },
-  );
+  const { checks, ok } = await run.check(allProducts, [ledger, ...saturatedPhases.map((p) => p.result)], {
+    settleMs: 0,
+  });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
-  await withMysql(async (conn) => {
-    for (const path of PATHS) {
-      const deadline = Date.now() + 30_000;
-      for (;;) {
-        const [rows] = await conn.query<RowDataPacket[]>(
-          'SELECT COUNT(*) AS n, COUNT(sent_at) AS sent, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?',
-          [String(products[path].id)],
-        );
-        const r = rows[0]!;
-        produce[path] = { sends: Number(r['sends']), rows: Number(r['n']) };
-        if (Number(r['sent']) === Number(r['n']) || Date.now() > deadline) break;
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
-    }
-  });
+  for (const path of PATHS) {
+    const key = [String(products[path].id)];
+    await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
+    const [[r]] = await withMysql((conn) =>
+      conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?',
+        key,
+      ),
+    );
+    produce[path] = { sends: Number(r!['sends']), rows: Number(r!['n']) };
+  }
 
   const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
   const metric = (label: string, get: (p: Phase) => number | undefined) => {
@@ -196,11 +190,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   const scale = (p: Phase) => p.measured.cpu.wallS / idle.s;
   const sql = (name: string) => (p: Phase) =>
     p.mysql[name] === undefined ? undefined : Math.max(0, p.mysql[name] - (idle.mysql[name] ?? 0) * scale(p));
-  const calls = (c: Record<string, number>) =>
-    Object.entries(c)
-      .filter(([cmd]) => cmd !== 'info')
-      .reduce((s, [, n]) => s + n, 0);
-  const redisTotal = (p: Phase) => Math.max(0, calls(p.redisCalls) - calls(idle.redis) * scale(p));
+  const redisTotal = (p: Phase) =>
+    Math.max(0, commandTotal(p.redisCalls) - commandTotal(idle.redis) * scale(p));
   const metrics = [
     metric('MySQL commits (Com_commit)', sql('Com_commit')),
     metric('MySQL binlog group commits', sql('Binlog_group_commits')),
@@ -235,8 +226,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   for (const p of phases)
     summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p.measured, p.confirmed);
   for (const p of saturatedPhases) {
-    const r = p.measured.result;
-    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p.measured, r.created);
+    const r = p.result;
+    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p, r.created);
     summary[`${p.path}_saturated_per_s`] = round(r.perS, 0);
     summary[`${p.path}_saturated_p99_ms`] = percentileMs(r.latency, 99);
     summary[`${p.path}_saturated_errors`] = r.failed;
@@ -255,10 +246,10 @@ async function run(run: Run): Promise<ScenarioResult> {
   summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
 
   /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */
-  const saturatedRow = (label: string, get: (m: SaturatedPhase['measured']) => number) => {
+  const saturatedRow = (label: string, get: (m: Measured<Strategy>) => number) => {
     const value = (path: Strategy) => {
       const p = saturatedPhases.find((s) => s.path === path);
-      return p === undefined ? NaN : get(p.measured);
+      return p === undefined ? NaN : get(p);
     };
     const [actor, baseline] = [value('actor'), value('baseline')];
     return { label, actor, baseline, ratio: actor > 0 ? Number((baseline / actor).toPrecision(2)) : NaN };
@@ -310,8 +301,8 @@ async function run(run: Run): Promise<ScenarioResult> {
           : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
       `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s would pay for ~${num(Math.round(actorUs / ioCost.afterSleepUs))} of them; a purchase makes about 5 (its reply, the rate-limit count, two commits, the payment), and the rest is JavaScript run cold between preemptions (bench/RESULTS.md, 5 December).`,
       ...saturatedPhases.map((p) => {
-        const r = p.measured.result;
-        return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.measured.serviceCores.toFixed(2)} cores, other processes ${(p.measured.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;
+        const r = p.result;
+        return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;
       }),
       `idle node: ${idlePct === null ? 'unknown (no pid: --url)' : `${idlePct}% of one core`} over ${round(idle.s, 1)} s with no load (the app node process alone, /proc; target ≤ ${TARGETS.idleNodeCpuPct}%: ${verdict(idlePct, TARGETS.idleNodeCpuPct)}).`,
       ...checks.map(
@@ -335,16 +326,16 @@ async function run(run: Run): Promise<ScenarioResult> {
         })),
         ...saturatedPhases.map((p) => ({
           path: p.path,
-          label: p.measured.result.label,
-          monotonicUs: p.measured.result.monotonicUs,
+          label: p.result.label,
+          monotonicUs: p.result.monotonicUs,
           saturated: true,
           productId: saturated[p.path].id,
-          confirmed: p.measured.result.created,
-          perS: p.measured.result.perS,
-          failures: p.measured.result.failures,
-          serviceCores: p.measured.serviceCores,
-          otherCores: p.measured.otherCores,
-          wallS: p.measured.cpu.wallS,
+          confirmed: p.result.created,
+          perS: p.result.perS,
+          failures: p.result.failures,
+          serviceCores: p.serviceCores,
+          otherCores: p.otherCores,
+          wallS: p.cpu.wallS,
         })),
       ],
       idle: { s: idle.s, nodeCores: idle.nodeCores, monotonicUs: idle.monotonicUs },

@@ -4,12 +4,12 @@
  */
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
-import { latencyChart, throughputChart } from '../chart.js';
+import { latencyChart } from '../chart.js';
 import { latencySummary, round } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import type { OpenLoopRequest } from '../open-loop.js';
 import { PurchaseLedger } from '../load.js';
 import { num } from '../report.js';
-import { defineScenario, generatorNotes, oversold, timelinePoints, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, oversold, phaseThroughputChart, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { orderStatuses } from '../verify.js';
 
@@ -23,17 +23,15 @@ async function run(run: Run): Promise<ScenarioResult> {
   const productCount = run.param('products', 16, 1, 10_000);
   const slowMs = run.param('slow-ms', 1000, 1, 60_000);
   const killAtS = run.param('kill-at', options.durationS / 3, 0, options.durationS);
-  const { cluster, connections, tokens } = await run.setUp({
+  const { cluster, tokens } = await run.setUp({
     cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 0,
   });
   const tag = run.tag('fo');
   const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
-  const ledger = new PurchaseLedger(
-    tokens,
-    products.map((p) => p.id),
-  );
+  const ids = products.map((p) => p.id);
+  const ledger = new PurchaseLedger(tokens, ids);
   const confirmedKeys: string[] = [];
   const victim = cluster.nodes[1]!;
   let killedAtMs: number | undefined;
@@ -43,7 +41,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   let seq = 0;
   const next = (): OpenLoopRequest => {
     seq += 1;
-    const productId = products[seq % products.length]!.id;
+    const productId = ids[seq % ids.length]!;
     const key = `${tag}-${seq}`;
     return ledger.purchase('purchase', productId, 1, key, benchUser(seq), (cls, timing) => {
       if (cls.error === false) confirmedKeys.push(key);
@@ -64,25 +62,15 @@ async function run(run: Run): Promise<ScenarioResult> {
   }, killAtS * 1000);
   io.onCleanup(() => clearTimeout(killTimer));
   phaseStart = performance.now();
-  const result = await runOpenLoop({
-    connections,
-    rate,
-    durationS: options.durationS,
-    label: `failover @ ${num(rate)}/s`,
-    io,
-    next,
-  });
+  const result = await run.openLoop(`failover @ ${num(rate)}/s`, rate, options.durationS, next);
   clearTimeout(killTimer);
 
   const { checks, stillPending } = await run.check(
-    products.map((p) => ({ productId: p.id, label: `product ${p.id}`, initialStock: STOCK })),
+    ids.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK })),
     [ledger],
     { settleMs: 0, sagaWaitMs: 60_000 },
   );
-  const found = await orderStatuses(
-    confirmedKeys,
-    products.map((p) => p.id),
-  );
+  const found = await orderStatuses(confirmedKeys, ids);
   const lost = confirmedKeys.filter((k) => found.get(k) !== 'CONFIRMED');
   const killed = killedAtMs !== undefined;
   const recoveryS = !killed
@@ -154,9 +142,9 @@ async function run(run: Run): Promise<ScenarioResult> {
     },
     charts: [
       latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
-      throughputChart(
+      phaseThroughputChart(
         `failover: offered vs answered per second (kill at ${killed ? (killedAtMs! / 1000).toFixed(1) : '-'} s)`,
-        timelinePoints([{ result, startS: 0 }], () => ''),
+        result,
       ),
     ],
   };

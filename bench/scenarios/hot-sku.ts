@@ -3,7 +3,7 @@
  * (p99 > 100 ms or errors > 1%); `--mode closed`: the first, closed-loop version (bench/hot-sku-closed.ts).
  */
 import type { Strategy } from '../api.js';
-import { runClosedLoop } from '../hot-sku-closed.js';
+import { INITIAL_STOCK, PATHS, runClosedLoop } from '../hot-sku-closed.js';
 import { roundOrNull } from '../measure.js';
 import { histogramMean } from '../prom.js';
 import { PurchaseLedger } from '../load.js';
@@ -18,16 +18,7 @@ import {
   stepCharts,
   stepDetails,
   stepTable,
-  type OpenStep,
 } from '../scenario.js';
-
-const INITIAL_STOCK: Record<Strategy, number> = { actor: 10_000_000, baseline: 1_000_000 };
-const PATHS: readonly Strategy[] = ['actor', 'baseline'];
-
-interface Step extends OpenStep {
-  readonly path: Strategy;
-  readonly meanBatch: number | undefined;
-}
 
 export default defineScenario({
   name: 'hot-sku',
@@ -45,15 +36,13 @@ export default defineScenario({
     await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
     const tag = run.tag('hs');
     const products = await run.pathProducts(tag, INITIAL_STOCK);
-    const ledger = new PurchaseLedger(
-      run.tokens,
-      PATHS.map((p) => products[p].id),
-    );
+    const ledger = new PurchaseLedger(run.tokens);
     const purchase = ledger.stream(tag);
     // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
-    for (const path of PATHS) await run.warmUp(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
+    for (const path of PATHS)
+      await run.openLoop(`warm-up ${path}`, firstRate, 1, purchase(products[path].id));
 
-    const steps = await run.stepUp<Strategy, Step>({
+    const steps = await run.stepUp({
       paths: PATHS,
       rates: run.steppedRates(firstRate, factor, maxSteps),
       pause,

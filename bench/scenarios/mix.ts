@@ -48,6 +48,12 @@ function stepOf(
   }
   if (errorShare > ERROR_SHARE)
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
+  // Service cores = Σ of the nodes' CPU (/proc); other = what no known process took (with --url: the scrape's).
+  const { cpu } = measured;
+  const processCores = Object.fromEntries(
+    Object.entries(cpu.processCores).map(([name, c]) => [name, round(c ?? 0, 3)]),
+  );
+  const nodeCores = Array.from({ length: nodes }, (_, i) => processCores[`node-${i + 1}`] ?? 0);
   return {
     offered: s.offered,
     catalog: s.catalog,
@@ -58,7 +64,9 @@ function stepOf(
     errorShare,
     met: misses.length === 0,
     misses,
-    ...cpuOf(measured, nodes),
+    serviceCores: nodes === 0 ? measured.serviceCores : nodeCores.reduce((a, b) => a + b, 0),
+    otherCores: nodes === 0 ? measured.otherCores : otherCores(cpu, Object.values(cpu.processCores)),
+    processCores,
     stages: measured.stages,
     startS: s.startS,
   };
@@ -119,7 +127,7 @@ export default defineScenario({
     };
 
     // Unmeasured: fills the cache of the first step's catalog and warms both nodes.
-    await run.warmUp('warm-up', firstRate, 3, request(sizeFor(firstRate)));
+    await run.openLoop('warm-up', firstRate, 3, request(sizeFor(firstRate)));
 
     const steps = await run.stepUp<'mix', Step>({
       paths: ['mix'],
@@ -262,33 +270,11 @@ export default defineScenario({
             })),
           ),
         ),
-        throughputChart(
-          'mix: offered vs answered per second, steps in order',
-          timelinePoints(steps, () => ''),
-        ),
+        throughputChart('mix: offered vs answered per second, steps in order', timelinePoints(steps)),
       ],
     };
   },
 });
-
-/** Service cores = Σ of the nodes' CPU (/proc); other = what no known process took (with --url: the scrape's). */
-function cpuOf(
-  measured: MeasuredPhase<OpenLoopResult>,
-  nodes: number,
-): { serviceCores: number; otherCores: number | undefined; processCores: Readonly<Record<string, number>> } {
-  const processCores = Object.fromEntries(
-    Object.entries(measured.cpu.processCores).map(([name, c]) => [name, round(c ?? 0, 3)]),
-  );
-  if (nodes === 0)
-    return { serviceCores: measured.serviceCores, otherCores: measured.otherCores, processCores };
-  let serviceCores = 0;
-  for (let i = 1; i <= nodes; i += 1) serviceCores += processCores[`node-${i}`] ?? 0;
-  return {
-    serviceCores,
-    otherCores: otherCores(measured.cpu, Object.values(measured.cpu.processCores)),
-    processCores,
-  };
-}
 
 /** `cores: node-1 0.35, mariadb-primary 0.12, …`, busiest first: which process fills the box. */
 const formatCores = (cores: Readonly<Record<string, number>>): string =>

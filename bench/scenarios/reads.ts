@@ -236,11 +236,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   cacheChecks.push({ when: 'before the load', answers: warm.answers });
   const hello = await startHello(options, io, warm.first.body, warm.first.headers);
   const urls: Record<Target, string> = { node: nodeUrl, hello: hello.url };
-  const nodePid = cluster.nodes[0]?.pid;
-  const pids: Record<string, number> = {
-    hello: hello.pid,
-    ...(nodePid === undefined ? {} : { node: nodePid }),
-  };
+  const pids = { hello: hello.pid, node: cluster.nodes[0]?.pid };
   const background = await backgroundBusy(1_000);
   const wrkSettings = { threads, connections: options.connections };
 

@@ -16,7 +16,7 @@ import {
   type MeasuredPhase,
 } from '../measure.js';
 import { columns, fixed, num, pct } from '../report.js';
-import { defineScenario, phaseHealthOf, type Run } from '../scenario.js';
+import { defineScenario, oversold, phaseHealthOf, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import type { ProductCheck } from '../verify.js';
 
@@ -100,14 +100,11 @@ const COLUMNS = columns<Figures>([
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   // The bench's own provider (not the stack's shared one), registered first so it closes after the service.
-  let provider: ReturnType<typeof createPaymentProvider> | undefined;
-  let paymentUrl: string | undefined;
-  if (options.url === undefined) {
-    provider = createPaymentProvider({ latencyMs: PAYMENT_LATENCY_MS });
-    const port = await provider.listen(0, '127.0.0.1');
-    const running = provider;
-    io.onCleanup(() => running.close());
-    paymentUrl = `http://127.0.0.1:${port}`;
+  const provider =
+    options.url === undefined ? createPaymentProvider({ latencyMs: PAYMENT_LATENCY_MS }) : undefined;
+  const paymentUrl = provider && `http://127.0.0.1:${await provider.listen(0, '127.0.0.1')}`;
+  if (provider !== undefined) {
+    io.onCleanup(() => provider.close());
     io.progress(`bench: payment provider (in-process, ${PAYMENT_LATENCY_MS} ms latency) on ${paymentUrl}`);
   }
   const env: Record<string, string> = paymentUrl === undefined ? {} : { PAYMENT_URL: paymentUrl };
@@ -167,7 +164,6 @@ async function run(run: Run): Promise<ScenarioResult> {
   const [hotF, spreadF] = figures as [Figures, Figures];
   const disturbed = figures.filter((f) => f.disturbed || restarted.length > 0).map((f) => f.label);
   const p95Met = hotF.p95 < P95_TARGET_MS && spreadF.p95 < P95_TARGET_MS;
-  const oversold = checks.reduce((sum, c) => sum + c.oversold, 0);
   const confirmedOrders = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
   const chargesTotal = providerStats().charges;
   const health = phaseHealthOf(
@@ -229,7 +225,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       p95_target_ms: P95_TARGET_MS,
       p95_target_met: p95Met,
       still_pending: stillPending,
-      oversold,
+      oversold: oversold(checks),
       ...health.summary,
       connections: options.connections,
       duration_s: options.durationS,

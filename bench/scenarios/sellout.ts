@@ -6,12 +6,12 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { cachedStock, kafkaTotals, projectionTotals, replicaTotals, until } from '../agreement.js';
 import { createProduct, errorCode } from '../api.js';
-import { latencyChart, throughputChart } from '../chart.js';
+import { latencyChart } from '../chart.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { runOpenLoop, type OpenLoopRequest } from '../open-loop.js';
+import type { OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
-import { defineScenario, generatorNotes, type Run } from '../scenario.js';
+import { defineScenario, generatorNotes, phaseThroughputChart, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
 import { withMysql } from '../stores.js';
 import { waitForSagas } from '../verify.js';
@@ -47,7 +47,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const dupShare = run.param('duplicates', 0.2, 0, 1);
   const rate = options.rate ?? 4000;
   // One token per user, minted before the load (the users' ids are those `next` below picks).
-  const { cluster, connections, tokens, admin, opened } = await run.setUp({
+  const { cluster, tokens, admin, opened } = await run.setUp({
     cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     users: Array.from({ length: users }, (_, i) => sellerUser(i)),
@@ -92,31 +92,25 @@ async function run(run: Run): Promise<ScenarioResult> {
     },
     transportError: (code) => attempt.answers.push(`transport ${code}`),
   });
-  const arrivals = Math.ceil(attemptsWanted / (1 + dupShare));
   let made = 0;
-  const result = await runOpenLoop({
-    connections,
-    rate,
-    durationS: Math.max(1, attemptsWanted / rate),
-    label: `sellout @ ${num(rate)}/s`,
-    io,
-    maxArrivals: arrivals,
-    next: (seq) => {
-      if (made >= attemptsWanted) return undefined;
-      const key = `${tag}-${seq}`;
-      const attempt: Attempt = { quantity: quantity(), answers: [] };
-      attempts.set(key, attempt);
-      const userId = sellerUser((seq * 7_919) % users);
-      const first = request(key, userId, attempt);
+  const next = (seq: number) => {
+    if (made >= attemptsWanted) return undefined;
+    const key = `${tag}-${seq}`;
+    const attempt: Attempt = { quantity: quantity(), answers: [] };
+    attempts.set(key, attempt);
+    const userId = sellerUser((seq * 7_919) % users);
+    const first = request(key, userId, attempt);
+    made += 1;
+    if (made < attemptsWanted && Math.random() < dupShare) {
       made += 1;
-      if (made < attemptsWanted && Math.random() < dupShare) {
-        made += 1;
-        duplicatesSent += 1;
-        return [first, request(key, userId, attempt)];
-      }
-      return first;
-    },
-  });
+      duplicatesSent += 1;
+      return [first, request(key, userId, attempt)];
+    }
+    return first;
+  };
+  const durationS = Math.max(1, attemptsWanted / rate);
+  const arrivals = Math.ceil(attemptsWanted / (1 + dupShare));
+  const result = await run.openLoop(`sellout @ ${num(rate)}/s`, rate, durationS, next, arrivals);
   const soldOutAtMs = lastConfirmedMs;
   for (const s of sends) {
     all.record(Math.max(1, Math.round(s.latencyMs * 1000)));
@@ -171,14 +165,10 @@ async function run(run: Run): Promise<ScenarioResult> {
           `${key}: answered 201, order ${order === undefined ? 'missing' : `${order.status} ×${order.quantity}`}`,
         );
     }
-    if (
-      attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')) &&
-      order !== undefined &&
-      order.status !== 'CANCELLED'
-    )
+    const refused = attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK'));
+    if (refused && order !== undefined && order.status !== 'CANCELLED')
       mismatches.push(`${key}: answered OUT_OF_STOCK, order ${order.status}`);
-    if (labels.has('201') && attempt.answers.some((a) => a.endsWith('OUT_OF_STOCK')))
-      mismatches.push(`${key}: one click confirmed, its duplicate refused`);
+    if (labels.has('201') && refused) mismatches.push(`${key}: one click confirmed, its duplicate refused`);
   }
   if (foreign > 0) mismatches.push(`${foreign} orders with keys the bench never sent`);
 
@@ -236,9 +226,7 @@ async function run(run: Run): Promise<ScenarioResult> {
 
   const sellingSummary = latencySummary(selling);
   const allSummary = latencySummary(all);
-  const statuses = Object.fromEntries(
-    [...result.ops.entries()].flatMap(([, s]) => Object.entries(s.statuses)),
-  );
+  const statuses = Object.fromEntries([...result.ops.values()].flatMap((s) => Object.entries(s.statuses)));
   const notes = [
     `mode: OPEN LOOP at ${num(rate)}/s offered through ${cluster.nginx === undefined ? cluster.url : 'the bench nginx to 2 nodes'}, ${num(opened)} connections; ${num(attempts.size)} keys, ${num(duplicatesSent)} sent twice at once (same key), quantities 1/2/3/5 (60/25/10/5%), ${num(users)} users.`,
     `sold out after ${(soldOutAtMs / 1000).toFixed(2)} s (last 201 answered); first OUT_OF_STOCK at ${firstOutOfStockMs === undefined ? '-' : `${(firstOutOfStockMs / 1000).toFixed(2)} s`}; final stock ${num(finalStock)}.`,
@@ -308,14 +296,7 @@ async function run(run: Run): Promise<ScenarioResult> {
         { op: 'while selling (all answers)', ...sellingSummary },
         ...[...result.ops.entries()].map(([op, s]) => ({ op, ...latencySummary(s.latency) })),
       ]),
-      throughputChart(
-        'sellout: offered vs answered per second',
-        result.timeline.flatMap((b) => [
-          { t: b.t, series: 'offered', perS: b.offered },
-          { t: b.t, series: 'answered', perS: b.completed },
-          { t: b.t, series: 'errors', perS: b.errors },
-        ]),
-      ),
+      phaseThroughputChart('sellout: offered vs answered per second', result),
     ],
   };
 }

@@ -4,15 +4,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { createHistogram } from 'node:perf_hooks';
-import type { RowDataPacket } from 'mysql2';
 import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
+import { readTruth } from '../chaos/checks.js';
 import { latencySummary, round } from '../measure.js';
 import { tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import type { ScenarioResult } from '../types.js';
-import { withMysql } from '../stores.js';
 
 const nowMs = (): number => performance.timeOrigin + performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -152,15 +151,12 @@ async function run(run: Run): Promise<ScenarioResult> {
   await Promise.all(inFlight);
 
   // Every subscriber must end on its product's stock in MySQL.
-  const [rows] = await withMysql((db) =>
-    db.query<RowDataPacket[]>('SELECT id, stock FROM products WHERE id IN (?)', [products]),
-  );
-  const finalStock = new Map(rows.map((r) => [Number(r['id']), Number(r['stock'])]));
+  const final = await readTruth(products);
   const until = Date.now() + 10_000;
-  let behind = subs.filter((s) => s.stock !== finalStock.get(s.productId));
+  let behind = subs.filter((s) => s.stock !== final.get(s.productId)?.stock);
   while (behind.length > 0 && Date.now() < until) {
     await sleep(100);
-    behind = behind.filter((s) => s.stock !== finalStock.get(s.productId));
+    behind = behind.filter((s) => s.stock !== final.get(s.productId)?.stock);
   }
   const nodeStats = await Promise.all(
     http.map(async (p) => {
