@@ -217,7 +217,7 @@ async function answersWithin(port: number, timeoutMs: number): Promise<boolean> 
 function dataNode(name: 'redis' | 'redis-2', port: number): ServerSpec {
   const paths = serverPaths(name);
   // CONFIG REWRITE (run by Sentinel on a failover) rewrites the file a server started from: it must be
-  // this copy, never the one in docker/. It is copied afresh at each start: the role comes from `configure`.
+  // this copy, never the one in docker/. It is written afresh at each start, with the node's role (`prepare`).
   const configCopy = path.join(paths.dataDir, 'redis.conf');
   const spec: ServerSpec = {
     name,

@@ -2,22 +2,21 @@
 // primary stays the primary, the other comes back as its replica, and what scripts and transactions wrote
 // survives in the AOF. Runs serially with the other fault tests (it restarts the stack's Redis).
 import t from 'tap';
-import { STACK_REDIS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
+import { STACK_PORTS, STACK_REDIS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { redisCommand, redisPrimaryPort, redisQuery, redisRole } from '../../scripts/stack/redis.js';
 import { REDIS_DATA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
 
 const [first, second] = STACK_REDIS_NODES.map((node) => node.port) as [number, number];
-const SENTINEL = 16381;
-
-const sentinelSays = async (): Promise<number> => redisPrimaryPort();
+const [SENTINEL] = STACK_PORTS.sentinels;
 
 /** The Sentinels' configuration epoch of the primary: every failover raises it. */
 async function configEpoch(): Promise<number> {
   const fields = await redisQuery(SENTINEL, ['SENTINEL', 'MASTER', STACK_REDIS.masterName], { auth: null });
-  const flat = Array.isArray(fields) ? fields : [];
-  return Number(flat[flat.indexOf('config-epoch') + 1]);
+  const at = Array.isArray(fields) ? fields.indexOf('config-epoch') : -1;
+  if (at < 0) throw new Error(`SENTINEL MASTER gave no config-epoch: ${JSON.stringify(fields)}`);
+  return Number((fields as string[])[at + 1]);
 }
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -31,16 +30,16 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs: num
 t.test('both data nodes restarted under running Sentinels: no failover, no write lost', async (t) => {
   t.teardown(() => startServers(REDIS_DATA_NODES));
   // The start order matters most when the primary is the node the stack lists second: make it so.
-  if ((await sentinelSays()) === first) {
+  if ((await redisPrimaryPort()) === first) {
     await redisCommand(SENTINEL, ['SENTINEL', 'FAILOVER', STACK_REDIS.masterName], { auth: null });
     await until(
       'the Sentinels promote the second node',
-      async () => (await sentinelSays()) === second,
+      async () => (await redisPrimaryPort()) === second,
       20_000,
     );
     await until('the first node follows it', async () => (await redisRole(first)) === 'slave', 20_000);
   }
-  const primary = await sentinelSays();
+  const primary = await redisPrimaryPort();
   const epochBefore = await configEpoch();
 
   // Writes a plain command, a script and a transaction each make (Redis 7 logs scripts as MULTI/EXEC).
@@ -57,7 +56,7 @@ t.test('both data nodes restarted under running Sentinels: no failover, no write
   await new Promise((r) => setTimeout(r, 1_500)); // the Sentinels see the primary down and try to fail over
   await startServers(REDIS_DATA_NODES);
 
-  t.equal(await sentinelSays(), primary, 'the Sentinels still name the same primary');
+  t.equal(await redisPrimaryPort(), primary, 'the Sentinels still name the same primary');
   t.equal(await redisRole(primary), 'master', 'it acts as the primary');
   const other = primary === first ? second : first;
   await until('the other node replicates', async () => (await redisRole(other)) === 'slave', 10_000);
