@@ -94,20 +94,31 @@ export async function waitMariadbInSync(
   });
 }
 
-/** The Redis node on `port` replicates from the primary and has finished its sync. */
-async function waitRedisSynced(port: number): Promise<void> {
-  await until(`Redis on ${port} synced as a replica`, async () => {
-    const info = await redisQuery(port, ['INFO', 'replication'], {
+/**
+ * Both Redis nodes are up again: the one the Sentinels name is the primary, and the other replicates from it
+ * and has finished its sync. Which node is the primary is the Sentinels' choice: a loaded machine can make
+ * them fail over once more right after a promotion (a new primary slow to answer within down-after), and
+ * then the restarted node is the primary. Returns the primary's port.
+ */
+async function waitRedisPairSynced(): Promise<number> {
+  let primary = 0;
+  await until('Redis: a primary and a synced replica', async () => {
+    primary = await redisPrimaryPort();
+    const other = STACK_REDIS_NODES.find((node) => node.port !== primary);
+    if (other === undefined) return undefined;
+    const info = await redisQuery(other.port, ['INFO', 'replication'], {
       auth: REDIS_ADMIN_AUTH,
       timeoutMs: 1_000,
     });
     const text = String(info);
     return /^role:slave/m.test(text) &&
+      new RegExp(`^master_port:${primary}$`, 'm').test(text) &&
       /^master_link_status:up/m.test(text) &&
       !/^master_sync_in_progress:1/m.test(text)
       ? true
       : undefined;
   });
+  return primary;
 }
 
 /** Every partition of `topics` (and the consumer offsets) has all three replicas in sync again. */
@@ -168,10 +179,12 @@ export async function runFault(
       const promotedMs = Date.now() - killed;
       await sleep(fault.holdMs);
       await startServer(old.name);
-      await waitRedisSynced(port);
+      const primary = await waitRedisPairSynced();
       return {
         target: old.name,
-        detail: `Sentinels promoted the replica in ${promotedMs} ms; restarted, synced`,
+        detail:
+          `Sentinels promoted the replica in ${promotedMs} ms; restarted, synced` +
+          (primary === port ? ' (the Sentinels failed over again: it is the primary)' : ''),
       };
     }
     case 'kafka-broker-kill': {

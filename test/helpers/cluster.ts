@@ -42,6 +42,13 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
     return node;
   };
   for (const name of names) await add(name);
+  /** A node for a failure message: its name, whether it still runs, and its last log lines. */
+  const describe = (node: AppNode): string => {
+    const name = [...nodes].find(([, n]) => n === node)?.[0] ?? node.base;
+    const { exitCode, signalCode } = node.child;
+    const state = exitCode === null && signalCode === null ? 'running' : `exited (${signalCode ?? exitCode})`;
+    return `${name} (${state}); its last output:\n${node.output().split('\n').slice(-15).join('\n')}`;
+  };
   const agent = new Agent({ connections: 512 });
   t.teardown(() => agent.close());
   const call = async (
@@ -57,6 +64,8 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
       // As the tests' admin unless the caller brings its own token (a customer's, for purchases).
       headers: { 'content-type': 'application/json', ...(await asAdmin()), ...headers },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    }).catch((err: Error) => {
+      throw new Error(`${method} ${path} to ${describe(node)}: ${err.message}`, { cause: err });
     });
     const text = await res.body.text();
     const parsed = text ? JSON.parse(text) : undefined;
