@@ -105,6 +105,18 @@ t.test('the contract check refuses an answer the document does not describe', as
     }),
     undefined,
   );
+  // The path as the server gets it: the client resolves `./` (the fuzz test's GET /products/./restock is
+  // GET /products/restock on the wire, a product id that is not a number).
+  t.equal(
+    mismatch({
+      method: 'GET',
+      path: '/products/./restock',
+      status: 400,
+      contentType: 'application/json',
+      body: { error: { code: 'VALIDATION_FAILED', message: 'm', field: 'id', retryable: false } },
+    }),
+    undefined,
+  );
   t.equal(frameMismatch({ type: 'stock', productId: 1, stock: 2, version: 3 }), undefined);
   t.match(frameMismatch({ type: 'stock', productId: 1, stock: -2, version: 3 }), /stock/);
 });

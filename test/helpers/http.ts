@@ -74,7 +74,8 @@ export function contractChecker(document: Document = publishedDocument) {
   return {
     /** Why `answer` does not match its route's documented answer of that status; undefined if it does. */
     mismatch: (answer: ApiAnswer): string | undefined => {
-      const pathname = answer.path.split('?')[0]!;
+      // As the server sees it: the client resolves `.` and `..` segments (and encodes) through WHATWG URL.
+      const { pathname } = new URL(answer.path, 'http://client.invalid');
       const found = operations.find((o) => o.method === answer.method && o.pattern.test(pathname));
       const what = `${answer.method} ${answer.path} → ${answer.status}`;
       if (found === undefined) {
