@@ -18,6 +18,7 @@ import {
   serverPaths,
   type ServerName,
 } from './layout.js';
+import { waitUntil } from './process.js';
 import { argumentsChanged, type ServerSpec } from './server.js';
 import { ensureTls, olderThanCertificate } from './tls.js';
 
@@ -196,17 +197,6 @@ export async function redisRole(port: number): Promise<string> {
  */
 const PRIMARY_START_WAIT_MS = 10_000;
 
-/** True once the Redis on `port` answers PING, false if it has not within `timeoutMs`. */
-async function answersWithin(port: number, timeoutMs: number): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const pong = await redisCommand(port, ['PING'], { timeoutMs: 500 }).catch(() => undefined);
-    if (pong === 'PONG') return true;
-    if (Date.now() >= until) return false;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
 /**
  * One Redis data node, started from redis.conf: the primary the Sentinels name (or, on a new stack, the
  * first node) as a primary, the other as its replica (`replicaof` in the copy written at each start). The
@@ -234,8 +224,20 @@ function dataNode(name: 'redis' | 'redis-2', port: number): ServerSpec {
       await ensureTls();
       fs.mkdirSync(paths.dataDir, { recursive: true });
       let primary = await redisPrimaryPort();
-      if (primary !== port && !(await answersWithin(primary, PRIMARY_START_WAIT_MS)))
-        primary = await redisPrimaryPort(); // the Sentinels may have promoted another node meanwhile
+      const primaryAnswers = async () =>
+        (await redisCommand(primary, ['PING'], { timeoutMs: 500 })) === 'PONG';
+      if (primary !== port) {
+        const what = `${name}: its primary on ${primary}`;
+        const answered = await waitUntil(primaryAnswers, {
+          what,
+          timeoutMs: PRIMARY_START_WAIT_MS,
+          intervalMs: 100,
+        }).then(
+          () => true,
+          () => false,
+        );
+        if (!answered) primary = await redisPrimaryPort(); // the Sentinels may have promoted another node meanwhile
+      }
       // A node that is not the primary starts as its replica, never as a second primary for a moment.
       const role =
         primary === port

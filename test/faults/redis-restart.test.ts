@@ -4,6 +4,7 @@
 import t from 'tap';
 import { STACK_PORTS, STACK_REDIS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { redisCommand, redisPrimaryPort, redisQuery, redisRole } from '../../scripts/stack/redis.js';
+import { waitUntil } from '../../scripts/stack/process.js';
 import { REDIS_DATA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
@@ -19,25 +20,19 @@ async function configEpoch(): Promise<number> {
   return Number((fields as string[])[at + 1]);
 }
 
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 t.test('both data nodes restarted under running Sentinels: no failover, no write lost', async (t) => {
   t.teardown(() => startServers(REDIS_DATA_NODES));
   // The start order matters most when the primary is the node the stack lists second: make it so.
   if ((await redisPrimaryPort()) === first) {
     await redisCommand(SENTINEL, ['SENTINEL', 'FAILOVER', STACK_REDIS.masterName], { auth: null });
-    await until(
-      'the Sentinels promote the second node',
-      async () => (await redisPrimaryPort()) === second,
-      20_000,
-    );
-    await until('the first node follows it', async () => (await redisRole(first)) === 'slave', 20_000);
+    await waitUntil(async () => (await redisPrimaryPort()) === second, {
+      what: 'the Sentinels promote the second node',
+      timeoutMs: 20_000,
+    });
+    await waitUntil(async () => (await redisRole(first)) === 'slave', {
+      what: 'the first node follows it',
+      timeoutMs: 20_000,
+    });
   }
   const primary = await redisPrimaryPort();
   const epochBefore = await configEpoch();
@@ -59,7 +54,10 @@ t.test('both data nodes restarted under running Sentinels: no failover, no write
   t.equal(await redisPrimaryPort(), primary, 'the Sentinels still name the same primary');
   t.equal(await redisRole(primary), 'master', 'it acts as the primary');
   const other = primary === first ? second : first;
-  await until('the other node replicates', async () => (await redisRole(other)) === 'slave', 10_000);
+  await waitUntil(async () => (await redisRole(other)) === 'slave', {
+    what: 'the other node replicates',
+    timeoutMs: 10_000,
+  });
   t.pass('the other node came back as its replica');
 
   const after = createRedis(loadConfig({ LOG_LEVEL: 'silent' }));
