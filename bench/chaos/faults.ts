@@ -4,14 +4,15 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { dbFailoverRequest, dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
-import { replicationStatus, rootQuery } from '../../scripts/stack/mariadb.js';
+import { waitMariadbInSync } from '../../scripts/stack/mariadb.js';
 import { REDIS_ADMIN_AUTH, redisPrimaryPort, redisQuery } from '../../scripts/stack/redis.js';
 import {
   KAFKA_NODES,
   REDIS_DATA_NODES,
   rejoinMariadb,
+  restoreMariadbLayout,
   signalServer,
   startServer,
   startServers,
@@ -60,39 +61,6 @@ export async function until<T>(
 }
 
 const otherServer = (name: MariadbServer): MariadbServer => (name === 'primary' ? 'replica' : 'primary');
-
-/** `replica` follows `primary`, has applied all, and `primary` has its semi-sync acknowledgements again. */
-export async function waitMariadbInSync(
-  primary: MariadbServer,
-  replica: MariadbServer,
-  idle = false,
-): Promise<void> {
-  let seen = 'nothing read yet';
-  const wait = until(`MariaDB ${replica} in sync with ${primary}`, async () => {
-    const status = await replicationStatus(replica);
-    seen = `${replica}: io ${status?.ioThread}, sql ${status?.sqlThread}, behind ${status?.secondsBehind}, error ${status?.lastError}`;
-    if (status?.ioThread !== 'Yes' || status.sqlThread !== 'Yes' || status.secondsBehind !== 0)
-      return undefined;
-    const rows = await rootQuery(
-      primary,
-      "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
-    );
-    const value = (name: string) => rows.find((r) => r['Variable_name'] === name)?.['Value'];
-    seen += `; ${primary}: semi-sync ${value('Rpl_semi_sync_master_status')}, clients ${value('Rpl_semi_sync_master_clients')}`;
-    if (Number(value('Rpl_semi_sync_master_clients')) === 0) return undefined;
-    // Without writes the primary turns semi-sync back on only at the next acknowledged commit: when idle,
-    // the replica having applied everything the primary logged is the test.
-    if (!idle) return value('Rpl_semi_sync_master_status') === 'ON' ? true : undefined;
-    const [logged] = await rootQuery(primary, 'SELECT @@global.gtid_binlog_pos AS g');
-    // Both log what they apply (log_slave_updates); the replica's slave_pos lags behind its own old writes.
-    const [applied] = await rootQuery(replica, 'SELECT @@global.gtid_binlog_pos AS g');
-    seen += `; logged ${logged?.['g']}, applied ${applied?.['g']}`;
-    return logged?.['g'] === applied?.['g'] ? true : undefined;
-  });
-  await wait.catch((err: unknown) => {
-    throw new Error(`${(err as Error).message} (last: ${seen})`);
-  });
-}
 
 /**
  * Both Redis nodes are up again: the one the Sentinels name is the primary, and the other replicates from it
@@ -269,23 +237,6 @@ export async function restoreStack(
   if (touched.includes('redis-primary-kill')) await startServers(REDIS_DATA_NODES);
   if (touched.includes('kafka-broker-kill')) await startServers(KAFKA_NODES);
   if (!touched.includes('mysql-primary-kill') && !touched.includes('mysql-replica-stop')) return done;
-  await startServers(['primary', 'replica', 'db-failover']);
-  const elected = (await dbFailoverStatus()).primary as MariadbServer;
-  if (elected !== 'primary') {
-    const following = await replicationStatus('primary').catch(() => null);
-    if (following?.ioThread !== 'Yes') {
-      progress('chaos: rejoining MariaDB primary as a replica before the switch back');
-      await rejoinMariadb('primary');
-      done.push('rejoined primary');
-    }
-    await waitMariadbInSync('replica', 'primary', true);
-    progress('chaos: MariaDB switchover back to primary');
-    const switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
-    if (switched.status !== 200)
-      throw new Error(`switchover to primary answered ${switched.status}: ${JSON.stringify(switched.body)}`);
-    done.push('switched MariaDB back to primary');
-  }
-  if ((await dbFailoverStatus()).primary !== 'primary') throw new Error('MariaDB primary is not `primary`');
-  await waitMariadbInSync('primary', 'replica', true);
+  done.push(...(await restoreMariadbLayout(progress)));
   return done;
 }

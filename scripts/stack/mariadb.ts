@@ -255,6 +255,43 @@ async function waitReplicating(role: Role): Promise<void> {
   }
 }
 
+/**
+ * `replica` follows `primary` and has applied all, and `primary` has its semi-sync acknowledgements again.
+ * `idle`: no writes are coming, so the primary turns semi-sync back on only at the next acknowledged
+ * commit; the replica having applied everything the primary logged is the test then.
+ */
+export async function waitMariadbInSync(
+  primary: Role,
+  replica: Role,
+  { idle = false, timeoutMs = 90_000 }: { idle?: boolean; timeoutMs?: number } = {},
+): Promise<void> {
+  let seen = 'nothing read yet';
+  const inSync = async (): Promise<boolean> => {
+    const status = await replicationStatus(replica);
+    seen = `${replica}: io ${status?.ioThread}, sql ${status?.sqlThread}, behind ${status?.secondsBehind}, error ${status?.lastError}`;
+    if (status?.ioThread !== 'Yes' || status.sqlThread !== 'Yes' || status.secondsBehind !== 0) return false;
+    const rows = await rootQuery(
+      primary,
+      "SHOW STATUS WHERE Variable_name IN ('Rpl_semi_sync_master_status', 'Rpl_semi_sync_master_clients')",
+    );
+    const value = (name: string) => rows.find((r) => r.Variable_name === name)?.Value;
+    seen += `; ${primary}: semi-sync ${value('Rpl_semi_sync_master_status')}, clients ${value('Rpl_semi_sync_master_clients')}`;
+    if (Number(value('Rpl_semi_sync_master_clients')) === 0) return false;
+    if (!idle) return value('Rpl_semi_sync_master_status') === 'ON';
+    // current_pos on both: what a server applied as a replica (slave_pos), or its own binlog where that is
+    // later; a freshly seeded server's binlog is empty until the next write, whichever role it has since.
+    const [logged] = await rootQuery(primary, 'SELECT @@global.gtid_current_pos AS g');
+    const [applied] = await rootQuery(replica, 'SELECT @@global.gtid_current_pos AS g');
+    seen += `; logged ${logged?.g}, applied ${applied?.g}`;
+    return logged?.g === applied?.g;
+  };
+  await waitUntil(inSync, { what: `MariaDB ${replica} in sync with ${primary}`, timeoutMs }).catch(
+    (error: unknown) => {
+      throw new StackError(`${(error as Error).message} (last: ${seen})`);
+    },
+  );
+}
+
 /** Databases a seed copies: every one but the server's own (users come from the bootstrap). */
 const SYSTEM_DATABASES = new Set(['mysql', 'information_schema', 'performance_schema', 'sys']);
 

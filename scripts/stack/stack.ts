@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ensureSigningKey } from './auth-key.js';
-import { dbFailover } from './db-failover.js';
+import { dbFailover, dbFailoverRequest, dbFailoverStatus } from './db-failover.js';
 import { kafkaNodes } from './kafka.js';
 import {
   RUN_DIR,
@@ -13,7 +13,7 @@ import {
   serverPaths,
   type ServerName,
 } from './layout.js';
-import { electedPrimary, primary, replica } from './mariadb.js';
+import { electedPrimary, primary, replica, replicationStatus, waitMariadbInSync } from './mariadb.js';
 import {
   alertmanager,
   blackbox,
@@ -172,12 +172,17 @@ export function stopServer(name: ServerName): Promise<number | undefined> {
   return ensureStopped(serverSpec(name));
 }
 
+/** The pid of a server this stack runs, or undefined when it is down. */
+export function serverPid(name: ServerName): number | undefined {
+  return runningPid(serverSpec(name));
+}
+
 /**
  * Sends `signal` to a running server (fault injection: SIGKILL, SIGSTOP, SIGCONT); its pid, or undefined
  * when it was not running. Unlike stopServer, it does not wait or clean up: the server dies as in a crash.
  */
 export function signalServer(name: ServerName, signal: NodeJS.Signals): number | undefined {
-  const pid = runningPid(serverSpec(name));
+  const pid = serverPid(name);
   if (pid !== undefined) process.kill(pid, signal);
   return pid;
 }
@@ -211,4 +216,34 @@ export async function rejoinMariadb(name: 'primary' | 'replica'): Promise<void> 
   await ensureStopped(serverSpec(name));
   fs.rmSync(serverPaths(name).dataDir, { recursive: true, force: true });
   await startServer(name);
+}
+
+/**
+ * Puts MariaDB back as a new stack has it: both servers and the failover manager up, `primary` the elected,
+ * writable primary and `replica` in sync with it. After a failover, the old primary is rebuilt as a replica
+ * (unless it already follows) and a switchover makes it the primary again. Idempotent; says what it did.
+ */
+export async function restoreMariadbLayout(progress: (line: string) => void = () => {}): Promise<string[]> {
+  const done: string[] = [];
+  await startServers(['primary', 'replica', 'db-failover']);
+  if ((await dbFailoverStatus()).primary !== 'primary') {
+    const following = await replicationStatus('primary').catch(() => null);
+    if (following?.ioThread !== 'Yes') {
+      progress('stack: rejoining the MariaDB server primary as a replica before the switch back');
+      await rejoinMariadb('primary');
+      done.push('rejoined primary');
+    }
+    await waitMariadbInSync('replica', 'primary', { idle: true });
+    progress('stack: MariaDB switchover back to primary');
+    const switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
+    if (switched.status !== 200)
+      throw new StackError(
+        `switchover to primary answered ${switched.status}: ${JSON.stringify(switched.body)}`,
+      );
+    done.push('switched MariaDB back to primary');
+  }
+  if ((await dbFailoverStatus()).primary !== 'primary')
+    throw new StackError('MariaDB: the elected primary is not `primary` after the restore');
+  await waitMariadbInSync('primary', 'replica', { idle: true });
+  return done;
 }

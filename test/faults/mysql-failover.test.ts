@@ -10,7 +10,7 @@ import t from 'tap';
 import { dbFailoverRequest, dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { STACK_HOST, STACK_MYSQL, STACK_PORTS } from '../../scripts/stack/layout.js';
 import { replicationStatus, rootQuery } from '../../scripts/stack/mariadb.js';
-import { rejoinMariadb, signalServer, startServer } from '../../scripts/stack/stack.js';
+import { rejoinMariadb, restoreMariadbLayout, signalServer, startServer } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { mysqlSsl } from '../../src/storage/mysql.js';
 import { totals } from '../helpers/app.js';
@@ -56,12 +56,7 @@ t.test(
     );
 
     // Whatever happens below, the stack ends with its first server as the primary and the second its replica.
-    t.teardown(async () => {
-      if ((await dbFailoverStatus()).primary === 'primary') return;
-      await startServer('primary').catch(() => undefined);
-      await rejoinMariadb('primary');
-      await dbFailoverRequest('POST', '/switchover?to=primary');
-    });
+    t.teardown(() => restoreMariadbLayout((line) => t.comment(line)));
     const killedAt = Date.now();
     t.type(signalServer('primary', 'SIGKILL'), 'number', 'the MariaDB primary was running and is killed');
 

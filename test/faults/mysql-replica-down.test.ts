@@ -3,8 +3,11 @@
 // primary again. Stops the stack's replica for a few seconds: serial, with the other fault tests.
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { replicationStatus } from '../../scripts/stack/mariadb.js';
-import { startServer, stopServer } from '../../scripts/stack/stack.js';
+import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { serverPaths } from '../../scripts/stack/layout.js';
+import { isWritable, replicationStatus } from '../../scripts/stack/mariadb.js';
+import { logTail } from '../../scripts/stack/process.js';
+import { restoreMariadbLayout, serverPid, startServer, stopServer } from '../../scripts/stack/stack.js';
 import { startApp, uniq } from '../helpers/app.js';
 
 async function until(
@@ -27,7 +30,9 @@ t.test('reads fall back to the primary while the replica is down, and back again
   await until('discovery', () => running.infra.mysql.roles.reads === 'replica');
   t.equal((await stats()).status, 200, 'stats read from the replica');
 
-  t.teardown(() => startServer('replica'));
+  // Whatever happens, the next test finds MariaDB as the stack starts it (a failover here would fail them all).
+  t.teardown(() => restoreMariadbLayout((line) => t.comment(line)));
+  const primaryPid = serverPid('primary');
   await stopServer('replica');
   const fellBackMs = await until('reads on the primary', () => running.infra.mysql.roles.reads === 'primary');
   t.comment(`reads moved to the primary ${fellBackMs} ms after the replica stopped`);
@@ -46,4 +51,19 @@ t.test('reads fall back to the primary while the replica is down, and back again
   const backMs = await until('reads on the replica', () => running.infra.mysql.roles.reads === 'replica');
   t.comment(`reads back on the replica ${backMs} ms after it was started again`);
   t.equal((await stats()).status, 200, 'stats read from the replica again');
+
+  // The primary was never touched: the same process, still the elected and writable one. A crash of it (a
+  // semi-sync race of the replica's reconnection) or a promotion would show here, with the logs behind it.
+  const logs = {
+    primary: logTail(serverPaths('primary').logFile, 15),
+    'db-failover': logTail(serverPaths('db-failover').logFile, 10),
+  };
+  t.equal(serverPid('primary'), primaryPid, 'the MariaDB primary kept running throughout', logs);
+  t.equal(
+    (await dbFailoverStatus()).primary,
+    'primary',
+    'no failover: primary is still the elected one',
+    logs,
+  );
+  t.ok(await isWritable('primary'), 'and it still takes writes', logs);
 });
