@@ -37,12 +37,15 @@ export async function throwawayDatabase(
   const migrationGrantee = `'${config.mysql.migration.user}'@'${config.mysql.migration.host}'`;
   t.teardown(async () => {
     const cleaner = await asRoot();
-    await cleaner.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    for (const grantee of [...appGrantees, migrationGrantee])
-      await cleaner
-        .query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`)
-        .catch(() => undefined);
-    await cleaner.end();
+    try {
+      await cleaner.query(`DROP DATABASE IF EXISTS \`${database}\``);
+      for (const grantee of [...appGrantees, migrationGrantee])
+        await cleaner
+          .query(`REVOKE ALL PRIVILEGES ON \`${database}\`.* FROM ${grantee}`)
+          .catch(() => undefined);
+    } finally {
+      await cleaner.end(); // an open connection would keep the file running until tap's timeout
+    }
   });
   await root.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
   for (const grantee of appGrantees)

@@ -54,12 +54,17 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
   const kafka = createKafka(config, kafkaLogger);
   const topics = config.kafka.topics;
   t.teardown(async () => {
-    await mysql.primary.query('DELETE FROM outbox WHERE topic IN (?)', [Object.values(topics)]);
-    await mysql.close();
-    const admin = kafka.admin();
-    await admin.connect().catch(() => undefined);
-    await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
-    await admin.disconnect().catch(() => undefined);
+    // The pools are closed whatever the clean-up meets (a read-only primary): an open one keeps the file
+    // running until tap's timeout.
+    try {
+      await mysql.primary.query('DELETE FROM outbox WHERE topic IN (?)', [Object.values(topics)]);
+    } finally {
+      await mysql.close();
+      const admin = kafka.admin();
+      await admin.connect().catch(() => undefined);
+      await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
+      await admin.disconnect().catch(() => undefined);
+    }
   });
   return { config, topics, mysql, kafka };
 }
