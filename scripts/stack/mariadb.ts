@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { MysqlEndpoint } from '../../src/config.js';
+import { HEARTBEAT_S } from '../../src/db-failover/manager.js';
 import { migrate } from '../../src/storage/migrate.js';
 import {
   DOCKER_DIR,
@@ -236,7 +237,7 @@ export function changeMasterSql(source: Role): string {
   return (
     `CHANGE MASTER TO MASTER_HOST='${STACK_HOST}', MASTER_PORT=${STACK_PORTS[source]}, ` +
     `MASTER_USER='${STACK_MYSQL.replicationUser}', MASTER_PASSWORD='${STACK_MYSQL.replicationPassword}', ` +
-    `MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, ${REPLICATION_TLS}`
+    `MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=${HEARTBEAT_S}, ${REPLICATION_TLS}`
   );
 }
 
@@ -370,20 +371,27 @@ async function followPrimary(role: Role, source: Role): Promise<void> {
     return;
   }
   const tlsCurrent = current.ssl && current.sslCa === STACK_TLS.ca;
-  if (current.ioThread === 'Yes' && current.sqlThread === 'Yes' && tlsCurrent) return;
-  // Set up by an older stack without TLS: the primary now refuses it. Same position (GTID), now over TLS.
-  if (!tlsCurrent) await rootQuery(role, `STOP SLAVE; CHANGE MASTER TO ${REPLICATION_TLS}`);
+  const [heartbeat] = await rootQuery(role, "SHOW STATUS LIKE 'Slave_heartbeat_period'");
+  const heartbeatCurrent = Number(heartbeat?.Value) === HEARTBEAT_S;
+  if (current.ioThread === 'Yes' && current.sqlThread === 'Yes' && tlsCurrent && heartbeatCurrent) return;
+  // Set up by an older stack, without TLS (the primary now refuses it) or with the 30 s heartbeat of a 60 s
+  // slave_net_timeout: same position (GTID), now with today's settings.
+  if (!tlsCurrent || !heartbeatCurrent)
+    await rootQuery(
+      role,
+      `STOP SLAVE; CHANGE MASTER TO ${REPLICATION_TLS}, MASTER_HEARTBEAT_PERIOD=${HEARTBEAT_S}`,
+    );
   await rootQuery(role, 'START SLAVE');
   await waitReplicating(role);
 }
 
-/** docker/mariadb/*.cnf's semi-sync settings, for a server started from an older copy of the file. */
-const SEMI_SYNC =
+/** docker/mariadb/*.cnf's replication settings, for a server started from an older copy of the file. */
+const REPLICATION_SETTINGS =
   'SET GLOBAL rpl_semi_sync_master_enabled = ON, rpl_semi_sync_slave_enabled = ON, ' +
-  "rpl_semi_sync_master_wait_point = 'AFTER_SYNC', rpl_semi_sync_master_timeout = 2000";
+  "rpl_semi_sync_master_wait_point = 'AFTER_SYNC', rpl_semi_sync_master_timeout = 2000, slave_net_timeout = 4";
 
 async function configureServer(role: Role): Promise<void> {
-  await rootQuery(role, SEMI_SYNC);
+  await rootQuery(role, REPLICATION_SETTINGS);
   const elected = electedPrimary();
   if (role === elected) return bootstrapPrimary(role);
   await followPrimary(role, elected);

@@ -235,7 +235,13 @@ export async function restoreMariadbLayout(progress: (line: string) => void = ()
     }
     await waitMariadbInSync('replica', 'primary', { idle: true });
     progress('stack: MariaDB switchover back to primary');
-    const switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
+    // Refused while a check of the manager's sees `primary` down (a login made during the rejoin's account
+    // set-up, dropped once it fails): asked again a moment later.
+    let switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
+    for (let retry = 0; switched.status === 409 && retry < 3; retry += 1) {
+      await sleep(1_000);
+      switched = await dbFailoverRequest('POST', '/switchover?to=primary', 60_000);
+    }
     if (switched.status !== 200)
       throw new StackError(
         `switchover to primary answered ${switched.status}: ${JSON.stringify(switched.body)}`,

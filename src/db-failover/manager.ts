@@ -56,6 +56,12 @@ export interface Failover {
 const KEEP_USERS = ['system user', 'event_scheduler', 'root'];
 const QUERY_TIMEOUT_MS = 1_000;
 const CATCH_UP_TIMEOUT_MS = 10_000;
+/**
+ * The primary's heartbeat to a replica it points at its new primary, s: with `slave_net_timeout` (4 s,
+ * docker/mariadb/*.cnf) a replica notices a silent primary (frozen, partitioned) within 4 s, and only a
+ * replica that lost the primary lets the manager promote it.
+ */
+export const HEARTBEAT_S = 1;
 
 const address = (server: DbServer): string => `${server.host}:${server.port}`;
 
@@ -64,6 +70,7 @@ export class FailoverManager {
   private elected: string;
   private downSince: number | undefined;
   private warnedNoCandidate = false;
+  private warnedReplicaConnected = false;
   private timer: NodeJS.Timeout | undefined;
   /** Checks and switchovers run one at a time, in order. */
   private lock: Promise<unknown> = Promise.resolve();
@@ -131,9 +138,22 @@ export class FailoverManager {
     return server;
   }
 
+  /**
+   * One statement on its own pooled connection. A connection that failed one is destroyed, not reused: a
+   * server grants global privileges at login, so a connection made while a rebuilt server's accounts were
+   * being set up (`rejoin`) fails `SHOW SLAVE STATUS` for as long as it lives; reused, it made every check
+   * see that server down.
+   */
   private async query(name: string, sql: string, timeout = QUERY_TIMEOUT_MS): Promise<RowDataPacket[]> {
-    const [rows] = await this.pools.get(name)!.query<RowDataPacket[]>({ sql, timeout });
-    return rows;
+    const conn = await this.pools.get(name)!.getConnection();
+    try {
+      const [rows] = await conn.query<RowDataPacket[]>({ sql, timeout });
+      conn.release();
+      return rows;
+    } catch (err) {
+      conn.destroy();
+      throw err;
+    }
   }
 
   async probe(server: DbServer): Promise<ServerState> {
@@ -171,6 +191,7 @@ export class FailoverManager {
       this.record(keep.name);
       this.downSince = undefined;
       this.warnedNoCandidate = false;
+      this.warnedReplicaConnected = false;
       return;
     }
     const elected = states.find((s) => s.name === this.elected)!;
@@ -196,6 +217,19 @@ export class FailoverManager {
       if (!this.warnedNoCandidate)
         logger.error({ primary: elected.name }, 'primary down and no replica of it to promote');
       this.warnedNoCandidate = true;
+      return;
+    }
+    // The manager's view alone is not enough: the replica must have lost the primary too (its IO thread
+    // reconnecting or stopped; a silent primary within slave_net_timeout). A replica still receiving means
+    // the primary lives and only the manager's way to it fails (an overloaded manager, a partition); a
+    // promotion then would leave a primary the manager cannot fence beside the one it opened.
+    if (candidate.ioThread === 'Yes') {
+      if (!this.warnedReplicaConnected)
+        logger.warn(
+          { primary: elected.name, replica: candidate.name, err: elected.error },
+          'primary unreachable from the manager, but its replica still receives from it: not promoting',
+        );
+      this.warnedReplicaConnected = true;
       return;
     }
     await this.promote(candidate.name, elected.name, this.downSince);
@@ -297,7 +331,7 @@ export class FailoverManager {
         from,
         `CHANGE MASTER TO MASTER_HOST=${mysql.escape(target.host)}, MASTER_PORT=${target.port}, ` +
           `MASTER_USER=${mysql.escape(user)}, MASTER_PASSWORD=${mysql.escape(password)}, ` +
-          `MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1` +
+          `MASTER_USE_GTID=current_pos, MASTER_CONNECT_RETRY=1, MASTER_HEARTBEAT_PERIOD=${HEARTBEAT_S}` +
           (caFile === undefined
             ? ''
             : `, MASTER_SSL=1, MASTER_SSL_CA=${mysql.escape(caFile)}, MASTER_SSL_VERIFY_SERVER_CERT=1`) +
