@@ -2,61 +2,29 @@
 // bench app nodes, cuts one off Redis, kills the stack's Redis primary, a Kafka broker and the MariaDB
 // primary, stops the replica, and leaves the stack as it found it. About 70-90 s; runs serially with the
 // other fault tests.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { FAULT_KINDS } from '../../bench/chaos/schedule.js';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
+import { benchRunner, buildServiceOnce } from '../helpers/bench-run.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const bench = benchRunner(t);
+t.before(buildServiceOnce);
 
 t.test(
   'chaos, short profile: one fault of each kind, every invariant holds, the stack ends as it began',
   async (t) => {
-    const out = mkdtempSync(path.join(tmpdir(), 'chaos-'));
-    t.teardown(() => rmSync(out, { recursive: true, force: true }));
-    const { code, stdout, stderr } = await new Promise<{
-      code: number | null;
-      stdout: string;
-      stderr: string;
-    }>((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'bench/cli.ts',
-          'chaos',
-          '--param',
-          'profile=short',
-          '--seed',
-          '1',
-          '--param',
-          'interval=5',
-          '--duration',
-          '240',
-          '--out',
-          out,
-        ],
-        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      child.once('error', reject);
-      child.once('exit', (code) => resolve({ code, stdout, stderr }));
-    });
-    const output = `${stdout}\n--- stderr (last lines) ---\n${stderr.split('\n').slice(-60).join('\n')}`;
-    let summary: Record<string, unknown> = {};
-    try {
-      summary = JSON.parse(stdout.trimEnd().split('\n').pop() ?? '') as Record<string, unknown>;
-    } catch {
-      // asserted below
-    }
+    const run = await bench([
+      'chaos',
+      '--param',
+      'profile=short',
+      '--seed',
+      '1',
+      '--param',
+      'interval=5',
+      '--duration',
+      '240',
+    ]);
+    const { code, summary, stdout, output } = run;
     t.comment(stdout.split('\n').slice(-40).join('\n'));
     t.equal(code, 0, 'chaos exits 0', { output: output.slice(-8000) });
     t.equal(summary['ok'], true, 'every invariant held');

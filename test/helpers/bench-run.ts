@@ -22,6 +22,8 @@ const STAMP_PREFIX = '.built-for-run-';
 export interface BenchRun {
   readonly code: number | null;
   readonly summary: Record<string, unknown>;
+  readonly stdout: string;
+  /** Stdout and the last lines of stderr, for a failure's diagnostics. */
   readonly output: string;
 }
 
@@ -92,7 +94,8 @@ export function benchRunner(t: Test): (args: readonly string[]) => Promise<Bench
         resolve({
           code,
           summary,
-          output: `${stdout}\n--- stderr ---\n${stderr.split('\n').slice(-40).join('\n')}`,
+          stdout,
+          output: `${stdout}\n--- stderr ---\n${stderr.split('\n').slice(-60).join('\n')}`,
         });
       });
     });
