@@ -57,9 +57,9 @@ const KEEP_USERS = ['system user', 'event_scheduler', 'root'];
 const QUERY_TIMEOUT_MS = 1_000;
 const CATCH_UP_TIMEOUT_MS = 10_000;
 /**
- * The primary's heartbeat to a replica it points at its new primary, s: with `slave_net_timeout` (4 s,
- * docker/mariadb/*.cnf) a replica notices a silent primary (frozen, partitioned) within 4 s, and only a
- * replica that lost the primary lets the manager promote it.
+ * MASTER_HEARTBEAT_PERIOD, s: how often a primary with nothing to send tells its replica it lives. With
+ * `slave_net_timeout` (4 s, docker/mariadb/*.cnf) a replica gives up on a silent primary (frozen,
+ * partitioned) within 4 s; the manager promotes only a replica that has.
  */
 export const HEARTBEAT_S = 1;
 
