@@ -52,8 +52,8 @@ t.test('reads fall back to the primary while the replica is down, and back again
   t.comment(`reads back on the replica ${backMs} ms after it was started again`);
   t.equal((await stats()).status, 200, 'stats read from the replica again');
 
-  // The primary was never touched: the same process, still the elected and writable one. A crash of it (a
-  // semi-sync race of the replica's reconnection) or a promotion would show here, with the logs behind it.
+  // The primary was never touched: the same process, still the elected and writable one. A crash of it, or a
+  // promotion of its replica by the manager, would show here with the logs behind it.
   const logs = {
     primary: logTail(serverPaths('primary').logFile, 15),
     'db-failover': logTail(serverPaths('db-failover').logFile, 10),
