@@ -8,6 +8,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +19,8 @@ import type { Test } from 'tap';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STAMP_PREFIX = '.built-for-run-';
+/** A build lock older than this was left by a killed run. */
+const STALE_LOCK_MS = 120_000;
 
 export interface BenchRun {
   readonly code: number | null;
@@ -44,6 +47,12 @@ export async function buildServiceOnce(): Promise<void> {
       mkdirSync(lock);
       break;
     } catch {
+      // Left by a run killed while it built (a build takes ~15 s): taken over.
+      const held = statSync(lock, { throwIfNoEntry: false });
+      if (held !== undefined && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
+        rmSync(lock, { recursive: true, force: true });
+        continue;
+      }
       if (Date.now() > deadline) throw new Error(`the service build did not finish (${lock} held for 3 min)`);
       await sleep(250);
     }
