@@ -1,11 +1,12 @@
 /**
- * Open-loop load: requests scheduled at the offered rate (uniform spacing, as wrk2), whatever the service
- * answers; each latency from the request's INTENDED send time (coordinated omission corrected), into one
- * HdrHistogram (µs) per operation.
+ * The load engine. Open loop: requests scheduled at the offered rate (uniform spacing, as wrk2), whatever the
+ * service answers; each latency from the request's INTENDED send time (coordinated omission corrected).
+ * Closed loop (`{ concurrency: n }`): n workers, each sends its next request only after the answer; latency
+ * from the actual send. Either way one HdrHistogram (µs) per operation.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ConnectionSet } from './connections.js';
-import { newLatencyHistogram } from './load.js';
+import { monotonicUs, newLatencyHistogram } from './load.js';
 import { num } from './report.js';
 import type { BenchIO } from './types.js';
 
@@ -41,12 +42,12 @@ export interface OpenLoopRequest {
 
 export interface OpenLoopPhase {
   readonly connections: ConnectionSet;
-  /** Arrivals/s (several requests of one arrival share its intended time: duplicate clicks). */
-  readonly rate: number;
+  /** Arrivals/s (several requests of one arrival share its intended time: duplicate clicks), or a closed loop. */
+  readonly rate: number | { readonly concurrency: number };
   readonly durationS: number;
   readonly label: string;
   readonly io: BenchIO;
-  /** The request(s) of arrival `seq`; undefined ends the phase. */
+  /** The request(s) of arrival `seq` (a closed loop's worker awaits them all); undefined ends the phase. */
   next(seq: number): OpenLoopRequest | readonly OpenLoopRequest[] | undefined;
   /** Stop after this many arrivals even if time remains. */
   readonly maxArrivals?: number;
@@ -63,10 +64,16 @@ export type SecondStats = { readonly t: number; offered: number; completed: numb
 /** A phase's answers in and after its window, per operation and per second, and the generator's own figures. */
 export type OpenLoopResult = Awaited<ReturnType<typeof runOpenLoop>>;
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export async function runOpenLoop(phase: OpenLoopPhase) {
-  const { connections, rate, io } = phase;
-  const intervalMs = 1000 / rate;
-  const maxArrivals = Math.min(phase.maxArrivals ?? Infinity, Math.floor(rate * phase.durationS));
+  const { connections, io } = phase;
+  const concurrency = typeof phase.rate === 'number' ? undefined : phase.rate.concurrency;
+  const intervalMs = typeof phase.rate === 'number' ? 1000 / phase.rate : 0;
+  const maxArrivals = Math.min(
+    phase.maxArrivals ?? Infinity,
+    concurrency === undefined ? Math.floor(phase.durationS * (1000 / intervalMs)) : Infinity,
+  );
   const ops = new Map<string, OpStats>();
   const timeline: SecondStats[] = [];
   const second = (t: number): SecondStats => {
@@ -78,12 +85,13 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   const windowMs = phase.durationS * 1000;
   /** Requests scheduled, answered, erring; answers (ok ones) inside the window; requests in flight. */
   const n = { scheduled: 0, answered: 0, errors: 0, inWindow: 0, okInWindow: 0, inFlight: 0 };
-  let drained: (() => void) | undefined;
   connections.maxWaiting = 0;
   const cpuBefore = process.cpuUsage();
+  const monotonicStart = monotonicUs();
   const start = performance.now() + 5;
 
-  const fire = (request: OpenLoopRequest, intended: number): void => {
+  /** Sends `request`; resolves when it is answered, true when it got no HTTP answer. */
+  const fire = (request: OpenLoopRequest, intended: number): Promise<boolean> => {
     n.scheduled += 1;
     n.inFlight += 1;
     second(intended - start).offered += 1;
@@ -109,37 +117,27 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
         if (!isError) n.okInWindow += 1;
       }
     };
-    connections
-      .send(
-        {
-          path: request.path,
-          method: request.method,
-          headers:
-            request.body === undefined
-              ? request.headers
-              : { 'content-type': 'application/json', ...request.headers },
-          body: request.body,
-        },
-        async (res) => {
-          const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
-          const cls = request.answer?.(res.statusCode, res.headers, text, {
-            startMs: start,
-            intendedMs: intended,
-            doneMs: performance.now(),
-          });
-          finish(
-            cls?.op ?? request.op,
-            cls?.error ?? res.statusCode >= 400,
-            cls?.label ?? String(res.statusCode),
-            false,
-          );
+    const headers =
+      request.body === undefined
+        ? request.headers
+        : { 'content-type': 'application/json', ...request.headers };
+    return connections
+      .send({ path: request.path, method: request.method, headers, body: request.body }, async (res) => {
+        const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
+        const timing = { startMs: start, intendedMs: intended, doneMs: performance.now() };
+        const cls = request.answer?.(res.statusCode, res.headers, text, timing);
+        const label = cls?.label ?? String(res.statusCode);
+        finish(cls?.op ?? request.op, cls?.error ?? res.statusCode >= 400, label, false);
+      })
+      .then(
+        () => false,
+        (err: unknown) => {
+          const code = (err as { code?: string }).code ?? (err as Error).name;
+          request.transportError?.(code);
+          finish(request.op, true, `transport ${code}`, true);
+          return true;
         },
       )
-      .catch((err: unknown) => {
-        const code = (err as { code?: string }).code ?? (err as Error).name;
-        request.transportError?.(code);
-        finish(request.op, true, `transport ${code}`, true);
-      })
       .finally(() => {
         n.inFlight -= 1;
         if (n.inFlight === 0) drained?.();
@@ -147,57 +145,75 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   };
 
   let seq = 0;
-  let lastLine = { t: 0, completed: 0, errors: 0, offered: 0 };
+  let stopped = false;
+  /** The request(s) of the next arrival; undefined when the phase is over. */
+  const arrival = (): readonly OpenLoopRequest[] | undefined => {
+    if (stopped || seq >= maxArrivals || io.signal.aborted) return undefined;
+    const requests = phase.next(seq);
+    seq += 1;
+    if (requests === undefined) stopped = true;
+    return requests === undefined || Array.isArray(requests)
+      ? (requests as readonly OpenLoopRequest[] | undefined)
+      : [requests as OpenLoopRequest];
+  };
+  let drained: (() => void) | undefined;
+  const openLoop = () =>
+    new Promise<void>((resolve) => {
+      const tick = (): void => {
+        const now = performance.now();
+        for (let intended = start + seq * intervalMs; intended <= now; intended = start + seq * intervalMs) {
+          const requests = arrival();
+          if (requests === undefined) return resolve();
+          schedulerLag.record(Math.max(1, Math.round((now - intended) * 1000)));
+          for (const request of requests) void fire(request, intended);
+        }
+        setTimeout(tick, Math.min(1, Math.max(0, start + seq * intervalMs - performance.now())));
+      };
+      tick();
+    });
+  const worker = async (): Promise<void> => {
+    for (let requests = arrival(); requests !== undefined; requests = arrival()) {
+      const now = performance.now();
+      if (now - start > windowMs) break;
+      const failed = await Promise.all(requests.map((request) => fire(request, now)));
+      if (failed.includes(true)) await sleep(10); // no hot loop against a dead socket
+    }
+  };
+
+  let lastLine = { t: 0, completed: 0, offered: 0 };
   const ticker = setInterval(() => {
     const t = (performance.now() - start) / 1000;
     const completed = timeline.reduce((s, b) => s + b.completed, 0);
     const dt = Math.max(0.001, t - lastLine.t);
     const achieved = (completed - lastLine.completed) / dt;
-    const offered = (seq - lastLine.offered) / dt;
+    const offered = (n.scheduled - lastLine.offered) / dt;
     const cpu = process.cpuUsage(cpuBefore);
     const cores = (cpu.user + cpu.system) / 1e6 / Math.max(0.001, t);
+    const behind = concurrency === undefined && achieved < offered * 0.9 && t > 1.5;
     io.progress(
-      `[${phase.label}] ${t.toFixed(0).padStart(3)}s  offered ${num(offered).padStart(6)}/s  achieved ${num(achieved).padStart(6)}/s  ` +
+      `[${phase.label}] ${t.toFixed(0).padStart(3)}s  ${concurrency === undefined ? 'offered' : 'sent'} ${num(offered).padStart(6)}/s  achieved ${num(achieved).padStart(6)}/s  ` +
         `errors ${num(n.errors)} (${n.scheduled > 0 ? ((n.errors / n.scheduled) * 100).toFixed(1) : '0.0'}%)  in flight ${num(n.inFlight)}  ` +
-        `sockets ${num(connections.connected)}  gen cpu ${cores.toFixed(2)}${achieved < offered * 0.9 && t > 1.5 ? '  ACHIEVED < OFFERED' : ''}`,
+        `sockets ${num(connections.connected)}  gen cpu ${cores.toFixed(2)}${behind ? '  ACHIEVED < OFFERED' : ''}`,
     );
-    lastLine = { t, completed, errors: n.errors, offered: seq };
+    lastLine = { t, completed, offered: n.scheduled };
   }, 1000);
 
-  let stopped = false;
-  await new Promise<void>((resolve) => {
-    const tick = (): void => {
-      const now = performance.now();
-      while (!stopped && seq < maxArrivals) {
-        const intended = start + seq * intervalMs;
-        if (intended > now) break;
-        const requests = phase.next(seq);
-        seq += 1;
-        if (requests === undefined) {
-          stopped = true;
-          break;
-        }
-        schedulerLag.record(Math.max(1, Math.round((now - intended) * 1000)));
-        for (const request of Array.isArray(requests)
-          ? (requests as readonly OpenLoopRequest[])
-          : [requests as OpenLoopRequest])
-          fire(request, intended);
-      }
-      if (stopped || seq >= maxArrivals || io.signal.aborted) resolve();
-      else setTimeout(tick, Math.min(1, Math.max(0, start + seq * intervalMs - performance.now())));
-    };
-    setTimeout(tick, 5);
-  });
+  await sleep(5);
+  if (concurrency === undefined) await openLoop();
+  else await Promise.all(Array.from({ length: concurrency }, worker));
   if (n.inFlight > 0) await new Promise<void>((resolve) => (drained = resolve));
   clearInterval(ticker);
   const wallS = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const generatorCores = (cpu.user + cpu.system) / 1e6 / wallS;
-  const windowS = Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS;
+  const windowS =
+    concurrency === undefined
+      ? Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS
+      : phase.durationS;
   const achievedPerS = n.inWindow / windowS;
   const warnings: string[] = [];
   const offeredPerS = n.scheduled / windowS;
-  if (achievedPerS < offeredPerS * 0.95)
+  if (concurrency === undefined && achievedPerS < offeredPerS * 0.95)
     warnings.push(
       `${phase.label}: achieved ${num(achievedPerS)}/s < offered ${num(offeredPerS)}/s (answers inside the window): the service (or the generator) fell behind`,
     );
@@ -211,6 +227,7 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
     );
   return {
     label: phase.label,
+    concurrency,
     offeredPerS,
     windowS,
     scheduled: n.scheduled,
@@ -225,5 +242,7 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
     generatorCores,
     wallS,
     warnings,
+    /** On the monotonic clock (that of V8 .cpuprofile timestamps): bench/profile-summary.ts `--phase`. */
+    monotonicUs: { start: monotonicStart, end: monotonicUs() },
   };
 }

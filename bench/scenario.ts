@@ -20,6 +20,7 @@ import {
   roundOrNull,
   type MeasuredPhase,
 } from './measure.js';
+import { newLatencyHistogram } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
 import { num, tableOf } from './report.js';
@@ -52,6 +53,8 @@ export interface SetUp {
 }
 
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
+type Load = OpenLoopPhase['rate'];
+type Next = OpenLoopPhase['next'];
 type Answers = Parameters<typeof expectedFrom>[0][number];
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
@@ -188,17 +191,54 @@ export class Run {
     return rates;
   }
 
-  /** One measured open-loop phase of `--duration` on the run's connections (bench/measure.ts). */
-  measure(label: string, rate: number, next: OpenLoopPhase['next'], pids = this.pids) {
+  /** One measured phase (bench/measure.ts) of `--duration` on the run's connections; `rate`: arrivals/s or a
+   * closed loop's `{ concurrency }`. */
+  measure(label: string, rate: Load, next: Next, pids = this.pids, durationS = this.options.durationS) {
     const { connections, io } = this;
-    const phase = { connections, rate, durationS: this.options.durationS, label, io, next };
+    const phase = { connections, rate, durationS, label, io, next };
     return measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), io.progress);
   }
 
-  /** Open-loop load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
-  openLoop(label: string, rate: number, durationS: number, next: OpenLoopPhase['next'], max?: number) {
+  /** Load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
+  openLoop(label: string, rate: Load, durationS: number, next: Next, max?: number) {
     const { connections, io } = this;
     return runOpenLoop({ connections, io, label, rate, durationS, next, maxArrivals: max });
+  }
+
+  /** A measured phase judged as a step (`openStep`) of `path`; its `offered` is the rate, or what was sent/s. */
+  async step<P extends string>(
+    path: P,
+    label: string,
+    rate: Load,
+    next: Next,
+    startS = 0,
+    durationS?: number,
+  ) {
+    const measured = await this.measure(label, rate, next, this.pids, durationS);
+    const offered = typeof rate === 'number' ? rate : Math.round(measured.result.offeredPerS);
+    return { ...openStep(measured, offered, startS), path };
+  }
+
+  /**
+   * Closed-loop phases of `--connections` in flight, one per entry of `order` (A B A B: a drift of the machine
+   * hits both paths alike), each `--duration` ÷ 2, after 1 s unmeasured of each path; `seen` numbers the
+   * phases per path across calls.
+   */
+  async alternate<P extends string>(
+    order: readonly P[],
+    next: (path: P) => Next,
+    seen = new Map<P, number>(),
+  ) {
+    const load = { concurrency: this.options.connections };
+    for (const path of new Set(order)) await this.openLoop(`warm-up ${path}`, load, 1, next(path));
+    const steps = [];
+    for (const path of order) {
+      if (this.io.signal.aborted) throw new Error('interrupted');
+      seen.set(path, (seen.get(path) ?? 0) + 1);
+      const label = `${path} #${seen.get(path)} closed-loop c=${load.concurrency}`;
+      steps.push(await this.step(path, label, load, next(path), 0, this.options.durationS / 2));
+    }
+    return steps;
   }
 
   /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
@@ -236,7 +276,7 @@ export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 
 /** A step's purchase figures and whether they met the SLO. */
 export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
-  const { result, metrics, serviceCores, otherCores, stages } = measured;
+  const { result, metrics, serviceCores, otherCores, stages, cpu } = measured;
   const h = result.ops.get('purchase')?.latency;
   const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
@@ -244,7 +284,7 @@ export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: numbe
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
   const max = h === undefined ? NaN : round(h.max / 1000, 1);
   const p = { p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max };
-  return { offered, result, metrics, serviceCores, otherCores, stages, ...p, errorShare, pass, startS };
+  return { offered, result, metrics, serviceCores, otherCores, stages, cpu, ...p, errorShare, pass, startS };
 }
 
 /** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
@@ -255,6 +295,59 @@ export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
     best: passing[passing.length - 1],
     capped: firstFail === -1 && steps.length > 0,
     broke: firstFail === -1 ? undefined : steps[firstFail],
+  };
+}
+
+/** A step in which other processes took more than DISTURBED_OTHER_CORES, or any if a stack server restarted. */
+const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
+  restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES;
+
+/** Steps of one path together: ok answers/s inside the windows, latency of every answer, answers by label,
+ * service and generator cores (weighted by wall time). */
+export function mergeSteps(steps: readonly OpenStep[]) {
+  const latency = newLatencyHistogram();
+  const answers: Record<string, number> = {};
+  for (const s of steps) {
+    const purchases = s.result.ops.get('purchase');
+    if (purchases !== undefined) latency.add(purchases.latency);
+    for (const [label, n] of Object.entries(purchases?.statuses ?? {}))
+      answers[label] = (answers[label] ?? 0) + n;
+  }
+  const sum = (get: (s: OpenStep) => number) => steps.reduce((n, s) => n + get(s), 0);
+  const wallS = sum((s) => s.result.wallS);
+  return {
+    perS: sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS),
+    p50: percentileMs(latency, 50),
+    p99: percentileMs(latency, 99),
+    errors: sum((s) => s.result.errors),
+    answers,
+    serviceCores: sum((s) => s.serviceCores * s.result.wallS) / wallS,
+    generatorCores: sum((s) => s.result.generatorCores * s.result.wallS) / wallS,
+  };
+}
+
+/** Paths `a` and `b` of alternating phases: each merged, their ratio, the ratio of the undisturbed phases only
+ * (null when a path has none), and the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` summary keys. */
+export function compare<S extends OpenStep & { readonly path: string }>(
+  steps: readonly S[],
+  [a, b]: readonly [string, string],
+  restarted: readonly string[],
+) {
+  const of = (path: string, list: readonly S[]) => mergeSteps(list.filter((s) => s.path === path));
+  const clean = steps.filter((s) => !isDisturbed(s, restarted));
+  const [A, B, cleanA, cleanB] = [of(a, steps), of(b, steps), of(a, clean), of(b, clean)];
+  const keys = (path: string, m: typeof A) => ({
+    [`${path}_per_s`]: Math.round(m.perS),
+    [`${path}_p50_ms`]: m.p50,
+    [`${path}_p99_ms`]: m.p99,
+    [`${path}_errors`]: m.errors,
+  });
+  return {
+    A,
+    B,
+    ratio: B.perS > 0 ? A.perS / B.perS : null,
+    ratioUndisturbed: cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null,
+    keys: { ...keys(a, A), ...keys(b, B) },
   };
 }
 
@@ -278,9 +371,7 @@ const healthSummary = (h: Omit<Health, 'steps'>) => ({
 /** The health of a step-up run: notes and the summary keys saying how far its figures can be trusted. */
 export function healthOf(h: Health, shared: string) {
   const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
-  const disturbed = h.steps.filter(
-    (s) => h.restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES,
-  );
+  const disturbed = h.steps.filter((s) => isDisturbed(s, h.restarted));
   const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
   const notes = [
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
@@ -313,37 +404,6 @@ export const backgroundNote = (background: number | undefined, what: string): st
   background !== undefined && background > 0.1
     ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
     : [];
-
-/** The health of a closed-loop run, by phases (labels of the disturbed ones): notes and summary keys. */
-export function phaseHealthOf(
-  h: Omit<Health, 'steps'> & { disturbed: readonly string[]; phases: number },
-  generatorCores: number,
-  disturbedMore = '',
-) {
-  const notes = [
-    ...(h.disturbed.length > 0
-      ? [
-          `WARNING: ${h.disturbed.length} of ${h.phases} phases were disturbed (other processes took > ${DISTURBED_OTHER_CORES} cores${h.restarted.length > 0 ? ', or a stack process restarted' : ''}): ${h.disturbed.join(', ')}${disturbedMore === '' ? '' : `; ${disturbedMore}`}`,
-        ]
-      : []),
-    ...backgroundNote(
-      h.background,
-      "the load started (other processes); 'other cores' shows what they took during each phase.",
-    ),
-    ...(h.restarted.length > 0
-      ? [
-          `WARNING: stack process(es) ${h.restarted.join(', ')} restarted during the run (not by the bench): the figures are disturbed.`,
-        ]
-      : []),
-    ...leaseNote(h.shardLosses),
-  ];
-  const summary = {
-    disturbed_phases: h.disturbed.length,
-    load_generator_cores: round(generatorCores, 2),
-    ...healthSummary(h),
-  };
-  return { notes, summary };
-}
 
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {

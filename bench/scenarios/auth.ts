@@ -1,29 +1,31 @@
 /**
  * Auth: what security costs. CPU-µs per full and cached token verify, per-IP and per-user (Redis) limit
- * check, in this process; then hot-sku's closed loop with security ON vs limits OFF, phases ON OFF OFF ON,
- * each on a node of its own (or `--param layout=together`): purchases/s of both and their ratio.
+ * check, in this process; then hot-sku's closed loop with security ON vs limits OFF, phases ON OFF OFF ON
+ * (ABBA: a drift of the machine linear in time hits both alike; `--param first=off`: OFF ON ON OFF), each on
+ * a node of its own: purchases/s of both and their ratio.
  */
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
-import type { Pool } from 'undici';
-import { closedLoopPool, createProduct } from '../api.js';
+import { createProduct } from '../api.js';
 import { benchUser, benchUsers, type BenchTokens } from '../auth.js';
-import { cores, cpuShares, cpuSnapshot, otherCores, stackPids } from '../cpu.js';
-import {
-  compare,
-  merge,
-  runAlternatingPhases,
-  type ClosedLoopPath,
-  type Measured,
-} from '../hot-sku-closed.js';
-import type { PhaseResult } from '../load.js';
+import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
+import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
+import { PurchaseLedger } from '../load.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
 import { fixed, num } from '../report.js';
-import { defineScenario, leasesLost, oversold, type Run } from '../scenario.js';
-import { BENCH_RATE_LIMITS, deleteRedisKeys, startCluster, type NodeProcess } from '../cluster.js';
+import {
+  compare,
+  defineScenario,
+  healthOf,
+  leasesLost,
+  oversold,
+  stepDetails,
+  stepTable,
+  type Run,
+} from '../scenario.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
@@ -32,8 +34,6 @@ type Mode = 'on' | 'off';
 const STOCK = 10_000_000;
 /** ON within 10% of OFF. */
 const TARGET_RATIO = 0.9;
-/** ABBA: a drift of the machine that is linear in time hits both modes alike. */
-const ORDER: readonly Mode[] = ['on', 'off', 'off', 'on'];
 const LIMITS_OFF = { RATE_LIMIT_IP_PER_S: '0', RATE_LIMIT_USER_PURCHASES_PER_S: '0' } as const;
 /** Iterations of each loop at `--param micro-scale=1`. */
 const ITERATIONS = {
@@ -203,115 +203,71 @@ async function run(run: Run): Promise<ScenarioResult> {
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(options, io, config, tokens, scale);
 
-  const layout = options.params['layout'] ?? 'alone';
-  if (layout !== 'alone' && layout !== 'together')
-    throw new Error(`--param layout=${layout}: expected alone or together`);
   const first = options.params['first'] ?? 'on';
   if (first !== 'on' && first !== 'off') throw new Error(`--param first=${first}: expected on or off`);
-  const start = async (mode: Mode) => {
-    const cluster = await startCluster(options, io, {
-      nodes: 1,
-      nginx: false,
-      env: mode === 'off' ? LIMITS_OFF : {},
-    });
-    return cluster.nodes[0]!;
-  };
+  const order: readonly Mode[] = first === 'on' ? ['on', 'off', 'off', 'on'] : ['off', 'on', 'on', 'off'];
   // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
   const limitsOf = (mode: Mode) => {
     const env = { ...BENCH_RATE_LIMITS, ...(mode === 'off' ? LIMITS_OFF : {}), ...options.serviceEnv };
     return `RATE_LIMIT_IP_PER_S=${env.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${env.RATE_LIMIT_USER_PURCHASES_PER_S}`;
   };
   const tag = run.tag('au');
-  const path = async (
-    mode: Mode,
-    node: NodeProcess,
-    metricsFrom: string[],
-  ): Promise<ClosedLoopPath<Mode>> => {
-    const http = closedLoopPool(node.url, options.connections, io);
-    const known = paths.find((p) => p.path === mode)?.productId;
-    const productId = known ?? (await createProduct(http, tokens, `bench ${tag} ${mode}`, STOCK)).id;
-    const p = { path: mode, http, productId, initialStock: STOCK, metricsFrom };
-    if (known === undefined) paths.push(p);
-    return p;
-  };
-  const services: NodeProcess[] = [];
-  const paths: ClosedLoopPath<Mode>[] = [];
-  const all: PhaseResult[] = [];
-  const measured: Measured<Mode>[] = [];
+  const ledger = new PurchaseLedger(tokens);
+  const purchase = ledger.stream(tag);
+  const products = {} as Record<Mode, number>;
+  const seen = new Map<Mode, number>();
+  const steps = [];
   let shardLosses = 0;
-  if (layout === 'alone') {
-    // One node at a time, started afresh for each phase: it alone holds the database's outbox relay and the
-    // projection's partitions, so no mode carries the other's event work (with both nodes up, the node
-    // started first does: an A/A run gave 0.84-0.93 from the start order alone).
-    const numbering = new Map<Mode, number>();
-    for (const mode of ORDER) {
-      if (io.signal.aborted) throw new Error('interrupted');
-      const node = await start(mode);
-      services.push(node);
-      const p = await path(mode, node, [node.url]);
-      // Its leases and the projection's consumer group settle before the warm-up.
-      await new Promise((resolve) => setTimeout(resolve, 2_000));
-      const tagged = `${tag}-${measured.length}`;
-      const phase = await runAlternatingPhases(run, { paths: [p], order: [mode], tag: tagged, numbering });
-      all.push(...phase.all);
-      measured.push(...phase.measured);
-      // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
-      await waitForSagas([p.productId], 45_000);
-      shardLosses += await leasesLost([node.url]);
-      await (p.http as Pool).close();
-      await node.stop();
-    }
-  } else {
-    // Both nodes at once, phases alternating between them. The one started first (`--param first`) takes the
-    // outbox relay and carries both nodes' event work.
-    const second = first === 'on' ? 'off' : 'on';
-    const byMode = { [first]: await start(first), [second]: await start(second) } as Record<
-      Mode,
-      NodeProcess
-    >;
-    services.push(byMode[first], byMode[second]);
-    // Both nodes' /metrics: the outbox relay and the projection run on either, whichever holds the lock.
-    const nodes = [byMode.on.url, byMode.off.url];
-    for (const mode of ['on', 'off'] as const) await path(mode, byMode[mode], nodes);
-    const both = await runAlternatingPhases(run, { paths, order: ORDER, tag });
-    all.push(...both.all);
-    measured.push(...both.measured);
-    shardLosses = await leasesLost(nodes);
-  }
-  const {
-    A: on,
-    B: off,
-    ratio,
-    ratioUndisturbed,
-    disturbed,
-    notes: checkNotes,
-    ...c
-  } = await compare(run, paths, { all, measured }, ['on', 'off'], { shardLosses });
-  const throttled = all.reduce(
-    (sum, r) => sum + Object.entries(r.failures).reduce((s, [k, n]) => s + (k.startsWith('429') ? n : 0), 0),
-    0,
+  // One node at a time, started afresh for each phase: it alone holds the database's outbox relay and the
+  // projection's partitions, so no mode carries the other's event work (with both nodes up, the node
+  // started first does: an A/A run gave 0.84-0.93 from the start order alone).
+  for (const [i, mode] of order.entries())
+    steps.push(
+      await run.scoped(`-${i}`, `the ${mode} node`, async (node) => {
+        const env = mode === 'off' ? LIMITS_OFF : {};
+        await node.setUp({
+          cluster: { nodes: 1, nginx: false, env },
+          connectionsTimeoutMs: 60_000,
+          backgroundMs: 0,
+        });
+        products[mode] ??= (await createProduct(node.admin, tokens, `bench ${tag} ${mode}`, STOCK)).id;
+        // Its leases and the projection's consumer group settle before the warm-up.
+        await new Promise((resolve) => setTimeout(resolve, 2_000));
+        const [step] = await node.alternate([mode], () => purchase(products[mode]), seen);
+        // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
+        await waitForSagas([products[mode]], 45_000);
+        shardLosses += await leasesLost(node.cluster.metricsUrls);
+        return step!;
+      }),
+    );
+  const checked = await run.check(
+    (['on', 'off'] as const).map((mode) => ({ productId: products[mode], label: mode, initialStock: STOCK })),
+    [ledger],
   );
-  const ok = c.ok && throttled === 0;
-  const of = (mode: Mode) => measured.filter((m) => m.path === mode);
-  const perPurchaseUs = (cores: number | undefined, perS: number) =>
-    cores === undefined || perS <= 0 ? null : round((cores * 1e6) / perS, 0);
-  const boxCores = (m: ReturnType<typeof merge>) =>
-    m.machineBusy === undefined ? undefined : m.machineBusy * cores();
-  const onPhases = of('on');
+  const { restarted, checks } = checked;
+  const { A: on, B: off, ratio, ratioUndisturbed, keys } = compare(steps, ['on', 'off'], restarted);
+  const health = healthOf(
+    { steps, background, restarted, shardLosses },
+    'sharing them with the node, MariaDB, Redis, Kafka and the provider',
+  );
+  const throttled = [on, off]
+    .flatMap((m) => Object.entries(m.answers))
+    .reduce((sum, [label, n]) => sum + (label.startsWith('429') ? n : 0), 0);
+  const ok = checked.ok && throttled === 0;
+  const perPurchaseUs = (m: typeof on) => (m.perS > 0 ? round((m.serviceCores * 1e6) / m.perS, 0) : null);
+  const onPhases = steps.filter((s) => s.path === 'on');
   const verified = sumDelta(onPhases, 'auth_tokens_total{result="verified"}');
   const cachedHits = sumDelta(onPhases, 'auth_tokens_total{result="cached"}');
   const limited =
-    sumDelta(measured, 'rate_limited_requests_total{limit="ip"}') +
-    sumDelta(measured, 'rate_limited_requests_total{limit="user"}');
-  const insurance = sumDelta(measured, 'rate_limit_insurance_total');
+    sumDelta(steps, 'rate_limited_requests_total{limit="ip"}') +
+    sumDelta(steps, 'rate_limited_requests_total{limit="user"}');
+  const insurance = sumDelta(steps, 'rate_limit_insurance_total');
   const { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent } = micro;
   // What the service pays per purchase for security, from (b)-(d): a cached verify, an IP check, an EVALSHA.
   const estimateUs =
     cachedVerify.cpuUs + ipLimit.cpuUs + userLimitConcurrent.cpuUs + (userLimitConcurrent.redisCpuUs ?? 0);
-  const onSvc = perPurchaseUs(on.serviceCores, on.perS);
-  const offSvc = perPurchaseUs(off.serviceCores, off.perS);
-  const onBox = perPurchaseUs(boxCores(on), on.perS);
-  const offBox = perPurchaseUs(boxCores(off), off.perS);
+  const onSvc = perPurchaseUs(on);
+  const offSvc = perPurchaseUs(off);
   const us = (n: number | undefined, digits = 1) => fixed(n, digits);
 
   const notes = [
@@ -321,24 +277,19 @@ async function run(run: Run): Promise<ScenarioResult> {
     `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${us(userLimit.cpuUs)} µs CPU, ${us(userLimit.wallUs)} µs wall per call, Redis ${us(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
       `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
     `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
-    `mode: CLOSED LOOP, hot-sku's (bench/hot-sku-closed.ts): one actor product per mode, ${options.connections} purchases in flight, phases ${ORDER.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, ${layout === 'alone' ? 'each on a node of its own started for the phase (alone on the box)' : `both nodes up throughout (started first: ${first})`}; ` +
+    `mode: CLOSED LOOP, hot-sku's: one actor product per mode, ${options.connections} purchases in flight, phases ${order.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, each on a node of its own started for the phase (alone on the box); ` +
       `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
-    `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === undefined ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== undefined && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'})` +
-      (ratioUndisturbed === undefined || disturbed.length === 0
-        ? ''
-        : `; from undisturbed phases only ${ratioUndisturbed.toFixed(3)}`),
-    `CPU per confirmed purchase: service (both nodes) ON ${onSvc ?? '-'} µs vs OFF ${offSvc ?? '-'} µs; whole box ON ${onBox ?? '-'} µs vs OFF ${offBox ?? '-'} µs`,
+    `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'}); from undisturbed phases only ${ratioUndisturbed?.toFixed(3) ?? 'n/a'}`,
+    `service CPU per confirmed purchase: ON ${onSvc ?? '-'} µs vs OFF ${offSvc ?? '-'} µs`,
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
-    `errors ON: ${JSON.stringify(on.failures)}  OFF: ${JSON.stringify(off.failures)}`,
-    `load generator: ${on.benchCores.toFixed(2)} cores in the ON phases, ${off.benchCores.toFixed(2)} in the OFF phases, of this machine's ${cores()}, shared with both nodes, MariaDB, Redis, Kafka and the provider.`,
-    ...c.health.notes,
-    ...checkNotes.filter((n) => !n.startsWith('FAIL')),
+    `answers ON: ${JSON.stringify(on.answers)}  OFF: ${JSON.stringify(off.answers)}`,
+    ...health.notes,
+    ...checked.notes,
     ...(throttled > 0
       ? [
           `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
         ]
       : []),
-    ...checkNotes.filter((n) => n.startsWith('FAIL')),
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
@@ -361,49 +312,29 @@ async function run(run: Run): Promise<ScenarioResult> {
       user_limit_evalsha_per_call: round(userLimitConcurrent.evalsha, 2),
       user_limit_redis_commands_per_call: round(userLimitConcurrent.redisCommands, 2),
       security_cpu_us_per_purchase_estimate: round(estimateUs, 1),
-      ...c.keys,
+      ...keys,
       ratio: roundOrNull(ratio, 3),
       ratio_undisturbed: roundOrNull(ratioUndisturbed, 3),
       target_ratio: TARGET_RATIO,
-      target_met: ratio !== undefined && ratio >= TARGET_RATIO,
-      layout,
-      started_first: layout === 'together' ? first : null,
+      target_met: ratio !== null && ratio >= TARGET_RATIO,
+      first,
       on_limits: limitsOf('on'),
       off_limits: limitsOf('off'),
       on_service_cpu_us_per_purchase: onSvc,
       off_service_cpu_us_per_purchase: offSvc,
-      on_box_cpu_us_per_purchase: onBox,
-      off_box_cpu_us_per_purchase: offBox,
       tokens_verified: verified,
       tokens_cached: cachedHits,
       rate_limited: limited,
-      oversold: oversold(c.checks),
-      ...c.health.summary,
+      oversold: oversold(checks),
+      ...health.summary,
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,
       duration_s: options.durationS,
     },
-    table: c.table,
+    table: stepTable('phase', steps, [['sent/s', (s) => s.offered]], []),
     notes,
-    details: {
-      micro,
-      products: c.products,
-      services: services.map((s) => ({ url: s.url, pid: s.pid, log: s.logFile })),
-      checks: c.checks,
-      stackRestarted: c.restarted,
-      measured: measured.map((m) => ({
-        label: m.result.label,
-        path: m.path,
-        perS: round(m.result.perS, 1),
-        failures: m.result.failures,
-        cpu: m.cpu,
-        serviceCores: m.serviceCores,
-        otherCores: otherCores(m.cpu, [m.serviceCores, ...Object.values(m.cpu.processCores)]),
-        tokensVerified: sumDelta([m], 'auth_tokens_total{result="verified"}'),
-        tokensCached: sumDelta([m], 'auth_tokens_total{result="cached"}'),
-      })),
-    },
+    details: { micro, products, checks, stackRestarted: restarted, steps: steps.map(stepDetails) },
   };
 }
 

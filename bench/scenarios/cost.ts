@@ -4,20 +4,19 @@
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { closedLoopPool, type CreatedProduct, type Strategy } from '../api.js';
+import type { CreatedProduct, Strategy } from '../api.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { PATHS, runAlternatingPhases, type Measured } from '../hot-sku-closed.js';
 import { monotonicUs, PurchaseLedger } from '../load.js';
-import { percentileMs, round, roundOrNull, type MeasuredPhase } from '../measure.js';
-import type { OpenLoopResult } from '../open-loop.js';
+import { round, roundOrNull } from '../measure.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
 import type { Redis } from '../../src/storage/redis.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
-import { defineScenario, oversold, type Run } from '../scenario.js';
+import { defineScenario, oversold, type OpenStep, type Run } from '../scenario.js';
 import { waitNone } from '../verify.js';
 import type { ScenarioResult } from '../types.js';
 
+const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
@@ -46,19 +45,17 @@ const counters = async (redis: Redis) => ({
   redis: await redisCommandCalls(redis),
 });
 
-/** An open-loop phase: server counter deltas, confirmed purchases, µs on the monotonic clock (profile-summary's --phase). */
-interface Phase {
+/** A measured phase with the servers' counter deltas and its confirmed purchases. */
+type Phase = OpenStep & {
   readonly path: Strategy;
-  readonly measured: MeasuredPhase<OpenLoopResult>;
   readonly mysql: Record<string, number>;
   readonly redisCalls: Record<string, number>;
   readonly confirmed: number;
-  readonly monotonicUs: { readonly start: number; readonly end: number };
-}
+};
 
 /** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
-const cpuUsPerPurchase = (m: MeasuredPhase<unknown>, confirmed: number): number =>
-  confirmed > 0 ? round((m.serviceCores * m.cpu.wallS * 1e6) / confirmed, 1) : NaN;
+const cpuUsPerPurchase = (p: Phase): number =>
+  p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
 
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
@@ -116,40 +113,29 @@ async function run(run: Run): Promise<ScenarioResult> {
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
   io.progress('bench: probing the cost of a loopback round trip (~3 s)');
   const ioCost = await probeIo();
-  const phases: Phase[] = [];
-  for (const path of PATHS) {
-    const created = ledger.tally(products[path].id).created;
+  /** A measured phase of `path` on `productId` with the servers' counters around it. */
+  const phase = async (
+    path: Strategy,
+    label: string,
+    load: number | { concurrency: number },
+    productId: number,
+  ) => {
+    const created = ledger.tally(productId).created;
     const before = await counters(redis);
-    const start = monotonicUs();
-    const measured = await run.measure(`${path} @ ${num(rate)}/s`, rate, next(products[path].id));
+    const step = await run.step(path, label, load, next(productId));
     const { mysql, redis: redisCalls } = await countersSince(redis, before);
-    const confirmed = ledger.tally(products[path].id).created - created;
-    phases.push({ path, measured, mysql, redisCalls, confirmed, monotonicUs: { start, end: monotonicUs() } });
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-  }
-
+    return { ...step, mysql, redisCalls, confirmed: ledger.tally(productId).created - created };
+  };
+  const phases: Phase[] = [];
+  for (const path of PATHS)
+    phases.push(await phase(path, `${path} @ ${num(rate)}/s`, rate, products[path].id));
   // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
-  const saturatedPhases: Measured<Strategy>[] = [];
-  if (inFlight > 0) {
-    const http = closedLoopPool(cluster.url, inFlight, io);
-    const { measured } = await runAlternatingPhases(run, {
-      paths: PATHS.map((path) => ({
-        path,
-        http,
-        productId: saturated[path].id,
-        initialStock: 0,
-        metricsFrom: cluster.metricsUrls,
-      })),
-      order: PATHS,
-      tag: `${tag}-sat`,
-      phaseS: options.durationS,
-      connections: inFlight,
-      warmUpS: 0,
-      label: (path) => `${path} saturated c=${inFlight}`,
-      onPhase: () => () => new Promise((resolve) => setTimeout(resolve, 1_000)),
-    });
-    saturatedPhases.push(...measured);
-  }
+  const saturatedPhases: Phase[] = [];
+  for (const path of inFlight > 0 ? PATHS : [])
+    saturatedPhases.push(
+      await phase(path, `${path} saturated c=${inFlight}`, { concurrency: inFlight }, saturated[path].id),
+    );
   const allProducts = [
     ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
     ...(inFlight > 0
@@ -161,9 +147,7 @@ async function run(run: Run): Promise<ScenarioResult> {
       : []),
   ];
 
-  const { checks, ok } = await run.check(allProducts, [ledger, ...saturatedPhases.map((p) => p.result)], {
-    settleMs: 0,
-  });
+  const { checks, ok } = await run.check(allProducts, [ledger], { settleMs: 0 });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
@@ -187,7 +171,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     return { label, actor: a!, baseline: b!, ratio: a! > 0 ? round(b! / a!, 1) : NaN };
   };
   /** A server counter's delta over the phase minus the idle background scaled to the phase's length. */
-  const scale = (p: Phase) => p.measured.cpu.wallS / idle.s;
+  const scale = (p: Phase) => p.cpu.wallS / idle.s;
   const sql = (name: string) => (p: Phase) =>
     p.mysql[name] === undefined ? undefined : Math.max(0, p.mysql[name] - (idle.mysql[name] ?? 0) * scale(p));
   const redisTotal = (p: Phase) =>
@@ -201,7 +185,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     metric('Redis commands', redisTotal),
     metric('Kafka produce requests', (p) => produce[p.path]?.sends ?? 0),
     metric('outbox events', (p) => produce[p.path]?.rows ?? 0),
-    metric('app CPU-ms', (p) => p.measured.serviceCores * p.measured.cpu.wallS * 1000),
+    metric('app CPU-ms', (p) => p.serviceCores * p.cpu.wallS * 1000),
   ];
   const key = (label: string) =>
     label
@@ -218,19 +202,17 @@ async function run(run: Run): Promise<ScenarioResult> {
     summary[`actor_${key(m.label)}`] = m.actor;
     summary[`baseline_${key(m.label)}`] = m.baseline;
   }
+  // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
   for (const p of phases) {
     summary[`${p.path}_confirmed`] = p.confirmed;
-    summary[`${p.path}_p99_ms`] = percentileMs(p.measured.result.ops.get('purchase')!.latency, 99);
+    summary[`${p.path}_p99_ms`] = p.p99;
+    summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p);
   }
-  // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
-  for (const p of phases)
-    summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p.measured, p.confirmed);
   for (const p of saturatedPhases) {
-    const r = p.result;
-    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p, r.created);
-    summary[`${p.path}_saturated_per_s`] = round(r.perS, 0);
-    summary[`${p.path}_saturated_p99_ms`] = percentileMs(r.latency, 99);
-    summary[`${p.path}_saturated_errors`] = r.failed;
+    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p);
+    summary[`${p.path}_saturated_per_s`] = round(p.result.okPerS, 0);
+    summary[`${p.path}_saturated_p99_ms`] = p.p99;
+    summary[`${p.path}_saturated_errors`] = p.result.errors;
   }
   summary['saturation_in_flight'] = inFlight;
   summary['io_round_trip_cpu_us_busy'] = ioCost.busyUs;
@@ -243,10 +225,10 @@ async function run(run: Run): Promise<ScenarioResult> {
   summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
   summary['oversold'] = oversold(checks);
   summary['background_busy'] = roundOrNull(background, 2);
-  summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.measured.otherCores ?? 0)), 2);
+  summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2);
 
   /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */
-  const saturatedRow = (label: string, get: (m: Measured<Strategy>) => number) => {
+  const saturatedRow = (label: string, get: (m: Phase) => number) => {
     const value = (path: Strategy) => {
       const p = saturatedPhases.find((s) => s.path === path);
       return p === undefined ? NaN : get(p);
@@ -258,10 +240,8 @@ async function run(run: Run): Promise<ScenarioResult> {
     saturatedPhases.length === 0
       ? []
       : [
-          saturatedRow(`app CPU-ms at saturation (c=${inFlight})`, (m) =>
-            cpuUsPerPurchase(m, m.result.created),
-          ),
-          saturatedRow('confirmed/s at saturation (not per 1,000)', (m) => round(m.result.perS, 0)),
+          saturatedRow(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
+          saturatedRow('confirmed/s at saturation (not per 1,000)', (m) => round(m.result.okPerS, 0)),
         ];
   const verdict = (value: number | null, target: number) =>
     value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
@@ -284,10 +264,10 @@ async function run(run: Run): Promise<ScenarioResult> {
     notes: [
       `mode: OPEN LOOP, ${num(rate)}/s offered to each path for ${options.durationS} s (actor, then baseline), one node, provider 5 ms; confirmed: actor ${num(phases[0]!.confirmed)}, baseline ${num(phases[1]!.confirmed)}.`,
       `MySQL and Redis figures: server-wide deltas over each phase MINUS the same counters over ${round(idle.s, 1)} s idle before the load (scaled to the phase length): a steady background cancels, one that changes between the idle interval and a phase does not (tests, other nodes). NaN = counter absent on this server. Kafka produce requests = distinct sent_at of the product's outbox rows (one per relay sendBatch, which may also carry other products' rows).`,
-      ...phases.flatMap((p) => p.measured.result.warnings.map((w) => `WARNING: ${w}`)),
+      ...phases.flatMap((p) => p.result.warnings.map((w) => `WARNING: ${w}`)),
       ...phases.map(
         (p) =>
-          `${p.path}: other processes took ${(p.measured.otherCores ?? NaN).toFixed(2)} cores during the phase; top Redis commands ${JSON.stringify(
+          `${p.path}: other processes took ${(p.otherCores ?? NaN).toFixed(2)} cores during the phase; top Redis commands ${JSON.stringify(
             Object.fromEntries(
               Object.entries(p.redisCalls)
                 .sort((a, b) => b[1] - a[1])
@@ -300,10 +280,10 @@ async function run(run: Run): Promise<ScenarioResult> {
           ? 'saturation not measured (--param saturation=0).'
           : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
       `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s would pay for ~${num(Math.round(actorUs / ioCost.afterSleepUs))} of them; a purchase makes about 5 (its reply, the rate-limit count, two commits, the payment), and the rest is JavaScript run cold between preemptions (bench/RESULTS.md, 5 December).`,
-      ...saturatedPhases.map((p) => {
-        const r = p.result;
-        return `${p.path} saturated: ${num(r.perS)} confirmed/s, p50 ${percentileMs(r.latency, 50)} ms, p99 ${percentileMs(r.latency, 99)} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers other than a fresh 201: ${r.failed === 0 ? 'none' : JSON.stringify(r.failures)}`;
-      }),
+      ...saturatedPhases.map(
+        (p) =>
+          `${p.path} saturated: ${num(p.result.okPerS)} confirmed/s, p50 ${p.p50} ms, p99 ${p.p99} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers ${JSON.stringify(p.result.ops.get('purchase')?.statuses ?? {})}`,
+      ),
       `idle node: ${idlePct === null ? 'unknown (no pid: --url)' : `${idlePct}% of one core`} over ${round(idle.s, 1)} s with no load (the app node process alone, /proc; target ≤ ${TARGETS.idleNodeCpuPct}%: ${verdict(idlePct, TARGETS.idleNodeCpuPct)}).`,
       ...checks.map(
         (c) =>
@@ -313,31 +293,17 @@ async function run(run: Run): Promise<ScenarioResult> {
     ],
     details: {
       // label and monotonicUs let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick samples.
-      phases: [
-        ...phases.map((p) => ({
-          path: p.path,
-          label: p.measured.result.label,
-          monotonicUs: p.monotonicUs,
-          confirmed: p.confirmed,
-          mysql: p.mysql,
-          redisCalls: p.redisCalls,
-          serviceCores: p.measured.serviceCores,
-          wallS: p.measured.cpu.wallS,
-        })),
-        ...saturatedPhases.map((p) => ({
-          path: p.path,
-          label: p.result.label,
-          monotonicUs: p.result.monotonicUs,
-          saturated: true,
-          productId: saturated[p.path].id,
-          confirmed: p.result.created,
-          perS: p.result.perS,
-          failures: p.result.failures,
-          serviceCores: p.serviceCores,
-          otherCores: p.otherCores,
-          wallS: p.cpu.wallS,
-        })),
-      ],
+      phases: [...phases, ...saturatedPhases].map(({ path, confirmed, mysql, redisCalls, ...p }) => ({
+        path,
+        label: p.result.label,
+        monotonicUs: p.result.monotonicUs,
+        confirmed,
+        mysql,
+        redisCalls,
+        serviceCores: p.serviceCores,
+        otherCores: p.otherCores,
+        wallS: p.cpu.wallS,
+      })),
       idle: { s: idle.s, nodeCores: idle.nodeCores, monotonicUs: idle.monotonicUs },
       produce,
       checks,
