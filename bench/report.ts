@@ -9,8 +9,6 @@ export function num(value: number, digits = 0): string {
 /** `n` with `digits` decimals, '-' when unknown. */
 export const fixed = (n: number | undefined, digits: number): string =>
   n === undefined ? '-' : n.toFixed(digits);
-/** A share as a whole percentage, '-' when unknown. */
-export const pct = (n: number | undefined): string => (n === undefined ? '-' : `${Math.round(n * 100)}%`);
 
 /** A plain-text table: numbers right-aligned, text left-aligned. */
 export function formatTable(table: ResultTable): string {
@@ -77,30 +75,5 @@ export function tableOf<T>(
   return {
     columns: columns.map(([name]) => name),
     rows: rows.map((row) => columns.map(([, cell]) => cell(row))),
-  };
-}
-
-/** A column: header and cell; with a summary key, also the row's `<prefix>_<key>` (its value: `value`, else the cell). */
-export type Column<T> = readonly [
-  header: string,
-  cell: (row: T) => string | number,
-  key?: string,
-  value?: (row: T) => unknown,
-];
-
-/** A scenario's columns declared once: its table, and the summary keys of a row (a phase, a path) from them. */
-export function columns<T>(cols: readonly Column<T>[]) {
-  return {
-    table: (rows: readonly T[]) =>
-      tableOf<T>(
-        cols.map(([header, cell]) => [header, cell] as const),
-        rows,
-      ),
-    keys: (prefix: string, row: T): Record<string, unknown> =>
-      Object.fromEntries(
-        cols.flatMap(([, cell, key, value]) =>
-          key === undefined ? [] : [[`${prefix}_${key}`, (value ?? cell)(row)]],
-        ),
-      ),
   };
 }

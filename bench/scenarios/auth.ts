@@ -7,10 +7,10 @@
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
-import { loadConfig, type Config } from '../../src/config.js';
+import { loadConfig } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
 import { createProduct } from '../api.js';
-import { benchUser, benchUsers, type BenchTokens } from '../auth.js';
+import { benchUser, benchUsers } from '../auth.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { PurchaseLedger } from '../load.js';
@@ -27,7 +27,7 @@ import {
   type Run,
 } from '../scenario.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
-import type { BenchIO, BenchOptions, ScenarioResult } from '../types.js';
+import type { ScenarioResult } from '../types.js';
 import { waitForSagas } from '../verify.js';
 
 type Mode = 'on' | 'off';
@@ -35,125 +35,82 @@ const STOCK = 10_000_000;
 /** ON within 10% of OFF. */
 const TARGET_RATIO = 0.9;
 const LIMITS_OFF = { RATE_LIMIT_IP_PER_S: '0', RATE_LIMIT_USER_PURCHASES_PER_S: '0' } as const;
-/** Iterations of each loop at `--param micro-scale=1`. */
-const ITERATIONS = {
-  fullVerify: 5_000,
-  cachedVerify: 1_000_000,
-  ipLimit: 1_000_000,
-  userLimitSequential: 10_000,
-  userLimitConcurrent: 40_000,
-} as const;
+/** (d)'s calls in flight; each loop's iterations are those at `--param micro-scale=1`. */
 const IN_FLIGHT = 100;
 
-/** Per call: this process's CPU and the loop's wall time ÷ calls, the mean call latency, µs. */
-type Cost = { readonly n: number; readonly cpuUs: number; readonly wallUs: number };
-/** With Redis: its CPU per call (/proc), EVALSHAs and all commands per call (INFO commandstats, server-wide). */
-type RedisCost = Awaited<ReturnType<typeof timeRedis>>;
-
-/** `n` calls of `fn` after `n / 10` unmeasured: CPU and wall per call; `inFlight` 0: one synchronous loop. */
-async function time(
-  n: number,
-  fn: (i: number) => unknown,
-  inFlight = 1,
-  pids: Record<string, number> = {},
-  measuring?: () => Promise<void>,
-) {
+/**
+ * `n` calls of `fn` after `n / 10` unmeasured, `inFlight` at a time (0: one synchronous loop), µs per call:
+ * this process's CPU, the loop's wall time ÷ calls, the mean call latency; with `redis`, the Redis server's
+ * CPU (/proc), its EVALSHAs and all its commands (INFO commandstats, server-wide).
+ */
+async function time(n: number, fn: (i: number) => unknown, inFlight: number, redis?: Redis) {
   let latencySum = 0;
   const loop = async (count: number) => {
-    if (inFlight === 0) for (let i = 0; i < count; i += 1) fn(i);
     let next = 0;
     const worker = async () => {
-      while (next < count) {
-        const i = next++;
+      for (let i = next++; i < count; i = next++) {
         const t = performance.now();
         await fn(i);
         latencySum += (performance.now() - t) * 1000;
       }
     };
-    if (inFlight > 0) await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
+    if (inFlight === 0) for (let i = 0; i < count; i += 1) fn(i);
+    else await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
   };
   await loop(Math.ceil(n / 10));
-  await measuring?.();
   latencySum = 0;
-  const before = cpuSnapshot(pids);
-  const cpu0 = process.cpuUsage();
-  const t0 = performance.now();
+  const redisPid = redis && stackPids()['redis'];
+  const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
+  const calls0 = redis && (await redisCommandCalls(redis));
+  const [before, cpu0, t0] = [cpuSnapshot(pids), process.cpuUsage(), performance.now()];
   await loop(n);
   const wallUs = (performance.now() - t0) * 1000;
   const cpu = process.cpuUsage(cpu0);
   const shares = cpuShares(before, cpuSnapshot(pids));
-  return { n, cpuUs: (cpu.user + cpu.system) / n, wallUs: wallUs / n, latencyUs: latencySum / n, shares };
-}
-
-/** Commands the Redis server ran (INFO itself left out) and its EVALSHAs among them. */
-async function redisCalls(redis: Redis): Promise<{ commands: number; evalsha: number }> {
-  const calls = await redisCommandCalls(redis);
-  return { commands: commandTotal(calls), evalsha: calls['evalsha'] ?? 0 };
-}
-
-/** `n` calls of `fn`, `inFlight` at a time (after `n / 10` unmeasured); this process's and Redis's CPU. */
-async function timeRedis(
-  redis: Redis,
-  redisPid: number | undefined,
-  n: number,
-  inFlight: number,
-  fn: (i: number) => Promise<unknown>,
-) {
-  let commands0 = { commands: 0, evalsha: 0 };
-  const pids: Record<string, number> = redisPid === undefined ? {} : { redis: redisPid };
-  const { shares, ...cost } = await time(n, fn, inFlight, pids, async () => {
-    commands0 = await redisCalls(redis);
-  });
-  const commands = await redisCalls(redis);
+  const calls = redis && (await redisCommandCalls(redis));
   const redisCores = shares.processCores['redis'];
   return {
-    ...cost,
-    inFlight,
+    n,
+    cpuUs: (cpu.user + cpu.system) / n,
+    wallUs: wallUs / n,
+    latencyUs: latencySum / n,
     redisCpuUs: redisCores === undefined ? undefined : (redisCores * shares.wallS * 1e6) / n,
-    evalsha: (commands.evalsha - commands0.evalsha) / n,
-    redisCommands: (commands.commands - commands0.commands) / n,
+    evalsha: ((calls?.['evalsha'] ?? 0) - (calls0?.['evalsha'] ?? 0)) / n,
+    redisCommands: (commandTotal(calls ?? {}) - commandTotal(calls0 ?? {})) / n,
   };
 }
 
 /** The four in-process measurements, before any node starts (a quiet box). */
-async function microCosts(
-  options: BenchOptions,
-  io: BenchIO,
-  config: Config,
-  tokens: BenchTokens,
-  scale: number,
-) {
+async function microCosts(run: Run, scale: number) {
+  const { options, io, tokens } = run;
   const count = (n: number) => Math.max(10, Math.round(n * scale));
-  const users = benchUsers();
-  const bearers = users.map((u) => tokens.bearer(u));
+  const bearers = benchUsers().map((u) => tokens.bearer(u));
+  const bearer = (i: number) => bearers[i % bearers.length];
   // The bench signs with the local stack key: verify against its JWKS file, whatever AUTH_JWKS_URL says.
+  const config = loadConfig({ ...process.env, ...options.serviceEnv });
   const auth = { ...config.auth, jwksUrl: undefined, jwksFile: JWKS_FILE };
+  const said = (what: string, c: Awaited<ReturnType<typeof time>>, digits: number) =>
+    io.progress(
+      `bench: ${what}: ${c.cpuUs.toFixed(digits)} µs CPU, ${c.wallUs.toFixed(1)} µs wall per call (${num(c.n)} calls)`,
+    );
 
   // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
   const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
-  const fullVerify = await time(count(ITERATIONS.fullVerify), (i) =>
-    Promise.resolve(uncached.authenticate(bearers[i % bearers.length])),
-  );
-  io.progress(
-    `bench: (a) full token verify: ${fullVerify.cpuUs.toFixed(1)} µs CPU (${num(fullVerify.n)} calls)`,
-  );
+  const fullVerify = await time(count(5_000), (i) => uncached.authenticate(bearer(i)), 1);
+  said('(a) full token verify', fullVerify, 1);
 
   // (b) Cached verify: every token verified once first; then authenticate answers from the map, synchronously.
   const cached = new TokenVerifier({ auth });
-  for (const bearer of bearers) await cached.authenticate(bearer);
-  let sink = 0;
+  for (const b of bearers) await cached.authenticate(b);
   const cachedVerify = await time(
-    count(ITERATIONS.cachedVerify),
+    count(1_000_000),
     (i) => {
-      const identity = cached.authenticate(bearers[i % bearers.length]);
-      if (identity instanceof Promise) throw new Error('bench: a cached token was verified again');
-      sink += identity.userId.length;
+      if (cached.authenticate(bearer(i)) instanceof Promise)
+        throw new Error('bench: a cached token was verified again');
     },
     0,
   );
-  io.progress(
-    `bench: (b) cached token verify: ${cachedVerify.cpuUs.toFixed(3)} µs CPU (${num(cachedVerify.n)} calls)`,
-  );
+  said('(b) cached token verify', cachedVerify, 3);
 
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
@@ -168,28 +125,16 @@ async function microCosts(
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = await time(count(ITERATIONS.ipLimit), () => ipLimits.admitIp('127.0.0.1'), 0);
-  io.progress(`bench: (c) per-IP limit check: ${ipLimit.cpuUs.toFixed(3)} µs CPU (${num(ipLimit.n)} calls)`);
+  const ipLimit = await time(count(1_000_000), () => ipLimits.admitIp('127.0.0.1'), 0);
+  said('(c) per-IP limit check', ipLimit, 3);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
   const userLimits = limits(0, Number(BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S));
-  const redisPid = stackPids()['redis'];
   const admit = (i: number) => userLimits.admitPurchase(benchUser(i));
-  const userLimit = await timeRedis(redis, redisPid, count(ITERATIONS.userLimitSequential), 1, admit);
-  io.progress(
-    `bench: (d) per-user limit, sequential: ${userLimit.cpuUs.toFixed(1)} µs CPU, ${userLimit.wallUs.toFixed(1)} µs wall per call`,
-  );
-  const userLimitConcurrent = await timeRedis(
-    redis,
-    redisPid,
-    count(ITERATIONS.userLimitConcurrent),
-    IN_FLIGHT,
-    admit,
-  );
-  io.progress(
-    `bench: (d) per-user limit, ${IN_FLIGHT} in flight: ${userLimitConcurrent.cpuUs.toFixed(1)} µs CPU, ${userLimitConcurrent.wallUs.toFixed(1)} µs wall per call (latency ${userLimitConcurrent.latencyUs.toFixed(0)} µs)`,
-  );
-  if (sink === 0) throw new Error('bench: no identity returned');
+  const userLimit = await time(count(10_000), admit, 1, redis);
+  said('(d) per-user limit, sequential', userLimit, 1);
+  const userLimitConcurrent = await time(count(40_000), admit, IN_FLIGHT, redis);
+  said(`(d) per-user limit, ${IN_FLIGHT} in flight`, userLimitConcurrent, 1);
   return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
 }
 
@@ -198,10 +143,9 @@ async function run(run: Run): Promise<ScenarioResult> {
   if (options.url !== undefined)
     throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
   const scale = run.param('micro-scale', 1, 0.001, 100);
-  const config = loadConfig({ ...process.env, ...options.serviceEnv });
   const { tokens, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
-  const micro = await microCosts(options, io, config, tokens, scale);
+  const micro = await microCosts(run, scale);
 
   const first = options.params['first'] ?? 'on';
   if (first !== 'on' && first !== 'off') throw new Error(`--param first=${first}: expected on or off`);
@@ -293,8 +237,8 @@ async function run(run: Run): Promise<ScenarioResult> {
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
 
-  const micros = (prefix: string, c: Cost) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
-  const redisKeys = (prefix: string, c: RedisCost) => ({
+  const micros = (prefix: string, c: typeof fullVerify) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
+  const redisKeys = (prefix: string, c: typeof userLimit) => ({
     [`${prefix}_cpu_us`]: round(c.cpuUs, 2),
     [`${prefix}_wall_us`]: round(c.wallUs, 2),
     [`${prefix}_latency_us`]: round(c.latencyUs, 1),

@@ -83,6 +83,12 @@ async function run(run: Run): Promise<ScenarioResult> {
     inFlight > 0
       ? await run.pathProducts(tag, SATURATION_STOCK, ' saturated')
       : ({} as Record<Strategy, CreatedProduct>);
+  const specs = PATHS.flatMap((p) => [
+    { productId: products[p].id, label: p, initialStock: STOCK },
+    ...(inFlight > 0
+      ? [{ productId: saturated[p].id, label: `${p} saturated`, initialStock: SATURATION_STOCK }]
+      : []),
+  ]);
   const ledger = new PurchaseLedger(tokens);
   const next = ledger.stream(tag);
   // The JIT needs a few thousand purchases: at 100/s the first 10 s cost ~25% more CPU per purchase than
@@ -136,18 +142,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     saturatedPhases.push(
       await phase(path, `${path} saturated c=${inFlight}`, { concurrency: inFlight }, saturated[path].id),
     );
-  const allProducts = [
-    ...PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: STOCK })),
-    ...(inFlight > 0
-      ? PATHS.map((p) => ({
-          productId: saturated[p].id,
-          label: `${p} saturated`,
-          initialStock: SATURATION_STOCK,
-        }))
-      : []),
-  ];
-
-  const { checks, ok } = await run.check(allProducts, [ledger], { settleMs: 0 });
+  const { checks, ok, notes: checkNotes } = await run.check(specs, [ledger], { settleMs: 0 });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
@@ -163,12 +158,19 @@ async function run(run: Run): Promise<ScenarioResult> {
   }
 
   const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
-  const metric = (label: string, get: (p: Phase) => number | undefined) => {
-    const [a, b] = phases.map((p) => {
-      const n = get(p);
-      return n === undefined ? NaN : per1000(n, p.confirmed);
-    });
-    return { label, actor: a!, baseline: b!, ratio: a! > 0 ? round(b! / a!, 1) : NaN };
+  /** A table row: `get` of each path's phase among `list`, per 1,000 confirmed purchases unless `per` says otherwise. */
+  const metric = (
+    label: string,
+    get: (p: Phase) => number | undefined,
+    list = phases,
+    per = (n: number, p: Phase) => per1000(n, p.confirmed),
+  ) => {
+    const [actor, baseline] = PATHS.map((path) => {
+      const p = list.find((s) => s.path === path);
+      const n = p && get(p);
+      return n === undefined ? NaN : per(n, p!);
+    }) as [number, number];
+    return { label, actor, baseline, ratio: actor > 0 ? round(baseline / actor, 1) : NaN };
   };
   /** A server counter's delta over the phase minus the idle background scaled to the phase's length. */
   const scale = (p: Phase) => p.cpu.wallS / idle.s;
@@ -193,60 +195,59 @@ async function run(run: Run): Promise<ScenarioResult> {
       .replace(/\(.*\)/, '')
       .trim()
       .replace(/[^a-z0-9]+/g, '_');
+  const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
+    Object.fromEntries(list.flatMap((p) => Object.entries(keys(p)).map(([k, v]) => [`${p.path}_${k}`, v])));
+  const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
   const summary: Record<string, unknown> = {
     mode: 'open-loop',
     unit: 'per 1,000 confirmed purchases',
     offered_per_s: rate,
-  };
-  for (const m of metrics) {
-    summary[`actor_${key(m.label)}`] = m.actor;
-    summary[`baseline_${key(m.label)}`] = m.baseline;
-  }
-  // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
-  for (const p of phases) {
-    summary[`${p.path}_confirmed`] = p.confirmed;
-    summary[`${p.path}_p99_ms`] = p.p99;
-    summary[`${p.path}_cpu_us_per_purchase`] = cpuUsPerPurchase(p);
-  }
-  for (const p of saturatedPhases) {
-    summary[`${p.path}_cpu_us_per_purchase_saturated`] = cpuUsPerPurchase(p);
-    summary[`${p.path}_saturated_per_s`] = round(p.result.okPerS, 0);
-    summary[`${p.path}_saturated_p99_ms`] = p.p99;
-    summary[`${p.path}_saturated_errors`] = p.result.errors;
-  }
-  summary['saturation_in_flight'] = inFlight;
-  summary['io_round_trip_cpu_us_busy'] = ioCost.busyUs;
-  summary['io_round_trip_cpu_us_after_sleep'] = ioCost.afterSleepUs;
-  const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
-  summary['idle_node_cpu_pct'] = idlePct;
-  summary['idle_s'] = round(idle.s, 1);
-  summary['target_cpu_us_per_purchase'] = TARGETS.cpuUsPerPurchase;
-  summary['target_cpu_us_per_purchase_saturated'] = TARGETS.cpuUsPerPurchaseSaturated;
-  summary['target_idle_node_cpu_pct'] = TARGETS.idleNodeCpuPct;
-  summary['oversold'] = oversold(checks);
-  summary['background_busy'] = roundOrNull(background, 2);
-  summary['other_cores_max'] = round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2);
-
-  /** Table rows of the saturation phases: app CPU-ms per 1,000 (= CPU-µs per purchase), then confirmed/s. */
-  const saturatedRow = (label: string, get: (m: Phase) => number) => {
-    const value = (path: Strategy) => {
-      const p = saturatedPhases.find((s) => s.path === path);
-      return p === undefined ? NaN : get(p);
-    };
-    const [actor, baseline] = [value('actor'), value('baseline')];
-    return { label, actor, baseline, ratio: actor > 0 ? Number((baseline / actor).toPrecision(2)) : NaN };
+    ...Object.fromEntries(
+      metrics.flatMap((m) => [
+        [`actor_${key(m.label)}`, m.actor],
+        [`baseline_${key(m.label)}`, m.baseline],
+      ]),
+    ),
+    // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
+    ...entries(phases, (p) => ({
+      confirmed: p.confirmed,
+      p99_ms: p.p99,
+      cpu_us_per_purchase: cpuUsPerPurchase(p),
+    })),
+    ...entries(saturatedPhases, (p) => ({
+      cpu_us_per_purchase_saturated: cpuUsPerPurchase(p),
+      saturated_per_s: round(p.result.okPerS, 0),
+      saturated_p99_ms: p.p99,
+      saturated_errors: p.result.errors,
+    })),
+    saturation_in_flight: inFlight,
+    io_round_trip_cpu_us_busy: ioCost.busyUs,
+    io_round_trip_cpu_us_after_sleep: ioCost.afterSleepUs,
+    idle_node_cpu_pct: idlePct,
+    idle_s: round(idle.s, 1),
+    target_cpu_us_per_purchase: TARGETS.cpuUsPerPurchase,
+    target_cpu_us_per_purchase_saturated: TARGETS.cpuUsPerPurchaseSaturated,
+    target_idle_node_cpu_pct: TARGETS.idleNodeCpuPct,
+    oversold: oversold(checks),
+    background_busy: roundOrNull(background, 2),
+    other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
   };
   const saturatedRows =
-    saturatedPhases.length === 0
+    inFlight === 0
       ? []
       : [
-          saturatedRow(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
-          saturatedRow('confirmed/s at saturation (not per 1,000)', (m) => round(m.result.okPerS, 0)),
+          metric(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase, saturatedPhases, (n) => n),
+          metric(
+            'confirmed/s at saturation (not per 1,000)',
+            (p) => round(p.result.okPerS, 0),
+            saturatedPhases,
+            (n) => n,
+          ),
         ];
   const verdict = (value: number | null, target: number) =>
     value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
-  const actorUs = summary['actor_cpu_us_per_purchase'] as number;
-  const actorSatUs = (summary['actor_cpu_us_per_purchase_saturated'] as number | undefined) ?? null;
+  const actorUs = cpuUsPerPurchase(phases[0]!);
+  const actorSatUs = saturatedPhases[0] === undefined ? null : cpuUsPerPurchase(saturatedPhases[0]);
   const idleShareUs = idle.nodeCores === undefined ? undefined : (idle.nodeCores * 1e6) / rate;
 
   return {
@@ -285,10 +286,7 @@ async function run(run: Run): Promise<ScenarioResult> {
           `${p.path} saturated: ${num(p.result.okPerS)} confirmed/s, p50 ${p.p50} ms, p99 ${p.p99} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers ${JSON.stringify(p.result.ops.get('purchase')?.statuses ?? {})}`,
       ),
       `idle node: ${idlePct === null ? 'unknown (no pid: --url)' : `${idlePct}% of one core`} over ${round(idle.s, 1)} s with no load (the app node process alone, /proc; target ≤ ${TARGETS.idleNodeCpuPct}%: ${verdict(idlePct, TARGETS.idleNodeCpuPct)}).`,
-      ...checks.map(
-        (c) =>
-          `check ${c.label}: stock ${c.stockMatches ? 'OK' : 'MISMATCH'}, orders ${c.ordersMatch ? 'OK' : 'MISMATCH'}, oversold ${c.oversold}`,
-      ),
+      ...checkNotes,
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
     details: {
