@@ -302,52 +302,49 @@ export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
 const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
   restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES;
 
-/** Steps of one path together: ok answers/s inside the windows, latency of every answer, answers by label,
- * service and generator cores (weighted by wall time). */
-export function mergeSteps(steps: readonly OpenStep[]) {
-  const latency = newLatencyHistogram();
-  const answers: Record<string, number> = {};
-  for (const s of steps) {
-    const purchases = s.result.ops.get('purchase');
-    if (purchases !== undefined) latency.add(purchases.latency);
-    for (const [label, n] of Object.entries(purchases?.statuses ?? {}))
-      answers[label] = (answers[label] ?? 0) + n;
-  }
-  const sum = (get: (s: OpenStep) => number) => steps.reduce((n, s) => n + get(s), 0);
-  const wallS = sum((s) => s.result.wallS);
-  return {
-    perS: sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS),
-    p50: percentileMs(latency, 50),
-    p99: percentileMs(latency, 99),
-    errors: sum((s) => s.result.errors),
-    answers,
-    serviceCores: sum((s) => s.serviceCores * s.result.wallS) / wallS,
-    generatorCores: sum((s) => s.result.generatorCores * s.result.wallS) / wallS,
-  };
-}
-
-/** Paths `a` and `b` of alternating phases: each merged, their ratio, the ratio of the undisturbed phases only
- * (null when a path has none), and the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` summary keys. */
+/**
+ * Paths `a` and `b` of alternating phases, each merged (ok answers/s inside the windows, latency of every
+ * answer, answers by label, service and generator cores weighted by wall time); their ratio, the ratio of the
+ * undisturbed phases only (null when a path has none), the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` keys.
+ */
 export function compare<S extends OpenStep & { readonly path: string }>(
   steps: readonly S[],
   [a, b]: readonly [string, string],
   restarted: readonly string[],
 ) {
-  const of = (path: string, list: readonly S[]) => mergeSteps(list.filter((s) => s.path === path));
+  const merged = (path: string, all: readonly S[]) => {
+    const list = all.filter((s) => s.path === path);
+    const latency = newLatencyHistogram();
+    const answers: Record<string, number> = {};
+    for (const purchases of list.map((s) => s.result.ops.get('purchase'))) {
+      if (purchases !== undefined) latency.add(purchases.latency);
+      for (const [label, n] of Object.entries(purchases?.statuses ?? {}))
+        answers[label] = (answers[label] ?? 0) + n;
+    }
+    const sum = (get: (s: S) => number) => list.reduce((n, s) => n + get(s), 0);
+    const wallS = sum((s) => s.result.wallS);
+    const perS = sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS);
+    return {
+      perS,
+      answers,
+      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / wallS,
+      generatorCores: sum((s) => s.result.generatorCores * s.result.wallS) / wallS,
+      keys: {
+        [`${path}_per_s`]: Math.round(perS),
+        [`${path}_p50_ms`]: percentileMs(latency, 50),
+        [`${path}_p99_ms`]: percentileMs(latency, 99),
+        [`${path}_errors`]: sum((s) => s.result.errors),
+      },
+    };
+  };
   const clean = steps.filter((s) => !isDisturbed(s, restarted));
-  const [A, B, cleanA, cleanB] = [of(a, steps), of(b, steps), of(a, clean), of(b, clean)];
-  const keys = (path: string, m: typeof A) => ({
-    [`${path}_per_s`]: Math.round(m.perS),
-    [`${path}_p50_ms`]: m.p50,
-    [`${path}_p99_ms`]: m.p99,
-    [`${path}_errors`]: m.errors,
-  });
+  const [A, B, cleanA, cleanB] = [merged(a, steps), merged(b, steps), merged(a, clean), merged(b, clean)];
   return {
     A,
     B,
     ratio: B.perS > 0 ? A.perS / B.perS : null,
     ratioUndisturbed: cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null,
-    keys: { ...keys(a, A), ...keys(b, B) },
+    keys: { ...A.keys, ...B.keys },
   };
 }
 
@@ -358,15 +355,6 @@ export interface Health {
   readonly restarted: readonly string[];
   readonly shardLosses: number;
 }
-
-const leaseNote = (n: number): string[] =>
-  n > 0 ? [`WARNING: the nodes lost ${n} shard leases during the run (shard_ownership_changes_total)`] : [];
-
-const healthSummary = (h: Omit<Health, 'steps'>) => ({
-  background_busy: roundOrNull(h.background, 2),
-  stack_restarted: h.restarted.length > 0,
-  shard_losses: h.shardLosses,
-});
 
 /** The health of a step-up run: notes and the summary keys saying how far its figures can be trusted. */
 export function healthOf(h: Health, shared: string) {
@@ -382,14 +370,20 @@ export function healthOf(h: Health, shared: string) {
         ]
       : []),
     ...backgroundNote(h.background, 'the load'),
-    ...leaseNote(h.shardLosses),
+    ...(h.shardLosses > 0
+      ? [
+          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+        ]
+      : []),
   ];
   const summary = {
     disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),
     load_generator_machine_share: round(gen / cores(), 2),
     generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
-    ...healthSummary(h),
+    background_busy: roundOrNull(h.background, 2),
+    stack_restarted: h.restarted.length > 0,
+    shard_losses: h.shardLosses,
   };
   return { notes, summary };
 }
