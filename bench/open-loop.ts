@@ -72,7 +72,7 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   const intervalMs = typeof phase.rate === 'number' ? 1000 / phase.rate : 0;
   const maxArrivals = Math.min(
     phase.maxArrivals ?? Infinity,
-    concurrency === undefined ? Math.floor(phase.durationS * (1000 / intervalMs)) : Infinity,
+    typeof phase.rate === 'number' ? Math.floor(phase.rate * phase.durationS) : Infinity,
   );
   const ops = new Map<string, OpStats>();
   const timeline: SecondStats[] = [];
@@ -172,9 +172,10 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
       tick();
     });
   const worker = async (): Promise<void> => {
-    for (let requests = arrival(); requests !== undefined; requests = arrival()) {
+    while (performance.now() - start <= windowMs) {
+      const requests = arrival();
+      if (requests === undefined) return;
       const now = performance.now();
-      if (now - start > windowMs) break;
       const failed = await Promise.all(requests.map((request) => fire(request, now)));
       if (failed.includes(true)) await sleep(10); // no hot loop against a dead socket
     }

@@ -28,20 +28,18 @@ const WARM_UP_S = 10;
 const IDLE_S = 30;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
-const MYSQL_COUNTERS = [
-  'Com_commit',
-  'Handler_commit',
-  'Binlog_commits',
-  'Binlog_group_commits',
-  'Innodb_os_log_fsyncs',
-  'Innodb_data_fsyncs',
-  'Innodb_row_lock_waits',
-  'Innodb_row_lock_time',
+/** The MySQL figures: the table's label, the `SHOW GLOBAL STATUS` counter. */
+const MYSQL = [
+  ['MySQL commits (Com_commit)', 'Com_commit'],
+  ['MySQL binlog group commits', 'Binlog_group_commits'],
+  ['InnoDB log fsyncs', 'Innodb_os_log_fsyncs'],
+  ['InnoDB data fsyncs', 'Innodb_data_fsyncs'],
+  ['row-lock waits', 'Innodb_row_lock_waits'],
 ] as const;
 
 /** The MySQL primary's and the Redis server's counters now, to diff with `countersSince`. */
 const counters = async (redis: Redis) => ({
-  mysql: await serverStatus(MYSQL_COUNTERS),
+  mysql: await serverStatus(MYSQL.map(([, counter]) => counter)),
   redis: await redisCommandCalls(redis),
 });
 
@@ -179,11 +177,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const redisTotal = (p: Phase) =>
     Math.max(0, commandTotal(p.redisCalls) - commandTotal(idle.redis) * scale(p));
   const metrics = [
-    metric('MySQL commits (Com_commit)', sql('Com_commit')),
-    metric('MySQL binlog group commits', sql('Binlog_group_commits')),
-    metric('InnoDB log fsyncs', sql('Innodb_os_log_fsyncs')),
-    metric('InnoDB data fsyncs', sql('Innodb_data_fsyncs')),
-    metric('row-lock waits', sql('Innodb_row_lock_waits')),
+    ...MYSQL.map(([label, counter]) => metric(label, sql(counter))),
     metric('Redis commands', redisTotal),
     metric('Kafka produce requests', (p) => produce[p.path]?.sends ?? 0),
     metric('outbox events', (p) => produce[p.path]?.rows ?? 0),
