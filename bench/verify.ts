@@ -5,7 +5,8 @@
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import type { PhaseResult } from './load.js';
-import { serverStatus, withMysql } from './stores.js';
+import { serverStatus, withMysql } from '../scripts/stores.js';
+import { until } from '../scripts/until.js';
 
 /** A product's expected orders: fresh 201s (confirmed), 402s (cancelled), keys answered 202 (order exists,
  * saga maybe running) and keys answered 5xx or lost in transport (each may or may not have its order). */
@@ -68,21 +69,25 @@ const SERVER_COUNTERS = [
 export const serverCounters = (): Promise<Record<string, number> | undefined> =>
   serverStatus(SERVER_COUNTERS).catch(() => undefined);
 
-/** The status of the order of each of `keys` among these products' orders. */
-export function orderStatuses(
-  keys: readonly string[],
+/** Keys answered 201 without a CONFIRMED order among these products' orders, or 202 without any order. */
+export function lostAcknowledged(
+  keys: { readonly confirmed: readonly string[]; readonly pending: readonly string[] },
   productIds: readonly number[],
-): Promise<Map<string, string>> {
+): Promise<string[]> {
   return withMysql(async (conn) => {
     const found = new Map<string, string>();
-    for (let i = 0; i < keys.length; i += 1000) {
+    const all = [...keys.confirmed, ...keys.pending];
+    for (let i = 0; i < all.length; i += 1000) {
       const [rows] = await conn.query<RowDataPacket[]>(
         'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
-        [keys.slice(i, i + 1000), productIds],
+        [all.slice(i, i + 1000), productIds],
       );
       for (const row of rows) found.set(String(row['k']), String(row['status']));
     }
-    return found;
+    return [
+      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
+      ...keys.pending.filter((k) => !found.has(k)),
+    ];
   });
 }
 
@@ -97,13 +102,8 @@ export const waitForSagas = (productIds: readonly number[], timeoutMs: number): 
 /** Polls `SELECT COUNT(*) AS n …` every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
 export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
   return withMysql(async (conn) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(sql, params);
-      const n = Number(rows[0]?.['n'] ?? 0);
-      if (n === 0 || Date.now() >= deadline) return n;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    const count = async () => Number((await conn.query<RowDataPacket[]>(sql, params))[0][0]?.['n'] ?? 0);
+    return (await until(count, (n) => n === 0, timeoutMs, 500)).value;
   });
 }
 

@@ -4,7 +4,7 @@
  * either way; healing destroys what lived through it and the node reconnects.
  */
 import net from 'node:net';
-import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
+import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../stack/layout.js';
 
 export interface Address {
   readonly host: string;

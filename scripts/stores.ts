@@ -1,0 +1,79 @@
+/**
+ * The MySQL and Redis clients of the bench, the cluster launcher and the chaos checks (checks, counters, key
+ * cleanup), configured as the service configures its own: `loadConfig` and its storage adapters' options (URLs, TLS).
+ */
+import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
+import { loadConfig, type Config } from '../src/config.js';
+import { poolOptions } from '../src/storage/mysql.js';
+import { connectRedis, createRedis, type Redis } from '../src/storage/redis.js';
+
+let config: Config | undefined;
+
+/** The service's configuration as this process's environment gives it (read once). */
+export function storeConfig(): Config {
+  config ??= loadConfig(process.env);
+  return config;
+}
+
+/** One connection with the service's pool options (pool-only settings left out). */
+export function connectMysql(
+  which: 'primary' | 'replica' = 'primary',
+  extra: { multipleStatements?: boolean } = {},
+): Promise<Connection> {
+  const {
+    connectionLimit: _limit,
+    maxIdle: _maxIdle,
+    idleTimeout: _idle,
+    queueLimit: _queue,
+    waitForConnections: _wait,
+    ...options
+  } = poolOptions(storeConfig().mysql[which], 1);
+  return mysql.createConnection({ ...options, multipleStatements: extra.multipleStatements ?? false });
+}
+
+/** `work` on a connection of its own, closed after. */
+export async function withMysql<T>(
+  work: (conn: Connection) => Promise<T>,
+  which: 'primary' | 'replica' = 'primary',
+): Promise<T> {
+  const conn = await connectMysql(which);
+  try {
+    return await work(conn);
+  } finally {
+    await conn.end().catch(() => undefined);
+  }
+}
+
+/** A connected Redis client as the service makes them. */
+export async function connectStoreRedis(): Promise<Redis> {
+  const redis = createRedis(storeConfig());
+  try {
+    await connectRedis(redis);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
+  return redis;
+}
+
+/** Calls per command since the Redis server started (`INFO commandstats`). */
+export async function redisCommandCalls(redis: Redis): Promise<Record<string, number>> {
+  const text = await redis.info('commandstats');
+  const calls: Record<string, number> = {};
+  for (const m of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) calls[m[1]!] = Number(m[2]);
+  return calls;
+}
+
+/** All calls of `redisCommandCalls` but the INFO that read them. */
+export const commandTotal = (calls: Readonly<Record<string, number>>): number =>
+  Object.entries(calls).reduce((s, [cmd, n]) => s + (cmd === 'info' ? 0 : n), 0);
+
+/** The MySQL primary's global status counters named (absent ones left out). */
+export function serverStatus(names: readonly string[]): Promise<Record<string, number>> {
+  return withMysql(async (conn) => {
+    const [rows] = await conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [
+      names,
+    ]);
+    return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
+  });
+}
