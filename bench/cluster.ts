@@ -5,12 +5,12 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request } from 'undici';
-import { buildService, startCluster as launchCluster, type Cluster, type ClusterSettings } from '../scripts/cluster.js';
+import * as launcher from '../scripts/cluster.js';
 import { childPids } from './cpu.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
-export { deleteRedisKeys, startProcess, type Cluster, type ClusterSettings, type NodeProcess } from '../scripts/cluster.js';
+export { deleteRedisKeys, startProcess } from '../scripts/cluster.js';
+export type { Cluster, ClusterSettings, NodeProcess } from '../scripts/cluster.js';
 
 /** The checkout whose service the bench builds and runs: this one, or BENCH_SERVICE_ROOT (a worktree of a commit). */
 const SERVICE_ROOT = path.resolve(
@@ -29,54 +29,48 @@ let built = false;
 export async function startCluster(
   options: BenchOptions,
   io: BenchIO,
-  settings: ClusterSettings = {},
-): Promise<Cluster> {
-  if (options.url !== undefined) {
-    const res = await request(`${options.url}/ready`).catch((err: unknown) => {
-      throw new Error(`--url ${options.url}: /ready did not answer (${String(err)})`);
-    });
-    await res.body.dump();
-    if (res.statusCode !== 200) throw new Error(`--url ${options.url}: /ready answered ${res.statusCode}`);
-    const restart = () => Promise.reject(new Error('cannot restart a node of a --url service'));
-    const none = { nodes: [], nginx: undefined, redisPrefix: undefined, pids: () => ({}), restart };
-    return { url: options.url, metricsUrls: [options.url], ...none };
-  }
+  settings: launcher.ClusterSettings = {},
+) {
+  if (options.url !== undefined) return launcher.runningService(options.url);
   if (!built && options.build) {
-    io.progress(`bench: building the service (tsc -p ${path.relative(process.cwd(), SERVICE_ROOT) || '.'}/tsconfig.build.json)`);
-    await buildService(SERVICE_ROOT);
+    io.progress(`bench: building the service (tsc -p ${path.join(SERVICE_ROOT, 'tsconfig.build.json')})`);
+    await launcher.buildService(SERVICE_ROOT);
     built = true;
   }
   const profiles = path.join(options.outDir, 'profiles');
   if (options.cpuProf) await mkdir(profiles, { recursive: true });
-  const cluster = await launchCluster(
+  const bench = {
+    LOG_LEVEL: 'warn',
+    PURCHASE_DEADLINE_MS: '10000',
+    PURCHASE_TIMEOUT_MS: '15000',
+    MAILBOX_LIMIT: String(Math.max(5_000, options.connections * 4)),
+    PURCHASE_WAIT_BUDGET_MS: '10000',
+    ...BENCH_RATE_LIMITS,
+  };
+  const cpuProf = (port: number) => [
+    '--cpu-prof',
+    `--cpu-prof-dir=${profiles}`,
+    `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`,
+  ];
+  const cluster = await launcher.startCluster(
     {
       ...io,
       root: SERVICE_ROOT,
       outDir: options.outDir,
       owner: 'bench',
       tag: options.runTag,
-      env: {
-        LOG_LEVEL: 'warn',
-        PURCHASE_DEADLINE_MS: '10000',
-        PURCHASE_TIMEOUT_MS: '15000',
-        MAILBOX_LIMIT: String(Math.max(5_000, options.connections * 4)),
-        PURCHASE_WAIT_BUDGET_MS: '10000',
-        ...BENCH_RATE_LIMITS,
-      },
+      env: bench,
       overrides: options.serviceEnv,
-      nodeArgs: (port) =>
-        options.cpuProf
-          ? ['--cpu-prof', `--cpu-prof-dir=${profiles}`, `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`]
-          : [],
+      nodeArgs: (port) => (options.cpuProf ? cpuProf(port) : []),
     },
     settings,
   );
-  const pids = cluster.pids;
-  // nginx's workers too: what the bench's CPU accounting reads.
-  const withWorkers = (all: Record<string, number>) => {
-    for (const worker of all['bench-nginx'] === undefined ? [] : childPids(all['bench-nginx']))
-      all[`bench-nginx-${worker}`] = worker;
+  // With nginx's workers: what the bench's CPU accounting reads.
+  const pids = () => {
+    const all = cluster.pids();
+    const nginx = all['bench-nginx'];
+    for (const worker of nginx === undefined ? [] : childPids(nginx)) all[`bench-nginx-${worker}`] = worker;
     return all;
   };
-  return { ...cluster, pids: () => withWorkers(pids()) };
+  return { ...cluster, pids };
 }

@@ -28,12 +28,13 @@ export interface Lifecycle {
 export async function buildService(root: string): Promise<void> {
   const tsc = path.join(REPO_ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
   const config = path.join(root, 'tsconfig.build.json');
-  await promisify(execFile)(process.execPath, [tsc, '-p', config], { cwd: REPO_ROOT, maxBuffer: 1 << 26 }).catch(
-    (err: { code?: number; stdout?: string; stderr?: string }) => {
-      const output = `${err.stdout ?? ''}${err.stderr ?? ''}`;
-      throw new Error(`the service does not build (tsc exited ${err.code}):\n${output.slice(-4000)}`);
-    },
-  );
+  await promisify(execFile)(process.execPath, [tsc, '-p', config], {
+    cwd: REPO_ROOT,
+    maxBuffer: 1 << 26,
+  }).catch((err: { code?: number; stdout?: string; stderr?: string }) => {
+    const output = `${err.stdout ?? ''}${err.stderr ?? ''}`;
+    throw new Error(`the service does not build (tsc exited ${err.code}):\n${output.slice(-4000)}`);
+  });
 }
 
 export interface NodeSpec {
@@ -174,11 +175,32 @@ export interface Cluster {
   restart(node: NodeProcess): Promise<NodeProcess>;
 }
 
+/** A service started elsewhere (`--url`), once its `/ready` answers 200: nothing to restart, its `/metrics` its own. */
+export async function runningService(url: string): Promise<Cluster> {
+  const res = await request(`${url}/ready`).catch((err: unknown) => {
+    throw new Error(`${url}: /ready did not answer (${String(err)})`);
+  });
+  await res.body.dump();
+  if (res.statusCode !== 200) throw new Error(`${url}: /ready answered ${res.statusCode}`);
+  const restart = () => Promise.reject(new Error('cannot restart a node of a service started elsewhere'));
+  return {
+    url,
+    metricsUrls: [url],
+    nodes: [],
+    nginx: undefined,
+    redisPrefix: undefined,
+    pids: () => ({}),
+    restart,
+  };
+}
+
 /** Starts what the settings ask for; every part is stopped by the cleanup (reverse order). */
 export async function startCluster(launch: Launch, settings: ClusterSettings = {}): Promise<Cluster> {
   const count = settings.nodes ?? 2;
   const provider =
-    settings.paymentLatencyMs === undefined ? undefined : await startProvider(launch, settings.paymentLatencyMs);
+    settings.paymentLatencyMs === undefined
+      ? undefined
+      : await startProvider(launch, settings.paymentLatencyMs);
   const env = { ...settings.env, ...(provider === undefined ? {} : { PAYMENT_URL: provider.url }) };
   const ports: number[] = [];
   for (let i = 0; i < count; i += 1) ports.push(await freePort());
@@ -260,7 +282,9 @@ async function startProvider(launch: Launch, latencyMs: number) {
     url: `http://127.0.0.1:${port}`,
     probe: '/',
   });
-  launch.progress(`${launch.owner}: payment provider on ${started.url} (pid ${started.pid}, ${latencyMs} ms, no declines)`);
+  launch.progress(
+    `${launch.owner}: payment provider on ${started.url} (pid ${started.pid}, ${latencyMs} ms, no declines)`,
+  );
   return started;
 }
 
@@ -285,7 +309,9 @@ async function startNginx(launch: Launch, upstreamPorts: readonly number[]) {
     url,
     probe: '/nginx-health',
   });
-  launch.progress(`${launch.owner}: nginx on ${url} (pid ${pid}) → ${upstreamPorts.map((p) => `:${p}`).join(', ')}`);
+  launch.progress(
+    `${launch.owner}: nginx on ${url} (pid ${pid}) → ${upstreamPorts.map((p) => `:${p}`).join(', ')}`,
+  );
   return { pid, port };
 }
 
@@ -314,7 +340,10 @@ export async function startProcess(
   const probe = async (): Promise<'up' | 'gone' | 'no'> => {
     if (gone) return 'gone';
     try {
-      const res = await request(`${listen.url}${listen.probe}`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
+      const res = await request(`${listen.url}${listen.probe}`, {
+        headersTimeout: 1_000,
+        bodyTimeout: 1_000,
+      });
       await res.body.dump();
       return 'up';
     } catch {
@@ -324,6 +353,7 @@ export async function startProcess(
   const { value } = await until(probe, (v) => v !== 'no', timeoutMs, 100);
   if (value === 'up') return { url: listen.url, pid: child.pid! };
   const tail = (await readFile(logFile, 'utf8').catch(() => '')).slice(-2000);
-  const why = value === 'gone' ? 'the process exited before it listened' : `did not listen within ${timeoutMs} ms`;
+  const why =
+    value === 'gone' ? 'the process exited before it listened' : `did not listen within ${timeoutMs} ms`;
   throw new Error(`${path.basename(file)} on ${listen.url}: ${why}\n${tail}`);
 }

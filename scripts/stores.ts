@@ -6,6 +6,7 @@ import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import { loadConfig, type Config } from '../src/config.js';
 import { poolOptions } from '../src/storage/mysql.js';
 import { connectRedis, createRedis, type Redis } from '../src/storage/redis.js';
+import { until } from './until.js';
 
 let config: Config | undefined;
 
@@ -77,3 +78,36 @@ export function serverStatus(names: readonly string[]): Promise<Record<string, n
     return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
   });
 }
+
+/** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
+const SERVER_COUNTERS = [
+  'Com_commit',
+  'Binlog_commits',
+  'Binlog_group_commits',
+  'Binlog_bytes_written',
+  'Binlog_cache_disk_use',
+  'Innodb_data_fsyncs',
+  'Innodb_row_lock_waits',
+  'Innodb_row_lock_time',
+  'Questions',
+];
+
+/** The primary's global counters now; undefined when it cannot be reached. */
+export const serverCounters = (): Promise<Record<string, number> | undefined> =>
+  serverStatus(SERVER_COUNTERS).catch(() => undefined);
+
+/** Polls `SELECT COUNT(*) AS n …` on the primary every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
+export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
+  return withMysql(async (conn) => {
+    const count = async () => Number((await conn.query<RowDataPacket[]>(sql, params))[0][0]?.['n'] ?? 0);
+    return (await until(count, (n) => n === 0, timeoutMs, 500)).value;
+  });
+}
+
+/** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
+export const waitForSagas = (productIds: readonly number[], timeoutMs: number): Promise<number> =>
+  waitNone(
+    "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
+    [productIds],
+    timeoutMs,
+  );

@@ -1,2 +1,2 @@
-/** @deprecated kept for the merge: import from scripts/chaos/checks.ts */
+/** The chaos checks moved to scripts/chaos/checks.ts; here for ws-fanout's import until the merge. */
 export { readTruth } from '../../scripts/chaos/checks.js';

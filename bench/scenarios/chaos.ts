@@ -3,20 +3,15 @@
  * every store must agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
 import { randomInt } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { checkStores, ownEvents, readTruth } from '../../scripts/chaos/checks.js';
-import { injectFaults, restoreStack } from '../../scripts/chaos/faults.js';
-import { RedisPath } from '../../scripts/chaos/redis-path.js';
-import { FAULT_KINDS, faultSchedule, parseKinds, recoveryOf } from '../../scripts/chaos/schedule.js';
-import type { PurchaseOutcome } from '../../scripts/chaos/schedule.js';
+import { checkStores, readTruth } from '../../scripts/chaos/checks.js';
+import { faultRig, injectFaults } from '../../scripts/chaos/faults.js';
+import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/schedule.js';
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
-import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { createProducts, errorCode } from '../api.js';
 import { benchUser } from '../auth.js';
 import { PurchaseLedger } from '../load.js';
 import { round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
-import { median } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';
 import { lostAcknowledged } from '../verify.js';
 
@@ -36,25 +31,15 @@ async function run(run: Run) {
   const serial = run.param('serial', 0, 0, 1) === 1;
   const rate = options.rate ?? 150;
   const kinds = parseKinds(options.params['faults']);
-  const elected = (await dbFailoverStatus()).primary;
-  if (elected !== 'primary' && kinds.some((k) => k.startsWith('mysql-')))
-    throw new Error(`the MariaDB primary is ${elected}, not primary: another fault run is in progress?`);
-  io.progress(`chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`);
+  io.progress(
+    `chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`,
+  );
 
   const tag = run.tag('chaos-');
-  const events = await ownEvents(tag, io);
-  // Each node reaches Redis through relays of the run's own, so that one node alone can be cut off it.
-  const redisPaths: RedisPath[] = [];
-  io.onCleanup(async () => void (await Promise.all(redisPaths.map((p) => p.close()))));
-  for (let i = 0; i < NODES; i += 1) redisPaths.push(await RedisPath.toStack());
-  const { cluster, tokens } = await run.setUp({
-    cluster: { nodes: NODES, paymentLatencyMs: 5, env: events.env, nodeEnv: (i) => redisPaths[i]!.env() },
-    connectionsTimeoutMs: 60_000,
-    backgroundMs: 0,
-  });
-  let restored = false;
-  const restore = () => restoreStack(cluster, redisPaths, io.progress, kinds).then(() => (restored = true));
-  io.onCleanup(async () => void (restored || (await restore())));
+  const rig = await faultRig(tag, NODES, kinds, io);
+  const setUp = { cluster: rig.settings, connectionsTimeoutMs: 60_000, backgroundMs: 0 };
+  const { cluster, tokens } = await run.setUp(setUp);
+  const { targets, restore } = rig.on(cluster);
   const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
   const productIds = products.map((p) => p.id);
   const subscribers = new StockSubscribers(`${cluster.url.replace(/^http/, 'ws')}/ws`, productIds);
@@ -63,8 +48,7 @@ async function run(run: Run) {
 
   // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
   const ledger = new PurchaseLedger(tokens, productIds);
-  const outcomes: PurchaseOutcome[] = [];
-  const acknowledged = { confirmed: [] as string[], pending: [] as string[] };
+  const acks = new PurchaseOutcomes();
   let stopLoad = false;
   let loadStart = performance.now();
   const elapsed = () => performance.now() - loadStart;
@@ -85,89 +69,67 @@ async function run(run: Run) {
       ...inner,
       answer: (status, headers, body, timing) => {
         const cls = inner.answer!(status, headers, body, timing);
-        if (status === 201) acknowledged.confirmed.push(key);
-        if (status === 202) acknowledged.pending.push(key);
-        const ok = status === 201 || status === 202;
-        outcomes.push({ sentMs: timing.intendedMs - timing.startMs, doneMs: timing.doneMs - timing.startMs, ok });
-        return ok ? { ...cls, error: false } : cls;
+        const [sentMs, doneMs] = [timing.intendedMs - timing.startMs, timing.doneMs - timing.startMs];
+        return acks.answered(key, status, sentMs, doneMs) ? { ...cls, error: false } : cls;
       },
       transportError: (code) => {
         inner.transportError!(code);
-        outcomes.push({ sentMs: elapsed(), doneMs: elapsed(), ok: false });
+        acks.lostAt(elapsed());
       },
     };
-  };
-  const durationMs = options.durationS * 1000;
-  const faultsRun = async () => {
-    await sleep(5_000); // load before the first fault
-    const injected = await injectFaults({
-      schedule: faultSchedule({ seed, intervalMs, profile, kinds }),
-      targets: { cluster, kafkaAdmin: events.admin, topics: events.topics, redisPaths, progress: io.progress },
-      elapsed,
-      untilMs: durationMs,
-      serial,
-      signal: io.signal,
-      afterGap: (f) => {
-        const { failed, recoveryS } = recoveryOf({ atMs: f.atMs, untilMs: Infinity }, outcomes);
-        return `${failed} purchases failed so far; recovery ${recoveryS ?? 'not yet'} s`;
-      },
-    });
-    if (profile === 'long') await sleep(Math.max(0, durationMs - elapsed()));
-    stopLoad = true;
-    return injected;
   };
   loadStart = performance.now();
   const [result, { faults, healFailure }] = await Promise.all([
     // Ends when the faults are done (stopLoad), not before.
     run.openLoop(`chaos @ ${rate}/s`, rate, options.durationS + 3_600, next),
-    faultsRun(),
+    injectFaults({
+      ...{ seed, intervalMs, profile, kinds, targets, elapsed, serial },
+      outcomes: acks.all,
+      durationMs: options.durationS * 1000,
+      signal: io.signal,
+    }).finally(() => (stopLoad = true)),
   ]);
 
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restore();
   const specs = productIds.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending: sagasOpen } = await run.check(specs, [ledger], { settleMs: 0, sagaWaitMs: 60_000 });
+  const { checks, stillPending: sagasOpen } = await run.check(specs, [ledger], {
+    settleMs: 0,
+    sagaWaitMs: 60_000,
+  });
   const oversold = checks.reduce((s, c) => s + Math.max(0, c.stock + c.sold - c.initialStock), 0);
   const undersold = checks.reduce((s, c) => s + Math.max(0, c.initialStock - c.stock - c.sold), 0);
-  const lost = await lostAcknowledged(acknowledged, productIds);
+  const lost = await lostAcknowledged(acks, productIds);
   const stores = await checkStores({
     productIds,
-    url: cluster.url,
+    cluster,
     admin: tokens,
-    redisPrefix: cluster.redisPrefix,
-    nodeUrls: cluster.metricsUrls,
-    events: { ...events, own: true },
+    events: { ...rig.events, own: true },
   });
-  const wsStale = subscriberCount === 0 ? 0 : await subscribers.waitFresh(await readTruth(productIds), 20_000);
+  const wsStale =
+    subscriberCount === 0 ? 0 : await subscribers.waitFresh(await readTruth(productIds), 20_000);
 
-  const recoveries = faults.map((f, i) => recoveryOf({ atMs: f.atMs, untilMs: faults[i + 1]?.atMs ?? Infinity }, outcomes));
+  const { each: recovered, byKind } = recoveries(faults, acks.all);
   const errorsByStatus: Record<string, number> = {};
   for (const op of ['purchase', 'read'])
     for (const [label, n] of Object.entries(result.ops.get(op)?.statuses ?? {}))
       if (!/^20[012]\b/.test(label)) errorsByStatus[label] = (errorsByStatus[label] ?? 0) + n;
-  const byKind = Object.fromEntries(
-    FAULT_KINDS.map((kind) => {
-      const values = recoveries.flatMap((r, i) => (faults[i]!.kind === kind && r.recoveryS !== null ? [r.recoveryS] : []));
-      const n = values.length;
-      return [kind, { n, median: n === 0 ? null : round(median(values), 2), max: n === 0 ? null : Math.max(...values) }];
-    }),
-  );
   const kindsMissing = profile === 'short' ? kinds.filter((k) => !faults.some((f) => f.kind === k)) : [];
   const mismatched = checks.filter((c) => !c.ordersMatch);
   const { replica, cache, kafka, projection } = stores;
   // The pass rule: every fault healed and recovered from, and every invariant at 0.
   const problems = [
-    ...(faults.length === 0 ? ['no fault was injected (is --duration long enough?)'] : []),
-    ...(kindsMissing.length > 0 ? [`short profile: never injected ${kindsMissing.join(', ')}`] : []),
-    ...(healFailure === undefined ? [] : [`a fault did not heal: ${healFailure}`]),
-    ...recoveries.flatMap((r, i) => (r.recoveryS === null ? [`${faults[i]!.kind}: purchases never succeeded again`] : [])),
-    ...(lost.length > 0 ? [`${lost.length} acknowledged purchases have no order: ${lost.slice(0, 5).join(', ')}`] : []),
-    ...(oversold + undersold > 0 ? [`stock + sold != initial: oversold ${oversold}, undersold ${undersold}`] : []),
+    faults.length === 0 && 'no fault was injected (is --duration long enough?)',
+    kindsMissing.length > 0 && `short profile: never injected ${kindsMissing.join(', ')}`,
+    healFailure !== undefined && `a fault did not heal: ${healFailure}`,
+    ...recovered.map((f) => f.recoveryS === null && `${f.kind}: purchases never succeeded again`),
+    lost.length > 0 && `${lost.length} acknowledged purchases have no order: ${lost.slice(0, 5).join(', ')}`,
+    oversold + undersold > 0 && `stock + sold != initial: oversold ${oversold}, undersold ${undersold}`,
     ...mismatched.map((c) => `${c.label}: orders do not match the answers (${JSON.stringify(c.orders)})`),
-    ...(sagasOpen > 0 ? [`${sagasOpen} orders still PENDING after 60 s`] : []),
+    sagasOpen > 0 && `${sagasOpen} orders still PENDING after 60 s`,
     ...[...replica, ...cache, ...kafka, ...projection].map((m) => `product ${m.productId}: ${m.detail}`),
-    ...(wsStale > 0 ? [`${wsStale} (subscriber, product) pairs not on the latest version`] : []),
-  ];
+    wsStale > 0 && `${wsStale} (subscriber, product) pairs not on the latest version`,
+  ].filter((p): p is string => p !== false);
   const ok = problems.length === 0;
   const at = (ms: number) => round(ms / 1000, 1);
   return {
@@ -175,7 +137,7 @@ async function run(run: Run) {
     summary: {
       seed,
       profile,
-      faults: faults.map((f, i) => ({ kind: f.kind, at_s: at(f.atMs), recovery_s: recoveries[i]!.recoveryS })),
+      faults: recovered.map((f) => ({ kind: f.kind, at_s: at(f.atMs), recovery_s: f.recoveryS })),
       recovery_s_by_kind: byKind,
       lost_acknowledged: lost.length,
       oversold,
@@ -187,32 +149,37 @@ async function run(run: Run) {
       projection_mismatch: projection.length,
       ws_stale: wsStale,
       errors_by_status: errorsByStatus,
-      acknowledged: acknowledged.confirmed.length + acknowledged.pending.length,
+      acknowledged: acks.confirmed.length + acks.pending.length,
       answers_mismatch: mismatched.length,
-      kafka_events: stores.events,
-      kafka_redeliveries: stores.duplicates,
       ws_reconnects: subscribers.reconnects,
-      stack_restored: restored,
       offered_per_s: Math.round(result.offeredPerS),
-      load_s: round(result.wallS, 1),
     },
     table: {
       columns: ['#', 'fault', 'target', 'at s', 'healed s', 'failed', 'recovery s', 'detail'],
-      rows: faults.map((f, i) => {
-        const r = recoveries[i]!;
-        return [i + 1, f.kind, f.target || '-', at(f.atMs), f.healS ?? '-', r.failed, r.recoveryS ?? 'never', f.error ?? f.detail];
+      rows: recovered.map((f, i) => {
+        const healed = f.healS ?? '-';
+        return [
+          i + 1,
+          f.kind,
+          f.target || '-',
+          at(f.atMs),
+          healed,
+          f.failed,
+          f.recoveryS ?? 'never',
+          f.error ?? f.detail,
+        ];
       }),
     },
     notes: [
       `seed ${seed} (${profile} profile, a fault every ~${intervalMs / 1000} s; ${serial ? 'each healed before the next' : 'one subsystem healed before its next fault, subsystems overlapping'}); OPEN LOOP ${rate}/s through the bench nginx to 2 nodes: 1/3 purchases, 2/3 reads, ${productCount} products; ${subscriberCount} WebSocket subscribers (${subscribers.reconnects} reconnects)`,
       `errors clients saw, by status: ${JSON.stringify(errorsByStatus)}`,
-      `acknowledged ${acknowledged.confirmed.length} (201) + ${acknowledged.pending.length} (202); lost ${lost.length}; oversold ${oversold}, undersold ${undersold}; still PENDING ${sagasOpen}`,
+      `acknowledged ${acks.confirmed.length} (201) + ${acks.pending.length} (202); lost ${lost.length}; oversold ${oversold}, undersold ${undersold}; still PENDING ${sagasOpen}`,
       `replica ${replica.length}, cache ${cache.length}, Kafka ${kafka.length} (${stores.events} events, ${stores.duplicates} redeliveries), projection ${projection.length}: products that disagree with the primary; WebSocket pairs stale ${wsStale}`,
       ...problems.slice(0, 30).map((p) => `FAILED CHECK: ${p}`),
       ...result.warnings.map((w) => `WARNING: ${w}`),
       `invariants: ${ok ? 'OK' : 'BROKEN'}`,
     ],
-    details: { faults, recoveries, checks, stores, lost: lost.slice(0, 100) },
+    details: { faults: recovered, checks, stores, lost: lost.slice(0, 100) },
   };
 }
 

@@ -11,8 +11,8 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka, type Admin, type Kafka } from '../../src/storage/kafka.js';
-import type { Lifecycle } from '../cluster.js';
-import { connectStoreRedis, storeConfig, withMysql } from '../stores.js';
+import type { Cluster, Lifecycle } from '../cluster.js';
+import { connectStoreRedis, storeConfig, waitNone, withMysql } from '../stores.js';
 import { until } from '../until.js';
 import type { StockTruth } from './subscribers.js';
 
@@ -109,7 +109,9 @@ export async function checkCache(
     return await settle(async () => {
       const truth = await readTruth(productIds);
       const cached =
-        redisPrefix === undefined ? [] : await redis.mget(...productIds.map((id) => `${redisPrefix}stock:${id}`));
+        redisPrefix === undefined
+          ? []
+          : await redis.mget(...productIds.map((id) => `${redisPrefix}stock:${id}`));
       const found: Mismatch[] = [];
       for (const [i, id] of productIds.entries()) {
         const want = truth.get(id)!;
@@ -191,20 +193,8 @@ export async function checkProjection(
 }
 
 /** The outbox rows of `topics` still unsent once none is left or `timeoutMs` passed. */
-export const waitOutboxDrained = async (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
-  (
-    await until(
-      () =>
-        withMysql(async (conn) => {
-          const sql = 'SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL';
-          const [rows] = await conn.query<RowDataPacket[]>(sql, [topics]);
-          return Number(rows[0]?.['n'] ?? 0);
-        }),
-      (n) => n === 0,
-      timeoutMs,
-      500,
-    )
-  ).value;
+export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
+  waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
 
 /** Kafka topics, clients and the nodes' env of a run's own events (`ownEvents`), or of the stack's. */
 export interface EventsOf {
@@ -361,12 +351,9 @@ export async function compareEvents(
 
 export interface StoresToCheck {
   readonly productIds: readonly number[];
-  /** Where the projection is read (`GET /stats`), as `admin`. */
-  readonly url: string;
+  /** Its url: where the projection is read (`GET /stats`, as `admin`); its nodes: each one's read and Redis prefix. */
+  readonly cluster: Pick<Cluster, 'url' | 'redisPrefix' | 'metricsUrls'>;
   readonly admin: { adminHeaders(): Record<string, string> };
-  /** The nodes' REDIS_KEY_PREFIX (undefined: the Redis entry is not read) and their own URLs (each one's read). */
-  readonly redisPrefix: string | undefined;
-  readonly nodeUrls: readonly string[];
   /**
    * The topics to read back: a run's own (`ownEvents`: from their start, once the outbox sent their rows),
    * else the stack's from `sinceMs`, of the products' keys.
@@ -380,7 +367,7 @@ export interface StoresToCheck {
 export async function checkStores(s: StoresToCheck) {
   const { productIds, timeoutMs } = s;
   const replica = await checkReplica(productIds, timeoutMs);
-  const cache = await checkCache(productIds, s.redisPrefix, s.nodeUrls, timeoutMs);
+  const cache = await checkCache(productIds, s.cluster.redisPrefix, s.cluster.metricsUrls, timeoutMs);
   const events = s.events.own ? s.events : eventsOf();
   const unsent = s.events.own ? await waitOutboxDrained(events.topics) : 0;
   if (!s.events.own) await events.admin.connect();
@@ -389,7 +376,11 @@ export async function checkStores(s: StoresToCheck) {
   const key = !s.events.own && productIds.length === 1 ? String(productIds[0]) : undefined;
   const sinceMs = s.events.own ? undefined : s.events.sinceMs;
   const kafka = await settle(async () => {
-    const all = await readEvents(events.kafka, events.admin, events.topics, { sinceMs, key, strict: s.events.own });
+    const all = await readEvents(events.kafka, events.admin, events.topics, {
+      sinceMs,
+      key,
+      strict: s.events.own,
+    });
     const compared = await compareEvents(all, productIds);
     read = compared;
     return compared.mismatches;
@@ -397,6 +388,6 @@ export async function checkStores(s: StoresToCheck) {
     if (!s.events.own) await events.admin.disconnect().catch(() => undefined);
   });
   if (unsent > 0) kafka.push({ productId: 0, detail: `${unsent} outbox rows never sent` });
-  const projection = await checkProjection(s.url, s.admin, productIds, timeoutMs);
+  const projection = await checkProjection(s.cluster.url, s.admin, productIds, timeoutMs);
   return { replica, cache, kafka, projection, events: read.events, duplicates: read.duplicates };
 }

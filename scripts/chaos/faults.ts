@@ -20,10 +20,18 @@ import {
   stopServer,
 } from '../stack/stack.js';
 import type { Admin } from '../../src/storage/kafka.js';
-import type { Cluster } from '../cluster.js';
+import type { Cluster, Lifecycle } from '../cluster.js';
 import { waitFor } from '../until.js';
-import type { RedisPath } from './redis-path.js';
-import type { FaultKind, PlannedFault } from './schedule.js';
+import { ownEvents } from './checks.js';
+import { RedisPath } from './redis-path.js';
+import {
+  faultSchedule,
+  recoveryOf,
+  type FaultKind,
+  type PlannedFault,
+  type PurchaseOutcome,
+  type ScheduleSettings,
+} from './schedule.js';
 
 type MariadbServer = 'primary' | 'replica';
 
@@ -227,6 +235,39 @@ export async function restoreStack(
   return done;
 }
 
+/**
+ * A fault run's own pieces beside its cluster (refused while `primary` is not the MariaDB primary: another
+ * fault run going on): Kafka topics of its own (its events are exactly theirs), each
+ * node's own way to Redis (so that one node alone can be cut off it), and the stack's restore.
+ */
+export async function faultRig(tag: string, nodes: number, kinds: readonly FaultKind[], life: Lifecycle) {
+  const elected = (await dbFailoverStatus()).primary;
+  if (elected !== 'primary' && kinds.some((k) => k.startsWith('mysql-')))
+    throw new Error(`the MariaDB primary is ${elected}, not primary: another fault run is in progress?`);
+  const events = await ownEvents(tag, life);
+  const redisPaths = await RedisPath.forNodes(nodes, life);
+  return {
+    events,
+    /** The cluster's settings: the run's topics, each node's Redis path, a payment provider of its own. */
+    settings: { nodes, paymentLatencyMs: 5, env: events.env, nodeEnv: (i: number) => redisPaths[i]!.env() },
+    /**
+     * The faults' targets once the cluster runs, and the restore of the stack as the run found it (also at
+     * cleanup, before the nodes stop: a paused node is resumed first).
+     */
+    on(cluster: Cluster) {
+      let restored = false;
+      const restore = async () => {
+        if (!restored) await restoreStack(cluster, redisPaths, life.progress, kinds);
+        restored = true;
+      };
+      life.onCleanup(restore);
+      const { admin: kafkaAdmin, topics } = events;
+      const targets: FaultTargets = { cluster, kafkaAdmin, topics, redisPaths, progress: life.progress };
+      return { targets, restore };
+    },
+  };
+}
+
 /** One injected fault: when it struck (ms since the load started), its target, how long its heal took. */
 export interface FaultRecord {
   readonly kind: FaultKind;
@@ -237,35 +278,35 @@ export interface FaultRecord {
   error?: string;
 }
 
-export interface FaultRun {
-  readonly schedule: Iterable<PlannedFault>;
+export interface FaultRun extends ScheduleSettings {
   readonly targets: FaultTargets;
   /** ms since the load started. */
   readonly elapsed: () => number;
-  /** No fault starts whose gap would end past this (ms since the load started). */
-  readonly untilMs: number;
+  /** The run's length: no fault starts whose gap would end past it; `long` holds the load to it (ms). */
+  readonly durationMs: number;
   /** Each fault healed before the next one (else only before the next one of its subsystem). */
   readonly serial: boolean;
   readonly signal: AbortSignal;
-  /** After each fault's gap: a line on how the load is doing. */
-  readonly afterGap: (record: FaultRecord) => string;
+  /** The purchases' answers so far (a progress line on the recovery after each fault's gap). */
+  readonly outcomes: readonly PurchaseOutcome[];
 }
 
 /**
- * Injects the schedule's faults one after another, each `gapMs` after the last. A fault waits for the heal of
- * the previous one of its subsystem (app nodes, Redis, Kafka, MariaDB), so none makes another's recovery
- * impossible; faults of different subsystems overlap. Stops at the first heal that fails; resolves once
- * every heal is done.
+ * After 5 s of load, injects the seed's faults one after another, each `gapMs` after the last. A fault waits
+ * for the heal of the previous one of its subsystem (app nodes, Redis, Kafka, MariaDB), so none makes
+ * another's recovery impossible; faults of different subsystems overlap. Stops at the first heal that fails;
+ * resolves once every heal is done (`long`: and the duration is over).
  */
 export async function injectFaults(run: FaultRun) {
   const { elapsed, targets } = run;
   const faults: FaultRecord[] = [];
   let healFailure: string | undefined;
   const healing = new Map<string, Promise<void>>();
-  for (const planned of run.schedule) {
+  await sleep(5_000); // load before the first fault
+  for (const planned of faultSchedule(run)) {
     const subsystem = planned.kind.split('-')[0]!;
     await healing.get(subsystem);
-    if (run.signal.aborted || healFailure !== undefined || elapsed() + planned.gapMs > run.untilMs) break;
+    if (run.signal.aborted || healFailure !== undefined || elapsed() + planned.gapMs > run.durationMs) break;
     const record: FaultRecord = { kind: planned.kind, target: '', atMs: elapsed(), healS: null, detail: '' };
     faults.push(record);
     targets.progress(`chaos: ${(elapsed() / 1000).toFixed(1)} s: injecting ${planned.kind}`);
@@ -292,8 +333,12 @@ export async function injectFaults(run: FaultRun) {
     await Promise.race([injected, healed]);
     if (run.serial) await healed;
     await sleep(Math.max(0, record.atMs + planned.gapMs - elapsed()));
-    targets.progress(`chaos: ${planned.kind}: ${run.afterGap(record)}`);
+    const { failed, recoveryS } = recoveryOf({ atMs: record.atMs, untilMs: Infinity }, run.outcomes);
+    targets.progress(
+      `chaos: ${planned.kind}: ${failed} purchases failed so far; recovery ${recoveryS ?? 'not yet'} s`,
+    );
   }
   await Promise.all(healing.values());
+  if (run.profile === 'long') await sleep(Math.max(0, run.durationMs - elapsed()));
   return { faults, healFailure };
 }

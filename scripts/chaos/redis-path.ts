@@ -63,6 +63,14 @@ export class RedisPath {
     );
   }
 
+  /** One path to the stack for each of `n` app nodes, closed at cleanup. */
+  static async forNodes(n: number, life: { onCleanup(fn: () => Promise<void>): void }): Promise<RedisPath[]> {
+    const paths: RedisPath[] = [];
+    life.onCleanup(async () => void (await Promise.all(paths.map((p) => p.close()))));
+    for (let i = 0; i < n; i += 1) paths.push(await RedisPath.toStack());
+    return paths;
+  }
+
   /** The node's settings: Sentinels through the relays, and every reported address mapped to its relay. */
   env(): Record<string, string> {
     const at = (r: Relay): string => `127.0.0.1:${r.port}`;
