@@ -2,7 +2,6 @@
  * What a scenario runs against: the cluster of scripts/cluster.ts (nodes, nginx, payment provider) started
  * from the service the bench builds, with the bench's env (bench/README.md); with --url that service instead.
  */
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as launcher from '../scripts/cluster.js';
@@ -37,8 +36,6 @@ export async function startCluster(
     await launcher.buildService(SERVICE_ROOT);
     built = true;
   }
-  const profiles = path.join(options.outDir, 'profiles');
-  if (options.cpuProf) await mkdir(profiles, { recursive: true });
   const bench = {
     LOG_LEVEL: 'warn',
     PURCHASE_DEADLINE_MS: '10000',
@@ -47,11 +44,6 @@ export async function startCluster(
     PURCHASE_WAIT_BUDGET_MS: '10000',
     ...BENCH_RATE_LIMITS,
   };
-  const cpuProf = (port: number) => [
-    '--cpu-prof',
-    `--cpu-prof-dir=${profiles}`,
-    `--cpu-prof-name=service-${options.runTag}-${port}.cpuprofile`,
-  ];
   const cluster = await launcher.startCluster(
     {
       ...io,
@@ -61,7 +53,7 @@ export async function startCluster(
       tag: options.runTag,
       env: bench,
       overrides: options.serviceEnv,
-      nodeArgs: (port) => (options.cpuProf ? cpuProf(port) : []),
+      cpuProfileDir: options.cpuProf ? path.join(options.outDir, 'profiles') : undefined,
     },
     settings,
   );

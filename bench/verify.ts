@@ -1,10 +1,10 @@
 /**
  * Correctness after a run, from the MySQL primary: per product, initial − stock = SUM(quantity) of PENDING
  * and CONFIRMED orders, and the orders match the answers (201 = CONFIRMED, 402 = CANCELLED, 202 = any,
- * 5xx/transport = at most one, nothing else); no acknowledged key without its order.
+ * 5xx/transport = at most one, nothing else).
  */
-import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { withMysql } from '../scripts/stores.js';
+import type { RowDataPacket } from 'mysql2/promise';
+import { ordersOfKeys, withMysql } from '../scripts/stores.js';
 import type { PhaseResult } from './load.js';
 
 /** Shared with the chaos checks (scripts/stores.ts); here for the bench's imports. */
@@ -45,34 +45,6 @@ function countStatuses(rows: readonly { status: string; n: number }[]) {
   for (const { status, n } of rows)
     counts[status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other'] += n;
   return counts;
-}
-
-/** The (key, status) of every order of `keys` among these products' orders, 1,000 keys a query. */
-async function ordersOfKeys(conn: Connection, keys: readonly string[], productIds: readonly number[]) {
-  const found: { key: string; status: string; n: number }[] = [];
-  for (let i = 0; i < keys.length; i += 1000) {
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
-      [keys.slice(i, i + 1000), productIds],
-    );
-    for (const row of rows) found.push({ key: String(row['k']), status: String(row['status']), n: 1 });
-  }
-  return found;
-}
-
-/** Keys answered 201 without a CONFIRMED order among these products' orders, or 202 without any order. */
-export function lostAcknowledged(
-  keys: { readonly confirmed: readonly string[]; readonly pending: readonly string[] },
-  productIds: readonly number[],
-): Promise<string[]> {
-  return withMysql(async (conn) => {
-    const orders = await ordersOfKeys(conn, [...keys.confirmed, ...keys.pending], productIds);
-    const found = new Map(orders.map((o) => [o.key, o.status]));
-    return [
-      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
-      ...keys.pending.filter((k) => !found.has(k)),
-    ];
-  });
 }
 
 export function verifyProducts(expected: readonly ExpectedProduct[]) {

@@ -21,7 +21,7 @@ import { until } from './until.js';
 export interface Lifecycle {
   /** Teardown, run in reverse order of registration. */
   onCleanup(fn: () => Promise<void> | void): void;
-  progress(line: string): void;
+  progress: (line: string) => void;
 }
 
 /** `tsc -p <root>/tsconfig.build.json` (the service into `<root>/dist`); throws with tsc's output. */
@@ -155,8 +155,8 @@ export interface Launch extends Lifecycle {
   readonly env: Record<string, string>;
   /** The env given last, over everything but the launcher's own keys (`--service-env`). */
   readonly overrides?: Record<string, string>;
-  /** Node flags of the node on `port` (a CPU profile). */
-  readonly nodeArgs?: (port: number) => readonly string[];
+  /** Each node writes a CPU profile into this folder (`service-<tag>-<port>.cpuprofile`). */
+  readonly cpuProfileDir?: string;
 }
 
 export interface Cluster {
@@ -207,11 +207,17 @@ export async function startCluster(launch: Launch, settings: ClusterSettings = {
   const name = `${launch.owner}-${launch.tag}`;
   const redisPrefix = `${name}-${ports[0]}:`;
   launch.onCleanup(() => deleteRedisKeys(redisPrefix)); // runs after every node stopped
+  const dir = launch.cpuProfileDir;
+  if (dir !== undefined) await mkdir(dir, { recursive: true });
+  const profile = (port: number) =>
+    dir === undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=service-${launch.tag}-${port}.cpuprofile`];
   const start = async (port: number, i: number) => {
     const nodeId = `${name}-n${i + 1}`;
     const logFile = path.join(launch.outDir, `service-${launch.tag}-${port}.log`);
     const node = await startNode(launch, {
-      args: [...(launch.nodeArgs?.(port) ?? []), path.join(launch.root, 'dist', 'src', 'main.js')],
+      args: [...profile(port), path.join(launch.root, 'dist', 'src', 'main.js')],
       cwd: launch.root,
       env: {
         ...process.env,

@@ -111,3 +111,16 @@ export const waitForSagas = (productIds: readonly number[], timeoutMs: number): 
     [productIds],
     timeoutMs,
   );
+
+/** The (key, status) of every order of `keys` among these products' orders, 1,000 keys a query (n = 1 each). */
+export async function ordersOfKeys(conn: Connection, keys: readonly string[], productIds: readonly number[]) {
+  const found: { key: string; status: string; n: number }[] = [];
+  for (let i = 0; i < keys.length; i += 1000) {
+    const [rows] = await conn.query<RowDataPacket[]>(
+      'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
+      [keys.slice(i, i + 1000), productIds],
+    );
+    for (const row of rows) found.push({ key: String(row['k']), status: String(row['status']), n: 1 });
+  }
+  return found;
+}

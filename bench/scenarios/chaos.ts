@@ -3,7 +3,7 @@
  * every store must agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
 import { randomInt } from 'node:crypto';
-import { checkStores, readTruth } from '../../scripts/chaos/checks.js';
+import { checkStores, lostAcknowledged, readTruth } from '../../scripts/chaos/checks.js';
 import { faultRig, injectFaults } from '../../scripts/chaos/faults.js';
 import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/schedule.js';
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
@@ -13,7 +13,6 @@ import { PurchaseLedger } from '../load.js';
 import { round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';
-import { lostAcknowledged } from '../verify.js';
 
 const STOCK = 1_000_000;
 const NODES = 2;

@@ -2,6 +2,7 @@
  * Failover: an open-loop purchase stream through nginx to two nodes, one killed with SIGKILL mid-stream:
  * time until purchases succeed again, errors meanwhile, and no acknowledged (201) order lost.
  */
+import { lostAcknowledged } from '../../scripts/chaos/checks.js';
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
 import { latencyChart } from '../chart.js';
@@ -9,7 +10,6 @@ import { PurchaseLedger } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, oversold, phaseThroughputChart, type Run } from '../scenario.js';
-import { lostAcknowledged } from '../verify.js';
 
 const STOCK = 1_000_000;
 
@@ -64,13 +64,14 @@ async function run(run: Run) {
   const { checks, stillPending } = await run.check(specs, [ledger], { settleMs: 0, sagaWaitMs: 60_000 });
   const lost = await lostAcknowledged({ confirmed, pending: [] }, ids);
   const killedS = killedAtMs === undefined ? undefined : killedAtMs / 1000;
+  const killed = killedS?.toFixed(1) ?? '-';
   const recoveryS =
     killedAtMs === undefined ? null : round(((lastBadMs ?? killedAtMs) - killedAtMs) / 1000, 2);
   // The pass rule. Replays are allowed: nginx retries a POST whose node died after committing (that key's order).
   const ok = killedS !== undefined && lost.length === 0 && checks.every((c) => c.ok);
   const statuses = result.ops.get('purchase')?.statuses ?? {};
   const lat = latencySummary(result.ops.get('purchase')!.latency);
-  const killSecond = killedS === undefined ? undefined : Math.floor(killedS);
+  const second = (t: number) => (killedS !== undefined && t === Math.floor(killedS) ? `${t} (kill)` : t);
   return {
     ok,
     summary: {
@@ -92,34 +93,20 @@ async function run(run: Run) {
     },
     table: {
       columns: ['second', 'offered', 'answered', 'errors'],
-      rows: result.timeline.map((b) => [
-        `${b.t}${b.t === killSecond ? ' (kill)' : ''}`,
-        b.offered,
-        b.completed,
-        b.errors,
-      ]),
+      rows: result.timeline.map((b) => [second(b.t), b.offered, b.completed, b.errors]),
     },
     notes: [
-      `mode: OPEN LOOP at ${num(rate)}/s through the bench nginx to 2 nodes (${num(options.connections)} connections), ${productCount} products; ${victim.id} killed with SIGKILL at ${killedS === undefined ? 'NEVER (the run ended first)' : `${killedS.toFixed(1)} s`}.`,
+      `mode: OPEN LOOP at ${num(rate)}/s through the bench nginx to 2 nodes (${num(options.connections)} connections), ${productCount} products; ${victim.id} killed with SIGKILL at ${killedS === undefined ? 'NEVER (the run ended first)' : `${killed} s`}.`,
       `recovery: ${recoveryS ?? '-'} s (to the last purchase that failed or took > ${slowMs} ms); ${num(errorsAfterKill)} failed around/after the kill; ${num(ledger.replayed)} replays retried by nginx; answers by status: ${JSON.stringify(statuses)}`,
       `acknowledged orders: ${num(confirmed.length)} keys answered 201; ${lost.length === 0 ? 'every one is CONFIRMED in MySQL' : `${lost.length} LOST or not CONFIRMED: ${lost.slice(0, 5).join(', ')}`}`,
       `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${oversold(checks)}`,
       ...generatorNotes(result),
       `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
-    details: {
-      victim: { id: victim.id, pid: victim.pid },
-      statuses,
-      lost: lost.slice(0, 100),
-      checks,
-      killedAtMs,
-    },
+    details: { victim: { id: victim.id, pid: victim.pid }, statuses, lost: lost.slice(0, 100), checks },
     charts: [
       latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
-      phaseThroughputChart(
-        `failover: offered vs answered per second (kill at ${killedS?.toFixed(1) ?? '-'} s)`,
-        result,
-      ),
+      phaseThroughputChart(`failover: offered vs answered per second (kill at ${killed} s)`, result),
     ],
   };
 }

@@ -12,9 +12,14 @@ import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import { createKafka, type Admin, type Kafka } from '../../src/storage/kafka.js';
 import type { Cluster, Lifecycle } from '../cluster.js';
-import { connectStoreRedis, storeConfig, waitNone, withMysql } from '../stores.js';
+import { connectStoreRedis, ordersOfKeys, storeConfig, waitNone, withMysql } from '../stores.js';
 import { until } from '../until.js';
 import type { StockTruth } from './subscribers.js';
+
+/** The headers of an admin's requests (`GET /stats`, restocks). */
+interface AdminToken {
+  adminHeaders(): Record<string, string>;
+}
 
 export interface Mismatch {
   readonly productId: number;
@@ -31,6 +36,21 @@ export function readTruth(productIds: readonly number[]): Promise<Map<number, St
     return new Map(
       rows.map((r) => [Number(r['id']), { stock: Number(r['stock']), version: Number(r['version']) }]),
     );
+  });
+}
+
+/** Keys answered 201 without a CONFIRMED order among these products' orders, or 202 without any order. */
+export function lostAcknowledged(
+  keys: { readonly confirmed: readonly string[]; readonly pending: readonly string[] },
+  productIds: readonly number[],
+): Promise<string[]> {
+  return withMysql(async (conn) => {
+    const orders = await ordersOfKeys(conn, [...keys.confirmed, ...keys.pending], productIds);
+    const found = new Map(orders.map((o) => [o.key, o.status]));
+    return [
+      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
+      ...keys.pending.filter((k) => !found.has(k)),
+    ];
   });
 }
 
@@ -149,7 +169,7 @@ const PROJECTION_KEYS = [
 /** Products whose sales projection (`GET /stats/products/:id` as an admin) is not the primary's orders. */
 export async function checkProjection(
   url: string,
-  admin: { adminHeaders(): Record<string, string> },
+  admin: AdminToken,
   productIds: readonly number[],
   timeoutMs = 60_000,
 ): Promise<Mismatch[]> {
@@ -187,6 +207,30 @@ export async function checkProjection(
       }
       return found;
     }, timeoutMs);
+  } finally {
+    await http.close();
+  }
+}
+
+/**
+ * The product's actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1
+ * (the probe's unit then counts in every later check).
+ */
+export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
+  const before = (await readTruth([productId])).get(productId)?.stock;
+  const http = new Pool(url, { connections: 1 });
+  try {
+    const res = await http.request({
+      path: `/products/${productId}/restock`,
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...admin.adminHeaders() },
+      body: JSON.stringify({ quantity: 1 }),
+    });
+    const { stock } = (await res.body.json()) as { stock?: number };
+    if (res.statusCode === 200 && before !== undefined && stock === before + 1) return [];
+    return [
+      { productId, detail: `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}` },
+    ];
   } finally {
     await http.close();
   }
@@ -353,7 +397,9 @@ export interface StoresToCheck {
   readonly productIds: readonly number[];
   /** Its url: where the projection is read (`GET /stats`, as `admin`); its nodes: each one's read and Redis prefix. */
   readonly cluster: Pick<Cluster, 'url' | 'redisPrefix' | 'metricsUrls'>;
-  readonly admin: { adminHeaders(): Record<string, string> };
+  readonly admin: AdminToken;
+  /** The actor checked too (`checkActor`, first: it sells one unit back). */
+  readonly actor?: boolean;
   /**
    * The topics to read back: a run's own (`ownEvents`: from their start, once the outbox sent their rows),
    * else the stack's from `sinceMs`, of the products' keys.
@@ -366,6 +412,8 @@ export interface StoresToCheck {
 /** Every store against the primary, for these products: the mismatches per store, and the events read back. */
 export async function checkStores(s: StoresToCheck) {
   const { productIds, timeoutMs } = s;
+  const actors = s.actor === true ? productIds.map((id) => checkActor(s.cluster.url, s.admin, id)) : [];
+  const actor = (await Promise.all(actors)).flat();
   const replica = await checkReplica(productIds, timeoutMs);
   const cache = await checkCache(productIds, s.cluster.redisPrefix, s.cluster.metricsUrls, timeoutMs);
   const events = s.events.own ? s.events : eventsOf();
@@ -389,5 +437,5 @@ export async function checkStores(s: StoresToCheck) {
   });
   if (unsent > 0) kafka.push({ productId: 0, detail: `${unsent} outbox rows never sent` });
   const projection = await checkProjection(s.cluster.url, s.admin, productIds, timeoutMs);
-  return { replica, cache, kafka, projection, events: read.events, duplicates: read.duplicates };
+  return { actor, replica, cache, kafka, projection, events: read.events, duplicates: read.duplicates };
 }
