@@ -4,8 +4,11 @@
  * 5xx/transport = at most one, nothing else).
  */
 import type { RowDataPacket } from 'mysql2/promise';
+import { ordersOfKeys, withMysql } from '../scripts/stores.js';
 import type { PhaseResult } from './load.js';
-import { serverStatus, withMysql } from './stores.js';
+
+/** Shared with the chaos checks (scripts/stores.ts); here for the bench's imports. */
+export { serverCounters, waitForSagas, waitNone } from '../scripts/stores.js';
 
 /** A product's expected orders: fresh 201s (confirmed), 402s (cancelled), keys answered 202 (order exists,
  * saga maybe running) and keys answered 5xx or lost in transport (each may or may not have its order). */
@@ -17,10 +20,7 @@ export function expectedFrom(
   products: readonly { productId: number; label: string; initialStock: number }[],
 ) {
   return products.map(({ productId, label, initialStock }) => {
-    const tallies = phases.flatMap((p) => {
-      const tally = p.perProduct.get(productId);
-      return tally === undefined ? [] : [tally];
-    });
+    const tallies = phases.flatMap((p) => p.perProduct.get(productId) ?? []);
     return {
       productId,
       label,
@@ -35,106 +35,40 @@ export function expectedFrom(
   });
 }
 
-type StatusCounts = Record<'PENDING' | 'CONFIRMED' | 'CANCELLED' | 'other', number>;
-
 /** A product's stock and orders against its answers: `sold` = SUM(quantity) of PENDING and CONFIRMED orders,
  * `unsure` the orders among the keys answered 202 or 5xx/transport, `stillPending` sagas not ended in time. */
 export type ProductCheck = Awaited<ReturnType<typeof verifyProducts>>[number];
 
-const emptyCounts = (): StatusCounts => ({ PENDING: 0, CONFIRMED: 0, CANCELLED: 0, other: 0 });
-
-function addCounts(into: StatusCounts, rows: RowDataPacket[]): void {
-  for (const row of rows) {
-    const status = String(row['status']);
-    const key = status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other';
-    into[key] += Number(row['n']);
-  }
-}
-
-/** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
-const SERVER_COUNTERS = [
-  'Com_commit',
-  'Binlog_commits',
-  'Binlog_group_commits',
-  'Binlog_bytes_written',
-  'Binlog_cache_disk_use',
-  'Innodb_data_fsyncs',
-  'Innodb_row_lock_waits',
-  'Innodb_row_lock_time',
-  'Questions',
-];
-
-/** The primary's global counters now; undefined when it cannot be reached. */
-export const serverCounters = (): Promise<Record<string, number> | undefined> =>
-  serverStatus(SERVER_COUNTERS).catch(() => undefined);
-
-/** The status of the order of each of `keys` among these products' orders. */
-export function orderStatuses(
-  keys: readonly string[],
-  productIds: readonly number[],
-): Promise<Map<string, string>> {
-  return withMysql(async (conn) => {
-    const found = new Map<string, string>();
-    for (let i = 0; i < keys.length; i += 1000) {
-      const [rows] = await conn.query<RowDataPacket[]>(
-        'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
-        [keys.slice(i, i + 1000), productIds],
-      );
-      for (const row of rows) found.set(String(row['k']), String(row['status']));
-    }
-    return found;
-  });
-}
-
-/** Waits (up to `timeoutMs`) until none of these products has a PENDING order: every saga has ended. */
-export const waitForSagas = (productIds: readonly number[], timeoutMs: number): Promise<number> =>
-  waitNone(
-    "SELECT COUNT(*) AS n FROM orders WHERE product_id IN (?) AND status = 'PENDING'",
-    [productIds],
-    timeoutMs,
-  );
-
-/** Polls `SELECT COUNT(*) AS n …` every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
-export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
-  return withMysql(async (conn) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const [rows] = await conn.query<RowDataPacket[]>(sql, params);
-      const n = Number(rows[0]?.['n'] ?? 0);
-      if (n === 0 || Date.now() >= deadline) return n;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-  });
+/** Orders per status (n each; `other` for any status but these three). */
+function countStatuses(rows: readonly { status: string; n: number }[]) {
+  const counts = { PENDING: 0, CONFIRMED: 0, CANCELLED: 0, other: 0 };
+  for (const { status, n } of rows)
+    counts[status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other'] += n;
+  return counts;
 }
 
 export function verifyProducts(expected: readonly ExpectedProduct[]) {
   return withMysql(async (conn) => {
     const checks = [];
-    for (const product of expected) {
+    for (const { pendingKeys, ambiguousKeys, ...product } of expected) {
+      const id = product.productId;
       const [productRows] = await conn.query<RowDataPacket[]>('SELECT stock FROM products WHERE id = ?', [
-        product.productId,
+        id,
       ]);
-      if (productRows[0] === undefined)
-        throw new Error(`product ${product.productId} (${product.label}) is not in MySQL`);
+      if (productRows[0] === undefined) throw new Error(`product ${id} (${product.label}) is not in MySQL`);
       const stock = Number(productRows[0]['stock']);
       const [statusRows] = await conn.query<RowDataPacket[]>(
         'SELECT status, COUNT(*) AS n, COALESCE(SUM(quantity), 0) AS q FROM orders WHERE product_id = ? GROUP BY status',
-        [product.productId],
+        [id],
       );
-      const orders = emptyCounts();
-      addCounts(orders, statusRows);
-      const sold = statusRows
-        .filter((r) => r['status'] !== 'CANCELLED')
-        .reduce((sum, r) => sum + Number(r['q']), 0);
-      const unsure = emptyCounts();
-      const keys = [...product.pendingKeys, ...product.ambiguousKeys];
-      for (let i = 0; i < keys.length; i += 1000) {
-        const [rows] = await conn.query<RowDataPacket[]>(
-          'SELECT status, COUNT(*) AS n FROM orders WHERE product_id = ? AND idempotency_key IN (?) GROUP BY status',
-          [product.productId, keys.slice(i, i + 1000)],
-        );
-        addCounts(unsure, rows);
-      }
+      const byStatus = statusRows.map((r) => ({
+        status: String(r['status']),
+        n: Number(r['n']),
+        q: Number(r['q']),
+      }));
+      const orders = countStatuses(byStatus);
+      const sold = byStatus.filter((r) => r.status !== 'CANCELLED').reduce((sum, r) => sum + r.q, 0);
+      const unsure = countStatuses(await ordersOfKeys(conn, [...pendingKeys, ...ambiguousKeys], [id]));
       const unsureTotal = unsure.PENDING + unsure.CONFIRMED + unsure.CANCELLED + unsure.other;
       const stockMatches = product.initialStock - stock === sold;
       const ordersMatch =
@@ -142,11 +76,10 @@ export function verifyProducts(expected: readonly ExpectedProduct[]) {
         orders.CANCELLED === product.declined + unsure.CANCELLED &&
         orders.PENDING === unsure.PENDING &&
         orders.other === 0 &&
-        unsureTotal >= product.pendingKeys.length;
+        unsureTotal >= pendingKeys.length;
       const oversold = Math.max(0, sold - product.initialStock);
-      const { pendingKeys, ambiguousKeys, ...rest } = product;
       checks.push({
-        ...rest,
+        ...product,
         stock,
         sold,
         orders,

@@ -1,7 +1,7 @@
 // The chaos run's pure parts: the seeded schedule (same seed, same faults; every kind in each round) and
 // the recovery time of a fault from the purchases' answers.
 import t from 'tap';
-import { FAULT_KINDS, faultSchedule, recoveryOf, seededRandom } from '../../bench/chaos/schedule.js';
+import { FAULT_KINDS, faultSchedule, recoveryOf, seededRandom } from '../../scripts/chaos/schedule.js';
 
 const take = <T>(gen: Iterable<T>, n: number): T[] => {
   const out: T[] = [];

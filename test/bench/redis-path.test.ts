@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { RedisPath } from '../../bench/chaos/redis-path.js';
+import { RedisPath } from '../../scripts/chaos/redis-path.js';
 import { STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis, type Redis } from '../../src/storage/redis.js';

@@ -3,7 +3,7 @@
 // primary, stops the replica, and leaves the stack as it found it. About 70-90 s; runs serially with the
 // other fault tests.
 import t from 'tap';
-import { FAULT_KINDS } from '../../bench/chaos/schedule.js';
+import { FAULT_KINDS } from '../../scripts/chaos/schedule.js';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { benchRunner, buildServiceOnce } from '../helpers/bench-run.js';
 

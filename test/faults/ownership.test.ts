@@ -2,7 +2,7 @@
 // emptied and restarted), and one node cut off Redis alone. Runs serially with the other fault tests (it
 // restarts the stack's Redis); the other ownership cases are in test/cluster/ownership.test.ts.
 import t from 'tap';
-import { RedisPath } from '../../bench/chaos/redis-path.js';
+import { RedisPath } from '../../scripts/chaos/redis-path.js';
 import { REDIS_DATA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';

@@ -1,5 +1,6 @@
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
+import { until } from '../../scripts/until.js';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { loadConfig } from '../../src/config.js';
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
@@ -75,16 +76,15 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
   };
   /** Waits until the live nodes hold all shards between them. */
   const balanced = async (live: string[], timeoutMs = 15_000) => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const held = await Promise.all(
+    const held = async () =>
+      Promise.all(
         live.map(async (n) => (await call(nodes.get(n)!, 'GET', '/health')).body.cluster.held as number),
       );
-      if (held.reduce((a, b) => a + b, 0) === SHARDS && held.every((h) => h > 0)) return held;
-      if (Date.now() > until)
-        throw new Error(`shards not balanced over ${live.join(', ')}: ${held.join(', ')}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const all = (h: number[]) => h.reduce((a, b) => a + b, 0) === SHARDS && h.every((x) => x > 0);
+    const polled = await until(held, all, timeoutMs, 100);
+    if (!polled.agreed)
+      throw new Error(`shards not balanced over ${live.join(', ')}: ${polled.value.join(', ')}`);
+    return polled.value;
   };
   const config = loadConfig({ LOG_LEVEL: 'silent', ...db.env });
   const mysql = createMysqlPools(config);
@@ -133,12 +133,13 @@ export function purchaseLoad(c: Cluster, targets: () => AppNode[], productIds: n
 
 /** Waits (up to 30 s) until no purchase of `productId` is pending; `exact`: stock + sold = `initial`. */
 export async function settled(c: Cluster, productId: number, initial: number) {
-  const until = Date.now() + 30_000;
-  let db = await totals(c.mysql.primary, productId);
-  while (db.pending > 0 && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 200));
-    db = await totals(c.mysql.primary, productId);
-  }
+  const polled = await until(
+    () => totals(c.mysql.primary, productId),
+    (db) => db.pending === 0,
+    30_000,
+    200,
+  );
+  const db = polled.value;
   return { db, exact: db.pending === 0 && db.stock + db.sold === initial };
 }
 

@@ -2,7 +2,8 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Test } from 'tap';
-import { freePort, launchNode } from '../../scripts/node-launcher.js';
+import { startNode as launch } from '../../scripts/cluster.js';
+import { freePort } from '../../scripts/node-launcher.js';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
 
 export { freePort };
@@ -20,10 +21,11 @@ export interface AppNode {
 }
 
 /**
- * Runs the service as a real child process (`node --import tsx src/main.ts`) with `env` on a free port,
- * and waits until /ready answers 200. It is killed when the test ends if still running, and stops itself
- * if the test process dies first (test/helpers/orphan-guard.ts). While it runs, the stack's Prometheus
- * scrapes it (a file_sd target file, removed when it exits).
+ * Runs the service as a real child process (`node --import tsx src/main.ts`, the launcher the bench's nodes
+ * use too: scripts/cluster.ts) with `env` on a free port, and waits until /ready answers 200. It is killed
+ * when the test ends if still running, and stops itself if the test process dies first
+ * (test/helpers/orphan-guard.ts). While it runs, the stack's Prometheus scrapes it (a file_sd target file,
+ * removed when it exits).
  */
 export async function startNode(
   t: Test,
@@ -32,31 +34,27 @@ export async function startNode(
 ): Promise<AppNode> {
   const port = env['PORT'] === undefined ? await freePort() : Number(env['PORT']);
   const guard = pathToFileURL(join(REPO_ROOT, 'test/helpers/orphan-guard.ts')).href;
-  let output = '';
-  const node = launchNode({
-    args: ['--import', 'tsx', '--import', guard, 'src/main.ts'],
-    cwd: REPO_ROOT,
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port) },
-    port,
-    nodeId: env['NODE_ID'] ?? `test-${port}`,
-    onOutput: (chunk) => (output += chunk.toString()),
-  });
+  const node = await launch(
+    { onCleanup: (fn) => t.teardown(fn), progress: (line) => t.comment(line) },
+    {
+      args: ['--import', 'tsx', '--import', guard, 'src/main.ts'],
+      cwd: REPO_ROOT,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port) },
+      port,
+      nodeId: env['NODE_ID'] ?? `test-${port}`,
+      atCleanup: 'kill',
+    },
+  );
   const { child } = node;
   const exitCode = node.exited.then(() => child.exitCode);
-  t.teardown(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL');
-      await node.exited;
-    }
-  });
   await node.ready(readyTimeoutMs).catch((err: unknown) => {
-    throw new Error(`app node not ready: ${(err as Error).message}:\n${output}`);
+    throw new Error(`app node not ready: ${(err as Error).message}`);
   });
   return {
     port,
     base: node.url,
     child,
-    output: () => output,
+    output: node.output,
     async kill9() {
       child.kill('SIGKILL');
       await node.exited;

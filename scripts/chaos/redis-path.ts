@@ -4,7 +4,7 @@
  * either way; healing destroys what lived through it and the node reconnects.
  */
 import net from 'node:net';
-import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
+import { STACK_HOST, STACK_PORTS, STACK_REDIS_NODES } from '../stack/layout.js';
 
 export interface Address {
   readonly host: string;
@@ -61,6 +61,14 @@ export class RedisPath {
       STACK_PORTS.sentinels.map((port) => ({ host: STACK_HOST, port })),
       STACK_REDIS_NODES.map(({ port }) => ({ host: STACK_HOST, port })),
     );
+  }
+
+  /** One path to the stack for each of `n` app nodes, closed at cleanup. */
+  static async forNodes(n: number, life: { onCleanup(fn: () => Promise<void>): void }): Promise<RedisPath[]> {
+    const paths: RedisPath[] = [];
+    life.onCleanup(async () => void (await Promise.all(paths.map((p) => p.close()))));
+    for (let i = 0; i < n; i += 1) paths.push(await RedisPath.toStack());
+    return paths;
   }
 
   /** The node's settings: Sentinels through the relays, and every reported address mapped to its relay. */

@@ -1,13 +1,14 @@
 /**
- * The chaos run's faults: each injected into a bench node or the stack's data tier, held, healed, and waited
- * for until the system is whole again (node ready, Redis synced, Kafka ISRs whole, MariaDB in semi-sync).
+ * The chaos run's faults: each injected into a node of the run's cluster or the stack's data tier, held,
+ * healed, and waited for until the system is whole again (node ready, Redis synced, Kafka ISRs whole, MariaDB
+ * in semi-sync); `injectFaults` runs a schedule of them.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
-import { STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
-import { waitMariadbInSync } from '../../scripts/stack/mariadb.js';
-import { REDIS_ADMIN_AUTH, redisPrimaryPort, redisQuery } from '../../scripts/stack/redis.js';
+import { dbFailoverStatus } from '../stack/db-failover.js';
+import { STACK_REDIS_NODES } from '../stack/layout.js';
+import { waitMariadbInSync } from '../stack/mariadb.js';
+import { REDIS_ADMIN_AUTH, redisPrimaryPort, redisQuery } from '../stack/redis.js';
 import {
   KAFKA_NODES,
   REDIS_DATA_NODES,
@@ -17,11 +18,20 @@ import {
   startServer,
   startServers,
   stopServer,
-} from '../../scripts/stack/stack.js';
+} from '../stack/stack.js';
 import type { Admin } from '../../src/storage/kafka.js';
-import type { Cluster } from '../cluster.js';
-import type { RedisPath } from './redis-path.js';
-import type { FaultKind, PlannedFault } from './schedule.js';
+import type { Cluster, Lifecycle } from '../cluster.js';
+import { waitFor } from '../until.js';
+import { ownEvents } from './checks.js';
+import { RedisPath } from './redis-path.js';
+import {
+  faultSchedule,
+  recoveryOf,
+  type FaultKind,
+  type PlannedFault,
+  type PurchaseOutcome,
+  type ScheduleSettings,
+} from './schedule.js';
 
 type MariadbServer = 'primary' | 'replica';
 
@@ -45,20 +55,8 @@ export interface FaultOutcome {
   readonly detail: string;
 }
 
-/** Polls `probe` every 100 ms until it returns a value; throws naming `what` after `timeoutMs`. */
-export async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = HEAL_TIMEOUT_MS,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s`);
-    await sleep(100);
-  }
-}
+/** Polls `probe` every 100 ms until it is true; throws naming `what` after the heal timeout. */
+const until = (what: string, probe: () => Promise<boolean>) => waitFor(what, probe, HEAL_TIMEOUT_MS);
 
 const otherServer = (name: MariadbServer): MariadbServer => (name === 'primary' ? 'replica' : 'primary');
 
@@ -73,18 +71,18 @@ async function waitRedisPairSynced(): Promise<number> {
   await until('Redis: a primary and a synced replica', async () => {
     primary = await redisPrimaryPort();
     const other = STACK_REDIS_NODES.find((node) => node.port !== primary);
-    if (other === undefined) return undefined;
+    if (other === undefined) return false;
     const info = await redisQuery(other.port, ['INFO', 'replication'], {
       auth: REDIS_ADMIN_AUTH,
       timeoutMs: 1_000,
     });
     const text = String(info);
-    return /^role:slave/m.test(text) &&
+    return (
+      /^role:slave/m.test(text) &&
       new RegExp(`^master_port:${primary}$`, 'm').test(text) &&
       /^master_link_status:up/m.test(text) &&
       !/^master_sync_in_progress:1/m.test(text)
-      ? true
-      : undefined;
+    );
   });
   return primary;
 }
@@ -93,16 +91,14 @@ async function waitRedisPairSynced(): Promise<number> {
 async function waitKafkaIsrWhole(admin: Admin, topics: readonly string[]): Promise<void> {
   await until('Kafka: every replica back in sync', async () => {
     const metadata = await admin.fetchTopicMetadata({ topics: [...topics, '__consumer_offsets'] });
-    return metadata.topics.every((t) => t.partitions.every((p) => p.isr.length >= p.replicas.length))
-      ? true
-      : undefined;
+    return metadata.topics.every((t) => t.partitions.every((p) => p.isr.length >= p.replicas.length));
   });
 }
 
-async function nodeReady(url: string): Promise<boolean | undefined> {
+async function nodeReady(url: string): Promise<boolean> {
   const res = await request(`${url}/ready`, { headersTimeout: 1_000, bodyTimeout: 1_000 });
   await res.body.dump();
-  return res.statusCode === 200 ? true : undefined;
+  return res.statusCode === 200;
 }
 
 /** Injects `fault` (`injected` when it strikes), holds, heals and waits for a whole system; rejects if a heal fails. */
@@ -143,7 +139,7 @@ export async function runFault(
       if (signalServer(old.name, 'SIGKILL') === undefined) throw new Error(`${old.name} was not running`);
       injected();
       const killed = Date.now();
-      await until('Sentinel failover', async () => ((await redisPrimaryPort()) !== port ? true : undefined));
+      await until('Sentinel failover', async () => (await redisPrimaryPort()) !== port);
       const promotedMs = Date.now() - killed;
       await sleep(fault.holdMs);
       await startServer(old.name);
@@ -174,9 +170,7 @@ export async function runFault(
       if (signalServer(old, 'SIGKILL') === undefined) throw new Error(`MariaDB ${old} was not running`);
       injected();
       const killed = Date.now();
-      await until('MariaDB promotion', async () =>
-        (await dbFailoverStatus()).primary !== old ? true : undefined,
-      );
+      await until('MariaDB promotion', async () => (await dbFailoverStatus()).primary !== old);
       const promotedMs = Date.now() - killed;
       await sleep(fault.holdMs);
       progress(
@@ -239,4 +233,112 @@ export async function restoreStack(
   if (!touched.includes('mysql-primary-kill') && !touched.includes('mysql-replica-stop')) return done;
   done.push(...(await restoreMariadbLayout(progress)));
   return done;
+}
+
+/**
+ * A fault run's own pieces beside its cluster (refused while `primary` is not the MariaDB primary: another
+ * fault run going on): Kafka topics of its own (its events are exactly theirs), each
+ * node's own way to Redis (so that one node alone can be cut off it), and the stack's restore.
+ */
+export async function faultRig(tag: string, nodes: number, kinds: readonly FaultKind[], life: Lifecycle) {
+  const elected = (await dbFailoverStatus()).primary;
+  if (elected !== 'primary' && kinds.some((k) => k.startsWith('mysql-')))
+    throw new Error(`the MariaDB primary is ${elected}, not primary: another fault run is in progress?`);
+  const events = await ownEvents(tag, life);
+  const redisPaths = await RedisPath.forNodes(nodes, life);
+  return {
+    events,
+    /** The cluster's settings: the run's topics, each node's Redis path, a payment provider of its own. */
+    settings: { nodes, paymentLatencyMs: 5, env: events.env, nodeEnv: (i: number) => redisPaths[i]!.env() },
+    /**
+     * The faults' targets once the cluster runs, and the restore of the stack as the run found it (also at
+     * cleanup, before the nodes stop: a paused node is resumed first).
+     */
+    on(cluster: Cluster) {
+      let restored = false;
+      const restore = async () => {
+        if (!restored) await restoreStack(cluster, redisPaths, life.progress, kinds);
+        restored = true;
+      };
+      life.onCleanup(restore);
+      const { admin: kafkaAdmin, topics } = events;
+      const targets: FaultTargets = { cluster, kafkaAdmin, topics, redisPaths, progress: life.progress };
+      return { targets, restore };
+    },
+  };
+}
+
+/** One injected fault: when it struck (ms since the load started), its target, how long its heal took. */
+export interface FaultRecord {
+  readonly kind: FaultKind;
+  target: string;
+  atMs: number;
+  healS: number | null;
+  detail: string;
+  error?: string;
+}
+
+export interface FaultRun extends ScheduleSettings {
+  readonly targets: FaultTargets;
+  /** ms since the load started. */
+  readonly elapsed: () => number;
+  /** The run's length: no fault starts whose gap would end past it; `long` holds the load to it (ms). */
+  readonly durationMs: number;
+  /** Each fault healed before the next one (else only before the next one of its subsystem). */
+  readonly serial: boolean;
+  readonly signal: AbortSignal;
+  /** The purchases' answers so far (a progress line on the recovery after each fault's gap). */
+  readonly outcomes: readonly PurchaseOutcome[];
+}
+
+/**
+ * After 5 s of load, injects the seed's faults one after another, each `gapMs` after the last. A fault waits
+ * for the heal of the previous one of its subsystem (app nodes, Redis, Kafka, MariaDB), so none makes
+ * another's recovery impossible; faults of different subsystems overlap. Stops at the first heal that fails;
+ * resolves once every heal is done (`long`: and the duration is over).
+ */
+export async function injectFaults(run: FaultRun) {
+  const { elapsed, targets } = run;
+  const faults: FaultRecord[] = [];
+  let healFailure: string | undefined;
+  const healing = new Map<string, Promise<void>>();
+  await sleep(5_000); // load before the first fault
+  for (const planned of faultSchedule(run)) {
+    const subsystem = planned.kind.split('-')[0]!;
+    await healing.get(subsystem);
+    if (run.signal.aborted || healFailure !== undefined || elapsed() + planned.gapMs > run.durationMs) break;
+    const record: FaultRecord = { kind: planned.kind, target: '', atMs: elapsed(), healS: null, detail: '' };
+    faults.push(record);
+    targets.progress(`chaos: ${(elapsed() / 1000).toFixed(1)} s: injecting ${planned.kind}`);
+    let struck!: () => void;
+    const injected = new Promise<void>((resolve) => (struck = resolve));
+    const healed = runFault(planned, targets, () => {
+      record.atMs = elapsed();
+      struck();
+    }).then(
+      (outcome) => {
+        Object.assign(record, outcome);
+        record.healS = Math.round((elapsed() - record.atMs) / 100) / 10;
+        targets.progress(
+          `chaos: ${planned.kind} on ${outcome.target} healed after ${record.healS} s (${outcome.detail})`,
+        );
+      },
+      (err: unknown) => {
+        record.error = (err as Error).message;
+        healFailure = `${planned.kind}: ${record.error}`;
+        targets.progress(`chaos: ${planned.kind} did not heal: ${record.error}; no more faults`);
+      },
+    );
+    healing.set(subsystem, healed);
+    await Promise.race([injected, healed]);
+    if (run.serial) await healed;
+    await sleep(Math.max(0, record.atMs + planned.gapMs - elapsed()));
+    const { failed, recoveryS } = recoveryOf({ atMs: record.atMs, untilMs: Infinity }, run.outcomes);
+    targets.progress(
+      `chaos: ${planned.kind}: ${failed} purchases failed so far; recovery ${recoveryS ?? 'not yet'} s`,
+    );
+  }
+  await Promise.all(healing.values());
+  if (run.profile === 'long') await sleep(Math.max(0, run.durationMs - elapsed()));
+  return { faults, healFailure };
 }

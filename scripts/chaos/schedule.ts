@@ -126,3 +126,50 @@ export function recoveryOf(window: FaultWindow, outcomes: readonly PurchaseOutco
     recoveryS: back === undefined ? null : Math.round((back - window.atMs) / 10) / 100,
   };
 }
+
+/** Each fault with its recovery (its window ends at the next fault), and per kind their count, median and max. */
+export function recoveries<F extends { kind: FaultKind; atMs: number }>(
+  faults: readonly F[],
+  outcomes: readonly PurchaseOutcome[],
+) {
+  const each = faults.map((f, i) => ({
+    ...f,
+    ...recoveryOf({ atMs: f.atMs, untilMs: faults[i + 1]?.atMs ?? Infinity }, outcomes),
+  }));
+  const byKind = Object.fromEntries(
+    FAULT_KINDS.map((kind) => {
+      const values = each.flatMap((f) => (f.kind === kind && f.recoveryS !== null ? [f.recoveryS] : []));
+      const sorted = values.sort((a, b) => a - b);
+      const n = sorted.length;
+      const median = n % 2 === 1 ? sorted[(n - 1) / 2]! : (sorted[n / 2 - 1]! + sorted[n / 2]!) / 2;
+      return [
+        kind,
+        { n, median: n === 0 ? null : Math.round(median * 100) / 100, max: sorted[n - 1] ?? null },
+      ];
+    }),
+  );
+  return { each, byKind };
+}
+
+/** The purchases' answers as a fault run needs them: when each was sent and answered, and the keys acknowledged. */
+export class PurchaseOutcomes {
+  readonly all: PurchaseOutcome[] = [];
+  /** Keys answered 201. */
+  readonly confirmed: string[] = [];
+  /** Keys answered 202. */
+  readonly pending: string[] = [];
+
+  /** An answer (times in ms since the load started); true when it acknowledged the purchase (201 or 202). */
+  answered(key: string, status: number, sentMs: number, doneMs: number): boolean {
+    if (status === 201) this.confirmed.push(key);
+    if (status === 202) this.pending.push(key);
+    const ok = status === 201 || status === 202;
+    this.all.push({ sentMs, doneMs, ok });
+    return ok;
+  }
+
+  /** No answer (a transport error) at `atMs`. */
+  lostAt(atMs: number): void {
+    this.all.push({ sentMs: atMs, doneMs: atMs, ok: false });
+  }
+}
