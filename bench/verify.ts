@@ -4,11 +4,11 @@
  * 5xx/transport = at most one, nothing else).
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { ordersOfKeys, withMysql } from '../scripts/stores.js';
+import { ordersOfKeys, withMysql } from './stores.js';
 import type { PhaseResult } from './load.js';
 
-/** Shared with the chaos checks (scripts/stores.ts); here for the bench's imports. */
-export { serverCounters, waitForSagas, waitNone } from '../scripts/stores.js';
+/** The waits and counters the scenarios import from here. */
+export { serverCounters, waitForSagas, waitNone } from './stores.js';
 
 /** A product's expected orders: fresh 201s (confirmed), 402s (cancelled), keys answered 202 (order exists,
  * saga maybe running) and keys answered 5xx or lost in transport (each may or may not have its order). */

@@ -3,7 +3,7 @@
  * every store must agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
 import { randomInt } from 'node:crypto';
-import { checkStores, lostAcknowledged, readTruth } from '../../scripts/chaos/checks.js';
+import { checkStores, lostAcknowledged, readTruth } from '../checks.js';
 import { faultRig, injectFaults } from '../../scripts/chaos/faults.js';
 import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/schedule.js';
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';

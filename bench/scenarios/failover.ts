@@ -2,7 +2,7 @@
  * Failover: an open-loop purchase stream through nginx to two nodes, one killed with SIGKILL mid-stream:
  * time until purchases succeed again, errors meanwhile, and no acknowledged (201) order lost.
  */
-import { lostAcknowledged } from '../../scripts/chaos/checks.js';
+import { lostAcknowledged } from '../checks.js';
 import { createProducts } from '../api.js';
 import { benchUser } from '../auth.js';
 import { latencyChart } from '../chart.js';

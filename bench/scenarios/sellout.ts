@@ -4,8 +4,8 @@
  * primary, replica, cache, actor, Kafka events and projection agree.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { checkStores, readTruth } from '../../scripts/chaos/checks.js';
-import { waitForSagas, withMysql } from '../../scripts/stores.js';
+import { checkStores, readTruth } from '../checks.js';
+import { waitForSagas, withMysql } from '../stores.js';
 import { createProduct, errorCode } from '../api.js';
 import { latencyChart } from '../chart.js';
 import { newLatencyHistogram } from '../load.js';

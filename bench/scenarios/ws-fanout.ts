@@ -7,7 +7,7 @@ import { createHistogram } from 'node:perf_hooks';
 import { Agent, Pool } from 'undici';
 import WebSocket from 'ws';
 import { createProduct } from '../api.js';
-import { readTruth } from '../chaos/checks.js';
+import { readTruth } from '../checks.js';
 import { latencySummary, round } from '../measure.js';
 import { tableOf } from '../report.js';
 import { defineScenario, type Run } from '../scenario.js';

@@ -22,7 +22,7 @@ import {
 import type { Admin } from '../../src/storage/kafka.js';
 import type { Cluster, Lifecycle } from '../cluster.js';
 import { waitFor } from '../until.js';
-import { ownEvents } from './checks.js';
+import { ownEvents } from './events.js';
 import { RedisPath } from './redis-path.js';
 import {
   faultSchedule,

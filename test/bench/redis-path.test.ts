@@ -1,4 +1,4 @@
-// The chaos run's Redis cut (bench/chaos/redis-path.ts) against the stack's real Sentinels and Redis: a
+// The chaos run's Redis cut (scripts/chaos/redis-path.ts) against the stack's real Sentinels and Redis: a
 // client configured with the path's REDIS_SENTINELS and REDIS_NAT_MAP reaches Redis only through the
 // relays (a cut stops it while a direct client goes on), and comes back on its own once the cut heals.
 import { randomUUID } from 'node:crypto';

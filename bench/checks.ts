@@ -5,16 +5,14 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { pino } from 'pino';
 import { Pool } from 'undici';
-import { loadConfig, type Config } from '../../src/config.js';
-import { decodeEvent, type EventEnvelope } from '../../src/events/envelope.js';
-import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
-import { createKafka, type Admin, type Kafka } from '../../src/storage/kafka.js';
-import type { Cluster, Lifecycle } from '../cluster.js';
-import { connectStoreRedis, ordersOfKeys, storeConfig, waitNone, withMysql } from '../stores.js';
-import { until } from '../until.js';
-import type { StockTruth } from './subscribers.js';
+import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
+import type { Admin, Kafka } from '../src/storage/kafka.js';
+import { eventsOf, type EventsOf } from '../scripts/chaos/events.js';
+import type { Cluster } from '../scripts/cluster.js';
+import { connectStoreRedis, ordersOfKeys, waitNone, withMysql } from './stores.js';
+import { until } from '../scripts/until.js';
+import type { StockTruth } from '../scripts/chaos/subscribers.js';
 
 /** The headers of an admin's requests (`GET /stats`, restocks). */
 interface AdminToken {
@@ -239,45 +237,6 @@ export async function checkActor(url: string, admin: AdminToken, productId: numb
 /** The outbox rows of `topics` still unsent once none is left or `timeoutMs` passed. */
 export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
   waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
-
-/** Kafka topics, clients and the nodes' env of a run's own events (`ownEvents`), or of the stack's. */
-export interface EventsOf {
-  readonly config: Config;
-  readonly topics: readonly string[];
-  readonly kafka: Kafka;
-  readonly admin: Admin;
-}
-
-/**
- * Kafka topics, a relay lock and a projection group of the run's own (its events are exactly these topics'),
- * created now; deleted, with their outbox rows, at cleanup. `env` is the nodes'.
- */
-export async function ownEvents(tag: string, life: Pick<Lifecycle, 'onCleanup'>) {
-  const env = {
-    KAFKA_TOPIC_INVENTORY: `${tag}.inventory`,
-    KAFKA_TOPIC_ORDERS: `${tag}.orders`,
-    KAFKA_TOPIC_PAYMENTS: `${tag}.payments`,
-    OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${tag}`.slice(0, 64),
-    PROJECTION_GROUP_ID: `${tag}-projection`,
-  };
-  const events = eventsOf(loadConfig({ ...process.env, ...env, LOG_LEVEL: 'silent' }));
-  const { config, topics, kafka, admin } = events;
-  life.onCleanup(async () => {
-    await admin.deleteGroups([config.projection.groupId]).catch(() => undefined);
-    await admin.deleteTopics({ topics: [...topics], timeout: 10_000 }).catch(() => undefined);
-    await admin.disconnect().catch(() => undefined);
-    await withMysql((conn) => conn.query('DELETE FROM outbox WHERE topic IN (?)', [topics]));
-  });
-  await admin.connect();
-  await ensureTopicsWithNewAdmin(kafka, config.kafka);
-  return { env, ...events };
-}
-
-/** The clients of `config`'s topics (the stack's by default); the admin not connected yet. */
-export function eventsOf(config = storeConfig()): EventsOf {
-  const kafka = createKafka(config, pino({ level: 'silent' }));
-  return { config, topics: Object.values(config.kafka.topics), kafka, admin: kafka.admin() };
-}
 
 interface ReadSettings {
   readonly sinceMs?: number;
