@@ -90,25 +90,15 @@ function pairs(values: readonly string[], flag: string, keyPattern: RegExp): Rec
 }
 
 async function parse(argv: string[]): Promise<{ scenario: Scenario; options: BenchOptions; repeat: number }> {
-  const text = { type: 'string' } as const;
-  const list = { type: 'string', multiple: true } as const;
-  const flag = { type: 'boolean', default: false } as const;
+  const str = { type: 'string' } as const;
+  const strs = { type: 'string', multiple: true } as const;
+  const bool = { type: 'boolean', default: false } as const;
   let parsed;
   try {
-    const options = { duration: text, rate: text, connections: text, mode: text, repeat: text, seed: text };
-    const more = {
-      param: list,
-      out: text,
-      url: text,
-      'service-env': list,
-      'cpu-prof': flag,
-      'no-build': flag,
-    };
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { ...options, ...more, help: { ...flag, short: 'h' } },
-    });
+    const load = { duration: str, rate: str, connections: str, mode: str, repeat: str, seed: str };
+    const run = { param: strs, out: str, url: str, 'service-env': strs, 'cpu-prof': bool, 'no-build': bool };
+    const options = { ...load, ...run, help: { ...bool, short: 'h' } } as const;
+    parsed = parseArgs({ args: argv, allowPositionals: true, options });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -148,23 +138,9 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     build: !values['no-build'],
     serviceEnv: pairs(serviceEnv, '--service-env', /[A-Z][A-Z0-9_]*/),
     seed: numberOption(values.seed, '--seed', true, 0xffff_ffff, true),
-    runTag: new Date()
-      .toISOString()
-      .replace(/[-:]/g, '')
-      .replace(/\.\d+Z$/, 'Z'),
+    runTag: new Date().toISOString().replace(/[-:]|\.\d+/g, ''),
   };
   return { scenario, options, repeat: numberOption(values.repeat, '--repeat', true, 100) ?? 1 };
-}
-
-function machine() {
-  return {
-    nproc: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    loadAverage1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
-  };
 }
 
 /** The commit and the files that differed from it when the run started (the build is of the working tree). */
@@ -228,19 +204,21 @@ async function main(): Promise<number> {
   return last['ok'] === true ? 0 : 1;
 }
 
+/** The machine the run is on (each result file keeps it; the summary says it in one line). */
+const machine = () => ({
+  nproc: availableParallelism(),
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+  node: process.version,
+  platform: `${process.platform}-${process.arch}`,
+  loadAverage1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
+});
+
 /** One run of the scenario: table, notes, JSON file and charts; returns its summary (printed last by main). */
-async function runOnce(
-  scenario: Scenario,
-  options: BenchOptions,
-  io: BenchIO,
-  runCleanups: () => Promise<void>,
-) {
-  const startedAt = new Date();
-  const host = machine();
-  const tree = source();
-  const out = (text: string) => void process.stdout.write(text);
+async function runOnce(scenario: Scenario, options: BenchOptions, io: BenchIO, cleanUp: () => Promise<void>) {
+  const [startedAt, host, tree] = [new Date().toISOString(), machine(), source()];
   const result = await scenario.run(options, io).catch((err: unknown) => err as Error);
-  await runCleanups();
+  await cleanUp();
   if (result instanceof Error) {
     if (!io.signal.aborted) io.progress(`bench: ${scenario.name} failed: ${result.stack ?? result.message}`);
     return { scenario: scenario.name, ok: false, error: result.message };
@@ -263,20 +241,26 @@ async function runOnce(
     ...(charts.length > 0 ? { charts: charts.map(relative) } : {}),
   };
   const { table, notes, details } = result;
-  const record = {
-    ...{ scenario: scenario.name, startedAt: startedAt.toISOString(), finishedAt: new Date().toISOString() },
-    ...{ argv: process.argv.slice(2), options, machine: host, source: tree, summary, table, notes, details },
+  const record = { scenario: scenario.name, startedAt, finishedAt: new Date().toISOString() };
+  const run = {
+    argv: process.argv.slice(2),
+    options,
+    machine: host,
+    source: tree,
+    summary,
+    table,
+    notes,
+    details,
   };
-  await writeFile(`${base}.json`, `${JSON.stringify(record, null, 2)}\n`);
+  await writeFile(`${base}.json`, `${JSON.stringify({ ...record, ...run }, null, 2)}\n`);
 
-  out(
-    `\n${scenario.name}: ${scenario.describe}\n\n${formatTable(table)}\n\n${notes.map((n) => `${n}\n`).join('')}`,
-  );
   const changes =
     tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)';
-  out(`source: ${tree.head ?? 'unknown commit'}${changes}\nresult file: ${summary.result_file}\n`);
-  for (const chart of charts) out(`chart: ${relative(chart)}\n`);
-  if (!result.ok) out(`FAILED: ${scenario.name}: an invariant is broken (see the notes above)\n`);
+  const lines = [`\n${scenario.name}: ${scenario.describe}\n`, formatTable(table), '', ...notes];
+  lines.push(`source: ${tree.head ?? 'unknown commit'}${changes}`, `result file: ${summary.result_file}`);
+  lines.push(...charts.map((c) => `chart: ${relative(c)}`));
+  if (!result.ok) lines.push(`FAILED: ${scenario.name}: an invariant is broken (see the notes above)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
   return summary;
 }
 
