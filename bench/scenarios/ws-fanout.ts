@@ -34,19 +34,12 @@ export default defineScenario({
     const { options, io } = run;
     const rate = options.rate ?? 60;
     const subscribers = options.connections;
-    const { cluster, admin, tokens } = await run.setUp({
-      cluster: { nodes: 2, nginx: false, paymentLatencyMs: 5 },
-      backgroundMs: 0,
-    });
-    const nodes = cluster.nodes;
+    const cluster = { nodes: 2, nginx: false, paymentLatencyMs: 5 };
+    const { admin, tokens } = await run.setUp({ cluster, backgroundMs: 0 });
+    const nodes = run.cluster.nodes;
     if (nodes.length !== 2) throw new Error('ws-fanout needs the two nodes it starts (no --url)');
-    const products = await createProducts(
-      admin,
-      tokens,
-      run.tag('ws'),
-      run.param('products', 3, 1, 100),
-      STOCK,
-    );
+    const count = run.param('products', 3, 1, 100);
+    const products = await createProducts(admin, tokens, run.tag('ws'), count, STOCK);
     const ids = products.map((p) => p.id);
 
     // Subscriber i follows product ⌊i/2⌋ mod n on node i mod 2 and keeps the highest version it saw.
@@ -59,9 +52,8 @@ export default defineScenario({
     const open = (i: number) =>
       new Promise<void>((resolve, reject) => {
         const sub = { productId: ids[Math.floor(i / 2) % ids.length]!, stock: -1, version: -1 };
-        const ws = new WebSocket(`${nodes[i % 2]!.url.replace(/^http/, 'ws')}/ws`, {
-          perMessageDeflate: false,
-        });
+        const url = `${nodes[i % 2]!.url.replace(/^http/, 'ws')}/ws`;
+        const ws = new WebSocket(url, { perMessageDeflate: false });
         ws.on('message', (data: Buffer) => {
           const frame = JSON.parse(data.toString()) as Frame;
           if (frame.type !== 'stock') return;
@@ -96,15 +88,8 @@ export default defineScenario({
         const connections = new ConnectionSet(node.url, 64);
         io.onCleanup(() => connections.close());
         const next = (seq: number) => purchase(ids[seq % ids.length]!)();
-        const { durationS } = options;
-        return runOpenLoop({
-          connections,
-          io,
-          label: `purchases ${node.id}`,
-          rate: rate / 2,
-          durationS,
-          next,
-        });
+        const phase = { connections, io, rate: rate / 2, durationS: options.durationS, next };
+        return runOpenLoop({ ...phase, label: `purchases ${node.id}` });
       }),
     );
     frames.measuring = false;
