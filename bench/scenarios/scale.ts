@@ -21,19 +21,11 @@ async function runSetup(top: s.Run, nodes: number) {
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
   const firstRate = top.options.rate ?? 50;
   return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
-    await run.setUp({
-      cluster: { nodes, nginx: true, paymentLatencyMs: 5 },
-      connectionsTimeoutMs: 60_000,
-      backgroundMs: 1_000,
-    });
+    const cluster = { nodes, nginx: true, paymentLatencyMs: 5 };
+    await run.setUp({ cluster, connectionsTimeoutMs: 60_000, backgroundMs: 1_000 });
     const tag = `sc${nodes}n${run.tag('')}`;
-    const products = await createProducts(
-      run.admin,
-      run.tokens,
-      tag,
-      run.param('products', 32, 1, 10_000),
-      STOCK,
-    );
+    const count = run.param('products', 32, 1, 10_000);
+    const products = await createProducts(run.admin, run.tokens, tag, count, STOCK);
     const ids = products.map((p) => p.id);
     const ledger = new PurchaseLedger(run.tokens, ids);
     const purchase = ledger.stream(tag);
@@ -62,11 +54,11 @@ async function runSetup(top: s.Run, nodes: number) {
         run.io.progress(
           `bench: ${label} @ ${num(rate)}/s: p99 ${step.p99} ms, forwarded ${forwarded}/${local + forwarded} → SLO ${step.pass ? 'met' : 'BROKEN'}, ${step.sustained ? 'kept up' : 'FELL BEHIND'}`,
         );
-        return { ...step, local, forwarded, routedMetric };
+        const forwardedPct = local + forwarded > 0 ? round((forwarded / (local + forwarded)) * 100, 1) : '-';
+        return { ...step, local, forwarded, forwardedPct, routedMetric };
       },
       keep: (x) => x.sustained,
     });
-    const ok = (x: (typeof steps)[number]) => x.sustained;
     const specs = products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK }));
     const checked = await run.check(specs, [ledger], { settleMs: 1_000 });
     const share = (of: typeof steps) => {
@@ -75,7 +67,7 @@ async function runSetup(top: s.Run, nodes: number) {
         ? of.reduce((n, x) => n + x.forwarded, 0) / total
         : null;
     };
-    const cap = { ...s.capacity(steps, ok), slo: s.capacity(steps, (x) => x.pass) };
+    const cap = { ...s.capacity(steps, (x) => x.sustained), slo: s.capacity(steps, (x) => x.pass) };
     return { nodes, label, steps, cap, share, ...checked, background: run.background, opened: run.opened };
   });
 }
@@ -85,12 +77,12 @@ function openStepOf(
   measured: Parameters<typeof s.openStep>[0],
   rate: number,
   startS: number,
-  durationS: number,
+  duration: number,
 ) {
   const step = s.openStep(measured, rate, startS);
   // Steady state: 201s per second over the whole seconds after the first (the first second's answers lag its
   // arrivals by one latency, which would count a slower but steady setup as falling behind).
-  const seconds = step.result.timeline.slice(1, Math.floor(durationS));
+  const seconds = step.result.timeline.slice(1, Math.floor(duration));
   const steady =
     seconds.length > 0
       ? seconds.reduce((n, b) => n + b.completed - b.errors, 0) / seconds.length
@@ -131,10 +123,8 @@ export default s.defineScenario({
     const steps = setups.flatMap((x) => x.steps);
     const restarted = setups.flatMap((x) => x.restarted);
     const shardLosses = setups.reduce((n, x) => n + x.shardLosses, 0);
-    const health = s.healthOf(
-      { steps, background: undefined, restarted, shardLosses },
-      'sharing them with the nodes, nginx and the stack',
-    );
+    const shared = 'sharing them with the nodes, nginx and the stack';
+    const health = s.healthOf({ steps, background: undefined, restarted, shardLosses }, shared);
     const ok = two !== undefined && checks.every((c) => c.ok);
     const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
     const capText = ({ cap }: Setup) =>
@@ -166,11 +156,7 @@ export default s.defineScenario({
         [['steady ok/s', (x) => Math.round(x.steadyOkPerS)]],
         [
           ['kept up', (x) => (x.sustained ? 'yes' : 'NO')],
-          [
-            'forwarded %',
-            (x) =>
-              x.local + x.forwarded > 0 ? round((x.forwarded / (x.local + x.forwarded)) * 100, 1) : '-',
-          ],
+          ['forwarded %', (x) => x.forwardedPct],
         ],
       ),
       notes: [
