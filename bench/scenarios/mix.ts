@@ -51,21 +51,8 @@ function stepOf(
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   // The bench's own processes (nodes, nginx and its workers, provider) are known: "other" is what is left.
   const other = otherCores(cpu, Object.values(cpu.processCores));
-  const { stages } = measured;
-  return {
-    offered,
-    catalog,
-    result,
-    ops,
-    op,
-    hitShare,
-    hotShare,
-    errorShare,
-    misses,
-    otherCores: other,
-    stages,
-    startS,
-  };
+  const figures = { offered, catalog, result, ops, op, hitShare, hotShare, errorShare, misses };
+  return { ...figures, otherCores: other, stages: measured.stages, startS };
 }
 
 export default skeleton.defineScenario({
@@ -79,11 +66,8 @@ export default skeleton.defineScenario({
     const catalogMax = run.param('catalog-max', 30_000, 10, 1_000_000);
     const fixedCatalog = options.params['catalog'] === undefined ? 0 : run.param('catalog', 1, 1, catalogMax);
     const firstRate = options.rate ?? 500;
-    const rates = run.steppedRates(
-      firstRate,
-      run.param('step', 1.5, 1.05, 10),
-      run.param('max-steps', 6, 1, 30),
-    );
+    const factor = run.param('step', 1.5, 1.05, 10);
+    const rates = run.steppedRates(firstRate, factor, run.param('max-steps', 6, 1, 30));
     const sizeFor = (rate: number) =>
       fixedCatalog || catalogSizeFor(1 - hitTarget, rate * READ_SHARE, STOCK_TTL_S, catalogMax);
     const tag = run.tag('mix');
@@ -128,19 +112,15 @@ export default skeleton.defineScenario({
         const measured = await run.measure(label, rate, request(sizeFor(rate)), pids);
         const hotShare = count.hot / count.purchases;
         const step = stepOf(measured, { offered: rate, catalog: sizeFor(rate), hotShare, startS });
-        io.progress(
-          `bench: ${label}: ${step.misses.length === 0 ? 'meets the targets' : `MISSES: ${step.misses.join('; ')}`}`,
-        );
+        const verdict = step.misses.length === 0 ? 'meets the targets' : `MISSES: ${step.misses.join('; ')}`;
+        io.progress(`bench: ${label}: ${verdict}`);
         return step;
       },
       keep: (s) => s.misses.length === 0,
     });
 
-    const specs = [...ledger.perProduct.keys()].map((id) => ({
-      productId: id,
-      label: `product ${id}`,
-      initialStock: STOCK,
-    }));
+    const bought = [...ledger.perProduct.keys()];
+    const specs = bought.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
     const { checks, restarted, shardLosses } = await run.check(specs, [ledger]);
     const shared = 'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider';
     const health = skeleton.healthOf({ steps, background: run.background, restarted, shardLosses }, shared);

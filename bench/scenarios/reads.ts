@@ -138,9 +138,7 @@ export default defineScenario({
     const { options, io } = run;
     const probe = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
     if (probe.error !== undefined)
-      throw new Error(
-        `the reads scenario needs wrk, which is not on PATH (${probe.error.message}): ${INSTALL_WRK}`,
-      );
+      throw new Error(`reads needs wrk, not on PATH (${probe.error.message}): ${INSTALL_WRK}`);
     const client = `wrk ${/^wrk (\S+)/m.exec(`${probe.stdout}${probe.stderr}`)?.[1] ?? 'unknown'}`;
     const threads = run.param('threads', 2, 1, 64);
     const rounds = run.param('rounds', 2, 1, 20);
@@ -149,23 +147,12 @@ export default defineScenario({
     const { connections, durationS } = options;
     if (connections < threads) throw new Error(`--connections must be at least threads (${threads})`);
     if (!Number.isInteger(durationS) || !Number.isInteger(warmupS))
-      throw new Error(
-        'reads: --duration and --param warmup must be whole seconds (wrk -d takes no fractions)',
-      );
+      throw new Error('reads: --duration and --param warmup must be whole seconds (as wrk -d)');
 
-    const { cluster, admin, tokens } = await run.setUp({
-      cluster: { nodes: 1, nginx: false },
-      users: [],
-      backgroundMs: 0,
-    });
+    const { cluster, admin, tokens } = await run.setUp({ cluster: { nodes: 1 }, users: [], backgroundMs: 0 });
     const node = cluster.url;
-    const products = await createProducts(
-      admin,
-      tokens,
-      run.tag('reads'),
-      run.param('products', 4, 1, 100),
-      1_000,
-    );
+    const count = run.param('products', 4, 1, 100);
+    const products = await createProducts(admin, tokens, run.tag('reads'), count, 1_000);
     const paths = products.map((p) => `/products/${p.id}`);
     // Each product read once (a miss fills the cache), then until every answer is a 200 from the cache.
     let warm = await readAll(node, paths);
@@ -174,20 +161,18 @@ export default defineScenario({
       warm = await readAll(node, paths);
     }
     const port = await freePort();
+    // The reference server answers the node's first answer: its body and its headers.
+    const script = path.join(BENCH_DIR, 'uws-hello.ts');
+    const args = ['--import', 'tsx', script, String(port), warm.body, JSON.stringify(warm.headers)];
+    const log = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
+    const ready = { url: `http://127.0.0.1:${port}`, probe: '/', timeoutMs: 15_000 };
     const hello = await startProcess(
       io,
       process.execPath,
-      [
-        '--import',
-        'tsx',
-        path.join(BENCH_DIR, 'uws-hello.ts'),
-        String(port),
-        warm.body,
-        JSON.stringify(warm.headers),
-      ],
+      args,
       { cwd: path.dirname(BENCH_DIR) },
-      path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`),
-      { url: `http://127.0.0.1:${port}`, probe: '/', timeoutMs: 15_000 },
+      log,
+      ready,
     );
     const urls = { node, hello: hello.url };
     const pids = { hello: hello.pid, node: cluster.nodes[0]?.pid };
