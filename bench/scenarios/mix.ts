@@ -22,16 +22,11 @@ const STOCK_TTL_S = 5;
 
 type Step = ReturnType<typeof stepOf>;
 
+/** What a step ran: offered rate, catalog size, share of purchases to the top product, start (run's clock). */
+type StepRun = { offered: number; catalog: number; hotShare: number; startS: number };
+
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
-function stepOf(
-  measured: MeasuredPhase<OpenLoopResult>,
-  {
-    offered,
-    catalog,
-    hotShare,
-    startS,
-  }: { offered: number; catalog: number; hotShare: number; startS: number },
-) {
+function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   const { result, cpu } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
@@ -51,8 +46,8 @@ function stepOf(
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   // The bench's own processes (nodes, nginx and its workers, provider) are known: "other" is what is left.
   const other = otherCores(cpu, Object.values(cpu.processCores));
-  const figures = { offered, catalog, result, ops, op, hitShare, hotShare, errorShare, misses };
-  return { ...figures, otherCores: other, stages: measured.stages, startS };
+  const figures = { ...step, result, ops, op, hitShare, errorShare, misses };
+  return { ...figures, otherCores: other, stages: measured.stages };
 }
 
 export default skeleton.defineScenario({

@@ -9,7 +9,7 @@ import { PurchaseLedger } from '../load.js';
 import { round, roundOrNull } from '../measure.js';
 import { familyDelta } from '../prom.js';
 import { num } from '../report.js';
-import * as s from '../scenario.js';
+import * as skeleton from '../scenario.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -17,7 +17,7 @@ const SUSTAINED_SHARE = 0.95;
 const ROUTED = 'cluster_routed_total';
 
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
-async function runSetup(top: s.Run, nodes: number) {
+async function runSetup(top: skeleton.Run, nodes: number) {
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
   const firstRate = top.options.rate ?? 50;
   return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
@@ -67,19 +67,22 @@ async function runSetup(top: s.Run, nodes: number) {
         ? of.reduce((n, x) => n + x.forwarded, 0) / total
         : null;
     };
-    const cap = { ...s.capacity(steps, (x) => x.sustained), slo: s.capacity(steps, (x) => x.pass) };
+    const cap = {
+      ...skeleton.capacity(steps, (x) => x.sustained),
+      slo: skeleton.capacity(steps, (x) => x.pass),
+    };
     return { nodes, label, steps, cap, share, ...checked, background: run.background, opened: run.opened };
   });
 }
 
 /** A step's purchase figures, and whether it kept up: steady 201s/s ≥ 95% of offered. */
 function openStepOf(
-  measured: Parameters<typeof s.openStep>[0],
+  measured: Parameters<typeof skeleton.openStep>[0],
   rate: number,
   startS: number,
   duration: number,
 ) {
-  const step = s.openStep(measured, rate, startS);
+  const step = skeleton.openStep(measured, rate, startS);
   // Steady state: 201s per second over the whole seconds after the first (the first second's answers lag its
   // arrivals by one latency, which would count a slower but steady setup as falling behind).
   const seconds = step.result.timeline.slice(1, Math.floor(duration));
@@ -104,7 +107,7 @@ function setupKeys({ nodes, cap }: Setup) {
   };
 }
 
-export default s.defineScenario({
+export default skeleton.defineScenario({
   name: 'scale',
   describe:
     'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share',
@@ -124,7 +127,7 @@ export default s.defineScenario({
     const restarted = setups.flatMap((x) => x.restarted);
     const shardLosses = setups.reduce((n, x) => n + x.shardLosses, 0);
     const shared = 'sharing them with the nodes, nginx and the stack';
-    const health = s.healthOf({ steps, background: undefined, restarted, shardLosses }, shared);
+    const health = skeleton.healthOf({ steps, background: undefined, restarted, shardLosses }, shared);
     const ok = two !== undefined && checks.every((c) => c.ok);
     const pct = (x: number | null) => (x === null ? 'n/a' : `${(x * 100).toFixed(1)}%`);
     const capText = ({ cap }: Setup) =>
@@ -140,7 +143,7 @@ export default s.defineScenario({
         forwarded_share: roundOrNull(forwardedShare, 3),
         forwarded_share_at_capacity: roundOrNull(two?.cap.best && two.share([two.cap.best]), 3),
         forwarded_share_one_node: roundOrNull(one.share(one.steps), 3),
-        oversold: s.oversold(checks),
+        oversold: skeleton.oversold(checks),
         still_pending: setups.reduce((n, x) => n + x.stillPending, 0),
         nginx_retried_replays: setups.reduce((n, x) => n + x.replayed, 0),
         via_nginx: true,
@@ -150,7 +153,7 @@ export default s.defineScenario({
         background_busy: Math.max(0, ...setups.map((x) => x.background ?? 0)),
         connections_open: Math.min(...setups.map((x) => x.opened)),
       },
-      table: s.stepTable(
+      table: skeleton.stepTable(
         'setup @ offered/s',
         steps,
         [['steady ok/s', (x) => Math.round(x.steadyOkPerS)]],
@@ -160,21 +163,25 @@ export default s.defineScenario({
         ],
       ),
       notes: [
-        `mode: OPEN LOOP, ${num(run.options.connections)} connections to the bench's nginx, 1 node then 2 nodes (each stopped after its steps); throughput = steady 201s/s at the highest step keeping up (≥ ${SUSTAINED_SHARE * 100}% of offered); SLO p99 ≤ ${s.SLO.p99Ms} ms, errors ≤ ${s.SLO.errorShare * 100}%.`,
+        `mode: OPEN LOOP, ${num(run.options.connections)} connections to the bench's nginx, 1 node then 2 nodes (each stopped after its steps); throughput = steady 201s/s at the highest step keeping up (≥ ${SUSTAINED_SHARE * 100}% of offered); SLO p99 ≤ ${skeleton.SLO.p99Ms} ms, errors ≤ ${skeleton.SLO.errorShare * 100}%.`,
         ...setups.map((x) => `${x.label} capacity: ${capText(x)}`),
         `ratio 2 nodes / 1 node: ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`} sustained, ${sloRatio === null ? 'n/a' : `${sloRatio.toFixed(2)}x`} at the SLO; forwarded share 2 nodes ${pct(forwardedShare)}, 1 node ${pct(one.share(one.steps))}.`,
         `CAVEAT: this machine has ${cores()} cores, shared by both nodes, nginx, the stack and the generator: the 2-node figure shows the cost of forwarding, not horizontal scale.`,
         ...health.notes,
-        ...setups.flatMap((x) => s.backgroundNote(x.background, `the ${x.label} load`)),
-        ...checks.filter((c) => !c.ok).map((c) => s.checkNote(c)),
-        `checks: ${checks.length} products, ${checks.filter((c) => c.ok).length} match their answers; oversold ${s.oversold(checks)}; correctness: ${ok ? 'OK' : 'FAILED'}`,
+        ...setups.flatMap((x) => skeleton.backgroundNote(x.background, `the ${x.label} load`)),
+        ...checks.filter((c) => !c.ok).map((c) => skeleton.checkNote(c)),
+        `checks: ${checks.length} products, ${checks.filter((c) => c.ok).length} match their answers; oversold ${skeleton.oversold(checks)}; correctness: ${ok ? 'OK' : 'FAILED'}`,
       ],
       details: {
-        setups: setups.map((x) => ({ nodes: x.nodes, checks: x.checks, steps: x.steps.map(s.stepDetails) })),
+        setups: setups.map((x) => ({
+          nodes: x.nodes,
+          checks: x.checks,
+          steps: x.steps.map(skeleton.stepDetails),
+        })),
       },
-      charts: s.stepCharts(
+      charts: skeleton.stepCharts(
         [
-          `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${s.SLO.p99Ms} ms)`,
+          `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${skeleton.SLO.p99Ms} ms)`,
           'scale: purchase latency at the highest sustained step and at the first that fell behind',
           'scale: offered vs answered per second, steps in order',
         ],
