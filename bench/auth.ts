@@ -8,8 +8,6 @@ import type { BenchIO, BenchOptions } from './types.js';
 
 /** Distinct buyers the scenarios spread purchases over (all of them fit each node's token cache). */
 export const BENCH_USERS = 1_000;
-/** The `sub` of the bench's admin (product creation, restock, stats, order reads). */
-export const BENCH_ADMIN = 'bench-admin';
 /** Longer than any run (`--repeat` reuses the tokens it minted). */
 const TTL_S = 12 * 3600;
 const MINT_CONCURRENCY = 1_000;
@@ -20,25 +18,17 @@ export const benchUser = (seq: number): string => `bench-u${(seq * 7_919) % BENC
 /** Every id `benchUser` can return. */
 export const benchUsers = (): string[] => Array.from({ length: BENCH_USERS }, (_, i) => `bench-u${i}`);
 
-/** `iss` / `aud` the nodes the bench starts expect: `--service-env AUTH_ISSUER=…` / `AUTH_AUDIENCE=…`, else the bench's env, else the service's defaults. */
-export function benchClaims(options: Pick<BenchOptions, 'serviceEnv'>): { issuer: string; audience: string } {
-  return {
-    issuer: options.serviceEnv['AUTH_ISSUER'] ?? process.env['AUTH_ISSUER'] ?? defaults.authIssuer,
-    audience: options.serviceEnv['AUTH_AUDIENCE'] ?? process.env['AUTH_AUDIENCE'] ?? defaults.authAudience,
-  };
-}
-
 /** Minted tokens of this process, by role, sub and claims: a `--repeat` series mints each once. */
 const minted = new Map<string, Promise<string>>();
 
-function token(sub: string, role: 'customer' | 'admin', claims: { issuer: string; audience: string }) {
-  const key = `${role}\u0000${sub}\u0000${claims.issuer}\u0000${claims.audience}`;
-  let pending = minted.get(key);
-  if (pending === undefined) {
-    pending = mintToken({ sub, role, ...claims, ttlSeconds: TTL_S });
-    minted.set(key, pending);
-  }
-  return pending;
+/** A token for `sub`, with the `iss` / `aud` the bench's nodes expect: `--service-env AUTH_ISSUER=…` /
+ * `AUTH_AUDIENCE=…`, else the bench's env, else the service's defaults. */
+function token(sub: string, role: 'customer' | 'admin', env: Readonly<Record<string, string>>) {
+  const issuer = env['AUTH_ISSUER'] ?? process.env['AUTH_ISSUER'] ?? defaults.authIssuer;
+  const audience = env['AUTH_AUDIENCE'] ?? process.env['AUTH_AUDIENCE'] ?? defaults.authAudience;
+  const key = [role, sub, issuer, audience].join('\u0000');
+  if (!minted.has(key)) minted.set(key, mintToken({ sub, role, issuer, audience, ttlSeconds: TTL_S }));
+  return minted.get(key)!;
 }
 
 /** `Authorization` header values, looked up synchronously in the load loops (never minted there). */
@@ -72,15 +62,14 @@ export class BenchTokens {
     io: Pick<BenchIO, 'progress'>,
     users: readonly string[] = benchUsers(),
   ): Promise<BenchTokens> {
-    const claims = benchClaims(options);
     const started = performance.now();
     const bearers = new Map<string, string>();
     for (let i = 0; i < users.length; i += MINT_CONCURRENCY) {
       const chunk = users.slice(i, i + MINT_CONCURRENCY);
-      const tokens = await Promise.all(chunk.map((sub) => token(sub, 'customer', claims)));
+      const tokens = await Promise.all(chunk.map((sub) => token(sub, 'customer', options.serviceEnv)));
       chunk.forEach((sub, k) => bearers.set(sub, `Bearer ${tokens[k]!}`));
     }
-    const admin = `Bearer ${await token(BENCH_ADMIN, 'admin', claims)}`;
+    const admin = `Bearer ${await token('bench-admin', 'admin', options.serviceEnv)}`;
     const ms = performance.now() - started;
     if (ms > 200)
       io.progress(

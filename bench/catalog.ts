@@ -8,17 +8,11 @@ import { withMysql } from './stores.js';
 /** Inserts `count` products named `<prefix> <i>` and returns their ids in insertion order (rank 1 first). */
 export function insertCatalog(prefix: string, count: number, stock: number): Promise<number[]> {
   return withMysql(async (conn) => {
+    const insert = 'INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES ?';
     for (let i = 0; i < count; i += 1000) {
-      const rows = Array.from({ length: Math.min(1000, count - i) }, (_, k) => [
-        `${prefix} ${i + k + 1}`,
-        1999,
-        stock,
-        'actor',
-      ]);
-      await conn.query<ResultSetHeader>(
-        'INSERT INTO products (name, price_cents, stock, purchase_strategy) VALUES ?',
-        [rows],
-      );
+      const row = (k: number) => [`${prefix} ${i + k + 1}`, 1999, stock, 'actor'];
+      const rows = Array.from({ length: Math.min(1000, count - i) }, (_, k) => row(k));
+      await conn.query<ResultSetHeader>(insert, [rows]);
     }
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT id FROM products WHERE name LIKE ? ORDER BY id',
@@ -53,15 +47,10 @@ export class Zipf {
 }
 
 /** Expected miss share of Zipf(1) reads over n products when an entry lives `ttlS`: Σ p/(1 + ttl·R·p). */
-export function expectedMissShare(n: number, readsPerS: number, ttlS: number): number {
-  let h = 0;
-  for (let i = 1; i <= n; i += 1) h += 1 / i;
-  let miss = 0;
-  for (let i = 1; i <= n; i += 1) {
-    const p = 1 / i / h;
-    miss += p / (1 + ttlS * readsPerS * p);
-  }
-  return miss;
+function expectedMissShare(n: number, readsPerS: number, ttlS: number): number {
+  const weights = Array.from({ length: n }, (_, i) => 1 / (i + 1));
+  const h = weights.reduce((a, b) => a + b, 0);
+  return weights.reduce((miss, w) => miss + w / h / (1 + (ttlS * readsPerS * w) / h), 0);
 }
 
 /** The catalog size (≤ max) whose expected miss share is closest to `missShare` at this read rate. */

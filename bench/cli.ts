@@ -1,7 +1,8 @@
 /**
- * Benchmark runner: `npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--out dir] ...`.
- * Scenarios are the modules in bench/scenarios/; each returns a result that is printed as a table, saved
- * as JSON (and SVG charts), and summarised as one JSON object on the LAST stdout line. Progress goes to stderr.
+ * Benchmark runner: `npm run bench -- <scenario> [options]` (bench/README.md). Scenarios are the modules in
+ * bench/scenarios/; each result is printed as a table and notes, saved as JSON (and SVG charts), and summarised
+ * as one JSON object on the LAST stdout line. Progress goes to stderr. Exit 0 ok, 1 invariant broken, 2 usage,
+ * 130 Ctrl-C.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -12,22 +13,19 @@ import { parseArgs } from 'node:util';
 import { renderCharts } from './chart.js';
 import { combineRepeats, formatTable } from './report.js';
 import { drainCleanups } from './scenario.js';
-import type { BenchIO, BenchOptions, Scenario, ScenarioResult } from './types.js';
+import type { BenchIO, BenchOptions, Scenario } from './types.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
-const SCENARIO_DIR = path.join(BENCH_DIR, 'scenarios');
-const DEFAULT_DURATION_S = 10;
-const DEFAULT_CONNECTIONS = 200;
+const ROOT = path.dirname(BENCH_DIR);
+const BENCH_SET = ['HOST', 'PORT', 'REDIS_KEY_PREFIX', 'NODE_ID'];
 
 class UsageError extends Error {}
 
-async function scenarioNames(): Promise<string[]> {
-  const files = await readdir(SCENARIO_DIR).catch(() => [] as string[]);
-  return files
+const scenarioNames = async (): Promise<string[]> =>
+  (await readdir(path.join(BENCH_DIR, 'scenarios')).catch(() => [] as string[]))
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
     .map((f) => f.slice(0, -3))
     .sort();
-}
 
 async function loadScenario(name: string): Promise<Scenario> {
   const mod = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as {
@@ -39,21 +37,9 @@ async function loadScenario(name: string): Promise<Scenario> {
 
 async function usage(): Promise<string> {
   const lines = [
-    'usage: npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--mode open|closed] [--repeat n] [--seed n]',
-    '                    [--param key=value ...] [--out dir] [--url http://host:port] [--cpu-prof] [--service-env KEY=VALUE ...]',
-    '',
-    '  --duration s      load time in seconds (per step for step-up scenarios; scenario default)',
-    '  --rate r          offered rate, requests/s (open loop; the first step of a step-up; scenario default)',
-    '  --connections c   connections the generator holds (closed loop: requests in flight; scenario default)',
-    '  --mode m          open (default: arrivals at the offered rate, latency from the intended send time) or closed',
-    '  --repeat n        run the scenario n times; the summary gives the median and <key>_min/<key>_max',
-    '  --seed n          seed of a randomized scenario (chaos: the fault schedule); default a random one, printed',
-    '  --param k=v       a scenario knob (repeatable; see bench/README.md), e.g. --param stock=200',
-    '  --out dir         folder for the result JSON (default bench/out)',
-    '  --url u           benchmark a running service instead of starting one',
-    '  --cpu-prof        start the service under node --cpu-prof (profiles in <out>/profiles)',
-    '  --no-build        use dist/ as it is (default: tsc -p tsconfig.build.json first)',
-    '  --service-env K=V extra environment of the service the bench starts (repeatable), e.g. MYSQL_POOL_SIZE=64',
+    'usage: npm run bench -- <scenario> [--duration s] [--rate r] [--connections c] [--mode open|closed] [--repeat n]',
+    '         [--seed n] [--param key=value ...] [--out dir] [--url http://host:port] [--no-build] [--cpu-prof]',
+    '         [--service-env KEY=VALUE ...]       (every option and each scenario’s --param: bench/README.md)',
     '',
     'scenarios:',
   ];
@@ -67,17 +53,12 @@ async function usage(): Promise<string> {
   return lines.join('\n');
 }
 
-/** A number option: above 0 (0 allowed with `min0`), at most `max`, an integer if `integer`. */
+/** A number option: above 0 (from 0 with `min0`), at most `max`, an integer if `integer`. */
 function numberOption(raw: string | undefined, flag: string, integer: boolean, max: number, min0 = false) {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (
-    raw.trim() === '' ||
-    !Number.isFinite(n) ||
-    (min0 ? n < 0 : n <= 0) ||
-    n > max ||
-    (integer && !Number.isInteger(n))
-  )
+  const low = min0 ? n < 0 : n <= 0;
+  if (raw.trim() === '' || !Number.isFinite(n) || low || n > max || (integer && !Number.isInteger(n)))
     throw new UsageError(
       `${flag} ${JSON.stringify(raw)}: expected a${integer ? 'n integer' : ' number'} ${min0 ? 'from 0' : 'above 0'}, at most ${max}`,
     );
@@ -86,58 +67,38 @@ function numberOption(raw: string | undefined, flag: string, integer: boolean, m
 
 function httpUrl(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
-  if (!URL.canParse(raw))
-    throw new UsageError(`--url ${JSON.stringify(raw)} is not a URL (expected http://host:port)`);
-  const url = new URL(raw);
-  if (url.protocol !== 'http:' || url.pathname !== '/')
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (url?.protocol !== 'http:' || url.pathname !== '/')
     throw new UsageError(`--url ${JSON.stringify(raw)}: expected http://host:port with no path`);
   return url.origin;
 }
 
-/** `KEY=VALUE` pairs of --service-env; HOST, PORT, REDIS_KEY_PREFIX and NODE_ID stay the bench's. */
-function serviceEnv(pairs: readonly string[], external: boolean): Record<string, string> {
-  if (pairs.length > 0 && external)
-    throw new UsageError('--service-env applies to the service the bench starts, not to --url');
-  const env: Record<string, string> = {};
-  for (const pair of pairs) {
-    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(pair);
-    if (!match) throw new UsageError(`--service-env ${JSON.stringify(pair)}: expected KEY=VALUE`);
-    if (['HOST', 'PORT', 'REDIS_KEY_PREFIX', 'NODE_ID'].includes(match[1]!))
+/** `key=value` pairs (`--param`, `--service-env`) as an object, each key matching `keyPattern`. */
+function pairs(values: readonly string[], flag: string, keyPattern: RegExp): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of values) {
+    const match = new RegExp(`^(${keyPattern.source})=(.*)$`, 's').exec(pair);
+    if (!match || (flag === '--param' && match[2] === ''))
+      throw new UsageError(
+        `${flag} ${JSON.stringify(pair)}: expected ${flag === '--param' ? 'key=value' : 'KEY=VALUE'}`,
+      );
+    if (flag === '--service-env' && BENCH_SET.includes(match[1]!))
       throw new UsageError(`--service-env: ${match[1]} is set by the bench`);
-    env[match[1]!] = match[2]!;
+    out[match[1]!] = match[2]!;
   }
-  return env;
+  return out;
 }
 
-const timestamp = (date: Date): string =>
-  date
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace(/\.\d+Z$/, 'Z');
-
 async function parse(argv: string[]): Promise<{ scenario: Scenario; options: BenchOptions; repeat: number }> {
+  const str = { type: 'string' } as const;
+  const strs = { type: 'string', multiple: true } as const;
+  const bool = { type: 'boolean', default: false } as const;
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        duration: { type: 'string' },
-        rate: { type: 'string' },
-        connections: { type: 'string' },
-        mode: { type: 'string' },
-        repeat: { type: 'string' },
-        seed: { type: 'string' },
-        param: { type: 'string', multiple: true },
-        out: { type: 'string' },
-        url: { type: 'string' },
-        'cpu-prof': { type: 'boolean', default: false },
-        'no-build': { type: 'boolean', default: false },
-        'service-env': { type: 'string', multiple: true },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
+    const load = { duration: str, rate: str, connections: str, mode: str, repeat: str, seed: str };
+    const run = { param: strs, out: str, url: str, 'service-env': strs, 'cpu-prof': bool, 'no-build': bool };
+    const options = { ...load, ...run, help: { ...bool, short: 'h' } } as const;
+    parsed = parseArgs({ args: argv, allowPositionals: true, options });
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
@@ -160,102 +121,71 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     throw new UsageError(`--mode ${JSON.stringify(mode)}: open or closed`);
   if (!modes.includes(mode))
     throw new UsageError(`${name} has no ${mode}-loop mode (it has: ${modes.join(', ')})`);
-  const params: Record<string, string> = {};
-  for (const pair of values.param ?? []) {
-    const match = /^([a-z][a-z0-9-]*)=(.+)$/s.exec(pair);
-    if (!match) throw new UsageError(`--param ${JSON.stringify(pair)}: expected key=value`);
-    params[match[1]!] = match[2]!;
-  }
-  const repeat = numberOption(values.repeat, '--repeat', true, 100) ?? 1;
+  const serviceEnv = values['service-env'] ?? [];
+  if (serviceEnv.length > 0 && values.url !== undefined)
+    throw new UsageError('--service-env applies to the service the bench starts, not to --url');
+  const defaults = scenario.defaults ?? {};
   const options: BenchOptions = {
-    durationS:
-      numberOption(values.duration, '--duration', false, 24 * 3600) ??
-      scenario.defaults?.durationS ??
-      DEFAULT_DURATION_S,
+    durationS: numberOption(values.duration, '--duration', false, 24 * 3600) ?? defaults.durationS ?? 10,
     connections:
-      numberOption(values.connections, '--connections', true, 20_000) ??
-      scenario.defaults?.connections ??
-      DEFAULT_CONNECTIONS,
-    rate: numberOption(values.rate, '--rate', false, 1_000_000) ?? scenario.defaults?.rate,
+      numberOption(values.connections, '--connections', true, 20_000) ?? defaults.connections ?? 200,
+    rate: numberOption(values.rate, '--rate', false, 1_000_000) ?? defaults.rate,
     mode,
-    params,
+    params: pairs(values.param ?? [], '--param', /[a-z][a-z0-9-]*/),
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
     url: httpUrl(values.url),
     cpuProf: values['cpu-prof'],
     build: !values['no-build'],
-    serviceEnv: serviceEnv(values['service-env'] ?? [], values.url !== undefined),
+    serviceEnv: pairs(serviceEnv, '--service-env', /[A-Z][A-Z0-9_]*/),
     seed: numberOption(values.seed, '--seed', true, 0xffff_ffff, true),
-    runTag: timestamp(new Date()),
+    runTag: new Date().toISOString().replace(/[-:]|\.\d+/g, ''),
   };
-  return { scenario, options, repeat };
-}
-
-function machine() {
-  return {
-    nproc: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    loadAverage1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
-  };
+  return { scenario, options, repeat: numberOption(values.repeat, '--repeat', true, 100) ?? 1 };
 }
 
 /** The commit and the files that differed from it when the run started (the build is of the working tree). */
 function source(): { head: string | null; changed: string[] } {
   const git = (...args: string[]): string | null => {
     try {
-      return execFileSync('git', args, { cwd: path.dirname(BENCH_DIR), encoding: 'utf8' }).trimEnd();
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trimEnd();
     } catch {
       return null;
     }
   };
   const status = git('status', '--porcelain', '--untracked-files=all', '--', '.', ':!bench/out');
-  return {
-    head: git('rev-parse', '--short', 'HEAD'),
-    changed: status === null || status === '' ? [] : status.split('\n'),
-  };
+  return { head: git('rev-parse', '--short', 'HEAD'), changed: status ? status.split('\n') : [] };
 }
 
 async function main(): Promise<number> {
-  let scenario: Scenario;
-  let options: BenchOptions;
-  let repeat: number;
+  let parsed;
   try {
-    ({ scenario, options, repeat } = await parse(process.argv.slice(2)));
+    parsed = await parse(process.argv.slice(2));
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`bench: ${err.message}\n\n${await usage()}\n`);
     return 2;
   }
-
+  const { scenario, options, repeat } = parsed;
   const cleanups: (() => Promise<void> | void)[] = [];
   const abort = new AbortController();
   const progress = (line: string) => void process.stderr.write(`${line}\n`);
   const runCleanups = () => drainCleanups(cleanups, progress);
-  let interrupted = false;
   const onSignal = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
+    if (abort.signal.aborted) process.exit(130);
     process.stderr.write('bench: interrupted; stopping the service (Ctrl-C again to exit now)\n');
     abort.abort();
     void runCleanups().then(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const io: BenchIO = {
-    progress,
-    onCleanup: (fn) => cleanups.push(fn),
-    signal: abort.signal,
-  };
+  const io: BenchIO = { progress, onCleanup: (fn) => cleanups.push(fn), signal: abort.signal };
 
   const summaries: Record<string, unknown>[] = [];
   for (let run = 1; run <= repeat; run += 1) {
-    const runOptions: BenchOptions =
-      repeat === 1 ? options : { ...options, runTag: `${options.runTag}-r${run}` };
-    if (repeat > 1) io.progress(`bench: run ${run} of ${repeat}`);
-    const summary = await runOnce(scenario, runOptions, io, runCleanups, () => interrupted);
-    if (summary === 'interrupted') return 130;
+    if (repeat > 1) progress(`bench: run ${run} of ${repeat}`);
+    const runTag = repeat === 1 ? options.runTag : `${options.runTag}-r${run}`;
+    const summary = await runOnce(scenario, { ...options, runTag }, io, runCleanups);
+    if (abort.signal.aborted) return 130;
     summaries.push(summary);
     if (summary['ok'] !== true) break; // a broken invariant ends the series: it is the finding
   }
@@ -263,10 +193,8 @@ async function main(): Promise<number> {
   if (repeat > 1) {
     last = combineRepeats(scenario.name, summaries, repeat);
     const file = path.join(options.outDir, `${scenario.name}-${options.runTag}-repeat.json`);
-    await writeFile(
-      file,
-      `${JSON.stringify({ argv: process.argv.slice(2), runs: summaries, summary: last }, null, 2)}\n`,
-    );
+    const record = { argv: process.argv.slice(2), runs: summaries, summary: last };
+    await writeFile(file, `${JSON.stringify(record, null, 2)}\n`);
     last = { ...last, result_file: path.relative(process.cwd(), file) };
     process.stdout.write(
       `\n${scenario.name}: ${summaries.length} runs; median (min-max) of each figure in ${last['result_file'] as string}\n`,
@@ -276,38 +204,32 @@ async function main(): Promise<number> {
   return last['ok'] === true ? 0 : 1;
 }
 
+/** The machine the run is on (each result file keeps it; the summary says it in one line). */
+const machine = () => ({
+  nproc: availableParallelism(),
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+  node: process.version,
+  platform: `${process.platform}-${process.arch}`,
+  loadAverage1mAtStart: Math.round(loadavg()[0]! * 100) / 100,
+});
+
 /** One run of the scenario: table, notes, JSON file and charts; returns its summary (printed last by main). */
-async function runOnce(
-  scenario: Scenario,
-  options: BenchOptions,
-  io: BenchIO,
-  runCleanups: () => Promise<void>,
-  interrupted: () => boolean,
-): Promise<Record<string, unknown> | 'interrupted'> {
-  const startedAt = new Date();
-  const host = machine();
-  const tree = source();
-  let result: ScenarioResult;
-  try {
-    result = await scenario.run(options, io);
-  } catch (err) {
-    await runCleanups();
-    if (interrupted()) return 'interrupted';
-    process.stderr.write(
-      `bench: ${scenario.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-    );
-    return { scenario: scenario.name, ok: false, error: err instanceof Error ? err.message : String(err) };
+async function runOnce(scenario: Scenario, options: BenchOptions, io: BenchIO, cleanUp: () => Promise<void>) {
+  const [startedAt, host, tree] = [new Date().toISOString(), machine(), source()];
+  const result = await scenario.run(options, io).catch((err: unknown) => err as Error);
+  await cleanUp();
+  if (result instanceof Error) {
+    if (!io.signal.aborted) io.progress(`bench: ${scenario.name} failed: ${result.stack ?? result.message}`);
+    return { scenario: scenario.name, ok: false, error: result.message };
   }
-  await runCleanups();
-  if (interrupted()) return 'interrupted';
+  if (io.signal.aborted) return {};
 
   await mkdir(options.outDir, { recursive: true });
-  const file = path.join(options.outDir, `${scenario.name}-${options.runTag}.json`);
-  const charts = await renderCharts(
-    result.charts ?? [],
-    path.join(options.outDir, `${scenario.name}-${options.runTag}`),
-  ).catch((err: unknown) => {
-    process.stderr.write(`bench: charts not written: ${String(err)}\n`);
+  const base = path.join(options.outDir, `${scenario.name}-${options.runTag}`);
+  const relative = (file: string) => path.relative(process.cwd(), file);
+  const charts = await renderCharts(result.charts ?? [], base).catch((err: unknown) => {
+    io.progress(`bench: charts not written: ${String(err)}`);
     return [] as string[];
   });
   const summary = {
@@ -315,33 +237,30 @@ async function runOnce(
     ok: result.ok,
     ...result.summary,
     machine: `${host.nproc} x ${host.cpuModel}, ${host.memoryGiB} GiB`,
-    result_file: path.relative(process.cwd(), file),
-    ...(charts.length > 0 ? { charts: charts.map((c) => path.relative(process.cwd(), c)) } : {}),
+    result_file: relative(`${base}.json`),
+    ...(charts.length > 0 ? { charts: charts.map(relative) } : {}),
   };
-  const record = {
-    scenario: scenario.name,
-    startedAt: startedAt.toISOString(),
-    finishedAt: new Date().toISOString(),
+  const { table, notes, details } = result;
+  const record = { scenario: scenario.name, startedAt, finishedAt: new Date().toISOString() };
+  const run = {
     argv: process.argv.slice(2),
     options,
     machine: host,
     source: tree,
     summary,
-    table: result.table,
-    notes: result.notes,
-    details: result.details,
+    table,
+    notes,
+    details,
   };
-  await writeFile(file, `${JSON.stringify(record, null, 2)}\n`);
+  await writeFile(`${base}.json`, `${JSON.stringify({ ...record, ...run }, null, 2)}\n`);
 
-  process.stdout.write(`\n${scenario.name}: ${scenario.describe}\n\n${formatTable(result.table)}\n\n`);
-  for (const note of result.notes) process.stdout.write(`${note}\n`);
-  process.stdout.write(
-    `source: ${tree.head ?? 'unknown commit'}${tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)'}\n`,
-  );
-  process.stdout.write(`result file: ${summary.result_file}\n`);
-  for (const chart of charts) process.stdout.write(`chart: ${path.relative(process.cwd(), chart)}\n`);
-  if (!result.ok)
-    process.stdout.write(`FAILED: ${scenario.name}: an invariant is broken (see the notes above)\n`);
+  const changes =
+    tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)';
+  const lines = [`\n${scenario.name}: ${scenario.describe}\n`, formatTable(table), '', ...notes];
+  lines.push(`source: ${tree.head ?? 'unknown commit'}${changes}`, `result file: ${summary.result_file}`);
+  lines.push(...charts.map((c) => `chart: ${relative(c)}`));
+  if (!result.ok) lines.push(`FAILED: ${scenario.name}: an invariant is broken (see the notes above)`);
+  process.stdout.write(`${lines.join('\n')}\n`);
   return summary;
 }
 

@@ -7,10 +7,9 @@ import { Client, type Dispatcher } from 'undici';
 export class ConnectionSet {
   readonly size: number;
   private readonly clients: Client[];
+  /** Idle connections, the one idle longest first; requests waiting for one, the oldest first. */
   private readonly idle: Client[];
-  private idleHead = 0;
   private readonly waiting: ((client: Client) => void)[] = [];
-  private waitingHead = 0;
   /** Sockets open now (undici `connect` minus `disconnect` events). */
   connected = 0;
   /** Connections (re)opened since creation. */
@@ -55,12 +54,10 @@ export class ConnectionSet {
     const worker = async (): Promise<void> => {
       while (next < this.clients.length) {
         const client = this.clients[next++]!;
-        try {
-          const res = await client.request({ path, method: 'GET' });
-          await res.body.dump();
-        } catch {
-          // counted by `connected` below
-        }
+        await client
+          .request({ path, method: 'GET' })
+          .then((res) => res.body.dump())
+          .catch(() => undefined); // counted by `connected` below
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, this.size) }, worker));
@@ -72,49 +69,22 @@ export class ConnectionSet {
     options: Omit<Dispatcher.RequestOptions, 'origin'>,
     read: (res: Dispatcher.ResponseData) => Promise<T>,
   ): Promise<T> {
-    const client = await this.acquire();
+    const client =
+      this.idle.shift() ??
+      (await new Promise<Client>((resolve) => {
+        this.waiting.push(resolve);
+        this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length);
+      }));
     try {
-      const res = await client.request(options);
-      return await read(res);
+      return await read(await client.request(options));
     } finally {
-      this.release(client);
+      const waiter = this.waiting.shift();
+      if (waiter === undefined) this.idle.push(client);
+      else waiter(client);
     }
   }
 
   async close(): Promise<void> {
     await Promise.all(this.clients.map((c) => c.destroy().catch(() => undefined)));
-  }
-
-  private acquire(): Promise<Client> {
-    if (this.idleHead < this.idle.length) {
-      const client = this.idle[this.idleHead++]!;
-      this.compact();
-      return Promise.resolve(client);
-    }
-    return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length - this.waitingHead);
-    });
-  }
-
-  private release(client: Client): void {
-    if (this.waitingHead < this.waiting.length) {
-      const resolve = this.waiting[this.waitingHead++]!;
-      this.compact();
-      resolve(client);
-      return;
-    }
-    this.idle.push(client);
-  }
-
-  private compact(): void {
-    if (this.idleHead > 4096 && this.idleHead * 2 > this.idle.length) {
-      this.idle.splice(0, this.idleHead);
-      this.idleHead = 0;
-    }
-    if (this.waitingHead > 4096 && this.waitingHead * 2 > this.waiting.length) {
-      this.waiting.splice(0, this.waitingHead);
-      this.waitingHead = 0;
-    }
   }
 }

@@ -38,64 +38,52 @@ const STACK_SERVERS = {
   payment_provider: STACK_PORTS.payment,
 } as const;
 
+/** A file's text, or undefined when it cannot be read (no /proc, a process gone meanwhile). */
+function read(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
 /** Pids of the processes listening on the stack's ports (/proc/net/tcp and fds): whichever stack answers there. */
 export function stackPids(): Record<string, number> {
-  const inodes = listeningInodes(new Set(Object.values(STACK_SERVERS)));
-  const owners = socketOwners(new Set(inodes.values()));
-  const pids: Record<string, number> = {};
-  for (const [name, port] of Object.entries(STACK_SERVERS)) {
-    const inode = inodes.get(port);
-    const pid = inode === undefined ? undefined : owners.get(inode);
-    if (pid !== undefined) pids[name] = pid;
-  }
-  return pids;
-}
-
-/** Listening TCP sockets on these ports: port → socket inode (IPv4 and IPv6 tables). */
-function listeningInodes(ports: ReadonlySet<number>): Map<number, string> {
-  const found = new Map<number, string>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let text: string;
-    try {
-      text = readFileSync(table, 'utf8');
-    } catch {
-      continue;
+  // Listening sockets (state 0A) on these ports: socket inode → port, from the IPv4 and IPv6 tables.
+  const ports = new Set<number>(Object.values(STACK_SERVERS));
+  const inodes = new Map<string, number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6'])
+    for (const line of (read(table) ?? '').split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/); // sl local_address rem_address st … inode (field 9)
+      const port = parseInt(fields[1]?.split(':')[1] ?? '', 16);
+      if (fields[3] === '0A' && ports.has(port) && ![...inodes.values()].includes(port))
+        inodes.set(fields[9]!, port);
     }
-    for (const line of text.split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/);
-      // sl local_address rem_address st ... inode (field 9); state 0A = LISTEN
-      if (fields.length < 10 || fields[3] !== '0A') continue;
-      const port = parseInt(fields[1]!.split(':')[1] ?? '', 16);
-      if (ports.has(port) && !found.has(port)) found.set(port, fields[9]!);
-    }
-  }
-  return found;
-}
-
-/** socket inode → the pid (lowest, i.e. the parent of pre-forked workers) holding it. */
-function socketOwners(inodes: ReadonlySet<string>): Map<string, number> {
-  const owners = new Map<string, number>();
-  if (inodes.size === 0) return owners;
+  // The pid holding each socket: the lowest, i.e. the parent of pre-forked workers.
+  const owners = new Map<number, number>();
   for (const pid of procPids()) {
-    let fds: string[];
+    if (owners.size === inodes.size) break;
+    let fds: string[] = [];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
     } catch {
-      continue; // gone, or not ours to read
+      // gone, or not ours to read
     }
     for (const fd of fds) {
-      let target: string;
+      let inode: string | undefined;
       try {
-        target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+        inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
       } catch {
         continue;
       }
-      const inode = /^socket:\[(\d+)\]$/.exec(target)?.[1];
-      if (inode !== undefined && inodes.has(inode) && !owners.has(inode)) owners.set(inode, pid);
+      const port = inode === undefined ? undefined : inodes.get(inode);
+      if (port !== undefined && !owners.has(port)) owners.set(port, pid);
     }
-    if (owners.size === inodes.size) break;
   }
-  return owners;
+  const pids: Record<string, number> = {};
+  for (const [name, port] of Object.entries(STACK_SERVERS))
+    if (owners.has(port)) pids[name] = owners.get(port)!;
+  return pids;
 }
 
 /** Every pid in /proc, lowest first (none without /proc). */
@@ -110,20 +98,15 @@ function procPids(): number[] {
   }
 }
 
+/** The fields of /proc/<pid>/stat after the parenthesised command name (state first); undefined if gone. */
+const statFields = (pid: number) => {
+  const stat = read(`/proc/${pid}/stat`);
+  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+};
+
 /** Pids of the live processes whose parent is `parent` (nginx's workers), from /proc. */
-export function childPids(parent: number): number[] {
-  const children: number[] = [];
-  for (const pid of procPids()) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === parent) children.push(pid);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return children;
-}
+export const childPids = (parent: number): number[] =>
+  procPids().filter((pid) => Number(statFields(pid)?.[1]) === parent);
 
 /** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far. */
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>) {
@@ -173,27 +156,18 @@ export function otherCores(shares: CpuShares, known: readonly (number | undefine
   );
 }
 
+/** utime + stime (fields 14 and 15 of /proc/<pid>/stat), jiffies. */
 function processJiffies(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]);
-  } catch {
-    return undefined;
-  }
+  const fields = statFields(pid);
+  return fields === undefined ? undefined : Number(fields[11]) + Number(fields[12]);
 }
 
 function machineJiffies(): { busy: number; irq: number; total: number } | undefined {
-  try {
-    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0]!;
-    const values = line.trim().split(/\s+/).slice(1).map(Number);
-    // user nice system idle iowait irq softirq steal (guest time is already inside user)
-    const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (values[3] ?? 0) + (values[4] ?? 0);
-    const irq = (values[5] ?? 0) + (values[6] ?? 0);
-    return { busy: total - idle, irq, total };
-  } catch {
-    return undefined;
-  }
+  const line = read('/proc/stat')?.split('\n')[0];
+  if (line === undefined) return undefined;
+  const values = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (values[3] ?? 0) + (values[4] ?? 0);
+  return { busy: total - idle, irq: (values[5] ?? 0) + (values[6] ?? 0), total };
 }

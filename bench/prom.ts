@@ -42,12 +42,12 @@ export function delta(before: Samples, after: Samples, sample: string): number {
   return (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
 }
 
-/** after − before summed over every label set of one sample name (`name` and `name{...}`). */
-export function familyDelta(before: Samples, after: Samples, name: string): number {
+/** after − before summed over every label set of one sample name (`name` and `name{...}`) holding all `labels`. */
+export function familyDelta(before: Samples, after: Samples, name: string, ...labels: string[]): number {
   let sum = 0;
-  for (const [sample, value] of after) {
-    if (sample === name || sample.startsWith(`${name}{`)) sum += value - (before.get(sample) ?? 0);
-  }
+  for (const [sample, value] of after)
+    if ((sample === name || sample.startsWith(`${name}{`)) && labels.every((l) => sample.includes(l)))
+      sum += value - (before.get(sample) ?? 0);
   return sum;
 }
 

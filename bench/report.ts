@@ -77,3 +77,27 @@ export function tableOf<T>(
     rows: rows.map((row) => columns.map(([, cell]) => cell(row))),
   };
 }
+/** A column: header and cell; with a summary key, also the row's `<prefix>_<key>` (its value: `value`, else the cell). */
+export type Column<T> = readonly [
+  header: string,
+  cell: (row: T) => string | number,
+  key?: string,
+  value?: (row: T) => unknown,
+];
+
+/** A scenario's columns declared once: its table, and the summary keys of a row (a phase, a path) from them. */
+export function columns<T>(cols: readonly Column<T>[]) {
+  return {
+    table: (rows: readonly T[]) =>
+      tableOf<T>(
+        cols.map(([header, cell]) => [header, cell] as const),
+        rows,
+      ),
+    keys: (prefix: string, row: T): Record<string, unknown> =>
+      Object.fromEntries(
+        cols.flatMap(([, cell, key, value]) =>
+          key === undefined ? [] : [[`${prefix}_${key}`, (value ?? cell)(row)]],
+        ),
+      ),
+  };
+}
