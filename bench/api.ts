@@ -1,7 +1,6 @@
 /** The few service calls scenarios make outside their load loops. */
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { BenchTokens } from './auth.js';
-import type { BenchIO } from './types.js';
 
 export type Strategy = 'actor' | 'baseline';
 
@@ -51,17 +50,4 @@ export function errorCode(text: string): string {
   } catch {
     return '?';
   }
-}
-
-/** The closed-loop scenarios' client: keep-alive connections, 1 min timeouts (above the service's 15 s). */
-export function closedLoopPool(url: string, connections: number, io: BenchIO): Pool {
-  const pool = new Pool(url, {
-    connections,
-    pipelining: 1,
-    headersTimeout: 60_000,
-    bodyTimeout: 60_000,
-    keepAliveTimeout: 60_000,
-  });
-  io.onCleanup(() => (pool.closed ? undefined : pool.close()));
-  return pool;
 }

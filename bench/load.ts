@@ -13,9 +13,6 @@ export type PurchaseAttempt = { productId: number; userId: string; key: string; 
 /** Per product: fresh 201s (confirmed orders), 402s (made and cancelled), the keys answered 202 (saga open). */
 export type ProductTally = { created: number; declined: number; readonly pendingKeys: string[] };
 
-/** @deprecated kept for the merge (bench/verify.ts): what the checks read of a ledger. */
-export type PhaseResult = Pick<PurchaseLedger, 'perProduct' | 'ambiguous'>;
-
 /** Now on the monotonic clock, µs (the clock of V8 .cpuprofile timestamps on Linux). */
 export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 

@@ -5,7 +5,7 @@
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
 import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
-import { serverCounters } from './verify.js';
+import { serverCounters } from './stores.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 export const DISTURBED_OTHER_CORES = 0.25;

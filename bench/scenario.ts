@@ -25,13 +25,8 @@ import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loo
 import { scrapeNodes } from './prom.js';
 import { num, tableOf } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
-import {
-  expectedFrom,
-  verifyProducts,
-  waitForSagas,
-  type ExpectedProduct,
-  type ProductCheck,
-} from './verify.js';
+import { waitForSagas } from './stores.js';
+import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
 
 export interface ScenarioSpec extends Omit<Scenario, 'run'> {
   run(run: Run): Promise<ScenarioResult>;

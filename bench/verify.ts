@@ -5,10 +5,7 @@
  */
 import type { RowDataPacket } from 'mysql2/promise';
 import { ordersOfKeys, withMysql } from './stores.js';
-import type { PhaseResult } from './load.js';
-
-/** The waits and counters the scenarios import from here. */
-export { serverCounters, waitForSagas, waitNone } from './stores.js';
+import type { PurchaseLedger } from './load.js';
 
 /** A product's expected orders: fresh 201s (confirmed), 402s (cancelled), keys answered 202 (order exists,
  * saga maybe running) and keys answered 5xx or lost in transport (each may or may not have its order). */
@@ -16,7 +13,7 @@ export type ExpectedProduct = ReturnType<typeof expectedFrom>[number];
 
 /** What the phases' answers say each product's orders must be. */
 export function expectedFrom(
-  phases: readonly Pick<PhaseResult, 'perProduct' | 'ambiguous'>[],
+  phases: readonly Pick<PurchaseLedger, 'perProduct' | 'ambiguous'>[],
   products: readonly { productId: number; label: string; initialStock: number }[],
 ) {
   return products.map(({ productId, label, initialStock }) => {

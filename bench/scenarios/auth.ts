@@ -28,7 +28,7 @@ import {
 } from '../scenario.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
 import type { ScenarioResult } from '../types.js';
-import { waitForSagas } from '../verify.js';
+import { waitForSagas } from '../stores.js';
 
 type Mode = 'on' | 'off';
 const STOCK = 10_000_000;

@@ -11,9 +11,15 @@ import { round, roundOrNull } from '../measure.js';
 import { probeIo } from '../io-probe.js';
 import { num } from '../report.js';
 import type { Redis } from '../../src/storage/redis.js';
-import { commandTotal, connectStoreRedis, redisCommandCalls, serverStatus, withMysql } from '../stores.js';
+import {
+  commandTotal,
+  connectStoreRedis,
+  redisCommandCalls,
+  serverStatus,
+  waitNone,
+  withMysql,
+} from '../stores.js';
 import { defineScenario, oversold, type OpenStep, type Run } from '../scenario.js';
-import { waitNone } from '../verify.js';
 import type { ScenarioResult } from '../types.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
