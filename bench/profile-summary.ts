@@ -71,15 +71,22 @@ function summarise(profile: Profile, windows: readonly Window[] | undefined, top
   ].join('\n');
 }
 
+/** A measured phase or step of a result file, as `stepDetails` and cost's phases write it. */
+type Phase = { label?: string; monotonicUs?: Window };
+
 function phaseWindows(resultFile: string, text: string): Window[] {
   const result = JSON.parse(readFileSync(resultFile, 'utf8')) as {
-    details?: { phases?: { label: string; monotonicUs?: Window }[]; idle?: { monotonicUs?: Window } };
+    details?: { phases?: Phase[]; steps?: Phase[]; idle?: { monotonicUs?: Window } };
   };
   // cost's idle interval is a phase named `idle` here.
   const idle = result.details?.idle?.monotonicUs;
-  const phases = [...(result.details?.phases ?? []), ...(idle ? [{ label: 'idle', monotonicUs: idle }] : [])];
+  const phases = [
+    ...(result.details?.phases ?? []),
+    ...(result.details?.steps ?? []),
+    ...(idle ? [{ label: 'idle', monotonicUs: idle }] : []),
+  ];
   const windows = phases
-    .filter((p) => p.label.includes(text) && p.monotonicUs !== undefined)
+    .filter((p) => p.label?.includes(text) === true && p.monotonicUs !== undefined)
     .map((p) => p.monotonicUs!);
   if (windows.length === 0)
     throw new Error(`no phase of ${resultFile} has a label containing ${JSON.stringify(text)}`);

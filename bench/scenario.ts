@@ -445,6 +445,9 @@ export const stepDetails = <S extends { result: OpenLoopResult; startS: number; 
   metrics: _metrics,
   ...step
 }: S) => ({
+  // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
+  label: result.label,
+  monotonicUs: result.monotonicUs,
   ...step,
   statuses: result.ops.get('purchase')?.statuses,
   achievedPerS: round(result.achievedPerS, 1),
