@@ -71,12 +71,32 @@ export function formatStages(stages: StageFigures): string {
   return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
+/**
+ * `cores: node-1 0.41, mariadb_primary 0.18, …, bench 0.23`, busiest first (the nodes as `service` when they are
+ * not among the pids): which process fills the box.
+ */
+function formatCores(
+  processes: Readonly<Record<string, number | undefined>>,
+  service: number,
+  bench: number,
+) {
+  const named = Object.keys(processes).some((name) => name.startsWith('node-'));
+  const cores = { ...(named ? {} : { service }), ...processes, bench };
+  const busy = Object.entries(cores).filter(
+    (e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005,
+  );
+  return `cores: ${busy
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, c]) => `${name} ${c.toFixed(2)}`)
+    .join(', ')}`;
+}
+
 /** `fn` with `/metrics` (each node read directly, summed), CPU and the primary's counters around it. */
 export async function measurePhase<T>(
   metricsFrom: string | readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
-  /** Given the phase's purchase stage line (`formatStages`), when it had purchases. */
+  /** Given the phase's purchase stage line (`formatStages`), when it had purchases, and its cores line. */
   progress?: (line: string) => void,
 ) {
   const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
@@ -91,6 +111,7 @@ export async function measurePhase<T>(
   const stages = stageFigures(before, after);
   const line = formatStages(stages);
   if (line !== '') progress?.(`bench:   ${line}`);
+  progress?.(`bench:   ${formatCores(cpu.processCores, serviceCores, cpu.benchCores)}`);
   return {
     result,
     cpu,
