@@ -5,22 +5,12 @@ import t from 'tap';
 import { benchRunner, buildServiceOnce, expectOk } from '../helpers/bench-run.js';
 
 const bench = benchRunner(t);
+/** A second of load at 20/s over 10 connections: the open-loop scenarios' smoke setting. */
+const LOW_RATE = ['--duration', '1', '--rate', '20', '--connections', '10'];
 t.before(buildServiceOnce);
 
 t.test('hot-sku: open-loop step-up, both paths, no oversell', async (t) => {
-  const run = await bench([
-    'hot-sku',
-    '--duration',
-    '1',
-    '--rate',
-    '20',
-    '--connections',
-    '10',
-    '--param',
-    'max-steps=2',
-    '--param',
-    'pause=0',
-  ]);
+  const run = await bench(['hot-sku', ...LOW_RATE, '--param', 'max-steps=2', '--param', 'pause=0']);
   expectOk(t, run, 'hot-sku', ['actor_per_s', 'baseline_per_s', 'ratio', 'oversold', 'mode']);
   t.equal(run.summary['oversold'], 0);
   t.match(
@@ -44,12 +34,7 @@ t.test('saga: closed loop, still runs under the new runner', async (t) => {
 t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) => {
   const run = await bench([
     'cost',
-    '--duration',
-    '1',
-    '--rate',
-    '20',
-    '--connections',
-    '10',
+    ...LOW_RATE,
     '--param',
     'warm-up=1',
     '--param',

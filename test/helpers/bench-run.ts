@@ -1,6 +1,6 @@
 // The benchmark harness run as a test does it (test/bench/scenarios-*.test.ts): `tsx bench/cli.ts <args>
 // --no-build` into a folder of the file's own, the service built once per tap run for all such files.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -16,6 +16,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import { buildService } from '../../scripts/cluster.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const STAMP_PREFIX = '.built-for-run-';
@@ -59,15 +60,7 @@ export async function buildServiceOnce(): Promise<void> {
   }
   try {
     if (existsSync(stamp)) return;
-    const tsc = spawnSync(
-      process.execPath,
-      ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'],
-      {
-        cwd: ROOT,
-        encoding: 'utf8',
-      },
-    );
-    if (tsc.status !== 0) throw new Error(`the service does not build:\n${tsc.stdout}${tsc.stderr}`);
+    await buildService(ROOT);
     for (const old of readdirSync(path.dirname(stamp)))
       if (old.startsWith(STAMP_PREFIX)) rmSync(path.join(ROOT, 'dist', old));
     writeFileSync(stamp, '');
