@@ -4,7 +4,7 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
-import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
+import { delta, familyDelta, histogramMean, scrapeNodes, type Samples } from './prom.js';
 import { serverCounters } from './stores.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
@@ -146,12 +146,12 @@ export function writerFigures(metrics: { readonly before: Samples; readonly afte
     /** New orders per batch (settlements ride in the same batches and are not counted). */
     meanBatchSize: histogramMean(before, after, 'product_batch_size'),
     meanBatchWriteMs: ms(
-      histogramMean(before, after, 'product_batch_duration_seconds', '{outcome="committed"}'),
+      histogramMean(before, after, 'product_batch_duration_seconds', 'outcome="committed"'),
     ),
     /** Share of wall time some product's writer had a batch in flight: Σ write time ÷ wall (may exceed 1 across products). */
     writerBusy: delta(before, after, 'product_batch_duration_seconds_sum{outcome="committed"}') / wallS,
     sagasEnded,
-    meanSagaMs: ms(familyMean(before, after, 'saga_duration_seconds')),
+    meanSagaMs: ms(histogramMean(before, after, 'saga_duration_seconds')),
     eventLoopLagP99Ms: ms(after.get('nodejs_eventloop_lag_p99_seconds')),
   };
 }

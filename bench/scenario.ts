@@ -14,16 +14,17 @@ import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import {
   DISTURBED_OTHER_CORES,
+  latencySummary,
   measurePhase,
   percentileMs,
   round,
   roundOrNull,
-  type MeasuredPhase,
 } from './measure.js';
+import type { MeasuredPhase } from './measure.js';
 import { newLatencyHistogram } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
-import { num, tableOf } from './report.js';
+import { lines, num, tableOf } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
@@ -179,11 +180,14 @@ export class Run {
     return products;
   }
 
-  /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
-  steppedRates(first: number, factor: number, n: number): number[] {
-    const rates = [first];
-    while (rates.length < n) rates.push(Math.round(rates[rates.length - 1]! * factor));
-    return rates;
+  /** A step-up's offered rates: from `--rate` (default `first`), each the previous ×`--param step` (default
+   * `factor`), `--param max-steps` of them (default `steps`, at most `most`), rounded. */
+  rates(first: number, factor: number, steps: number, most = 50) {
+    const step = this.param('step', factor, 1.05, 10);
+    const rates = [this.options.rate ?? first];
+    for (const n = this.param('max-steps', steps, 1, most); rates.length < n;)
+      rates.push(Math.round(rates[rates.length - 1]! * step));
+    return { rates, factor: step };
   }
 
   /** One measured phase (bench/measure.ts) of `--duration` on the run's connections; `rate`: arrivals/s or a
@@ -236,29 +240,30 @@ export class Run {
     return steps;
   }
 
-  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
+  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps (default
+   * `--param pause`, 1). */
   async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
-    readonly pause: number;
+    readonly pause?: number;
     step(path: P, rate: number, startS: number): Promise<S>;
     keep(step: S): boolean;
   }): Promise<S[]> {
-    const steps: S[] = [];
-    const active = new Set(loop.paths);
+    const [steps, active, pause] = [
+      [] as S[],
+      new Set(loop.paths),
+      loop.pause ?? this.param('pause', 1, 0, 60),
+    ];
     let clock = 0;
-    for (const rate of loop.rates) {
+    for (const rate of loop.rates)
       for (const path of loop.paths) {
         if (!active.has(path) || this.io.signal.aborted) continue;
         const step = await loop.step(path, rate, clock);
         steps.push(step);
-        clock += step.result.wallS + loop.pause;
+        clock += step.result.wallS + pause;
         if (!loop.keep(step)) active.delete(path);
-        if (active.size > 0 && loop.pause > 0)
-          await new Promise((resolve) => setTimeout(resolve, loop.pause * 1000));
+        if (active.size > 0 && pause > 0) await new Promise((resolve) => setTimeout(resolve, pause * 1000));
       }
-      if (active.size === 0) break;
-    }
     return steps;
   }
 }
@@ -273,12 +278,10 @@ export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
   const { result, metrics, serviceCores, otherCores, stages, cpu } = measured;
   const h = result.ops.get('purchase')?.latency;
-  const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
+  const { p50, p95, p99, p999, max } = latencySummary(h ?? newLatencyHistogram());
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
-  const p99 = pct(99);
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
-  const max = h === undefined ? NaN : round(h.max / 1000, 1);
-  const p = { p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max };
+  const p = { p50, p95, p99, p999, max };
   return { offered, result, metrics, serviceCores, otherCores, stages, cpu, ...p, errorShare, pass, startS };
 }
 
@@ -317,13 +320,11 @@ export function compare<S extends OpenStep & { readonly path: string }>(
         answers[label] = (answers[label] ?? 0) + n;
     }
     const sum = (get: (s: S) => number) => list.reduce((n, s) => n + get(s), 0);
-    const wallS = sum((s) => s.result.wallS);
     const perS = sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS);
     return {
       perS,
       answers,
-      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / wallS,
-      generatorCores: sum((s) => s.result.generatorCores * s.result.wallS) / wallS,
+      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / sum((s) => s.result.wallS),
       keys: {
         [`${path}_per_s`]: Math.round(perS),
         [`${path}_p50_ms`]: percentileMs(latency, 50),
@@ -334,13 +335,9 @@ export function compare<S extends OpenStep & { readonly path: string }>(
   };
   const clean = steps.filter((s) => !isDisturbed(s, restarted));
   const [A, B, cleanA, cleanB] = [merged(a, steps), merged(b, steps), merged(a, clean), merged(b, clean)];
-  return {
-    A,
-    B,
-    ratio: B.perS > 0 ? A.perS / B.perS : null,
-    ratioUndisturbed: cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null,
-    keys: { ...A.keys, ...B.keys },
-  };
+  const ratioUndisturbed = cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null;
+  const ratio = B.perS > 0 ? A.perS / B.perS : null;
+  return { A, B, ratio, ratioUndisturbed, keys: { ...A.keys, ...B.keys } };
 }
 
 /** What a run's health notes and summary keys are made of. */
@@ -356,21 +353,15 @@ export function healthOf(h: Health, shared: string) {
   const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
   const disturbed = h.steps.filter((s) => isDisturbed(s, h.restarted));
   const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
-  const notes = [
+  const notes = lines(
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
-    ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
-    ...(disturbed.length > 0
-      ? [
-          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-        ]
-      : []),
-    ...backgroundNote(h.background, 'the load'),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
-  ];
+    h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
+    disturbed.length > 0 &&
+      `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+    backgroundNote(h.background, 'the load'),
+    h.shardLosses > 0 &&
+      `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+  );
   const summary = {
     disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),

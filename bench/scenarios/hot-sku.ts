@@ -27,10 +27,8 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 async function run(run: Run) {
   const { options, io } = run;
   const closed = options.mode === 'closed';
-  const factor = run.param('step', 1.5, 1.05, 10);
-  const maxSteps = run.param('max-steps', 14, 1, 50);
-  const pause = run.param('pause', 1, 0, 60);
-  const firstRate = options.rate ?? 200;
+  const { rates, factor } = run.rates(200, 1.5, 14);
+  const firstRate = rates[0]!;
   await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
   const tag = run.tag('hs');
   const products = await run.pathProducts(tag, INITIAL_STOCK);
@@ -49,8 +47,7 @@ async function run(run: Run) {
     for (const path of PATHS) await run.openLoop(`warm-up ${path}`, firstRate, 1, next(path));
     steps = await run.stepUp({
       paths: PATHS,
-      rates: run.steppedRates(firstRate, factor, maxSteps),
-      pause,
+      rates,
       step: async (path, rate, startS) => {
         const s = withBatch(await run.step(path, `${path} @ ${num(rate)}/s`, rate, next(path), startS));
         io.progress(

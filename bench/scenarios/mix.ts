@@ -60,9 +60,8 @@ export default skeleton.defineScenario({
     const hitTarget = run.param('hit-rate', 0.83, 0.01, 0.999);
     const catalogMax = run.param('catalog-max', 30_000, 10, 1_000_000);
     const fixedCatalog = options.params['catalog'] === undefined ? 0 : run.param('catalog', 1, 1, catalogMax);
-    const firstRate = options.rate ?? 500;
-    const factor = run.param('step', 1.5, 1.05, 10);
-    const rates = run.steppedRates(firstRate, factor, run.param('max-steps', 6, 1, 30));
+    const { rates } = run.rates(500, 1.5, 6, 30);
+    const firstRate = rates[0]!;
     const sizeFor = (rate: number) =>
       fixedCatalog || catalogSizeFor(1 - hitTarget, rate * READ_SHARE, STOCK_TTL_S, catalogMax);
     const tag = run.tag('mix');

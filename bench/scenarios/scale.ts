@@ -19,7 +19,6 @@ const ROUTED = 'cluster_routed_total';
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
 async function runSetup(top: skeleton.Run, nodes: number) {
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-  const firstRate = top.options.rate ?? 50;
   return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
     const cluster = { nodes, nginx: true, paymentLatencyMs: 5 };
     await run.setUp({ cluster, connectionsTimeoutMs: 60_000, backgroundMs: 1_000 });
@@ -33,16 +32,13 @@ async function runSetup(top: skeleton.Run, nodes: number) {
     // round-robin over an even number of products would send each product to the same node every time.
     const next = () => purchase(ids[Math.floor(Math.random() * ids.length)]!)();
     const warmupS = run.param('warm-up', 2, 0, 60);
+    const { rates } = run.rates(50, 1.25, 20);
+    const firstRate = rates[0]!;
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
     if (warmupS > 0) await run.openLoop(`warm-up ${label}`, firstRate, warmupS, next);
     const steps = await run.stepUp({
       paths: [label],
-      rates: run.steppedRates(
-        firstRate,
-        run.param('step', 1.25, 1.05, 10),
-        run.param('max-steps', 20, 1, 50),
-      ),
-      pause: run.param('pause', 1, 0, 60),
+      rates,
       step: async (_, rate, startS) => {
         const measured = await run.measure(`${label} @ ${num(rate)}/s`, rate, next);
         const { before, after } = measured.metrics;
