@@ -8,7 +8,7 @@ export function num(value: number, digits = 0): string {
 
 /** Notes from lines, lists of lines and `cond && line` (false, undefined and null left out). */
 export const lines = (...parts: (string | false | undefined | null | readonly string[])[]): string[] =>
-  parts.flatMap((p) => (typeof p === 'string' ? [p] : Array.isArray(p) ? p : []));
+  parts.flatMap((p) => (typeof p === 'string' ? [p] : p || []));
 
 /** `n` with `digits` decimals, '-' when unknown. */
 export const fixed = (n: number | undefined, digits: number): string =>
