@@ -12,9 +12,6 @@ export class ConnectionSet {
   private readonly waiting: ((client: Client) => void)[] = [];
   /** Sockets open now (undici `connect` minus `disconnect` events). */
   connected = 0;
-  /** Connections (re)opened since creation. */
-  connects = 0;
-  disconnects = 0;
   /** Most requests waiting for a free connection at once. */
   maxWaiting = 0;
 
@@ -35,14 +32,8 @@ export class ConnectionSet {
         keepAliveMaxTimeout: 120_000,
         connect: { timeout: 10_000 },
       });
-      client.on('connect', () => {
-        this.connected += 1;
-        this.connects += 1;
-      });
-      client.on('disconnect', () => {
-        this.connected -= 1;
-        this.disconnects += 1;
-      });
+      client.on('connect', () => (this.connected += 1));
+      client.on('disconnect', () => (this.connected -= 1));
       return client;
     });
     this.idle = [...this.clients];

@@ -5,14 +5,13 @@
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
 import { delta, familyDelta, histogramMean, scrapeNodes, type Samples } from './prom.js';
-import { serverCounters } from './stores.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 export const DISTURBED_OTHER_CORES = 0.25;
 
 /** A phase's result with its CPU shares, the service's cores (`process_cpu_seconds_total` Σ over the nodes ÷
- * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after, the
- * MySQL primary's counters per second (undefined if unreadable) and where its purchases spent their time. */
+ * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after and
+ * where its purchases spent their time. */
 export type MeasuredPhase<T> = Awaited<ReturnType<typeof measurePhase<T>>>;
 
 /** Per purchase stage over a phase: purchases observed, mean and percentiles from the histogram's buckets, ms. */
@@ -91,22 +90,19 @@ function formatCores(
     .join(', ')}`;
 }
 
-/** `fn` with `/metrics` (each node read directly, summed), CPU and the primary's counters around it. */
+/** `fn` with `/metrics` (each node read directly, summed) and CPU around it. */
 export async function measurePhase<T>(
-  metricsFrom: string | readonly string[],
+  urls: readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
   /** Given the phase's purchase stage line (`formatStages`), when it had purchases, and its cores line. */
   progress?: (line: string) => void,
 ) {
-  const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
-  const dbBefore = await serverCounters();
   const before = await scrapeNodes(urls);
   const cpuBefore = cpuSnapshot(pids);
   const result = await run();
   const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
   const after = await scrapeNodes(urls);
-  const dbAfter = await serverCounters();
   const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
   const stages = stageFigures(before, after);
   const line = formatStages(stages);
@@ -119,12 +115,6 @@ export async function measurePhase<T>(
     otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
     metrics: { before, after },
     stages,
-    dbPerS:
-      dbBefore === undefined || dbAfter === undefined
-        ? undefined
-        : Object.fromEntries(
-            Object.entries(dbAfter).map(([k, v]) => [k, round((v - (dbBefore[k] ?? 0)) / cpu.wallS, 1)]),
-          ),
   };
 }
 

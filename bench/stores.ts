@@ -28,16 +28,6 @@ export function serverStatus(names: readonly string[]): Promise<Record<string, n
   });
 }
 
-/** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
-const SERVER_COUNTERS = (
-  'Com_commit Binlog_commits Binlog_group_commits Binlog_bytes_written Binlog_cache_disk_use ' +
-  'Innodb_data_fsyncs Innodb_row_lock_waits Innodb_row_lock_time Questions'
-).split(' ');
-
-/** The primary's global counters now; undefined when it cannot be reached. */
-export const serverCounters = (): Promise<Record<string, number> | undefined> =>
-  serverStatus(SERVER_COUNTERS).catch(() => undefined);
-
 /** Polls `SELECT COUNT(*) AS n …` on the primary every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
 export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {
   return withMysql(async (conn) => {
