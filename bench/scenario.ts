@@ -21,7 +21,7 @@ import {
   roundOrNull,
 } from './measure.js';
 import type { MeasuredPhase } from './measure.js';
-import { newLatencyHistogram } from './load.js';
+import { newLatencyHistogram, type PurchaseLedger } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
 import { lines, num, tableOf } from './report.js';
@@ -51,7 +51,6 @@ export interface SetUp {
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
-type Answers = Parameters<typeof expectedFrom>[0][number];
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -128,7 +127,7 @@ export class Run {
   /** After the load: sagas waited for, stock and orders against the answers, the run's health and replays. */
   async check(
     products: readonly ProductSpec[],
-    answers: readonly (Answers & { readonly replayed: number })[],
+    ledger: PurchaseLedger,
     { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
   ) {
     this.io.progress(
@@ -137,17 +136,22 @@ export class Run {
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const ids = products.map((p) => p.productId);
     const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
-    const checks = await verifyProducts(expectedFrom(answers, products));
+    const checks = await verifyProducts(expectedFrom(ledger, products));
     const now = stackPids();
     const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
     const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
-    const replayed = answers.reduce((n, a) => n + a.replayed, 0);
+    const replayed = ledger.replayed;
     const notes = [
       ...checks.map((c) => checkNote(c)),
       ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
     ];
     const ok = checks.every((c) => c.ok) && replayed === 0;
     return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
+  }
+
+  /** `healthOf` these steps, with the run's background and what `check` found. */
+  health(steps: Health['steps'], found: Pick<Health, 'restarted' | 'shardLosses'>, shared: string) {
+    return healthOf({ steps, background: this.background, ...found }, shared);
   }
 
   /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C). */

@@ -19,7 +19,6 @@ import { fixed, num } from '../report.js';
 import {
   compare,
   defineScenario,
-  healthOf,
   leasesLost,
   oversold,
   stepDetails,
@@ -186,14 +185,12 @@ async function run(run: Run): Promise<ScenarioResult> {
     );
   const checked = await run.check(
     (['on', 'off'] as const).map((mode) => ({ productId: products[mode], label: mode, initialStock: STOCK })),
-    [ledger],
+    ledger,
   );
   const { restarted, checks } = checked;
   const { A: on, B: off, ratio, ratioUndisturbed, keys } = compare(steps, ['on', 'off'], restarted);
-  const health = healthOf(
-    { steps, background, restarted, shardLosses },
-    'sharing them with the node, MariaDB, Redis, Kafka and the provider',
-  );
+  const shared = 'sharing them with the node, MariaDB, Redis, Kafka and the provider';
+  const health = run.health(steps, { restarted, shardLosses }, shared);
   const throttled = [on, off]
     .flatMap((m) => Object.entries(m.answers))
     .reduce((sum, [label, n]) => sum + (label.startsWith('429') ? n : 0), 0);

@@ -92,7 +92,7 @@ async function run(run: Run) {
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restore();
   const specs = productIds.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending: sagasOpen } = await run.check(specs, [ledger], {
+  const { checks, stillPending: sagasOpen } = await run.check(specs, ledger, {
     settleMs: 0,
     sagaWaitMs: 60_000,
   });

@@ -146,7 +146,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     saturatedPhases.push(
       await phase(path, `${path} saturated c=${inFlight}`, { concurrency: inFlight }, saturated[path].id),
     );
-  const { checks, ok, notes: checkNotes } = await run.check(specs, [ledger], { settleMs: 0 });
+  const { checks, ok, notes: checkNotes } = await run.check(specs, ledger, { settleMs: 0 });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {

@@ -61,7 +61,7 @@ async function run(run: Run) {
   clearTimeout(killTimer);
 
   const specs = ids.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending } = await run.check(specs, [ledger], { settleMs: 0, sagaWaitMs: 60_000 });
+  const { checks, stillPending } = await run.check(specs, ledger, { settleMs: 0, sagaWaitMs: 60_000 });
   const lost = await lostAcknowledged({ confirmed, pending: [] }, ids);
   const killedS = killedAtMs === undefined ? undefined : killedAtMs / 1000;
   const killed = killedS?.toFixed(1) ?? '-';

@@ -11,7 +11,6 @@ import {
   capacity,
   compare,
   defineScenario,
-  healthOf,
   oversold,
   SLO,
   stepCharts,
@@ -60,11 +59,10 @@ async function run(run: Run) {
   }
 
   const all = PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: INITIAL_STOCK[p] }));
-  const { checks, restarted, shardLosses, ok, notes: checkNotes } = await run.check(all, [ledger]);
-  const runHealth = healthOf(
-    { steps, background: run.background, restarted, shardLosses },
-    'sharing them with the service, MariaDB, Redis, Kafka and the payment provider',
-  );
+  const checked = await run.check(all, ledger);
+  const { checks, restarted, ok, notes: checkNotes } = checked;
+  const shared = 'sharing them with the service, MariaDB, Redis, Kafka and the payment provider';
+  const runHealth = run.health(steps, checked, shared);
   const of = (path: Strategy) =>
     capacity(
       steps.filter((s) => s.path === path),

@@ -115,9 +115,9 @@ export default skeleton.defineScenario({
 
     const bought = [...ledger.perProduct.keys()];
     const specs = bought.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-    const { checks, restarted, shardLosses } = await run.check(specs, [ledger]);
+    const checked = await run.check(specs, ledger);
     const shared = 'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider';
-    const health = skeleton.healthOf({ steps, background: run.background, restarted, shardLosses }, shared);
+    const [checks, health] = [checked.checks, run.health(steps, checked, shared)];
     const failed = checks.filter((c) => !c.ok);
     // Through nginx a replay is a retried POST (proxy_next_upstream non_idempotent), not a wrong answer.
     const ok = failed.length === 0 && steps.length > 0;

@@ -7,15 +7,7 @@ import { createProduct } from '../api.js';
 import { PurchaseLedger } from '../load.js';
 import { roundOrNull, writerFigures } from '../measure.js';
 import { fixed, num } from '../report.js';
-import {
-  checkNote,
-  defineScenario,
-  healthOf,
-  oversold,
-  stepDetails,
-  stepTable,
-  type Run,
-} from '../scenario.js';
+import { checkNote, defineScenario, oversold, stepDetails, stepTable, type Run } from '../scenario.js';
 
 const PAYMENT_LATENCY_MS = 5;
 const P95_TARGET_MS = 100;
@@ -49,11 +41,10 @@ async function run(run: Run) {
   const purchase = ledger.stream(tag);
   const phases = await run.alternate(['hot', 'spread'], (path) => purchase(path === 'hot' ? hot : spread));
   const steps = phases.map((s) => ({ ...s, writer: writerFigures(s.metrics, s.result.wallS) }));
-  const { checks, stillPending, restarted, shardLosses, ok } = await run.check(products, [ledger]);
-  const health = healthOf(
-    { steps, background: run.background, restarted, shardLosses },
-    'sharing them with the service, MariaDB, Redis, Kafka and the payment provider (in the bench process)',
-  );
+  const checked = await run.check(products, ledger);
+  const { checks, stillPending, restarted, ok } = checked;
+  const shared = 'sharing them with the service, MariaDB, Redis, Kafka and the payment provider';
+  const health = run.health(steps, checked, `${shared} (in the bench process)`);
   const [hotStep, spreadStep] = steps as [(typeof steps)[0], (typeof steps)[0]];
   const p95Met = steps.every((s) => s.p95 < P95_TARGET_MS);
   const ratio = hotStep.result.okPerS > 0 ? spreadStep.result.okPerS / hotStep.result.okPerS : null;

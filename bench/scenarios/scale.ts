@@ -56,7 +56,7 @@ async function runSetup(top: skeleton.Run, nodes: number) {
       keep: (x) => x.sustained,
     });
     const specs = products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK }));
-    const checked = await run.check(specs, [ledger], { settleMs: 1_000 });
+    const checked = await run.check(specs, ledger, { settleMs: 1_000 });
     const share = (of: typeof steps) => {
       const total = of.reduce((n, x) => n + x.local + x.forwarded, 0);
       return steps.some((x) => x.routedMetric) && total > 0
