@@ -3,7 +3,7 @@
  * Shared by the scenarios so every phase is judged the same way (disturbed or not).
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
-import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
+import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
 import { delta, familyDelta, histogramMean, scrapeNodes, type Samples } from './prom.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
@@ -74,11 +74,7 @@ export function formatStages(stages: StageFigures): string {
  * `cores: node-1 0.41, mariadb_primary 0.18, …, bench 0.23`, busiest first (the nodes as `service` when they are
  * not among the pids): which process fills the box.
  */
-function formatCores(
-  processes: Readonly<Record<string, number | undefined>>,
-  service: number,
-  bench: number,
-) {
+function formatCores(processes: CpuShares['processCores'], service: number, bench: number) {
   const named = Object.keys(processes).some((name) => name.startsWith('node-'));
   const cores = { ...(named ? {} : { service }), ...processes, bench };
   const busy = Object.entries(cores).filter(
@@ -128,7 +124,6 @@ export const sumDelta = (
 export function writerFigures(metrics: { readonly before: Samples; readonly after: Samples }, wallS: number) {
   const { before, after } = metrics;
   const batches = delta(before, after, 'product_batch_size_count');
-  const sagasEnded = familyDelta(before, after, 'saga_duration_seconds_count');
   return {
     /** Committed batches (all products). */
     batches,
@@ -140,7 +135,7 @@ export function writerFigures(metrics: { readonly before: Samples; readonly afte
     ),
     /** Share of wall time some product's writer had a batch in flight: Σ write time ÷ wall (may exceed 1 across products). */
     writerBusy: delta(before, after, 'product_batch_duration_seconds_sum{outcome="committed"}') / wallS,
-    sagasEnded,
+    sagasEnded: familyDelta(before, after, 'saga_duration_seconds_count'),
     meanSagaMs: ms(histogramMean(before, after, 'saga_duration_seconds')),
     eventLoopLagP99Ms: ms(after.get('nodejs_eventloop_lag_p99_seconds')),
   };
@@ -159,8 +154,6 @@ export const roundOrNull = (n: number | null | undefined, digits: number): numbe
 export const percentileMs = (h: RecordableHistogram, percentile: number): number =>
   h.count === 0 ? NaN : round(h.percentile(percentile) / 1000, 2);
 
-export const maxMs = (h: RecordableHistogram): number => (h.count === 0 ? NaN : round(h.max / 1000, 1));
-
 /** p50/p90/p95/p99/p99.9/max/mean of a µs histogram, ms. */
 export function latencySummary(h: RecordableHistogram) {
   return {
@@ -170,7 +163,7 @@ export function latencySummary(h: RecordableHistogram) {
     p95: percentileMs(h, 95),
     p99: percentileMs(h, 99),
     p999: percentileMs(h, 99.9),
-    max: maxMs(h),
+    max: h.count === 0 ? NaN : round(h.max / 1000, 1),
     mean: h.count === 0 ? NaN : round(h.mean / 1000, 2),
   };
 }
