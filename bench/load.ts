@@ -51,14 +51,14 @@ export class PurchaseLedger {
     return this.perProduct.set(productId, tally).get(productId)!;
   }
 
-  /** `POST /purchases` of one key as `userId`; only a fresh 201 is not an error; `then` may reclassify. */
+  /** `POST /purchases` of one key as `userId`; only a 201 is not an error; `then` (given the status) may reclassify. */
   purchase(
     op: string,
     productId: number,
     quantity: number,
     key: string,
     userId: string,
-    then?: (cls: AnswerClass, timing: AnswerTiming) => AnswerClass | void,
+    then?: (cls: AnswerClass, timing: AnswerTiming, status: number) => AnswerClass | void,
   ): OpenLoopRequest {
     return {
       op,
@@ -68,7 +68,7 @@ export class PurchaseLedger {
       body: JSON.stringify({ productId, quantity }),
       answer: (status, headers, body, timing) => {
         const cls = this.answer({ productId, userId, key }, status, headers, body);
-        return then?.(cls, timing) ?? cls;
+        return then?.(cls, timing, status) ?? cls;
       },
       transportError: (code) => {
         this.ambiguous.push({ productId, userId, key, answer: `transport ${code}` });
