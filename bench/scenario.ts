@@ -484,18 +484,8 @@ export function stepCharts(
       { series: g.label, offered: s.offered, ms: s.p99, percentile: 'p99' },
     ]),
   );
-  const latency = groups.flatMap((g) =>
-    g.steps
-      .filter((s) => g.marked.includes(s))
-      .map((s) => ({
-        op: `${g.label} @ ${num(s.offered)}/s`,
-        p50: s.p50,
-        p95: s.p95,
-        p99: s.p99,
-        p999: s.p999,
-        max: s.max,
-      })),
-  );
+  const marked = groups.flatMap((g) => g.steps.filter((s) => g.marked.includes(s)).map((s) => ({ g, s })));
+  const latency = marked.map(({ g, s }) => ({ ...s, op: `${g.label} @ ${num(s.offered)}/s` }));
   const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
   return [
     curveChart(titles[0], curve, SLO.p99Ms),
