@@ -173,13 +173,8 @@ export class Run {
     const products = {} as Record<Strategy, CreatedProduct>;
     for (const path of ['actor', 'baseline'] as const) {
       const units = typeof stock === 'number' ? stock : stock[path];
-      products[path] = await createProduct(
-        this.admin,
-        this.tokens,
-        `bench ${tag} ${path}${suffix}`,
-        units,
-        path,
-      );
+      const name = `bench ${tag} ${path}${suffix}`;
+      products[path] = await createProduct(this.admin, this.tokens, name, units, path);
     }
     return products;
   }

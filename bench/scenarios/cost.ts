@@ -222,17 +222,14 @@ async function run(run: Run): Promise<ScenarioResult> {
     background_busy: roundOrNull(background, 2),
     other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
   };
+  const atSaturation = (label: string, get: (p: Phase) => number) =>
+    metric(label, get, saturatedPhases, (n) => n);
   const saturatedRows =
     inFlight === 0
       ? []
       : [
-          metric(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase, saturatedPhases, (n) => n),
-          metric(
-            'confirmed/s at saturation (not per 1,000)',
-            (p) => round(p.result.okPerS, 0),
-            saturatedPhases,
-            (n) => n,
-          ),
+          atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
+          atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
         ];
   const verdict = (value: number | null, target: number) =>
     value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
