@@ -10,8 +10,12 @@ export function num(value: number, digits = 0): string {
 export const lines = (...parts: (string | false | undefined | null | readonly string[])[]): string[] =>
   parts.flatMap((p) => (typeof p === 'string' ? [p] : p || []));
 
-/** `n` with `digits` decimals, '-' when unknown. */
-export const fixed = (n: number | undefined, digits: number): string =>
+/** Table columns `<k> ms` (`p999` as `p99.9 ms`), each cell `ms(row, k)`. */
+export const msColumns = <T, K extends string>(keys: readonly K[], ms: (row: T, k: K) => string | number) =>
+  keys.map((k) => [`${k === 'p999' ? 'p99.9' : k} ms`, (row: T) => ms(row, k)] as const);
+
+/** `n` with `digits` decimals (default 1), '-' when unknown. */
+export const fixed = (n: number | undefined, digits = 1): string =>
   n === undefined ? '-' : n.toFixed(digits);
 
 /** A plain-text table: numbers right-aligned, text left-aligned. */

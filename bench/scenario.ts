@@ -24,7 +24,7 @@ import type { MeasuredPhase } from './measure.js';
 import { newLatencyHistogram, type PurchaseLedger } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
-import { lines, num, tableOf } from './report.js';
+import { lines, msColumns, num, tableOf } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
@@ -112,9 +112,8 @@ export class Run {
       const timeoutMs = settings.connectionsTimeoutMs;
       self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
       io.onCleanup(() => this.connections.close());
-      this.opened = await this.connections.open(
-        this.cluster.nginx === undefined ? '/health' : '/nginx-health',
-      );
+      const probe = this.cluster.nginx === undefined ? '/health' : '/nginx-health';
+      this.opened = await this.connections.open(probe);
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
     self.pids = stackPids();
@@ -140,11 +139,11 @@ export class Run {
     const now = stackPids();
     const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
     const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
-    const replayed = ledger.replayed;
-    const notes = [
-      ...checks.map((c) => checkNote(c)),
-      ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
-    ];
+    const { replayed } = ledger;
+    const notes = lines(
+      checks.map((c) => checkNote(c)),
+      replayed > 0 && `FAIL: ${replayed} fresh keys were answered as replays`,
+    );
     const ok = checks.every((c) => c.ok) && replayed === 0;
     return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
   }
@@ -413,10 +412,7 @@ export function stepTable<S extends OpenStep>(
       ['achieved/s', (s) => Math.round(s.result.achievedPerS)],
       ['ok/s', (s) => Math.round(s.result.okPerS)],
       ...mid,
-      ['p50 ms', (s) => s.p50],
-      ['p99 ms', (s) => s.p99],
-      ['p99.9 ms', (s) => s.p999],
-      ['max ms', (s) => s.max],
+      ...msColumns(['p50', 'p99', 'p999', 'max'] as const, (s: S, k) => s[k]),
       ['errors %', (s) => round(s.errorShare * 100, 2)],
       ['SLO', (s) => (s.pass ? 'met' : 'BROKEN')],
       ...own,

@@ -15,7 +15,7 @@ import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { PurchaseLedger } from '../load.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
-import { fixed, num } from '../report.js';
+import { fixed, lines, num } from '../report.js';
 import {
   compare,
   defineScenario,
@@ -209,15 +209,13 @@ async function run(run: Run): Promise<ScenarioResult> {
     cachedVerify.cpuUs + ipLimit.cpuUs + userLimitConcurrent.cpuUs + (userLimitConcurrent.redisCpuUs ?? 0);
   const onSvc = perPurchaseUs(on);
   const offSvc = perPurchaseUs(off);
-  const us = (n: number | undefined, digits = 1) => fixed(n, digits);
-
-  const notes = [
-    `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${us(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
-    `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${us(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
-    `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${us(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
-    `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${us(userLimit.cpuUs)} µs CPU, ${us(userLimit.wallUs)} µs wall per call, Redis ${us(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
-      `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
-    `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
+  const notes = lines(
+    `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${fixed(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
+    `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${fixed(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
+    `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${fixed(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
+    `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${fixed(userLimit.cpuUs)} µs CPU, ${fixed(userLimit.wallUs)} µs wall per call, Redis ${fixed(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
+      `${IN_FLIGHT} in flight ${fixed(userLimitConcurrent.cpuUs)} µs CPU, ${fixed(userLimitConcurrent.wallUs)} µs wall per call (each call ${fixed(userLimitConcurrent.latencyUs, 0)} µs), Redis ${fixed(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
+    `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${fixed(estimateUs)} µs CPU; one full verify more per user and node on its first request (${fixed(fullVerify.cpuUs)} µs)`,
     `mode: CLOSED LOOP, hot-sku's: one actor product per mode, ${options.connections} purchases in flight, phases ${order.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, each on a node of its own started for the phase (alone on the box); ` +
       `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
     `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'}); from undisturbed phases only ${ratioUndisturbed?.toFixed(3) ?? 'n/a'}`,
@@ -226,13 +224,10 @@ async function run(run: Run): Promise<ScenarioResult> {
     `answers ON: ${JSON.stringify(on.answers)}  OFF: ${JSON.stringify(off.answers)}`,
     ...health.notes,
     ...checked.notes,
-    ...(throttled > 0
-      ? [
-          `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
-        ]
-      : []),
+    throttled > 0 &&
+      `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
-  ];
+  );
 
   const micros = (prefix: string, c: typeof fullVerify) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
   const redisKeys = (prefix: string, c: typeof userLimit) => ({

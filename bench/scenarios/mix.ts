@@ -9,7 +9,7 @@ import { otherCores } from '../cpu.js';
 import { PurchaseLedger } from '../load.js';
 import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
-import { num, tableOf } from '../report.js';
+import { msColumns, num, tableOf } from '../report.js';
 import * as skeleton from '../scenario.js';
 
 const TARGET_P95_MS: Readonly<Record<string, number>> = { 'read-hit': 10, 'read-miss': 50, purchase: 100 };
@@ -125,6 +125,7 @@ export default skeleton.defineScenario({
     const at = best ?? steps[0];
     const p95 = (op: string, s = at) => s?.op(op)?.p95 ?? null;
     const rows = steps.flatMap((s) => s.ops.map((o) => ({ s, o })));
+    type Row = (typeof rows)[number];
     const latencyOf = (s: Step | undefined) =>
       s?.ops.map((o) => ({ ...o, op: `${o.op} @ ${num(s.offered)}/s` })) ?? [];
     return {
@@ -150,14 +151,12 @@ export default skeleton.defineScenario({
         via_nginx: run.cluster.nginx !== undefined,
         ...health.summary,
       },
-      table: tableOf<(typeof rows)[number]>(
+      table: tableOf<Row>(
         [
           ['offered', ({ s }) => `${num(s.offered)}/s`],
           ['operation', ({ o }) => o.op],
           ['answers', ({ o }) => o.count],
-          ...(['p50', 'p95', 'p99', 'p999', 'max'] as const).map(
-            (k) => [`${k === 'p999' ? 'p99.9' : k} ms`, (r: (typeof rows)[number]) => r.o[k]] as const,
-          ),
+          ...msColumns(['p50', 'p95', 'p99', 'p999', 'max'] as const, (r: Row, k) => r.o[k]),
           ['errors', ({ o }) => o.errors],
           ['p95 target', ({ o }) => (o.p95 < TARGET_P95_MS[o.op]! ? 'met' : 'MISSED')],
           ['achieved/s', ({ s }) => Math.round(s.result.achievedPerS)],

@@ -13,7 +13,7 @@ import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round, roundOrNull } from '../measure.js';
 import { familyDelta, scrape } from '../prom.js';
-import { fixed, num, tableOf } from '../report.js';
+import { fixed, msColumns, num, tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
 import type { BenchIO } from '../types.js';
 
@@ -111,9 +111,7 @@ function figures(phases: readonly Phase[]) {
 const columns: Parameters<typeof tableOf<Phase>>[0] = [
   ['phase', (p) => `${p.target} #${p.round}`],
   ['requests/s', (p) => Math.round(perS(p.wrk))],
-  ...(['p50', 'p90', 'p99', 'max'] as const).map(
-    (k) => [`${k} ms`, (p: Phase) => fixed(p.wrk.latency_us[k] / 1000, 2)] as const,
-  ),
+  ...msColumns(['p50', 'p90', 'p99', 'max'] as const, (p: Phase, k) => fixed(p.wrk.latency_us[k] / 1000, 2)),
   ['errors', (p) => errorCount(p.wrk)],
   ['cache hit %', (p) => (p.reads ? fixed(((p.hits ?? 0) / p.reads) * 100, 2) : '-')],
   ['bytes/answer', (p) => Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests))],

@@ -6,7 +6,7 @@ import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createProduct } from '../api.js';
 import { PurchaseLedger } from '../load.js';
 import { roundOrNull, writerFigures } from '../measure.js';
-import { fixed, num } from '../report.js';
+import { fixed, lines, num } from '../report.js';
 import { checkNote, defineScenario, oversold, stepDetails, stepTable, type Run } from '../scenario.js';
 
 const PAYMENT_LATENCY_MS = 5;
@@ -61,7 +61,7 @@ async function run(run: Run) {
     [`${s.path}_mean_batch_ms`]: s.writer.meanBatchWriteMs ?? null,
   });
 
-  const notes = [
+  const notes = lines(
     `mode: CLOSED LOOP: ${options.connections} purchases in flight, each worker sends its next only after the answer; p95 is that of ${options.connections} purchases always in flight, not of a fixed arrival rate.`,
     provider === undefined
       ? "payment provider: the running service's own (PAYMENT_URL of the --url service); its latency is not set by the bench."
@@ -78,15 +78,12 @@ async function run(run: Run) {
     checkNote(checks[0]!),
     `check spread (${SPREAD_PRODUCTS} products): ${SPREAD_PRODUCTS - failed.length} OK, oversold ${oversold(checks.slice(1))}`,
     ...failed.map((c) => checkNote(c)),
-    ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after 45 s`] : []),
-    ...(provider === undefined
-      ? []
-      : [
-          `provider: ${num(charges)} successful charges over the run for ${num(confirmed)} confirmed orders of these products${charges < confirmed ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
-        ]),
-    ...(ledger.replayed > 0 ? [`FAIL: ${ledger.replayed} fresh keys were answered as replays`] : []),
+    stillPending > 0 && `${num(stillPending)} orders still PENDING after 45 s`,
+    provider !== undefined &&
+      `provider: ${num(charges)} successful charges over the run for ${num(confirmed)} confirmed orders of these products${charges < confirmed ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
+    ledger.replayed > 0 && `FAIL: ${ledger.replayed} fresh keys were answered as replays`,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
-  ];
+  );
 
   return {
     ok,
