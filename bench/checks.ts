@@ -289,6 +289,12 @@ const ORDER_EVENTS = [
   ['order.cancelled', 'CANCELLED', 'cancelled'],
 ] as const;
 
+/** Whether `a` holds no duplicate and the same strings as `b`. */
+function sameSet(a: readonly string[], b: readonly string[]) {
+  const set = new Set(a);
+  return set.size === a.length && a.length === b.length && b.every((x) => set.has(x));
+}
+
 /** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
 export async function compareEvents(
   events: readonly EventEnvelope[],
@@ -307,10 +313,6 @@ export async function compareEvents(
   for (const id of productIds) {
     const mine = [...unique.values()].filter((e) => e.productId === id);
     const ofType = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
-    const sameSet = (a: readonly string[], b: readonly string[]) => {
-      const sa = new Set(a);
-      return sa.size === a.length && a.length === b.length && b.every((x) => sa.has(x));
-    };
     const rows = orders.filter((r) => Number(r['product_id']) === id);
     const idsWith = (status?: string) =>
       rows.filter((r) => status === undefined || r['status'] === status).map((r) => String(r['id']));
@@ -320,10 +322,7 @@ export async function compareEvents(
         problems.push(`${type} ${ofType(type).length} vs ${idsWith(status).length} ${what}`);
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
-      .reduce<EventEnvelope<'stock.changed'> | undefined>(
-        (last, e) => (last === undefined || e.data.version > last.data.version ? e : last),
-        undefined,
-      );
+      .sort((a, b) => b.data.version - a.data.version)[0];
     const want = truth.get(id);
     if (stock?.data.version !== want?.version || stock?.data.stock !== want?.stock)
       problems.push(

@@ -27,13 +27,11 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, cpu } = measured;
+  const { result, cpu, stages } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
-    const stats = result.ops.get(op);
-    return stats === undefined
-      ? []
-      : [{ op, ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses }];
+    const s = result.ops.get(op);
+    return s ? [{ op, ...latencySummary(s.latency), errors: s.errors, statuses: s.statuses }] : [];
   });
   const op = (name: string) => ops.find((o) => o.op === name);
   const hits = op('read-hit')?.count ?? 0;
@@ -46,8 +44,7 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   // The bench's own processes (nodes, nginx and its workers, provider) are known: "other" is what is left.
   const other = otherCores(cpu, Object.values(cpu.processCores));
-  const figures = { ...step, result, ops, op, hitShare, errorShare, misses };
-  return { ...figures, otherCores: other, stages: measured.stages };
+  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores: other, stages };
 }
 
 export default skeleton.defineScenario({
