@@ -5,7 +5,6 @@
 import { Client, type Dispatcher } from 'undici';
 
 export class ConnectionSet {
-  readonly size: number;
   private readonly clients: Client[];
   /** Idle connections, the one idle longest first; requests waiting for one, the oldest first. */
   private readonly idle: Client[];
@@ -17,11 +16,10 @@ export class ConnectionSet {
 
   constructor(
     readonly origin: string,
-    size: number,
+    readonly size: number,
     /** Longest wait for response headers and between body chunks, ms. */
     options: { readonly timeoutMs?: number } = {},
   ) {
-    this.size = size;
     const timeout = options.timeoutMs ?? 30_000;
     this.clients = Array.from({ length: size }, () => {
       const client = new Client(origin, {
