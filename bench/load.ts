@@ -38,13 +38,8 @@ export class PurchaseLedger {
     };
   }
 
-  constructor(
-    /** Bearer tokens of every user `purchase` is called with (minted before the load). */
-    private readonly tokens: BenchTokens,
-    productIds: readonly number[] = [],
-  ) {
-    for (const id of productIds) this.tally(id);
-  }
+  /** `tokens`: of every user `purchase` is called with (minted before the load). */
+  constructor(private readonly tokens: BenchTokens) {}
 
   tally(productId: number): ProductTally {
     const tally = this.perProduct.get(productId) ?? { created: 0, declined: 0, pendingKeys: [] };

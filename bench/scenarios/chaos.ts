@@ -46,7 +46,7 @@ async function run(run: Run) {
   if (subscriberCount > 0) await subscribers.open(subscriberCount);
 
   // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
-  const ledger = new PurchaseLedger(tokens, productIds);
+  const ledger = new PurchaseLedger(tokens);
   const acks = new PurchaseOutcomes();
   let stopLoad = false;
   let loadStart = performance.now();

@@ -30,7 +30,7 @@ async function run(run: Run) {
   const ids = (await createProducts(run.admin, tokens, tag, productCount, STOCK)).map((p) => p.id);
 
   // The load: one unit of the products in turn, each a fresh key; what failed or was slow around the kill.
-  const ledger = new PurchaseLedger(tokens, ids);
+  const ledger = new PurchaseLedger(tokens);
   const confirmed: string[] = [];
   const victim = cluster.nodes[1]!;
   let killedAtMs: number | undefined;

@@ -27,7 +27,7 @@ async function runSetup(top: skeleton.Run, nodes: number) {
     const count = run.param('products', 32, 1, 10_000);
     const products = await createProducts(run.admin, run.tokens, tag, count, STOCK);
     const ids = products.map((p) => p.id);
-    const ledger = new PurchaseLedger(run.tokens, ids);
+    const ledger = new PurchaseLedger(run.tokens);
     const purchase = ledger.stream(tag);
     // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
     // round-robin over an even number of products would send each product to the same node every time.

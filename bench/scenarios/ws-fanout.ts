@@ -81,7 +81,7 @@ export default defineScenario({
     const rssAfter = nodes.map((n) => rssOf(n.pid));
 
     // The purchase stream: the shared open loop, half of `rate` to each node, over every product.
-    const ledger = new PurchaseLedger(tokens, ids);
+    const ledger = new PurchaseLedger(tokens);
     const purchase = ledger.stream(run.tag('ws'));
     frames.measuring = true;
     const results = await Promise.all(
