@@ -425,24 +425,24 @@ export function stepTable<S extends OpenStep>(
 }
 
 /** Details of an open-loop purchase step. */
-export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>({
-  result,
-  startS: _startS,
-  metrics: _metrics,
-  ...step
-}: S) => ({
-  // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
-  label: result.label,
-  monotonicUs: result.monotonicUs,
-  ...step,
-  statuses: result.ops.get('purchase')?.statuses,
-  achievedPerS: round(result.achievedPerS, 1),
-  okPerS: round(result.okPerS, 1),
-  generatorCores: result.generatorCores,
-  schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
-  maxQueued: result.maxQueued,
-  timeline: result.timeline,
-});
+export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>(
+  s: S,
+) => {
+  const { result, startS: _startS, metrics: _metrics, ...step } = s;
+  return {
+    // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
+    label: result.label,
+    monotonicUs: result.monotonicUs,
+    ...step,
+    statuses: result.ops.get('purchase')?.statuses,
+    achievedPerS: round(result.achievedPerS, 1),
+    okPerS: round(result.okPerS, 1),
+    generatorCores: result.generatorCores,
+    schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
+    maxQueued: result.maxQueued,
+    timeline: result.timeline,
+  };
+};
 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
 export function timelinePoints(
