@@ -84,13 +84,9 @@ async function run(run: Run) {
     ),
   );
   const orders = new Map<string, { status: string; quantity: number; n: number }>();
-  for (const row of rows) {
-    const k = String(row['k']);
-    orders.set(k, {
-      status: String(row['status']),
-      quantity: Number(row['quantity']),
-      n: (orders.get(k)?.n ?? 0) + 1,
-    });
+  for (const r of rows) {
+    const [k, status, quantity] = [String(r['k']), String(r['status']), Number(r['quantity'])];
+    orders.set(k, { status, quantity, n: (orders.get(k)?.n ?? 0) + 1 });
   }
   const placed = [...orders.values()];
   const quantityOf = (status: string) =>
