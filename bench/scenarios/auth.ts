@@ -88,28 +88,28 @@ async function microCosts(run: Run, scale: number) {
   // The bench signs with the local stack key: verify against its JWKS file, whatever AUTH_JWKS_URL says.
   const config = loadConfig({ ...process.env, ...options.serviceEnv });
   const auth = { ...config.auth, jwksUrl: undefined, jwksFile: JWKS_FILE };
-  const said = (what: string, c: Awaited<ReturnType<typeof time>>, digits: number) =>
+  /** `time(...args)`, its figures said as `what` (CPU-µs to `digits` decimals). */
+  const timed = async (what: string, digits: number, ...args: Parameters<typeof time>) => {
+    const c = await time(...args);
     io.progress(
       `bench: ${what}: ${c.cpuUs.toFixed(digits)} µs CPU, ${c.wallUs.toFixed(1)} µs wall per call (${num(c.n)} calls)`,
     );
+    return c;
+  };
 
   // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
   const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
-  const fullVerify = await time(count(5_000), (i) => uncached.authenticate(bearer(i)), 1);
-  said('(a) full token verify', fullVerify, 1);
+  const verify = (i: number) => uncached.authenticate(bearer(i));
+  const fullVerify = await timed('(a) full token verify', 1, count(5_000), verify, 1);
 
   // (b) Cached verify: every token verified once first; then authenticate answers from the map, synchronously.
   const cached = new TokenVerifier({ auth });
   for (const b of bearers) await cached.authenticate(b);
-  const cachedVerify = await time(
-    count(1_000_000),
-    (i) => {
-      if (cached.authenticate(bearer(i)) instanceof Promise)
-        throw new Error('bench: a cached token was verified again');
-    },
-    0,
-  );
-  said('(b) cached token verify', cachedVerify, 3);
+  const fromCache = (i: number) => {
+    if (cached.authenticate(bearer(i)) instanceof Promise)
+      throw new Error('bench: a cached token was verified again');
+  };
+  const cachedVerify = await timed('(b) cached token verify', 3, count(1_000_000), fromCache, 0);
 
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
@@ -124,16 +124,15 @@ async function microCosts(run: Run, scale: number) {
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = await time(count(1_000_000), () => ipLimits.admitIp('127.0.0.1'), 0);
-  said('(c) per-IP limit check', ipLimit, 3);
+  const admitIp = () => ipLimits.admitIp('127.0.0.1');
+  const ipLimit = await timed('(c) per-IP limit check', 3, count(1_000_000), admitIp, 0);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
   const userLimits = limits(0, Number(BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S));
   const admit = (i: number) => userLimits.admitPurchase(benchUser(i));
-  const userLimit = await time(count(10_000), admit, 1, redis);
-  said('(d) per-user limit, sequential', userLimit, 1);
-  const userLimitConcurrent = await time(count(40_000), admit, IN_FLIGHT, redis);
-  said(`(d) per-user limit, ${IN_FLIGHT} in flight`, userLimitConcurrent, 1);
+  const userLimit = await timed('(d) per-user limit, sequential', 1, count(10_000), admit, 1, redis);
+  const concurrent = `(d) per-user limit, ${IN_FLIGHT} in flight`;
+  const userLimitConcurrent = await timed(concurrent, 1, count(40_000), admit, IN_FLIGHT, redis);
   return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
 }
 
