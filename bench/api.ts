@@ -13,13 +13,12 @@ export async function createProduct(
   name: string,
   stock: number,
   strategy: Strategy = 'actor',
-  priceCents = 1999,
 ) {
   const res = await http.request({
     path: '/products',
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: tokens.admin },
-    body: JSON.stringify({ name, priceCents, stock, strategy }),
+    body: JSON.stringify({ name, priceCents: 1999, stock, strategy }),
   });
   const text = await res.body.text();
   if (res.statusCode !== 201)

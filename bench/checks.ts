@@ -13,16 +13,11 @@ import type { Cluster } from '../scripts/cluster.js';
 import { connectStoreRedis, ordersOfKeys, waitNone, withMysql } from './stores.js';
 import { until } from '../scripts/until.js';
 import type { StockTruth } from '../scripts/chaos/subscribers.js';
+import type { BenchTokens } from './auth.js';
 
 /** The headers of an admin's requests (`GET /stats`, restocks). */
-interface AdminToken {
-  adminHeaders(): Record<string, string>;
-}
-
-export interface Mismatch {
-  readonly productId: number;
-  readonly detail: string;
-}
+type AdminToken = Pick<BenchTokens, 'adminHeaders'>;
+export type Mismatch = { readonly productId: number; readonly detail: string };
 
 /** Each product's stock and version on the primary. */
 export function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
@@ -50,6 +45,12 @@ export function lostAcknowledged(
       ...keys.pending.filter((k) => !found.has(k)),
     ];
   });
+}
+
+/** `fn` on a pool of 4 connections to each of `urls`, closed after. */
+async function withPools<T>(urls: readonly string[], fn: (pools: [Pool, ...Pool[]]) => Promise<T>) {
+  const pools = urls.map((url) => new Pool(url, { connections: 4 })) as [Pool, ...Pool[]];
+  return fn(pools).finally(() => Promise.all(pools.map((p) => p.close())));
 }
 
 /** Retries `check` every second until it finds nothing or `timeoutMs` passed; the last findings. */
@@ -122,9 +123,8 @@ export async function checkCache(
   timeoutMs = 45_000,
 ): Promise<Mismatch[]> {
   const redis = await connectStoreRedis();
-  const nodes = nodeUrls.map((url) => new Pool(url, { connections: 4 }));
-  try {
-    return await settle(async () => {
+  return withPools(nodeUrls, (nodes) =>
+    settle(async () => {
       const truth = await readTruth(productIds);
       const cached =
         redisPrefix === undefined
@@ -149,11 +149,8 @@ export async function checkCache(
         }
       }
       return found;
-    }, timeoutMs);
-  } finally {
-    redis.disconnect();
-    await Promise.all(nodes.map((n) => n.close()));
-  }
+    }, timeoutMs),
+  ).finally(() => redis.disconnect());
 }
 
 const PROJECTION_KEYS = [
@@ -171,9 +168,8 @@ export async function checkProjection(
   productIds: readonly number[],
   timeoutMs = 60_000,
 ): Promise<Mismatch[]> {
-  const http = new Pool(url, { connections: 4 });
-  try {
-    return await settle(async () => {
+  return withPools([url], ([http]) =>
+    settle(async () => {
       const want = await withMysql(async (conn) => {
         const [rows] = await conn.query<RowDataPacket[]>(
           `SELECT product_id,
@@ -204,10 +200,8 @@ export async function checkProjection(
           });
       }
       return found;
-    }, timeoutMs);
-  } finally {
-    await http.close();
-  }
+    }, timeoutMs),
+  );
 }
 
 /**
@@ -216,8 +210,7 @@ export async function checkProjection(
  */
 export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
   const before = (await readTruth([productId])).get(productId)?.stock;
-  const http = new Pool(url, { connections: 1 });
-  try {
+  return withPools([url], async ([http]) => {
     const res = await http.request({
       path: `/products/${productId}/restock`,
       method: 'POST',
@@ -229,28 +222,19 @@ export async function checkActor(url: string, admin: AdminToken, productId: numb
     return [
       { productId, detail: `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}` },
     ];
-  } finally {
-    await http.close();
-  }
+  });
 }
 
 /** The outbox rows of `topics` still unsent once none is left or `timeoutMs` passed. */
 export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
   waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
 
-interface ReadSettings {
-  readonly sinceMs?: number;
-  readonly key?: string;
-  readonly timeoutMs?: number;
-  readonly strict?: boolean;
-}
-
 /** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
 export async function readEvents(
   kafka: Kafka,
   admin: Admin,
   topics: readonly string[],
-  { sinceMs, key, timeoutMs = 90_000, strict = true }: ReadSettings = {},
+  { sinceMs, key, strict }: { sinceMs: number | undefined; key: string | undefined; strict: boolean },
 ): Promise<EventEnvelope[]> {
   const remaining = new Map<string, number>(); // topic/partition → the last offset to read
   const starts: { topic: string; partition: number; offset: string }[] = [];
@@ -286,11 +270,9 @@ export async function readEvents(
       },
     });
     for (const start of starts) consumer.seek(start);
-    const timeout = sleep(timeoutMs).then(() => {
+    const timeout = sleep(90_000).then(() => {
       if (strict)
-        throw new Error(
-          `Kafka read-back incomplete after ${timeoutMs / 1000} s (${remaining.size} partitions short)`,
-        );
+        throw new Error(`Kafka read-back incomplete after 90 s (${remaining.size} partitions short)`);
     });
     await Promise.race([finished, timeout]);
   } finally {
@@ -306,6 +288,12 @@ const ORDER_EVENTS = [
   ['order.confirmed', 'CONFIRMED', 'confirmed'],
   ['order.cancelled', 'CANCELLED', 'cancelled'],
 ] as const;
+
+/** Whether `a` holds no duplicate and the same strings as `b`. */
+function sameSet(a: readonly string[], b: readonly string[]) {
+  const set = new Set(a);
+  return set.size === a.length && a.length === b.length && b.every((x) => set.has(x));
+}
 
 /** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
 export async function compareEvents(
@@ -325,10 +313,6 @@ export async function compareEvents(
   for (const id of productIds) {
     const mine = [...unique.values()].filter((e) => e.productId === id);
     const ofType = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
-    const sameSet = (a: readonly string[], b: readonly string[]) => {
-      const sa = new Set(a);
-      return sa.size === a.length && a.length === b.length && b.every((x) => sa.has(x));
-    };
     const rows = orders.filter((r) => Number(r['product_id']) === id);
     const idsWith = (status?: string) =>
       rows.filter((r) => status === undefined || r['status'] === status).map((r) => String(r['id']));
@@ -338,10 +322,7 @@ export async function compareEvents(
         problems.push(`${type} ${ofType(type).length} vs ${idsWith(status).length} ${what}`);
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
-      .reduce<EventEnvelope<'stock.changed'> | undefined>(
-        (last, e) => (last === undefined || e.data.version > last.data.version ? e : last),
-        undefined,
-      );
+      .sort((a, b) => b.data.version - a.data.version)[0];
     const want = truth.get(id);
     if (stock?.data.version !== want?.version || stock?.data.stock !== want?.stock)
       problems.push(
@@ -388,8 +369,7 @@ export async function checkStores(s: StoresToCheck) {
       key,
       strict: s.events.own,
     });
-    const compared = await compareEvents(all, productIds);
-    read = compared;
+    const compared = (read = await compareEvents(all, productIds));
     return compared.mismatches;
   }, timeoutMs ?? 60_000).finally(async () => {
     if (!s.events.own) await events.admin.disconnect().catch(() => undefined);

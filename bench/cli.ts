@@ -242,17 +242,9 @@ async function runOnce(scenario: Scenario, options: BenchOptions, io: BenchIO, c
   };
   const { table, notes, details } = result;
   const record = { scenario: scenario.name, startedAt, finishedAt: new Date().toISOString() };
-  const run = {
-    argv: process.argv.slice(2),
-    options,
-    machine: host,
-    source: tree,
-    summary,
-    table,
-    notes,
-    details,
-  };
-  await writeFile(`${base}.json`, `${JSON.stringify({ ...record, ...run }, null, 2)}\n`);
+  const run = { argv: process.argv.slice(2), options, machine: host, source: tree };
+  const json = JSON.stringify({ ...record, ...run, summary, table, notes, details }, null, 2);
+  await writeFile(`${base}.json`, `${json}\n`);
 
   const changes =
     tree.changed.length > 0 ? ` + working-tree changes: ${tree.changed.join(', ')}` : ' (clean tree)';

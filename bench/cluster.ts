@@ -9,7 +9,7 @@ import { childPids } from './cpu.js';
 import type { BenchIO, BenchOptions } from './types.js';
 
 export { deleteRedisKeys, startProcess } from '../scripts/cluster.js';
-export type { Cluster, ClusterSettings, NodeProcess } from '../scripts/cluster.js';
+export type { Cluster, ClusterSettings } from '../scripts/cluster.js';
 
 /** The checkout whose service the bench builds and runs: this one, or BENCH_SERVICE_ROOT (a worktree of a commit). */
 const SERVICE_ROOT = path.resolve(

@@ -5,26 +5,21 @@
 import { Client, type Dispatcher } from 'undici';
 
 export class ConnectionSet {
-  readonly size: number;
   private readonly clients: Client[];
   /** Idle connections, the one idle longest first; requests waiting for one, the oldest first. */
   private readonly idle: Client[];
   private readonly waiting: ((client: Client) => void)[] = [];
   /** Sockets open now (undici `connect` minus `disconnect` events). */
   connected = 0;
-  /** Connections (re)opened since creation. */
-  connects = 0;
-  disconnects = 0;
   /** Most requests waiting for a free connection at once. */
   maxWaiting = 0;
 
   constructor(
     readonly origin: string,
-    size: number,
+    readonly size: number,
     /** Longest wait for response headers and between body chunks, ms. */
     options: { readonly timeoutMs?: number } = {},
   ) {
-    this.size = size;
     const timeout = options.timeoutMs ?? 30_000;
     this.clients = Array.from({ length: size }, () => {
       const client = new Client(origin, {
@@ -35,14 +30,8 @@ export class ConnectionSet {
         keepAliveMaxTimeout: 120_000,
         connect: { timeout: 10_000 },
       });
-      client.on('connect', () => {
-        this.connected += 1;
-        this.connects += 1;
-      });
-      client.on('disconnect', () => {
-        this.connected -= 1;
-        this.disconnects += 1;
-      });
+      client.on('connect', () => (this.connected += 1));
+      client.on('disconnect', () => (this.connected -= 1));
       return client;
     });
     this.idle = [...this.clients];

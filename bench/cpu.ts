@@ -7,13 +7,17 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { STACK_PORTS } from '../scripts/stack/layout.js';
 
-const CLOCK_TICKS = (() => {
+/** `fn()`, or undefined when it throws (no /proc or getconf, a process gone meanwhile, not ours to read). */
+function attempt<T>(fn: () => T): T | undefined {
   try {
-    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    return fn();
   } catch {
-    return 100; // Linux's usual USER_HZ
+    return undefined;
   }
-})();
+}
+
+// 100: Linux's usual USER_HZ.
+const CLOCK_TICKS = Number(attempt(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }))) || 100;
 
 type CpuSnapshot = ReturnType<typeof cpuSnapshot>;
 /** Over a phase: the load generator's cores, the share of all cores busy (0..1) and the cores in interrupts
@@ -38,14 +42,8 @@ const STACK_SERVERS = {
   payment_provider: STACK_PORTS.payment,
 } as const;
 
-/** A file's text, or undefined when it cannot be read (no /proc, a process gone meanwhile). */
-function read(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
+/** A file's text, or undefined when it cannot be read. */
+const read = (file: string) => attempt(() => readFileSync(file, 'utf8'));
 
 /** Pids of the processes listening on the stack's ports (/proc/net/tcp and fds): whichever stack answers there. */
 export function stackPids(): Record<string, number> {
@@ -63,19 +61,8 @@ export function stackPids(): Record<string, number> {
   const owners = new Map<number, number>();
   for (const pid of procPids()) {
     if (owners.size === inodes.size) break;
-    let fds: string[] = [];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      // gone, or not ours to read
-    }
-    for (const fd of fds) {
-      let inode: string | undefined;
-      try {
-        inode = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
-      } catch {
-        continue;
-      }
+    for (const fd of attempt(() => readdirSync(`/proc/${pid}/fd`)) ?? []) {
+      const inode = attempt(() => /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]);
       const port = inode === undefined ? undefined : inodes.get(inode);
       if (port !== undefined && !owners.has(port)) owners.set(port, pid);
     }
@@ -88,14 +75,11 @@ export function stackPids(): Record<string, number> {
 
 /** Every pid in /proc, lowest first (none without /proc). */
 function procPids(): number[] {
-  try {
-    return readdirSync('/proc')
-      .filter((d) => /^\d+$/.test(d))
-      .map(Number)
-      .sort((a, b) => a - b);
-  } catch {
-    return [];
-  }
+  const entries = attempt(() => readdirSync('/proc')) ?? [];
+  return entries
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .sort((a, b) => a - b);
 }
 
 /** The fields of /proc/<pid>/stat after the parenthesised command name (state first); undefined if gone. */

@@ -38,31 +38,22 @@ export class PurchaseLedger {
     };
   }
 
-  constructor(
-    /** Bearer tokens of every user `purchase` is called with (minted before the load). */
-    private readonly tokens: BenchTokens,
-    productIds: readonly number[] = [],
-  ) {
-    for (const id of productIds) this.tally(id);
-  }
+  /** `tokens`: of every user `purchase` is called with (minted before the load). */
+  constructor(private readonly tokens: BenchTokens) {}
 
   tally(productId: number): ProductTally {
-    let tally = this.perProduct.get(productId);
-    if (tally === undefined) {
-      tally = { created: 0, declined: 0, pendingKeys: [] };
-      this.perProduct.set(productId, tally);
-    }
-    return tally;
+    const tally = this.perProduct.get(productId) ?? { created: 0, declined: 0, pendingKeys: [] };
+    return this.perProduct.set(productId, tally).get(productId)!;
   }
 
-  /** `POST /purchases` of one key as `userId`; only a fresh 201 is not an error; `then` may reclassify. */
+  /** `POST /purchases` of one key as `userId`; only a 201 is not an error; `then` (given the status) may reclassify. */
   purchase(
     op: string,
     productId: number,
     quantity: number,
     key: string,
     userId: string,
-    then?: (cls: AnswerClass, timing: AnswerTiming) => AnswerClass | void,
+    then?: (cls: AnswerClass, timing: AnswerTiming, status: number) => AnswerClass | void,
   ): OpenLoopRequest {
     return {
       op,
@@ -71,8 +62,8 @@ export class PurchaseLedger {
       headers: { authorization: this.tokens.bearer(userId), 'idempotency-key': key },
       body: JSON.stringify({ productId, quantity }),
       answer: (status, headers, body, timing) => {
-        const cls = this.answer(productId, key, userId, status, headers, body);
-        return then?.(cls, timing) ?? cls;
+        const cls = this.answer({ productId, userId, key }, status, headers, body);
+        return then?.(cls, timing, status) ?? cls;
       },
       transportError: (code) => {
         this.ambiguous.push({ productId, userId, key, answer: `transport ${code}` });
@@ -81,32 +72,27 @@ export class PurchaseLedger {
   }
 
   private answer(
-    productId: number,
-    key: string,
-    userId: string,
+    a: Omit<PurchaseAttempt, 'answer'>,
     status: number,
     headers: IncomingHttpHeaders,
     body: string,
-  ): AnswerClass {
-    const tally = this.tally(productId);
+  ) {
+    const tally = this.tally(a.productId);
     if (status === 201) {
-      if (headers['idempotent-replayed'] === 'true') {
-        // Keys are sent once: a replay means a proxy retried a request whose first attempt committed
-        // (nginx's proxy_next_upstream non_idempotent). Still this key's confirmed order.
-        this.replayed += 1;
-        tally.created += 1;
-        return { error: false, label: '201 REPLAYED' };
-      }
       tally.created += 1;
-      return { error: false, label: '201' };
+      if (headers['idempotent-replayed'] !== 'true') return { error: false, label: '201' };
+      // Keys are sent once: a replay means a proxy retried a request whose first attempt committed
+      // (nginx's proxy_next_upstream non_idempotent). Still this key's confirmed order.
+      this.replayed += 1;
+      return { error: false, label: '201 REPLAYED' };
     }
     if (status === 202) {
-      tally.pendingKeys.push(key);
+      tally.pendingKeys.push(a.key);
       return { error: true, label: '202 PENDING' };
     }
     const label = `${status} ${errorCode(body)}`;
     if (status === 402) tally.declined += 1;
-    if (status >= 500) this.ambiguous.push({ productId, userId, key, answer: label });
+    if (status >= 500) this.ambiguous.push({ ...a, answer: label });
     return { error: true, label };
   }
 }

@@ -3,16 +3,15 @@
  * Shared by the scenarios so every phase is judged the same way (disturbed or not).
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
-import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
-import { delta, familyDelta, familyMean, histogramMean, scrapeNodes, type Samples } from './prom.js';
-import { serverCounters } from './stores.js';
+import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
+import { delta, familyDelta, histogramMean, scrapeNodes, type Samples } from './prom.js';
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 export const DISTURBED_OTHER_CORES = 0.25;
 
 /** A phase's result with its CPU shares, the service's cores (`process_cpu_seconds_total` Σ over the nodes ÷
- * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after, the
- * MySQL primary's counters per second (undefined if unreadable) and where its purchases spent their time. */
+ * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after and
+ * where its purchases spent their time. */
 export type MeasuredPhase<T> = Awaited<ReturnType<typeof measurePhase<T>>>;
 
 /** Per purchase stage over a phase: purchases observed, mean and percentiles from the histogram's buckets, ms. */
@@ -75,11 +74,7 @@ export function formatStages(stages: StageFigures): string {
  * `cores: node-1 0.41, mariadb_primary 0.18, …, bench 0.23`, busiest first (the nodes as `service` when they are
  * not among the pids): which process fills the box.
  */
-function formatCores(
-  processes: Readonly<Record<string, number | undefined>>,
-  service: number,
-  bench: number,
-) {
+function formatCores(processes: CpuShares['processCores'], service: number, bench: number) {
   const named = Object.keys(processes).some((name) => name.startsWith('node-'));
   const cores = { ...(named ? {} : { service }), ...processes, bench };
   const busy = Object.entries(cores).filter(
@@ -91,22 +86,19 @@ function formatCores(
     .join(', ')}`;
 }
 
-/** `fn` with `/metrics` (each node read directly, summed), CPU and the primary's counters around it. */
+/** `fn` with `/metrics` (each node read directly, summed) and CPU around it. */
 export async function measurePhase<T>(
-  metricsFrom: string | readonly string[],
+  urls: readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
   /** Given the phase's purchase stage line (`formatStages`), when it had purchases, and its cores line. */
   progress?: (line: string) => void,
 ) {
-  const urls = typeof metricsFrom === 'string' ? [metricsFrom] : metricsFrom;
-  const dbBefore = await serverCounters();
   const before = await scrapeNodes(urls);
   const cpuBefore = cpuSnapshot(pids);
   const result = await run();
   const cpu = cpuShares(cpuBefore, cpuSnapshot(pids));
   const after = await scrapeNodes(urls);
-  const dbAfter = await serverCounters();
   const serviceCores = delta(before, after, 'process_cpu_seconds_total') / cpu.wallS;
   const stages = stageFigures(before, after);
   const line = formatStages(stages);
@@ -119,12 +111,6 @@ export async function measurePhase<T>(
     otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
     metrics: { before, after },
     stages,
-    dbPerS:
-      dbBefore === undefined || dbAfter === undefined
-        ? undefined
-        : Object.fromEntries(
-            Object.entries(dbAfter).map(([k, v]) => [k, round((v - (dbBefore[k] ?? 0)) / cpu.wallS, 1)]),
-          ),
   };
 }
 
@@ -138,7 +124,6 @@ export const sumDelta = (
 export function writerFigures(metrics: { readonly before: Samples; readonly after: Samples }, wallS: number) {
   const { before, after } = metrics;
   const batches = delta(before, after, 'product_batch_size_count');
-  const sagasEnded = familyDelta(before, after, 'saga_duration_seconds_count');
   return {
     /** Committed batches (all products). */
     batches,
@@ -146,12 +131,12 @@ export function writerFigures(metrics: { readonly before: Samples; readonly afte
     /** New orders per batch (settlements ride in the same batches and are not counted). */
     meanBatchSize: histogramMean(before, after, 'product_batch_size'),
     meanBatchWriteMs: ms(
-      histogramMean(before, after, 'product_batch_duration_seconds', '{outcome="committed"}'),
+      histogramMean(before, after, 'product_batch_duration_seconds', 'outcome="committed"'),
     ),
     /** Share of wall time some product's writer had a batch in flight: Σ write time ÷ wall (may exceed 1 across products). */
     writerBusy: delta(before, after, 'product_batch_duration_seconds_sum{outcome="committed"}') / wallS,
-    sagasEnded,
-    meanSagaMs: ms(familyMean(before, after, 'saga_duration_seconds')),
+    sagasEnded: familyDelta(before, after, 'saga_duration_seconds_count'),
+    meanSagaMs: ms(histogramMean(before, after, 'saga_duration_seconds')),
     eventLoopLagP99Ms: ms(after.get('nodejs_eventloop_lag_p99_seconds')),
   };
 }
@@ -169,8 +154,6 @@ export const roundOrNull = (n: number | null | undefined, digits: number): numbe
 export const percentileMs = (h: RecordableHistogram, percentile: number): number =>
   h.count === 0 ? NaN : round(h.percentile(percentile) / 1000, 2);
 
-export const maxMs = (h: RecordableHistogram): number => (h.count === 0 ? NaN : round(h.max / 1000, 1));
-
 /** p50/p90/p95/p99/p99.9/max/mean of a µs histogram, ms. */
 export function latencySummary(h: RecordableHistogram) {
   return {
@@ -180,7 +163,7 @@ export function latencySummary(h: RecordableHistogram) {
     p95: percentileMs(h, 95),
     p99: percentileMs(h, 99),
     p999: percentileMs(h, 99.9),
-    max: maxMs(h),
+    max: h.count === 0 ? NaN : round(h.max / 1000, 1),
     mean: h.count === 0 ? NaN : round(h.mean / 1000, 2),
   };
 }

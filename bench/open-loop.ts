@@ -7,7 +7,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ConnectionSet } from './connections.js';
 import { monotonicUs, newLatencyHistogram } from './load.js';
-import { num } from './report.js';
+import { lines, num } from './report.js';
 import type { BenchIO } from './types.js';
 
 /** How an answer counts: under which operation (default the request's), error (default status ≥ 400), label. */
@@ -83,8 +83,8 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   };
   const schedulerLag = newLatencyHistogram();
   const windowMs = phase.durationS * 1000;
-  /** Requests scheduled, answered, erring; answers (ok ones) inside the window; requests in flight. */
-  const n = { scheduled: 0, answered: 0, errors: 0, inWindow: 0, okInWindow: 0, inFlight: 0 };
+  /** Requests scheduled, erring; answers (ok ones) inside the window; requests in flight. */
+  const n = { scheduled: 0, errors: 0, inWindow: 0, okInWindow: 0, inFlight: 0 };
   connections.maxWaiting = 0;
   const cpuBefore = process.cpuUsage();
   const monotonicStart = monotonicUs();
@@ -102,7 +102,6 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
       if (transport) stats.transportErrors += 1;
       else {
         stats.answers += 1;
-        n.answered += 1;
         stats.latency.record(Math.max(1, Math.round((done - intended) * 1000)));
       }
       const bucket = second(done - start);
@@ -152,9 +151,7 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
     const requests = phase.next(seq);
     seq += 1;
     if (requests === undefined) stopped = true;
-    return requests === undefined || Array.isArray(requests)
-      ? (requests as readonly OpenLoopRequest[] | undefined)
-      : [requests as OpenLoopRequest];
+    return requests === undefined ? undefined : ([] as OpenLoopRequest[]).concat(requests);
   };
   let drained: (() => void) | undefined;
   const openLoop = () =>
@@ -212,27 +209,23 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
       ? Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS
       : phase.durationS;
   const achievedPerS = n.inWindow / windowS;
-  const warnings: string[] = [];
   const offeredPerS = n.scheduled / windowS;
-  if (concurrency === undefined && achievedPerS < offeredPerS * 0.95)
-    warnings.push(
+  const lagMs = schedulerLag.count > 0 ? schedulerLag.percentile(99) / 1000 : 0;
+  const warnings = lines(
+    concurrency === undefined &&
+      achievedPerS < offeredPerS * 0.95 &&
       `${phase.label}: achieved ${num(achievedPerS)}/s < offered ${num(offeredPerS)}/s (answers inside the window): the service (or the generator) fell behind`,
-    );
-  if (schedulerLag.count > 0 && schedulerLag.percentile(99) > 10_000)
-    warnings.push(
-      `${phase.label}: the generator sent late (scheduler lag p99 ${(schedulerLag.percentile(99) / 1000).toFixed(1)} ms, generator ${generatorCores.toFixed(2)} cores): it is short of CPU, latencies include its delay`,
-    );
-  if (connections.maxWaiting > 0 && connections.maxWaiting >= connections.size)
-    warnings.push(
+    lagMs > 10 &&
+      `${phase.label}: the generator sent late (scheduler lag p99 ${lagMs.toFixed(1)} ms, generator ${generatorCores.toFixed(2)} cores): it is short of CPU, latencies include its delay`,
+    connections.maxWaiting > 0 &&
+      connections.maxWaiting >= connections.size &&
       `${phase.label}: up to ${num(connections.maxWaiting)} requests waited for one of the ${num(connections.size)} connections (counted in their latency)`,
-    );
+  );
   return {
     label: phase.label,
-    concurrency,
     offeredPerS,
     windowS,
     scheduled: n.scheduled,
-    answered: n.answered,
     errors: n.errors,
     achievedPerS,
     okPerS: n.okInWindow / windowS,

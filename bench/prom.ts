@@ -51,19 +51,8 @@ export function familyDelta(before: Samples, after: Samples, name: string, ...la
   return sum;
 }
 
-/** Mean of a histogram over an interval, all label sets together; undefined when nothing was observed. */
-export function familyMean(before: Samples, after: Samples, name: string): number | undefined {
-  const count = familyDelta(before, after, `${name}_count`);
-  return count > 0 ? familyDelta(before, after, `${name}_sum`) / count : undefined;
-}
-
-/** Mean of a histogram over an interval: Δ_sum / Δ_count; undefined when nothing was observed. */
-export function histogramMean(
-  before: Samples,
-  after: Samples,
-  name: string,
-  labels = '',
-): number | undefined {
-  const count = delta(before, after, `${name}_count${labels}`);
-  return count > 0 ? delta(before, after, `${name}_sum${labels}`) / count : undefined;
+/** Mean of a histogram over an interval, over its label sets holding all `labels`; undefined when none observed. */
+export function histogramMean(before: Samples, after: Samples, name: string, ...labels: string[]) {
+  const count = familyDelta(before, after, `${name}_count`, ...labels);
+  return count > 0 ? familyDelta(before, after, `${name}_sum`, ...labels) / count : undefined;
 }

@@ -6,8 +6,16 @@ export function num(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
-/** `n` with `digits` decimals, '-' when unknown. */
-export const fixed = (n: number | undefined, digits: number): string =>
+/** Notes from lines, lists of lines and `cond && line` (false, undefined and null left out). */
+export const lines = (...parts: (string | false | undefined | null | readonly string[])[]): string[] =>
+  parts.flatMap((p) => (typeof p === 'string' ? [p] : p || []));
+
+/** Table columns `<k> ms` (`p999` as `p99.9 ms`), each cell `ms(row, k)`. */
+export const msColumns = <T, K extends string>(keys: readonly K[], ms: (row: T, k: K) => string | number) =>
+  keys.map((k) => [`${k === 'p999' ? 'p99.9' : k} ms`, (row: T) => ms(row, k)] as const);
+
+/** `n` with `digits` decimals (default 1), '-' when unknown. */
+export const fixed = (n: number | undefined, digits = 1): string =>
   n === undefined ? '-' : n.toFixed(digits);
 
 /** A plain-text table: numbers right-aligned, text left-aligned. */
@@ -28,7 +36,7 @@ export function formatTable(table: ResultTable): string {
   return [line(header!), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
-export function median(values: readonly number[]): number {
+function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
@@ -75,29 +83,5 @@ export function tableOf<T>(
   return {
     columns: columns.map(([name]) => name),
     rows: rows.map((row) => columns.map(([, cell]) => cell(row))),
-  };
-}
-/** A column: header and cell; with a summary key, also the row's `<prefix>_<key>` (its value: `value`, else the cell). */
-export type Column<T> = readonly [
-  header: string,
-  cell: (row: T) => string | number,
-  key?: string,
-  value?: (row: T) => unknown,
-];
-
-/** A scenario's columns declared once: its table, and the summary keys of a row (a phase, a path) from them. */
-export function columns<T>(cols: readonly Column<T>[]) {
-  return {
-    table: (rows: readonly T[]) =>
-      tableOf<T>(
-        cols.map(([header, cell]) => [header, cell] as const),
-        rows,
-      ),
-    keys: (prefix: string, row: T): Record<string, unknown> =>
-      Object.fromEntries(
-        cols.flatMap(([, cell, key, value]) =>
-          key === undefined ? [] : [[`${prefix}_${key}`, (value ?? cell)(row)]],
-        ),
-      ),
   };
 }

@@ -14,16 +14,17 @@ import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import {
   DISTURBED_OTHER_CORES,
+  latencySummary,
   measurePhase,
   percentileMs,
   round,
   roundOrNull,
-  type MeasuredPhase,
 } from './measure.js';
-import { newLatencyHistogram } from './load.js';
+import type { MeasuredPhase } from './measure.js';
+import { newLatencyHistogram, type PurchaseLedger } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
-import { num, tableOf } from './report.js';
+import { lines, msColumns, num, tableOf } from './report.js';
 import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
@@ -50,7 +51,6 @@ export interface SetUp {
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
-type Answers = Parameters<typeof expectedFrom>[0][number];
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -112,9 +112,8 @@ export class Run {
       const timeoutMs = settings.connectionsTimeoutMs;
       self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
       io.onCleanup(() => this.connections.close());
-      this.opened = await this.connections.open(
-        this.cluster.nginx === undefined ? '/health' : '/nginx-health',
-      );
+      const probe = this.cluster.nginx === undefined ? '/health' : '/nginx-health';
+      this.opened = await this.connections.open(probe);
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
     self.pids = stackPids();
@@ -127,7 +126,7 @@ export class Run {
   /** After the load: sagas waited for, stock and orders against the answers, the run's health and replays. */
   async check(
     products: readonly ProductSpec[],
-    answers: readonly (Answers & { readonly replayed: number })[],
+    ledger: PurchaseLedger,
     { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
   ) {
     this.io.progress(
@@ -136,17 +135,22 @@ export class Run {
     await new Promise((resolve) => setTimeout(resolve, settleMs));
     const ids = products.map((p) => p.productId);
     const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
-    const checks = await verifyProducts(expectedFrom(answers, products));
+    const checks = await verifyProducts(expectedFrom(ledger, products));
     const now = stackPids();
     const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
     const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
-    const replayed = answers.reduce((n, a) => n + a.replayed, 0);
-    const notes = [
-      ...checks.map((c) => checkNote(c)),
-      ...(replayed > 0 ? [`FAIL: ${replayed} fresh keys were answered as replays`] : []),
-    ];
+    const { replayed } = ledger;
+    const notes = lines(
+      checks.map((c) => checkNote(c)),
+      replayed > 0 && `FAIL: ${replayed} fresh keys were answered as replays`,
+    );
     const ok = checks.every((c) => c.ok) && replayed === 0;
     return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
+  }
+
+  /** `healthOf` these steps, with the run's background and what `check` found. */
+  health(steps: Health['steps'], found: Pick<Health, 'restarted' | 'shardLosses'>, shared: string) {
+    return healthOf({ steps, background: this.background, ...found }, shared);
   }
 
   /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C). */
@@ -168,22 +172,20 @@ export class Run {
     const products = {} as Record<Strategy, CreatedProduct>;
     for (const path of ['actor', 'baseline'] as const) {
       const units = typeof stock === 'number' ? stock : stock[path];
-      products[path] = await createProduct(
-        this.admin,
-        this.tokens,
-        `bench ${tag} ${path}${suffix}`,
-        units,
-        path,
-      );
+      const name = `bench ${tag} ${path}${suffix}`;
+      products[path] = await createProduct(this.admin, this.tokens, name, units, path);
     }
     return products;
   }
 
-  /** `n` offered rates from `first`, each the previous ×`factor`, rounded. */
-  steppedRates(first: number, factor: number, n: number): number[] {
-    const rates = [first];
-    while (rates.length < n) rates.push(Math.round(rates[rates.length - 1]! * factor));
-    return rates;
+  /** A step-up's offered rates: from `--rate` (default `first`), each the previous ×`--param step` (default
+   * `factor`), `--param max-steps` of them (default `steps`, at most `most`), rounded. */
+  rates(first: number, factor: number, steps: number, most = 50) {
+    const step = this.param('step', factor, 1.05, 10);
+    const rates = [this.options.rate ?? first];
+    for (const n = this.param('max-steps', steps, 1, most); rates.length < n;)
+      rates.push(Math.round(rates[rates.length - 1]! * step));
+    return { rates, factor: step };
   }
 
   /** One measured phase (bench/measure.ts) of `--duration` on the run's connections; `rate`: arrivals/s or a
@@ -236,29 +238,30 @@ export class Run {
     return steps;
   }
 
-  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps. */
+  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps (default
+   * `--param pause`, 1). */
   async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
-    readonly pause: number;
+    readonly pause?: number;
     step(path: P, rate: number, startS: number): Promise<S>;
     keep(step: S): boolean;
   }): Promise<S[]> {
-    const steps: S[] = [];
-    const active = new Set(loop.paths);
+    const [steps, active, pause] = [
+      [] as S[],
+      new Set(loop.paths),
+      loop.pause ?? this.param('pause', 1, 0, 60),
+    ];
     let clock = 0;
-    for (const rate of loop.rates) {
+    for (const rate of loop.rates)
       for (const path of loop.paths) {
         if (!active.has(path) || this.io.signal.aborted) continue;
         const step = await loop.step(path, rate, clock);
         steps.push(step);
-        clock += step.result.wallS + loop.pause;
+        clock += step.result.wallS + pause;
         if (!loop.keep(step)) active.delete(path);
-        if (active.size > 0 && loop.pause > 0)
-          await new Promise((resolve) => setTimeout(resolve, loop.pause * 1000));
+        if (active.size > 0 && pause > 0) await new Promise((resolve) => setTimeout(resolve, pause * 1000));
       }
-      if (active.size === 0) break;
-    }
     return steps;
   }
 }
@@ -273,12 +276,10 @@ export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
   const { result, metrics, serviceCores, otherCores, stages, cpu } = measured;
   const h = result.ops.get('purchase')?.latency;
-  const pct = (p: number) => (h === undefined ? NaN : percentileMs(h, p));
+  const { p50, p95, p99, p999, max } = latencySummary(h ?? newLatencyHistogram());
   const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
-  const p99 = pct(99);
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
-  const max = h === undefined ? NaN : round(h.max / 1000, 1);
-  const p = { p50: pct(50), p95: pct(95), p99, p999: pct(99.9), max };
+  const p = { p50, p95, p99, p999, max };
   return { offered, result, metrics, serviceCores, otherCores, stages, cpu, ...p, errorShare, pass, startS };
 }
 
@@ -317,13 +318,11 @@ export function compare<S extends OpenStep & { readonly path: string }>(
         answers[label] = (answers[label] ?? 0) + n;
     }
     const sum = (get: (s: S) => number) => list.reduce((n, s) => n + get(s), 0);
-    const wallS = sum((s) => s.result.wallS);
     const perS = sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS);
     return {
       perS,
       answers,
-      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / wallS,
-      generatorCores: sum((s) => s.result.generatorCores * s.result.wallS) / wallS,
+      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / sum((s) => s.result.wallS),
       keys: {
         [`${path}_per_s`]: Math.round(perS),
         [`${path}_p50_ms`]: percentileMs(latency, 50),
@@ -334,13 +333,9 @@ export function compare<S extends OpenStep & { readonly path: string }>(
   };
   const clean = steps.filter((s) => !isDisturbed(s, restarted));
   const [A, B, cleanA, cleanB] = [merged(a, steps), merged(b, steps), merged(a, clean), merged(b, clean)];
-  return {
-    A,
-    B,
-    ratio: B.perS > 0 ? A.perS / B.perS : null,
-    ratioUndisturbed: cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null,
-    keys: { ...A.keys, ...B.keys },
-  };
+  const ratioUndisturbed = cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null;
+  const ratio = B.perS > 0 ? A.perS / B.perS : null;
+  return { A, B, ratio, ratioUndisturbed, keys: { ...A.keys, ...B.keys } };
 }
 
 /** What a run's health notes and summary keys are made of. */
@@ -356,21 +351,15 @@ export function healthOf(h: Health, shared: string) {
   const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
   const disturbed = h.steps.filter((s) => isDisturbed(s, h.restarted));
   const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
-  const notes = [
+  const notes = lines(
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
-    ...h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
-    ...(disturbed.length > 0
-      ? [
-          `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-        ]
-      : []),
-    ...backgroundNote(h.background, 'the load'),
-    ...(h.shardLosses > 0
-      ? [
-          `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-        ]
-      : []),
-  ];
+    h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
+    disturbed.length > 0 &&
+      `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+    backgroundNote(h.background, 'the load'),
+    h.shardLosses > 0 &&
+      `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
+  );
   const summary = {
     disturbed_steps: disturbed.length,
     load_generator_cores: round(gen, 2),
@@ -423,10 +412,7 @@ export function stepTable<S extends OpenStep>(
       ['achieved/s', (s) => Math.round(s.result.achievedPerS)],
       ['ok/s', (s) => Math.round(s.result.okPerS)],
       ...mid,
-      ['p50 ms', (s) => s.p50],
-      ['p99 ms', (s) => s.p99],
-      ['p99.9 ms', (s) => s.p999],
-      ['max ms', (s) => s.max],
+      ...msColumns(['p50', 'p99', 'p999', 'max'] as const, (s: S, k) => s[k]),
       ['errors %', (s) => round(s.errorShare * 100, 2)],
       ['SLO', (s) => (s.pass ? 'met' : 'BROKEN')],
       ...own,
@@ -439,24 +425,24 @@ export function stepTable<S extends OpenStep>(
 }
 
 /** Details of an open-loop purchase step. */
-export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>({
-  result,
-  startS: _startS,
-  metrics: _metrics,
-  ...step
-}: S) => ({
-  // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
-  label: result.label,
-  monotonicUs: result.monotonicUs,
-  ...step,
-  statuses: result.ops.get('purchase')?.statuses,
-  achievedPerS: round(result.achievedPerS, 1),
-  okPerS: round(result.okPerS, 1),
-  generatorCores: result.generatorCores,
-  schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
-  maxQueued: result.maxQueued,
-  timeline: result.timeline,
-});
+export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>(
+  s: S,
+) => {
+  const { result, startS: _startS, metrics: _metrics, ...step } = s;
+  return {
+    // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
+    label: result.label,
+    monotonicUs: result.monotonicUs,
+    ...step,
+    statuses: result.ops.get('purchase')?.statuses,
+    achievedPerS: round(result.achievedPerS, 1),
+    okPerS: round(result.okPerS, 1),
+    generatorCores: result.generatorCores,
+    schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
+    maxQueued: result.maxQueued,
+    timeline: result.timeline,
+  };
+};
 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
 export function timelinePoints(
@@ -489,18 +475,8 @@ export function stepCharts(
       { series: g.label, offered: s.offered, ms: s.p99, percentile: 'p99' },
     ]),
   );
-  const latency = groups.flatMap((g) =>
-    g.steps
-      .filter((s) => g.marked.includes(s))
-      .map((s) => ({
-        op: `${g.label} @ ${num(s.offered)}/s`,
-        p50: s.p50,
-        p95: s.p95,
-        p99: s.p99,
-        p999: s.p999,
-        max: s.max,
-      })),
-  );
+  const marked = groups.flatMap((g) => g.steps.filter((s) => g.marked.includes(s)).map((s) => ({ g, s })));
+  const latency = marked.map(({ g, s }) => ({ ...s, op: `${g.label} @ ${num(s.offered)}/s` }));
   const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
   return [
     curveChart(titles[0], curve, SLO.p99Ms),

@@ -4,7 +4,7 @@ import { withMysql } from '../scripts/stores.js';
 import { until } from '../scripts/until.js';
 import type { Redis } from '../src/storage/redis.js';
 
-export { connectMysql, connectStoreRedis, storeConfig, withMysql } from '../scripts/stores.js';
+export { connectStoreRedis, withMysql } from '../scripts/stores.js';
 
 /** Calls per command since the Redis server started (`INFO commandstats`). */
 export async function redisCommandCalls(redis: Redis): Promise<Record<string, number>> {
@@ -27,23 +27,6 @@ export function serverStatus(names: readonly string[]): Promise<Record<string, n
     return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
   });
 }
-
-/** MariaDB/MySQL global counters worth a delta per phase (the whole server: other clients count too). */
-const SERVER_COUNTERS = [
-  'Com_commit',
-  'Binlog_commits',
-  'Binlog_group_commits',
-  'Binlog_bytes_written',
-  'Binlog_cache_disk_use',
-  'Innodb_data_fsyncs',
-  'Innodb_row_lock_waits',
-  'Innodb_row_lock_time',
-  'Questions',
-];
-
-/** The primary's global counters now; undefined when it cannot be reached. */
-export const serverCounters = (): Promise<Record<string, number> | undefined> =>
-  serverStatus(SERVER_COUNTERS).catch(() => undefined);
 
 /** Polls `SELECT COUNT(*) AS n …` on the primary every 500 ms until it is 0 or `timeoutMs` passed; the last count. */
 export function waitNone(sql: string, params: unknown[], timeoutMs: number): Promise<number> {

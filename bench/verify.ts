@@ -13,22 +13,13 @@ export type ExpectedProduct = ReturnType<typeof expectedFrom>[number];
 
 /** What the phases' answers say each product's orders must be. */
 export function expectedFrom(
-  phases: readonly Pick<PurchaseLedger, 'perProduct' | 'ambiguous'>[],
+  ledger: Pick<PurchaseLedger, 'perProduct' | 'ambiguous'>,
   products: readonly { productId: number; label: string; initialStock: number }[],
 ) {
   return products.map(({ productId, label, initialStock }) => {
-    const tallies = phases.flatMap((p) => p.perProduct.get(productId) ?? []);
-    return {
-      productId,
-      label,
-      initialStock,
-      confirmed: tallies.reduce((sum, t) => sum + t.created, 0),
-      declined: tallies.reduce((sum, t) => sum + t.declined, 0),
-      pendingKeys: tallies.flatMap((t) => t.pendingKeys),
-      ambiguousKeys: phases.flatMap((p) =>
-        p.ambiguous.filter((a) => a.productId === productId).map((a) => a.key),
-      ),
-    };
+    const { created: confirmed = 0, declined = 0, pendingKeys = [] } = ledger.perProduct.get(productId) ?? {};
+    const ambiguousKeys = ledger.ambiguous.filter((a) => a.productId === productId).map((a) => a.key);
+    return { productId, label, initialStock, confirmed, declined, pendingKeys, ambiguousKeys };
   });
 }
 

@@ -15,11 +15,10 @@ import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { PurchaseLedger } from '../load.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
-import { fixed, num } from '../report.js';
+import { fixed, lines, num } from '../report.js';
 import {
   compare,
   defineScenario,
-  healthOf,
   leasesLost,
   oversold,
   stepDetails,
@@ -89,28 +88,28 @@ async function microCosts(run: Run, scale: number) {
   // The bench signs with the local stack key: verify against its JWKS file, whatever AUTH_JWKS_URL says.
   const config = loadConfig({ ...process.env, ...options.serviceEnv });
   const auth = { ...config.auth, jwksUrl: undefined, jwksFile: JWKS_FILE };
-  const said = (what: string, c: Awaited<ReturnType<typeof time>>, digits: number) =>
+  /** `time(...args)`, its figures said as `what` (CPU-µs to `digits` decimals). */
+  const timed = async (what: string, digits: number, ...args: Parameters<typeof time>) => {
+    const c = await time(...args);
     io.progress(
       `bench: ${what}: ${c.cpuUs.toFixed(digits)} µs CPU, ${c.wallUs.toFixed(1)} µs wall per call (${num(c.n)} calls)`,
     );
+    return c;
+  };
 
   // (a) Full verify: no cache, so every call checks the signature and the claims (as a fresh token would).
   const uncached = new TokenVerifier({ auth: { ...auth, tokenCacheSize: 0 } });
-  const fullVerify = await time(count(5_000), (i) => uncached.authenticate(bearer(i)), 1);
-  said('(a) full token verify', fullVerify, 1);
+  const verify = (i: number) => uncached.authenticate(bearer(i));
+  const fullVerify = await timed('(a) full token verify', 1, count(5_000), verify, 1);
 
   // (b) Cached verify: every token verified once first; then authenticate answers from the map, synchronously.
   const cached = new TokenVerifier({ auth });
   for (const b of bearers) await cached.authenticate(b);
-  const cachedVerify = await time(
-    count(1_000_000),
-    (i) => {
-      if (cached.authenticate(bearer(i)) instanceof Promise)
-        throw new Error('bench: a cached token was verified again');
-    },
-    0,
-  );
-  said('(b) cached token verify', cachedVerify, 3);
+  const fromCache = (i: number) => {
+    if (cached.authenticate(bearer(i)) instanceof Promise)
+      throw new Error('bench: a cached token was verified again');
+  };
+  const cachedVerify = await timed('(b) cached token verify', 3, count(1_000_000), fromCache, 0);
 
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
@@ -125,16 +124,15 @@ async function microCosts(run: Run, scale: number) {
 
   // (c) Per-IP limit: every request behind nginx counts against 127.0.0.1 on its node.
   const ipLimits = limits(Number(BENCH_RATE_LIMITS.RATE_LIMIT_IP_PER_S), 0);
-  const ipLimit = await time(count(1_000_000), () => ipLimits.admitIp('127.0.0.1'), 0);
-  said('(c) per-IP limit check', ipLimit, 3);
+  const admitIp = () => ipLimits.admitIp('127.0.0.1');
+  const ipLimit = await timed('(c) per-IP limit check', 3, count(1_000_000), admitIp, 0);
 
   // (d) Per-user limit: one EVALSHA per purchase at the stack's Redis, the bench users in turn.
   const userLimits = limits(0, Number(BENCH_RATE_LIMITS.RATE_LIMIT_USER_PURCHASES_PER_S));
   const admit = (i: number) => userLimits.admitPurchase(benchUser(i));
-  const userLimit = await time(count(10_000), admit, 1, redis);
-  said('(d) per-user limit, sequential', userLimit, 1);
-  const userLimitConcurrent = await time(count(40_000), admit, IN_FLIGHT, redis);
-  said(`(d) per-user limit, ${IN_FLIGHT} in flight`, userLimitConcurrent, 1);
+  const userLimit = await timed('(d) per-user limit, sequential', 1, count(10_000), admit, 1, redis);
+  const concurrent = `(d) per-user limit, ${IN_FLIGHT} in flight`;
+  const userLimitConcurrent = await timed(concurrent, 1, count(40_000), admit, IN_FLIGHT, redis);
   return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
 }
 
@@ -186,14 +184,12 @@ async function run(run: Run): Promise<ScenarioResult> {
     );
   const checked = await run.check(
     (['on', 'off'] as const).map((mode) => ({ productId: products[mode], label: mode, initialStock: STOCK })),
-    [ledger],
+    ledger,
   );
   const { restarted, checks } = checked;
   const { A: on, B: off, ratio, ratioUndisturbed, keys } = compare(steps, ['on', 'off'], restarted);
-  const health = healthOf(
-    { steps, background, restarted, shardLosses },
-    'sharing them with the node, MariaDB, Redis, Kafka and the provider',
-  );
+  const shared = 'sharing them with the node, MariaDB, Redis, Kafka and the provider';
+  const health = run.health(steps, { restarted, shardLosses }, shared);
   const throttled = [on, off]
     .flatMap((m) => Object.entries(m.answers))
     .reduce((sum, [label, n]) => sum + (label.startsWith('429') ? n : 0), 0);
@@ -212,15 +208,13 @@ async function run(run: Run): Promise<ScenarioResult> {
     cachedVerify.cpuUs + ipLimit.cpuUs + userLimitConcurrent.cpuUs + (userLimitConcurrent.redisCpuUs ?? 0);
   const onSvc = perPurchaseUs(on);
   const offSvc = perPurchaseUs(off);
-  const us = (n: number | undefined, digits = 1) => fixed(n, digits);
-
-  const notes = [
-    `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${us(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
-    `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${us(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
-    `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${us(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
-    `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${us(userLimit.cpuUs)} µs CPU, ${us(userLimit.wallUs)} µs wall per call, Redis ${us(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
-      `${IN_FLIGHT} in flight ${us(userLimitConcurrent.cpuUs)} µs CPU, ${us(userLimitConcurrent.wallUs)} µs wall per call (each call ${us(userLimitConcurrent.latencyUs, 0)} µs), Redis ${us(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
-    `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${us(estimateUs)} µs CPU; one full verify more per user and node on its first request (${us(fullVerify.cpuUs)} µs)`,
+  const notes = lines(
+    `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${fixed(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
+    `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${fixed(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
+    `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${fixed(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
+    `(d) per-user limit check (RateLimits.admitPurchase, EVALSHA at the stack's Redis): sequential ${fixed(userLimit.cpuUs)} µs CPU, ${fixed(userLimit.wallUs)} µs wall per call, Redis ${fixed(userLimit.redisCpuUs)} µs CPU (${num(userLimit.n)} calls); ` +
+      `${IN_FLIGHT} in flight ${fixed(userLimitConcurrent.cpuUs)} µs CPU, ${fixed(userLimitConcurrent.wallUs)} µs wall per call (each call ${fixed(userLimitConcurrent.latencyUs, 0)} µs), Redis ${fixed(userLimitConcurrent.redisCpuUs)} µs CPU (${num(userLimitConcurrent.n)} calls); ${userLimitConcurrent.evalsha.toFixed(2)} EVALSHA per call, running ${userLimitConcurrent.redisCommands.toFixed(2)} Redis commands with the script's own (server-wide counts)`,
+    `estimated security cost per purchase, (b) + (c) + (d at ${IN_FLIGHT} in flight, bench + Redis CPU): ${fixed(estimateUs)} µs CPU; one full verify more per user and node on its first request (${fixed(fullVerify.cpuUs)} µs)`,
     `mode: CLOSED LOOP, hot-sku's: one actor product per mode, ${options.connections} purchases in flight, phases ${order.join(' ')} of ${options.durationS / 2} s after 1 s warm-up each, each on a node of its own started for the phase (alone on the box); ` +
       `ON = node with ${limitsOf('on')}; OFF = node with ${limitsOf('off')}. Both verify the bearer token of each request (cached after a user's first; ${num(tokens.users)} users).`,
     `purchases/s: ON ${num(on.perS)}, OFF ${num(off.perS)}; ratio ON/OFF ${ratio === null ? 'n/a' : ratio.toFixed(3)} (target ≥ ${TARGET_RATIO}: ${ratio !== null && ratio >= TARGET_RATIO ? 'MET' : 'NOT MET'}); from undisturbed phases only ${ratioUndisturbed?.toFixed(3) ?? 'n/a'}`,
@@ -229,13 +223,10 @@ async function run(run: Run): Promise<ScenarioResult> {
     `answers ON: ${JSON.stringify(on.answers)}  OFF: ${JSON.stringify(off.answers)}`,
     ...health.notes,
     ...checked.notes,
-    ...(throttled > 0
-      ? [
-          `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
-        ]
-      : []),
+    throttled > 0 &&
+      `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
-  ];
+  );
 
   const micros = (prefix: string, c: typeof fullVerify) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
   const redisKeys = (prefix: string, c: typeof userLimit) => ({

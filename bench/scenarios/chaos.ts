@@ -46,7 +46,7 @@ async function run(run: Run) {
   if (subscriberCount > 0) await subscribers.open(subscriberCount);
 
   // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
-  const ledger = new PurchaseLedger(tokens, productIds);
+  const ledger = new PurchaseLedger(tokens);
   const acks = new PurchaseOutcomes();
   let stopLoad = false;
   let loadStart = performance.now();
@@ -92,7 +92,7 @@ async function run(run: Run) {
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restore();
   const specs = productIds.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending: sagasOpen } = await run.check(specs, [ledger], {
+  const { checks, stillPending: sagasOpen } = await run.check(specs, ledger, {
     settleMs: 0,
     sagaWaitMs: 60_000,
   });

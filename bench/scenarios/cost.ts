@@ -61,6 +61,7 @@ type Phase = OpenStep & {
 const cpuUsPerPurchase = (p: Phase): number =>
   p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
 
+type Load = number | { concurrency: number };
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 
@@ -101,35 +102,26 @@ async function run(run: Run): Promise<ScenarioResult> {
   for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, next(products[path].id));
 
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
-  const nodePid = cluster.nodes[0]?.pid;
+  const node = { node: cluster.nodes[0]?.pid };
   const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
   const idleS = run.param('idle', IDLE_S, 1, 3_600);
   await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
-  const idleStart = {
-    at: performance.now(),
-    monotonicUs: monotonicUs(),
-    counters: await counters(redis),
-    cpu: cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }),
-  };
+  const [at, start, countersBefore] = [performance.now(), monotonicUs(), await counters(redis)];
+  const cpuBefore = cpuSnapshot(node);
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
   await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
-  const idleCpu = cpuShares(idleStart.cpu, cpuSnapshot(nodePid === undefined ? {} : { node: nodePid }));
+  const idleCpu = cpuShares(cpuBefore, cpuSnapshot(node));
   const idle = {
-    s: (performance.now() - idleStart.at) / 1000,
-    ...(await countersSince(redis, idleStart.counters)),
+    s: (performance.now() - at) / 1000,
+    ...(await countersSince(redis, countersBefore)),
     nodeCores: idleCpu.processCores['node'],
-    monotonicUs: { start: idleStart.monotonicUs, end: monotonicUs() },
+    monotonicUs: { start, end: monotonicUs() },
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
   io.progress('bench: probing the cost of a loopback round trip (~3 s)');
   const ioCost = await probeIo();
   /** A measured phase of `path` on `productId` with the servers' counters around it. */
-  const phase = async (
-    path: Strategy,
-    label: string,
-    load: number | { concurrency: number },
-    productId: number,
-  ) => {
+  const phase = async (path: Strategy, label: string, load: Load, productId: number) => {
     const created = ledger.tally(productId).created;
     const before = await counters(redis);
     const step = await run.step(path, label, load, next(productId));
@@ -138,15 +130,13 @@ async function run(run: Run): Promise<ScenarioResult> {
     return { ...step, mysql, redisCalls, confirmed: ledger.tally(productId).created - created };
   };
   const phases: Phase[] = [];
-  for (const path of PATHS)
-    phases.push(await phase(path, `${path} @ ${num(rate)}/s`, rate, products[path].id));
-  // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
   const saturatedPhases: Phase[] = [];
-  for (const path of inFlight > 0 ? PATHS : [])
-    saturatedPhases.push(
-      await phase(path, `${path} saturated c=${inFlight}`, { concurrency: inFlight }, saturated[path].id),
-    );
-  const { checks, ok, notes: checkNotes } = await run.check(specs, [ledger], { settleMs: 0 });
+  for (const p of PATHS) phases.push(await phase(p, `${p} @ ${num(rate)}/s`, rate, products[p].id));
+  // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
+  const c = { concurrency: inFlight };
+  for (const p of inFlight > 0 ? PATHS : [])
+    saturatedPhases.push(await phase(p, `${p} saturated c=${inFlight}`, c, saturated[p].id));
+  const { checks, ok, notes: checkNotes } = await run.check(specs, ledger, { settleMs: 0 });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
@@ -232,17 +222,14 @@ async function run(run: Run): Promise<ScenarioResult> {
     background_busy: roundOrNull(background, 2),
     other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
   };
+  const atSaturation = (label: string, get: (p: Phase) => number) =>
+    metric(label, get, saturatedPhases, (n) => n);
   const saturatedRows =
     inFlight === 0
       ? []
       : [
-          metric(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase, saturatedPhases, (n) => n),
-          metric(
-            'confirmed/s at saturation (not per 1,000)',
-            (p) => round(p.result.okPerS, 0),
-            saturatedPhases,
-            (n) => n,
-          ),
+          atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
+          atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
         ];
   const verdict = (value: number | null, target: number) =>
     value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';

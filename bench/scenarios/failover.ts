@@ -30,7 +30,7 @@ async function run(run: Run) {
   const ids = (await createProducts(run.admin, tokens, tag, productCount, STOCK)).map((p) => p.id);
 
   // The load: one unit of the products in turn, each a fresh key; what failed or was slow around the kill.
-  const ledger = new PurchaseLedger(tokens, ids);
+  const ledger = new PurchaseLedger(tokens);
   const confirmed: string[] = [];
   const victim = cluster.nodes[1]!;
   let killedAtMs: number | undefined;
@@ -61,7 +61,7 @@ async function run(run: Run) {
   clearTimeout(killTimer);
 
   const specs = ids.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending } = await run.check(specs, [ledger], { settleMs: 0, sagaWaitMs: 60_000 });
+  const { checks, stillPending } = await run.check(specs, ledger, { settleMs: 0, sagaWaitMs: 60_000 });
   const lost = await lostAcknowledged({ confirmed, pending: [] }, ids);
   const killedS = killedAtMs === undefined ? undefined : killedAtMs / 1000;
   const killed = killedS?.toFixed(1) ?? '-';

@@ -11,7 +11,6 @@ import {
   capacity,
   compare,
   defineScenario,
-  healthOf,
   oversold,
   SLO,
   stepCharts,
@@ -27,10 +26,8 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 async function run(run: Run) {
   const { options, io } = run;
   const closed = options.mode === 'closed';
-  const factor = run.param('step', 1.5, 1.05, 10);
-  const maxSteps = run.param('max-steps', 14, 1, 50);
-  const pause = run.param('pause', 1, 0, 60);
-  const firstRate = options.rate ?? 200;
+  const { rates, factor } = run.rates(200, 1.5, 14);
+  const firstRate = rates[0]!;
   await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
   const tag = run.tag('hs');
   const products = await run.pathProducts(tag, INITIAL_STOCK);
@@ -49,8 +46,7 @@ async function run(run: Run) {
     for (const path of PATHS) await run.openLoop(`warm-up ${path}`, firstRate, 1, next(path));
     steps = await run.stepUp({
       paths: PATHS,
-      rates: run.steppedRates(firstRate, factor, maxSteps),
-      pause,
+      rates,
       step: async (path, rate, startS) => {
         const s = withBatch(await run.step(path, `${path} @ ${num(rate)}/s`, rate, next(path), startS));
         io.progress(
@@ -63,11 +59,10 @@ async function run(run: Run) {
   }
 
   const all = PATHS.map((p) => ({ productId: products[p].id, label: p, initialStock: INITIAL_STOCK[p] }));
-  const { checks, restarted, shardLosses, ok, notes: checkNotes } = await run.check(all, [ledger]);
-  const runHealth = healthOf(
-    { steps, background: run.background, restarted, shardLosses },
-    'sharing them with the service, MariaDB, Redis, Kafka and the payment provider',
-  );
+  const checked = await run.check(all, ledger);
+  const { checks, restarted, ok, notes: checkNotes } = checked;
+  const shared = 'sharing them with the service, MariaDB, Redis, Kafka and the payment provider';
+  const runHealth = run.health(steps, checked, shared);
   const of = (path: Strategy) =>
     capacity(
       steps.filter((s) => s.path === path),

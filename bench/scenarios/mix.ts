@@ -9,7 +9,7 @@ import { otherCores } from '../cpu.js';
 import { PurchaseLedger } from '../load.js';
 import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
-import { num, tableOf } from '../report.js';
+import { msColumns, num, tableOf } from '../report.js';
 import * as skeleton from '../scenario.js';
 
 const TARGET_P95_MS: Readonly<Record<string, number>> = { 'read-hit': 10, 'read-miss': 50, purchase: 100 };
@@ -27,13 +27,11 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, cpu } = measured;
+  const { result, cpu, stages } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
-    const stats = result.ops.get(op);
-    return stats === undefined
-      ? []
-      : [{ op, ...latencySummary(stats.latency), errors: stats.errors, statuses: stats.statuses }];
+    const s = result.ops.get(op);
+    return s ? [{ op, ...latencySummary(s.latency), errors: s.errors, statuses: s.statuses }] : [];
   });
   const op = (name: string) => ops.find((o) => o.op === name);
   const hits = op('read-hit')?.count ?? 0;
@@ -46,8 +44,7 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   // The bench's own processes (nodes, nginx and its workers, provider) are known: "other" is what is left.
   const other = otherCores(cpu, Object.values(cpu.processCores));
-  const figures = { ...step, result, ops, op, hitShare, errorShare, misses };
-  return { ...figures, otherCores: other, stages: measured.stages };
+  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores: other, stages };
 }
 
 export default skeleton.defineScenario({
@@ -60,9 +57,8 @@ export default skeleton.defineScenario({
     const hitTarget = run.param('hit-rate', 0.83, 0.01, 0.999);
     const catalogMax = run.param('catalog-max', 30_000, 10, 1_000_000);
     const fixedCatalog = options.params['catalog'] === undefined ? 0 : run.param('catalog', 1, 1, catalogMax);
-    const firstRate = options.rate ?? 500;
-    const factor = run.param('step', 1.5, 1.05, 10);
-    const rates = run.steppedRates(firstRate, factor, run.param('max-steps', 6, 1, 30));
+    const { rates } = run.rates(500, 1.5, 6, 30);
+    const firstRate = rates[0]!;
     const sizeFor = (rate: number) =>
       fixedCatalog || catalogSizeFor(1 - hitTarget, rate * READ_SHARE, STOCK_TTL_S, catalogMax);
     const tag = run.tag('mix');
@@ -116,9 +112,9 @@ export default skeleton.defineScenario({
 
     const bought = [...ledger.perProduct.keys()];
     const specs = bought.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-    const { checks, restarted, shardLosses } = await run.check(specs, [ledger]);
+    const checked = await run.check(specs, ledger);
     const shared = 'shared with 2 nodes, nginx, MariaDB ×2, Redis, Kafka and the provider';
-    const health = skeleton.healthOf({ steps, background: run.background, restarted, shardLosses }, shared);
+    const [checks, health] = [checked.checks, run.health(steps, checked, shared)];
     const failed = checks.filter((c) => !c.ok);
     // Through nginx a replay is a retried POST (proxy_next_upstream non_idempotent), not a wrong answer.
     const ok = failed.length === 0 && steps.length > 0;
@@ -126,6 +122,7 @@ export default skeleton.defineScenario({
     const at = best ?? steps[0];
     const p95 = (op: string, s = at) => s?.op(op)?.p95 ?? null;
     const rows = steps.flatMap((s) => s.ops.map((o) => ({ s, o })));
+    type Row = (typeof rows)[number];
     const latencyOf = (s: Step | undefined) =>
       s?.ops.map((o) => ({ ...o, op: `${o.op} @ ${num(s.offered)}/s` })) ?? [];
     return {
@@ -151,14 +148,12 @@ export default skeleton.defineScenario({
         via_nginx: run.cluster.nginx !== undefined,
         ...health.summary,
       },
-      table: tableOf<(typeof rows)[number]>(
+      table: tableOf<Row>(
         [
           ['offered', ({ s }) => `${num(s.offered)}/s`],
           ['operation', ({ o }) => o.op],
           ['answers', ({ o }) => o.count],
-          ...(['p50', 'p95', 'p99', 'p999', 'max'] as const).map(
-            (k) => [`${k === 'p999' ? 'p99.9' : k} ms`, (r: (typeof rows)[number]) => r.o[k]] as const,
-          ),
+          ...msColumns(['p50', 'p95', 'p99', 'p999', 'max'] as const, (r: Row, k) => r.o[k]),
           ['errors', ({ o }) => o.errors],
           ['p95 target', ({ o }) => (o.p95 < TARGET_P95_MS[o.op]! ? 'met' : 'MISSED')],
           ['achieved/s', ({ s }) => Math.round(s.result.achievedPerS)],

@@ -13,11 +13,12 @@ import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round, roundOrNull } from '../measure.js';
 import { familyDelta, scrape } from '../prom.js';
-import { columns, fixed, num } from '../report.js';
+import { fixed, msColumns, num, tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
 import type { BenchIO } from '../types.js';
 
 const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const ROOT = path.dirname(BENCH_DIR);
 const TARGET_RATIO = 0.7;
 const MOONSHOT_RATIO = 0.85;
 /** Headers of the node's answer the hello server does not copy: uWS writes them itself. */
@@ -79,19 +80,12 @@ async function readAll(url: string, paths: readonly string[]) {
       const headers = Object.entries(res.headers).filter(
         ([k, v]) => typeof v === 'string' && !OWN_HEADERS.has(k),
       );
-      const body = await res.body.text();
-      return {
-        answer: `${res.statusCode} ${String(cache)}${tier === undefined ? '' : `/${String(tier)}`}`,
-        body,
-        headers,
-      };
+      const answer = `${res.statusCode} ${String(cache)}${tier === undefined ? '' : `/${String(tier)}`}`;
+      return { answer, body: await res.body.text(), headers };
     }),
   );
-  return {
-    answers: answers.map((a) => a.answer),
-    body: answers[0]!.body,
-    headers: Object.fromEntries(answers[0]!.headers),
-  };
+  const [{ body, headers }] = answers as [(typeof answers)[0]];
+  return { answers: answers.map((a) => a.answer), body, headers: Object.fromEntries(headers) };
 }
 
 /** A 200 answered from a cache: `X-Cache` HIT, or a more precise HIT-… of a later cache. */
@@ -107,27 +101,22 @@ function figures(phases: readonly Phase[]) {
     round(Math.max(...phases.map((p) => p.wrk.latency_us[key])) / 1000, 2);
   const known = phases.every((p) => p.cores !== undefined);
   const cores = known ? sum(phases, (p) => p.cores! * p.wallS) / sum(phases, (p) => p.wallS) : undefined;
-  const cpuUs = roundOrNull(cores && (cores * 1e6) / rate, 1);
-  return {
-    rate,
-    p50: worstMs('p50'),
-    p99: worstMs('p99'),
-    errors: sum(phases, (p) => errorCount(p.wrk)),
-    cpuUs,
-  };
+  const [cpuUs, errors] = [
+    roundOrNull(cores && (cores * 1e6) / rate, 1),
+    sum(phases, (p) => errorCount(p.wrk)),
+  ];
+  return { rate, p50: worstMs('p50'), p99: worstMs('p99'), errors, cpuUs };
 }
 
-const table = columns<Phase>([
+const columns: Parameters<typeof tableOf<Phase>>[0] = [
   ['phase', (p) => `${p.target} #${p.round}`],
   ['requests/s', (p) => Math.round(perS(p.wrk))],
-  ...(['p50', 'p90', 'p99', 'max'] as const).map(
-    (k) => [`${k} ms`, (p: Phase) => fixed(p.wrk.latency_us[k] / 1000, 2)] as const,
-  ),
+  ...msColumns(['p50', 'p90', 'p99', 'max'] as const, (p: Phase, k) => fixed(p.wrk.latency_us[k] / 1000, 2)),
   ['errors', (p) => errorCount(p.wrk)],
   ['cache hit %', (p) => (p.reads ? fixed(((p.hits ?? 0) / p.reads) * 100, 2) : '-')],
   ['bytes/answer', (p) => Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests))],
   ['cores', (p) => fixed(p.cores, 2)],
-]).table;
+];
 
 export default defineScenario({
   name: 'reads',
@@ -166,14 +155,7 @@ export default defineScenario({
     const args = ['--import', 'tsx', script, String(port), warm.body, JSON.stringify(warm.headers)];
     const log = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
     const ready = { url: `http://127.0.0.1:${port}`, probe: '/', timeoutMs: 15_000 };
-    const hello = await startProcess(
-      io,
-      process.execPath,
-      args,
-      { cwd: path.dirname(BENCH_DIR) },
-      log,
-      ready,
-    );
+    const hello = await startProcess(io, process.execPath, args, { cwd: ROOT }, log, ready);
     const urls = { node, hello: hello.url };
     const pids = { hello: hello.pid, node: cluster.nodes[0]?.pid };
     const background = await backgroundBusy(1_000);
@@ -233,7 +215,7 @@ export default defineScenario({
         hello_cpu_us_per_request: h.cpuUs,
         background_busy: roundOrNull(background, 2),
       },
-      table: table(phases),
+      table: tableOf(columns, phases),
       notes: [
         `mode: CLOSED LOOP (${client}, ${threads} threads, ${connections} connections, ${durationS} s per phase, ${warmupS} s warm-up of each), node, hello × ${rounds}, both servers the same ${paths.length} path(s); wrk's latencies are not corrected for coordinated omission.`,
         `node: GET /products/:id straight to one app node; hello: bench/uws-hello.ts, a bare uWebSockets.js app answering the node's body and headers.`,

@@ -6,16 +6,8 @@ import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { createProduct } from '../api.js';
 import { PurchaseLedger } from '../load.js';
 import { roundOrNull, writerFigures } from '../measure.js';
-import { fixed, num } from '../report.js';
-import {
-  checkNote,
-  defineScenario,
-  healthOf,
-  oversold,
-  stepDetails,
-  stepTable,
-  type Run,
-} from '../scenario.js';
+import { fixed, lines, num } from '../report.js';
+import { checkNote, defineScenario, oversold, stepDetails, stepTable, type Run } from '../scenario.js';
 
 const PAYMENT_LATENCY_MS = 5;
 const P95_TARGET_MS = 100;
@@ -49,11 +41,10 @@ async function run(run: Run) {
   const purchase = ledger.stream(tag);
   const phases = await run.alternate(['hot', 'spread'], (path) => purchase(path === 'hot' ? hot : spread));
   const steps = phases.map((s) => ({ ...s, writer: writerFigures(s.metrics, s.result.wallS) }));
-  const { checks, stillPending, restarted, shardLosses, ok } = await run.check(products, [ledger]);
-  const health = healthOf(
-    { steps, background: run.background, restarted, shardLosses },
-    'sharing them with the service, MariaDB, Redis, Kafka and the payment provider (in the bench process)',
-  );
+  const checked = await run.check(products, ledger);
+  const { checks, stillPending, restarted, ok } = checked;
+  const shared = 'sharing them with the service, MariaDB, Redis, Kafka and the payment provider';
+  const health = run.health(steps, checked, `${shared} (in the bench process)`);
   const [hotStep, spreadStep] = steps as [(typeof steps)[0], (typeof steps)[0]];
   const p95Met = steps.every((s) => s.p95 < P95_TARGET_MS);
   const ratio = hotStep.result.okPerS > 0 ? spreadStep.result.okPerS / hotStep.result.okPerS : null;
@@ -70,7 +61,7 @@ async function run(run: Run) {
     [`${s.path}_mean_batch_ms`]: s.writer.meanBatchWriteMs ?? null,
   });
 
-  const notes = [
+  const notes = lines(
     `mode: CLOSED LOOP: ${options.connections} purchases in flight, each worker sends its next only after the answer; p95 is that of ${options.connections} purchases always in flight, not of a fixed arrival rate.`,
     provider === undefined
       ? "payment provider: the running service's own (PAYMENT_URL of the --url service); its latency is not set by the bench."
@@ -87,15 +78,12 @@ async function run(run: Run) {
     checkNote(checks[0]!),
     `check spread (${SPREAD_PRODUCTS} products): ${SPREAD_PRODUCTS - failed.length} OK, oversold ${oversold(checks.slice(1))}`,
     ...failed.map((c) => checkNote(c)),
-    ...(stillPending > 0 ? [`${num(stillPending)} orders still PENDING after 45 s`] : []),
-    ...(provider === undefined
-      ? []
-      : [
-          `provider: ${num(charges)} successful charges over the run for ${num(confirmed)} confirmed orders of these products${charges < confirmed ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
-        ]),
-    ...(ledger.replayed > 0 ? [`FAIL: ${ledger.replayed} fresh keys were answered as replays`] : []),
+    stillPending > 0 && `${num(stillPending)} orders still PENDING after 45 s`,
+    provider !== undefined &&
+      `provider: ${num(charges)} successful charges over the run for ${num(confirmed)} confirmed orders of these products${charges < confirmed ? '  (FEWER: confirmed orders without a charge here)' : ''}`,
+    ledger.replayed > 0 && `FAIL: ${ledger.replayed} fresh keys were answered as replays`,
     `correctness: ${ok ? 'OK' : 'FAILED'}`,
-  ];
+  );
 
   return {
     ok,

@@ -15,11 +15,11 @@ const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
 const SUSTAINED_SHARE = 0.95;
 const ROUTED = 'cluster_routed_total';
+const sum = <T>(list: readonly T[], f: (x: T) => number) => list.reduce((n, x) => n + f(x), 0);
 
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
 async function runSetup(top: skeleton.Run, nodes: number) {
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
-  const firstRate = top.options.rate ?? 50;
   return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
     const cluster = { nodes, nginx: true, paymentLatencyMs: 5 };
     await run.setUp({ cluster, connectionsTimeoutMs: 60_000, backgroundMs: 1_000 });
@@ -27,28 +27,33 @@ async function runSetup(top: skeleton.Run, nodes: number) {
     const count = run.param('products', 32, 1, 10_000);
     const products = await createProducts(run.admin, run.tokens, tag, count, STOCK);
     const ids = products.map((p) => p.id);
-    const ledger = new PurchaseLedger(run.tokens, ids);
+    const ledger = new PurchaseLedger(run.tokens);
     const purchase = ledger.stream(tag);
     // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
     // round-robin over an even number of products would send each product to the same node every time.
     const next = () => purchase(ids[Math.floor(Math.random() * ids.length)]!)();
     const warmupS = run.param('warm-up', 2, 0, 60);
+    const { rates } = run.rates(50, 1.25, 20);
+    const firstRate = rates[0]!;
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
     if (warmupS > 0) await run.openLoop(`warm-up ${label}`, firstRate, warmupS, next);
     const steps = await run.stepUp({
       paths: [label],
-      rates: run.steppedRates(
-        firstRate,
-        run.param('step', 1.25, 1.05, 10),
-        run.param('max-steps', 20, 1, 50),
-      ),
-      pause: run.param('pause', 1, 0, 60),
+      rates,
       step: async (_, rate, startS) => {
-        const measured = await run.measure(`${label} @ ${num(rate)}/s`, rate, next);
+        const measured = await run.step(label, `${label} @ ${num(rate)}/s`, rate, next, startS);
         const { before, after } = measured.metrics;
         const routed = (where: string) =>
           familyDelta(before, after, ROUTED, 'op="purchase"', `where="${where}"`);
-        const step = openStepOf(measured, rate, startS, run.options.durationS);
+        // Steady state: 201s per second over the whole seconds after the first (the first second's answers lag
+        // its arrivals by one latency, which would count a slower but steady setup as falling behind).
+        const seconds = measured.result.timeline.slice(1, Math.floor(run.options.durationS));
+        const steadyOkPerS =
+          seconds.length > 0
+            ? sum(seconds, (b) => b.completed - b.errors) / seconds.length
+            : measured.result.okPerS;
+        const sustained = steadyOkPerS >= SUSTAINED_SHARE * measured.result.offeredPerS;
+        const step = { ...measured, steadyOkPerS, sustained };
         const [local, forwarded] = [routed('local'), routed('forwarded')];
         const routedMetric = [...after.keys()].some((k) => k.startsWith(`${ROUTED}{`));
         run.io.progress(
@@ -60,12 +65,10 @@ async function runSetup(top: skeleton.Run, nodes: number) {
       keep: (x) => x.sustained,
     });
     const specs = products.map((p, i) => ({ productId: p.id, label: `${label} #${i}`, initialStock: STOCK }));
-    const checked = await run.check(specs, [ledger], { settleMs: 1_000 });
+    const checked = await run.check(specs, ledger, { settleMs: 1_000 });
     const share = (of: typeof steps) => {
-      const total = of.reduce((n, x) => n + x.local + x.forwarded, 0);
-      return steps.some((x) => x.routedMetric) && total > 0
-        ? of.reduce((n, x) => n + x.forwarded, 0) / total
-        : null;
+      const total = sum(of, (x) => x.local + x.forwarded);
+      return steps.some((x) => x.routedMetric) && total > 0 ? sum(of, (x) => x.forwarded) / total : null;
     };
     const cap = {
       ...skeleton.capacity(steps, (x) => x.sustained),
@@ -73,24 +76,6 @@ async function runSetup(top: skeleton.Run, nodes: number) {
     };
     return { nodes, label, steps, cap, share, ...checked, background: run.background, opened: run.opened };
   });
-}
-
-/** A step's purchase figures, and whether it kept up: steady 201s/s ≥ 95% of offered. */
-function openStepOf(
-  measured: Parameters<typeof skeleton.openStep>[0],
-  rate: number,
-  startS: number,
-  duration: number,
-) {
-  const step = skeleton.openStep(measured, rate, startS);
-  // Steady state: 201s per second over the whole seconds after the first (the first second's answers lag its
-  // arrivals by one latency, which would count a slower but steady setup as falling behind).
-  const seconds = step.result.timeline.slice(1, Math.floor(duration));
-  const steady =
-    seconds.length > 0
-      ? seconds.reduce((n, b) => n + b.completed - b.errors, 0) / seconds.length
-      : step.result.okPerS;
-  return { ...step, steadyOkPerS: steady, sustained: steady >= SUSTAINED_SHARE * step.result.offeredPerS };
 }
 
 type Setup = Awaited<ReturnType<typeof runSetup>>;
@@ -125,7 +110,7 @@ export default skeleton.defineScenario({
     const checks = setups.flatMap((x) => x.checks);
     const steps = setups.flatMap((x) => x.steps);
     const restarted = setups.flatMap((x) => x.restarted);
-    const shardLosses = setups.reduce((n, x) => n + x.shardLosses, 0);
+    const shardLosses = sum(setups, (x) => x.shardLosses);
     const shared = 'sharing them with the nodes, nginx and the stack';
     const health = skeleton.healthOf({ steps, background: undefined, restarted, shardLosses }, shared);
     const ok = two !== undefined && checks.every((c) => c.ok);
@@ -144,8 +129,8 @@ export default skeleton.defineScenario({
         forwarded_share_at_capacity: roundOrNull(two?.cap.best && two.share([two.cap.best]), 3),
         forwarded_share_one_node: roundOrNull(one.share(one.steps), 3),
         oversold: skeleton.oversold(checks),
-        still_pending: setups.reduce((n, x) => n + x.stillPending, 0),
-        nginx_retried_replays: setups.reduce((n, x) => n + x.replayed, 0),
+        still_pending: sum(setups, (x) => x.stillPending),
+        nginx_retried_replays: sum(setups, (x) => x.replayed),
         via_nginx: true,
         steps: steps.length,
         step_s: run.options.durationS,

@@ -6,11 +6,10 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { checkStores, readTruth } from '../checks.js';
 import { waitForSagas, withMysql } from '../stores.js';
-import { createProduct, errorCode } from '../api.js';
+import { createProduct } from '../api.js';
 import { latencyChart } from '../chart.js';
-import { newLatencyHistogram } from '../load.js';
+import { newLatencyHistogram, PurchaseLedger } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import type { OpenLoopRequest } from '../open-loop.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, phaseThroughputChart, type Run } from '../scenario.js';
 
@@ -43,27 +42,20 @@ async function run(run: Run) {
   let soldOutAtMs = 0; // the last 201 answered
   let duplicatesSent = 0;
   const startedAtMs = Date.now();
-  const request = (key: string, userId: string): OpenLoopRequest => ({
-    op: 'purchase',
-    method: 'POST',
-    path: '/purchases',
-    headers: { authorization: tokens.bearer(userId), 'idempotency-key': key },
-    body: JSON.stringify({ productId: product.id, quantity: attempts.get(key)!.quantity }),
-    answer: (status, headers, body, timing) => {
-      const code = status === 201 || status === 202 ? '' : ` ${errorCode(body)}`;
-      const label = `${status}${headers['idempotent-replayed'] === 'true' ? ' replay' : ''}${code}`;
-      attempts.get(key)!.answers.push(label);
-      sends.push({
-        intendedMs: timing.intendedMs - timing.startMs,
-        latencyUs: Math.max(1, Math.round((timing.doneMs - timing.intendedMs) * 1000)),
-      });
+  // Each answer's label (`201`, `201 REPLAYED`, `409 OUT_OF_STOCK`, …) kept by key; a 201 or 202 is no error, nor
+  // an OUT_OF_STOCK refusal.
+  const ledger = new PurchaseLedger(tokens);
+  const request = (key: string, userId: string) => {
+    const attempt = attempts.get(key)!;
+    return ledger.purchase('purchase', product.id, attempt.quantity, key, userId, (cls, timing, status) => {
+      attempt.answers.push(cls.label!);
+      const latencyUs = Math.max(1, Math.round((timing.doneMs - timing.intendedMs) * 1000));
+      sends.push({ intendedMs: timing.intendedMs - timing.startMs, latencyUs });
       if (status === 201) soldOutAtMs = Math.max(soldOutAtMs, timing.doneMs - timing.startMs);
-      const refused = status === 409 && code === ' OUT_OF_STOCK';
-      const op = status === 201 ? 'confirmed' : status === 409 ? 'refused (409)' : 'other';
-      return { op, error: !(status === 201 || status === 202 || refused), label };
-    },
-    transportError: (code) => attempts.get(key)!.answers.push(`transport ${code}`),
-  });
+      const error = !(status === 201 || status === 202 || cls.label === '409 OUT_OF_STOCK');
+      return { ...cls, op: status === 201 ? 'confirmed' : status === 409 ? 'refused (409)' : 'other', error };
+    });
+  };
   const next = (seq: number) => {
     if (attempts.size + duplicatesSent >= attemptsWanted) return undefined;
     const key = `${tag}-${seq}`;
@@ -92,13 +84,9 @@ async function run(run: Run) {
     ),
   );
   const orders = new Map<string, { status: string; quantity: number; n: number }>();
-  for (const row of rows) {
-    const k = String(row['k']);
-    orders.set(k, {
-      status: String(row['status']),
-      quantity: Number(row['quantity']),
-      n: (orders.get(k)?.n ?? 0) + 1,
-    });
+  for (const r of rows) {
+    const [k, status, quantity] = [String(r['k']), String(r['status']), Number(r['quantity'])];
+    orders.set(k, { status, quantity, n: (orders.get(k)?.n ?? 0) + 1 });
   }
   const placed = [...orders.values()];
   const quantityOf = (status: string) =>

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { createProducts } from '../api.js';
+import { until } from '../../scripts/until.js';
 import { readTruth } from '../checks.js';
 import { ConnectionSet } from '../connections.js';
 import { PurchaseLedger, newLatencyHistogram } from '../load.js';
@@ -80,7 +81,7 @@ export default defineScenario({
     const rssAfter = nodes.map((n) => rssOf(n.pid));
 
     // The purchase stream: the shared open loop, half of `rate` to each node, over every product.
-    const ledger = new PurchaseLedger(tokens, ids);
+    const ledger = new PurchaseLedger(tokens);
     const purchase = ledger.stream(run.tag('ws'));
     frames.measuring = true;
     const results = await Promise.all(
@@ -97,14 +98,10 @@ export default defineScenario({
 
     // Every subscriber must end on its product's stock in MySQL.
     const final = await readTruth(ids);
-    const until = Date.now() + 10_000;
-    let behind = subs.filter((s) => s.stock !== final.get(s.productId)?.stock);
-    while (behind.length > 0 && Date.now() < until) {
-      await sleep(100);
-      behind = behind.filter((s) => s.stock !== final.get(s.productId)?.stock);
-    }
+    const lagging = () => Promise.resolve(subs.filter((s) => s.stock !== final.get(s.productId)?.stock));
+    const behind = (await until(lagging, (b) => b.length === 0, 10_000, 100)).value;
     const specs = products.map((p, i) => ({ productId: p.id, label: `ws-hot-${i}`, initialStock: STOCK }));
-    const checked = await run.check(specs, [ledger], { settleMs: 0 });
+    const checked = await run.check(specs, ledger, { settleMs: 0 });
     const health = await Promise.all(
       nodes.map(async (n) => {
         const res = await request(`${n.url}/health`);
