@@ -13,13 +13,11 @@ import { parseArgs } from 'node:util';
 import { renderCharts } from './chart.js';
 import { combineRepeats, formatTable } from './report.js';
 import { drainCleanups } from './scenario.js';
-import type { BenchIO, BenchOptions, Scenario } from './types.js';
+import { UsageError, type BenchIO, type BenchOptions, type Scenario } from './types.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);
 const BENCH_SET = ['HOST', 'PORT', 'REDIS_KEY_PREFIX', 'NODE_ID'];
-
-class UsageError extends Error {}
 
 const scenarioNames = async (): Promise<string[]> =>
   (await readdir(path.join(BENCH_DIR, 'scenarios')).catch(() => [] as string[]))
@@ -201,7 +199,7 @@ async function main(): Promise<number> {
     );
   }
   process.stdout.write(`${JSON.stringify(last)}\n`);
-  return last['ok'] === true ? 0 : 1;
+  return last['usage'] === true ? 2 : last['ok'] === true ? 0 : 1;
 }
 
 /** The machine the run is on (each result file keeps it; the summary says it in one line). */
@@ -219,6 +217,10 @@ async function runOnce(scenario: Scenario, options: BenchOptions, io: BenchIO, c
   const [startedAt, host, tree] = [new Date().toISOString(), machine(), source()];
   const result = await scenario.run(options, io).catch((err: unknown) => err as Error);
   await cleanUp();
+  if (result instanceof UsageError) {
+    io.progress(`bench: ${result.message} (README: bench/README.md)`);
+    return { scenario: scenario.name, ok: false, error: result.message, usage: true };
+  }
   if (result instanceof Error) {
     if (!io.signal.aborted) io.progress(`bench: ${scenario.name} failed: ${result.stack ?? result.message}`);
     return { scenario: scenario.name, ok: false, error: result.message };

@@ -25,7 +25,14 @@ import { newLatencyHistogram, type PurchaseLedger } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
 import { lines, msColumns, num, tableOf } from './report.js';
-import type { BenchIO, BenchOptions, ChartSpec, Scenario, ScenarioResult } from './types.js';
+import {
+  UsageError,
+  type BenchIO,
+  type BenchOptions,
+  type ChartSpec,
+  type Scenario,
+  type ScenarioResult,
+} from './types.js';
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
 
@@ -94,7 +101,7 @@ export class Run {
     if (raw === undefined) return fallback;
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
-      throw new Error(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
+      throw new UsageError(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
     return n;
   }
 

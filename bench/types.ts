@@ -56,6 +56,9 @@ export interface ChartSpec {
   readonly spec: Readonly<Record<string, unknown>>;
 }
 
+/** A bad argument or `--param` value: the runner prints its message (no stack) and exits 2. */
+export class UsageError extends Error {}
+
 export interface Scenario {
   readonly name: string;
   /** One line for the usage text. */

@@ -26,7 +26,7 @@ import {
   type Run,
 } from '../scenario.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
-import type { ScenarioResult } from '../types.js';
+import { UsageError, type ScenarioResult } from '../types.js';
 import { waitForSagas } from '../stores.js';
 
 type Mode = 'on' | 'off';
@@ -146,7 +146,7 @@ async function run(run: Run): Promise<ScenarioResult> {
   const micro = await microCosts(run, scale);
 
   const first = options.params['first'] ?? 'on';
-  if (first !== 'on' && first !== 'off') throw new Error(`--param first=${first}: expected on or off`);
+  if (first !== 'on' && first !== 'off') throw new UsageError(`--param first=${first}: expected on or off`);
   const order: readonly Mode[] = first === 'on' ? ['on', 'off', 'off', 'on'] : ['off', 'on', 'on', 'off'];
   // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
   const limitsOf = (mode: Mode) => {

@@ -13,6 +13,7 @@ import { PurchaseLedger } from '../load.js';
 import { round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';
+import { UsageError } from '../types.js';
 
 const STOCK = 1_000_000;
 const NODES = 2;
@@ -23,7 +24,7 @@ async function run(run: Run) {
   const seed = options.seed ?? randomInt(1, 1_000_000);
   const profile = options.params['profile'] ?? 'long';
   if (profile !== 'short' && profile !== 'long')
-    throw new Error(`--param profile=${profile}: short (each fault once) or long`);
+    throw new UsageError(`--param profile=${profile}: short (each fault once) or long`);
   const intervalMs = run.param('interval', 10, 1, 3_600) * 1000;
   const productCount = run.param('products', 16, 1, 1_000);
   const subscriberCount = run.param('subscribers', 20, 0, 5_000);
