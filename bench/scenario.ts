@@ -19,8 +19,8 @@ import {
   percentileMs,
   round,
   roundOrNull,
+  type MeasuredPhase,
 } from './measure.js';
-import type { MeasuredPhase } from './measure.js';
 import { newLatencyHistogram, type PurchaseLedger } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';

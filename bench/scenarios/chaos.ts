@@ -30,7 +30,13 @@ async function run(run: Run) {
   const subscriberCount = run.param('subscribers', 20, 0, 5_000);
   const serial = run.param('serial', 0, 0, 1) === 1;
   const rate = options.rate ?? 150;
-  const kinds = parseKinds(options.params['faults']);
+  const kinds = ((raw) => {
+    try {
+      return parseKinds(raw);
+    } catch (err) {
+      throw new UsageError((err as Error).message);
+    }
+  })(options.params['faults']);
   io.progress(
     `chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`,
   );
