@@ -60,15 +60,18 @@ export class LoopDelayMonitor {
         const start = process.hrtime.bigint();
         setImmediate(() => lag.set(Number(process.hrtime.bigint() - start) / 1e9));
         const h = this.histogram;
-        const seconds = (ns: number) => (h.count === 0 ? 0 : ns / 1e9);
-        min.set(seconds(h.min));
-        max.set(seconds(h.max));
-        mean.set(seconds(h.mean));
-        stddev.set(seconds(h.stddev));
-        p50.set(seconds(h.percentile(50)));
-        p90.set(seconds(h.percentile(90)));
-        p99.set(seconds(h.percentile(99)));
-        h.reset();
+        // Nothing sampled (an idle loop): zeros, without reading the empty histogram, whose mean, stddev
+        // and percentiles each walk every bucket (stddev alone ~0.3 ms of a scrape in a node's profile).
+        const empty = h.count === 0;
+        const seconds = (read: () => number) => (empty ? 0 : read() / 1e9);
+        min.set(seconds(() => h.min));
+        max.set(seconds(() => h.max));
+        mean.set(seconds(() => h.mean));
+        stddev.set(seconds(() => h.stddev));
+        p50.set(seconds(() => h.percentile(50)));
+        p90.set(seconds(() => h.percentile(90)));
+        p99.set(seconds(() => h.percentile(99)));
+        if (!empty) h.reset();
       },
     });
     const min = gauge('nodejs_eventloop_lag_min_seconds', 'The minimum recorded event loop delay.');
