@@ -42,11 +42,12 @@ async function usage(): Promise<string> {
     'scenarios:',
   ];
   for (const name of await scenarioNames()) {
-    const describe = await loadScenario(name).then(
-      (s) => s.describe,
-      (err: unknown) => `(cannot load: ${String(err)})`,
+    const { describe, params } = await loadScenario(name).then(
+      (s) => ({ describe: s.describe, params: s.params }),
+      (err: unknown) => ({ describe: `(cannot load: ${String(err)})`, params: [] as readonly string[] }),
     );
     lines.push(`  ${name.padEnd(12)} ${describe}`);
+    if (params.length > 0) lines.push(`  ${''.padEnd(12)} --param ${params.join(', ')}`);
   }
   return lines.join('\n');
 }
@@ -119,6 +120,12 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     throw new UsageError(`--mode ${JSON.stringify(mode)}: open or closed`);
   if (!modes.includes(mode))
     throw new UsageError(`${name} has no ${mode}-loop mode (it has: ${modes.join(', ')})`);
+  const params = pairs(values.param ?? [], '--param', /[a-z][a-z0-9-]*/);
+  for (const key of Object.keys(params))
+    if (!scenario.params.includes(key))
+      throw new UsageError(
+        `--param ${key}: ${name} has no such parameter (${scenario.params.length === 0 ? 'it takes none' : `it has: ${scenario.params.join(', ')}`})`,
+      );
   const serviceEnv = values['service-env'] ?? [];
   if (serviceEnv.length > 0 && values.url !== undefined)
     throw new UsageError('--service-env applies to the service the bench starts, not to --url');
@@ -129,7 +136,7 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
       numberOption(values.connections, '--connections', true, 20_000) ?? defaults.connections ?? 200,
     rate: numberOption(values.rate, '--rate', false, 1_000_000) ?? defaults.rate,
     mode,
-    params: pairs(values.param ?? [], '--param', /[a-z][a-z0-9-]*/),
+    params,
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
     url: httpUrl(values.url),
     cpuProf: values['cpu-prof'],

@@ -36,13 +36,16 @@ import {
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
 
+/** The `--param` keys of `Run.rates()` and `Run.pause()`, for the scenarios that step up. */
+export const STEP_UP_PARAMS = ['step', 'max-steps', 'pause'] as const;
+
 export interface ScenarioSpec extends Omit<Scenario, 'run'> {
   run(run: Run): Promise<ScenarioResult>;
 }
 
 /** What `bench/cli.ts` loads: the spec's run gets a fresh `Run` per repetition. */
 export function defineScenario(spec: ScenarioSpec): Scenario {
-  return { ...spec, run: (options, io) => spec.run(new Run(options, io)) };
+  return { ...spec, run: (options, io) => spec.run(new Run(options, io, spec.params)) };
 }
 
 export interface SetUp {
@@ -88,6 +91,8 @@ export class Run {
   constructor(
     readonly options: BenchOptions,
     readonly io: BenchIO,
+    /** The scenario's declared `--param` keys (Scenario.params). */
+    private readonly declared: readonly string[],
   ) {}
 
   /** A unique tag for the run's product names and idempotency keys. */
@@ -97,6 +102,8 @@ export class Run {
 
   /** A --param number with its default and bounds (checked). */
   param(key: string, fallback: number, min: number, max: number): number {
+    if (!this.declared.includes(key))
+      throw new Error(`the scenario reads --param ${key} but does not declare it`);
     const raw = this.options.params[key];
     if (raw === undefined) return fallback;
     const n = Number(raw);
@@ -167,7 +174,8 @@ export class Run {
     this.io.onCleanup(stopAll);
     const io: BenchIO = { ...this.io, onCleanup: (fn) => void cleanups.push(fn) };
     try {
-      return await body(new Run({ ...this.options, runTag: `${this.options.runTag}${suffix}` }, io));
+      const options = { ...this.options, runTag: `${this.options.runTag}${suffix}` };
+      return await body(new Run(options, io, this.declared));
     } finally {
       this.io.progress(`bench: stopping ${what}`);
       await stopAll();
@@ -183,6 +191,11 @@ export class Run {
       products[path] = await createProduct(this.admin, this.tokens, name, units, path);
     }
     return products;
+  }
+
+  /** `--param pause`: seconds between a step-up's steps (default 1). */
+  pause(): number {
+    return this.param('pause', 1, 0, 60);
   }
 
   /** A step-up's offered rates: from `--rate` (default `first`), each the previous ×`--param step` (default
@@ -245,20 +258,16 @@ export class Run {
     return steps;
   }
 
-  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps (default
-   * `--param pause`, 1). */
+  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps (read
+   * before the set-up: `pause()`). */
   async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
-    readonly pause?: number;
+    readonly pause: number;
     step(path: P, rate: number, startS: number): Promise<S>;
     keep(step: S): boolean;
   }): Promise<S[]> {
-    const [steps, active, pause] = [
-      [] as S[],
-      new Set(loop.paths),
-      loop.pause ?? this.param('pause', 1, 0, 60),
-    ];
+    const [steps, active, pause] = [[] as S[], new Set(loop.paths), loop.pause];
     let clock = 0;
     for (const rate of loop.rates)
       for (const path of loop.paths) {

@@ -66,5 +66,7 @@ export interface Scenario {
   readonly defaults?: { durationS?: number; connections?: number; rate?: number };
   /** Default `['open']`. */
   readonly modes?: readonly ('open' | 'closed')[];
+  /** The `--param` keys it reads: any other is a usage error before anything starts (a typo is not ignored). */
+  readonly params: readonly string[];
   run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult>;
 }

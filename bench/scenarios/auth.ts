@@ -139,14 +139,14 @@ async function microCosts(run: Run, scale: number) {
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   if (options.url !== undefined)
-    throw new Error('auth compares two nodes it starts (limits on and off): it cannot run with --url');
+    throw new UsageError('auth compares two nodes it starts (limits on and off): it cannot run with --url');
   const scale = run.param('micro-scale', 1, 0.001, 100);
+  const first = options.params['first'] ?? 'on';
+  if (first !== 'on' && first !== 'off') throw new UsageError(`--param first=${first}: expected on or off`);
   const { tokens, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(run, scale);
 
-  const first = options.params['first'] ?? 'on';
-  if (first !== 'on' && first !== 'off') throw new UsageError(`--param first=${first}: expected on or off`);
   const order: readonly Mode[] = first === 'on' ? ['on', 'off', 'off', 'on'] : ['off', 'on', 'on', 'off'];
   // What each node really runs with: --service-env applies to both, over the bench's and the off node's.
   const limitsOf = (mode: Mode) => {
@@ -277,6 +277,7 @@ export default defineScenario({
   name: 'auth',
   describe:
     'cost of security: CPU-µs per full/cached token verify, per-IP and per-user (Redis) limit check, in-process; then hot-sku closed-loop purchases/s with security on vs limits off, same run',
+  params: ['micro-scale', 'first'],
   defaults: { durationS: 20, connections: 200 },
   modes: ['closed'],
   run,

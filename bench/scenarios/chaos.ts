@@ -20,7 +20,8 @@ const NODES = 2;
 
 async function run(run: Run) {
   const { options, io } = run;
-  if (options.url !== undefined) throw new Error('chaos kills nodes it started: it cannot run with --url');
+  if (options.url !== undefined)
+    throw new UsageError('chaos kills nodes it started: it cannot run with --url');
   const seed = options.seed ?? randomInt(1, 1_000_000);
   const profile = options.params['profile'] ?? 'long';
   if (profile !== 'short' && profile !== 'long')
@@ -193,6 +194,7 @@ export default defineScenario({
   name: 'chaos',
   describe:
     'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop, a node cut off Redis) under purchases, reads and WebSockets; every store must agree after',
+  params: ['profile', 'interval', 'products', 'subscribers', 'serial', 'faults'],
   defaults: { durationS: 120, connections: 200, rate: 150 },
   run,
 });

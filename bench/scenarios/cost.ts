@@ -75,6 +75,9 @@ async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
+  const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
+  const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
+  const idleS = run.param('idle', IDLE_S, 1, 3_600);
   const { cluster, tokens, background } = await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
@@ -98,13 +101,10 @@ async function run(run: Run): Promise<ScenarioResult> {
   const next = ledger.stream(tag);
   // The JIT needs a few thousand purchases: at 100/s the first 10 s cost ~25% more CPU per purchase than
   // the next 50 (5 December); the figure is the steady state's.
-  const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
   for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, next(products[path].id));
 
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const node = { node: cluster.nodes[0]?.pid };
-  const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
-  const idleS = run.param('idle', IDLE_S, 1, 3_600);
   await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
   const [at, start, countersBefore] = [performance.now(), monotonicUs(), await counters(redis)];
   const cpuBefore = cpuSnapshot(node);
@@ -301,6 +301,7 @@ export default defineScenario({
   name: 'cost',
   describe:
     'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU',
+  params: ['saturation', 'warm-up', 'settle', 'idle'],
   defaults: { durationS: 10, connections: 200, rate: 100 },
   run,
 });

@@ -13,6 +13,7 @@ import {
   defineScenario,
   oversold,
   SLO,
+  STEP_UP_PARAMS,
   stepCharts,
   stepDetails,
   stepTable,
@@ -27,6 +28,7 @@ async function run(run: Run) {
   const { options, io } = run;
   const closed = options.mode === 'closed';
   const { rates, factor } = run.rates(200, 1.5, 14);
+  const pause = run.pause();
   const firstRate = rates[0]!;
   await run.setUp({ cluster: { nodes: 1, paymentLatencyMs: 5 }, connectionsTimeoutMs: 60_000 });
   const tag = run.tag('hs');
@@ -47,6 +49,7 @@ async function run(run: Run) {
     steps = await run.stepUp({
       paths: PATHS,
       rates,
+      pause,
       step: async (path, rate, startS) => {
         const s = withBatch(await run.step(path, `${path} @ ${num(rate)}/s`, rate, next(path), startS));
         io.progress(
@@ -153,6 +156,7 @@ export default defineScenario({
   name: 'hot-sku',
   describe:
     'one hot product, actor vs baseline: open-loop step-up of the offered rate until p99 > 100 ms or errors > 1% (--mode closed: closed-loop phases A B A B)',
+  params: [...STEP_UP_PARAMS],
   defaults: { durationS: 5, connections: 500, rate: 200 },
   modes: ['open', 'closed'],
   run,

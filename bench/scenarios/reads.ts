@@ -15,7 +15,7 @@ import { round, roundOrNull } from '../measure.js';
 import { familyDelta, scrape } from '../prom.js';
 import { fixed, msColumns, num, tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
-import type { BenchIO } from '../types.js';
+import { UsageError, type BenchIO } from '../types.js';
 
 const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = path.dirname(BENCH_DIR);
@@ -122,6 +122,7 @@ export default defineScenario({
   name: 'reads',
   describe:
     'cached GET /products/:id on one node vs a bare uWebSockets.js hello, same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU',
+  params: ['threads', 'rounds', 'warmup', 'min-hit-pct', 'products'],
   defaults: { durationS: 10, connections: 100 },
   async run(run) {
     const { options, io } = run;
@@ -133,14 +134,14 @@ export default defineScenario({
     const rounds = run.param('rounds', 2, 1, 20);
     const warmupS = run.param('warmup', 1, 0, 60);
     const minHitPct = run.param('min-hit-pct', 99, 0, 100);
+    const count = run.param('products', 4, 1, 100);
     const { connections, durationS } = options;
-    if (connections < threads) throw new Error(`--connections must be at least threads (${threads})`);
+    if (connections < threads) throw new UsageError(`--connections must be at least threads (${threads})`);
     if (!Number.isInteger(durationS) || !Number.isInteger(warmupS))
-      throw new Error('reads: --duration and --param warmup must be whole seconds (as wrk -d)');
+      throw new UsageError('reads: --duration and --param warmup must be whole seconds (as wrk -d)');
 
     const { cluster, admin, tokens } = await run.setUp({ cluster: { nodes: 1 }, users: [], backgroundMs: 0 });
     const node = cluster.url;
-    const count = run.param('products', 4, 1, 100);
     const products = await createProducts(admin, tokens, run.tag('reads'), count, 1_000);
     const paths = products.map((p) => `/products/${p.id}`);
     // Each product read once (a miss fills the cache), then until every answer is a 200 from the cache.

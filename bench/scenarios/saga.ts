@@ -130,6 +130,7 @@ export default defineScenario({
   name: 'saga',
   describe:
     'confirmed purchases/s and purchase p50/p95/p99 through the full saga (provider at 5 ms), 1 hot product then 100 products, actor, closed loop',
+  params: [],
   defaults: { durationS: 10, connections: 200 },
   modes: ['closed'],
   run,

@@ -10,6 +10,7 @@ import { round, roundOrNull } from '../measure.js';
 import { familyDelta } from '../prom.js';
 import { num } from '../report.js';
 import * as skeleton from '../scenario.js';
+import { UsageError } from '../types.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -18,13 +19,26 @@ const ROUTED = 'cluster_routed_total';
 const sum = <T>(list: readonly T[], f: (x: T) => number) => list.reduce((n, x) => n + f(x), 0);
 
 /** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
-async function runSetup(top: skeleton.Run, nodes: number) {
+/** Scale's `--param`s, read before the first set-up. */
+function readParams(run: skeleton.Run) {
+  return {
+    count: run.param('products', 32, 1, 10_000),
+    warmupS: run.param('warm-up', 2, 0, 60),
+    rates: run.rates(50, 1.25, 20).rates,
+    pause: run.pause(),
+  };
+}
+
+async function runSetup(
+  top: skeleton.Run,
+  nodes: number,
+  { count, warmupS, rates, pause }: ReturnType<typeof readParams>,
+) {
   const label = nodes === 1 ? '1 node' : `${nodes} nodes`;
   return top.scoped(`-${nodes}n`, `the ${label} cluster`, async (run) => {
     const cluster = { nodes, nginx: true, paymentLatencyMs: 5 };
     await run.setUp({ cluster, connectionsTimeoutMs: 60_000, backgroundMs: 1_000 });
     const tag = `sc${nodes}n${run.tag('')}`;
-    const count = run.param('products', 32, 1, 10_000);
     const products = await createProducts(run.admin, run.tokens, tag, count, STOCK);
     const ids = products.map((p) => p.id);
     const ledger = new PurchaseLedger(run.tokens);
@@ -32,14 +46,13 @@ async function runSetup(top: skeleton.Run, nodes: number) {
     // A random product per purchase, not seq % N: nginx alternates the nodes request by request, so a
     // round-robin over an even number of products would send each product to the same node every time.
     const next = () => purchase(ids[Math.floor(Math.random() * ids.length)]!)();
-    const warmupS = run.param('warm-up', 2, 0, 60);
-    const { rates } = run.rates(50, 1.25, 20);
     const firstRate = rates[0]!;
     // Unmeasured: every product's actor activated on its owner, JIT, connection pools.
     if (warmupS > 0) await run.openLoop(`warm-up ${label}`, firstRate, warmupS, next);
     const steps = await run.stepUp({
       paths: [label],
       rates,
+      pause,
       step: async (_, rate, startS) => {
         const measured = await run.step(label, `${label} @ ${num(rate)}/s`, rate, next, startS);
         const { before, after } = measured.metrics;
@@ -96,12 +109,16 @@ export default skeleton.defineScenario({
   name: 'scale',
   describe:
     'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share',
+  params: ['products', 'warm-up', ...skeleton.STEP_UP_PARAMS],
   defaults: { durationS: 5, connections: 500, rate: 50 },
   run: async (run) => {
     if (run.options.url !== undefined)
-      throw new Error('scale starts a one-node and a two-node cluster of its own: it cannot run with --url');
-    const one = await runSetup(run, 1);
-    const two = run.io.signal.aborted ? undefined : await runSetup(run, 2);
+      throw new UsageError(
+        'scale starts a one-node and a two-node cluster of its own: it cannot run with --url',
+      );
+    const params = readParams(run);
+    const one = await runSetup(run, 1, params);
+    const two = run.io.signal.aborted ? undefined : await runSetup(run, 2, params);
     const setups = two === undefined ? [one] : [one, two];
     const over = (a: number | undefined, b: number | undefined) => (a === undefined || !b ? null : a / b);
     const ratio = over(two?.cap.best?.steadyOkPerS, one.cap.best?.steadyOkPerS);

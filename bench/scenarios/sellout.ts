@@ -200,6 +200,7 @@ export default defineScenario({
   name: 'sellout',
   describe:
     'sell out one product (10,000 units) with 100,000 attempts from 20,000 users, duplicate clicks and mixed quantities; oversold = undersold = 0 and every store agrees',
+  params: ['stock', 'attempts', 'users', 'duplicates'],
   defaults: { durationS: 30, connections: 2000, rate: 4000 },
   run,
 });

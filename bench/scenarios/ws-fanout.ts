@@ -15,6 +15,7 @@ import { latencySummary, round } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { tableOf } from '../report.js';
 import { checkNote, defineScenario, generatorNotes, oversold } from '../scenario.js';
+import { UsageError } from '../types.js';
 
 const STOCK = 10_000_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,17 +30,18 @@ export default defineScenario({
   name: 'ws-fanout',
   describe:
     '10,000 WebSocket stock subscribers over two nodes, a purchase stream on a few hot products: delivery latency, msgs/s, memory per connection',
+  params: ['products'],
   defaults: { durationS: 15, connections: 10_000, rate: 60 },
   modes: ['open'],
   async run(run) {
     const { options, io } = run;
     const rate = options.rate ?? 60;
     const subscribers = options.connections;
+    if (options.url !== undefined) throw new UsageError('ws-fanout needs the two nodes it starts: no --url');
+    const count = run.param('products', 3, 1, 100);
     const cluster = { nodes: 2, nginx: false, paymentLatencyMs: 5 };
     const { admin, tokens } = await run.setUp({ cluster, backgroundMs: 0 });
     const nodes = run.cluster.nodes;
-    if (nodes.length !== 2) throw new Error('ws-fanout needs the two nodes it starts (no --url)');
-    const count = run.param('products', 3, 1, 100);
     const products = await createProducts(admin, tokens, run.tag('ws'), count, STOCK);
     const ids = products.map((p) => p.id);
 
