@@ -2,7 +2,10 @@
 // binary form, normalized (an IPv4 client of a dual-stack socket is a.b.c.d; IPv6 is RFC 5952 text).
 import fc from 'fast-check';
 import t from 'tap';
+import { json } from '../../src/http/reply.js';
+import { createHttpServer } from '../../src/http/server.js';
 import { ipv6Text, loadNativeUws, remoteAddress } from '../../src/http/uws.js';
+import { silentLogger } from '../helpers/http.js';
 
 const peer = (bytes: readonly number[]) => ({ getRemoteAddress: () => new Uint8Array(bytes).buffer });
 const mapped = (a: number, b: number, c: number, d: number) => [
@@ -79,3 +82,23 @@ t.test(
     t.equal(await (await fetch(`http://[::1]:${dual}/`)).text(), '::1');
   },
 );
+
+t.test('behind a dual-stack listener, allow lists and trusted proxies match IPv4 clients', async (t) => {
+  const server = createHttpServer({
+    uws: loadNativeUws({ fallbackRequested: false }),
+    logger: silentLogger,
+    routes: [
+      { method: 'get', pattern: '/internal', internal: true, handler: () => json(200, { ok: true }) },
+      { method: 'get', pattern: '/who', handler: (ctx) => json(200, { ip: ctx.clientIp }) },
+    ],
+    access: { internalAllowFrom: ['127.0.0.1'], trustedProxies: ['127.0.0.1'] },
+  });
+  const port = await server.listen('::', 0);
+  t.teardown(() => server.close(0));
+  const internal = await fetch(`http://127.0.0.1:${port}/internal`);
+  t.equal(internal.status, 200, 'an internal route from an allowed address (was 404)');
+  const who = await fetch(`http://127.0.0.1:${port}/who`, { headers: { 'X-Forwarded-For': '203.0.113.9' } });
+  t.same(await who.json(), { ip: '203.0.113.9' }, "the trusted proxy's X-Forwarded-For is believed");
+  const direct = await fetch(`http://[::1]:${port}/who`, { headers: { 'X-Forwarded-For': '203.0.113.9' } });
+  t.same(await direct.json(), { ip: '::1' }, 'an untrusted peer is its own address');
+});
