@@ -14,6 +14,11 @@ export interface NearCacheOptions {
    * refreshes a changing product long before; this bounds staleness only when a feed message was lost.
    */
   stockTtlMs?: number;
+  /**
+   * Share of `stockTtlMs` after which a read of a trusted entry asks for it to be confirmed ahead of its end
+   * (`onAging`). Default 0.75: a hot product's reads never wait for the confirmation.
+   */
+  refreshAfterShare?: number;
   /** Clock, ms (tests). */
   now?: () => number;
 }
@@ -28,11 +33,14 @@ interface Entry {
   generation: number;
   /** The answer body of this version, made on the first read that needs it. */
   body: string | undefined;
+  /** When a read last told `onAging` of it, ms (0: never). */
+  agingToldAt?: number;
 }
 
 export const nearCacheDefaults = {
   maxProducts: 50_000,
   stockTtlMs: 1_000, // 1 s
+  refreshAfterShare: 0.75,
 } as const;
 
 /**
@@ -45,13 +53,22 @@ export class NearCache {
   private readonly entries = new Map<number, Entry>();
   private readonly maxProducts: number;
   private readonly stockTtlMs: number;
+  private readonly refreshAfterMs: number;
   private readonly now: () => number;
+  /**
+   * Told of a read served from an entry past `refreshAfterShare` of its trust, at most once per the rest of
+   * that trust (the catalog reloads it in the background): an entry read all the time is confirmed before it
+   * stops being trusted.
+   */
+  onAging: ((id: number) => void) | undefined = undefined;
   private generation = 0;
   private live = false;
 
   constructor(options: NearCacheOptions = {}) {
     this.maxProducts = options.maxProducts ?? nearCacheDefaults.maxProducts;
     this.stockTtlMs = options.stockTtlMs ?? nearCacheDefaults.stockTtlMs;
+    this.refreshAfterMs =
+      this.stockTtlMs * (options.refreshAfterShare ?? nearCacheDefaults.refreshAfterShare);
     this.now = options.now ?? Date.now;
   }
 
@@ -126,10 +143,18 @@ export class NearCache {
       entry.details === undefined ||
       !this.live ||
       entry.generation !== this.generation ||
-      entry.version < minVersion ||
-      this.now() - entry.checkedAt > this.stockTtlMs
+      entry.version < minVersion
     )
       return undefined;
+    const now = this.now();
+    const age = now - entry.checkedAt;
+    if (age > this.stockTtlMs) return undefined;
+    // At most once per what is left of the trust: a reload that could not confirm it (Redis or the replica
+    // behind what the feed said) is not retried on every read.
+    if (age > this.refreshAfterMs && now - (entry.agingToldAt ?? 0) > this.stockTtlMs - this.refreshAfterMs) {
+      entry.agingToldAt = now;
+      this.onAging?.(id);
+    }
     return entry;
   }
 

@@ -4,6 +4,8 @@ import { Catalog } from '../../src/catalog/catalog.js';
 import { RedisProductCache } from '../../src/storage/product-cache.js';
 import type { Pool } from '../../src/storage/mysql.js';
 import { startApp, uniq } from '../helpers/app.js';
+import { sleep } from '../../src/timeouts.js';
+import { waitFor } from '../../scripts/until.js';
 
 t.test(
   'reads: MISS from the replica, then HIT from Redis; restock and purchases write through',
@@ -191,4 +193,25 @@ t.test('the memory tier is not served while the stock feed is down', async (t) =
     'entries from before the outage need confirming first',
   );
   t.equal((await running.get(`/products/${productId}`)).headers['x-cache-tier'], 'memory');
+});
+
+t.test('a product read all the time is reloaded before its trust ends: its reads never miss', async (t) => {
+  const running = await startApp(t);
+  const productId = await running.createProduct({ stock: 3 });
+  const tier = async () => (await running.get(`/products/${productId}`)).headers['x-cache-tier'];
+  await running.get(`/products/${productId}`);
+  t.equal(await tier(), 'memory');
+  // Redis's stock key expired (its 5 s TTL, nothing changed the product): a miss would go to the replica.
+  const cache = new RedisProductCache(running.infra.redis, { prefix: running.config.redis.keyPrefix });
+  await running.infra.redis.del(cache.stockKey(productId));
+  await sleep(800); // past 75% of the memory tier's 1 s trust
+  t.equal(await tier(), 'memory', 'still trusted: answered from memory, and a reload starts behind it');
+  await waitFor(
+    'the reload',
+    async () => (await running.infra.redis.exists(cache.stockKey(productId))) === 1,
+    5_000,
+  );
+  t.pass('the reload read the replica and filled Redis again');
+  await sleep(300); // the entry's first trust would have ended by now
+  t.equal(await tier(), 'memory', 'reloaded: still answered from memory');
 });

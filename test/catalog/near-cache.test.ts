@@ -13,7 +13,7 @@ const product = (id: number, stock: number, version: number): NearProduct => ({
   version,
 });
 
-function clocked(options: { maxProducts?: number; stockTtlMs?: number } = {}) {
+function clocked(options: { maxProducts?: number; stockTtlMs?: number; refreshAfterShare?: number } = {}) {
   let now = 1_000;
   const cache = new NearCache({ ...options, now: () => now });
   cache.setLive(true);
@@ -106,4 +106,36 @@ t.test('bounded: past maxProducts the longest-unrefreshed goes; 0 keeps nothing'
   off.offerStock(2, 1, 1);
   t.equal(off.stats().products, 0);
   t.equal(off.get(1), undefined);
+});
+
+t.test('a read past 75% of the trust asks for a refresh; an untrusted entry does not', async (t) => {
+  const { cache, advance } = clocked({ stockTtlMs: 1_000 });
+  const aging: number[] = [];
+  cache.onAging = (id) => aging.push(id);
+  cache.remember(product(5, 10, 1));
+  advance(750);
+  t.ok(cache.get(5));
+  t.same(aging, [], 'not before');
+  advance(1);
+  t.ok(
+    cache.body(5, 0, () => 'x'),
+    'still served while aging',
+  );
+  t.ok(cache.get(5));
+  t.same(aging, [5], 'told once');
+  advance(200);
+  t.ok(cache.get(5));
+  t.same(aging, [5], 'not again within the rest of the trust (a reload that could not confirm it)');
+  advance(49);
+  t.ok(cache.get(5), 'at the end of its trust');
+  t.same(aging, [5]);
+  cache.offerStock(5, 10, 1);
+  t.ok(cache.get(5));
+  t.same(aging, [5], 'confirmed: young again');
+  advance(751);
+  t.ok(cache.get(5));
+  t.same(aging, [5, 5], 'aging again: told again');
+  advance(250);
+  t.equal(cache.get(5), undefined);
+  t.same(aging, [5, 5], 'past the trust: a miss, not a refresh');
 });
