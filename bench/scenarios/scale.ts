@@ -18,7 +18,6 @@ const SUSTAINED_SHARE = 0.95;
 const ROUTED = 'cluster_routed_total';
 const sum = <T>(list: readonly T[], f: (x: T) => number) => list.reduce((n, x) => n + f(x), 0);
 
-/** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
 /** Scale's `--param`s, read before the first set-up. */
 function readParams(run: skeleton.Run) {
   return {
@@ -29,6 +28,7 @@ function readParams(run: skeleton.Run) {
   };
 }
 
+/** One setup: its cluster behind nginx, the step-up until a step falls behind, its checks; then stopped. */
 async function runSetup(
   top: skeleton.Run,
   nodes: number,
