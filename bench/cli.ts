@@ -126,6 +126,8 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
       throw new UsageError(
         `--param ${key}: ${name} has no such parameter (${scenario.params.length === 0 ? 'it takes none' : `it has: ${scenario.params.join(', ')}`})`,
       );
+  if (scenario.ownNodes !== undefined && values.url !== undefined)
+    throw new UsageError(`${name} ${scenario.ownNodes}: it cannot run with --url`);
   const serviceEnv = values['service-env'] ?? [];
   if (serviceEnv.length > 0 && values.url !== undefined)
     throw new UsageError('--service-env applies to the service the bench starts, not to --url');

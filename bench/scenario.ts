@@ -36,8 +36,9 @@ import {
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
 
-/** The `--param` keys of `Run.rates()` and `Run.pause()`, for the scenarios that step up. */
-export const STEP_UP_PARAMS = ['step', 'max-steps', 'pause'] as const;
+/** The `--param` keys of `Run.rates()`; with `Run.pause()`'s, those of a scenario that steps up with pauses. */
+export const RATE_PARAMS = ['step', 'max-steps'] as const;
+export const STEP_UP_PARAMS = [...RATE_PARAMS, 'pause'] as const;
 
 export interface ScenarioSpec extends Omit<Scenario, 'run'> {
   run(run: Run): Promise<ScenarioResult>;

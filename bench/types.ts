@@ -68,5 +68,7 @@ export interface Scenario {
   readonly modes?: readonly ('open' | 'closed')[];
   /** The `--param` keys it reads: any other is a usage error before anything starts (a typo is not ignored). */
   readonly params: readonly string[];
+  /** Why it cannot run against `--url` (it starts, kills or compares nodes of its own); absent: it can. */
+  readonly ownNodes?: string;
   run(options: BenchOptions, io: BenchIO): Promise<ScenarioResult>;
 }

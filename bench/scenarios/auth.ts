@@ -138,8 +138,6 @@ async function microCosts(run: Run, scale: number) {
 
 async function run(run: Run): Promise<ScenarioResult> {
   const { options, io } = run;
-  if (options.url !== undefined)
-    throw new UsageError('auth compares two nodes it starts (limits on and off): it cannot run with --url');
   const scale = run.param('micro-scale', 1, 0.001, 100);
   const first = options.params['first'] ?? 'on';
   if (first !== 'on' && first !== 'off') throw new UsageError(`--param first=${first}: expected on or off`);
@@ -278,6 +276,7 @@ export default defineScenario({
   describe:
     'cost of security: CPU-µs per full/cached token verify, per-IP and per-user (Redis) limit check, in-process; then hot-sku closed-loop purchases/s with security on vs limits off, same run',
   params: ['micro-scale', 'first'],
+  ownNodes: 'compares two nodes it starts (limits on and off)',
   defaults: { durationS: 20, connections: 200 },
   modes: ['closed'],
   run,

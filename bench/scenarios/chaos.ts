@@ -20,8 +20,6 @@ const NODES = 2;
 
 async function run(run: Run) {
   const { options, io } = run;
-  if (options.url !== undefined)
-    throw new UsageError('chaos kills nodes it started: it cannot run with --url');
   const seed = options.seed ?? randomInt(1, 1_000_000);
   const profile = options.params['profile'] ?? 'long';
   if (profile !== 'short' && profile !== 'long')
@@ -195,6 +193,7 @@ export default defineScenario({
   describe:
     'seeded faults (app kill/pause, Redis/Kafka/MariaDB primary kill, replica stop, a node cut off Redis) under purchases, reads and WebSockets; every store must agree after',
   params: ['profile', 'interval', 'products', 'subscribers', 'serial', 'faults'],
+  ownNodes: 'kills nodes it started',
   defaults: { durationS: 120, connections: 200, rate: 150 },
   run,
 });

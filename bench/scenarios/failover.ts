@@ -10,14 +10,11 @@ import { PurchaseLedger } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { num } from '../report.js';
 import { defineScenario, generatorNotes, oversold, phaseThroughputChart, type Run } from '../scenario.js';
-import { UsageError } from '../types.js';
 
 const STOCK = 1_000_000;
 
 async function run(run: Run) {
   const { options, io } = run;
-  if (options.url !== undefined)
-    throw new UsageError('failover kills a node it started: it cannot run with --url');
   const rate = options.rate ?? 200;
   const productCount = run.param('products', 16, 1, 10_000);
   const slowMs = run.param('slow-ms', 1000, 1, 60_000);
@@ -117,6 +114,7 @@ export default defineScenario({
   describe:
     'kill -9 one of two nodes during a purchase stream through nginx: time to recover, errors, no acknowledged order lost',
   params: ['products', 'slow-ms', 'kill-at'],
+  ownNodes: 'kills a node it started',
   defaults: { durationS: 20, connections: 500, rate: 200 },
   run,
 });

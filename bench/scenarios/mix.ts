@@ -51,7 +51,7 @@ export default skeleton.defineScenario({
   name: 'mix',
   describe:
     "the specification's mix (80% reads / 20% purchases, Zipf, ~83% cache hits) at 6,000 connections through nginx to 2 nodes, open-loop step-up; verdict against the p95 targets",
-  params: ['hit-rate', 'catalog-max', 'catalog', 'step', 'max-steps'],
+  params: ['hit-rate', 'catalog-max', 'catalog', ...skeleton.RATE_PARAMS],
   defaults: { durationS: 20, connections: 6000, rate: 500 },
   async run(run) {
     const { options, io } = run;

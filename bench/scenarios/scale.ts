@@ -10,7 +10,6 @@ import { round, roundOrNull } from '../measure.js';
 import { familyDelta } from '../prom.js';
 import { num } from '../report.js';
 import * as skeleton from '../scenario.js';
-import { UsageError } from '../types.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
@@ -110,12 +109,9 @@ export default skeleton.defineScenario({
   describe:
     'one node vs two behind nginx, same run: open-loop step-up of purchases over N products until it falls behind; purchases/s, ratio, forwarded share',
   params: ['products', 'warm-up', ...skeleton.STEP_UP_PARAMS],
+  ownNodes: 'starts a one-node and a two-node cluster of its own',
   defaults: { durationS: 5, connections: 500, rate: 50 },
   run: async (run) => {
-    if (run.options.url !== undefined)
-      throw new UsageError(
-        'scale starts a one-node and a two-node cluster of its own: it cannot run with --url',
-      );
     const params = readParams(run);
     const one = await runSetup(run, 1, params);
     const two = run.io.signal.aborted ? undefined : await runSetup(run, 2, params);

@@ -15,7 +15,6 @@ import { latencySummary, round } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { tableOf } from '../report.js';
 import { checkNote, defineScenario, generatorNotes, oversold } from '../scenario.js';
-import { UsageError } from '../types.js';
 
 const STOCK = 10_000_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,13 +30,13 @@ export default defineScenario({
   describe:
     '10,000 WebSocket stock subscribers over two nodes, a purchase stream on a few hot products: delivery latency, msgs/s, memory per connection',
   params: ['products'],
+  ownNodes: 'needs the two nodes it starts',
   defaults: { durationS: 15, connections: 10_000, rate: 60 },
   modes: ['open'],
   async run(run) {
     const { options, io } = run;
     const rate = options.rate ?? 60;
     const subscribers = options.connections;
-    if (options.url !== undefined) throw new UsageError('ws-fanout needs the two nodes it starts: no --url');
     const count = run.param('products', 3, 1, 100);
     const cluster = { nodes: 2, nginx: false, paymentLatencyMs: 5 };
     const { admin, tokens } = await run.setUp({ cluster, backgroundMs: 0 });
