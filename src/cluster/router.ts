@@ -242,6 +242,9 @@ export class ClusterRouter implements PurchaseRouter {
     const { ownership, shardCount, peers } = this.options;
     const shard = shardOf(productId, shardCount);
     let delay = 10;
+    // Whether a forwarding went unanswered (timed out, or its connection failed): it may have been applied,
+    // so giving up says the outcome is unknown, not that nothing owns the product.
+    let unanswered = false;
     for (;;) {
       let outcome: T | undefined;
       if (ownership.holds(shard)) {
@@ -261,6 +264,7 @@ export class ClusterRouter implements PurchaseRouter {
               { reqId: requestIdOf(body), op, productId, address, err: (err as Error).message },
               'owner did not answer; looking again',
             );
+            unanswered = true;
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
           if (!movedAway(outcome)) return outcome!;
@@ -269,7 +273,8 @@ export class ClusterRouter implements PurchaseRouter {
       if (!movedAway(outcome)) return outcome!;
       // A leaving node that finds no other owner gives up at once: nothing will take the shard while it waits.
       const giveUp = ownership.leaving && ownership.ownerOf(shard) === undefined;
-      if (giveUp || Date.now() + delay >= deadline) return (outcome ?? notOwner(productId)) as T;
+      if (giveUp || Date.now() + delay >= deadline)
+        return (unanswered ? unknownOutcome(productId, op) : (outcome ?? notOwner(productId))) as T;
       await sleep(delay);
       delay = Math.min(delay * 2, 200);
       ownership.poke();
@@ -283,6 +288,17 @@ function productOf(op: string, body: unknown): number {
     throw new InvariantError(`unknown peer operation ${op}`);
   }
   return productId;
+}
+
+/** The owner was asked but did not answer before the deadline: the request may or may not have been applied. */
+function unknownOutcome(productId: number, op: PeerOp): Refusal {
+  const learn =
+    op === 'purchase' ? 'retry with the same Idempotency-Key to learn it' : 'look before retrying';
+  return {
+    kind: 'refused',
+    reason: 'DEADLINE_EXCEEDED',
+    message: `the owner of product ${productId} did not answer in time; the outcome is unknown: ${learn}`,
+  };
 }
 
 function notOwner(productId: number): Refusal {

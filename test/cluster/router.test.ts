@@ -5,6 +5,7 @@ import t from 'tap';
 import type { PurchaseOutcome, PurchaseRequest, PurchaseRouter, SagaWait } from '../../src/domain/index.js';
 import type { Ownership } from '../../src/cluster/ownership.js';
 import { ClusterRouter, type PeerCaller } from '../../src/cluster/router.js';
+import { AppError } from '../../src/errors.js';
 
 const SHARDS = 4;
 
@@ -110,3 +111,53 @@ t.test('without forwardSagaWaitMs the owner answers at once, and the wait is its
     ['purchase', 'saga-wait'],
   );
 });
+
+t.test(
+  'giving up on an owner that never answered says the outcome is unknown (504), not that nobody owns it',
+  async (t) => {
+    const forwarder = (call: PeerCaller['call']) =>
+      new ClusterRouter({
+        ownership: ownership('front', false),
+        shardCount: SHARDS,
+        local: {} as PurchaseRouter,
+        peers: { call },
+        localSagaWait: async () => undefined,
+        timeoutMs: 300,
+      });
+    const silent = forwarder((_address, op, _body, deadline) =>
+      new Promise((_resolve, reject) =>
+        setTimeout(
+          () => reject(new AppError('DEADLINE_EXCEEDED', `peer did not answer ${op}`)),
+          Math.max(0, deadline - Date.now()),
+        ),
+      ),
+    );
+    const unknown = await silent.purchase({ ...request(), deadline: Date.now() + 300 });
+    t.match(unknown, { kind: 'refused', reason: 'DEADLINE_EXCEEDED', message: /same Idempotency-Key/ });
+    t.match(await silent.restock(1, 5), { kind: 'refused', reason: 'DEADLINE_EXCEEDED' });
+
+    // An owner that answers, refusing: the product is moving and nothing was applied.
+    const refusing = forwarder(async () => ({
+      kind: 'refused',
+      reason: 'OWNERSHIP_LOST',
+      message: 'not mine',
+    }));
+    t.match(await refusing.purchase({ ...request(), deadline: Date.now() + 300 }), {
+      kind: 'refused',
+      reason: 'OWNERSHIP_LOST',
+    });
+
+    // One unanswered attempt, then a refusal from the next owner: the first may still have been applied.
+    let attempts = 0;
+    const both = forwarder(async () => {
+      attempts += 1;
+      if (attempts === 1) throw new AppError('PEER_UNAVAILABLE', 'connection lost; may have been applied');
+      return { kind: 'refused', reason: 'OWNERSHIP_LOST', message: 'not mine' };
+    });
+    t.match(await both.purchase({ ...request(), deadline: Date.now() + 300 }), {
+      kind: 'refused',
+      reason: 'DEADLINE_EXCEEDED',
+    });
+    t.ok(attempts > 1, `looked again after the unanswered attempt (${attempts} attempts)`);
+  },
+);

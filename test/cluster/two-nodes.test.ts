@@ -1,5 +1,6 @@
 // Two (or three) app nodes as real processes sharing the stack, each cluster under a key prefix of its
 // own. They stop none of the stack's servers (only their own processes), so they run beside other files.
+import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
 import { totals, uniq } from '../helpers/app.js';
@@ -26,27 +27,35 @@ t.test(
     t.same([...owners].sort(), ['node-a', 'node-b'], 'the products are owned by both nodes');
 
     const user = uniq('u');
+    // Each client does what the API asks of one: an answer that is not final (202 still running, 503 or
+    // 504 retryable) is asked again with the same Idempotency-Key until it is. On a box this loaded, some
+    // first answers are not final (a forwarded purchase's owner answering after its deadline); the final
+    // ones must account for every unit MySQL sold, exactly once.
+    const notFinal = new Set([202, 503, 504]);
+    const firstAnswers: Record<number, number> = {};
     const answers = await Promise.all(
       Array.from({ length: 4_000 }, async (_, i) => {
         const productId = i % 2 === 0 ? hot : others[i % 20]!;
-        return call(
-          i % 4 < 2 ? a : b,
-          'POST',
-          '/purchases',
-          { productId, quantity: 1 + (i % 2) },
-          {
-            ...(await asUser(`${user}-${i % 500}`)),
-            'idempotency-key': `k${i}`,
-          },
-        ).then((x) => ({ ...x, productId, quantity: 1 + (i % 2) }));
+        const headers = { ...(await asUser(`${user}-${i % 500}`)), 'idempotency-key': `k${i}` };
+        const ask = () =>
+          call(i % 4 < 2 ? a : b, 'POST', '/purchases', { productId, quantity: 1 + (i % 2) }, headers);
+        let x = await ask();
+        firstAnswers[x.status] = (firstAnswers[x.status] ?? 0) + 1;
+        for (let again = 0; notFinal.has(x.status) && again < 60; again += 1) {
+          await sleep(500);
+          x = await ask();
+        }
+        return { ...x, productId, quantity: 1 + (i % 2) };
       }),
     );
+    t.comment(`first answers ${JSON.stringify(firstAnswers)}`);
     const statuses: Record<number, number> = {};
     for (const x of answers) statuses[x.status] = (statuses[x.status] ?? 0) + 1;
+    const odd = answers.filter((x) => x.status !== 201 && x.status !== 409);
     t.same(
       Object.keys(statuses).filter((s) => s !== '201' && s !== '409'),
       [],
-      `answers ${JSON.stringify(statuses)}`,
+      `final answers ${JSON.stringify(statuses)}${odd.length ? `, e.g. ${JSON.stringify(odd[0]!.body)}` : ''}`,
     );
     for (const [productId, initial] of [[hot, 500], ...others.map((p) => [p, 50])] as [number, number][]) {
       const sold = answers
