@@ -1,12 +1,44 @@
-/** Purchases and what they were answered: `PurchaseLedger` keeps, per product, what the MySQL checks expect
- * (bench/verify.ts). */
+/** What the bench asks the service: products (as the admin) and purchases, with what each purchase was
+ * answered; `PurchaseLedger` keeps, per product, what the MySQL checks expect (bench/verify.ts). */
 import type { IncomingHttpHeaders } from 'node:http';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import { errorCode } from './api.js';
+import type { Dispatcher } from 'undici';
 import { benchUser, type BenchTokens } from './auth.js';
 import type { AnswerClass, AnswerTiming, OpenLoopRequest } from './open-loop.js';
 
 const HISTOGRAM_MAX_US = 120_000_000; // 2 min
+
+export type Strategy = 'actor' | 'baseline';
+
+/** `POST /products` as the bench's admin; the new product's id. */
+export async function createProduct(
+  http: Dispatcher,
+  tokens: BenchTokens,
+  name: string,
+  stock: number,
+  strategy: Strategy = 'actor',
+) {
+  const res = await http.request({
+    path: '/products',
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: tokens.admin },
+    body: JSON.stringify({ name, priceCents: 1999, stock, strategy }),
+  });
+  const text = await res.body.text();
+  if (res.statusCode !== 201)
+    throw new Error(`POST /products answered ${res.statusCode}: ${text.slice(0, 300)}`);
+  return (JSON.parse(text) as { id: number }).id;
+}
+
+/** The error code of an error body (`{ error: { code } }`), or `?` when it has none. */
+export function errorCode(text: string): string {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === 'string' ? code : '?';
+  } catch {
+    return '?';
+  }
+}
 
 /** An answer that leaves the key's order unknown: `503 OVERLOADED`, `transport UND_ERR_SOCKET`, ... */
 export type PurchaseAttempt = { productId: number; userId: string; key: string; answer: string };

@@ -1,44 +1,34 @@
 /**
  * The scenario skeleton: `defineScenario` gives each `bench/scenarios/<name>.ts` a `Run` that owns the set-up
- * (cluster, connections, tokens, baseline of the machine and of the nodes' lease metric), the step-up loop,
- * the post-run checks (sagas ended, stock and orders against the answers), the run-health notes and summary
- * keys, so a scenario states only its load, its pass rule and its columns.
+ * (cluster, connections, tokens, products, the purchase ledger, baseline of the machine and of the nodes' lease
+ * metric), the step-up loop, the post-run checks (sagas ended, stock and orders against the answers) and the
+ * result's common part (`report`: run-health notes and keys, check notes, correctness, details), so a scenario
+ * states only its load, its pass rule and its columns.
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { createProduct, type CreatedProduct, type Strategy } from './api.js';
 import { BenchTokens } from './auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import {
-  DISTURBED_OTHER_CORES,
-  latencySummary,
-  measurePhase,
-  percentileMs,
-  round,
-  roundOrNull,
-  type MeasuredPhase,
-} from './measure.js';
-import { newLatencyHistogram, type PurchaseLedger } from './load.js';
+import * as m from './measure.js';
+import { createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
 import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { scrapeNodes } from './prom.js';
 import { lines, msColumns, num, tableOf } from './report.js';
-import {
-  UsageError,
-  type BenchIO,
-  type BenchOptions,
-  type ChartSpec,
-  type Scenario,
-  type ScenarioResult,
-} from './types.js';
+import { UsageError, type BenchIO, type BenchOptions, type ChartSpec, type ResultTable } from './types.js';
+import type { Scenario, ScenarioResult } from './types.js';
 import { waitForSagas } from './stores.js';
 import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
 
 /** The `--param` keys of `Run.rates()`; with `Run.pause()`'s, those of a scenario that steps up with pauses. */
 export const RATE_PARAMS = ['step', 'max-steps'] as const;
 export const STEP_UP_PARAMS = [...RATE_PARAMS, 'pause'] as const;
+/** The purchase SLO of the step-up scenarios (hot-sku, scale): p99 ≤ 100 ms and errors ≤ 1%. */
+export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
+/** More product checks than this are summed up in one line (the first in full, then each failing one). */
+const CHECKS_IN_FULL = 4;
 
 export interface ScenarioSpec extends Omit<Scenario, 'run'> {
   run(run: Run): Promise<ScenarioResult>;
@@ -46,7 +36,7 @@ export interface ScenarioSpec extends Omit<Scenario, 'run'> {
 
 /** What `bench/cli.ts` loads: the spec's run gets a fresh `Run` per repetition. */
 export function defineScenario(spec: ScenarioSpec): Scenario {
-  return { ...spec, run: (options, io) => spec.run(new Run(options, io, spec.params)) };
+  return { ...spec, run: (options, io) => spec.run(new Run(spec.name, options, io, spec.params)) };
 }
 
 export interface SetUp {
@@ -62,6 +52,33 @@ export interface SetUp {
 export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
+/** A measured step of `path` (`Run.step`). */
+export type PathStep<P extends string = string> = OpenStep & { readonly path: P };
+
+/** What the checks of a run and of its scoped runs found, for `report`. */
+interface Found {
+  readonly checks: ProductCheck[];
+  stillPending: number;
+  replayed: number;
+  /** Replays answered straight by a node (no nginx to retry): a bug. */
+  unexpectedReplays: number;
+  shardLosses: number;
+}
+
+/** What `Run.report` adds the run's common part to. */
+export interface Report {
+  /** The scenario's own pass rule (default true); the checks' are added. */
+  readonly ok?: boolean;
+  readonly summary: Readonly<Record<string, unknown>>;
+  readonly table: ResultTable;
+  readonly notes: Parameters<typeof lines>;
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly charts?: readonly ChartSpec[];
+  /** The measured steps or phases: the health notes and keys, `details.steps`. */
+  readonly steps: readonly (Pick<OpenStep, 'result' | 'otherCores'> & { readonly startS?: number })[];
+  /** What the generator shares the machine with (default: the cluster and the stack). */
+  readonly shared?: string;
+}
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -72,11 +89,13 @@ export async function drainCleanups(cleanups: (() => Promise<void> | void)[], pr
 }
 
 /** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
-export async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
+async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
   if (metricsUrls.length === 0) return 0;
   const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
   return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
 }
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Run {
   readonly tokens!: BenchTokens;
@@ -84,33 +103,59 @@ export class Run {
   readonly connections!: ConnectionSet;
   /** A small pool to the cluster for set-up calls (products, stats). */
   readonly admin!: Pool;
-  readonly pids: Readonly<Record<string, number>> = {};
+  /** Every purchase of the run and what it was answered (`purchases`, `check`). */
+  readonly ledger!: PurchaseLedger;
+  /** The stack's servers when the run began (a new pid at the end: restarted). */
+  readonly pids = stackPids();
+  /** Unique per run: its products' names and its idempotency keys. */
+  readonly id: string;
+  /** The products `check` checks: those `product` made. */
+  readonly products: ProductSpec[] = [];
   background: number | undefined;
   opened = 0;
   private leasesBefore = 0;
+  private purchaseStream?: ReturnType<PurchaseLedger['stream']>;
 
   constructor(
+    readonly name: string,
     readonly options: BenchOptions,
     readonly io: BenchIO,
     /** The scenario's declared `--param` keys (Scenario.params). */
     private readonly declared: readonly string[],
-  ) {}
-
-  /** A unique tag for the run's product names and idempotency keys. */
-  tag(prefix: string): string {
-    return `${prefix}${this.options.runTag}${randomBytes(3).toString('hex')}`;
+    /** Shared with the scoped runs: what every check found. */
+    private readonly found: Found = {
+      checks: [],
+      stillPending: 0,
+      replayed: 0,
+      unexpectedReplays: 0,
+      shardLosses: 0,
+    },
+  ) {
+    this.id = `${name}-${options.runTag}${randomBytes(3).toString('hex')}`;
   }
 
   /** A --param number with its default and bounds (checked). */
   param(key: string, fallback: number, min: number, max: number): number {
-    if (!this.declared.includes(key))
-      throw new Error(`the scenario reads --param ${key} but does not declare it`);
-    const raw = this.options.params[key];
+    const raw = this.raw(key);
     if (raw === undefined) return fallback;
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
       throw new UsageError(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
     return n;
+  }
+
+  /** A --param that is one of `values` (default the first). */
+  choice<T extends string>(key: string, values: readonly [T, ...T[]]): T {
+    const raw = this.raw(key) ?? values[0];
+    if (!(values as readonly string[]).includes(raw))
+      throw new UsageError(`--param ${key}=${raw}: expected ${values.join(' or ')}`);
+    return raw as T;
+  }
+
+  private raw(key: string): string | undefined {
+    if (!this.declared.includes(key))
+      throw new Error(`the scenario reads --param ${key} but does not declare it`);
+    return this.options.params[key];
   }
 
   /** Starts the cluster, the admin pool, mints the tokens, opens the connections; then the machine's baseline. */
@@ -123,6 +168,7 @@ export class Run {
       io.onCleanup(() => this.admin.close());
     }
     self.tokens = await BenchTokens.mint(options, io, settings.users);
+    self.ledger = new PurchaseLedger(this.tokens);
     if (settings.connectionsTimeoutMs !== undefined) {
       const timeoutMs = settings.connectionsTimeoutMs;
       self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
@@ -131,67 +177,143 @@ export class Run {
       this.opened = await this.connections.open(probe);
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
-    self.pids = stackPids();
     const backgroundMs = settings.backgroundMs ?? 2_000;
     this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
     this.leasesBefore = await leasesLost(this.cluster?.metricsUrls ?? []);
     return this;
   }
 
-  /** After the load: sagas waited for, stock and orders against the answers, the run's health and replays. */
-  async check(
-    products: readonly ProductSpec[],
-    ledger: PurchaseLedger,
-    { settleMs = 2_000, sagaWaitMs = 45_000 } = {},
-  ) {
+  /** A product named `bench <run id> <label>` (as the admin, on `on`'s cluster), checked by `check`; its id. */
+  async product(label: string, initialStock: number, strategy: Strategy = 'actor', on: Run = this) {
+    const productId = await createProduct(
+      on.admin,
+      this.tokens,
+      `bench ${this.id} ${label}`,
+      initialStock,
+      strategy,
+    );
+    this.products.push({ productId, label, initialStock });
+    return productId;
+  }
+
+  /** `count` actor products labelled `<label> <i>`; their ids. */
+  async productSeries(count: number, initialStock: number, label = 'product'): Promise<number[]> {
+    const ids = [];
+    for (let i = 0; i < count; i += 1) ids.push(await this.product(`${label} ${i}`, initialStock));
+    return ids;
+  }
+
+  /** An actor and a baseline product (labels `<path><suffix>`), each with its `stock`; their ids. */
+  async pathProducts(stock: number | Readonly<Record<Strategy, number>>, suffix = '') {
+    const units = (path: Strategy) => (typeof stock === 'number' ? stock : stock[path]);
+    const actor = await this.product(`actor${suffix}`, units('actor'), 'actor');
+    return { actor, baseline: await this.product(`baseline${suffix}`, units('baseline'), 'baseline') };
+  }
+
+  /** A load's `next`: purchases of one unit of the product (or of one of the products at random), each with a
+   * fresh key and the next bench user. */
+  purchases(product: number | readonly number[]) {
+    this.purchaseStream ??= this.ledger.stream(this.id);
+    return this.purchaseStream(product);
+  }
+
+  /** After the load: sagas waited for, then stock and orders against the ledger's answers, per product. */
+  async check({ settleMs = 2_000, sagaWaitMs = 45_000, products = this.products } = {}) {
     this.io.progress(
       `bench: waiting ${settleMs} ms for in-flight writes and up to ${sagaWaitMs / 1000} s for open sagas, then checking MySQL`,
     );
-    await new Promise((resolve) => setTimeout(resolve, settleMs));
+    await sleep(settleMs);
     const ids = products.map((p) => p.productId);
     const stillPending = ids.length === 0 ? 0 : await waitForSagas(ids, sagaWaitMs);
-    const checks = await verifyProducts(expectedFrom(ledger, products));
-    const now = stackPids();
-    const restarted = Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
-    const shardLosses = Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
-    const { replayed } = ledger;
-    const notes = lines(
-      checks.map((c) => checkNote(c)),
-      replayed > 0 && `FAIL: ${replayed} fresh keys were answered as replays`,
+    const checks = await verifyProducts(expectedFrom(this.ledger, products));
+    const { replayed } = this.ledger;
+    // Through nginx a replay is a retried POST (proxy_next_upstream non_idempotent); straight to a node, a bug.
+    const unexpected = this.cluster?.nginx === undefined ? replayed : 0;
+    Object.assign(this.found, {
+      stillPending: this.found.stillPending + stillPending,
+      replayed: this.found.replayed + replayed,
+      unexpectedReplays: this.found.unexpectedReplays + unexpected,
+    });
+    this.found.checks.push(...checks);
+    return { checks, stillPending, ok: checks.every((c) => c.ok) && unexpected === 0 };
+  }
+
+  /** Everything the checks found so far (this run's and its scoped runs'). */
+  get checked(): Readonly<Found> {
+    return this.found;
+  }
+
+  /**
+   * The result: the scenario's summary, notes, table and details, with the run's health (notes and keys, from
+   * `steps`), the checks' notes and `oversold` when it checked, the correctness line, the steps' details.
+   */
+  async report(r: Report): Promise<ScenarioResult> {
+    const [f, restarted] = [this.found, this.restarted()];
+    const shardLosses = f.shardLosses + (await this.leaseLosses());
+    const health = healthOf(
+      { ...r, background: this.background, restarted, shardLosses },
+      r.shared ?? this.shares(),
     );
-    const ok = checks.every((c) => c.ok) && replayed === 0;
-    return { checks, stillPending, restarted, shardLosses, replayed, ok, notes };
+    const checks = f.checks;
+    const ok = r.ok !== false && checks.every((c) => c.ok) && f.unexpectedReplays === 0;
+    const failing = checks.slice(1).filter((c) => !c.ok);
+    const shown = checks.length <= CHECKS_IN_FULL ? checks : [...checks.slice(0, 1), ...failing.slice(0, 5)];
+    const checkNotes = lines(
+      shown.map((c) => checkNote(c)),
+      checks.length > CHECKS_IN_FULL &&
+        `checks: ${num(checks.length)} products, ${num(checks.filter((c) => c.ok).length)} match their answers; oversold ${oversold(checks)}`,
+      f.unexpectedReplays > 0 && `FAIL: ${f.unexpectedReplays} fresh keys were answered as replays`,
+    );
+    return {
+      ok,
+      summary: { ...r.summary, ...(checks.length > 0 && { oversold: oversold(checks) }), ...health.summary },
+      table: r.table,
+      notes: lines(...r.notes, health.notes, checkNotes, `correctness: ${ok ? 'OK' : 'FAILED'}`),
+      details: {
+        ...r.details,
+        ...(checks.length > 0 && { checks, stackRestarted: restarted }),
+        ...(this.ledger?.ambiguous.length > 0 && { ambiguousSample: this.ledger.ambiguous.slice(0, 100) }),
+        steps: r.steps.map((s) => stepDetails({ startS: 0, ...s })),
+      },
+      charts: r.charts,
+    };
   }
 
-  /** `healthOf` these steps, with the run's background and what `check` found. */
-  health(steps: Health['steps'], found: Pick<Health, 'restarted' | 'shardLosses'>, shared: string) {
-    return healthOf({ steps, background: this.background, ...found }, shared);
+  /** The stack's servers that got a new pid during the run (not the bench's doing). */
+  restarted(): string[] {
+    const now = stackPids();
+    return Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
   }
 
-  /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C). */
+  private async leaseLosses() {
+    return Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
+  }
+
+  /** What the generator shares the machine with: the run's cluster and the stack. */
+  private shares(): string {
+    const nodes = this.cluster?.nodes.length ?? 0;
+    const service = nodes > 1 ? `${nodes} nodes` : 'the service';
+    return `sharing them with ${service}${this.cluster?.nginx ? ', nginx' : ''}, MariaDB, Redis, Kafka and the payment provider`;
+  }
+
+  /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C); its
+   * checks, lease losses and background count for this run. */
   async scoped<T>(suffix: string, what: string, body: (run: Run) => Promise<T>): Promise<T> {
     const cleanups: (() => Promise<void> | void)[] = [];
     const stopAll = () => drainCleanups(cleanups, this.io.progress);
     this.io.onCleanup(stopAll);
     const io: BenchIO = { ...this.io, onCleanup: (fn) => void cleanups.push(fn) };
+    const options = { ...this.options, runTag: `${this.options.runTag}${suffix}` };
+    const run = new Run(this.name, options, io, this.declared, this.found);
     try {
-      const options = { ...this.options, runTag: `${this.options.runTag}${suffix}` };
-      return await body(new Run(options, io, this.declared));
+      const result = await body(run);
+      this.found.shardLosses += await run.leaseLosses();
+      if (run.background !== undefined) this.background = Math.max(this.background ?? 0, run.background);
+      return result;
     } finally {
       this.io.progress(`bench: stopping ${what}`);
       await stopAll();
     }
-  }
-
-  /** An actor and a baseline product named `bench <tag> <path><suffix>`, each with its `stock`. */
-  async pathProducts(tag: string, stock: number | Readonly<Record<Strategy, number>>, suffix = '') {
-    const products = {} as Record<Strategy, CreatedProduct>;
-    for (const path of ['actor', 'baseline'] as const) {
-      const units = typeof stock === 'number' ? stock : stock[path];
-      const name = `bench ${tag} ${path}${suffix}`;
-      products[path] = await createProduct(this.admin, this.tokens, name, units, path);
-    }
-    return products;
   }
 
   /** `--param pause`: seconds between a step-up's steps (default 1). */
@@ -214,7 +336,7 @@ export class Run {
   measure(label: string, rate: Load, next: Next, pids = this.pids, durationS = this.options.durationS) {
     const { connections, io } = this;
     const phase = { connections, rate, durationS, label, io, next };
-    return measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), io.progress);
+    return m.measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), io.progress);
   }
 
   /** Load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
@@ -259,25 +381,33 @@ export class Run {
     return steps;
   }
 
-  /** The step-up loop: each path once per rate while its steps `keep` going, `pause` s between steps (read
-   * before the set-up: `pause()`). */
-  async stepUp<P, S extends { readonly result: { readonly wallS: number } }>(loop: {
+  /**
+   * The step-up loop: after `warmUp` (s unmeasured at the first rate, and the load of each path), each path
+   * once per rate while its steps `keep` going, `pause` s between steps (read before the set-up: `pause()`);
+   * each step's progress line ends in what it `says`.
+   */
+  async stepUp<P extends string, S extends { readonly result: OpenLoopResult }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
     readonly pause: number;
+    readonly warmUp?: readonly [s: number, next: (path: P) => Next];
     step(path: P, rate: number, startS: number): Promise<S>;
     keep(step: S): boolean;
+    says(step: S): string;
   }): Promise<S[]> {
-    const [steps, active, pause] = [[] as S[], new Set(loop.paths), loop.pause];
+    const [steps, active, pause, warmUp] = [[] as S[], new Set(loop.paths), loop.pause, loop.warmUp];
+    for (const path of warmUp !== undefined && warmUp[0] > 0 ? loop.paths : [])
+      await this.openLoop(`warm-up ${path}`, loop.rates[0]!, warmUp![0], warmUp![1](path));
     let clock = 0;
     for (const rate of loop.rates)
       for (const path of loop.paths) {
         if (!active.has(path) || this.io.signal.aborted) continue;
         const step = await loop.step(path, rate, clock);
+        this.io.progress(`bench: ${step.result.label}: ${loop.says(step)}`);
         steps.push(step);
         clock += step.result.wallS + pause;
         if (!loop.keep(step)) active.delete(path);
-        if (active.size > 0 && pause > 0) await new Promise((resolve) => setTimeout(resolve, pause * 1000));
+        if (active.size > 0 && pause > 0) await sleep(pause * 1000);
       }
     return steps;
   }
@@ -286,46 +416,42 @@ export class Run {
 /** A measured purchase step of an open loop: latency percentiles (ms), error share, SLO verdict, CPU, stages. */
 export type OpenStep = ReturnType<typeof openStep>;
 
-/** The purchase SLO of the step-up scenarios (hot-sku, scale): p99 ≤ 100 ms and errors ≤ 1%. */
-export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
-
 /** A step's purchase figures and whether they met the SLO. */
-export function openStep(measured: MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
-  const { result, metrics, serviceCores, otherCores, stages, cpu } = measured;
-  const h = result.ops.get('purchase')?.latency;
-  const { p50, p95, p99, p999, max } = latencySummary(h ?? newLatencyHistogram());
-  const errorShare = result.scheduled > 0 ? result.errors / result.scheduled : 0;
+export function openStep(measured: m.MeasuredPhase<OpenLoopResult>, offered: number, startS: number) {
+  const h = measured.result.ops.get('purchase')?.latency;
+  const { p50, p95, p99, p999, max } = m.latencySummary(h ?? newLatencyHistogram());
+  const errorShare = measured.result.scheduled > 0 ? measured.result.errors / measured.result.scheduled : 0;
   const pass = Number.isFinite(p99) && p99 <= SLO.p99Ms && errorShare <= SLO.errorShare;
-  const p = { p50, p95, p99, p999, max };
-  return { offered, result, metrics, serviceCores, otherCores, stages, cpu, ...p, errorShare, pass, startS };
+  return { ...measured, offered, p50, p95, p99, p999, max, errorShare, pass, startS };
 }
 
 /** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
 export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
   const firstFail = steps.findIndex((s) => !ok(s));
   const passing = firstFail === -1 ? steps : steps.slice(0, firstFail);
-  return {
-    best: passing[passing.length - 1],
-    capped: firstFail === -1 && steps.length > 0,
-    broke: firstFail === -1 ? undefined : steps[firstFail],
-  };
+  const broke = firstFail === -1 ? undefined : steps[firstFail];
+  return { best: passing[passing.length - 1], capped: firstFail === -1 && steps.length > 0, broke };
 }
+
+/** `{ <prefix>_<key>: value }` for each key of `keys`. */
+export const keyed = (prefix: string, keys: Readonly<Record<string, unknown>>): Record<string, unknown> =>
+  Object.fromEntries(Object.entries(keys).map(([k, v]) => [`${prefix}_${k}`, v]));
 
 /** A step in which other processes took more than DISTURBED_OTHER_CORES, or any if a stack server restarted. */
 const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
-  restarted.length > 0 || (s.otherCores ?? 0) > DISTURBED_OTHER_CORES;
+  restarted.length > 0 || (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES;
 
 /**
  * Paths `a` and `b` of alternating phases, each merged (ok answers/s inside the windows, latency of every
- * answer, answers by label, service and generator cores weighted by wall time); their ratio, the ratio of the
- * undisturbed phases only (null when a path has none), the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` keys.
+ * answer, answers by label, service cores weighted by wall time); their ratio, the ratio of the undisturbed
+ * phases only (null when a path has none), the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` keys.
  */
-export function compare<S extends OpenStep & { readonly path: string }>(
-  steps: readonly S[],
+export function compare(
+  steps: readonly PathStep[],
   [a, b]: readonly [string, string],
   restarted: readonly string[],
 ) {
-  const merged = (path: string, all: readonly S[]) => {
+  const merged = (path: string, all: readonly PathStep[]) => {
     const list = all.filter((s) => s.path === path);
     const latency = newLatencyHistogram();
     const answers: Record<string, number> = {};
@@ -334,25 +460,31 @@ export function compare<S extends OpenStep & { readonly path: string }>(
       for (const [label, n] of Object.entries(purchases?.statuses ?? {}))
         answers[label] = (answers[label] ?? 0) + n;
     }
-    const sum = (get: (s: S) => number) => list.reduce((n, s) => n + get(s), 0);
+    const sum = (get: (s: PathStep) => number) => list.reduce((n, s) => n + get(s), 0);
     const perS = sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS);
+    const serviceCores = sum((s) => s.serviceCores * s.result.wallS) / sum((s) => s.result.wallS);
+    const [p50, p99, errors] = [
+      m.percentileMs(latency, 50),
+      m.percentileMs(latency, 99),
+      sum((s) => s.result.errors),
+    ];
     return {
       perS,
       answers,
-      serviceCores: sum((s) => s.serviceCores * s.result.wallS) / sum((s) => s.result.wallS),
-      keys: {
-        [`${path}_per_s`]: Math.round(perS),
-        [`${path}_p50_ms`]: percentileMs(latency, 50),
-        [`${path}_p99_ms`]: percentileMs(latency, 99),
-        [`${path}_errors`]: sum((s) => s.result.errors),
-      },
+      serviceCores,
+      keys: keyed(path, { per_s: Math.round(perS), p50_ms: p50, p99_ms: p99, errors }),
     };
   };
   const clean = steps.filter((s) => !isDisturbed(s, restarted));
   const [A, B, cleanA, cleanB] = [merged(a, steps), merged(b, steps), merged(a, clean), merged(b, clean)];
   const ratioUndisturbed = cleanA.perS > 0 && cleanB.perS > 0 ? cleanA.perS / cleanB.perS : null;
-  const ratio = B.perS > 0 ? A.perS / B.perS : null;
-  return { A, B, ratio, ratioUndisturbed, keys: { ...A.keys, ...B.keys } };
+  return {
+    A,
+    B,
+    ratio: B.perS > 0 ? A.perS / B.perS : null,
+    ratioUndisturbed,
+    keys: { ...A.keys, ...B.keys },
+  };
 }
 
 /** What a run's health notes and summary keys are made of. */
@@ -363,8 +495,8 @@ export interface Health {
   readonly shardLosses: number;
 }
 
-/** The health of a step-up run: notes and the summary keys saying how far its figures can be trusted. */
-export function healthOf(h: Health, shared: string) {
+/** The health of a run: notes and the summary keys saying how far its figures can be trusted. */
+function healthOf(h: Health, shared: string) {
   const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
   const disturbed = h.steps.filter((s) => isDisturbed(s, h.restarted));
   const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
@@ -372,33 +504,24 @@ export function healthOf(h: Health, shared: string) {
     `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
     h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
     disturbed.length > 0 &&
-      `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-    backgroundNote(h.background, 'the load'),
+      `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+    h.background !== undefined &&
+      h.background > 0.1 &&
+      `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load`,
     h.shardLosses > 0 &&
       `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
   );
   const summary = {
     disturbed_steps: disturbed.length,
-    load_generator_cores: round(gen, 2),
-    load_generator_machine_share: round(gen / cores(), 2),
+    load_generator_cores: m.round(gen, 2),
+    load_generator_machine_share: m.round(gen / cores(), 2),
     generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
-    background_busy: roundOrNull(h.background, 2),
+    background_busy: m.roundOrNull(h.background, 2),
     stack_restarted: h.restarted.length > 0,
     shard_losses: h.shardLosses,
   };
   return { notes, summary };
 }
-
-/** The generator's CPU and warnings of a one-phase open loop. */
-export const generatorNotes = (r: OpenLoopResult): string[] => [
-  `load generator ${r.generatorCores.toFixed(2)} cores (${Math.round((r.generatorCores / cores()) * 100)}% of ${cores()}).`,
-  ...r.warnings.map((w) => `WARNING: ${w}`),
-];
-
-export const backgroundNote = (background: number | undefined, what: string): string[] =>
-  background !== undefined && background > 0.1
-    ? [`WARNING: the machine was ${Math.round(background * 100)}% busy before ${what}`]
-    : [];
 
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
@@ -430,7 +553,7 @@ export function stepTable<S extends OpenStep>(
       ['ok/s', (s) => Math.round(s.result.okPerS)],
       ...mid,
       ...msColumns(['p50', 'p99', 'p999', 'max'] as const, (s: S, k) => s[k]),
-      ['errors %', (s) => round(s.errorShare * 100, 2)],
+      ['errors %', (s) => m.round(s.errorShare * 100, 2)],
       ['SLO', (s) => (s.pass ? 'met' : 'BROKEN')],
       ...own,
       ['svc cores', (s) => s.serviceCores.toFixed(2)],
@@ -441,7 +564,7 @@ export function stepTable<S extends OpenStep>(
   );
 }
 
-/** Details of an open-loop purchase step. */
+/** Details of a measured step or phase. */
 export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>(
   s: S,
 ) => {
@@ -452,10 +575,10 @@ export const stepDetails = <S extends { result: OpenLoopResult; startS: number; 
     monotonicUs: result.monotonicUs,
     ...step,
     statuses: result.ops.get('purchase')?.statuses,
-    achievedPerS: round(result.achievedPerS, 1),
-    okPerS: round(result.okPerS, 1),
+    achievedPerS: m.round(result.achievedPerS, 1),
+    okPerS: m.round(result.okPerS, 1),
     generatorCores: result.generatorCores,
-    schedulerLagP99Ms: round(result.schedulerLag.percentile(99) / 1000, 2),
+    schedulerLagP99Ms: m.round(result.schedulerLag.percentile(99) / 1000, 2),
     maxQueued: result.maxQueued,
     timeline: result.timeline,
   };
@@ -470,14 +593,18 @@ export function timelinePoints(
   const value = { offered: 'offered', answered: 'completed', errors: 'errors' } as const;
   return steps.flatMap((s) =>
     s.result.timeline.flatMap((b) =>
-      kinds.map((k) => ({ t: round(s.startS + b.t, 1), series: `${series(s)}${k}`, perS: b[value[k]] })),
+      kinds.map((k) => ({ t: m.round(s.startS + b.t, 1), series: `${series(s)}${k}`, perS: b[value[k]] })),
     ),
   );
 }
 
-/** The throughput chart of one open-loop phase: offered, answered and errors per second. */
-export function phaseThroughputChart(title: string, result: OpenLoopResult): ChartSpec {
-  return throughputChart(title, timelinePoints([{ result, startS: 0 }]));
+/** The charts of one open-loop phase: latency of `rows`, and offered, answered and errors per second. */
+export function phaseCharts(
+  [latency, throughput]: readonly [string, string],
+  rows: Parameters<typeof latencyChart>[1],
+  result: OpenLoopResult,
+): ChartSpec[] {
+  return [latencyChart(latency, rows), throughputChart(throughput, timelinePoints([{ result, startS: 0 }]))];
 }
 
 /** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */
@@ -487,10 +614,14 @@ export function stepCharts(
   kinds?: readonly ('offered' | 'answered' | 'errors')[],
 ): ChartSpec[] {
   const curve = groups.flatMap((g) =>
-    g.steps.flatMap((s): CurvePoint[] => [
-      { series: g.label, offered: s.offered, ms: s.p50, percentile: 'p50' },
-      { series: g.label, offered: s.offered, ms: s.p99, percentile: 'p99' },
-    ]),
+    g.steps.flatMap((s): CurvePoint[] =>
+      (['p50', 'p99'] as const).map((p) => ({
+        series: g.label,
+        offered: s.offered,
+        ms: s[p],
+        percentile: p,
+      })),
+    ),
   );
   const marked = groups.flatMap((g) => g.steps.filter((s) => g.marked.includes(s)).map((s) => ({ g, s })));
   const latency = marked.map(({ g, s }) => ({ ...s, op: `${g.label} @ ${num(s.offered)}/s` }));

@@ -9,25 +9,13 @@ import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
-import { createProduct } from '../api.js';
 import { benchUser, benchUsers } from '../auth.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
-import { PurchaseLedger } from '../load.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
-import { fixed, lines, num } from '../report.js';
-import {
-  compare,
-  defineScenario,
-  leasesLost,
-  oversold,
-  stepDetails,
-  stepTable,
-  type Run,
-} from '../scenario.js';
-import { commandTotal, connectStoreRedis, redisCommandCalls } from '../stores.js';
-import { UsageError, type ScenarioResult } from '../types.js';
-import { waitForSagas } from '../stores.js';
+import { fixed, num } from '../report.js';
+import { compare, defineScenario, keyed, stepTable, type Run } from '../scenario.js';
+import { commandTotal, connectStoreRedis, redisCommandCalls, waitForSagas } from '../stores.js';
 
 type Mode = 'on' | 'off';
 const STOCK = 10_000_000;
@@ -136,11 +124,10 @@ async function microCosts(run: Run, scale: number) {
   return { fullVerify, cachedVerify, ipLimit, userLimit, userLimitConcurrent };
 }
 
-async function run(run: Run): Promise<ScenarioResult> {
+async function run(run: Run) {
   const { options, io } = run;
   const scale = run.param('micro-scale', 1, 0.001, 100);
-  const first = options.params['first'] ?? 'on';
-  if (first !== 'on' && first !== 'off') throw new UsageError(`--param first=${first}: expected on or off`);
+  const first = run.choice('first', ['on', 'off']);
   const { tokens, background } = await run.setUp({});
   io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
   const micro = await microCosts(run, scale);
@@ -151,13 +138,9 @@ async function run(run: Run): Promise<ScenarioResult> {
     const env = { ...BENCH_RATE_LIMITS, ...(mode === 'off' ? LIMITS_OFF : {}), ...options.serviceEnv };
     return `RATE_LIMIT_IP_PER_S=${env.RATE_LIMIT_IP_PER_S}, RATE_LIMIT_USER_PURCHASES_PER_S=${env.RATE_LIMIT_USER_PURCHASES_PER_S}`;
   };
-  const tag = run.tag('au');
-  const ledger = new PurchaseLedger(tokens);
-  const purchase = ledger.stream(tag);
   const products = {} as Record<Mode, number>;
   const seen = new Map<Mode, number>();
   const steps = [];
-  let shardLosses = 0;
   // One node at a time, started afresh for each phase: it alone holds the database's outbox relay and the
   // projection's partitions, so no mode carries the other's event work (with both nodes up, the node
   // started first does: an A/A run gave 0.84-0.93 from the start order alone).
@@ -170,28 +153,20 @@ async function run(run: Run): Promise<ScenarioResult> {
           connectionsTimeoutMs: 60_000,
           backgroundMs: 0,
         });
-        products[mode] ??= (await createProduct(node.admin, tokens, `bench ${tag} ${mode}`, STOCK)).id;
+        products[mode] ??= await run.product(mode, STOCK, 'actor', node);
         // Its leases and the projection's consumer group settle before the warm-up.
         await new Promise((resolve) => setTimeout(resolve, 2_000));
-        const [step] = await node.alternate([mode], () => purchase(products[mode]), seen);
+        const [step] = await node.alternate([mode], () => run.purchases(products[mode]), seen);
         // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
         await waitForSagas([products[mode]], 45_000);
-        shardLosses += await leasesLost(node.cluster.metricsUrls);
         return step!;
       }),
     );
-  const checked = await run.check(
-    (['on', 'off'] as const).map((mode) => ({ productId: products[mode], label: mode, initialStock: STOCK })),
-    ledger,
-  );
-  const { restarted, checks } = checked;
-  const { A: on, B: off, ratio, ratioUndisturbed, keys } = compare(steps, ['on', 'off'], restarted);
-  const shared = 'sharing them with the node, MariaDB, Redis, Kafka and the provider';
-  const health = run.health(steps, { restarted, shardLosses }, shared);
+  await run.check();
+  const { A: on, B: off, ratio, ratioUndisturbed, keys } = compare(steps, ['on', 'off'], run.restarted());
   const throttled = [on, off]
     .flatMap((m) => Object.entries(m.answers))
     .reduce((sum, [label, n]) => sum + (label.startsWith('429') ? n : 0), 0);
-  const ok = checked.ok && throttled === 0;
   const perPurchaseUs = (m: typeof on) => (m.perS > 0 ? round((m.serviceCores * 1e6) / m.perS, 0) : null);
   const onPhases = steps.filter((s) => s.path === 'on');
   const verified = sumDelta(onPhases, 'auth_tokens_total{result="verified"}');
@@ -206,7 +181,7 @@ async function run(run: Run): Promise<ScenarioResult> {
     cachedVerify.cpuUs + ipLimit.cpuUs + userLimitConcurrent.cpuUs + (userLimitConcurrent.redisCpuUs ?? 0);
   const onSvc = perPurchaseUs(on);
   const offSvc = perPurchaseUs(off);
-  const notes = lines(
+  const notes = [
     `(a) full token verify (EdDSA signature and claims, TokenVerifier with cache size 0): ${fixed(fullVerify.cpuUs)} µs CPU per call (${num(fullVerify.n)} calls, in this process)`,
     `(b) cached token verify (TokenVerifier.authenticate of a token already verified): ${fixed(cachedVerify.cpuUs, 3)} µs CPU per call (${num(cachedVerify.n)} calls)`,
     `(c) per-IP limit check (RateLimits.admitIp, one IP as behind nginx): ${fixed(ipLimit.cpuUs, 3)} µs CPU per call (${num(ipLimit.n)} calls)`,
@@ -219,22 +194,23 @@ async function run(run: Run): Promise<ScenarioResult> {
     `service CPU per confirmed purchase: ON ${onSvc ?? '-'} µs vs OFF ${offSvc ?? '-'} µs`,
     `ON phases: ${num(verified)} full token verifications, ${num(cachedHits)} answered from the cache; throttled: ${num(limited)} (429 answers ${num(throttled)}), insurance limiter used ${num(insurance)} times`,
     `answers ON: ${JSON.stringify(on.answers)}  OFF: ${JSON.stringify(off.answers)}`,
-    ...health.notes,
-    ...checked.notes,
     throttled > 0 &&
       `FAIL: ${throttled} purchases answered 429: the bench's limits throttled its own load, the figures are void`,
-    `correctness: ${ok ? 'OK' : 'FAILED'}`,
-  );
+  ];
 
   const micros = (prefix: string, c: typeof fullVerify) => ({ [`${prefix}_cpu_us`]: round(c.cpuUs, 3) });
-  const redisKeys = (prefix: string, c: typeof userLimit) => ({
-    [`${prefix}_cpu_us`]: round(c.cpuUs, 2),
-    [`${prefix}_wall_us`]: round(c.wallUs, 2),
-    [`${prefix}_latency_us`]: round(c.latencyUs, 1),
-    [`${prefix}_redis_cpu_us`]: roundOrNull(c.redisCpuUs, 2),
-  });
-  return {
-    ok,
+  const redisKeys = (prefix: string, c: typeof userLimit) =>
+    keyed(prefix, {
+      cpu_us: round(c.cpuUs, 2),
+      wall_us: round(c.wallUs, 2),
+      latency_us: round(c.latencyUs, 1),
+      redis_cpu_us: roundOrNull(c.redisCpuUs, 2),
+    });
+  return run.report({
+    // The bench must never throttle itself (and the checks).
+    ok: throttled === 0,
+    steps,
+    shared: 'sharing them with the node, MariaDB, Redis, Kafka and the provider',
     summary: {
       mode: 'closed-loop',
       ...micros('full_verify', fullVerify),
@@ -258,8 +234,6 @@ async function run(run: Run): Promise<ScenarioResult> {
       tokens_verified: verified,
       tokens_cached: cachedHits,
       rate_limited: limited,
-      oversold: oversold(checks),
-      ...health.summary,
       users: tokens.users,
       micro_scale: scale,
       connections: options.connections,
@@ -267,8 +241,8 @@ async function run(run: Run): Promise<ScenarioResult> {
     },
     table: stepTable('phase', steps, [['sent/s', (s) => s.offered]], []),
     notes,
-    details: { micro, products, checks, stackRestarted: restarted, steps: steps.map(stepDetails) },
-  };
+    details: { micro, products },
+  });
 }
 
 export default defineScenario({

@@ -7,9 +7,8 @@ import { checkStores, lostAcknowledged, readTruth } from '../checks.js';
 import { faultRig, injectFaults } from '../../scripts/chaos/faults.js';
 import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/schedule.js';
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
-import { createProducts, errorCode } from '../api.js';
 import { benchUser } from '../auth.js';
-import { PurchaseLedger } from '../load.js';
+import { errorCode } from '../load.js';
 import { round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';
@@ -21,9 +20,7 @@ const NODES = 2;
 async function run(run: Run) {
   const { options, io } = run;
   const seed = options.seed ?? randomInt(1, 1_000_000);
-  const profile = options.params['profile'] ?? 'long';
-  if (profile !== 'short' && profile !== 'long')
-    throw new UsageError(`--param profile=${profile}: short (each fault once) or long`);
+  const profile = run.choice('profile', ['long', 'short']);
   const intervalMs = run.param('interval', 10, 1, 3_600) * 1000;
   const productCount = run.param('products', 16, 1, 1_000);
   const subscriberCount = run.param('subscribers', 20, 0, 5_000);
@@ -40,19 +37,16 @@ async function run(run: Run) {
     `chaos: seed ${seed}, profile ${profile}, a fault every ~${intervalMs / 1000} s, load ${rate}/s`,
   );
 
-  const tag = run.tag('chaos-');
-  const rig = await faultRig(tag, NODES, kinds, io);
+  const rig = await faultRig(run.id, NODES, kinds, io);
   const setUp = { cluster: rig.settings, connectionsTimeoutMs: 60_000, backgroundMs: 0 };
   const { cluster, tokens } = await run.setUp(setUp);
   const { targets, restore } = rig.on(cluster);
-  const products = await createProducts(run.admin, tokens, tag, productCount, STOCK);
-  const productIds = products.map((p) => p.id);
+  const productIds = await run.productSeries(productCount, STOCK);
   const subscribers = new StockSubscribers(`${cluster.url.replace(/^http/, 'ws')}/ws`, productIds);
   io.onCleanup(() => subscribers.close());
   if (subscriberCount > 0) await subscribers.open(subscriberCount);
 
   // The load: of every 3 arrivals, one purchase (a unique key) and two reads, over every product.
-  const ledger = new PurchaseLedger(tokens);
   const acks = new PurchaseOutcomes();
   let stopLoad = false;
   let loadStart = performance.now();
@@ -68,8 +62,8 @@ async function run(run: Run) {
         answer: (status, _headers, body) =>
           status === 200 ? { error: false } : { error: true, label: `${status} ${errorCode(body)}` },
       };
-    const key = `${tag}-${seq}`;
-    const inner = ledger.purchase('purchase', productId, 1, key, benchUser(seq));
+    const key = `${run.id}-${seq}`;
+    const inner = run.ledger.purchase('purchase', productId, 1, key, benchUser(seq));
     return {
       ...inner,
       answer: (status, headers, body, timing) => {
@@ -97,11 +91,7 @@ async function run(run: Run) {
 
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restore();
-  const specs = productIds.map((id) => ({ productId: id, label: `product ${id}`, initialStock: STOCK }));
-  const { checks, stillPending: sagasOpen } = await run.check(specs, ledger, {
-    settleMs: 0,
-    sagaWaitMs: 60_000,
-  });
+  const { checks, stillPending: sagasOpen } = await run.check({ settleMs: 0, sagaWaitMs: 60_000 });
   const oversold = checks.reduce((s, c) => s + Math.max(0, c.stock + c.sold - c.initialStock), 0);
   const undersold = checks.reduce((s, c) => s + Math.max(0, c.initialStock - c.stock - c.sold), 0);
   const lost = await lostAcknowledged(acks, productIds);

@@ -4,13 +4,13 @@
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import type { CreatedProduct, Strategy } from '../api.js';
-import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { monotonicUs, PurchaseLedger } from '../load.js';
-import { round, roundOrNull } from '../measure.js';
-import { probeIo } from '../io-probe.js';
-import { num } from '../report.js';
 import type { Redis } from '../../src/storage/redis.js';
+import { cpuShares, cpuSnapshot } from '../cpu.js';
+import { probeIo } from '../io-probe.js';
+import { monotonicUs, type Strategy } from '../load.js';
+import { round } from '../measure.js';
+import { num } from '../report.js';
+import { defineScenario, type OpenStep, type Run } from '../scenario.js';
 import {
   commandTotal,
   connectStoreRedis,
@@ -19,8 +19,6 @@ import {
   waitNone,
   withMysql,
 } from '../stores.js';
-import { defineScenario, oversold, type OpenStep, type Run } from '../scenario.js';
-import type { ScenarioResult } from '../types.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
@@ -61,7 +59,7 @@ type Phase = OpenStep & {
 const cpuUsPerPurchase = (p: Phase): number =>
   p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
 
-type Load = number | { concurrency: number };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 
@@ -71,76 +69,82 @@ async function countersSince(redis: Redis, before: Awaited<ReturnType<typeof cou
   return { mysql: diff(before.mysql, now.mysql), redis: diff(before.redis, now.redis) };
 }
 
-async function run(run: Run): Promise<ScenarioResult> {
+export default defineScenario({
+  name: 'cost',
+  describe:
+    'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU',
+  params: ['saturation', 'warm-up', 'settle', 'idle'],
+  defaults: { durationS: 10, connections: 200, rate: 100 },
+  run,
+});
+
+async function run(run: Run) {
   const { options, io } = run;
   const rate = options.rate ?? 100;
   const inFlight = run.param('saturation', 200, 0, 20_000);
   const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
   const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
   const idleS = run.param('idle', IDLE_S, 1, 3_600);
-  const { cluster, tokens, background } = await run.setUp({
+  await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
   });
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
-  const tag = run.tag('cost');
-  const products = await run.pathProducts(tag, STOCK);
-  const saturated =
-    inFlight > 0
-      ? await run.pathProducts(tag, SATURATION_STOCK, ' saturated')
-      : ({} as Record<Strategy, CreatedProduct>);
-  const specs = PATHS.flatMap((p) => [
-    { productId: products[p].id, label: p, initialStock: STOCK },
-    ...(inFlight > 0
-      ? [{ productId: saturated[p].id, label: `${p} saturated`, initialStock: SATURATION_STOCK }]
-      : []),
-  ]);
-  const ledger = new PurchaseLedger(tokens);
-  const next = ledger.stream(tag);
+  const products = await run.pathProducts(STOCK);
+  const saturated = inFlight > 0 ? await run.pathProducts(SATURATION_STOCK, ' saturated') : undefined;
   // The JIT needs a few thousand purchases: at 100/s the first 10 s cost ~25% more CPU per purchase than
   // the next 50 (5 December); the figure is the steady state's.
-  for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, next(products[path].id));
+  for (const path of PATHS) await run.openLoop(`warm-up ${path}`, rate, warmS, run.purchases(products[path]));
 
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
-  const node = { node: cluster.nodes[0]?.pid };
-  await new Promise((resolve) => setTimeout(resolve, settleS * 1000));
-  const [at, start, countersBefore] = [performance.now(), monotonicUs(), await counters(redis)];
-  const cpuBefore = cpuSnapshot(node);
+  const node = { node: run.cluster.nodes[0]?.pid };
+  await sleep(settleS * 1000);
+  const [at, start, countersBefore, cpuBefore] = [
+    performance.now(),
+    monotonicUs(),
+    await counters(redis),
+    cpuSnapshot(node),
+  ];
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
-  await new Promise((resolve) => setTimeout(resolve, idleS * 1000));
-  const idleCpu = cpuShares(cpuBefore, cpuSnapshot(node));
+  await sleep(idleS * 1000);
   const idle = {
     s: (performance.now() - at) / 1000,
     ...(await countersSince(redis, countersBefore)),
-    nodeCores: idleCpu.processCores['node'],
+    nodeCores: cpuShares(cpuBefore, cpuSnapshot(node)).processCores['node'],
     monotonicUs: { start, end: monotonicUs() },
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
   io.progress('bench: probing the cost of a loopback round trip (~3 s)');
   const ioCost = await probeIo();
   /** A measured phase of `path` on `productId` with the servers' counters around it. */
-  const phase = async (path: Strategy, label: string, load: Load, productId: number) => {
-    const created = ledger.tally(productId).created;
+  const phase = async (
+    path: Strategy,
+    label: string,
+    load: number | { concurrency: number },
+    productId: number,
+  ) => {
+    const created = run.ledger.tally(productId).created;
     const before = await counters(redis);
-    const step = await run.step(path, label, load, next(productId));
+    const step = await run.step(path, label, load, run.purchases(productId));
     const { mysql, redis: redisCalls } = await countersSince(redis, before);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    return { ...step, mysql, redisCalls, confirmed: ledger.tally(productId).created - created };
+    await sleep(1_000);
+    return { ...step, mysql, redisCalls, confirmed: run.ledger.tally(productId).created - created };
   };
   const phases: Phase[] = [];
   const saturatedPhases: Phase[] = [];
-  for (const p of PATHS) phases.push(await phase(p, `${p} @ ${num(rate)}/s`, rate, products[p].id));
+  for (const p of PATHS) phases.push(await phase(p, `${p} @ ${num(rate)}/s`, rate, products[p]));
   // Saturation: a closed loop of `inFlight` purchases per path, on fresh products (the outbox figures stay apart).
-  const c = { concurrency: inFlight };
-  for (const p of inFlight > 0 ? PATHS : [])
-    saturatedPhases.push(await phase(p, `${p} saturated c=${inFlight}`, c, saturated[p].id));
-  const { checks, ok, notes: checkNotes } = await run.check(specs, ledger, { settleMs: 0 });
+  for (const p of saturated === undefined ? [] : PATHS)
+    saturatedPhases.push(
+      await phase(p, `${p} saturated c=${inFlight}`, { concurrency: inFlight }, saturated![p]),
+    );
+  await run.check({ settleMs: 0 });
   // Kafka produce requests: each relay send stamps its rows with one sent_at; wait until every row is sent.
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
-    const key = [String(products[path].id)];
+    const key = [String(products[path])];
     await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
     const [[r]] = await withMysql((conn) =>
       conn.query<RowDataPacket[]>(
@@ -218,8 +222,6 @@ async function run(run: Run): Promise<ScenarioResult> {
     target_cpu_us_per_purchase: TARGETS.cpuUsPerPurchase,
     target_cpu_us_per_purchase_saturated: TARGETS.cpuUsPerPurchaseSaturated,
     target_idle_node_cpu_pct: TARGETS.idleNodeCpuPct,
-    oversold: oversold(checks),
-    background_busy: roundOrNull(background, 2),
     other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
   };
   const atSaturation = (label: string, get: (p: Phase) => number) =>
@@ -237,8 +239,8 @@ async function run(run: Run): Promise<ScenarioResult> {
   const actorSatUs = saturatedPhases[0] === undefined ? null : cpuUsPerPurchase(saturatedPhases[0]);
   const idleShareUs = idle.nodeCores === undefined ? undefined : (idle.nodeCores * 1e6) / rate;
 
-  return {
-    ok,
+  return run.report({
+    steps: [...phases, ...saturatedPhases],
     summary,
     table: {
       columns: ['per 1,000 confirmed', 'actor', 'baseline', 'baseline ÷ actor'],
@@ -252,7 +254,6 @@ async function run(run: Run): Promise<ScenarioResult> {
     notes: [
       `mode: OPEN LOOP, ${num(rate)}/s offered to each path for ${options.durationS} s (actor, then baseline), one node, provider 5 ms; confirmed: actor ${num(phases[0]!.confirmed)}, baseline ${num(phases[1]!.confirmed)}.`,
       `MySQL and Redis figures: server-wide deltas over each phase MINUS the same counters over ${round(idle.s, 1)} s idle before the load (scaled to the phase length): a steady background cancels, one that changes between the idle interval and a phase does not (tests, other nodes). NaN = counter absent on this server. Kafka produce requests = distinct sent_at of the product's outbox rows (one per relay sendBatch, which may also carry other products' rows).`,
-      ...phases.flatMap((p) => p.result.warnings.map((w) => `WARNING: ${w}`)),
       ...phases.map(
         (p) =>
           `${p.path}: other processes took ${(p.otherCores ?? NaN).toFixed(2)} cores during the phase; top Redis commands ${JSON.stringify(
@@ -273,35 +274,9 @@ async function run(run: Run): Promise<ScenarioResult> {
           `${p.path} saturated: ${num(p.result.okPerS)} confirmed/s, p50 ${p.p50} ms, p99 ${p.p99} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers ${JSON.stringify(p.result.ops.get('purchase')?.statuses ?? {})}`,
       ),
       `idle node: ${idlePct === null ? 'unknown (no pid: --url)' : `${idlePct}% of one core`} over ${round(idle.s, 1)} s with no load (the app node process alone, /proc; target ≤ ${TARGETS.idleNodeCpuPct}%: ${verdict(idlePct, TARGETS.idleNodeCpuPct)}).`,
-      ...checkNotes,
-      `correctness: ${ok ? 'OK' : 'FAILED'}`,
     ],
-    details: {
-      // label and monotonicUs let `bench/profile-summary.ts --phase "actor @"` (or "actor saturated") pick samples.
-      phases: [...phases, ...saturatedPhases].map(({ path, confirmed, mysql, redisCalls, ...p }) => ({
-        path,
-        label: p.result.label,
-        monotonicUs: p.result.monotonicUs,
-        confirmed,
-        mysql,
-        redisCalls,
-        serviceCores: p.serviceCores,
-        otherCores: p.otherCores,
-        wallS: p.cpu.wallS,
-      })),
-      idle: { s: idle.s, nodeCores: idle.nodeCores, monotonicUs: idle.monotonicUs },
-      produce,
-      checks,
-      metrics,
-    },
-  };
+    // details.steps: each phase's label and monotonicUs (open-loop phases first, then the saturated ones) for
+    // `bench/profile-summary.ts --phase "actor @"` (or "actor saturated"), its counters and confirmed purchases.
+    details: { idle, produce, metrics },
+  });
 }
-
-export default defineScenario({
-  name: 'cost',
-  describe:
-    'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU',
-  params: ['saturation', 'warm-up', 'settle', 'idle'],
-  defaults: { durationS: 10, connections: 200, rate: 100 },
-  run,
-});

@@ -8,7 +8,6 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { freePort } from '../../scripts/node-launcher.js';
-import { createProducts } from '../api.js';
 import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { round, roundOrNull } from '../measure.js';
@@ -140,10 +139,9 @@ export default defineScenario({
     if (!Number.isInteger(durationS) || !Number.isInteger(warmupS))
       throw new UsageError('reads: --duration and --param warmup must be whole seconds (as wrk -d)');
 
-    const { cluster, admin, tokens } = await run.setUp({ cluster: { nodes: 1 }, users: [], backgroundMs: 0 });
+    const { cluster } = await run.setUp({ cluster: { nodes: 1 }, users: [], backgroundMs: 0 });
     const node = cluster.url;
-    const products = await createProducts(admin, tokens, run.tag('reads'), count, 1_000);
-    const paths = products.map((p) => `/products/${p.id}`);
+    const paths = (await run.productSeries(count, 1_000)).map((id) => `/products/${id}`);
     // Each product read once (a miss fills the cache), then until every answer is a 200 from the cache.
     let warm = await readAll(node, paths);
     for (let i = 0; i < 20 && !warm.answers.every(isHit); i += 1) {

@@ -6,12 +6,10 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { checkStores, readTruth } from '../checks.js';
 import { waitForSagas, withMysql } from '../stores.js';
-import { createProduct } from '../api.js';
-import { latencyChart } from '../chart.js';
-import { newLatencyHistogram, PurchaseLedger } from '../load.js';
+import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { num } from '../report.js';
-import { defineScenario, generatorNotes, phaseThroughputChart, type Run } from '../scenario.js';
+import { msColumns, num, tableOf } from '../report.js';
+import { defineScenario, phaseCharts, type Run } from '../scenario.js';
 
 /** Quantities of a purchase and their shares. */
 const QUANTITIES = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 5]; // 60/25/10/5%
@@ -26,14 +24,13 @@ async function run(run: Run) {
   const users = run.param('users', 20_000, 1, 100_000);
   const dupShare = run.param('duplicates', 0.2, 0, 1);
   const rate = options.rate ?? 4000;
-  const { cluster, tokens, admin, opened } = await run.setUp({
+  const { cluster, ledger, opened } = await run.setUp({
     cluster: { nodes: 2, nginx: true, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     users: Array.from({ length: users }, (_, i) => sellerUser(i)),
     backgroundMs: 0,
   });
-  const tag = run.tag('so');
-  const product = await createProduct(admin, tokens, `bench ${tag} sellout`, stock);
+  const product = { id: await run.product('sellout', stock) };
   io.progress(`bench: product ${product.id} with ${num(stock)} units; ${num(opened)} connections open`);
 
   // The load: each arrival one key (a double click: the same key twice at once), every answer kept per key.
@@ -44,7 +41,6 @@ async function run(run: Run) {
   const startedAtMs = Date.now();
   // Each answer's label (`201`, `201 REPLAYED`, `409 OUT_OF_STOCK`, …) kept by key; a 201 or 202 is no error, nor
   // an OUT_OF_STOCK refusal.
-  const ledger = new PurchaseLedger(tokens);
   const request = (key: string, userId: string) => {
     const attempt = attempts.get(key)!;
     return ledger.purchase('purchase', product.id, attempt.quantity, key, userId, (cls, timing, status) => {
@@ -58,7 +54,7 @@ async function run(run: Run) {
   };
   const next = (seq: number) => {
     if (attempts.size + duplicatesSent >= attemptsWanted) return undefined;
-    const key = `${tag}-${seq}`;
+    const key = `${run.id}-${seq}`;
     attempts.set(key, { quantity: QUANTITIES[Math.floor(Math.random() * QUANTITIES.length)]!, answers: [] });
     const userId = sellerUser((seq * 7_919) % users);
     if (attempts.size + duplicatesSent >= attemptsWanted || Math.random() >= dupShare)
@@ -119,7 +115,7 @@ async function run(run: Run) {
   const stores = await checkStores({
     productIds: [product.id],
     cluster,
-    admin: tokens,
+    admin: run.tokens,
     actor: true,
     events: { own: false, sinceMs: startedAtMs - 60_000 },
     timeoutMs: 30_000,
@@ -127,14 +123,14 @@ async function run(run: Run) {
   const STORES = ['actor', 'replica', 'cache', 'kafka', 'projection'] as const;
   const agrees = (store: (typeof STORES)[number]) => stores[store].length === 0;
   const ok =
-    accounting &&
-    oversold === 0 &&
-    undersold === 0 &&
-    stillPending === 0 &&
-    mismatches.length === 0 &&
-    STORES.every(agrees);
+    accounting && oversold + undersold + stillPending + mismatches.length === 0 && STORES.every(agrees);
 
   const sellingSummary = latencySummary(selling);
+  const opRows = [...result.ops.entries()].map(([op, s]) => ({
+    op,
+    ...latencySummary(s.latency),
+    count: s.answers + s.transportErrors,
+  }));
   const notes = [
     `mode: OPEN LOOP at ${num(rate)}/s offered through ${cluster.nginx === undefined ? cluster.url : 'the bench nginx to 2 nodes'}, ${num(opened)} connections; ${num(attempts.size)} keys, ${num(duplicatesSent)} sent twice at once (same key), quantities 1/2/3/5 (60/25/10/5%), ${num(users)} users.`,
     `sold out after ${(soldOutAtMs / 1000).toFixed(2)} s (last 201 answered); final stock ${num(finalStock)}.`,
@@ -145,11 +141,10 @@ async function run(run: Run) {
         `${store}: ${agrees(store) ? 'agrees' : `DISAGREES: ${stores[store].map((m) => m.detail).join('; ')}`}`,
     ),
     `kafka: ${num(stores.events)} events read back, deduplicated by id (${stores.duplicates} duplicates)`,
-    ...generatorNotes(result),
-    `correctness: ${ok ? 'OK' : 'FAILED'}`,
   ];
-  return {
+  return run.report({
     ok,
+    steps: [{ result, otherCores: undefined }],
     summary: {
       mode: 'open-loop',
       oversold,
@@ -177,23 +172,25 @@ async function run(run: Run) {
       offered_per_s: Math.round(result.offeredPerS),
       achieved_per_s: Math.round(result.achievedPerS),
     },
-    table: {
-      columns: ['answers', 'count', 'p50 ms', 'p95 ms', 'p99 ms', 'p99.9 ms', 'max ms'],
-      rows: [...result.ops.entries()].map(([op, s]) => {
-        const l = latencySummary(s.latency);
-        return [op, s.answers + s.transportErrors, l.p50, l.p95, l.p99, l.p999, l.max];
-      }),
-    },
+    table: tableOf(
+      [
+        ['answers', (o) => o.op],
+        ['count', (o) => o.count],
+        ...msColumns(['p50', 'p95', 'p99', 'p999', 'max'] as const, (o: (typeof opRows)[number], k) => o[k]),
+      ],
+      opRows,
+    ),
     notes,
-    details: { product, mismatches: mismatches.slice(0, 100), stores, timeline: result.timeline },
-    charts: [
-      latencyChart('sellout: latency by answer, and of every request sent before the sell-out', [
-        { op: 'while selling (all answers)', ...sellingSummary },
-        ...[...result.ops.entries()].map(([op, s]) => ({ op, ...latencySummary(s.latency) })),
-      ]),
-      phaseThroughputChart('sellout: offered vs answered per second', result),
-    ],
-  };
+    details: { product, mismatches: mismatches.slice(0, 100), stores },
+    charts: phaseCharts(
+      [
+        'sellout: latency by answer, and of every request sent before the sell-out',
+        'sellout: offered vs answered per second',
+      ],
+      [{ op: 'while selling (all answers)', ...sellingSummary }, ...opRows],
+      result,
+    ),
+  });
 }
 
 export default defineScenario({

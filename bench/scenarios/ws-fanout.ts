@@ -6,18 +6,16 @@
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import WebSocket from 'ws';
-import { createProducts } from '../api.js';
 import { until } from '../../scripts/until.js';
 import { readTruth } from '../checks.js';
 import { ConnectionSet } from '../connections.js';
-import { PurchaseLedger, newLatencyHistogram } from '../load.js';
+import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { runOpenLoop } from '../open-loop.js';
 import { tableOf } from '../report.js';
-import { checkNote, defineScenario, generatorNotes, oversold } from '../scenario.js';
+import { defineScenario } from '../scenario.js';
 
 const STOCK = 10_000_000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Resident memory of a process, bytes. */
 const rssOf = (pid: number): number =>
@@ -38,11 +36,9 @@ export default defineScenario({
     const rate = options.rate ?? 60;
     const subscribers = options.connections;
     const count = run.param('products', 3, 1, 100);
-    const cluster = { nodes: 2, nginx: false, paymentLatencyMs: 5 };
-    const { admin, tokens } = await run.setUp({ cluster, backgroundMs: 0 });
+    await run.setUp({ cluster: { nodes: 2, nginx: false, paymentLatencyMs: 5 }, backgroundMs: 0 });
     const nodes = run.cluster.nodes;
-    const products = await createProducts(admin, tokens, run.tag('ws'), count, STOCK);
-    const ids = products.map((p) => p.id);
+    const ids = await run.productSeries(count, STOCK, 'ws-hot');
 
     // Subscriber i follows product ⌊i/2⌋ mod n on node i mod 2 and keeps the highest version it saw.
     const rssBefore = nodes.map((n) => rssOf(n.pid));
@@ -54,8 +50,9 @@ export default defineScenario({
     const open = (i: number) =>
       new Promise<void>((resolve, reject) => {
         const sub = { productId: ids[Math.floor(i / 2) % ids.length]!, stock: -1, version: -1 };
-        const url = `${nodes[i % 2]!.url.replace(/^http/, 'ws')}/ws`;
-        const ws = new WebSocket(url, { perMessageDeflate: false });
+        const ws = new WebSocket(`${nodes[i % 2]!.url.replace(/^http/, 'ws')}/ws`, {
+          perMessageDeflate: false,
+        });
         ws.on('message', (data: Buffer) => {
           const frame = JSON.parse(data.toString()) as Frame;
           if (frame.type !== 'stock') return;
@@ -64,8 +61,9 @@ export default defineScenario({
           frames.total += 1;
           if (!frames.measuring) return;
           frames.delivered += 1;
-          const ms = performance.timeOrigin + performance.now() - frame.at;
-          latency.record(Math.max(1, Math.round(ms * 1000)));
+          latency.record(
+            Math.max(1, Math.round((performance.timeOrigin + performance.now() - frame.at) * 1000)),
+          );
         });
         ws.once('open', () => ws.send(JSON.stringify({ op: 'subscribe', ids: [sub.productId] })));
         ws.once('error', reject);
@@ -78,18 +76,16 @@ export default defineScenario({
       io.progress(`ws-fanout: ${Math.min(subscribers, i + 500)} subscribers with their snapshot`);
     }
     const connectS = (performance.now() - connectStart) / 1000;
-    await sleep(2_000);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
     const rssAfter = nodes.map((n) => rssOf(n.pid));
 
     // The purchase stream: the shared open loop, half of `rate` to each node, over every product.
-    const ledger = new PurchaseLedger(tokens);
-    const purchase = ledger.stream(run.tag('ws'));
     frames.measuring = true;
     const results = await Promise.all(
       nodes.map((node) => {
         const connections = new ConnectionSet(node.url, 64);
         io.onCleanup(() => connections.close());
-        const next = (seq: number) => purchase(ids[seq % ids.length]!)();
+        const next = (seq: number) => run.purchases(ids[seq % ids.length]!)();
         const phase = { connections, io, rate: rate / 2, durationS: options.durationS, next };
         return runOpenLoop({ ...phase, label: `purchases ${node.id}` });
       }),
@@ -101,8 +97,7 @@ export default defineScenario({
     const final = await readTruth(ids);
     const lagging = () => Promise.resolve(subs.filter((s) => s.stock !== final.get(s.productId)?.stock));
     const behind = (await until(lagging, (b) => b.length === 0, 10_000, 100)).value;
-    const specs = products.map((p, i) => ({ productId: p.id, label: `ws-hot-${i}`, initialStock: STOCK }));
-    const checked = await run.check(specs, ledger, { settleMs: 0 });
+    await run.check({ settleMs: 0 });
     const health = await Promise.all(
       nodes.map(async (n) => {
         const res = await request(`${n.url}/health`);
@@ -111,23 +106,20 @@ export default defineScenario({
     );
     const perConnection = nodes.map((_, k) => (rssAfter[k]! - rssBefore[k]!) / (subscribers / 2));
     const lat = latencySummary(latency);
-    const ok = behind.length === 0 && subs.length === subscribers && checked.ok;
-    return {
-      ok,
+    return run.report({
+      ok: behind.length === 0 && subs.length === subscribers,
+      steps: results.map((result) => ({ result, otherCores: undefined })),
       summary: {
         subscribers,
         products: ids.length,
         purchase_rate_per_s: rate,
-        purchases_201: [...ledger.perProduct.values()].reduce((n, t) => n + t.created, 0),
+        purchases_201: [...run.ledger.perProduct.values()].reduce((n, t) => n + t.created, 0),
         delivered_per_s: Math.round(frames.delivered / wallS),
-        delivery_p50_ms: lat.p50,
-        delivery_p99_ms: lat.p99,
-        delivery_max_ms: lat.max,
+        ...{ delivery_p50_ms: lat.p50, delivery_p99_ms: lat.p99, delivery_max_ms: lat.max },
         bytes_per_connection_node1: Math.round(perConnection[0]!),
         bytes_per_connection_node2: Math.round(perConnection[1]!),
         subscribers_not_on_final_stock: behind.length,
         slow_consumers_dropped: health.reduce((n, h) => n + (h['slowConsumersDropped'] ?? 0), 0),
-        oversold: oversold(checked.checks),
         connect_s: round(connectS, 1),
         duration_s: round(wallS, 1),
       },
@@ -146,14 +138,12 @@ export default defineScenario({
       notes: [
         `mode: OPEN LOOP purchases (${rate}/s, half to each node); delivery latency = subscriber parse time − the owner's publish stamp (after commit and cache write-through), one clock`,
         `the subscribers run in the bench process (one JS thread parsing every frame): at high rates its queueing is part of the latency`,
-        ...results.flatMap(generatorNotes),
         `frames with a change received in total: ${frames.total}`,
         behind.length > 0
           ? `FAIL: ${behind.length} subscribers did not end on the MySQL stock`
           : 'every subscriber ended on the MySQL stock of its product',
-        ...checked.checks.map((c) => checkNote(c)),
       ],
       details: { latency: lat, health, rssBefore, rssAfter, products: ids },
-    };
+    });
   },
 });
