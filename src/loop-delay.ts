@@ -14,8 +14,13 @@ export const loopDelayDefaults = {
   saturatedUtilization: 0.5,
   /** How often the loop's utilization is checked, ms. */
   checkEveryMs: 1_000,
-  /** Utilization (0–1) from which the loop counts as busy and its delay is sampled. */
-  busyUtilization: 0.05,
+  /**
+   * Utilization (0–1) from which the loop counts as busy and its delay is sampled by a timer of its own.
+   * At 5% an idle node's own bursts (a consistency round, a GC, a scrape) kept a 50 ms sampler running
+   * for seconds at a time: 20 wake-ups a second, more than all its other work. Under this the once-a-second
+   * check's own lateness is the sample: no wake-up of its own.
+   */
+  busyUtilization: 0.25,
   /** Checks in a row under that before sampling stops. */
   idleChecks: 3,
 } as const;
@@ -37,14 +42,16 @@ export const LOOP_DELAY_METRICS = [
  * ticks of a 10 ms timer, so about 0.010 s on a free loop, more when callbacks hold the loop), sampled
  * only while the loop is busy. prom-client samples every 10 ms forever: 100 wake-ups a second, about
  * 0.5% of a core on an idle node, more than everything else it does. Here a check once a second reads the
- * loop's utilization (free: libuv keeps the counters); sampling starts when it reaches 5% (every 50 ms,
- * every 10 ms from 50%) and stops after 3 s under 5%. While nothing was sampled since the last scrape (an idle loop), the gauges read 0.
+ * loop's utilization (free: libuv keeps the counters) and records its own lateness as a sample; a sampler
+ * of its own starts when the utilization reaches 25% (every 50 ms, every 10 ms from 50%) and stops after
+ * 3 s under 25%. While nothing was sampled since the last scrape, the gauges read 0.
  * `nodejs_eventloop_lag_seconds` (one setImmediate at scrape) is unchanged.
  */
 export class LoopDelayMonitor {
   private readonly histogram = createHistogram();
   private sampler: NodeJS.Timeout | undefined;
   private lastTick = 0;
+  private lastCheck: number;
   private readonly checker: NodeJS.Timeout;
   private utilization: EventLoopUtilization = performance.eventLoopUtilization();
   private quietChecks = 0;
@@ -93,7 +100,20 @@ export class LoopDelayMonitor {
       'nodejs_eventloop_lag_p99_seconds',
       'The 99th percentile of the recorded event loop delays.',
     );
-    this.checker = setInterval(() => this.check(), loopDelayDefaults.checkEveryMs).unref();
+    this.lastCheck = performance.now();
+    this.checker = setInterval(() => {
+      // The check's lateness is a sample of the delay for free, recorded as a 10 ms timer's tick would be.
+      const now = performance.now();
+      const lateMs = now - this.lastCheck - loopDelayDefaults.checkEveryMs;
+      this.lastCheck = now;
+      if (this.sampler === undefined) this.record(lateMs);
+      this.check();
+    }, loopDelayDefaults.checkEveryMs).unref();
+  }
+
+  /** One sample: the time between two ticks of a 10 ms timer whose tick came `lateMs` late. */
+  private record(lateMs: number): void {
+    this.histogram.record(Math.max(1, Math.round((loopDelayDefaults.resolutionMs + lateMs) * 1e6)));
   }
 
   /** True while the delay is being sampled. */
@@ -135,12 +155,10 @@ export class LoopDelayMonitor {
     if (this.sampler !== undefined && this.period === periodMs) return;
     clearInterval(this.sampler);
     this.period = periodMs;
-    // Recorded as the time between two ticks of a 10 ms timer would be: the period beyond 10 ms is taken off.
-    const offsetMs = periodMs - loopDelayDefaults.resolutionMs;
     this.lastTick = performance.now();
     this.sampler = setInterval(() => {
       const now = performance.now();
-      this.histogram.record(Math.max(1, Math.round((now - this.lastTick - offsetMs) * 1e6)));
+      this.record(now - this.lastTick - periodMs);
       this.lastTick = now;
     }, periodMs).unref();
   }

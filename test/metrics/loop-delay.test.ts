@@ -1,4 +1,5 @@
-// The event-loop delay gauges sample only while the loop is busy; prom-client's names are kept.
+// The event-loop delay gauges: a sampler of their own only while the loop is busy, else the once-a-second
+// check's lateness; prom-client's names are kept.
 import t from 'tap';
 import { Registry } from 'prom-client';
 import { createMetrics } from '../../src/metrics.js';
@@ -20,11 +21,29 @@ t.test('sampling starts on a busy check and stops after enough quiet ones', asyn
   t.equal(monitor.sampling, true, 'busy: sampling');
   for (let i = 1; i < loopDelayDefaults.idleChecks; i += 1) monitor.check(0);
   t.equal(monitor.sampling, true, 'still sampling before the last quiet check');
-  monitor.check(0.2);
+  monitor.check(partlyBusy);
   for (let i = 1; i < loopDelayDefaults.idleChecks; i += 1) monitor.check(0);
   t.equal(monitor.sampling, true, 'a busy check restarts the count');
   monitor.check(0);
   t.equal(monitor.sampling, false, 'quiet long enough: stopped');
+  monitor.check(loopDelayDefaults.busyUtilization / 2);
+  t.equal(monitor.sampling, false, 'under the busy share: no sampler (no wake-ups of its own)');
+});
+
+/** A utilization between busy and saturated. */
+const partlyBusy = (loopDelayDefaults.busyUtilization + loopDelayDefaults.saturatedUtilization) / 2;
+
+t.test('without a sampler, the lateness of the check itself reaches the gauges', async (t) => {
+  const registry = new Registry();
+  const monitor = new LoopDelayMonitor(registry);
+  t.teardown(() => monitor.stop());
+  // The loop held 100 ms past the check's due time: that check comes at least 100 ms late.
+  const until = performance.now() + loopDelayDefaults.checkEveryMs + 100;
+  while (performance.now() < until);
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const text = await registry.metrics();
+  const max = Number(/^nodejs_eventloop_lag_max_seconds (\S+)$/m.exec(text)?.[1]);
+  t.ok(max >= 0.1, `the stall is recorded (max ${max} s)`);
 });
 
 t.test('samples reach the gauges; an idle loop reads 0', async (t) => {
@@ -47,11 +66,11 @@ t.test('a partly busy loop is sampled less often, with the same 10 ms base', asy
   const registry = new Registry();
   const monitor = new LoopDelayMonitor(registry);
   t.teardown(() => monitor.stop());
-  monitor.check(0.2);
+  monitor.check(partlyBusy);
   t.equal(monitor.periodMs, loopDelayDefaults.partlyBusyResolutionMs, 'partly busy: the longer period');
   monitor.check(0.9);
   t.equal(monitor.periodMs, loopDelayDefaults.resolutionMs, 'saturated: every 10 ms');
-  monitor.check(0.2);
+  monitor.check(partlyBusy);
   t.equal(monitor.periodMs, loopDelayDefaults.partlyBusyResolutionMs, 'back to the longer period');
   await registry.metrics(); // starts a new interval
   await new Promise((resolve) => setTimeout(resolve, 6 * loopDelayDefaults.partlyBusyResolutionMs));
