@@ -7,63 +7,37 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { Pool } from 'undici';
 import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
-import type { Admin, Kafka } from '../src/storage/kafka.js';
 import { eventsOf, type EventsOf } from '../scripts/chaos/events.js';
 import type { Cluster } from '../scripts/cluster.js';
-import { connectStoreRedis, ordersOfKeys, waitNone, withMysql } from './stores.js';
 import { until } from '../scripts/until.js';
-import type { StockTruth } from '../scripts/chaos/subscribers.js';
-import type { BenchTokens } from './auth.js';
+import type { BenchTokens } from './load.js';
+import { connectStoreRedis, readTruth, waitNone, withMysql } from './stores.js';
 
-/** The headers of an admin's requests (`GET /stats`, restocks). */
-type AdminToken = Pick<BenchTokens, 'adminHeaders'>;
-export type Mismatch = { readonly productId: number; readonly detail: string };
+type Mismatch = { readonly productId: number; readonly detail: string };
+type Rows = readonly RowDataPacket[];
 
-/** Each product's stock and version on the primary. */
-export function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
-  return withMysql(async (conn) => {
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT id, stock, version FROM products WHERE id IN (?)',
-      [productIds],
-    );
-    return new Map(
-      rows.map((r) => [Number(r['id']), { stock: Number(r['stock']), version: Number(r['version']) }]),
-    );
-  });
-}
-
-/** Keys answered 201 without a CONFIRMED order among these products' orders, or 202 without any order. */
-export function lostAcknowledged(
-  keys: { readonly confirmed: readonly string[]; readonly pending: readonly string[] },
-  productIds: readonly number[],
-): Promise<string[]> {
-  return withMysql(async (conn) => {
-    const orders = await ordersOfKeys(conn, [...keys.confirmed, ...keys.pending], productIds);
-    const found = new Map(orders.map((o) => [o.key, o.status]));
-    return [
-      ...keys.confirmed.filter((k) => found.get(k) !== 'CONFIRMED'),
-      ...keys.pending.filter((k) => !found.has(k)),
-    ];
-  });
-}
-
-/** `fn` on a pool of 4 connections to each of `urls`, closed after. */
-async function withPools<T>(urls: readonly string[], fn: (pools: [Pool, ...Pool[]]) => Promise<T>) {
-  const pools = urls.map((url) => new Pool(url, { connections: 4 })) as [Pool, ...Pool[]];
-  return fn(pools).finally(() => Promise.all(pools.map((p) => p.close())));
-}
-
-/** Retries `check` every second until it finds nothing or `timeoutMs` passed; the last findings. */
-const settle = async (check: () => Promise<Mismatch[]>, timeoutMs: number): Promise<Mismatch[]> =>
-  (
-    await until(
-      () => check().catch((err: unknown) => [{ productId: 0, detail: `check failed: ${String(err)}` }]),
-      (found) => found.length === 0,
-      timeoutMs,
+/** `check` on a pool of 4 connections to each of `urls` (closed after), every second until it finds nothing or
+ * `timeoutMs` passed; the last findings (a check that throws finds that). */
+async function settle(
+  urls: readonly string[],
+  check: (pools: Pool[]) => Promise<Mismatch[]>,
+  timeoutMs: number,
+) {
+  const pools = urls.map((url) => new Pool(url, { connections: 4 }));
+  const found = () =>
+    check(pools).catch((err: unknown) => [{ productId: 0, detail: `check failed: ${String(err)}` }]);
+  return (
+    await until(found, (f) => f.length === 0, timeoutMs).finally(() =>
+      Promise.all(pools.map((p) => p.close())),
     )
   ).value;
+}
 
-/** The rows `rowsPerProduct` compares: each query's `pid` column and its line for a row. */
+/** A query's rows on the primary (or the replica). */
+const query = (sql: string, params: unknown[], role?: 'replica') =>
+  withMysql(async (conn: Connection) => (await conn.query<RowDataPacket[]>(sql, params))[0] as Rows, role);
+
+/** The rows the replica check compares, per product: each query's `pid` column and its line for a row. */
 const ROWS: readonly (readonly [string, (r: RowDataPacket) => string])[] = [
   [
     'SELECT id AS pid, stock, version, owner_epoch FROM products WHERE id IN (?) ORDER BY id',
@@ -79,161 +53,133 @@ const ROWS: readonly (readonly [string, (r: RowDataPacket) => string])[] = [
   ],
 ];
 
-/** One line per product of its products, orders and sagas rows, as a server holds them. */
-async function rowsPerProduct(conn: Connection, productIds: readonly number[]): Promise<Map<number, string>> {
-  const out = new Map<number, string[]>(productIds.map((id) => [id, []]));
-  for (const [sql, line] of ROWS) {
-    const [rows] = await conn.query<RowDataPacket[]>(sql, [productIds]);
-    for (const r of rows) out.get(Number(r['pid']))?.push(line(r));
-  }
-  return new Map([...out].map(([id, lines]) => [id, lines.join('\n')]));
+/** Each product's products, orders and sagas rows as one server holds them, one line per row. */
+async function rowsPerProduct(ids: readonly number[], role?: 'replica') {
+  const out = new Map<number, string[]>(ids.map((id) => [id, []]));
+  for (const [sql, line] of ROWS)
+    for (const r of await query(sql, [ids], role)) out.get(Number(r['pid']))?.push(line(r));
+  return out;
 }
 
 /** Products whose products/orders/sagas rows differ between the primary and the replica (after catching up). */
-export function checkReplica(productIds: readonly number[], timeoutMs = 30_000): Promise<Mismatch[]> {
-  return settle(async () => {
-    const [onPrimary, onReplica] = await Promise.all([
-      withMysql((conn) => rowsPerProduct(conn, productIds)),
-      withMysql((conn) => rowsPerProduct(conn, productIds), 'replica'),
-    ]);
-    return productIds.flatMap((id) => {
-      const a = onPrimary.get(id) ?? '';
-      const b = onReplica.get(id) ?? '';
-      if (a === b) return [];
-      const lines = new Set(b.split('\n'));
-      const missing = a.split('\n').filter((l) => !lines.has(l));
-      return [
-        {
-          productId: id,
-          detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
-        },
-      ];
-    });
-  }, timeoutMs);
-}
+export const checkReplica = (ids: readonly number[], timeoutMs = 30_000) =>
+  settle(
+    [],
+    async () => {
+      const [primary, replica] = await Promise.all([rowsPerProduct(ids), rowsPerProduct(ids, 'replica')]);
+      return ids.flatMap((productId) => {
+        const onReplica = new Set(replica.get(productId));
+        const missing = primary.get(productId)!.filter((l) => !onReplica.has(l));
+        if (missing.length === 0 && onReplica.size === primary.get(productId)!.length) return [];
+        return [
+          {
+            productId,
+            detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
+          },
+        ];
+      });
+    },
+    timeoutMs,
+  );
 
-/**
- * Products whose Redis stock (while it lives; not read without the nodes' prefix) or read on any node is
- * not the primary's (up to `timeoutMs`).
- */
+/** Products whose Redis stock (while it lives; not read without the nodes' prefix) or read on any node is
+ * not the primary's (up to `timeoutMs`). */
 export async function checkCache(
-  productIds: readonly number[],
-  redisPrefix: string | undefined,
-  nodeUrls: readonly string[],
+  ids: readonly number[],
+  cluster: StoresToCheck['cluster'],
   timeoutMs = 45_000,
-): Promise<Mismatch[]> {
+) {
   const redis = await connectStoreRedis();
-  return withPools(nodeUrls, (nodes) =>
-    settle(async () => {
-      const truth = await readTruth(productIds);
+  const { redisPrefix, metricsUrls } = cluster;
+  return settle(
+    metricsUrls,
+    async (nodes) => {
+      const truth = await readTruth(ids);
       const cached =
-        redisPrefix === undefined
-          ? []
-          : await redis.mget(...productIds.map((id) => `${redisPrefix}stock:${id}`));
+        redisPrefix === undefined ? [] : await redis.mget(...ids.map((id) => `${redisPrefix}stock:${id}`));
       const found: Mismatch[] = [];
-      for (const [i, id] of productIds.entries()) {
-        const want = truth.get(id)!;
+      for (const [i, productId] of ids.entries()) {
+        const want = truth.get(productId)!;
+        const primary = `primary ${want.version}:${want.stock}`;
         const raw = cached[i];
-        if (raw !== null && raw !== undefined && raw !== `${want.version}:${want.stock}`)
-          found.push({ productId: id, detail: `Redis holds ${raw}, primary ${want.version}:${want.stock}` });
+        if (raw != null && raw !== `${want.version}:${want.stock}`)
+          found.push({ productId, detail: `Redis holds ${raw}, ${primary}` });
         for (const [k, node] of nodes.entries()) {
-          const res = await node.request({ path: `/products/${id}`, method: 'GET' });
+          const res = await node.request({ path: `/products/${productId}`, method: 'GET' });
           const text = await res.body.text();
           const body =
             res.statusCode === 200 ? (JSON.parse(text) as { stock: number; version: number }) : undefined;
+          const read = body
+            ? `${body.version}:${body.stock} (${String(res.headers['x-cache-tier'])})`
+            : `status ${res.statusCode}`;
           if (body?.stock !== want.stock || body.version !== want.version)
-            found.push({
-              productId: id,
-              detail: `${nodeUrls[k]} reads ${res.statusCode === 200 ? `${body?.version}:${body?.stock} (${String(res.headers['x-cache-tier'])})` : `status ${res.statusCode}`}, primary ${want.version}:${want.stock}`,
-            });
+            found.push({ productId, detail: `${metricsUrls[k]} reads ${read}, ${primary}` });
         }
       }
       return found;
-    }, timeoutMs),
+    },
+    timeoutMs,
   ).finally(() => redis.disconnect());
 }
 
-const PROJECTION_KEYS = [
-  'confirmedOrders',
-  'soldQuantity',
-  'revenueCents',
-  'cancelledOrders',
-  'cancelledQuantity',
-];
+/** The projection's figures (`GET /stats/products/:id`) and how they are counted from the orders. */
+const PROJECTION = {
+  confirmedOrders: "SUM(status = 'CONFIRMED')",
+  soldQuantity: "COALESCE(SUM(IF(status = 'CONFIRMED', quantity, 0)), 0)",
+  revenueCents: "COALESCE(SUM(IF(status = 'CONFIRMED', quantity * unit_price_cents, 0)), 0)",
+  cancelledOrders: "SUM(status = 'CANCELLED')",
+  cancelledQuantity: "COALESCE(SUM(IF(status = 'CANCELLED', quantity, 0)), 0)",
+};
 
 /** Products whose sales projection (`GET /stats/products/:id` as an admin) is not the primary's orders. */
-export async function checkProjection(
-  url: string,
-  admin: AdminToken,
-  productIds: readonly number[],
-  timeoutMs = 60_000,
-): Promise<Mismatch[]> {
-  return withPools([url], ([http]) =>
-    settle(async () => {
-      const want = await withMysql(async (conn) => {
-        const [rows] = await conn.query<RowDataPacket[]>(
-          `SELECT product_id,
-                  SUM(status = 'CONFIRMED') AS confirmedOrders,
-                  COALESCE(SUM(IF(status = 'CONFIRMED', quantity, 0)), 0) AS soldQuantity,
-                  COALESCE(SUM(IF(status = 'CONFIRMED', quantity * unit_price_cents, 0)), 0) AS revenueCents,
-                  SUM(status = 'CANCELLED') AS cancelledOrders,
-                  COALESCE(SUM(IF(status = 'CANCELLED', quantity, 0)), 0) AS cancelledQuantity
-             FROM orders WHERE product_id IN (?) GROUP BY product_id`,
-          [productIds],
-        );
-        return new Map(rows.map((r) => [Number(r['product_id']), r]));
-      });
+export const checkProjection = (url: string, admin: AdminToken, ids: readonly number[], timeoutMs = 60_000) =>
+  settle(
+    [url],
+    async ([http]) => {
+      const columns = Object.entries(PROJECTION).map(([k, sql]) => `${sql} AS ${k}`);
+      const sql = `SELECT product_id, ${columns.join(', ')} FROM orders WHERE product_id IN (?) GROUP BY product_id`;
+      const want = new Map((await query(sql, [ids])).map((r) => [Number(r['product_id']), r]));
       const found: Mismatch[] = [];
-      for (const id of productIds) {
-        const expected = want.get(id);
-        const res = await http.request({
-          path: `/stats/products/${id}`,
-          method: 'GET',
-          headers: admin.adminHeaders(),
-        });
+      for (const productId of ids) {
+        const headers = admin.adminHeaders();
+        const res = await http!.request({ path: `/stats/products/${productId}`, method: 'GET', headers });
         const got = (await res.body.json()) as Record<string, unknown>;
-        const off = PROJECTION_KEYS.filter((k) => Number(got[k] ?? 0) !== Number(expected?.[k] ?? 0));
+        const expected = (k: string) => Number(want.get(productId)?.[k] ?? 0);
+        const off = Object.keys(PROJECTION).filter((k) => Number(got[k] ?? 0) !== expected(k));
         if (res.statusCode !== 200 || off.length > 0)
           found.push({
-            productId: id,
-            detail: `projection ${res.statusCode}: ${off.map((k) => `${k} ${String(got[k])} vs MySQL ${String(expected?.[k] ?? 0)}`).join(', ')}`,
+            productId,
+            detail: `projection ${res.statusCode}: ${off.map((k) => `${k} ${String(got[k])} vs MySQL ${expected(k)}`).join(', ')}`,
           });
       }
       return found;
-    }, timeoutMs),
+    },
+    timeoutMs,
   );
-}
 
-/**
- * The product's actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1
- * (the probe's unit then counts in every later check).
- */
+/** The product's actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1
+ * (the probe's unit then counts in every later check). */
 export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
   const before = (await readTruth([productId])).get(productId)?.stock;
-  return withPools([url], async ([http]) => {
-    const res = await http.request({
+  const http = new Pool(url, { connections: 1 });
+  const res = await http
+    .request({
       path: `/products/${productId}/restock`,
       method: 'POST',
       headers: { 'content-type': 'application/json', ...admin.adminHeaders() },
       body: JSON.stringify({ quantity: 1 }),
-    });
-    const { stock } = (await res.body.json()) as { stock?: number };
-    if (res.statusCode === 200 && before !== undefined && stock === before + 1) return [];
-    return [
-      { productId, detail: `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}` },
-    ];
-  });
+    })
+    .finally(() => http.close());
+  const { stock } = (await res.body.json()) as { stock?: number };
+  if (res.statusCode === 200 && before !== undefined && stock === before + 1) return [];
+  return [
+    { productId, detail: `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}` },
+  ];
 }
 
-/** The outbox rows of `topics` still unsent once none is left or `timeoutMs` passed. */
-export const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
-  waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);
-
 /** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
-export async function readEvents(
-  kafka: Kafka,
-  admin: Admin,
-  topics: readonly string[],
+async function readEvents(
+  { kafka, admin, topics }: Pick<EventsOf, 'kafka' | 'admin' | 'topics'>,
   { sinceMs, key, strict }: { sinceMs: number | undefined; key: string | undefined; strict: boolean },
 ): Promise<EventEnvelope[]> {
   const remaining = new Map<string, number>(); // topic/partition → the last offset to read
@@ -289,49 +235,45 @@ const ORDER_EVENTS = [
   ['order.cancelled', 'CANCELLED', 'cancelled'],
 ] as const;
 
-/** Whether `a` holds no duplicate and the same strings as `b`. */
-function sameSet(a: readonly string[], b: readonly string[]) {
-  const set = new Set(a);
-  return set.size === a.length && a.length === b.length && b.every((x) => set.has(x));
-}
-
 /** Per product, the deduplicated events against the primary's orders, and the last stock.changed against its stock. */
-export async function compareEvents(
-  events: readonly EventEnvelope[],
-  productIds: readonly number[],
-): Promise<{ mismatches: Mismatch[]; events: number; duplicates: number }> {
-  const unique = new Map<string, EventEnvelope>();
-  for (const e of events) if (!unique.has(e.eventId)) unique.set(e.eventId, e);
-  const { orders, truth } = await withMysql(async (conn) => {
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT product_id, id, status FROM orders WHERE product_id IN (?)',
-      [productIds],
-    );
-    return { orders: rows, truth: await readTruth(productIds) };
-  });
+async function compareEvents(events: readonly EventEnvelope[], ids: readonly number[]) {
+  const unique = [...new Map(events.map((e) => [e.eventId, e])).values()];
+  const orders = await query('SELECT product_id, id, status FROM orders WHERE product_id IN (?)', [ids]);
+  const truth = await readTruth(ids);
   const mismatches: Mismatch[] = [];
-  for (const id of productIds) {
-    const mine = [...unique.values()].filter((e) => e.productId === id);
-    const ofType = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
-    const rows = orders.filter((r) => Number(r['product_id']) === id);
-    const idsWith = (status?: string) =>
-      rows.filter((r) => status === undefined || r['status'] === status).map((r) => String(r['id']));
+  for (const productId of ids) {
+    const mine = unique.filter((e) => e.productId === productId);
+    const told = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
+    const rows = orders.filter((r) => Number(r['product_id']) === productId);
     const problems: string[] = [];
-    for (const [type, status, what] of ORDER_EVENTS)
-      if (!sameSet(ofType(type), idsWith(status)))
-        problems.push(`${type} ${ofType(type).length} vs ${idsWith(status).length} ${what}`);
+    for (const [type, status, what] of ORDER_EVENTS) {
+      const [got, want] = [
+        told(type),
+        rows.filter((r) => !status || r['status'] === status).map((r) => String(r['id'])),
+      ];
+      // No event told twice, and the same orders.
+      if (
+        new Set(got).size !== got.length ||
+        got.length !== want.length ||
+        !want.every((id) => got.includes(id))
+      )
+        problems.push(`${type} ${got.length} vs ${want.length} ${what}`);
+    }
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
       .sort((a, b) => b.data.version - a.data.version)[0];
-    const want = truth.get(id);
+    const want = truth.get(productId);
     if (stock?.data.version !== want?.version || stock?.data.stock !== want?.stock)
       problems.push(
         `last stock.changed ${stock === undefined ? 'none' : `${stock.data.version}:${stock.data.stock}`} vs primary ${want?.version}:${want?.stock}`,
       );
-    if (problems.length > 0) mismatches.push({ productId: id, detail: problems.join('; ') });
+    if (problems.length > 0) mismatches.push({ productId, detail: problems.join('; ') });
   }
-  return { mismatches, events: unique.size, duplicates: events.length - unique.size };
+  return { mismatches, events: unique.length, duplicates: events.length - unique.length };
 }
+
+/** The headers of an admin's requests (`GET /stats`, restocks). */
+type AdminToken = Pick<BenchTokens, 'adminHeaders'>;
 
 export interface StoresToCheck {
   readonly productIds: readonly number[];
@@ -340,10 +282,8 @@ export interface StoresToCheck {
   readonly admin: AdminToken;
   /** The actor checked too (`checkActor`, first: it sells one unit back). */
   readonly actor?: boolean;
-  /**
-   * The topics to read back: a run's own (`ownEvents`: from their start, once the outbox sent their rows),
-   * else the stack's from `sinceMs`, of the products' keys.
-   */
+  /** The topics to read back: a run's own (`ownEvents`: from their start, once the outbox sent their rows),
+   * else the stack's from `sinceMs`, of the products' keys. */
   readonly events: (EventsOf & { readonly own: true }) | { readonly own: false; readonly sinceMs: number };
   /** How long each store may take to agree, ms (default: each check's own). */
   readonly timeoutMs?: number;
@@ -351,30 +291,30 @@ export interface StoresToCheck {
 
 /** Every store against the primary, for these products: the mismatches per store, and the events read back. */
 export async function checkStores(s: StoresToCheck) {
-  const { productIds, timeoutMs } = s;
+  const { productIds, timeoutMs, events: from } = s;
   const actors = s.actor === true ? productIds.map((id) => checkActor(s.cluster.url, s.admin, id)) : [];
   const actor = (await Promise.all(actors)).flat();
   const replica = await checkReplica(productIds, timeoutMs);
-  const cache = await checkCache(productIds, s.cluster.redisPrefix, s.cluster.metricsUrls, timeoutMs);
-  const events = s.events.own ? s.events : eventsOf();
-  const unsent = s.events.own ? await waitOutboxDrained(events.topics) : 0;
-  if (!s.events.own) await events.admin.connect();
+  const cache = await checkCache(productIds, s.cluster, timeoutMs);
+  const events = from.own ? from : eventsOf();
+  const unsent = from.own ? await waitOutboxDrained(events.topics) : 0;
+  if (!from.own) await events.admin.connect();
   let read = { events: 0, duplicates: 0 };
   // One product's events are keyed by its id: a shared topic is read for that key only.
-  const key = !s.events.own && productIds.length === 1 ? String(productIds[0]) : undefined;
-  const sinceMs = s.events.own ? undefined : s.events.sinceMs;
-  const kafka = await settle(async () => {
-    const all = await readEvents(events.kafka, events.admin, events.topics, {
-      sinceMs,
-      key,
-      strict: s.events.own,
-    });
-    const compared = (read = await compareEvents(all, productIds));
-    return compared.mismatches;
-  }, timeoutMs ?? 60_000).finally(async () => {
-    if (!s.events.own) await events.admin.disconnect().catch(() => undefined);
+  const key = !from.own && productIds.length === 1 ? String(productIds[0]) : undefined;
+  const options = { sinceMs: from.own ? undefined : from.sinceMs, key, strict: from.own };
+  const kafka = await settle(
+    [],
+    async () => (read = await compareEvents(await readEvents(events, options), productIds)).mismatches,
+    timeoutMs ?? 60_000,
+  ).finally(async () => {
+    if (!from.own) await events.admin.disconnect().catch(() => undefined);
   });
   if (unsent > 0) kafka.push({ productId: 0, detail: `${unsent} outbox rows never sent` });
   const projection = await checkProjection(s.cluster.url, s.admin, productIds, timeoutMs);
   return { actor, replica, cache, kafka, projection, events: read.events, duplicates: read.duplicates };
 }
+
+/** The outbox rows of `topics` still unsent once none is left or `timeoutMs` passed. */
+const waitOutboxDrained = (topics: readonly string[], timeoutMs = 60_000): Promise<number> =>
+  waitNone('SELECT COUNT(*) AS n FROM outbox WHERE topic IN (?) AND sent_at IS NULL', [topics], timeoutMs);

@@ -3,9 +3,10 @@
  * and the load generator itself (process.cpuUsage). Linux only; elsewhere the /proc figures are absent.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { STACK_PORTS } from '../scripts/stack/layout.js';
+import { serverPaths, type ServerName } from '../scripts/stack/layout.js';
+import { isAlive, readPid } from '../scripts/stack/process.js';
 
 /** `fn()`, or undefined when it throws (no /proc or getconf, a process gone meanwhile, not ours to read). */
 function attempt<T>(fn: () => T): T | undefined {
@@ -24,54 +25,27 @@ type CpuSnapshot = ReturnType<typeof cpuSnapshot>;
  * (charged to no process; both undefined without /proc), and each named process's cores. */
 export type CpuShares = ReturnType<typeof cpuShares>;
 
-/** The local stack's servers by port (scripts/stack/layout.ts): whoever listens there is the stack the bench uses. */
-const STACK_SERVERS = {
-  mariadb_primary: STACK_PORTS.primary,
-  mariadb_replica: STACK_PORTS.replica,
-  // Redis's two data nodes (either may be the primary after a failover) and its three Sentinels.
-  redis: STACK_PORTS.redis,
-  redis_2: STACK_PORTS.redis2,
-  sentinel_1: STACK_PORTS.sentinels[0],
-  sentinel_2: STACK_PORTS.sentinels[1],
-  sentinel_3: STACK_PORTS.sentinels[2],
-  // The three Kafka nodes (broker + controller each).
-  kafka: STACK_PORTS.kafka,
-  kafka_2: STACK_PORTS.kafka2,
-  kafka_3: STACK_PORTS.kafka3,
-  // The stack's simulated payment provider: the service calls it on every purchase unless PAYMENT_URL says otherwise.
-  payment_provider: STACK_PORTS.payment,
-} as const;
+/** The local stack's servers (scripts/stack/layout.ts) and the names the bench's CPU figures give them. */
+const STACK_SERVERS =
+  'primary replica redis redis-2 sentinel-1 sentinel-2 sentinel-3 kafka kafka-2 kafka-3 payment';
+const OWN_NAMES: Readonly<Record<string, string>> = {
+  primary: 'mariadb_primary',
+  replica: 'mariadb_replica',
+  payment: 'payment_provider',
+};
+
+/** Pids of the local stack's live servers, from the pid files the stack keeps (a restarted server: a new pid). */
+export function stackPids(): Record<string, number> {
+  const pids: Record<string, number> = {};
+  for (const name of STACK_SERVERS.split(' ') as ServerName[]) {
+    const pid = readPid(serverPaths(name).pidFile);
+    if (pid !== undefined && isAlive(pid)) pids[OWN_NAMES[name] ?? name.replace('-', '_')] = pid;
+  }
+  return pids;
+}
 
 /** A file's text, or undefined when it cannot be read. */
 const read = (file: string) => attempt(() => readFileSync(file, 'utf8'));
-
-/** Pids of the processes listening on the stack's ports (/proc/net/tcp and fds): whichever stack answers there. */
-export function stackPids(): Record<string, number> {
-  // Listening sockets (state 0A) on these ports: socket inode → port, from the IPv4 and IPv6 tables.
-  const ports = new Set<number>(Object.values(STACK_SERVERS));
-  const inodes = new Map<string, number>();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6'])
-    for (const line of (read(table) ?? '').split('\n').slice(1)) {
-      const fields = line.trim().split(/\s+/); // sl local_address rem_address st … inode (field 9)
-      const port = parseInt(fields[1]?.split(':')[1] ?? '', 16);
-      if (fields[3] === '0A' && ports.has(port) && ![...inodes.values()].includes(port))
-        inodes.set(fields[9]!, port);
-    }
-  // The pid holding each socket: the lowest, i.e. the parent of pre-forked workers.
-  const owners = new Map<number, number>();
-  for (const pid of procPids()) {
-    if (owners.size === inodes.size) break;
-    for (const fd of attempt(() => readdirSync(`/proc/${pid}/fd`)) ?? []) {
-      const inode = attempt(() => /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1]);
-      const port = inode === undefined ? undefined : inodes.get(inode);
-      if (port !== undefined && !owners.has(port)) owners.set(port, pid);
-    }
-  }
-  const pids: Record<string, number> = {};
-  for (const [name, port] of Object.entries(STACK_SERVERS))
-    if (owners.has(port)) pids[name] = owners.get(port)!;
-  return pids;
-}
 
 /** Every pid in /proc, lowest first (none without /proc). */
 function procPids(): number[] {

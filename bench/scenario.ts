@@ -7,20 +7,22 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { BenchTokens } from './auth.js';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
-import { ConnectionSet } from './connections.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
+import { BenchTokens, createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
 import * as m from './measure.js';
-import { createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
-import { runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
-import { scrapeNodes } from './prom.js';
+import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { lines, msColumns, num, tableOf } from './report.js';
-import { UsageError, type BenchIO, type BenchOptions, type ChartSpec, type ResultTable } from './types.js';
-import type { Scenario, ScenarioResult } from './types.js';
-import { waitForSagas } from './stores.js';
-import { expectedFrom, verifyProducts, type ExpectedProduct, type ProductCheck } from './verify.js';
+import {
+  expectedFrom,
+  verifyProducts,
+  waitForSagas,
+  type ExpectedProduct,
+  type ProductCheck,
+} from './stores.js';
+import { UsageError, type BenchIO, type BenchOptions, type ChartSpec, type Scenario } from './types.js';
+import type { ResultTable, ScenarioResult } from './types.js';
 
 /** The `--param` keys of `Run.rates()`; with `Run.pause()`'s, those of a scenario that steps up with pauses. */
 export const RATE_PARAMS = ['step', 'max-steps'] as const;
@@ -91,7 +93,7 @@ export async function drainCleanups(cleanups: (() => Promise<void> | void)[], pr
 /** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
 async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
   if (metricsUrls.length === 0) return 0;
-  const samples = await scrapeNodes(metricsUrls).catch(() => undefined);
+  const samples = await m.scrapeNodes(metricsUrls).catch(() => undefined);
   return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
 }
 

@@ -9,7 +9,7 @@ import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import type { Redis } from '../../src/storage/redis.js';
-import { benchUser, benchUsers } from '../auth.js';
+import { benchUser, benchUsers } from '../load.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';

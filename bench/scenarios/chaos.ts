@@ -3,12 +3,12 @@
  * every store must agree afterwards, nothing acknowledged may be lost, and the stack ends as it began.
  */
 import { randomInt } from 'node:crypto';
-import { checkStores, lostAcknowledged, readTruth } from '../checks.js';
+import { checkStores } from '../checks.js';
+import { lostAcknowledged, readTruth } from '../stores.js';
 import { faultRig, injectFaults } from '../../scripts/chaos/faults.js';
 import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/schedule.js';
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
-import { benchUser } from '../auth.js';
-import { errorCode } from '../load.js';
+import { benchUser, errorCode } from '../load.js';
 import { round } from '../measure.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';

@@ -24,12 +24,17 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
-/** Before the idle interval: the warm-ups' trailing work ends (2 s read ~2.7%, a node idle longer 0.6-1.0%). */
-const IDLE_SETTLE_S = 15;
-/** Warm-up per path at the offered rate before anything is measured, s. */
-const WARM_UP_S = 10;
-/** The idle interval: one period of the slowest periodic job (the consistency monitor, every 30 s). */
-const IDLE_S = 30;
+/** Cost's `--param`s: default, min, max. */
+const PARAMS = {
+  // Purchases in flight in the saturation phases (0: none).
+  saturation: [200, 0, 20_000],
+  // Warm-up per path at the offered rate before anything is measured, s.
+  'warm-up': [10, 0, 600],
+  // Before the idle interval: the warm-ups' trailing work ends (2 s read ~2.7%, a node idle longer 0.6-1.0%).
+  settle: [15, 0, 600],
+  // The idle interval: one period of the slowest periodic job (the consistency monitor, every 30 s).
+  idle: [30, 1, 3_600],
+} as const;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
 /** The MySQL figures: the table's label, the `SHOW GLOBAL STATUS` counter. */
@@ -73,7 +78,7 @@ export default defineScenario({
   name: 'cost',
   describe:
     'per 1,000 confirmed purchases, actor vs baseline at the same offered rate: MySQL commits/fsyncs/row-lock waits, Redis commands, Kafka produce requests, app CPU-ms; app CPU per purchase at saturation; idle node CPU',
-  params: ['saturation', 'warm-up', 'settle', 'idle'],
+  params: Object.keys(PARAMS),
   defaults: { durationS: 10, connections: 200, rate: 100 },
   run,
 });
@@ -81,10 +86,9 @@ export default defineScenario({
 async function run(run: Run) {
   const { options, io } = run;
   const rate = options.rate ?? 100;
-  const inFlight = run.param('saturation', 200, 0, 20_000);
-  const warmS = run.param('warm-up', WARM_UP_S, 0, 600);
-  const settleS = run.param('settle', IDLE_SETTLE_S, 0, 600);
-  const idleS = run.param('idle', IDLE_S, 1, 3_600);
+  const [inFlight, warmS, settleS, idleS] = Object.entries(PARAMS).map(([key, [fallback, min, max]]) =>
+    run.param(key, fallback, min, max),
+  ) as [number, number, number, number];
   await run.setUp({
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,

@@ -2,8 +2,8 @@
  * Failover: an open-loop purchase stream through nginx to two nodes, one killed with SIGKILL mid-stream:
  * time until purchases succeed again, errors meanwhile, and no acknowledged (201) order lost.
  */
-import { lostAcknowledged } from '../checks.js';
-import { benchUser } from '../auth.js';
+import { lostAcknowledged } from '../stores.js';
+import { benchUser } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { num } from '../report.js';
 import * as bench from '../scenario.js';

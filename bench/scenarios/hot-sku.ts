@@ -3,8 +3,7 @@
  * (p99 > 100 ms or errors > 1%); `--mode closed`: closed-loop phases A B A B at `--connections` in flight.
  */
 import type { Strategy } from '../load.js';
-import { roundOrNull } from '../measure.js';
-import { histogramMean } from '../prom.js';
+import { histogramMean, roundOrNull } from '../measure.js';
 import { num } from '../report.js';
 import * as bench from '../scenario.js';
 

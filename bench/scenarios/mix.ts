@@ -2,7 +2,7 @@
  * The specification's mix: 80% reads / 20% purchases at 6,000 connections through nginx to two nodes, Zipf
  * popularity, a catalog sized for an 83% hit rate; open-loop step-up until a step misses the p95 targets.
  */
-import { benchUser } from '../auth.js';
+import { benchUser } from '../load.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, throughputChart } from '../chart.js';
 import { otherCores } from '../cpu.js';

@@ -4,8 +4,7 @@
  * and the share of purchases forwarded to the owner. On a 2-core box: the cost of forwarding, not scale-out.
  */
 import { cores } from '../cpu.js';
-import { round, roundOrNull } from '../measure.js';
-import { familyDelta } from '../prom.js';
+import { familyDelta, round, roundOrNull } from '../measure.js';
 import { num } from '../report.js';
 import * as bench from '../scenario.js';
 

@@ -4,8 +4,8 @@
  * primary, replica, cache, actor, Kafka events and projection agree.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { checkStores, readTruth } from '../checks.js';
-import { waitForSagas, withMysql } from '../stores.js';
+import { checkStores } from '../checks.js';
+import { readTruth, waitForSagas, withMysql } from '../stores.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { msColumns, num, tableOf } from '../report.js';

@@ -7,11 +7,10 @@ import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import WebSocket from 'ws';
 import { until } from '../../scripts/until.js';
-import { readTruth } from '../checks.js';
-import { ConnectionSet } from '../connections.js';
+import { readTruth } from '../stores.js';
+import { ConnectionSet, runOpenLoop } from '../open-loop.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { runOpenLoop } from '../open-loop.js';
 import { tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
 

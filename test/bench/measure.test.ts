@@ -2,7 +2,7 @@
 // from two scrapes of /metrics, as Prometheus' histogram_quantile computes them.
 import t from 'tap';
 import { formatStages, stageFigures } from '../../bench/measure.js';
-import { parseSamples } from '../../bench/prom.js';
+import { parseSamples } from '../../bench/measure.js';
 
 /** A /metrics text with one stage's cumulative buckets (le → count), its sum (s) and count. */
 function scrape(stage: string, buckets: Record<string, number>, sum: number): string {
