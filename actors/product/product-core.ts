@@ -179,13 +179,16 @@ export class ProductCore {
         this.dropSettled(batch, result.sagas);
         break;
       case 'version_conflict':
-        this.retire('OWNERSHIP_LOST', `product ${this.productId} was written by another owner; retry`, batch);
+        this.retire('OWNERSHIP_LOST', `product ${this.productId} was written by another owner; retry`, {
+          batch,
+          rolledBack: true,
+        });
         return;
       case 'failed':
         this.retire(
           'DEPENDENCY_UNAVAILABLE',
-          `the batch write failed (${result.error}); retry with the same key`,
-          batch,
+          `the batch write failed (${result.error})`,
+          { batch, rolledBack: false },
         );
         return;
     }
@@ -194,7 +197,8 @@ export class ProductCore {
 
   /** Answers everything still held with `reason` (used when the actor is stopped from outside). */
   stop(reason: PurchaseRefusal, message: string): void {
-    if (this.phase !== 'retired') this.retire(reason, message, this.inFlight);
+    if (this.phase !== 'retired')
+      this.retire(reason, message, this.inFlight && { batch: this.inFlight, rolledBack: false });
   }
 
   private purchase(item: PendingPurchase): void {
@@ -366,11 +370,31 @@ export class ProductCore {
     this.pendingSettlements = [...batch.settlements, ...this.pendingSettlements];
   }
 
-  private retire(reason: PurchaseRefusal, message: string, batch?: Batch): void {
+  /**
+   * Answers everything held with `reason` and stops. `written`: the batch whose write was sent, and whether
+   * it is known to have been rolled back; if not (a write that failed part-way, or still in flight when the
+   * actor is stopped from outside), it may have committed, and its requests are told so (`uncertain`).
+   */
+  private retire(
+    reason: PurchaseRefusal,
+    message: string,
+    written?: { batch: Batch; rolledBack: boolean },
+  ): void {
     this.phase = 'retired';
     const refusal: Refusal = { kind: 'refused', reason, message };
-    const reservations = [...(batch?.reservations ?? []), ...this.pending];
-    const restocks = [...(batch?.restocks ?? []), ...this.pendingRestocks, ...this.waitingRestocks];
+    const batch = written?.batch;
+    const sent: Refusal =
+      written === undefined || written.rolledBack
+        ? refusal
+        : {
+            ...refusal,
+            message: `${message}; its write was under way and may have been applied: retry with the same key to learn the outcome`,
+            uncertain: true,
+          };
+    const writtenReservations = batch?.reservations ?? [];
+    const writtenRestocks = batch?.restocks ?? [];
+    const reservations = this.pending;
+    const restocks = [...this.pendingRestocks, ...this.waitingRestocks];
     const settlements = [...this.openSettlements.values()];
     const waiting = this.waiting;
     this.pending = [];
@@ -381,6 +405,8 @@ export class ProductCore {
     this.waiting = [];
     this.open.clear();
     this.openSettlements.clear();
+    for (const reservation of writtenReservations) for (const reply of reservation.replies) reply(sent);
+    for (const restock of writtenRestocks) restock.reply(sent);
     for (const reservation of reservations) for (const reply of reservation.replies) reply(refusal);
     for (const item of waiting) item.reply(refusal);
     for (const restock of restocks) restock.reply(refusal);

@@ -63,6 +63,10 @@ const SAGA_WAIT_MARGIN_MS = 100;
 /** The request id a purchase or settlement carries (README "Logs"). */
 const requestIdOf = (body: unknown): unknown => (body as { requestId?: unknown } | null)?.requestId;
 
+/** A refusal of a request that may have been applied all the same (its write was under way). */
+const uncertain = (outcome: Outcome | undefined): boolean =>
+  outcome?.kind === 'refused' && outcome.uncertain === true;
+
 const movedAway = (outcome: Outcome | undefined): boolean =>
   outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
 
@@ -242,14 +246,16 @@ export class ClusterRouter implements PurchaseRouter {
     const { ownership, shardCount, peers } = this.options;
     const shard = shardOf(productId, shardCount);
     let delay = 10;
-    // Whether a forwarding went unanswered (timed out, or its connection failed): it may have been applied,
-    // so giving up says the outcome is unknown, not that nothing owns the product.
+    // Whether an attempt may have been applied without an answer saying so (a forwarding unanswered, timed
+    // out or its connection failed; a refusal marked `uncertain`): giving up then says the outcome is
+    // unknown, not that nothing owns the product.
     let unanswered = false;
     for (;;) {
       let outcome: T | undefined;
       if (ownership.holds(shard)) {
         this.options.onAttempt?.(op, 'local');
         outcome = await local();
+        unanswered ||= uncertain(outcome);
       } else {
         // Usually one address; while Redis is unreachable, each peer in turn until one holds the shard.
         for (const address of this.ownerAddresses(shard)) {
@@ -267,6 +273,7 @@ export class ClusterRouter implements PurchaseRouter {
             unanswered = true;
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
+          unanswered ||= uncertain(outcome);
           if (!movedAway(outcome)) return outcome!;
         }
       }

@@ -34,6 +34,11 @@ export interface Refusal {
   kind: 'refused';
   reason: PurchaseRefusal;
   message: string;
+  /**
+   * The request may have been applied all the same: its write was under way when the refusal was decided
+   * (a lease lost or a connection dropped mid-write). A retry with the same idempotency key tells.
+   */
+  uncertain?: true;
 }
 
 /**

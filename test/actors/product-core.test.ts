@@ -112,8 +112,34 @@ t.test('a failed write is not reported as success', async (t) => {
   const h = harness(10);
   h.buy(1, 'a');
   h.core.flushed({ kind: 'failed', error: 'connection lost' });
-  t.match(h.outcomes[0], { kind: 'refused', reason: 'DEPENDENCY_UNAVAILABLE' });
+  t.match(h.outcomes[0], { kind: 'refused', reason: 'DEPENDENCY_UNAVAILABLE', uncertain: true });
   t.same(h.retired, ['DEPENDENCY_UNAVAILABLE']);
+});
+
+t.test('refusals say whether the write they held may have been applied', async (t) => {
+  const fenced = harness(10);
+  fenced.buy(1, 'a');
+  fenced.core.flushed({ kind: 'version_conflict' });
+  t.equal(
+    (fenced.outcomes[0] as { uncertain?: boolean }).uncertain,
+    undefined,
+    'rolled back by the version guard: certain that nothing was sold',
+  );
+
+  // Stopped from outside (a lease lost) while a batch is written, with more waiting behind it.
+  const stopped = harness(10);
+  stopped.buy(1, 'in-flight');
+  stopped.buy(1, 'queued');
+  stopped.core.stop('OWNERSHIP_LOST', 'product 7 is no longer owned here; retry');
+  t.match(
+    stopped.outcomes,
+    [
+      { kind: 'refused', reason: 'OWNERSHIP_LOST', uncertain: true, message: /may have been applied/ },
+      { kind: 'refused', reason: 'OWNERSHIP_LOST', message: /no longer owned here; retry$/ },
+    ],
+    'the written one may have been sold; the queued one was not',
+  );
+  t.equal((stopped.outcomes[1] as { uncertain?: boolean }).uncertain, undefined);
 });
 
 t.test('orders found already in the database are replayed, the rest retried', async (t) => {

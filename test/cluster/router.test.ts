@@ -159,5 +159,26 @@ t.test(
       reason: 'DEADLINE_EXCEEDED',
     });
     t.ok(attempts > 1, `looked again after the unanswered attempt (${attempts} attempts)`);
+
+    // The owner's own actor refused with its write under way (its lease lost mid-write): the same.
+    const local = new ClusterRouter({
+      ownership: ownership('owner', true),
+      shardCount: SHARDS,
+      local: {
+        purchase: async () => ({
+          kind: 'refused',
+          reason: 'OWNERSHIP_LOST',
+          message: 'its write was under way',
+          uncertain: true,
+        }),
+      } as unknown as PurchaseRouter,
+      peers: { call: async () => undefined },
+      localSagaWait: async () => undefined,
+      timeoutMs: 300,
+    });
+    t.match(await local.purchase({ ...request(), deadline: Date.now() + 300 }), {
+      kind: 'refused',
+      reason: 'DEADLINE_EXCEEDED',
+    });
   },
 );
