@@ -2,6 +2,7 @@ import type {
   BatchWrite,
   ProductId,
   ProductRecord,
+  Refusal,
   RestockOutcome,
   SettleOutcome,
   Settlement,
@@ -63,3 +64,16 @@ export function batchWrite(
     settlements: batch.settlements.map((p) => p.settlement),
   };
 }
+
+/** A batch whose write was sent, and whether it is known to have been rolled back (nothing of it applied). */
+export interface WrittenBatch {
+  batch: Batch;
+  rolledBack: boolean;
+}
+
+/** `refusal` for a request whose write was under way: it may have been applied all the same. */
+export const underWay = (refusal: Refusal): Refusal => ({
+  ...refusal,
+  message: `${refusal.message}; its write was under way and may have been applied: retry with the same key to learn the outcome`,
+  uncertain: true,
+});

@@ -1,5 +1,5 @@
 import { uuidv7 } from '../../src/ids.js';
-import { orderView } from '../../src/domain/index.js';
+import { orderView, refused } from '../../src/domain/index.js';
 import type {
   BatchResult,
   BatchWrite,
@@ -18,10 +18,12 @@ import type {
 import {
   batchWrite,
   releasedBy,
+  underWay,
   type Batch,
   type PendingSettlement,
   type Reservation,
   type Restock,
+  type WrittenBatch,
 } from './batch.js';
 import { idempotencyKeyOf, keyReused, RecentAnswers } from './recent-answers.js';
 import type { PendingPurchase } from './types.js';
@@ -43,10 +45,7 @@ export interface CoreEffects {
   startFlush(batch: BatchWrite): void;
   /** The actor answered everything and must be taken out of routing and stopped. */
   retire(reason: PurchaseRefusal, message: string): void;
-  /**
-   * A batch committed; runs before any of its replies. `orders` are the new (PENDING) orders, `newOrders`
-   * the same orders as written (with their request ids).
-   */
+  /** A batch committed, before any of its replies: its new (PENDING) orders, also as written (`newOrders`). */
   committed(info: CommittedOrders): void;
   now(): number;
   /** Latency of the queue stage: a purchase reserved, measured from its `arrivedAt` (metrics). */
@@ -185,11 +184,10 @@ export class ProductCore {
         });
         return;
       case 'failed':
-        this.retire(
-          'DEPENDENCY_UNAVAILABLE',
-          `the batch write failed (${result.error})`,
-          { batch, rolledBack: false },
-        );
+        this.retire('DEPENDENCY_UNAVAILABLE', `the batch write failed (${result.error})`, {
+          batch,
+          rolledBack: false,
+        });
         return;
     }
     this.maybeFlush();
@@ -220,11 +218,7 @@ export class ProductCore {
       return;
     }
     if (request.deadline <= this.effects.now()) {
-      reply({
-        kind: 'refused',
-        reason: 'DEADLINE_EXCEEDED',
-        message: 'the request expired before it reached the product',
-      });
+      reply(refused('DEADLINE_EXCEEDED', 'the request expired before it reached the product'));
       return;
     }
     if (request.quantity > this.available) {
@@ -371,54 +365,35 @@ export class ProductCore {
   }
 
   /**
-   * Answers everything held with `reason` and stops. `written`: the batch whose write was sent, and whether
-   * it is known to have been rolled back; if not (a write that failed part-way, or still in flight when the
-   * actor is stopped from outside), it may have committed, and its requests are told so (`uncertain`).
+   * Answers everything held with `reason` and stops. `written`: the batch whose write was sent; unless it
+   * is known to be rolled back, it may have committed, and its requests are told so (`uncertain`).
    */
-  private retire(
-    reason: PurchaseRefusal,
-    message: string,
-    written?: { batch: Batch; rolledBack: boolean },
-  ): void {
+  private retire(reason: PurchaseRefusal, message: string, written?: WrittenBatch): void {
     this.phase = 'retired';
-    const refusal: Refusal = { kind: 'refused', reason, message };
-    const batch = written?.batch;
-    const sent: Refusal =
-      written === undefined || written.rolledBack
-        ? refusal
-        : {
-            ...refusal,
-            message: `${message}; its write was under way and may have been applied: retry with the same key to learn the outcome`,
-            uncertain: true,
-          };
-    const writtenReservations = batch?.reservations ?? [];
-    const writtenRestocks = batch?.restocks ?? [];
-    const reservations = this.pending;
+    const refusal = refused(reason, message);
+    const sent = written?.rolledBack === false ? underWay(refusal) : refusal;
+    const { pending, waiting, openSettlements } = this;
     const restocks = [...this.pendingRestocks, ...this.waitingRestocks];
-    const settlements = [...this.openSettlements.values()];
-    const waiting = this.waiting;
     this.pending = [];
     this.pendingRestocks = [];
-    this.pendingSettlements = [];
     this.waitingRestocks = [];
-    this.waitingSettlements = [];
     this.waiting = [];
+    this.pendingSettlements = [];
+    this.waitingSettlements = [];
     this.open.clear();
-    this.openSettlements.clear();
-    for (const reservation of writtenReservations) for (const reply of reservation.replies) reply(sent);
-    for (const restock of writtenRestocks) restock.reply(sent);
-    for (const reservation of reservations) for (const reply of reservation.replies) reply(refusal);
+    for (const reservation of written?.batch.reservations ?? [])
+      for (const reply of reservation.replies) reply(sent);
+    for (const restock of written?.batch.restocks ?? []) restock.reply(sent);
+    for (const reservation of pending) for (const reply of reservation.replies) reply(refusal);
     for (const item of waiting) item.reply(refusal);
     for (const restock of restocks) restock.reply(refusal);
-    for (const pending of settlements) for (const reply of pending.replies) reply(refusal);
+    for (const settlement of [...openSettlements.values()])
+      for (const reply of settlement.replies) reply(refusal);
+    openSettlements.clear();
     this.effects.retire(reason, message);
   }
 
   private retiredRefusal(): Refusal {
-    return {
-      kind: 'refused',
-      reason: 'OWNERSHIP_LOST',
-      message: `product ${this.productId} actor was retired; retry`,
-    };
+    return refused('OWNERSHIP_LOST', `product ${this.productId} actor was retired; retry`);
   }
 }

@@ -1,3 +1,4 @@
+import { refused } from '../domain/index.js';
 import type {
   PurchaseOutcome,
   PurchaseRequest,
@@ -301,17 +302,10 @@ function productOf(op: string, body: unknown): number {
 function unknownOutcome(productId: number, op: PeerOp): Refusal {
   const learn =
     op === 'purchase' ? 'retry with the same Idempotency-Key to learn it' : 'look before retrying';
-  return {
-    kind: 'refused',
-    reason: 'DEADLINE_EXCEEDED',
-    message: `the owner of product ${productId} did not answer in time; the outcome is unknown: ${learn}`,
-  };
+  const message = `the owner of product ${productId} did not answer in time; the outcome is unknown: ${learn}`;
+  return refused('DEADLINE_EXCEEDED', message);
 }
 
 function notOwner(productId: number): Refusal {
-  return {
-    kind: 'refused',
-    reason: 'OWNERSHIP_LOST',
-    message: `no node owns product ${productId} right now; retry`,
-  };
+  return refused('OWNERSHIP_LOST', `no node owns product ${productId} right now; retry`);
 }

@@ -41,6 +41,12 @@ export interface Refusal {
   uncertain?: true;
 }
 
+export const refused = (reason: PurchaseRefusal, message: string): Refusal => ({
+  kind: 'refused',
+  reason,
+  message,
+});
+
 /**
  * The product's committed stock right after the write that holds an order: a read that asks for at least
  * this version never shows a stock older than the purchase (read-your-purchase, on any node).

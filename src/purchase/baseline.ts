@@ -1,9 +1,8 @@
-import { orderView } from '../domain/index.js';
+import { orderView, refused } from '../domain/index.js';
 import type {
   BatchResult,
   BatchWrite,
   PurchaseOutcome,
-  PurchaseRefusal,
   PurchaseRequest,
   Refusal,
   RestockOutcome,
@@ -258,8 +257,4 @@ export class BaselinePurchases {
         this.deps.logger.warn({ productId, err: (err as Error).message }, 'stock write-through failed'),
       );
   }
-}
-
-function refused(reason: PurchaseRefusal, message: string): Refusal {
-  return { kind: 'refused', reason, message };
 }
