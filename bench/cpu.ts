@@ -2,6 +2,7 @@
  * Where CPU time goes during a phase: the whole machine (/proc/stat), chosen processes (/proc/<pid>/stat),
  * and the load generator itself (process.cpuUsage). Linux only; elsewhere the /proc figures are absent.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -98,7 +99,7 @@ export const cores = availableParallelism;
 /** Busy share of all cores over `ms` while the bench sends nothing: load from outside the benchmark. */
 export async function backgroundBusy(ms: number): Promise<number | undefined> {
   const before = cpuSnapshot({});
-  await new Promise((resolve) => setTimeout(resolve, ms));
+  await sleep(ms);
   return cpuShares(before, cpuSnapshot({})).machineBusy;
 }
 

@@ -2,6 +2,7 @@
  * What one loopback TCP round trip costs the caller on this machine, CPU-µs: back to back, and after a pause
  * (the loop slept and is woken by the answer, as a node at a low rate is for most of its I/O).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 
@@ -16,7 +17,7 @@ async function roundTrips(socket: Socket, count: number, gapMs: number): Promise
   const payload = Buffer.alloc(200, 1);
   let cpuUs = 0;
   for (let i = 0; i < count; i += 1) {
-    if (gapMs > 0) await new Promise((resolve) => setTimeout(resolve, gapMs));
+    if (gapMs > 0) await sleep(gapMs);
     const before = process.cpuUsage();
     await new Promise<void>((resolve) => {
       let got = 0;

@@ -4,6 +4,7 @@
  * Closed loop (`{ concurrency: n }`): n workers, each sends its next request only after the answer; latency
  * from the actual send. Either way one HdrHistogram (µs) per operation.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Client, type Dispatcher } from 'undici';
 import { monotonicUs, newLatencyHistogram } from './load.js';
@@ -141,8 +142,6 @@ export type OpStats = ReturnType<typeof newOpStats>;
 export type SecondStats = { readonly t: number; offered: number; completed: number; errors: number };
 /** A phase's answers in and after its window, per operation and per second, and the generator's own figures. */
 export type OpenLoopResult = Awaited<ReturnType<typeof runOpenLoop>>;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runOpenLoop(phase: OpenLoopPhase) {
   const { connections, io } = phase;

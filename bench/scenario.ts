@@ -5,6 +5,7 @@
  * result's common part (`report`: run-health notes and keys, check notes, correctness, details), so a scenario
  * states only its load, its pass rule and its columns.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
@@ -22,7 +23,7 @@ import {
   type ProductCheck,
 } from './stores.js';
 import { UsageError, type BenchIO, type BenchOptions, type ChartSpec, type Scenario } from './types.js';
-import type { ResultTable, ScenarioResult } from './types.js';
+import type { ScenarioResult } from './types.js';
 
 /** The `--param` keys of `Run.rates()`; with `Run.pause()`'s, those of a scenario that steps up with pauses. */
 export const RATE_PARAMS = ['step', 'max-steps'] as const;
@@ -67,18 +68,15 @@ interface Found {
   shardLosses: number;
 }
 
-/** What `Run.report` adds the run's common part to. */
-export interface Report {
+/** What `Run.report` adds the run's common part to: the scenario's own result, and the measured steps or phases
+ * (the health notes and keys, `details.steps`) with what the generator shares the machine with (default: the
+ * cluster and the stack). */
+export interface Report extends Omit<ScenarioResult, 'ok' | 'notes' | 'details'> {
   /** The scenario's own pass rule (default true); the checks' are added. */
   readonly ok?: boolean;
-  readonly summary: Readonly<Record<string, unknown>>;
-  readonly table: ResultTable;
   readonly notes: Parameters<typeof lines>;
   readonly details?: Readonly<Record<string, unknown>>;
-  readonly charts?: readonly ChartSpec[];
-  /** The measured steps or phases: the health notes and keys, `details.steps`. */
   readonly steps: readonly (Pick<OpenStep, 'result' | 'otherCores'> & { readonly startS?: number })[];
-  /** What the generator shares the machine with (default: the cluster and the stack). */
   readonly shared?: string;
 }
 
@@ -96,8 +94,6 @@ async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
   const samples = await m.scrapeNodes(metricsUrls).catch(() => undefined);
   return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class Run {
   readonly tokens!: BenchTokens;

@@ -4,6 +4,7 @@
  * (ABBA: a drift of the machine linear in time hits both alike; `--param first=off`: OFF ON ON OFF), each on
  * a node of its own: purchases/s of both and their ratio.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { JWKS_FILE } from '../../scripts/stack/auth-key.js';
 import { RateLimits } from '../../src/auth/rate-limits.js';
 import { TokenVerifier } from '../../src/auth/tokens.js';
@@ -155,7 +156,7 @@ async function run(run: Run) {
         });
         products[mode] ??= await run.product(mode, STOCK, 'actor', node);
         // Its leases and the projection's consumer group settle before the warm-up.
-        await new Promise((resolve) => setTimeout(resolve, 2_000));
+        await sleep(2_000);
         const [step] = await node.alternate([mode], () => run.purchases(products[mode]), seen);
         // Its sagas end on this node (unmeasured), then it stops and the next phase's node starts.
         await waitForSagas([products[mode]], 45_000);

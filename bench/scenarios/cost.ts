@@ -3,6 +3,7 @@
  * row-lock waits, Redis commands, Kafka produce requests, app CPU-ms (idle background subtracted); app CPU
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RowDataPacket } from 'mysql2/promise';
 import type { Redis } from '../../src/storage/redis.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
@@ -64,7 +65,6 @@ type Phase = OpenStep & {
 const cpuUsPerPurchase = (p: Phase): number =>
   p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const diff = (a: Record<string, number>, b: Record<string, number>) =>
   Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
 

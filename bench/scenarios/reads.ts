@@ -3,6 +3,7 @@
  * one wrk client, phases node, hello × rounds: requests/s, latency, errors, CPU per answer, and the node's own
  * count of cache hits (≥ 99% needed).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,7 +145,7 @@ export default defineScenario({
     // Each product read once (a miss fills the cache), then until every answer is a 200 from the cache.
     let warm = await readAll(node, paths);
     for (let i = 0; i < 20 && !warm.answers.every(isHit); i += 1) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await sleep(100);
       warm = await readAll(node, paths);
     }
     const port = await freePort();

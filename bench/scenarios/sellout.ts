@@ -3,6 +3,7 @@
  * 1/2/3/5) through nginx to two nodes; oversold = undersold = 0, every answer matches its order, and the
  * primary, replica, cache, actor, Kafka events and projection agree.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RowDataPacket } from 'mysql2/promise';
 import { checkStores } from '../checks.js';
 import { readTruth, waitForSagas, withMysql } from '../stores.js';
@@ -70,7 +71,7 @@ async function run(run: Run) {
 
   // The primary: every saga ended, then stock and the orders by key.
   io.progress('bench: waiting for open sagas, then checking every store');
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await sleep(1_000);
   const stillPending = await waitForSagas([product.id], 45_000);
   const finalStock = (await readTruth([product.id])).get(product.id)!.stock;
   const [rows] = await withMysql((conn) =>

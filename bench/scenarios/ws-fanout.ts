@@ -3,6 +3,7 @@
  * open-loop purchase stream on them: delivery latency (the owner's publish stamp → parsed), frames/s, memory
  * per connection.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { readFileSync } from 'node:fs';
 import { request } from 'undici';
 import WebSocket from 'ws';
@@ -75,7 +76,7 @@ export default defineScenario({
       io.progress(`ws-fanout: ${Math.min(subscribers, i + 500)} subscribers with their snapshot`);
     }
     const connectS = (performance.now() - connectStart) / 1000;
-    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await sleep(2_000);
     const rssAfter = nodes.map((n) => rssOf(n.pid));
 
     // The purchase stream: the shared open loop, half of `rate` to each node, over every product.
