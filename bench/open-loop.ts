@@ -50,17 +50,9 @@ export class ConnectionSet {
 
   /** Opens every connection (a GET on each, `concurrency` at a time); returns the sockets open after. */
   async open(path: string, concurrency = 500): Promise<number> {
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < this.clients.length) {
-        const client = this.clients[next++]!;
-        await client
-          .request({ path, method: 'GET' })
-          .then((res) => res.body.dump())
-          .catch(() => undefined); // counted by `connected` below
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, this.size) }, worker));
+    const open = (i: number) =>
+      this.clients[i]!.request({ path, method: 'GET' }).then((res) => res.body.dump());
+    await inParallel(this.size, concurrency, (i) => open(i).catch(() => undefined)); // counted by `connected`
     return this.connected;
   }
 
@@ -87,6 +79,15 @@ export class ConnectionSet {
   async close(): Promise<void> {
     await Promise.all(this.clients.map((c) => c.destroy().catch(() => undefined)));
   }
+}
+
+/** `fn(0)` … `fn(count − 1)`, each awaited, `concurrency` at a time. */
+export async function inParallel(count: number, concurrency: number, fn: (i: number) => Promise<unknown>) {
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) await fn(i);
+  };
+  await Promise.all(Array.from({ length: Math.min(concurrency, count) }, worker));
 }
 
 /** How an answer counts: under which operation (default the request's), error (default status ≥ 400), label. */

@@ -6,6 +6,9 @@ export function num(value: number, digits = 0): string {
   return value.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
 
+/** Σ f(x) over the list. */
+export const sum = <T>(list: readonly T[], f: (x: T) => number): number => list.reduce((n, x) => n + f(x), 0);
+
 /** Notes from lines, lists of lines and `cond && line` (false, undefined and null left out). */
 export const lines = (...parts: (string | false | undefined | null | readonly string[])[]): string[] =>
   parts.flatMap((p) => (typeof p === 'string' ? [p] : p || []));

@@ -14,7 +14,7 @@ import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { BenchTokens, createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
 import * as m from './measure.js';
 import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
-import { lines, msColumns, num, tableOf } from './report.js';
+import { lines, msColumns, num, sum, tableOf } from './report.js';
 import {
   expectedFrom,
   verifyProducts,
@@ -458,13 +458,12 @@ export function compare(
       for (const [label, n] of Object.entries(purchases?.statuses ?? {}))
         answers[label] = (answers[label] ?? 0) + n;
     }
-    const sum = (get: (s: PathStep) => number) => list.reduce((n, s) => n + get(s), 0);
-    const perS = sum((s) => s.result.okPerS * s.result.windowS) / sum((s) => s.result.windowS);
-    const serviceCores = sum((s) => s.serviceCores * s.result.wallS) / sum((s) => s.result.wallS);
+    const perS = sum(list, (s) => s.result.okPerS * s.result.windowS) / sum(list, (s) => s.result.windowS);
+    const serviceCores = sum(list, (s) => s.serviceCores * s.result.wallS) / sum(list, (s) => s.result.wallS);
     const [p50, p99, errors] = [
       m.percentileMs(latency, 50),
       m.percentileMs(latency, 99),
-      sum((s) => s.result.errors),
+      sum(list, (s) => s.result.errors),
     ];
     return {
       perS,
@@ -513,7 +512,7 @@ function healthOf(h: Health, shared: string) {
     disturbed_steps: disturbed.length,
     load_generator_cores: m.round(gen, 2),
     load_generator_machine_share: m.round(gen / cores(), 2),
-    generator_warnings: h.steps.reduce((n, s) => n + s.result.warnings.length, 0),
+    generator_warnings: sum(h.steps, (s) => s.result.warnings.length),
     background_busy: m.roundOrNull(h.background, 2),
     stack_restarted: h.restarted.length > 0,
     shard_losses: h.shardLosses,
@@ -532,8 +531,7 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
   );
 }
 
-export const oversold = (checks: readonly ProductCheck[]): number =>
-  checks.reduce((s, c) => s + c.oversold, 0);
+export const oversold = (checks: readonly ProductCheck[]): number => sum(checks, (c) => c.oversold);
 
 type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 

@@ -14,6 +14,7 @@ import { benchUser, benchUsers } from '../load.js';
 import { BENCH_RATE_LIMITS, deleteRedisKeys } from '../cluster.js';
 import { cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { round, roundOrNull, sumDelta } from '../measure.js';
+import { inParallel } from '../open-loop.js';
 import { fixed, num } from '../report.js';
 import { compare, defineScenario, keyed, stepTable, type Run } from '../scenario.js';
 import { commandTotal, connectStoreRedis, redisCommandCalls, waitForSagas } from '../stores.js';
@@ -33,17 +34,14 @@ const IN_FLIGHT = 100;
  */
 async function time(n: number, fn: (i: number) => unknown, inFlight: number, redis?: Redis) {
   let latencySum = 0;
+  const call = async (i: number) => {
+    const t = performance.now();
+    await fn(i);
+    latencySum += (performance.now() - t) * 1000;
+  };
   const loop = async (count: number) => {
-    let next = 0;
-    const worker = async () => {
-      for (let i = next++; i < count; i = next++) {
-        const t = performance.now();
-        await fn(i);
-        latencySum += (performance.now() - t) * 1000;
-      }
-    };
     if (inFlight === 0) for (let i = 0; i < count; i += 1) fn(i);
-    else await Promise.all(Array.from({ length: Math.min(inFlight, count) }, worker));
+    else await inParallel(count, inFlight, call);
   };
   await loop(Math.ceil(n / 10));
   latencySum = 0;

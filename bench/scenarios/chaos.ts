@@ -10,6 +10,7 @@ import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/sc
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
 import { benchUser, errorCode } from '../load.js';
 import { round } from '../measure.js';
+import { sum } from '../report.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';
 import { UsageError } from '../types.js';
@@ -92,8 +93,8 @@ async function run(run: Run) {
   io.progress('chaos: load stopped; putting the stack back as it was');
   await restore();
   const { checks, stillPending: sagasOpen } = await run.check({ settleMs: 0, sagaWaitMs: 60_000 });
-  const oversold = checks.reduce((s, c) => s + Math.max(0, c.stock + c.sold - c.initialStock), 0);
-  const undersold = checks.reduce((s, c) => s + Math.max(0, c.initialStock - c.stock - c.sold), 0);
+  const oversold = sum(checks, (c) => Math.max(0, c.stock + c.sold - c.initialStock));
+  const undersold = sum(checks, (c) => Math.max(0, c.initialStock - c.stock - c.sold));
   const lost = await lostAcknowledged(acks, productIds);
   const stores = await checkStores({
     productIds,

@@ -11,7 +11,7 @@ import { probeIo } from '../io-probe.js';
 import { monotonicUs, type Strategy } from '../load.js';
 import { round } from '../measure.js';
 import { num } from '../report.js';
-import { defineScenario, type OpenStep, type Run } from '../scenario.js';
+import { defineScenario, keyed, type OpenStep, type Run } from '../scenario.js';
 import {
   commandTotal,
   connectStoreRedis,
@@ -194,7 +194,7 @@ async function run(run: Run) {
       .trim()
       .replace(/[^a-z0-9]+/g, '_');
   const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
-    Object.fromEntries(list.flatMap((p) => Object.entries(keys(p)).map(([k, v]) => [`${p.path}_${k}`, v])));
+    Object.assign({}, ...list.map((p) => keyed(p.path, keys(p)))) as Record<string, unknown>;
   const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
   const summary: Record<string, unknown> = {
     mode: 'open-loop',

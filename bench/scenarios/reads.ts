@@ -12,7 +12,7 @@ import { freePort } from '../../scripts/node-launcher.js';
 import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { familyDelta, round, roundOrNull, scrape } from '../measure.js';
-import { fixed, msColumns, num, tableOf } from '../report.js';
+import { fixed, msColumns, num, sum, tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
 import { UsageError, type BenchIO } from '../types.js';
 
@@ -91,7 +91,6 @@ async function readAll(url: string, paths: readonly string[]) {
 const isHit = (answer: string) => /^200 HIT/i.test(answer);
 const errorCount = (w: WrkReport) => Object.values(w.errors).reduce((s, n) => s + n, 0);
 const perS = (w: WrkReport) => w.requests / (w.duration_us / 1e6);
-const sum = (ps: readonly Phase[], f: (p: Phase) => number) => ps.reduce((s, p) => s + f(p), 0);
 
 /** A target's figures over its phases: answers/s, the highest p50/p99 (wrk gives no histograms to merge), CPU. */
 function figures(phases: readonly Phase[]) {

@@ -4,7 +4,7 @@
  */
 import { createPaymentProvider } from '../../src/payment-provider/server.js';
 import { roundOrNull, writerFigures } from '../measure.js';
-import { fixed, num } from '../report.js';
+import { fixed, num, sum } from '../report.js';
 import * as bench from '../scenario.js';
 
 const PAYMENT_LATENCY_MS = 5;
@@ -45,7 +45,7 @@ export default bench.defineScenario({
     const p95Met = steps.every((s) => s.p95 < P95_TARGET_MS);
     const ratio = hotStep.result.okPerS > 0 ? spreadStep.result.okPerS / hotStep.result.okPerS : null;
     const charges = provider?.stats().charges ?? 0;
-    const confirmed = checks.reduce((sum, c) => sum + c.orders.CONFIRMED, 0);
+    const confirmed = sum(checks, (c) => c.orders.CONFIRMED);
     const keys = (s: (typeof steps)[0]) =>
       bench.keyed(s.path, {
         confirmed_per_s: Math.round(s.result.okPerS),

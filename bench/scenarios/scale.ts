@@ -5,14 +5,13 @@
  */
 import { cores } from '../cpu.js';
 import { familyDelta, round, roundOrNull } from '../measure.js';
-import { num } from '../report.js';
+import { num, sum } from '../report.js';
 import * as bench from '../scenario.js';
 
 const STOCK = 1_000_000;
 /** A step is sustained when its steady-state 201s/s reach this share of the offered rate. */
 const SUSTAINED_SHARE = 0.95;
 const ROUTED = 'cluster_routed_total';
-const sum = <T>(list: readonly T[], f: (x: T) => number) => list.reduce((n, x) => n + f(x), 0);
 
 /** Scale's `--param`s, read before the first set-up. */
 function readParams(run: bench.Run) {

@@ -12,7 +12,7 @@ import { readTruth } from '../stores.js';
 import { ConnectionSet, runOpenLoop } from '../open-loop.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { tableOf } from '../report.js';
+import { sum, tableOf } from '../report.js';
 import { defineScenario } from '../scenario.js';
 
 const STOCK = 10_000_000;
@@ -113,13 +113,13 @@ export default defineScenario({
         subscribers,
         products: ids.length,
         purchase_rate_per_s: rate,
-        purchases_201: [...run.ledger.perProduct.values()].reduce((n, t) => n + t.created, 0),
+        purchases_201: sum([...run.ledger.perProduct.values()], (t) => t.created),
         delivered_per_s: Math.round(frames.delivered / wallS),
         ...{ delivery_p50_ms: lat.p50, delivery_p99_ms: lat.p99, delivery_max_ms: lat.max },
         bytes_per_connection_node1: Math.round(perConnection[0]!),
         bytes_per_connection_node2: Math.round(perConnection[1]!),
         subscribers_not_on_final_stock: behind.length,
-        slow_consumers_dropped: health.reduce((n, h) => n + (h['slowConsumersDropped'] ?? 0), 0),
+        slow_consumers_dropped: sum(health, (h) => h['slowConsumersDropped'] ?? 0),
         connect_s: round(connectS, 1),
         duration_s: round(wallS, 1),
       },
