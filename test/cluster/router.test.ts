@@ -124,13 +124,14 @@ t.test(
         localSagaWait: async () => undefined,
         timeoutMs: 300,
       });
-    const silent = forwarder((_address, op, _body, deadline) =>
-      new Promise((_resolve, reject) =>
-        setTimeout(
-          () => reject(new AppError('DEADLINE_EXCEEDED', `peer did not answer ${op}`)),
-          Math.max(0, deadline - Date.now()),
+    const silent = forwarder(
+      (_address, op, _body, deadline) =>
+        new Promise((_resolve, reject) =>
+          setTimeout(
+            () => reject(new AppError('DEADLINE_EXCEEDED', `peer did not answer ${op}`)),
+            Math.max(0, deadline - Date.now()),
+          ),
         ),
-      ),
     );
     const unknown = await silent.purchase({ ...request(), deadline: Date.now() + 300 });
     t.match(unknown, { kind: 'refused', reason: 'DEADLINE_EXCEEDED', message: /same Idempotency-Key/ });
