@@ -40,7 +40,7 @@ export const LOOP_DELAY_METRICS = [
 /**
  * The event-loop delay metrics of prom-client's defaults (same names, same meaning: the time between two
  * ticks of a 10 ms timer, so about 0.010 s on a free loop, more when callbacks hold the loop), sampled
- * only while the loop is busy. prom-client samples every 10 ms forever: 100 wake-ups a second, about
+ * often only while the loop is busy. prom-client samples every 10 ms forever: 100 wake-ups a second, about
  * 0.5% of a core on an idle node, more than everything else it does. Here a check once a second reads the
  * loop's utilization (free: libuv keeps the counters) and records its own lateness as a sample; a sampler
  * of its own starts when the utilization reaches 25% (every 50 ms, every 10 ms from 50%) and stops after
