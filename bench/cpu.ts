@@ -6,8 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { serverPaths, type ServerName } from '../scripts/stack/layout.js';
-import { isAlive, readPid } from '../scripts/stack/process.js';
+import type { ServerName } from '../scripts/stack/layout.js';
+import { serverPid } from '../scripts/stack/stack.js';
 
 /** `fn()`, or undefined when it throws (no /proc or getconf, a process gone meanwhile, not ours to read). */
 function attempt<T>(fn: () => T): T | undefined {
@@ -35,12 +35,12 @@ const OWN_NAMES: Readonly<Record<string, string>> = {
   payment: 'payment_provider',
 };
 
-/** Pids of the local stack's live servers, from the pid files the stack keeps (a restarted server: a new pid). */
+/** Pids of the local stack's live servers, as the stack itself finds them (a restarted server: a new pid). */
 export function stackPids(): Record<string, number> {
   const pids: Record<string, number> = {};
   for (const name of STACK_SERVERS.split(' ') as ServerName[]) {
-    const pid = readPid(serverPaths(name).pidFile);
-    if (pid !== undefined && isAlive(pid)) pids[OWN_NAMES[name] ?? name.replace('-', '_')] = pid;
+    const pid = serverPid(name);
+    if (pid !== undefined) pids[OWN_NAMES[name] ?? name.replace('-', '_')] = pid;
   }
   return pids;
 }
