@@ -127,6 +127,7 @@ export function buildApp(deps: AppDeps): App {
           topics: config.kafka,
           logger,
           groupId: config.projection.groupId,
+          fetchWaitMs: config.projection.fetchWaitMs,
         });
   // The actors ask it who may write; it tells them of the shards that move (onShards, below).
   const cluster = createCluster({
@@ -361,6 +362,9 @@ export function buildApp(deps: AppDeps): App {
     async stop(graceMs) {
       recovery.stop();
       const consistencyStopped = consistency.stop();
+      // At once: its stop waits for the fetch in flight (up to PROJECTION_FETCH_WAIT_MS), and the other
+      // members take its partitions over (the events of the sagas still settling here are projected there).
+      const projectionStopped = projection?.stop();
       // Subscribers reconnect at once (through nginx, to another node).
       subscriptions.close();
       const closing = server.close(graceMs);
@@ -374,13 +378,13 @@ export function buildApp(deps: AppDeps): App {
       const result = await closing;
       await routing.close();
       // Event clients get a bounded moment: offsets and outbox rows are safe to abandon (at-least-once).
-      const timed = (what: string, stopping: Promise<unknown> | undefined) =>
-        withTimeout(Promise.resolve(stopping), CLIENT_STOP_TIMEOUT_MS, what).catch((err: unknown) =>
+      const timed = (what: string, stopping: Promise<unknown> | undefined, ms = CLIENT_STOP_TIMEOUT_MS) =>
+        withTimeout(Promise.resolve(stopping), ms, what).catch((err: unknown) =>
           logger.warn({ err: (err as Error).message }, 'left unfinished at shutdown'),
         );
       await Promise.all([
         timed('outbox relay stop', relay.stop()),
-        timed('projection stop', projection?.stop()),
+        timed('projection stop', projectionStopped, config.projection.fetchWaitMs + CLIENT_STOP_TIMEOUT_MS),
         timed('consistency monitor stop', consistencyStopped),
         timed('projection lag reader close', figures.close()),
         payments.close(),

@@ -272,6 +272,13 @@ export const projection = {
     default: 'flashsale-sales-projection',
     doc: 'Kafka consumer group of the sales projection (one group per database it writes to)',
   }),
+  fetchWaitMs: int('PROJECTION_FETCH_WAIT_MS', {
+    default: 3_000,
+    min: 100,
+    max: 3_000,
+    unit: 'ms',
+    doc: "longest a fetch of the projection's consumer waits for 64 KiB of events, and its heartbeat interval: how late a trickle of events reaches the sales statistics, and what an idle node pays (one fetch per broker and one heartbeat per wait; 3 s against 1 s took an idle node from 1.0 to 0.4-0.75% of a core, bench/RESULTS.md); a node's shutdown waits up to this for the fetch in flight",
+  }),
 };
 
 export const payment = {

@@ -14,12 +14,9 @@ import { applyOrderEvents } from './sales-store.js';
 
 export const projectionDefaults = {
   chunkSize: 1_000, // events per MySQL transaction
-  // A fetch waits for this much (or fetchWaitMs): under load, fuller batches and fewer transactions.
+  // A fetch waits for this much (or `fetchWaitMs`, a setting): under load, fuller batches and fewer
+  // transactions.
   fetchMinBytes: 64 * 1024, // 64 KiB, about 400 events
-  // Also how long an idle consumer sleeps between fetches (each empty answer costs a decode of every
-  // partition), how late a trickle of events is projected at most, and how long stop() may wait for the
-  // fetch in flight. 250 ms made an idle node fetch 4 times a second.
-  fetchWaitMs: 1_000,
   firstBackoffMs: 100,
   maxBackoffMs: 1_000, // 1 s: retry cap while MySQL or Kafka is down
 } as const;
@@ -35,6 +32,14 @@ export interface SalesProjectionOptions {
   groupId: string;
   /** Events applied per MySQL transaction. Default 1,000. */
   chunkSize?: number;
+  /**
+   * Longest wait of a fetch for `fetchMinBytes`, and the heartbeat interval (config.projection.fetchWaitMs):
+   * how long an idle consumer sleeps between fetches (each empty answer costs every broker a request and
+   * this process a decode), how late a trickle of events is projected at most, and how long stop() may wait
+   * for the fetch in flight. At most a third of the session timeout (10 s): heartbeats go out between
+   * fetches only.
+   */
+  fetchWaitMs: number;
 }
 
 export interface SalesProjectionStats {
@@ -112,8 +117,9 @@ export class SalesProjection {
       const consumer = this.options.kafka.consumer({
         groupId: this.groupId,
         minBytes: projectionDefaults.fetchMinBytes,
-        maxWaitTimeInMs: projectionDefaults.fetchWaitMs,
+        maxWaitTimeInMs: this.options.fetchWaitMs,
         ...consumerDefaults,
+        heartbeatInterval: this.options.fetchWaitMs,
         retry: { ...consumerDefaults.retry },
       });
       this.current = consumer;

@@ -18,7 +18,8 @@ export const kafkaJsFetchFailoverPatched = patchKafkaJsFetchFailover();
  * KafkaJS crashes the consumer (its default: 5, ~3 s with createKafka's backoff); 10 (~13 s) outlast a
  * broker's death (fenced and its partitions led elsewhere within ~5 s, docker/kafka/server.properties),
  * while a crash restarts the consumer as a new member. The group then waits for the old member's session
- * to end before it assigns partitions again: 10 s instead of KafkaJS's 30 s (heartbeats every 1 s).
+ * to end before it assigns partitions again: 10 s instead of KafkaJS's 30 s. KafkaJS heartbeats between
+ * fetches only, so a consumer's heartbeat interval and fetch wait stay under a third of it.
  */
 export const consumerDefaults = Object.freeze({
   retry: Object.freeze({ retries: 10 }),

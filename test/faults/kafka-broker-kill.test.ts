@@ -88,6 +88,7 @@ void t.test(
       topics: stack.config.kafka,
       logger: silentLogger,
       groupId,
+      fetchWaitMs: 1_000,
     });
     t.teardown(() => projection.stop());
     projection.start();

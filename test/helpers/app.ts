@@ -178,6 +178,8 @@ export function ownEvents(t: Test, id: string): Record<string, string> {
     KAFKA_TOPIC_PARTITIONS: '1',
     OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${id}`,
     PROJECTION_GROUP_ID: `${id}-projection`,
+    // Events projected within 0.5 s, and a stop that waits no longer for the fetch in flight (default 3 s).
+    PROJECTION_FETCH_WAIT_MS: '500',
   };
   t.teardown(async () => {
     const config = loadConfig({ LOG_LEVEL: 'silent', ...env });

@@ -34,6 +34,7 @@ function startProjection(t: Test, stack: EventsStack): SalesProjection {
     topics: stack.config.kafka,
     logger: silentLogger,
     groupId,
+    fetchWaitMs: 500,
   });
   t.teardown(async () => {
     await projection.stop();
