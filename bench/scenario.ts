@@ -8,20 +8,14 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { curveChart, latencyChart, throughputChart, type CurvePoint, type RatePoint } from './chart.js';
+import { curveChart, latencyChart, throughputChart, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { BenchTokens, createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
 import * as m from './measure.js';
 import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { lines, msColumns, num, sum, tableOf } from './report.js';
-import {
-  expectedFrom,
-  verifyProducts,
-  waitForSagas,
-  type ExpectedProduct,
-  type ProductCheck,
-} from './stores.js';
+import { expectedFrom, verifyProducts, waitForSagas, type ProductCheck } from './stores.js';
 import { UsageError, type BenchIO, type BenchOptions, type ChartSpec, type Scenario } from './types.js';
 import type { ScenarioResult } from './types.js';
 
@@ -33,52 +27,18 @@ export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 /** More product checks than this are summed up in one line (the first in full, then each failing one). */
 const CHECKS_IN_FULL = 4;
 
-export interface ScenarioSpec extends Omit<Scenario, 'run'> {
-  run(run: Run): Promise<ScenarioResult>;
-}
-
 /** What `bench/cli.ts` loads: the spec's run gets a fresh `Run` per repetition. */
-export function defineScenario(spec: ScenarioSpec): Scenario {
+export function defineScenario(
+  spec: Omit<Scenario, 'run'> & { run(run: Run): Promise<ScenarioResult> },
+): Scenario {
   return { ...spec, run: (options, io) => spec.run(new Run(spec.name, options, io, spec.params)) };
 }
 
-export interface SetUp {
-  readonly cluster?: ClusterSettings;
-  /** Hold `--connections` connections (a ConnectionSet) with this timeout, ms. */
-  readonly connectionsTimeoutMs?: number;
-  /** The users to mint tokens for (default the bench users). */
-  readonly users?: readonly string[];
-  /** The machine's background sampled for this long before the run, ms (default 2000; 0: not sampled). */
-  readonly backgroundMs?: number;
-}
-
-export type ProductSpec = Pick<ExpectedProduct, 'productId' | 'label' | 'initialStock'>;
 type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
 /** A measured step of `path` (`Run.step`). */
 export type PathStep<P extends string = string> = OpenStep & { readonly path: P };
-
-/** What the checks of a run and of its scoped runs found, for `report`. */
-interface Found {
-  readonly checks: ProductCheck[];
-  stillPending: number;
-  replayed: number;
-  /** Replays answered straight by a node (no nginx to retry): a bug. */
-  unexpectedReplays: number;
-  shardLosses: number;
-}
-
-/** What `Run.report` adds the run's common part to: the scenario's own result, and the measured steps or phases
- * (the health notes and keys, `details.steps`) with what the generator shares the machine with (default: the
- * cluster and the stack). */
-export interface Report extends Omit<ScenarioResult, 'ok' | 'notes' | 'details'> {
-  /** The scenario's own pass rule (default true); the checks' are added. */
-  readonly ok?: boolean;
-  readonly notes: Parameters<typeof lines>;
-  readonly details?: Readonly<Record<string, unknown>>;
-  readonly steps: readonly (Pick<OpenStep, 'result' | 'otherCores'> & { readonly startS?: number })[];
-  readonly shared?: string;
-}
+type Health = Pick<OpenStep, 'result' | 'otherCores'>;
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -88,12 +48,9 @@ export async function drainCleanups(cleanups: (() => Promise<void> | void)[], pr
       .catch((err: unknown) => progress(`bench: cleanup failed: ${String(err)}`));
 }
 
-/** Shard leases these nodes have lost since they started (Σ of their metric; 0 when unreadable). */
-async function leasesLost(metricsUrls: readonly string[]): Promise<number> {
-  if (metricsUrls.length === 0) return 0;
-  const samples = await m.scrapeNodes(metricsUrls).catch(() => undefined);
-  return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
-}
+/** A step in which other processes took more than DISTURBED_OTHER_CORES, or any if a stack server restarted. */
+const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
+  restarted.length > 0 || (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES;
 
 export class Run {
   readonly tokens!: BenchTokens;
@@ -108,7 +65,7 @@ export class Run {
   /** Unique per run: its products' names and its idempotency keys. */
   readonly id: string;
   /** The products `check` checks: those `product` made. */
-  readonly products: ProductSpec[] = [];
+  readonly products: Parameters<typeof expectedFrom>[1][number][] = [];
   background: number | undefined;
   opened = 0;
   private leasesBefore = 0;
@@ -120,13 +77,11 @@ export class Run {
     readonly io: BenchIO,
     /** The scenario's declared `--param` keys (Scenario.params). */
     private readonly declared: readonly string[],
-    /** Shared with the scoped runs: what every check found. */
-    private readonly found: Found = {
-      checks: [],
-      stillPending: 0,
-      replayed: 0,
-      unexpectedReplays: 0,
-      shardLosses: 0,
+    /** Shared with the scoped runs: what every check found (`unexpectedReplays`: fresh keys answered as
+     * replays by a node straight, no nginx to retry: a bug). */
+    private readonly found = {
+      checks: [] as ProductCheck[],
+      ...{ stillPending: 0, replayed: 0, unexpectedReplays: 0, shardLosses: 0 },
     },
   ) {
     this.id = `${name}-${options.runTag}${randomBytes(3).toString('hex')}`;
@@ -135,11 +90,10 @@ export class Run {
   /** A --param number with its default and bounds (checked). */
   param(key: string, fallback: number, min: number, max: number): number {
     const raw = this.raw(key);
-    if (raw === undefined) return fallback;
     const n = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
+    if (raw !== undefined && (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max))
       throw new UsageError(`--param ${key}=${raw}: expected a number from ${min} to ${max}`);
-    return n;
+    return raw === undefined ? fallback : n;
   }
 
   /** A --param that is one of `values` (default the first). */
@@ -156,40 +110,45 @@ export class Run {
     return this.options.params[key];
   }
 
-  /** Starts the cluster, the admin pool, mints the tokens, opens the connections; then the machine's baseline. */
-  async setUp(settings: SetUp): Promise<this> {
+  /**
+   * Starts the `cluster`, the admin pool, mints the tokens (of `users`, default the bench users), opens
+   * `--connections` connections (a ConnectionSet) with `connectionsTimeoutMs` when given; then the machine's
+   * background over `backgroundMs` (default 2000; 0: not sampled) and the nodes' lease metric.
+   */
+  async setUp(s: {
+    cluster?: ClusterSettings;
+    connectionsTimeoutMs?: number;
+    users?: readonly string[];
+    backgroundMs?: number;
+  }): Promise<this> {
     const self = this as { -readonly [K in keyof Run]: Run[K] };
     const { options, io } = this;
-    if (settings.cluster !== undefined) {
-      self.cluster = await startCluster(options, io, settings.cluster);
+    if (s.cluster !== undefined) {
+      self.cluster = await startCluster(options, io, s.cluster);
       self.admin = new Pool(this.cluster.url, { connections: 4 });
       io.onCleanup(() => this.admin.close());
     }
-    self.tokens = await BenchTokens.mint(options, io, settings.users);
+    self.tokens = await BenchTokens.mint(options, io, s.users);
     self.ledger = new PurchaseLedger(this.tokens);
-    if (settings.connectionsTimeoutMs !== undefined) {
-      const timeoutMs = settings.connectionsTimeoutMs;
+    if (s.connectionsTimeoutMs !== undefined) {
+      const timeoutMs = s.connectionsTimeoutMs;
       self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
       io.onCleanup(() => this.connections.close());
-      const probe = this.cluster.nginx === undefined ? '/health' : '/nginx-health';
-      this.opened = await this.connections.open(probe);
+      this.opened = await this.connections.open(
+        this.cluster.nginx === undefined ? '/health' : '/nginx-health',
+      );
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
-    const backgroundMs = settings.backgroundMs ?? 2_000;
+    const backgroundMs = s.backgroundMs ?? 2_000;
     this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
-    this.leasesBefore = await leasesLost(this.cluster?.metricsUrls ?? []);
+    this.leasesBefore = await this.leasesLost();
     return this;
   }
 
   /** A product named `bench <run id> <label>` (as the admin, on `on`'s cluster), checked by `check`; its id. */
   async product(label: string, initialStock: number, strategy: Strategy = 'actor', on: Run = this) {
-    const productId = await createProduct(
-      on.admin,
-      this.tokens,
-      `bench ${this.id} ${label}`,
-      initialStock,
-      strategy,
-    );
+    const name = `bench ${this.id} ${label}`;
+    const productId = await createProduct(on.admin, this.tokens, name, initialStock, strategy);
     this.products.push({ productId, label, initialStock });
     return productId;
   }
@@ -227,54 +186,87 @@ export class Run {
     const { replayed } = this.ledger;
     // Through nginx a replay is a retried POST (proxy_next_upstream non_idempotent); straight to a node, a bug.
     const unexpected = this.cluster?.nginx === undefined ? replayed : 0;
-    Object.assign(this.found, {
-      stillPending: this.found.stillPending + stillPending,
-      replayed: this.found.replayed + replayed,
-      unexpectedReplays: this.found.unexpectedReplays + unexpected,
+    const f = this.found;
+    Object.assign(f, {
+      stillPending: f.stillPending + stillPending,
+      replayed: f.replayed + replayed,
+      unexpectedReplays: f.unexpectedReplays + unexpected,
     });
-    this.found.checks.push(...checks);
+    f.checks.push(...checks);
     return { checks, stillPending, ok: checks.every((c) => c.ok) && unexpected === 0 };
   }
 
   /** Everything the checks found so far (this run's and its scoped runs'). */
-  get checked(): Readonly<Found> {
+  get checked(): Readonly<Run['found']> {
     return this.found;
   }
 
   /**
-   * The result: the scenario's summary, notes, table and details, with the run's health (notes and keys, from
-   * `steps`), the checks' notes and `oversold` when it checked, the correctness line, the steps' details.
+   * The result: the scenario's summary, notes, table and details (`ok`: its own pass rule, default true), with
+   * the run's health from `steps` (notes and keys: generator cores and warnings, disturbed steps, background,
+   * shard leases lost; `shared`: what the generator shares the machine with, default the cluster and the
+   * stack), the checks' notes and `oversold` when it checked, the correctness line, the steps' details.
    */
-  async report(r: Report): Promise<ScenarioResult> {
-    const [f, restarted] = [this.found, this.restarted()];
+  async report(
+    r: Omit<ScenarioResult, 'ok' | 'notes' | 'details'> & {
+      readonly ok?: boolean;
+      readonly notes: Parameters<typeof lines>;
+      readonly details?: Readonly<Record<string, unknown>>;
+      readonly steps: readonly (Health & { readonly startS?: number })[];
+      readonly shared?: string;
+    },
+  ): Promise<ScenarioResult> {
+    const [{ checks, ...f }, restarted, nodes] = [
+      this.found,
+      this.restarted(),
+      this.cluster?.nodes.length ?? 0,
+    ];
     const shardLosses = f.shardLosses + (await this.leaseLosses());
-    const health = healthOf(
-      { ...r, background: this.background, restarted, shardLosses },
-      r.shared ?? this.shares(),
-    );
-    const checks = f.checks;
+    const service = nodes > 1 ? `${nodes} nodes` : 'the service';
+    const shared =
+      r.shared ??
+      `sharing them with ${service}${this.cluster?.nginx ? ', nginx' : ''}, MariaDB, Redis, Kafka and the payment provider`;
+    const gen = Math.max(0, ...r.steps.map((s) => s.result.generatorCores));
+    const disturbed = r.steps.filter((s) => isDisturbed(s, restarted));
+    const stack = restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : '';
     const ok = r.ok !== false && checks.every((c) => c.ok) && f.unexpectedReplays === 0;
     const failing = checks.slice(1).filter((c) => !c.ok);
     const shown = checks.length <= CHECKS_IN_FULL ? checks : [...checks.slice(0, 1), ...failing.slice(0, 5)];
-    const checkNotes = lines(
+    const oversold = sum(checks, (c) => c.oversold);
+    const notes = lines(
+      ...r.notes,
+      `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
+      r.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
+      disturbed.length > 0 &&
+        `WARNING: ${disturbed.length} of ${r.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores${stack}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+      (this.background ?? 0) > 0.1 &&
+        `WARNING: the machine was ${Math.round(this.background! * 100)}% busy before the load`,
+      shardLosses > 0 &&
+        `WARNING: the nodes lost ${shardLosses} shard leases during the run (shard_ownership_changes_total)`,
       shown.map((c) => checkNote(c)),
       checks.length > CHECKS_IN_FULL &&
-        `checks: ${num(checks.length)} products, ${num(checks.filter((c) => c.ok).length)} match their answers; oversold ${oversold(checks)}`,
+        `checks: ${num(checks.length)} products, ${num(checks.filter((c) => c.ok).length)} match their answers; oversold ${oversold}`,
       f.unexpectedReplays > 0 && `FAIL: ${f.unexpectedReplays} fresh keys were answered as replays`,
+      `correctness: ${ok ? 'OK' : 'FAILED'}`,
     );
-    return {
-      ok,
-      summary: { ...r.summary, ...(checks.length > 0 && { oversold: oversold(checks) }), ...health.summary },
-      table: r.table,
-      notes: lines(...r.notes, health.notes, checkNotes, `correctness: ${ok ? 'OK' : 'FAILED'}`),
-      details: {
-        ...r.details,
-        ...(checks.length > 0 && { checks, stackRestarted: restarted }),
-        ...(this.ledger?.ambiguous.length > 0 && { ambiguousSample: this.ledger.ambiguous.slice(0, 100) }),
-        steps: r.steps.map((s) => stepDetails({ startS: 0, ...s })),
-      },
-      charts: r.charts,
+    const summary = {
+      ...r.summary,
+      ...(checks.length > 0 && { oversold }),
+      disturbed_steps: disturbed.length,
+      load_generator_cores: m.round(gen, 2),
+      load_generator_machine_share: m.round(gen / cores(), 2),
+      generator_warnings: sum(r.steps, (s) => s.result.warnings.length),
+      background_busy: m.roundOrNull(this.background, 2),
+      stack_restarted: restarted.length > 0,
+      shard_losses: shardLosses,
     };
+    const details = {
+      ...r.details,
+      ...(checks.length > 0 && { checks, stackRestarted: restarted }),
+      ...(this.ledger?.ambiguous.length > 0 && { ambiguousSample: this.ledger.ambiguous.slice(0, 100) }),
+      steps: r.steps.map((s) => stepDetails({ startS: 0, ...s })),
+    };
+    return { ok, summary, table: r.table, notes, details, charts: r.charts };
   }
 
   /** The stack's servers that got a new pid during the run (not the bench's doing). */
@@ -283,15 +275,15 @@ export class Run {
     return Object.keys(this.pids).filter((n) => now[n] !== this.pids[n]);
   }
 
-  private async leaseLosses() {
-    return Math.max(0, (await leasesLost(this.cluster?.metricsUrls ?? [])) - this.leasesBefore);
+  /** Shard leases the cluster's nodes have lost since they started (Σ of their metric; 0 when unreadable). */
+  private async leasesLost(): Promise<number> {
+    const urls = this.cluster?.metricsUrls ?? [];
+    const samples = urls.length === 0 ? undefined : await m.scrapeNodes(urls).catch(() => undefined);
+    return samples?.get('shard_ownership_changes_total{change="lost"}') ?? 0;
   }
 
-  /** What the generator shares the machine with: the run's cluster and the stack. */
-  private shares(): string {
-    const nodes = this.cluster?.nodes.length ?? 0;
-    const service = nodes > 1 ? `${nodes} nodes` : 'the service';
-    return `sharing them with ${service}${this.cluster?.nginx ? ', nginx' : ''}, MariaDB, Redis, Kafka and the payment provider`;
+  private async leaseLosses() {
+    return Math.max(0, (await this.leasesLost()) - this.leasesBefore);
   }
 
   /** `body` on a Run of its own (run tag + `suffix`) whose processes stop when it ends (or on Ctrl-C); its
@@ -332,15 +324,14 @@ export class Run {
   /** One measured phase (bench/measure.ts) of `--duration` on the run's connections; `rate`: arrivals/s or a
    * closed loop's `{ concurrency }`. */
   measure(label: string, rate: Load, next: Next, pids = this.pids, durationS = this.options.durationS) {
-    const { connections, io } = this;
-    const phase = { connections, rate, durationS, label, io, next };
-    return m.measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), io.progress);
+    const phase = { connections: this.connections, rate, durationS, label, io: this.io, next };
+    return m.measurePhase(this.cluster.metricsUrls, pids, () => runOpenLoop(phase), this.io.progress);
   }
 
   /** Load on the run's connections, no `/metrics` read (warm-ups; failover, sellout, chaos). */
-  openLoop(label: string, rate: Load, durationS: number, next: Next, max?: number) {
+  openLoop(label: string, rate: Load, durationS: number, next: Next, maxArrivals?: number) {
     const { connections, io } = this;
-    return runOpenLoop({ connections, io, label, rate, durationS, next, maxArrivals: max });
+    return runOpenLoop({ connections, io, label, rate, durationS, next, maxArrivals });
   }
 
   /** A measured phase judged as a step (`openStep`) of `path`; its `offered` is the rate, or what was sent/s. */
@@ -393,7 +384,7 @@ export class Run {
     keep(step: S): boolean;
     says(step: S): string;
   }): Promise<S[]> {
-    const [steps, active, pause, warmUp] = [[] as S[], new Set(loop.paths), loop.pause, loop.warmUp];
+    const [steps, active, { pause, warmUp }] = [[] as S[], new Set(loop.paths), loop];
     for (const path of warmUp !== undefined && warmUp[0] > 0 ? loop.paths : [])
       await this.openLoop(`warm-up ${path}`, loop.rates[0]!, warmUp![0], warmUp![1](path));
     let clock = 0;
@@ -435,9 +426,9 @@ export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
 export const keyed = (prefix: string, keys: Readonly<Record<string, unknown>>): Record<string, unknown> =>
   Object.fromEntries(Object.entries(keys).map(([k, v]) => [`${prefix}_${k}`, v]));
 
-/** A step in which other processes took more than DISTURBED_OTHER_CORES, or any if a stack server restarted. */
-const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
-  restarted.length > 0 || (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES;
+/** `<prefix>_<p>_ms` keys of a latency summary's percentiles `ps`. */
+export const latencyKeys = <K extends string>(prefix: string, s: Record<K, number>, ps: readonly K[]) =>
+  keyed(prefix, Object.fromEntries(ps.map((p) => [`${p}_ms`, s[p]])));
 
 /**
  * Paths `a` and `b` of alternating phases, each merged (ok answers/s inside the windows, latency of every
@@ -460,17 +451,12 @@ export function compare(
     }
     const perS = sum(list, (s) => s.result.okPerS * s.result.windowS) / sum(list, (s) => s.result.windowS);
     const serviceCores = sum(list, (s) => s.serviceCores * s.result.wallS) / sum(list, (s) => s.result.wallS);
-    const [p50, p99, errors] = [
-      m.percentileMs(latency, 50),
-      m.percentileMs(latency, 99),
-      sum(list, (s) => s.result.errors),
-    ];
-    return {
-      perS,
-      answers,
-      serviceCores,
-      keys: keyed(path, { per_s: Math.round(perS), p50_ms: p50, p99_ms: p99, errors }),
+    const keys = {
+      [`${path}_per_s`]: Math.round(perS),
+      ...latencyKeys(path, m.latencySummary(latency), ['p50', 'p99']),
+      [`${path}_errors`]: sum(list, (s) => s.result.errors),
     };
+    return { perS, answers, serviceCores, keys };
   };
   const clean = steps.filter((s) => !isDisturbed(s, restarted));
   const [A, B, cleanA, cleanB] = [merged(a, steps), merged(b, steps), merged(a, clean), merged(b, clean)];
@@ -484,42 +470,6 @@ export function compare(
   };
 }
 
-/** What a run's health notes and summary keys are made of. */
-export interface Health {
-  readonly steps: readonly { readonly result: OpenLoopResult; readonly otherCores: number | undefined }[];
-  readonly background: number | undefined;
-  readonly restarted: readonly string[];
-  readonly shardLosses: number;
-}
-
-/** The health of a run: notes and the summary keys saying how far its figures can be trusted. */
-function healthOf(h: Health, shared: string) {
-  const gen = Math.max(0, ...h.steps.map((s) => s.result.generatorCores));
-  const disturbed = h.steps.filter((s) => isDisturbed(s, h.restarted));
-  const restarted = h.restarted.length > 0 ? `, or stack restarted: ${h.restarted.join(', ')}` : '';
-  const notes = lines(
-    `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
-    h.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
-    disturbed.length > 0 &&
-      `WARNING: ${disturbed.length} of ${h.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores${restarted}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-    h.background !== undefined &&
-      h.background > 0.1 &&
-      `WARNING: the machine was ${Math.round(h.background * 100)}% busy before the load`,
-    h.shardLosses > 0 &&
-      `WARNING: the nodes lost ${h.shardLosses} shard leases during the run (shard_ownership_changes_total)`,
-  );
-  const summary = {
-    disturbed_steps: disturbed.length,
-    load_generator_cores: m.round(gen, 2),
-    load_generator_machine_share: m.round(gen / cores(), 2),
-    generator_warnings: sum(h.steps, (s) => s.result.warnings.length),
-    background_busy: m.roundOrNull(h.background, 2),
-    stack_restarted: h.restarted.length > 0,
-    shard_losses: h.shardLosses,
-  };
-  return { notes, summary };
-}
-
 /** One line per product check: stock against the orders, orders against the answers. */
 export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
   return (
@@ -530,8 +480,6 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
     `${c.ordersMatch ? 'OK' : 'MISMATCH'}; oversold ${c.oversold}${c.stillPending > 0 ? `; ${num(c.stillPending)} sagas still open after ${sagaWaitS} s` : ''}`
   );
 }
-
-export const oversold = (checks: readonly ProductCheck[]): number => sum(checks, (c) => c.oversold);
 
 type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 
@@ -561,9 +509,7 @@ export function stepTable<S extends OpenStep>(
 }
 
 /** Details of a measured step or phase. */
-export const stepDetails = <S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>(
-  s: S,
-) => {
+function stepDetails<S extends { result: OpenLoopResult; startS: number; metrics?: unknown }>(s: S) {
   const { result, startS: _startS, metrics: _metrics, ...step } = s;
   return {
     // label and monotonicUs let `bench/profile-summary.ts --phase <label text>` pick the step's samples.
@@ -578,7 +524,7 @@ export const stepDetails = <S extends { result: OpenLoopResult; startS: number; 
     maxQueued: result.maxQueued,
     timeline: result.timeline,
   };
-};
+}
 
 /** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
 export function timelinePoints(
@@ -610,7 +556,7 @@ export function stepCharts(
   kinds?: readonly ('offered' | 'answered' | 'errors')[],
 ): ChartSpec[] {
   const curve = groups.flatMap((g) =>
-    g.steps.flatMap((s): CurvePoint[] =>
+    g.steps.flatMap((s) =>
       (['p50', 'p99'] as const).map((p) => ({
         series: g.label,
         offered: s.offered,

@@ -10,7 +10,7 @@ import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { probeIo } from '../io-probe.js';
 import { monotonicUs, type Strategy } from '../load.js';
 import { round } from '../measure.js';
-import { num } from '../report.js';
+import { num, tableOf } from '../report.js';
 import { defineScenario, keyed, type OpenStep, type Run } from '../scenario.js';
 import {
   commandTotal,
@@ -38,41 +38,39 @@ const PARAMS = {
 } as const;
 /** Issue 12's targets: app CPU per confirmed purchase at 100/s and at saturation (µs), idle node (% of a core). */
 const TARGETS = { cpuUsPerPurchase: 1_000, cpuUsPerPurchaseSaturated: 200, idleNodeCpuPct: 1 } as const;
-/** The MySQL figures: the table's label, the `SHOW GLOBAL STATUS` counter. */
+/** The MySQL figures: summary key, the table's label, the `SHOW GLOBAL STATUS` counter. */
 const MYSQL = [
-  ['MySQL commits (Com_commit)', 'Com_commit'],
-  ['MySQL binlog group commits', 'Binlog_group_commits'],
-  ['InnoDB log fsyncs', 'Innodb_os_log_fsyncs'],
-  ['InnoDB data fsyncs', 'Innodb_data_fsyncs'],
-  ['row-lock waits', 'Innodb_row_lock_waits'],
+  ['mysql_commits', 'MySQL commits (Com_commit)', 'Com_commit'],
+  ['mysql_binlog_group_commits', 'MySQL binlog group commits', 'Binlog_group_commits'],
+  ['innodb_log_fsyncs', 'InnoDB log fsyncs', 'Innodb_os_log_fsyncs'],
+  ['innodb_data_fsyncs', 'InnoDB data fsyncs', 'Innodb_data_fsyncs'],
+  ['row_lock_waits', 'row-lock waits', 'Innodb_row_lock_waits'],
 ] as const;
 
-/** The MySQL primary's and the Redis server's counters now, to diff with `countersSince`. */
-const counters = async (redis: Redis) => ({
-  mysql: await serverStatus(MYSQL.map(([, counter]) => counter)),
-  redis: await redisCommandCalls(redis),
-});
+type Counters = Readonly<Record<'mysql' | 'redis', Record<string, number>>>;
+
+/** The MySQL primary's and the Redis server's counters now; with `before`, their change since. */
+async function counters(redis: Redis, before?: Counters): Promise<Counters> {
+  const now = { mysql: await serverStatus(MYSQL.map((m) => m[2])), redis: await redisCommandCalls(redis) };
+  const diff = (a: Record<string, number> = {}, b: Record<string, number>) =>
+    Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
+  return { mysql: diff(before?.mysql, now.mysql), redis: diff(before?.redis, now.redis) };
+}
 
 /** A measured phase with the servers' counter deltas and its confirmed purchases. */
 type Phase = OpenStep & {
   readonly path: Strategy;
   readonly mysql: Record<string, number>;
-  readonly redisCalls: Record<string, number>;
+  readonly redis: Record<string, number>;
   readonly confirmed: number;
 };
 
 /** App CPU-µs per fresh 201 of a phase: the node's `process_cpu_seconds_total` delta ÷ confirmed purchases. */
-const cpuUsPerPurchase = (p: Phase): number =>
-  p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
+const cpuUsPerPurchase = (p: Phase | undefined): number =>
+  p !== undefined && p.confirmed > 0 ? round((p.serviceCores * p.cpu.wallS * 1e6) / p.confirmed, 1) : NaN;
 
-const diff = (a: Record<string, number>, b: Record<string, number>) =>
-  Object.fromEntries(Object.keys(b).map((k) => [k, (b[k] ?? 0) - (a[k] ?? 0)]));
-
-/** Each counter's change since `before` (`counters`). */
-async function countersSince(redis: Redis, before: Awaited<ReturnType<typeof counters>>) {
-  const now = await counters(redis);
-  return { mysql: diff(before.mysql, now.mysql), redis: diff(before.redis, now.redis) };
-}
+const verdict = (value: number | null, target: number) =>
+  value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
 
 export default defineScenario({
   name: 'cost',
@@ -89,11 +87,12 @@ async function run(run: Run) {
   const [inFlight, warmS, settleS, idleS] = Object.entries(PARAMS).map(([key, [fallback, min, max]]) =>
     run.param(key, fallback, min, max),
   ) as [number, number, number, number];
-  await run.setUp({
+  const setUp = {
     cluster: { nodes: 1, paymentLatencyMs: 5 },
     connectionsTimeoutMs: 60_000,
     backgroundMs: 1_000,
-  });
+  };
+  await run.setUp(setUp);
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
   const products = await run.pathProducts(STOCK);
@@ -115,7 +114,7 @@ async function run(run: Run) {
   await sleep(idleS * 1000);
   const idle = {
     s: (performance.now() - at) / 1000,
-    ...(await countersSince(redis, countersBefore)),
+    ...(await counters(redis, countersBefore)),
     nodeCores: cpuShares(cpuBefore, cpuSnapshot(node)).processCores['node'],
     monotonicUs: { start, end: monotonicUs() },
   };
@@ -126,15 +125,15 @@ async function run(run: Run) {
   const phase = async (
     path: Strategy,
     label: string,
-    load: number | { concurrency: number },
+    load: Parameters<Run['step']>[2],
     productId: number,
   ) => {
     const created = run.ledger.tally(productId).created;
     const before = await counters(redis);
     const step = await run.step(path, label, load, run.purchases(productId));
-    const { mysql, redis: redisCalls } = await countersSince(redis, before);
+    const deltas = await counters(redis, before);
     await sleep(1_000);
-    return { ...step, mysql, redisCalls, confirmed: run.ledger.tally(productId).created - created };
+    return { ...step, ...deltas, confirmed: run.ledger.tally(productId).created - created };
   };
   const phases: Phase[] = [];
   const saturatedPhases: Phase[] = [];
@@ -150,123 +149,118 @@ async function run(run: Run) {
   for (const path of PATHS) {
     const key = [String(products[path])];
     await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
-    const [[r]] = await withMysql((conn) =>
-      conn.query<RowDataPacket[]>(
-        'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?',
-        key,
-      ),
-    );
+    const sql = 'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?';
+    const [[r]] = await withMysql((conn) => conn.query<RowDataPacket[]>(sql, key));
     produce[path] = { sends: Number(r!['sends']), rows: Number(r!['n']) };
   }
 
-  const per1000 = (n: number, confirmed: number) => (confirmed > 0 ? round((n / confirmed) * 1000, 1) : NaN);
-  /** A table row: `get` of each path's phase among `list`, per 1,000 confirmed purchases unless `per` says otherwise. */
+  /** A server counter's delta over the phase minus the idle background scaled to the phase's length. */
+  const net = (p: Phase, n: number | undefined, idleN: number) =>
+    n === undefined ? undefined : Math.max(0, n - (idleN * p.cpu.wallS) / idle.s);
+  /** A table row and summary key: `get` of each path's phase among `list`, per 1,000 confirmed purchases
+   * unless `per` says otherwise. */
   const metric = (
+    key: string,
     label: string,
     get: (p: Phase) => number | undefined,
     list = phases,
-    per = (n: number, p: Phase) => per1000(n, p.confirmed),
+    per = (n: number, p: Phase) => (p.confirmed > 0 ? round((n / p.confirmed) * 1000, 1) : NaN),
   ) => {
     const [actor, baseline] = PATHS.map((path) => {
       const p = list.find((s) => s.path === path);
       const n = p && get(p);
       return n === undefined ? NaN : per(n, p!);
     }) as [number, number];
-    return { label, actor, baseline, ratio: actor > 0 ? round(baseline / actor, 1) : NaN };
+    return { key, label, actor, baseline, ratio: actor > 0 ? round(baseline / actor, 1) : NaN };
   };
-  /** A server counter's delta over the phase minus the idle background scaled to the phase's length. */
-  const scale = (p: Phase) => p.cpu.wallS / idle.s;
-  const sql = (name: string) => (p: Phase) =>
-    p.mysql[name] === undefined ? undefined : Math.max(0, p.mysql[name] - (idle.mysql[name] ?? 0) * scale(p));
-  const redisTotal = (p: Phase) =>
-    Math.max(0, commandTotal(p.redisCalls) - commandTotal(idle.redis) * scale(p));
   const metrics = [
-    ...MYSQL.map(([label, counter]) => metric(label, sql(counter))),
-    metric('Redis commands', redisTotal),
-    metric('Kafka produce requests', (p) => produce[p.path]?.sends ?? 0),
-    metric('outbox events', (p) => produce[p.path]?.rows ?? 0),
-    metric('app CPU-ms', (p) => p.serviceCores * p.cpu.wallS * 1000),
-  ];
-  const key = (label: string) =>
-    label
-      .toLowerCase()
-      .replace(/\(.*\)/, '')
-      .trim()
-      .replace(/[^a-z0-9]+/g, '_');
-  const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
-    Object.assign({}, ...list.map((p) => keyed(p.path, keys(p)))) as Record<string, unknown>;
-  const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
-  const summary: Record<string, unknown> = {
-    mode: 'open-loop',
-    unit: 'per 1,000 confirmed purchases',
-    offered_per_s: rate,
-    ...Object.fromEntries(
-      metrics.flatMap((m) => [
-        [`actor_${key(m.label)}`, m.actor],
-        [`baseline_${key(m.label)}`, m.baseline],
-      ]),
+    ...MYSQL.map(([key, label, c]) => metric(key, label, (p) => net(p, p.mysql[c], idle.mysql[c] ?? 0))),
+    metric('redis_commands', 'Redis commands', (p) =>
+      net(p, commandTotal(p.redis), commandTotal(idle.redis)),
     ),
-    // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
-    ...entries(phases, (p) => ({
-      confirmed: p.confirmed,
-      p99_ms: p.p99,
-      cpu_us_per_purchase: cpuUsPerPurchase(p),
-    })),
-    ...entries(saturatedPhases, (p) => ({
-      cpu_us_per_purchase_saturated: cpuUsPerPurchase(p),
-      saturated_per_s: round(p.result.okPerS, 0),
-      saturated_p99_ms: p.p99,
-      saturated_errors: p.result.errors,
-    })),
-    saturation_in_flight: inFlight,
-    io_round_trip_cpu_us_busy: ioCost.busyUs,
-    io_round_trip_cpu_us_after_sleep: ioCost.afterSleepUs,
-    idle_node_cpu_pct: idlePct,
-    idle_s: round(idle.s, 1),
-    target_cpu_us_per_purchase: TARGETS.cpuUsPerPurchase,
-    target_cpu_us_per_purchase_saturated: TARGETS.cpuUsPerPurchaseSaturated,
-    target_idle_node_cpu_pct: TARGETS.idleNodeCpuPct,
-    other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
-  };
-  const atSaturation = (label: string, get: (p: Phase) => number) =>
-    metric(label, get, saturatedPhases, (n) => n);
+    metric('kafka_produce_requests', 'Kafka produce requests', (p) => produce[p.path]?.sends ?? 0),
+    metric('outbox_events', 'outbox events', (p) => produce[p.path]?.rows ?? 0),
+    metric('app_cpu_ms', 'app CPU-ms', (p) => p.serviceCores * p.cpu.wallS * 1000),
+  ];
   const saturatedRows =
     inFlight === 0
       ? []
       : [
-          atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
-          atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
+          metric('', `app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase, saturatedPhases, (n) => n),
+          metric(
+            '',
+            'confirmed/s at saturation (not per 1,000)',
+            (p) => round(p.result.okPerS, 0),
+            saturatedPhases,
+            (n) => n,
+          ),
         ];
-  const verdict = (value: number | null, target: number) =>
-    value === null || !Number.isFinite(value) ? 'unknown' : value <= target ? 'target met' : 'ABOVE target';
-  const actorUs = cpuUsPerPurchase(phases[0]!);
+  const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
+    Object.assign({}, ...list.map((p) => keyed(p.path, keys(p)))) as Record<string, unknown>;
+  const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
+  const actorUs = cpuUsPerPurchase(phases[0]);
   const actorSatUs = saturatedPhases[0] === undefined ? null : cpuUsPerPurchase(saturatedPhases[0]);
   const idleShareUs = idle.nodeCores === undefined ? undefined : (idle.nodeCores * 1e6) / rate;
+  const top = (calls: Record<string, number>) =>
+    JSON.stringify(
+      Object.fromEntries(
+        Object.entries(calls)
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 6),
+      ),
+    );
 
   return run.report({
     steps: [...phases, ...saturatedPhases],
-    summary,
-    table: {
-      columns: ['per 1,000 confirmed', 'actor', 'baseline', 'baseline ÷ actor'],
-      rows: [...metrics, ...saturatedRows].map((m) => [
-        m.label,
-        m.actor,
-        m.baseline,
-        Number.isFinite(m.ratio) ? `${m.ratio}x` : '-',
-      ]),
+    summary: {
+      mode: 'open-loop',
+      unit: 'per 1,000 confirmed purchases',
+      offered_per_s: rate,
+      ...Object.fromEntries(
+        metrics.flatMap((m) => [
+          [`actor_${m.key}`, m.actor],
+          [`baseline_${m.key}`, m.baseline],
+        ]),
+      ),
+      // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
+      ...entries(phases, (p) => ({
+        confirmed: p.confirmed,
+        p99_ms: p.p99,
+        cpu_us_per_purchase: cpuUsPerPurchase(p),
+      })),
+      ...entries(saturatedPhases, (p) => ({
+        cpu_us_per_purchase_saturated: cpuUsPerPurchase(p),
+        saturated_per_s: round(p.result.okPerS, 0),
+        saturated_p99_ms: p.p99,
+        saturated_errors: p.result.errors,
+      })),
+      saturation_in_flight: inFlight,
+      io_round_trip_cpu_us_busy: ioCost.busyUs,
+      io_round_trip_cpu_us_after_sleep: ioCost.afterSleepUs,
+      idle_node_cpu_pct: idlePct,
+      idle_s: round(idle.s, 1),
+      ...keyed('target', {
+        cpu_us_per_purchase: TARGETS.cpuUsPerPurchase,
+        cpu_us_per_purchase_saturated: TARGETS.cpuUsPerPurchaseSaturated,
+        idle_node_cpu_pct: TARGETS.idleNodeCpuPct,
+      }),
+      other_cores_max: round(Math.max(...phases.map((p) => p.otherCores ?? 0)), 2),
     },
+    table: tableOf(
+      [
+        ['per 1,000 confirmed', (m) => m.label],
+        ['actor', (m) => m.actor],
+        ['baseline', (m) => m.baseline],
+        ['baseline ÷ actor', (m) => (Number.isFinite(m.ratio) ? `${m.ratio}x` : '-')],
+      ],
+      [...metrics, ...saturatedRows],
+    ),
     notes: [
       `mode: OPEN LOOP, ${num(rate)}/s offered to each path for ${options.durationS} s (actor, then baseline), one node, provider 5 ms; confirmed: actor ${num(phases[0]!.confirmed)}, baseline ${num(phases[1]!.confirmed)}.`,
       `MySQL and Redis figures: server-wide deltas over each phase MINUS the same counters over ${round(idle.s, 1)} s idle before the load (scaled to the phase length): a steady background cancels, one that changes between the idle interval and a phase does not (tests, other nodes). NaN = counter absent on this server. Kafka produce requests = distinct sent_at of the product's outbox rows (one per relay sendBatch, which may also carry other products' rows).`,
       ...phases.map(
         (p) =>
-          `${p.path}: other processes took ${(p.otherCores ?? NaN).toFixed(2)} cores during the phase; top Redis commands ${JSON.stringify(
-            Object.fromEntries(
-              Object.entries(p.redisCalls)
-                .sort((a, b) => b[1] - a[1])
-                .slice(0, 6),
-            ),
-          )}`,
+          `${p.path}: other processes took ${(p.otherCores ?? NaN).toFixed(2)} cores during the phase; top Redis commands ${top(p.redis)}`,
       ),
       `app CPU per confirmed purchase (actor): ${num(actorUs)} µs at ${num(rate)}/s (target ≤ ${num(TARGETS.cpuUsPerPurchase)} µs: ${verdict(actorUs, TARGETS.cpuUsPerPurchase)})${idleShareUs === undefined ? '' : `, of which the idle node's own background is ~${num(idleShareUs)} µs at this rate`}; ` +
         (saturatedPhases.length === 0

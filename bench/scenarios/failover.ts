@@ -5,7 +5,7 @@
 import { lostAcknowledged } from '../stores.js';
 import { benchUser } from '../load.js';
 import { latencySummary, round } from '../measure.js';
-import { num } from '../report.js';
+import { num, sum } from '../report.js';
 import * as bench from '../scenario.js';
 
 const STOCK = 1_000_000;
@@ -99,7 +99,7 @@ export default bench.defineScenario({
         `mode: OPEN LOOP at ${num(rate)}/s through the bench nginx to 2 nodes (${num(options.connections)} connections), ${productCount} products; ${victim.id} killed with SIGKILL at ${killedS === undefined ? 'NEVER (the run ended first)' : `${killed} s`}.`,
         `recovery: ${recoveryS ?? '-'} s (to the last purchase that failed or took > ${slowMs} ms); ${num(errorsAfterKill)} failed around/after the kill; ${num(run.ledger.replayed)} replays retried by nginx; answers by status: ${JSON.stringify(statuses)}`,
         `acknowledged orders: ${num(confirmed.length)} keys answered 201; ${lost.length === 0 ? 'every one is CONFIRMED in MySQL' : `${lost.length} LOST or not CONFIRMED: ${lost.slice(0, 5).join(', ')}`}`,
-        `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${bench.oversold(checks)}`,
+        `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${sum(checks, (c) => c.oversold)}`,
       ],
       details: { victim: { id: victim.id, pid: victim.pid }, statuses, lost: lost.slice(0, 100) },
       charts: bench.phaseCharts(
