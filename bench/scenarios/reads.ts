@@ -13,7 +13,7 @@ import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { familyDelta, round, roundOrNull, scrape } from '../measure.js';
 import { fixed, msColumns, num, sum, tableOf } from '../report.js';
-import { defineScenario } from '../scenario.js';
+import { defineScenario, keyed } from '../scenario.js';
 import { UsageError, type BenchIO } from '../types.js';
 
 const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -26,24 +26,20 @@ const INSTALL_WRK = 'install it with `apt-get install -y wrk` (Debian package wr
 const CACHE_READS = 'product_cache_reads_total';
 
 /** What `bench/wrk-report.lua` prints after a run: µs, exact counts. */
-interface WrkReport {
-  readonly requests: number;
-  readonly bytes: number;
-  readonly duration_us: number;
-  readonly errors: Readonly<Record<string, number>>;
-  readonly latency_us: Readonly<Record<'p50' | 'p90' | 'p99' | 'max', number>>;
-}
+type WrkReport = Readonly<{
+  requests: number;
+  bytes: number;
+  duration_us: number;
+  errors: Readonly<Record<string, number>>;
+  latency_us: Readonly<Record<'p50' | 'p90' | 'p99' | 'max', number>>;
+}>;
 
 /** A phase: wrk's report, the target's cores (/proc), and for the node its reads and cache hits (/metrics). */
-interface Phase {
-  readonly target: 'node' | 'hello';
-  readonly round: number;
-  readonly wrk: WrkReport;
-  readonly wallS: number;
+type Phase = Readonly<{ target: 'node' | 'hello'; round: number; wrk: WrkReport; wallS: number }> & {
   readonly cores: number | undefined;
   readonly reads?: number;
   readonly hits?: number;
-}
+};
 
 /** One wrk run cycling through `paths` (`bench/wrk-report.lua`), in a process group Ctrl-C stops. */
 function runWrk(url: string, paths: readonly string[], t: number, c: number, durationS: number, io: BenchIO) {
@@ -92,18 +88,18 @@ const isHit = (answer: string) => /^200 HIT/i.test(answer);
 const errorCount = (w: WrkReport) => Object.values(w.errors).reduce((s, n) => s + n, 0);
 const perS = (w: WrkReport) => w.requests / (w.duration_us / 1e6);
 
-/** A target's figures over its phases: answers/s, the highest p50/p99 (wrk gives no histograms to merge), CPU. */
-function figures(phases: readonly Phase[]) {
+/** A target's figures over its phases: answers/s, the highest p50/p99 (wrk gives no histograms to merge), CPU,
+ * as `<target>_…` summary keys but for answers/s and CPU. */
+function figures(target: Phase['target'], all: readonly Phase[]) {
+  const phases = all.filter((p) => p.target === target);
   const rate = sum(phases, (p) => p.wrk.requests) / (sum(phases, (p) => p.wrk.duration_us) / 1e6);
   const worstMs = (key: 'p50' | 'p99') =>
     round(Math.max(...phases.map((p) => p.wrk.latency_us[key])) / 1000, 2);
   const known = phases.every((p) => p.cores !== undefined);
   const cores = known ? sum(phases, (p) => p.cores! * p.wallS) / sum(phases, (p) => p.wallS) : undefined;
-  const [cpuUs, errors] = [
-    roundOrNull(cores && (cores * 1e6) / rate, 1),
-    sum(phases, (p) => errorCount(p.wrk)),
-  ];
-  return { rate, p50: worstMs('p50'), p99: worstMs('p99'), errors, cpuUs };
+  const errors = sum(phases, (p) => errorCount(p.wrk));
+  const keys = keyed(target, { p50_ms: worstMs('p50'), p99_ms: worstMs('p99'), errors });
+  return { phases, rate, errors, cpuUs: roundOrNull(cores && (cores * 1e6) / rate, 1), keys };
 }
 
 const columns: Parameters<typeof tableOf<Phase>>[0] = [
@@ -176,22 +172,18 @@ export default defineScenario({
         const before = cpuSnapshot(pids);
         const wrk = await runWrk(urls[target], paths, threads, connections, durationS, io);
         const cpu = cpuShares(before, cpuSnapshot(pids));
-        const phase = { target, round: r, wrk, wallS: cpu.wallS, cores: cpu.processCores[target] };
-        if (metrics === undefined) phases.push(phase);
-        else {
-          // Every read of the phase by the node's own count (result="hit": memory or Redis).
-          const after = await scrape(node);
-          const hits = familyDelta(metrics, after, CACHE_READS, 'result="hit"');
-          phases.push({ ...phase, reads: familyDelta(metrics, after, CACHE_READS), hits });
-        }
+        // Every read of the node's phase by its own count (result="hit": memory or Redis).
+        const after = metrics && (await scrape(node));
+        const reads = (...labels: string[]) => after && familyDelta(metrics!, after, CACHE_READS, ...labels);
+        const [wallS, cores] = [cpu.wallS, cpu.processCores[target]];
+        phases.push({ target, round: r, wrk, wallS, cores, reads: reads(), hits: reads('result="hit"') });
         io.progress(`bench: ${target} #${r}: ${num(perS(wrk))} requests/s, errors ${errorCount(wrk)}`);
       }
 
-    const nodePhases = phases.filter((p) => p.target === 'node');
-    const [n, h] = [figures(nodePhases), figures(phases.filter((p) => p.target === 'hello'))];
+    const [n, h] = [figures('node', phases), figures('hello', phases)];
     const ratio = round(n.rate / h.rate, 3);
-    const reads = sum(nodePhases, (p) => p.reads ?? 0);
-    const hitPct = reads > 0 ? round((sum(nodePhases, (p) => p.hits ?? 0) / reads) * 100, 3) : NaN;
+    const reads = sum(n.phases, (p) => p.reads ?? 0);
+    const hitPct = reads > 0 ? round((sum(n.phases, (p) => p.hits ?? 0) / reads) * 100, 3) : NaN;
     const cacheOk = warm.answers.every(isHit) && hitPct >= minHitPct;
     const complete = phases.length === rounds * 2;
     const ok = complete && n.errors === 0 && h.errors === 0 && cacheOk;
@@ -205,12 +197,8 @@ export default defineScenario({
         ratio,
         target_ratio: TARGET_RATIO,
         target_met: ratio >= TARGET_RATIO,
-        node_p50_ms: n.p50,
-        node_p99_ms: n.p99,
-        hello_p50_ms: h.p50,
-        hello_p99_ms: h.p99,
-        node_errors: n.errors,
-        hello_errors: h.errors,
+        ...n.keys,
+        ...h.keys,
         node_cache_hit_pct: hitPct,
         cache_ok: cacheOk,
         node_cpu_us_per_read: n.cpuUs,
