@@ -10,7 +10,7 @@ import { parseKinds, PurchaseOutcomes, recoveries } from '../../scripts/chaos/sc
 import { StockSubscribers } from '../../scripts/chaos/subscribers.js';
 import { benchUser, errorCode } from '../load.js';
 import { round } from '../measure.js';
-import { sum } from '../report.js';
+import { sum, tableOf } from '../report.js';
 import type { OpenLoopRequest } from '../open-loop.js';
 import { defineScenario, type Run } from '../scenario.js';
 import { UsageError } from '../types.js';
@@ -113,6 +113,7 @@ async function run(run: Run) {
   const kindsMissing = profile === 'short' ? kinds.filter((k) => !faults.some((f) => f.kind === k)) : [];
   const mismatched = checks.filter((c) => !c.ordersMatch);
   const { replica, cache, kafka, projection } = stores;
+  const mismatches = { replica, cache, kafka, projection };
   // The pass rule: every fault healed and recovered from, and every invariant at 0.
   const problems = [
     faults.length === 0 && 'no fault was injected (is --duration long enough?)',
@@ -123,7 +124,7 @@ async function run(run: Run) {
     oversold + undersold > 0 && `stock + sold != initial: oversold ${oversold}, undersold ${undersold}`,
     ...mismatched.map((c) => `${c.label}: orders do not match the answers (${JSON.stringify(c.orders)})`),
     sagasOpen > 0 && `${sagasOpen} orders still PENDING after 60 s`,
-    ...[...replica, ...cache, ...kafka, ...projection].map((m) => `product ${m.productId}: ${m.detail}`),
+    ...Object.values(mismatches).flatMap((list) => list.map((m) => `product ${m.productId}: ${m.detail}`)),
     wsStale > 0 && `${wsStale} (subscriber, product) pairs not on the latest version`,
   ].filter((p): p is string => p !== false);
   const ok = problems.length === 0;
@@ -139,10 +140,9 @@ async function run(run: Run) {
       oversold,
       undersold,
       sagas_open: sagasOpen,
-      replica_mismatch: replica.length,
-      cache_mismatch: cache.length,
-      kafka_mismatch: kafka.length,
-      projection_mismatch: projection.length,
+      ...Object.fromEntries(
+        Object.entries(mismatches).map(([store, list]) => [`${store}_mismatch`, list.length]),
+      ),
       ws_stale: wsStale,
       errors_by_status: errorsByStatus,
       acknowledged: acks.confirmed.length + acks.pending.length,
@@ -150,22 +150,19 @@ async function run(run: Run) {
       ws_reconnects: subscribers.reconnects,
       offered_per_s: Math.round(result.offeredPerS),
     },
-    table: {
-      columns: ['#', 'fault', 'target', 'at s', 'healed s', 'failed', 'recovery s', 'detail'],
-      rows: recovered.map((f, i) => {
-        const healed = f.healS ?? '-';
-        return [
-          i + 1,
-          f.kind,
-          f.target || '-',
-          at(f.atMs),
-          healed,
-          f.failed,
-          f.recoveryS ?? 'never',
-          f.error ?? f.detail,
-        ];
-      }),
-    },
+    table: tableOf<(typeof recovered)[number]>(
+      [
+        ['#', (f) => recovered.indexOf(f) + 1],
+        ['fault', (f) => f.kind],
+        ['target', (f) => f.target || '-'],
+        ['at s', (f) => at(f.atMs)],
+        ['healed s', (f) => f.healS ?? '-'],
+        ['failed', (f) => f.failed],
+        ['recovery s', (f) => f.recoveryS ?? 'never'],
+        ['detail', (f) => f.error ?? f.detail],
+      ],
+      recovered,
+    ),
     notes: [
       `seed ${seed} (${profile} profile, a fault every ~${intervalMs / 1000} s; ${serial ? 'each healed before the next' : 'one subsystem healed before its next fault, subsystems overlapping'}); OPEN LOOP ${rate}/s through the bench nginx to 2 nodes: 1/3 purchases, 2/3 reads, ${productCount} products; ${subscriberCount} WebSocket subscribers (${subscribers.reconnects} reconnects)`,
       `errors clients saw, by status: ${JSON.stringify(errorsByStatus)}`,

@@ -10,7 +10,7 @@ import { readTruth, waitForSagas, withMysql } from '../stores.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { msColumns, num, tableOf } from '../report.js';
-import { defineScenario, phaseCharts, type Run } from '../scenario.js';
+import { defineScenario, latencyKeys, phaseCharts, type Run } from '../scenario.js';
 
 /** Quantities of a purchase and their shares. */
 const QUANTITIES = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 5]; // 60/25/10/5%
@@ -156,20 +156,13 @@ async function run(run: Run) {
       confirmed_orders: placed.filter((o) => o.status === 'CONFIRMED').length,
       sold_out: finalStock === 0,
       time_to_sell_out_s: round(soldOutAtMs / 1000, 2),
-      selling_p50_ms: sellingSummary.p50,
-      selling_p95_ms: sellingSummary.p95,
-      selling_p99_ms: sellingSummary.p99,
-      selling_max_ms: sellingSummary.max,
+      ...latencyKeys('selling', sellingSummary, ['p50', 'p95', 'p99', 'max']),
       attempts: attempts.size + duplicatesSent,
       keys: attempts.size,
       duplicate_clicks: duplicatesSent,
       errors: result.errors,
       answer_mismatches: mismatches.length,
-      replica_agrees: agrees('replica'),
-      cache_agrees: agrees('cache'),
-      actor_agrees: agrees('actor'),
-      kafka_agrees: agrees('kafka'),
-      projection_agrees: agrees('projection'),
+      ...Object.fromEntries(STORES.map((store) => [`${store}_agrees`, agrees(store)])),
       offered_per_s: Math.round(result.offeredPerS),
       achieved_per_s: Math.round(result.achievedPerS),
     },
