@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import type { ChartSpec } from './types.js';
+import type { ChartSpec } from './scenario.js';
 
 /** A chart of `name`: a Vega-Lite (v6) spec with `title` and the given parts. */
 const chart = (name: string, title: string, spec: Record<string, unknown>): ChartSpec => ({

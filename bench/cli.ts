@@ -12,8 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { renderCharts } from './chart.js';
 import { combineRepeats, formatTable } from './report.js';
-import { drainCleanups } from './scenario.js';
-import { UsageError, type BenchIO, type BenchOptions, type Scenario } from './types.js';
+import { drainCleanups, UsageError, type BenchIO, type BenchOptions, type Scenario } from './scenario.js';
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.dirname(BENCH_DIR);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as launcher from '../scripts/cluster.js';
 import { childPids } from './cpu.js';
-import type { BenchIO, BenchOptions } from './types.js';
+import type { BenchIO, BenchOptions } from './scenario.js';
 
 export { deleteRedisKeys, startProcess } from '../scripts/cluster.js';
 export type { Cluster, ClusterSettings } from '../scripts/cluster.js';

@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import { mintToken } from '../scripts/stack/auth-key.js';
 import { defaults } from '../src/config.js';
 import type { AnswerClass, AnswerTiming, OpenLoopRequest } from './open-loop.js';
-import type { BenchIO, BenchOptions } from './types.js';
+import type { BenchIO, BenchOptions } from './scenario.js';
 
 /** Distinct buyers the scenarios spread purchases over (all of them fit each node's token cache). */
 export const BENCH_USERS = 1_000;

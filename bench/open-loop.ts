@@ -9,7 +9,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Client, type Dispatcher } from 'undici';
 import { monotonicUs, newLatencyHistogram } from './load.js';
 import { lines, num } from './report.js';
-import type { BenchIO } from './types.js';
+import type { BenchIO } from './scenario.js';
 
 /**
  * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all

@@ -1,5 +1,5 @@
 /** How a run is reported: numbers, the plain-text table, and `--repeat n` summaries combined. */
-import type { ResultTable } from './types.js';
+import type { ResultTable } from './scenario.js';
 
 /** Thousands separators, at most `digits` decimals. */
 export function num(value: number, digits = 0): string {

@@ -12,8 +12,7 @@ import { benchUser, errorCode } from '../load.js';
 import { round } from '../measure.js';
 import { sum, tableOf } from '../report.js';
 import type { OpenLoopRequest } from '../open-loop.js';
-import { defineScenario, type Run } from '../scenario.js';
-import { UsageError } from '../types.js';
+import { defineScenario, UsageError, type Run } from '../scenario.js';
 
 const STOCK = 1_000_000;
 const NODES = 2;

@@ -13,8 +13,7 @@ import { startProcess } from '../cluster.js';
 import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
 import { familyDelta, round, roundOrNull, scrape } from '../measure.js';
 import { fixed, msColumns, num, sum, tableOf } from '../report.js';
-import { defineScenario, keyed } from '../scenario.js';
-import { UsageError, type BenchIO } from '../types.js';
+import { defineScenario, keyed, UsageError, type BenchIO } from '../scenario.js';
 
 const BENCH_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const ROOT = path.dirname(BENCH_DIR);
@@ -174,7 +173,7 @@ export default defineScenario({
         const cpu = cpuShares(before, cpuSnapshot(pids));
         // Every read of the node's phase by its own count (result="hit": memory or Redis).
         const after = metrics && (await scrape(node));
-        const reads = (...labels: string[]) => after && familyDelta(metrics!, after, CACHE_READS, ...labels);
+        const reads = (...labels: string[]) => after && familyDelta(metrics, after, CACHE_READS, ...labels);
         const [wallS, cores] = [cpu.wallS, cpu.processCores[target]];
         phases.push({ target, round: r, wrk, wallS, cores, reads: reads(), hits: reads('result="hit"') });
         io.progress(`bench: ${target} #${r}: ${num(perS(wrk))} requests/s, errors ${errorCount(wrk)}`);
