@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
 import { eventsOf, type EventsOf } from '../scripts/chaos/events.js';
 import type { Cluster } from '../scripts/cluster.js';
@@ -161,15 +161,9 @@ export const checkProjection = (url: string, admin: AdminToken, ids: readonly nu
  * (the probe's unit then counts in every later check). */
 export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
   const before = (await readTruth([productId])).get(productId)?.stock;
-  const http = new Pool(url, { connections: 1 });
-  const res = await http
-    .request({
-      path: `/products/${productId}/restock`,
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...admin.adminHeaders() },
-      body: JSON.stringify({ quantity: 1 }),
-    })
-    .finally(() => http.close());
+  const headers = { 'content-type': 'application/json', ...admin.adminHeaders() };
+  const body = JSON.stringify({ quantity: 1 });
+  const res = await request(`${url}/products/${productId}/restock`, { method: 'POST', headers, body });
   const { stock } = (await res.body.json()) as { stock?: number };
   if (res.statusCode === 200 && before !== undefined && stock === before + 1) return [];
   return [
@@ -252,11 +246,8 @@ async function compareEvents(events: readonly EventEnvelope[], ids: readonly num
         rows.filter((r) => !status || r['status'] === status).map((r) => String(r['id'])),
       ];
       // No event told twice, and the same orders.
-      if (
-        new Set(got).size !== got.length ||
-        got.length !== want.length ||
-        !want.every((id) => got.includes(id))
-      )
+      const same = new Set(got).size === got.length && got.length === want.length;
+      if (!same || !want.every((id) => got.includes(id)))
         problems.push(`${type} ${got.length} vs ${want.length} ${what}`);
     }
     const stock = mine

@@ -25,13 +25,12 @@ export class ConnectionSet {
   /** Most requests waiting for a free connection at once. */
   maxWaiting = 0;
 
+  /** `timeout`: the longest wait for response headers and between body chunks, ms. */
   constructor(
     readonly origin: string,
     readonly size: number,
-    /** Longest wait for response headers and between body chunks, ms. */
-    options: { readonly timeoutMs?: number } = {},
+    timeout = 30_000,
   ) {
-    const timeout = options.timeoutMs ?? 30_000;
     this.clients = Array.from({ length: size }, () => {
       const client = new Client(origin, {
         pipelining: 1,
@@ -91,18 +90,10 @@ export async function inParallel(count: number, concurrency: number, fn: (i: num
 }
 
 /** How an answer counts: under which operation (default the request's), error (default status ≥ 400), label. */
-export interface AnswerClass {
-  readonly op?: string;
-  readonly error?: boolean;
-  readonly label?: string;
-}
+export type AnswerClass = Readonly<{ op?: string; error?: boolean; label?: string }>;
 
 /** performance.now() times of the phase's start, a request's intended send time and its answer. */
-export interface AnswerTiming {
-  readonly startMs: number;
-  readonly intendedMs: number;
-  readonly doneMs: number;
-}
+export type AnswerTiming = Readonly<{ startMs: number; intendedMs: number; doneMs: number }>;
 
 export interface OpenLoopRequest {
   readonly op: string;
@@ -114,7 +105,7 @@ export interface OpenLoopRequest {
     status: number,
     headers: IncomingHttpHeaders,
     body: string,
-    timing: AnswerTiming,
+    at: AnswerTiming,
   ): AnswerClass | undefined;
   /** No HTTP answer (refused, reset, timeout). */
   transportError?(code: string): void;

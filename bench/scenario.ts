@@ -202,8 +202,7 @@ export class Run {
     self.tokens = await BenchTokens.mint(options, io, s.users);
     self.ledger = new PurchaseLedger(this.tokens);
     if (s.connectionsTimeoutMs !== undefined) {
-      const timeoutMs = s.connectionsTimeoutMs;
-      self.connections = new ConnectionSet(this.cluster.url, options.connections, { timeoutMs });
+      self.connections = new ConnectionSet(this.cluster.url, options.connections, s.connectionsTimeoutMs);
       io.onCleanup(() => this.connections.close());
       this.opened = await this.connections.open(
         this.cluster.nginx === undefined ? '/health' : '/nginx-health',
