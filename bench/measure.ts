@@ -5,7 +5,7 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { request } from 'undici';
-import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
+import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
 
 /** Sample name with its label set as printed (`name{a="b"}`) → value. */
 export type Samples = ReadonlyMap<string, number>;
@@ -26,34 +26,29 @@ export async function scrape(url: string): Promise<Samples> {
 
 /** Every node's `/metrics`, each read directly, summed sample by sample (counters and sums add up). */
 export async function scrapeNodes(urls: readonly string[]): Promise<Samples> {
-  const all = await Promise.all(urls.map(scrape));
-  if (all.length === 1) return all[0]!;
   const sum = new Map<string, number>();
-  for (const samples of all) for (const [k, v] of samples) sum.set(k, (sum.get(k) ?? 0) + v);
+  for (const samples of await Promise.all(urls.map(scrape)))
+    for (const [k, v] of samples) sum.set(k, (sum.get(k) ?? 0) + v);
   return sum;
 }
 
 export function parseSamples(text: string): Samples {
   const samples = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const match = /^([A-Za-z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)/.exec(line);
-    if (match) samples.set(match[1]!, Number(match[2]));
-  }
+  for (const match of text.matchAll(/^([A-Za-z_:][\w:]*(?:\{[^}]*\})?)[ \t]+(\S+)/gm))
+    samples.set(match[1]!, Number(match[2]));
   return samples;
 }
 
 /** after − before for one sample (a missing sample counts as 0). */
-export function delta(before: Samples, after: Samples, sample: string): number {
-  return (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
-}
+export const delta = (before: Samples, after: Samples, sample: string): number =>
+  (after.get(sample) ?? 0) - (before.get(sample) ?? 0);
 
 /** after − before summed over every label set of one sample name (`name` and `name{...}`) holding all `labels`. */
 export function familyDelta(before: Samples, after: Samples, name: string, ...labels: string[]): number {
   let sum = 0;
-  for (const [sample, value] of after)
+  for (const sample of after.keys())
     if ((sample === name || sample.startsWith(`${name}{`)) && labels.every((l) => sample.includes(l)))
-      sum += value - (before.get(sample) ?? 0);
+      sum += delta(before, after, sample);
   return sum;
 }
 
@@ -76,44 +71,33 @@ export type StageFigures = Readonly<
   Record<string, { count: number; mean: number; p50: number | undefined; p95: number | undefined }>
 >;
 
-const STAGE_HISTOGRAM = 'purchase_stage_duration_seconds';
-const STAGE_BUCKET = new RegExp(`^${STAGE_HISTOGRAM}_bucket\\{(.*)\\}$`);
+const STAGES = 'purchase_stage_duration_seconds';
 
 /** Per stage over a phase (nodes summed): count, mean, p50/p95 interpolated within buckets (histogram_quantile). */
 export function stageFigures(before: Samples, after: Samples): StageFigures {
   const buckets = new Map<string, { le: number; count: number }[]>();
   for (const sample of after.keys()) {
-    const match = STAGE_BUCKET.exec(sample);
-    if (!match) continue;
-    const labels = new Map([...match[1]!.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
-    const stage = labels.get('stage');
-    const le = labels.get('le');
+    if (!sample.startsWith(`${STAGES}_bucket{`)) continue;
+    const labels = new Map([...sample.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!]));
+    const [stage, le] = [labels.get('stage'), labels.get('le')];
     if (stage === undefined || le === undefined) continue;
-    const list = buckets.get(stage) ?? [];
+    const list = buckets.get(stage) ?? buckets.set(stage, []).get(stage)!;
     list.push({ le: le === '+Inf' ? Infinity : Number(le), count: delta(before, after, sample) });
-    buckets.set(stage, list);
   }
   const figures: Record<string, StageFigures[string]> = {};
   for (const [stage, list] of buckets) {
-    const count = delta(before, after, `${STAGE_HISTOGRAM}_count{stage="${stage}"}`);
+    const count = delta(before, after, `${STAGES}_count{stage="${stage}"}`);
     if (count <= 0) continue;
     list.sort((a, b) => a.le - b.le);
+    /** The bucket the rank falls in, interpolated linearly; undefined beyond the last finite bucket. */
     const quantile = (q: number): number | undefined => {
-      const rank = q * count;
-      let lower = 0;
-      let below = 0;
-      for (const { le, count: upTo } of list) {
-        if (upTo >= rank) {
-          if (!Number.isFinite(le)) return undefined; // beyond the last finite bucket
-          const inBucket = upTo - below;
-          return round((lower + (le - lower) * (inBucket > 0 ? (rank - below) / inBucket : 1)) * 1000, 2);
-        }
-        lower = le;
-        below = upTo;
-      }
-      return undefined;
+      const i = list.findIndex((b) => b.count >= q * count);
+      const [lower, below] = i > 0 ? [list[i - 1]!.le, list[i - 1]!.count] : [0, 0];
+      const { le, count: upTo } = list[i] ?? { le: Infinity, count: 0 };
+      const share = upTo > below ? (q * count - below) / (upTo - below) : 1;
+      return Number.isFinite(le) ? round((lower + (le - lower) * share) * 1000, 2) : undefined;
     };
-    const sum = delta(before, after, `${STAGE_HISTOGRAM}_sum{stage="${stage}"}`);
+    const sum = delta(before, after, `${STAGES}_sum{stage="${stage}"}`);
     figures[stage] = { count, mean: round((sum / count) * 1000, 2), p50: quantile(0.5), p95: quantile(0.95) };
   }
   return figures;
@@ -127,28 +111,13 @@ export function formatStages(stages: StageFigures): string {
   return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
-/**
- * `cores: node-1 0.41, mariadb_primary 0.18, …, bench 0.23`, busiest first (the nodes as `service` when they are
- * not among the pids): which process fills the box.
- */
-function formatCores(processes: CpuShares['processCores'], service: number, bench: number) {
-  const named = Object.keys(processes).some((name) => name.startsWith('node-'));
-  const cores = { ...(named ? {} : { service }), ...processes, bench };
-  const busy = Object.entries(cores).filter(
-    (e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005,
-  );
-  return `cores: ${busy
-    .sort((a, b) => b[1] - a[1])
-    .map(([name, c]) => `${name} ${c.toFixed(2)}`)
-    .join(', ')}`;
-}
-
-/** `fn` with `/metrics` (each node read directly, summed) and CPU around it. */
+/** `fn` with `/metrics` (each node read directly, summed) and CPU around it; `progress` gets the phase's purchase
+ * stage line (`formatStages`) when it had purchases, and `cores: node-1 0.41, mariadb_primary 0.18, …, bench
+ * 0.23`, busiest first (the nodes as `service` when they are not among the pids): which process fills the box. */
 export async function measurePhase<T>(
   urls: readonly string[],
   pids: Readonly<Record<string, number>>,
   run: () => Promise<T>,
-  /** Given the phase's purchase stage line (`formatStages`), when it had purchases, and its cores line. */
   progress?: (line: string) => void,
 ) {
   const before = await scrapeNodes(urls);
@@ -160,15 +129,14 @@ export async function measurePhase<T>(
   const stages = stageFigures(before, after);
   const line = formatStages(stages);
   if (line !== '') progress?.(`bench:   ${line}`);
-  progress?.(`bench:   ${formatCores(cpu.processCores, serviceCores, cpu.benchCores)}`);
-  return {
-    result,
-    cpu,
-    serviceCores,
-    otherCores: otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]),
-    metrics: { before, after },
-    stages,
-  };
+  const named = Object.keys(cpu.processCores).some((name) => name.startsWith('node-'));
+  const cores = { ...(named ? {} : { service: serviceCores }), ...cpu.processCores, bench: cpu.benchCores };
+  const busy = Object.entries(cores)
+    .filter((e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005)
+    .sort((a, b) => b[1] - a[1]);
+  progress?.(`bench:   cores: ${busy.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(', ')}`);
+  const other = otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]);
+  return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
 }
 
 /** Σ over measured phases of one sample's `/metrics` delta. */
@@ -178,9 +146,12 @@ export const sumDelta = (
 ): number => phases.reduce((sum, p) => sum + delta(p.metrics.before, p.metrics.after, sample), 0);
 
 /** The product writer's and the sagas' figures over one phase, from `/metrics` deltas. */
-export function writerFigures(metrics: { readonly before: Samples; readonly after: Samples }, wallS: number) {
-  const { before, after } = metrics;
+export function writerFigures(
+  { before, after }: { readonly before: Samples; readonly after: Samples },
+  wallS: number,
+) {
   const batches = delta(before, after, 'product_batch_size_count');
+  const committed = 'product_batch_duration_seconds_sum{outcome="committed"}';
   return {
     /** Committed batches (all products). */
     batches,
@@ -191,7 +162,7 @@ export function writerFigures(metrics: { readonly before: Samples; readonly afte
       histogramMean(before, after, 'product_batch_duration_seconds', 'outcome="committed"'),
     ),
     /** Share of wall time some product's writer had a batch in flight: Σ write time ÷ wall (may exceed 1 across products). */
-    writerBusy: delta(before, after, 'product_batch_duration_seconds_sum{outcome="committed"}') / wallS,
+    writerBusy: delta(before, after, committed) / wallS,
     sagasEnded: familyDelta(before, after, 'saga_duration_seconds_count'),
     meanSagaMs: ms(histogramMean(before, after, 'saga_duration_seconds')),
     eventLoopLagP99Ms: ms(after.get('nodejs_eventloop_lag_p99_seconds')),
@@ -208,19 +179,12 @@ export const roundOrNull = (n: number | null | undefined, digits: number): numbe
   n === undefined || n === null ? null : round(n, digits);
 
 /** A percentile of a µs histogram in ms (NaN when empty). */
-export const percentileMs = (h: RecordableHistogram, percentile: number): number =>
+const percentileMs = (h: RecordableHistogram, percentile: number): number =>
   h.count === 0 ? NaN : round(h.percentile(percentile) / 1000, 2);
 
 /** p50/p90/p95/p99/p99.9/max/mean of a µs histogram, ms. */
 export function latencySummary(h: RecordableHistogram) {
-  return {
-    count: h.count,
-    p50: percentileMs(h, 50),
-    p90: percentileMs(h, 90),
-    p95: percentileMs(h, 95),
-    p99: percentileMs(h, 99),
-    p999: percentileMs(h, 99.9),
-    max: h.count === 0 ? NaN : round(h.max / 1000, 1),
-    mean: h.count === 0 ? NaN : round(h.mean / 1000, 2),
-  };
+  const p = (percentile: number) => percentileMs(h, percentile);
+  const [max, mean] = h.count === 0 ? [NaN, NaN] : [round(h.max / 1000, 1), round(h.mean / 1000, 2)];
+  return { count: h.count, p50: p(50), p90: p(90), p95: p(95), p99: p(99), p999: p(99.9), max, mean };
 }
