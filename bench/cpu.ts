@@ -45,33 +45,29 @@ export function stackPids(): Record<string, number> {
   return pids;
 }
 
-/** A file's text, or undefined when it cannot be read. */
-const read = (file: string) => attempt(() => readFileSync(file, 'utf8'));
-
-/** Every pid in /proc, lowest first (none without /proc). */
-function procPids(): number[] {
-  const entries = attempt(() => readdirSync('/proc')) ?? [];
-  return entries
-    .filter((d) => /^\d+$/.test(d))
-    .map(Number)
-    .sort((a, b) => a - b);
-}
-
 /** The fields of /proc/<pid>/stat after the parenthesised command name (state first); undefined if gone. */
-const statFields = (pid: number) => {
-  const stat = read(`/proc/${pid}/stat`);
+const statFields = (pid: number | string) => {
+  const stat = attempt(() => readFileSync(`/proc/${pid}/stat`, 'utf8'));
   return stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
 };
 
-/** Pids of the live processes whose parent is `parent` (nginx's workers), from /proc. */
+/** Pids of the live processes whose parent is `parent` (nginx's workers), from /proc, lowest first. */
 export const childPids = (parent: number): number[] =>
-  procPids().filter((pid) => Number(statFields(pid)?.[1]) === parent);
+  (attempt(() => readdirSync('/proc')) ?? [])
+    .filter((d) => /^\d+$/.test(d) && Number(statFields(d)?.[1]) === parent)
+    .map(Number)
+    .sort((a, b) => a - b);
 
-/** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far. */
+/** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far: utime +
+ * stime (fields 14 and 15 of /proc/<pid>/stat), jiffies. */
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>) {
-  const processes: Record<string, number | undefined> = {};
-  for (const [name, pid] of Object.entries(pids))
-    processes[name] = pid === undefined ? undefined : processJiffies(pid);
+  const jiffies = (f: string[] | undefined) => f && Number(f[11]) + Number(f[12]);
+  const processes = Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => [
+      name,
+      pid === undefined ? undefined : jiffies(statFields(pid)),
+    ]),
+  );
   return { atMs: performance.now(), self: process.cpuUsage(), machine: machineJiffies(), processes };
 }
 
@@ -84,13 +80,12 @@ export function cpuShares(from: CpuSnapshot, to: CpuSnapshot) {
     processCores[name] =
       after === undefined || before === undefined ? undefined : (after - before) / CLOCK_TICKS / wallS;
   }
-  const span = from.machine && to.machine ? to.machine.total - from.machine.total : 0;
-  const machineBusy =
-    from.machine && to.machine && span > 0 ? (to.machine.busy - from.machine.busy) / span : undefined;
-  const irqCores =
-    from.machine && to.machine && span > 0
-      ? ((to.machine.irq - from.machine.irq) / span) * cores()
-      : undefined;
+  const [a, b] = [from.machine, to.machine];
+  const span = a && b ? b.total - a.total : 0;
+  const [machineBusy, irqCores] =
+    a && b && span > 0
+      ? [(b.busy - a.busy) / span, ((b.irq - a.irq) / span) * cores()]
+      : [undefined, undefined];
   return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, irqCores, processCores };
 }
 
@@ -106,23 +101,12 @@ export async function backgroundBusy(ms: number): Promise<number | undefined> {
 /** Cores busy outside the given processes and the bench, interrupts left out; undefined without /proc. */
 export function otherCores(shares: CpuShares, known: readonly (number | undefined)[]): number | undefined {
   if (shares.machineBusy === undefined) return undefined;
-  return Math.max(
-    0,
-    shares.machineBusy * cores() -
-      (shares.irqCores ?? 0) -
-      known.reduce<number>((sum, n) => sum + (n ?? 0), 0) -
-      shares.benchCores,
-  );
-}
-
-/** utime + stime (fields 14 and 15 of /proc/<pid>/stat), jiffies. */
-function processJiffies(pid: number): number | undefined {
-  const fields = statFields(pid);
-  return fields === undefined ? undefined : Number(fields[11]) + Number(fields[12]);
+  const knownCores = known.reduce<number>((sum, n) => sum + (n ?? 0), 0) + shares.benchCores;
+  return Math.max(0, shares.machineBusy * cores() - (shares.irqCores ?? 0) - knownCores);
 }
 
 function machineJiffies(): { busy: number; irq: number; total: number } | undefined {
-  const line = read('/proc/stat')?.split('\n')[0];
+  const line = attempt(() => readFileSync('/proc/stat', 'utf8'))?.split('\n')[0];
   if (line === undefined) return undefined;
   const values = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is already inside user)
