@@ -141,7 +141,7 @@ export const checkProjection = (url: string, admin: AdminToken, ids: readonly nu
       const want = new Map((await query(sql, [ids])).map((r) => [Number(r['product_id']), r]));
       const found: Mismatch[] = [];
       for (const productId of ids) {
-        const headers = admin.adminHeaders();
+        const headers = admin.adminHeaders;
         const res = await http!.request({ path: `/stats/products/${productId}`, method: 'GET', headers });
         const got = (await res.body.json()) as Record<string, unknown>;
         const expected = (k: string) => Number(want.get(productId)?.[k] ?? 0);
@@ -161,7 +161,7 @@ export const checkProjection = (url: string, admin: AdminToken, ids: readonly nu
  * (the probe's unit then counts in every later check). */
 export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
   const before = (await readTruth([productId])).get(productId)?.stock;
-  const headers = { 'content-type': 'application/json', ...admin.adminHeaders() };
+  const headers = { 'content-type': 'application/json', ...admin.adminHeaders };
   const body = JSON.stringify({ quantity: 1 });
   const res = await request(`${url}/products/${productId}/restock`, { method: 'POST', headers, body });
   const { stock } = (await res.body.json()) as { stock?: number };

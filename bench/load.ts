@@ -13,7 +13,7 @@ import type { AnswerClass, AnswerTiming, OpenLoopRequest } from './open-loop.js'
 import type { BenchIO, BenchOptions } from './scenario.js';
 
 /** Distinct buyers the scenarios spread purchases over (all of them fit each node's token cache). */
-export const BENCH_USERS = 1_000;
+const BENCH_USERS = 1_000;
 /** Longer than any run (`--repeat` reuses the tokens it minted). */
 const TTL_S = 12 * 3600;
 const MINT_CONCURRENCY = 1_000;
@@ -27,23 +27,28 @@ export const benchUsers = (): string[] => Array.from({ length: BENCH_USERS }, (_
 /** Minted tokens of this process, by role, sub and claims: a `--repeat` series mints each once. */
 const minted = new Map<string, Promise<string>>();
 
-/** A token for `sub`, with the `iss` / `aud` the bench's nodes expect: `--service-env AUTH_ISSUER=…` /
+/** `Bearer <token>` for `sub`, with the `iss` / `aud` the bench's nodes expect: `--service-env AUTH_ISSUER=…` /
  * `AUTH_AUDIENCE=…`, else the bench's env, else the service's defaults. */
-function token(sub: string, role: 'customer' | 'admin', env: Readonly<Record<string, string>>) {
+async function bearer(sub: string, role: 'customer' | 'admin', env: Readonly<Record<string, string>>) {
   const issuer = env['AUTH_ISSUER'] ?? process.env['AUTH_ISSUER'] ?? defaults.authIssuer;
   const audience = env['AUTH_AUDIENCE'] ?? process.env['AUTH_AUDIENCE'] ?? defaults.authAudience;
   const key = [role, sub, issuer, audience].join('\u0000');
   if (!minted.has(key)) minted.set(key, mintToken({ sub, role, issuer, audience, ttlSeconds: TTL_S }));
-  return minted.get(key)!;
+  return `Bearer ${await minted.get(key)!}`;
 }
 
 /** `Authorization` header values, looked up synchronously in the load loops (never minted there). */
 export class BenchTokens {
+  /** `{ authorization }` of the admin, for the few calls outside the load loops. */
+  readonly adminHeaders: { readonly authorization: string };
+
   private constructor(
     private readonly bearers: ReadonlyMap<string, string>,
     /** `Bearer <admin token>`. */
     readonly admin: string,
-  ) {}
+  ) {
+    this.adminHeaders = { authorization: admin };
+  }
 
   /** Customers minted. */
   get users(): number {
@@ -57,14 +62,9 @@ export class BenchTokens {
     return value;
   }
 
-  /** `{ authorization }` of the admin, for the few calls outside the load loops. */
-  adminHeaders(): { authorization: string } {
-    return { authorization: this.admin };
-  }
-
   /** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
   static async mint(
-    options: Pick<BenchOptions, 'serviceEnv'>,
+    { serviceEnv }: Pick<BenchOptions, 'serviceEnv'>,
     io: Pick<BenchIO, 'progress'>,
     users: readonly string[] = benchUsers(),
   ): Promise<BenchTokens> {
@@ -72,20 +72,16 @@ export class BenchTokens {
     const bearers = new Map<string, string>();
     for (let i = 0; i < users.length; i += MINT_CONCURRENCY) {
       const chunk = users.slice(i, i + MINT_CONCURRENCY);
-      const tokens = await Promise.all(chunk.map((sub) => token(sub, 'customer', options.serviceEnv)));
-      chunk.forEach((sub, k) => bearers.set(sub, `Bearer ${tokens[k]!}`));
+      const tokens = await Promise.all(chunk.map((sub) => bearer(sub, 'customer', serviceEnv)));
+      chunk.forEach((sub, k) => bearers.set(sub, tokens[k]!));
     }
-    const admin = `Bearer ${await token('bench-admin', 'admin', options.serviceEnv)}`;
+    const admin = await bearer('bench-admin', 'admin', serviceEnv);
     const ms = performance.now() - started;
-    if (ms > 200)
-      io.progress(
-        `bench: ${bearers.size.toLocaleString('en-US')} customer tokens and the admin's ready (${Math.round(ms)} ms)`,
-      );
+    const ready = `${bearers.size.toLocaleString('en-US')} customer tokens and the admin's ready`;
+    if (ms > 200) io.progress(`bench: ${ready} (${Math.round(ms)} ms)`);
     return new BenchTokens(bearers, admin);
   }
 }
-
-const HISTOGRAM_MAX_US = 120_000_000; // 2 min
 
 export type Strategy = 'actor' | 'baseline';
 
@@ -97,12 +93,9 @@ export async function createProduct(
   stock: number,
   strategy: Strategy = 'actor',
 ) {
-  const res = await http.request({
-    path: '/products',
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: tokens.admin },
-    body: JSON.stringify({ name, priceCents: 1999, stock, strategy }),
-  });
+  const headers = { 'content-type': 'application/json', ...tokens.adminHeaders };
+  const body = JSON.stringify({ name, priceCents: 1999, stock, strategy });
+  const res = await http.request({ path: '/products', method: 'POST', headers, body });
   const text = await res.body.text();
   if (res.statusCode !== 201)
     throw new Error(`POST /products answered ${res.statusCode}: ${text.slice(0, 300)}`);
@@ -120,16 +113,16 @@ export function errorCode(text: string): string {
 }
 
 /** An answer that leaves the key's order unknown: `503 OVERLOADED`, `transport UND_ERR_SOCKET`, ... */
-export type PurchaseAttempt = { productId: number; userId: string; key: string; answer: string };
+type PurchaseAttempt = { productId: number; userId: string; key: string; answer: string };
 /** Per product: fresh 201s (confirmed orders), 402s (made and cancelled), the keys answered 202 (saga open). */
-export type ProductTally = { created: number; declined: number; readonly pendingKeys: string[] };
+type ProductTally = { created: number; declined: number; readonly pendingKeys: string[] };
 
 /** Now on the monotonic clock, µs (the clock of V8 .cpuprofile timestamps on Linux). */
 export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
-export function newLatencyHistogram(): RecordableHistogram {
-  return createHistogram({ lowest: 1, highest: HISTOGRAM_MAX_US, figures: 3 });
-}
+/** A histogram of latencies, µs, up to 2 min. */
+export const newLatencyHistogram = (): RecordableHistogram =>
+  createHistogram({ lowest: 1, highest: 120_000_000, figures: 3 });
 
 export class PurchaseLedger {
   readonly perProduct = new Map<number, ProductTally>();
@@ -137,48 +130,47 @@ export class PurchaseLedger {
   /** Keys sent once but answered as replays: a proxy retry (through nginx) or a bug (straight to a node). */
   replayed = 0;
 
+  /** `tokens`: of every user `purchase` is called with (minted before the load). */
+  constructor(private readonly tokens: BenchTokens) {}
+
   /** Purchases of one unit, each with a fresh key `<tag>-<n>` and the next bench user: `stream(tag)(productId)`
    * is a load's `next`; given several products, each purchase is of one of them at random. */
   stream(tag: string): (product: number | readonly number[]) => () => OpenLoopRequest {
     let seq = 0;
     return (product) => () => {
-      seq += 1;
       const ids = typeof product === 'number' ? [product] : product;
       const productId = ids[Math.floor(Math.random() * ids.length)]!;
-      return this.purchase('purchase', productId, 1, `${tag}-${seq}`, benchUser(seq));
+      seq += 1;
+      return this.purchase(productId, 1, `${tag}-${seq}`, benchUser(seq));
     };
   }
-
-  /** `tokens`: of every user `purchase` is called with (minted before the load). */
-  constructor(private readonly tokens: BenchTokens) {}
 
   tally(productId: number): ProductTally {
     const tally = this.perProduct.get(productId) ?? { created: 0, declined: 0, pendingKeys: [] };
     return this.perProduct.set(productId, tally).get(productId)!;
   }
 
-  /** `POST /purchases` of one key as `userId`; only a 201 is not an error; `then` (given the status) may reclassify. */
+  /** `POST /purchases` of one key as `userId` (op `purchase`); only a 201 is not an error; `then` (given the
+   * status) may reclassify. */
   purchase(
-    op: string,
     productId: number,
     quantity: number,
     key: string,
     userId: string,
     then?: (cls: AnswerClass, timing: AnswerTiming, status: number) => AnswerClass | void,
   ): OpenLoopRequest {
+    const attempt = { productId, userId, key };
     return {
-      op,
+      op: 'purchase',
       method: 'POST',
       path: '/purchases',
       headers: { authorization: this.tokens.bearer(userId), 'idempotency-key': key },
       body: JSON.stringify({ productId, quantity }),
       answer: (status, headers, body, timing) => {
-        const cls = this.answer({ productId, userId, key }, status, headers, body);
+        const cls = this.answer(attempt, status, headers, body);
         return then?.(cls, timing, status) ?? cls;
       },
-      transportError: (code) => {
-        this.ambiguous.push({ productId, userId, key, answer: `transport ${code}` });
-      },
+      transportError: (code) => void this.ambiguous.push({ ...attempt, answer: `transport ${code}` }),
     };
   }
 

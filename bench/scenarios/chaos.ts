@@ -63,7 +63,7 @@ async function run(run: Run) {
           status === 200 ? { error: false } : { error: true, label: `${status} ${errorCode(body)}` },
       };
     const key = `${run.id}-${seq}`;
-    const inner = run.ledger.purchase('purchase', productId, 1, key, benchUser(seq));
+    const inner = run.ledger.purchase(productId, 1, key, benchUser(seq));
     return {
       ...inner,
       answer: (status, headers, body, timing) => {

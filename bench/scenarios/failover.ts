@@ -36,22 +36,15 @@ export default bench.defineScenario({
     const next = () => {
       seq += 1;
       const key = `${run.id}-${seq}`;
-      return run.ledger.purchase(
-        'purchase',
-        ids[seq % ids.length]!,
-        1,
-        key,
-        benchUser(seq),
-        (cls, timing) => {
-          if (cls.error === false) confirmed.push(key);
-          const intended = timing.intendedMs - timing.startMs;
-          const bad = cls.error !== false || timing.doneMs - timing.intendedMs > slowMs;
-          if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
-            if (cls.error !== false) errorsAfterKill += 1;
-            lastBadMs = Math.max(lastBadMs ?? 0, intended);
-          }
-        },
-      );
+      return run.ledger.purchase(ids[seq % ids.length]!, 1, key, benchUser(seq), (cls, timing) => {
+        if (cls.error === false) confirmed.push(key);
+        const intended = timing.intendedMs - timing.startMs;
+        const bad = cls.error !== false || timing.doneMs - timing.intendedMs > slowMs;
+        if (bad && killedAtMs !== undefined && intended >= killedAtMs - 2_000) {
+          if (cls.error !== false) errorsAfterKill += 1;
+          lastBadMs = Math.max(lastBadMs ?? 0, intended);
+        }
+      });
     };
     const phaseStart = performance.now();
     const killTimer = setTimeout(() => {

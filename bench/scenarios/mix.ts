@@ -86,7 +86,7 @@ export default bench.defineScenario({
       const rank = Math.random() < HOT_PURCHASE_SHARE ? 0 : zipf.sample(n);
       count.purchases += 1;
       if (rank === 0) count.hot += 1;
-      return ledger.purchase('purchase', ids[rank]!, 1, `${run.id}-${count.seq}`, benchUser(count.seq));
+      return ledger.purchase(ids[rank]!, 1, `${run.id}-${count.seq}`, benchUser(count.seq));
     };
 
     const steps = await run.stepUp<'mix', Step>({

@@ -44,7 +44,7 @@ async function run(run: Run) {
   // an OUT_OF_STOCK refusal.
   const request = (key: string, userId: string) => {
     const attempt = attempts.get(key)!;
-    return ledger.purchase('purchase', product.id, attempt.quantity, key, userId, (cls, timing, status) => {
+    return ledger.purchase(product.id, attempt.quantity, key, userId, (cls, timing, status) => {
       attempt.answers.push(cls.label!);
       const latencyUs = Math.max(1, Math.round((timing.doneMs - timing.intendedMs) * 1000));
       sends.push({ intendedMs: timing.intendedMs - timing.startMs, latencyUs });
