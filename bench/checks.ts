@@ -4,17 +4,16 @@
  * bench's sellout check with these (`checkStores`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { RowDataPacket } from 'mysql2/promise';
 import { Pool, request } from 'undici';
 import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
 import { eventsOf, type EventsOf } from '../scripts/chaos/events.js';
 import type { Cluster } from '../scripts/cluster.js';
 import { until } from '../scripts/until.js';
 import type { BenchTokens } from './load.js';
-import { connectStoreRedis, readTruth, waitNone, withMysql } from './stores.js';
+import { connectStoreRedis, query, readTruth, waitNone } from './stores.js';
 
 type Mismatch = { readonly productId: number; readonly detail: string };
-type Rows = readonly RowDataPacket[];
 
 /** `check` on a pool of 4 connections to each of `urls` (closed after), every second until it finds nothing or
  * `timeoutMs` passed; the last findings (a check that throws finds that). */
@@ -32,10 +31,6 @@ async function settle(
     )
   ).value;
 }
-
-/** A query's rows on the primary (or the replica). */
-const query = (sql: string, params: unknown[], role?: 'replica') =>
-  withMysql(async (conn: Connection) => (await conn.query<RowDataPacket[]>(sql, params))[0] as Rows, role);
 
 /** The rows the replica check compares, per product: each query's `pid` column and its line for a row. */
 const ROWS: readonly (readonly [string, (r: RowDataPacket) => string])[] = [

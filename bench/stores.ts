@@ -13,6 +13,10 @@ import type { PurchaseLedger } from './load.js';
 
 export { connectStoreRedis, withMysql } from '../scripts/stores.js';
 
+/** A query's rows on the primary (or the replica). */
+export const query = async (sql: string, params: unknown[], role?: 'replica') =>
+  (await withMysql((conn) => conn.query<RowDataPacket[]>(sql, params), role))[0];
+
 /** Calls per command since the Redis server started (`INFO commandstats`). */
 export async function redisCommandCalls(redis: Redis): Promise<Record<string, number>> {
   const text = await redis.info('commandstats');
@@ -27,9 +31,7 @@ export const commandTotal = (calls: Readonly<Record<string, number>>): number =>
 
 /** The MySQL primary's global status counters named (absent ones left out). */
 export async function serverStatus(names: readonly string[]): Promise<Record<string, number>> {
-  const [rows] = await withMysql((conn) =>
-    conn.query<RowDataPacket[]>('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [names]),
-  );
+  const rows = await query('SHOW GLOBAL STATUS WHERE Variable_name IN (?)', [names]);
   return Object.fromEntries(rows.map((r) => [String(r['Variable_name']), Number(r['Value'])]));
 }
 
@@ -51,9 +53,7 @@ export const waitForSagas = (productIds: readonly number[], timeoutMs: number): 
 
 /** Each product's stock and version on the primary. */
 export async function readTruth(productIds: readonly number[]): Promise<Map<number, StockTruth>> {
-  const [rows] = await withMysql((conn) =>
-    conn.query<RowDataPacket[]>('SELECT id, stock, version FROM products WHERE id IN (?)', [productIds]),
-  );
+  const rows = await query('SELECT id, stock, version FROM products WHERE id IN (?)', [productIds]);
   return new Map(
     rows.map((r) => [Number(r['id']), { stock: Number(r['stock']), version: Number(r['version']) }]),
   );
@@ -61,13 +61,13 @@ export async function readTruth(productIds: readonly number[]): Promise<Map<numb
 
 /** The (key, status) of every order of `keys` among these products' orders, 1,000 keys a query (n = 1 each). */
 async function ordersOfKeys(conn: Connection, keys: readonly string[], productIds: readonly number[]) {
-  const found: { key: string; status: string; n: number }[] = [];
+  const found: { key: string; status: string }[] = [];
   for (let i = 0; i < keys.length; i += 1000) {
     const [rows] = await conn.query<RowDataPacket[]>(
       'SELECT idempotency_key AS k, status FROM orders WHERE idempotency_key IN (?) AND product_id IN (?)',
       [keys.slice(i, i + 1000), productIds],
     );
-    for (const row of rows) found.push({ key: String(row['k']), status: String(row['status']), n: 1 });
+    for (const row of rows) found.push({ key: String(row['k']), status: String(row['status']) });
   }
   return found;
 }
@@ -105,11 +105,12 @@ export function expectedFrom(
  * `unsure` the orders among the keys answered 202 or 5xx/transport, `stillPending` sagas not ended in time. */
 export type ProductCheck = Awaited<ReturnType<typeof verifyProducts>>[number];
 
-/** Orders per status (n each; `other` for any status but these three). */
-function countStatuses(rows: readonly { status: string; n: number }[]) {
+/** Orders per status (n each, default 1; `other` for any status but these three). */
+function countStatuses(rows: readonly Readonly<Record<string, unknown>>[]) {
   const counts = { PENDING: 0, CONFIRMED: 0, CANCELLED: 0, other: 0 };
-  for (const { status, n } of rows)
-    counts[status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other'] += n;
+  for (const { status, n = 1 } of rows)
+    counts[status === 'PENDING' || status === 'CONFIRMED' || status === 'CANCELLED' ? status : 'other'] +=
+      Number(n);
   return counts;
 }
 
@@ -125,13 +126,8 @@ export function verifyProducts(expected: readonly ExpectedProduct[]) {
         'SELECT status, COUNT(*) AS n, COALESCE(SUM(quantity), 0) AS q FROM orders WHERE product_id = ? GROUP BY status',
         [id],
       );
-      const byStatus = statusRows.map((r) => ({
-        status: String(r['status']),
-        n: Number(r['n']),
-        q: Number(r['q']),
-      }));
-      const orders = countStatuses(byStatus);
-      const sold = byStatus.filter((r) => r.status !== 'CANCELLED').reduce((sum, r) => sum + r.q, 0);
+      const orders = countStatuses(statusRows);
+      const sold = statusRows.reduce((sum, r) => sum + (r['status'] === 'CANCELLED' ? 0 : Number(r['q'])), 0);
       const unsure = countStatuses(await ordersOfKeys(conn, [...pendingKeys, ...ambiguousKeys], [id]));
       const unsureTotal = unsure.PENDING + unsure.CONFIRMED + unsure.CANCELLED + unsure.other;
       const stockMatches = product.initialStock - stock === sold;
@@ -142,26 +138,10 @@ export function verifyProducts(expected: readonly ExpectedProduct[]) {
         orders.other === 0 &&
         unsureTotal >= pendingKeys.length;
       const oversold = Math.max(0, sold - product.initialStock);
-      const [answered202, ambiguous, stillPending] = [
-        pendingKeys.length,
-        ambiguousKeys.length,
-        orders.PENDING,
-      ];
+      const [answered202, ambiguous] = [pendingKeys.length, ambiguousKeys.length];
+      const check = { ...product, stock, sold, orders, answered202, ambiguous, unsure, oversold };
       const ok = stockMatches && ordersMatch && oversold === 0;
-      checks.push({
-        ...product,
-        stock,
-        sold,
-        orders,
-        answered202,
-        ambiguous,
-        unsure,
-        oversold,
-        stockMatches,
-        ordersMatch,
-        stillPending,
-        ok,
-      });
+      checks.push({ ...check, stockMatches, ordersMatch, stillPending: orders.PENDING, ok });
     }
     return checks;
   });

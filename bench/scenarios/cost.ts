@@ -4,7 +4,6 @@
  * per purchase at saturation (closed loop) and the idle node's own CPU.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RowDataPacket } from 'mysql2/promise';
 import type { Redis } from '../../src/storage/redis.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
 import { probeIo } from '../io-probe.js';
@@ -18,7 +17,7 @@ import {
   redisCommandCalls,
   serverStatus,
   waitNone,
-  withMysql,
+  query,
 } from '../stores.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
@@ -150,7 +149,7 @@ async function run(run: Run) {
     const key = [String(products[path])];
     await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
     const sql = 'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?';
-    const [[r]] = await withMysql((conn) => conn.query<RowDataPacket[]>(sql, key));
+    const [r] = await query(sql, key);
     produce[path] = { sends: Number(r!['sends']), rows: Number(r!['n']) };
   }
 

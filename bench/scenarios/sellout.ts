@@ -4,9 +4,8 @@
  * primary, replica, cache, actor, Kafka events and projection agree.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RowDataPacket } from 'mysql2/promise';
 import { checkStores } from '../checks.js';
-import { readTruth, waitForSagas, withMysql } from '../stores.js';
+import { query, readTruth, waitForSagas } from '../stores.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { msColumns, num, tableOf } from '../report.js';
@@ -74,12 +73,8 @@ async function run(run: Run) {
   await sleep(1_000);
   const stillPending = await waitForSagas([product.id], 45_000);
   const finalStock = (await readTruth([product.id])).get(product.id)!.stock;
-  const [rows] = await withMysql((conn) =>
-    conn.query<RowDataPacket[]>(
-      'SELECT idempotency_key AS k, status, quantity FROM orders WHERE product_id = ?',
-      [product.id],
-    ),
-  );
+  const sql = 'SELECT idempotency_key AS k, status, quantity FROM orders WHERE product_id = ?';
+  const rows = await query(sql, [product.id]);
   const orders = new Map<string, { status: string; quantity: number; n: number }>();
   for (const r of rows) {
     const [k, status, quantity] = [String(r['k']), String(r['status']), Number(r['quantity'])];
