@@ -4,7 +4,6 @@
  * bench's sellout check with these (`checkStores`).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RowDataPacket } from 'mysql2/promise';
 import { Pool, request } from 'undici';
 import { decodeEvent, type EventEnvelope } from '../src/events/envelope.js';
 import { eventsOf, type EventsOf } from '../scripts/chaos/events.js';
@@ -14,107 +13,84 @@ import type { BenchTokens } from './load.js';
 import { connectStoreRedis, query, readTruth, waitNone } from './stores.js';
 
 type Mismatch = { readonly productId: number; readonly detail: string };
+type Check = (pools: Pool[]) => Promise<Mismatch[]>;
+type Says = readonly (string | false)[];
 
 /** `check` on a pool of 4 connections to each of `urls` (closed after), every second until it finds nothing or
  * `timeoutMs` passed; the last findings (a check that throws finds that). */
-async function settle(
-  urls: readonly string[],
-  check: (pools: Pool[]) => Promise<Mismatch[]>,
-  timeoutMs: number,
-) {
+async function settle(urls: readonly string[], timeoutMs: number, check: Check) {
   const pools = urls.map((url) => new Pool(url, { connections: 4 }));
   const found = () =>
     check(pools).catch((err: unknown) => [{ productId: 0, detail: `check failed: ${String(err)}` }]);
-  return (
-    await until(found, (f) => f.length === 0, timeoutMs).finally(() =>
-      Promise.all(pools.map((p) => p.close())),
-    )
-  ).value;
+  const closeAll = () => Promise.all(pools.map((p) => p.close()));
+  return (await until(found, (f) => f.length === 0, timeoutMs).finally(closeAll)).value;
 }
 
-/** The rows the replica check compares, per product: each query's `pid` column and its line for a row. */
-const ROWS: readonly (readonly [string, (r: RowDataPacket) => string])[] = [
-  [
-    'SELECT id AS pid, stock, version, owner_epoch FROM products WHERE id IN (?) ORDER BY id',
-    (r) => `p ${r['stock']} v${r['version']} e${r['owner_epoch']}`,
-  ],
-  [
-    'SELECT product_id AS pid, id, status, quantity FROM orders WHERE product_id IN (?) ORDER BY id',
-    (r) => `o ${r['id']} ${r['status']} ${r['quantity']}`,
-  ],
-  [
-    'SELECT product_id AS pid, order_id, state, version FROM sagas WHERE product_id IN (?) ORDER BY order_id',
-    (r) => `s ${r['order_id']} ${r['state']} ${r['version']}`,
-  ],
+/** The mismatches of each product: what `says` of it (false: nothing amiss). */
+async function perProduct(ids: readonly number[], says: (id: number) => Promise<Says> | Says) {
+  const found: Mismatch[] = [];
+  for (const productId of ids)
+    for (const detail of await says(productId)) if (detail !== false) found.push({ productId, detail });
+  return found;
+}
+
+/** The rows the replica check compares, per product (`pid`), each as one `line`. */
+const ROWS = [
+  "SELECT id AS pid, CONCAT_WS(' ', 'p', stock, version, owner_epoch) AS line FROM products WHERE id IN (?) ORDER BY id",
+  "SELECT product_id AS pid, CONCAT_WS(' ', 'o', id, status, quantity) AS line FROM orders WHERE product_id IN (?) ORDER BY id",
+  "SELECT product_id AS pid, CONCAT_WS(' ', 's', order_id, state, version) AS line FROM sagas WHERE product_id IN (?) ORDER BY order_id",
 ];
 
 /** Each product's products, orders and sagas rows as one server holds them, one line per row. */
 async function rowsPerProduct(ids: readonly number[], role?: 'replica') {
   const out = new Map<number, string[]>(ids.map((id) => [id, []]));
-  for (const [sql, line] of ROWS)
-    for (const r of await query(sql, [ids], role)) out.get(Number(r['pid']))?.push(line(r));
+  for (const sql of ROWS)
+    for (const r of await query(sql, [ids], role)) out.get(Number(r['pid']))?.push(String(r['line']));
   return out;
 }
 
 /** Products whose products/orders/sagas rows differ between the primary and the replica (after catching up). */
-export const checkReplica = (ids: readonly number[], timeoutMs = 30_000) =>
-  settle(
-    [],
-    async () => {
-      const [primary, replica] = await Promise.all([rowsPerProduct(ids), rowsPerProduct(ids, 'replica')]);
-      return ids.flatMap((productId) => {
-        const onReplica = new Set(replica.get(productId));
-        const missing = primary.get(productId)!.filter((l) => !onReplica.has(l));
-        if (missing.length === 0 && onReplica.size === primary.get(productId)!.length) return [];
-        return [
-          {
-            productId,
-            detail: `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
-          },
-        ];
-      });
-    },
-    timeoutMs,
-  );
+const checkReplica = (ids: readonly number[], timeoutMs = 30_000) =>
+  settle([], timeoutMs, async () => {
+    const [primary, replica] = await Promise.all([rowsPerProduct(ids), rowsPerProduct(ids, 'replica')]);
+    return perProduct(ids, (id) => {
+      const [onPrimary, onReplica] = [primary.get(id)!, new Set(replica.get(id))];
+      const missing = onPrimary.filter((l) => !onReplica.has(l));
+      const same = missing.length === 0 && onReplica.size === onPrimary.length;
+      return [
+        !same && `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
+      ];
+    });
+  });
 
 /** Products whose Redis stock (while it lives; not read without the nodes' prefix) or read on any node is
  * not the primary's (up to `timeoutMs`). */
-export async function checkCache(
-  ids: readonly number[],
-  cluster: StoresToCheck['cluster'],
-  timeoutMs = 45_000,
-) {
+async function checkCache(ids: readonly number[], cluster: StoresToCheck['cluster'], timeoutMs = 45_000) {
   const redis = await connectStoreRedis();
   const { redisPrefix, metricsUrls } = cluster;
-  return settle(
-    metricsUrls,
-    async (nodes) => {
-      const truth = await readTruth(ids);
-      const cached =
-        redisPrefix === undefined ? [] : await redis.mget(...ids.map((id) => `${redisPrefix}stock:${id}`));
-      const found: Mismatch[] = [];
-      for (const [i, productId] of ids.entries()) {
-        const want = truth.get(productId)!;
-        const primary = `primary ${want.version}:${want.stock}`;
-        const raw = cached[i];
-        if (raw != null && raw !== `${want.version}:${want.stock}`)
-          found.push({ productId, detail: `Redis holds ${raw}, ${primary}` });
-        for (const [k, node] of nodes.entries()) {
-          const res = await node.request({ path: `/products/${productId}`, method: 'GET' });
-          const text = await res.body.text();
-          const body =
-            res.statusCode === 200 ? (JSON.parse(text) as { stock: number; version: number }) : undefined;
-          const read = body
-            ? `${body.version}:${body.stock} (${String(res.headers['x-cache-tier'])})`
-            : `status ${res.statusCode}`;
-          if (body?.stock !== want.stock || body.version !== want.version)
-            found.push({ productId, detail: `${metricsUrls[k]} reads ${read}, ${primary}` });
-        }
-      }
-      return found;
-    },
-    timeoutMs,
-  ).finally(() => redis.disconnect());
+  const check: Check = async (nodes) => {
+    const truth = await readTruth(ids);
+    const keys = ids.map((id) => `${redisPrefix}stock:${id}`);
+    const cached = redisPrefix === undefined ? [] : await redis.mget(...keys);
+    return perProduct(ids, async (id) => {
+      const [want, raw] = [truth.get(id)!, cached[ids.indexOf(id)]];
+      const primary = `${want.version}:${want.stock}`;
+      const reads = nodes.map(async (node, k) => {
+        const res = await node.request({ path: `/products/${id}`, method: 'GET' });
+        const text = await res.body.text();
+        const body = res.statusCode === 200 ? (JSON.parse(text) as typeof want) : undefined;
+        const tier = String(res.headers['x-cache-tier']);
+        const read = body ? `${body.version}:${body.stock} (${tier})` : `status ${res.statusCode}`;
+        const agrees = body?.stock === want.stock && body.version === want.version;
+        return !agrees && `${metricsUrls[k]} reads ${read}, primary ${primary}`;
+      });
+      return [
+        raw != null && raw !== primary && `Redis holds ${raw}, primary ${primary}`,
+        ...(await Promise.all(reads)),
+      ];
+    });
+  };
+  return settle(metricsUrls, timeoutMs, check).finally(() => redis.disconnect());
 }
 
 /** The projection's figures (`GET /stats/products/:id`) and how they are counted from the orders. */
@@ -127,44 +103,34 @@ const PROJECTION = {
 };
 
 /** Products whose sales projection (`GET /stats/products/:id` as an admin) is not the primary's orders. */
-export const checkProjection = (url: string, admin: AdminToken, ids: readonly number[], timeoutMs = 60_000) =>
-  settle(
-    [url],
-    async ([http]) => {
-      const columns = Object.entries(PROJECTION).map(([k, sql]) => `${sql} AS ${k}`);
-      const sql = `SELECT product_id, ${columns.join(', ')} FROM orders WHERE product_id IN (?) GROUP BY product_id`;
-      const want = new Map((await query(sql, [ids])).map((r) => [Number(r['product_id']), r]));
-      const found: Mismatch[] = [];
-      for (const productId of ids) {
-        const headers = admin.adminHeaders;
-        const res = await http!.request({ path: `/stats/products/${productId}`, method: 'GET', headers });
-        const got = (await res.body.json()) as Record<string, unknown>;
-        const expected = (k: string) => Number(want.get(productId)?.[k] ?? 0);
-        const off = Object.keys(PROJECTION).filter((k) => Number(got[k] ?? 0) !== expected(k));
-        if (res.statusCode !== 200 || off.length > 0)
-          found.push({
-            productId,
-            detail: `projection ${res.statusCode}: ${off.map((k) => `${k} ${String(got[k])} vs MySQL ${expected(k)}`).join(', ')}`,
-          });
-      }
-      return found;
-    },
-    timeoutMs,
-  );
+const checkProjection = (url: string, admin: AdminToken, ids: readonly number[], timeoutMs = 60_000) =>
+  settle([url], timeoutMs, async ([http]) => {
+    const columns = Object.entries(PROJECTION).map(([k, sql]) => `${sql} AS ${k}`);
+    const sql = `SELECT product_id, ${columns.join(', ')} FROM orders WHERE product_id IN (?) GROUP BY product_id`;
+    const want = new Map((await query(sql, [ids])).map((r) => [Number(r['product_id']), r]));
+    return perProduct(ids, async (id) => {
+      const headers = admin.adminHeaders;
+      const res = await http!.request({ path: `/stats/products/${id}`, method: 'GET', headers });
+      const got = (await res.body.json()) as Record<string, unknown>;
+      const expected = (k: string) => Number(want.get(id)?.[k] ?? 0);
+      const off = Object.keys(PROJECTION).filter((k) => Number(got[k] ?? 0) !== expected(k));
+      const says = off.map((k) => `${k} ${String(got[k])} vs MySQL ${expected(k)}`).join(', ');
+      return [(res.statusCode !== 200 || off.length > 0) && `projection ${res.statusCode}: ${says}`];
+    });
+  });
 
-/** The product's actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1
+/** Each product's actor: a restock of 1 answers with the actor's own stock, which must be the primary's + 1
  * (the probe's unit then counts in every later check). */
-export async function checkActor(url: string, admin: AdminToken, productId: number): Promise<Mismatch[]> {
-  const before = (await readTruth([productId])).get(productId)?.stock;
-  const headers = { 'content-type': 'application/json', ...admin.adminHeaders };
-  const body = JSON.stringify({ quantity: 1 });
-  const res = await request(`${url}/products/${productId}/restock`, { method: 'POST', headers, body });
-  const { stock } = (await res.body.json()) as { stock?: number };
-  if (res.statusCode === 200 && before !== undefined && stock === before + 1) return [];
-  return [
-    { productId, detail: `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}` },
-  ];
-}
+const checkActors = (url: string, admin: AdminToken, ids: readonly number[]) =>
+  perProduct(ids, async (id) => {
+    const before = (await readTruth([id])).get(id)?.stock;
+    const headers = { 'content-type': 'application/json', ...admin.adminHeaders };
+    const body = JSON.stringify({ quantity: 1 });
+    const res = await request(`${url}/products/${id}/restock`, { method: 'POST', headers, body });
+    const { stock } = (await res.body.json()) as { stock?: number };
+    const ok = res.statusCode === 200 && before !== undefined && stock === before + 1;
+    return [!ok && `restock of 1 answered ${res.statusCode}, stock ${stock}; primary ${before}`];
+  });
 
 /** The events of `topics` (from `sinceMs`, else the start) to today's high watermarks, of `key` only if given. */
 async function readEvents(
@@ -229,32 +195,28 @@ async function compareEvents(events: readonly EventEnvelope[], ids: readonly num
   const unique = [...new Map(events.map((e) => [e.eventId, e])).values()];
   const orders = await query('SELECT product_id, id, status FROM orders WHERE product_id IN (?)', [ids]);
   const truth = await readTruth(ids);
-  const mismatches: Mismatch[] = [];
-  for (const productId of ids) {
+  const mismatches = await perProduct(ids, (productId) => {
     const mine = unique.filter((e) => e.productId === productId);
-    const told = (type: string) => mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
     const rows = orders.filter((r) => Number(r['product_id']) === productId);
-    const problems: string[] = [];
-    for (const [type, status, what] of ORDER_EVENTS) {
-      const [got, want] = [
-        told(type),
-        rows.filter((r) => !status || r['status'] === status).map((r) => String(r['id'])),
-      ];
+    const problems = ORDER_EVENTS.map(([type, status, what]) => {
+      const got = mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
+      const want = rows.filter((r) => !status || r['status'] === status).map((r) => String(r['id']));
       // No event told twice, and the same orders.
       const same = new Set(got).size === got.length && got.length === want.length;
-      if (!same || !want.every((id) => got.includes(id)))
-        problems.push(`${type} ${got.length} vs ${want.length} ${what}`);
-    }
+      return (
+        (!same || !want.every((id) => got.includes(id))) && `${type} ${got.length} vs ${want.length} ${what}`
+      );
+    });
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
       .sort((a, b) => b.data.version - a.data.version)[0];
-    const want = truth.get(productId);
-    if (stock?.data.version !== want?.version || stock?.data.stock !== want?.stock)
-      problems.push(
-        `last stock.changed ${stock === undefined ? 'none' : `${stock.data.version}:${stock.data.stock}`} vs primary ${want?.version}:${want?.stock}`,
-      );
-    if (problems.length > 0) mismatches.push({ productId, detail: problems.join('; ') });
-  }
+    const [told, want] = [stock && `${stock.data.version}:${stock.data.stock}`, truth.get(productId)];
+    const problem =
+      told !== `${want?.version}:${want?.stock}` &&
+      `last stock.changed ${told ?? 'none'} vs primary ${want?.version}:${want?.stock}`;
+    const all = [...problems, problem].filter((p) => p !== false);
+    return [all.length > 0 && all.join('; ')];
+  });
   return { mismatches, events: unique.length, duplicates: events.length - unique.length };
 }
 
@@ -266,7 +228,7 @@ export interface StoresToCheck {
   /** Its url: where the projection is read (`GET /stats`, as `admin`); its nodes: each one's read and Redis prefix. */
   readonly cluster: Pick<Cluster, 'url' | 'redisPrefix' | 'metricsUrls'>;
   readonly admin: AdminToken;
-  /** The actor checked too (`checkActor`, first: it sells one unit back). */
+  /** The actor checked too (`checkActors`, first: it sells one unit back). */
   readonly actor?: boolean;
   /** The topics to read back: a run's own (`ownEvents`: from their start, once the outbox sent their rows),
    * else the stack's from `sinceMs`, of the products' keys. */
@@ -278,8 +240,7 @@ export interface StoresToCheck {
 /** Every store against the primary, for these products: the mismatches per store, and the events read back. */
 export async function checkStores(s: StoresToCheck) {
   const { productIds, timeoutMs, events: from } = s;
-  const actors = s.actor === true ? productIds.map((id) => checkActor(s.cluster.url, s.admin, id)) : [];
-  const actor = (await Promise.all(actors)).flat();
+  const actor = s.actor === true ? await checkActors(s.cluster.url, s.admin, productIds) : [];
   const replica = await checkReplica(productIds, timeoutMs);
   const cache = await checkCache(productIds, s.cluster, timeoutMs);
   const events = from.own ? from : eventsOf();
@@ -289,13 +250,12 @@ export async function checkStores(s: StoresToCheck) {
   // One product's events are keyed by its id: a shared topic is read for that key only.
   const key = !from.own && productIds.length === 1 ? String(productIds[0]) : undefined;
   const options = { sinceMs: from.own ? undefined : from.sinceMs, key, strict: from.own };
-  const kafka = await settle(
-    [],
-    async () => (read = await compareEvents(await readEvents(events, options), productIds)).mismatches,
-    timeoutMs ?? 60_000,
-  ).finally(async () => {
-    if (!from.own) await events.admin.disconnect().catch(() => undefined);
-  });
+  const compare = async () => (read = await compareEvents(await readEvents(events, options), productIds));
+  const kafka = await settle([], timeoutMs ?? 60_000, async () => (await compare()).mismatches).finally(
+    async () => {
+      if (!from.own) await events.admin.disconnect().catch(() => undefined);
+    },
+  );
   if (unsent > 0) kafka.push({ productId: 0, detail: `${unsent} outbox rows never sent` });
   const projection = await checkProjection(s.cluster.url, s.admin, productIds, timeoutMs);
   return { actor, replica, cache, kafka, projection, events: read.events, duplicates: read.duplicates };
