@@ -136,13 +136,11 @@ export type SecondStats = { readonly t: number; offered: number; completed: numb
 export type OpenLoopResult = Awaited<ReturnType<typeof runOpenLoop>>;
 
 export async function runOpenLoop(phase: OpenLoopPhase) {
-  const { connections, io } = phase;
-  const concurrency = typeof phase.rate === 'number' ? undefined : phase.rate.concurrency;
-  const intervalMs = typeof phase.rate === 'number' ? 1000 / phase.rate : 0;
-  const maxArrivals = Math.min(
-    phase.maxArrivals ?? Infinity,
-    typeof phase.rate === 'number' ? Math.floor(phase.rate * phase.durationS) : Infinity,
-  );
+  const { connections, io, rate } = phase;
+  const concurrency = typeof rate === 'number' ? undefined : rate.concurrency;
+  const intervalMs = typeof rate === 'number' ? 1000 / rate : 0;
+  const scheduled = typeof rate === 'number' ? Math.floor(rate * phase.durationS) : Infinity;
+  const maxArrivals = Math.min(phase.maxArrivals ?? Infinity, scheduled);
   const ops = new Map<string, OpStats>();
   const timeline: SecondStats[] = [];
   const second = (t: number): SecondStats => {
@@ -159,57 +157,53 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   const monotonicStart = monotonicUs();
   const start = performance.now() + 5;
 
+  /** Counts an answer (or a transport error) of `op` to a request intended at `intended`. */
+  const count = ({ op, error, label }: Required<AnswerClass>, intended: number, transport: boolean) => {
+    const done = performance.now();
+    const stats = ops.get(op) ?? ops.set(op, newOpStats()).get(op)!;
+    const bucket = second(done - start);
+    stats.statuses[label] = (stats.statuses[label] ?? 0) + 1;
+    bucket.completed += 1;
+    if (transport) stats.transportErrors += 1;
+    else {
+      stats.answers += 1;
+      stats.latency.record(Math.max(1, Math.round((done - intended) * 1000)));
+      n.inWindow += done - start <= windowMs ? 1 : 0;
+      n.okInWindow += done - start <= windowMs && !error ? 1 : 0;
+    }
+    if (error) {
+      stats.errors += 1;
+      n.errors += 1;
+      bucket.errors += 1;
+    }
+  };
+
   /** Sends `request`; resolves when it is answered, true when it got no HTTP answer. */
-  const fire = (request: OpenLoopRequest, intended: number): Promise<boolean> => {
+  const fire = async (request: OpenLoopRequest, intended: number): Promise<boolean> => {
     n.scheduled += 1;
     n.inFlight += 1;
     second(intended - start).offered += 1;
-    const finish = (op: string, isError: boolean, label: string, transport: boolean): void => {
-      const done = performance.now();
-      const stats = ops.get(op) ?? ops.set(op, newOpStats()).get(op)!;
-      stats.statuses[label] = (stats.statuses[label] ?? 0) + 1;
-      if (transport) stats.transportErrors += 1;
-      else {
-        stats.answers += 1;
-        stats.latency.record(Math.max(1, Math.round((done - intended) * 1000)));
-      }
-      const bucket = second(done - start);
-      bucket.completed += 1;
-      if (isError) {
-        stats.errors += 1;
-        n.errors += 1;
-        bucket.errors += 1;
-      }
-      if (done - start <= windowMs && !transport) {
-        n.inWindow += 1;
-        if (!isError) n.okInWindow += 1;
-      }
-    };
+    const { path, method, body, op } = request;
     const headers =
-      request.body === undefined
-        ? request.headers
-        : { 'content-type': 'application/json', ...request.headers };
-    return connections
-      .send({ path: request.path, method: request.method, headers, body: request.body }, async (res) => {
+      body === undefined ? request.headers : { 'content-type': 'application/json', ...request.headers };
+    try {
+      await connections.send({ path, method, headers, body }, async (res) => {
         const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
         const timing = { startMs: start, intendedMs: intended, doneMs: performance.now() };
         const cls = request.answer?.(res.statusCode, res.headers, text, timing);
-        const label = cls?.label ?? String(res.statusCode);
-        finish(cls?.op ?? request.op, cls?.error ?? res.statusCode >= 400, label, false);
-      })
-      .then(
-        () => false,
-        (err: unknown) => {
-          const code = (err as { code?: string }).code ?? (err as Error).name;
-          request.transportError?.(code);
-          finish(request.op, true, `transport ${code}`, true);
-          return true;
-        },
-      )
-      .finally(() => {
-        n.inFlight -= 1;
-        if (n.inFlight === 0) drained?.();
+        const error = cls?.error ?? res.statusCode >= 400;
+        count({ op: cls?.op ?? op, error, label: cls?.label ?? String(res.statusCode) }, intended, false);
       });
+      return false;
+    } catch (err) {
+      const code = (err as { code?: string }).code ?? (err as Error).name;
+      request.transportError?.(code);
+      count({ op, error: true, label: `transport ${code}` }, intended, true);
+      return true;
+    } finally {
+      n.inFlight -= 1;
+      if (n.inFlight === 0) drained?.();
+    }
   };
 
   let seq = 0;
@@ -273,10 +267,9 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
   const wallS = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuBefore);
   const generatorCores = (cpu.user + cpu.system) / 1e6 / wallS;
+  // An open loop stopped early (`next` ended it, `maxArrivals`) is judged over the time it sent.
   const windowS =
-    concurrency === undefined
-      ? Math.min(phase.durationS, (seq * intervalMs) / 1000) || phase.durationS
-      : phase.durationS;
+    (concurrency === undefined && Math.min(phase.durationS, (seq * intervalMs) / 1000)) || phase.durationS;
   const achievedPerS = n.inWindow / windowS;
   const offeredPerS = n.scheduled / windowS;
   const lagMs = schedulerLag.count > 0 ? schedulerLag.percentile(99) / 1000 : 0;
