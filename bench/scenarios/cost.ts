@@ -21,6 +21,8 @@ import {
 } from '../stores.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
+/** A product's outbox rows (`event_key`: the product id). */
+const OUTBOX = 'SELECT COUNT(*) AS n FROM outbox WHERE event_key = ?';
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
@@ -56,6 +58,7 @@ async function counters(redis: Redis, before?: Counters): Promise<Counters> {
   return { mysql: diff(before?.mysql, now.mysql), redis: diff(before?.redis, now.redis) };
 }
 
+type Load = Parameters<Run['step']>[2];
 /** A measured phase with the servers' counter deltas and its confirmed purchases. */
 type Phase = OpenStep & {
   readonly path: Strategy;
@@ -86,12 +89,8 @@ async function run(run: Run) {
   const [inFlight, warmS, settleS, idleS] = Object.entries(PARAMS).map(([key, [fallback, min, max]]) =>
     run.param(key, fallback, min, max),
   ) as [number, number, number, number];
-  const setUp = {
-    cluster: { nodes: 1, paymentLatencyMs: 5 },
-    connectionsTimeoutMs: 60_000,
-    backgroundMs: 1_000,
-  };
-  await run.setUp(setUp);
+  const cluster = { nodes: 1, paymentLatencyMs: 5 };
+  await run.setUp({ cluster, connectionsTimeoutMs: 60_000, backgroundMs: 1_000 });
   const redis = await connectStoreRedis();
   io.onCleanup(() => void redis.disconnect());
   const products = await run.pathProducts(STOCK);
@@ -103,12 +102,8 @@ async function run(run: Run) {
   // The servers' background over an idle interval (subtracted per phase, by length) and the idle node's CPU.
   const node = { node: run.cluster.nodes[0]?.pid };
   await sleep(settleS * 1000);
-  const [at, start, countersBefore, cpuBefore] = [
-    performance.now(),
-    monotonicUs(),
-    await counters(redis),
-    cpuSnapshot(node),
-  ];
+  const [at, start, cpuBefore] = [performance.now(), monotonicUs(), cpuSnapshot(node)];
+  const countersBefore = await counters(redis);
   io.progress(`bench: ${idleS} s idle, measuring the servers' background and the idle node`);
   await sleep(idleS * 1000);
   const idle = {
@@ -121,12 +116,7 @@ async function run(run: Run) {
   io.progress('bench: probing the cost of a loopback round trip (~3 s)');
   const ioCost = await probeIo();
   /** A measured phase of `path` on `productId` with the servers' counters around it. */
-  const phase = async (
-    path: Strategy,
-    label: string,
-    load: Parameters<Run['step']>[2],
-    productId: number,
-  ) => {
+  const phase = async (path: Strategy, label: string, load: Load, productId: number) => {
     const created = run.ledger.tally(productId).created;
     const before = await counters(redis);
     const step = await run.step(path, label, load, run.purchases(productId));
@@ -147,9 +137,11 @@ async function run(run: Run) {
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
     const key = [String(products[path])];
-    await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
-    const sql = 'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?';
-    const [r] = await query(sql, key);
+    await waitNone(`${OUTBOX} AND sent_at IS NULL`, key, 30_000);
+    const [r] = await query(
+      OUTBOX.replace('COUNT(*) AS n', 'COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends'),
+      key,
+    );
     produce[path] = { sends: Number(r!['sends']), rows: Number(r!['n']) };
   }
 
@@ -181,18 +173,14 @@ async function run(run: Run) {
     metric('outbox_events', 'outbox events', (p) => produce[p.path]?.rows ?? 0),
     metric('app_cpu_ms', 'app CPU-ms', (p) => p.serviceCores * p.cpu.wallS * 1000),
   ];
+  const atSaturation = (label: string, get: (p: Phase) => number) =>
+    metric('', label, get, saturatedPhases, (n) => n);
   const saturatedRows =
-    inFlight === 0
+    saturatedPhases.length === 0
       ? []
       : [
-          metric('', `app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase, saturatedPhases, (n) => n),
-          metric(
-            '',
-            'confirmed/s at saturation (not per 1,000)',
-            (p) => round(p.result.okPerS, 0),
-            saturatedPhases,
-            (n) => n,
-          ),
+          atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
+          atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
         ];
   const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
     Object.assign({}, ...list.map((p) => keyed(p.path, keys(p)))) as Record<string, unknown>;
