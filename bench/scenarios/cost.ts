@@ -21,8 +21,6 @@ import {
 } from '../stores.js';
 
 const PATHS: readonly Strategy[] = ['actor', 'baseline'];
-/** A product's outbox rows (`event_key`: the product id). */
-const OUTBOX = 'SELECT COUNT(*) AS n FROM outbox WHERE event_key = ?';
 const STOCK = 1_000_000;
 /** Saturation phases' products: more than a closed loop of either path sells in a phase. */
 const SATURATION_STOCK = 10_000_000;
@@ -137,11 +135,9 @@ async function run(run: Run) {
   const produce: Record<string, { sends: number; rows: number }> = {};
   for (const path of PATHS) {
     const key = [String(products[path])];
-    await waitNone(`${OUTBOX} AND sent_at IS NULL`, key, 30_000);
-    const [r] = await query(
-      OUTBOX.replace('COUNT(*) AS n', 'COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends'),
-      key,
-    );
+    await waitNone('SELECT COUNT(*) AS n FROM outbox WHERE event_key = ? AND sent_at IS NULL', key, 30_000);
+    const sql = 'SELECT COUNT(*) AS n, COUNT(DISTINCT sent_at) AS sends FROM outbox WHERE event_key = ?';
+    const [r] = await query(sql, key);
     produce[path] = { sends: Number(r!['sends']), rows: Number(r!['n']) };
   }
 
