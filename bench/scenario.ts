@@ -8,7 +8,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
-import { curveChart, latencyChart, throughputChart, type RatePoint } from './chart.js';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
 import { BenchTokens, createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
@@ -594,53 +593,4 @@ function stepDetails<S extends { result: OpenLoopResult; startS: number; metrics
     maxQueued: result.maxQueued,
     timeline: result.timeline,
   };
-}
-
-/** The points of a throughput chart: each step's seconds on one clock, `kinds` of each as series. */
-export function timelinePoints(
-  steps: readonly { readonly result: OpenLoopResult; readonly startS: number }[],
-  series: (s: (typeof steps)[number]) => string = () => '',
-  kinds: readonly ('offered' | 'answered' | 'errors')[] = ['offered', 'answered', 'errors'],
-): RatePoint[] {
-  const value = { offered: 'offered', answered: 'completed', errors: 'errors' } as const;
-  return steps.flatMap((s) =>
-    s.result.timeline.flatMap((b) =>
-      kinds.map((k) => ({ t: m.round(s.startS + b.t, 1), series: `${series(s)}${k}`, perS: b[value[k]] })),
-    ),
-  );
-}
-
-/** The charts of one open-loop phase: latency of `rows`, and offered, answered and errors per second. */
-export function phaseCharts(
-  [latency, throughput]: readonly [string, string],
-  rows: Parameters<typeof latencyChart>[1],
-  result: OpenLoopResult,
-): ChartSpec[] {
-  return [latencyChart(latency, rows), throughputChart(throughput, timelinePoints([{ result, startS: 0 }]))];
-}
-
-/** A step-up's charts: p50/p99 vs offered rate, latency at the `marked` steps, offered vs answered per second. */
-export function stepCharts(
-  titles: readonly [curve: string, latency: string, throughput: string],
-  groups: readonly { label: string; steps: readonly OpenStep[]; marked: readonly (OpenStep | undefined)[] }[],
-  kinds?: readonly ('offered' | 'answered' | 'errors')[],
-): ChartSpec[] {
-  const curve = groups.flatMap((g) =>
-    g.steps.flatMap((s) =>
-      (['p50', 'p99'] as const).map((p) => ({
-        series: g.label,
-        offered: s.offered,
-        ms: s[p],
-        percentile: p,
-      })),
-    ),
-  );
-  const marked = groups.flatMap((g) => g.steps.filter((s) => g.marked.includes(s)).map((s) => ({ g, s })));
-  const latency = marked.map(({ g, s }) => ({ ...s, op: `${g.label} @ ${num(s.offered)}/s` }));
-  const rates = groups.flatMap((g) => timelinePoints(g.steps, () => `${g.label} `, kinds));
-  return [
-    curveChart(titles[0], curve, SLO.p99Ms),
-    latencyChart(titles[1], latency),
-    throughputChart(titles[2], rates),
-  ];
 }

@@ -6,6 +6,7 @@ import { lostAcknowledged } from '../stores.js';
 import { benchUser } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { num, sum } from '../report.js';
+import { latencyChart, timelineChart } from '../chart.js';
 import * as bench from '../scenario.js';
 
 const STOCK = 1_000_000;
@@ -95,14 +96,10 @@ export default bench.defineScenario({
         `sagas still pending after 60 s: ${stillPending}; per-product checks ${checks.every((c) => c.ok) ? 'OK' : 'MISMATCH'}; oversold ${sum(checks, (c) => c.oversold)}`,
       ],
       details: { victim: { id: victim.id, pid: victim.pid }, statuses, lost: lost.slice(0, 100) },
-      charts: bench.phaseCharts(
-        [
-          'failover: purchase latency over the whole stream',
-          `failover: offered vs answered per second (kill at ${killed} s)`,
-        ],
-        [{ op: 'purchase', ...lat }],
-        result,
-      ),
+      charts: [
+        latencyChart('failover: purchase latency over the whole stream', [{ op: 'purchase', ...lat }]),
+        timelineChart(`failover: offered vs answered per second (kill at ${killed} s)`, [{ result }]),
+      ],
     });
   },
 });

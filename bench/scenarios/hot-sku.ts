@@ -5,6 +5,7 @@
 import type { Strategy } from '../load.js';
 import { histogramMean, roundOrNull } from '../measure.js';
 import { num } from '../report.js';
+import { stepCharts } from '../chart.js';
 import * as bench from '../scenario.js';
 
 /** Far more than either path sells in a run, so no phase ends in OUT_OF_STOCK. */
@@ -111,7 +112,7 @@ export default bench.defineScenario({
       details: { products: ids },
       charts: closed
         ? []
-        : bench.stepCharts(
+        : stepCharts(
             [
               `hot-sku: purchase latency vs offered rate (open loop, SLO p99 ${bench.SLO.p99Ms} ms)`,
               'hot-sku: purchase latency at capacity and at the first broken step',

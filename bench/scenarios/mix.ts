@@ -4,7 +4,7 @@
  */
 import { benchUser } from '../load.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
-import { latencyChart, throughputChart } from '../chart.js';
+import { latencyChart, timelineChart } from '../chart.js';
 import { otherCores } from '../cpu.js';
 import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
@@ -174,7 +174,7 @@ export default bench.defineScenario({
           'mix: latency per operation at the highest rate meeting the targets and the first missing them',
           [...latencyOf(best), ...latencyOf(broke)],
         ),
-        throughputChart('mix: offered vs answered per second, steps in order', bench.timelinePoints(steps)),
+        timelineChart('mix: offered vs answered per second, steps in order', steps),
       ],
     });
   },

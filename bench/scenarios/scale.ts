@@ -6,6 +6,7 @@
 import { cores } from '../cpu.js';
 import { familyDelta, round, roundOrNull } from '../measure.js';
 import { num, sum } from '../report.js';
+import { stepCharts } from '../chart.js';
 import * as bench from '../scenario.js';
 
 const STOCK = 1_000_000;
@@ -146,7 +147,7 @@ export default bench.defineScenario({
         `ratio 2 nodes / 1 node: ${ratio === null ? 'n/a' : `${ratio.toFixed(2)}x`} sustained, ${sloRatio === null ? 'n/a' : `${sloRatio.toFixed(2)}x`} at the SLO; forwarded share 2 nodes ${pct(forwardedShare)}, 1 node ${pct(one.share(one.steps))}.`,
         `CAVEAT: this machine has ${cores()} cores, shared by both nodes, nginx, the stack and the generator: the 2-node figure shows the cost of forwarding, not horizontal scale.`,
       ],
-      charts: bench.stepCharts(
+      charts: stepCharts(
         [
           `scale: purchase latency vs offered rate, 1 node vs 2 nodes behind nginx (SLO p99 ${bench.SLO.p99Ms} ms)`,
           'scale: purchase latency at the highest sustained step and at the first that fell behind',

@@ -9,7 +9,8 @@ import { query, readTruth, waitForSagas } from '../stores.js';
 import { newLatencyHistogram } from '../load.js';
 import { latencySummary, round } from '../measure.js';
 import { msColumns, num, tableOf } from '../report.js';
-import { defineScenario, latencyKeys, phaseCharts, type Run } from '../scenario.js';
+import { latencyChart, timelineChart } from '../chart.js';
+import { defineScenario, latencyKeys, type Run } from '../scenario.js';
 
 /** Quantities of a purchase and their shares. */
 const QUANTITIES = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 3, 3, 5]; // 60/25/10/5%
@@ -171,14 +172,13 @@ async function run(run: Run) {
     ),
     notes,
     details: { product, mismatches: mismatches.slice(0, 100), stores },
-    charts: phaseCharts(
-      [
-        'sellout: latency by answer, and of every request sent before the sell-out',
-        'sellout: offered vs answered per second',
-      ],
-      [{ op: 'while selling (all answers)', ...sellingSummary }, ...opRows],
-      result,
-    ),
+    charts: [
+      latencyChart('sellout: latency by answer, and of every request sent before the sell-out', [
+        { op: 'while selling (all answers)', ...sellingSummary },
+        ...opRows,
+      ]),
+      timelineChart('sellout: offered vs answered per second', [{ result }]),
+    ],
   });
 }
 
