@@ -25,9 +25,8 @@ const scenarioNames = async (): Promise<string[]> =>
     .sort();
 
 async function loadScenario(name: string): Promise<Scenario> {
-  const mod = (await import(new URL(`./scenarios/${name}.ts`, import.meta.url).href)) as {
-    default?: Scenario;
-  };
+  const url = new URL(`./scenarios/${name}.ts`, import.meta.url).href;
+  const mod = (await import(url)) as { default?: Scenario };
   if (mod.default === undefined) throw new Error(`bench/scenarios/${name}.ts must export defineScenario(…)`);
   return mod.default;
 }
@@ -41,10 +40,8 @@ async function usage(): Promise<string> {
     'scenarios:',
   ];
   for (const name of await scenarioNames()) {
-    const { describe, params } = await loadScenario(name).then(
-      (s) => ({ describe: s.describe, params: s.params }),
-      (err: unknown) => ({ describe: `(cannot load: ${String(err)})`, params: [] as readonly string[] }),
-    );
+    const failed = (err: unknown) => ({ describe: `(cannot load: ${String(err)})`, params: [] as const });
+    const { describe, params } = await loadScenario(name).catch(failed);
     lines.push(`  ${name.padEnd(12)} ${describe}`);
     if (params.length > 0) lines.push(`  ${''.padEnd(12)} --param ${params.join(', ')}`);
   }
@@ -52,7 +49,7 @@ async function usage(): Promise<string> {
 }
 
 /** A number option: above 0 (from 0 with `min0`), at most `max`, an integer if `integer`. */
-function numberOption(raw: string | undefined, flag: string, integer: boolean, max: number, min0 = false) {
+function numeric(raw: string | undefined, flag: string, integer: boolean, max: number, min0 = false) {
   if (raw === undefined) return undefined;
   const n = Number(raw);
   const low = min0 ? n < 0 : n <= 0;
@@ -105,11 +102,11 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     process.stdout.write(`${await usage()}\n`);
     process.exit(0);
   }
+  const name = positionals[0] ?? '';
   if (positionals.length !== 1)
     throw new UsageError(
-      positionals.length === 0 ? 'missing <scenario>' : `one scenario expected, got ${positionals.join(' ')}`,
+      name === '' ? 'missing <scenario>' : `one scenario expected, got ${positionals.join(' ')}`,
     );
-  const name = positionals[0]!;
   if (!(await scenarioNames()).includes(name))
     throw new UsageError(`unknown scenario ${JSON.stringify(name)}`);
   const scenario = await loadScenario(name);
@@ -120,11 +117,9 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
   if (!modes.includes(mode))
     throw new UsageError(`${name} has no ${mode}-loop mode (it has: ${modes.join(', ')})`);
   const params = pairs(values.param ?? [], '--param', /[a-z][a-z0-9-]*/);
-  for (const key of Object.keys(params))
-    if (!scenario.params.includes(key))
-      throw new UsageError(
-        `--param ${key}: ${name} has no such parameter (${scenario.params.length === 0 ? 'it takes none' : `it has: ${scenario.params.join(', ')}`})`,
-      );
+  const has = scenario.params.length === 0 ? 'it takes none' : `it has: ${scenario.params.join(', ')}`;
+  for (const key of Object.keys(params).filter((k) => !scenario.params.includes(k)))
+    throw new UsageError(`--param ${key}: ${name} has no such parameter (${has})`);
   if (scenario.ownNodes !== undefined && values.url !== undefined)
     throw new UsageError(`${name} ${scenario.ownNodes}: it cannot run with --url`);
   const serviceEnv = values['service-env'] ?? [];
@@ -132,10 +127,9 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     throw new UsageError('--service-env applies to the service the bench starts, not to --url');
   const defaults = scenario.defaults ?? {};
   const options: BenchOptions = {
-    durationS: numberOption(values.duration, '--duration', false, 24 * 3600) ?? defaults.durationS ?? 10,
-    connections:
-      numberOption(values.connections, '--connections', true, 20_000) ?? defaults.connections ?? 200,
-    rate: numberOption(values.rate, '--rate', false, 1_000_000) ?? defaults.rate,
+    durationS: numeric(values.duration, '--duration', false, 24 * 3600) ?? defaults.durationS ?? 10,
+    connections: numeric(values.connections, '--connections', true, 20_000) ?? defaults.connections ?? 200,
+    rate: numeric(values.rate, '--rate', false, 1_000_000) ?? defaults.rate,
     mode,
     params,
     outDir: path.resolve(values.out ?? path.join(BENCH_DIR, 'out')),
@@ -143,10 +137,10 @@ async function parse(argv: string[]): Promise<{ scenario: Scenario; options: Ben
     cpuProf: values['cpu-prof'],
     build: !values['no-build'],
     serviceEnv: pairs(serviceEnv, '--service-env', /[A-Z][A-Z0-9_]*/),
-    seed: numberOption(values.seed, '--seed', true, 0xffff_ffff, true),
+    seed: numeric(values.seed, '--seed', true, 0xffff_ffff, true),
     runTag: new Date().toISOString().replace(/[-:]|\.\d+/g, ''),
   };
-  return { scenario, options, repeat: numberOption(values.repeat, '--repeat', true, 100) ?? 1 };
+  return { scenario, options, repeat: numeric(values.repeat, '--repeat', true, 100) ?? 1 };
 }
 
 /** The commit and the files that differed from it when the run started (the build is of the working tree). */
