@@ -27,51 +27,42 @@ export function formatTable(table: ResultTable): string {
     row.map((cell) => (typeof cell === 'number' ? num(cell, Number.isInteger(cell) ? 0 : 1) : cell)),
   );
   const widths = table.columns.map((_, i) => Math.max(...cells.map((row) => (row[i] ?? '').length)));
-  const numeric = table.columns.map(
-    (_, i) => table.rows.length > 0 && table.rows.every((row) => typeof row[i] === 'number'),
-  );
+  const numeric = (i: number) =>
+    table.rows.length > 0 && table.rows.every((row) => typeof row[i] === 'number');
   const line = (row: readonly string[]) =>
     row
-      .map((cell, i) => (numeric[i] ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .map((cell, i) => (numeric(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
       .join('  ')
       .trimEnd();
   const [header, ...body] = cells;
   return [line(header!), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
+/** The median of numbers sorted ascending. */
+const median = (sorted: readonly number[]) =>
+  (sorted[Math.floor((sorted.length - 1) / 2)]! + sorted[Math.ceil((sorted.length - 1) / 2)]!) / 2;
 
-/** One summary from n runs' summaries: each number as its median with `<key>_min` / `<key>_max`. */
+/** One summary from n runs' summaries: each number as its median with `<key>_min` / `<key>_max`; `oversold` and
+ * `undersold` as every run's count (never a median); any other value once if every run has it, else per run. */
 export function combineRepeats(
   scenario: string,
   summaries: readonly Record<string, unknown>[],
   wanted: number,
-): Record<string, unknown> {
-  const combined: Record<string, unknown> = {
-    scenario,
-    ok: summaries.length === wanted && summaries.every((s) => s['ok'] === true),
-    repeat: wanted,
-    runs: summaries.length,
-  };
-  const keys = [...new Set(summaries.flatMap((s) => Object.keys(s)))];
-  for (const key of keys) {
-    if (key === 'scenario' || key === 'ok' || key === 'result_file' || key === 'charts') continue;
+) {
+  const ok = summaries.length === wanted && summaries.every((s) => s['ok'] === true);
+  const combined: Record<string, unknown> = { scenario, ok, repeat: wanted, runs: summaries.length };
+  const own = ['scenario', 'ok', 'result_file', 'charts'];
+  for (const key of new Set(summaries.flatMap((s) => Object.keys(s).filter((k) => !own.includes(k))))) {
     const values = summaries.map((s) => s[key]);
     const numbers = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
-    if (numbers.length === values.length && numbers.length > 0) {
-      combined[key] = Math.round(median(numbers) * 1000) / 1000;
-      combined[`${key}_min`] = Math.min(...numbers);
-      combined[`${key}_max`] = Math.max(...numbers);
-    } else if (key === 'oversold' || key === 'undersold') {
-      combined[key] = values; // never a median: every run's count
-    } else {
-      combined[key] = values.every((v) => JSON.stringify(v) === JSON.stringify(values[0]))
-        ? values[0]
-        : values;
+    const same = values.every((v) => JSON.stringify(v) === JSON.stringify(values[0]));
+    const perRun = key === 'oversold' || key === 'undersold'; // never a median: every run's count
+    if (perRun || numbers.length !== values.length || numbers.length === 0)
+      combined[key] = same && !perRun ? values[0] : values;
+    else {
+      const sorted = numbers.sort((a, b) => a - b);
+      combined[key] = Math.round(median(sorted) * 1000) / 1000;
+      [combined[`${key}_min`], combined[`${key}_max`]] = [sorted[0], sorted[sorted.length - 1]];
     }
   }
   combined['result_files'] = summaries.map((s) => s['result_file']);
