@@ -27,28 +27,21 @@ function areaOf(url: string, functionName: string): string {
 
 function summarise(profile: Profile, windows: readonly Window[] | undefined, top: number): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
-  const selfUs = new Map<number, number>();
-  let at = profile.startTime;
-  let wallUs = 0;
+  const [areas, functions] = [new Map<string, number>(), new Map<string, number>()];
+  const add = (m: Map<string, number>, key: string, us: number) => m.set(key, (m.get(key) ?? 0) + us);
+  let [at, wallUs, busyUs] = [profile.startTime, 0, 0];
   profile.samples.forEach((id, i) => {
     const dt = profile.timeDeltas[i] ?? 0;
     at += dt;
     if (windows !== undefined && !windows.some((w) => at >= w.start && at < w.end)) return;
     wallUs += dt;
-    selfUs.set(id, (selfUs.get(id) ?? 0) + dt);
-  });
-  const isIdle = (id: number) => byId.get(id)?.callFrame.functionName === '(idle)';
-  const busyUs = [...selfUs].filter(([id]) => !isIdle(id)).reduce((sum, [, us]) => sum + us, 0);
-  const areas = new Map<string, number>();
-  const functions = new Map<string, number>();
-  for (const [id, us] of selfUs) {
-    if (isIdle(id)) continue;
     const frame = byId.get(id)!.callFrame;
+    if (frame.functionName === '(idle)') return;
+    busyUs += dt;
     const area = areaOf(frame.url, frame.functionName);
-    areas.set(area, (areas.get(area) ?? 0) + us);
-    const fn = `${frame.functionName || '(anonymous)'} ${area}:${frame.lineNumber + 1}`;
-    functions.set(fn, (functions.get(fn) ?? 0) + us);
-  }
+    add(areas, area, dt);
+    add(functions, `${frame.functionName || '(anonymous)'} ${area}:${frame.lineNumber + 1}`, dt);
+  });
   const share = (us: number) => `${((us / busyUs) * 100).toFixed(1).padStart(5)}%`;
   const ranked = (m: Map<string, number>) =>
     [...m]
