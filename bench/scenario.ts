@@ -98,10 +98,9 @@ export const SLO = { p99Ms: 100, errorShare: 0.01 } as const;
 const CHECKS_IN_FULL = 4;
 
 /** What `bench/cli.ts` loads: the spec's run gets a fresh `Run` per repetition. */
-export function defineScenario(
-  spec: Omit<Scenario, 'run'> & { run(run: Run): Promise<ScenarioResult> },
-): Scenario {
-  return { ...spec, run: (options, io) => spec.run(new Run(spec.name, options, io, spec.params)) };
+export function defineScenario(spec: Omit<Scenario, 'run'> & { run(run: Run): Promise<ScenarioResult> }) {
+  const run: Scenario['run'] = (options, io) => spec.run(new Run(spec.name, options, io, spec.params));
+  return { ...spec, run };
 }
 
 type Load = OpenLoopPhase['rate'];
@@ -203,9 +202,8 @@ export class Run {
     if (s.connectionsTimeoutMs !== undefined) {
       self.connections = new ConnectionSet(this.cluster.url, options.connections, s.connectionsTimeoutMs);
       io.onCleanup(() => this.connections.close());
-      this.opened = await this.connections.open(
-        this.cluster.nginx === undefined ? '/health' : '/nginx-health',
-      );
+      const probe = this.cluster.nginx === undefined ? '/health' : '/nginx-health';
+      this.opened = await this.connections.open(probe);
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
     const backgroundMs = s.backgroundMs ?? 2_000;
@@ -285,11 +283,8 @@ export class Run {
       readonly shared?: string;
     },
   ): Promise<ScenarioResult> {
-    const [{ checks, ...f }, restarted, nodes] = [
-      this.found,
-      this.restarted(),
-      this.cluster?.nodes.length ?? 0,
-    ];
+    const { checks, ...f } = this.found;
+    const [restarted, nodes] = [this.restarted(), this.cluster?.nodes.length ?? 0];
     const shardLosses = f.shardLosses + (await this.leaseLosses());
     const service = nodes > 1 ? `${nodes} nodes` : 'the service';
     const shared =
@@ -404,15 +399,8 @@ export class Run {
   }
 
   /** A measured phase judged as a step (`openStep`) of `path`; its `offered` is the rate, or what was sent/s. */
-  async step<P extends string>(
-    path: P,
-    label: string,
-    rate: Load,
-    next: Next,
-    startS = 0,
-    durationS?: number,
-  ) {
-    const measured = await this.measure(label, rate, next, this.pids, durationS);
+  async step<P extends string>(path: P, label: string, rate: Load, next: Next, startS = 0) {
+    const measured = await this.measure(label, rate, next);
     const offered = typeof rate === 'number' ? rate : Math.round(measured.result.offeredPerS);
     return { ...openStep(measured, offered, startS), path };
   }
@@ -422,11 +410,7 @@ export class Run {
    * hits both paths alike), each `--duration` ÷ 2, after 1 s unmeasured of each path; `seen` numbers the
    * phases per path across calls.
    */
-  async alternate<P extends string>(
-    order: readonly P[],
-    next: (path: P) => Next,
-    seen = new Map<P, number>(),
-  ) {
+  async alternate<P extends string>(order: readonly P[], next: (p: P) => Next, seen = new Map<P, number>()) {
     const load = { concurrency: this.options.connections };
     for (const path of new Set(order)) await this.openLoop(`warm-up ${path}`, load, 1, next(path));
     const steps = [];
@@ -434,7 +418,8 @@ export class Run {
       if (this.io.signal.aborted) throw new Error('interrupted');
       seen.set(path, (seen.get(path) ?? 0) + 1);
       const label = `${path} #${seen.get(path)} closed-loop c=${load.concurrency}`;
-      steps.push(await this.step(path, label, load, next(path), 0, this.options.durationS / 2));
+      const measured = await this.measure(label, load, next(path), this.pids, this.options.durationS / 2);
+      steps.push({ ...openStep(measured, Math.round(measured.result.offeredPerS), 0), path });
     }
     return steps;
   }
@@ -504,11 +489,7 @@ export const latencyKeys = <K extends string>(prefix: string, s: Record<K, numbe
  * answer, answers by label, service cores weighted by wall time); their ratio, the ratio of the undisturbed
  * phases only (null when a path has none), the `<path>_per_s`, `_p50_ms`, `_p99_ms`, `_errors` keys.
  */
-export function compare(
-  steps: readonly PathStep[],
-  [a, b]: readonly [string, string],
-  restarted: readonly string[],
-) {
+export function compare(steps: readonly PathStep[], [a, b]: [string, string], restarted: readonly string[]) {
   const merged = (path: string, all: readonly PathStep[]) => {
     const list = all.filter((s) => s.path === path);
     const latency = newLatencyHistogram();
@@ -553,12 +534,7 @@ export function checkNote(c: ProductCheck, sagaWaitS = 45): string {
 type Cells<S> = readonly (readonly [string, (s: S) => string | number])[];
 
 /** The table of open-loop purchase steps, with the `mid` and `own` columns of the scenario. */
-export function stepTable<S extends OpenStep>(
-  first: string,
-  steps: readonly S[],
-  mid: Cells<S>,
-  own: Cells<S>,
-) {
+export function stepTable<S extends OpenStep>(first: string, steps: S[], mid: Cells<S>, own: Cells<S>) {
   return tableOf<S>(
     [
       [first, (s) => s.result.label],
