@@ -11,6 +11,8 @@ import { monotonicUs, newLatencyHistogram } from './load.js';
 import { lines, num } from './report.js';
 import type { BenchIO } from './scenario.js';
 
+type Request = Omit<Dispatcher.RequestOptions, 'origin'>;
+
 /**
  * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all
  * stay open and carry traffic as distinct clients would (undici's Pool would leave most idle).
@@ -56,10 +58,7 @@ export class ConnectionSet {
   }
 
   /** One request on the connection idle longest; `read` consumes the body before the connection is reused. */
-  async send<T>(
-    options: Omit<Dispatcher.RequestOptions, 'origin'>,
-    read: (res: Dispatcher.ResponseData) => Promise<T>,
-  ): Promise<T> {
+  async send<T>(options: Request, read: (res: Dispatcher.ResponseData) => Promise<T>): Promise<T> {
     const client =
       this.idle.shift() ??
       (await new Promise<Client>((resolve) => {

@@ -171,27 +171,20 @@ async function run(run: Run) {
   ];
   const atSaturation = (label: string, get: (p: Phase) => number) =>
     metric('', label, get, saturatedPhases, (n) => n);
-  const saturatedRows =
-    saturatedPhases.length === 0
-      ? []
-      : [
-          atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
-          atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
-        ];
+  const saturatedRows = [
+    atSaturation(`app CPU-ms at saturation (c=${inFlight})`, cpuUsPerPurchase),
+    atSaturation('confirmed/s at saturation (not per 1,000)', (p) => round(p.result.okPerS, 0)),
+  ].filter(() => saturatedPhases.length > 0);
   const entries = (list: readonly Phase[], keys: (p: Phase) => Record<string, unknown>) =>
     Object.assign({}, ...list.map((p) => keyed(p.path, keys(p)))) as Record<string, unknown>;
   const idlePct = idle.nodeCores === undefined ? null : round(idle.nodeCores * 100, 2);
   const actorUs = cpuUsPerPurchase(phases[0]);
   const actorSatUs = saturatedPhases[0] === undefined ? null : cpuUsPerPurchase(saturatedPhases[0]);
   const idleShareUs = idle.nodeCores === undefined ? undefined : (idle.nodeCores * 1e6) / rate;
-  const top = (calls: Record<string, number>) =>
-    JSON.stringify(
-      Object.fromEntries(
-        Object.entries(calls)
-          .sort((a, b) => b[1] - a[1])
-          .slice(0, 6),
-      ),
-    );
+  const top = (calls: Record<string, number>) => {
+    const sorted = Object.entries(calls).sort((a, b) => b[1] - a[1]);
+    return JSON.stringify(Object.fromEntries(sorted.slice(0, 6)));
+  };
 
   return run.report({
     steps: [...phases, ...saturatedPhases],
@@ -199,12 +192,7 @@ async function run(run: Run) {
       mode: 'open-loop',
       unit: 'per 1,000 confirmed purchases',
       offered_per_s: rate,
-      ...Object.fromEntries(
-        metrics.flatMap((m) => [
-          [`actor_${m.key}`, m.actor],
-          [`baseline_${m.key}`, m.baseline],
-        ]),
-      ),
+      ...Object.fromEntries(metrics.flatMap((m) => PATHS.map((path) => [`${path}_${m.key}`, m[path]]))),
       // App CPU per confirmed purchase at the offered rate and at saturation, idle node CPU: issue 12's targets.
       ...entries(phases, (p) => ({
         confirmed: p.confirmed,
