@@ -6,7 +6,6 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { createHistogram, type RecordableHistogram } from 'node:perf_hooks';
-import type { Dispatcher } from 'undici';
 import { mintToken } from '../scripts/stack/auth-key.js';
 import { defaults } from '../src/config.js';
 import type { AnswerClass, AnswerTiming, OpenLoopRequest } from './open-loop.js';
@@ -63,11 +62,7 @@ export class BenchTokens {
   }
 
   /** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
-  static async mint(
-    { serviceEnv }: Pick<BenchOptions, 'serviceEnv'>,
-    io: Pick<BenchIO, 'progress'>,
-    users: readonly string[] = benchUsers(),
-  ): Promise<BenchTokens> {
+  static async mint({ serviceEnv }: BenchOptions, io: BenchIO, users: readonly string[] = benchUsers()) {
     const started = performance.now();
     const bearers = new Map<string, string>();
     for (let i = 0; i < users.length; i += MINT_CONCURRENCY) {
@@ -84,23 +79,6 @@ export class BenchTokens {
 }
 
 export type Strategy = 'actor' | 'baseline';
-
-/** `POST /products` as the bench's admin; the new product's id. */
-export async function createProduct(
-  http: Dispatcher,
-  tokens: BenchTokens,
-  name: string,
-  stock: number,
-  strategy: Strategy = 'actor',
-) {
-  const headers = { 'content-type': 'application/json', ...tokens.adminHeaders };
-  const body = JSON.stringify({ name, priceCents: 1999, stock, strategy });
-  const res = await http.request({ path: '/products', method: 'POST', headers, body });
-  const text = await res.body.text();
-  if (res.statusCode !== 201)
-    throw new Error(`POST /products answered ${res.statusCode}: ${text.slice(0, 300)}`);
-  return (JSON.parse(text) as { id: number }).id;
-}
 
 /** The error code of an error body (`{ error: { code } }`), or `?` when it has none. */
 export function errorCode(text: string): string {
@@ -123,6 +101,9 @@ export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n)
 /** A histogram of latencies, µs, up to 2 min. */
 export const newLatencyHistogram = (): RecordableHistogram =>
   createHistogram({ lowest: 1, highest: 120_000_000, figures: 3 });
+
+/** What a purchase's answer means to its load (`PurchaseLedger.purchase`'s `then`). */
+type Then = (cls: AnswerClass, timing: AnswerTiming, status: number) => AnswerClass | void;
 
 export class PurchaseLedger {
   readonly perProduct = new Map<number, ProductTally>();
@@ -152,13 +133,7 @@ export class PurchaseLedger {
 
   /** `POST /purchases` of one key as `userId` (op `purchase`); only a 201 is not an error; `then` (given the
    * status) may reclassify. */
-  purchase(
-    productId: number,
-    quantity: number,
-    key: string,
-    userId: string,
-    then?: (cls: AnswerClass, timing: AnswerTiming, status: number) => AnswerClass | void,
-  ): OpenLoopRequest {
+  purchase(productId: number, quantity: number, key: string, userId: string, then?: Then): OpenLoopRequest {
     const attempt = { productId, userId, key };
     return {
       op: 'purchase',

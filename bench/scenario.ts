@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import { BenchTokens, createProduct, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
+import { BenchTokens, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
 import * as m from './measure.js';
 import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { lines, msColumns, num, sum, tableOf } from './report.js';
@@ -212,10 +212,17 @@ export class Run {
     return this;
   }
 
-  /** A product named `bench <run id> <label>` (as the admin, on `on`'s cluster), checked by `check`; its id. */
+  /** A product named `bench <run id> <label>` (`POST /products` as the admin, on `on`'s cluster), checked by
+   * `check`; its id. */
   async product(label: string, initialStock: number, strategy: Strategy = 'actor', on: Run = this) {
     const name = `bench ${this.id} ${label}`;
-    const productId = await createProduct(on.admin, this.tokens, name, initialStock, strategy);
+    const headers = { 'content-type': 'application/json', ...this.tokens.adminHeaders };
+    const body = JSON.stringify({ name, priceCents: 1999, stock: initialStock, strategy });
+    const res = await on.admin.request({ path: '/products', method: 'POST', headers, body });
+    const text = await res.body.text();
+    if (res.statusCode !== 201)
+      throw new Error(`POST /products answered ${res.statusCode}: ${text.slice(0, 300)}`);
+    const productId = (JSON.parse(text) as { id: number }).id;
     this.products.push({ productId, label, initialStock });
     return productId;
   }
