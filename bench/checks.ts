@@ -56,10 +56,8 @@ const checkReplica = (ids: readonly number[], timeoutMs = 30_000) =>
     return perProduct(ids, (id) => {
       const [onPrimary, onReplica] = [primary.get(id)!, new Set(replica.get(id))];
       const missing = onPrimary.filter((l) => !onReplica.has(l));
-      const same = missing.length === 0 && onReplica.size === onPrimary.length;
-      return [
-        !same && `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`,
-      ];
+      const differs = `replica differs: ${missing.length} primary rows not on it, e.g. ${missing[0] ?? '-'}`;
+      return [(missing.length > 0 || onReplica.size !== onPrimary.length) && differs];
     });
   });
 
@@ -84,10 +82,8 @@ async function checkCache(ids: readonly number[], cluster: StoresToCheck['cluste
         const agrees = body?.stock === want.stock && body.version === want.version;
         return !agrees && `${metricsUrls[k]} reads ${read}, primary ${primary}`;
       });
-      return [
-        raw != null && raw !== primary && `Redis holds ${raw}, primary ${primary}`,
-        ...(await Promise.all(reads)),
-      ];
+      const redisAgrees = raw == null || raw === primary;
+      return [!redisAgrees && `Redis holds ${raw}, primary ${primary}`, ...(await Promise.all(reads))];
     });
   };
   return settle(metricsUrls, timeoutMs, check).finally(() => redis.disconnect());
@@ -202,20 +198,19 @@ async function compareEvents(events: readonly EventEnvelope[], ids: readonly num
       const got = mine.filter((e) => e.type === type).map((e) => e.orderId ?? '');
       const want = rows.filter((r) => !status || r['status'] === status).map((r) => String(r['id']));
       // No event told twice, and the same orders.
-      const same = new Set(got).size === got.length && got.length === want.length;
-      return (
-        (!same || !want.every((id) => got.includes(id))) && `${type} ${got.length} vs ${want.length} ${what}`
-      );
+      const told = new Set(got);
+      const same = told.size === got.length && got.length === want.length && want.every((id) => told.has(id));
+      return !same && `${type} ${got.length} vs ${want.length} ${what}`;
     });
     const stock = mine
       .filter((e): e is EventEnvelope<'stock.changed'> => e.type === 'stock.changed')
       .sort((a, b) => b.data.version - a.data.version)[0];
     const [told, want] = [stock && `${stock.data.version}:${stock.data.stock}`, truth.get(productId)];
-    const problem =
-      told !== `${want?.version}:${want?.stock}` &&
-      `last stock.changed ${told ?? 'none'} vs primary ${want?.version}:${want?.stock}`;
-    const all = [...problems, problem].filter((p) => p !== false);
-    return [all.length > 0 && all.join('; ')];
+    const primary = `${want?.version}:${want?.stock}`;
+    const last = `last stock.changed ${told ?? 'none'} vs primary ${primary}`;
+    const all = [...problems, told !== primary && last];
+    const problem = all.filter((p) => p !== false).join('; ');
+    return [problem !== '' && problem];
   });
   return { mismatches, events: unique.length, duplicates: events.length - unique.length };
 }
@@ -251,10 +246,9 @@ export async function checkStores(s: StoresToCheck) {
   const key = !from.own && productIds.length === 1 ? String(productIds[0]) : undefined;
   const options = { sinceMs: from.own ? undefined : from.sinceMs, key, strict: from.own };
   const compare = async () => (read = await compareEvents(await readEvents(events, options), productIds));
+  const disconnect = () => (from.own ? undefined : events.admin.disconnect().catch(() => undefined));
   const kafka = await settle([], timeoutMs ?? 60_000, async () => (await compare()).mismatches).finally(
-    async () => {
-      if (!from.own) await events.admin.disconnect().catch(() => undefined);
-    },
+    disconnect,
   );
   if (unsent > 0) kafka.push({ productId: 0, detail: `${unsent} outbox rows never sent` });
   const projection = await checkProjection(s.cluster.url, s.admin, productIds, timeoutMs);
