@@ -53,12 +53,8 @@ export default bench.defineScenario({
         });
 
     await run.check();
-    const [actor, baseline] = PATHS.map((p) =>
-      bench.capacity(
-        steps.filter((s) => s.path === p),
-        (s) => s.pass,
-      ),
-    ) as [Capacity, Capacity];
+    const of = (path: Strategy) => steps.filter((s) => s.path === path);
+    const [actor, baseline] = PATHS.map((p) => bench.capacity(of(p), (s) => s.pass)) as [Capacity, Capacity];
     const c = bench.compare(steps, ['actor', 'baseline'], run.restarted());
     const actorPerS = closed ? c.A.perS : (actor.best?.result.okPerS ?? 0);
     const baselinePerS = closed ? c.B.perS : (baseline.best?.result.okPerS ?? 0);
@@ -120,7 +116,7 @@ export default bench.defineScenario({
             ],
             PATHS.map((path) => ({
               label: path,
-              steps: steps.filter((s) => s.path === path),
+              steps: of(path),
               marked: [actor.best, baseline.best, actor.broke, baseline.broke],
             })),
           ),
