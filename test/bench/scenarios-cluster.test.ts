@@ -85,7 +85,7 @@ t.test('failover: kill -9 of one node, no acknowledged order lost', async (t) =>
   const run = await bench([
     'failover',
     '--duration',
-    '8',
+    '6',
     '--rate',
     '30',
     '--connections',

@@ -38,7 +38,7 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
     '--param',
     'warm-up=1',
     '--param',
-    'settle=5',
+    'settle=0',
     '--param',
     'idle=1',
   ]);
@@ -63,7 +63,7 @@ t.test('cost: per-1,000 figures for both paths, purchases checked', async (t) =>
 });
 
 t.test('auth: per-check CPU costs, hot-sku with security on vs limits off, nothing throttled', async (t) => {
-  const run = await bench(['auth', '--duration', '2', '--connections', '10', '--param', 'micro-scale=0.02']);
+  const run = await bench(['auth', '--duration', '1', '--connections', '10', '--param', 'micro-scale=0.02']);
   expectOk(t, run, 'auth', [
     'full_verify_cpu_us',
     'cached_verify_cpu_us',
