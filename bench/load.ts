@@ -37,45 +37,37 @@ async function bearer(sub: string, role: 'customer' | 'admin', env: Readonly<Rec
 }
 
 /** `Authorization` header values, looked up synchronously in the load loops (never minted there). */
-export class BenchTokens {
-  /** `{ authorization }` of the admin, for the few calls outside the load loops. */
-  readonly adminHeaders: { readonly authorization: string };
+export type BenchTokens = Awaited<ReturnType<typeof mintTokens>>;
 
-  private constructor(
-    private readonly bearers: ReadonlyMap<string, string>,
-    /** `Bearer <admin token>`. */
-    readonly admin: string,
-  ) {
-    this.adminHeaders = { authorization: admin };
+/** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
+export async function mintTokens(
+  { serviceEnv }: BenchOptions,
+  io: BenchIO,
+  users: readonly string[] = benchUsers(),
+) {
+  const started = performance.now();
+  const bearers = new Map<string, string>();
+  for (let i = 0; i < users.length; i += MINT_CONCURRENCY) {
+    const chunk = users.slice(i, i + MINT_CONCURRENCY);
+    const tokens = await Promise.all(chunk.map((sub) => bearer(sub, 'customer', serviceEnv)));
+    chunk.forEach((sub, k) => bearers.set(sub, tokens[k]!));
   }
-
-  /** Customers minted. */
-  get users(): number {
-    return this.bearers.size;
-  }
-
-  /** `Bearer <token>` of a customer minted up front; throws for any other user (a bench bug). */
-  bearer(userId: string): string {
-    const value = this.bearers.get(userId);
-    if (value === undefined) throw new Error(`bench: no token minted for user ${userId}`);
-    return value;
-  }
-
-  /** Mints (once per process) a customer token for each of `users` (default every `benchUser`) and the admin's. */
-  static async mint({ serviceEnv }: BenchOptions, io: BenchIO, users: readonly string[] = benchUsers()) {
-    const started = performance.now();
-    const bearers = new Map<string, string>();
-    for (let i = 0; i < users.length; i += MINT_CONCURRENCY) {
-      const chunk = users.slice(i, i + MINT_CONCURRENCY);
-      const tokens = await Promise.all(chunk.map((sub) => bearer(sub, 'customer', serviceEnv)));
-      chunk.forEach((sub, k) => bearers.set(sub, tokens[k]!));
-    }
-    const admin = await bearer('bench-admin', 'admin', serviceEnv);
-    const ms = performance.now() - started;
-    const ready = `${bearers.size.toLocaleString('en-US')} customer tokens and the admin's ready`;
-    if (ms > 200) io.progress(`bench: ${ready} (${Math.round(ms)} ms)`);
-    return new BenchTokens(bearers, admin);
-  }
+  const admin = await bearer('bench-admin', 'admin', serviceEnv);
+  const ms = performance.now() - started;
+  const ready = `${bearers.size.toLocaleString('en-US')} customer tokens and the admin's ready`;
+  if (ms > 200) io.progress(`bench: ${ready} (${Math.round(ms)} ms)`);
+  return {
+    /** Customers minted. */
+    users: bearers.size,
+    /** `{ authorization }` of the admin, for the few calls outside the load loops. */
+    adminHeaders: { authorization: admin },
+    /** `Bearer <token>` of a customer minted up front; throws for any other user (a bench bug). */
+    bearer(userId: string): string {
+      const value = bearers.get(userId);
+      if (value === undefined) throw new Error(`bench: no token minted for user ${userId}`);
+      return value;
+    },
+  };
 }
 
 export type Strategy = 'actor' | 'baseline';

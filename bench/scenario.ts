@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
 import { backgroundBusy, cores, stackPids } from './cpu.js';
-import { BenchTokens, newLatencyHistogram, PurchaseLedger, type Strategy } from './load.js';
+import { mintTokens, newLatencyHistogram, PurchaseLedger, type BenchTokens, type Strategy } from './load.js';
 import * as m from './measure.js';
 import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
 import { lines, msColumns, num, sum, tableOf } from './report.js';
@@ -197,7 +197,7 @@ export class Run {
       self.admin = new Pool(this.cluster.url, { connections: 4 });
       io.onCleanup(() => this.admin.close());
     }
-    self.tokens = await BenchTokens.mint(options, io, s.users);
+    self.tokens = await mintTokens(options, io, s.users);
     self.ledger = new PurchaseLedger(this.tokens);
     if (s.connectionsTimeoutMs !== undefined) {
       self.connections = new ConnectionSet(this.cluster.url, options.connections, s.connectionsTimeoutMs);
