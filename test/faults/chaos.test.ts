@@ -1,11 +1,16 @@
-// `npm run chaos` with the short profile (each fault once, seed 1, a fault every ~5 s): kills and pauses
+// `npm run chaos` with the short profile (each fault once, seed 9, a fault every ~5 s): kills and pauses
 // bench app nodes, cuts one off Redis, kills the stack's Redis primary, a Kafka broker and the MariaDB
-// primary, stops the replica, and leaves the stack as it found it. About 70-90 s; runs serially with the
+// primary, stops the replica, and leaves the stack as it found it. About 55-75 s; runs serially with the
 // other fault tests.
+// Seed 9 draws the MariaDB primary kill first: its heal (promotion, then the old primary rebuilt and in
+// sync, ~20 s) overlaps the faults of the other subsystems instead of ending the run after all of them
+// (seed 1 drew it last: ~15 s longer, the same faults).
 import t from 'tap';
 import { FAULT_KINDS } from '../../scripts/chaos/schedule.js';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { benchRunner, buildServiceOnce } from '../helpers/bench-run.js';
+
+const SEED = 9;
 
 const bench = benchRunner(t);
 t.before(buildServiceOnce);
@@ -18,7 +23,7 @@ t.test(
       '--param',
       'profile=short',
       '--seed',
-      '1',
+      String(SEED),
       '--param',
       'interval=5',
       '--duration',
@@ -28,7 +33,7 @@ t.test(
     t.comment(stdout.split('\n').slice(-40).join('\n'));
     t.equal(code, 0, 'chaos exits 0', { output: output.slice(-8000) });
     t.equal(summary['ok'], true, 'every invariant held');
-    t.equal(summary['seed'], 1);
+    t.equal(summary['seed'], SEED);
     const faults = summary['faults'] as { kind: string; recovery_s: number | null }[] | undefined;
     t.equal(faults?.length, FAULT_KINDS.length, `one fault of each of the ${FAULT_KINDS.length} kinds`);
     for (const key of [
