@@ -1,6 +1,6 @@
 // A node cut off Redis while the others still reach it: unit tests of the ownership and routing decisions,
 // with a lease table in memory standing in for Redis (the real cut, with real processes and the stack's
-// Redis behind TCP relays: test/faults/ownership.test.ts and `npm run chaos -- --param faults=app-redis-cut`).
+// Redis behind TCP relays: test/cluster/redis-cut.test.ts and `npm run chaos -- --param faults=app-redis-cut`).
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import type { PurchaseOutcome, PurchaseRequest, PurchaseRouter, Refusal } from '../../src/domain/index.js';
