@@ -1,7 +1,9 @@
 // Ownership with real app processes: a paused (zombie) owner, a killed owner evicted before its leases
 // expire, a graceful leave and a join. Each cluster runs under a key prefix of its own and touches no shared
-// server, so this runs beside other files; the faults of the stack's Redis are in test/faults/ownership.test.ts.
+// server, so this runs beside other files; the faults of the stack's Redis are in test/faults/ownership.test.ts,
+// a node cut off Redis alone in test/cluster/redis-cut.test.ts.
 import t from 'tap';
+import { until } from '../../scripts/until.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { uniq } from '../helpers/app.js';
 import {
@@ -29,16 +31,23 @@ t.test('a paused owner (SIGSTOP past its lease) commits nothing for the shards i
   const zombieEpoch = Number(before?.['owner_epoch']);
   const pausedAt = Date.now();
   b.child.kill('SIGSTOP');
-  await new Promise((r) => setTimeout(r, 10_000)); // well past the 3 s lease: node-a takes the shard and sells
-  const [[during]] = await c.mysql.primary.query<RowDataPacket[]>(
-    'SELECT owner_epoch FROM products WHERE id = ?',
-    [hot],
+  // Past the 3 s lease node-a takes the shard and sells: polled (up to 10 s after the pause) until the row
+  // carries a newer epoch and a purchase sent after the pause succeeded. Both only ever become true.
+  const firstAfterPause = () => traffic.answers.find((x) => x.sentAt > pausedAt && x.status === 201);
+  const { value: during } = await until(
+    async () => {
+      const [[row]] = await c.mysql.primary.query<RowDataPacket[]>(
+        'SELECT owner_epoch FROM products WHERE id = ?',
+        [hot],
+      );
+      return Number(row?.['owner_epoch']);
+    },
+    (epoch) => epoch > zombieEpoch && firstAfterPause() !== undefined,
+    Math.max(0, pausedAt + 10_000 - Date.now()),
+    100,
   );
-  t.ok(
-    Number(during?.['owner_epoch']) > zombieEpoch,
-    `node-a took over at a newer epoch (${zombieEpoch} → ${during?.['owner_epoch']})`,
-  );
-  const firstAfter = traffic.answers.find((x) => x.sentAt > pausedAt && x.status === 201);
+  t.ok(during > zombieEpoch, `node-a took over at a newer epoch (${zombieEpoch} → ${during})`);
+  const firstAfter = firstAfterPause();
   t.comment(
     `takeover: a purchase sent after the pause succeeded ${firstAfter ? firstAfter.at - pausedAt : 'never'} ms after it`,
   );
