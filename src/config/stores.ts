@@ -277,7 +277,7 @@ export const projection = {
     min: 100,
     max: 3_000,
     unit: 'ms',
-    doc: "longest a fetch of the projection's consumer waits for 64 KiB of events, and its heartbeat interval: how late a trickle of events reaches the sales statistics, and what an idle node pays (one fetch per broker and one heartbeat per wait; 3 s against 1 s took an idle node from 1.0 to 0.4-0.75% of a core, bench/RESULTS.md); a node's shutdown waits up to this for the fetch in flight",
+    doc: "longest a fetch of the projection's consumer waits for 64 KiB of events, and its heartbeat interval: how late a trickle of events reaches the sales statistics, and what an idle node pays (one fetch per broker and one heartbeat per wait; with 3 s instead of 1 s an idle node took 0.41-0.61% of a core against 0.55-0.80%, side by side, bench/RESULTS.md); a node's shutdown waits up to this for the fetch in flight",
   }),
 };
 
