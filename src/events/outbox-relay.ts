@@ -285,11 +285,14 @@ export class OutboxRelay {
   /** The oldest unsent rows, in id order, up to batchSize events (at least one row, however packed). */
   private async readUnsent(conn: PoolConnection): Promise<OutboxRow[]> {
     const { batchSize } = this.options;
+    // Each topic's oldest unsent rows from its own ordered range of (sent_at, topic, id), merged in id order:
+    // rows of other topics (no relay of this service publishes them) are never read. Forced: for ORDER BY id
+    // LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
+    const perTopic = `(SELECT id, topic, ${OUTBOX_UNPACK_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_unsent_topic)
+        WHERE sent_at IS NULL AND topic = ? ORDER BY id LIMIT ?)`;
     const [rows] = await conn.query<RowDataPacket[]>(
-      // Forced: for ORDER BY id LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
-      `SELECT id, topic, ${OUTBOX_UNPACK_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_unsent)
-        WHERE sent_at IS NULL AND topic IN (?) ORDER BY id LIMIT ?`,
-      [this.topicNames, batchSize],
+      `SELECT * FROM (${this.topicNames.map(() => perTopic).join(' UNION ALL ')}) AS unsent ORDER BY id LIMIT ?`,
+      [...this.topicNames.flatMap((topic) => [topic, batchSize]), batchSize],
     );
     const taken: OutboxRow[] = [];
     let events = 0;
@@ -381,8 +384,8 @@ export async function outboxOldestAgeSeconds(
   primary: Pool,
   topics: Readonly<Record<string, string>>,
 ): Promise<number> {
-  // The unsent rows (the backlog: few) come from the (sent_at, id) index; then one row by its key.
-  // Only this service's topics: the relay publishes nothing else.
+  // The unsent rows of this service's topics (the backlog: few) come from the (sent_at, topic, id) index;
+  // then one row by its key. Only this service's topics: the relay publishes nothing else.
   const [rows] = await primary.query<RowDataPacket[]>(
     `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) AS age_us FROM outbox
       WHERE id = (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND topic IN (?))`,
