@@ -3,7 +3,9 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   DOCKER_DIR,
@@ -34,6 +36,15 @@ const JVM_OPTIONS = [
 ];
 const PROBE_TOPIC = '__stack_probe';
 const READY_TIMEOUT_MS = 90_000;
+/**
+ * Stopped together, the last node still running has no quorum: its controller can keep calling elections the
+ * others no longer answer (its broker waiting on it) until the 45 s stop timeout. Killed after this long alone.
+ */
+const LAST_NODE_GRACE_MS = 8_000;
+/** Longest one readiness round trip may take (its consumer waits up to 20 s for the message), ms. */
+const READY_PROBE_TIMEOUT_MS = 30_000;
+/** Longest wait for a probe client's disconnect: KafkaJS's can wait on a join that never ends. */
+const PROBE_DISCONNECT_TIMEOUT_MS = 5_000;
 /** Replicas of every topic, and how many must have a write before it is acknowledged (acks=all). */
 export const STACK_KAFKA_REPLICATION = Object.freeze({ factor: 3, minInSync: 2 });
 
@@ -133,9 +144,19 @@ function assertJars(): void {
 }
 
 /** A KafkaJS client of the stack's own (no retries to speak of, silent). */
-async function stackKafka(brokers: readonly string[], clientId: string) {
+async function stackKafka(brokers: readonly string[], clientId: string, unrefSockets = false) {
   const { Kafka, logLevel } = (await import('kafkajs')).default;
-  return new Kafka({ clientId, brokers: [...brokers], logLevel: logLevel.NOTHING, retry: { retries: 2 } });
+  return new Kafka({
+    clientId,
+    brokers: [...brokers],
+    logLevel: logLevel.NOTHING,
+    retry: { retries: 2 },
+    // Sockets that do not keep the process alive: for a client that may be abandoned mid-way (a probe that
+    // overran its bound), whose reconnects would otherwise hold a test or CLI process for minutes.
+    ...(unrefSockets && {
+      socketFactory: ({ host, port, onConnect }) => net.connect({ host, port }, onConnect).unref(),
+    }),
+  });
 }
 
 /** Node ids of the brokers the cluster lists (registered and not fenced), asked of `broker`. */
@@ -153,12 +174,16 @@ export async function registeredBrokers(broker: string): Promise<number[]> {
 /** One real round trip: create the probe topic (on all three brokers), produce a message, consume it back. */
 async function produceAndFetch(node: KafkaNode): Promise<boolean> {
   const { Partitioners } = (await import('kafkajs')).default;
-  const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`);
+  // Only ever awaited inside waitUntil, whose timer keeps the process alive while it runs.
+  const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`, true);
   const token = `probe-${process.pid}-${Date.now()}`;
   const admin = kafka.admin();
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true });
-  // A group per node: nodes starting together must not rebalance one another's probe.
-  const consumer = kafka.consumer({ groupId: `${PROBE_TOPIC}-${node.name}`, maxWaitTimeInMs: 500 });
+  // A new group per probe. Nodes starting together must not rebalance one another's probe, and a group used
+  // before can hold a member that never left (a probe abandoned, a broker restarted under it): a join then
+  // waits out that member's session, 30-60 s, which made restarts of the cluster take 70 s or time out.
+  const groupId = `${PROBE_TOPIC}-${node.name}-${randomBytes(4).toString('hex')}`;
+  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 500 });
   try {
     await admin.connect();
     if (!(await admin.listTopics()).includes(PROBE_TOPIC)) {
@@ -198,7 +223,12 @@ async function produceAndFetch(node: KafkaNode): Promise<boolean> {
   } catch {
     return false;
   } finally {
-    await Promise.allSettled([consumer.disconnect(), producer.disconnect(), admin.disconnect()]);
+    const disconnects = Promise.allSettled([
+      consumer.disconnect(),
+      producer.disconnect(),
+      admin.disconnect(),
+    ]);
+    await Promise.race([disconnects, sleep(PROBE_DISCONNECT_TIMEOUT_MS, undefined, { ref: false })]);
   }
 }
 
@@ -279,6 +309,7 @@ function kafkaNode(node: KafkaNode): ServerSpec {
     // The three start together: a controller quorum needs two of them.
     startTimeoutMs: 90_000,
     stopTimeoutMs: 45_000,
+    lastAloneGraceMs: LAST_NODE_GRACE_MS,
     executable: 'java',
     // By its properties file, not by a path containing the data folder: `.stack/kafka` is a prefix of `.stack/kafka-2`.
     owns: (argv) => argv[0]?.split('/').pop() === 'java' && argv[argv.length - 1] === propertiesFile,
@@ -298,6 +329,7 @@ function kafkaNode(node: KafkaNode): ServerSpec {
           pid,
           logFile: paths.logFile,
           intervalMs: 1000,
+          probeTimeoutMs: READY_PROBE_TIMEOUT_MS,
         },
       ),
     details: async () => ({

@@ -163,6 +163,23 @@ export interface WaitOptions {
   readonly pid?: number;
   readonly logFile?: string;
   readonly intervalMs?: number;
+  /**
+   * Longest one probe may take before it counts as a failed attempt and the next one starts, ms (default: the
+   * time left until `timeoutMs`). A probe that never settles (a client stuck in a handshake) cannot hold the wait.
+   */
+  readonly probeTimeoutMs?: number;
+}
+
+/** `probe()`, or false with `onLate` called when it has not settled within `ms`. */
+function boundedProbe(probe: () => Promise<boolean>, ms: number, onLate: () => void): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => {
+      onLate();
+      resolve(false);
+    }, ms);
+  });
+  return Promise.race([Promise.resolve().then(probe), late]).finally(() => clearTimeout(timer));
 }
 
 /** Polls `probe` until it returns true; fails on timeout (with the probe's last error) or when the process exits. */
@@ -175,7 +192,10 @@ export async function waitUntil(probe: () => Promise<boolean>, options: WaitOpti
     if (options.pid !== undefined && !isAlive(options.pid)) {
       throw new StackError(`${options.what}: the process (pid ${options.pid}) exited${tail()}`);
     }
-    const answered = await probe().catch((error: Error) => {
+    const boundMs = Math.max(1_000, Math.min(options.probeTimeoutMs ?? Infinity, deadline - Date.now()));
+    const answered = await boundedProbe(probe, boundMs, () => {
+      lastError = `a probe did not answer within ${Math.round(boundMs / 1000)} s`;
+    }).catch((error: Error) => {
       lastError = error.message;
       return false;
     });

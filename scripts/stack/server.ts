@@ -1,5 +1,6 @@
 // One server of the stack: what each module describes, and the start/stop/status every server shares.
 import fs from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { STACK_DIR, STACK_HOST, type ServerName, type ServerPaths } from './layout.js';
 import {
   assertPortsFree,
@@ -26,6 +27,11 @@ export interface ServerSpec extends ServerPaths {
   /** Milliseconds from spawn until `probe` answers; the stop timeout before SIGKILL. */
   readonly startTimeoutMs: number;
   readonly stopTimeoutMs: number;
+  /**
+   * For members of a quorum (the Kafka nodes): stopped together with the others, the last one still running
+   * this long after the rest exited is killed, ms: without a quorum its clean shutdown can only time out.
+   */
+  readonly lastAloneGraceMs?: number;
   /** Basename of the executable, used with `dataDir` to recognise our process. */
   readonly executable: string;
   /**
@@ -143,6 +149,42 @@ export async function ensureStopped(spec: ServerSpec): Promise<number | undefine
   if (pid !== undefined) await stopProcess(pid, spec.stopTimeoutMs);
   fs.rmSync(spec.pidFile, { force: true });
   return pid;
+}
+
+/**
+ * Stops servers at once (each as `ensureStopped` does); among those with `lastAloneGraceMs`, the last one
+ * still running that long after the others of its kind exited is killed without waiting out its stop timeout.
+ */
+export async function ensureStoppedTogether(specs: readonly ServerSpec[]): Promise<(number | undefined)[]> {
+  const quorum = specs.flatMap((spec) => {
+    const pid = spec.lastAloneGraceMs === undefined ? undefined : runningPid(spec);
+    return pid === undefined ? [] : [{ pid, graceMs: spec.lastAloneGraceMs! }];
+  });
+  let stopped = false;
+  const watch = async () => {
+    let aloneSince: number | undefined;
+    while (!stopped) {
+      const alive = quorum.filter((member) => isAlive(member.pid));
+      if (alive.length === 1) aloneSince ??= Date.now();
+      const last = alive[0];
+      if (alive.length === 1 && last !== undefined && Date.now() - aloneSince! > last.graceMs) {
+        try {
+          process.kill(last.pid, 'SIGKILL');
+        } catch {
+          // It exited meanwhile.
+        }
+        return;
+      }
+      await sleep(100);
+    }
+  };
+  const watching = quorum.length > 1 ? watch() : Promise.resolve();
+  try {
+    return await Promise.all(specs.map(ensureStopped));
+  } finally {
+    stopped = true;
+    await watching;
+  }
 }
 
 export async function describeServer(spec: ServerSpec): Promise<ServerStatus> {
