@@ -106,6 +106,10 @@ export async function startApp(
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {
     await app.stop(2_000);
+    // Its topics are deleted with it (ownEvents): rows of them would stay unsent in the shared outbox forever.
+    await infra.mysql.primary
+      .query('DELETE FROM outbox WHERE topic IN (?)', [Object.values(config.kafka.topics)])
+      .catch(() => undefined);
     await infra.close();
     await agent.close();
   });
