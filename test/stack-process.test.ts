@@ -111,4 +111,23 @@ void t.test('ensureStoppedTogether: the last member of a quorum is killed after 
     specs.every((spec) => !fs.existsSync(spec.pidFile)),
     'their pid files are removed',
   );
+
+  // Two of three stopped while the third runs on: they keep a quorum, nobody is killed, the third stays.
+  const [x, y, z] = [server('x', 200, true), server('y', 1_500, true), server('z', null, true)];
+  const [xExit, yExit] = children
+    .slice(-3)
+    .map(
+      (child) =>
+        new Promise<string>((resolve) =>
+          child.once('exit', (code, signal) => resolve(signal ?? `exit ${code}`)),
+        ),
+    );
+  await Promise.all(ready);
+  await ensureStoppedTogether([x, y], [x, y, z]);
+  t.same(
+    [await xExit, await yExit],
+    ['exit 0', 'exit 0'],
+    'y, last of those stopped but not alone, was not killed',
+  );
+  t.ok(isAlive(children[children.length - 1]!.pid!), 'z, not stopped, runs on');
 });

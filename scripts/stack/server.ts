@@ -152,22 +152,28 @@ export async function ensureStopped(spec: ServerSpec): Promise<number | undefine
 }
 
 /**
- * Stops servers at once (each as `ensureStopped` does); among those with `lastAloneGraceMs`, the last one
- * still running that long after the others of its kind exited is killed without waiting out its stop timeout.
+ * Stops `specs` at once (each as `ensureStopped` does). Of the quorum (the servers of `stack` with
+ * `lastAloneGraceMs` running now), the last one still running, if it is one being stopped, is killed that long
+ * after it was left alone instead of waiting out its stop timeout.
  */
-export async function ensureStoppedTogether(specs: readonly ServerSpec[]): Promise<(number | undefined)[]> {
-  const quorum = specs.flatMap((spec) => {
+export async function ensureStoppedTogether(
+  specs: readonly ServerSpec[],
+  stack: readonly ServerSpec[] = specs,
+): Promise<(number | undefined)[]> {
+  const quorum = stack.flatMap((spec) => {
     const pid = spec.lastAloneGraceMs === undefined ? undefined : runningPid(spec);
-    return pid === undefined ? [] : [{ pid, graceMs: spec.lastAloneGraceMs! }];
+    return pid === undefined
+      ? []
+      : [{ pid, graceMs: spec.lastAloneGraceMs!, stopping: specs.includes(spec) }];
   });
   let stopped = false;
   const watch = async () => {
     let aloneSince: number | undefined;
     while (!stopped) {
       const alive = quorum.filter((member) => isAlive(member.pid));
-      if (alive.length === 1) aloneSince ??= Date.now();
-      const last = alive[0];
-      if (alive.length === 1 && last !== undefined && Date.now() - aloneSince! > last.graceMs) {
+      const last = alive.length === 1 ? alive[0] : undefined;
+      if (last !== undefined) aloneSince ??= Date.now();
+      if (last?.stopping === true && Date.now() - aloneSince! > last.graceMs) {
         try {
           process.kill(last.pid, 'SIGKILL');
         } catch {
@@ -178,7 +184,7 @@ export async function ensureStoppedTogether(specs: readonly ServerSpec[]): Promi
       await sleep(100);
     }
   };
-  const watching = quorum.length > 1 ? watch() : Promise.resolve();
+  const watching = quorum.some((member) => member.stopping) ? watch() : Promise.resolve();
   try {
     return await Promise.all(specs.map(ensureStopped));
   } finally {

@@ -200,7 +200,7 @@ export const KAFKA_NODES: readonly ServerName[] = STACK_KAFKA_NODES.map((node) =
  * at most ~8 s past the first exits (the last node, without a quorum, is killed), not the 45 s stop timeout.
  */
 export async function stopServers(names: readonly ServerName[]): Promise<(number | undefined)[]> {
-  return ensureStoppedTogether(names.map(serverSpec));
+  return ensureStoppedTogether(names.map(serverSpec), SERVERS);
 }
 
 /** Starts several servers (and what they depend on). */
