@@ -6,6 +6,8 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { STACK_HOST } from './layout.js';
+import { AppError } from '../../src/errors.js';
+import { withTimeout } from '../../src/timeouts.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -170,18 +172,6 @@ export interface WaitOptions {
   readonly probeTimeoutMs?: number;
 }
 
-/** `probe()`, or false with `onLate` called when it has not settled within `ms`. */
-function boundedProbe(probe: () => Promise<boolean>, ms: number, onLate: () => void): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => {
-      onLate();
-      resolve(false);
-    }, ms);
-  });
-  return Promise.race([Promise.resolve().then(probe), late]).finally(() => clearTimeout(timer));
-}
-
 /** Polls `probe` until it returns true; fails on timeout (with the probe's last error) or when the process exits. */
 export async function waitUntil(probe: () => Promise<boolean>, options: WaitOptions): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
@@ -193,12 +183,13 @@ export async function waitUntil(probe: () => Promise<boolean>, options: WaitOpti
       throw new StackError(`${options.what}: the process (pid ${options.pid}) exited${tail()}`);
     }
     const boundMs = Math.max(1_000, Math.min(options.probeTimeoutMs ?? Infinity, deadline - Date.now()));
-    const answered = await boundedProbe(probe, boundMs, () => {
-      lastError = `a probe did not answer within ${Math.round(boundMs / 1000)} s`;
-    }).catch((error: Error) => {
-      lastError = error.message;
-      return false;
-    });
+    const answered = await withTimeout(Promise.resolve().then(probe), boundMs, 'a probe').catch(
+      (error: Error) => {
+        const late = error instanceof AppError && error.code === 'DEADLINE_EXCEEDED';
+        lastError = late ? `a probe did not answer within ${Math.round(boundMs / 1000)} s` : error.message;
+        return false;
+      },
+    );
     if (answered) return;
     if (Date.now() > deadline) {
       const why = lastError === '' ? '' : ` (last probe error: ${lastError})`;

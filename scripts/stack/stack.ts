@@ -170,8 +170,9 @@ export async function startServer(name: ServerName): Promise<StartResult> {
 }
 
 /** Stops one server; returns the pid it stopped, or undefined when it was not running. */
-export function stopServer(name: ServerName): Promise<number | undefined> {
-  return ensureStopped(serverSpec(name));
+export async function stopServer(name: ServerName): Promise<number | undefined> {
+  const [pid] = await stopServers([name]);
+  return pid;
 }
 
 /** The pid of a server this stack runs, or undefined when it is down. */

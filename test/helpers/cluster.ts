@@ -37,17 +37,17 @@ export async function cluster(t: Test, names: string[], extraEnv: Record<string,
     ...extraEnv,
   };
   const nodes = new Map<string, AppNode>();
+  const start = (name: string, nodeEnv: Record<string, string> = {}) =>
+    startNode(t, { ...env, ...nodeEnv, NODE_ID: name });
   const add = async (name: string, nodeEnv: Record<string, string> = {}) => {
-    const node = await startNode(t, { ...env, ...nodeEnv, NODE_ID: name });
+    const node = await start(name, nodeEnv);
     nodes.set(name, node);
     return node;
   };
   // The first nodes start together (each start is ~2 s of loading and connecting); they are listed in
   // `names` order.
-  const started = await Promise.all(
-    names.map((name) => startNode(t, { ...env, NODE_ID: name }).then((node) => [name, node] as const)),
-  );
-  for (const [name, node] of started) nodes.set(name, node);
+  const started = await Promise.all(names.map((name) => start(name)));
+  names.forEach((name, i) => nodes.set(name, started[i]!));
   /** A node for a failure message: its name, whether it still runs, and its last log lines. */
   const describe = (node: AppNode): string => {
     const name = [...nodes].find(([, n]) => n === node)?.[0] ?? node.base;
