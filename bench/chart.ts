@@ -3,8 +3,7 @@
  * latency percentiles per operation, throughput over time, latency against offered rate.
  */
 import { writeFile } from 'node:fs/promises';
-import * as vega from 'vega';
-import { compile, type TopLevelSpec } from 'vega-lite';
+import type { TopLevelSpec } from 'vega-lite';
 import { round } from './measure.js';
 import type { OpenLoopResult } from './open-loop.js';
 import { num } from './report.js';
@@ -16,8 +15,10 @@ const chart = (name: string, title: string, spec: Record<string, unknown>): Char
   spec: { $schema: 'https://vega.github.io/schema/vega-lite/v6.json', title, ...spec },
 });
 
-/** Writes `<base>-<name>.svg` for each chart; returns the files written. */
+/** Writes `<base>-<name>.svg` for each chart; returns the files written. Vega is loaded here, not with the
+ * bench (~0.7 s of CPU): a usage error, `--help` or a run without charts does not pay for it. */
 export async function renderCharts(charts: readonly ChartSpec[], base: string): Promise<string[]> {
+  const [vega, { compile }] = await Promise.all([import('vega'), import('vega-lite')]);
   for (const { name, spec } of charts) {
     const view = new vega.View(vega.parse(compile(spec as unknown as TopLevelSpec).spec), {
       renderer: 'none',

@@ -6,7 +6,7 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { openInfrastructure, type Infrastructure } from '../../src/infrastructure.js';
 import { createLogger, type DestinationStream } from '../../src/logger.js';
 import { migrate } from '../../src/storage/migrate.js';
-import type { RowDataPacket } from '../../src/storage/mysql.js';
+import type { Pool, RowDataPacket } from '../../src/storage/mysql.js';
 import {
   createPaymentProvider,
   type PaymentProvider,
@@ -20,6 +20,15 @@ let migrated: Promise<unknown> | undefined;
 
 /** A unique prefix for ids and keys, so test files can share the stack and run in parallel. */
 export const uniq = (label = 't'): string => `${label}${randomBytes(4).toString('hex')}`;
+
+/**
+ * Deletes the unsent outbox rows of a test's own topics, which go with it: no relay publishes them, and in the
+ * shared outbox they would stay unsent for good. Only the unsent ones, by index (sent_at, topic, id): a delete by
+ * topic alone scans the whole outbox, locking ranges other test files insert into.
+ */
+export async function deleteUnsentOutboxRows(primary: Pool, topics: Readonly<Record<string, string>>) {
+  await primary.query('DELETE FROM outbox WHERE sent_at IS NULL AND topic IN (?)', [Object.values(topics)]);
+}
 
 export interface Answer {
   status: number;
@@ -106,13 +115,7 @@ export async function startApp(
   const agent = new Agent({ connections: 512, pipelining: 1 });
   t.teardown(async () => {
     await app.stop(2_000);
-    // Its topics are deleted with it (ownEvents): rows of them would stay unsent in the shared outbox forever.
-    // Only the unsent ones, by index: a scan of every topic's rows would lock ranges other tests insert into.
-    await infra.mysql.primary
-      .query('DELETE FROM outbox WHERE sent_at IS NULL AND topic IN (?)', [
-        Object.values(config.kafka.topics),
-      ])
-      .catch(() => undefined);
+    await deleteUnsentOutboxRows(infra.mysql.primary, config.kafka.topics).catch(() => undefined);
     await infra.close();
     await agent.close();
   });

@@ -21,7 +21,7 @@ import type { Consumer } from 'kafkajs';
 import { consumerDefaults, createKafka, type Kafka } from '../../src/storage/kafka.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
-import { uniq } from './app.js';
+import { deleteUnsentOutboxRows, uniq } from './app.js';
 import { silentLogger } from './http.js';
 
 let migrated: Promise<unknown> | undefined;
@@ -35,7 +35,7 @@ export interface EventsStack {
 
 /**
  * A config with three topics of this test's own (3 partitions each), MySQL pools and a Kafka client.
- * At teardown the topics are deleted, with this test's outbox rows (the outbox table is shared).
+ * At teardown the topics are deleted, with this test's unsent outbox rows (the outbox table is shared).
  */
 export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): Promise<EventsStack> {
   const label = uniq('test-');
@@ -57,7 +57,7 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
     // The pools are closed whatever the clean-up meets (a read-only primary): an open one keeps the file
     // running until tap's timeout.
     try {
-      await mysql.primary.query('DELETE FROM outbox WHERE topic IN (?)', [Object.values(topics)]);
+      await deleteUnsentOutboxRows(mysql.primary, topics);
     } finally {
       await mysql.close();
       const admin = kafka.admin();
