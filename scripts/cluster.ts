@@ -51,6 +51,8 @@ export interface NodeSpec {
   readonly detached?: boolean;
   /** At cleanup, a node still running is stopped (SIGTERM, its drain) or killed (SIGKILL, at once). */
   readonly atCleanup: 'stop' | 'kill';
+  /** How often the stack's Prometheus scrapes it; default the local stack's 2 s (LaunchSettings). */
+  readonly scrapeInterval?: string;
 }
 
 /** A started node: `kill` signals now, `stop` drains and waits for the exit, `ready` ends it and rejects with its output's tail. */
@@ -157,6 +159,8 @@ export interface Launch extends Lifecycle {
   readonly overrides?: Record<string, string>;
   /** Each node writes a CPU profile into this folder (`service-<tag>-<port>.cpuprofile`). */
   readonly cpuProfileDir?: string;
+  /** How often the stack's Prometheus scrapes and probes the nodes; default the local stack's 2 s. */
+  readonly scrapeInterval?: string;
 }
 
 export interface Cluster {
@@ -235,6 +239,7 @@ export async function startCluster(launch: Launch, settings: ClusterSettings = {
       logFile,
       detached: true,
       atCleanup: 'stop',
+      scrapeInterval: launch.scrapeInterval,
     });
     launch.progress(
       `${launch.owner}: starting ${nodeId} on ${node.url} (pid ${node.pid}, log ${path.relative(process.cwd(), logFile)})`,

@@ -35,6 +35,8 @@ export interface LaunchSettings {
   readonly onOutput: (chunk: Buffer) => void;
   /** A process group of its own (Ctrl-C of the launcher's terminal does not reach it). */
   readonly detached?: boolean;
+  /** How often the stack's Prometheus scrapes it (a Prometheus duration); default the local stack's 2 s. */
+  readonly scrapeInterval?: string;
 }
 
 export interface LaunchedNode {
@@ -64,7 +66,12 @@ export function launchNode(settings: LaunchSettings): LaunchedNode {
   const exited = new Promise<number | string>((resolve) =>
     child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')),
   );
-  const unregister = registerNodeTarget({ port: settings.port, node: settings.nodeId, pid: child.pid ?? 0 });
+  const unregister = registerNodeTarget({
+    port: settings.port,
+    node: settings.nodeId,
+    pid: child.pid ?? 0,
+    scrapeInterval: settings.scrapeInterval,
+  });
   void exited.then(unregister);
   const url = `http://127.0.0.1:${settings.port}`;
   const running = () => child.exitCode === null && child.signalCode === null;

@@ -4,6 +4,8 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { STACK_TLS } from '../scripts/stack/layout.js';
+import { LOCAL_SCRAPE_INTERVAL } from '../scripts/stack/monitoring.js';
+import { registerNodeTarget } from '../scripts/stack/scrape-targets.mjs';
 import {
   STACK_HOST,
   STACK_KAFKA_NODES,
@@ -93,6 +95,32 @@ void t.test('Prometheus scrapes every server of the stack, and each answers', as
   t.equal(targets.filter((target) => target.labels.job === 'mysql').length, 2, 'mysql: primary and replica');
   for (const target of targets)
     t.equal(target.health, 'up', `${target.labels.job} ${target.labels.instance} up ${target.lastError}`);
+});
+
+void t.test('a node target is scraped and probed at its own interval when it has one', async (t) => {
+  // Two unreachable nodes of this (live) process, one at the production interval (how the bench lists its
+  // nodes), one at the job's; Prometheus re-reads the files every 5 s.
+  const ports = [1, 2].map((i) => 60_000 + ((process.pid * 2 + i) % 5_000));
+  const node = (port: number) => `interval-probe-${port}`;
+  const removals = [
+    registerNodeTarget({ port: ports[0]!, node: node(ports[0]!), pid: process.pid, scrapeInterval: '15s' }),
+    registerNodeTarget({ port: ports[1]!, node: node(ports[1]!), pid: process.pid }),
+  ];
+  t.teardown(() => removals.forEach((remove) => remove()));
+  type Target = { labels: Record<string, string>; scrapeInterval: string };
+  let mine: Target[] = [];
+  for (const deadline = Date.now() + 20_000; mine.length < 4 && Date.now() < deadline; await sleep(500)) {
+    const res = await fetch(`http://${STACK_HOST}:${STACK_PORTS.prometheus}/api/v1/targets?state=active`);
+    const { activeTargets } = ((await res.json()) as { data: { activeTargets: Target[] } }).data;
+    mine = activeTargets.filter((target) => ports.some((port) => target.labels['node'] === node(port)));
+  }
+  const interval = (port: number, job: string) =>
+    mine.find((target) => target.labels['node'] === node(port) && target.labels['job'] === job)
+      ?.scrapeInterval;
+  for (const job of ['flashsale', 'flashsale-ready']) {
+    t.equal(interval(ports[0]!, job), '15s', `${job}: the target's own interval`);
+    t.equal(interval(ports[1]!, job), LOCAL_SCRAPE_INTERVAL, `${job}: without one, the local stack's`);
+  }
 });
 
 void t.test('a row written on the primary is read back from the replica', async (t) => {

@@ -128,6 +128,15 @@ function localJob(job: Dict): Dict {
   return out;
 }
 
+/** The production Prometheus's scrape interval (`global.scrape_interval` of docker/prometheus/prometheus.yml). */
+export function productionScrapeInterval(): string {
+  const production = parse(fs.readFileSync(SOURCE_PROMETHEUS, 'utf8')) as Dict;
+  const interval = isDict(production.global) ? production.global.scrape_interval : undefined;
+  if (typeof interval !== 'string')
+    throw new StackError(`${SOURCE_PROMETHEUS} has no global scrape_interval`);
+  return interval;
+}
+
 /**
  * docker/prometheus/prometheus.yml for the local stack: the same jobs, rules and relabelling, with the
  * local intervals, loopback addresses, the app nodes from file_sd, and absolute rule file paths.

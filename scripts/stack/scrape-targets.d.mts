@@ -13,4 +13,7 @@ export declare function registerNodeTarget(target: {
   /** The node's NODE_ID: the `node` label of its series. */
   node: string;
   pid: number;
+  /** How often its /metrics is scraped and its /ready probed (a Prometheus duration, `15s`); default the
+   * local stack's interval (2 s). */
+  scrapeInterval?: string;
 }): () => void;

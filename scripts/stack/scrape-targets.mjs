@@ -41,16 +41,19 @@ export function pruneNodeTargets() {
 }
 
 /**
- * Lists a node for scraping: `{host, port, node, pid}` (node: its NODE_ID, the `node` label; pid: the node's
- * process, which must be alive for the file to stay). Written atomically (temp file, rename). Returns a
- * function that removes the file again.
+ * Lists a node for scraping: `{host, port, node, pid, scrapeInterval}` (node: its NODE_ID, the `node` label;
+ * pid: the node's process, which must be alive for the file to stay; scrapeInterval: how often its `/metrics`
+ * is scraped and its `/ready` probed, a Prometheus duration, default the local stack's). Written atomically
+ * (temp file, rename). Returns a function that removes the file again.
  */
-export function registerNodeTarget({ host = '127.0.0.1', port, node, pid }) {
+export function registerNodeTarget({ host = '127.0.0.1', port, node, pid, scrapeInterval }) {
   fs.mkdirSync(NODE_TARGETS_DIR, { recursive: true });
   pruneNodeTargets();
   const file = path.join(NODE_TARGETS_DIR, `${port}-${pid}.json`);
   const temporary = `${file}.${process.pid}.tmp`;
-  const content = [{ targets: [`${host}:${port}`], labels: { node } }];
+  // A target's __scrape_interval__ label overrides its job's interval (in every job that reads these files).
+  const labels = scrapeInterval === undefined ? { node } : { node, __scrape_interval__: scrapeInterval };
+  const content = [{ targets: [`${host}:${port}`], labels }];
   fs.writeFileSync(temporary, `${JSON.stringify(content, null, 2)}\n`);
   fs.renameSync(temporary, file);
   return () => fs.rmSync(file, { force: true });
