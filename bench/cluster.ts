@@ -56,8 +56,8 @@ export async function startCluster(
       overrides: options.serviceEnv,
       cpuProfileDir: options.cpuProf ? path.join(options.outDir, 'profiles') : undefined,
       // Scraped and probed as in production, not at the local stack's 2 s (there for the alert tests): a
-      // scrape and a /ready cost a node ~1-4 ms of CPU each, 0.1-0.4% of a core at 2 s, which the idle and
-      // per-purchase figures would count.
+      // scrape and a /ready cost a node ~1-4 ms of CPU each, which the idle and per-purchase figures would
+      // count (an idle node: 0.35-1.2 points of a core more at 2 s; bench/RESULTS.md, 6 December).
       scrapeInterval: productionScrapeInterval(),
     },
     settings,
