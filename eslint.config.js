@@ -59,7 +59,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['scripts/**/*.mjs', '*.js', '*.cjs'],
+    files: ['scripts/**/*.mjs', 'test/helpers/*.mjs', '*.js', '*.cjs'],
     ...tseslint.configs.disableTypeChecked,
   },
 );

@@ -1,6 +1,6 @@
 /**
  * One app node as a child process, shared by the bench (scripts/cluster.ts: `node dist/src/main.js`) and the
- * tests (test/helpers/node-process.ts: `node --import tsx src/main.ts`): spawned on a port of the caller's,
+ * tests (test/helpers/node-process.ts: the same with an orphan guard): spawned on a port of the caller's,
  * listed for the stack's Prometheus while it runs (scripts/stack/scrape-targets.mjs), ready once `/ready`
  * answers 200, stopped with SIGTERM (then SIGKILL after the drain grace) or killed at once.
  */

@@ -2,7 +2,8 @@
 // against real servers, and its correctness checks (the summary's `ok` and invariants) are asserted. No
 // timing is. The scenarios are split over two files so that tap runs the halves side by side.
 import t from 'tap';
-import { benchRunner, buildServiceOnce, expectOk } from '../helpers/bench-run.js';
+import { benchRunner, expectOk } from '../helpers/bench-run.js';
+import { buildServiceOnce } from '../helpers/build.js';
 
 const bench = benchRunner(t);
 /** A second of load at 20/s over 10 connections: the open-loop scenarios' smoke setting. */

@@ -8,7 +8,8 @@
 import t from 'tap';
 import { FAULT_KINDS } from '../../scripts/chaos/schedule.js';
 import { dbFailoverStatus } from '../../scripts/stack/db-failover.js';
-import { benchRunner, buildServiceOnce } from '../helpers/bench-run.js';
+import { benchRunner } from '../helpers/bench-run.js';
+import { buildServiceOnce } from '../helpers/build.js';
 
 const SEED = 9;
 

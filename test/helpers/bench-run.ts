@@ -1,27 +1,13 @@
 // The benchmark harness run as a test does it (test/bench/scenarios-*.test.ts): `tsx bench/cli.ts <args>
-// --no-build` into a folder of the file's own, the service built once per tap run for all such files.
+// --no-build` into a folder of the file's own, the service built by build.ts (`buildServiceOnce`).
 import { spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import { buildService } from '../../scripts/cluster.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const STAMP_PREFIX = '.built-for-run-';
-/** A build lock older than this was left by a killed run. */
-const STALE_LOCK_MS = 120_000;
 
 export interface BenchRun {
   readonly code: number | null;
@@ -29,44 +15,6 @@ export interface BenchRun {
   readonly stdout: string;
   /** Stdout and the last lines of stderr, for a failure's diagnostics. */
   readonly output: string;
-}
-
-/**
- * Builds the service (`dist/`) once for the files of one tap run (tap is their parent process): the first
- * file to get here builds, under a lock; the others wait and reuse that build. A second build while another
- * file's bench nodes start from `dist/` could hand one of them a half-written module.
- */
-export async function buildServiceOnce(): Promise<void> {
-  // The parent's pid and start time name the run (a pid alone can come back in a later run).
-  const parentStat = readFileSync(`/proc/${process.ppid}/stat`, 'utf8');
-  const parentStart = parentStat.slice(parentStat.lastIndexOf(')') + 2).split(' ')[19];
-  const stamp = path.join(ROOT, 'dist', `${STAMP_PREFIX}${process.ppid}-${parentStart}`);
-  const lock = path.join(ROOT, 'dist.build-lock');
-  for (const deadline = Date.now() + 180_000; ;) {
-    if (existsSync(stamp)) return;
-    try {
-      mkdirSync(lock);
-      break;
-    } catch {
-      // Left by a run killed while it built (a build takes ~15 s): taken over.
-      const held = statSync(lock, { throwIfNoEntry: false });
-      if (held !== undefined && Date.now() - held.mtimeMs > STALE_LOCK_MS) {
-        rmSync(lock, { recursive: true, force: true });
-        continue;
-      }
-      if (Date.now() > deadline) throw new Error(`the service build did not finish (${lock} held for 3 min)`);
-      await sleep(250);
-    }
-  }
-  try {
-    if (existsSync(stamp)) return;
-    await buildService(ROOT);
-    for (const old of readdirSync(path.dirname(stamp)))
-      if (old.startsWith(STAMP_PREFIX)) rmSync(path.join(ROOT, 'dist', old));
-    writeFileSync(stamp, '');
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
 }
 
 /** A runner of `tsx bench/cli.ts <args> --no-build --out <a temporary folder>`; the folder goes at `t`'s end. */

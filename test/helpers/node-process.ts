@@ -5,6 +5,7 @@ import type { Test } from 'tap';
 import { startNode as launch } from '../../scripts/cluster.js';
 import { freePort } from '../../scripts/node-launcher.js';
 import { REPO_ROOT } from '../../scripts/stack/layout.js';
+import { buildServiceOnce } from './build.js';
 
 export { freePort };
 
@@ -21,10 +22,10 @@ export interface AppNode {
 }
 
 /**
- * Runs the service as a real child process (`node --import tsx src/main.ts`, the launcher the bench's nodes
- * use too: scripts/cluster.ts) with `env` on a free port, and waits until /ready answers 200. It is killed
- * when the test ends if still running, and stops itself if the test process dies first
- * (test/helpers/orphan-guard.ts). While it runs, the stack's Prometheus scrapes it (a file_sd target file,
+ * Runs the service as a real child process (`node dist/src/main.js`, built from the sources first unless it
+ * was: build.ts; the launcher the bench's nodes use too: scripts/cluster.ts) with `env` on a free port, and
+ * waits until /ready answers 200. It is killed when the test ends if still running, and stops itself if the
+ * test process dies first (test/helpers/orphan-guard.mjs). While it runs, the stack's Prometheus scrapes it (a file_sd target file,
  * removed when it exits).
  */
 export async function startNode(
@@ -33,11 +34,12 @@ export async function startNode(
   readyTimeoutMs = 60_000,
 ): Promise<AppNode> {
   const port = env['PORT'] === undefined ? await freePort() : Number(env['PORT']);
-  const guard = pathToFileURL(join(REPO_ROOT, 'test/helpers/orphan-guard.ts')).href;
+  await buildServiceOnce();
+  const guard = pathToFileURL(join(REPO_ROOT, 'test/helpers/orphan-guard.mjs')).href;
   const node = await launch(
     { onCleanup: (fn) => t.teardown(fn), progress: (line) => t.comment(line) },
     {
-      args: ['--import', 'tsx', '--import', guard, 'src/main.ts'],
+      args: ['--import', guard, join('dist', 'src', 'main.js')],
       cwd: REPO_ROOT,
       env: { ...process.env, LOG_LEVEL: 'warn', ...env, PORT: String(port) },
       port,
