@@ -128,7 +128,7 @@ function localJob(job: Dict): Dict {
   return out;
 }
 
-/** The production Prometheus's scrape interval (`global.scrape_interval` of docker/prometheus/prometheus.yml). */
+/** The production Prometheus's scrape interval (docker/prometheus/prometheus.yml `global.scrape_interval`). */
 export function productionScrapeInterval(): string {
   const production = parse(fs.readFileSync(SOURCE_PROMETHEUS, 'utf8')) as Dict;
   const interval = isDict(production.global) ? production.global.scrape_interval : undefined;

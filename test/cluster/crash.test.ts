@@ -91,7 +91,7 @@ t.test('kill -9 mid-stream: every saga ends after the restart, stock and charges
     await new Promise((r) => setTimeout(r, 200));
     after = await totals(mysql.primary, productId);
   }
-  // A failure here is read from the restarted node's warnings (sagas that failed a step, the provider's breaker).
+  // A failure here is read from the restarted node's warnings (sagas failing a step, the provider's breaker).
   if (after.pending > 0) t.comment(`the restarted node's log, last lines:\n${second.output().slice(-8000)}`);
   t.equal(after.pending, 0, 'every order is terminal after the restart');
   t.equal(after.stock + after.sold, INITIAL, 'stock + confirmed = initial');

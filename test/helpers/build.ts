@@ -37,7 +37,7 @@ function inputsHash(): string {
   return hash.digest('hex');
 }
 
-/** A build's output: any build rewrites it (`npm run build`, the bench's, a hand-run tsc), even from other sources. */
+/** A build's output: every build rewrites it (`npm run build`, the bench's, a hand-run tsc), from any source. */
 const MAIN = path.join(REPO_ROOT, 'dist', 'src', 'main.js');
 
 /** The inputs' hash with the time of the build that wrote dist/ (undefined: no build yet). */
@@ -56,8 +56,8 @@ let building: Promise<void> | undefined;
 /**
  * Builds the service into dist/ unless this helper built it from these very sources (a hash of them and the
  * build's time, in dist/.built-from): once per change, whichever test file gets here first, under a lock; the
- * others wait and reuse the build. A second build while another file's nodes start from dist/ could hand one of them a
- * half-written module.
+ * others wait and reuse the build. A second build while another file's nodes start from dist/ could hand one
+ * of them a half-written module.
  */
 export function buildServiceOnce(): Promise<void> {
   building ??= (async () => {

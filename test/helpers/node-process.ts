@@ -25,8 +25,8 @@ export interface AppNode {
  * Runs the service as a real child process (`node dist/src/main.js`, built from the sources first unless it
  * was: build.ts; the launcher the bench's nodes use too: scripts/cluster.ts) with `env` on a free port, and
  * waits until /ready answers 200. It is killed when the test ends if still running, and stops itself if the
- * test process dies first (test/helpers/orphan-guard.mjs). While it runs, the stack's Prometheus scrapes it (a file_sd target file,
- * removed when it exits).
+ * test process dies first (test/helpers/orphan-guard.mjs). While it runs, the stack's Prometheus scrapes it
+ * (a file_sd target file, removed when it exits).
  */
 export async function startNode(
   t: Test,
