@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { STACK_TLS } from '../scripts/stack/layout.js';
 import { LOCAL_SCRAPE_INTERVAL } from '../scripts/stack/monitoring.js';
 import { registerNodeTarget } from '../scripts/stack/scrape-targets.mjs';
+import { until } from '../scripts/until.js';
 import {
   STACK_HOST,
   STACK_KAFKA_NODES,
@@ -28,6 +29,12 @@ async function connect(t: Test, port: number, as: 'app' | 'migration' = 'app'): 
   });
   t.teardown(() => connection.end());
   return connection;
+}
+
+/** Prometheus's active targets now. */
+async function activeTargets<Target>(): Promise<Target[]> {
+  const res = await fetch(`http://${STACK_HOST}:${STACK_PORTS.prometheus}/api/v1/targets?state=active`);
+  return ((await res.json()) as { data: { activeTargets: Target[] } }).data.activeTargets;
 }
 
 void t.test('status reports every server up and replication running', async (t) => {
@@ -75,18 +82,13 @@ void t.test('status reports every server up and replication running', async (t) 
 void t.test('Prometheus scrapes every server of the stack, and each answers', async (t) => {
   const wanted = ['prometheus', 'alertmanager', 'redis', 'mysql', 'kafka', 'redis-sentinel', 'db-failover'];
   type Target = { labels: Record<string, string>; health: string; lastError: string };
-  let targets: Target[];
   // A Prometheus started a moment ago has not scraped everything yet (every 2 s).
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const res = await fetch(`http://${STACK_HOST}:${STACK_PORTS.prometheus}/api/v1/targets?state=active`);
-    targets = ((await res.json()) as { data: { activeTargets: Target[] } }).data.activeTargets.filter(
-      (target) => wanted.includes(target.labels.job ?? ''),
-    );
-    if (targets.length >= 6 && targets.every((target) => target.health === 'up')) break;
-    if (Date.now() > deadline) break;
-    await sleep(500);
-  }
+  const { value: targets } = await until(
+    async () => (await activeTargets<Target>()).filter((target) => wanted.includes(target.labels.job ?? '')),
+    (list) => list.length >= 6 && list.every((target) => target.health === 'up'),
+    15_000,
+    500,
+  );
   for (const job of wanted)
     t.ok(
       targets.some((target) => target.labels.job === job),
@@ -108,12 +110,15 @@ void t.test('a node target is scraped and probed at its own interval when it has
   ];
   t.teardown(() => removals.forEach((remove) => remove()));
   type Target = { labels: Record<string, string>; scrapeInterval: string };
-  let mine: Target[] = [];
-  for (const deadline = Date.now() + 20_000; mine.length < 4 && Date.now() < deadline; await sleep(500)) {
-    const res = await fetch(`http://${STACK_HOST}:${STACK_PORTS.prometheus}/api/v1/targets?state=active`);
-    const { activeTargets } = ((await res.json()) as { data: { activeTargets: Target[] } }).data;
-    mine = activeTargets.filter((target) => ports.some((port) => target.labels['node'] === node(port)));
-  }
+  const { value: mine } = await until(
+    async () =>
+      (await activeTargets<Target>()).filter((target) =>
+        ports.some((port) => target.labels['node'] === node(port)),
+      ),
+    (list) => list.length >= 4,
+    20_000,
+    500,
+  );
   const interval = (port: number, job: string) =>
     mine.find((target) => target.labels['node'] === node(port) && target.labels['job'] === job)
       ?.scrapeInterval;
