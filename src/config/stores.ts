@@ -291,7 +291,7 @@ export const payment = {
     min: 10,
     max: 120_000,
     unit: 'ms',
-    doc: 'per-call timeout',
+    doc: "timeout of one attempt, from when it has one of the client's connections (a call waits its turn first)",
   }),
   retries: int('PAYMENT_RETRIES', {
     default: 3,

@@ -88,6 +88,9 @@ export class PaymentClient {
   private readonly rotation = new EventEmitter();
   private readonly bucketMs: number;
   private rotatedAt = performance.now();
+  /** Attempts holding one of the pool's connections, and the calls waiting for one, oldest first. */
+  private attempting = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly options: PaymentClientOptions) {
     this.settings = settingsFrom(options);
@@ -163,8 +166,10 @@ export class PaymentClient {
   private async call(call: ProviderCall): Promise<ProviderAnswer> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        this.rotateWindow();
-        return await this.breaker.fire(call);
+        return await this.withConnection(() => {
+          this.rotateWindow();
+          return this.breaker.fire(call);
+        });
       } catch (error) {
         const failure = this.toPaymentError(error);
         failure.attempts = attempt;
@@ -172,6 +177,24 @@ export class PaymentClient {
         if (!again || attempt > this.settings.retries || this.breaker.isShutdown) throw failure;
         await sleep(this.backoffMs(attempt));
       }
+    }
+  }
+
+  /**
+   * Runs `attempt` once one of the pool's connections is free, oldest call first. An attempt's timeout then
+   * measures the provider alone: had it started while the call waited behind this client's own connections,
+   * a burst larger than they carry (a node resuming 200 sagas at once, 400 ms each, on 64 connections) would
+   * time out calls the provider never saw, and the breaker would open on a healthy provider.
+   */
+  private async withConnection<T>(attempt: () => Promise<T>): Promise<T> {
+    if (this.attempting < this.settings.connections) this.attempting += 1;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await attempt();
+    } finally {
+      const next = this.waiting.shift();
+      if (next === undefined) this.attempting -= 1;
+      else next(); // the connection passes to the oldest waiting call
     }
   }
 

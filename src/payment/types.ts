@@ -20,7 +20,7 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface PaymentClientOptions {
   /** Base URL of the provider, e.g. http://127.0.0.1:18090 (config `payment.url`). */
   readonly url: string;
-  /** Limit of one HTTP attempt, ms (config `payment.timeoutMs`). Default 1000. */
+  /** Limit of one HTTP attempt from when it has a connection, ms (config `payment.timeoutMs`). Default 1000. */
   readonly timeoutMs?: number;
   /** Retries after a retryable failure (config `payment.retries`). Default 3. */
   readonly retries?: number;
@@ -28,7 +28,7 @@ export interface PaymentClientOptions {
   readonly retryBaseDelayMs?: number;
   /** Largest backoff ceiling, ms. Default 500. */
   readonly retryMaxDelayMs?: number;
-  /** Keep-alive connections to the provider. Default 64. */
+  /** Keep-alive connections to the provider; more calls at once wait their turn. Default 64. */
   readonly connections?: number;
   /** Failure share (percent) of recent attempts that opens the circuit. Default 50. */
   readonly breakerErrorThresholdPercentage?: number;

@@ -62,6 +62,24 @@ t.test('no answer within the timeout on every attempt → PAYMENT_TIMEOUT', asyn
   await t.rejects(payments.lookup('c-slow'), { code: 'PAYMENT_TIMEOUT', retryable: true, attempts: 2 });
 });
 
+t.test('calls beyond the connections wait their turn: their timeout starts with their attempt', async (t) => {
+  // 20 calls on 4 connections, 300 ms each: the last start after 1.2 s, past the 500 ms timeout, and must
+  // not be timed out for waiting (no retries here, so one such timeout would fail its call).
+  const { base, provider } = await startProvider(t, { latencyMs: 300 });
+  const payments = client(t, base, { retries: 0, connections: 4, breakerVolumeThreshold: 4 });
+  const results = await Promise.allSettled(
+    Array.from({ length: 20 }, (_, i) => payments.charge(charge(`c-queued-${i}`))),
+  );
+  const failed = results.filter((r) => r.status === 'rejected');
+  t.same(
+    failed.map((r) => (r.reason as PaymentError).code),
+    [],
+    'no call failed (timed from before their turn, 16 of the 20 timed out)',
+  );
+  t.equal(payments.breakerState(), 'closed');
+  t.match(provider.stats(), { requests: 20, charges: 20 });
+});
+
 t.test('a refused request is not retried: PAYMENT_REJECTED, not retryable', async (t) => {
   const { base, provider } = await startProvider(t);
   const payments = client(t, base);
