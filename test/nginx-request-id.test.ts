@@ -9,18 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { freePort } from '../scripts/node-launcher.js';
 import { waitFor } from './helpers/events.js';
 
 const NGINX = '/usr/sbin/nginx';
-
-/** A port free right now (nginx binds it a moment later). */
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 t.test(
   'nginx passes a sane X-Request-Id on, replaces a bad one, and echoes it on its own errors',

@@ -17,6 +17,7 @@ import {
 import { AppError } from '../../src/errors.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { sleep } from '../../src/timeouts.js';
+import { freePort } from '../../scripts/node-launcher.js';
 import { silentLogger, uws } from '../helpers/http.js';
 
 const SECRET = 'peer-secret-for-tests';
@@ -74,14 +75,6 @@ async function rawSocket(t: Test, address: string, secret = SECRET): Promise<Web
     socket.once('error', reject);
   });
   return socket;
-}
-
-async function freePort(): Promise<number> {
-  const probe = createTcpServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
 }
 
 const closeCode = (socket: WebSocket): Promise<number> =>

@@ -1,5 +1,6 @@
 // Shared by the event tests: a config with topics of its own, outbox rows inserted like a writer does,
-// a collector that reads topics back with a fresh consumer group, and cleanup of all of it.
+// a collector that reads topics back with a fresh consumer group, a relay and checks of what arrived, and
+// cleanup of all of it.
 import { randomInt } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
@@ -7,6 +8,7 @@ import type { Test } from 'tap';
 import { loadConfig, type Config } from '../../src/config.js';
 import {
   decodeEvent,
+  newEvent,
   OUTBOX_INSERT,
   OUTBOX_UNPACK_COLUMNS,
   outboxRows,
@@ -16,6 +18,7 @@ import {
   type Topics,
 } from '../../src/events/envelope.js';
 import { STACK_KAFKA_BROKERS } from '../../scripts/stack/layout.js';
+import { OutboxRelay, type OutboxRelayOptions } from '../../src/events/outbox-relay.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import type { Consumer } from 'kafkajs';
 import { consumerDefaults, createKafka, type Kafka } from '../../src/storage/kafka.js';
@@ -261,4 +264,76 @@ export function capturingLogger(): { logger: Logger; lines: { msg: string; [k: s
     { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) },
   );
   return { logger, lines };
+}
+
+/** A relay of `stack` (its topics, a lock name of its own), started; stopped at teardown. */
+export function startRelay(
+  t: Test,
+  stack: EventsStack,
+  options: Partial<OutboxRelayOptions> = {},
+): OutboxRelay {
+  const relay = new OutboxRelay({
+    primary: stack.mysql.primary,
+    kafka: stack.kafka,
+    topics: stack.config.kafka,
+    batchSize: 50,
+    pollMs: stack.config.outbox.pollMs,
+    logger: silentLogger,
+    lockName: `test.outbox-relay.${stack.config.kafka.clientId}`,
+    ...options,
+  });
+  t.teardown(() => relay.stop());
+  relay.start();
+  return relay;
+}
+
+/** `count` events over `products`, round robin, on all three topics (inventory, orders, payments). */
+export function makeEvents(products: readonly number[], count: number): EventEnvelope[] {
+  return Array.from({ length: count }, (_, i) => {
+    const productId = products[i % products.length]!;
+    switch (i % 4) {
+      case 0:
+        return newEvent('inventory.reserved', productId, null, { quantity: 1 });
+      case 1:
+        return newEvent('order.created', productId, uniq('o'), {
+          userId: 'u',
+          quantity: 1,
+          unitPriceCents: 5,
+        });
+      case 2:
+        return newEvent('payment.succeeded', productId, uniq('o'), { paymentKey: 'p', amountCents: 5 });
+      default:
+        return newEvent('stock.changed', productId, null, { stock: i, version: i });
+    }
+  });
+}
+
+/** Checks per topic and product that first deliveries follow outbox ids; returns the duplicate count. */
+export function assertOrderPerProduct(
+  t: Test,
+  received: readonly Received[],
+  outboxIds: ReadonlyMap<string, number>,
+) {
+  const seen = new Set<string>();
+  const lastId = new Map<string, number>();
+  let duplicates = 0;
+  let outOfOrder = 0;
+  let wrongKeys = 0;
+  for (const { topic, key, event } of received) {
+    if (!outboxIds.has(event.eventId)) continue;
+    if (seen.has(event.eventId)) {
+      duplicates += 1;
+      continue;
+    }
+    seen.add(event.eventId);
+    if (key !== String(event.productId)) wrongKeys += 1;
+    const id = outboxIds.get(event.eventId)!;
+    const stream = `${topic}/${key}`;
+    if ((lastId.get(stream) ?? 0) > id) outOfOrder += 1;
+    lastId.set(stream, id);
+  }
+  t.equal(seen.size, outboxIds.size, 'every event arrived');
+  t.equal(wrongKeys, 0, 'every message is keyed by its product id');
+  t.equal(outOfOrder, 0, 'per topic and product, events arrive in outbox id order');
+  return duplicates;
 }

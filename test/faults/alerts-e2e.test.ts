@@ -1,5 +1,5 @@
-// STOPS THE STACK'S REDIS for about half a minute (this file runs serially, alone: package.json tap.serial,
-// as test/faults does), with the stack's real Prometheus and Alertmanager watching: an app node started here
+// STOPS THE STACK'S REDIS for about half a minute (test/faults runs serially, each file alone: package.json
+// tap.serial), with the stack's real Prometheus and Alertmanager watching: an app node started here
 // is discovered through its file_sd target file and scraped; with Redis stopped, the DependencyDown alerts
 // (Redis, from redis_exporter; `any`, from the node's /ready through the blackbox exporter) go pending, fire
 // and reach Alertmanager's API; with Redis back they resolve there.
