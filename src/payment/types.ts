@@ -20,7 +20,10 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 export interface PaymentClientOptions {
   /** Base URL of the provider, e.g. http://127.0.0.1:18090 (config `payment.url`). */
   readonly url: string;
-  /** Limit of one HTTP attempt from when it has a connection, ms (config `payment.timeoutMs`). Default 1000. */
+  /**
+   * Limit of connecting, and of one HTTP attempt from when its request is written; a call waiting for a free
+   * connection is not timed. Ms (config `payment.timeoutMs`). Default 1000.
+   */
   readonly timeoutMs?: number;
   /** Retries after a retryable failure (config `payment.retries`). Default 3. */
   readonly retries?: number;
