@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
+import { SERVICE_NODE_FLAGS } from './service-flags.mjs';
 import { registerNodeTarget } from './stack/scrape-targets.mjs';
 
 /** A port nobody listens on now (the OS's choice, released at once). */
@@ -23,7 +24,7 @@ export async function freePort(): Promise<number> {
 }
 
 export interface LaunchSettings {
-  /** Node's arguments (flags, then the entry file). */
+  /** Node's arguments (flags, then the entry file), after the service's own flags (SERVICE_NODE_FLAGS). */
   readonly args: readonly string[];
   readonly cwd: string;
   /** The child's whole environment (PORT and NODE_ID included). */
@@ -55,7 +56,7 @@ export interface LaunchedNode {
 }
 
 export function launchNode(settings: LaunchSettings): LaunchedNode {
-  const child = spawn(process.execPath, [...settings.args], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...settings.args], {
     cwd: settings.cwd,
     env: settings.env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -27,6 +27,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { SERVICE_NODE_FLAGS } from './service-flags.mjs';
 import { registerNodeTarget } from './stack/scrape-targets.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -115,7 +116,7 @@ function get(port, urlPath, timeoutMs = 2000) {
 
 /** Starts one node in its own process group; its output is relayed line by line and the last lines kept. */
 function startNode({ id, port }) {
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, MAIN], {
     cwd: ROOT,
     env: { ...process.env, HOST, PORT: String(port), NODE_ID: id },
     stdio: ['ignore', 'pipe', 'pipe'],

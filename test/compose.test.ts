@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
+import { SERVICE_NODE_FLAGS } from '../scripts/service-flags.mjs';
 
 type Dict = Record<string, unknown>;
 
@@ -568,7 +569,8 @@ void t.test('the app image: bookworm base, build and runtime stages, non-root, h
   t.match(dockerfile, /^USER node$/m, 'runs as a non-root user');
   t.match(dockerfile, /^HEALTHCHECK .*\n.*\/health/m, 'HEALTHCHECK on /health');
   t.match(dockerfile, /^EXPOSE 8080$/m, 'EXPOSE 8080');
-  t.match(dockerfile, /^CMD \["node", "dist\/src\/main\.js"\]$/m, 'CMD node dist/src/main.js');
+  const cmd = `CMD ${JSON.stringify(['node', ...SERVICE_NODE_FLAGS, 'dist/src/main.js']).replaceAll(',', ', ')}`;
+  t.ok(dockerfile.split('\n').includes(cmd), `${cmd}: the service's node flags, as every local node runs`);
   const ignore = readFileSync(join(root, '.dockerignore'), 'utf8');
   t.match(ignore, /^\*$/m, '.dockerignore is an allowlist');
   for (const needed of [
