@@ -291,7 +291,7 @@ export const payment = {
     min: 10,
     max: 120_000,
     unit: 'ms',
-    doc: "timeout of connecting, and of an attempt from when its request is written (a call waiting for a free connection is not timed)",
+    doc: 'timeout of connecting, and of an attempt from when its request is written (a call waiting for a free connection is not timed)',
   }),
   retries: int('PAYMENT_RETRIES', {
     default: 3,
