@@ -14,6 +14,7 @@ import {
 } from '../../src/payment-provider/server.js';
 import { createKafka } from '../../src/storage/kafka.js';
 import { checkAnswer, silentLogger, uws } from './http.js';
+import { QUICK_STOP_ENV } from './node-process.js';
 import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
 let migrated: Promise<unknown> | undefined;
@@ -188,8 +189,7 @@ export function ownEvents(t: Test, id: string): Record<string, string> {
     KAFKA_TOPIC_PARTITIONS: '1',
     OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${id}`,
     PROJECTION_GROUP_ID: `${id}-projection`,
-    // Events projected within 0.5 s, and a stop that waits no longer for the fetch in flight (default 3 s).
-    PROJECTION_FETCH_WAIT_MS: '500',
+    ...QUICK_STOP_ENV,
   };
   t.teardown(async () => {
     const config = loadConfig({ LOG_LEVEL: 'silent', ...env });
