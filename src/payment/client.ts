@@ -276,6 +276,7 @@ export class PaymentClient {
         },
         {
           onRequestStart: (controller) => {
+            clearTimeout(timer); // one timer per call, should undici ever start it twice
             timer = setTimeout(() => controller.abort(new AttemptTimeout()), this.settings.timeoutMs);
           },
           onResponseStart: (_controller, statusCode) => {
