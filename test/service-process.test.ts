@@ -4,12 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
-import { request } from 'undici';
 import { REPO_ROOT } from '../scripts/stack/layout.js';
 import { uniq } from './helpers/app.js';
 import { throwawayDatabase } from './helpers/database.js';
-import { waitForStatus } from './helpers/http.js';
-import { freePort } from '../scripts/node-launcher.js';
+import { freePort, waitReady } from '../scripts/node-launcher.js';
 
 const PROCESS_READY_MS = 60_000;
 const PROCESS_EXIT_MS = 5_000;
@@ -46,27 +44,20 @@ function spawnService(t: Test, env: Record<string, string>) {
     });
     return Promise.race([exited, timeout]);
   };
-  return { child, exit, output: () => ({ stdout, stderr }) };
+  /** Its exit code or signal, for the launcher's waitReady. */
+  const exitCode = exited.then((how) => how.code ?? how.signal ?? 'unknown');
+  return { child, exit, exitCode, output: () => ({ stdout, stderr }) };
 }
 
 void t.test('process: main.ts becomes ready, and SIGTERM stops it with exit code 0', async (t) => {
   const port = await freePort();
   const db = await throwawayDatabase(t, 'ready');
   const service = spawnService(t, { PORT: String(port), LOG_LEVEL: 'warn', ...db.env });
-  const getReady = async () => {
-    const res = await request(`http://127.0.0.1:${port}/ready`, {
-      headersTimeout: 5_000,
-      bodyTimeout: 5_000,
-    });
-    await res.body.dump();
-    return res.statusCode;
-  };
-  const readyMs = await Promise.race([
-    waitForStatus(getReady, 200, PROCESS_READY_MS),
-    service.exit(PROCESS_READY_MS).then((how) => {
-      throw new Error(`exited before ready: ${JSON.stringify(how)}\n${service.output().stderr}`);
-    }),
-  ]);
+  const spawned = performance.now();
+  await waitReady(`http://127.0.0.1:${port}`, PROCESS_READY_MS, service.exitCode).catch((err: Error) => {
+    throw new Error(`${err.message}\n${service.output().stderr}`);
+  });
+  const readyMs = Math.round(performance.now() - spawned);
   t.pass(`/ready answered 200 ${readyMs} ms after spawn`);
 
   const signalled = performance.now();

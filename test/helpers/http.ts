@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import type { TokenVerifier } from '../../src/auth/tokens.js';
@@ -195,20 +194,4 @@ export async function startServer(
       return server.close(graceMs);
     },
   };
-}
-
-/** GETs `path` until it answers `status` or `timeoutMs` passes; returns the milliseconds it took. */
-export async function waitForStatus(
-  get: () => Promise<number>,
-  status: number,
-  timeoutMs: number,
-): Promise<number> {
-  const started = performance.now();
-  let last: number | string = 'no answer';
-  while (performance.now() - started < timeoutMs) {
-    last = await get().catch((err: Error) => err.message);
-    if (last === status) return Math.round(performance.now() - started);
-    await sleep(100);
-  }
-  throw new Error(`expected ${status} within ${timeoutMs} ms; last answer ${last}`);
 }
