@@ -90,7 +90,13 @@ async function run(run: Run) {
   ]);
 
   io.progress('chaos: load stopped; putting the stack back as it was');
-  await restore();
+  await restore().catch((err: Error) => {
+    if (healFailure === undefined) throw err;
+    throw new Error(
+      `a fault did not heal: ${healFailure}; then putting the stack back failed: ${err.message}`,
+      { cause: err },
+    );
+  });
   const { checks, stillPending: sagasOpen } = await run.check({ settleMs: 0, sagaWaitMs: 60_000 });
   const oversold = sum(checks, (c) => Math.max(0, c.stock + c.sold - c.initialStock));
   const undersold = sum(checks, (c) => Math.max(0, c.initialStock - c.stock - c.sold));

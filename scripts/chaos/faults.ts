@@ -6,14 +6,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { dbFailoverStatus } from '../stack/db-failover.js';
-import { STACK_REDIS_NODES } from '../stack/layout.js';
+import { STACK_REDIS_NODES, type ServerName } from '../stack/layout.js';
 import { waitMariadbInSync } from '../stack/mariadb.js';
+import { logTail } from '../stack/process.js';
 import { REDIS_ADMIN_AUTH, redisPrimaryPort, redisQuery } from '../stack/redis.js';
 import {
   KAFKA_NODES,
   REDIS_DATA_NODES,
   rejoinMariadb,
   restoreMariadbLayout,
+  serverSpec,
   signalServer,
   startServer,
   startServers,
@@ -53,6 +55,26 @@ export interface FaultOutcome {
   readonly target: string;
   /** What the heal saw (promotion time, restart time). */
   readonly detail: string;
+}
+
+/** The stack's servers of each subsystem a fault hits: their logs explain a heal or a restore that failed. */
+const SUBSYSTEM_SERVERS: Readonly<Record<string, readonly ServerName[]>> = {
+  mysql: ['primary', 'replica', 'db-failover'],
+  redis: REDIS_DATA_NODES,
+  kafka: KAFKA_NODES,
+};
+
+const subsystemOf = (kind: FaultKind): string => kind.split('-')[0]!;
+
+/** The last lines of the logs of the servers of `subsystems`, for a failure's report. */
+function serverLogTails(subsystems: Iterable<string>, lines = 8): string {
+  return [...new Set(subsystems)]
+    .flatMap((subsystem) => SUBSYSTEM_SERVERS[subsystem] ?? [])
+    .map((name) => {
+      const { logFile } = serverSpec(name);
+      return `--- ${name}: the last lines of ${logFile} ---\n${logTail(logFile, lines)}`;
+    })
+    .join('\n');
 }
 
 /** Polls `probe` every 100 ms until it is true; throws naming `what` after the heal timeout. */
@@ -227,12 +249,18 @@ export async function restoreStack(
   const done: string[] = [];
   for (const node of cluster.nodes) node.kill('SIGCONT');
   for (const path of redisPaths) path.heal();
-  // Only servers this run may have hit: another test may have stopped the others on purpose.
-  if (touched.includes('redis-primary-kill')) await startServers(REDIS_DATA_NODES);
-  if (touched.includes('kafka-broker-kill')) await startServers(KAFKA_NODES);
-  if (!touched.includes('mysql-primary-kill') && !touched.includes('mysql-replica-stop')) return done;
-  done.push(...(await restoreMariadbLayout(progress)));
-  return done;
+  try {
+    // Only servers this run may have hit: another test may have stopped the others on purpose.
+    if (touched.includes('redis-primary-kill')) await startServers(REDIS_DATA_NODES);
+    if (touched.includes('kafka-broker-kill')) await startServers(KAFKA_NODES);
+    if (!touched.includes('mysql-primary-kill') && !touched.includes('mysql-replica-stop')) return done;
+    done.push(...(await restoreMariadbLayout(progress)));
+    return done;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${serverLogTails(touched.map(subsystemOf))}`, {
+      cause: err,
+    });
+  }
 }
 
 /**
@@ -304,7 +332,7 @@ export async function injectFaults(run: FaultRun) {
   const healing = new Map<string, Promise<void>>();
   await sleep(5_000); // load before the first fault
   for (const planned of faultSchedule(run)) {
-    const subsystem = planned.kind.split('-')[0]!;
+    const subsystem = subsystemOf(planned.kind);
     await healing.get(subsystem);
     if (run.signal.aborted || healFailure !== undefined || elapsed() + planned.gapMs > run.durationMs) break;
     const record: FaultRecord = { kind: planned.kind, target: '', atMs: elapsed(), healS: null, detail: '' };
@@ -327,6 +355,8 @@ export async function injectFaults(run: FaultRun) {
         record.error = (err as Error).message;
         healFailure = `${planned.kind}: ${record.error}`;
         targets.progress(`chaos: ${planned.kind} did not heal: ${record.error}; no more faults`);
+        const logs = serverLogTails([subsystem]);
+        if (logs !== '') targets.progress(logs);
       },
     );
     healing.set(subsystem, healed);

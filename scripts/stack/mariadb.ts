@@ -410,8 +410,11 @@ function mariadbServer(role: Role): ServerSpec {
     ...paths,
     port,
     ports: [port],
-    // The elected primary first: the other is seeded from it and replicates from it.
-    dependsOn: role === electedPrimary() ? [] : [other(role)],
+    // The elected primary first: the other is seeded from it and replicates from it. Read at each start,
+    // not once: a failover in this process's lifetime (a chaos run's) swaps the order.
+    get dependsOn() {
+      return role === electedPrimary() ? [] : [other(role)];
+    },
     startTimeoutMs: 60_000,
     stopTimeoutMs: 60_000,
     executable: 'mariadbd',

@@ -32,7 +32,7 @@ t.test(
     ]);
     const { code, summary, stdout, output } = run;
     t.comment(stdout.split('\n').slice(-40).join('\n'));
-    t.equal(code, 0, 'chaos exits 0', { output: output.slice(-8000) });
+    t.equal(code, 0, 'chaos exits 0', { output: output.slice(-16_000) });
     t.equal(summary['ok'], true, 'every invariant held');
     t.equal(summary['seed'], SEED);
     const faults = summary['faults'] as { kind: string; recovery_s: number | null }[] | undefined;

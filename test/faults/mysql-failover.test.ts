@@ -10,7 +10,13 @@ import t from 'tap';
 import { dbFailoverRequest, dbFailoverStatus } from '../../scripts/stack/db-failover.js';
 import { STACK_HOST, STACK_MYSQL, STACK_PORTS } from '../../scripts/stack/layout.js';
 import { replicationStatus, rootQuery } from '../../scripts/stack/mariadb.js';
-import { rejoinMariadb, restoreMariadbLayout, signalServer, startServer } from '../../scripts/stack/stack.js';
+import {
+  rejoinMariadb,
+  restoreMariadbLayout,
+  serverSpec,
+  signalServer,
+  startServer,
+} from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { mysqlSsl } from '../../src/storage/mysql.js';
 import { totals } from '../helpers/app.js';
@@ -138,6 +144,10 @@ t.test(
     );
     await sleep(1_000); // the manager's checks see it up and read-only, and leave it so
     t.equal((await dbFailoverStatus()).primary, 'replica', 'the promoted server stays the primary');
+    // This process loaded the stack's specs before the failover: a start of both servers (a restore) must
+    // now start the promoted one first, as the old primary is seeded from it.
+    t.same(serverSpec('replica').dependsOn, [], 'the stack starts the promoted server first');
+    t.same(serverSpec('primary').dependsOn, ['replica'], 'and the old primary after it');
 
     // Rejoined as a replica of the new primary, then switched back.
     await rejoinMariadb('primary');
@@ -156,5 +166,6 @@ t.test(
     );
     const [open] = await rootQuery('primary', 'SELECT @@global.read_only AS ro');
     t.equal(open?.ro, '0', 'and the first server takes writes');
+    t.same(serverSpec('replica').dependsOn, ['primary'], 'the stack starts the first server first again');
   },
 );

@@ -53,10 +53,26 @@ export function benchRunner(t: Test): (args: readonly string[]) => Promise<Bench
           code,
           summary,
           stdout,
-          output: `${stdout}\n--- stderr ---\n${stderr.split('\n').slice(-60).join('\n')}`,
+          output: `${stdout}\n--- stderr ---\n${diagnostics(stderr)}`,
         });
       });
     });
+}
+
+/** A phase's once-a-second line: `[label]  12s  offered …`. */
+const TICK = /^\[[^\]]+\]\s+\d+s\s/;
+
+/**
+ * Stderr's last 100 lines that say what happened (a fault injected, a heal, a cleanup), and its last 5 of the
+ * once-a-second progress lines: a long run's ticks would otherwise push out the lines that explain a failure.
+ */
+function diagnostics(stderr: string): string {
+  const lines = stderr.split('\n').filter((line) => line.trim() !== '');
+  const ticks = lines.filter((line) => TICK.test(line)).slice(-5);
+  return lines
+    .filter((line) => !TICK.test(line) || ticks.includes(line))
+    .slice(-100)
+    .join('\n');
 }
 
 /** Exit 0, the JSON summary last, every invariant held, `keys` in it, its result file (and charts) written. */
