@@ -208,7 +208,7 @@ export const settings = {
       unit: 'ms',
       doc: "lifetime of the baseline path's per-product Redis lock",
     }),
-    // On one hot product at 200 concurrent requests (bench/RESULTS.md, 25 Nov) caps of 32, 256 and 1024 ms
+    // On one hot product at 200 concurrent requests (25 Nov, `c8fe33f`) caps of 32, 256 and 1024 ms
     // gave the same throughput (195, 192, 195/s): the lock-held write is the limit. 32 had the shortest
     // tail (p99 4.7 s against 6.2 and 8.3 s) and no request past its deadline (against 2 and 38).
     lockRetryMaxMs: int('BASELINE_LOCK_RETRY_MAX_MS', {
