@@ -3,6 +3,7 @@ import { Decoder, Encoder } from '@msgpack/msgpack';
 import type { Config } from '../config.js';
 import { uuidv7 } from '../ids.js';
 import { AppError } from '../errors.js';
+import { RecordEncoder } from './record-encoder.js';
 
 /** Bumped when an event's shape changes incompatibly; consumers check it. */
 export const EVENT_SCHEMA_VERSION = 1;
@@ -79,6 +80,8 @@ export function newEvent<K extends EventType>(
 /** One encoder and decoder for the process: `encode()` would build (and drop) a new encoder per event. */
 const encoder = new Encoder();
 const decoder = new Decoder();
+/** The same bytes as `encoder` for an event's shape, ~3× cheaper (src/events/record-encoder.ts). */
+const recordEncoder = new RecordEncoder();
 
 /** A Buffer over the encoder's fresh output, without copying it again. */
 function encoded(value: unknown): Buffer {
@@ -87,7 +90,7 @@ function encoded(value: unknown): Buffer {
 }
 
 export function encodeEvent(event: EventEnvelope): Buffer {
-  return encoded(event);
+  return recordEncoder.encode(event) ?? encoded(event);
 }
 
 export function decodeEvent(value: Uint8Array): EventEnvelope {
