@@ -671,6 +671,19 @@ void t.test('production MariaDB: TLS required, replication over TLS, least-privi
       `${cnf} leaves TLS paths to the command line (the local stack's differ)`,
     );
   }
+  // A failover swaps the roles: each server must replicate as well as it serves as the primary.
+  const settings = (cnf: string) =>
+    readFileSync(join(root, 'docker/mariadb', cnf), 'utf8')
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('#'))
+      .filter((line) => !/^server_id\b/.test(line) && !/^loose-super_read_only\b/.test(line))
+      .sort();
+  t.same(
+    settings('primary.cnf'),
+    settings('replica.cnf'),
+    'primary.cnf and replica.cnf set the same, but for server_id (and MySQL 8 super_read_only on the replica)',
+  );
   const users = readFileSync(join(root, 'docker/mariadb/initdb/primary-users.sh'), 'utf8');
   t.match(
     users,
