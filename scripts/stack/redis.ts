@@ -182,6 +182,33 @@ export async function redisPrimaryPort(): Promise<number> {
   return STACK_PORTS.redis;
 }
 
+/**
+ * Why the Sentinels could not promote the replica at once if the primary died now, or undefined when they
+ * could: each of them must see the data node that is not the primary as a replica (flags `slave` alone) whose
+ * link to the primary is up. Right after a restart a replica shows a link in error for seconds while it syncs;
+ * a primary killed then met `-failover-abort-no-good-slave` once, and the next try came 10 s later.
+ */
+export async function sentinelsNotReadyToPromote(): Promise<string | undefined> {
+  const primary = String(await redisPrimaryPort());
+  for (const { name, port } of SENTINELS) {
+    const reply = await redisQuery(port, ['SENTINEL', 'REPLICAS', STACK_REDIS.masterName], {
+      auth: null,
+      timeoutMs: 1_000,
+    }).catch((err: Error) => err);
+    if (reply instanceof Error) return `${name}: ${reply.message}`;
+    const replicas = (Array.isArray(reply) ? reply : []).map((entry) => {
+      const fields = Array.isArray(entry) ? entry.map(String) : [];
+      return Object.fromEntries(fields.flatMap((v, i) => (i % 2 === 0 ? [[v, fields[i + 1] ?? '']] : [])));
+    });
+    const replica = replicas.find((r) => r['port'] !== primary);
+    if (replica === undefined) return `${name}: knows no replica of the primary on ${primary}`;
+    const { flags, port: at } = replica;
+    const link = replica['master-link-status'];
+    if (flags !== 'slave' || link !== 'ok') return `${name}: the replica on ${at} is ${flags}, link ${link}`;
+  }
+  return undefined;
+}
+
 /** `master` or `slave` (ROLE's first field). */
 export async function redisRole(port: number): Promise<string> {
   const reply = await redisQuery(port, ['ROLE'], { auth: REDIS_ADMIN_AUTH });

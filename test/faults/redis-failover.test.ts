@@ -5,8 +5,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
-import { redisPrimaryPort, redisRole } from '../../scripts/stack/redis.js';
+import { redisPrimaryPort, redisRole, sentinelsNotReadyToPromote } from '../../scripts/stack/redis.js';
 import { REDIS_DATA_NODES, signalServer, startServers } from '../../scripts/stack/stack.js';
+import { until } from '../../scripts/until.js';
 import { totals } from '../helpers/app.js';
 import { cluster, purchaseLoad, settled } from '../helpers/cluster.js';
 import { connectSubscriber, wsUrl } from '../helpers/ws-client.js';
@@ -46,6 +47,16 @@ t.test(
         writeFileSync('/tmp/node-a.log', a.output());
         writeFileSync('/tmp/node-b.log', b.output());
       });
+    // The fault test before this one may have restarted Redis: the replica must be synced in every
+    // Sentinel's view, or the first failover attempt is aborted (the next one comes 10 s later).
+    const { value: notReady, waitedMs } = await until(
+      sentinelsNotReadyToPromote,
+      (why) => why === undefined,
+      30_000,
+      200,
+    );
+    t.equal(notReady, undefined, 'every Sentinel sees a synced replica before the kill');
+    t.comment(`the Sentinels saw a synced replica after ${waitedMs} ms`);
     const oldPort = await redisPrimaryPort();
     const old = STACK_REDIS_NODES.find((node) => node.port === oldPort)!;
     t.teardown(() => startServers(REDIS_DATA_NODES));
