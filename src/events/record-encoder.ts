@@ -1,11 +1,12 @@
 /**
  * msgpack of a plain record, byte for byte what @msgpack/msgpack's `Encoder` (default options) writes for it,
  * for the shape every event has: string keys in their own order; values that are strings, booleans, null or
- * undefined (nil), integers within ±2^32 or other finite numbers (float64), or records of the same; strings
- * well-formed UTF-16 (a lone surrogate is written differently by Node's UTF-8 writer). Faster on
- * that shape: a key's bytes are encoded once and copied after, strings go through Node's native UTF-8 writer,
- * and one scratch buffer is reused. Anything else (arrays, binaries, Dates, bigints, larger integers, a record
- * nested too deep) is refused with `undefined`, and the caller encodes it with the generic encoder.
+ * undefined (nil), integers from -2^31 to 2^32 - 1 or other finite numbers (float64), or records of the same;
+ * strings well-formed UTF-16 (a lone surrogate is written differently by Node's UTF-8 writer). Faster on that
+ * shape: a key's bytes are encoded once and copied after, an ASCII string under 256 characters is copied by a
+ * loop (others by Node's native UTF-8 writer), and one scratch buffer is reused. Anything else (arrays,
+ * binaries, Dates, bigints, larger integers, 16 keys or more, a record nested too deep) is refused with
+ * `undefined`, and the caller encodes it with the generic encoder.
  */
 
 /** String.prototype.isWellFormed (ES2024; Node 20 has it, this project's lib is ES2023). */
