@@ -185,8 +185,9 @@ export async function redisPrimaryPort(): Promise<number> {
 /**
  * Why the Sentinels could not promote the replica at once if the primary died now, or undefined when they
  * could: each of them must see the data node that is not the primary as a replica (flags `slave` alone) whose
- * link to the primary is up. Right after a restart a replica shows a link in error for seconds while it syncs;
- * a primary killed then met `-failover-abort-no-good-slave` once, and the next try came 10 s later.
+ * link to the primary is up. Right after a restart a replica shows a link in error for seconds while it syncs.
+ * (In CI a primary killed 11 s after its replica's restart met `-failover-abort-no-good-slave`, and the
+ * Sentinels' next try came 10 s later; why they found the replica not good then is not known.)
  */
 export async function sentinelsNotReadyToPromote(): Promise<string | undefined> {
   const primary = String(await redisPrimaryPort());

@@ -48,7 +48,8 @@ t.test(
         writeFileSync('/tmp/node-b.log', b.output());
       });
     // The fault test before this one may have restarted Redis: the replica must be synced in every
-    // Sentinel's view, or the first failover attempt is aborted (the next one comes 10 s later).
+    // Sentinel's view before the kill, or their first failover attempt may find no replica to promote
+    // (the next one comes 10 s later).
     const { value: notReady, waitedMs } = await until(
       sentinelsNotReadyToPromote,
       (why) => why === undefined,
