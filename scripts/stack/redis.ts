@@ -182,6 +182,13 @@ export async function redisPrimaryPort(): Promise<number> {
   return STACK_PORTS.redis;
 }
 
+/** The value of `name` in a reply of name/value pairs (SENTINEL MASTER, an entry of SENTINEL REPLICAS). */
+export function replyField(reply: RedisReply, name: string): string | undefined {
+  if (Array.isArray(reply))
+    for (let i = 0; i + 1 < reply.length; i += 2) if (reply[i] === name) return String(reply[i + 1]);
+  return undefined;
+}
+
 /**
  * Why the Sentinels could not promote the replica at once if the primary died now, or undefined when they
  * could: each of them must see the data node that is not the primary as a replica (flags `slave` alone) whose
@@ -197,15 +204,11 @@ export async function sentinelsNotReadyToPromote(): Promise<string | undefined> 
       timeoutMs: 1_000,
     }).catch((err: Error) => err);
     if (reply instanceof Error) return `${name}: ${reply.message}`;
-    const replicas = (Array.isArray(reply) ? reply : []).map((entry) => {
-      const fields = Array.isArray(entry) ? entry.map(String) : [];
-      return Object.fromEntries(fields.flatMap((v, i) => (i % 2 === 0 ? [[v, fields[i + 1] ?? '']] : [])));
-    });
-    const replica = replicas.find((r) => r['port'] !== primary);
+    const replica = (Array.isArray(reply) ? reply : []).find((r) => replyField(r, 'port') !== primary);
     if (replica === undefined) return `${name}: knows no replica of the primary on ${primary}`;
-    const { flags, port: at } = replica;
-    const link = replica['master-link-status'];
-    if (flags !== 'slave' || link !== 'ok') return `${name}: the replica on ${at} is ${flags}, link ${link}`;
+    const [flags, link] = [replyField(replica, 'flags'), replyField(replica, 'master-link-status')];
+    if (flags !== 'slave' || link !== 'ok')
+      return `${name}: the replica on ${replyField(replica, 'port')} is ${flags}, link ${link}`;
   }
   return undefined;
 }

@@ -38,8 +38,7 @@ export class RecordEncoder {
     if (proto !== Object.prototype && proto !== null) return false;
     const keys = Object.keys(record);
     if (keys.length >= 16) return false;
-    this.ensure(1);
-    this.scratch[this.pos++] = 0x80 + keys.length; // fixmap
+    this.writeByte(0x80 + keys.length); // fixmap
     for (const key of keys) {
       if (!this.writeKey(key)) return false;
       if (!this.writeValue((record as Record<string, unknown>)[key], depth)) return false;
@@ -54,20 +53,11 @@ export class RecordEncoder {
       case 'number':
         return this.writeNumber(value);
       case 'boolean':
-        this.ensure(1);
-        this.scratch[this.pos++] = value ? 0xc3 : 0xc2;
-        return true;
+        return this.writeByte(value ? 0xc3 : 0xc2);
       case 'undefined':
-        this.ensure(1);
-        this.scratch[this.pos++] = 0xc0;
-        return true;
+        return this.writeByte(0xc0); // nil
       case 'object':
-        if (value === null) {
-          this.ensure(1);
-          this.scratch[this.pos++] = 0xc0;
-          return true;
-        }
-        return this.writeRecord(value, depth + 1);
+        return value === null ? this.writeByte(0xc0) : this.writeRecord(value, depth + 1);
       default:
         return false;
     }
@@ -106,12 +96,7 @@ export class RecordEncoder {
         b[p++] = c;
       }
       if (i === n) {
-        if (header === 1)
-          b[this.pos] = 0xa0 + n; // fixstr
-        else {
-          b[this.pos] = 0xd9; // str 8
-          b[this.pos + 1] = n;
-        }
+        this.stringHeader(this.pos, n);
         this.pos = p;
         return true;
       }
@@ -119,21 +104,29 @@ export class RecordEncoder {
     if (!(value as WellFormed).isWellFormed()) return false;
     const length = Buffer.byteLength(value, 'utf8');
     this.ensure(5 + length);
-    const b = this.scratch;
-    if (length < 32)
-      b[this.pos++] = 0xa0 + length; // fixstr
-    else if (length < 0x100) {
-      b[this.pos++] = 0xd9; // str 8
-      b[this.pos++] = length;
-    } else if (length < 0x10000) {
-      b[this.pos++] = 0xda; // str 16
-      this.pos = b.writeUInt16BE(length, this.pos);
-    } else {
-      b[this.pos++] = 0xdb; // str 32
-      this.pos = b.writeUInt32BE(length, this.pos);
-    }
-    this.pos += b.write(value, this.pos, length, 'utf8');
+    this.pos = this.stringHeader(this.pos, length);
+    this.pos += this.scratch.write(value, this.pos, length, 'utf8');
     return true;
+  }
+
+  /** Writes the header of a string of `length` bytes at `at`; returns where its bytes start. */
+  private stringHeader(at: number, length: number): number {
+    const b = this.scratch;
+    if (length < 32) {
+      b[at] = 0xa0 + length; // fixstr
+      return at + 1;
+    }
+    if (length < 0x100) {
+      b[at] = 0xd9; // str 8
+      b[at + 1] = length;
+      return at + 2;
+    }
+    if (length < 0x10000) {
+      b[at] = 0xda; // str 16
+      return b.writeUInt16BE(length, at + 1);
+    }
+    b[at] = 0xdb; // str 32
+    return b.writeUInt32BE(length, at + 1);
   }
 
   private writeNumber(value: number): boolean {
@@ -168,6 +161,12 @@ export class RecordEncoder {
       b[this.pos++] = 0xd2; // int 32
       this.pos = b.writeInt32BE(value, this.pos);
     } else return false;
+    return true;
+  }
+
+  private writeByte(byte: number): true {
+    this.ensure(1);
+    this.scratch[this.pos++] = byte;
     return true;
   }
 

@@ -3,7 +3,13 @@
 // survives in the AOF. Runs serially with the other fault tests (it restarts the stack's Redis).
 import t from 'tap';
 import { STACK_PORTS, STACK_REDIS, STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
-import { redisCommand, redisPrimaryPort, redisQuery, redisRole } from '../../scripts/stack/redis.js';
+import {
+  redisCommand,
+  redisPrimaryPort,
+  redisQuery,
+  redisRole,
+  replyField,
+} from '../../scripts/stack/redis.js';
 import { waitUntil } from '../../scripts/stack/process.js';
 import { REDIS_DATA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
@@ -15,9 +21,9 @@ const [SENTINEL] = STACK_PORTS.sentinels;
 /** The Sentinels' configuration epoch of the primary: every failover raises it. */
 async function configEpoch(): Promise<number> {
   const fields = await redisQuery(SENTINEL, ['SENTINEL', 'MASTER', STACK_REDIS.masterName], { auth: null });
-  const at = Array.isArray(fields) ? fields.indexOf('config-epoch') : -1;
-  if (at < 0) throw new Error(`SENTINEL MASTER gave no config-epoch: ${JSON.stringify(fields)}`);
-  return Number((fields as string[])[at + 1]);
+  const epoch = replyField(fields, 'config-epoch');
+  if (epoch === undefined) throw new Error(`SENTINEL MASTER gave no config-epoch: ${JSON.stringify(fields)}`);
+  return Number(epoch);
 }
 
 t.test('both data nodes restarted under running Sentinels: no failover, no write lost', async (t) => {
