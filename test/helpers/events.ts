@@ -202,6 +202,9 @@ export async function collect(t: Test, stack: EventsStack) {
   let stopped = false;
   let crashes = 0;
   let consumer: Consumer;
+  // A replacement scheduled by a crash: stop() waits for it, or it would start a consumer after stop()
+  // disconnected the crashed one, and that consumer would keep the test file running until tap's timeout.
+  let restarting: Promise<void> | undefined;
   const start = async (): Promise<void> => {
     // A short long-poll: quick disconnect.
     const current = stack.kafka.consumer({
@@ -214,7 +217,9 @@ export async function collect(t: Test, stack: EventsStack) {
     current.on(current.events.CRASH, ({ payload }) => {
       crashes += 1;
       if (payload.restart || stopped || consumer !== current) return;
-      setTimeout(() => void start().catch(() => undefined), 500);
+      restarting = sleep(500)
+        .then(() => (stopped ? undefined : start()))
+        .catch(() => undefined);
     });
     await current.connect();
     await current.subscribe({ topics: Object.values(stack.topics), fromBeginning: true });
@@ -236,6 +241,7 @@ export async function collect(t: Test, stack: EventsStack) {
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    await restarting;
     await consumer.disconnect();
     const admin = stack.kafka.admin();
     await admin.connect();
