@@ -1,6 +1,6 @@
 // Kafka 3.9 in KRaft mode from the Maven Central jars (docker/kafka/target/libs): three nodes, each a broker
 // and a controller voter, so the cluster survives the loss of any one of them.
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import {
   DOCKER_DIR,
+  REPO_ROOT,
   STACK_DIR,
   STACK_HOST,
   STACK_KAFKA_BROKERS,
@@ -171,8 +172,28 @@ export async function registeredBrokers(broker: string): Promise<number[]> {
   }
 }
 
+/**
+ * `produceAndFetch` in a process of its own (scripts/stack/kafka-probe.ts), killed at the probe's bound. In the
+ * caller's process a probe abandoned mid-way (a cluster restart that took 35 s: the first probe's consumer
+ * joined while the coordinators were loading) left KafkaJS timers running that no disconnect ended, and kept a
+ * test file running until tap's timeout.
+ */
+function produceAndFetchApart(node: KafkaNode): Promise<boolean> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', PROBE_SCRIPT, node.name], {
+      cwd: REPO_ROOT,
+      stdio: 'ignore',
+      timeout: READY_PROBE_TIMEOUT_MS,
+      killSignal: 'SIGKILL',
+    });
+    child.once('error', () => resolve(false));
+    child.once('exit', (code) => resolve(code === 0));
+  });
+}
+const PROBE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'stack', 'kafka-probe.ts');
+
 /** One real round trip: create the probe topic (on all three brokers), produce a message, consume it back. */
-async function produceAndFetch(node: KafkaNode): Promise<boolean> {
+export async function produceAndFetch(node: KafkaNode): Promise<boolean> {
   const { Partitioners } = (await import('kafkajs')).default;
   // Only ever awaited inside waitUntil, whose timer keeps the process alive while it runs.
   const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`, true);
@@ -322,7 +343,7 @@ function kafkaNode(node: KafkaNode): ServerSpec {
       waitUntil(
         async () =>
           (await registeredBrokers(address).catch((): number[] => [])).includes(node.nodeId) &&
-          (await produceAndFetch(node)),
+          (await produceAndFetchApart(node)),
         {
           what: `${node.name} registered, produce+fetch`,
           timeoutMs: READY_TIMEOUT_MS,
