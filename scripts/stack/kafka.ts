@@ -43,7 +43,7 @@ const READY_TIMEOUT_MS = 90_000;
  */
 const LAST_NODE_GRACE_MS = 8_000;
 /** Longest one readiness round trip may take (its consumer waits up to 20 s for the message), ms. */
-const READY_PROBE_TIMEOUT_MS = 30_000;
+export const READY_PROBE_TIMEOUT_MS = 30_000;
 /** Longest wait for a probe client's disconnect: KafkaJS's can wait on a join that never ends. */
 const PROBE_DISCONNECT_TIMEOUT_MS = 5_000;
 /** Replicas of every topic, and how many must have a write before it is acknowledged (acks=all). */
@@ -179,15 +179,21 @@ export async function registeredBrokers(broker: string): Promise<number[]> {
  * test file running until tap's timeout.
  */
 function produceAndFetchApart(node: KafkaNode): Promise<boolean> {
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', PROBE_SCRIPT, node.name], {
       cwd: REPO_ROOT,
-      stdio: 'ignore',
+      stdio: ['ignore', 'ignore', 'pipe'],
       timeout: READY_PROBE_TIMEOUT_MS,
       killSignal: 'SIGKILL',
     });
-    child.once('error', () => resolve(false));
-    child.once('exit', (code) => resolve(code === 0));
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
+    child.once('error', reject);
+    // 0: the message came back; 1: it did not (yet); anything else is the probe itself failing.
+    child.once('close', (code, signal) => {
+      if (code === 0 || code === 1 || signal === 'SIGKILL') resolve(code === 0);
+      else reject(new Error(`the Kafka probe exited with ${code ?? signal}: ${stderr.trim()}`));
+    });
   });
 }
 const PROBE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'stack', 'kafka-probe.ts');
@@ -195,7 +201,7 @@ const PROBE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'stack', 'kafka-probe.ts');
 /** One real round trip: create the probe topic (on all three brokers), produce a message, consume it back. */
 export async function produceAndFetch(node: KafkaNode): Promise<boolean> {
   const { Partitioners } = (await import('kafkajs')).default;
-  // Only ever awaited inside waitUntil, whose timer keeps the process alive while it runs.
+  // Run by scripts/stack/kafka-probe.ts, whose timer keeps the process alive while it runs.
   const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`, true);
   const token = `probe-${process.pid}-${Date.now()}`;
   const admin = kafka.admin();
