@@ -1,9 +1,8 @@
 // Kafka 3.9 in KRaft mode from the Maven Central jars (docker/kafka/target/libs): three nodes, each a broker
 // and a controller voter, so the cluster survives the loss of any one of them.
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -43,7 +42,7 @@ const READY_TIMEOUT_MS = 90_000;
  */
 const LAST_NODE_GRACE_MS = 8_000;
 /** Longest one readiness round trip may take (its consumer waits up to 20 s for the message), ms. */
-export const READY_PROBE_TIMEOUT_MS = 30_000;
+const READY_PROBE_TIMEOUT_MS = 30_000;
 /** Longest wait for a probe client's disconnect: KafkaJS's can wait on a join that never ends. */
 const PROBE_DISCONNECT_TIMEOUT_MS = 5_000;
 /** Replicas of every topic, and how many must have a write before it is acknowledged (acks=all). */
@@ -145,18 +144,13 @@ function assertJars(): void {
 }
 
 /** A KafkaJS client of the stack's own (no retries to speak of, silent). */
-async function stackKafka(brokers: readonly string[], clientId: string, unrefSockets = false) {
+async function stackKafka(brokers: readonly string[], clientId: string) {
   const { Kafka, logLevel } = (await import('kafkajs')).default;
   return new Kafka({
     clientId,
     brokers: [...brokers],
     logLevel: logLevel.NOTHING,
     retry: { retries: 2 },
-    // Sockets that do not keep the process alive: for a client that may be abandoned mid-way (a probe that
-    // overran its bound), whose reconnects would otherwise hold a test or CLI process for minutes.
-    ...(unrefSockets && {
-      socketFactory: ({ host, port, onConnect }) => net.connect({ host, port }, onConnect).unref(),
-    }),
   });
 }
 
@@ -172,37 +166,38 @@ export async function registeredBrokers(broker: string): Promise<number[]> {
   }
 }
 
+const PROBE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'stack', 'kafka-probe.ts');
+/** kafka-probe.ts's exit code when the message did not come back (yet); 0 when it did, others: it failed. */
+export const PROBE_NOT_BACK = 75;
+
 /**
  * `produceAndFetch` in a process of its own (scripts/stack/kafka-probe.ts), killed at the probe's bound. In the
  * caller's process a probe abandoned mid-way (a cluster restart that took 35 s: the first probe's consumer
  * joined while the coordinators were loading) left KafkaJS timers running that no disconnect ended, and kept a
  * test file running until tap's timeout.
  */
-function produceAndFetchApart(node: KafkaNode): Promise<boolean> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', PROBE_SCRIPT, node.name], {
+async function produceAndFetchApart(node: KafkaNode): Promise<boolean> {
+  try {
+    await execFileAsync(process.execPath, ['--import', 'tsx', PROBE_SCRIPT, node.name], {
       cwd: REPO_ROOT,
-      stdio: ['ignore', 'ignore', 'pipe'],
       timeout: READY_PROBE_TIMEOUT_MS,
       killSignal: 'SIGKILL',
     });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
-    child.once('error', reject);
-    // 0: the message came back; 1: it did not (yet); anything else is the probe itself failing.
-    child.once('close', (code, signal) => {
-      if (code === 0 || code === 1 || signal === 'SIGKILL') resolve(code === 0);
-      else reject(new Error(`the Kafka probe exited with ${code ?? signal}: ${stderr.trim()}`));
-    });
-  });
+    return true;
+  } catch (error) {
+    const { code, killed, stderr } = error as { code?: number | string; killed?: boolean; stderr?: string };
+    if (killed === true || code === PROBE_NOT_BACK) return false;
+    const said = String(stderr ?? '')
+      .trim()
+      .slice(-2000);
+    throw new Error(`the Kafka probe failed (exit ${code}): ${said}`, { cause: error });
+  }
 }
-const PROBE_SCRIPT = path.join(REPO_ROOT, 'scripts', 'stack', 'kafka-probe.ts');
 
 /** One real round trip: create the probe topic (on all three brokers), produce a message, consume it back. */
 export async function produceAndFetch(node: KafkaNode): Promise<boolean> {
   const { Partitioners } = (await import('kafkajs')).default;
-  // Run by scripts/stack/kafka-probe.ts, whose timer keeps the process alive while it runs.
-  const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`, true);
+  const kafka = await stackKafka(STACK_KAFKA_BROKERS, `stack-probe-${node.name}`);
   const token = `probe-${process.pid}-${Date.now()}`;
   const admin = kafka.admin();
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner, idempotent: true });
