@@ -26,6 +26,7 @@ import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
 import { deleteUnsentOutboxRows, uniq } from './app.js';
 import { silentLogger } from './http.js';
+import { endWhenHeldOpen } from './open-handles.js';
 
 let migrated: Promise<unknown> | undefined;
 
@@ -38,9 +39,11 @@ export interface EventsStack {
 
 /**
  * A config with three topics of this test's own (3 partitions each), MySQL pools and a Kafka client.
- * At teardown the topics are deleted, with this test's unsent outbox rows (the outbox table is shared).
+ * At teardown the topics are deleted, with this test's unsent outbox rows (the outbox table is shared). A
+ * Kafka client left reconnecting after its disconnect cannot hold the file past its end (`endWhenHeldOpen`).
  */
 export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): Promise<EventsStack> {
+  endWhenHeldOpen();
   const label = uniq('test-');
   const config = loadConfig({
     LOG_LEVEL: 'silent',
