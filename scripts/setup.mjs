@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Brings a machine to a runnable state before `npm test`, `npm start`, `npm run stack` and `npm run bench`:
-// npm dependencies, server packages, Kafka jars, the local stack, the build. Node builtins only: it runs
-// before `npm install`. Each step is skipped when already done; one line is printed per step performed.
+// npm dependencies, the TypeBox bundle, server packages, Kafka jars, the local stack, the build. Node builtins
+// only: it runs before `npm install`. Each step is skipped when already done; one line is printed per step
+// performed.
 //   node scripts/setup.mjs [--no-stack] [--build]
 /* global process, console -- a plain Node script, linted without type information */
 import { spawnSync } from 'node:child_process';
@@ -161,12 +162,18 @@ function startStack() {
   ]);
 }
 
+/** TypeBox as one module (`#typebox`), rebundled when the installed version or the exports used change. */
+function ensureVendorBundle() {
+  run('bundle TypeBox', process.execPath, [path.join('scripts', 'bundle-vendor.mjs')]);
+}
+
 function build() {
   console.log('setup: tsc -p tsconfig.build.json');
   run('build', path.join(ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json']);
 }
 
 ensureDependencies();
+ensureVendorBundle();
 ensureSystemPackages();
 ensureKafkaJars();
 if (!args.has('--no-stack')) startStack();

@@ -1,5 +1,5 @@
 import type { Static, TObject, TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
+import { Compile } from '#typebox';
 import type { Role } from '../auth/tokens.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import { parseJsonObject } from '../http/body.js';

@@ -1,4 +1,5 @@
-import Type, { type TSchema } from 'typebox';
+import { Type } from '#typebox';
+import type { TSchema } from 'typebox';
 import { API_ERROR_CODES, type ErrorCode } from '../errors.js';
 
 /**

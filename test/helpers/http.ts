@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
+import { Compile } from '#typebox';
 import type { TokenVerifier } from '../../src/auth/tokens.js';
 import { pino } from 'pino';
 import type { Test } from 'tap';

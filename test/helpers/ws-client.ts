@@ -1,7 +1,7 @@
 import { decode, encode } from '@msgpack/msgpack';
 import type { Test } from 'tap';
 import type { TSchema } from 'typebox';
-import { Compile } from 'typebox/compile';
+import { Compile } from '#typebox';
 import WebSocket from 'ws';
 import { publishedDocument } from './http.js';
 
