@@ -196,9 +196,11 @@ export interface Received {
 /**
  * Reads this test's topics from the beginning with a fresh consumer group, until `stop()`. A consumer that
  * KafkaJS gives up on (a crash it does not restart, e.g. a broker lost while joining) is replaced by a new
- * one in the same group, which goes on from the group's committed offsets.
+ * one in the same group, which goes on from the group's committed offsets. Like `eventsStack`, it keeps a
+ * Kafka client left reconnecting from holding the file past its end (`endWhenHeldOpen`).
  */
 export async function collect(t: Test, stack: EventsStack) {
+  endWhenHeldOpen();
   await topicsOnEveryBroker(stack);
   const groupId = uniq('test-collector-');
   const received: Received[] = [];
