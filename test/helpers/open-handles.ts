@@ -13,7 +13,7 @@ const STACK_FRAMES = 12;
 interface Tracked {
   type: string;
   resource: { hasRef?: () => boolean };
-  stack: string;
+  trace: { stack?: string };
 }
 
 let armed = false;
@@ -32,11 +32,13 @@ export function endWhenHeldOpen(graceMs = 15_000): void {
   const hook = createHook({
     init(asyncId, type, _trigger, resource) {
       if (!HOLDING.has(type)) return;
+      // The frames are captured now, formatted (source maps and all) only if `stack` is ever read.
+      const trace: { stack?: string } = {};
       const limit = Error.stackTraceLimit;
       Error.stackTraceLimit = 25;
-      const stack = new Error().stack ?? '';
+      Error.captureStackTrace(trace);
       Error.stackTraceLimit = limit;
-      live.set(asyncId, { type, resource, stack });
+      live.set(asyncId, { type, resource, trace });
     },
     destroy(asyncId) {
       live.delete(asyncId);
@@ -49,7 +51,7 @@ export function endWhenHeldOpen(graceMs = 15_000): void {
       const lines = [`still running ${graceMs} ms after the last teardown; held by:`];
       for (const h of holding) {
         lines.push(`  ${h.type}`);
-        const frames = h.stack
+        const frames = (h.trace.stack ?? '')
           .split('\n')
           .slice(1)
           .filter((frame) => !frame.includes('node:internal') && !frame.includes('open-handles.ts'));
