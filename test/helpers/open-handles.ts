@@ -1,8 +1,9 @@
 // What keeps a test file running after its tests are done, and an end to it. tap's own timeout lists the live
-// handles by type only (timers not at all), 600 s later. CI twice saw test/faults/outbox-relay.test.ts pass its
-// test and then run into that timeout, held by a Kafka client socket still connecting (its `connect` and
-// `timeout` listeners), which the same file never showed here in 17 runs, with and without CPU load: KafkaJS
-// clients can go on reconnecting after a disconnect that raced a reconnect (kafkajs#1147).
+// handles by type only (timers not at all), 600 s later. Two CI runs in a row saw
+// test/faults/outbox-relay.test.ts pass its test and then run into that timeout; the second listed one handle,
+// a socket with `connect` and `timeout` listeners (a KafkaJS broker socket not yet connected). The file never
+// hung here in 17 runs, with and without CPU load. A suspect: KafkaJS clients can go on reconnecting after a
+// disconnect that raced a reconnect (kafkajs#1147).
 import { createHook } from 'node:async_hooks';
 import t from 'tap';
 
