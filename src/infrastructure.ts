@@ -1,6 +1,6 @@
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { createKafka, KafkaProbe, type Kafka } from './storage/kafka.js';
+import { createKafka, KafkaProbe, type ServiceKafka } from './storage/kafka.js';
 import { createMysqlPools, pingMysql, pingWritable, type MysqlPools } from './storage/mysql.js';
 import { createRedis, pingRedis, type Redis } from './storage/redis.js';
 import type { Dependency, DependencyCheck } from './readiness.js';
@@ -9,7 +9,7 @@ import type { Dependency, DependencyCheck } from './readiness.js';
 export interface Infrastructure {
   readonly mysql: MysqlPools;
   readonly redis: Redis;
-  readonly kafka: Kafka;
+  readonly kafka: ServiceKafka;
   readonly checks: Readonly<Record<Dependency, DependencyCheck>>;
   close(): Promise<void>;
 }
@@ -42,6 +42,8 @@ export function openInfrastructure(config: Config, logger: Logger): Infrastructu
         redis.quit().catch(() => redis.disconnect()),
         kafkaProbe.close(),
       ]);
+      // Last: the app's event clients have stopped (or were given up on at shutdown); what they left open ends.
+      kafka.sockets.close();
     },
   };
 }

@@ -21,7 +21,7 @@ import { STACK_KAFKA_BROKERS } from '../../scripts/stack/layout.js';
 import { OutboxRelay, type OutboxRelayOptions } from '../../src/events/outbox-relay.js';
 import { ensureTopicsWithNewAdmin } from '../../src/events/topics.js';
 import type { Consumer } from 'kafkajs';
-import { consumerDefaults, createKafka, type Kafka } from '../../src/storage/kafka.js';
+import { consumerDefaults, createKafka, type ServiceKafka } from '../../src/storage/kafka.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
 import { deleteUnsentOutboxRows, uniq } from './app.js';
@@ -34,13 +34,14 @@ export interface EventsStack {
   config: Config;
   topics: Topics;
   mysql: MysqlPools;
-  kafka: Kafka;
+  kafka: ServiceKafka;
 }
 
 /**
  * A config with three topics of this test's own (3 partitions each), MySQL pools and a Kafka client.
- * At teardown the topics are deleted, with this test's unsent outbox rows (the outbox table is shared). A
- * Kafka client left reconnecting after its disconnect cannot hold the file past its end (`endWhenHeldOpen`).
+ * At teardown the topics are deleted, with this test's unsent outbox rows (the outbox table is shared), and
+ * the client's broker sockets are closed (`BrokerSockets`); anything else left running cannot hold the file
+ * past its end (`endWhenHeldOpen`).
  */
 export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): Promise<EventsStack> {
   endWhenHeldOpen();
@@ -70,6 +71,8 @@ export async function eventsStack(t: Test, kafkaLogger: Logger = silentLogger): 
       await admin.connect().catch(() => undefined);
       await admin.deleteTopics({ topics: Object.values(topics) }).catch(() => undefined);
       await admin.disconnect().catch(() => undefined);
+      // Last (teardowns run newest first: `collect`'s stop is done): what the test's clients left open ends.
+      kafka.sockets.close();
     }
   });
   return { config, topics, mysql, kafka };
