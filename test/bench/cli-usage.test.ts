@@ -4,11 +4,16 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
+import { nodeCommand } from '../../scripts/node-launcher.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function bench(...args: string[]) {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build'], {
+  const [command, argv] = nodeCommand(
+    ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build'],
+    process.env,
+  );
+  const run = spawnSync(command, argv, {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 60_000,

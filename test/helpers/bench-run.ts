@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import { nodeCommand } from '../../scripts/node-launcher.js';
 import { QUICK_STOP_ENV } from './node-process.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -31,11 +32,11 @@ export function benchRunner(t: Test): (args: readonly string[]) => Promise<Bench
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   return (args) =>
     new Promise((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
+      const [command, argv] = nodeCommand(
         ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build', '--out', out, ...quickStop],
-        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+        process.env,
       );
+      const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
