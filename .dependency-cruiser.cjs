@@ -4,7 +4,7 @@
 //                helpers (logger, timeouts, ids); never storage, HTTP, cluster or config
 //   src/storage  the only importers of the storage drivers (src/db-failover administers the servers
 //                themselves); the rest may name a driver's types
-// and no import cycle anywhere, type-only imports included. test/lint/layers.unit.test.ts breaks each rule in
+// and no import cycle anywhere, type-only imports included. test/lint/layers.test.ts breaks each rule in
 // a fixture to show the check fails.
 /* global module */
 /** @type {import('dependency-cruiser').IConfiguration} */

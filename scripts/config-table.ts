@@ -1,5 +1,5 @@
 // Rewrites the README's settings table from the settings table (src/config/settings.ts):
-// npx tsx scripts/config-table.ts   (test/config-table.unit.test.ts fails while the README differs)
+// npx tsx scripts/config-table.ts   (test/config-table.test.ts fails while the README differs)
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withSettingsTable } from '../src/config/docs.js';

@@ -1,5 +1,5 @@
 // Node's flags of every app node this project starts (scripts/start.mjs, scripts/node-launcher.ts for the bench
-// and the tests); docker/Dockerfile's CMD repeats them (test/compose.unit.test.ts checks it does). Plain JavaScript,
+// and the tests); docker/Dockerfile's CMD repeats them (test/compose.test.ts checks it does). Plain JavaScript,
 // so that scripts/start.mjs can run it without tsx.
 //
 // --max-semi-space-size=64 (MiB; Node 20's default is 16): a purchase allocates a few KB of short-lived objects,

@@ -7,7 +7,7 @@ import { InvariantError } from './domain/errors.js';
  * children only bind the labels); these children keep plain numbers instead and hand them to prom-client
  * when the registry is read (the metric's `collect` hook), so counting costs an addition and observing a
  * bucket search. What a scrape shows is the same as with prom-client's own calls
- * (test/metrics/hot-metrics.unit.test.ts compares the two).
+ * (test/metrics/hot-metrics.test.ts compares the two).
  */
 export interface HotCounter {
   inc(value?: number): void;

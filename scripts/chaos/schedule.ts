@@ -1,7 +1,7 @@
 /**
  * The chaos run's fault schedule, drawn from a seed (the same seed, the same faults in the same order with
  * the same spacing and durations), and each fault's recovery time from the purchases' answers. Pure: unit-
- * tested in test/bench/chaos.unit.test.ts.
+ * tested in test/bench/chaos.test.ts.
  */
 import { seededRandom } from '../../src/payment-provider/random.js';
 

@@ -43,7 +43,7 @@ t.test(
     await traffic.stop();
     reading = false;
     await reader;
-    // Dropped on a commit lost to node-b's (test/cluster/cut-off.unit.test.ts) or at the end of the grace.
+    // Dropped on a commit lost to node-b's (test/cluster/cut-off.test.ts) or at the end of the grace.
     t.match(a.output(), /lost shards/, 'node-a let its shards go during the cut');
     const sinceCut = traffic.answers.filter((x) => x.sentAt >= cutAt);
     const failed = sinceCut.filter((x) => ![201, 202].includes(x.status));
