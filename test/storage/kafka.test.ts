@@ -153,7 +153,9 @@ void t.test('a probe closed in the middle of a ping leaves no broker socket open
     await probe.close();
     await pinging;
     await settle();
-    t.equal(brokerSocketsOpen(), before, `close ${i}: no broker socket left open`);
+    // At most as many as before: a socket the test before this one ended may still be closing then.
+    const open = brokerSocketsOpen();
+    t.ok(open <= before, `close ${i}: no broker socket left open (${open}, ${before} before the closes)`);
   }
 });
 
