@@ -1,5 +1,5 @@
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import tls from 'node:tls';
 import kafkajs, {
   type Admin,
   type ISocketFactory,
@@ -65,8 +65,10 @@ export function pinoLogCreator(logger: Logger): logCreator {
     };
 }
 
-/** KafkaJS's own keep-alive of a broker socket (its default socket factory's), ms. */
-const KEEP_ALIVE_MS = 60_000;
+/** KafkaJS's default socket factory (not exported by its index): TLS when `ssl` is set, keep-alive. */
+const defaultSocketFactory = (
+  createRequire(import.meta.url)('kafkajs/src/network/socketFactory.js') as () => ISocketFactory
+)();
 
 /**
  * The broker sockets of one Kafka client object, so that they end with it. KafkaJS goes on with a request
@@ -80,8 +82,8 @@ export class BrokerSockets {
   private readonly live = new Set<net.Socket>();
   private closed = false;
 
-  /** KafkaJS's default factory (TLS with the host as server name unless it is an IP; keep-alive), tracked. */
-  readonly factory: ISocketFactory = ({ host, port, ssl, onConnect }) => {
+  /** KafkaJS's default factory, its sockets tracked. */
+  readonly factory: ISocketFactory = (args) => {
     if (this.closed) {
       const refused = new net.Socket();
       process.nextTick(() =>
@@ -89,20 +91,7 @@ export class BrokerSockets {
       );
       return refused;
     }
-    // KafkaJS passes its `ssl` option as it was given: absent, `true` or TLS options.
-    const secure = ssl as tls.ConnectionOptions | boolean | undefined;
-    const socket = secure
-      ? tls.connect(
-          {
-            host,
-            port,
-            ...(net.isIP(host) === 0 ? { servername: host } : {}),
-            ...(secure === true ? {} : secure),
-          },
-          onConnect,
-        )
-      : net.connect({ host, port }, onConnect);
-    socket.setKeepAlive(true, KEEP_ALIVE_MS);
+    const socket = defaultSocketFactory(args);
     this.live.add(socket);
     socket.once('close', () => this.live.delete(socket));
     return socket;

@@ -2,8 +2,9 @@
 // handles by type only (timers not at all), 600 s later. Two CI runs in a row saw
 // test/faults/outbox-relay.test.ts pass its test and then run into that timeout; the second listed one handle,
 // a socket with `connect` and `timeout` listeners (a KafkaJS broker socket not yet connected). The file never
-// hung here in 17 runs, with and without CPU load. A suspect: KafkaJS clients can go on reconnecting after a
-// disconnect that raced a reconnect (kafkajs#1147).
+// hung here in 17 runs, with and without CPU load. A cause found since (api-auth.test.ts, held the same way): a
+// KafkaJS request begun before a disconnect opens a connection after it; `BrokerSockets` (src/storage/kafka.ts)
+// now ends those when the client is closed. This stays as the net for anything else.
 import { createHook } from 'node:async_hooks';
 import t from 'tap';
 
