@@ -1,6 +1,7 @@
 /**
  * Reads: a cached `GET /products/:id` on one node vs a bare uWebSockets.js hello answering the same bytes,
- * one wrk client, phases node, hello × rounds: requests/s, latency, errors, CPU per answer, and the node's own
+ * and vs the same hello reading each request's peer address (what the node's per-IP limit needs), one wrk
+ * client, phases node, hello, peer × rounds: requests/s, latency, errors, CPU per answer, and the node's own
  * count of cache hits (≥ 99% needed).
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -33,8 +34,12 @@ type WrkReport = Readonly<{
   latency_us: Readonly<Record<'p50' | 'p90' | 'p99' | 'max', number>>;
 }>;
 
+/** The node, the bare hello, the hello that reads each request's peer address. */
+const TARGETS = ['node', 'hello', 'peer'] as const;
+type Target = (typeof TARGETS)[number];
+
 /** A phase: wrk's report, the target's cores (/proc), and for the node its reads and cache hits (/metrics). */
-type Phase = Readonly<{ target: 'node' | 'hello'; round: number; wrk: WrkReport; wallS: number }> & {
+type Phase = Readonly<{ target: Target; round: number; wrk: WrkReport; wallS: number }> & {
   readonly cores: number | undefined;
   readonly reads?: number;
   readonly hits?: number;
@@ -114,7 +119,7 @@ const columns: Parameters<typeof tableOf<Phase>>[0] = [
 export default defineScenario({
   name: 'reads',
   describe:
-    'cached GET /products/:id on one node vs a bare uWebSockets.js hello, same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU',
+    'cached GET /products/:id on one node vs a bare uWebSockets.js hello (and one reading peer addresses), same client (wrk -c100), same run: requests/s, ratio, p50/p99, CPU',
   params: ['threads', 'rounds', 'warmup', 'min-hit-pct', 'products'],
   defaults: { durationS: 10, connections: 100 },
   async run(run) {
@@ -142,24 +147,27 @@ export default defineScenario({
       await sleep(100);
       warm = await readAll(node, paths);
     }
-    const port = await freePort();
-    // The reference server answers the node's first answer: its body and its headers.
-    const script = path.join(BENCH_DIR, 'uws-hello.ts');
-    const args = ['--import', 'tsx', script, String(port), warm.body, JSON.stringify(warm.headers)];
-    const log = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
-    const ready = { url: `http://127.0.0.1:${port}`, probe: '/', timeoutMs: 15_000 };
-    const hello = await startProcess(io, process.execPath, args, { cwd: ROOT }, log, ready);
-    const urls = { node, hello: hello.url };
-    const pids = { hello: hello.pid, node: cluster.nodes[0]?.pid };
+    // The reference servers answer the node's first answer: its body and its headers.
+    const startHello = async (mode: '' | 'peer') => {
+      const port = await freePort();
+      const script = path.join(BENCH_DIR, 'uws-hello.ts');
+      const args = ['--import', 'tsx', script, String(port), warm.body, JSON.stringify(warm.headers), mode];
+      const log = path.join(options.outDir, `uws-hello-${options.runTag}-${port}.log`);
+      const ready = { url: `http://127.0.0.1:${port}`, probe: '/', timeoutMs: 15_000 };
+      return startProcess(io, process.execPath, args, { cwd: ROOT }, log, ready);
+    };
+    const [hello, peer] = [await startHello(''), await startHello('peer')];
+    const urls = { node, hello: hello.url, peer: peer.url };
+    const pids = { hello: hello.pid, peer: peer.pid, node: cluster.nodes[0]?.pid };
     const background = await backgroundBusy(1_000);
-    for (const target of warmupS > 0 ? (['node', 'hello'] as const) : []) {
+    for (const target of warmupS > 0 ? TARGETS : []) {
       io.progress(`bench: warm-up ${target}, ${warmupS} s`);
       await runWrk(urls[target], paths, threads, connections, warmupS, io);
     }
 
     const phases: Phase[] = [];
     for (let r = 1; r <= rounds && !io.signal.aborted; r += 1)
-      for (const target of ['node', 'hello'] as const) {
+      for (const target of TARGETS) {
         io.progress(
           `bench: ${target} #${r}: wrk -t${threads} -c${connections} -d${durationS}s ${urls[target]}`,
         );
@@ -179,13 +187,14 @@ export default defineScenario({
         io.progress(`bench: ${target} #${r}: ${num(perS(wrk))} requests/s, errors ${errorCount(wrk)}`);
       }
 
-    const [n, h] = [figures('node', phases), figures('hello', phases)];
+    const [n, h, p] = [figures('node', phases), figures('hello', phases), figures('peer', phases)];
     const ratio = round(n.rate / h.rate, 3);
+    const [peerRatio, helloPeerRatio] = [round(n.rate / p.rate, 3), round(p.rate / h.rate, 3)];
     const reads = sum(n.phases, (p) => p.reads ?? 0);
     const hitPct = reads > 0 ? round((sum(n.phases, (p) => p.hits ?? 0) / reads) * 100, 3) : NaN;
     const cacheOk = warm.answers.every(isHit) && hitPct >= minHitPct;
-    const complete = phases.length === rounds * 2;
-    const ok = complete && n.errors === 0 && h.errors === 0 && cacheOk;
+    const complete = phases.length === rounds * TARGETS.length;
+    const ok = complete && n.errors === 0 && h.errors === 0 && p.errors === 0 && cacheOk;
     return {
       ok,
       summary: {
@@ -196,23 +205,29 @@ export default defineScenario({
         ratio,
         target_ratio: TARGET_RATIO,
         target_met: ratio >= TARGET_RATIO,
+        peer_hello_per_s: round(p.rate, 0),
+        ratio_to_peer_hello: peerRatio,
+        peer_hello_ratio: helloPeerRatio,
         ...n.keys,
         ...h.keys,
+        ...p.keys,
         node_cache_hit_pct: hitPct,
         cache_ok: cacheOk,
         node_cpu_us_per_read: n.cpuUs,
         hello_cpu_us_per_request: h.cpuUs,
+        peer_hello_cpu_us_per_request: p.cpuUs,
         background_busy: roundOrNull(background, 2),
       },
       table: tableOf(columns, phases),
       notes: [
-        `mode: CLOSED LOOP (${client}, ${threads} threads, ${connections} connections, ${durationS} s per phase, ${warmupS} s warm-up of each), node, hello × ${rounds}, both servers the same ${paths.length} path(s); wrk's latencies are not corrected for coordinated omission.`,
-        `node: GET /products/:id straight to one app node; hello: bench/uws-hello.ts, a bare uWebSockets.js app answering the node's body and headers.`,
+        `mode: CLOSED LOOP (${client}, ${threads} threads, ${connections} connections, ${durationS} s per phase, ${warmupS} s warm-up of each), node, hello, peer × ${rounds}, every server the same ${paths.length} path(s); wrk's latencies are not corrected for coordinated omission.`,
+        `node: GET /products/:id straight to one app node; hello: bench/uws-hello.ts, a bare uWebSockets.js app answering the node's body and headers; peer: the same hello reading each request's peer address as the node must for its per-IP limit (one getpeername system call).`,
         `node/hello = ${num(n.rate)} / ${num(h.rate)} = ${ratio} (target ≥ ${TARGET_RATIO}, moonshot ${MOONSHOT_RATIO}): ${ratio >= TARGET_RATIO ? 'target met' : 'below target'}.`,
+        `the peer address's price: peer/hello = ${num(p.rate)} / ${num(h.rate)} = ${helloPeerRatio} (${num(p.cpuUs ?? NaN, 1)} against ${num(h.cpuUs ?? NaN, 1)} CPU-µs per answer); node/peer = ${peerRatio}.`,
         `cache: X-Cache before the load ${warm.answers.join(', ')}; the node counted ${num(reads)} product reads in its phases, ${hitPct}% hits (${CACHE_READS}; needed ≥ ${minHitPct}%, --param min-hit-pct).`,
         ...phases
           .filter((p) => errorCount(p.wrk) > 0)
-          .map((p) => `ERRORS ${p.target} #${p.round}: ${JSON.stringify(p.wrk.errors)}`),
+          .map((e) => `ERRORS ${e.target} #${e.round}: ${JSON.stringify(e.wrk.errors)}`),
         ...(complete ? [] : ['INCOMPLETE: interrupted before every phase ran']),
         `checks: ${ok ? 'OK' : 'FAILED'} (every answer 2xx, no socket errors, every product a 200 X-Cache HIT before the load, ≥ ${minHitPct}% of the node's reads cache hits)`,
       ],
