@@ -187,14 +187,14 @@ export default defineScenario({
         io.progress(`bench: ${target} #${r}: ${num(perS(wrk))} requests/s, errors ${errorCount(wrk)}`);
       }
 
-    const [n, h, p] = [figures('node', phases), figures('hello', phases), figures('peer', phases)];
+    const [n, h, hp] = [figures('node', phases), figures('hello', phases), figures('peer', phases)];
     const ratio = round(n.rate / h.rate, 3);
-    const [peerRatio, helloPeerRatio] = [round(n.rate / p.rate, 3), round(p.rate / h.rate, 3)];
+    const [peerRatio, helloPeerRatio] = [round(n.rate / hp.rate, 3), round(hp.rate / h.rate, 3)];
     const reads = sum(n.phases, (p) => p.reads ?? 0);
     const hitPct = reads > 0 ? round((sum(n.phases, (p) => p.hits ?? 0) / reads) * 100, 3) : NaN;
     const cacheOk = warm.answers.every(isHit) && hitPct >= minHitPct;
     const complete = phases.length === rounds * TARGETS.length;
-    const ok = complete && n.errors === 0 && h.errors === 0 && p.errors === 0 && cacheOk;
+    const ok = complete && n.errors === 0 && h.errors === 0 && hp.errors === 0 && cacheOk;
     return {
       ok,
       summary: {
@@ -205,17 +205,17 @@ export default defineScenario({
         ratio,
         target_ratio: TARGET_RATIO,
         target_met: ratio >= TARGET_RATIO,
-        peer_hello_per_s: round(p.rate, 0),
+        peer_hello_per_s: round(hp.rate, 0),
         ratio_to_peer_hello: peerRatio,
         peer_hello_ratio: helloPeerRatio,
         ...n.keys,
         ...h.keys,
-        ...p.keys,
+        ...hp.keys,
         node_cache_hit_pct: hitPct,
         cache_ok: cacheOk,
         node_cpu_us_per_read: n.cpuUs,
         hello_cpu_us_per_request: h.cpuUs,
-        peer_hello_cpu_us_per_request: p.cpuUs,
+        peer_hello_cpu_us_per_request: hp.cpuUs,
         background_busy: roundOrNull(background, 2),
       },
       table: tableOf(columns, phases),
@@ -223,7 +223,7 @@ export default defineScenario({
         `mode: CLOSED LOOP (${client}, ${threads} threads, ${connections} connections, ${durationS} s per phase, ${warmupS} s warm-up of each), node, hello, peer × ${rounds}, every server the same ${paths.length} path(s); wrk's latencies are not corrected for coordinated omission.`,
         `node: GET /products/:id straight to one app node; hello: bench/uws-hello.ts, a bare uWebSockets.js app answering the node's body and headers; peer: the same hello reading each request's peer address as the node must for its per-IP limit (one getpeername system call).`,
         `node/hello = ${num(n.rate)} / ${num(h.rate)} = ${ratio} (target ≥ ${TARGET_RATIO}, moonshot ${MOONSHOT_RATIO}): ${ratio >= TARGET_RATIO ? 'target met' : 'below target'}.`,
-        `the peer address's price: peer/hello = ${num(p.rate)} / ${num(h.rate)} = ${helloPeerRatio} (${num(p.cpuUs ?? NaN, 1)} against ${num(h.cpuUs ?? NaN, 1)} CPU-µs per answer); node/peer = ${peerRatio}.`,
+        `the peer address's price: peer/hello = ${num(hp.rate)} / ${num(h.rate)} = ${helloPeerRatio} (${num(hp.cpuUs ?? NaN, 1)} against ${num(h.cpuUs ?? NaN, 1)} CPU-µs per answer); node/peer = ${peerRatio}.`,
         `cache: X-Cache before the load ${warm.answers.join(', ')}; the node counted ${num(reads)} product reads in its phases, ${hitPct}% hits (${CACHE_READS}; needed ≥ ${minHitPct}%, --param min-hit-pct).`,
         ...phases
           .filter((p) => errorCount(p.wrk) > 0)
