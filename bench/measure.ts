@@ -135,7 +135,8 @@ export async function measurePhase<T>(
     .filter((e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005)
     .sort((a, b) => b[1] - a[1]);
   progress?.(`bench:   cores: ${busy.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(', ')}`);
-  const other = otherCores(cpu, [serviceCores, ...Object.values(cpu.processCores)]);
+  // The nodes by name or as the service, not both.
+  const other = otherCores(cpu, [...(named ? [] : [serviceCores]), ...Object.values(cpu.processCores)]);
   return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
 }
 

@@ -5,7 +5,6 @@
 import { benchUser } from '../load.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, timelineChart } from '../chart.js';
-import { otherCores } from '../cpu.js';
 import { latencySummary, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { msColumns, num, tableOf } from '../report.js';
@@ -26,7 +25,7 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, cpu, stages } = measured;
+  const { result, stages, otherCores } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
     const s = result.ops.get(op);
@@ -41,9 +40,7 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   if (errorShare > ERROR_SHARE)
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
-  // The bench's own processes (nodes, nginx and its workers, provider) are known: "other" is what is left.
-  const other = otherCores(cpu, Object.values(cpu.processCores));
-  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores: other, stages };
+  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores, stages };
 }
 
 export default bench.defineScenario({
@@ -98,8 +95,7 @@ export default bench.defineScenario({
       step: async (_, rate, startS) => {
         Object.assign(count, { hot: 0, purchases: 0 });
         const label = `mix @ ${num(rate)}/s, ${num(sizeFor(rate))} products`;
-        const pids = { ...run.pids, ...run.cluster.pids() };
-        const measured = await run.measure(label, rate, request(sizeFor(rate)), pids);
+        const measured = await run.measure(label, rate, request(sizeFor(rate)));
         return stepOf(measured, {
           offered: rate,
           catalog: sizeFor(rate),
