@@ -19,6 +19,8 @@ t.test('mix: through the bench nginx to two nodes, purchases checked', async (t)
     '200',
     '--param',
     'max-steps=1',
+    '--param',
+    'warm-up=1',
   ]);
   expectOk(t, run, 'mix', [
     'rate_meeting_targets_per_s',
@@ -31,6 +33,7 @@ t.test('mix: through the bench nginx to two nodes, purchases checked', async (t)
   t.equal(run.summary['via_nginx'], true);
   t.equal(run.summary['nodes'], 2);
   t.equal(run.summary['connections_open'], 200, 'every connection opened');
+  t.equal(run.summary['warm_up_s'], 1);
 });
 
 t.test('sellout: no oversell or undersell, every store agrees', async (t) => {
