@@ -37,6 +37,37 @@ export interface Statement {
  */
 export const GUARD = 'SELECT IF(ROW_COUNT() = ?, 0, (SELECT 1 UNION ALL SELECT 2)) AS guard';
 
+/** The same guard inside a MariaDB compound statement (`cycleText`): the same error number, by SIGNAL. */
+export const COMPOUND_GUARD =
+  "IF ROW_COUNT() <> ? THEN SIGNAL SQLSTATE '45000' SET MYSQL_ERRNO = 1242, MESSAGE_TEXT = 'guard: a checked statement changed another number of rows'; END IF";
+
+/**
+ * The text of a round trip: `statements`, each checked one followed by its guard, then COMMIT. As plain
+ * statements, the server answers each as it ends, so the client gets its answers in pieces (6 reads for
+ * 6 statements, over ~0.7 ms) and the last, COMMIT's, after the commit's fsync and the replica's ack: a
+ * node woke ~2.7 times per cycle at 100 purchases/s. As a MariaDB compound statement (`BEGIN NOT
+ * ATOMIC … END`, `compound`), it answers once, when the COMMIT has ended: one read.
+ */
+export function cycleText(
+  prefix: readonly string[],
+  statements: readonly Statement[],
+  compound: boolean,
+): { text: string; params: unknown[] } {
+  const sql = [...prefix];
+  const params: unknown[] = [];
+  for (const s of statements) {
+    sql.push(s.sql);
+    params.push(...s.params);
+    if (s.mustChange !== undefined) {
+      sql.push(compound ? COMPOUND_GUARD : GUARD);
+      params.push(s.mustChange.rows);
+    }
+  }
+  sql.push('COMMIT');
+  const text = sql.join(';\n');
+  return { text: compound ? `BEGIN NOT ATOMIC\n${text};\nEND` : text, params };
+}
+
 /** One product's batch in a commit cycle, with the lease epoch its writes are made under. */
 export interface CycleBatch {
   batch: BatchWrite;

@@ -2,7 +2,7 @@ import type { BatchResult, BatchWrite, OrderStatus } from '../domain/index.js';
 import {
   batchStatements,
   cycleStatements,
-  GUARD,
+  cycleText,
   touches,
   type BatchWriterOptions,
   type CycleBatch,
@@ -17,7 +17,8 @@ export { batchStatements, type BatchWriterOptions, type CycleBatch };
 export const ER_DUP_ENTRY = 1062;
 
 /**
- * MySQL error number for "Subquery returns more than 1 row": what a guard raises (see `GUARD`).
+ * MySQL error number for "Subquery returns more than 1 row": what a guard raises (see `GUARD`; on MariaDB
+ * `COMPOUND_GUARD` signals the same number).
  */
 export const ER_GUARD = 1242;
 
@@ -142,20 +143,8 @@ async function roundTrip(
   // READ COMMITTED: the cycle reads nothing it relies on (version guards and unique keys decide), and
   // without REPEATABLE READ's gap locks a product's new orders and its confirmed ones, written by two
   // lanes at once, do not lock each other's (product_id, status) index ranges (binlog_format is ROW).
-  const sql: string[] = options.begin
-    ? ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION']
-    : [];
-  const params: unknown[] = [];
-  for (const s of statements) {
-    sql.push(s.sql);
-    params.push(...s.params);
-    if (s.mustChange !== undefined) {
-      sql.push(GUARD);
-      params.push(s.mustChange.rows);
-    }
-  }
-  sql.push('COMMIT');
-  const text = sql.join(';\n');
+  const begin = options.begin ? ['SET TRANSACTION ISOLATION LEVEL READ COMMITTED', 'START TRANSACTION'] : [];
+  const { text, params } = cycleText(begin, statements, isMariaDb(conn));
   for (let attempt = 0; ; attempt += 1) {
     try {
       await conn.query(text, params);
@@ -171,6 +160,14 @@ async function roundTrip(
       await new Promise((r) => setTimeout(r, 1 + Math.random() * 4 * (attempt + 1)));
     }
   }
+}
+
+/**
+ * Whether the connection is to MariaDB, which runs a cycle as one compound statement (`cycleText`); mysql2
+ * learns it from the server's handshake (its version string).
+ */
+function isMariaDb(conn: PoolConnection): boolean {
+  return (conn as unknown as { connection?: { _isMariaDB?: boolean } }).connection?._isMariaDB === true;
 }
 
 /** After a failed round trip: a guard or duplicate key becomes per-batch results; anything else throws. */
