@@ -5,7 +5,7 @@
  */
 import type { RecordableHistogram } from 'node:perf_hooks';
 import { request } from 'undici';
-import { cpuShares, cpuSnapshot, otherCores } from './cpu.js';
+import { cpuShares, cpuSnapshot, otherCores, type CpuShares } from './cpu.js';
 
 /** Sample name with its label set as printed (`name{a="b"}`) → value. */
 export type Samples = ReadonlyMap<string, number>;
@@ -111,6 +111,17 @@ export function formatStages(stages: StageFigures): string {
   return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
+/**
+ * A phase's cores by process (the nodes by name when their pids were read, else as `service`, the Σ of their
+ * `process_cpu_seconds_total`), and the cores of everything else busy on the machine: the nodes counted once.
+ */
+export function phaseCores(cpu: CpuShares, serviceCores: number) {
+  const named = Object.keys(cpu.processCores).some((name) => name.startsWith('node-'));
+  const cores = { ...(named ? {} : { service: serviceCores }), ...cpu.processCores, bench: cpu.benchCores };
+  const other = otherCores(cpu, [...(named ? [] : [serviceCores]), ...Object.values(cpu.processCores)]);
+  return { cores, other };
+}
+
 /** `fn` with `/metrics` (each node read directly, summed) and CPU around it; `progress` gets the phase's purchase
  * stage line (`formatStages`) when it had purchases, and `cores: node-1 0.41, mariadb_primary 0.18, …, bench
  * 0.23`, busiest first (the nodes as `service` when they are not among the pids): which process fills the box. */
@@ -129,14 +140,11 @@ export async function measurePhase<T>(
   const stages = stageFigures(before, after);
   const line = formatStages(stages);
   if (line !== '') progress?.(`bench:   ${line}`);
-  const named = Object.keys(cpu.processCores).some((name) => name.startsWith('node-'));
-  const cores = { ...(named ? {} : { service: serviceCores }), ...cpu.processCores, bench: cpu.benchCores };
+  const { cores, other } = phaseCores(cpu, serviceCores);
   const busy = Object.entries(cores)
     .filter((e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005)
     .sort((a, b) => b[1] - a[1]);
   progress?.(`bench:   cores: ${busy.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(', ')}`);
-  // The nodes by name or as the service, not both.
-  const other = otherCores(cpu, [...(named ? [] : [serviceCores]), ...Object.values(cpu.processCores)]);
   return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
 }
 

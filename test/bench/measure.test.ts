@@ -1,7 +1,8 @@
 // The bench's reading of the purchase stage histogram: counts, means and bucket-interpolated percentiles
-// from two scrapes of /metrics, as Prometheus' histogram_quantile computes them.
+// from two scrapes of /metrics, as Prometheus' histogram_quantile computes them; and a phase's CPU by process.
 import t from 'tap';
-import { formatStages, stageFigures } from '../../bench/measure.js';
+import { cores as machineCores, type CpuShares } from '../../bench/cpu.js';
+import { formatStages, phaseCores, stageFigures } from '../../bench/measure.js';
 import { parseSamples } from '../../bench/measure.js';
 
 /** A /metrics text with one stage's cumulative buckets (le → count), its sum (s) and count. */
@@ -48,3 +49,25 @@ t.test(
     t.equal(formatStages({}), '');
   },
 );
+
+t.test("a phase's other cores count the nodes once, named or as the service", async (t) => {
+  // Half the machine busy: its cores minus the bench and the known processes is what others took.
+  const busyCores = machineCores() * 0.5;
+  const shares = (processCores: CpuShares['processCores']): CpuShares => ({
+    wallS: 10,
+    benchCores: 0.1,
+    machineBusy: 0.5,
+    irqCores: 0,
+    processCores,
+  });
+  const named = phaseCores(shares({ 'node-1': 0.2, 'node-2': 0.1, mariadb_primary: 0.2 }), 0.3);
+  t.equal(
+    named.other?.toFixed(3),
+    (busyCores - 0.1 - 0.5).toFixed(3),
+    'nodes by name, not again as the service',
+  );
+  t.same(Object.keys(named.cores), ['node-1', 'node-2', 'mariadb_primary', 'bench']);
+  const unnamed = phaseCores(shares({ mariadb_primary: 0.2 }), 0.3);
+  t.equal(unnamed.other?.toFixed(3), (busyCores - 0.1 - 0.5).toFixed(3), 'the nodes as the service');
+  t.same(unnamed.cores, { service: 0.3, mariadb_primary: 0.2, bench: 0.1 });
+});
