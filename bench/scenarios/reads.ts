@@ -194,7 +194,7 @@ export default defineScenario({
     const hitPct = reads > 0 ? round((sum(n.phases, (p) => p.hits ?? 0) / reads) * 100, 3) : NaN;
     const cacheOk = warm.answers.every(isHit) && hitPct >= minHitPct;
     const complete = phases.length === rounds * TARGETS.length;
-    const ok = complete && n.errors === 0 && h.errors === 0 && hp.errors === 0 && cacheOk;
+    const ok = complete && [n, h, hp].every((f) => f.errors === 0) && cacheOk;
     return {
       ok,
       summary: {
@@ -227,7 +227,7 @@ export default defineScenario({
         `cache: X-Cache before the load ${warm.answers.join(', ')}; the node counted ${num(reads)} product reads in its phases, ${hitPct}% hits (${CACHE_READS}; needed ≥ ${minHitPct}%, --param min-hit-pct).`,
         ...phases
           .filter((p) => errorCount(p.wrk) > 0)
-          .map((e) => `ERRORS ${e.target} #${e.round}: ${JSON.stringify(e.wrk.errors)}`),
+          .map((p) => `ERRORS ${p.target} #${p.round}: ${JSON.stringify(p.wrk.errors)}`),
         ...(complete ? [] : ['INCOMPLETE: interrupted before every phase ran']),
         `checks: ${ok ? 'OK' : 'FAILED'} (every answer 2xx, no socket errors, every product a 200 X-Cache HIT before the load, ≥ ${minHitPct}% of the node's reads cache hits)`,
       ],
