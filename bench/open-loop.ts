@@ -5,77 +5,87 @@
  * from the actual send. Either way one HdrHistogram (µs) per operation.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { IncomingHttpHeaders } from 'node:http';
-import { Client, type Dispatcher } from 'undici';
+import { Http1Connection, type Answer } from './http1.js';
 import { monotonicUs, newLatencyHistogram } from './load.js';
 import { lines, num } from './report.js';
 import type { BenchIO } from './scenario.js';
 
-type Request = Omit<Dispatcher.RequestOptions, 'origin'>;
+/** A request of the generator: `body` is sent as JSON. */
+export type Request = Readonly<{
+  method: string;
+  path: string;
+  headers?: Readonly<Record<string, string>>;
+  body?: string;
+}>;
 
 /**
  * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all
- * stay open and carry traffic as distinct clients would (undici's Pool would leave most idle).
+ * stay open and carry traffic as distinct clients would (a pool would leave most idle).
  */
 export class ConnectionSet {
-  private readonly clients: Client[];
+  private readonly all: Http1Connection[];
   /** Idle connections, the one idle longest first; requests waiting for one, the oldest first. */
-  private readonly idle: Client[];
-  private readonly waiting: ((client: Client) => void)[] = [];
-  /** Sockets open now (undici `connect` minus `disconnect` events). */
+  private readonly idle: Http1Connection[];
+  private readonly waiting: ((connection: Http1Connection) => void)[] = [];
+  private readonly host: string;
+  private readonly sweep: NodeJS.Timeout;
+  /** Sockets open now. */
   connected = 0;
   /** Most requests waiting for a free connection at once. */
   maxWaiting = 0;
 
-  /** `timeout`: the longest wait for response headers and between body chunks, ms. */
+  /** `timeout`: the longest wait for a whole answer (connecting included), ms. */
   constructor(
     readonly origin: string,
     readonly size: number,
     timeout = 30_000,
   ) {
-    this.clients = Array.from({ length: size }, () => {
-      const client = new Client(origin, {
-        pipelining: 1,
-        headersTimeout: timeout,
-        bodyTimeout: timeout,
-        keepAliveTimeout: 120_000, // 2 min: used every size/rate seconds, they must outlive the gap
-        keepAliveMaxTimeout: 120_000,
-        connect: { timeout: 10_000 },
-      });
-      client.on('connect', () => (this.connected += 1));
-      client.on('disconnect', () => (this.connected -= 1));
-      return client;
-    });
-    this.idle = [...this.clients];
+    const url = new URL(origin);
+    this.host = url.host;
+    const count = (delta: number) => (this.connected += delta);
+    this.all = Array.from({ length: size }, () => new Http1Connection(url.hostname, Number(url.port), count));
+    this.idle = [...this.all];
+    this.sweep = setInterval(() => {
+      const late = performance.now() - timeout;
+      for (const c of this.all)
+        if (c.busy && c.sentAt < late) c.destroy('TIMEOUT', `no answer within ${timeout} ms`);
+    }, 1000).unref();
   }
 
   /** Opens every connection (a GET on each, `concurrency` at a time); returns the sockets open after. */
   async open(path: string, concurrency = 500): Promise<number> {
-    const open = (i: number) =>
-      this.clients[i]!.request({ path, method: 'GET' }).then((res) => res.body.dump());
+    const open = (i: number) => this.all[i]!.request(this.text({ method: 'GET', path }));
     await inParallel(this.size, concurrency, (i) => open(i).catch(() => undefined)); // counted by `connected`
     return this.connected;
   }
 
-  /** One request on the connection idle longest; `read` consumes the body before the connection is reused. */
-  async send<T>(options: Request, read: (res: Dispatcher.ResponseData) => Promise<T>): Promise<T> {
-    const client =
+  /** One request on the connection idle longest. */
+  async send(request: Request): Promise<Answer> {
+    const connection =
       this.idle.shift() ??
-      (await new Promise<Client>((resolve) => {
+      (await new Promise<Http1Connection>((resolve) => {
         this.waiting.push(resolve);
         this.maxWaiting = Math.max(this.maxWaiting, this.waiting.length);
       }));
     try {
-      return await read(await client.request(options));
+      return await connection.request(this.text(request));
     } finally {
       const waiter = this.waiting.shift();
-      if (waiter === undefined) this.idle.push(client);
-      else waiter(client);
+      if (waiter === undefined) this.idle.push(connection);
+      else waiter(connection);
     }
   }
 
-  async close(): Promise<void> {
-    await Promise.all(this.clients.map((c) => c.destroy().catch(() => undefined)));
+  close(): void {
+    clearInterval(this.sweep);
+    for (const c of this.all) c.destroy();
+  }
+
+  private text({ method, path, headers = {}, body }: Request): string {
+    let head = `${method} ${path} HTTP/1.1\r\nhost: ${this.host}\r\n`;
+    for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    if (body === undefined) return `${head}\r\n`;
+    return `${head}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
   }
 }
 
@@ -102,7 +112,7 @@ export interface OpenLoopRequest {
   readonly body?: string;
   answer?(
     status: number,
-    headers: IncomingHttpHeaders,
+    headers: Answer['headers'],
     body: string,
     at: AnswerTiming,
   ): AnswerClass | undefined;
@@ -182,22 +192,17 @@ export async function runOpenLoop(phase: OpenLoopPhase) {
     n.scheduled += 1;
     n.inFlight += 1;
     second(intended - start).offered += 1;
-    const { path, method, body, op } = request;
-    const headers =
-      body === undefined ? request.headers : { 'content-type': 'application/json', ...request.headers };
     try {
-      await connections.send({ path, method, headers, body }, async (res) => {
-        const text = request.answer === undefined ? (await res.body.dump(), '') : await res.body.text();
-        const timing = { startMs: start, intendedMs: intended, doneMs: performance.now() };
-        const cls = request.answer?.(res.statusCode, res.headers, text, timing);
-        const error = cls?.error ?? res.statusCode >= 400;
-        count({ op: cls?.op ?? op, error, label: cls?.label ?? String(res.statusCode) }, intended, false);
-      });
+      const { status, headers, body } = await connections.send(request);
+      const timing = { startMs: start, intendedMs: intended, doneMs: performance.now() };
+      const cls = request.answer?.(status, headers, body, timing);
+      const error = cls?.error ?? status >= 400;
+      count({ op: cls?.op ?? request.op, error, label: cls?.label ?? String(status) }, intended, false);
       return false;
     } catch (err) {
       const code = (err as { code?: string }).code ?? (err as Error).name;
       request.transportError?.(code);
-      count({ op, error: true, label: `transport ${code}` }, intended, true);
+      count({ op: request.op, error: true, label: `transport ${code}` }, intended, true);
       return true;
     } finally {
       n.inFlight -= 1;
