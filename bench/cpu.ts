@@ -58,35 +58,52 @@ export const childPids = (parent: number): number[] =>
     .map(Number)
     .sort((a, b) => a - b);
 
+/** Nanoseconds the threads of `pid` (`self`: this process) have spent runnable but waiting for a CPU (field 2
+ * of each /proc/<pid>/task/<tid>/schedstat); undefined if gone. */
+function runQueueNs(pid: number | 'self'): number | undefined {
+  const tasks = attempt(() => readdirSync(`/proc/${pid}/task`));
+  const waits = tasks?.map((tid) =>
+    attempt(() => readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8')),
+  );
+  return waits?.reduce((sum, line) => sum + Number(line?.split(' ')[1] ?? 0), 0);
+}
+
 /** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far: utime +
- * stime (fields 14 and 15 of /proc/<pid>/stat), jiffies. */
+ * stime (fields 14 and 15 of /proc/<pid>/stat), jiffies; and their time waiting for a CPU (`runQueueNs`). */
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>) {
   const jiffies = (f: string[] | undefined) => f && Number(f[11]) + Number(f[12]);
-  const processes = Object.fromEntries(
-    Object.entries(pids).map(([name, pid]) => [
-      name,
-      pid === undefined ? undefined : jiffies(statFields(pid)),
-    ]),
-  );
-  return { atMs: performance.now(), self: process.cpuUsage(), machine: machineJiffies(), processes };
+  const processes: Record<string, number | undefined> = {};
+  const waits: Record<string, number | undefined> = { bench: runQueueNs('self') };
+  for (const [name, pid] of Object.entries(pids)) {
+    processes[name] = pid === undefined ? undefined : jiffies(statFields(pid));
+    waits[name] = pid === undefined ? undefined : runQueueNs(pid);
+  }
+  return { atMs: performance.now(), self: process.cpuUsage(), machine: machineJiffies(), processes, waits };
 }
 
 export function cpuShares(from: CpuSnapshot, to: CpuSnapshot) {
   const wallS = (to.atMs - from.atMs) / 1000;
   const selfUs = to.self.user - from.self.user + (to.self.system - from.self.system);
-  const processCores: Record<string, number | undefined> = {};
-  for (const [name, after] of Object.entries(to.processes)) {
-    const before = from.processes[name];
-    processCores[name] =
-      after === undefined || before === undefined ? undefined : (after - before) / CLOCK_TICKS / wallS;
-  }
+  const per = (a: Record<string, number | undefined>, b: Record<string, number | undefined>, unit: number) =>
+    Object.fromEntries(
+      Object.entries(b).map(([name, after]) => {
+        const before = a[name];
+        return [
+          name,
+          after === undefined || before === undefined ? undefined : (after - before) / unit / wallS,
+        ];
+      }),
+    );
+  const processCores = per(from.processes, to.processes, CLOCK_TICKS);
+  /** Per process (and `bench`), seconds its threads waited for a CPU per second: the box's queue. */
+  const runQueue = per(from.waits, to.waits, 1e9);
   const [a, b] = [from.machine, to.machine];
   const span = a && b ? b.total - a.total : 0;
   const [machineBusy, irqCores] =
     a && b && span > 0
       ? [(b.busy - a.busy) / span, ((b.irq - a.irq) / span) * cores()]
       : [undefined, undefined];
-  return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, irqCores, processCores };
+  return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, irqCores, processCores, runQueue };
 }
 
 export const cores = availableParallelism;

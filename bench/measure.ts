@@ -141,12 +141,18 @@ export async function measurePhase<T>(
   const line = formatStages(stages);
   if (line !== '') progress?.(`bench:   ${line}`);
   const { cores, other } = phaseCores(cpu, serviceCores);
-  const busy = Object.entries(cores)
-    .filter((e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005)
-    .sort((a, b) => b[1] - a[1]);
-  progress?.(`bench:   cores: ${busy.map(([name, c]) => `${name} ${c.toFixed(2)}`).join(', ')}`);
+  progress?.(`bench:   cores: ${busiest(cores)}`);
+  progress?.(`bench:   waiting for a CPU (s per s, all threads): ${busiest(cpu.runQueue)}`);
   return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
 }
+
+/** `name figure, …` of the figures ≥ 0.005, largest first. */
+const busiest = (figures: Readonly<Record<string, number | undefined>>): string =>
+  Object.entries(figures)
+    .filter((e): e is [string, number] => e[1] !== undefined && e[1] >= 0.005)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, n]) => `${name} ${n.toFixed(2)}`)
+    .join(', ');
 
 /** Σ over measured phases of one sample's `/metrics` delta. */
 export const sumDelta = (

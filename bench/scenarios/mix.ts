@@ -25,7 +25,7 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, stages, otherCores } = measured;
+  const { result, stages, otherCores, cpu } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
     const s = result.ops.get(op);
@@ -40,7 +40,12 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   if (errorShare > ERROR_SHARE)
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
-  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores, stages };
+  // Seconds per second the nodes' threads were runnable but waited for one of the box's cores.
+  const nodeCpuWait = Object.entries(cpu.runQueue).reduce(
+    (sum, [name, s]) => sum + (name.startsWith('node-') ? (s ?? 0) : 0),
+    0,
+  );
+  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores, stages, nodeCpuWait, cpu };
 }
 
 export default bench.defineScenario({
@@ -138,6 +143,7 @@ export default bench.defineScenario({
         hot_purchase_share: at === undefined ? null : round(at.hotShare, 3),
         catalog_products: at?.catalog ?? null,
         errors_pct: at === undefined ? null : round(at.errorShare * 100, 2),
+        node_cpu_wait_s_per_s: at === undefined ? null : round(at.nodeCpuWait, 2),
         nginx_retried_replays: ledger.replayed,
         connections_open: run.opened,
         nodes: run.cluster.nodes.length,
@@ -155,6 +161,7 @@ export default bench.defineScenario({
           ['achieved/s', ({ s }) => Math.round(s.result.achievedPerS)],
           ['hit rate', ({ s }) => `${Math.round(s.hitShare * 100)}%`],
           ['gen cores', ({ s }) => s.result.generatorCores.toFixed(2)],
+          ['nodes waited', ({ s }) => `${s.nodeCpuWait.toFixed(2)} s/s`],
         ],
         rows,
       ),

@@ -1,7 +1,11 @@
 // The bench's reading of the purchase stage histogram: counts, means and bucket-interpolated percentiles
 // from two scrapes of /metrics, as Prometheus' histogram_quantile computes them; and a phase's CPU by process.
 import t from 'tap';
-import { cores as machineCores, type CpuShares } from '../../bench/cpu.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cores as machineCores, cpuShares, cpuSnapshot, type CpuShares } from '../../bench/cpu.js';
 import { formatStages, phaseCores, stageFigures } from '../../bench/measure.js';
 import { parseSamples } from '../../bench/measure.js';
 
@@ -59,6 +63,7 @@ t.test("a phase's other cores count the nodes once, named or as the service", as
     machineBusy: 0.5,
     irqCores: 0,
     processCores,
+    runQueue: {},
   });
   const named = phaseCores(shares({ 'node-1': 0.2, 'node-2': 0.1, mariadb_primary: 0.2 }), 0.3);
   t.equal(
@@ -70,4 +75,25 @@ t.test("a phase's other cores count the nodes once, named or as the service", as
   const unnamed = phaseCores(shares({ mariadb_primary: 0.2 }), 0.3);
   t.equal(unnamed.other?.toFixed(3), (busyCores - 0.1 - 0.5).toFixed(3), 'the nodes as the service');
   t.same(unnamed.cores, { service: 0.3, mariadb_primary: 0.2, bench: 0.1 });
+});
+
+const noSchedstat =
+  !existsSync('/proc/self/schedstat') && 'no /proc/<pid>/schedstat here (CONFIG_SCHED_INFO)';
+t.test('time waiting for a CPU: more spinners than cores wait', { skip: noSchedstat }, async (t) => {
+  // One spinner more than there are cores: together they wait at least (n − cores) s per s, whoever runs.
+  const spinners = Array.from({ length: machineCores() + 1 }, () =>
+    spawn(process.execPath, ['-e', 'for (;;);'], { stdio: 'ignore' }),
+  );
+  t.teardown(() => spinners.forEach((p) => p.kill('SIGKILL')));
+  await sleep(200);
+  const pids = Object.fromEntries(spinners.map((p, i) => [`spin-${i}`, p.pid]));
+  const before = cpuSnapshot(pids);
+  await sleep(1_000);
+  const shares = cpuShares(before, cpuSnapshot(pids));
+  const waited = Object.keys(pids).reduce((sum, name) => sum + shares.runQueue[name]!, 0);
+  const ran = Object.keys(pids).reduce((sum, name) => sum + shares.processCores[name]!, 0);
+  t.ok(waited > 0.5, `spinners waited ${waited.toFixed(2)} s per s (ran ${ran.toFixed(2)} cores)`);
+  t.type(shares.runQueue['bench'], 'number', "the bench's own wait is read too");
+  await Promise.all(spinners.map((p) => (p.kill('SIGKILL'), once(p, 'exit'))));
+  t.equal(cpuSnapshot(pids).waits['spin-0'], undefined, 'a process gone reads as unknown');
 });

@@ -34,6 +34,7 @@ t.test('mix: through the bench nginx to two nodes, purchases checked', async (t)
   t.equal(run.summary['nodes'], 2);
   t.equal(run.summary['connections_open'], 200, 'every connection opened');
   t.equal(run.summary['warm_up_s'], 1);
+  t.type(run.summary['node_cpu_wait_s_per_s'], 'number', "the nodes' wait for a core is read");
 });
 
 t.test('sellout: no oversell or undersell, every store agrees', async (t) => {
