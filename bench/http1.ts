@@ -70,12 +70,17 @@ export class Http1Connection {
     socket.on('error', (err: NodeJS.ErrnoException) => {
       if (mine()) this.fail(new TransportError(err.code ?? 'ERROR', err.message));
     });
-    socket.once('close', () => {
-      if (up) this.onOpen(-1);
+    // The server's end (an idle keep-alive closed, or a body read to the close): the next request opens another.
+    const ended = () => {
       if (!mine()) return;
       if (this.head?.length === 'close') this.finish(this.data.length);
       this.fail(new TransportError('CLOSED', 'the server closed the connection before answering'));
       this.detach();
+    };
+    socket.once('end', ended);
+    socket.once('close', () => {
+      if (up) this.onOpen(-1);
+      ended();
     });
     return socket;
   }

@@ -3,6 +3,7 @@
 // rotation under more requests than connections.
 import t, { type Test } from 'tap';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer as httpServer, type Server } from 'node:http';
 import { createServer as tcpServer, type AddressInfo, type Socket } from 'node:net';
 import { ConnectionSet } from '../../bench/open-loop.js';
@@ -68,6 +69,24 @@ t.test('Connection: close and a body read to the end of the connection', async (
     t.equal(answer.body, '{"error":"OVERLOADED"}');
   }
   t.equal(served, 3, 'a new connection for each request after the server closed the last');
+});
+
+t.test('a keep-alive connection the server closed while idle is replaced, not failed', async (t) => {
+  let accepted = 0;
+  const server = tcpServer((socket: Socket) => {
+    accepted += 1;
+    socket.once('data', () => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      setTimeout(() => socket.end(), 20); // as uWS ends a connection idle past its timeout
+    });
+  });
+  const set = new ConnectionSet(await listen(server, t), 1);
+  t.teardown(() => set.close());
+  t.equal((await set.send({ method: 'GET', path: '/' })).body, 'ok');
+  await sleep(100);
+  t.equal(set.connected, 0, 'the closed socket is no longer counted');
+  t.equal((await set.send({ method: 'GET', path: '/' })).body, 'ok');
+  t.equal(accepted, 2);
 });
 
 t.test('a dropped request and a silent server are transport errors; the connection recovers', async (t) => {
