@@ -111,12 +111,19 @@ export function formatStages(stages: StageFigures): string {
   return parts.length === 0 ? '' : `purchase stages (ms, mean / p50 / p95): ${parts.join(', ')}`;
 }
 
+/** A cluster's node among a phase's named processes (`node-1`, `node-2`: scripts/cluster.ts `pids`). */
+export const isNode = (name: string): boolean => name.startsWith('node-');
+
+/** Σ over the cluster's nodes of the seconds per second their threads waited for a core. */
+export const nodesCpuWait = (cpu: CpuShares): number =>
+  Object.entries(cpu.runQueue).reduce((sum, [name, s]) => sum + (isNode(name) ? (s ?? 0) : 0), 0);
+
 /**
  * A phase's cores by process (the nodes by name when their pids were read, else as `service`, the Σ of their
  * `process_cpu_seconds_total`), and the cores of everything else busy on the machine: the nodes counted once.
  */
 export function phaseCores(cpu: CpuShares, serviceCores: number) {
-  const named = Object.keys(cpu.processCores).some((name) => name.startsWith('node-'));
+  const named = Object.keys(cpu.processCores).some(isNode);
   const cores = { ...(named ? {} : { service: serviceCores }), ...cpu.processCores, bench: cpu.benchCores };
   const other = otherCores(cpu, [...(named ? [] : [serviceCores]), ...Object.values(cpu.processCores)]);
   return { cores, other };

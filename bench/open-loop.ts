@@ -10,13 +10,8 @@ import { monotonicUs, newLatencyHistogram } from './load.js';
 import { lines, num } from './report.js';
 import type { BenchIO } from './scenario.js';
 
-/** A request of the generator: `body` is sent as JSON. */
-export type Request = Readonly<{
-  method: string;
-  path: string;
-  headers?: Readonly<Record<string, string>>;
-  body?: string;
-}>;
+/** What the connections send of a request: `body` as JSON. */
+export type Request = Pick<OpenLoopRequest, 'method' | 'path' | 'headers' | 'body'>;
 
 /**
  * A fixed set of keep-alive HTTP/1.1 connections in rotation: each request takes the one idle longest, so all

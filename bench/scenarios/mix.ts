@@ -5,7 +5,7 @@
 import { benchUser } from '../load.js';
 import { catalogSizeFor, insertCatalog, Zipf } from '../catalog.js';
 import { latencyChart, timelineChart } from '../chart.js';
-import { latencySummary, round, type MeasuredPhase } from '../measure.js';
+import { latencySummary, nodesCpuWait, round, type MeasuredPhase } from '../measure.js';
 import type { OpenLoopRequest, OpenLoopResult } from '../open-loop.js';
 import { msColumns, num, tableOf } from '../report.js';
 import * as bench from '../scenario.js';
@@ -40,11 +40,7 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
   if (errorShare > ERROR_SHARE)
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
-  // Seconds per second the nodes' threads were runnable but waited for one of the box's cores.
-  const nodeCpuWait = Object.entries(cpu.runQueue).reduce(
-    (sum, [name, s]) => sum + (name.startsWith('node-') ? (s ?? 0) : 0),
-    0,
-  );
+  const nodeCpuWait = nodesCpuWait(cpu);
   return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores, stages, nodeCpuWait, cpu };
 }
 
