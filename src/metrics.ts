@@ -94,7 +94,7 @@ export function createMetrics() {
     }),
     batchDuration: new Histogram({
       name: 'product_batch_duration_seconds',
-      help: 'Time to write one batch (transaction and stock write-through)',
+      help: "Time to commit one product's batch (its stock write-through then runs beside the product's next batch)",
       labelNames: ['outcome'] as const,
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
       registers: [registry],

@@ -64,6 +64,13 @@ class Entry {
   ingress: Queued[] = [];
   scheduled = false;
   retired = false;
+  /**
+   * The stock write-throughs of this product's committed batches, one after another (commit order, so the
+   * feed and the other nodes see its versions in order); settled: nothing pending. Every reply the actor
+   * sends waits for it, so none goes out before the cache holds its batch's stock, while the product's next
+   * batch commits beside it instead of after it.
+   */
+  visible: Promise<void> | undefined;
   constructor(
     readonly productId: ProductId,
     public lastActive: number,
@@ -331,12 +338,13 @@ export class ProductActors {
               (performance.now() - started) / 1000,
               batch.orders.length,
             );
-          // Write-through before any reply: a client never reads a stock older than its own purchase.
-          // A batch that changes no stock (confirmations: the version moves, the stock does not) writes
-          // nothing: the cache holds this stock at an older version (or nothing), which is still the
-          // committed stock, and a purchase's stock stamp is its reservation's version, never a
-          // confirmation's.
-          if (batch.newStock !== batch.previousStock) await this.writeThrough.write(batch, result.version);
+          // Write-through before any reply (`visible`): a client never reads a stock older than its own
+          // purchase. A batch that changes no stock (confirmations: the version moves, the stock does
+          // not) writes nothing: the cache holds this stock at an older version (or nothing), which is
+          // still the committed stock, and a purchase's stock stamp is its reservation's version, never
+          // a confirmation's.
+          if (batch.newStock !== batch.previousStock)
+            this.writeThroughBeforeReplies(entry, batch, result.version);
         }
       } catch (err) {
         // A batch holds many requests: their ids, so each request's log trail shows its batch failing.
@@ -352,6 +360,26 @@ export class ProductActors {
       });
       dispatch(entry.handle.ref, { kind: 'flushed', result });
     })();
+  }
+
+  /**
+   * Queues the batch's write-through behind the product's earlier ones and holds the actor's replies until
+   * it is done (`Entry.visible`). The actor is told of the commit at once, so the product's next batch is
+   * written while this one's stock reaches the cache.
+   */
+  private writeThroughBeforeReplies(entry: Entry, batch: BatchWrite, version: number): void {
+    const visible = (entry.visible ?? Promise.resolve())
+      .then(() => this.writeThrough.write(batch, version))
+      .catch((err: unknown) =>
+        this.options.logger.error(
+          { productId: batch.productId, err: errorText(err) },
+          'stock write-through threw',
+        ),
+      )
+      .then(() => {
+        if (entry.visible === visible) entry.visible = undefined;
+      });
+    entry.visible = visible;
   }
 
   private retire(entry: Entry, reason: PurchaseRefusal, message: string): void {
@@ -392,8 +420,13 @@ export class ProductActors {
     return (outcome) => {
       if (answered) return;
       answered = true;
-      this.untrack(entry);
-      resolve(outcome);
+      const answer = (): void => {
+        this.untrack(entry);
+        resolve(outcome);
+      };
+      // After the write-through of every batch committed so far: the answer's stock is in the cache.
+      if (entry.visible === undefined) answer();
+      else void entry.visible.then(answer);
     };
   }
 }

@@ -4,7 +4,7 @@
 import nact from 'nact';
 import t, { type Test } from 'tap';
 import { pino } from 'pino';
-import { ProductActors } from '../../actors/product/product-actors.js';
+import { ProductActors, type ProductActorsOptions } from '../../actors/product/product-actors.js';
 import type { ProductStore, StockCache } from '../../src/domain/index.js';
 import { MemoryProductStore } from '../helpers/fake-ports.js';
 
@@ -19,7 +19,9 @@ function actors(
   t: Test,
   store: ProductStore,
   cache: StockCache,
-  extra: { onWrittenElsewhere?: (id: number) => void } = {},
+  extra: Partial<
+    Pick<ProductActorsOptions, 'onWrittenElsewhere' | 'onStockChanged' | 'cacheWriteTimeoutMs'>
+  > = {},
 ) {
   const system = nact.start();
   t.teardown(() => nact.stop(system));
@@ -82,3 +84,60 @@ t.test('a commit lost to the row version is reported, and answered OWNERSHIP_LOS
   t.match(await buy(), { kind: 'refused', reason: 'OWNERSHIP_LOST' });
   t.same(reported, [1], 'the product written elsewhere is reported once');
 });
+
+t.test(
+  "a batch's replies wait for its write-through; the product's next batch commits beside it",
+  async (t) => {
+    const store = oneProduct();
+    const writes: { version: number; release: () => void }[] = [];
+    const cache: StockCache = {
+      setStock: (_id, _stock, version) => new Promise<void>((release) => writes.push({ version, release })),
+    };
+    const changes: number[] = [];
+    const { registry, buy } = actors(t, store, cache, {
+      cacheWriteTimeoutMs: 5_000,
+      onStockChanged: (_id, _stock, version) => changes.push(version),
+    });
+    const answered: string[] = [];
+    const first = buy().then((o) => answered.push(`first ${o.kind}`));
+    await until(() => writes.length === 1);
+    t.equal(store.committed.length, 1, 'the first batch committed; its write-through is held');
+    const second = buy().then((o) => answered.push(`second ${o.kind}`));
+    await until(() => store.committed.length === 2);
+    t.pass('the second batch committed while the first write-through was still held');
+    await new Promise((r) => setTimeout(r, 20));
+    t.same(answered, [], 'neither purchase is answered before its stock is in the cache');
+    t.equal(
+      writes.length,
+      1,
+      "the second write-through waits for the first (the product's versions in order)",
+    );
+    writes[0]!.release();
+    await first;
+    await until(() => writes.length === 2);
+    t.same(
+      answered,
+      ['first created'],
+      'the first is answered once its write-through is done, not the second',
+    );
+    writes[1]!.release();
+    await second;
+    t.same(answered, ['first created', 'second created']);
+    t.same(
+      writes.map((w) => w.version),
+      [2, 3],
+      'written through in commit order',
+    );
+    t.same(changes, [2, 3], 'reported to reads and subscribers in commit order');
+    t.equal(registry.stats().outstanding, 0);
+  },
+);
+
+/** Polls `done` every millisecond, up to 2 s. */
+async function until(done: () => boolean): Promise<void> {
+  const until = Date.now() + 2_000;
+  while (!done()) {
+    if (Date.now() > until) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
