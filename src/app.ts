@@ -198,6 +198,7 @@ export function buildApp(deps: AppDeps): App {
     writer,
     ownerEpoch: (productId) => cluster.epochOf(productId),
     lanes: config.commitLanes,
+    confirmLingerMs: config.confirmLingerMs,
     onCycle: ({ batches, seconds, outcome, lockRetries }) => {
       metrics.commitCycleBatches.observe(batches);
       metrics.commitCycleDuration.observe({ outcome }, seconds);

@@ -200,6 +200,13 @@ export const settings = {
     max: 64,
     doc: "commit cycles the node's pipeline runs at once, each on a primary connection of its own (at most `MYSQL_POOL_SIZE`)",
   }),
+  confirmLingerMs: int('CONFIRM_LINGER_MS', {
+    default: 10,
+    min: 0,
+    max: 1_000,
+    unit: 'ms',
+    doc: "longest a saga's confirmation waits to ride with a product batch's commit cycle before it starts one of its own; the purchase's answer waits as long",
+  }),
   baseline: {
     lockTtlMs: int('BASELINE_LOCK_TTL_MS', {
       default: 5_000,

@@ -8,10 +8,11 @@ export const cycleLimits = {
   maxBatches: 2_000,
   maxOrders: 10_000,
   /**
-   * Confirmations of products whose row a cycle in flight writes ride along with any cycle that starts
-   * (another product's batch, another confirmation); they start a cycle of their own beside it only once
-   * this many wait. At a moderate rate one or two confirmations then share their product's next cycle
-   * (one transaction, not two); a hot product's hundreds go on a free lane without waiting for its chain.
+   * Confirmations ride along with any cycle that starts (a product's batch, or other confirmations): those
+   * of products whose row a cycle in flight writes until that cycle ends, the others until their linger
+   * (`confirmLingerMs`) ends; they start a cycle of their own at once when this many wait. At a moderate
+   * rate confirmations then share a product batch's cycle (one transaction, not two); a hot product's
+   * hundreds go on a free lane without waiting for its chain.
    */
   confirmationsToStartBeside: 16,
 } as const;
@@ -24,6 +25,12 @@ export interface CommitPipelineOptions {
   ownerEpoch: (productId: ProductId) => number;
   /** Cycles in flight at once, each on a connection of its own (config.commitLanes). */
   lanes: number;
+  /**
+   * How long confirmations wait for a product batch's cycle to ride with before they start one of their
+   * own, ms (config.confirmLingerMs; 0: at once). At a low rate most cycles would otherwise be a lone
+   * confirmation: each a durable commit the primary, the replica and the node pay ~1 ms of CPU for.
+   */
+  confirmLingerMs?: number;
   /** After every cycle: its batches, orders, round trips' wall time, and how it ended. */
   onCycle?: (info: CycleInfo) => void;
 }
@@ -42,19 +49,23 @@ interface Job {
   batch: BatchWrite;
   /** False: confirmations only, outside the product's chain (CycleBatch.touchProduct). */
   touchProduct: boolean;
+  /** performance.now() when it was queued (a confirmation's linger counts from here). */
+  queuedAt: number;
   resolve: (result: CycleResult) => void;
 }
 
 /**
  * The node's commit pipeline: product actors hand it their ready batches (at most one in flight per
  * product) and it writes everything ready in ONE transaction per cycle (`writeCycle`), while the next
- * cycle accumulates. At low load a cycle starts on the next turn of the event loop (no timer, no linger),
- * so a lone purchase waits for nothing; under load a cycle carries every product that became ready
+ * cycle accumulates. At low load a product batch's cycle starts on the next turn of the event loop (no
+ * timer, no linger), so a lone purchase's reservation waits for nothing (only confirmations linger, for a
+ * batch to ride with); under load a cycle carries every product that became ready
  * while the one before it committed.
  *
  * Up to `lanes` cycles run at once. A product's row is never written by two cycles in flight (its next
  * batch waits for the cycle holding it; its confirmations, which leave the row alone, ride along with any
- * other cycle, or start one of their own once `cycleLimits.confirmationsToStartBeside` wait),
+ * other cycle, or start one of their own after `confirmLingerMs` or once
+ * `cycleLimits.confirmationsToStartBeside` wait),
  * and no two batches in flight share a (user, idempotency key): such a batch waits for a cycle that
  * starts after the one holding the key ended (not one beside it on another lane, where the two would
  * race for the key), so a client reusing a key across products cannot fail the others' round trip.
@@ -63,6 +74,8 @@ export class CommitPipeline {
   private queue: Job[] = [];
   private busyLanes = 0;
   private scheduled = false;
+  /** A timer that starts the waiting confirmations when the oldest one's linger ends. */
+  private lingerTimer: NodeJS.Timeout | undefined;
   private cycles = 0;
   /** The (user, key) pairs of the cycles in flight: a batch reusing one waits until its cycle ended. */
   private readonly keysInFlight = new Set<string>();
@@ -84,7 +97,7 @@ export class CommitPipeline {
   /** Queues one product's batch; resolves when the cycle holding it committed or was refused. */
   submit(batch: BatchWrite, touchProduct = true): Promise<CycleResult> {
     return new Promise((resolve) => {
-      this.queue.push({ batch, touchProduct, resolve });
+      this.queue.push({ batch, touchProduct, queuedAt: performance.now(), resolve });
       this.schedule();
     });
   }
@@ -155,6 +168,7 @@ export class CommitPipeline {
     let orders = 0;
     /** Taken confirmations whose product's row is in a cycle in flight: they ride, they start nothing. */
     let riders = 0;
+    let oldestConfirmation = Infinity;
     for (const job of this.queue) {
       const { batch } = job;
       const full =
@@ -171,15 +185,35 @@ export class CommitPipeline {
       }
       taken.push(job);
       if (!job.touchProduct && this.productsInFlight.has(batch.productId)) riders += 1;
+      if (!job.touchProduct) oldestConfirmation = Math.min(oldestConfirmation, job.queuedAt);
       if (job.touchProduct) touched.add(batch.productId);
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }
-    if (taken.length === riders && riders < cycleLimits.confirmationsToStartBeside)
-      return { jobs: [], keys: new Set(), products: new Set() }; // they wait for their products' cycles
+    if (touched.size === 0 && taken.length < cycleLimits.confirmationsToStartBeside) {
+      // Only confirmations: they wait for their products' cycles to end (riders), and for a product batch
+      // to ride with until the oldest one's linger ends.
+      const lingerLeft = oldestConfirmation + (this.options.confirmLingerMs ?? 0) - performance.now();
+      if (taken.length === riders || lingerLeft > 0) {
+        if (taken.length > riders) this.startAfter(lingerLeft);
+        return { jobs: [], keys: new Set(), products: new Set() };
+      }
+    }
     this.queue = left;
     // Product-id order: rows are locked in one order by every lane and node.
     return { jobs: taken.sort((a, b) => a.batch.productId - b.batch.productId), keys, products: touched };
+  }
+
+  /** Starts cycles `ms` from now, unless a timer set earlier fires by then. */
+  private startAfter(ms: number): void {
+    if (this.lingerTimer !== undefined) return;
+    this.lingerTimer = setTimeout(
+      () => {
+        this.lingerTimer = undefined;
+        this.startCycles();
+      },
+      Math.max(1, Math.ceil(ms)),
+    );
   }
 
   private async run(jobs: readonly Job[]): Promise<void> {

@@ -108,7 +108,7 @@ const confirmation = (o: NewOrder): BatchWrite['settlements'][number] => ({
 });
 
 /** A commit pipeline on its own pool of `endpoint` (closed at teardown), and the cycles it reports. */
-function pipelineOn(t: Test, endpoint: MysqlEndpoint, lanes: number) {
+function pipelineOn(t: Test, endpoint: MysqlEndpoint, lanes: number, confirmLingerMs = 0) {
   const pool = mysql.createPool(poolOptions(endpoint, 4));
   t.teardown(() => pool.end());
   const cycles: CycleInfo[] = [];
@@ -117,6 +117,7 @@ function pipelineOn(t: Test, endpoint: MysqlEndpoint, lanes: number) {
     writer: { topics: OPTIONS.topics, sagaDeadlineMs: OPTIONS.sagaDeadlineMs },
     ownerEpoch: () => 3,
     lanes,
+    confirmLingerMs,
     onCycle: (info) => cycles.push(info),
   });
   return { pipeline, cycles };
@@ -601,6 +602,43 @@ t.test(
     await t.rejects(
       pipeline.confirm([{ ...confirmation(first), outcome: 'cancel' }], id!),
       /only confirmations/,
+    );
+  },
+);
+
+t.test(
+  'confirmations linger for a product batch to ride with, then go in a cycle of their own',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const [a, b] = await products(observer, [10, 10]);
+    const { pipeline, cycles } = pipelineOn(t, endpoint, 2, 300);
+    const first = order(a!);
+    t.equal((await pipeline.commit(batchOf(a!, 0, 10, [first]))).kind, 'committed');
+    const confirmed = pipeline.confirm([confirmation(first)], a!);
+    await new Promise((r) => setTimeout(r, 50));
+    t.equal(cycles.length, 1, 'the confirmation alone started no cycle within its linger');
+    // Another product's batch: the waiting confirmation rides its cycle.
+    const other = await pipeline.commit(batchOf(b!, 0, 10, [order(b!)]));
+    t.same([other.kind, (await confirmed).kind], ['committed', 'committed']);
+    t.same(
+      cycles.map((c) => c.batches),
+      [1, 2],
+      'one cycle for the batch and the confirmation',
+    );
+    // Nothing else comes: the lone confirmation goes on its own once its linger ends.
+    const second = order(a!);
+    t.equal((await pipeline.commit(batchOf(a!, 1, 9, [second]))).kind, 'committed');
+    t.equal((await pipeline.confirm([confirmation(second)], a!)).kind, 'committed');
+    t.same(
+      cycles.map((c) => c.batches),
+      [1, 2, 1, 1],
+    );
+    const [sagas] = await observer.query<RowDataPacket[]>('SELECT state FROM sagas WHERE order_id IN (?)', [
+      [first.id, second.id],
+    ]);
+    t.same(
+      sagas.map((s) => s['state']),
+      ['CONFIRMED', 'CONFIRMED'],
     );
   },
 );
