@@ -8,6 +8,7 @@ import {
   type SalesDelta,
 } from './sales-rules.js';
 import { AppError } from '../errors.js';
+import { lockRetryLimit, lockRetryPause, TRANSIENT_LOCK_ERRORS } from '../storage/batch-writer.js';
 
 export interface ApplyResult {
   applied: number;
@@ -20,8 +21,25 @@ export interface ApplyResult {
  * Applies `events` in one transaction, a few statements for the whole chunk: the event ids already
  * recorded are locked and skipped, the new ones recorded (INSERT IGNORE), the touched orders locked and
  * folded forward in memory, then order_history and product_sales written in one upsert each.
+ *
+ * Two consumers (nodes) writing at once lock the same gap at the end of projection_events' index (event
+ * ids are time-ordered) before inserting into it, so InnoDB often picks one as a deadlock victim: its
+ * transaction, rolled back whole, is sent again at once (up to `lockRetryLimit` times), as the commit
+ * pipeline's cycles are.
  */
 export async function applyOrderEvents(pool: Pool, events: readonly OrderEvent[]): Promise<ApplyResult> {
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await applyOnce(pool, events);
+    } catch (err) {
+      const errno = (err as { errno?: number }).errno ?? 0;
+      if (!TRANSIENT_LOCK_ERRORS.has(errno) || attempt >= lockRetryLimit) throw err;
+      await lockRetryPause(attempt);
+    }
+  }
+}
+
+async function applyOnce(pool: Pool, events: readonly OrderEvent[]): Promise<ApplyResult> {
   const conn = await pool.getConnection();
   try {
     await conn.beginTransaction();
