@@ -33,7 +33,10 @@ export const TRANSIENT_LOCK_ERRORS: ReadonlySet<number> = new Set([1213, 1205]);
 /** Round trips of one group sent again after a transient lock error before it fails. */
 export const lockRetryLimit = 3;
 
-/** The pause before sending again after a transient lock error: a few ms, so two victims of one another do not meet again at once. */
+/**
+ * The pause before sending again after a transient lock error: a few ms, so two victims of one another do
+ * not meet again at once.
+ */
 export const lockRetryPause = (attempt: number): Promise<void> =>
   new Promise((r) => setTimeout(r, 1 + Math.random() * 4 * (attempt + 1)));
 
