@@ -11,7 +11,16 @@ const LOW_RATE = ['--duration', '1', '--rate', '20', '--connections', '10'];
 t.before(buildServiceOnce);
 
 t.test('hot-sku: open-loop step-up, both paths, no oversell', async (t) => {
-  const run = await bench(['hot-sku', ...LOW_RATE, '--param', 'max-steps=2', '--param', 'pause=0']);
+  const run = await bench([
+    'hot-sku',
+    ...LOW_RATE,
+    '--param',
+    'max-steps=2',
+    '--param',
+    'pause=0',
+    '--param',
+    'warm-up=1',
+  ]);
   expectOk(t, run, 'hot-sku', ['actor_per_s', 'baseline_per_s', 'ratio', 'oversold', 'mode']);
   t.equal(run.summary['oversold'], 0);
   t.match(
