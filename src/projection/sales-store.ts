@@ -8,7 +8,7 @@ import {
   type SalesDelta,
 } from './sales-rules.js';
 import { AppError } from '../errors.js';
-import { lockRetryLimit, lockRetryPause, TRANSIENT_LOCK_ERRORS } from '../storage/batch-writer.js';
+import { lockRetryPause, retriesLockError } from '../storage/batch-writer.js';
 
 export interface ApplyResult {
   applied: number;
@@ -32,8 +32,7 @@ export async function applyOrderEvents(pool: Pool, events: readonly OrderEvent[]
     try {
       return await applyOnce(pool, events);
     } catch (err) {
-      const errno = (err as { errno?: number }).errno ?? 0;
-      if (!TRANSIENT_LOCK_ERRORS.has(errno) || attempt >= lockRetryLimit) throw err;
+      if (!retriesLockError(err, attempt)) throw err;
       await lockRetryPause(attempt);
     }
   }

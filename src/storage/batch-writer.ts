@@ -33,6 +33,10 @@ export const TRANSIENT_LOCK_ERRORS: ReadonlySet<number> = new Set([1213, 1205]);
 /** Round trips of one group sent again after a transient lock error before it fails. */
 export const lockRetryLimit = 3;
 
+/** Whether a transaction that failed with `err` on try `attempt` (from 0) is sent again. */
+export const retriesLockError = (err: unknown, attempt: number): boolean =>
+  TRANSIENT_LOCK_ERRORS.has((err as { errno?: number }).errno ?? 0) && attempt < lockRetryLimit;
+
 /**
  * The pause before sending again after a transient lock error: a few ms, so two victims of one another do
  * not meet again at once.
@@ -158,11 +162,9 @@ async function roundTrip(
       return undefined;
     } catch (err) {
       // Only a transaction of its own is sent again (begin: false is the caller's, and the caller's to end).
-      const errno = (err as { errno?: number }).errno ?? 0;
-      const again = options.begin && TRANSIENT_LOCK_ERRORS.has(errno) && attempt < lockRetryLimit;
-      if (!again) return refusal(conn, items, options, err);
+      if (!options.begin || !retriesLockError(err, attempt)) return refusal(conn, items, options, err);
       await conn.query('ROLLBACK');
-      options.onLockRetry?.(errno);
+      options.onLockRetry?.((err as { errno: number }).errno);
       await lockRetryPause(attempt);
     }
   }

@@ -184,9 +184,11 @@ export class CommitPipeline {
         continue;
       }
       taken.push(job);
-      if (!job.touchProduct && this.productsInFlight.has(batch.productId)) riders += 1;
-      if (!job.touchProduct) oldestConfirmation = Math.min(oldestConfirmation, job.queuedAt);
       if (job.touchProduct) touched.add(batch.productId);
+      else {
+        if (this.productsInFlight.has(batch.productId)) riders += 1;
+        oldestConfirmation = Math.min(oldestConfirmation, job.queuedAt);
+      }
       for (const k of jobKeys) keys.add(k);
       orders += batch.orders.length;
     }

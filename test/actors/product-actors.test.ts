@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { pino } from 'pino';
 import { ProductActors, type ProductActorsOptions } from '../../actors/product/product-actors.js';
 import type { ProductStore, StockCache } from '../../src/domain/index.js';
+import { waitFor } from '../../scripts/until.js';
 import { MemoryProductStore } from '../helpers/fake-ports.js';
 
 /** One product with stock to spare, in the memory store of test/helpers/fake-ports.ts. */
@@ -100,10 +101,10 @@ t.test(
     });
     const answered: string[] = [];
     const first = buy().then((o) => answered.push(`first ${o.kind}`));
-    await until(() => writes.length === 1);
+    await waitFor('the first write-through', async () => writes.length === 1, 2_000);
     t.equal(store.committed.length, 1, 'the first batch committed; its write-through is held');
     const second = buy().then((o) => answered.push(`second ${o.kind}`));
-    await until(() => store.committed.length === 2);
+    await waitFor('the second commit', async () => store.committed.length === 2, 2_000);
     t.pass('the second batch committed while the first write-through was still held');
     await new Promise((r) => setTimeout(r, 20));
     t.same(answered, [], 'neither purchase is answered before its stock is in the cache');
@@ -114,7 +115,7 @@ t.test(
     );
     writes[0]!.release();
     await first;
-    await until(() => writes.length === 2);
+    await waitFor('the second write-through', async () => writes.length === 2, 2_000);
     t.same(
       answered,
       ['first created'],
@@ -132,12 +133,3 @@ t.test(
     t.equal(registry.stats().outstanding, 0);
   },
 );
-
-/** Polls `done` every millisecond, up to 2 s. */
-async function until(done: () => boolean): Promise<void> {
-  const until = Date.now() + 2_000;
-  while (!done()) {
-    if (Date.now() > until) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 1));
-  }
-}
