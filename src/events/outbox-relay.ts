@@ -91,7 +91,7 @@ export class OutboxRelay {
   private readonly cleanupEveryMs: number;
   private readonly topicNames: string[];
   private lock: PoolConnection | undefined;
-  /** The connection waiting in GET_LOCK (stop() closes it, which ends the wait). */
+  /** The connection waiting in GET_LOCK (stop() interrupts the wait; once stopping, it is never pooled again). */
   private waiting: PoolConnection | undefined;
   private readonly producer: OutboxProducer;
   private loop: Promise<void> | undefined;
@@ -133,13 +133,13 @@ export class OutboxRelay {
   }
 
   /**
-   * Finishes the batch in hand (waiting at most 5 s: a send may be retrying against a dead broker),
-   * closes the producer and releases the lock. Rows of an abandoned send are sent again by the next holder.
+   * Ends a wait for the lock, finishes the batch in hand (waiting at most 5 s: a send may be retrying against a
+   * dead broker), closes the producer and releases the lock. Rows of an abandoned send are sent again by the next holder.
    */
   async stop(): Promise<void> {
     this.stopping = true;
     this.sleeper?.wake();
-    this.waiting?.destroy();
+    if (this.waiting !== undefined) await this.interruptWait(this.waiting);
     const finished =
       this.loop === undefined ||
       (await withTimeout(this.loop, relayDefaults.stopWaitMs, 'outbox relay stop').then(
@@ -159,6 +159,19 @@ export class OutboxRelay {
       () => lock.release(),
       () => lock.destroy(),
     );
+  }
+
+  /**
+   * Ends a GET_LOCK wait at once: MariaDB notices neither a closed socket nor a half-closed one until the wait
+   * times out (`lockWaitS`), so stop() would take that long. KILL QUERY from another connection interrupts it
+   * (a thread may kill its own user's queries); `tryTakeLock` then destroys the connection, as it does with
+   * every connection it holds once stopping, so the id never names a pooled connection's next query.
+   */
+  private async interruptWait(conn: PoolConnection): Promise<void> {
+    await this.options.primary.query('KILL QUERY ?', [conn.threadId]).catch((err: unknown) => {
+      this.log.warn({ err: describe(err) }, 'could not interrupt the wait for the outbox relay lock');
+      conn.destroy();
+    });
   }
 
   /** Writers call this after committing outbox rows, so they are published without waiting a poll. */

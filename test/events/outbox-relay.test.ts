@@ -130,6 +130,32 @@ void t.test('two relays with one lock name: one publishes; the other takes over 
     );
 });
 
+void t.test(
+  'stop() ends a waiting relay’s GET_LOCK in MySQL instead of waiting out its timeout',
+  async (t) => {
+    const stack = await eventsStack(t);
+    const lockName = `test.outbox-relay.stop.${stack.config.kafka.clientId}`;
+    const holder = startRelay(t, stack, { lockName });
+    await waitFor('the lock taken', () => holder.stats().holdsLock);
+    const waiter = startRelay(t, stack, { lockName });
+    // A wait that has just begun (a relay waits 5 s at a time): before the fix, stop() took that long.
+    const waits = async () => {
+      const [rows] = await stack.mysql.primary.query<RowDataPacket[]>(
+        `SELECT ID AS id, TIME_MS AS ms FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT GET_LOCK(%' AND INFO LIKE ?`,
+        [`%${lockName}%`],
+      );
+      return rows as { id: number; ms: number }[];
+    };
+    await waitFor('a fresh GET_LOCK wait', async () => (await waits()).some((w) => w.ms < 1_000));
+    const started = performance.now();
+    await waiter.stop();
+    const tookMs = performance.now() - started;
+    t.same(await waits(), [], 'no GET_LOCK left waiting in MySQL when stop() returns');
+    t.ok(tookMs < 2_500, `stop() returned in ${Math.round(tookMs)} ms, not at the wait's 5 s timeout`);
+    t.equal(holder.stats().holdsLock, true, 'the holder keeps the lock');
+  },
+);
+
 void t.test('a killed lock connection frees the lock; the relay takes it again and goes on', async (t) => {
   const stack = await eventsStack(t);
   const products = [uniqueProductId()];
