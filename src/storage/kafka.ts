@@ -49,6 +49,13 @@ export const keyPartitioner = Partitioners.DefaultPartitioner;
 const ROUTINE_GROUP_ERRORS =
   /^(The group is rebalancing|The coordinator is loading|The coordinator is not available)/;
 
+/**
+ * KafkaJS warns at every start of an idempotent producer with bounded retries. The outbox relay bounds them on
+ * purpose (src/events/outbox-producer.ts: its next round sends again, and consumers drop redeliveries by event
+ * id: at-least-once, no exactly-once claimed), so the line says nothing to an operator: logged at debug.
+ */
+const EXPECTED_WARNINGS = /^Limiting retries for the idempotent producer/;
+
 /** KafkaJS log lines go through pino, tagged `component: kafkajs`. */
 export function pinoLogCreator(logger: Logger): logCreator {
   const child = logger.child({ component: 'kafkajs' });
@@ -59,6 +66,7 @@ export function pinoLogCreator(logger: Logger): logCreator {
       const routine = typeof error === 'string' && ROUTINE_GROUP_ERRORS.test(error);
       if (level === KafkaLogLevel.ERROR && routine) child.info(extra, message);
       else if (level === KafkaLogLevel.ERROR) child.error(extra, message);
+      else if (level === KafkaLogLevel.WARN && EXPECTED_WARNINGS.test(message)) child.debug(extra, message);
       else if (level === KafkaLogLevel.WARN) child.warn(extra, message);
       else if (level === KafkaLogLevel.INFO) child.debug(extra, message);
       else child.trace(extra, message);

@@ -271,10 +271,13 @@ export async function waitFor(what: string, done: () => boolean | Promise<boolea
 }
 
 /** A pino logger whose lines are kept in `lines` (parsed JSON), to assert on what was logged. */
-export function capturingLogger(): { logger: Logger; lines: { msg: string; [k: string]: unknown }[] } {
+export function capturingLogger(level: 'info' | 'debug' = 'info'): {
+  logger: Logger;
+  lines: { msg: string; [k: string]: unknown }[];
+} {
   const lines: { msg: string; [k: string]: unknown }[] = [];
   const logger = pino(
-    { level: 'info' },
+    { level },
     { write: (line: string) => void lines.push(JSON.parse(line) as { msg: string }) },
   );
   return { logger, lines };

@@ -217,6 +217,27 @@ void t.test(
   },
 );
 
+void t.test('KafkaJS log levels: the bounded-retries warning of the relay’s producer is debug', (t) => {
+  const { logger, lines } = capturingLogger('debug');
+  const log = pinoLogCreator(logger)(4);
+  const warn = (message: string) => ({
+    namespace: 'Producer',
+    level: 2,
+    label: 'WARN',
+    log: { timestamp: 'now', logger: 'kafkajs', message },
+  });
+  log(warn('Limiting retries for the idempotent producer may invalidate EoS guarantees'));
+  log(warn('The group is rebalancing, re-joining'));
+  t.same(
+    lines.map((l) => [l['level'], l['msg']]),
+    [
+      [20, 'Limiting retries for the idempotent producer may invalidate EoS guarantees'],
+      [40, 'The group is rebalancing, re-joining'],
+    ],
+  );
+  t.end();
+});
+
 void t.test('KafkaJS log levels: routine group rebalances are info, other errors stay errors', (t) => {
   const { logger, lines } = capturingLogger();
   const log = pinoLogCreator(logger)(4);
