@@ -139,7 +139,8 @@ export class OutboxRelay {
   async stop(): Promise<void> {
     this.stopping = true;
     this.sleeper?.wake();
-    if (this.waiting !== undefined) await this.interruptWait(this.waiting);
+    // Not awaited: the loop ends when the wait does, and the wait for the loop below is bounded.
+    if (this.waiting !== undefined) void this.interruptWait(this.waiting);
     const finished =
       this.loop === undefined ||
       (await withTimeout(this.loop, relayDefaults.stopWaitMs, 'outbox relay stop').then(
