@@ -134,7 +134,8 @@ export class OutboxRelay {
 
   /**
    * Ends a wait for the lock, finishes the batch in hand (waiting at most 5 s: a send may be retrying against a
-   * dead broker), closes the producer and releases the lock. Rows of an abandoned send are sent again by the next holder.
+   * dead broker), closes the producer and releases the lock. Rows of an abandoned send are sent again by the
+   * next holder.
    */
   async stop(): Promise<void> {
     this.stopping = true;
