@@ -50,6 +50,19 @@ const ROUTINE_GROUP_ERRORS =
   /^(The group is rebalancing|The coordinator is loading|The coordinator is not available)/;
 
 /**
+ * Error answers KafkaJS logs at ERROR for every request (`Response Metadata(...)`) although it refreshes its
+ * metadata and retries them itself: a topic or leader not known yet on a broker (just created, or moved by a
+ * broker's failover) and the request that hit a former leader or controller. `Topic creation errors` is the
+ * losing side of two nodes creating the same topics at once; `ensureTopics` (src/events/topics.ts) fails the
+ * start with the real cause when it was anything else. Logged at info: still seen, not an alarm.
+ */
+const ROUTINE_RESPONSE_ERRORS = new RegExp(
+  '^(This server does not host this topic-partition|There is no leader for this topic-partition' +
+    '|This server is not the leader for that topic-partition|This is not the correct controller' +
+    '|Topic creation errors)',
+);
+
+/**
  * KafkaJS warns at every start of an idempotent producer with bounded retries. The outbox relay bounds them on
  * purpose (src/events/outbox-producer.ts: its next round sends again, and consumers drop redeliveries by event
  * id: at-least-once, no exactly-once claimed), so the line says nothing to an operator: logged at debug.
@@ -63,7 +76,10 @@ export function pinoLogCreator(logger: Logger): logCreator {
     ({ level, log }) => {
       const { message, ...extra } = log;
       const error = (extra as { error?: unknown }).error;
-      const routine = typeof error === 'string' && ROUTINE_GROUP_ERRORS.test(error);
+      const routine =
+        typeof error === 'string' &&
+        (ROUTINE_GROUP_ERRORS.test(error) ||
+          (message.startsWith('Response ') && ROUTINE_RESPONSE_ERRORS.test(error)));
       if (level === KafkaLogLevel.ERROR && routine) child.info(extra, message);
       else if (level === KafkaLogLevel.ERROR) child.error(extra, message);
       else if (level === KafkaLogLevel.WARN && EXPECTED_WARNINGS.test(message)) child.debug(extra, message);

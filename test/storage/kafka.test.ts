@@ -238,27 +238,49 @@ void t.test('KafkaJS log levels: the bounded-retries warning of the relay’s pr
   t.end();
 });
 
-void t.test('KafkaJS log levels: routine group rebalances are info, other errors stay errors', (t) => {
-  const { logger, lines } = capturingLogger();
-  const log = pinoLogCreator(logger)(4);
-  const entry = (level: number, error: string) => ({
-    namespace: 'Runner',
-    level,
-    label: 'ERROR',
-    log: { timestamp: 'now', logger: 'kafkajs', message: 'Error', error },
-  });
-  log(entry(1, 'The group is rebalancing, so a rejoin is needed'));
-  log(entry(1, "The coordinator is loading and hence can't process requests for this group"));
-  log(entry(1, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'));
-  log(entry(2, 'The group is rebalancing, so a rejoin is needed'));
-  t.same(
-    lines.map((l) => [l['level'], l['error']]),
-    [
-      [30, 'The group is rebalancing, so a rejoin is needed'],
-      [30, "The coordinator is loading and hence can't process requests for this group"],
-      [50, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'],
-      [40, 'The group is rebalancing, so a rejoin is needed'],
-    ],
-  );
-  t.end();
-});
+void t.test(
+  'KafkaJS log levels: routine rebalances and retried answers are info, other errors stay errors',
+  (t) => {
+    const { logger, lines } = capturingLogger();
+    const log = pinoLogCreator(logger)(4);
+    const entry = (level: number, error: string, message = 'Error') => ({
+      namespace: 'Runner',
+      level,
+      label: 'ERROR',
+      log: { timestamp: 'now', logger: 'kafkajs', message, error },
+    });
+    const metadata = 'Response Metadata(key: 3, version: 6)';
+    log(entry(1, 'The group is rebalancing, so a rejoin is needed'));
+    log(entry(1, "The coordinator is loading and hence can't process requests for this group"));
+    log(entry(1, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'));
+    log(entry(2, 'The group is rebalancing, so a rejoin is needed'));
+    // What a node logs at its first start (two nodes creating the topics) and while a broker fails over.
+    log(entry(1, 'Topic creation errors', 'Response CreateTopics(key: 19, version: 3)'));
+    log(entry(1, 'This server does not host this topic-partition', metadata));
+    log(
+      entry(
+        1,
+        'This server is not the leader for that topic-partition',
+        'Response Produce(key: 0, version: 7)',
+      ),
+    );
+    // The same texts outside an answer, and an answer's other errors, stay errors.
+    log(entry(1, 'This server does not host this topic-partition'));
+    log(entry(1, 'The requested fetch size is invalid', 'Response Fetch(key: 1, version: 11)'));
+    t.same(
+      lines.map((l) => [l['level'], l['error']]),
+      [
+        [30, 'The group is rebalancing, so a rejoin is needed'],
+        [30, "The coordinator is loading and hence can't process requests for this group"],
+        [50, 'Connection error: connect ECONNREFUSED 127.0.0.1:19092'],
+        [40, 'The group is rebalancing, so a rejoin is needed'],
+        [30, 'Topic creation errors'],
+        [30, 'This server does not host this topic-partition'],
+        [30, 'This server is not the leader for that topic-partition'],
+        [50, 'This server does not host this topic-partition'],
+        [50, 'The requested fetch size is invalid'],
+      ],
+    );
+    t.end();
+  },
+);
