@@ -22,8 +22,9 @@ function attempt<T>(fn: () => T): T | undefined {
 const CLOCK_TICKS = Number(attempt(() => execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }))) || 100;
 
 type CpuSnapshot = ReturnType<typeof cpuSnapshot>;
-/** Over a phase: the load generator's cores, the share of all cores busy (0..1) and the cores in interrupts
- * (charged to no process; both undefined without /proc), and each named process's cores. */
+/** Over a phase: the load generator's cores, the share of all cores busy (0..1), the cores in interrupts
+ * (charged to no process) and the cores the host took from this guest (steal; all three undefined without
+ * /proc), and each named process's cores. */
 export type CpuShares = ReturnType<typeof cpuShares>;
 
 /** The local stack's servers (scripts/stack/layout.ts) and the names the bench's CPU figures give them. */
@@ -68,7 +69,7 @@ function runQueueNs(pid: number | 'self'): number | undefined {
   return waits?.reduce((sum, line) => sum + Number(line?.split(' ')[1] ?? 0), 0);
 }
 
-/** The generator's, the machine's (busy, irq and total jiffies) and each named process's CPU so far: utime +
+/** The generator's, the machine's (busy, irq, steal and total jiffies) and each named process's CPU so far: utime +
  * stime (fields 14 and 15 of /proc/<pid>/stat), jiffies; and their time waiting for a CPU (`runQueueNs`). */
 export function cpuSnapshot(pids: Readonly<Record<string, number | undefined>>) {
   const jiffies = (f: string[] | undefined) => f && Number(f[11]) + Number(f[12]);
@@ -99,20 +100,30 @@ export function cpuShares(from: CpuSnapshot, to: CpuSnapshot) {
   const runQueue = per(from.waits, to.waits, 1e9);
   const [a, b] = [from.machine, to.machine];
   const span = a && b ? b.total - a.total : 0;
-  const [machineBusy, irqCores] =
+  const [machineBusy, irqCores, stealCores] =
     a && b && span > 0
-      ? [(b.busy - a.busy) / span, ((b.irq - a.irq) / span) * cores()]
-      : [undefined, undefined];
-  return { wallS, benchCores: selfUs / 1e6 / wallS, machineBusy, irqCores, processCores, runQueue };
+      ? [(b.busy - a.busy) / span, ((b.irq - a.irq) / span) * cores(), ((b.steal - a.steal) / span) * cores()]
+      : [undefined, undefined, undefined];
+  return {
+    wallS,
+    benchCores: selfUs / 1e6 / wallS,
+    machineBusy,
+    irqCores,
+    stealCores,
+    processCores,
+    runQueue,
+  };
 }
 
 export const cores = availableParallelism;
 
-/** Busy share of all cores over `ms` while the bench sends nothing: load from outside the benchmark. */
-export async function backgroundBusy(ms: number): Promise<number | undefined> {
+/** Over `ms` while the bench sends nothing: the busy share of all cores (load from outside the benchmark)
+ * and the cores the host took (steal). */
+export async function background(ms: number): Promise<{ busy?: number; stealCores?: number }> {
   const before = cpuSnapshot({});
   await sleep(ms);
-  return cpuShares(before, cpuSnapshot({})).machineBusy;
+  const { machineBusy, stealCores } = cpuShares(before, cpuSnapshot({}));
+  return { busy: machineBusy, stealCores };
 }
 
 /** Cores busy outside the given processes and the bench, interrupts left out; undefined without /proc. */
@@ -122,12 +133,17 @@ export function otherCores(shares: CpuShares, known: readonly (number | undefine
   return Math.max(0, shares.machineBusy * cores() - (shares.irqCores ?? 0) - knownCores);
 }
 
-function machineJiffies(): { busy: number; irq: number; total: number } | undefined {
+const machineJiffies = () => {
   const line = attempt(() => readFileSync('/proc/stat', 'utf8'))?.split('\n')[0];
-  if (line === undefined) return undefined;
+  return line === undefined ? undefined : procStatJiffies(line);
+};
+
+/** The `cpu` line of /proc/stat as busy (this guest's own work), irq, steal and total jiffies. */
+export function procStatJiffies(line: string): { busy: number; irq: number; steal: number; total: number } {
   const values = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal (guest time is already inside user)
+  // user nice system idle iowait irq softirq steal (guest time is already inside user). Steal: time the
+  // host ran something else while this guest's vCPU wanted to run; busy is this guest's own work only.
   const total = values.slice(0, 8).reduce((a, b) => a + b, 0);
-  const idle = (values[3] ?? 0) + (values[4] ?? 0);
-  return { busy: total - idle, irq: (values[5] ?? 0) + (values[6] ?? 0), total };
+  const [idle, steal] = [(values[3] ?? 0) + (values[4] ?? 0), values[7] ?? 0];
+  return { busy: total - idle - steal, irq: (values[5] ?? 0) + (values[6] ?? 0), steal, total };
 }

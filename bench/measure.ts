@@ -60,6 +60,10 @@ export function histogramMean(before: Samples, after: Samples, name: string, ...
 
 /** A phase in which processes outside the benchmark took more CPU than this (cores) is reported as disturbed. */
 export const DISTURBED_OTHER_CORES = 0.25;
+/** So is one in which the host took more than this (cores) from a virtual machine's vCPUs (steal, which
+ * /proc/stat counts apart from this guest's own work): this project's 2-vCPU guest read 0.14-0.4 cores of it
+ * idle and 0.01-0.02 under a load half an hour later (7 December). */
+export const DISTURBED_STEAL_CORES = 0.1;
 
 /** A phase's result with its CPU shares, the service's cores (`process_cpu_seconds_total` Σ over the nodes ÷
  * wall), the other cores (outside the service, the stack and the bench), `/metrics` before and after and
@@ -148,9 +152,11 @@ export async function measurePhase<T>(
   const line = formatStages(stages);
   if (line !== '') progress?.(`bench:   ${line}`);
   const { cores, other } = phaseCores(cpu, serviceCores);
-  progress?.(`bench:   cores: ${busiest(cores)}`);
+  const steal = cpu.stealCores === undefined ? '' : `; the host took ${cpu.stealCores.toFixed(2)} (steal)`;
+  progress?.(`bench:   cores: ${busiest(cores)}${steal}`);
   progress?.(`bench:   waiting for a CPU (s per s, all threads): ${busiest(cpu.runQueue)}`);
-  return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
+  const stealCores = cpu.stealCores;
+  return { result, cpu, serviceCores, otherCores: other, stealCores, metrics: { before, after }, stages };
 }
 
 /** `name figure, …` of the figures ≥ 0.005, largest first. */

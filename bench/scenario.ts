@@ -9,7 +9,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
 import { startCluster, type Cluster, type ClusterSettings } from './cluster.js';
-import { backgroundBusy, cores, stackPids } from './cpu.js';
+import { background, cores, stackPids } from './cpu.js';
+import { probeIo } from './io-probe.js';
 import { mintTokens, newLatencyHistogram, PurchaseLedger, type BenchTokens, type Strategy } from './load.js';
 import * as m from './measure.js';
 import { ConnectionSet, runOpenLoop, type OpenLoopPhase, type OpenLoopResult } from './open-loop.js';
@@ -107,7 +108,7 @@ type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
 /** A measured step of `path` (`Run.step`). */
 export type PathStep<P extends string = string> = OpenStep & { readonly path: P };
-type Health = Pick<OpenStep, 'result' | 'otherCores'>;
+type Health = Pick<OpenStep, 'result' | 'otherCores'> & { readonly stealCores?: number };
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -117,9 +118,12 @@ export async function drainCleanups(cleanups: (() => Promise<void> | void)[], pr
       .catch((err: unknown) => progress(`bench: cleanup failed: ${String(err)}`));
 }
 
-/** A step in which other processes took more than DISTURBED_OTHER_CORES, or any if a stack server restarted. */
-const isDisturbed = (s: { readonly otherCores: number | undefined }, restarted: readonly string[]) =>
-  restarted.length > 0 || (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES;
+/** A step in which other processes took more than DISTURBED_OTHER_CORES or the host more than
+ * DISTURBED_STEAL_CORES, or any if a stack server restarted. */
+const isDisturbed = (s: Health, restarted: readonly string[]) =>
+  restarted.length > 0 ||
+  (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES ||
+  (s.stealCores ?? 0) > m.DISTURBED_STEAL_CORES;
 
 export class Run {
   readonly tokens!: BenchTokens;
@@ -135,7 +139,10 @@ export class Run {
   readonly id: string;
   /** The products `check` checks: those `product` made. */
   readonly products: Parameters<typeof expectedFrom>[1][number][] = [];
-  background: number | undefined;
+  /** The machine before the load (`setUp`'s `backgroundMs`): busy share of all cores, and host steal. */
+  background: { busy?: number; stealCores?: number } = {};
+  /** What a loopback round trip cost a process when the run began (`setUp`), CPU-µs. */
+  ioCost?: Awaited<ReturnType<typeof probeIo>>;
   opened = 0;
   private leasesBefore = 0;
   private purchaseStream?: ReturnType<PurchaseLedger['stream']>;
@@ -182,7 +189,8 @@ export class Run {
   /**
    * Starts the `cluster`, the admin pool, mints the tokens (of `users`, default the bench users), opens
    * `--connections` connections (a ConnectionSet) with `connectionsTimeoutMs` when given; then the machine's
-   * background over `backgroundMs` (default 2000; 0: not sampled) and the nodes' lease metric.
+   * background over `backgroundMs` (default 2000; 0: not sampled, nor the next) and the price of a network
+   * interaction on it now (`ioCost`, ~3 s: it moves 2-5× between hours here), and the nodes' lease metric.
    */
   async setUp(s: {
     cluster?: ClusterSettings;
@@ -207,7 +215,11 @@ export class Run {
       io.progress(`bench: ${num(this.opened)} of ${num(options.connections)} connections open`);
     }
     const backgroundMs = s.backgroundMs ?? 2_000;
-    this.background = backgroundMs > 0 ? await backgroundBusy(backgroundMs) : undefined;
+    if (backgroundMs > 0) {
+      this.background = await background(backgroundMs);
+      io.progress('bench: probing the cost of a loopback round trip (~3 s)');
+      this.ioCost = await probeIo();
+    }
     this.leasesBefore = await this.leasesLost();
     return this;
   }
@@ -299,6 +311,8 @@ export class Run {
       `sharing them with ${service}${this.cluster?.nginx ? ', nginx' : ''}, MariaDB, Redis, Kafka and the payment provider`;
     const gen = Math.max(0, ...r.steps.map((s) => s.result.generatorCores));
     const disturbed = r.steps.filter((s) => isDisturbed(s, restarted));
+    const steal = Math.max(this.background.stealCores ?? 0, ...r.steps.map((s) => s.stealCores ?? 0));
+    const { busy } = this.background;
     const stack = restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : '';
     const ok = r.ok !== false && checks.every((c) => c.ok) && f.unexpectedReplays === 0;
     const failing = checks.slice(1).filter((c) => !c.ok);
@@ -309,9 +323,12 @@ export class Run {
       `load generator: up to ${gen.toFixed(2)} cores in a step (${Math.round((gen / cores()) * 100)}% of this machine's ${cores()} cores), ${shared}.`,
       r.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
       disturbed.length > 0 &&
-        `WARNING: ${disturbed.length} of ${r.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores${stack}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-      (this.background ?? 0) > 0.1 &&
-        `WARNING: the machine was ${Math.round(this.background! * 100)}% busy before the load`,
+        `WARNING: ${disturbed.length} of ${r.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores, the host > ${m.DISTURBED_STEAL_CORES}${stack}): ${disturbed.map((s) => s.result.label).join(', ')}`,
+      (busy ?? 0) > 0.1 && `WARNING: the machine was ${Math.round(busy! * 100)}% busy before the load`,
+      steal > m.DISTURBED_STEAL_CORES &&
+        `WARNING: the host took up to ${steal.toFixed(2)} of this machine's ${cores()} cores (steal, /proc/stat): figures measured meanwhile are lower than the machine's own`,
+      this.ioCost !== undefined &&
+        `this machine now: a loopback round trip cost a process ${this.ioCost.busyUs} CPU-µs back to back, ${this.ioCost.afterSleepUs} after a ${this.ioCost.gapMs} ms sleep (bench/RESULTS.md: the figures at low rates follow it; compare runs of similar readings)`,
       shardLosses > 0 &&
         `WARNING: the nodes lost ${shardLosses} shard leases during the run (shard_ownership_changes_total)`,
       shown.map((c) => checkNote(c)),
@@ -327,7 +344,10 @@ export class Run {
       load_generator_cores: m.round(gen, 2),
       load_generator_machine_share: m.round(gen / cores(), 2),
       generator_warnings: sum(r.steps, (s) => s.result.warnings.length),
-      background_busy: m.roundOrNull(this.background, 2),
+      background_busy: m.roundOrNull(busy, 2),
+      host_steal_cores: m.round(steal, 2),
+      io_round_trip_cpu_us_busy: this.ioCost?.busyUs ?? null,
+      io_round_trip_cpu_us_after_sleep: this.ioCost?.afterSleepUs ?? null,
       stack_restarted: restarted.length > 0,
       shard_losses: shardLosses,
     };
@@ -369,7 +389,10 @@ export class Run {
     try {
       const result = await body(run);
       this.found.shardLosses += await run.leaseLosses();
-      if (run.background !== undefined) this.background = Math.max(this.background ?? 0, run.background);
+      const most = (k: 'busy' | 'stealCores') => Math.max(this.background[k] ?? 0, run.background[k] ?? 0);
+      if (run.background.busy !== undefined)
+        this.background = { busy: most('busy'), stealCores: most('stealCores') };
+      this.ioCost ??= run.ioCost;
       return result;
     } finally {
       this.io.progress(`bench: stopping ${what}`);
@@ -572,6 +595,7 @@ export function stepTable<S extends OpenStep>(first: string, steps: S[], mid: Ce
       ['svc cores', (s) => s.serviceCores.toFixed(2)],
       ['gen cores', (s) => s.result.generatorCores.toFixed(2)],
       ['other cores', (s) => (s.otherCores === undefined ? '-' : s.otherCores.toFixed(2))],
+      ['host steal', (s) => (s.stealCores === undefined ? '-' : s.stealCores.toFixed(2))],
     ],
     steps,
   );

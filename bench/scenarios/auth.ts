@@ -127,7 +127,10 @@ async function run(run: Run) {
   const scale = run.param('micro-scale', 1, 0.001, 100);
   const first = run.choice('first', ['on', 'off']);
   const { tokens, background } = await run.setUp({});
-  io.progress(`bench: machine busy before the measurements: ${Math.round((background ?? 0) * 100)}%`);
+  const { busy = 0, stealCores = 0 } = background;
+  io.progress(
+    `bench: machine busy before the measurements: ${Math.round(busy * 100)}%, the host took ${stealCores.toFixed(2)} cores`,
+  );
   const micro = await microCosts(run, scale);
 
   const order: readonly Mode[] = first === 'on' ? ['on', 'off', 'off', 'on'] : ['off', 'on', 'on', 'off'];

@@ -6,7 +6,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from '../../src/storage/redis.js';
 import { cpuShares, cpuSnapshot } from '../cpu.js';
-import { probeIo } from '../io-probe.js';
 import { monotonicUs, type Strategy } from '../load.js';
 import { round } from '../measure.js';
 import { num, tableOf } from '../report.js';
@@ -111,8 +110,7 @@ async function run(run: Run) {
     monotonicUs: { start, end: monotonicUs() },
   };
   // What one network interaction costs a process on this machine (what the low-rate figure is made of).
-  io.progress('bench: probing the cost of a loopback round trip (~3 s)');
-  const ioCost = await probeIo();
+  const ioCost = run.ioCost!;
   /** A measured phase of `path` on `productId` with the servers' counters around it. */
   const phase = async (path: Strategy, label: string, load: Load, productId: number) => {
     const created = run.ledger.tally(productId).created;
@@ -206,8 +204,6 @@ async function run(run: Run) {
         saturated_errors: p.result.errors,
       })),
       saturation_in_flight: inFlight,
-      io_round_trip_cpu_us_busy: ioCost.busyUs,
-      io_round_trip_cpu_us_after_sleep: ioCost.afterSleepUs,
       idle_node_cpu_pct: idlePct,
       idle_s: round(idle.s, 1),
       ...keyed('target', {

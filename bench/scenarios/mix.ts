@@ -25,7 +25,7 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, stages, otherCores, cpu } = measured;
+  const { result, stages, otherCores, stealCores, cpu } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
     const s = result.ops.get(op);
@@ -41,7 +41,20 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   const nodeCpuWait = nodesCpuWait(cpu);
-  return { ...step, result, ops, op, hitShare, errorShare, misses, otherCores, stages, nodeCpuWait, cpu };
+  return {
+    ...step,
+    result,
+    ops,
+    op,
+    hitShare,
+    errorShare,
+    misses,
+    otherCores,
+    stealCores,
+    stages,
+    nodeCpuWait,
+    cpu,
+  };
 }
 
 export default bench.defineScenario({
@@ -158,6 +171,7 @@ export default bench.defineScenario({
           ['hit rate', ({ s }) => `${Math.round(s.hitShare * 100)}%`],
           ['gen cores', ({ s }) => s.result.generatorCores.toFixed(2)],
           ['nodes waited', ({ s }) => `${s.nodeCpuWait.toFixed(2)} s/s`],
+          ['host steal', ({ s }) => s.stealCores?.toFixed(2) ?? '-'],
         ],
         rows,
       ),

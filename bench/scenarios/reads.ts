@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { freePort } from '../../scripts/node-launcher.js';
 import { startProcess } from '../cluster.js';
-import { backgroundBusy, cpuShares, cpuSnapshot } from '../cpu.js';
+import { background as sampleBackground, cpuShares, cpuSnapshot } from '../cpu.js';
 import { familyDelta, round, roundOrNull, scrape } from '../measure.js';
 import { fixed, msColumns, num, sum, tableOf } from '../report.js';
 import { defineScenario, keyed, UsageError, type BenchIO } from '../scenario.js';
@@ -41,6 +41,8 @@ type Target = (typeof TARGETS)[number];
 /** A phase: wrk's report, the target's cores (/proc), and for the node its reads and cache hits (/metrics). */
 type Phase = Readonly<{ target: Target; round: number; wrk: WrkReport; wallS: number }> & {
   readonly cores: number | undefined;
+  /** Cores the host took from this guest during the phase (steal). */
+  readonly steal: number | undefined;
   readonly reads?: number;
   readonly hits?: number;
 };
@@ -114,6 +116,7 @@ const columns: Parameters<typeof tableOf<Phase>>[0] = [
   ['cache hit %', (p) => (p.reads ? fixed(((p.hits ?? 0) / p.reads) * 100, 2) : '-')],
   ['bytes/answer', (p) => Math.round(p.wrk.bytes / Math.max(1, p.wrk.requests))],
   ['cores', (p) => fixed(p.cores, 2)],
+  ['host steal', (p) => fixed(p.steal, 2)],
 ];
 
 export default defineScenario({
@@ -159,7 +162,7 @@ export default defineScenario({
     const [hello, peer] = [await startHello(''), await startHello('peer')];
     const urls = { node, hello: hello.url, peer: peer.url };
     const pids = { hello: hello.pid, peer: peer.pid, node: cluster.nodes[0]?.pid };
-    const background = await backgroundBusy(1_000);
+    const background = await sampleBackground(1_000);
     for (const target of warmupS > 0 ? TARGETS : []) {
       io.progress(`bench: warm-up ${target}, ${warmupS} s`);
       await runWrk(urls[target], paths, threads, connections, warmupS, io);
@@ -183,7 +186,8 @@ export default defineScenario({
         const after = metrics && (await scrape(node));
         const reads = (...labels: string[]) => after && familyDelta(metrics, after, CACHE_READS, ...labels);
         const [wallS, cores] = [cpu.wallS, cpu.processCores[target]];
-        phases.push({ target, round: r, wrk, wallS, cores, reads: reads(), hits: reads('result="hit"') });
+        const [steal, hits] = [cpu.stealCores, reads('result="hit"')];
+        phases.push({ target, round: r, wrk, wallS, cores, steal, reads: reads(), hits });
         io.progress(`bench: ${target} #${r}: ${num(perS(wrk))} requests/s, errors ${errorCount(wrk)}`);
       }
 
@@ -216,7 +220,11 @@ export default defineScenario({
         node_cpu_us_per_read: n.cpuUs,
         hello_cpu_us_per_request: h.cpuUs,
         peer_hello_cpu_us_per_request: hp.cpuUs,
-        background_busy: roundOrNull(background, 2),
+        background_busy: roundOrNull(background.busy, 2),
+        host_steal_cores: roundOrNull(
+          Math.max(background.stealCores ?? 0, ...phases.map((p) => p.steal ?? 0)),
+          2,
+        ),
       },
       table: tableOf(columns, phases),
       notes: [

@@ -5,7 +5,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cores as machineCores, cpuShares, cpuSnapshot, type CpuShares } from '../../bench/cpu.js';
+import {
+  cores as machineCores,
+  cpuShares,
+  cpuSnapshot,
+  procStatJiffies,
+  type CpuShares,
+} from '../../bench/cpu.js';
 import { formatStages, phaseCores, stageFigures } from '../../bench/measure.js';
 import { parseSamples } from '../../bench/measure.js';
 
@@ -62,6 +68,7 @@ t.test("a phase's other cores count the nodes once, named or as the service", as
     benchCores: 0.1,
     machineBusy: 0.5,
     irqCores: 0,
+    stealCores: 0,
     processCores,
     runQueue: {},
   });
@@ -75,6 +82,18 @@ t.test("a phase's other cores count the nodes once, named or as the service", as
   const unnamed = phaseCores(shares({ mariadb_primary: 0.2 }), 0.3);
   t.equal(unnamed.other?.toFixed(3), (busyCores - 0.1 - 0.5).toFixed(3), 'the nodes as the service');
   t.same(unnamed.cores, { service: 0.3, mariadb_primary: 0.2, bench: 0.1 });
+});
+
+t.test("the host's steal is not this machine's work: busy leaves it out, steal counts it", (t) => {
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest is already inside user)
+  const at = procStatJiffies('cpu  600 0 200 900 100 20 30 150 50 0');
+  t.same(at, { busy: 850, irq: 50, steal: 150, total: 2000 });
+  t.same(
+    procStatJiffies('cpu  10 0 10 80'),
+    { busy: 20, irq: 0, steal: 0, total: 100 },
+    'an old kernel: no steal',
+  );
+  t.end();
 });
 
 const noSchedstat =
