@@ -151,8 +151,8 @@ export class PurchaseLedger {
     if (status === 201) {
       tally.created += 1;
       if (headers['idempotent-replayed'] !== 'true') return { error: false, label: '201' };
-      // Keys are sent once: a replay means a proxy retried a request whose first attempt committed
-      // (nginx's proxy_next_upstream non_idempotent). Still this key's confirmed order.
+      // Keys are sent once: a replay means a retry on the way found its first attempt committed (nginx's on a
+      // failed node, or the entry node's forwarding: `Run.check`). Still this key's confirmed order.
       this.replayed += 1;
       return { error: false, label: '201 REPLAYED' };
     }

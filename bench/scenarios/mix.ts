@@ -153,7 +153,7 @@ export default bench.defineScenario({
         catalog_products: at?.catalog ?? null,
         errors_pct: at === undefined ? null : round(at.errorShare * 100, 2),
         node_cpu_wait_s_per_s: at === undefined ? null : round(at.nodeCpuWait, 2),
-        nginx_retried_replays: ledger.replayed,
+        retried_replays: ledger.replayed,
         connections_open: run.opened,
         nodes: run.cluster.nodes.length,
         via_nginx: run.cluster.nginx !== undefined,
@@ -183,7 +183,7 @@ export default bench.defineScenario({
             (broke === undefined
               ? '; never missed: capacity is higher'
               : `; missed at ${num(broke.offered)}/s: ${broke.misses.join('; ')}`),
-        `${ledger.replayed} purchases answered 201 Idempotent-Replayed (nginx retries, allowed)`,
+        `${ledger.replayed} purchases answered 201 Idempotent-Replayed (a retry on the way, nginx's or the entry node's forwarding, found the first attempt committed: allowed)`,
       ],
       details: { catalogSize },
       charts: [

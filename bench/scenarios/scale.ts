@@ -126,7 +126,7 @@ export default bench.defineScenario({
         forwarded_share_at_capacity: roundOrNull(two?.cap.best && two.share([two.cap.best]), 3),
         forwarded_share_one_node: roundOrNull(one.share(one.steps), 3),
         still_pending: stillPending,
-        nginx_retried_replays: replayed,
+        retried_replays: replayed,
         via_nginx: true,
         steps: steps.length,
         step_s: run.options.durationS,
