@@ -35,6 +35,37 @@ for (const strategy of ['actor', 'baseline'] as const) {
   );
 }
 
+for (const strategy of ['actor', 'baseline'] as const) {
+  t.test(`${strategy}: keys and users that differ only in case are different`, async (t) => {
+    const running = await startApp(t);
+    const productId = await running.createProduct({ stock: 10, strategy });
+    const user = uniq('U');
+    const lower = user.toLowerCase();
+    t.not(lower, user);
+    // Each of these is a purchase of its own: the service compares keys and users byte for byte, so must
+    // the database's unique key (utf8mb4_unicode_ci took 'K' and 'k', or two users' 'K', for one entry).
+    const buys: [string, string][] = [
+      [user, 'K'],
+      [user, 'k'],
+      [lower, 'K'],
+    ];
+    const answers = [];
+    for (const [u, key] of buys) answers.push(await running.purchase(productId, 1, u, key));
+    t.same(
+      answers.map((a) => [a.status, a.headers['idempotent-replayed']]),
+      buys.map(() => [201, undefined]),
+      'three fresh orders, none a replay',
+    );
+    t.equal(new Set(answers.map((a) => (a.body as { orderId: string }).orderId)).size, 3);
+    // A header's surrounding whitespace is not part of its value (RFC 9110 5.5): 'k ' is the key 'k'.
+    const again = await running.purchase(productId, 1, user, 'k ');
+    t.equal(again.headers['idempotent-replayed'], 'true', "'k ' again is the key 'k': its replay");
+    t.equal((again.body as { orderId: string }).orderId, (answers[1]!.body as { orderId: string }).orderId);
+    const after = await totals(running.infra.mysql.primary, productId);
+    t.same({ stock: after.stock, orders: after.orders }, { stock: 7, orders: 3 });
+  });
+}
+
 t.test(
   'actor: a retry after the actor was passivated is answered from the database, not bought again',
   async (t) => {
