@@ -25,7 +25,7 @@ type StepRun = { offered: number; catalog: number; hotShare: number; startS: num
 
 /** A measured step's figures: per operation (read-hit, read-miss, purchase), hit rate, errors, missed targets. */
 function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
-  const { result, stages, otherCores, stealCores, cpu } = measured;
+  const { result, cpu } = measured;
   // Reads lost to a transport error stay under `read`: counted as errors, outside the targets.
   const ops = Object.keys(TARGET_P95_MS).flatMap((op) => {
     const s = result.ops.get(op);
@@ -41,20 +41,7 @@ function stepOf(measured: MeasuredPhase<OpenLoopResult>, step: StepRun) {
     misses.push(`errors ${(errorShare * 100).toFixed(2)}% > ${ERROR_SHARE * 100}%`);
   const hitShare = hits / (hits + (op('read-miss')?.count ?? 0));
   const nodeCpuWait = nodesCpuWait(cpu);
-  return {
-    ...step,
-    result,
-    ops,
-    op,
-    hitShare,
-    errorShare,
-    misses,
-    otherCores,
-    stealCores,
-    stages,
-    nodeCpuWait,
-    cpu,
-  };
+  return { ...step, ...measured, ops, op, hitShare, errorShare, misses, nodeCpuWait };
 }
 
 export default bench.defineScenario({
