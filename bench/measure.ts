@@ -62,7 +62,7 @@ export function histogramMean(before: Samples, after: Samples, name: string, ...
 export const DISTURBED_OTHER_CORES = 0.25;
 /** So is one in which the host took more than this (cores) from a virtual machine's vCPUs (steal, which
  * /proc/stat counts apart from this guest's own work): this project's 2-vCPU guest read 0.14-0.4 cores of it
- * idle and 0.01-0.02 under a load half an hour later (7 December). */
+ * idle and 0.00-0.02 under load minutes later (7 December). */
 export const DISTURBED_STEAL_CORES = 0.1;
 
 /** A phase's result with its CPU shares, the service's cores (`process_cpu_seconds_total` Σ over the nodes ÷
