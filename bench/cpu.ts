@@ -117,13 +117,17 @@ export function cpuShares(from: CpuSnapshot, to: CpuSnapshot) {
 
 export const cores = availableParallelism;
 
-/** Over `ms` while the bench sends nothing: the busy share of all cores (load from outside the benchmark)
- * and the cores the host took (steal). */
-export async function background(ms: number): Promise<{ busy?: number; stealCores?: number }> {
-  const before = cpuSnapshot({});
+/** Over `ms` while the bench sends nothing: the share of all cores busy outside `pids` and the bench (other
+ * users of the machine; `otherCores`), and the cores the host took (steal). */
+export async function background(
+  ms: number,
+  pids: Readonly<Record<string, number | undefined>> = {},
+): Promise<{ busy?: number; stealCores?: number }> {
+  const before = cpuSnapshot(pids);
   await sleep(ms);
-  const { machineBusy, stealCores } = cpuShares(before, cpuSnapshot({}));
-  return { busy: machineBusy, stealCores };
+  const shares = cpuShares(before, cpuSnapshot(pids));
+  const others = otherCores(shares, Object.values(shares.processCores));
+  return { busy: others === undefined ? undefined : others / cores(), stealCores: shares.stealCores };
 }
 
 /** Cores busy outside the given processes and the bench, interrupts left out; undefined without /proc. */

@@ -216,7 +216,7 @@ export class Run {
     }
     const backgroundMs = s.backgroundMs ?? 2_000;
     if (backgroundMs > 0) {
-      this.background = await background(backgroundMs);
+      this.background = await background(backgroundMs, this.cluster ? this.measuredPids() : this.pids);
       io.progress('bench: probing the cost of a loopback round trip (~3 s)');
       this.ioCost = await probeIo();
     }
@@ -327,7 +327,8 @@ export class Run {
       r.steps.flatMap((s) => s.result.warnings.map((w) => `WARNING: ${w}`)),
       disturbed.length > 0 &&
         `WARNING: ${disturbed.length} of ${r.steps.length} steps disturbed (other processes > ${m.DISTURBED_OTHER_CORES} cores, the host > ${m.DISTURBED_STEAL_CORES}${stack}): ${disturbed.map((s) => s.result.label).join(', ')}`,
-      (busy ?? 0) > 0.1 && `WARNING: the machine was ${Math.round(busy! * 100)}% busy before the load`,
+      (busy ?? 0) > 0.1 &&
+        `WARNING: other processes kept ${Math.round(busy! * 100)}% of the machine busy before the load`,
       steal > m.DISTURBED_STEAL_CORES &&
         `WARNING: the host took up to ${steal.toFixed(2)} of this machine's ${cores()} cores (steal, /proc/stat): figures measured meanwhile are lower than the machine's own`,
       this.ioCost !== undefined &&

@@ -129,7 +129,7 @@ async function run(run: Run) {
   const { tokens, background } = await run.setUp({});
   const { busy = 0, stealCores = 0 } = background;
   io.progress(
-    `bench: machine busy before the measurements: ${Math.round(busy * 100)}%, the host took ${stealCores.toFixed(2)} cores`,
+    `bench: other processes busy before the measurements: ${Math.round(busy * 100)}%, the host took ${stealCores.toFixed(2)} cores`,
   );
   const micro = await microCosts(run, scale);
 

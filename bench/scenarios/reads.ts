@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { freePort } from '../../scripts/node-launcher.js';
 import { startProcess } from '../cluster.js';
-import { background as sampleBackground, cpuShares, cpuSnapshot } from '../cpu.js';
+import { background as sampleBackground, cpuShares, cpuSnapshot, stackPids } from '../cpu.js';
 import { familyDelta, round, roundOrNull, scrape } from '../measure.js';
 import { fixed, msColumns, num, sum, tableOf } from '../report.js';
 import { defineScenario, keyed, UsageError, type BenchIO } from '../scenario.js';
@@ -162,7 +162,7 @@ export default defineScenario({
     const [hello, peer] = [await startHello(''), await startHello('peer')];
     const urls = { node, hello: hello.url, peer: peer.url };
     const pids = { hello: hello.pid, peer: peer.pid, node: cluster.nodes[0]?.pid };
-    const background = await sampleBackground(1_000);
+    const background = await sampleBackground(1_000, { ...stackPids(), ...pids });
     for (const target of warmupS > 0 ? TARGETS : []) {
       io.progress(`bench: warm-up ${target}, ${warmupS} s`);
       await runWrk(urls[target], paths, threads, connections, warmupS, io);

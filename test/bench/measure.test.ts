@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  background,
   cores as machineCores,
   cpuShares,
   cpuSnapshot,
@@ -95,6 +96,23 @@ t.test("the host's steal is not this machine's work: busy leaves it out, steal c
   );
   t.end();
 });
+
+t.test(
+  "the background leaves out the processes it is given: they are the benchmark's, not others'",
+  async (t) => {
+    const spinner = spawn(process.execPath, ['-e', 'for (;;);'], { stdio: 'ignore' });
+    t.teardown(() => void spinner.kill('SIGKILL'));
+    await sleep(200);
+    const unnamed = await background(1_000);
+    const named = await background(1_000, { spinner: spinner.pid });
+    // The spinner takes about one core (a 1 / cores share): counted as another user only when not named.
+    t.ok(
+      unnamed.busy! - named.busy! > 0.5 / machineCores(),
+      `unnamed ${unnamed.busy!.toFixed(2)}, named ${named.busy!.toFixed(2)}`,
+    );
+    t.type(named.stealCores, 'number');
+  },
+);
 
 const noSchedstat =
   !existsSync('/proc/self/schedstat') && 'no /proc/<pid>/schedstat here (CONFIG_SCHED_INFO)';
