@@ -155,8 +155,7 @@ export async function measurePhase<T>(
   const steal = cpu.stealCores === undefined ? '' : `; the host took ${cpu.stealCores.toFixed(2)} (steal)`;
   progress?.(`bench:   cores: ${busiest(cores)}${steal}`);
   progress?.(`bench:   waiting for a CPU (s per s, all threads): ${busiest(cpu.runQueue)}`);
-  const stealCores = cpu.stealCores;
-  return { result, cpu, serviceCores, otherCores: other, stealCores, metrics: { before, after }, stages };
+  return { result, cpu, serviceCores, otherCores: other, metrics: { before, after }, stages };
 }
 
 /** `name figure, …` of the figures ≥ 0.005, largest first. */

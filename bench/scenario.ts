@@ -108,7 +108,7 @@ type Load = OpenLoopPhase['rate'];
 type Next = OpenLoopPhase['next'];
 /** A measured step of `path` (`Run.step`). */
 export type PathStep<P extends string = string> = OpenStep & { readonly path: P };
-type Health = Pick<OpenStep, 'result' | 'otherCores'> & { readonly stealCores?: number };
+type Health = Pick<OpenStep, 'result' | 'otherCores'> & { readonly cpu?: { stealCores: number | undefined } };
 
 /** Runs `cleanups`, the last registered first, each awaited and a failure logged, until none is left. */
 export async function drainCleanups(cleanups: (() => Promise<void> | void)[], progress: BenchIO['progress']) {
@@ -123,7 +123,7 @@ export async function drainCleanups(cleanups: (() => Promise<void> | void)[], pr
 const isDisturbed = (s: Health, restarted: readonly string[]) =>
   restarted.length > 0 ||
   (s.otherCores ?? 0) > m.DISTURBED_OTHER_CORES ||
-  (s.stealCores ?? 0) > m.DISTURBED_STEAL_CORES;
+  (s.cpu?.stealCores ?? 0) > m.DISTURBED_STEAL_CORES;
 
 export class Run {
   readonly tokens!: BenchTokens;
@@ -314,7 +314,7 @@ export class Run {
       `sharing them with ${service}${this.cluster?.nginx ? ', nginx' : ''}, MariaDB, Redis, Kafka and the payment provider`;
     const gen = Math.max(0, ...r.steps.map((s) => s.result.generatorCores));
     const disturbed = r.steps.filter((s) => isDisturbed(s, restarted));
-    const steal = Math.max(this.background.stealCores ?? 0, ...r.steps.map((s) => s.stealCores ?? 0));
+    const steal = Math.max(this.background.stealCores ?? 0, ...r.steps.map((s) => s.cpu?.stealCores ?? 0));
     const { busy } = this.background;
     const stack = restarted.length > 0 ? `, or stack restarted: ${restarted.join(', ')}` : '';
     const ok = r.ok !== false && checks.every((c) => c.ok) && f.unexpectedReplays === 0;
@@ -599,7 +599,7 @@ export function stepTable<S extends OpenStep>(first: string, steps: S[], mid: Ce
       ['svc cores', (s) => s.serviceCores.toFixed(2)],
       ['gen cores', (s) => s.result.generatorCores.toFixed(2)],
       ['other cores', (s) => (s.otherCores === undefined ? '-' : s.otherCores.toFixed(2))],
-      ['host steal', (s) => (s.stealCores === undefined ? '-' : s.stealCores.toFixed(2))],
+      ['host steal', (s) => s.cpu.stealCores?.toFixed(2) ?? '-'],
     ],
     steps,
   );

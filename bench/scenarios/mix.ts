@@ -158,7 +158,7 @@ export default bench.defineScenario({
           ['hit rate', ({ s }) => `${Math.round(s.hitShare * 100)}%`],
           ['gen cores', ({ s }) => s.result.generatorCores.toFixed(2)],
           ['nodes waited', ({ s }) => `${s.nodeCpuWait.toFixed(2)} s/s`],
-          ['host steal', ({ s }) => s.stealCores?.toFixed(2) ?? '-'],
+          ['host steal', ({ s }) => s.cpu.stealCores?.toFixed(2) ?? '-'],
         ],
         rows,
       ),
