@@ -7,6 +7,7 @@ export {
   AppError,
   ERROR_CODES,
   InvariantError,
+  WriteRolledBack,
   type AppErrorOptions,
   type ErrorCode,
   type ErrorSpec,

@@ -20,7 +20,7 @@ import type {
 } from '../../src/domain/index.js';
 import type { PendingPurchase, ProductMessage } from './types.js';
 import { errorText, StockWriteThrough, type StockWriteThroughOptions } from './write-through.js';
-import { InvariantError } from '../../src/domain/index.js';
+import { InvariantError, WriteRolledBack } from '../../src/domain/index.js';
 
 const { dispatch } = nact;
 
@@ -350,7 +350,7 @@ export class ProductActors {
         // A batch holds many requests: their ids, so each request's log trail shows its batch failing.
         const reqIds = [...batch.orders, ...batch.settlements].flatMap((o) => o.requestId ?? []);
         logger.error({ productId: batch.productId, reqIds, err: errorText(err) }, 'batch write failed');
-        result = { kind: 'failed', error: errorText(err) };
+        result = { kind: 'failed', error: errorText(err), rolledBack: err instanceof WriteRolledBack };
       }
       onBatch?.({
         productId: batch.productId,

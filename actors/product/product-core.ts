@@ -52,7 +52,8 @@ export interface CoreEffects {
   stage?: StageObserver;
 }
 
-export type FlushResult = BatchResult | { kind: 'failed'; error: string };
+/** `rolledBack`: the database refused the write and rolled it back, so nothing of it was applied. */
+export type FlushResult = BatchResult | { kind: 'failed'; error: string; rolledBack?: boolean };
 
 export class ProductCore {
   private phase: 'loading' | 'ready' | 'retired' = 'loading';
@@ -186,7 +187,7 @@ export class ProductCore {
       case 'failed':
         this.retire('DEPENDENCY_UNAVAILABLE', `the batch write failed (${result.error})`, {
           batch,
-          rolledBack: false,
+          rolledBack: result.rolledBack === true,
         });
         return;
     }

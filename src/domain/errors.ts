@@ -135,3 +135,17 @@ export class InvariantError extends AppError {
     this.name = 'InvariantError';
   }
 }
+
+/**
+ * A write the database refused and that was rolled back, for a reason no check traced to a batch (a unique
+ * key no idempotency lookup explains): certain that nothing of it was applied, unlike a lost round trip.
+ */
+export class WriteRolledBack extends AppError {
+  constructor(cause: unknown) {
+    const reason = cause instanceof Error ? cause.message : String(cause);
+    super('DEPENDENCY_UNAVAILABLE', `the database refused the write and rolled it back (${reason})`, {
+      cause,
+    });
+    this.name = 'WriteRolledBack';
+  }
+}

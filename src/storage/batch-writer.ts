@@ -9,7 +9,7 @@ import {
 } from './batch-statements.js';
 import type { PoolConnection, RowDataPacket } from './mysql.js';
 import { findOrdersByIdempotency } from './order-queries.js';
-import { InvariantError } from '../errors.js';
+import { InvariantError, WriteRolledBack } from '../errors.js';
 
 export { batchStatements, type BatchWriterOptions, type CycleBatch };
 
@@ -125,8 +125,10 @@ export async function writeCycle(
         else results[i] = result;
       });
       if (rest.length === group.length) {
-        // Nothing could be traced: only a lone batch fails; several are tried one by one.
-        if (group.length === 1) results[group[0]!] = { kind: 'failed', error: refused.error };
+        // Nothing could be traced: only a lone batch fails (rolled back: nothing of it applied); several
+        // are tried one by one.
+        if (group.length === 1)
+          results[group[0]!] = { kind: 'failed', error: new WriteRolledBack(refused.error) };
         else groups.unshift(...group.map((i) => [i]));
       } else if (rest.length > 0) groups.unshift(rest);
     } catch (err) {

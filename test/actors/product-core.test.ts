@@ -116,6 +116,19 @@ t.test('a failed write is not reported as success', async (t) => {
   t.same(h.retired, ['DEPENDENCY_UNAVAILABLE']);
 });
 
+t.test('a write the database rolled back is refused as certain: nothing was sold', async (t) => {
+  const h = harness(10);
+  h.buy(1, 'a');
+  h.core.flushed({
+    kind: 'failed',
+    error: 'the database refused the write and rolled it back',
+    rolledBack: true,
+  });
+  t.match(h.outcomes[0], { kind: 'refused', reason: 'DEPENDENCY_UNAVAILABLE', message: /rolled it back\)$/ });
+  t.equal((h.outcomes[0] as { uncertain?: boolean }).uncertain, undefined);
+  t.same(h.retired, ['DEPENDENCY_UNAVAILABLE']);
+});
+
 t.test('refusals say whether the write they held may have been applied', async (t) => {
   const fenced = harness(10);
   fenced.buy(1, 'a');

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import t, { type Test } from 'tap';
-import type { BatchWrite, NewOrder } from '../../src/domain/index.js';
+import { WriteRolledBack, type BatchWrite, type NewOrder } from '../../src/domain/index.js';
 import {
   decodeEvent,
   encodeEvent,
@@ -480,6 +480,47 @@ t.test('a duplicate key and a saga settled elsewhere are split out; the rest com
   t.equal(Number(count?.['n']), 1);
   t.equal(await inTransaction(writer), 0);
 });
+
+t.test(
+  'a duplicate key no lookup explains fails its batch alone, as rolled back; the rest commits',
+  async (t) => {
+    const { endpoint, observer } = await setup(t);
+    const ids = await products(observer, [10, 10, 10]);
+    const writer = await connect(t, endpoint);
+    const first = order(ids[0]!);
+    const [committed] = await writeCycle(
+      asPool(writer),
+      [{ batch: batchOf(ids[0]!, 0, 10, [first]), ownerEpoch: 1 }],
+      CYCLE,
+    );
+    t.equal(committed?.kind, 'committed');
+    // A fresh key, but the order id of an existing order: the idempotency lookup finds nothing to explain it.
+    const clash = { ...order(ids[1]!), id: first.id };
+    const results = await writeCycle(
+      asPool(writer),
+      [
+        { batch: batchOf(ids[1]!, 0, 10, [clash]), ownerEpoch: 1 },
+        { batch: batchOf(ids[2]!, 0, 10, [order(ids[2]!)]), ownerEpoch: 1 },
+      ],
+      CYCLE,
+    );
+    t.same(
+      results.map((r) => r.kind),
+      ['failed', 'committed'],
+      'tried one by one: the culprit fails, the other commits',
+    );
+    const failed = results[0];
+    t.ok(failed?.kind === 'failed' && failed.error instanceof WriteRolledBack, 'known to be rolled back');
+    t.match(failed?.kind === 'failed' && String(failed.error), /rolled it back \(Duplicate entry/);
+    t.same(await row(observer, ids[1]!), { stock: 10, version: 0 }, 'the culprit wrote nothing');
+    t.same(await row(observer, ids[2]!), { stock: 9, version: 1 }, 'the other batch committed');
+    t.equal(await inTransaction(writer), 0);
+    // A round trip that never reached the server is a failure of unknown outcome, not a rollback.
+    const { pipeline: failing } = pipelineOn(t, { ...endpoint, port: 1 }, 1);
+    const lost = await failing.submit(batchOf(ids[1]!, 0, 10, [order(ids[1]!)]));
+    t.ok(lost.kind === 'failed' && !(lost.error instanceof WriteRolledBack), 'outcome unknown');
+  },
+);
 
 t.test(
   'the pipeline: what is ready in one turn shares a cycle; a key reused across products waits',
