@@ -31,8 +31,8 @@ interface Entry {
   checkedAt: number;
   /** The feed generation it was checked in: an entry of an older one missed messages. */
   generation: number;
-  /** The answer body of this version, made on the first read that needs it. */
-  body: string | undefined;
+  /** The answer body of this version (its bytes), made on the first read that needs it. */
+  body: Uint8Array | undefined;
   /** When a read last told `onAging` of it, ms (0: never). */
   agingToldAt?: number;
 }
@@ -87,10 +87,10 @@ export class NearCache {
   }
 
   /**
-   * The JSON answer of the product (`render` makes it once per version), if trusted; undefined otherwise.
-   * Most reads of a hot product then cost a map lookup and no serialization.
+   * The JSON answer of the product as bytes (`render` makes it once per version), if trusted; undefined
+   * otherwise. Most reads of a hot product then cost a map lookup, no serialization and no UTF-8 encoding.
    */
-  body(id: number, minVersion: number, render: (product: NearProduct) => string): string | undefined {
+  body(id: number, minVersion: number, render: (product: NearProduct) => Uint8Array): Uint8Array | undefined {
     const entry = this.fresh(id, minVersion);
     if (entry === undefined) return undefined;
     entry.body ??= render({ ...entry.details!, stock: entry.stock, version: entry.version });

@@ -32,7 +32,7 @@ const view = (p: Product) => ({
   createdAt: p.createdAt,
 });
 
-const renderView = (p: Product): string => JSON.stringify(view(p));
+const renderView = (p: Product): Buffer => Buffer.from(JSON.stringify(view(p)));
 
 /** Where a read was answered: `X-Cache` HIT (no database) or MISS, `X-Cache-Tier` the tier itself. */
 const TIER_HEADERS: Readonly<Record<ReadTier, Readonly<Record<string, string>>>> = {
@@ -61,7 +61,7 @@ export function productRoutes(deps: ProductRoutesDeps): Route[] {
     reads[tier]?.inc();
     return TIER_HEADERS[tier];
   };
-  const memoryReply = (body: string): Reply => ({
+  const memoryReply = (body: Uint8Array): Reply => ({
     status: 200,
     text: { body, contentType: 'application/json' },
     headers: answered('memory'),

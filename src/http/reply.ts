@@ -6,8 +6,8 @@ import { AppError } from '../errors.js';
 export interface Reply {
   status: number;
   body?: unknown;
-  /** Sent as is instead of JSON, with `contentType`. */
-  text?: { body: string; contentType: string };
+  /** Sent as is instead of JSON (text, or its bytes), with `contentType`. */
+  text?: { body: string | Uint8Array; contentType: string };
   headers?: Readonly<Record<string, string>>;
 }
 
@@ -35,26 +35,35 @@ function statusLine(status: number): string {
 }
 
 /**
- * Writes a reply in one corked write; the caller guarantees the response is not aborted. `requestId` is
- * echoed in `X-Request-Id`.
+ * Writes a reply in one write; the caller guarantees the response is not aborted. `requestId` is echoed in
+ * `X-Request-Id`. `corked`: called inside uWS's request handler, which corks its writes itself; an answer
+ * after an await is corked here.
  */
 export function writeReply(
   res: HttpResponse,
   reply: Reply,
   closeConnection = false,
   requestId?: string,
+  corked = false,
+): void {
+  if (corked) write(res, reply, closeConnection, requestId);
+  else res.cork(() => write(res, reply, closeConnection, requestId));
+}
+
+function write(
+  res: HttpResponse,
+  reply: Reply,
+  closeConnection: boolean,
+  requestId: string | undefined,
 ): void {
   const payload = reply.text?.body ?? (reply.body === undefined ? undefined : JSON.stringify(reply.body));
-  const contentType = reply.text?.contentType ?? 'application/json';
-  res.cork(() => {
-    res.writeStatus(statusLine(reply.status));
-    if (payload !== undefined) {
-      res.writeHeader('Content-Type', contentType);
-      res.writeHeader('X-Content-Type-Options', 'nosniff');
-    }
-    if (requestId !== undefined) res.writeHeader('X-Request-Id', requestId);
-    const headers = reply.headers;
-    if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
-    res.end(payload, closeConnection);
-  });
+  res.writeStatus(statusLine(reply.status));
+  if (payload !== undefined) {
+    res.writeHeader('Content-Type', reply.text?.contentType ?? 'application/json');
+    res.writeHeader('X-Content-Type-Options', 'nosniff');
+  }
+  if (requestId !== undefined) res.writeHeader('X-Request-Id', requestId);
+  const headers = reply.headers;
+  if (headers) for (const name in headers) res.writeHeader(name, headers[name]!);
+  res.end(payload, closeConnection);
 }

@@ -168,8 +168,9 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     request: Request,
     reply: Reply,
     started: number,
+    corked = false,
   ): void => {
-    writeReply(res, reply, false, request.requestId);
+    writeReply(res, reply, false, request.requestId, corked);
     const seconds = (performance.now() - started) / 1000;
     options.onResponse?.({ method: route.method, route: route.pattern, status: reply.status, seconds });
     if (traceAnswers)
@@ -233,6 +234,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         ),
         true,
         requestIdOf(req.getHeader('x-request-id')),
+        true,
       );
       return;
     }
@@ -242,7 +244,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     req.forEach(collectHeader);
     const headerBytes = collectedBytes;
     const values: string[] = [];
-    for (let i = 0; i < params; i += 1) values.push(decodeURIComponent(req.getParameter(i)));
+    for (let i = 0; i < params; i += 1) {
+      const raw = req.getParameter(i);
+      values.push(raw.includes('%') ? decodeURIComponent(raw) : raw);
+    }
     const socketIp = remoteAddress(res);
     const request = new Request(
       req.getMethod(),
@@ -278,7 +283,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         reply = failure(request, err);
       }
       if (!(reply instanceof Promise)) {
-        answered(route, res, request, reply, started);
+        answered(route, res, request, reply, started, true);
         return;
       }
       track();
@@ -317,6 +322,7 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       errorReply(notFound(req.getMethod(), req.getUrl())),
       false,
       requestIdOf(req.getHeader('x-request-id')),
+      true,
     ),
   );
 

@@ -120,7 +120,8 @@ function checkedRoutes(t: Test, routes: Route[]): Route[] {
   if (api.length === 0) return routes;
   const checker = contractChecker(openApiDocument(api.map((route) => route.contract)) as unknown as Document);
   const check = (route: Route, ctx: Parameters<Route['handler']>[0], reply: Reply): Reply => {
-    const text = reply.text?.body ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
+    const raw = reply.text?.body ?? (reply.body === undefined ? '' : JSON.stringify(reply.body));
+    const text = typeof raw === 'string' ? raw : Buffer.from(raw).toString();
     let body: unknown = text;
     try {
       body = JSON.parse(text);
