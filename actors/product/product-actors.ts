@@ -2,13 +2,10 @@ import nact from 'nact';
 import type { ActorSystemRef } from 'nact';
 import { sleep } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
-import type { FlushResult } from './product-core.js';
 import type {
   BatchResult,
-  BatchWrite,
   CommittedOrders,
   ProductId,
-  ProductStore,
   PurchaseOutcome,
   PurchaseRefusal,
   PurchaseRequest,
@@ -16,35 +13,22 @@ import type {
   RestockOutcome,
   SettleOutcome,
   Settlement,
-  StageObserver,
 } from '../../src/domain/index.js';
 import type { PendingPurchase, ProductMessage } from './types.js';
 import { errorText, StockWriteThrough, type StockWriteThroughOptions } from './write-through.js';
-import { InvariantError, WriteRolledBack } from '../../src/domain/index.js';
+import { InvariantError } from '../../src/domain/index.js';
+import { BatchFlusher, type BatchFlushOptions, type FlushTarget } from './batch-flush.js';
 
 const { dispatch } = nact;
 
-/** With the stock write-through's options (cache, timeout, publication, onStockChanged: write-through.ts). */
-export interface ProductActorsOptions extends StockWriteThroughOptions {
+/** With the stock write-through's options (cache, timeout, publication, onStockChanged: write-through.ts) and
+ * the batch writes' (store, lease check, metrics: batch-flush.ts). */
+export interface ProductActorsOptions extends StockWriteThroughOptions, BatchFlushOptions {
   system: ActorSystemRef;
-  store: ProductStore;
   /** Purchases and restocks one product may hold (queued + reserved + being written) before new ones get 503. */
   mailboxLimit: number;
   /** An actor with nothing to do for this long is passivated, ms. */
   passivateAfterMs: number;
-  /** False when this node must not write for the product (its shard's lease is not held). Default: always true. */
-  mayWrite?: (productId: ProductId) => boolean;
-  /** A batch lost to the row version: another node wrote the product since this one loaded it. */
-  onWrittenElsewhere?: (productId: ProductId) => void;
-  /** Called after every batch write with its size and duration. */
-  onBatch?: (info: {
-    productId: ProductId;
-    size: number;
-    seconds: number;
-    outcome: FlushResult['kind'];
-  }) => void;
-  /** Purchase stage latencies (metrics): queue (in the actor) and reserve_commit (per committed order). */
-  onStage?: StageObserver;
   now?: () => number;
 }
 
@@ -55,7 +39,7 @@ interface Queued {
   arrivedAt: number | undefined;
 }
 
-class Entry {
+class Entry implements FlushTarget {
   /** Set right after construction: the actor's callbacks need the entry first. */
   handle!: ProductActorHandle;
   /** Requests accepted for this actor and not yet answered. */
@@ -64,12 +48,6 @@ class Entry {
   ingress: Queued[] = [];
   scheduled = false;
   retired = false;
-  /**
-   * The stock write-throughs of this product's committed batches, one after another (commit order, so the
-   * feed and the other nodes see its versions in order); settled: nothing pending. Every reply the actor
-   * sends waits for it, so none goes out before the cache holds its batch's stock, while the product's next
-   * batch commits beside it instead of after it.
-   */
   visible: Promise<void> | undefined;
   constructor(
     readonly productId: ProductId,
@@ -80,7 +58,7 @@ class Entry {
 /**
  * Routes purchases to product actors: a plain map from product id to actor, activation on first use,
  * one coalesced message per actor per event-loop turn (nact handles one message per turn), a bound per
- * actor, passivation of idle actors, and the detached batch writes.
+ * actor, passivation of idle actors; their batch writes go through a `BatchFlusher` (batch-flush.ts).
  *
  * Retirement order (nact loses messages sent to a stopped actor): remove from routing, let the mailbox
  * drain, then the actor stops itself on the `stop` message that is sent last.
@@ -89,7 +67,7 @@ export class ProductActors {
   private readonly entries = new Map<ProductId, Entry>();
   /** Actors being handed off: no new work; they retire once what they hold is answered. */
   private readonly closing = new Set<Entry>();
-  private readonly writeThrough: StockWriteThrough;
+  private readonly flusher: BatchFlusher;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private admitting = true;
@@ -100,7 +78,7 @@ export class ProductActors {
 
   constructor(private readonly options: ProductActorsOptions) {
     this.now = options.now ?? Date.now;
-    this.writeThrough = new StockWriteThrough(options);
+    this.flusher = new BatchFlusher(options, new StockWriteThrough(options));
     this.sweeper = setInterval(
       () => this.passivateIdle(),
       Math.max(10, Math.floor(options.passivateAfterMs / 2)),
@@ -302,7 +280,7 @@ export class ProductActors {
     if (existing !== undefined) return existing;
     const entry = new Entry(productId, this.now());
     entry.handle = spawnProductActor(this.options.system, productId, {
-      startFlush: (batch) => this.flush(entry, batch),
+      startFlush: (batch) => this.flusher.flush(entry, batch),
       committed: (info) => this.committedListeners.forEach((listener) => listener(info)),
       now: this.now,
       retired: () => this.retire(entry, 'OWNERSHIP_LOST', 'retired'),
@@ -317,69 +295,6 @@ export class ProductActors {
       (err: unknown) => dispatch(entry.handle.ref, { kind: 'load_failed', error: errorText(err) }),
     );
     return entry;
-  }
-
-  /** Writes a batch outside the actor and reports back with a `flushed` message. */
-  private flush(entry: Entry, batch: BatchWrite): void {
-    const started = performance.now();
-    const { store, logger, onBatch } = this.options;
-    void (async () => {
-      let result: FlushResult;
-      try {
-        // A node whose lease ran out does not even try (the version check would refuse it anyway).
-        const mayWrite = this.options.mayWrite?.(batch.productId) ?? true;
-        result = mayWrite ? await store.commitBatch(batch) : { kind: 'version_conflict' };
-        if (mayWrite && result.kind === 'version_conflict')
-          this.options.onWrittenElsewhere?.(batch.productId);
-        if (result.kind === 'committed') {
-          if (batch.orders.length > 0)
-            this.options.onStage?.(
-              'reserve_commit',
-              (performance.now() - started) / 1000,
-              batch.orders.length,
-            );
-          // Write-through before any reply (`visible`): a client never reads a stock older than its own
-          // purchase. A batch that changes no stock (confirmations: the version moves, the stock does
-          // not) writes nothing: the cache holds this stock at an older version (or nothing), which is
-          // still the committed stock, and a purchase's stock stamp is its reservation's version, never
-          // a confirmation's.
-          if (batch.newStock !== batch.previousStock)
-            this.writeThroughBeforeReplies(entry, batch, result.version);
-        }
-      } catch (err) {
-        // A batch holds many requests: their ids, so each request's log trail shows its batch failing.
-        const reqIds = [...batch.orders, ...batch.settlements].flatMap((o) => o.requestId ?? []);
-        logger.error({ productId: batch.productId, reqIds, err: errorText(err) }, 'batch write failed');
-        result = { kind: 'failed', error: errorText(err), rolledBack: err instanceof WriteRolledBack };
-      }
-      onBatch?.({
-        productId: batch.productId,
-        size: batch.orders.length,
-        seconds: (performance.now() - started) / 1000,
-        outcome: result.kind,
-      });
-      dispatch(entry.handle.ref, { kind: 'flushed', result });
-    })();
-  }
-
-  /**
-   * Queues the batch's write-through behind the product's earlier ones and holds the actor's replies until
-   * it is done (`Entry.visible`). The actor is told of the commit at once, so the product's next batch is
-   * written while this one's stock reaches the cache.
-   */
-  private writeThroughBeforeReplies(entry: Entry, batch: BatchWrite, version: number): void {
-    const visible = (entry.visible ?? Promise.resolve())
-      .then(() => this.writeThrough.write(batch, version))
-      .catch((err: unknown) =>
-        this.options.logger.error(
-          { productId: batch.productId, err: errorText(err) },
-          'stock write-through threw',
-        ),
-      )
-      .then(() => {
-        if (entry.visible === visible) entry.visible = undefined;
-      });
-    entry.visible = visible;
   }
 
   private retire(entry: Entry, reason: PurchaseRefusal, message: string): void {
@@ -424,7 +339,8 @@ export class ProductActors {
         this.untrack(entry);
         resolve(outcome);
       };
-      // After the write-through of every batch committed so far: the answer's stock is in the cache.
+      // After the write-through of every batch committed so far (`FlushTarget.visible`): the answer's stock
+      // is in the cache.
       if (entry.visible === undefined) answer();
       else void entry.visible.then(answer);
     };

@@ -1,10 +1,10 @@
 import type { Logger } from '../logger.js';
 import type { Kafka } from '../storage/kafka.js';
-import type { Pool, PoolConnection, ResultSetHeader, RowDataPacket } from '../storage/mysql.js';
+import type { Pool, PoolConnection, RowDataPacket } from '../storage/mysql.js';
 import { AppError } from '../errors.js';
 import { withTimeout } from '../timeouts.js';
-import { OUTBOX_UNPACK_COLUMNS, storedOutboxRow, unpackOutbox } from './envelope.js';
-import { OutboxProducer, type OutboxRow } from './outbox-producer.js';
+import { OutboxProducer } from './outbox-producer.js';
+import { deleteSent, readUnsentRows, unsentSpan } from './outbox-queries.js';
 import type { TopicSettings } from './topics.js';
 
 /** Sent rows stay this long for audit (and a replay by hand), then the relay deletes them. */
@@ -276,7 +276,7 @@ export class OutboxRelay {
     let stage: Stage = 'mysql';
     try {
       this.nudged = false; // rows committed before this read are in it; a later nudge wakes the next poll
-      const rows = await this.readUnsent(lock);
+      const rows = await readUnsentRows(lock, this.topicNames, this.options.batchSize);
       if (rows.length > 0) await this.refreshBacklog(lock);
       else this.noBacklog(); // an idle round costs one query
       if (rows.length > 0) {
@@ -297,60 +297,25 @@ export class OutboxRelay {
     }
   }
 
-  /** The oldest unsent rows, in id order, up to batchSize events (at least one row, however packed). */
-  private async readUnsent(conn: PoolConnection): Promise<OutboxRow[]> {
-    const { batchSize } = this.options;
-    // Each topic's oldest unsent rows from its own ordered range of (sent_at, topic, id), merged in id order:
-    // rows of other topics (no relay of this service publishes them) are never read. Forced: for ORDER BY id
-    // LIMIT the optimizer picks a PRIMARY scan, which reads every kept sent row.
-    const perTopic = `(SELECT id, topic, ${OUTBOX_UNPACK_COLUMNS} FROM outbox FORCE INDEX (idx_outbox_unsent_topic)
-        WHERE sent_at IS NULL AND topic = ? ORDER BY id LIMIT ?)`;
-    const [rows] = await conn.query<RowDataPacket[]>(
-      `SELECT * FROM (${this.topicNames.map(() => perTopic).join(' UNION ALL ')}) AS unsent ORDER BY id LIMIT ?`,
-      [...this.topicNames.flatMap((topic) => [topic, batchSize]), batchSize],
-    );
-    const taken: OutboxRow[] = [];
-    let events = 0;
-    for (const r of rows) {
-      const count = Number(r['event_count']);
-      if (taken.length > 0 && events + count > batchSize) break;
-      events += count;
-      taken.push({
-        id: Number(r['id']),
-        topic: String(r['topic']),
-        events: unpackOutbox(storedOutboxRow(r)),
-      });
-    }
-    return taken;
-  }
-
   /** The outbox was just read empty (of this relay's topics). */
   private noBacklog(): void {
     this.backlog = 0;
     this.backlogAt = Date.now();
   }
 
-  /** Cheap: MIN and MAX of the unsent range come straight from the (sent_at, id) index. */
+  /** About once a second while rows wait: the unsent span (cheap, from the index). */
   private async refreshBacklog(conn: PoolConnection): Promise<void> {
     if (Date.now() - this.backlogAt < relayDefaults.backlogRefreshMs) return;
-    const [rows] = await conn.query<RowDataPacket[]>(
-      'SELECT MIN(id) AS lo, MAX(id) AS hi FROM outbox WHERE sent_at IS NULL',
-    );
-    const lo = rows[0]?.['lo'] as number | null | undefined;
-    const hi = rows[0]?.['hi'] as number | null | undefined;
-    this.backlog = lo === null || lo === undefined ? 0 : Number(hi) - Number(lo) + 1;
+    this.backlog = await unsentSpan(conn);
     this.backlogAt = Date.now();
   }
 
   /** Deletes one chunk of rows sent before the retention; full chunks continue shortly after. */
   private async cleanup(conn: PoolConnection): Promise<void> {
     if (Date.now() < this.cleanupAt) return;
-    const [result] = await conn.query<ResultSetHeader>(
-      `DELETE FROM outbox WHERE sent_at < NOW(3) - INTERVAL ? MICROSECOND AND topic IN (?) LIMIT ?`,
-      [this.retentionMs * 1000, this.topicNames, relayDefaults.cleanupChunk],
-    );
-    this.deleted += result.affectedRows;
-    const more = result.affectedRows >= relayDefaults.cleanupChunk;
+    const deleted = await deleteSent(conn, this.topicNames, this.retentionMs, relayDefaults.cleanupChunk);
+    this.deleted += deleted;
+    const more = deleted >= relayDefaults.cleanupChunk;
     this.cleanupAt = Date.now() + (more ? relayDefaults.cleanupChunkPauseMs : this.cleanupEveryMs);
   }
 
@@ -392,19 +357,4 @@ export class OutboxRelay {
       this.sleeper = { wake, wakeable };
     });
   }
-}
-
-/** Age of the oldest unsent outbox row of `topics`, seconds (0 when none waits): the relay's lag. */
-export async function outboxOldestAgeSeconds(
-  primary: Pool,
-  topics: Readonly<Record<string, string>>,
-): Promise<number> {
-  // The unsent rows of this service's topics (the backlog: few) come from the (sent_at, topic, id) index;
-  // then one row by its key. Only this service's topics: the relay publishes nothing else.
-  const [rows] = await primary.query<RowDataPacket[]>(
-    `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(3)) AS age_us FROM outbox
-      WHERE id = (SELECT MIN(id) FROM outbox WHERE sent_at IS NULL AND topic IN (?))`,
-    [[...new Set(Object.values(topics))]],
-  );
-  return rows[0] === undefined ? 0 : Math.max(0, Number(rows[0]['age_us']) / 1e6);
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../config.js';
-import { outboxOldestAgeSeconds } from '../events/outbox-relay.js';
+import { outboxOldestAgeSeconds } from '../events/outbox-queries.js';
 import type { Logger } from '../logger.js';
 import type { ScrapeSources } from '../metrics.js';
 import { ProjectionLag } from '../projection/projection-lag.js';
