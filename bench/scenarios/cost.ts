@@ -233,7 +233,7 @@ async function run(run: Run) {
         (saturatedPhases.length === 0
           ? 'saturation not measured (--param saturation=0).'
           : `${num(actorSatUs ?? NaN)} µs at saturation (closed loop, ${num(inFlight)} in flight, ${options.durationS} s per path, fresh products; target ≤ ${TARGETS.cpuUsPerPurchaseSaturated} µs: ${verdict(actorSatUs, TARGETS.cpuUsPerPurchaseSaturated)}).`),
-      `this machine: a loopback round trip costs the caller ${num(ioCost.busyUs)} CPU-µs back to back and ${num(ioCost.afterSleepUs)} µs when its loop slept before the answer (${ioCost.roundTrips} each, ${ioCost.gapMs} ms pauses): the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s would pay for ~${num(Math.round(actorUs / ioCost.afterSleepUs))} of them; a purchase makes about 5 (its reply, the rate-limit count, two commits, the payment), and the rest is JavaScript run cold between preemptions (bench/RESULTS.md, 5 December).`,
+      `the actor's ${num(actorUs)} µs per purchase at ${num(rate)}/s would pay for ~${num(Math.round(actorUs / ioCost.afterSleepUs))} loopback round trips after a sleep (this machine's price below, ${ioCost.roundTrips} probed); a purchase makes about 5 (its reply, the rate-limit count, two commits, the payment), and the rest is JavaScript run cold between preemptions (bench/RESULTS.md, 5 December).`,
       ...saturatedPhases.map(
         (p) =>
           `${p.path} saturated: ${num(p.result.okPerS)} confirmed/s, p50 ${p.p50} ms, p99 ${p.p99} ms, node ${p.serviceCores.toFixed(2)} cores, other processes ${(p.otherCores ?? NaN).toFixed(2)} cores; answers ${JSON.stringify(p.result.ops.get('purchase')?.statuses ?? {})}`,
