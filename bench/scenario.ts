@@ -419,6 +419,14 @@ export class Run {
     return { rates, factor: step };
   }
 
+  /** `--param down-steps` (default 3; 0: none) rates below a step-up's first, each the previous ÷ its factor:
+   * where a path that breaks at its first rate steps down to find its capacity (`stepUp`'s `down`). */
+  downRates({ rates, factor }: { rates: readonly number[]; factor: number }): number[] {
+    const n = this.param('down-steps', 3, 0, 10);
+    const below = Array.from({ length: n }, (_, i) => Math.round(rates[0]! / factor ** (i + 1)));
+    return [...new Set(below)].filter((r) => r >= 1 && r < rates[0]!);
+  }
+
   /** One measured phase (bench/measure.ts) of `--duration` on the run's connections; `rate`: arrivals/s or a
    * closed loop's `{ concurrency }`. */
   measure(label: string, rate: Load, next: Next, durationS = this.options.durationS) {
@@ -477,12 +485,14 @@ export class Run {
 
   /**
    * The step-up loop: after `warmUp` (s unmeasured at the first rate, and the load of each path), each path
-   * once per rate while its steps `keep` going, `pause` s between steps (read before the set-up: `pause()`);
-   * each step's progress line ends in what it `says`.
+   * once per rate while its steps `keep` going; a path whose first step does not keep steps `down` (lower
+   * rates, `downRates()`) until one does, so that its capacity is found all the same. `pause` s between steps
+   * (read before the set-up: `pause()`); each step's progress line ends in what it `says`.
    */
   async stepUp<P extends string, S extends { readonly result: OpenLoopResult }>(loop: {
     readonly paths: readonly P[];
     readonly rates: readonly number[];
+    readonly down?: readonly number[];
     readonly pause: number;
     readonly warmUp?: readonly [s: number, next: (path: P) => Next];
     step(path: P, rate: number, startS: number): Promise<S>;
@@ -493,15 +503,20 @@ export class Run {
     for (const path of warmUp !== undefined && warmUp[0] > 0 ? loop.paths : [])
       await this.openLoop(`warm-up ${path}`, loop.rates[0]!, warmUp![0], warmUp![1](path));
     let clock = 0;
-    for (const rate of loop.rates)
+    const kept = async (path: P, rate: number) => {
+      if (steps.length > 0 && pause > 0) await sleep(pause * 1000);
+      const step = await loop.step(path, rate, clock);
+      this.io.progress(`bench: ${step.result.label}: ${loop.says(step)}`);
+      steps.push(step);
+      clock += step.result.wallS + pause;
+      return loop.keep(step);
+    };
+    for (const [i, rate] of loop.rates.entries())
       for (const path of loop.paths) {
-        if (!active.has(path) || this.io.signal.aborted) continue;
-        const step = await loop.step(path, rate, clock);
-        this.io.progress(`bench: ${step.result.label}: ${loop.says(step)}`);
-        steps.push(step);
-        clock += step.result.wallS + pause;
-        if (!loop.keep(step)) active.delete(path);
-        if (active.size > 0 && pause > 0) await sleep(pause * 1000);
+        if (!active.has(path) || this.io.signal.aborted || (await kept(path, rate))) continue;
+        active.delete(path);
+        for (const lower of i === 0 ? (loop.down ?? []) : [])
+          if (this.io.signal.aborted || (await kept(path, lower))) break;
       }
     return steps;
   }
@@ -519,12 +534,17 @@ export function openStep(measured: m.MeasuredPhase<OpenLoopResult>, offered: num
   return { ...measured, offered, p50, p95, p99, p999, max, errorShare, pass, startS };
 }
 
-/** The highest step before the first that fails `ok`, whether none failed, and the first that did. */
-export function capacity<S>(steps: readonly S[], ok: (s: S) => boolean) {
-  const firstFail = steps.findIndex((s) => !ok(s));
-  const passing = firstFail === -1 ? steps : steps.slice(0, firstFail);
-  const broke = firstFail === -1 ? undefined : steps[firstFail];
-  return { best: passing[passing.length - 1], capped: firstFail === -1 && steps.length > 0, broke };
+/** The lowest offered rate that failed `ok` (`broke`), the highest that passed below it (`best`), and whether
+ * none failed (`capped`): in a step-up, the step before the first failure; after a step-down, the first pass. */
+export function capacity<S extends { readonly offered: number }>(steps: readonly S[], ok: (s: S) => boolean) {
+  const lowest = (a: S | undefined, s: S) => (a === undefined || s.offered < a.offered ? s : a);
+  const broke = steps.filter((s) => !ok(s)).reduce<S | undefined>(lowest, undefined);
+  const passing = steps.filter((s) => ok(s) && (broke === undefined || s.offered < broke.offered));
+  const best = passing.reduce<S | undefined>(
+    (a, s) => (a === undefined || s.offered > a.offered ? s : a),
+    undefined,
+  );
+  return { best, capped: broke === undefined && steps.length > 0, broke };
 }
 
 /** `{ <prefix>_<key>: value }` for each key of `keys`. */

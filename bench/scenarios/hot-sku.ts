@@ -15,20 +15,22 @@ type Capacity = ReturnType<typeof bench.capacity<bench.PathStep>>;
 
 const capText = (c: Capacity) =>
   c.best === undefined
-    ? 'none (the first step already broke the SLO: lower --rate)'
+    ? `none: broke the SLO at every step, down to ${num(c.broke!.offered)}/s (lower --rate or more --param down-steps)`
     : `${num(c.best.result.okPerS)}/s (offered ${num(c.best.offered)}/s, p99 ${c.best.p99} ms)${c.capped ? ' or more: never broke the SLO within --param max-steps' : `; broke at ${num(c.broke!.offered)}/s (p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`;
 
 export default bench.defineScenario({
   name: 'hot-sku',
   describe:
     'one hot product, actor vs baseline: open-loop step-up of the offered rate until p99 > 100 ms or errors > 1% (--mode closed: closed-loop phases A B A B)',
-  params: [...bench.STEP_UP_PARAMS, 'warm-up'],
+  params: [...bench.STEP_UP_PARAMS, 'down-steps', 'warm-up'],
   defaults: { durationS: 5, connections: 500, rate: 200 },
   modes: ['open', 'closed'],
   async run(run) {
     const { options } = run;
     const closed = options.mode === 'closed';
-    const { rates, factor } = run.rates(200, 1.5, 14);
+    const ladder = run.rates(200, 1.5, 14);
+    const { rates, factor } = ladder;
+    const down = run.downRates(ladder);
     const pause = run.pause();
     // A fresh node's first seconds are V8 compiling the purchase path: its p99 then, not the design's.
     const warmUpS = run.param('warm-up', 10, 1, 600);
@@ -44,6 +46,7 @@ export default bench.defineScenario({
       : await run.stepUp({
           paths: PATHS,
           rates,
+          down,
           pause,
           // Unmeasured: actor activation, JIT, connection and pool warm-up of both paths.
           warmUp: [warmUpS, next],
@@ -91,7 +94,7 @@ export default bench.defineScenario({
       notes: [
         closed
           ? `mode: CLOSED LOOP, ${num(options.connections)} purchases in flight, phases actor baseline actor baseline of ${options.durationS / 2} s after 1 s warm-up each; latency from the actual send (not corrected for coordinated omission): compare paths, not SLOs.`
-          : `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(rates[0]!)}/s after ${warmUpS} s of unmeasured warm-up per path at that rate, ${options.durationS} s per step and path, actor then baseline at each rate; latency from each request's intended send time (coordinated omission corrected); ${num(options.connections)} connections.`,
+          : `mode: OPEN LOOP, offered rate stepped ×${factor} from ${num(rates[0]!)}/s (${down.length === 0 ? 'no step-down' : `a path breaking the SLO there steps down ÷${factor}, to ${num(down.at(-1)!)}/s at the lowest`}) after ${warmUpS} s of unmeasured warm-up per path at that rate, ${options.durationS} s per step and path, actor then baseline at each rate; latency from each request's intended send time (coordinated omission corrected); ${num(options.connections)} connections.`,
         closed
           ? [`answers actor: ${JSON.stringify(c.A.answers)}  baseline: ${JSON.stringify(c.B.answers)}`]
           : [

@@ -48,14 +48,15 @@ export default bench.defineScenario({
   name: 'mix',
   describe:
     "the specification's mix (80% reads / 20% purchases, Zipf, ~83% cache hits) at 6,000 connections through nginx to 2 nodes, open-loop step-up; verdict against the p95 targets",
-  params: ['hit-rate', 'catalog-max', 'catalog', 'warm-up', ...bench.RATE_PARAMS],
+  params: ['hit-rate', 'catalog-max', 'catalog', 'warm-up', 'down-steps', ...bench.RATE_PARAMS],
   defaults: { durationS: 20, connections: 6000, rate: 500 },
   async run(run) {
     const { options, io } = run;
     const hitTarget = run.param('hit-rate', 0.83, 0.01, 0.999);
     const catalogMax = run.param('catalog-max', 30_000, 10, 1_000_000);
     const fixedCatalog = options.params['catalog'] === undefined ? 0 : run.param('catalog', 1, 1, catalogMax);
-    const { rates } = run.rates(500, 1.5, 6, 30);
+    const ladder = run.rates(500, 1.5, 6, 30);
+    const [rates, down] = [ladder.rates, run.downRates(ladder)];
     // Fresh nodes spend their first tens of seconds compiling: 3 s of warm-up left both nodes at 0.75 cores
     // at 675/s (24% of it V8 compiling and its interpreter's inline caches), 40 s at 0.47 (7 Dec).
     const warmUpS = run.param('warm-up', 30, 0, 600);
@@ -93,6 +94,7 @@ export default bench.defineScenario({
     const steps = await run.stepUp<'mix', Step>({
       paths: ['mix'],
       rates,
+      down,
       pause: 0,
       // Unmeasured: fills the cache of the first step's catalog and warms both nodes up (their JIT).
       warmUp: [warmUpS, () => request(sizeFor(firstRate))],
@@ -163,9 +165,9 @@ export default bench.defineScenario({
         rows,
       ),
       notes: [
-        `mode: OPEN LOOP, ${num(run.opened)} connections held open to the bench's nginx → 2 nodes; ${READ_SHARE * 100}% reads, Zipf(1), ${HOT_PURCHASE_SHARE * 100}% of purchases to the top product; each step's catalog sized for a ${Math.round(hitTarget * 100)}% hit rate; ${warmUpS} s of unmeasured warm-up at the first rate; targets (p95): hit < ${TARGET_P95_MS['read-hit']} ms, miss < ${TARGET_P95_MS['read-miss']} ms, purchase < ${TARGET_P95_MS['purchase']} ms, errors ≤ ${ERROR_SHARE * 100}%.`,
+        `mode: OPEN LOOP, ${num(run.opened)} connections held open to the bench's nginx → 2 nodes; ${READ_SHARE * 100}% reads, Zipf(1), ${HOT_PURCHASE_SHARE * 100}% of purchases to the top product; each step's catalog sized for a ${Math.round(hitTarget * 100)}% hit rate; ${warmUpS} s of unmeasured warm-up at the first rate; a first rate that misses steps down ÷${ladder.factor} (${down.length === 0 ? 'off: --param down-steps=0' : `to ${num(down.at(-1)!)}/s at the lowest`}) until one meets them; targets (p95): hit < ${TARGET_P95_MS['read-hit']} ms, miss < ${TARGET_P95_MS['read-miss']} ms, purchase < ${TARGET_P95_MS['purchase']} ms, errors ≤ ${ERROR_SHARE * 100}%.`,
         best === undefined
-          ? `VERDICT: NOT MET at any offered rate tried (from ${num(firstRate)}/s): ${broke?.misses.join('; ') ?? 'no step ran'}`
+          ? `VERDICT: NOT MET at any offered rate tried (from ${num(firstRate)}/s${down.length > 0 ? `, down to ${num(down.at(-1)!)}/s` : ''}): ${broke?.misses.join('; ') ?? 'no step ran'}`
           : `VERDICT: met at ${num(best.offered)}/s offered (p95 hit ${p95('read-hit', best)} ms, miss ${p95('read-miss', best)} ms, purchase ${p95('purchase', best)} ms; hit rate ${Math.round(best.hitShare * 100)}%)` +
             (broke === undefined
               ? '; never missed: capacity is higher'

@@ -30,7 +30,7 @@ t.test('a --param key the scenario does not have: exit 2, the key and the ones i
   t.equal(typo.code, 2);
   t.match(
     typo.stderr,
-    '--param max-step: hot-sku has no such parameter (it has: step, max-steps, pause, warm-up)',
+    '--param max-step: hot-sku has no such parameter (it has: step, max-steps, pause, down-steps, warm-up)',
   );
   nothingStarted(t, typo.stderr);
   const none = bench('saga', '--param', 'pause=0');
@@ -63,5 +63,5 @@ t.test('--help lists each scenario with its --param keys', async (t) => {
   const help = bench('--help');
   t.equal(help.code, 0);
   t.match(help.stdout, /\n {2}cost {9}.*\n {15}--param saturation, warm-up, settle, idle\n/);
-  t.match(help.stdout, /\n {2}hot-sku {6}.*\n {15}--param step, max-steps, pause, warm-up\n/);
+  t.match(help.stdout, /\n {2}hot-sku {6}.*\n {15}--param step, max-steps, pause, down-steps, warm-up\n/);
 });
