@@ -152,7 +152,7 @@ export class PurchaseLedger {
       tally.created += 1;
       if (headers['idempotent-replayed'] !== 'true') return { error: false, label: '201' };
       // Keys are sent once: a replay means a retry on the way found its first attempt committed (nginx's on a
-      // failed node, or the entry node's forwarding: `Run.check`). Still this key's confirmed order.
+      // failed node: `Run.check`). Still this key's confirmed order.
       this.replayed += 1;
       return { error: false, label: '201 REPLAYED' };
     }

@@ -172,7 +172,7 @@ export default bench.defineScenario({
             (broke === undefined
               ? '; never missed: capacity is higher'
               : `; missed at ${num(broke.offered)}/s: ${broke.misses.join('; ')}`),
-        `${ledger.replayed} purchases answered 201 Idempotent-Replayed (a retry on the way, nginx's or the entry node's forwarding, found the first attempt committed: allowed)`,
+        `${ledger.replayed} purchases answered 201 Idempotent-Replayed (nginx retried on the other node a purchase whose first attempt had committed: allowed)`,
       ],
       details: { catalogSize },
       charts: [

@@ -72,6 +72,15 @@ const movedAway = (outcome: Outcome | undefined): boolean =>
   outcome === undefined || (outcome.kind === 'refused' && outcome.reason === 'OWNERSHIP_LOST');
 
 /**
+ * A purchase found already made after an earlier attempt of this same request may have been applied (an
+ * owner silent past FORWARD_ATTEMPT_MS, a connection lost, a write under way when refused): the order is
+ * most likely that attempt's, so it is answered as made now, not as the client's replay (no
+ * `Idempotent-Replayed`: the client sent the request once).
+ */
+const ownAttempt = <T extends Outcome>(outcome: T, earlierMayApply: boolean): T =>
+  earlierMayApply && outcome.kind === 'replayed' ? { ...outcome, kind: 'created' } : outcome;
+
+/**
  * Sends each product's work to its shard's owner: this node's actors when it holds the lease, else the
  * owner over the peer channel. When ownership moves during a request (a refusal, a dead peer, no owner
  * yet), it retries against whoever owns the shard next, until the request's deadline. Retrying never
@@ -251,10 +260,13 @@ export class ClusterRouter implements PurchaseRouter {
     // out or its connection failed; a refusal marked `uncertain`): giving up then says the outcome is
     // unknown, not that nothing owns the product.
     let unanswered = false;
+    // Whether an attempt before the current one may have been applied (`ownAttempt`).
+    let earlier = false;
     for (;;) {
       let outcome: T | undefined;
       if (ownership.holds(shard)) {
         this.options.onAttempt?.(op, 'local');
+        earlier = unanswered;
         outcome = await local();
         unanswered ||= uncertain(outcome);
       } else {
@@ -264,6 +276,7 @@ export class ClusterRouter implements PurchaseRouter {
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
           this.options.onAttempt?.(op, 'forwarded');
+          earlier = unanswered;
           this.trace?.debug({ reqId: requestIdOf(body), op, productId, address }, 'forwarded to the owner');
           outcome = (await peers.call(address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
@@ -275,10 +288,10 @@ export class ClusterRouter implements PurchaseRouter {
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
           unanswered ||= uncertain(outcome);
-          if (!movedAway(outcome)) return outcome!;
+          if (!movedAway(outcome)) return ownAttempt(outcome!, earlier);
         }
       }
-      if (!movedAway(outcome)) return outcome!;
+      if (!movedAway(outcome)) return ownAttempt(outcome!, earlier);
       // A leaving node that finds no other owner gives up at once: nothing will take the shard while it waits.
       const giveUp = ownership.leaving && ownership.ownerOf(shard) === undefined;
       if (giveUp || Date.now() + delay >= deadline)

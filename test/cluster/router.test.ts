@@ -65,6 +65,17 @@ function pair(sagaMs: number, forwardSagaWaitMs: number) {
   return { forwarder, calls };
 }
 
+/** A router on a node that owns nothing: every request goes to `call`. */
+const forwarding = (call: PeerCaller['call'], timeoutMs: number) =>
+  new ClusterRouter({
+    ownership: ownership('front', false),
+    shardCount: SHARDS,
+    local: {} as PurchaseRouter,
+    peers: { call },
+    localSagaWait: async () => undefined,
+    timeoutMs,
+  });
+
 const request = (): PurchaseRequest => ({
   productId: 1,
   userId: 'u',
@@ -115,15 +126,7 @@ t.test('without forwardSagaWaitMs the owner answers at once, and the wait is its
 t.test(
   'giving up on an owner that never answered says the outcome is unknown (504), not that nobody owns it',
   async (t) => {
-    const forwarder = (call: PeerCaller['call']) =>
-      new ClusterRouter({
-        ownership: ownership('front', false),
-        shardCount: SHARDS,
-        local: {} as PurchaseRouter,
-        peers: { call },
-        localSagaWait: async () => undefined,
-        timeoutMs: 300,
-      });
+    const forwarder = (call: PeerCaller['call']) => forwarding(call, 300);
     const silent = forwarder(
       (_address, op, _body, deadline) =>
         new Promise((_resolve, reject) =>
@@ -181,5 +184,49 @@ t.test(
       kind: 'refused',
       reason: 'DEADLINE_EXCEEDED',
     });
+  },
+);
+
+t.test(
+  "an order found again after this request's own unanswered attempt is answered as made, not as a replay",
+  async (t) => {
+    const replayed = { kind: 'replayed', order: { orderId: 'o-1' } } as unknown as PurchaseOutcome;
+    const forwarder = (call: PeerCaller['call']) => forwarding(call, 1_000);
+    // The owner committed the first attempt but answered too late; the second attempt finds the order.
+    let attempts = 0;
+    const slowOwner = forwarder(async () => {
+      attempts += 1;
+      if (attempts === 1) throw new AppError('DEADLINE_EXCEEDED', 'peer did not answer purchase in time');
+      return replayed;
+    });
+    t.same(await slowOwner.purchase(request()), created('o-1'), 'created: the client sent it once');
+    t.equal(attempts, 2);
+
+    // A first attempt answered as a replay is the client's own retry: it stays one.
+    const answered = forwarder(async () => replayed);
+    t.same(await answered.purchase(request()), replayed);
+
+    // The owner's own actor refused with its write under way, then found it: the same as a late owner.
+    let local = 0;
+    const owner = new ClusterRouter({
+      ownership: ownership('owner', true),
+      shardCount: SHARDS,
+      local: {
+        purchase: async () =>
+          (local += 1) === 1
+            ? {
+                kind: 'refused',
+                reason: 'OWNERSHIP_LOST',
+                message: 'its write was under way',
+                uncertain: true,
+              }
+            : replayed,
+      } as unknown as PurchaseRouter,
+      peers: { call: async () => undefined },
+      localSagaWait: async () => undefined,
+      timeoutMs: 1_000,
+    });
+    t.same(await owner.purchase(request()), created('o-1'));
+    t.equal(local, 2);
   },
 );
