@@ -19,8 +19,13 @@ const options: BenchOptions = {
   runTag: 'test',
 };
 
-/** A run whose steps pass while `rate <= limits[path]`, recording the order in which they ran. */
-async function stepUp(limits: Record<string, number>, declared = ['step', 'max-steps', 'down-steps']) {
+/** A run whose steps pass while `rate <= limits[path]`, recording the order in which they ran; the first
+ * `disturbed[path@rate]` measurements of a step fail, the host taking 0.5 cores meanwhile. */
+async function stepUp(
+  limits: Record<string, number>,
+  disturbed: Record<string, number> = {},
+  declared = ['step', 'max-steps', 'down-steps'],
+) {
   const progress: string[] = [];
   const io = {
     progress: (l: string) => progress.push(l),
@@ -36,9 +41,20 @@ async function stepUp(limits: Record<string, number>, declared = ['step', 'max-s
     down: run.downRates(ladder),
     pause: 0,
     step: async (path, rate) => {
-      ran.push(`${path}@${rate}`);
-      const result = { label: `${path} @ ${rate}/s`, wallS: 1 } as unknown as OpenLoopResult;
-      return { path, offered: rate, pass: rate <= limits[path]!, result };
+      const at = `${path}@${rate}`;
+      ran.push(at);
+      const result = {
+        label: `${path} @ ${rate}/s`,
+        wallS: 1,
+        ops: new Map(),
+        schedulerLag: { percentile: () => 0 },
+        warnings: [],
+        generatorCores: 0,
+      } as unknown as OpenLoopResult;
+      const stolen = (disturbed[at] ?? 0) > 0;
+      if (stolen) disturbed[at]! -= 1;
+      const pass = rate <= limits[path]! && !stolen;
+      return { path, offered: rate, pass, result, otherCores: 0, cpu: { stealCores: stolen ? 0.5 : 0 } };
     },
     keep: (s) => s.pass,
     says: (s) => (s.pass ? 'meets' : 'BREAKS'),
@@ -48,7 +64,8 @@ async function stepUp(limits: Record<string, number>, declared = ['step', 'max-s
       steps.filter((s) => s.path === path),
       (s) => s.pass,
     );
-  return { ran, of, progress, ladder, down: run.downRates(ladder) };
+  const report = await run.report({ steps, notes: [], summary: {}, table: { columns: [], rows: [] } });
+  return { ran, of, progress, ladder, down: run.downRates(ladder), report };
 }
 
 t.test('a path that breaks at its first rate steps down until it meets the rule', async (t) => {
@@ -95,6 +112,31 @@ t.test('a path that never breaks is capped; one that breaks later never steps do
   t.equal(of('baseline').best?.offered, 150);
   t.equal(of('baseline').broke?.offered, 225);
 });
+
+t.test(
+  'a step that failed while disturbed is measured again, once; the first stays in the details',
+  async (t) => {
+    const { ran, of, progress, report } = await stepUp(
+      { actor: 150, baseline: 1_000 },
+      { 'actor@100': 1, 'baseline@150': 2 },
+    );
+    t.same(ran, [
+      'actor@100',
+      'actor@100',
+      'baseline@100',
+      'actor@150',
+      'baseline@150',
+      'baseline@150',
+      'actor@225',
+    ]);
+    t.equal(of('actor').best?.offered, 150, 'the second measurement counts');
+    t.equal(of('baseline').broke?.offered, 150, 'disturbed twice: broken at the second measurement');
+    t.match(progress.join('\n'), /actor @ 100\/s: BREAKS; DISTURBED, measuring it again/);
+    t.equal(report.summary['remeasured_steps'], 2);
+    t.equal((report.details as { remeasured: unknown[] }).remeasured.length, 2);
+    t.equal((report.details as { steps: unknown[] }).steps.length, 5, 'the report keeps the second of each');
+  },
+);
 
 t.test('--param down-steps=0 turns the step-down off; an undeclared one is an error', async (t) => {
   const run = new Run('unit', { ...options, params: { 'down-steps': '0' } }, undefined as never, [
