@@ -144,8 +144,6 @@ export class Run {
   /** What a loopback round trip cost a process when the run began (`setUp`), CPU-µs. */
   ioCost?: Awaited<ReturnType<typeof probeIo>>;
   opened = 0;
-  /** Steps `stepUp` measured again because they failed while disturbed: their details, for the report. */
-  private readonly remeasured: unknown[] = [];
   private leasesBefore = 0;
   private purchaseStream?: ReturnType<PurchaseLedger['stream']>;
 
@@ -159,6 +157,8 @@ export class Run {
      * replays by a node straight, no nginx to retry: a bug). */
     private readonly found = {
       checks: [] as ProductCheck[],
+      /** Steps `stepUp` measured again because they failed while disturbed: the first measurements' details. */
+      remeasured: [] as unknown[],
       ...{ stillPending: 0, replayed: 0, unexpectedReplays: 0, shardLosses: 0 },
     },
   ) {
@@ -306,7 +306,7 @@ export class Run {
       readonly shared?: string;
     },
   ): Promise<ScenarioResult> {
-    const { checks, ...f } = this.found;
+    const { checks, remeasured, ...f } = this.found;
     const [restarted, nodes] = [this.restarted(), this.cluster?.nodes.length ?? 0];
     const shardLosses = f.shardLosses + (await this.leaseLosses());
     const service = nodes > 1 ? `${nodes} nodes` : 'the service';
@@ -334,8 +334,8 @@ export class Run {
         `WARNING: the host took up to ${steal.toFixed(2)} of this machine's ${cores()} cores (steal, /proc/stat): figures measured meanwhile are lower than the machine's own`,
       this.ioCost !== undefined &&
         `this machine now: a loopback round trip cost a process ${this.ioCost.busyUs} CPU-µs back to back, ${this.ioCost.afterSleepUs} after a ${this.ioCost.gapMs} ms sleep (bench/RESULTS.md: the figures at low rates follow it; compare runs of similar readings)`,
-      this.remeasured.length > 0 &&
-        `${this.remeasured.length} steps failed while disturbed and were measured again (the first measurements: details.remeasured)`,
+      remeasured.length > 0 &&
+        `${remeasured.length} steps failed while disturbed and were measured again (the first measurements: details.remeasured)`,
       shardLosses > 0 &&
         `WARNING: the nodes lost ${shardLosses} shard leases during the run (shard_ownership_changes_total)`,
       shown.map((c) => checkNote(c)),
@@ -348,7 +348,7 @@ export class Run {
       ...r.summary,
       ...(checks.length > 0 && { oversold }),
       disturbed_steps: disturbed.length,
-      remeasured_steps: this.remeasured.length,
+      remeasured_steps: remeasured.length,
       load_generator_cores: m.round(gen, 2),
       load_generator_machine_share: m.round(gen / cores(), 2),
       generator_warnings: sum(r.steps, (s) => s.result.warnings.length),
@@ -364,7 +364,7 @@ export class Run {
       ...(checks.length > 0 && { checks, stackRestarted: restarted }),
       ...(this.ledger?.ambiguous.length > 0 && { ambiguousSample: this.ledger.ambiguous.slice(0, 100) }),
       steps: r.steps.map((s) => stepDetails({ startS: 0, ...s })),
-      ...(this.remeasured.length > 0 && { remeasured: this.remeasured }),
+      ...(remeasured.length > 0 && { remeasured }),
     };
     return { ok, summary, table: r.table, notes, details, charts: r.charts };
   }
@@ -509,7 +509,7 @@ export class Run {
       await this.openLoop(`warm-up ${path}`, loop.rates[0]!, warmUp![0], warmUp![1](path));
     let clock = 0;
     const measured = async (path: P, rate: number) => {
-      if (steps.length + this.remeasured.length > 0 && pause > 0) await sleep(pause * 1000);
+      if (clock > 0 && pause > 0) await sleep(pause * 1000);
       const step = await loop.step(path, rate, clock);
       clock += step.result.wallS + pause;
       return step;
@@ -520,7 +520,7 @@ export class Run {
       // service: it is measured once more, and the first is kept in the report's details.
       if (!loop.keep(step) && isDisturbed(step, []) && !this.io.signal.aborted) {
         this.io.progress(`bench: ${step.result.label}: ${loop.says(step)}; DISTURBED, measuring it again`);
-        this.remeasured.push(stepDetails({ ...step, startS: clock }));
+        this.found.remeasured.push(stepDetails({ ...step, startS: clock }));
         step = await measured(path, rate);
       }
       this.io.progress(`bench: ${step.result.label}: ${loop.says(step)}`);

@@ -14,9 +14,11 @@ const PATHS: readonly Strategy[] = ['actor', 'baseline'];
 type Capacity = ReturnType<typeof bench.capacity<bench.PathStep>>;
 
 const capText = (c: Capacity) =>
-  c.best === undefined
-    ? `none: broke the SLO at every step, down to ${num(c.broke!.offered)}/s (lower --rate or more --param down-steps)`
-    : `${num(c.best.result.okPerS)}/s (offered ${num(c.best.offered)}/s, p99 ${c.best.p99} ms)${c.capped ? ' or more: never broke the SLO within --param max-steps' : `; broke at ${num(c.broke!.offered)}/s (p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`;
+  c.broke === undefined && c.best === undefined
+    ? 'none: no step ran'
+    : c.best === undefined
+      ? `none: broke the SLO at every step, down to ${num(c.broke!.offered)}/s (lower --rate or more --param down-steps)`
+      : `${num(c.best.result.okPerS)}/s (offered ${num(c.best.offered)}/s, p99 ${c.best.p99} ms)${c.capped ? ' or more: never broke the SLO within --param max-steps' : `; broke at ${num(c.broke!.offered)}/s (p99 ${c.broke!.p99} ms, errors ${(c.broke!.errorShare * 100).toFixed(2)}%)`}`;
 
 export default bench.defineScenario({
   name: 'hot-sku',
