@@ -275,7 +275,9 @@ export class Run {
     // A replay is a retry on the way that found its first attempt committed: nginx's (proxy_next_upstream
     // non_idempotent, a node failed). The nodes' own retries (forwarding again after an owner went silent, a
     // write under way) answer such an order as made (src/cluster/router.ts): without nginx, a replay is a bug.
-    const unexpected = this.cluster?.nginx === undefined ? replayed : 0;
+    // A service of `--url` may sit behind a balancer of its own: its replays are not judged.
+    const own = this.cluster !== undefined && this.options.url === undefined;
+    const unexpected = own && this.cluster.nginx === undefined ? replayed : 0;
     const f = this.found;
     Object.assign(f, {
       stillPending: f.stillPending + stillPending,
