@@ -77,8 +77,8 @@ const movedAway = (outcome: Outcome | undefined): boolean =>
  * most likely that attempt's, so it is answered as made now, not as the client's replay (no
  * `Idempotent-Replayed`: the client sent the request once).
  */
-const ownAttempt = <T extends Outcome>(outcome: T, earlierMayApply: boolean): T =>
-  earlierMayApply && outcome.kind === 'replayed' ? { ...outcome, kind: 'created' } : outcome;
+const ownAttempt = <T extends Outcome>(outcome: T | undefined, earlierMayApply: boolean): T | undefined =>
+  earlierMayApply && outcome?.kind === 'replayed' ? { ...outcome, kind: 'created' } : outcome;
 
 /**
  * Sends each product's work to its shard's owner: this node's actors when it holds the lease, else the
@@ -260,14 +260,11 @@ export class ClusterRouter implements PurchaseRouter {
     // out or its connection failed; a refusal marked `uncertain`): giving up then says the outcome is
     // unknown, not that nothing owns the product.
     let unanswered = false;
-    // Whether an attempt before the current one may have been applied (`ownAttempt`).
-    let earlier = false;
     for (;;) {
       let outcome: T | undefined;
       if (ownership.holds(shard)) {
         this.options.onAttempt?.(op, 'local');
-        earlier = unanswered;
-        outcome = await local();
+        outcome = ownAttempt(await local(), unanswered);
         unanswered ||= uncertain(outcome);
       } else {
         // Usually one address; while Redis is unreachable, each peer in turn until one holds the shard.
@@ -276,7 +273,7 @@ export class ClusterRouter implements PurchaseRouter {
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
           this.options.onAttempt?.(op, 'forwarded');
-          earlier = unanswered;
+          const earlier = unanswered;
           this.trace?.debug({ reqId: requestIdOf(body), op, productId, address }, 'forwarded to the owner');
           outcome = (await peers.call(address, op, body, attemptDeadline).catch((err: unknown) => {
             if ((err as { retryable?: boolean }).retryable === false) throw err;
@@ -287,11 +284,12 @@ export class ClusterRouter implements PurchaseRouter {
             unanswered = true;
             return undefined; // the peer is gone or slow: look again
           })) as T | undefined;
+          outcome = ownAttempt(outcome, earlier);
           unanswered ||= uncertain(outcome);
-          if (!movedAway(outcome)) return ownAttempt(outcome!, earlier);
+          if (!movedAway(outcome)) return outcome!;
         }
       }
-      if (!movedAway(outcome)) return ownAttempt(outcome!, earlier);
+      if (!movedAway(outcome)) return outcome!;
       // A leaving node that finds no other owner gives up at once: nothing will take the shard while it waits.
       const giveUp = ownership.leaving && ownership.ownerOf(shard) === undefined;
       if (giveUp || Date.now() + delay >= deadline)
