@@ -1,5 +1,6 @@
 import { createHistogram, performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Gauge, type Registry } from 'prom-client';
+import { every, type Periodic } from './timeouts.js';
 
 export const loopDelayDefaults = {
   /** How often the delay is sampled while the loop is busy, ms (prom-client's default precision). */
@@ -51,8 +52,7 @@ export class LoopDelayMonitor {
   private readonly histogram = createHistogram();
   private sampler: NodeJS.Timeout | undefined;
   private lastTick = 0;
-  private lastCheck: number;
-  private readonly checker: NodeJS.Timeout;
+  private readonly checker: Periodic;
   private utilization: EventLoopUtilization = performance.eventLoopUtilization();
   private quietChecks = 0;
 
@@ -100,15 +100,16 @@ export class LoopDelayMonitor {
       'nodejs_eventloop_lag_p99_seconds',
       'The 99th percentile of the recorded event loop delays.',
     );
-    this.lastCheck = performance.now();
-    this.checker = setInterval(() => {
-      // The check's lateness is a sample of the delay for free, recorded as a 10 ms timer's tick would be.
-      const now = performance.now();
-      const lateMs = now - this.lastCheck - loopDelayDefaults.checkEveryMs;
-      this.lastCheck = now;
-      if (this.sampler === undefined) this.record(lateMs);
-      this.check();
-    }, loopDelayDefaults.checkEveryMs).unref();
+    // On the shared wake-ups of the node's periodic jobs (every): the check costs no wake-up of its own.
+    this.checker = every(
+      loopDelayDefaults.checkEveryMs,
+      (lateMs) => {
+        // The check's lateness is a sample of the delay for free, recorded as a 10 ms timer's tick would be.
+        if (this.sampler === undefined) this.record(Math.max(0, lateMs));
+        this.check();
+      },
+      { unref: true },
+    );
   }
 
   /** One sample: the time between two ticks of a 10 ms timer whose tick came `lateMs` late. */
@@ -123,7 +124,7 @@ export class LoopDelayMonitor {
 
   /** Stops sampling and checking (the gauges stay registered). */
   stop(): void {
-    clearInterval(this.checker);
+    this.checker.stop();
     this.stopSampling();
   }
 

@@ -1,6 +1,6 @@
 import nact from 'nact';
 import type { ActorSystemRef } from 'nact';
-import { sleep } from '../../src/timeouts.js';
+import { every, sleep, type Periodic } from '../../src/timeouts.js';
 import { spawnProductActor, type ProductActorHandle } from './product-actor.js';
 import type {
   BatchResult,
@@ -68,7 +68,7 @@ export class ProductActors {
   /** Actors being handed off: no new work; they retire once what they hold is answered. */
   private readonly closing = new Set<Entry>();
   private readonly flusher: BatchFlusher;
-  private readonly sweeper: NodeJS.Timeout;
+  private readonly sweeper: Periodic;
   private readonly now: () => number;
   private admitting = true;
   private outstanding = 0;
@@ -79,11 +79,9 @@ export class ProductActors {
   constructor(private readonly options: ProductActorsOptions) {
     this.now = options.now ?? Date.now;
     this.flusher = new BatchFlusher(options, new StockWriteThrough(options));
-    this.sweeper = setInterval(
-      () => this.passivateIdle(),
-      Math.max(10, Math.floor(options.passivateAfterMs / 2)),
-    );
-    this.sweeper.unref();
+    this.sweeper = every(Math.max(10, Math.floor(options.passivateAfterMs / 2)), () => this.passivateIdle(), {
+      unref: true,
+    });
   }
 
   /** Calls `listener` inside the actor when a batch commits, before its replies (new orders start sagas). */
@@ -210,7 +208,7 @@ export class ProductActors {
     }
     for (const entry of [...this.entries.values()])
       this.retire(entry, 'SHUTTING_DOWN', 'this node is shutting down; retry');
-    clearInterval(this.sweeper);
+    this.sweeper.stop();
     return complete;
   }
 

@@ -1,6 +1,7 @@
 import type { Logger } from '../../src/logger.js';
 import type { SagaCoordinators } from './saga-coordinators.js';
 import type { SagaOrder } from '../../src/domain/index.js';
+import { every, type Periodic } from '../../src/timeouts.js';
 
 /** Pause between two sweeps for sagas left idle, ms. */
 const SWEEP_INTERVAL_MS = 5_000;
@@ -30,7 +31,7 @@ export interface SagaRecoveryOptions {
  * payment provider what happened to its key, then confirms or compensates; no order stays pending.
  */
 export class SagaRecovery {
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Periodic | undefined;
   private sweeping: Promise<number> | undefined;
 
   constructor(private readonly options: SagaRecoveryOptions) {}
@@ -47,12 +48,11 @@ export class SagaRecovery {
 
   start(): void {
     const intervalMs = this.options.intervalMs ?? SWEEP_INTERVAL_MS;
-    this.timer = setInterval(() => void this.sweep(this.options.idleForMs), intervalMs);
-    this.timer.unref();
+    this.timer = every(intervalMs, () => void this.sweep(this.options.idleForMs), { unref: true });
   }
 
   stop(): void {
-    clearInterval(this.timer);
+    this.timer?.stop();
   }
 
   private sweep(idleForMs?: number): Promise<number> {

@@ -1,6 +1,7 @@
 import type { Membership, ShardOwner } from '../storage/shard-leases.js';
 import { evictDeadPeers, type DeadPeerOptions } from './dead-peers.js';
 import { desiredShards } from './shards.js';
+import { every, type Periodic } from '../timeouts.js';
 
 /** With the dead-peer eviction's options: leases, nodeId, shardCount, renewMs, logger (dead-peers.ts). */
 export interface OwnershipOptions extends DeadPeerOptions {
@@ -51,7 +52,7 @@ export class Ownership {
   private readonly releasing = new Set<number>();
   private owners: (ShardOwner | undefined)[] = [];
   private membership: Membership = { nodes: [], lastSeen: new Map(), addresses: new Map() };
-  private timer: NodeJS.Timeout | undefined;
+  private renewals: Periodic | undefined;
   private ticking: Promise<void> | undefined;
   private again = false;
   private stopped = false;
@@ -128,7 +129,7 @@ export class Ownership {
       })
       .catch(() => undefined); // without it, rebalances still happen every renewal
     await this.options.leases.announce(`joined ${this.options.nodeId}`).catch(() => undefined);
-    this.timer = setInterval(() => void this.tick(), this.options.renewMs);
+    this.renewals = every(this.options.renewMs, () => void this.tick());
   }
 
   /** Rebalances now, reading every shard's owner again (another node joined, left, took or released shards). */
@@ -163,7 +164,7 @@ export class Ownership {
   /** Graceful leave: out of the membership, every shard drained and released, the others told at once. */
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
+    this.renewals?.stop();
     await this.ticking;
     const { leases, nodeId } = this.options;
     await leases.leave(nodeId).catch(() => undefined);

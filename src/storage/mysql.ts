@@ -2,6 +2,7 @@ import mysql, { type Pool, type PoolOptions, type RowDataPacket } from 'mysql2/p
 import type { Config, MysqlEndpoint } from '../config.js';
 import { AppError, isConnectionError } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { every } from '../timeouts.js';
 import { readCaFile } from './tls.js';
 
 export type { Pool, PoolConnection, RowDataPacket, ResultSetHeader } from 'mysql2/promise';
@@ -196,7 +197,7 @@ export function createMysqlPools(config: Pick<Config, 'mysql'>, logger?: Logger)
   };
   const timer =
     config.mysql.discoveryMs > 0
-      ? setInterval(() => void discover().catch(() => undefined), config.mysql.discoveryMs).unref()
+      ? every(config.mysql.discoveryMs, () => void discover().catch(() => undefined), { unref: true })
       : undefined;
   if (timer !== undefined) void discover().catch(() => undefined);
 
@@ -211,7 +212,7 @@ export function createMysqlPools(config: Pick<Config, 'mysql'>, logger?: Logger)
     },
     discover,
     async close() {
-      clearInterval(timer);
+      timer?.stop();
       await Promise.allSettled(servers.map((server) => server.pool.end()));
     },
   };

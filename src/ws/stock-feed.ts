@@ -2,6 +2,7 @@ import type { TemplatedApp } from 'uWebSockets.js';
 import type { Logger } from '../logger.js';
 import { duplicateRedis, type Redis } from '../storage/redis.js';
 import { encodeFrame, stockFrame } from './frames.js';
+import { every, type Periodic } from '../timeouts.js';
 import type { StockState, WireFormat } from './types.js';
 
 /** Reads the current stock of products (the catalog: Redis, then the replica); undefined = no such product. */
@@ -48,7 +49,7 @@ export class StockFeed {
   /** Changes committed on this node in this event-loop turn; published together, off the commit path. */
   private queued: (StockState & { announced: boolean })[] = [];
   private subscriber: Redis | undefined;
-  private resyncTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: Periodic | undefined;
   private readonly counts = { committed: 0, received: 0, published: 0, stale: 0, publishFailures: 0 };
 
   constructor(private readonly options: StockFeedOptions) {}
@@ -80,13 +81,12 @@ export class StockFeed {
         logger.warn({ err: (err as Error).message }, 'stock channel subscribe failed; retried on reconnect'),
     );
     const resyncMs = this.options.resyncMs ?? 5_000;
-    this.resyncTimer = setInterval(() => void this.resync(), resyncMs);
-    this.resyncTimer.unref();
+    this.resyncTimer = every(resyncMs, () => void this.resync(), { unref: true });
   }
 
   stop(): void {
     this.options.onLive?.(false);
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    this.resyncTimer?.stop();
     this.subscriber?.disconnect();
     this.subscriber = undefined;
   }
