@@ -555,14 +555,18 @@ export function openStep(measured: m.MeasuredPhase<OpenLoopResult>, offered: num
 /** The lowest offered rate that failed `ok` (`broke`), the highest that passed below it (`best`), and whether
  * none failed (`capped`): in a step-up, the step before the first failure; after a step-down, the first pass. */
 export function capacity<S extends { readonly offered: number }>(steps: readonly S[], ok: (s: S) => boolean) {
-  const lowest = (a: S | undefined, s: S) => (a === undefined || s.offered < a.offered ? s : a);
-  const broke = steps.filter((s) => !ok(s)).reduce<S | undefined>(lowest, undefined);
-  const passing = steps.filter((s) => ok(s) && (broke === undefined || s.offered < broke.offered));
-  const best = passing.reduce<S | undefined>(
-    (a, s) => (a === undefined || s.offered > a.offered ? s : a),
-    undefined,
+  // The step of `list` whose offered rate `before` puts ahead of every other's.
+  const top = (list: S[], before: (a: number, b: number) => boolean) =>
+    list.reduce<S | undefined>(
+      (a, s) => (a === undefined || before(s.offered, a.offered) ? s : a),
+      undefined,
+    );
+  const broke = top(
+    steps.filter((s) => !ok(s)),
+    (a, b) => a < b,
   );
-  return { best, capped: broke === undefined && steps.length > 0, broke };
+  const below = steps.filter((s) => ok(s) && (broke === undefined || s.offered < broke.offered));
+  return { best: top(below, (a, b) => a > b), capped: broke === undefined && steps.length > 0, broke };
 }
 
 /** `{ <prefix>_<key>: value }` for each key of `keys`. */

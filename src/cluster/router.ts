@@ -273,18 +273,20 @@ export class ClusterRouter implements PurchaseRouter {
           // request to its deadline while its shard moves elsewhere (a late delivery is fenced there).
           const attemptDeadline = Math.min(deadline, Date.now() + FORWARD_ATTEMPT_MS);
           this.options.onAttempt?.(op, 'forwarded');
-          const earlier = unanswered;
           this.trace?.debug({ reqId: requestIdOf(body), op, productId, address }, 'forwarded to the owner');
-          outcome = (await peers.call(address, op, body, attemptDeadline).catch((err: unknown) => {
-            if ((err as { retryable?: boolean }).retryable === false) throw err;
-            this.trace?.debug(
-              { reqId: requestIdOf(body), op, productId, address, err: (err as Error).message },
-              'owner did not answer; looking again',
-            );
-            unanswered = true;
-            return undefined; // the peer is gone or slow: look again
-          })) as T | undefined;
-          outcome = ownAttempt(outcome, earlier);
+          outcome = await peers.call(address, op, body, attemptDeadline).then(
+            // Judged against the attempts before this one, as the local branch's answer is.
+            (answer) => ownAttempt(answer as T | undefined, unanswered),
+            (err: unknown) => {
+              if ((err as { retryable?: boolean }).retryable === false) throw err;
+              this.trace?.debug(
+                { reqId: requestIdOf(body), op, productId, address, err: (err as Error).message },
+                'owner did not answer; looking again',
+              );
+              unanswered = true;
+              return undefined; // the peer is gone or slow: look again
+            },
+          );
           unanswered ||= uncertain(outcome);
           if (!movedAway(outcome)) return outcome!;
         }
