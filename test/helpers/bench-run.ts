@@ -33,7 +33,7 @@ export function benchRunner(t: Test): (args: readonly string[]) => Promise<Bench
   return (args) =>
     new Promise((resolve, reject) => {
       const [command, argv] = nodeCommand(
-        ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build', '--out', out, ...quickStop],
+        ['--import', 'tsx/esm', 'bench/cli.ts', ...args, '--no-build', '--out', out, ...quickStop],
         process.env,
       );
       const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
