@@ -23,23 +23,6 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** tap's @tapjs/processinfo hook in NODE_OPTIONS (quoted or not): tap sets it for a test process and adds it back
- * to every spawn's. */
-const TAP_PROCESSINFO = /"?--(?:import|loader)=[^"\s]*@tapjs[\\/]processinfo[^"\s]*"?/g;
-
-/**
- * How to spawn `node <args>` with `env` (its command and arguments): node itself, or under tap (whose
- * processinfo hook re-adds itself to the environment of every spawn, whatever `env` says) through
- * `/usr/bin/env NODE_OPTIONS=<env's without the hook>`, which execs node in the same process. A node a
- * test or the bench smoke starts then loads as in production: ~0.5 s less CPU for an app node's start.
- */
-export function nodeCommand(args: readonly string[], env: NodeJS.ProcessEnv): [string, string[]] {
-  const underTap = (process.env['NODE_OPTIONS'] ?? '').match(TAP_PROCESSINFO) !== null;
-  if (!underTap) return [process.execPath, [...args]];
-  const options = (env['NODE_OPTIONS'] ?? '').replace(TAP_PROCESSINFO, '').trim();
-  return ['/usr/bin/env', [`NODE_OPTIONS=${options}`, process.execPath, ...args]];
-}
-
 export interface LaunchSettings {
   /** Node's arguments (flags, then the entry file), after the service's own flags (SERVICE_NODE_FLAGS). */
   readonly args: readonly string[];
@@ -73,8 +56,7 @@ export interface LaunchedNode {
 }
 
 export function launchNode(settings: LaunchSettings): LaunchedNode {
-  const [command, args] = nodeCommand([...SERVICE_NODE_FLAGS, ...settings.args], settings.env);
-  const child = spawn(command, args, {
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...settings.args], {
     cwd: settings.cwd,
     env: settings.env,
     stdio: ['ignore', 'pipe', 'pipe'],

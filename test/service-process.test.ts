@@ -1,14 +1,14 @@
 // The service as a real process (`node --import tsx src/main.ts`) against the real stack: it becomes ready and
 // stops cleanly on SIGTERM, and bad settings stop it at once with every bad variable named. Stops nothing
 // shared, so it runs beside other files; readiness through a Redis outage is in test/faults/ready.test.ts. And
-// the launcher's node command: the nodes tests start run without tap's processinfo hook.
+// the processes tests start run without tap's processinfo hook (test/helpers/untracked-children.mjs).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { REPO_ROOT } from '../scripts/stack/layout.js';
 import { uniq } from './helpers/app.js';
 import { throwawayDatabase } from './helpers/database.js';
-import { freePort, nodeCommand, waitReady } from '../scripts/node-launcher.js';
+import { freePort, waitReady } from '../scripts/node-launcher.js';
 
 const PROCESS_READY_MS = 60_000;
 const PROCESS_EXIT_MS = 5_000;
@@ -81,25 +81,26 @@ void t.test('process: invalid settings exit with code 2 and name every bad varia
 });
 
 void t.test(
-  "a node the tests start runs without tap's processinfo hook, with the rest of NODE_OPTIONS",
+  "a process a test starts runs without tap's processinfo hook, with the rest of NODE_OPTIONS",
   async (t) => {
     const hook = /@tapjs[\\/]processinfo/;
-    t.match(process.env['NODE_OPTIONS'], hook, 'this test process has the hook (tap put it there)');
-    const print = 'process.stdout.write(JSON.stringify([process.env.NODE_OPTIONS, process.execArgv.length]))';
-    for (const [own, expected] of [
-      [undefined, ''],
-      ['--max-old-space-size=300', '--max-old-space-size=300'],
+    t.match(process.execArgv.join(' '), hook, 'this test process runs with the hook (tap put it there)');
+    const print = 'process.stdout.write(JSON.stringify([process.env.NODE_OPTIONS ?? "", process.execArgv]))';
+    const own = '--max-old-space-size=300';
+    // Both ways a test starts a child: with the environment it inherits, and with an `env` of its own.
+    for (const [how, env, expected] of [
+      ['inherited environment', undefined, process.env['NODE_OPTIONS'] ?? ''],
+      ['own env, no option of its own', { ...process.env, NODE_OPTIONS: undefined }, ''],
+      [`own env, ${own}`, { ...process.env, NODE_OPTIONS: own }, own],
     ] as const) {
-      const env = { ...process.env, NODE_OPTIONS: [process.env['NODE_OPTIONS'], own].join(' ') };
-      const [command, args] = nodeCommand(['-e', print], env);
-      const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'inherit'] });
+      const child = spawn(process.execPath, ['-e', print], { env, stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
       await new Promise((resolve) => child.once('close', resolve));
-      const [options, execArgs] = JSON.parse(out) as [string, number];
-      t.notMatch(options, hook, `${own ?? 'no option of its own'}: no hook`);
-      t.equal(options, expected, 'its own options kept');
-      t.equal(execArgs, 2, 'node saw only its arguments');
+      const [options, execArgv] = JSON.parse(out) as [string, string[]];
+      t.notMatch(options, hook, `${how}: no hook in NODE_OPTIONS`);
+      t.equal(options, expected, `${how}: its own options kept`);
+      t.same(execArgv, ['-e', print], `${how}: node saw only its arguments`);
     }
   },
 );

@@ -4,16 +4,12 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
-import { nodeCommand } from '../../scripts/node-launcher.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function bench(...args: string[]) {
-  const [command, argv] = nodeCommand(
-    ['--import', 'tsx', 'bench/cli.ts', ...args, '--no-build'],
-    process.env,
-  );
-  const run = spawnSync(command, argv, {
+  const argv = ['--import', 'tsx/esm', 'bench/cli.ts', ...args, '--no-build'];
+  const run = spawnSync(process.execPath, argv, {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 60_000,

@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import { nodeCommand } from '../../scripts/node-launcher.js';
 import { QUICK_STOP_ENV } from './node-process.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,11 +31,8 @@ export function benchRunner(t: Test): (args: readonly string[]) => Promise<Bench
   t.teardown(() => rmSync(out, { recursive: true, force: true }));
   return (args) =>
     new Promise((resolve, reject) => {
-      const [command, argv] = nodeCommand(
-        ['--import', 'tsx/esm', 'bench/cli.ts', ...args, '--no-build', '--out', out, ...quickStop],
-        process.env,
-      );
-      const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const argv = ['--import', 'tsx/esm', 'bench/cli.ts', ...args, '--no-build', '--out', out, ...quickStop];
+      const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
