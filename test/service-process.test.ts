@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t, { type Test } from 'tap';
 import { REPO_ROOT } from '../scripts/stack/layout.js';
-import { uniq } from './helpers/app.js';
+import { uniq } from './helpers/isolation.js';
 import { throwawayDatabase } from './helpers/database.js';
 import { freePort, waitReady } from '../scripts/node-launcher.js';
 

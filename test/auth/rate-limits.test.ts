@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/config.js';
 import { AppError } from '../../src/errors.js';
 import { RedisWindowCounters } from '../../src/storage/rate-counters.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 const trusted = addressSet(['127.0.0.1', '::1']);
 

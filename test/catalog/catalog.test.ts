@@ -3,7 +3,8 @@ import { pino } from 'pino';
 import { Catalog } from '../../src/catalog/catalog.js';
 import { RedisProductCache } from '../../src/storage/product-cache.js';
 import type { Pool } from '../../src/storage/mysql.js';
-import { startApp, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { sleep } from '../../src/timeouts.js';
 import { waitFor } from '../../scripts/until.js';
 

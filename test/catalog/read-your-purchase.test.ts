@@ -3,7 +3,7 @@
 // whichever node owns the product and however far its memory or Redis lag.
 import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
 import { asUser } from '../helpers/tokens.js';
 

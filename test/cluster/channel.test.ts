@@ -18,7 +18,8 @@ import { AppError } from '../../src/errors.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { sleep } from '../../src/timeouts.js';
 import { freePort } from '../../scripts/node-launcher.js';
-import { silentLogger, uws } from '../helpers/http.js';
+import { uws } from '../helpers/http.js';
+import { silentLogger } from '../helpers/isolation.js';
 
 const SECRET = 'peer-secret-for-tests';
 

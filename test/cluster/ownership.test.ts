@@ -5,7 +5,7 @@
 import t from 'tap';
 import { until } from '../../scripts/until.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import {
   balancedPair,
   cluster,

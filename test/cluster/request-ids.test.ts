@@ -6,7 +6,8 @@
 import t, { type Test } from 'tap';
 import { REQUEST_ID_HEADER } from '../../src/events/envelope.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { ownEvents, startApp, uniq, type RunningApp } from '../helpers/app.js';
+import { startApp, type RunningApp } from '../helpers/app.js';
+import { ownEvents, uniq } from '../helpers/isolation.js';
 import { collect, waitFor } from '../helpers/events.js';
 import { asUser } from '../helpers/tokens.js';
 

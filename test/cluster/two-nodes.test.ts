@@ -3,7 +3,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
-import { totals, uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
 import { asUser } from '../helpers/tokens.js';
 

@@ -11,8 +11,8 @@ import { STACK_KAFKA_NODES, signalServer, startServer } from '../../scripts/stac
 import { newEvent, OUTBOX_INSERT, outboxRows, type EventEnvelope } from '../../src/events/envelope.js';
 import { OutboxRelay } from '../../src/events/outbox-relay.js';
 import { SalesProjection } from '../../src/projection/sales-projection.js';
-import { uniq } from '../helpers/app.js';
-import { silentLogger } from '../helpers/http.js';
+import { uniq } from '../helpers/isolation.js';
+import { silentLogger } from '../helpers/isolation.js';
 import { collect, eventsStack, topicsOnEveryBroker, uniqueProductId, waitFor } from '../helpers/events.js';
 
 /** The specification's Kafka failover target. */

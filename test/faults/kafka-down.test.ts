@@ -5,7 +5,9 @@ import t from 'tap';
 import { KAFKA_NODES, startServers, stopServers } from '../../scripts/stack/stack.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
 import { collect, outboxEvents, waitFor } from '../helpers/events.js';
-import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
+import { projectionMatches, startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 
 t.test(
   'Kafka down while purchases go on: every event arrives afterwards, once, in order per product',

@@ -19,7 +19,7 @@ import {
 } from '../../scripts/stack/stack.js';
 import { loadConfig } from '../../src/config.js';
 import { mysqlSsl } from '../../src/storage/mysql.js';
-import { totals } from '../helpers/app.js';
+import { totals } from '../helpers/database.js';
 import { cluster, purchaseLoad, settled } from '../helpers/cluster.js';
 
 /** The specification's MySQL auto-promotion target. */

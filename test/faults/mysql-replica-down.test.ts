@@ -8,7 +8,8 @@ import { serverPaths } from '../../scripts/stack/layout.js';
 import { isWritable, replicationStatus } from '../../scripts/stack/mariadb.js';
 import { logTail } from '../../scripts/stack/process.js';
 import { restoreMariadbLayout, serverPid, startServer, stopServer } from '../../scripts/stack/stack.js';
-import { startApp, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 async function until(
   what: string,

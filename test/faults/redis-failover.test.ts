@@ -8,7 +8,7 @@ import { STACK_REDIS_NODES } from '../../scripts/stack/layout.js';
 import { redisPrimaryPort, redisRole, sentinelsNotReadyToPromote } from '../../scripts/stack/redis.js';
 import { REDIS_DATA_NODES, signalServer, startServers } from '../../scripts/stack/stack.js';
 import { until } from '../../scripts/until.js';
-import { totals } from '../helpers/app.js';
+import { totals } from '../helpers/database.js';
 import { cluster, purchaseLoad, settled } from '../helpers/cluster.js';
 import { connectSubscriber, wsUrl } from '../helpers/ws-client.js';
 

@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Test } from 'tap';
 import { Agent, request } from 'undici';
 import { buildApp, type App } from '../../src/app.js';
@@ -6,30 +5,17 @@ import { loadConfig, type Config } from '../../src/config.js';
 import { openInfrastructure, type Infrastructure } from '../../src/infrastructure.js';
 import { createLogger, type DestinationStream } from '../../src/logger.js';
 import { migrate } from '../../src/storage/migrate.js';
-import type { Pool, RowDataPacket } from '../../src/storage/mysql.js';
+import type { RowDataPacket } from '../../src/storage/mysql.js';
 import {
   createPaymentProvider,
   type PaymentProvider,
   type PaymentProviderOptions,
 } from '../../src/payment-provider/server.js';
-import { createKafka } from '../../src/storage/kafka.js';
-import { checkAnswer, silentLogger, uws } from './http.js';
-import { QUICK_STOP_ENV } from './node-process.js';
+import { checkAnswer, uws } from './http.js';
+import { deleteUnsentOutboxRows, ownEvents, uniq } from './isolation.js';
 import { asAdmin, asUser, UNLIMITED_ENV } from './tokens.js';
 
 let migrated: Promise<unknown> | undefined;
-
-/** A unique prefix for ids and keys, so test files can share the stack and run in parallel. */
-export const uniq = (label = 't'): string => `${label}${randomBytes(4).toString('hex')}`;
-
-/**
- * Deletes the unsent outbox rows of a test's own topics, which go with it: no relay publishes them, and in the
- * shared outbox they would stay unsent for good. Only the unsent ones, by index (sent_at, topic, id): a delete by
- * topic alone scans the whole outbox, locking ranges other test files insert into.
- */
-export async function deleteUnsentOutboxRows(primary: Pool, topics: Readonly<Record<string, string>>) {
-  await primary.query('DELETE FROM outbox WHERE sent_at IS NULL AND topic IN (?)', [Object.values(topics)]);
-}
 
 export interface Answer {
   status: number;
@@ -177,39 +163,6 @@ export async function startApp(
 }
 
 /**
- * Environment giving an app (in-process or a node process) Kafka topics, a projection consumer group and
- * an outbox relay lock of its own, so it publishes and projects exactly its own events. At teardown the
- * topics and the group are deleted (best effort: a broker outage must not fail the teardown).
- */
-export function ownEvents(t: Test, id: string): Record<string, string> {
-  const env = {
-    KAFKA_TOPIC_INVENTORY: `${id}.inventory`,
-    KAFKA_TOPIC_ORDERS: `${id}.orders`,
-    KAFKA_TOPIC_PAYMENTS: `${id}.payments`,
-    KAFKA_TOPIC_PARTITIONS: '1',
-    OUTBOX_RELAY_LOCK: `flashsale.outbox-relay.${id}`,
-    PROJECTION_GROUP_ID: `${id}-projection`,
-    ...QUICK_STOP_ENV,
-  };
-  t.teardown(async () => {
-    const config = loadConfig({ LOG_LEVEL: 'silent', ...env });
-    const admin = createKafka(config, silentLogger, { retries: 0 }).admin();
-    try {
-      await admin.connect();
-      await admin.deleteGroups([env.PROJECTION_GROUP_ID]).catch(() => undefined);
-      const existing = new Set(await admin.listTopics());
-      const mine = Object.values(config.kafka.topics).filter((name) => existing.has(name));
-      if (mine.length > 0) await admin.deleteTopics({ topics: mine, timeout: 5_000 });
-    } catch {
-      // left for the stack's reset
-    } finally {
-      await admin.disconnect().catch(() => undefined);
-    }
-  });
-  return env;
-}
-
-/**
  * Polls GET /stats/products/:id until it equals MySQL's figures for the product (or gives up). `running`
  * is an in-process app, or any node: its primary pool and a GET of its HTTP API.
  */
@@ -243,57 +196,4 @@ export async function projectionMatches(
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
   return { want, got };
-}
-
-export interface Totals {
-  stock: number;
-  version: number;
-  /** Units of orders not cancelled (confirmed or still pending). */
-  sold: number;
-  /** Orders not cancelled. */
-  orders: number;
-  confirmed: number;
-  pending: number;
-  cancelledQuantity: number;
-}
-
-/** Stock, version and the orders of one product as a server (primary or replica) has them. */
-export async function totals(pool: Infrastructure['mysql']['primary'], productId: number): Promise<Totals> {
-  const [[row]] = await pool.query<RowDataPacket[]>(
-    `SELECT p.stock, p.version,
-            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS sold,
-            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS orders,
-            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'CONFIRMED') AS confirmed,
-            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'PENDING') AS pending,
-            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status = 'CANCELLED') AS cancelled_quantity
-       FROM products p WHERE p.id = ?`,
-    [productId],
-  );
-  if (row === undefined) throw new Error(`product ${productId} not found`);
-  return {
-    stock: Number(row['stock']),
-    version: Number(row['version']),
-    sold: Number(row['sold']),
-    orders: Number(row['orders']),
-    confirmed: Number(row['confirmed']),
-    pending: Number(row['pending']),
-    cancelledQuantity: Number(row['cancelled_quantity']),
-  };
-}
-
-/** Waits until the replica shows at least `version` of the product, then returns its totals. */
-export async function replicaTotals(
-  infra: Infrastructure,
-  productId: number,
-  version: number,
-  timeoutMs = 10_000,
-): Promise<Totals> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const seen = await totals(infra.mysql.replica, productId).catch(() => undefined);
-    if (seen !== undefined && seen.version >= version) return seen;
-    if (Date.now() > until)
-      throw new Error(`replica did not reach version ${version} of product ${productId} in ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }

@@ -3,8 +3,9 @@ import type { Test } from 'tap';
 import { electedPrimary, socketPath } from '../../scripts/stack/mariadb.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { migrate } from '../../src/storage/migrate.js';
-import { mysqlSsl } from '../../src/storage/mysql.js';
-import { uniq } from './app.js';
+import type { Infrastructure } from '../../src/infrastructure.js';
+import { mysqlSsl, type RowDataPacket } from '../../src/storage/mysql.js';
+import { uniq } from './isolation.js';
 
 export interface ThrowawayDatabase {
   /** The app's user on it: data only (SELECT, INSERT, UPDATE, DELETE), as on the service's database. */
@@ -85,4 +86,57 @@ export async function throwawayDatabase(
       MYSQL_MIGRATION_URL: url(config.mysql.migration),
     },
   };
+}
+
+export interface Totals {
+  stock: number;
+  version: number;
+  /** Units of orders not cancelled (confirmed or still pending). */
+  sold: number;
+  /** Orders not cancelled. */
+  orders: number;
+  confirmed: number;
+  pending: number;
+  cancelledQuantity: number;
+}
+
+/** Stock, version and the orders of one product as a server (primary or replica) has them. */
+export async function totals(pool: Infrastructure['mysql']['primary'], productId: number): Promise<Totals> {
+  const [[row]] = await pool.query<RowDataPacket[]>(
+    `SELECT p.stock, p.version,
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS sold,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status <> 'CANCELLED') AS orders,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'CONFIRMED') AS confirmed,
+            (SELECT COUNT(*) FROM orders WHERE product_id = p.id AND status = 'PENDING') AS pending,
+            (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE product_id = p.id AND status = 'CANCELLED') AS cancelled_quantity
+       FROM products p WHERE p.id = ?`,
+    [productId],
+  );
+  if (row === undefined) throw new Error(`product ${productId} not found`);
+  return {
+    stock: Number(row['stock']),
+    version: Number(row['version']),
+    sold: Number(row['sold']),
+    orders: Number(row['orders']),
+    confirmed: Number(row['confirmed']),
+    pending: Number(row['pending']),
+    cancelledQuantity: Number(row['cancelled_quantity']),
+  };
+}
+
+/** Waits until the replica shows at least `version` of the product, then returns its totals. */
+export async function replicaTotals(
+  infra: Infrastructure,
+  productId: number,
+  version: number,
+  timeoutMs = 10_000,
+): Promise<Totals> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const seen = await totals(infra.mysql.replica, productId).catch(() => undefined);
+    if (seen !== undefined && seen.version >= version) return seen;
+    if (Date.now() > until)
+      throw new Error(`replica did not reach version ${version} of product ${productId} in ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

@@ -24,8 +24,8 @@ import type { Consumer } from 'kafkajs';
 import { consumerDefaults, createKafka, type ServiceKafka } from '../../src/storage/kafka.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { createMysqlPools, type MysqlPools, type Pool, type RowDataPacket } from '../../src/storage/mysql.js';
-import { deleteUnsentOutboxRows, uniq } from './app.js';
-import { silentLogger } from './http.js';
+import { deleteUnsentOutboxRows, uniq } from './isolation.js';
+import { silentLogger } from './isolation.js';
 import { endWhenHeldOpen } from './open-handles.js';
 
 let migrated: Promise<unknown> | undefined;

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import type { TSchema } from 'typebox';
 import { Compile } from '#typebox';
 import type { TokenVerifier } from '../../src/auth/tokens.js';
-import { pino } from 'pino';
 import type { Test } from 'tap';
 import type { ApiRoute } from '../../src/api/contract.js';
 import { openApiDocument } from '../../src/api/openapi.js';
@@ -10,8 +9,8 @@ import { toAppError } from '../../src/errors.js';
 import { errorReply, type Reply } from '../../src/http/reply.js';
 import { createHttpServer, type Route } from '../../src/http/server.js';
 import { loadNativeUws } from '../../src/http/uws.js';
+import { silentLogger } from './isolation.js';
 
-export const silentLogger = pino({ level: 'silent' });
 export const uws = loadNativeUws({ fallbackRequested: false });
 
 /**

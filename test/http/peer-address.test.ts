@@ -5,7 +5,7 @@ import t from 'tap';
 import { json } from '../../src/http/reply.js';
 import { createHttpServer } from '../../src/http/server.js';
 import { ipv6Text, loadNativeUws, remoteAddress } from '../../src/http/uws.js';
-import { silentLogger } from '../helpers/http.js';
+import { silentLogger } from '../helpers/isolation.js';
 
 const peer = (bytes: readonly number[]) => ({ getRemoteAddress: () => new Uint8Array(bytes).buffer });
 const mapped = (a: number, b: number, c: number, d: number) => [

@@ -2,7 +2,8 @@
 // stage (queue, reserve_commit, payment, confirm_commit, reply) of purchase_stage_duration_seconds.
 import t from 'tap';
 import { PURCHASE_STAGES } from '../../src/domain/index.js';
-import { startApp, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 /** The `_count` of each stage in the /metrics text. */
 function stageCounts(text: string): Map<string, number> {

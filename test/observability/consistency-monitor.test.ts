@@ -4,7 +4,9 @@
 import mysql, { type RowDataPacket } from 'mysql2/promise';
 import t, { type Test } from 'tap';
 import { socketPath } from '../../scripts/stack/mariadb.js';
-import { projectionMatches, replicaTotals, startApp, uniq, type RunningApp } from '../helpers/app.js';
+import { projectionMatches, startApp, type RunningApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { replicaTotals } from '../helpers/database.js';
 import { throwawayDatabase } from '../helpers/database.js';
 
 /** An app on a database of its own: every product the monitor finds is this test's. */

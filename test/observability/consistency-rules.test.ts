@@ -8,7 +8,7 @@ import {
   type ProductSnapshot,
 } from '../../src/observability/consistency-rules.js';
 import type { Pool } from '../../src/storage/mysql.js';
-import { silentLogger } from '../helpers/http.js';
+import { silentLogger } from '../helpers/isolation.js';
 
 const primary = {
   stock: 8,

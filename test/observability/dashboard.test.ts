@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import { startServer } from '../../scripts/stack/stack.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { dumpDom } from '../helpers/chromium.js';
 import { cluster } from '../helpers/cluster.js';
 import { PROMETHEUS, getJson, until } from '../helpers/monitoring.js';

@@ -8,8 +8,8 @@ import { OutboxRelay } from '../../src/events/outbox-relay.js';
 import { SalesProjection } from '../../src/projection/sales-projection.js';
 import { readProductSales } from '../../src/projection/sales-store.js';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { uniq } from '../helpers/app.js';
-import { silentLogger } from '../helpers/http.js';
+import { uniq } from '../helpers/isolation.js';
+import { silentLogger } from '../helpers/isolation.js';
 import {
   eventsStack,
   insertOutbox,

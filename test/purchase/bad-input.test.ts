@@ -1,5 +1,7 @@
 import t from 'tap';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { asUser } from '../helpers/tokens.js';
 
 t.test('every bad purchase gets its status, code and field, and changes nothing', async (t) => {

@@ -2,7 +2,9 @@
 // so it takes neither the product's Redis lock nor its row; a cancellation releases stock, so it does.
 import type { RowDataPacket } from 'mysql2/promise';
 import t from 'tap';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 
 async function orderStatus(pool: import('mysql2/promise').Pool, productId: number): Promise<string[]> {
   const [rows] = await pool.query<RowDataPacket[]>('SELECT status FROM orders WHERE product_id = ?', [

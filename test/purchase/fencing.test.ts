@@ -1,5 +1,7 @@
 import t from 'tap';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 
 t.test('a batch whose version check fails commits nothing and claims no success', async (t) => {
   const running = await startApp(t);

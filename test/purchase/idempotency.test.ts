@@ -1,5 +1,7 @@
 import t from 'tap';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 
 for (const strategy of ['actor', 'baseline'] as const) {
   t.test(

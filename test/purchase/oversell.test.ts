@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap';
-import { replicaTotals, startApp, totals, uniq, type RunningApp } from '../helpers/app.js';
+import { startApp, type RunningApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { replicaTotals, totals } from '../helpers/database.js';
 
 const INITIAL = 100;
 

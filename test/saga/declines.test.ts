@@ -1,6 +1,8 @@
 import t from 'tap';
 import type { RowDataPacket } from '../../src/storage/mysql.js';
-import { projectionMatches, startApp, totals, uniq } from '../helpers/app.js';
+import { projectionMatches, startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { asUser } from '../helpers/tokens.js';
 
 const INITIAL = 800;

@@ -1,7 +1,9 @@
 import { SignJWT, generateKeyPair } from 'jose';
 import t from 'tap';
 import { defaults } from '../../src/config.js';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { asAdmin, asUser, tokenFor } from '../helpers/tokens.js';
 
 t.test('every refused token is 401 with a Bearer challenge, and changes nothing', async (t) => {

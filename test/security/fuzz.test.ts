@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import t from 'tap';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { asAdmin, asUser, tokenFor } from '../helpers/tokens.js';
 
 /**

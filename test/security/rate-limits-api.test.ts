@@ -1,6 +1,8 @@
 import t from 'tap';
 import WebSocket from 'ws';
-import { startApp, totals, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { cluster } from '../helpers/cluster.js';
 import { asUser } from '../helpers/tokens.js';
 

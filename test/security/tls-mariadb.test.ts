@@ -13,7 +13,7 @@ import { rootQuery, socketPath } from '../../scripts/stack/mariadb.js';
 import { STACK_HOST, STACK_MYSQL, STACK_PORTS } from '../../scripts/stack/stack.js';
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { createMysqlPools, mysqlSsl } from '../../src/storage/mysql.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 const execFileAsync = promisify(execFile);
 const config = loadConfig({ LOG_LEVEL: 'silent' });

@@ -24,7 +24,7 @@ import { CommitPipeline, type CycleInfo } from '../../src/storage/commit-pipelin
 import { poolOptions, type PoolConnection } from '../../src/storage/mysql.js';
 import { migrate } from '../../src/storage/migrate.js';
 import type { MysqlEndpoint } from '../../src/config.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { socketPath } from '../../scripts/stack/mariadb.js';
 import { throwawayDatabase } from '../helpers/database.js';
 

@@ -11,8 +11,8 @@ import { ensureTls } from '../../scripts/stack/tls.js';
 import { STACK_KAFKA_BROKERS } from '../../scripts/stack/layout.js';
 import { BrokerSockets, createKafka, KafkaProbe, pinoLogCreator } from '../../src/storage/kafka.js';
 import { capturingLogger, knownToEveryBroker } from '../helpers/events.js';
-import { silentLogger } from '../helpers/http.js';
-import { uniq } from '../helpers/app.js';
+import { silentLogger } from '../helpers/isolation.js';
+import { uniq } from '../helpers/isolation.js';
 
 const CONSUME_TIMEOUT_MS = 30_000;
 const FAIL_FAST_MS = 3_000;

@@ -11,7 +11,7 @@ import { throwawayDatabase as sharedThrowawayDatabase } from '../helpers/databas
 import { loadConfig, type MysqlEndpoint } from '../../src/config.js';
 import { MIGRATIONS_DIR, migrate, readMigrations } from '../../src/storage/migrate.js';
 import { mysqlSsl } from '../../src/storage/mysql.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 const REPLICATION_WAIT_MS = 5_000;
 const config = loadConfig({});

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { RedisProductCache } from '../../src/storage/product-cache.js';
 import { connectRedis, createRedis, pingRedis, type Redis } from '../../src/storage/redis.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 // Nothing listens on port 1; the connect timeout is 2 s, so fast means well under it.
 const UNREACHABLE_URL = 'redis://127.0.0.1:1';

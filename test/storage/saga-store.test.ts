@@ -8,7 +8,7 @@ import { writeBatch } from '../../src/storage/batch-writer.js';
 import { migrate } from '../../src/storage/migrate.js';
 import { poolOptions } from '../../src/storage/mysql.js';
 import { SagaStore } from '../../src/storage/saga-store.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { throwawayDatabase } from '../helpers/database.js';
 
 t.test('pending sagas carry their purchase’s request id', async (t) => {

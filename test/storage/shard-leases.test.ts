@@ -5,7 +5,7 @@ import t, { type Test } from 'tap';
 import { loadConfig } from '../../src/config.js';
 import { connectRedis, createRedis } from '../../src/storage/redis.js';
 import { RedisShardLeases } from '../../src/storage/shard-leases.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 
 const TTL_MS = 5_000;
 

@@ -6,7 +6,7 @@ import type { BatchWrite, NewOrder } from '../../src/domain/index.js';
 import { writeBatch, writeCycle, type WriteBatchOptions } from '../../src/storage/batch-writer.js';
 import { migrate, readMigrations } from '../../src/storage/migrate.js';
 import { poolOptions } from '../../src/storage/mysql.js';
-import { uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { throwawayDatabase } from '../helpers/database.js';
 
 const OPTIONS: WriteBatchOptions = {

@@ -3,7 +3,8 @@
 // killed and node B takes the product over.
 import t from 'tap';
 import { desiredOwner, shardOf } from '../../src/cluster/shards.js';
-import { totals, uniq } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { cluster, SHARDS } from '../helpers/cluster.js';
 import { asUser } from '../helpers/tokens.js';
 import { connectSubscriber, wsUrl, type Subscriber } from '../helpers/ws-client.js';

@@ -2,7 +2,8 @@
 // changes of purchases and restocks with versions, unsubscribe, msgpack, the cap, bad input.
 import t from 'tap';
 import WebSocket from 'ws';
-import { startApp, uniq } from '../helpers/app.js';
+import { startApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
 import { connectSubscriber, wsUrl } from '../helpers/ws-client.js';
 
 t.test(

@@ -3,7 +3,9 @@
 // stop reading and ask for snapshots of 50 products again and again (about 5 MB) to get there quickly;
 // the purchases made meanwhile are then skipped for them by uWS, exactly as under a burst of changes.
 import t, { type Test } from 'tap';
-import { startApp, totals, uniq, type RunningApp } from '../helpers/app.js';
+import { startApp, type RunningApp } from '../helpers/app.js';
+import { uniq } from '../helpers/isolation.js';
+import { totals } from '../helpers/database.js';
 import { connectSubscriber, wsUrl, type Subscriber } from '../helpers/ws-client.js';
 
 async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
