@@ -8,8 +8,9 @@
 /* global process -- a plain module, linted without type information */
 const spawnHooks = globalThis[Symbol.for('process-on-spawn@*:singletonId')];
 if (spawnHooks !== undefined) spawnHooks.listeners = [];
+// Only tap's entry goes (quoted or not); the other options stay as they were written.
 const options = (process.env.NODE_OPTIONS ?? '')
-  .split(/\s+/)
-  .filter((o) => !/@tapjs[\\/]processinfo/.test(o));
-if (options.join('') === '') delete process.env.NODE_OPTIONS;
-else process.env.NODE_OPTIONS = options.join(' ');
+  .replace(/"?--(?:import|loader)=[^"\s]*@tapjs[\\/]processinfo[^"\s]*"?/g, '')
+  .trim();
+if (options === '') delete process.env.NODE_OPTIONS;
+else process.env.NODE_OPTIONS = options;
